@@ -1,0 +1,210 @@
+// Package ack is the protocol between workers and the coordinator for one
+// group of one occurrence, kept in Redis.
+//
+// A worker that takes a group task calls Start: it takes the group's lease
+// (one worker at a time holds a group, however many copies of its task
+// exist), marks the run started and appends a start ack to the ack stream.
+// After each chunk it sends it calls Checkpoint, which records the last user
+// sent and the counts and renews the lease, but only while it still holds
+// the lease. At the end it calls Finish, which appends the finish ack with
+// the group's totals and frees the lease. A worker that cannot go on (the
+// channel is down, members cannot be read) calls Release so the group is
+// retried without waiting for the ack timeout.
+//
+// Each call is one Lua script, so the lease check, the run state and the ack
+// are written together or not at all. The coordinator reads the stream with
+// a consumer group (Reader) and records the acks in MySQL; the run hash lets a
+// group that comes back after a crash resume at its checkpoint.
+package ack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Ack types on the stream.
+const (
+	TypeStart   = "start"
+	TypeFinish  = "finish"
+	TypeRelease = "release"
+)
+
+// Run states in the run hash.
+const (
+	StateStarted  = "started"
+	StateQueued   = "queued"
+	StateFinished = "finished"
+	StateExpired  = "expired"
+)
+
+var (
+	// ErrHeld is returned by Start when another worker holds the group.
+	ErrHeld = errors.New("group is held by another worker")
+	// ErrLeaseLost is returned when the caller no longer holds the group's
+	// lease: it expired and another worker may have taken the group over.
+	ErrLeaseLost = errors.New("group lease lost")
+)
+
+// Tracker writes a group's acks, checkpoints and lease.
+type Tracker struct {
+	rdb    redis.UniversalClient
+	prefix string
+	// RunTTL is how long a run's state is kept in Redis after its last write.
+	RunTTL time.Duration
+	// StreamMax bounds the ack stream (approximately).
+	StreamMax int64
+}
+
+// NewTracker returns a tracker whose keys start with prefix.
+func NewTracker(rdb redis.UniversalClient, prefix string) *Tracker {
+	return &Tracker{rdb: rdb, prefix: prefix, RunTTL: 48 * time.Hour, StreamMax: 1_000_000}
+}
+
+// StreamKey is the key of the ack stream.
+func (t *Tracker) StreamKey() string { return t.prefix + "acks" }
+
+func (t *Tracker) runKey(g Group) string {
+	return t.prefix + "run:" + strconv.FormatInt(g.Occurrence, 10) + ":" + strconv.Itoa(g.Group)
+}
+
+// Group names one group of one occurrence.
+type Group struct {
+	Occurrence int64
+	Group      int
+}
+
+// Claim is what Start found.
+type Claim struct {
+	// State is StateStarted when the caller now holds the group, or
+	// StateFinished/StateExpired when the group was already done (its finish
+	// ack has been sent again).
+	State string
+	// Checkpoint is the last user ID sent by an earlier holder, "" if none.
+	Checkpoint string
+	// Sent, Failed and Expired are the counts so far.
+	Sent, Failed, Expired int
+}
+
+// Done reports whether the group needs no more work.
+func (c Claim) Done() bool { return c.State == StateFinished || c.State == StateExpired }
+
+var startScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if st == 'finished' or st == 'expired' then
+  local r = redis.call('HMGET', KEYS[1], 'sent', 'failed', 'expired', 'worker')
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 't', 'finish', 'o', ARGV[6], 'g', ARGV[7],
+    'a', ARGV[3], 's', st, 'sent', r[1] or '0', 'failed', r[2] or '0', 'exp', r[3] or '0', 'w', r[4] or '', 'at', ARGV[5])
+  return {st, '', r[1] or '0', r[2] or '0', r[3] or '0'}
+end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[4]) then
+  return {'held'}
+end
+redis.call('HSET', KEYS[1], 'state', 'started', 'worker', ARGV[2], 'attempt', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[9])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 't', 'start', 'o', ARGV[6], 'g', ARGV[7],
+  'a', ARGV[3], 'w', ARGV[2], 'at', ARGV[5])
+local r = redis.call('HMGET', KEYS[1], 'cp', 'sent', 'failed', 'expired')
+return {'started', r[1] or '', r[2] or '0', r[3] or '0', r[4] or '0'}
+`)
+
+// Start takes the lease of g for token (unique to this attempt of this
+// worker) and records the start ack. It returns ErrHeld if another holder has
+// the lease.
+func (t *Tracker) Start(ctx context.Context, g Group, attempt int, worker, token string, lease time.Duration, now time.Time) (Claim, error) {
+	keys := []string{t.runKey(g), t.runKey(g) + ":lease", t.StreamKey()}
+	res, err := startScript.Run(ctx, t.rdb, keys, token, worker, attempt, lease.Milliseconds(), now.UnixMilli(),
+		g.Occurrence, g.Group, t.StreamMax, int64(t.RunTTL/time.Second)).StringSlice()
+	if err != nil {
+		return Claim{}, fmt.Errorf("start ack: %w", err)
+	}
+	if res[0] == "held" {
+		return Claim{}, ErrHeld
+	}
+	c := Claim{State: res[0], Checkpoint: res[1]}
+	c.Sent, _ = strconv.Atoi(res[2])
+	c.Failed, _ = strconv.Atoi(res[3])
+	c.Expired, _ = strconv.Atoi(res[4])
+	return c, nil
+}
+
+var checkpointScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'cp', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'sent', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 1
+`)
+
+// Checkpoint records that every user up to and including lastUser (in sorted
+// order) has been handled, adds the chunk's counts and renews the lease.
+func (t *Tracker) Checkpoint(ctx context.Context, g Group, token, lastUser string, sent, failed int, lease time.Duration) error {
+	keys := []string{t.runKey(g), t.runKey(g) + ":lease"}
+	ok, err := checkpointScript.Run(ctx, t.rdb, keys, token, lastUser, sent, failed, lease.Milliseconds()).Int()
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if ok == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+var finishScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lost'} end
+redis.call('HSET', KEYS[1], 'state', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'expired', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[9])
+local r = redis.call('HMGET', KEYS[1], 'sent', 'failed', 'expired')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 't', 'finish', 'o', ARGV[4], 'g', ARGV[5],
+  'a', ARGV[10], 's', ARGV[2], 'sent', r[1] or '0', 'failed', r[2] or '0', 'exp', r[3] or '0', 'w', ARGV[8], 'at', ARGV[6])
+redis.call('DEL', KEYS[2])
+return {'ok', r[1] or '0', r[2] or '0', r[3] or '0'}
+`)
+
+// Finish marks g finished (or expired, with expired more users counted as
+// expired), sends the finish ack with the group's totals and frees the lease.
+func (t *Tracker) Finish(ctx context.Context, g Group, attempt int, worker, token, state string, expired int, now time.Time) (Claim, error) {
+	keys := []string{t.runKey(g), t.runKey(g) + ":lease", t.StreamKey()}
+	res, err := finishScript.Run(ctx, t.rdb, keys, token, state, expired, g.Occurrence, g.Group, now.UnixMilli(),
+		t.StreamMax, worker, int64(t.RunTTL/time.Second), attempt).StringSlice()
+	if err != nil {
+		return Claim{}, fmt.Errorf("finish ack: %w", err)
+	}
+	if res[0] == "lost" {
+		return Claim{}, ErrLeaseLost
+	}
+	c := Claim{State: state}
+	c.Sent, _ = strconv.Atoi(res[1])
+	c.Failed, _ = strconv.Atoi(res[2])
+	c.Expired, _ = strconv.Atoi(res[3])
+	return c, nil
+}
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 't', 'release', 'o', ARGV[2], 'g', ARGV[3],
+  'a', ARGV[7], 'w', ARGV[4], 'at', ARGV[5])
+redis.call('DEL', KEYS[2])
+return 1
+`)
+
+// Release frees the lease of g without finishing it, so that a retry can
+// take it, and tells the coordinator the group is waiting again.
+func (t *Tracker) Release(ctx context.Context, g Group, attempt int, worker, token string, now time.Time) error {
+	keys := []string{t.runKey(g), t.runKey(g) + ":lease", t.StreamKey()}
+	ok, err := releaseScript.Run(ctx, t.rdb, keys, token, g.Occurrence, g.Group, worker, now.UnixMilli(), t.StreamMax, attempt).Int()
+	if err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	if ok == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}

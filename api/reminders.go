@@ -1,0 +1,408 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/store"
+)
+
+// DefaultValidFor is the validity window of a reminder that does not set one.
+const DefaultValidFor = 15 * time.Minute
+
+var keyPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
+
+// ReminderTime is one entry of a reminder's times.
+type ReminderTime struct {
+	Location  string `json:"location"`
+	Zone      string `json:"zone"`
+	LocalTime string `json:"local_time"`
+}
+
+// Reminder is the JSON form of a reminder.
+type Reminder struct {
+	Key       string         `json:"key"`
+	Title     string         `json:"title"`
+	Body      string         `json:"body"`
+	Groups    int            `json:"groups"`
+	ValidFor  string         `json:"valid_for"`
+	StartsAt  *time.Time     `json:"starts_at,omitempty"`
+	EndsAt    *time.Time     `json:"ends_at,omitempty"`
+	Times     []ReminderTime `json:"times"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+}
+
+type reminderInput struct {
+	Title    string         `json:"title"`
+	Body     string         `json:"body"`
+	Groups   *int           `json:"groups"`
+	ValidFor string         `json:"valid_for"`
+	StartsAt *time.Time     `json:"starts_at"`
+	EndsAt   *time.Time     `json:"ends_at"`
+	Times    []ReminderTime `json:"times"`
+}
+
+type parsedTime struct {
+	location, zone string
+	sec            int
+}
+
+func (in *reminderInput) validate() (groups int, validFor time.Duration, times []parsedTime, p *Problem) {
+	var errs []FieldError
+	bad := func(field, msg string) { errs = append(errs, FieldError{Field: field, Message: msg}) }
+	if in.Title == "" {
+		bad("title", "is required")
+	} else if utf8.RuneCountInString(in.Title) > 200 {
+		bad("title", "must be at most 200 characters")
+	}
+	if utf8.RuneCountInString(in.Body) > 2000 {
+		bad("body", "must be at most 2000 characters")
+	}
+	groups = grouping.DefaultGroups
+	if in.Groups != nil {
+		groups = *in.Groups
+		if groups < 1 || groups > grouping.MaxGroups {
+			bad("groups", fmt.Sprintf("must be between 1 and %d", grouping.MaxGroups))
+		}
+	}
+	validFor = DefaultValidFor
+	if in.ValidFor != "" {
+		d, err := time.ParseDuration(in.ValidFor)
+		switch {
+		case err != nil:
+			bad("valid_for", `must be a duration such as "15m" or "1h30m"`)
+		case d < time.Second || d > 7*24*time.Hour:
+			bad("valid_for", "must be between 1s and 168h")
+		default:
+			validFor = d
+		}
+	}
+	if in.StartsAt != nil && in.EndsAt != nil && !in.EndsAt.After(*in.StartsAt) {
+		bad("ends_at", "must be after starts_at")
+	}
+	if len(in.Times) == 0 {
+		bad("times", "at least one {location, zone, local_time} is required")
+	}
+	if len(in.Times) > 10000 {
+		bad("times", "at most 10000 entries")
+	}
+	zones := map[string]string{}
+	seen := map[parsedTime]bool{}
+	for i, t := range in.Times {
+		f := fmt.Sprintf("times[%d]", i)
+		if !keyPattern.MatchString(t.Location) {
+			bad(f+".location", "is required: 1-100 letters, digits, '_', '.' or '-'")
+			continue
+		}
+		if _, err := localtime.LoadZone(t.Zone); err != nil {
+			bad(f+".zone", err.Error())
+			continue
+		}
+		if z, ok := zones[t.Location]; ok && z != t.Zone {
+			bad(f+".zone", fmt.Sprintf("location %q is given zones %q and %q; a location has one zone", t.Location, z, t.Zone))
+			continue
+		}
+		zones[t.Location] = t.Zone
+		sec, err := localtime.Parse(t.LocalTime)
+		if err != nil {
+			bad(f+".local_time", err.Error())
+			continue
+		}
+		pt := parsedTime{location: t.Location, zone: t.Zone, sec: int(sec)}
+		if !seen[pt] {
+			seen[pt] = true
+			times = append(times, pt)
+		}
+	}
+	if len(errs) > 0 {
+		return 0, 0, nil, problem(http.StatusUnprocessableEntity, "the reminder is not valid", errs...)
+	}
+	return groups, validFor, times, nil
+}
+
+func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) error {
+	key := r.PathValue("key")
+	if !keyPattern.MatchString(key) {
+		return problem(http.StatusUnprocessableEntity, "the reminder key must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
+	}
+	var in reminderInput
+	if p := decode(w, r, 1<<20, &in); p != nil {
+		return p
+	}
+	groups, validFor, times, p := in.validate()
+	if p != nil {
+		return p
+	}
+	ctx := r.Context()
+	created := false
+	var rem store.Reminder
+	var regrouped []grouping.Loc
+	err := a.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// Locations first: a location keeps one zone across the app's reminders.
+		locIDs := map[string]int64{}
+		for _, t := range times {
+			if _, ok := locIDs[t.location]; ok {
+				continue
+			}
+			var l store.Location
+			err := tx.Where("app_id = ? AND name = ?", app, t.location).First(&l).Error
+			if errors.Is(err, gorm.ErrRecordNotFound) {
+				l = store.Location{AppID: app, Name: t.location, Zone: t.zone}
+				err = tx.Create(&l).Error
+			}
+			if err != nil {
+				return err
+			}
+			if l.Zone != t.zone {
+				return problem(http.StatusConflict, fmt.Sprintf("location %q already has zone %q; a location keeps one zone (use another location name)", l.Name, l.Zone))
+			}
+			locIDs[t.location] = l.ID
+		}
+		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("app_id = ? AND `key` = ?", app, key).First(&rem).Error
+		switch {
+		case errors.Is(err, gorm.ErrRecordNotFound):
+			created = true
+			rem = store.Reminder{AppID: app, Key: key}
+		case err != nil:
+			return err
+		}
+		oldGroups := rem.Groups
+		rem.Title, rem.Body, rem.Groups, rem.ValidForS = in.Title, in.Body, groups, int64(validFor/time.Second)
+		rem.StartsAt, rem.EndsAt = in.StartsAt, in.EndsAt
+		if err := tx.Save(&rem).Error; err != nil {
+			return err
+		}
+		if !created && oldGroups != groups {
+			var err error
+			if regrouped, err = regroup(tx, rem.ID, groups); err != nil {
+				return err
+			}
+		}
+		// Keep the rows of times that stay (their creation time bounds
+		// catch-up), delete the ones gone, add the new ones.
+		var old []store.ReminderTime
+		if err := tx.Where("reminder_id = ?", rem.ID).Find(&old).Error; err != nil {
+			return err
+		}
+		wanted := map[[2]int64]bool{}
+		for _, t := range times {
+			wanted[[2]int64{locIDs[t.location], int64(t.sec)}] = true
+		}
+		var drop []int64
+		for _, o := range old {
+			k := [2]int64{o.LocationID, int64(o.LocalSec)}
+			if wanted[k] {
+				delete(wanted, k)
+			} else {
+				drop = append(drop, o.ID)
+			}
+		}
+		if len(drop) > 0 {
+			if err := tx.Where("id IN ?", drop).Delete(&store.ReminderTime{}).Error; err != nil {
+				return err
+			}
+		}
+		var add []store.ReminderTime
+		for k := range wanted {
+			add = append(add, store.ReminderTime{ReminderID: rem.ID, LocationID: k[0], LocalSec: int(k[1])})
+		}
+		if len(add) > 0 {
+			return tx.CreateInBatches(&add, 500).Error
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, l := range regrouped {
+		if err := a.index.Drop(ctx, l); err != nil {
+			a.log.Warn("drop index after regrouping; it is rebuilt before the next fire", "reminder", key, "err", err)
+		}
+	}
+	a.announce(ctx, key)
+	out, err := a.loadReminder(r, app, key)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, out)
+	return nil
+}
+
+// regroup recomputes the group of every subscription of a reminder for a new
+// group count and returns the locations whose index must be rebuilt.
+func regroup(tx *gorm.DB, reminder int64, groups int) ([]grouping.Loc, error) {
+	var locs []int64
+	if err := tx.Model(&store.Subscription{}).Where("reminder_id = ?", reminder).Distinct().Pluck("location_id", &locs).Error; err != nil {
+		return nil, err
+	}
+	var users []string
+	err := tx.Model(&store.Subscription{}).Where("reminder_id = ?", reminder).Order("user_id").
+		FindInBatches(&[]store.Subscription{}, 1000, func(b *gorm.DB, _ int) error {
+			subs := *(b.Statement.Dest.(*[]store.Subscription))
+			users = users[:0]
+			expr := "CASE user_id"
+			var args []any
+			for _, s := range subs {
+				expr += " WHEN ? THEN ?"
+				args = append(args, s.UserID, grouping.Of(s.UserID, groups))
+				users = append(users, s.UserID)
+			}
+			expr += " END"
+			return tx.Model(&store.Subscription{}).Where("reminder_id = ? AND user_id IN ?", reminder, users).
+				Update("group_no", gorm.Expr(expr, args...)).Error
+		}).Error
+	out := make([]grouping.Loc, len(locs))
+	for i, l := range locs {
+		out[i] = grouping.Loc{Reminder: reminder, Location: l}
+	}
+	return out, err
+}
+
+func (a *API) findReminder(r *http.Request, app int64, key string) (store.Reminder, error) {
+	var rem store.Reminder
+	err := a.db.WithContext(r.Context()).Where("app_id = ? AND `key` = ?", app, key).First(&rem).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return rem, problem(http.StatusNotFound, fmt.Sprintf("no reminder %q", key))
+	}
+	return rem, err
+}
+
+func (a *API) loadReminder(r *http.Request, app int64, key string) (Reminder, error) {
+	rem, err := a.findReminder(r, app, key)
+	if err != nil {
+		return Reminder{}, err
+	}
+	out := Reminder{
+		Key: rem.Key, Title: rem.Title, Body: rem.Body, Groups: rem.Groups, ValidFor: rem.ValidFor().String(),
+		StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(),
+		Times: []ReminderTime{},
+	}
+	type row struct {
+		Name     string
+		Zone     string
+		LocalSec int
+	}
+	var rows []row
+	err = a.db.WithContext(r.Context()).Table("reminder_times AS rt").Select("l.name, l.zone, rt.local_sec").
+		Joins("JOIN locations l ON l.id = rt.location_id").Where("rt.reminder_id = ?", rem.ID).
+		Order("l.name, rt.local_sec").Scan(&rows).Error
+	for _, x := range rows {
+		out.Times = append(out.Times, ReminderTime{Location: x.Name, Zone: x.Zone, LocalTime: localtime.Of(x.LocalSec).String()})
+	}
+	return out, err
+}
+
+func (a *API) getReminder(w http.ResponseWriter, r *http.Request, app int64) error {
+	out, err := a.loadReminder(r, app, r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) listReminders(w http.ResponseWriter, r *http.Request, app int64) error {
+	limit, p := intParam(r, "limit", 100, 1, 1000)
+	if p != nil {
+		return p
+	}
+	var rems []store.Reminder
+	q := a.db.WithContext(r.Context()).Where("app_id = ?", app).Order("`key`").Limit(limit)
+	if after := r.URL.Query().Get("after"); after != "" {
+		q = q.Where("`key` > ?", after)
+	}
+	if err := q.Find(&rems).Error; err != nil {
+		return err
+	}
+	out := struct {
+		Reminders []Reminder `json:"reminders"`
+		Next      string     `json:"next,omitempty"`
+	}{Reminders: []Reminder{}}
+	for _, rem := range rems {
+		full, err := a.loadReminder(r, app, rem.Key)
+		if err != nil {
+			return err
+		}
+		out.Reminders = append(out.Reminders, full)
+	}
+	if len(rems) == limit {
+		out.Next = rems[len(rems)-1].Key
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) deleteReminder(w http.ResponseWriter, r *http.Request, app int64) error {
+	key := r.PathValue("key")
+	rem, err := a.findReminder(r, app, key)
+	if err != nil {
+		return err
+	}
+	var locs []int64
+	err = a.db.WithContext(r.Context()).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&store.ReminderTime{}).Where("reminder_id = ?", rem.ID).Distinct().Pluck("location_id", &locs).Error; err != nil {
+			return err
+		}
+		var more []int64
+		if err := tx.Model(&store.Subscription{}).Where("reminder_id = ?", rem.ID).Distinct().Pluck("location_id", &more).Error; err != nil {
+			return err
+		}
+		locs = append(locs, more...)
+		occ := tx.Model(&store.Occurrence{}).Select("id").Where("reminder_id = ?", rem.ID)
+		for _, del := range []func() error{
+			func() error { return tx.Where("occurrence_id IN (?)", occ).Delete(&store.GroupRun{}).Error },
+			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.Occurrence{}).Error },
+			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.Subscription{}).Error },
+			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.ReminderTime{}).Error },
+			func() error { return tx.Delete(&rem).Error },
+		} {
+			if err := del(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(locs, func(i, j int) bool { return locs[i] < locs[j] })
+	for i, l := range locs {
+		if i > 0 && locs[i-1] == l {
+			continue
+		}
+		if err := a.index.Drop(r.Context(), grouping.Loc{Reminder: rem.ID, Location: l}); err != nil {
+			a.log.Warn("drop index of deleted reminder", "reminder", key, "err", err)
+		}
+	}
+	a.announce(r.Context(), key)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func intParam(r *http.Request, name string, def, lo, hi int) (int, *Problem) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, problem(http.StatusBadRequest, fmt.Sprintf("query parameter %s must be an integer from %d to %d", name, lo, hi))
+	}
+	return n, nil
+}

@@ -1,0 +1,217 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"unicode"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/store"
+)
+
+// Subscriber is one user registered for a reminder at a location.
+type Subscriber struct {
+	UserID   string `json:"user_id"`
+	Location string `json:"location"`
+	Group    int    `json:"group"`
+}
+
+func validUserID(id string) string {
+	switch {
+	case id == "":
+		return "is required"
+	case len(id) > 191:
+		return "must be at most 191 bytes"
+	case !utf8.ValidString(id):
+		return "must be UTF-8"
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) || unicode.IsSpace(r) {
+			return "must not contain spaces or control characters"
+		}
+	}
+	return ""
+}
+
+// reminderLocations returns the reminder and the IDs of the locations its
+// times name.
+func (a *API) reminderLocations(r *http.Request, app int64) (store.Reminder, map[string]int64, error) {
+	rem, err := a.findReminder(r, app, r.PathValue("key"))
+	if err != nil {
+		return rem, nil, err
+	}
+	var locs []store.Location
+	err = a.db.WithContext(r.Context()).Distinct("locations.id", "locations.name").
+		Joins("JOIN reminder_times rt ON rt.location_id = locations.id").
+		Where("rt.reminder_id = ?", rem.ID).Find(&locs).Error
+	byName := make(map[string]int64, len(locs))
+	for _, l := range locs {
+		byName[l.Name] = l.ID
+	}
+	return rem, byName, err
+}
+
+// subscribe stores subs (already validated) and returns the index changes
+// to apply once the transaction commits.
+func subscribe(tx *gorm.DB, rem store.Reminder, subs []store.Subscription) (add, remove []grouping.Member, err error) {
+	ids := make([]string, len(subs))
+	for i, s := range subs {
+		ids[i] = s.UserID
+	}
+	var old []store.Subscription
+	for start := 0; start < len(ids); start += 1000 {
+		var part []store.Subscription
+		end := min(start+1000, len(ids))
+		if err := tx.Where("reminder_id = ? AND user_id IN ?", rem.ID, ids[start:end]).Find(&part).Error; err != nil {
+			return nil, nil, err
+		}
+		old = append(old, part...)
+	}
+	was := make(map[string]store.Subscription, len(old))
+	for _, o := range old {
+		was[o.UserID] = o
+	}
+	for _, s := range subs {
+		if o, ok := was[s.UserID]; ok && (o.LocationID != s.LocationID || o.GroupNo != s.GroupNo) {
+			remove = append(remove, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: o.LocationID}, Group: o.GroupNo, UserID: o.UserID})
+		}
+		add = append(add, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: s.LocationID}, Group: s.GroupNo, UserID: s.UserID})
+	}
+	err = tx.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "reminder_id"}, {Name: "user_id"}},
+		DoUpdates: clause.AssignmentColumns([]string{"location_id", "group_no"}),
+	}).CreateInBatches(&subs, 1000).Error
+	return add, remove, err
+}
+
+func (a *API) putSubscriber(w http.ResponseWriter, r *http.Request, app int64) error {
+	user := r.PathValue("user_id")
+	if msg := validUserID(user); msg != "" {
+		return problem(http.StatusUnprocessableEntity, "user_id "+msg)
+	}
+	var in struct {
+		Location string `json:"location"`
+	}
+	if p := decode(w, r, 64<<10, &in); p != nil {
+		return p
+	}
+	rem, locs, err := a.reminderLocations(r, app)
+	if err != nil {
+		return err
+	}
+	loc, ok := locs[in.Location]
+	if !ok {
+		return problem(http.StatusUnprocessableEntity, fmt.Sprintf("unknown location %q: reminder %q has no time there", in.Location, rem.Key),
+			FieldError{Field: "location", Message: "must be a location of the reminder's times"})
+	}
+	sub := store.Subscription{ReminderID: rem.ID, UserID: user, LocationID: loc, GroupNo: grouping.Of(user, rem.Groups)}
+	var add, remove []grouping.Member
+	err = a.db.WithContext(r.Context()).Transaction(func(tx *gorm.DB) error {
+		var err error
+		add, remove, err = subscribe(tx, rem, []store.Subscription{sub})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.index.Apply(r.Context(), add, remove); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, Subscriber{UserID: user, Location: in.Location, Group: sub.GroupNo})
+	return nil
+}
+
+func (a *API) postSubscribers(w http.ResponseWriter, r *http.Request, app int64) error {
+	var in struct {
+		Subscribers []struct {
+			UserID   string `json:"user_id"`
+			Location string `json:"location"`
+		} `json:"subscribers"`
+	}
+	if p := decode(w, r, a.cfg.MaxBody, &in); p != nil {
+		return p
+	}
+	if len(in.Subscribers) == 0 {
+		return problem(http.StatusUnprocessableEntity, "subscribers must hold at least one {user_id, location}")
+	}
+	if len(in.Subscribers) > a.cfg.MaxBulk {
+		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("at most %d subscribers a request; got %d", a.cfg.MaxBulk, len(in.Subscribers)))
+	}
+	rem, locs, err := a.reminderLocations(r, app)
+	if err != nil {
+		return err
+	}
+	var errs []FieldError
+	subs := make([]store.Subscription, 0, len(in.Subscribers))
+	pos := make(map[string]int, len(in.Subscribers))
+	for i, s := range in.Subscribers {
+		if msg := validUserID(s.UserID); msg != "" {
+			errs = append(errs, FieldError{Field: fmt.Sprintf("subscribers[%d].user_id", i), Message: msg})
+			continue
+		}
+		loc, ok := locs[s.Location]
+		if !ok {
+			errs = append(errs, FieldError{Field: fmt.Sprintf("subscribers[%d].location", i), Message: fmt.Sprintf("unknown location %q", s.Location)})
+			continue
+		}
+		sub := store.Subscription{ReminderID: rem.ID, UserID: s.UserID, LocationID: loc, GroupNo: grouping.Of(s.UserID, rem.Groups)}
+		if j, dup := pos[s.UserID]; dup {
+			subs[j] = sub // the last entry for a user wins
+			continue
+		}
+		pos[s.UserID] = len(subs)
+		subs = append(subs, sub)
+	}
+	if len(errs) > 0 {
+		if len(errs) > 20 {
+			errs = append(errs[:20], FieldError{Field: "subscribers", Message: fmt.Sprintf("and %d more errors", len(errs)-20)})
+		}
+		return problem(http.StatusUnprocessableEntity, "some subscribers are not valid; none were stored", errs...)
+	}
+	var add, remove []grouping.Member
+	err = a.db.WithContext(r.Context()).Transaction(func(tx *gorm.DB) error {
+		var err error
+		add, remove, err = subscribe(tx, rem, subs)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.index.Apply(r.Context(), add, remove); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"registered": len(subs)})
+	return nil
+}
+
+func (a *API) deleteSubscriber(w http.ResponseWriter, r *http.Request, app int64) error {
+	user := r.PathValue("user_id")
+	rem, err := a.findReminder(r, app, r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	var sub store.Subscription
+	err = a.db.WithContext(r.Context()).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Where("reminder_id = ? AND user_id = ?", rem.ID, user).First(&sub).Error; err != nil {
+			return err
+		}
+		return tx.Where("reminder_id = ? AND user_id = ?", rem.ID, user).Delete(&store.Subscription{}).Error
+	})
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return problem(http.StatusNotFound, fmt.Sprintf("user %q is not subscribed to reminder %q", user, rem.Key))
+	}
+	if err != nil {
+		return err
+	}
+	m := grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: sub.LocationID}, Group: sub.GroupNo, UserID: user}
+	if err := a.index.Apply(r.Context(), nil, []grouping.Member{m}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

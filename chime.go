@@ -1,0 +1,125 @@
+package chime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime/ack"
+	"github.com/chime-dev/chime/api"
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/leader"
+	"github.com/chime-dev/chime/queue"
+	"github.com/chime-dev/chime/scheduler"
+	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/sender/logging"
+	"github.com/chime-dev/chime/sender/webhook"
+	"github.com/chime-dev/chime/worker"
+)
+
+// OpenRedis connects to the Redis named by url and checks it answers.
+func OpenRedis(ctx context.Context, url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opt.PoolSize = max(opt.PoolSize, 64)
+	rdb := redis.NewClient(opt)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("ping redis: %w", err)
+	}
+	return rdb, nil
+}
+
+// Coordinator serves the API and, while it is the elected leader, runs the
+// scheduler.
+type Coordinator struct {
+	cfg       Config
+	api       *api.API
+	scheduler *scheduler.Scheduler
+	elector   *leader.Elector
+	log       *slog.Logger
+	listener  net.Listener
+}
+
+// NewCoordinator assembles a coordinator. If ln is nil it listens on
+// cfg.HTTPAddr when run.
+func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk clock.Clock, log *slog.Logger, ln net.Listener) *Coordinator {
+	log = log.With("component", "coordinator", "replica", cfg.ReplicaID)
+	index := grouping.NewIndex(rdb, db, cfg.Prefix)
+	changes := cfg.Prefix + "changes"
+	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), cfg.Queue)
+	sched := scheduler.New(scheduler.Config{
+		Horizon: cfg.Horizon, PlanInterval: cfg.PlanInterval, PrepareLead: cfg.PrepareLead,
+		AckTimeout: cfg.AckTimeout, QueueTimeout: cfg.QueueTimeout, ChangesChannel: changes,
+	}, db, rdb, index, enq, ack.NewReader(ack.NewTracker(rdb, cfg.Prefix)), clk, log.With("part", "scheduler"))
+	return &Coordinator{
+		cfg:       cfg,
+		api:       api.New(api.Config{ChangesChannel: changes}, db, rdb, index, log.With("part", "api")),
+		scheduler: sched,
+		elector:   leader.New(leader.Config{Key: cfg.Prefix + "leader", ID: cfg.ReplicaID, TTL: cfg.LeaderTTL}, rdb, log),
+		log:       log,
+		listener:  ln,
+	}
+}
+
+// Handler returns the coordinator's HTTP API.
+func (c *Coordinator) Handler() http.Handler { return c.api.Handler() }
+
+// Run serves until ctx is cancelled.
+func (c *Coordinator) Run(ctx context.Context) error {
+	ln := c.listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", c.cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	srv := &http.Server{Handler: c.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		c.log.Info("api listening", "addr", ln.Addr().String())
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	g.Go(func() error { return c.elector.Run(ctx, c.scheduler.Run) })
+	return g.Wait()
+}
+
+// NewSender builds the delivery channel the configuration names.
+func NewSender(cfg Config, log *slog.Logger) (sender.Sender, error) {
+	switch cfg.Sender {
+	case "webhook":
+		return webhook.New(webhook.Config{URL: cfg.WebhookURL, Timeout: cfg.WebhookTimeout}, log.With("channel", "webhook"))
+	default:
+		return logging.New(log.With("channel", "log")), nil
+	}
+}
+
+// NewWorker assembles a worker that delivers through s.
+func NewWorker(cfg Config, db *gorm.DB, rdb redis.UniversalClient, s sender.Sender, clk clock.Clock, log *slog.Logger) *worker.Worker {
+	return worker.New(worker.Config{
+		ID: cfg.ReplicaID, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ChunkSize: cfg.ChunkSize, LeaseTTL: cfg.LeaseTTL,
+	}, rdb, grouping.NewIndex(rdb, db, cfg.Prefix), ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker"))
+}

@@ -1,0 +1,102 @@
+package chime
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is read from the environment; every field names its variable and
+// default. The README's configuration table lists the same.
+type Config struct {
+	// RedisURL locates Redis (redis://[:password@]host:port/db).
+	RedisURL string `env:"REDIS_URL"`
+	// MySQLDSN locates MySQL/MariaDB as a go-sql-driver DSN, or "sqlite:<path>".
+	MySQLDSN string `env:"MYSQL_DSN"`
+	// HTTPAddr is where the coordinator serves the API.
+	HTTPAddr string `env:"CHIME_HTTP_ADDR" envDefault:":8080"`
+	// Migrate makes the coordinator apply schema migrations at start.
+	Migrate bool `env:"CHIME_MIGRATE" envDefault:"true"`
+	// ReplicaID names this process in leader election, acks and logs.
+	// Defaults to hostname-pid.
+	ReplicaID string `env:"CHIME_REPLICA_ID"`
+	// Prefix starts every Redis key Chime writes (asynq's own keys aside).
+	Prefix string `env:"CHIME_REDIS_PREFIX" envDefault:"chime:"`
+	// Queue is the asynq queue of group tasks.
+	Queue string `env:"CHIME_QUEUE" envDefault:"chime-groups"`
+	// LeaderTTL is how long leadership lasts without renewal.
+	LeaderTTL time.Duration `env:"CHIME_LEADER_TTL" envDefault:"10s"`
+	// PlanInterval is how often the leader recomputes the plan.
+	PlanInterval time.Duration `env:"CHIME_PLAN_INTERVAL" envDefault:"1m"`
+	// Horizon is how far ahead occurrences are planned.
+	Horizon time.Duration `env:"CHIME_HORIZON" envDefault:"26h"`
+	// PrepareLead is how long before a fire the membership index is readied.
+	PrepareLead time.Duration `env:"CHIME_PREPARE_LEAD" envDefault:"30s"`
+	// AckTimeout is how long a started group may go without a finish ack.
+	AckTimeout time.Duration `env:"CHIME_ACK_TIMEOUT" envDefault:"2m"`
+	// QueueTimeout is how long a queued group may go without a start ack.
+	QueueTimeout time.Duration `env:"CHIME_QUEUE_TIMEOUT" envDefault:"5m"`
+	// Concurrency is how many groups a worker delivers at once.
+	Concurrency int `env:"CHIME_WORKER_CONCURRENCY" envDefault:"32"`
+	// ChunkSize is how many users go in one send and one checkpoint.
+	ChunkSize int `env:"CHIME_CHUNK_SIZE" envDefault:"100"`
+	// LeaseTTL is how long a worker holds a group without a checkpoint.
+	LeaseTTL time.Duration `env:"CHIME_LEASE_TTL" envDefault:"30s"`
+	// Sender is the worker's delivery channel: "log" or "webhook".
+	Sender string `env:"CHIME_SENDER" envDefault:"log"`
+	// WebhookURL receives batches when Sender is "webhook".
+	WebhookURL string `env:"CHIME_WEBHOOK_URL"`
+	// WebhookTimeout bounds one webhook attempt.
+	WebhookTimeout time.Duration `env:"CHIME_WEBHOOK_TIMEOUT" envDefault:"10s"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"CHIME_LOG_LEVEL" envDefault:"info"`
+	// LogFormat is text or json.
+	LogFormat string `env:"CHIME_LOG_FORMAT" envDefault:"text"`
+}
+
+// LoadConfig reads the configuration from environ ("KEY=value" entries).
+func LoadConfig(environ []string) (Config, error) {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Environment: m}); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
+	}
+	if c.ReplicaID == "" {
+		host, _ := os.Hostname()
+		c.ReplicaID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	switch c.Sender {
+	case "log", "webhook":
+	default:
+		return c, fmt.Errorf("configuration: CHIME_SENDER must be log or webhook, not %q", c.Sender)
+	}
+	if c.Sender == "webhook" && c.WebhookURL == "" {
+		return c, fmt.Errorf("configuration: CHIME_WEBHOOK_URL is required when CHIME_SENDER=webhook")
+	}
+	return c, nil
+}
+
+// Logger builds the process logger the configuration asks for.
+func (c Config) Logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("configuration: CHIME_LOG_LEVEL: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch c.LogFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("configuration: CHIME_LOG_FORMAT must be text or json, not %q", c.LogFormat)
+}

@@ -1,0 +1,402 @@
+// Package demo runs Chime end to end in one process: coordinator, workers
+// and a local webhook sink, on embedded stores (miniredis, which asynq runs
+// on, and SQLite through gorm) unless REDIS_URL and MYSQL_DSN name real
+// servers. It defines a reminder due a few seconds ahead in three time
+// zones, registers users through the HTTP API, shows one progress bar per
+// zone while groups deliver, and ends with one JSON line that says whether
+// every registered user got the reminder exactly once.
+//
+// The embedded stores are for trying Chime out: miniredis is neither fast
+// nor durable. Production and benchmarks use real Redis and MySQL.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/mattn/go-isatty"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/sync/errgroup"
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime"
+	"github.com/chime-dev/chime/api"
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/sender/webhook"
+	"github.com/chime-dev/chime/sender/webhook/sink"
+	"github.com/chime-dev/chime/store"
+)
+
+// Options configures a demo run.
+type Options struct {
+	// Users is how many users are registered. Defaults to 10,000.
+	Users int
+	// Workers is how many workers deliver. Defaults to 2.
+	Workers int
+	// Lead is how far ahead of registration's end the reminder is due.
+	// Defaults to 5s.
+	Lead time.Duration
+	// Groups is the reminder's group count. Defaults to 16.
+	Groups int
+	// Timeout bounds the wait for delivery after the fire. Defaults to 2m.
+	Timeout time.Duration
+}
+
+// Locations are the demo's places, one per time zone.
+var Locations = []struct{ Name, Zone string }{
+	{"mecca", "Asia/Riyadh"},
+	{"jakarta", "Asia/Jakarta"},
+	{"new-york", "America/New_York"},
+}
+
+// Summary is the demo's final JSON line.
+type Summary struct {
+	Registered        int    `json:"registered"`
+	Delivered         int    `json:"delivered"`
+	Duplicates        int    `json:"duplicates"`
+	Zones             int    `json:"zones"`
+	Groups            int    `json:"groups"`
+	OccurrencesDone   int    `json:"occurrences_done"`
+	RecordedDelivered int64  `json:"recorded_delivered"`
+	FireAt            string `json:"fire_at"`
+	FirstDeliveryMs   int64  `json:"first_delivery_ms"`
+	LastDeliveryMs    int64  `json:"last_delivery_ms"`
+	Redis             string `json:"redis"`
+	Database          string `json:"database"`
+}
+
+// Run runs the demo. environ supplies REDIS_URL, MYSQL_DSN and the other
+// settings of chime.Config; the JSON summary goes to stdout, progress and
+// logs to stderr.
+func Run(ctx context.Context, opt Options, environ []string, stdout, stderr io.Writer) error {
+	if opt.Users == 0 {
+		opt.Users = 10000
+	}
+	if opt.Workers == 0 {
+		opt.Workers = 2
+	}
+	if opt.Lead == 0 {
+		opt.Lead = 5 * time.Second
+	}
+	if opt.Groups == 0 {
+		opt.Groups = 16
+	}
+	if opt.Timeout == 0 {
+		opt.Timeout = 2 * time.Minute
+	}
+	environ = append([]string{"CHIME_LOG_LEVEL=warn"}, environ...)
+	cfg, err := chime.LoadConfig(environ)
+	if err != nil {
+		return err
+	}
+	log, err := cfg.Logger()
+	if err != nil {
+		return err
+	}
+	sum := Summary{Registered: opt.Users, Zones: len(Locations), Redis: "external", Database: "mysql"}
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	cfg.Prefix = cfg.Prefix + "demo-" + run + ":"
+	cfg.Queue = "chime-demo-" + run
+	cfg.ReplicaID = "demo"
+	cfg.PrepareLead = 2 * time.Second
+	cfg.PlanInterval = 10 * time.Second
+
+	if cfg.RedisURL == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("start embedded redis: %w", err)
+		}
+		defer mr.Close()
+		go expire(ctx, mr)
+		cfg.RedisURL = "redis://" + mr.Addr()
+		sum.Redis = "embedded"
+	}
+	if cfg.MySQLDSN == "" {
+		dir, err := os.MkdirTemp("", "chime-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg.MySQLDSN = "sqlite:" + filepath.Join(dir, "chime.db")
+		sum.Database = "sqlite"
+	}
+	db, err := store.Open(cfg.MySQLDSN, log)
+	if err != nil {
+		return err
+	}
+	if err := store.Migrate(ctx, db); err != nil {
+		return err
+	}
+	rdb, err := chime.OpenRedis(ctx, cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	recv := sink.New()
+	sinkLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	sinkSrv := &http.Server{Handler: recv, ReadHeaderTimeout: 5 * time.Second}
+	go sinkSrv.Serve(sinkLn)
+	defer sinkSrv.Close()
+	cfg.Sender, cfg.WebhookURL = "webhook", "http://"+sinkLn.Addr().String()+"/hook"
+
+	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	g, runCtx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return chime.NewCoordinator(cfg, db, rdb, clock.Real{}, log, apiLn).Run(runCtx) })
+	for i := range opt.Workers {
+		wcfg := cfg
+		wcfg.ReplicaID = fmt.Sprintf("demo-worker-%d", i+1)
+		s, err := webhook.New(webhook.Config{URL: cfg.WebhookURL}, log)
+		if err != nil {
+			return err
+		}
+		w := chime.NewWorker(wcfg, db, rdb, s, clock.Real{}, log)
+		g.Go(func() error { return w.Run(runCtx) })
+	}
+	err = drive(runCtx, opt, &sum, db, "http://"+apiLn.Addr().String(), recv, stderr)
+	stop()
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return err
+	}
+	line, _ := json.Marshal(sum)
+	fmt.Fprintln(stdout, string(line))
+	if sum.Delivered != sum.Registered || sum.Duplicates != 0 {
+		return fmt.Errorf("delivered %d of %d registered users with %d duplicates", sum.Delivered, sum.Registered, sum.Duplicates)
+	}
+	return nil
+}
+
+// expire makes miniredis's TTLs run in real time (it only moves them when
+// told), so leases and locks expire as they would on Redis.
+func expire(ctx context.Context, mr *miniredis.Miniredis) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			mr.FastForward(100 * time.Millisecond)
+		}
+	}
+}
+
+func drive(ctx context.Context, opt Options, sum *Summary, db *gorm.DB, base string, recv *sink.Sink, stderr io.Writer) error {
+	_, key, err := api.CreateApp(ctx, db, "demo")
+	if err != nil {
+		return err
+	}
+	c := &client{base: base, key: key}
+	reminder := "demo-reminder"
+	// Define the reminder an hour out while users register, then move it to
+	// a few seconds ahead: registration time does not eat into the lead.
+	if err := c.putReminder(ctx, reminder, opt.Groups, time.Now().Add(time.Hour)); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "registering %d users in %d zones through the API...\n", opt.Users, len(Locations))
+	batch := make([]map[string]string, 0, 10000)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := c.do(ctx, http.MethodPost, "/v1/reminders/"+reminder+"/subscribers", map[string]any{"subscribers": batch}, nil)
+		batch = batch[:0]
+		return err
+	}
+	for i := range opt.Users {
+		batch = append(batch, map[string]string{
+			"user_id":  strconv.Itoa(1_000_000 + i),
+			"location": Locations[i%len(Locations)].Name,
+		})
+		if len(batch) == cap(batch) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	fireAt := time.Now().Add(opt.Lead).Truncate(time.Second)
+	if err := c.putReminder(ctx, reminder, opt.Groups, fireAt); err != nil {
+		return err
+	}
+	sum.FireAt = fireAt.UTC().Format(time.RFC3339)
+	fmt.Fprintf(stderr, "reminder %q due at %s in %d zones (%s local)\n", reminder, sum.FireAt, len(Locations), localTimes(fireAt))
+
+	want := map[string]int{}
+	for i := range opt.Users {
+		want[Locations[i%len(Locations)].Name]++
+	}
+	deadline := fireAt.Add(opt.Timeout)
+	if err := progress(ctx, recv, want, deadline, stderr); err != nil {
+		return err
+	}
+	// The sink has everything; wait for the coordinator to record the
+	// finish acks.
+	for {
+		var occ struct{ Occurrences []api.Occurrence }
+		if err := c.do(ctx, http.MethodGet, "/v1/occurrences?reminder="+reminder, nil, &occ); err != nil {
+			return err
+		}
+		sum.OccurrencesDone, sum.RecordedDelivered, sum.Groups = 0, 0, 0
+		for _, o := range occ.Occurrences {
+			if o.State == store.OccDone {
+				sum.OccurrencesDone++
+			}
+			sum.RecordedDelivered += o.Delivered
+			sum.Groups += o.GroupsTotal
+		}
+		if sum.OccurrencesDone >= len(Locations) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	st := recv.Stats()
+	sum.Delivered, sum.Duplicates = st.Users, st.Duplicates
+	if !st.First.IsZero() {
+		sum.FirstDeliveryMs = st.First.Sub(fireAt).Milliseconds()
+		sum.LastDeliveryMs = st.Last.Sub(fireAt).Milliseconds()
+	}
+	return nil
+}
+
+func localTimes(at time.Time) string {
+	var b bytes.Buffer
+	for i, l := range Locations {
+		loc, _ := time.LoadLocation(l.Zone)
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %s", l.Name, at.In(loc).Format("15:04:05"))
+	}
+	return b.String()
+}
+
+// progress shows one bar per location until every user is delivered or the
+// deadline passes.
+func progress(ctx context.Context, recv *sink.Sink, want map[string]int, deadline time.Time, stderr io.Writer) error {
+	tty := false
+	if f, ok := stderr.(*os.File); ok {
+		tty = isatty.IsTerminal(f.Fd())
+	}
+	var p *mpb.Progress
+	bars := map[string]*mpb.Bar{}
+	if tty {
+		p = mpb.New(mpb.WithOutput(stderr), mpb.WithWidth(40), mpb.WithRefreshRate(100*time.Millisecond))
+		for _, l := range Locations {
+			bars[l.Name] = p.AddBar(int64(want[l.Name]),
+				mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-9s %-17s", l.Name, l.Zone)), decor.CountersNoUnit(" %6d / %6d")),
+				mpb.AppendDecorators(decor.Percentage()))
+		}
+	}
+	lastLine := time.Time{}
+	for {
+		st := recv.Stats()
+		done := true
+		for _, l := range Locations {
+			got := st.ByLocation[l.Name]
+			if b := bars[l.Name]; b != nil {
+				b.SetCurrent(int64(got))
+			}
+			if got < want[l.Name] {
+				done = false
+			}
+		}
+		if !tty && (time.Since(lastLine) >= time.Second || done) && st.Users > 0 {
+			lastLine = time.Now()
+			line := "delivered:"
+			for _, l := range Locations {
+				line += fmt.Sprintf(" %s %d/%d", l.Name, st.ByLocation[l.Name], want[l.Name])
+			}
+			fmt.Fprintln(stderr, line)
+		}
+		if done || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if p != nil {
+		for _, b := range bars {
+			b.Abort(false)
+		}
+		p.Wait()
+	}
+	return nil
+}
+
+// client is a small client of the HTTP API.
+type client struct {
+	base, key string
+}
+
+func (c *client) putReminder(ctx context.Context, key string, groups int, at time.Time) error {
+	var times []api.ReminderTime
+	for _, l := range Locations {
+		loc, _ := time.LoadLocation(l.Zone)
+		times = append(times, api.ReminderTime{Location: l.Name, Zone: l.Zone, LocalTime: at.In(loc).Format("15:04:05")})
+	}
+	return c.do(ctx, http.MethodPut, "/v1/reminders/"+key, map[string]any{
+		"title": "Chime demo", "body": "It is time.", "groups": groups, "valid_for": "10m", "times": times,
+	}, nil)
+}
+
+func (c *client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}

@@ -1,0 +1,258 @@
+// Package grouping splits a reminder's subscribers at a location into N
+// groups and keeps the membership index workers read at fire time.
+//
+// # Hash
+//
+// A user belongs to group XXH64(user_id) mod N, where XXH64 is the 64-bit
+// xxHash of the user ID's bytes with seed 0 (https://xxhash.com, stable
+// across versions and languages) and N is the reminder's group count. The
+// group does not depend on the day or the fire time, so membership is stored
+// once and read at every fire.
+//
+// # Index
+//
+// For each (reminder, location) Redis holds one set per non-empty group with
+// its user IDs, a set of the non-empty group numbers, and a "built" marker.
+// All keys of a location share one hash tag, so they live in one Redis
+// Cluster slot and can be read in one pipelined round trip. With groups of
+// at most 512 integer-like IDs Redis stores a set as an intset, about 5 bytes
+// a member; larger or non-integer sets cost about 50 bytes a member.
+//
+// MySQL is the source of truth. The index is written after each committed
+// subscription change and is rebuilt from MySQL whenever the built marker is
+// missing (first use, Redis restart, eviction). A rebuild races with
+// subscription changes committed while it runs: a user removed during a
+// rebuild may stay in the index until the next rebuild.
+package grouping
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime/store"
+)
+
+// DefaultGroups is the group count of a reminder that does not set one. With
+// it, a location keeps Redis's compact set encoding up to about 100,000
+// subscribers (at most 400 a group); reminders with more subscribers per
+// location should set groups to about subscribers/400.
+const DefaultGroups = 256
+
+// MaxGroups bounds a reminder's group count.
+const MaxGroups = 65536
+
+// ErrNotBuilt is returned by reads when the index of a location is missing
+// from Redis and must be rebuilt from MySQL first.
+var ErrNotBuilt = errors.New("membership index not built")
+
+// Of returns the group of userID among n groups.
+func Of(userID string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return int(xxhash.Sum64String(userID) % uint64(n))
+}
+
+// Index is the Redis membership index, rebuilt from the store when missing.
+type Index struct {
+	rdb    redis.UniversalClient
+	db     *gorm.DB
+	prefix string
+}
+
+// NewIndex returns an index whose keys start with prefix (for example
+// "chime:").
+func NewIndex(rdb redis.UniversalClient, db *gorm.DB, prefix string) *Index {
+	return &Index{rdb: rdb, db: db, prefix: prefix}
+}
+
+// Loc names the (reminder, location) pair an index entry belongs to.
+type Loc struct {
+	Reminder int64
+	Location int64
+}
+
+func (x *Index) base(l Loc) string {
+	return x.prefix + "idx:{" + strconv.FormatInt(l.Reminder, 10) + ":" + strconv.FormatInt(l.Location, 10) + "}:"
+}
+func (x *Index) builtKey(l Loc) string  { return x.base(l) + "built" }
+func (x *Index) groupsKey(l Loc) string { return x.base(l) + "groups" }
+func (x *Index) lockKey(l Loc) string   { return x.base(l) + "lock" }
+func (x *Index) memberKey(l Loc, g int) string {
+	return x.base(l) + "g:" + strconv.Itoa(g)
+}
+
+// Member is one user's place in the index.
+type Member struct {
+	Loc
+	Group  int
+	UserID string
+}
+
+// Apply adds and removes members in one pipelined round trip. Callers apply
+// changes after they are committed to the store.
+func (x *Index) Apply(ctx context.Context, add, remove []Member) error {
+	if len(add) == 0 && len(remove) == 0 {
+		return nil
+	}
+	pipe := x.rdb.Pipeline()
+	for _, m := range remove {
+		pipe.SRem(ctx, x.memberKey(m.Loc, m.Group), m.UserID)
+	}
+	seen := map[Member]bool{}
+	for _, m := range add {
+		pipe.SAdd(ctx, x.memberKey(m.Loc, m.Group), m.UserID)
+		g := Member{Loc: m.Loc, Group: m.Group}
+		if !seen[g] {
+			seen[g] = true
+			pipe.SAdd(ctx, x.groupsKey(m.Loc), m.Group)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("update membership index: %w", err)
+	}
+	return nil
+}
+
+// Members returns the user IDs of group g in one round trip, or ErrNotBuilt.
+func (x *Index) Members(ctx context.Context, l Loc, g int) ([]string, error) {
+	pipe := x.rdb.Pipeline()
+	built := pipe.Exists(ctx, x.builtKey(l))
+	members := pipe.SMembers(ctx, x.memberKey(l, g))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read group %d: %w", g, err)
+	}
+	if built.Val() == 0 {
+		return nil, ErrNotBuilt
+	}
+	return members.Val(), nil
+}
+
+// Groups returns the numbers of the groups that have had members since the
+// last rebuild, or ErrNotBuilt. A group emptied by unsubscriptions stays
+// listed until the next rebuild; delivering it costs one empty read.
+func (x *Index) Groups(ctx context.Context, l Loc) ([]int, error) {
+	pipe := x.rdb.Pipeline()
+	built := pipe.Exists(ctx, x.builtKey(l))
+	groups := pipe.SMembers(ctx, x.groupsKey(l))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read groups: %w", err)
+	}
+	if built.Val() == 0 {
+		return nil, ErrNotBuilt
+	}
+	out := make([]int, 0, len(groups.Val()))
+	for _, s := range groups.Val() {
+		g, err := strconv.Atoi(s)
+		if err != nil {
+			return nil, fmt.Errorf("read groups: bad group %q", s)
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+// EnsureBuilt rebuilds the index of l from the store if it is missing. When
+// another process is rebuilding it, EnsureBuilt waits for that rebuild.
+func (x *Index) EnsureBuilt(ctx context.Context, l Loc) error {
+	for {
+		n, err := x.rdb.Exists(ctx, x.builtKey(l)).Result()
+		if err != nil {
+			return fmt.Errorf("check index: %w", err)
+		}
+		if n == 1 {
+			return nil
+		}
+		ok, err := x.rdb.SetNX(ctx, x.lockKey(l), "1", 2*time.Minute).Result()
+		if err != nil {
+			return fmt.Errorf("lock index rebuild: %w", err)
+		}
+		if ok {
+			err := x.rebuild(ctx, l)
+			x.rdb.Del(context.WithoutCancel(ctx), x.lockKey(l))
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// rebuild replaces the index of l with the subscriptions in the store.
+func (x *Index) rebuild(ctx context.Context, l Loc) error {
+	if err := x.Drop(ctx, l); err != nil {
+		return err
+	}
+	rows, err := x.db.WithContext(ctx).Model(&store.Subscription{}).
+		Select("user_id", "group_no").
+		Where("reminder_id = ? AND location_id = ?", l.Reminder, l.Location).
+		Rows()
+	if err != nil {
+		return fmt.Errorf("rebuild index: %w", err)
+	}
+	defer rows.Close()
+	batch := make([]Member, 0, 10000)
+	for rows.Next() {
+		m := Member{Loc: l}
+		if err := rows.Scan(&m.UserID, &m.Group); err != nil {
+			return fmt.Errorf("rebuild index: %w", err)
+		}
+		batch = append(batch, m)
+		if len(batch) == cap(batch) {
+			if err := x.Apply(ctx, batch, nil); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("rebuild index: %w", err)
+	}
+	if err := x.Apply(ctx, batch, nil); err != nil {
+		return err
+	}
+	if err := x.rdb.Set(ctx, x.builtKey(l), time.Now().UTC().Format(time.RFC3339), 0).Err(); err != nil {
+		return fmt.Errorf("rebuild index: %w", err)
+	}
+	return nil
+}
+
+// Drop deletes the index of l, including the built marker.
+func (x *Index) Drop(ctx context.Context, l Loc) error {
+	groups, err := x.rdb.SMembers(ctx, x.groupsKey(l)).Result()
+	if err != nil {
+		return fmt.Errorf("drop index: %w", err)
+	}
+	keys := []string{x.builtKey(l), x.groupsKey(l)}
+	for _, s := range groups {
+		g, _ := strconv.Atoi(s)
+		keys = append(keys, x.memberKey(l, g))
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		if err := x.rdb.Unlink(ctx, keys[:n]...).Err(); err != nil {
+			return fmt.Errorf("drop index: %w", err)
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// MarkBuilt records that the index of l is complete without reading the
+// store: for a (reminder, location) that has just been created and has no
+// subscriptions yet.
+func (x *Index) MarkBuilt(ctx context.Context, l Loc) error {
+	if err := x.rdb.SetNX(ctx, x.builtKey(l), time.Now().UTC().Format(time.RFC3339), 0).Err(); err != nil {
+		return fmt.Errorf("mark index built: %w", err)
+	}
+	return nil
+}

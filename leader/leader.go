@@ -1,0 +1,123 @@
+// Package leader elects one coordinator replica to schedule, through a lock
+// in Redis: SET key id NX PX ttl to take it, a check-and-extend script to
+// renew it every ttl/3, a check-and-delete script to give it up.
+//
+// A leader that cannot renew before its lease runs out stops leading at once
+// (its context is cancelled) even if Redis is unreachable, so two replicas
+// lead at the same time for at most the clock drift between them. Scheduling
+// does not rely on that alone: firing an occurrence is a compare-and-set in
+// MySQL, so a brief overlap cannot enqueue a group twice.
+package leader
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config configures an elector.
+type Config struct {
+	// Key is the Redis key of the lock. Required.
+	Key string
+	// ID names this replica. Required.
+	ID string
+	// TTL is how long the lock lasts without renewal. Defaults to 10s.
+	TTL time.Duration
+}
+
+// Elector takes part in the election.
+type Elector struct {
+	cfg Config
+	rdb redis.UniversalClient
+	log *slog.Logger
+}
+
+// New returns an elector.
+func New(cfg Config, rdb redis.UniversalClient, log *slog.Logger) *Elector {
+	if cfg.TTL == 0 {
+		cfg.TTL = 10 * time.Second
+	}
+	return &Elector{cfg: cfg, rdb: rdb, log: log.With("replica", cfg.ID)}
+}
+
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`)
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`)
+
+// Run campaigns until ctx is cancelled. Each time this replica becomes
+// leader it calls lead with a context that is cancelled when leadership is
+// lost; lead should return when its context is done.
+func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error) error {
+	retry := e.cfg.TTL / 3
+	for {
+		ok, err := e.rdb.SetNX(ctx, e.cfg.Key, e.cfg.ID, e.cfg.TTL).Result()
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("leader election", "err", err)
+		}
+		if ok {
+			e.log.Info("became leader")
+			if err := e.lead(ctx, lead); err != nil {
+				return err
+			}
+			e.log.Info("stopped leading")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(retry):
+		}
+	}
+}
+
+func (e *Elector) lead(ctx context.Context, lead func(ctx context.Context) error) error {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- lead(lctx) }()
+	deadline := time.Now().Add(e.cfg.TTL)
+	tick := time.NewTicker(e.cfg.TTL / 3)
+	defer tick.Stop()
+	defer func() {
+		rctx, c := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer c()
+		releaseScript.Run(rctx, e.rdb, []string{e.cfg.Key}, e.cfg.ID)
+	}()
+	for {
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		case <-tick.C:
+			rctx, c := context.WithTimeout(ctx, e.cfg.TTL/3)
+			n, err := renewScript.Run(rctx, e.rdb, []string{e.cfg.Key}, e.cfg.ID, e.cfg.TTL.Milliseconds()).Int()
+			c()
+			switch {
+			case err == nil && n == 1:
+				deadline = time.Now().Add(e.cfg.TTL)
+			case err == nil:
+				e.log.Warn("leadership taken over")
+				cancel()
+				<-done
+				return nil
+			case time.Now().After(deadline.Add(-e.cfg.TTL / 3)):
+				e.log.Warn("cannot renew leadership", "err", err)
+				cancel()
+				<-done
+				return nil
+			}
+		}
+	}
+}

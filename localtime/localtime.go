@@ -1,0 +1,140 @@
+// Package localtime turns a wall-clock time of day in an IANA zone into UTC
+// instants, with written rules for the hour a clock change skips and the hour
+// it repeats.
+//
+// Rules (the same as RFC 5545 and most calendar software):
+//   - A local time that happens twice on a day (clocks go back) fires once, at
+//     the first of the two instants.
+//   - A local time that does not exist on a day (clocks go forward) fires at the
+//     instant the same distance past the transition, that is the time read
+//     with the offset in force before the change: 02:30 on a day New York
+//     jumps from 02:00 to 03:00 fires at 03:30 EDT.
+//
+// Everything returned is in UTC; zones exist only at this edge.
+package localtime
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrSyntax is returned for a time of day that is not HH:MM or HH:MM:SS.
+var ErrSyntax = errors.New("local time must be HH:MM or HH:MM:SS, 00:00:00 to 23:59:59")
+
+// Of is a time of day, in seconds after local midnight.
+type Of int
+
+// Parse reads "HH:MM" or "HH:MM:SS" on a 24-hour clock.
+func Parse(s string) (Of, error) {
+	var h, m, sec int
+	switch len(s) {
+	case 5:
+		if s[2] != ':' {
+			return 0, ErrSyntax
+		}
+	case 8:
+		if s[2] != ':' || s[5] != ':' {
+			return 0, ErrSyntax
+		}
+	default:
+		return 0, ErrSyntax
+	}
+	digits := func(a, b byte) (int, bool) {
+		if a < '0' || a > '9' || b < '0' || b > '9' {
+			return 0, false
+		}
+		return int(a-'0')*10 + int(b-'0'), true
+	}
+	var ok bool
+	if h, ok = digits(s[0], s[1]); !ok || h > 23 {
+		return 0, ErrSyntax
+	}
+	if m, ok = digits(s[3], s[4]); !ok || m > 59 {
+		return 0, ErrSyntax
+	}
+	if len(s) == 8 {
+		if sec, ok = digits(s[6], s[7]); !ok || sec > 59 {
+			return 0, ErrSyntax
+		}
+	}
+	return Of(h*3600 + m*60 + sec), nil
+}
+
+// String formats the time as HH:MM:SS.
+func (o Of) String() string {
+	s := int(o)
+	return fmt.Sprintf("%02d:%02d:%02d", s/3600, s/60%60, s%60)
+}
+
+// LoadZone loads an IANA zone by name. "Local" and the empty name are refused:
+// a reminder's zone must not depend on the machine that runs it.
+func LoadZone(name string) (*time.Location, error) {
+	if name == "" || name == "Local" {
+		return nil, fmt.Errorf("zone %q: an IANA zone name such as Europe/Paris is required", name)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("zone %q is not a known IANA time zone", name)
+	}
+	return loc, nil
+}
+
+// On returns the UTC instant at which local time o happens on the local date
+// year-month-day in loc, following the package rules for skipped and repeated
+// times.
+func On(year int, month time.Month, day int, o Of, loc *time.Location) time.Time {
+	// The wall clock read as if it were UTC; subtracting a zone offset gives a
+	// candidate instant.
+	wall := time.Date(year, month, day, 0, 0, int(o), 0, time.UTC)
+	// Offsets in force a day either side cover any single transition that day.
+	_, before := wall.Add(-26 * time.Hour).In(loc).Zone()
+	_, after := wall.Add(26 * time.Hour).In(loc).Zone()
+	var best time.Time
+	for _, off := range []int{before, after} {
+		inst := wall.Add(-time.Duration(off) * time.Second)
+		if !sameWall(inst.In(loc), wall) {
+			continue
+		}
+		if best.IsZero() || inst.Before(best) {
+			best = inst
+		}
+	}
+	if best.IsZero() {
+		// Skipped: read the time with the offset before the transition.
+		best = wall.Add(-time.Duration(before) * time.Second)
+	}
+	return best.UTC()
+}
+
+func sameWall(t, wall time.Time) bool {
+	y, m, d := t.Date()
+	wy, wm, wd := wall.Date()
+	return y == wy && m == wm && d == wd && t.Hour() == wall.Hour() && t.Minute() == wall.Minute() && t.Second() == wall.Second()
+}
+
+// Between returns, in order, the instants of local time o in loc that fall in
+// the half-open interval (from, to].
+func Between(from, to time.Time, o Of, loc *time.Location) []time.Time {
+	var out []time.Time
+	// Start a day early: the local date at `from` may already be past o while
+	// an earlier date's instant (after a transition) is still ahead.
+	d := from.In(loc).AddDate(0, 0, -1)
+	for i := 0; i < 400; i++ {
+		inst := On(d.Year(), d.Month(), d.Day(), o, loc)
+		if inst.After(to) {
+			break
+		}
+		if inst.After(from) && (len(out) == 0 || inst.After(out[len(out)-1])) {
+			out = append(out, inst)
+		}
+		d = time.Date(d.Year(), d.Month(), d.Day()+1, 12, 0, 0, 0, loc)
+	}
+	return out
+}
+
+// Next returns the first instant of local time o in loc strictly after t.
+func Next(t time.Time, o Of, loc *time.Location) time.Time {
+	fires := Between(t, t.Add(50*time.Hour), o, loc)
+	return fires[0]
+}

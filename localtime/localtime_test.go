@@ -1,0 +1,102 @@
+package localtime
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Of
+		ok   bool
+	}{
+		{"00:00", 0, true},
+		{"05:12", 5*3600 + 12*60, true},
+		{"23:59:59", 86399, true},
+		{"07:30:05", 7*3600 + 30*60 + 5, true},
+		{"24:00", 0, false},
+		{"12:60", 0, false},
+		{"12:00:60", 0, false},
+		{"7:30", 0, false},
+		{"07-30", 0, false},
+		{"", 0, false},
+		{"ab:cd", 0, false},
+		{"07:30:5", 0, false},
+	} {
+		got, err := Parse(tc.in)
+		if !tc.ok {
+			require.ErrorIs(t, err, ErrSyntax, tc.in)
+			continue
+		}
+		require.NoError(t, err, tc.in)
+		require.Equal(t, tc.want, got, tc.in)
+		require.Len(t, got.String(), 8)
+	}
+}
+
+func TestOnAcrossClockChanges(t *testing.T) {
+	ny, _ := time.LoadLocation("America/New_York")
+	lh, _ := time.LoadLocation("Australia/Lord_Howe")
+	riyadh, _ := time.LoadLocation("Asia/Riyadh")
+	for _, tc := range []struct {
+		name string
+		y    int
+		m    time.Month
+		d    int
+		at   string
+		loc  *time.Location
+		want string // RFC 3339 in UTC
+	}{
+		{"plain day", 2026, 6, 1, "05:00", ny, "2026-06-01T09:00:00Z"},
+		{"no DST zone", 2026, 3, 8, "04:45:30", riyadh, "2026-03-08T01:45:30Z"},
+		{"skipped hour moves forward by the gap", 2026, 3, 8, "02:30", ny, "2026-03-08T07:30:00Z"},
+		{"just before the gap", 2026, 3, 8, "01:59:59", ny, "2026-03-08T06:59:59Z"},
+		{"first instant after the gap", 2026, 3, 8, "03:00", ny, "2026-03-08T07:00:00Z"},
+		{"repeated hour fires at the first", 2026, 11, 1, "01:30", ny, "2026-11-01T05:30:00Z"},
+		{"after the repeated hour", 2026, 11, 1, "02:00", ny, "2026-11-01T07:00:00Z"},
+		{"half-hour DST gap", 2026, 10, 4, "02:15", lh, "2026-10-03T15:45:00Z"},
+		{"half-hour DST repeat", 2026, 4, 5, "01:45", lh, "2026-04-04T14:45:00Z"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := Parse(tc.at)
+			require.NoError(t, err)
+			got := On(tc.y, tc.m, tc.d, o, tc.loc)
+			require.Equal(t, tc.want, got.Format(time.RFC3339))
+		})
+	}
+}
+
+func TestBetweenOncePerDayEvenOnChangeDays(t *testing.T) {
+	ny, _ := time.LoadLocation("America/New_York")
+	for _, at := range []string{"00:00", "01:30", "02:30", "03:00", "23:59:59"} {
+		o, _ := Parse(at)
+		from := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+		to := from.AddDate(1, 0, 0)
+		got := Between(from, to, o, ny)
+		require.InDelta(t, 365, len(got), 1, at)
+		for i := 1; i < len(got); i++ {
+			gap := got[i].Sub(got[i-1])
+			require.True(t, gap >= 23*time.Hour && gap <= 25*time.Hour, "%s: %v then %v", at, got[i-1], got[i])
+		}
+	}
+}
+
+func TestNextIsStrictlyAfter(t *testing.T) {
+	loc, _ := time.LoadLocation("Asia/Jakarta")
+	o, _ := Parse("04:30")
+	at := On(2026, 11, 24, o, loc)
+	require.Equal(t, at, Next(at.Add(-time.Second), o, loc))
+	require.Equal(t, at.Add(24*time.Hour), Next(at, o, loc))
+}
+
+func TestLoadZone(t *testing.T) {
+	_, err := LoadZone("Europe/Paris")
+	require.NoError(t, err)
+	for _, bad := range []string{"", "Local", "Mars/Olympus", "../etc/passwd"} {
+		_, err := LoadZone(bad)
+		require.Error(t, err, bad)
+	}
+}

@@ -1,0 +1,101 @@
+// Package queue defines the group task that the coordinator puts on the
+// asynq queue and workers take from its head.
+//
+// A task carries everything a worker needs to deliver one group, so workers
+// never read the reminder from MySQL: the occurrence, the group, the attempt
+// and a snapshot of the message taken at the fire instant. Its task ID is
+// deterministic (occurrence, group, attempt), so enqueueing the same group
+// twice is a no-op while the first copy exists.
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
+)
+
+// TaskType is the asynq type name of a group task.
+const TaskType = "chime:group"
+
+// DefaultName is the asynq queue group tasks go to.
+const DefaultName = "chime-groups"
+
+// Payload is the body of a group task.
+type Payload struct {
+	Occurrence int64     `json:"o"`
+	Reminder   int64     `json:"r"`
+	Location   int64     `json:"l"`
+	Group      int       `json:"g"`
+	Attempt    int       `json:"a"`
+	FireAt     time.Time `json:"f"`
+	ExpiresAt  time.Time `json:"e"`
+	// A snapshot of the message at the fire instant.
+	Key          string `json:"k"`
+	Title        string `json:"t"`
+	Body         string `json:"b"`
+	LocationName string `json:"ln"`
+	Zone         string `json:"z"`
+}
+
+// TaskID is the deterministic asynq task ID of p.
+func (p Payload) TaskID() string {
+	return fmt.Sprintf("o%d:g%d:a%d", p.Occurrence, p.Group, p.Attempt)
+}
+
+// Decode reads a task payload.
+func Decode(b []byte) (Payload, error) {
+	var p Payload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("decode group task: %w", err)
+	}
+	if p.Occurrence == 0 {
+		return p, errors.New("decode group task: no occurrence")
+	}
+	return p, nil
+}
+
+// Enqueuer puts group tasks on the queue.
+type Enqueuer struct {
+	client *asynq.Client
+	queue  string
+	// MaxRetry is how often asynq retries a task whose handler failed. The
+	// worker stops retrying by itself once the validity window has passed.
+	MaxRetry int
+	// Parallel is how many enqueues are in flight at once.
+	Parallel int
+}
+
+// NewEnqueuer returns an enqueuer onto the named queue.
+func NewEnqueuer(client *asynq.Client, queue string) *Enqueuer {
+	if queue == "" {
+		queue = DefaultName
+	}
+	return &Enqueuer{client: client, queue: queue, MaxRetry: 1000, Parallel: 16}
+}
+
+// Enqueue puts every payload on the queue. A payload whose task already
+// exists is not enqueued again.
+func (e *Enqueuer) Enqueue(ctx context.Context, ps []Payload) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.Parallel)
+	for _, p := range ps {
+		g.Go(func() error {
+			b, err := json.Marshal(p)
+			if err != nil {
+				return err
+			}
+			_, err = e.client.EnqueueContext(ctx, asynq.NewTask(TaskType, b),
+				asynq.TaskID(p.TaskID()), asynq.Queue(e.queue), asynq.MaxRetry(e.MaxRetry))
+			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
+				return fmt.Errorf("enqueue %s: %w", p.TaskID(), err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}

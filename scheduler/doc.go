@@ -1,0 +1,44 @@
+// Package scheduler is the coordinator's leader work: it turns reminder times
+// into occurrences, fires them at their instant, records the acks workers send
+// and puts back on the queue the groups whose finish ack does not come.
+//
+// # Planner
+//
+// Every PlanInterval, and at once when an API change is announced on Redis,
+// the planner computes each reminder time's fire instants from now up to
+// Horizon ahead (package localtime applies the zone and its clock changes)
+// and inserts them as occurrences in state scheduled; the unique key
+// (reminder, location, fire instant) makes this idempotent. Scheduled
+// occurrences whose reminder time is gone are canceled. Instants up to one
+// validity window in the past are planned too, as long as they are not older
+// than the reminder time itself, so a coordinator that was down catches up on
+// what is still worth sending.
+//
+// # Firer
+//
+// The firer keeps its own timer on the earliest scheduled occurrence (not
+// asynq's ProcessAt, which is checked on a 5-second tick). PrepareLead before
+// the instant it makes sure the membership index of the location is in
+// Redis; at the instant it moves the occurrence from scheduled to firing with
+// a compare-and-set in MySQL (only one coordinator can win it), creates one
+// group run per non-empty group and enqueues one task per group with a
+// deterministic task ID. An occurrence found after its validity window is
+// marked expired instead.
+//
+// # Tracker
+//
+// Workers append start, finish and release acks to a Redis stream (package
+// ack). The tracker reads it as a consumer group, records each ack on its
+// group run, adds a finished group's counts to the occurrence and marks the
+// occurrence done when its last group finishes. Entries are acknowledged only
+// after the MySQL transaction commits, so a leader change loses none.
+//
+// # Reaper
+//
+// A group started more than AckTimeout ago without a finish ack goes back on
+// the queue as its next attempt (a new task ID); the worker that takes it
+// resumes at the checkpoint once the dead worker's lease has expired. A group
+// queued for more than QueueTimeout without a start ack is enqueued again
+// under the same task ID, which is a no-op if its task still exists and
+// recovers it if Redis lost it.
+package scheduler

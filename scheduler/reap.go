@@ -1,0 +1,95 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/chime-dev/chime/queue"
+	"github.com/chime-dev/chime/store"
+)
+
+// Reap puts back on the queue the groups whose worker went silent: started
+// more than AckTimeout ago without a finish ack (as a new attempt), or queued
+// more than QueueTimeout ago without a start ack (under the same task ID).
+func (s *Scheduler) Reap(ctx context.Context) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	now := s.clock.Now()
+	var stale, waiting []store.GroupRun
+	if err := s.db.WithContext(ctx).Where("state = ? AND started_at < ?", store.RunStarted, now.Add(-s.cfg.AckTimeout)).
+		Limit(1000).Find(&stale).Error; err != nil {
+		return fmt.Errorf("reap: %w", err)
+	}
+	if err := s.db.WithContext(ctx).Where("state = ? AND queued_at < ?", store.RunQueued, now.Add(-s.cfg.QueueTimeout)).
+		Limit(1000).Find(&waiting).Error; err != nil {
+		return fmt.Errorf("reap: %w", err)
+	}
+	var again []store.GroupRun
+	for _, r := range stale {
+		res := s.db.WithContext(ctx).Model(&store.GroupRun{}).
+			Where("id = ? AND state = ? AND attempts = ?", r.ID, store.RunStarted, r.Attempts).
+			Updates(map[string]any{"state": store.RunQueued, "attempts": r.Attempts + 1, "queued_at": now, "started_at": nil})
+		if res.Error != nil {
+			return fmt.Errorf("reap: %w", res.Error)
+		}
+		if res.RowsAffected == 1 {
+			r.Attempts++
+			again = append(again, r)
+			s.log.Warn("no finish ack in time; group queued again", "occurrence", r.OccurrenceID, "group", r.GroupNo,
+				"worker", r.Worker, "attempt", r.Attempts)
+		}
+	}
+	for _, r := range waiting {
+		res := s.db.WithContext(ctx).Model(&store.GroupRun{}).
+			Where("id = ? AND state = ? AND attempts = ?", r.ID, store.RunQueued, r.Attempts).
+			Update("queued_at", now)
+		if res.Error != nil {
+			return fmt.Errorf("reap: %w", res.Error)
+		}
+		if res.RowsAffected == 1 {
+			again = append(again, r)
+		}
+	}
+	if len(again) == 0 {
+		return nil
+	}
+	ps, err := s.payloads(ctx, again)
+	if err != nil {
+		return fmt.Errorf("reap: %w", err)
+	}
+	return s.enq.Enqueue(ctx, ps)
+}
+
+// payloads builds the tasks of runs, loading their occurrences, reminders
+// and locations once each.
+func (s *Scheduler) payloads(ctx context.Context, runs []store.GroupRun) ([]queue.Payload, error) {
+	occs := map[int64]store.Occurrence{}
+	rems := map[int64]store.Reminder{}
+	locs := map[int64]store.Location{}
+	var out []queue.Payload
+	for _, run := range runs {
+		o, ok := occs[run.OccurrenceID]
+		if !ok {
+			if err := s.db.WithContext(ctx).First(&o, run.OccurrenceID).Error; err != nil {
+				return nil, err
+			}
+			occs[o.ID] = o
+		}
+		r, ok := rems[o.ReminderID]
+		if !ok {
+			if err := s.db.WithContext(ctx).First(&r, o.ReminderID).Error; err != nil {
+				return nil, err
+			}
+			rems[r.ID] = r
+		}
+		l, ok := locs[o.LocationID]
+		if !ok {
+			if err := s.db.WithContext(ctx).First(&l, o.LocationID).Error; err != nil {
+				return nil, err
+			}
+			locs[l.ID] = l
+		}
+		out = append(out, payload(o, r, l, run.GroupNo, run.Attempts))
+	}
+	return out, nil
+}

@@ -1,0 +1,178 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime/ack"
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/queue"
+)
+
+// Config configures the scheduler.
+type Config struct {
+	// Horizon is how far ahead occurrences are planned. Defaults to 26h.
+	Horizon time.Duration
+	// PlanInterval is how often the whole plan is recomputed. Defaults to 1m.
+	PlanInterval time.Duration
+	// PrepareLead is how long before an instant the index is made ready.
+	// Defaults to 30s.
+	PrepareLead time.Duration
+	// AckTimeout is how long a started group may go without a finish ack
+	// before it is queued again. Defaults to 2m.
+	AckTimeout time.Duration
+	// QueueTimeout is how long a queued group may wait for its start ack
+	// before its task is enqueued again (a no-op while the task exists).
+	// Defaults to 5m.
+	QueueTimeout time.Duration
+	// ReapInterval is how often the reaper looks. Defaults to AckTimeout/4,
+	// at most 10s.
+	ReapInterval time.Duration
+	// ChangesChannel is the Redis channel API changes are announced on.
+	ChangesChannel string
+}
+
+func (c *Config) defaults() {
+	if c.Horizon == 0 {
+		c.Horizon = 26 * time.Hour
+	}
+	if c.PlanInterval == 0 {
+		c.PlanInterval = time.Minute
+	}
+	if c.PrepareLead == 0 {
+		c.PrepareLead = 30 * time.Second
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = 2 * time.Minute
+	}
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = 5 * time.Minute
+	}
+	if c.ReapInterval == 0 {
+		c.ReapInterval = min(c.AckTimeout/4, 10*time.Second)
+	}
+}
+
+// Scheduler is the leader's work. Run it only on the elected replica.
+type Scheduler struct {
+	cfg      Config
+	db       *gorm.DB
+	rdb      redis.UniversalClient
+	index    *grouping.Index
+	enq      *queue.Enqueuer
+	acks     *ack.Reader
+	clock    clock.Clock
+	log      *slog.Logger
+	wakePlan chan struct{}
+	wakeFire chan struct{}
+}
+
+// New returns a scheduler.
+func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Index, enq *queue.Enqueuer, acks *ack.Reader, clk clock.Clock, log *slog.Logger) *Scheduler {
+	cfg.defaults()
+	return &Scheduler{
+		cfg: cfg, db: db, rdb: rdb, index: index, enq: enq, acks: acks, clock: clk, log: log,
+		wakePlan: make(chan struct{}, 1), wakeFire: make(chan struct{}, 1),
+	}
+}
+
+// Run plans, fires, tracks and reaps until ctx is cancelled.
+func (s *Scheduler) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.listen(ctx) })
+	g.Go(func() error { return s.runPlanner(ctx) })
+	g.Go(func() error { return s.runFirer(ctx) })
+	g.Go(func() error { return s.runTracker(ctx) })
+	g.Go(func() error { return s.runReaper(ctx) })
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Nudge makes the planner recompute now, for example after a reminder
+// changed.
+func (s *Scheduler) Nudge() { signal(s.wakePlan) }
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// listen nudges the planner on every change announced by an API replica.
+func (s *Scheduler) listen(ctx context.Context) error {
+	if s.cfg.ChangesChannel == "" {
+		return nil
+	}
+	sub := s.rdb.Subscribe(ctx, s.cfg.ChangesChannel)
+	defer sub.Close()
+	ch := sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+			s.Nudge()
+		}
+	}
+}
+
+// every runs fn now and then every interval or when woken, logging failures.
+func (s *Scheduler) every(ctx context.Context, name string, interval time.Duration, wake <-chan struct{}, fn func(context.Context) error) error {
+	for {
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn(name+" failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-s.clock.After(interval):
+		}
+	}
+}
+
+func (s *Scheduler) runPlanner(ctx context.Context) error {
+	return s.every(ctx, "plan", s.cfg.PlanInterval, s.wakePlan, func(ctx context.Context) error {
+		if err := s.Plan(ctx); err != nil {
+			return err
+		}
+		signal(s.wakeFire)
+		return nil
+	})
+}
+
+func (s *Scheduler) runReaper(ctx context.Context) error {
+	return s.every(ctx, "reap", s.cfg.ReapInterval, nil, s.Reap)
+}
+
+func (s *Scheduler) runTracker(ctx context.Context) error {
+	for ctx.Err() == nil {
+		if err := s.Track(ctx, time.Second); err != nil && ctx.Err() == nil {
+			s.log.Warn("track acks failed", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-s.clock.After(time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+// withTimeout bounds one round of database work.
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 30*time.Second)
+}
+
+var errLost = fmt.Errorf("lost the race to another coordinator")

@@ -1,0 +1,37 @@
+// Package sender defines how a worker hands a chunk of users to a delivery
+// channel. Each channel is a sub-package: webhook (one signed-ready JSON POST
+// per chunk) and logging (writes each chunk to a slog logger).
+package sender
+
+import (
+	"context"
+	"time"
+)
+
+// Batch is one chunk of one group: the same message for every user in it.
+type Batch struct {
+	Occurrence int64
+	Reminder   string // the reminder's key
+	Title      string
+	Body       string
+	Location   string
+	Zone       string
+	FireAt     time.Time
+	Group      int
+	Users      []string
+	// IdempotencyKey is the same for every attempt at this chunk, so a
+	// receiver can drop the copy a crash may cause.
+	IdempotencyKey string
+}
+
+// Result counts what happened to a batch's users. Users not failed were sent.
+type Result struct {
+	Failed int // permanently refused; they are not retried
+}
+
+// Sender delivers batches. An error means nothing in the batch can be known
+// to have been delivered and the batch should be tried again later; users the
+// channel refused for good are counted in Result.Failed instead.
+type Sender interface {
+	Send(ctx context.Context, b *Batch) (Result, error)
+}

@@ -1,0 +1,142 @@
+// Package webhook is a delivery channel that POSTs each batch as one JSON
+// document to a configured URL.
+//
+// Retries are go-retryablehttp's: connection errors, 429 and 5xx answers
+// are retried with capped exponential backoff (honouring Retry-After); when
+// they run out the batch is returned as a transient error and the worker
+// retries the group later from its checkpoint. Any other 4xx answer is
+// final: the batch's users are counted as failed. Every request carries an
+// Idempotency-Key that is the same for every attempt at the same chunk.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/chime-dev/chime/sender"
+)
+
+// Config configures the webhook channel.
+type Config struct {
+	// URL receives the POSTs. Required.
+	URL string
+	// Timeout bounds each attempt. Defaults to 10s.
+	Timeout time.Duration
+	// Retries is how many times a failed attempt is repeated. Defaults to 3.
+	Retries int
+	// RetryWaitMin and RetryWaitMax bound the backoff between attempts.
+	// Default to 100ms and 2s.
+	RetryWaitMin, RetryWaitMax time.Duration
+	// MaxConns bounds the connections kept open to the receiver. Defaults to 64.
+	MaxConns int
+}
+
+// Sender posts batches to a webhook receiver.
+type Sender struct {
+	cfg    Config
+	client *retryablehttp.Client
+}
+
+var _ sender.Sender = (*Sender)(nil)
+
+// New returns a webhook sender.
+func New(cfg Config, log *slog.Logger) (*Sender, error) {
+	if cfg.URL == "" {
+		return nil, fmt.Errorf("webhook: URL is required")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Retries == 0 {
+		cfg.Retries = 3
+	}
+	if cfg.RetryWaitMin == 0 {
+		cfg.RetryWaitMin = 100 * time.Millisecond
+	}
+	if cfg.RetryWaitMax == 0 {
+		cfg.RetryWaitMax = 2 * time.Second
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = 64
+	}
+	c := retryablehttp.NewClient()
+	c.HTTPClient = &http.Client{
+		Timeout: cfg.Timeout,
+		Transport: &http.Transport{
+			MaxIdleConns:        cfg.MaxConns,
+			MaxIdleConnsPerHost: cfg.MaxConns,
+			MaxConnsPerHost:     cfg.MaxConns,
+			IdleConnTimeout:     90 * time.Second,
+		},
+	}
+	c.RetryMax = cfg.Retries
+	c.RetryWaitMin = cfg.RetryWaitMin
+	c.RetryWaitMax = cfg.RetryWaitMax
+	c.Logger = slogAdapter{log}
+	// Hand the last response back instead of an error, so a final 5xx is
+	// reported with its status.
+	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	return &Sender{cfg: cfg, client: c}, nil
+}
+
+// Payload is the JSON document a receiver gets.
+type Payload struct {
+	Occurrence int64     `json:"occurrence"`
+	Reminder   string    `json:"reminder"`
+	Title      string    `json:"title"`
+	Body       string    `json:"body"`
+	Location   string    `json:"location"`
+	Zone       string    `json:"zone"`
+	FireAt     time.Time `json:"fire_at"`
+	Group      int       `json:"group"`
+	Users      []string  `json:"users"`
+}
+
+// Send posts b and reports its users sent, failed (a final 4xx) or not
+// known (an error).
+func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, error) {
+	body, err := json.Marshal(Payload{
+		Occurrence: b.Occurrence, Reminder: b.Reminder, Title: b.Title, Body: b.Body,
+		Location: b.Location, Zone: b.Zone, FireAt: b.FireAt, Group: b.Group, Users: b.Users,
+	})
+	if err != nil {
+		return sender.Result{}, fmt.Errorf("webhook: encode: %w", err)
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return sender.Result{}, fmt.Errorf("webhook: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "chime-webhook/1")
+	req.Header.Set("Idempotency-Key", b.IdempotencyKey)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return sender.Result{}, fmt.Errorf("webhook: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return sender.Result{}, nil
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return sender.Result{}, fmt.Errorf("webhook: receiver answered %s", resp.Status)
+	default:
+		return sender.Result{Failed: len(b.Users)}, nil
+	}
+}
+
+// slogAdapter lets retryablehttp log its retries through slog at debug level.
+type slogAdapter struct{ log *slog.Logger }
+
+func (a slogAdapter) Error(msg string, kv ...any) { a.log.Warn(msg, kv...) }
+func (a slogAdapter) Info(msg string, kv ...any)  { a.log.Debug(msg, kv...) }
+func (a slogAdapter) Debug(msg string, kv ...any) { a.log.Debug(msg, kv...) }
+func (a slogAdapter) Warn(msg string, kv ...any)  { a.log.Warn(msg, kv...) }

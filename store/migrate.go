@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/go-gormigrate/gormigrate/v2"
+	"gorm.io/driver/mysql"
+	"gorm.io/gorm"
+)
+
+// migrations are applied in order and recorded in schema_migrations; an
+// applied migration is never edited, a change is a new migration.
+//
+// Migration 0001 creates the tables from the model structs. Later
+// migrations must be written so that they also succeed on a database where
+// 0001 ran with the newer structs (check HasColumn/HasIndex before adding).
+var migrations = []*gormigrate.Migration{
+	{
+		ID: "0001_initial",
+		Migrate: func(tx *gorm.DB) error {
+			return tx.Migrator().CreateTable(
+				&App{}, &APIKey{}, &Reminder{}, &Location{}, &ReminderTime{},
+				&Subscription{}, &Occurrence{}, &GroupRun{},
+			)
+		},
+	},
+}
+
+// Migrate brings the schema up to date. It is safe when several pods start
+// at once: on MySQL the migrations run under a named lock (GET_LOCK), so one
+// pod migrates while the others wait and then find nothing left to do.
+func Migrate(ctx context.Context, db *gorm.DB) error {
+	opts := *gormigrate.DefaultOptions
+	opts.TableName = "schema_migrations"
+	opts.ValidateUnknownMigrations = true
+	if !IsMySQL(db) {
+		// SQLite serialises writers itself and DDL is transactional there.
+		opts.UseTransaction = true
+		return runMigrations(db.WithContext(ctx), &opts)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	// GET_LOCK belongs to a connection, so take one connection and keep every
+	// statement of the migration on it.
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('chime_schema_migrations', 120)").Scan(&got); err != nil {
+		return fmt.Errorf("migrate: take lock: %w", err)
+	}
+	if got.Int64 != 1 {
+		return fmt.Errorf("migrate: another process held the migration lock for 120s")
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = conn.ExecContext(rctx, "DO RELEASE_LOCK('chime_schema_migrations')")
+	}()
+	pinned, err := gorm.Open(mysql.New(mysql.Config{Conn: conn}), &gorm.Config{Logger: db.Logger, SkipDefaultTransaction: true})
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return runMigrations(pinned.WithContext(ctx), &opts)
+}
+
+func runMigrations(db *gorm.DB, opts *gormigrate.Options) error {
+	if err := gormigrate.New(db, opts, migrations).Migrate(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+// Package store is Chime's source of truth: apps and their API keys,
+// reminders, locations, reminder times, subscriptions, occurrences and group
+// runs, kept in MySQL/MariaDB in production and in SQLite for the embedded
+// mode, through gorm.
+//
+// Everything in Redis (membership index, acks, checkpoints, queues) can be
+// rebuilt or reconciled from what is stored here.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/mysql"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// ErrNotFound is returned when a row does not exist or belongs to another app.
+var ErrNotFound = errors.New("not found")
+
+// Open connects to the database named by dsn: a go-sql-driver MySQL DSN
+// ("user:pw@tcp(host:3306)/chime?parseTime=true") or "sqlite:<path>" for the
+// embedded mode ("sqlite::memory:" keeps it in memory).
+func Open(dsn string, log *slog.Logger) (*gorm.DB, error) {
+	cfg := &gorm.Config{
+		Logger:                 logger.NewSlogLogger(log, logger.Config{SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true}),
+		SkipDefaultTransaction: true,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	}
+	var dial gorm.Dialector
+	if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
+		if path == ":memory:" {
+			path = "file::memory:?cache=shared"
+		}
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		// WAL and a busy timeout let the API and the scheduler write at once.
+		dial = sqlite.Open(path + sep + "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)")
+	} else {
+		if !strings.Contains(dsn, "parseTime") {
+			sep := "?"
+			if strings.Contains(dsn, "?") {
+				sep = "&"
+			}
+			dsn += sep + "parseTime=true&loc=UTC"
+		}
+		dial = mysql.Open(dsn)
+	}
+	db, err := gorm.Open(dial, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if db.Name() == "sqlite" {
+		// One writer at a time is all SQLite allows; a single connection avoids
+		// "database is locked" between goroutines.
+		sqlDB.SetMaxOpenConns(1)
+	} else {
+		sqlDB.SetMaxOpenConns(32)
+		sqlDB.SetMaxIdleConns(32)
+		sqlDB.SetConnMaxLifetime(10 * time.Minute)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return nil, fmt.Errorf("ping database: %w", err)
+	}
+	return db, nil
+}
+
+// IsMySQL reports whether db speaks MySQL (as opposed to SQLite).
+func IsMySQL(db *gorm.DB) bool { return db.Name() == "mysql" }

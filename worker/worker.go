@@ -1,0 +1,252 @@
+// Package worker is the stateless asynq server that delivers groups.
+//
+// Per group task: take the group's lease and send the start ack (package
+// ack), read the group's members in one round trip (package grouping,
+// rebuilding the index from MySQL if Redis lost it), sort them, skip those
+// an earlier attempt already sent (its checkpoint), send the rest through the
+// sender in chunks with a checkpoint after each, and send the finish ack.
+// A crash therefore repeats at most the one chunk in flight.
+//
+// When members cannot be read or the channel fails, the worker releases the
+// lease and returns the error, and asynq retries the task after a backoff.
+// When another worker holds the group, the task is retried after half a lease
+// period: either the holder finishes (and the retry finds the group done) or
+// it died and its lease has expired. A group whose validity window has passed
+// is finished as expired instead of being sent late.
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chime-dev/chime/ack"
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/queue"
+	"github.com/chime-dev/chime/sender"
+)
+
+// Config configures a worker.
+type Config struct {
+	// ID names this worker in acks and logs. Defaults to hostname-pid.
+	ID string
+	// Queue is the asynq queue to pull from. Defaults to queue.DefaultName.
+	Queue string
+	// Concurrency is how many groups are delivered at once. Defaults to 32.
+	Concurrency int
+	// ChunkSize is how many users go in one send and one checkpoint. Defaults
+	// to 100.
+	ChunkSize int
+	// LeaseTTL is how long a group stays held without a checkpoint. It must
+	// exceed the longest send of one chunk. Defaults to 30s.
+	LeaseTTL time.Duration
+	// PollInterval is how long an idle worker waits before asking the queue
+	// again. Defaults to 20ms.
+	PollInterval time.Duration
+	// ShutdownTimeout is how long a stopping worker lets groups in flight
+	// finish. Defaults to 20s.
+	ShutdownTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.Queue == "" {
+		c.Queue = queue.DefaultName
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 32
+	}
+	if c.ChunkSize == 0 {
+		c.ChunkSize = 100
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 30 * time.Second
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 20 * time.Millisecond
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 20 * time.Second
+	}
+}
+
+// Worker delivers group tasks.
+type Worker struct {
+	cfg    Config
+	rdb    redis.UniversalClient
+	index  *grouping.Index
+	acks   *ack.Tracker
+	sender sender.Sender
+	clock  clock.Clock
+	log    *slog.Logger
+}
+
+// New returns a worker. Its Run pulls from the queue; Handle delivers one
+// task and can be used on its own.
+func New(cfg Config, rdb redis.UniversalClient, index *grouping.Index, acks *ack.Tracker, s sender.Sender, clk clock.Clock, log *slog.Logger) *Worker {
+	cfg.defaults()
+	return &Worker{cfg: cfg, rdb: rdb, index: index, acks: acks, sender: s, clock: clk, log: log.With("worker", cfg.ID)}
+}
+
+// ID returns the worker's name.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// errHeld marks a task retried because another worker holds its group.
+var errHeld = errors.New("group held by another worker")
+
+// Run serves the queue until ctx is cancelled, then lets groups in flight
+// finish (up to ShutdownTimeout) and returns.
+func (w *Worker) Run(ctx context.Context) error {
+	srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
+		Concurrency:       w.cfg.Concurrency,
+		Queues:            map[string]int{w.cfg.Queue: 1},
+		TaskCheckInterval: w.cfg.PollInterval,
+		ShutdownTimeout:   w.cfg.ShutdownTimeout,
+		RetryDelayFunc:    w.retryDelay,
+		// A held group is not a failure of the task.
+		IsFailure: func(err error) bool { return !errors.Is(err, errHeld) },
+		Logger:    asynqLogger{w.log},
+		LogLevel:  asynq.WarnLevel,
+	})
+	mux := asynq.NewServeMux()
+	mux.Handle(queue.TaskType, w)
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	w.log.Info("worker started", "queue", w.cfg.Queue, "concurrency", w.cfg.Concurrency)
+	<-ctx.Done()
+	srv.Shutdown()
+	return nil
+}
+
+func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if errors.Is(err, errHeld) {
+		return w.cfg.LeaseTTL / 2
+	}
+	// 1s, 2s, 4s ... capped at 30s: long enough for a receiver to recover,
+	// short enough to stay inside a validity window.
+	return min(time.Second<<min(n, 5), 30*time.Second)
+}
+
+// ProcessTask implements asynq.Handler.
+func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	p, err := queue.Decode(t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	return w.Handle(ctx, p)
+}
+
+// Handle delivers one group.
+func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
+	g := ack.Group{Occurrence: p.Occurrence, Group: p.Group}
+	log := w.log.With("occurrence", p.Occurrence, "group", p.Group, "attempt", p.Attempt)
+	token := w.cfg.ID + "/" + nonce()
+	claim, err := w.acks.Start(ctx, g, p.Attempt, w.cfg.ID, token, w.cfg.LeaseTTL, w.clock.Now())
+	if errors.Is(err, ack.ErrHeld) {
+		return errHeld
+	}
+	if err != nil {
+		return err
+	}
+	if claim.Done() {
+		log.Debug("group already done", "state", claim.State)
+		return nil
+	}
+	loc := grouping.Loc{Reminder: p.Reminder, Location: p.Location}
+	members, err := w.index.Members(ctx, loc, p.Group)
+	if errors.Is(err, grouping.ErrNotBuilt) {
+		if err = w.index.EnsureBuilt(ctx, loc); err == nil {
+			members, err = w.index.Members(ctx, loc, p.Group)
+		}
+	}
+	if err != nil {
+		return w.release(ctx, g, p, token, fmt.Errorf("read members: %w", err))
+	}
+	slices.Sort(members)
+	if claim.Checkpoint != "" {
+		// Users up to the checkpoint were sent by an earlier holder.
+		i, found := slices.BinarySearch(members, claim.Checkpoint)
+		if found {
+			i++
+		}
+		members = members[i:]
+	}
+	for len(members) > 0 {
+		if w.clock.Now().After(p.ExpiresAt) {
+			log.Warn("validity window passed; group expired", "unsent", len(members))
+			return w.finish(ctx, g, p, token, ack.StateExpired, len(members))
+		}
+		n := min(w.cfg.ChunkSize, len(members))
+		chunk := members[:n]
+		b := &sender.Batch{
+			Occurrence: p.Occurrence, Reminder: p.Key, Title: p.Title, Body: p.Body,
+			Location: p.LocationName, Zone: p.Zone, FireAt: p.FireAt, Group: p.Group, Users: chunk,
+			IdempotencyKey: fmt.Sprintf("%d-%d-%s", p.Occurrence, p.Group, chunk[0]),
+		}
+		res, err := w.sender.Send(ctx, b)
+		if err != nil {
+			return w.release(ctx, g, p, token, fmt.Errorf("send: %w", err))
+		}
+		err = w.acks.Checkpoint(ctx, g, token, chunk[n-1], n-res.Failed, res.Failed, w.cfg.LeaseTTL)
+		if errors.Is(err, ack.ErrLeaseLost) {
+			log.Warn("lease lost mid-group; another worker continues it")
+			return nil
+		}
+		if err != nil {
+			return w.release(ctx, g, p, token, err)
+		}
+		members = members[n:]
+	}
+	return w.finish(ctx, g, p, token, ack.StateFinished, 0)
+}
+
+func (w *Worker) finish(ctx context.Context, g ack.Group, p queue.Payload, token, state string, expired int) error {
+	c, err := w.acks.Finish(ctx, g, p.Attempt, w.cfg.ID, token, state, expired, w.clock.Now())
+	if errors.Is(err, ack.ErrLeaseLost) {
+		w.log.Warn("lease lost before finish; another worker continues the group", "occurrence", p.Occurrence, "group", p.Group)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	w.log.Debug("group finished", "occurrence", p.Occurrence, "group", p.Group, "sent", c.Sent, "failed", c.Failed, "expired", c.Expired)
+	return nil
+}
+
+// release gives the group back for a retry and returns cause.
+func (w *Worker) release(ctx context.Context, g ack.Group, p queue.Payload, token string, cause error) error {
+	if err := w.acks.Release(context.WithoutCancel(ctx), g, p.Attempt, w.cfg.ID, token, w.clock.Now()); err != nil && !errors.Is(err, ack.ErrLeaseLost) {
+		w.log.Warn("release group", "occurrence", p.Occurrence, "group", p.Group, "err", err)
+	}
+	return cause
+}
+
+func nonce() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// asynqLogger routes asynq's own logs through slog.
+type asynqLogger struct{ log *slog.Logger }
+
+func (l asynqLogger) Debug(args ...any) { l.log.Debug(fmt.Sprint(args...)) }
+func (l asynqLogger) Info(args ...any)  { l.log.Info(fmt.Sprint(args...)) }
+func (l asynqLogger) Warn(args ...any)  { l.log.Warn(fmt.Sprint(args...)) }
+func (l asynqLogger) Error(args ...any) { l.log.Error(fmt.Sprint(args...)) }
+func (l asynqLogger) Fatal(args ...any) { l.log.Error(fmt.Sprint(args...)) }
