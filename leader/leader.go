@@ -40,7 +40,7 @@ func New(cfg Config, rdb redis.UniversalClient, log *slog.Logger) *Elector {
 	if cfg.TTL == 0 {
 		cfg.TTL = 10 * time.Second
 	}
-	return &Elector{cfg: cfg, rdb: rdb, log: log.With("replica", cfg.ID)}
+	return &Elector{cfg: cfg, rdb: rdb, log: log}
 }
 
 var renewScript = redis.NewScript(`

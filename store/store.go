@@ -29,7 +29,7 @@ var ErrNotFound = errors.New("not found")
 // embedded mode ("sqlite::memory:" keeps it in memory).
 func Open(dsn string, log *slog.Logger) (*gorm.DB, error) {
 	cfg := &gorm.Config{
-		Logger:                 logger.NewSlogLogger(log, logger.Config{SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true}),
+		Logger:                 quietCancel{logger.NewSlogLogger(log, logger.Config{SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true})},
 		SkipDefaultTransaction: true,
 		NowFunc:                func() time.Time { return time.Now().UTC() },
 	}
@@ -81,3 +81,18 @@ func Open(dsn string, log *slog.Logger) (*gorm.DB, error) {
 
 // IsMySQL reports whether db speaks MySQL (as opposed to SQLite).
 func IsMySQL(db *gorm.DB) bool { return db.Name() == "mysql" }
+
+// quietCancel drops the log of statements cancelled by their context: at
+// shutdown that is expected, and the caller sees the error anyway.
+type quietCancel struct{ logger.Interface }
+
+func (q quietCancel) LogMode(l logger.LogLevel) logger.Interface {
+	return quietCancel{q.Interface.LogMode(l)}
+}
+
+func (q quietCancel) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		return
+	}
+	q.Interface.Trace(ctx, begin, fc, err)
+}
