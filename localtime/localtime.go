@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	// Embed the zone database so fire instants do not depend on the host.
+	_ "time/tzdata"
 )
 
 // ErrSyntax is returned for a time of day that is not HH:MM or HH:MM:SS.
