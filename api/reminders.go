@@ -149,9 +149,9 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	created := false
 	var rem store.Reminder
 	var regrouped []grouping.Loc
+	locIDs := map[string]int64{}
 	err := a.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		// Locations first: a location keeps one zone across the app's reminders.
-		locIDs := map[string]int64{}
 		for _, t := range times {
 			if _, ok := locIDs[t.location]; ok {
 				continue
@@ -231,6 +231,21 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			a.log.Warn("drop index after regrouping; it is rebuilt before the next fire", "reminder", key, "err", err)
 		}
 	}
+	// A location without subscriptions has a complete (empty) index: mark it
+	// built so that later subscriptions extend it instead of the first fire
+	// rebuilding it from MySQL.
+	for _, id := range locIDs {
+		var one []string
+		if err := a.db.WithContext(ctx).Model(&store.Subscription{}).Where("reminder_id = ? AND location_id = ?", rem.ID, id).
+			Limit(1).Pluck("user_id", &one).Error; err != nil {
+			return err
+		}
+		if len(one) == 0 {
+			if err := a.index.MarkBuilt(ctx, grouping.Loc{Reminder: rem.ID, Location: id}); err != nil {
+				return err
+			}
+		}
+	}
 	a.announce(ctx, key)
 	out, err := a.loadReminder(r, app, key)
 	if err != nil {
@@ -251,27 +266,40 @@ func regroup(tx *gorm.DB, reminder int64, groups int) ([]grouping.Loc, error) {
 	if err := tx.Model(&store.Subscription{}).Where("reminder_id = ?", reminder).Distinct().Pluck("location_id", &locs).Error; err != nil {
 		return nil, err
 	}
+	// Batches by user_id: FindInBatches needs a single-column primary key,
+	// and a subscription's is (reminder_id, user_id).
 	var users []string
-	err := tx.Model(&store.Subscription{}).Where("reminder_id = ?", reminder).Order("user_id").
-		FindInBatches(&[]store.Subscription{}, 1000, func(b *gorm.DB, _ int) error {
-			subs := *(b.Statement.Dest.(*[]store.Subscription))
-			users = users[:0]
-			expr := "CASE user_id"
-			var args []any
-			for _, s := range subs {
-				expr += " WHEN ? THEN ?"
-				args = append(args, s.UserID, grouping.Of(s.UserID, groups))
-				users = append(users, s.UserID)
-			}
-			expr += " END"
-			return tx.Model(&store.Subscription{}).Where("reminder_id = ? AND user_id IN ?", reminder, users).
-				Update("group_no", gorm.Expr(expr, args...)).Error
-		}).Error
+	for last := ""; ; {
+		var subs []store.Subscription
+		if err := tx.Where("reminder_id = ? AND user_id > ?", reminder, last).Order("user_id").Limit(1000).Find(&subs).Error; err != nil {
+			return nil, err
+		}
+		if len(subs) == 0 {
+			break
+		}
+		users = users[:0]
+		expr := "CASE user_id"
+		var args []any
+		for _, s := range subs {
+			expr += " WHEN ? THEN ?"
+			args = append(args, s.UserID, grouping.Of(s.UserID, groups))
+			users = append(users, s.UserID)
+		}
+		expr += " END"
+		if err := tx.Model(&store.Subscription{}).Where("reminder_id = ? AND user_id IN ?", reminder, users).
+			Update("group_no", gorm.Expr(expr, args...)).Error; err != nil {
+			return nil, err
+		}
+		if len(subs) < 1000 {
+			break
+		}
+		last = subs[len(subs)-1].UserID
+	}
 	out := make([]grouping.Loc, len(locs))
 	for i, l := range locs {
 		out[i] = grouping.Loc{Reminder: reminder, Location: l}
 	}
-	return out, err
+	return out, nil
 }
 
 func (a *API) findReminder(r *http.Request, app int64, key string) (store.Reminder, error) {

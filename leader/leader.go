@@ -61,13 +61,16 @@ return 0`)
 func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error) error {
 	retry := e.cfg.TTL / 3
 	for {
+		// The lock expires TTL after Redis sets it, which is no earlier than
+		// when the command is sent.
+		sent := time.Now()
 		ok, err := e.rdb.SetNX(ctx, e.cfg.Key, e.cfg.ID, e.cfg.TTL).Result()
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn("leader election", "err", err)
 		}
 		if ok {
 			e.log.Info("became leader")
-			if err := e.lead(ctx, lead); err != nil {
+			if err := e.lead(ctx, lead, sent.Add(e.cfg.TTL)); err != nil {
 				return err
 			}
 			e.log.Info("stopped leading")
@@ -80,12 +83,13 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error)
 	}
 }
 
-func (e *Elector) lead(ctx context.Context, lead func(ctx context.Context) error) error {
+// lead runs lead while this replica holds the lock, which expires at
+// deadline unless renewed.
+func (e *Elector) lead(ctx context.Context, lead func(ctx context.Context) error, deadline time.Time) error {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- lead(lctx) }()
-	deadline := time.Now().Add(e.cfg.TTL)
 	tick := time.NewTicker(e.cfg.TTL / 3)
 	defer tick.Stop()
 	defer func() {
@@ -101,23 +105,47 @@ func (e *Elector) lead(ctx context.Context, lead func(ctx context.Context) error
 			}
 			return nil
 		case <-tick.C:
-			rctx, c := context.WithTimeout(ctx, e.cfg.TTL/3)
-			n, err := renewScript.Run(rctx, e.rdb, []string{e.cfg.Key}, e.cfg.ID, e.cfg.TTL.Milliseconds()).Int()
-			c()
+			sent := time.Now()
+			n, err := e.renew(ctx, deadline.Add(-e.cfg.TTL/3))
 			switch {
 			case err == nil && n == 1:
-				deadline = time.Now().Add(e.cfg.TTL)
+				deadline = sent.Add(e.cfg.TTL)
 			case err == nil:
 				e.log.Warn("leadership taken over")
 				cancel()
 				<-done
 				return nil
-			case time.Now().After(deadline.Add(-e.cfg.TTL / 3)):
+			case !time.Now().Before(deadline.Add(-e.cfg.TTL / 3)):
 				e.log.Warn("cannot renew leadership", "err", err)
 				cancel()
 				<-done
 				return nil
 			}
 		}
+	}
+}
+
+// renew extends the lock, giving up at by. It does not rely on the Redis
+// client to honour the context's deadline (unless ContextTimeoutEnabled is
+// set, go-redis ignores it and waits for its own read timeout, 3s by
+// default), so that a leader cut off from Redis steps down before its lock
+// can expire.
+func (e *Elector) renew(ctx context.Context, by time.Time) (int, error) {
+	rctx, cancel := context.WithDeadline(ctx, by)
+	defer cancel()
+	type result struct {
+		n   int
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		n, err := renewScript.Run(rctx, e.rdb, []string{e.cfg.Key}, e.cfg.ID, e.cfg.TTL.Milliseconds()).Int()
+		res <- result{n, err}
+	}()
+	select {
+	case r := <-res:
+		return r.n, r.err
+	case <-rctx.Done():
+		return 0, rctx.Err()
 	}
 }

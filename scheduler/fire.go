@@ -114,7 +114,7 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 	for i, g := range groups {
 		runs[i] = store.GroupRun{OccurrenceID: o.ID, GroupNo: g, State: store.RunQueued, Attempts: 1, QueuedAt: now}
 	}
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = store.Transaction(ctx, s.db, func(tx *gorm.DB) error {
 		fields := map[string]any{"state": store.OccFiring, "fired_at": now, "groups_total": len(groups)}
 		if len(groups) == 0 {
 			fields["state"] = store.OccDone

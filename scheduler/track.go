@@ -20,7 +20,7 @@ func (s *Scheduler) Track(ctx context.Context, block time.Duration) error {
 	}
 	tctx, cancel := withTimeout(ctx)
 	defer cancel()
-	err = s.db.WithContext(tctx).Transaction(func(tx *gorm.DB) error {
+	err = store.Transaction(tctx, s.db, func(tx *gorm.DB) error {
 		for _, a := range acks {
 			if err := s.apply(tx, a); err != nil {
 				return fmt.Errorf("record %s ack of occurrence %d group %d: %w", a.Type, a.Group.Occurrence, a.Group.Group, err)

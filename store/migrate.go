@@ -21,6 +21,12 @@ var migrations = []*gormigrate.Migration{
 	{
 		ID: "0001_initial",
 		Migrate: func(tx *gorm.DB) error {
+			if IsMySQL(tx) {
+				// Keys, location names and user IDs compare byte for byte:
+				// "Fajr" and "fajr" are two reminders, whatever the server's
+				// default collation.
+				tx = tx.Set("gorm:table_options", "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+			}
 			return tx.Migrator().CreateTable(
 				&App{}, &APIKey{}, &Reminder{}, &Location{}, &ReminderTime{},
 				&Subscription{}, &Occurrence{}, &GroupRun{},

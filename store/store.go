@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	mysqldrv "github.com/go-sql-driver/mysql"
 	"github.com/glebarez/sqlite"
 	"gorm.io/driver/mysql"
 	"gorm.io/gorm"
@@ -95,4 +96,32 @@ func (q quietCancel) Trace(ctx context.Context, begin time.Time, fc func() (stri
 		return
 	}
 	q.Interface.Trace(ctx, begin, fc, err)
+}
+
+// Transaction runs fn in a transaction, and runs it again (up to three
+// times in all) when MySQL picks it as a deadlock victim or its lock wait
+// times out: with row locks taken by concurrent writers that is expected,
+// and the transaction was rolled back whole.
+func Transaction(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
+	var err error
+	for attempt := range 3 {
+		err = db.WithContext(ctx).Transaction(fn)
+		if !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+func retryable(err error) bool {
+	var me *mysqldrv.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == 1213 || me.Number == 1205 // deadlock, lock wait timeout
+	}
+	return false
 }

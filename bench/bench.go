@@ -1,0 +1,155 @@
+// Package bench measures Chime against the obvious alternative, one asynq
+// task per user scheduled with ProcessAt, on the same machine, the same
+// Redis and the same workload, in one run.
+//
+// The workload is U subscribers of one reminder spread over several
+// locations and one fire instant. Deliveries go to a no-op in-process sink
+// (measuring the engine) or to a loopback HTTP webhook receiver (measuring
+// the engine plus real sending). For each system it reports registration
+// rate, Redis bytes per subscriber, fire-to-last-delivery time, deliveries
+// per second, lateness of each group's first delivery after the instant,
+// and CPU seconds per million deliveries (this process, Redis and the local
+// MariaDB together).
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/chime-dev/chime/sender/webhook"
+)
+
+// Config is one run's settings.
+type Config struct {
+	RedisURL string
+	MySQLDSN string
+	// Users is the number of subscribers. Defaults to 1,000,000.
+	Users int
+	// Locations spreads them over this many places in distinct zones.
+	// Defaults to 4.
+	Locations int
+	// GroupSize is the target number of members per group. Defaults to 400.
+	GroupSize int
+	// ChunkSize is the users per send. Defaults to 500.
+	ChunkSize int
+	// Workers is the number of in-process Chime workers. Defaults to 2.
+	Workers int
+	// WorkerProcs, when positive, runs that many worker processes from
+	// WorkerBin instead; deliveries then go to the webhook receiver.
+	WorkerProcs int
+	WorkerBin   string
+	// Webhook delivers through a loopback HTTP receiver.
+	Webhook bool
+	// Lead is how far ahead of the end of registration the instant is.
+	// Defaults to 2s.
+	Lead time.Duration
+	// Timeout bounds the wait for the last delivery. Defaults to 10m.
+	Timeout time.Duration
+	Log     *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Users == 0 {
+		c.Users = 1_000_000
+	}
+	if c.Locations == 0 {
+		c.Locations = 4
+	}
+	if c.GroupSize == 0 {
+		c.GroupSize = 400
+	}
+	if c.ChunkSize == 0 {
+		c.ChunkSize = 500
+	}
+	if c.Workers == 0 {
+		c.Workers = 2
+	}
+	if c.Lead == 0 {
+		c.Lead = 2 * time.Second
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 10 * time.Minute
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Result is one run's figures.
+type Result struct {
+	System             string  `json:"system"`
+	Users              int     `json:"users"`
+	Sink               string  `json:"sink"`
+	Workers            string  `json:"workers"`
+	Delivered          int64   `json:"delivered"`
+	RegisterSeconds    float64 `json:"register_s"`
+	RegisterPerSecond  float64 `json:"register_per_s"`
+	RedisBytesPerUser  float64 `json:"redis_bytes_per_user"`
+	FireToLastMs       float64 `json:"fire_to_last_ms"`
+	DeliveriesPerSec   float64 `json:"deliveries_per_s"`
+	LatenessP50Ms      float64 `json:"lateness_p50_ms"`
+	LatenessP99Ms      float64 `json:"lateness_p99_ms"`
+	LatenessMaxMs      float64 `json:"lateness_max_ms"`
+	CPUSecondsPerMilln float64 `json:"cpu_s_per_million"`
+	Complete           bool    `json:"complete"`
+	Timeline           []Point `json:"-"`
+}
+
+// Receiver is the loopback webhook receiver: it decodes each batch and
+// counts it into a Counter.
+type Receiver struct{ C *Counter }
+
+// ServeHTTP takes one webhook batch.
+func (r Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var p webhook.Payload
+	b, err := io.ReadAll(req.Body)
+	if err == nil {
+		err = json.NewDecoder(bytes.NewReader(b)).Decode(&p)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.C.record(p.Occurrence<<20|int64(p.Group), len(p.Users))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func finish(r *Result, c *Counter, fireAt time.Time, cpu float64, pts []Point) {
+	r.Delivered = c.Delivered()
+	r.Complete = r.Delivered >= int64(r.Users)
+	last := c.Last()
+	r.FireToLastMs = ms(last.Sub(fireAt))
+	if s := last.Sub(fireAt).Seconds(); s > 0 {
+		r.DeliveriesPerSec = float64(r.Delivered) / s
+	}
+	late := c.Lateness(fireAt)
+	r.LatenessP50Ms = ms(percentile(late, 50))
+	r.LatenessP99Ms = ms(percentile(late, 99))
+	r.LatenessMaxMs = ms(percentile(late, 100))
+	if r.Delivered > 0 {
+		r.CPUSecondsPerMilln = cpu / float64(r.Delivered) * 1e6
+	}
+	r.Timeline = pts
+}
+
+// wait blocks until c has n deliveries or timeout passes.
+func wait(ctx context.Context, c *Counter, n int64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for c.Delivered() < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out with %d of %d delivered", c.Delivered(), n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}

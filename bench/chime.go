@@ -1,0 +1,256 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"golang.org/x/sync/errgroup"
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime"
+	"github.com/chime-dev/chime/api"
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/sender/webhook"
+	"github.com/chime-dev/chime/store"
+)
+
+// zones are the benchmark's locations, in distinct zones.
+var zones = []string{"Asia/Riyadh", "Asia/Jakarta", "America/New_York", "Europe/Istanbul", "Africa/Cairo", "Asia/Karachi", "Europe/London", "Asia/Dhaka"}
+
+// RunChime registers the users through the HTTP API, fires the reminder and
+// measures the delivery.
+func RunChime(ctx context.Context, cfg Config) (Result, error) {
+	cfg.defaults()
+	res := Result{System: "chime", Users: cfg.Users, Sink: "no-op", Workers: fmt.Sprintf("%d in-process", cfg.Workers)}
+	if cfg.Webhook || cfg.WorkerProcs > 0 {
+		res.Sink = "webhook"
+	}
+	if cfg.WorkerProcs > 0 {
+		res.Workers = fmt.Sprintf("%d processes", cfg.WorkerProcs)
+	}
+	id := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	dsn, drop, err := freshDatabase(cfg.MySQLDSN, "chime_bench_"+id, cfg.Log)
+	if err != nil {
+		return res, err
+	}
+	defer drop()
+	db, err := store.Open(dsn, cfg.Log)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if s, err := db.DB(); err == nil {
+			s.Close()
+		}
+	}()
+	if err := store.Migrate(ctx, db); err != nil {
+		return res, err
+	}
+	rdb, err := chime.OpenRedis(ctx, cfg.RedisURL)
+	if err != nil {
+		return res, err
+	}
+	defer rdb.Close()
+	ccfg, err := chime.LoadConfig(nil)
+	if err != nil {
+		return res, err
+	}
+	ccfg.RedisURL, ccfg.MySQLDSN = cfg.RedisURL, dsn
+	ccfg.Prefix, ccfg.Queue, ccfg.ReplicaID = "chime-bench:"+id+":", "chime-bench-"+id, "bench"
+	ccfg.PrepareLead, ccfg.ChunkSize, ccfg.Concurrency = time.Second, cfg.ChunkSize, 64
+	defer cleanup(context.WithoutCancel(ctx), rdb, ccfg.Prefix, ccfg.Queue)
+
+	counter := NewCounter()
+	var s sender.Sender = counter
+	if res.Sink == "webhook" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return res, err
+		}
+		srv := &http.Server{Handler: Receiver{counter}}
+		go srv.Serve(ln)
+		defer srv.Close()
+		ccfg.WebhookURL = "http://" + ln.Addr().String() + "/hook"
+		if s, err = webhook.New(webhook.Config{URL: ccfg.WebhookURL, MaxConns: 128}, cfg.Log); err != nil {
+			return res, err
+		}
+	}
+
+	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return res, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	g, runCtx := errgroup.WithContext(runCtx)
+	defer func() { stop(); _ = g.Wait() }()
+	g.Go(func() error { return chime.NewCoordinator(ccfg, db, rdb, clock.Real{}, cfg.Log, apiLn).Run(runCtx) })
+	var procs []*exec.Cmd
+	if cfg.WorkerProcs > 0 {
+		for i := range cfg.WorkerProcs {
+			cmd := exec.CommandContext(runCtx, cfg.WorkerBin)
+			cmd.Env = append(os.Environ(), "REDIS_URL="+cfg.RedisURL, "MYSQL_DSN="+dsn, "CHIME_REDIS_PREFIX="+ccfg.Prefix,
+				"CHIME_QUEUE="+ccfg.Queue, "CHIME_SENDER=webhook", "CHIME_WEBHOOK_URL="+ccfg.WebhookURL,
+				"CHIME_CHUNK_SIZE="+strconv.Itoa(cfg.ChunkSize), "CHIME_WORKER_CONCURRENCY=64",
+				"CHIME_REPLICA_ID=bench-worker-"+strconv.Itoa(i), "CHIME_LOG_LEVEL=warn")
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				return res, fmt.Errorf("start worker process: %w", err)
+			}
+			procs = append(procs, cmd)
+		}
+		defer func() {
+			for _, p := range procs {
+				_ = p.Process.Signal(os.Interrupt)
+				_, _ = p.Process.Wait()
+			}
+		}()
+	} else {
+		for i := range cfg.Workers {
+			wcfg := ccfg
+			wcfg.ReplicaID = "bench-worker-" + strconv.Itoa(i)
+			w := chime.NewWorker(wcfg, db, rdb, s, clock.Real{}, cfg.Log)
+			g.Go(func() error { return w.Run(runCtx) })
+		}
+	}
+
+	_, key, err := api.CreateApp(ctx, db, "bench")
+	if err != nil {
+		return res, err
+	}
+	c := &client{base: "http://" + apiLn.Addr().String(), key: key}
+	locs := min(cfg.Locations, len(zones))
+	groups := max(1, (cfg.Users/locs+cfg.GroupSize-1)/cfg.GroupSize)
+	if err := c.putReminder(ctx, groups, locs, time.Now().Add(3*time.Hour)); err != nil {
+		return res, err
+	}
+
+	mem0 := usedMemory(ctx, rdb)
+	start := time.Now()
+	if err := c.register(ctx, cfg.Users, locs); err != nil {
+		return res, err
+	}
+	res.RegisterSeconds = time.Since(start).Seconds()
+	res.RegisterPerSecond = float64(cfg.Users) / res.RegisterSeconds
+	res.RedisBytesPerUser = float64(usedMemory(ctx, rdb)-mem0) / float64(cfg.Users)
+
+	fireAt := time.Now().Add(cfg.Lead).Truncate(time.Second).Add(time.Second)
+	if err := c.putReminder(ctx, groups, locs, fireAt); err != nil {
+		return res, err
+	}
+	var pids []int
+	for _, p := range procs {
+		pids = append(pids, p.Process.Pid)
+	}
+	// Let the plan and the index preparation settle before measuring CPU.
+	time.Sleep(time.Until(fireAt.Add(-200 * time.Millisecond)))
+	cpu := newCPUMeter(ctx, rdb, pids...)
+	done := make(chan struct{})
+	pts := sample(fireAt, counter.Delivered, done)
+	err = wait(ctx, counter, int64(cfg.Users), cfg.Timeout)
+	close(done)
+	finish(&res, counter, fireAt, cpu.Seconds(ctx), <-pts)
+	return res, err
+}
+
+// client drives the HTTP API.
+type client struct {
+	base, key string
+	http      http.Client
+}
+
+func (c *client) putReminder(ctx context.Context, groups, locs int, at time.Time) error {
+	var times []api.ReminderTime
+	for i := range locs {
+		loc, err := time.LoadLocation(zones[i])
+		if err != nil {
+			return err
+		}
+		times = append(times, api.ReminderTime{Location: "loc-" + strconv.Itoa(i), Zone: zones[i], LocalTime: at.In(loc).Format("15:04:05")})
+	}
+	return c.do(ctx, http.MethodPut, "/v1/reminders/bench", map[string]any{
+		"title": "Benchmark", "body": "It is time.", "groups": groups, "valid_for": "10m", "times": times,
+	})
+}
+
+// register subscribes users 1..n round-robin over the locations, in
+// batches of 10,000 from four concurrent clients.
+func (c *client) register(ctx context.Context, n, locs int) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for start := 0; start < n; start += 10000 {
+		g.Go(func() error {
+			end := min(start+10000, n)
+			subs := make([]map[string]string, 0, end-start)
+			for i := start; i < end; i++ {
+				subs = append(subs, map[string]string{"user_id": strconv.Itoa(i + 1), "location": "loc-" + strconv.Itoa(i%locs)})
+			}
+			return c.do(ctx, http.MethodPost, "/v1/reminders/bench/subscribers", map[string]any{"subscribers": subs})
+		})
+	}
+	return g.Wait()
+}
+
+func (c *client) do(ctx context.Context, method, path string, in any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(body))
+	}
+	return nil
+}
+
+// freshDatabase creates a database for one run and returns its DSN and a
+// function that drops it.
+func freshDatabase(base, name string, log *slog.Logger) (string, func(), error) {
+	cfg, err := mysql.ParseDSN(base)
+	if err != nil {
+		return "", nil, fmt.Errorf("MYSQL_DSN: %w", err)
+	}
+	cfg.DBName = ""
+	admin, err := store.Open(cfg.FormatDSN(), log)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := admin.Exec("CREATE DATABASE `" + name + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin").Error; err != nil {
+		return "", nil, err
+	}
+	cfg.DBName = name
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	return cfg.FormatDSN(), func() {
+		admin.Exec("DROP DATABASE IF EXISTS `" + name + "`")
+		closeDB(admin)
+	}, nil
+}
+
+func closeDB(db *gorm.DB) {
+	if s, err := db.DB(); err == nil {
+		s.Close()
+	}
+}

@@ -1,0 +1,151 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Point is one sample of cumulative deliveries.
+type Point struct {
+	Ms        float64 `json:"ms"` // since the fire instant
+	Delivered int64   `json:"delivered"`
+}
+
+// sample records the count every 10ms until stop is closed.
+func sample(at time.Time, count func() int64, stop <-chan struct{}) <-chan []Point {
+	out := make(chan []Point, 1)
+	go func() {
+		var pts []Point
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				pts = append(pts, Point{Ms: ms(time.Since(at)), Delivered: count()})
+				out <- pts
+				return
+			case now := <-t.C:
+				if now.After(at.Add(-200 * time.Millisecond)) {
+					pts = append(pts, Point{Ms: ms(now.Sub(at)), Delivered: count()})
+				}
+			}
+		}
+	}()
+	return out
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// percentile returns the p-th percentile (0..100) of ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s)-1) * p / 100)
+	return s[i]
+}
+
+// cpuMeter sums the CPU time of this process, Redis (from INFO) and any
+// local MariaDB/MySQL server and extra processes.
+type cpuMeter struct {
+	rdb   redis.UniversalClient
+	pids  []int
+	start float64
+}
+
+func newCPUMeter(ctx context.Context, rdb redis.UniversalClient, extra ...int) *cpuMeter {
+	m := &cpuMeter{rdb: rdb, pids: append(serverPIDs(), extra...)}
+	m.start = m.total(ctx)
+	return m
+}
+
+// Seconds returns the CPU seconds used since the meter was made.
+func (m *cpuMeter) Seconds(ctx context.Context) float64 { return m.total(ctx) - m.start }
+
+func (m *cpuMeter) total(ctx context.Context) float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	sum := tv(ru.Utime) + tv(ru.Stime)
+	sum += redisCPU(ctx, m.rdb)
+	for _, pid := range m.pids {
+		sum += procCPU(pid)
+	}
+	return sum
+}
+
+func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+
+func redisCPU(ctx context.Context, rdb redis.UniversalClient) float64 {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	sum := 0.0
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			sum += f
+		}
+	}
+	return sum
+}
+
+// procCPU reads utime+stime of pid from /proc, in seconds.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return (u + k) / 100 // USER_HZ is 100 on Linux
+}
+
+// serverPIDs finds local MariaDB/MySQL server processes.
+func serverPIDs() []int {
+	var out []int
+	dirs, _ := filepath.Glob("/proc/[0-9]*/comm")
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		switch strings.TrimSpace(string(b)) {
+		case "mariadbd", "mysqld":
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// usedMemory returns Redis's used_memory in bytes.
+func usedMemory(ctx context.Context, rdb redis.UniversalClient) int64 {
+	info, err := rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}

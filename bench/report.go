@@ -1,0 +1,158 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// Report is every result of one benchmark run.
+type Report struct {
+	Machine string
+	Results []Result
+}
+
+// Machine describes the machine the run is on.
+func Machine() string {
+	model := "unknown CPU"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"), "%d", &kb)
+		mem = fmt.Sprintf(", %.0f GiB", float64(kb)/(1<<20))
+	}
+	return fmt.Sprintf("%d cores (%s)%s, %s %s/%s", runtime.NumCPU(), model, mem, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// Summary is one line about r.
+func (r Result) Summary() string {
+	return fmt.Sprintf("%s [%s, %s]: %d/%d delivered, %.0f/s, last at +%.0f ms, p99 group lateness %.0f ms, %.1f B/user in Redis, register %.0f/s",
+		r.System, r.Sink, r.Workers, r.Delivered, r.Users, r.DeliveriesPerSec, r.FireToLastMs, r.LatenessP99Ms, r.RedisBytesPerUser, r.RegisterPerSecond)
+}
+
+var header = []string{"system", "sink", "workers", "users", "register/s", "Redis B/user", "fire→last ms", "deliveries/s", "p50 ms", "p99 ms", "max ms", "CPU s/M", "complete"}
+
+func (r Result) row() []string {
+	return []string{r.System, r.Sink, r.Workers, fmt.Sprint(r.Users), fmt.Sprintf("%.0f", r.RegisterPerSecond),
+		fmt.Sprintf("%.1f", r.RedisBytesPerUser), fmt.Sprintf("%.0f", r.FireToLastMs), fmt.Sprintf("%.0f", r.DeliveriesPerSec),
+		fmt.Sprintf("%.0f", r.LatenessP50Ms), fmt.Sprintf("%.0f", r.LatenessP99Ms), fmt.Sprintf("%.0f", r.LatenessMaxMs),
+		fmt.Sprintf("%.2f", r.CPUSecondsPerMilln), fmt.Sprint(r.Complete)}
+}
+
+// Print writes the results as a text table.
+func (rep Report) Print(w io.Writer) {
+	fmt.Fprintln(w, "machine:", rep.Machine)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
+	for _, r := range rep.Results {
+		fmt.Fprintln(tw, strings.Join(r.row(), "\t")+"\t")
+	}
+	tw.Flush()
+}
+
+// Markdown returns the results as a Markdown table.
+func (rep Report) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Machine: %s\n\n| %s |\n|%s\n", rep.Machine, strings.Join(header, " | "), strings.Repeat("---|", len(header)))
+	for _, r := range rep.Results {
+		fmt.Fprintf(&b, "| %s |\n", strings.Join(r.row(), " | "))
+	}
+	return b.String()
+}
+
+// Headline is the final JSON line.
+type Headline struct {
+	Users                    int     `json:"users"`
+	EnginePerS               float64 `json:"engine_per_s"`
+	PeerPerS                 float64 `json:"peer_per_s"`
+	Ratio                    float64 `json:"ratio"`
+	RedisBytesPerSubscriber  float64 `json:"redis_bytes_per_subscriber"`
+	PeerRedisBytesPerUser    float64 `json:"peer_redis_bytes_per_user"`
+	P99LatenessMs            float64 `json:"p99_lateness_ms"`
+	FireToLastMs             float64 `json:"fire_to_last_ms"`
+	WebhookPerS              float64 `json:"webhook_per_s,omitempty"`
+	CPUSecondsPerMillion     float64 `json:"cpu_s_per_million"`
+	PeerCPUSecondsPerMillion float64 `json:"peer_cpu_s_per_million,omitempty"`
+}
+
+// Headline picks the figures the JSON line reports: the first Chime no-op
+// run against the better of the peer's no-op runs.
+func (rep Report) Headline() Headline {
+	var h Headline
+	var engine, peer *Result
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		switch {
+		case r.System == "chime" && r.Sink == "no-op" && engine == nil:
+			engine = r
+		case r.System != "chime" && r.Sink == "no-op" && (peer == nil || r.DeliveriesPerSec > peer.DeliveriesPerSec):
+			peer = r
+		case r.System == "chime" && r.Sink == "webhook" && h.WebhookPerS == 0 && engine != nil && r.Users == engine.Users:
+			h.WebhookPerS = r.DeliveriesPerSec
+		}
+	}
+	if engine != nil {
+		h.Users, h.EnginePerS, h.RedisBytesPerSubscriber = engine.Users, engine.DeliveriesPerSec, engine.RedisBytesPerUser
+		h.P99LatenessMs, h.FireToLastMs, h.CPUSecondsPerMillion = engine.LatenessP99Ms, engine.FireToLastMs, engine.CPUSecondsPerMilln
+	}
+	if peer != nil {
+		h.PeerPerS, h.PeerRedisBytesPerUser, h.PeerCPUSecondsPerMillion = peer.DeliveriesPerSec, peer.RedisBytesPerUser, peer.CPUSecondsPerMilln
+		if peer.DeliveriesPerSec > 0 {
+			h.Ratio = h.EnginePerS / peer.DeliveriesPerSec
+		}
+	}
+	return h
+}
+
+// JSON returns the headline as one JSON line.
+func (rep Report) JSON() string {
+	b, _ := json.Marshal(rep.Headline())
+	return string(b)
+}
+
+// Chart draws cumulative deliveries over time after the fire instant for
+// the runs with the no-op sink at the headline user count.
+func (rep Report) Chart(path string) error {
+	p := plot.New()
+	h := rep.Headline()
+	p.Title.Text = fmt.Sprintf("Deliveries after the fire instant, %d users (%s)", h.Users, rep.Machine)
+	p.X.Label.Text = "seconds after the fire instant"
+	p.Y.Label.Text = "users delivered"
+	p.Legend.Top = false
+	p.Legend.Left = false
+	var args []any
+	for _, r := range rep.Results {
+		if r.Users != h.Users || len(r.Timeline) == 0 || (r.Sink != "no-op" && r.System != "chime") {
+			continue
+		}
+		pts := make(plotter.XYs, 0, len(r.Timeline))
+		for _, t := range r.Timeline {
+			pts = append(pts, plotter.XY{X: t.Ms / 1000, Y: float64(t.Delivered)})
+		}
+		args = append(args, fmt.Sprintf("%s, %s sink", r.System, r.Sink), pts)
+	}
+	if err := plotutil.AddLines(p, args...); err != nil {
+		return err
+	}
+	return p.Save(10*vg.Inch, 5*vg.Inch, path)
+}

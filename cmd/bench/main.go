@@ -1,0 +1,132 @@
+// Command bench runs Chime and one-asynq-task-per-user side by side on the
+// same Redis and MariaDB and prints a table and one JSON line. make bench
+// and make bench-quick run it with servers started by scripts/testenv.sh.
+//
+//	bench [-users N] [-quick] [-webhook=false] [-scaling] [-peer=false] [-chart PATH] [-md PATH]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/chime-dev/chime/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	users := fs.Int("users", 1_000_000, "subscribers of the reminder")
+	quick := fs.Bool("quick", false, "100,000 users, no scaling runs, no peer webhook run")
+	hook := fs.Bool("webhook", true, "also measure delivery through a loopback HTTP webhook receiver")
+	scaling := fs.Bool("scaling", false, "also run U = 10k, 100k, 1M and 1, 2, 4 worker processes")
+	peer := fs.Bool("peer", true, "run the one-task-per-user peer")
+	chart := fs.String("chart", "", "write a PNG chart of deliveries over time to this path")
+	md := fs.String("md", "", "write the result table as Markdown to this path")
+	verbose := fs.Bool("v", false, "log the engine's warnings")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *quick {
+		*users, *scaling = 100_000, false
+	}
+	if *users < 1 {
+		return errors.New("-users must be at least 1")
+	}
+	cfg := bench.Config{RedisURL: getenv("REDIS_URL"), MySQLDSN: getenv("MYSQL_DSN"), Users: *users}
+	if cfg.RedisURL == "" || cfg.MySQLDSN == "" {
+		return errors.New("REDIS_URL and MYSQL_DSN are required (make bench starts servers)")
+	}
+	if *verbose {
+		cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	var rep bench.Report
+	rep.Machine = bench.Machine()
+	step := func(name string, f func() (bench.Result, error)) error {
+		fmt.Fprintf(stderr, "bench: %s...\n", name)
+		r, err := f()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Fprintf(stderr, "bench:   %s\n", r.Summary())
+		rep.Results = append(rep.Results, r)
+		return nil
+	}
+	if err := step("chime, no-op sink", func() (bench.Result, error) { return bench.RunChime(ctx, cfg) }); err != nil {
+		return err
+	}
+	if *peer {
+		for _, tuned := range []bool{false, true} {
+			if err := step(fmt.Sprintf("peer (tuned=%v), no-op sink", tuned), func() (bench.Result, error) { return bench.RunPeer(ctx, cfg, tuned) }); err != nil {
+				return err
+			}
+		}
+	}
+	if *hook {
+		wcfg := cfg
+		wcfg.Webhook = true
+		if err := step("chime, webhook", func() (bench.Result, error) { return bench.RunChime(ctx, wcfg) }); err != nil {
+			return err
+		}
+		if *peer && !*quick {
+			if err := step("peer (tuned), webhook", func() (bench.Result, error) { return bench.RunPeer(ctx, wcfg, true) }); err != nil {
+				return err
+			}
+		}
+	}
+	if *scaling {
+		for _, u := range []int{10_000, 100_000, 1_000_000} {
+			scfg := cfg
+			scfg.Users = u
+			if err := step(fmt.Sprintf("chime scaling, %d users", u), func() (bench.Result, error) { return bench.RunChime(ctx, scfg) }); err != nil {
+				return err
+			}
+		}
+		bin := filepath.Join(os.TempDir(), fmt.Sprintf("chime-bench-worker-%d", time.Now().UnixNano()))
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/worker")
+		build.Stderr = stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build worker: %w", err)
+		}
+		defer os.Remove(bin)
+		for _, n := range []int{1, 2, 4} {
+			pcfg := cfg
+			pcfg.WorkerProcs, pcfg.WorkerBin = n, bin
+			if err := step(fmt.Sprintf("chime, %d worker processes, webhook", n), func() (bench.Result, error) { return bench.RunChime(ctx, pcfg) }); err != nil {
+				return err
+			}
+		}
+	}
+	rep.Print(stdout)
+	if *md != "" {
+		if err := os.WriteFile(*md, []byte(rep.Markdown()), 0o644); err != nil {
+			return err
+		}
+	}
+	if *chart != "" {
+		if err := rep.Chart(*chart); err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+	}
+	fmt.Fprintln(stdout, rep.JSON())
+	return nil
+}

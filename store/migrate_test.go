@@ -1,0 +1,186 @@
+package store_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/store"
+)
+
+var models = []any{
+	&store.App{}, &store.APIKey{}, &store.Reminder{}, &store.Location{}, &store.ReminderTime{},
+	&store.Subscription{}, &store.Occurrence{}, &store.GroupRun{},
+}
+
+// migrationIDs returns the IDs recorded in schema_migrations, failing the
+// test if one is recorded twice.
+func migrationIDs(t *testing.T, db *gorm.DB) []string {
+	t.Helper()
+	var ids []string
+	require.NoError(t, db.Table("schema_migrations").Order("id").Pluck("id", &ids).Error)
+	seen := map[string]bool{}
+	for _, id := range ids {
+		require.False(t, seen[id], "migration %s recorded twice", id)
+		seen[id] = true
+	}
+	return ids
+}
+
+func requireSchema(t *testing.T, db *gorm.DB) {
+	t.Helper()
+	m := db.Migrator()
+	for _, model := range models {
+		require.True(t, m.HasTable(model), "table of %T", model)
+	}
+	require.True(t, m.HasIndex(&store.Subscription{}, "ix_subscription_group"))
+	require.True(t, m.HasIndex(&store.Occurrence{}, "ux_occurrence"))
+	require.True(t, m.HasIndex(&store.GroupRun{}, "ux_group_run"))
+	require.True(t, m.HasColumn(&store.Occurrence{}, "ExpiresAt"))
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// useSchema writes and reads rows through the migrated schema.
+func useSchema(t *testing.T, db *gorm.DB) {
+	t.Helper()
+	r := store.Reminder{AppID: 1, Key: "water", Title: "Drink", Body: "Water", Groups: 4, ValidForS: 60}
+	require.NoError(t, db.Create(&r).Error)
+	require.NotZero(t, r.ID)
+	subs := []store.Subscription{
+		{ReminderID: r.ID, UserID: "u1", LocationID: 2, GroupNo: 1},
+		{ReminderID: r.ID, UserID: "u2", LocationID: 2, GroupNo: 3},
+	}
+	require.NoError(t, db.Create(&subs).Error)
+	// The primary key is (reminder, user).
+	require.Error(t, db.Create(&store.Subscription{ReminderID: r.ID, UserID: "u1", LocationID: 5, GroupNo: 0}).Error)
+	dup := store.Reminder{AppID: 1, Key: "water", Title: "x", Body: "y", Groups: 1, ValidForS: 1}
+	require.Error(t, db.Create(&dup).Error, "reminder keys are unique per app")
+
+	fire := time.Date(2026, 5, 1, 7, 30, 0, 250_000_000, time.UTC)
+	o := store.Occurrence{ReminderID: r.ID, LocationID: 2, FireAt: fire, ExpiresAt: fire.Add(time.Minute), State: store.OccScheduled}
+	require.NoError(t, db.Create(&o).Error)
+	var got store.Occurrence
+	require.NoError(t, db.First(&got, o.ID).Error)
+	require.True(t, fire.Equal(got.FireAt), "fire_at keeps milliseconds: got %v", got.FireAt)
+	var n int64
+	require.NoError(t, db.Model(&store.Subscription{}).Where("reminder_id = ?", r.ID).Count(&n).Error)
+	require.EqualValues(t, 2, n)
+}
+
+func TestMigrateMySQL(t *testing.T) {
+	env := testenv.New(t) // migrated once
+	ctx := ctxT(t)
+	requireSchema(t, env.DB)
+	ids := migrationIDs(t, env.DB)
+	require.NotEmpty(t, ids)
+	require.Equal(t, "0001_initial", ids[0])
+	useSchema(t, env.DB)
+
+	// Again: nothing to do, nothing lost.
+	require.NoError(t, store.Migrate(ctx, env.DB))
+	require.Equal(t, ids, migrationIDs(t, env.DB))
+	requireSchema(t, env.DB)
+	var n int64
+	require.NoError(t, env.DB.Model(&store.Subscription{}).Count(&n).Error)
+	require.EqualValues(t, 2, n)
+}
+
+func TestMigrateMySQLConcurrent(t *testing.T) {
+	// The reference: one migration on an empty database.
+	ref, err := store.Open(testenv.FreshDSN(t), testenv.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeDB(ref) })
+	require.NoError(t, store.Migrate(ctxT(t), ref))
+	want := migrationIDs(t, ref)
+
+	dsn := testenv.FreshDSN(t)
+	const pods = 6
+	dbs := make([]*gorm.DB, pods)
+	for i := range dbs {
+		db, err := store.Open(dsn, testenv.Logger(t))
+		require.NoError(t, err)
+		t.Cleanup(func() { closeDB(db) })
+		dbs[i] = db
+	}
+	ctx := ctxT(t)
+	start := make(chan struct{})
+	errs := make([]error, pods)
+	var wg sync.WaitGroup
+	for i, db := range dbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = store.Migrate(ctx, db)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "pod %d", i)
+	}
+	require.Equal(t, want, migrationIDs(t, dbs[0]))
+	requireSchema(t, dbs[0])
+	useSchema(t, dbs[1])
+
+	// The migration lock was released: a later migration does not wait.
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, store.Migrate(lctx, dbs[2]))
+	var free int
+	require.NoError(t, dbs[3].Raw("SELECT IS_FREE_LOCK('chime_schema_migrations')").Scan(&free).Error)
+	require.Equal(t, 1, free)
+}
+
+func TestMigrateRejectsUnknownMigration(t *testing.T) {
+	env := testenv.New(t)
+	// A database migrated by a newer version than this one.
+	require.NoError(t, env.DB.Exec("INSERT INTO schema_migrations (id) VALUES ('9999_from_the_future')").Error)
+	require.Error(t, store.Migrate(ctxT(t), env.DB))
+}
+
+func closeDB(db *gorm.DB) {
+	if s, err := db.DB(); err == nil {
+		s.Close()
+	}
+}
+
+func TestMigrateSQLite(t *testing.T) {
+	path := t.TempDir() + "/x.db"
+	db, err := store.Open("sqlite:"+path, testenv.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeDB(db) })
+	require.False(t, store.IsMySQL(db))
+	ctx := ctxT(t)
+
+	require.NoError(t, store.Migrate(ctx, db))
+	requireSchema(t, db)
+	ids := migrationIDs(t, db)
+	require.NotEmpty(t, ids)
+	require.Equal(t, "0001_initial", ids[0])
+	useSchema(t, db)
+
+	require.NoError(t, store.Migrate(ctx, db))
+	require.Equal(t, ids, migrationIDs(t, db))
+
+	// Reopened, the schema is there and up to date.
+	closeDB(db)
+	db2, err := store.Open("sqlite:"+path, testenv.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeDB(db2) })
+	require.NoError(t, store.Migrate(ctx, db2))
+	require.Equal(t, ids, migrationIDs(t, db2))
+	var n int64
+	require.NoError(t, db2.Model(&store.Subscription{}).Count(&n).Error)
+	require.EqualValues(t, 2, n)
+}

@@ -1,0 +1,356 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime/ack"
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/queue"
+	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/sender/webhook"
+	"github.com/chime-dev/chime/sender/webhook/sink"
+	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/worker"
+)
+
+const (
+	reminderID = 31
+	locationID = 5
+	groups     = 4
+	target     = 2 // the group delivered
+	chunk      = 10
+)
+
+var fireAt = time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+
+// recorder is a sender that keeps what it is sent. Hooks can make a call
+// fail or change what it reports.
+type recorder struct {
+	mu      sync.Mutex
+	calls   int
+	batches []sender.Batch
+	// before runs at the start of call n (1-based); an error fails the call.
+	before func(n int, b *sender.Batch) (sender.Result, error)
+}
+
+func (r *recorder) Send(ctx context.Context, b *sender.Batch) (sender.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	var res sender.Result
+	if r.before != nil {
+		var err error
+		if res, err = r.before(r.calls, b); err != nil {
+			return sender.Result{}, err
+		}
+	}
+	c := *b
+	c.Users = slices.Clone(b.Users)
+	r.batches = append(r.batches, c)
+	return res, nil
+}
+
+func (r *recorder) sent() ([]sender.Batch, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var users []string
+	for _, b := range r.batches {
+		users = append(users, b.Users...)
+	}
+	return slices.Clone(r.batches), users
+}
+
+type fixture struct {
+	env     *testenv.Env
+	index   *grouping.Index
+	acks    *ack.Tracker
+	clock   *clock.Fake
+	members []string // of the target group, sorted
+}
+
+// setup subscribes users to the reminder at the location (and some to other
+// places) and returns the target group's members.
+func setup(t *testing.T, users int) *fixture {
+	t.Helper()
+	env := testenv.New(t)
+	f := &fixture{
+		env:   env,
+		index: grouping.NewIndex(env.Redis, env.DB, env.Prefix),
+		acks:  ack.NewTracker(env.Redis, env.Prefix),
+		clock: clock.NewFake(fireAt.Add(2 * time.Second)),
+	}
+	var rows []store.Subscription
+	for i := range users {
+		u := strconv.Itoa(100_000 + i*37)
+		g := grouping.Of(u, groups)
+		rows = append(rows, store.Subscription{ReminderID: reminderID, LocationID: locationID, UserID: u, GroupNo: g})
+		if g == target {
+			f.members = append(f.members, u)
+		}
+	}
+	// Same group number elsewhere: another location, another reminder.
+	rows = append(rows,
+		store.Subscription{ReminderID: reminderID + 1, LocationID: locationID, UserID: "other-reminder", GroupNo: target},
+		store.Subscription{ReminderID: reminderID, LocationID: locationID + 1, UserID: "other-location", GroupNo: target},
+	)
+	require.NoError(t, env.DB.CreateInBatches(rows, 500).Error)
+	slices.Sort(f.members)
+	return f
+}
+
+func (f *fixture) worker(t *testing.T, id string, s sender.Sender) *worker.Worker {
+	return worker.New(worker.Config{ID: id, Queue: f.env.Queue, ChunkSize: chunk, LeaseTTL: time.Minute},
+		f.env.Redis, f.index, f.acks, s, f.clock, testenv.Logger(t))
+}
+
+func (f *fixture) payload(attempt int) queue.Payload {
+	return queue.Payload{
+		Occurrence: 9001, Reminder: reminderID, Location: locationID, Group: target, Attempt: attempt,
+		FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute),
+		Key: "water", Title: "Drink", Body: "Water now", LocationName: "Lisbon", Zone: "Europe/Lisbon",
+	}
+}
+
+var group = ack.Group{Occurrence: 9001, Group: target}
+
+// claim looks at the group's run as a later attempt would.
+func (f *fixture) claim(t *testing.T) ack.Claim {
+	t.Helper()
+	c, err := f.acks.Start(context.Background(), group, 99, "probe", "probe-token", time.Minute, f.clock.Now())
+	require.NoError(t, err)
+	return c
+}
+
+// stream returns the types of the acks written so far.
+func (f *fixture) stream(t *testing.T) []string {
+	t.Helper()
+	msgs, err := f.env.Redis.XRange(context.Background(), f.acks.StreamKey(), "-", "+").Result()
+	require.NoError(t, err)
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.Values["t"].(string))
+	}
+	return out
+}
+
+func requireChunks(t *testing.T, batches []sender.Batch, want []string) {
+	t.Helper()
+	var got []string
+	for i, b := range batches {
+		require.NotEmpty(t, b.Users)
+		if i < len(batches)-1 {
+			require.Len(t, b.Users, chunk, "batch %d", i)
+		} else {
+			require.LessOrEqual(t, len(b.Users), chunk)
+		}
+		require.Equal(t, "9001-2-"+b.Users[0], b.IdempotencyKey)
+		got = append(got, b.Users...)
+	}
+	require.Equal(t, want, got, "every member once, in sorted order")
+}
+
+func TestHandleDeliversGroupOnce(t *testing.T) {
+	f := setup(t, 300)
+	require.Greater(t, len(f.members), 3*chunk)
+	require.NotZero(t, len(f.members)%chunk, "the last chunk is a short one")
+	ctx := context.Background()
+	var rec recorder
+	w := f.worker(t, "w1", &rec)
+
+	require.NoError(t, w.Handle(ctx, f.payload(1)))
+	batches, _ := rec.sent()
+	require.Len(t, batches, (len(f.members)+chunk-1)/chunk)
+	requireChunks(t, batches, f.members)
+	b := batches[0]
+	require.Equal(t, sender.Batch{
+		Occurrence: 9001, Reminder: "water", Title: "Drink", Body: "Water now", Location: "Lisbon",
+		Zone: "Europe/Lisbon", FireAt: fireAt, Group: target, Users: b.Users, IdempotencyKey: b.IdempotencyKey,
+	}, b)
+
+	require.Equal(t, []string{"start", "finish"}, f.stream(t))
+	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members)}, f.claim(t))
+
+	// Another copy of the task finds the group done and sends nothing.
+	require.NoError(t, f.worker(t, "w2", &rec).Handle(ctx, f.payload(2)))
+	again, _ := rec.sent()
+	require.Len(t, again, len(batches))
+	// Both the probe above and this copy re-sent the finish ack.
+	require.Equal(t, []string{"start", "finish", "finish", "finish"}, f.stream(t))
+}
+
+func TestHandleCountsRefusedUsers(t *testing.T) {
+	f := setup(t, 200)
+	rec := recorder{before: func(n int, b *sender.Batch) (sender.Result, error) {
+		if n%2 == 0 {
+			return sender.Result{Failed: 3}, nil
+		}
+		return sender.Result{}, nil
+	}}
+	require.NoError(t, f.worker(t, "w1", &rec).Handle(context.Background(), f.payload(1)))
+	batches, users := rec.sent()
+	require.Equal(t, f.members, users)
+	failed := 3 * (len(batches) / 2)
+	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members) - failed, Failed: failed}, f.claim(t))
+}
+
+func TestHandleResumesAfterFailure(t *testing.T) {
+	f := setup(t, 300)
+	require.Greater(t, len(f.members), 4*chunk)
+	ctx := context.Background()
+	down := errors.New("channel down")
+	first := recorder{before: func(n int, b *sender.Batch) (sender.Result, error) {
+		if n == 3 {
+			return sender.Result{}, down
+		}
+		return sender.Result{}, nil
+	}}
+	err := f.worker(t, "w1", &first).Handle(ctx, f.payload(1))
+	require.ErrorIs(t, err, down)
+	batches, _ := first.sent()
+	requireChunks(t, batches, f.members[:2*chunk])
+	require.Equal(t, 3, first.calls)
+	require.Equal(t, []string{"start", "release"}, f.stream(t))
+
+	// The retry does not wait for the (minute-long) lease and starts at the
+	// chunk that failed.
+	var second recorder
+	require.NoError(t, f.worker(t, "w2", &second).Handle(ctx, f.payload(2)))
+	batches, _ = second.sent()
+	requireChunks(t, batches, f.members[2*chunk:])
+	require.Equal(t, []string{"start", "release", "start", "finish"}, f.stream(t))
+	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members)}, f.claim(t))
+}
+
+func TestHandleResumesAfterCrash(t *testing.T) {
+	f := setup(t, 300)
+	ctx := context.Background()
+	// A worker sent three chunks and died without releasing; its lease ran
+	// out. Its checkpoint is the last user of the third chunk.
+	_, err := f.acks.Start(ctx, group, 1, "dead", "dead-token", time.Minute, f.clock.Now())
+	require.NoError(t, err)
+	require.NoError(t, f.acks.Checkpoint(ctx, group, "dead-token", f.members[3*chunk-1], 3*chunk, 0, time.Millisecond))
+
+	// Copies of the task are refused until the lease has run out, as asynq
+	// retries them.
+	var rec recorder
+	w := f.worker(t, "w2", &rec)
+	testenv.WaitUntil(t, 5*time.Second, "the dead worker's lease to expire", func() bool {
+		return w.Handle(ctx, f.payload(2)) == nil
+	})
+	batches, _ := rec.sent()
+	requireChunks(t, batches, f.members[3*chunk:])
+	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members)}, f.claim(t))
+}
+
+func TestHandleExpired(t *testing.T) {
+	f := setup(t, 100)
+	var rec recorder
+	p := f.payload(1)
+	p.ExpiresAt = f.clock.Now().Add(-time.Second)
+	require.NoError(t, f.worker(t, "w1", &rec).Handle(context.Background(), p))
+	require.Zero(t, rec.calls)
+	require.Equal(t, []string{"start", "finish"}, f.stream(t))
+	msgs, err := f.env.Redis.XRange(context.Background(), f.acks.StreamKey(), "-", "+").Result()
+	require.NoError(t, err)
+	require.Equal(t, ack.StateExpired, msgs[1].Values["s"])
+	require.Equal(t, ack.Claim{State: ack.StateExpired, Expired: len(f.members)}, f.claim(t))
+}
+
+func TestHandleExpiresMidGroup(t *testing.T) {
+	f := setup(t, 300)
+	p := f.payload(1)
+	// The window closes while the second chunk is on its way.
+	rec := recorder{before: func(n int, b *sender.Batch) (sender.Result, error) {
+		if n == 2 {
+			f.clock.Set(p.ExpiresAt.Add(time.Millisecond))
+		}
+		return sender.Result{}, nil
+	}}
+	require.NoError(t, f.worker(t, "w1", &rec).Handle(context.Background(), p))
+	batches, _ := rec.sent()
+	requireChunks(t, batches, f.members[:2*chunk])
+	require.Equal(t, ack.Claim{State: ack.StateExpired, Sent: 2 * chunk, Expired: len(f.members) - 2*chunk}, f.claim(t))
+}
+
+func TestHandleHeld(t *testing.T) {
+	f := setup(t, 100)
+	ctx := context.Background()
+	_, err := f.acks.Start(ctx, group, 1, "other", "other-token", time.Minute, f.clock.Now())
+	require.NoError(t, err)
+
+	var rec recorder
+	require.Error(t, f.worker(t, "w1", &rec).Handle(ctx, f.payload(2)))
+	require.Zero(t, rec.calls)
+	// The holder keeps its lease: the refused worker neither took nor
+	// released it.
+	require.NoError(t, f.acks.Checkpoint(ctx, group, "other-token", "", 0, 0, time.Minute))
+	require.Equal(t, []string{"start"}, f.stream(t))
+}
+
+func TestHandleRebuildsMissingIndex(t *testing.T) {
+	f := setup(t, 200)
+	ctx := context.Background()
+	loc := grouping.Loc{Reminder: reminderID, Location: locationID}
+	require.NoError(t, f.index.EnsureBuilt(ctx, loc))
+
+	// A subscription committed to MySQL, then Redis loses the index.
+	late := "late-user"
+	for grouping.Of(late, groups) != target {
+		late += "x"
+	}
+	require.NoError(t, f.env.DB.Create(&store.Subscription{ReminderID: reminderID, LocationID: locationID, UserID: late, GroupNo: target}).Error)
+	require.NoError(t, f.index.Drop(ctx, loc))
+	_, err := f.index.Members(ctx, loc, target)
+	require.ErrorIs(t, err, grouping.ErrNotBuilt)
+
+	var rec recorder
+	require.NoError(t, f.worker(t, "w1", &rec).Handle(ctx, f.payload(1)))
+	want := slices.Sorted(slices.Values(append(slices.Clone(f.members), late)))
+	batches, _ := rec.sent()
+	requireChunks(t, batches, want)
+
+	// The index is back for the other groups.
+	m, err := f.index.Members(ctx, loc, (target+1)%groups)
+	require.NoError(t, err)
+	require.NotEmpty(t, m)
+}
+
+func TestHandleEmptyGroup(t *testing.T) {
+	f := setup(t, 0)
+	var rec recorder
+	require.NoError(t, f.worker(t, "w1", &rec).Handle(context.Background(), f.payload(1)))
+	require.Zero(t, rec.calls)
+	require.Equal(t, ack.Claim{State: ack.StateFinished}, f.claim(t))
+}
+
+func TestHandleWebhook(t *testing.T) {
+	f := setup(t, 400)
+	s := sink.New()
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	wh, err := webhook.New(webhook.Config{URL: srv.URL}, testenv.Logger(t))
+	require.NoError(t, err)
+
+	require.NoError(t, f.worker(t, "w1", wh).Handle(context.Background(), f.payload(1)))
+	st := s.Stats()
+	require.Equal(t, len(f.members), st.Users)
+	require.Zero(t, st.Duplicates)
+	require.Equal(t, (len(f.members)+chunk-1)/chunk, st.Requests)
+	require.Equal(t, map[string]int{"Lisbon": len(f.members)}, st.ByLocation)
+	for _, u := range f.members {
+		require.Equal(t, 1, s.Count(u), "user %s", u)
+	}
+	require.Zero(t, s.Count("other-reminder"))
+	require.Zero(t, s.Count("other-location"))
+}
