@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	mysqldrv "github.com/go-sql-driver/mysql"
 	"github.com/glebarez/sqlite"
+	mysqldrv "github.com/go-sql-driver/mysql"
 	"gorm.io/driver/mysql"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
