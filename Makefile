@@ -5,7 +5,7 @@
 GO ?= go
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: run test unit build vet
+.PHONY: run test unit build vet bench bench-quick
 
 run:
 	$(GO) run ./cmd/chime demo
@@ -22,3 +22,12 @@ build:
 
 vet:
 	$(GO) vet ./...
+
+# Chime against one asynq task per user, same Redis and MariaDB, one run.
+# bench writes the table and chart that docs/benchmarks.md shows.
+bench:
+	scripts/testenv.sh $(GO) run ./cmd/bench -users 1000000 -scaling \
+		-md docs/bench-result.md -chart docs/bench-deliveries.png
+
+bench-quick:
+	scripts/testenv.sh $(GO) run ./cmd/bench -quick

@@ -56,9 +56,9 @@ func RunPeer(ctx context.Context, cfg Config, tuned bool) (Result, error) {
 	}
 
 	// The instant must come after every task is enqueued: allow 25k
-	// enqueues a second and two seconds more.
+	// enqueues a second and a second or two more.
 	mem0 := usedMemory(ctx, rdb)
-	fireAt := time.Now().Add(time.Duration(cfg.Users/25)*time.Millisecond + 2*time.Second).Truncate(time.Second).Add(time.Second)
+	fireAt := time.Now().Add(time.Duration(cfg.Users/25)*time.Millisecond + time.Second).Truncate(time.Second).Add(time.Second)
 	client := asynq.NewClientFromRedisClient(rdb)
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -43,11 +44,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	chart := fs.String("chart", "", "write a PNG chart of deliveries over time to this path")
 	md := fs.String("md", "", "write the result table as Markdown to this path")
 	verbose := fs.Bool("v", false, "log the engine's warnings")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *quick {
 		*users, *scaling = 100_000, false
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *users < 1 {
 		return errors.New("-users must be at least 1")
