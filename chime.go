@@ -34,6 +34,9 @@ func OpenRedis(ctx context.Context, url string) (*redis.Client, error) {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	opt.PoolSize = max(opt.PoolSize, 64)
+	// Make every command honour its context's deadline, not only the
+	// client's read and write timeouts.
+	opt.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -170,13 +170,16 @@ func (x *Index) EnsureBuilt(ctx context.Context, l Loc) error {
 		if n == 1 {
 			return nil
 		}
-		ok, err := x.rdb.SetNX(ctx, x.lockKey(l), "1", 2*time.Minute).Result()
+		token := strconv.FormatInt(time.Now().UnixNano(), 36)
+		ok, err := x.rdb.SetNX(ctx, x.lockKey(l), token, 2*time.Minute).Result()
 		if err != nil {
 			return fmt.Errorf("lock index rebuild: %w", err)
 		}
 		if ok {
 			err := x.rebuild(ctx, l)
-			x.rdb.Del(context.WithoutCancel(ctx), x.lockKey(l))
+			// Free the lock only if it is still ours: a rebuild slower than
+			// the lock's lifetime must not free a successor's lock.
+			unlockScript.Run(context.WithoutCancel(ctx), x.rdb, []string{x.lockKey(l)}, token)
 			return err
 		}
 		select {
@@ -186,6 +189,10 @@ func (x *Index) EnsureBuilt(ctx context.Context, l Loc) error {
 		}
 	}
 }
+
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
 
 // rebuild replaces the index of l with the subscriptions in the store.
 func (x *Index) rebuild(ctx context.Context, l Loc) error {
