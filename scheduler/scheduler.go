@@ -38,6 +38,9 @@ type Config struct {
 	ReapInterval time.Duration
 	// ChangesChannel is the Redis channel API changes are announced on.
 	ChangesChannel string
+	// TrackLinger is how long the ack tracker waits for a batch to fill
+	// before it records it. Defaults to 250ms.
+	TrackLinger time.Duration
 }
 
 func (c *Config) defaults() {
@@ -55,6 +58,9 @@ func (c *Config) defaults() {
 	}
 	if c.QueueTimeout == 0 {
 		c.QueueTimeout = 5 * time.Minute
+	}
+	if c.TrackLinger == 0 {
+		c.TrackLinger = 250 * time.Millisecond
 	}
 	if c.ReapInterval == 0 {
 		c.ReapInterval = min(c.AckTimeout/4, 10*time.Second)
