@@ -19,8 +19,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/chime-dev/chime/sender/webhook"
 )
@@ -152,4 +155,37 @@ func wait(ctx context.Context, c *Counter, n int64, timeout time.Duration) error
 		}
 	}
 	return nil
+}
+
+// startReceiver serves a Receiver counting into c on loopback and returns
+// its URL, a webhook sender posting to it, and a function that stops it.
+func startReceiver(c *Counter, log *slog.Logger) (string, *webhook.Sender, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	srv := &http.Server{Handler: Receiver{c}}
+	go srv.Serve(ln)
+	url := "http://" + ln.Addr().String() + "/hook"
+	s, err := webhook.New(webhook.Config{URL: url, MaxConns: 128}, log)
+	if err != nil {
+		srv.Close()
+		return "", nil, nil, err
+	}
+	return url, s, func() { srv.Close() }, nil
+}
+
+// measure waits for the instant, then records deliveries into c until all
+// of r.Users arrived or timeout passed, and fills r's figures. CPU is
+// counted from just before the instant: this process, Redis, the local
+// MariaDB and the processes pids.
+func measure(ctx context.Context, r *Result, c *Counter, fireAt time.Time, timeout time.Duration, rdb redis.UniversalClient, pids ...int) error {
+	time.Sleep(time.Until(fireAt.Add(-200 * time.Millisecond)))
+	cpu := newCPUMeter(ctx, rdb, pids...)
+	done := make(chan struct{})
+	pts := sample(fireAt, c.Delivered, done)
+	err := wait(ctx, c, int64(r.Users), timeout)
+	close(done)
+	finish(r, c, fireAt, cpu.Seconds(ctx), <-pts)
+	return err
 }

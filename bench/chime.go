@@ -22,7 +22,6 @@ import (
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/sender"
-	"github.com/chime-dev/chime/sender/webhook"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -75,17 +74,12 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	counter := NewCounter()
 	var s sender.Sender = counter
 	if res.Sink == "webhook" {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		url, hook, stopRecv, err := startReceiver(counter, cfg.Log)
 		if err != nil {
 			return res, err
 		}
-		srv := &http.Server{Handler: Receiver{counter}}
-		go srv.Serve(ln)
-		defer srv.Close()
-		ccfg.WebhookURL = "http://" + ln.Addr().String() + "/hook"
-		if s, err = webhook.New(webhook.Config{URL: ccfg.WebhookURL, MaxConns: 128}, cfg.Log); err != nil {
-			return res, err
-		}
+		defer stopRecv()
+		ccfg.WebhookURL, s = url, hook
 	}
 
 	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -153,14 +147,7 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	for _, p := range procs {
 		pids = append(pids, p.Process.Pid)
 	}
-	// Let the plan and the index preparation settle before measuring CPU.
-	time.Sleep(time.Until(fireAt.Add(-200 * time.Millisecond)))
-	cpu := newCPUMeter(ctx, rdb, pids...)
-	done := make(chan struct{})
-	pts := sample(fireAt, counter.Delivered, done)
-	err = wait(ctx, counter, int64(cfg.Users), cfg.Timeout)
-	close(done)
-	finish(&res, counter, fireAt, cpu.Seconds(ctx), <-pts)
+	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, rdb, pids...)
 	return res, err
 }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -15,7 +13,6 @@ import (
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/sender"
-	"github.com/chime-dev/chime/sender/webhook"
 )
 
 // RunPeer measures what a Go developer would write with the same stack: for
@@ -43,16 +40,12 @@ func RunPeer(ctx context.Context, cfg Config, tuned bool) (Result, error) {
 	counter := NewCounter()
 	var s sender.Sender = counter
 	if cfg.Webhook {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		_, hook, stopRecv, err := startReceiver(counter, cfg.Log)
 		if err != nil {
 			return res, err
 		}
-		srv := &http.Server{Handler: Receiver{counter}}
-		go srv.Serve(ln)
-		defer srv.Close()
-		if s, err = webhook.New(webhook.Config{URL: "http://" + ln.Addr().String() + "/hook", MaxConns: 128}, cfg.Log); err != nil {
-			return res, err
-		}
+		defer stopRecv()
+		s = hook
 	}
 
 	// The instant must come after every task is enqueued: allow 25k
@@ -107,13 +100,7 @@ func RunPeer(ctx context.Context, cfg Config, tuned bool) (Result, error) {
 		return res, err
 	}
 	defer srv.Shutdown()
-	time.Sleep(time.Until(fireAt.Add(-200 * time.Millisecond)))
-	cpu := newCPUMeter(ctx, rdb)
-	done := make(chan struct{})
-	pts := sample(fireAt, counter.Delivered, done)
-	err = wait(ctx, counter, int64(cfg.Users), cfg.Timeout)
-	close(done)
-	finish(&res, counter, fireAt, cpu.Seconds(ctx), <-pts)
+	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, rdb)
 	return res, err
 }
 

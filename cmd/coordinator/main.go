@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -28,30 +27,15 @@ func main() {
 }
 
 func run(ctx context.Context, environ []string) error {
-	cfg, err := chime.LoadConfig(environ)
+	d, err := chime.Open(ctx, environ, "(for a self-contained demo run: make run)")
 	if err != nil {
 		return err
 	}
-	if cfg.RedisURL == "" || cfg.MySQLDSN == "" {
-		return errors.New("REDIS_URL and MYSQL_DSN are required (for a self-contained demo run: make run)")
-	}
-	log, err := cfg.Logger()
-	if err != nil {
-		return err
-	}
-	db, err := store.Open(cfg.MySQLDSN, log)
-	if err != nil {
-		return err
-	}
-	if cfg.Migrate {
-		if err := store.Migrate(ctx, db); err != nil {
+	defer d.Close()
+	if d.Config.Migrate {
+		if err := store.Migrate(ctx, d.DB); err != nil {
 			return err
 		}
 	}
-	rdb, err := chime.OpenRedis(ctx, cfg.RedisURL)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	return chime.NewCoordinator(cfg, db, rdb, clock.Real{}, log, nil).Run(ctx)
+	return chime.NewCoordinator(d.Config, d.DB, d.Redis, clock.Real{}, d.Log, nil).Run(ctx)
 }

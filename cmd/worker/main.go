@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/clock"
-	"github.com/chime-dev/chime/store"
 )
 
 func main() {
@@ -28,29 +26,14 @@ func main() {
 }
 
 func run(ctx context.Context, environ []string) error {
-	cfg, err := chime.LoadConfig(environ)
+	d, err := chime.Open(ctx, environ, "(MySQL is read only to rebuild a lost membership index)")
 	if err != nil {
 		return err
 	}
-	if cfg.RedisURL == "" || cfg.MySQLDSN == "" {
-		return errors.New("REDIS_URL and MYSQL_DSN are required (MySQL is read only to rebuild a lost membership index)")
-	}
-	log, err := cfg.Logger()
+	defer d.Close()
+	s, err := chime.NewSender(d.Config, d.Log)
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(cfg.MySQLDSN, log)
-	if err != nil {
-		return err
-	}
-	rdb, err := chime.OpenRedis(ctx, cfg.RedisURL)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	s, err := chime.NewSender(cfg, log)
-	if err != nil {
-		return err
-	}
-	return chime.NewWorker(cfg, db, rdb, s, clock.Real{}, log).Run(ctx)
+	return chime.NewWorker(d.Config, d.DB, d.Redis, s, clock.Real{}, d.Log).Run(ctx)
 }

@@ -59,16 +59,8 @@ func need(t testing.TB, vars ...string) {
 func New(t testing.TB) *Env {
 	t.Helper()
 	need(t, "REDIS_URL", "MYSQL_DSN")
-	id := ID()
-	e := &Env{RedisURL: os.Getenv("REDIS_URL"), Prefix: "chime-test:" + id + ":", Queue: "chime-test-" + id, Log: Logger(t)}
-	opt, err := redis.ParseURL(e.RedisURL)
-	if err != nil {
-		t.Fatalf("REDIS_URL: %v", err)
-	}
-	e.Redis = redis.NewClient(opt)
-	t.Cleanup(func() { cleanRedis(e); e.Redis.Close() })
-
-	e.DSN = freshDatabase(t, os.Getenv("MYSQL_DSN"), "chime_t_"+id)
+	e := NewRedis(t)
+	e.DSN = freshDatabase(t, os.Getenv("MYSQL_DSN"), "chime_t_"+ID())
 	db, err := store.Open(e.DSN, e.Log)
 	if err != nil {
 		t.Fatal(err)
