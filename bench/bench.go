@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/pprof"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,6 +55,9 @@ type Config struct {
 	Lead time.Duration
 	// Timeout bounds the wait for the last delivery. Defaults to 10m.
 	Timeout time.Duration
+	// Profile, if set, receives a CPU profile of this process from just
+	// before the instant to the last delivery.
+	Profile io.Writer
 	Log     *slog.Logger
 }
 
@@ -86,22 +90,23 @@ func (c *Config) defaults() {
 
 // Result is one run's figures.
 type Result struct {
-	System             string  `json:"system"`
-	Users              int     `json:"users"`
-	Sink               string  `json:"sink"`
-	Workers            string  `json:"workers"`
-	Delivered          int64   `json:"delivered"`
-	RegisterSeconds    float64 `json:"register_s"`
-	RegisterPerSecond  float64 `json:"register_per_s"`
-	RedisBytesPerUser  float64 `json:"redis_bytes_per_user"`
-	FireToLastMs       float64 `json:"fire_to_last_ms"`
-	DeliveriesPerSec   float64 `json:"deliveries_per_s"`
-	LatenessP50Ms      float64 `json:"lateness_p50_ms"`
-	LatenessP99Ms      float64 `json:"lateness_p99_ms"`
-	LatenessMaxMs      float64 `json:"lateness_max_ms"`
-	CPUSecondsPerMilln float64 `json:"cpu_s_per_million"`
-	Complete           bool    `json:"complete"`
-	Timeline           []Point `json:"-"`
+	System             string   `json:"system"`
+	Users              int      `json:"users"`
+	Sink               string   `json:"sink"`
+	Workers            string   `json:"workers"`
+	Delivered          int64    `json:"delivered"`
+	RegisterSeconds    float64  `json:"register_s"`
+	RegisterPerSecond  float64  `json:"register_per_s"`
+	RedisBytesPerUser  float64  `json:"redis_bytes_per_user"`
+	FireToLastMs       float64  `json:"fire_to_last_ms"`
+	DeliveriesPerSec   float64  `json:"deliveries_per_s"`
+	LatenessP50Ms      float64  `json:"lateness_p50_ms"`
+	LatenessP99Ms      float64  `json:"lateness_p99_ms"`
+	LatenessMaxMs      float64  `json:"lateness_max_ms"`
+	CPUSecondsPerMilln float64  `json:"cpu_s_per_million"`
+	CPU                cpuTimes `json:"cpu_s"`
+	Complete           bool     `json:"complete"`
+	Timeline           []Point  `json:"-"`
 }
 
 // Receiver is the loopback webhook receiver: it decodes each batch and
@@ -123,7 +128,8 @@ func (r Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func finish(r *Result, c *Counter, fireAt time.Time, cpu float64, pts []Point) {
+func finish(r *Result, c *Counter, fireAt time.Time, cpu cpuTimes, pts []Point) {
+	r.CPU = cpu
 	r.Delivered = c.Delivered()
 	r.Complete = r.Delivered >= int64(r.Users)
 	last := c.Last()
@@ -136,7 +142,7 @@ func finish(r *Result, c *Counter, fireAt time.Time, cpu float64, pts []Point) {
 	r.LatenessP99Ms = ms(percentile(late, 99))
 	r.LatenessMaxMs = ms(percentile(late, 100))
 	if r.Delivered > 0 {
-		r.CPUSecondsPerMilln = cpu / float64(r.Delivered) * 1e6
+		r.CPUSecondsPerMilln = cpu.sum() / float64(r.Delivered) * 1e6
 	}
 	r.Timeline = pts
 }
@@ -179,13 +185,16 @@ func startReceiver(c *Counter, log *slog.Logger) (string, *webhook.Sender, func(
 // of r.Users arrived or timeout passed, and fills r's figures. CPU is
 // counted from just before the instant: this process, Redis, the local
 // MariaDB and the processes pids.
-func measure(ctx context.Context, r *Result, c *Counter, fireAt time.Time, timeout time.Duration, rdb redis.UniversalClient, pids ...int) error {
+func measure(ctx context.Context, r *Result, c *Counter, fireAt time.Time, timeout time.Duration, profile io.Writer, rdb redis.UniversalClient, pids ...int) error {
 	time.Sleep(time.Until(fireAt.Add(-200 * time.Millisecond)))
+	if profile != nil && pprof.StartCPUProfile(profile) == nil {
+		defer pprof.StopCPUProfile()
+	}
 	cpu := newCPUMeter(ctx, rdb, pids...)
 	done := make(chan struct{})
 	pts := sample(fireAt, c.Delivered, done)
 	err := wait(ctx, c, int64(r.Users), timeout)
 	close(done)
-	finish(r, c, fireAt, cpu.Seconds(ctx), <-pts)
+	finish(r, c, fireAt, cpu.Since(ctx), <-pts)
 	return err
 }

@@ -147,7 +147,7 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	for _, p := range procs {
 		pids = append(pids, p.Process.Pid)
 	}
-	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, rdb, pids...)
+	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, cfg.Profile, rdb, pids...)
 	return res, err
 }
 

@@ -60,27 +60,41 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 type cpuMeter struct {
 	rdb   redis.UniversalClient
 	pids  []int
-	start float64
+	start cpuTimes
 }
 
+// cpuTimes is CPU seconds by consumer.
+type cpuTimes struct {
+	Engine float64 `json:"engine"` // this process and worker processes
+	Redis  float64 `json:"redis"`
+	MySQL  float64 `json:"mysql"`
+}
+
+func (c cpuTimes) sum() float64 { return c.Engine + c.Redis + c.MySQL }
+
 func newCPUMeter(ctx context.Context, rdb redis.UniversalClient, extra ...int) *cpuMeter {
-	m := &cpuMeter{rdb: rdb, pids: append(serverPIDs(), extra...)}
-	m.start = m.total(ctx)
+	m := &cpuMeter{rdb: rdb, pids: extra}
+	m.start = m.read(ctx)
 	return m
 }
 
-// Seconds returns the CPU seconds used since the meter was made.
-func (m *cpuMeter) Seconds(ctx context.Context) float64 { return m.total(ctx) - m.start }
+// Since returns the CPU seconds used since the meter was made.
+func (m *cpuMeter) Since(ctx context.Context) cpuTimes {
+	now := m.read(ctx)
+	return cpuTimes{Engine: now.Engine - m.start.Engine, Redis: now.Redis - m.start.Redis, MySQL: now.MySQL - m.start.MySQL}
+}
 
-func (m *cpuMeter) total(ctx context.Context) float64 {
+func (m *cpuMeter) read(ctx context.Context) cpuTimes {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	sum := tv(ru.Utime) + tv(ru.Stime)
-	sum += redisCPU(ctx, m.rdb)
+	t := cpuTimes{Engine: tv(ru.Utime) + tv(ru.Stime), Redis: redisCPU(ctx, m.rdb)}
 	for _, pid := range m.pids {
-		sum += procCPU(pid)
+		t.Engine += procCPU(pid)
 	}
-	return sum
+	for _, pid := range serverPIDs() {
+		t.MySQL += procCPU(pid)
+	}
+	return t
 }
 
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }

@@ -100,7 +100,7 @@ func RunPeer(ctx context.Context, cfg Config, tuned bool) (Result, error) {
 		return res, err
 	}
 	defer srv.Shutdown()
-	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, rdb)
+	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, cfg.Profile, rdb)
 	return res, err
 }
 

@@ -46,8 +46,9 @@ func Machine() string {
 
 // Summary is one line about r.
 func (r Result) Summary() string {
-	return fmt.Sprintf("%s [%s, %s]: %d/%d delivered, %.0f/s, last at +%.0f ms, p99 group lateness %.0f ms, %.1f B/user in Redis, register %.0f/s",
-		r.System, r.Sink, r.Workers, r.Delivered, r.Users, r.DeliveriesPerSec, r.FireToLastMs, r.LatenessP99Ms, r.RedisBytesPerUser, r.RegisterPerSecond)
+	return fmt.Sprintf("%s [%s, %s]: %d/%d delivered, %.0f/s, last at +%.0f ms, p99 group lateness %.0f ms, %.1f B/user in Redis, register %.0f/s, CPU s engine %.2f redis %.2f mysql %.2f",
+		r.System, r.Sink, r.Workers, r.Delivered, r.Users, r.DeliveriesPerSec, r.FireToLastMs, r.LatenessP99Ms, r.RedisBytesPerUser, r.RegisterPerSecond,
+		r.CPU.Engine, r.CPU.Redis, r.CPU.MySQL)
 }
 
 var header = []string{"system", "sink", "workers", "users", "register/s", "Redis B/user", "fire→last ms", "deliveries/s", "p50 ms", "p99 ms", "max ms", "CPU s/M", "complete"}

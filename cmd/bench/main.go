@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -43,29 +42,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	peer := fs.Bool("peer", true, "run the one-task-per-user peer")
 	chart := fs.String("chart", "", "write a PNG chart of deliveries over time to this path")
 	md := fs.String("md", "", "write the result table as Markdown to this path")
+	workers := fs.Int("workers", 2, "in-process Chime workers (each its own asynq server)")
 	verbose := fs.Bool("v", false, "log the engine's warnings")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first Chime delivery (fire to last delivery) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *quick {
 		*users, *scaling = 100_000, false
 	}
+	if *users < 1 {
+		return errors.New("-users must be at least 1")
+	}
+	cfg := bench.Config{RedisURL: getenv("REDIS_URL"), MySQLDSN: getenv("MYSQL_DSN"), Users: *users, Workers: *workers}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		cfg.Profile = f
 	}
-	if *users < 1 {
-		return errors.New("-users must be at least 1")
-	}
-	cfg := bench.Config{RedisURL: getenv("REDIS_URL"), MySQLDSN: getenv("MYSQL_DSN"), Users: *users}
 	if cfg.RedisURL == "" || cfg.MySQLDSN == "" {
 		return errors.New("REDIS_URL and MYSQL_DSN are required (make bench starts servers)")
 	}
