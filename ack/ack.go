@@ -158,6 +158,9 @@ func (t *Tracker) Checkpoint(ctx context.Context, g Group, token, lastUser strin
 var finishScript = redis.NewScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lost'} end
 redis.call('HSET', KEYS[1], 'state', ARGV[2])
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'cp', ARGV[11]) end
+redis.call('HINCRBY', KEYS[1], 'sent', ARGV[12])
+redis.call('HINCRBY', KEYS[1], 'failed', ARGV[13])
 redis.call('HINCRBY', KEYS[1], 'expired', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[9])
 local r = redis.call('HMGET', KEYS[1], 'sent', 'failed', 'expired')
@@ -167,12 +170,22 @@ redis.call('DEL', KEYS[2])
 return {'ok', r[1] or '0', r[2] or '0', r[3] or '0'}
 `)
 
-// Finish marks g finished (or expired, with expired more users counted as
-// expired), sends the finish ack with the group's totals and frees the lease.
-func (t *Tracker) Finish(ctx context.Context, g Group, attempt int, worker, token, state string, expired int, now time.Time) (Claim, error) {
+// Final is what a holder adds to a group's counts as it finishes it: the
+// last chunk it sent (recorded with the finish instead of a checkpoint of
+// its own, saving a round trip per group) and the users it counts as
+// expired.
+type Final struct {
+	LastUser     string // the last user of the final chunk, "" if none
+	Sent, Failed int    // the final chunk's counts
+	Expired      int    // users not sent because the validity window passed
+}
+
+// Finish marks g finished (or expired), adds f to its counts, sends the
+// finish ack with the group's totals and frees the lease.
+func (t *Tracker) Finish(ctx context.Context, g Group, attempt int, worker, token, state string, f Final, now time.Time) (Claim, error) {
 	keys := []string{t.runKey(g), t.runKey(g) + ":lease", t.StreamKey()}
-	res, err := finishScript.Run(ctx, t.rdb, keys, token, state, expired, g.Occurrence, g.Group, now.UnixMilli(),
-		t.StreamMax, worker, int64(t.RunTTL/time.Second), attempt).StringSlice()
+	res, err := finishScript.Run(ctx, t.rdb, keys, token, state, f.Expired, g.Occurrence, g.Group, now.UnixMilli(),
+		t.StreamMax, worker, int64(t.RunTTL/time.Second), attempt, f.LastUser, f.Sent, f.Failed).StringSlice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("finish ack: %w", err)
 	}

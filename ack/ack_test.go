@@ -81,7 +81,7 @@ func TestCheckpoint(t *testing.T) {
 
 	// The wrong-token checkpoint counted nothing: the totals are the sums of
 	// the accepted ones.
-	c, err := tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, 0, t0)
+	c, err := tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, ack.Final{Expired: 0}, t0)
 	require.NoError(t, err)
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: 17, Failed: 3}, c)
 }
@@ -111,12 +111,12 @@ func TestLeaseExpiryResumesAtCheckpoint(t *testing.T) {
 
 	// w1 comes back: everything it tries is refused and changes nothing.
 	require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-a", "u10", 5, 0, lease), ack.ErrLeaseLost)
-	_, err = tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, 0, t0)
+	_, err = tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, ack.Final{Expired: 0}, t0)
 	require.ErrorIs(t, err, ack.ErrLeaseLost)
 	require.ErrorIs(t, tr.Release(ctx, g1, 1, "w1", "tok-a", t0), ack.ErrLeaseLost)
 
 	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-b", "u10", 5, 0, long))
-	c, err = tr.Finish(ctx, g1, 2, "w2", "tok-b", ack.StateFinished, 0, t0)
+	c, err = tr.Finish(ctx, g1, 2, "w2", "tok-b", ack.StateFinished, ack.Final{Expired: 0}, t0)
 	require.NoError(t, err)
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: 10, Failed: 1}, c)
 	require.Equal(t, []string{"start", "start", "finish"}, types(stream(t, env, tr)))
@@ -131,9 +131,9 @@ func TestFinish(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u1", 40, 2, long))
 
-			_, err = tr.Finish(ctx, g1, 2, "w1", "tok-b", state, 0, t0)
+			_, err = tr.Finish(ctx, g1, 2, "w1", "tok-b", state, ack.Final{Expired: 0}, t0)
 			require.ErrorIs(t, err, ack.ErrLeaseLost)
-			c, err := tr.Finish(ctx, g1, 2, "w1", "tok-a", state, 7, t0.Add(time.Second))
+			c, err := tr.Finish(ctx, g1, 2, "w1", "tok-a", state, ack.Final{Expired: 7}, t0.Add(time.Second))
 			require.NoError(t, err)
 			want := ack.Claim{State: state, Sent: 40, Failed: 2, Expired: 7}
 			require.Equal(t, want, c)
@@ -216,7 +216,7 @@ func TestReader(t *testing.T) {
 	_, err = tr.Start(ctx, g2, 1, "w2", "tok-b", long, t0.Add(1*time.Millisecond))
 	require.NoError(t, err)
 	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u", 10, 2, long))
-	_, err = tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, 0, t0.Add(2*time.Millisecond))
+	_, err = tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, ack.Final{Expired: 0}, t0.Add(2*time.Millisecond))
 	require.NoError(t, err)
 	require.NoError(t, tr.Release(ctx, g2, 1, "w2", "tok-b", t0.Add(3*time.Millisecond)))
 

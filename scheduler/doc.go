@@ -18,12 +18,13 @@
 //
 // The firer keeps its own timer on the earliest scheduled occurrence (not
 // asynq's ProcessAt, which is checked on a 5-second tick). PrepareLead before
-// the instant it makes sure the membership index of the location is in
-// Redis; at the instant it moves the occurrence from scheduled to firing with
-// a compare-and-set in MySQL (only one coordinator can win it), creates one
-// group run per non-empty group and enqueues one task per group with a
-// deterministic task ID. An occurrence found after its validity window is
-// marked expired instead.
+// the instant it prepares the occurrence: the membership index of the
+// location is made ready in Redis, one group run per non-empty group is
+// created in state pending, and the group tasks are built in memory. At the
+// instant it moves the occurrence from scheduled to firing with a
+// compare-and-set in MySQL (only one coordinator can win it) and enqueues the
+// tasks, each with a deterministic task ID, while the runs are marked queued.
+// An occurrence found after its validity window is marked expired instead.
 //
 // # Tracker
 //

@@ -3,11 +3,11 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/grouping"
@@ -15,12 +15,18 @@ import (
 	"github.com/chime-dev/chime/store"
 )
 
+// prepared is what the firer readied for one occurrence before its instant.
+type prepared struct {
+	groups   []int
+	payloads []queue.Payload
+	edited   time.Time // the reminder's updated_at the payloads were built from
+}
+
 func (s *Scheduler) runFirer(ctx context.Context) error {
-	var prepared sync.Map
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		wait, err := s.fireDue(ctx, &prepared, &wg)
+		wait, err := s.fireDue(ctx, &wg)
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("fire failed", "err", err)
 			wait = time.Second
@@ -36,7 +42,7 @@ func (s *Scheduler) runFirer(ctx context.Context) error {
 
 // fireDue fires every occurrence whose instant has come, starts preparing
 // those due within PrepareLead, and returns how long to wait for the next.
-func (s *Scheduler) fireDue(ctx context.Context, prepared *sync.Map, wg *sync.WaitGroup) (time.Duration, error) {
+func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Duration, error) {
 	now := s.clock.Now()
 	var due []store.Occurrence
 	qctx, cancel := withTimeout(ctx)
@@ -46,26 +52,34 @@ func (s *Scheduler) fireDue(ctx context.Context, prepared *sync.Map, wg *sync.Wa
 	if err != nil {
 		return 0, fmt.Errorf("load due occurrences: %w", err)
 	}
+	s.forget(due)
 	wait := s.cfg.PrepareLead
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for _, o := range due {
 		if until := o.FireAt.Sub(now); until > 0 {
 			wait = min(wait, until)
-			if _, done := prepared.LoadOrStore(o.ID, true); !done {
+			if s.startPreparing(o.ID) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					l := grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID}
-					if err := s.index.EnsureBuilt(ctx, l); err != nil && ctx.Err() == nil {
-						s.log.Warn("prepare index", "occurrence", o.ID, "err", err)
+					p, err := s.Prepare(ctx, o)
+					if err != nil {
+						if ctx.Err() == nil {
+							s.log.Warn("prepare occurrence", "occurrence", o.ID, "err", err)
+						}
+						p = nil
 					}
+					s.mu.Lock()
+					if _, waiting := s.ready[o.ID]; waiting {
+						s.ready[o.ID] = p
+					}
+					s.mu.Unlock()
 				}()
 			}
 			continue
 		}
 		g.Go(func() error {
-			prepared.Delete(o.ID)
 			if err := s.Fire(gctx, o); err != nil {
 				return fmt.Errorf("fire occurrence %d: %w", o.ID, err)
 			}
@@ -78,12 +92,98 @@ func (s *Scheduler) fireDue(ctx context.Context, prepared *sync.Map, wg *sync.Wa
 	return wait, g.Wait()
 }
 
+// startPreparing reports whether the caller should prepare occurrence id,
+// which is so once per occurrence.
+func (s *Scheduler) startPreparing(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.ready[id]; ok {
+		return false
+	}
+	s.ready[id] = nil
+	return true
+}
+
+// Prepare does ahead of the instant everything firing o needs except the
+// enqueue: the membership index is made ready, the group runs are created in
+// state pending, and the tasks are built and kept in memory.
+func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var r store.Reminder
+	var l store.Location
+	if err := s.db.WithContext(ctx).First(&r, o.ReminderID).Error; err != nil {
+		return nil, fmt.Errorf("load reminder: %w", err)
+	}
+	if err := s.db.WithContext(ctx).First(&l, o.LocationID).Error; err != nil {
+		return nil, fmt.Errorf("load location: %w", err)
+	}
+	loc := grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID}
+	if err := s.index.EnsureBuilt(ctx, loc); err != nil {
+		return nil, err
+	}
+	groups, err := s.index.Groups(ctx, loc)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(groups)
+	if err := s.createRuns(ctx, o.ID, groups, s.clock.Now()); err != nil {
+		return nil, err
+	}
+	p := &prepared{groups: groups, payloads: make([]queue.Payload, len(groups)), edited: r.UpdatedAt}
+	for i, g := range groups {
+		p.payloads[i] = payload(o, r, l, g, 1)
+	}
+	return p, nil
+}
+
+// forget drops what was prepared for occurrences no longer due: canceled,
+// fired by another coordinator, or moved.
+func (s *Scheduler) forget(due []store.Occurrence) {
+	ids := make(map[int64]bool, len(due))
+	for _, o := range due {
+		ids[o.ID] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.ready {
+		if !ids[id] {
+			delete(s.ready, id)
+		}
+	}
+}
+
+// createRuns inserts pending group runs; existing ones are left as they are.
+func (s *Scheduler) createRuns(ctx context.Context, occ int64, groups []int, now time.Time) error {
+	if len(groups) == 0 {
+		return nil
+	}
+	runs := make([]store.GroupRun, len(groups))
+	for i, g := range groups {
+		runs[i] = store.GroupRun{OccurrenceID: occ, GroupNo: g, State: store.RunPending, Attempts: 1, QueuedAt: now}
+	}
+	if err := s.db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&runs, 1000).Error; err != nil {
+		return fmt.Errorf("create group runs: %w", err)
+	}
+	return nil
+}
+
 // Fire enqueues the groups of o, or marks it expired if its validity window
 // has passed. Only the caller that moves o from scheduled to firing enqueues;
 // a second coordinator doing the same finds nothing to do.
+//
+// With o prepared, the instant costs one check of the group list in Redis,
+// one compare-and-set in MySQL and the enqueue; the group runs move from
+// pending to queued while the tasks go out. Workers' acks accept a pending
+// run, so none is lost to that race.
 func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	s.mu.Lock()
+	p := s.ready[o.ID]
+	delete(s.ready, o.ID)
+	s.mu.Unlock()
+
 	now := s.clock.Now()
 	if now.After(o.ExpiresAt) {
 		res := s.db.WithContext(ctx).Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).
@@ -94,62 +194,68 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 		s.log.Warn("occurrence expired before it could fire", "occurrence", o.ID, "fire_at", o.FireAt)
 		return nil
 	}
-	var r store.Reminder
-	var l store.Location
-	if err := s.db.WithContext(ctx).First(&r, o.ReminderID).Error; err != nil {
-		return fmt.Errorf("load reminder: %w", err)
+	if p == nil {
+		var err error
+		if p, err = s.Prepare(ctx, o); err != nil {
+			return err
+		}
 	}
-	if err := s.db.WithContext(ctx).First(&l, o.LocationID).Error; err != nil {
-		return fmt.Errorf("load location: %w", err)
-	}
-	loc := grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID}
-	if err := s.index.EnsureBuilt(ctx, loc); err != nil {
-		return err
-	}
-	groups, err := s.index.Groups(ctx, loc)
+	// Subscriptions since the preparation may have filled new groups, and
+	// the message may have been edited.
+	groups, err := s.index.Groups(ctx, grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID})
 	if err != nil {
 		return err
 	}
-	runs := make([]store.GroupRun, len(groups))
-	for i, g := range groups {
-		runs[i] = store.GroupRun{OccurrenceID: o.ID, GroupNo: g, State: store.RunQueued, Attempts: 1, QueuedAt: now}
+	slices.Sort(groups)
+	var edited []time.Time
+	if err := s.db.WithContext(ctx).Model(&store.Reminder{}).Where("id = ?", o.ReminderID).Pluck("updated_at", &edited).Error; err != nil {
+		return fmt.Errorf("check reminder: %w", err)
 	}
-	err = store.Transaction(ctx, s.db, func(tx *gorm.DB) error {
-		fields := map[string]any{"state": store.OccFiring, "fired_at": now, "groups_total": len(groups)}
-		if len(groups) == 0 {
-			fields["state"] = store.OccDone
-			fields["done_at"] = now
+	if !slices.Equal(groups, p.groups) || len(edited) != 1 || !edited[0].Equal(p.edited) {
+		if p, err = s.Prepare(ctx, o); err != nil {
+			return err
 		}
-		res := tx.Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).Updates(fields)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return errLost
-		}
-		if len(runs) == 0 {
-			return nil
-		}
-		return tx.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&runs, 1000).Error
-	})
-	if err == errLost {
+		groups = p.groups
+	}
+
+	fields := map[string]any{"state": store.OccFiring, "fired_at": now, "groups_total": len(groups)}
+	if len(groups) == 0 {
+		fields["state"] = store.OccDone
+		fields["done_at"] = now
+	}
+	res := s.db.WithContext(ctx).Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).Updates(fields)
+	if res.Error != nil {
+		return fmt.Errorf("record firing: %w", res.Error)
+	}
+	if res.RowsAffected == 0 {
 		s.log.Info("occurrence fired by another coordinator", "occurrence", o.ID)
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("record firing: %w", err)
-	}
-	ps := make([]queue.Payload, len(groups))
-	for i, g := range groups {
-		ps[i] = payload(o, r, l, g, 1)
-	}
+	g, gctx := errgroup.WithContext(ctx)
 	// If this fails, the reaper enqueues the runs after QueueTimeout.
-	if err := s.enq.Enqueue(ctx, ps); err != nil {
+	g.Go(func() error { return s.enq.Enqueue(gctx, p.payloads) })
+	g.Go(func() error {
+		err := s.db.WithContext(gctx).Model(&store.GroupRun{}).
+			Where("occurrence_id = ? AND state = ?", o.ID, store.RunPending).
+			Updates(map[string]any{"state": store.RunQueued, "queued_at": now}).Error
+		if err != nil {
+			return fmt.Errorf("mark group runs queued: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	s.log.Info("fired", "occurrence", o.ID, "reminder", r.Key, "location", l.Name, "groups", len(groups),
-		"late_ms", s.clock.Now().Sub(o.FireAt).Milliseconds())
+	s.log.Info("fired", "occurrence", o.ID, "reminder", p.payloads0().Key, "location", p.payloads0().LocationName,
+		"groups", len(groups), "late_ms", s.clock.Now().Sub(o.FireAt).Milliseconds())
 	return nil
+}
+
+func (p *prepared) payloads0() queue.Payload {
+	if len(p.payloads) == 0 {
+		return queue.Payload{}
+	}
+	return p.payloads[0]
 }
 
 func payload(o store.Occurrence, r store.Reminder, l store.Location, group, attempt int) queue.Payload {

@@ -120,6 +120,12 @@ func (s *Scheduler) Plan(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("plan: cancel occurrences: %w", err)
 		}
+		// Runs prepared for them will not be needed.
+		err = s.db.WithContext(ctx).Where("occurrence_id IN ? AND state = ?", cancelIDs, store.RunPending).
+			Delete(&store.GroupRun{}).Error
+		if err != nil {
+			return fmt.Errorf("plan: cancel occurrences: %w", err)
+		}
 	}
 	if len(reviveIDs) > 0 {
 		err := s.db.WithContext(ctx).Model(&store.Occurrence{}).Where("id IN ? AND state = ?", reviveIDs, store.OccCanceled).

@@ -20,7 +20,12 @@ func (s *Scheduler) Reap(ctx context.Context) error {
 		Limit(1000).Find(&stale).Error; err != nil {
 		return fmt.Errorf("reap: %w", err)
 	}
-	if err := s.db.WithContext(ctx).Where("state = ? AND queued_at < ?", store.RunQueued, now.Add(-s.cfg.QueueTimeout)).
+	// Pending runs count once their occurrence fired: the coordinator may
+	// have died between the compare-and-set and marking them queued.
+	if err := s.db.WithContext(ctx).Select("group_runs.*").
+		Joins("JOIN occurrences o ON o.id = group_runs.occurrence_id").
+		Where("group_runs.state IN ? AND group_runs.queued_at < ? AND o.state = ?",
+			[]string{store.RunQueued, store.RunPending}, now.Add(-s.cfg.QueueTimeout), store.OccFiring).
 		Limit(1000).Find(&waiting).Error; err != nil {
 		return fmt.Errorf("reap: %w", err)
 	}
@@ -41,8 +46,8 @@ func (s *Scheduler) Reap(ctx context.Context) error {
 	}
 	for _, r := range waiting {
 		res := s.db.WithContext(ctx).Model(&store.GroupRun{}).
-			Where("id = ? AND state = ? AND attempts = ?", r.ID, store.RunQueued, r.Attempts).
-			Update("queued_at", now)
+			Where("id = ? AND state = ? AND attempts = ?", r.ID, r.State, r.Attempts).
+			Updates(map[string]any{"state": store.RunQueued, "queued_at": now})
 		if res.Error != nil {
 			return fmt.Errorf("reap: %w", res.Error)
 		}

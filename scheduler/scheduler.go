@@ -3,8 +3,8 @@ package scheduler
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -79,6 +79,9 @@ type Scheduler struct {
 	log      *slog.Logger
 	wakePlan chan struct{}
 	wakeFire chan struct{}
+
+	mu    sync.Mutex
+	ready map[int64]*prepared // occurrence -> prepared tasks; nil while preparing
 }
 
 // New returns a scheduler.
@@ -87,6 +90,7 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	return &Scheduler{
 		cfg: cfg, db: db, rdb: rdb, index: index, enq: enq, acks: acks, clock: clk, log: log,
 		wakePlan: make(chan struct{}, 1), wakeFire: make(chan struct{}, 1),
+		ready: map[int64]*prepared{},
 	}
 }
 
@@ -180,5 +184,3 @@ func (s *Scheduler) runTracker(ctx context.Context) error {
 func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, 30*time.Second)
 }
-
-var errLost = fmt.Errorf("lost the race to another coordinator")

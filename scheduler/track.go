@@ -79,7 +79,7 @@ func (s *Scheduler) record(tx *gorm.DB, acks []ack.Ack) error {
 		var err error
 		switch a.Type {
 		case ack.TypeStart:
-			err = run.Where("state IN ?", []string{store.RunQueued, store.RunStarted}).
+			err = run.Where("state IN ?", []string{store.RunPending, store.RunQueued, store.RunStarted}).
 				Updates(map[string]any{"state": store.RunStarted, "worker": a.Worker, "started_at": a.At}).Error
 		case ack.TypeRelease:
 			err = run.Where("state = ?", store.RunStarted).

@@ -97,6 +97,7 @@ type Occurrence struct {
 
 // Group run states.
 const (
+	RunPending  = "pending"  // prepared ahead of the fire instant
 	RunQueued   = "queued"   // a task for it is on the queue
 	RunStarted  = "started"  // a worker sent its start ack
 	RunFinished = "finished" // a worker sent its finish ack

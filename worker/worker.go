@@ -189,7 +189,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 	for len(members) > 0 {
 		if w.clock.Now().After(p.ExpiresAt) {
 			log.Warn("validity window passed; group expired", "unsent", len(members))
-			return w.finish(ctx, g, p, token, ack.StateExpired, len(members))
+			return w.finish(ctx, g, p, token, ack.StateExpired, ack.Final{Expired: len(members)})
 		}
 		n := min(w.cfg.ChunkSize, len(members))
 		chunk := members[:n]
@@ -202,6 +202,10 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		if err != nil {
 			return w.release(ctx, g, p, token, fmt.Errorf("send: %w", err))
 		}
+		if n == len(members) {
+			// The last chunk is recorded with the finish.
+			return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed, Failed: res.Failed})
+		}
 		err = w.acks.Checkpoint(ctx, g, token, chunk[n-1], n-res.Failed, res.Failed, w.cfg.LeaseTTL)
 		if errors.Is(err, ack.ErrLeaseLost) {
 			log.Warn("lease lost mid-group; another worker continues it")
@@ -212,11 +216,11 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		}
 		members = members[n:]
 	}
-	return w.finish(ctx, g, p, token, ack.StateFinished, 0)
+	return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{})
 }
 
-func (w *Worker) finish(ctx context.Context, g ack.Group, p queue.Payload, token, state string, expired int) error {
-	c, err := w.acks.Finish(ctx, g, p.Attempt, w.cfg.ID, token, state, expired, w.clock.Now())
+func (w *Worker) finish(ctx context.Context, g ack.Group, p queue.Payload, token, state string, f ack.Final) error {
+	c, err := w.acks.Finish(ctx, g, p.Attempt, w.cfg.ID, token, state, f, w.clock.Now())
 	if errors.Is(err, ack.ErrLeaseLost) {
 		w.log.Warn("lease lost before finish; another worker continues the group", "occurrence", p.Occurrence, "group", p.Group)
 		return nil
