@@ -131,26 +131,40 @@ func (rep Report) JSON() string {
 	return string(b)
 }
 
-// Chart draws cumulative deliveries over time after the fire instant for
-// the runs with the no-op sink at the headline user count.
+// Chart draws cumulative deliveries over time after the fire instant, on a
+// logarithmic time axis (Chime finishes in under a second, the peer takes
+// minutes), for the first run of each system and sink at the headline user
+// count.
 func (rep Report) Chart(path string) error {
 	p := plot.New()
 	h := rep.Headline()
-	p.Title.Text = fmt.Sprintf("Deliveries after the fire instant, %d users (%s)", h.Users, rep.Machine)
-	p.X.Label.Text = "seconds after the fire instant"
+	p.Title.Text = fmt.Sprintf("Users delivered after the fire instant, %d subscribers, one run", h.Users)
+	p.X.Label.Text = "seconds after the fire instant (log scale)"
 	p.Y.Label.Text = "users delivered"
-	p.Legend.Top = false
-	p.Legend.Left = false
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	seen := map[string]bool{}
 	var args []any
 	for _, r := range rep.Results {
-		if r.Users != h.Users || len(r.Timeline) == 0 || (r.Sink != "no-op" && r.System != "chime") {
+		name := fmt.Sprintf("%s, %s sink", r.System, r.Sink)
+		if r.Users != h.Users || len(r.Timeline) == 0 || seen[name] || strings.HasSuffix(r.Workers, " processes") {
 			continue
 		}
+		seen[name] = true
 		pts := make(plotter.XYs, 0, len(r.Timeline))
 		for _, t := range r.Timeline {
-			pts = append(pts, plotter.XY{X: t.Ms / 1000, Y: float64(t.Delivered)})
+			if t.Ms >= 10 {
+				pts = append(pts, plotter.XY{X: t.Ms / 1000, Y: float64(t.Delivered)})
+			}
 		}
-		args = append(args, fmt.Sprintf("%s, %s sink", r.System, r.Sink), pts)
+		if len(pts) > 0 {
+			args = append(args, name, pts)
+		}
+	}
+	if len(args) == 0 {
+		return fmt.Errorf("no run at %d users has a timeline to draw", h.Users)
 	}
 	if err := plotutil.AddLines(p, args...); err != nil {
 		return err
