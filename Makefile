@@ -26,7 +26,7 @@ vet:
 # Chime against one asynq task per user, same Redis and MariaDB, one run.
 # bench writes the table and chart that docs/benchmarks.md shows.
 bench:
-	scripts/testenv.sh $(GO) run ./cmd/bench -users 1000000 -scaling \
+	scripts/testenv.sh $(GO) run ./cmd/bench -users 1000000 -scaling -uuid \
 		-md docs/bench-result.md -chart docs/bench-deliveries.png
 
 bench-quick:

@@ -50,6 +50,8 @@ type Config struct {
 	WorkerBin   string
 	// Webhook delivers through a loopback HTTP receiver.
 	Webhook bool
+	// UUIDs registers UUID-like user IDs instead of integer-like ones.
+	UUIDs bool
 	// Lead is how far ahead of the end of registration the instant is.
 	// Defaults to 2s.
 	Lead time.Duration

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,6 +34,9 @@ var zones = []string{"Asia/Riyadh", "Asia/Jakarta", "America/New_York", "Europe/
 func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	cfg.defaults()
 	res := Result{System: "chime", Users: cfg.Users, Sink: "no-op", Workers: fmt.Sprintf("%d in-process", cfg.Workers)}
+	if cfg.UUIDs {
+		res.System = "chime (UUID IDs)"
+	}
 	if cfg.Webhook || cfg.WorkerProcs > 0 {
 		res.Sink = "webhook"
 	}
@@ -132,7 +136,7 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 
 	mem0 := usedMemory(ctx, rdb)
 	start := time.Now()
-	if err := c.register(ctx, cfg.Users, locs); err != nil {
+	if err := c.register(ctx, cfg.Users, locs, cfg.UUIDs); err != nil {
 		return res, err
 	}
 	res.RegisterSeconds = time.Since(start).Seconds()
@@ -173,7 +177,7 @@ func (c *client) putReminder(ctx context.Context, groups, locs int, at time.Time
 
 // register subscribes users 1..n round-robin over the locations, in
 // batches of 10,000 from four concurrent clients.
-func (c *client) register(ctx context.Context, n, locs int) error {
+func (c *client) register(ctx context.Context, n, locs int, uuids bool) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	for start := 0; start < n; start += 10000 {
@@ -181,7 +185,7 @@ func (c *client) register(ctx context.Context, n, locs int) error {
 			end := min(start+10000, n)
 			subs := make([]map[string]string, 0, end-start)
 			for i := start; i < end; i++ {
-				subs = append(subs, map[string]string{"user_id": strconv.Itoa(i + 1), "location": "loc-" + strconv.Itoa(i%locs)})
+				subs = append(subs, map[string]string{"user_id": userID(i+1, uuids), "location": "loc-" + strconv.Itoa(i%locs)})
 			}
 			return c.do(ctx, http.MethodPost, "/v1/reminders/bench/subscribers", map[string]any{"subscribers": subs})
 		})
@@ -210,6 +214,16 @@ func (c *client) do(ctx context.Context, method, path string, in any) error {
 		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(body))
 	}
 	return nil
+}
+
+// userID returns the i-th user's ID: "i", or a UUID-like string derived
+// from i.
+func userID(i int, uuid bool) string {
+	if !uuid {
+		return strconv.Itoa(i)
+	}
+	h := sha1.Sum([]byte(strconv.Itoa(i)))
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
 // freshDatabase creates a database for one run and returns its DSN and a

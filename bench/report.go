@@ -83,17 +83,18 @@ func (rep Report) Markdown() string {
 
 // Headline is the final JSON line.
 type Headline struct {
-	Users                    int     `json:"users"`
-	EnginePerS               float64 `json:"engine_per_s"`
-	PeerPerS                 float64 `json:"peer_per_s"`
-	Ratio                    float64 `json:"ratio"`
-	RedisBytesPerSubscriber  float64 `json:"redis_bytes_per_subscriber"`
-	PeerRedisBytesPerUser    float64 `json:"peer_redis_bytes_per_user"`
-	P99LatenessMs            float64 `json:"p99_lateness_ms"`
-	FireToLastMs             float64 `json:"fire_to_last_ms"`
-	WebhookPerS              float64 `json:"webhook_per_s,omitempty"`
-	CPUSecondsPerMillion     float64 `json:"cpu_s_per_million"`
-	PeerCPUSecondsPerMillion float64 `json:"peer_cpu_s_per_million,omitempty"`
+	Users                       int     `json:"users"`
+	EnginePerS                  float64 `json:"engine_per_s"`
+	PeerPerS                    float64 `json:"peer_per_s"`
+	Ratio                       float64 `json:"ratio"`
+	RedisBytesPerSubscriber     float64 `json:"redis_bytes_per_subscriber"`
+	PeerRedisBytesPerUser       float64 `json:"peer_redis_bytes_per_user"`
+	RedisBytesPerUUIDSubscriber float64 `json:"redis_bytes_per_uuid_subscriber,omitempty"`
+	P99LatenessMs               float64 `json:"p99_lateness_ms"`
+	FireToLastMs                float64 `json:"fire_to_last_ms"`
+	WebhookPerS                 float64 `json:"webhook_per_s,omitempty"`
+	CPUSecondsPerMillion        float64 `json:"cpu_s_per_million"`
+	PeerCPUSecondsPerMillion    float64 `json:"peer_cpu_s_per_million,omitempty"`
 }
 
 // Headline picks the figures the JSON line reports: the first Chime no-op
@@ -104,9 +105,11 @@ func (rep Report) Headline() Headline {
 	for i := range rep.Results {
 		r := &rep.Results[i]
 		switch {
+		case r.System == "chime (UUID IDs)":
+			h.RedisBytesPerUUIDSubscriber = r.RedisBytesPerUser
 		case r.System == "chime" && r.Sink == "no-op" && engine == nil:
 			engine = r
-		case r.System != "chime" && r.Sink == "no-op" && (peer == nil || r.DeliveriesPerSec > peer.DeliveriesPerSec):
+		case !strings.HasPrefix(r.System, "chime") && r.Sink == "no-op" && (peer == nil || r.DeliveriesPerSec > peer.DeliveriesPerSec):
 			peer = r
 		case r.System == "chime" && r.Sink == "webhook" && h.WebhookPerS == 0 && engine != nil && r.Users == engine.Users:
 			h.WebhookPerS = r.DeliveriesPerSec

@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	chart := fs.String("chart", "", "write a PNG chart of deliveries over time to this path")
 	md := fs.String("md", "", "write the result table as Markdown to this path")
 	workers := fs.Int("workers", 2, "in-process Chime workers (each its own asynq server)")
+	uuids := fs.Bool("uuid", false, "also run Chime with UUID-like user IDs (Redis bytes per subscriber)")
 	verbose := fs.Bool("v", false, "log the engine's warnings")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first Chime delivery (fire to last delivery) to this file")
 	if err := fs.Parse(args); err != nil {
@@ -89,6 +90,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			if err := step(fmt.Sprintf("peer (tuned=%v), no-op sink", tuned), func() (bench.Result, error) { return bench.RunPeer(ctx, cfg, tuned) }); err != nil {
 				return err
 			}
+		}
+	}
+	if *uuids {
+		ucfg := cfg
+		ucfg.UUIDs = true
+		if err := step("chime, UUID-like IDs, no-op sink", func() (bench.Result, error) { return bench.RunChime(ctx, ucfg) }); err != nil {
+			return err
 		}
 	}
 	if *hook {
