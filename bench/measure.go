@@ -151,12 +151,22 @@ func serverPIDs() []int {
 
 // usedMemory returns Redis's used_memory in bytes.
 func usedMemory(ctx context.Context, rdb redis.UniversalClient) int64 {
+	return memoryField(ctx, rdb, "used_memory")
+}
+
+// lazyfreePending returns how many objects Redis still has to free in the
+// background.
+func lazyfreePending(ctx context.Context, rdb redis.UniversalClient) int64 {
+	return memoryField(ctx, rdb, "lazyfree_pending_objects")
+}
+
+func memoryField(ctx context.Context, rdb redis.UniversalClient, field string) int64 {
 	info, err := rdb.Info(ctx, "memory").Result()
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			return n
 		}

@@ -134,4 +134,9 @@ func cleanup(ctx context.Context, rdb redis.UniversalClient, prefix, queue strin
 			rdb.Unlink(ctx, keys...)
 		}
 	}
+	// UNLINK frees memory in the background; wait for it so that the next
+	// run's used_memory delta is its own.
+	for ctx.Err() == nil && lazyfreePending(ctx, rdb) > 0 {
+		time.Sleep(50 * time.Millisecond)
+	}
 }
