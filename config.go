@@ -39,7 +39,7 @@ type Config struct {
 	// AckTimeout is how long a started group may go without a finish ack.
 	AckTimeout time.Duration `env:"CHIME_ACK_TIMEOUT" envDefault:"2m"`
 	// QueueTimeout is how long a queued group may go without a start ack.
-	QueueTimeout time.Duration `env:"CHIME_QUEUE_TIMEOUT" envDefault:"5m"`
+	QueueTimeout time.Duration `env:"CHIME_QUEUE_TIMEOUT" envDefault:"1m"`
 	// Concurrency is how many groups a worker delivers at once.
 	Concurrency int `env:"CHIME_WORKER_CONCURRENCY" envDefault:"32"`
 	// ChunkSize is how many users go in one send and one checkpoint.

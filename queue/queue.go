@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -79,23 +80,39 @@ func NewEnqueuer(client *asynq.Client, queue string) *Enqueuer {
 }
 
 // Enqueue puts every payload on the queue. A payload whose task already
-// exists is not enqueued again.
+// exists is not enqueued again. A failure to enqueue one payload does not
+// stop the others; the failures are returned together.
 func (e *Enqueuer) Enqueue(ctx context.Context, ps []Payload) error {
-	g, ctx := errgroup.WithContext(ctx)
+	var g errgroup.Group
 	g.SetLimit(e.Parallel)
+	var mu sync.Mutex
+	var errs []error
 	for _, p := range ps {
 		g.Go(func() error {
-			b, err := json.Marshal(p)
-			if err != nil {
-				return err
-			}
-			_, err = e.client.EnqueueContext(ctx, asynq.NewTask(TaskType, b),
-				asynq.TaskID(p.TaskID()), asynq.Queue(e.queue), asynq.MaxRetry(e.MaxRetry))
-			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
-				return fmt.Errorf("enqueue %s: %w", p.TaskID(), err)
+			if err := e.enqueue(ctx, p); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
 			}
 			return nil
 		})
 	}
-	return g.Wait()
+	_ = g.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("%d of %d tasks not enqueued: %w", len(errs), len(ps), errors.Join(errs[:min(len(errs), 3)]...))
+	}
+	return nil
+}
+
+func (e *Enqueuer) enqueue(ctx context.Context, p Payload) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, err = e.client.EnqueueContext(ctx, asynq.NewTask(TaskType, b),
+		asynq.TaskID(p.TaskID()), asynq.Queue(e.queue), asynq.MaxRetry(e.MaxRetry))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
+		return fmt.Errorf("enqueue %s: %w", p.TaskID(), err)
+	}
+	return nil
 }

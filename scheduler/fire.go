@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/grouping"
@@ -231,19 +232,20 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 		s.log.Info("occurrence fired by another coordinator", "occurrence", o.ID)
 		return nil
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	// If this fails, the reaper enqueues the runs after QueueTimeout.
-	g.Go(func() error { return s.enq.Enqueue(gctx, p.payloads) })
-	g.Go(func() error {
-		err := s.db.WithContext(gctx).Model(&store.GroupRun{}).
-			Where("occurrence_id = ? AND state = ?", o.ID, store.RunPending).
+	// The tasks go out while the runs are marked queued. Marking them is
+	// bookkeeping (acks accept a pending run), so its failure must not stop
+	// the enqueue; a failed enqueue leaves its runs to the reaper, which
+	// enqueues them again after QueueTimeout.
+	enqueued := make(chan error, 1)
+	go func() { enqueued <- s.enq.Enqueue(ctx, p.payloads) }()
+	err = store.Transaction(ctx, s.db, func(tx *gorm.DB) error {
+		return tx.Model(&store.GroupRun{}).Where("occurrence_id = ? AND state = ?", o.ID, store.RunPending).
 			Updates(map[string]any{"state": store.RunQueued, "queued_at": now}).Error
-		if err != nil {
-			return fmt.Errorf("mark group runs queued: %w", err)
-		}
-		return nil
 	})
-	if err := g.Wait(); err != nil {
+	if err != nil {
+		s.log.Warn("mark group runs queued", "occurrence", o.ID, "err", err)
+	}
+	if err := <-enqueued; err != nil {
 		return err
 	}
 	s.log.Info("fired", "occurrence", o.ID, "reminder", p.payloads0().Key, "location", p.payloads0().LocationName,

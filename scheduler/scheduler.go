@@ -31,7 +31,7 @@ type Config struct {
 	AckTimeout time.Duration
 	// QueueTimeout is how long a queued group may wait for its start ack
 	// before its task is enqueued again (a no-op while the task exists).
-	// Defaults to 5m.
+	// Defaults to 1m.
 	QueueTimeout time.Duration
 	// ReapInterval is how often the reaper looks. Defaults to AckTimeout/4,
 	// at most 10s.
@@ -39,7 +39,7 @@ type Config struct {
 	// ChangesChannel is the Redis channel API changes are announced on.
 	ChangesChannel string
 	// TrackLinger is how long the ack tracker waits for a batch to fill
-	// before it records it. Defaults to 250ms.
+	// before it records it. Defaults to 250ms; negative records at once.
 	TrackLinger time.Duration
 }
 
@@ -57,7 +57,7 @@ func (c *Config) defaults() {
 		c.AckTimeout = 2 * time.Minute
 	}
 	if c.QueueTimeout == 0 {
-		c.QueueTimeout = 5 * time.Minute
+		c.QueueTimeout = time.Minute
 	}
 	if c.TrackLinger == 0 {
 		c.TrackLinger = 250 * time.Millisecond
