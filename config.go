@@ -74,6 +74,21 @@ func LoadConfig(environ []string) (Config, error) {
 		host, _ := os.Hostname()
 		c.ReplicaID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
+	for name, d := range map[string]time.Duration{
+		"CHIME_LEADER_TTL": c.LeaderTTL, "CHIME_PLAN_INTERVAL": c.PlanInterval, "CHIME_HORIZON": c.Horizon,
+		"CHIME_PREPARE_LEAD": c.PrepareLead, "CHIME_ACK_TIMEOUT": c.AckTimeout, "CHIME_QUEUE_TIMEOUT": c.QueueTimeout,
+		"CHIME_LEASE_TTL": c.LeaseTTL, "CHIME_WEBHOOK_TIMEOUT": c.WebhookTimeout,
+	} {
+		if d <= 0 {
+			return c, fmt.Errorf("configuration: %s must be a positive duration, not %s", name, d)
+		}
+	}
+	if c.Concurrency < 1 || c.ChunkSize < 1 {
+		return c, fmt.Errorf("configuration: CHIME_WORKER_CONCURRENCY and CHIME_CHUNK_SIZE must be at least 1")
+	}
+	if c.AckTimeout <= c.LeaseTTL {
+		return c, fmt.Errorf("configuration: CHIME_ACK_TIMEOUT (%s) must be longer than CHIME_LEASE_TTL (%s): a group is requeued only after its holder can have lost it", c.AckTimeout, c.LeaseTTL)
+	}
 	switch c.Sender {
 	case "log", "webhook":
 	default:

@@ -155,6 +155,25 @@ func (t *Tracker) Checkpoint(ctx context.Context, g Group, token, lastUser strin
 	return nil
 }
 
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+`)
+
+// Renew extends the lease of g held by token, or returns ErrLeaseLost.
+// Workers renew while a send is in flight, so a slow channel does not let
+// the lease run out under them.
+func (t *Tracker) Renew(ctx context.Context, g Group, token string, lease time.Duration) error {
+	ok, err := renewScript.Run(ctx, t.rdb, []string{t.runKey(g) + ":lease"}, token, lease.Milliseconds()).Int()
+	if err != nil {
+		return fmt.Errorf("renew lease: %w", err)
+	}
+	if ok == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
 var finishScript = redis.NewScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lost'} end
 redis.call('HSET', KEYS[1], 'state', ARGV[2])

@@ -185,6 +185,15 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			return err
 		}
 		if !created && oldGroups != groups {
+			// Workers of a firing occurrence read groups by number; renumbering
+			// under them would skip some users and repeat others.
+			var firing int64
+			if err := tx.Model(&store.Occurrence{}).Where("reminder_id = ? AND state = ?", rem.ID, store.OccFiring).Count(&firing).Error; err != nil {
+				return err
+			}
+			if firing > 0 {
+				return problem(http.StatusConflict, "groups cannot change while the reminder is being delivered; try again when its occurrences are done")
+			}
 			var err error
 			if regrouped, err = regroup(tx, rem.ID, groups); err != nil {
 				return err

@@ -116,9 +116,24 @@ func (x *Index) Apply(ctx context.Context, add, remove []Member) error {
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
+		// Part of the change may be missing: make the next reader rebuild
+		// these locations from the store.
+		x.invalidate(context.WithoutCancel(ctx), add, remove)
 		return fmt.Errorf("update membership index: %w", err)
 	}
 	return nil
+}
+
+func (x *Index) invalidate(ctx context.Context, lists ...[]Member) {
+	seen := map[Loc]bool{}
+	for _, l := range lists {
+		for _, m := range l {
+			if !seen[m.Loc] {
+				seen[m.Loc] = true
+				x.rdb.Del(ctx, x.builtKey(m.Loc))
+			}
+		}
+	}
 }
 
 // Members returns the user IDs of group g in one round trip, or ErrNotBuilt.
@@ -176,7 +191,7 @@ func (x *Index) EnsureBuilt(ctx context.Context, l Loc) error {
 			return fmt.Errorf("lock index rebuild: %w", err)
 		}
 		if ok {
-			err := x.rebuild(ctx, l)
+			err := x.rebuild(ctx, l, token)
 			// Free the lock only if it is still ours: a rebuild slower than
 			// the lock's lifetime must not free a successor's lock.
 			unlockScript.Run(context.WithoutCancel(ctx), x.rdb, []string{x.lockKey(l)}, token)
@@ -195,7 +210,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`)
 
 // rebuild replaces the index of l with the subscriptions in the store.
-func (x *Index) rebuild(ctx context.Context, l Loc) error {
+func (x *Index) rebuild(ctx context.Context, l Loc, token string) error {
 	if err := x.Drop(ctx, l); err != nil {
 		return err
 	}
@@ -227,11 +242,22 @@ func (x *Index) rebuild(ctx context.Context, l Loc) error {
 	if err := x.Apply(ctx, batch, nil); err != nil {
 		return err
 	}
-	if err := x.rdb.Set(ctx, x.builtKey(l), time.Now().UTC().Format(time.RFC3339), 0).Err(); err != nil {
+	// Mark it built only while the lock is still ours: a rebuild that
+	// outlived its lock may overlap another one that is half done.
+	ok, err := markBuiltScript.Run(ctx, x.rdb, []string{x.lockKey(l), x.builtKey(l)}, token, time.Now().UTC().Format(time.RFC3339)).Int()
+	if err != nil {
 		return fmt.Errorf("rebuild index: %w", err)
+	}
+	if ok == 0 {
+		return fmt.Errorf("rebuild index: the rebuild lock expired before the rebuild ended")
 	}
 	return nil
 }
+
+var markBuiltScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1`)
 
 // Drop deletes the index of l, including the built marker.
 func (x *Index) Drop(ctx context.Context, l Loc) error {

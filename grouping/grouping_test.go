@@ -254,13 +254,22 @@ func (c *rebuildCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 }
 func (c *rebuildCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		args := cmd.Args()
-		if cmd.Name() == "set" && len(args) == 3 {
-			if k, _ := args[1].(string); strings.HasSuffix(k, ":built") {
-				c.n.Add(1)
+		// A rebuild marks the index built with a script that checks the
+		// rebuild lock; MarkBuilt would use SET.
+		err := next(ctx, cmd)
+		if err != nil {
+			return err // for example NOSCRIPT, retried as EVAL
+		}
+		switch cmd.Name() {
+		case "set", "eval", "evalsha":
+			for _, a := range cmd.Args()[1:] {
+				if k, _ := a.(string); strings.HasSuffix(k, ":built") {
+					c.n.Add(1)
+					break
+				}
 			}
 		}
-		return next(ctx, cmd)
+		return nil
 	}
 }
 

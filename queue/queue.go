@@ -64,8 +64,10 @@ func Decode(b []byte) (Payload, error) {
 type Enqueuer struct {
 	client *asynq.Client
 	queue  string
-	// MaxRetry is how often asynq retries a task whose handler failed. The
-	// worker stops retrying by itself once the validity window has passed.
+	// MaxRetry is how often asynq retries a task whose handler failed. It is
+	// large enough (with the worker's backoff capped at 30s, over a year)
+	// that the validity window, not the retry count, ends a group: past it
+	// the worker finishes the group as expired.
 	MaxRetry int
 	// Parallel is how many enqueues are in flight at once.
 	Parallel int
@@ -76,7 +78,7 @@ func NewEnqueuer(client *asynq.Client, queue string) *Enqueuer {
 	if queue == "" {
 		queue = DefaultName
 	}
-	return &Enqueuer{client: client, queue: queue, MaxRetry: 1000, Parallel: 16}
+	return &Enqueuer{client: client, queue: queue, MaxRetry: 1 << 20, Parallel: 16}
 }
 
 // Enqueue puts every payload on the queue. A payload whose task already

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -55,8 +56,13 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Durat
 	}
 	s.forget(due)
 	wait := s.cfg.PrepareLead
-	g, gctx := errgroup.WithContext(ctx)
+	// Occurrences fire independently: one failing must not cancel another
+	// that has already won its compare-and-set.
+	var g errgroup.Group
 	g.SetLimit(8)
+	var mu sync.Mutex
+	var errs []error
+	fired := false
 	for _, o := range due {
 		if until := o.FireAt.Sub(now); until > 0 {
 			wait = min(wait, until)
@@ -65,32 +71,38 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Durat
 				go func() {
 					defer wg.Done()
 					p, err := s.Prepare(ctx, o)
+					s.mu.Lock()
+					defer s.mu.Unlock()
 					if err != nil {
 						if ctx.Err() == nil {
 							s.log.Warn("prepare occurrence", "occurrence", o.ID, "err", err)
 						}
-						p = nil
+						delete(s.ready, o.ID) // try again on the next pass
+						return
 					}
-					s.mu.Lock()
 					if _, waiting := s.ready[o.ID]; waiting {
 						s.ready[o.ID] = p
 					}
-					s.mu.Unlock()
 				}()
 			}
 			continue
 		}
+		fired = true
 		g.Go(func() error {
-			if err := s.Fire(gctx, o); err != nil {
-				return fmt.Errorf("fire occurrence %d: %w", o.ID, err)
+			if err := s.Fire(ctx, o); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("fire occurrence %d: %w", o.ID, err))
+				mu.Unlock()
 			}
 			return nil
 		})
 	}
-	if len(due) == 1000 {
+	// A full page that fired something may hide more due rows behind it.
+	if len(due) == 1000 && fired {
 		wait = 0
 	}
-	return wait, g.Wait()
+	_ = g.Wait()
+	return wait, errors.Join(errs...)
 }
 
 // startPreparing reports whether the caller should prepare occurrence id,
@@ -239,6 +251,15 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 	enqueued := make(chan error, 1)
 	go func() { enqueued <- s.enq.Enqueue(ctx, p.payloads) }()
 	err = store.Transaction(ctx, s.db, func(tx *gorm.DB) error {
+		// Runs prepared for groups that are no longer listed (the index was
+		// rebuilt smaller since) are not part of this firing.
+		stale := tx.Where("occurrence_id = ? AND state = ?", o.ID, store.RunPending)
+		if len(groups) > 0 {
+			stale = stale.Where("group_no NOT IN ?", groups)
+		}
+		if err := stale.Delete(&store.GroupRun{}).Error; err != nil {
+			return err
+		}
 		return tx.Model(&store.GroupRun{}).Where("occurrence_id = ? AND state = ?", o.ID, store.RunPending).
 			Updates(map[string]any{"state": store.RunQueued, "queued_at": now}).Error
 	})

@@ -91,6 +91,9 @@ func (s *Scheduler) Plan(ctx context.Context) error {
 		seen[k] = true
 		w, wanted := want[k]
 		switch {
+		case o.State == store.OccScheduled && !wanted && o.ExpiresAt.Before(now):
+			// Out of the planning window because its validity passed while
+			// it waited: the firer records it as expired.
 		case o.State == store.OccScheduled && !wanted:
 			cancelIDs = append(cancelIDs, o.ID)
 		case o.State == store.OccCanceled && wanted && o.FireAt.After(now):
@@ -120,8 +123,10 @@ func (s *Scheduler) Plan(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("plan: cancel occurrences: %w", err)
 		}
-		// Runs prepared for them will not be needed.
-		err = s.db.WithContext(ctx).Where("occurrence_id IN ? AND state = ?", cancelIDs, store.RunPending).
+		// Runs prepared for them will not be needed. Only occurrences the
+		// update above did cancel: one may have fired in between.
+		canceled := s.db.Model(&store.Occurrence{}).Select("id").Where("id IN ? AND state = ?", cancelIDs, store.OccCanceled)
+		err = s.db.WithContext(ctx).Where("occurrence_id IN (?) AND state = ?", canceled, store.RunPending).
 			Delete(&store.GroupRun{}).Error
 		if err != nil {
 			return fmt.Errorf("plan: cancel occurrences: %w", err)

@@ -96,6 +96,9 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 
 // Run plans, fires, tracks and reaps until ctx is cancelled.
 func (s *Scheduler) Run(ctx context.Context) error {
+	// Acks read in an earlier term but not recorded are pending on the
+	// stream; read them first.
+	s.acks.Rewind()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.listen(ctx) })
 	g.Go(func() error { return s.runPlanner(ctx) })

@@ -30,6 +30,7 @@ func (s *Scheduler) Track(ctx context.Context, block time.Duration) error {
 	if len(acks) < trackBatch && s.cfg.TrackLinger > 0 {
 		select {
 		case <-ctx.Done():
+			s.acks.Rewind()
 			return nil
 		case <-s.clock.After(s.cfg.TrackLinger):
 		}

@@ -48,8 +48,9 @@ type Config struct {
 	// ChunkSize is how many users go in one send and one checkpoint. Defaults
 	// to 100.
 	ChunkSize int
-	// LeaseTTL is how long a group stays held without a checkpoint. It must
-	// exceed the longest send of one chunk. Defaults to 30s.
+	// LeaseTTL is how long a group stays held after its holder last
+	// renewed it; holders renew after every chunk and every LeaseTTL/3 while
+	// a send is in flight. Defaults to 30s.
 	LeaseTTL time.Duration
 	// PollInterval is how long an idle worker waits before asking the queue
 	// again. Defaults to 20ms.
@@ -198,7 +199,11 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 			Location: p.LocationName, Zone: p.Zone, FireAt: p.FireAt, Group: p.Group, Users: chunk,
 			IdempotencyKey: fmt.Sprintf("%d-%d-%s", p.Occurrence, p.Group, chunk[0]),
 		}
-		res, err := w.sender.Send(ctx, b)
+		res, lost, err := w.send(ctx, g, token, b)
+		if lost {
+			log.Warn("lease lost during a send; another worker continues the group")
+			return nil
+		}
 		if err != nil {
 			return w.release(ctx, g, p, token, fmt.Errorf("send: %w", err))
 		}
@@ -217,6 +222,39 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		members = members[n:]
 	}
 	return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{})
+}
+
+// send hands b to the sender while renewing the group's lease every third
+// of LeaseTTL, so a slow channel does not let the lease lapse. If the lease
+// is found lost (another worker took the group over) the send is cancelled
+// and lost is true.
+func (w *Worker) send(ctx context.Context, g ack.Group, token string, b *sender.Batch) (res sender.Result, lost bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := make(chan struct{})
+	kept := make(chan bool, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				kept <- true
+				return
+			case <-w.clock.After(w.cfg.LeaseTTL / 3):
+				err := w.acks.Renew(sctx, g, token, w.cfg.LeaseTTL)
+				if errors.Is(err, ack.ErrLeaseLost) {
+					cancel()
+					kept <- false
+					return
+				}
+				if err != nil && sctx.Err() == nil {
+					w.log.Warn("renew lease", "occurrence", g.Occurrence, "group", g.Group, "err", err)
+				}
+			}
+		}
+	}()
+	res, err = w.sender.Send(sctx, b)
+	close(stop)
+	return res, !<-kept, err
 }
 
 func (w *Worker) finish(ctx context.Context, g ack.Group, p queue.Payload, token, state string, f ack.Final) error {

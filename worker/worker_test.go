@@ -354,3 +354,83 @@ func TestHandleWebhook(t *testing.T) {
 	require.Zero(t, s.Count("other-reminder"))
 	require.Zero(t, s.Count("other-location"))
 }
+
+// blocking is a sender whose first Send waits until released or cancelled.
+type blocking struct {
+	recorder
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blocking) Send(ctx context.Context, batch *sender.Batch) (sender.Result, error) {
+	first := false
+	b.once.Do(func() { first = true })
+	if first {
+		close(b.entered)
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return sender.Result{}, ctx.Err()
+		}
+	}
+	return b.recorder.Send(ctx, batch)
+}
+
+// A send slower than the lease does not lose the group: the worker renews
+// the lease while the send is in flight, so no second worker can take it.
+func TestSlowSendKeepsTheLease(t *testing.T) {
+	f := setup(t, 2000)
+	s := &blocking{entered: make(chan struct{}), release: make(chan struct{})}
+	w := worker.New(worker.Config{ID: "slow", Queue: f.env.Queue, ChunkSize: chunk, LeaseTTL: 600 * time.Millisecond},
+		f.env.Redis, f.index, f.acks, s, f.clock, testenv.Logger(t))
+	done := make(chan error, 1)
+	go func() { done <- w.Handle(context.Background(), f.payload(1)) }()
+	<-s.entered
+	// Let more than the lease's real lifetime pass, renewing on the
+	// worker's (fake) clock every third of it.
+	for range 6 {
+		f.clock.Advance(200 * time.Millisecond)
+		time.Sleep(150 * time.Millisecond)
+	}
+	_, err := f.acks.Start(context.Background(), group, 2, "rival", "rival-token", time.Minute, f.clock.Now())
+	require.ErrorIs(t, err, ack.ErrHeld, "the lease lapsed during a slow send")
+	close(s.release)
+	require.NoError(t, <-done)
+	_, users := s.sent()
+	require.Equal(t, f.members, users, "every member exactly once")
+}
+
+// If the lease is lost while a send is in flight (another worker took the
+// group over), the send is cancelled and the worker stops without recording
+// anything more for the group.
+func TestLostLeaseCancelsTheSend(t *testing.T) {
+	f := setup(t, 2000)
+	s := &blocking{entered: make(chan struct{}), release: make(chan struct{})}
+	w := worker.New(worker.Config{ID: "old", Queue: f.env.Queue, ChunkSize: chunk, LeaseTTL: time.Minute},
+		f.env.Redis, f.index, f.acks, s, f.clock, testenv.Logger(t))
+	done := make(chan error, 1)
+	go func() { done <- w.Handle(context.Background(), f.payload(1)) }()
+	<-s.entered
+	// Another worker's token replaces the lease.
+	var key string
+	iter := f.env.Redis.Scan(context.Background(), 0, f.env.Prefix+"run:*:lease", 10).Iterator()
+	for iter.Next(context.Background()) {
+		key = iter.Val()
+	}
+	require.NotEmpty(t, key)
+	require.NoError(t, f.env.Redis.Set(context.Background(), key, "new-holder", time.Minute).Err())
+	testenv.WaitUntil(t, 5*time.Second, "the worker to notice", func() bool {
+		f.clock.Advance(30 * time.Second)
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+			return true
+		default:
+			return false
+		}
+	})
+	batches, _ := s.sent()
+	require.Empty(t, batches, "nothing recorded as sent after the lease was lost")
+	require.Equal(t, "new-holder", f.env.Redis.Get(context.Background(), key).Val(), "the new holder's lease is untouched")
+}

@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	chart := fs.String("chart", "", "write a PNG chart of deliveries over time to this path")
 	md := fs.String("md", "", "write the result table as Markdown to this path")
 	workers := fs.Int("workers", 2, "in-process Chime workers (each its own asynq server)")
+	groupSize := fs.Int("group-size", 400, "target members per group (keep ≤ Redis's set-max-intset-entries for compact sets)")
 	uuids := fs.Bool("uuid", false, "also run Chime with UUID-like user IDs (Redis bytes per subscriber)")
 	verbose := fs.Bool("v", false, "log the engine's warnings")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first Chime delivery (fire to last delivery) to this file")
@@ -55,7 +56,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *users < 1 {
 		return errors.New("-users must be at least 1")
 	}
-	cfg := bench.Config{RedisURL: getenv("REDIS_URL"), MySQLDSN: getenv("MYSQL_DSN"), Users: *users, Workers: *workers}
+	cfg := bench.Config{RedisURL: getenv("REDIS_URL"), MySQLDSN: getenv("MYSQL_DSN"), Users: *users, Workers: *workers, GroupSize: *groupSize}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
