@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -172,4 +173,28 @@ func memoryField(ctx context.Context, rdb redis.UniversalClient, field string) i
 		}
 	}
 	return 0
+}
+
+// SetIntsetEntries sets Redis's set-max-intset-entries to n and returns a
+// function that restores the previous value. Sets of integer-like IDs up to
+// that size keep the compact intset encoding, so groups can be larger.
+func SetIntsetEntries(ctx context.Context, redisURL string, n int) (func(), error) {
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, err
+	}
+	rdb := redis.NewClient(opt)
+	old, err := rdb.ConfigGet(ctx, "set-max-intset-entries").Result()
+	if err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("read set-max-intset-entries: %w", err)
+	}
+	if err := rdb.ConfigSet(ctx, "set-max-intset-entries", strconv.Itoa(n)).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("set set-max-intset-entries: %w", err)
+	}
+	return func() {
+		rdb.ConfigSet(context.WithoutCancel(ctx), "set-max-intset-entries", old["set-max-intset-entries"])
+		rdb.Close()
+	}, nil
 }

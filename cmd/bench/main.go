@@ -44,6 +44,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	md := fs.String("md", "", "write the result table as Markdown to this path")
 	workers := fs.Int("workers", 2, "in-process Chime workers (each its own asynq server)")
 	groupSize := fs.Int("group-size", 400, "target members per group (keep ≤ Redis's set-max-intset-entries for compact sets)")
+	intset := fs.Int("intset-entries", 0, "set Redis's set-max-intset-entries for the run (restored after) to allow larger compact groups")
 	uuids := fs.Bool("uuid", false, "also run Chime with UUID-like user IDs (Redis bytes per subscriber)")
 	verbose := fs.Bool("v", false, "log the engine's warnings")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first Chime delivery (fire to last delivery) to this file")
@@ -70,6 +71,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if *verbose {
 		cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if *intset > 0 {
+		restore, err := bench.SetIntsetEntries(ctx, cfg.RedisURL, *intset)
+		if err != nil {
+			return err
+		}
+		defer restore()
 	}
 	var rep bench.Report
 	rep.Machine = bench.Machine()
