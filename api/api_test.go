@@ -724,3 +724,34 @@ func TestUnknownEndpoint(t *testing.T) {
 	requireJSON(t, r, http.StatusOK, nil)
 	require.JSONEq(t, `{"status":"ok"}`, string(r.Body))
 }
+
+// Renumbering groups under workers that are delivering them would skip some
+// users and repeat others: while an occurrence is firing, a change of groups
+// is refused and nothing changes.
+func TestGroupsCannotChangeWhileDelivering(t *testing.T) {
+	b := setup(t)
+	body := func(groups int) map[string]any {
+		return map[string]any{"title": "T", "groups": groups, "times": []api.ReminderTime{at("paris", "Europe/Paris", "09:00")}}
+	}
+	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/r", body(4)), http.StatusCreated, nil)
+	b.subscribe("r", []sub{{UserID: "u1", Location: "paris"}, {UserID: "u2", Location: "paris"}})
+	rem := b.storedReminder("r")
+	paris := b.loc("r", "paris")
+	o := store.Occurrence{ReminderID: rem.ID, LocationID: paris.Location, FireAt: time.Now().UTC(),
+		ExpiresAt: time.Now().UTC().Add(time.Minute), State: store.OccFiring}
+	require.NoError(t, b.env.DB.Create(&o).Error)
+
+	requireProblem(t, b.as(http.MethodPut, "/v1/reminders/r", body(8)), http.StatusConflict, "groups")
+	require.Equal(t, 4, b.storedReminder("r").Groups)
+	var rows []store.Subscription
+	require.NoError(t, b.env.DB.Where("reminder_id = ?", rem.ID).Find(&rows).Error)
+	for _, row := range rows {
+		require.Equal(t, grouping.Of(row.UserID, 4), row.GroupNo, row.UserID)
+	}
+
+	// Other edits go through, and once it is done the change is allowed.
+	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/r", body(4)), http.StatusOK, nil)
+	require.NoError(t, b.env.DB.Model(&o).Update("state", store.OccDone).Error)
+	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/r", body(8)), http.StatusOK, nil)
+	require.Equal(t, 8, b.storedReminder("r").Groups)
+}

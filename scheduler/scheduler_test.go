@@ -140,11 +140,9 @@ func TestFireLateOrExpire(t *testing.T) {
 	require.Zero(t, runs)
 }
 
-// Fault: the coordinator dies after winning the compare-and-set but before
-// its tasks reach the queue (simulated by emptying the queue after Fire).
-// Checked: after QueueTimeout the reaper enqueues every group again, and
-// nothing before it.
-func TestReaperRecoversGroupsWhoseTasksWereLost(t *testing.T) {
+// fired returns a bundle whose one occurrence (100 users at 09:00 in
+// Jakarta) has just fired.
+func fired(t *testing.T) (*bundle, store.Occurrence) {
 	fireAt := time.Date(2026, 6, 1, 2, 0, 0, 0, time.UTC)
 	b := setup(t, fireAt)
 	b.reminder(t, "09:00", "Asia/Jakarta", 100, fireAt.Add(-time.Hour))
@@ -152,6 +150,16 @@ func TestReaperRecoversGroupsWhoseTasksWereLost(t *testing.T) {
 	require.NoError(t, b.s.Plan(ctx))
 	o := b.occurrences(t)[0]
 	require.NoError(t, b.s.Fire(ctx, o))
+	return b, o
+}
+
+// Fault: the coordinator dies after winning the compare-and-set but before
+// its tasks reach the queue (simulated by emptying the queue after Fire).
+// Checked: after QueueTimeout the reaper enqueues every group again, and
+// nothing before it.
+func TestReaperRecoversGroupsWhoseTasksWereLost(t *testing.T) {
+	b, o := fired(t)
+	ctx := context.Background()
 	_, err := b.insp.DeleteAllPendingTasks(b.env.Queue)
 	require.NoError(t, err)
 
@@ -173,13 +181,8 @@ func TestReaperRecoversGroupsWhoseTasksWereLost(t *testing.T) {
 // Fault: a worker sends its start ack and dies. Checked: after AckTimeout
 // the reaper queues the group again as its next attempt.
 func TestReaperRequeuesSilentStartedGroup(t *testing.T) {
-	fireAt := time.Date(2026, 6, 1, 2, 0, 0, 0, time.UTC)
-	b := setup(t, fireAt)
-	b.reminder(t, "09:00", "Asia/Jakarta", 100, fireAt.Add(-time.Hour))
+	b, o := fired(t)
 	ctx := context.Background()
-	require.NoError(t, b.s.Plan(ctx))
-	o := b.occurrences(t)[0]
-	require.NoError(t, b.s.Fire(ctx, o))
 	var run store.GroupRun
 	require.NoError(t, b.env.DB.Where("occurrence_id = ?", o.ID).First(&run).Error)
 
