@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -754,4 +755,33 @@ func TestGroupsCannotChangeWhileDelivering(t *testing.T) {
 	require.NoError(t, b.env.DB.Model(&o).Update("state", store.OccDone).Error)
 	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/r", body(8)), http.StatusOK, nil)
 	require.Equal(t, 8, b.storedReminder("r").Groups)
+}
+
+// Concurrent first PUTs of the same new reminder and location all succeed:
+// one creates, the others replace, and one reminder and location exist.
+func TestConcurrentCreatesOfTheSameReminder(t *testing.T) {
+	b := setup(t)
+	const n = 8
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := b.as(http.MethodPut, "/v1/reminders/race", map[string]any{"title": "T", "times": []api.ReminderTime{at("oslo", "Europe/Oslo", "07:00")}})
+			statuses[i] = r.Status
+		}()
+	}
+	wg.Wait()
+	created := 0
+	for _, st := range statuses {
+		require.Contains(t, []int{http.StatusOK, http.StatusCreated}, st)
+		if st == http.StatusCreated {
+			created++
+		}
+	}
+	require.Equal(t, 1, created, "statuses %v", statuses)
+	require.EqualValues(t, 1, b.count(&store.Reminder{}))
+	require.EqualValues(t, 1, b.count(&store.Location{}))
+	require.EqualValues(t, 1, b.count(&store.ReminderTime{}))
 }

@@ -150,7 +150,12 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	var rem store.Reminder
 	var regrouped []grouping.Loc
 	locIDs := map[string]int64{}
-	err := a.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	// A concurrent PUT creating the same location or key makes this one hit
+	// the unique index; store.Transaction runs it again, and it then finds
+	// the row.
+	err := store.Transaction(ctx, a.db, func(tx *gorm.DB) error {
+		created, rem, regrouped = false, store.Reminder{}, nil
+		clear(locIDs)
 		// Locations first: a location keeps one zone across the app's reminders.
 		for _, t := range times {
 			if _, ok := locIDs[t.location]; ok {

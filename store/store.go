@@ -99,9 +99,10 @@ func (q quietCancel) Trace(ctx context.Context, begin time.Time, fc func() (stri
 }
 
 // Transaction runs fn in a transaction, and runs it again (up to three
-// times in all) when MySQL picks it as a deadlock victim or its lock wait
-// times out: with row locks taken by concurrent writers that is expected,
-// and the transaction was rolled back whole.
+// times in all) when MySQL picks it as a deadlock victim, its lock wait
+// times out, or a concurrent transaction inserted the same unique key first:
+// with concurrent writers that is expected, and the transaction was rolled
+// back whole, so fn must reset any state it sets outside.
 func Transaction(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
 	var err error
 	for attempt := range 3 {
@@ -121,7 +122,9 @@ func Transaction(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) e
 func retryable(err error) bool {
 	var me *mysqldrv.MySQLError
 	if errors.As(err, &me) {
-		return me.Number == 1213 || me.Number == 1205 // deadlock, lock wait timeout
+		// Deadlock, lock wait timeout, and a duplicate key from a concurrent
+		// insert of the same row (run again, the transaction finds it).
+		return me.Number == 1213 || me.Number == 1205 || me.Number == 1062
 	}
 	return false
 }
