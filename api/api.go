@@ -44,6 +44,9 @@ type Config struct {
 	MaxBody int64
 	// MaxBulk bounds the subscribers of one bulk request. Defaults to 10,000.
 	MaxBulk int
+	// Now tells the time for computed answers (upcoming fires). Defaults to
+	// time.Now.
+	Now func() time.Time
 }
 
 // API serves the HTTP API.
@@ -69,6 +72,9 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	if cfg.MaxBulk == 0 {
 		cfg.MaxBulk = 10000
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &API{cfg: cfg, db: db, rdb: rdb, index: index, log: log}
 }
 
@@ -86,6 +92,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("PUT /v1/reminders/{key}", a.auth(a.putReminder))
 	mux.Handle("GET /v1/reminders/{key}", a.auth(a.getReminder))
 	mux.Handle("DELETE /v1/reminders/{key}", a.auth(a.deleteReminder))
+	mux.Handle("GET /v1/reminders/{key}/upcoming", a.auth(a.upcoming))
 	mux.Handle("PUT /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.putSubscriber))
 	mux.Handle("DELETE /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.deleteSubscriber))
 	mux.Handle("POST /v1/reminders/{key}/subscribers", a.auth(a.postSubscribers))

@@ -785,3 +785,31 @@ func TestConcurrentCreatesOfTheSameReminder(t *testing.T) {
 	require.EqualValues(t, 1, b.count(&store.Location{}))
 	require.EqualValues(t, 1, b.count(&store.ReminderTime{}))
 }
+
+// The next fires are computed with the scheduler's rules: New York's 02:30
+// on the night clocks jump from 02:00 to 03:00 fires at 03:30 EDT.
+func TestUpcoming(t *testing.T) {
+	now := time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC)
+	b := setupWith(t, api.Config{Now: func() time.Time { return now }})
+	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/fajr", map[string]any{"title": "Fajr", "times": []api.ReminderTime{
+		at("new-york", "America/New_York", "02:30"), at("jakarta", "Asia/Jakarta", "04:30")}}), http.StatusCreated, nil)
+
+	var out struct {
+		Reminder string
+		Upcoming []api.Upcoming
+	}
+	requireJSON(t, b.as(http.MethodGet, "/v1/reminders/fajr/upcoming?hours=36", nil), http.StatusOK, &out)
+	require.Equal(t, "fajr", out.Reminder)
+	var got []string
+	for _, u := range out.Upcoming {
+		got = append(got, u.Location+" "+u.FireAt.Format(time.RFC3339)+" "+u.Local)
+	}
+	require.Equal(t, []string{
+		"jakarta 2026-03-07T21:30:00Z 2026-03-08T04:30:00+07:00",
+		"new-york 2026-03-08T07:30:00Z 2026-03-08T03:30:00-04:00",
+		"jakarta 2026-03-08T21:30:00Z 2026-03-09T04:30:00+07:00",
+	}, got)
+
+	requireProblem(t, b.as(http.MethodGet, "/v1/reminders/fajr/upcoming?hours=0", nil), http.StatusBadRequest, "hours")
+	requireProblem(t, b.as(http.MethodGet, "/v1/reminders/nope/upcoming", nil), http.StatusNotFound)
+}

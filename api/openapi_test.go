@@ -31,6 +31,7 @@ var routes = []struct {
 	{"GET", "/v1/reminders", true},
 	{"PUT", "/v1/reminders/{key}", true},
 	{"GET", "/v1/reminders/{key}", true},
+	{"GET", "/v1/reminders/{key}/upcoming", true},
 	{"DELETE", "/v1/reminders/{key}", true},
 	{"PUT", "/v1/reminders/{key}/subscribers/{user_id}", true},
 	{"DELETE", "/v1/reminders/{key}/subscribers/{user_id}", true},
