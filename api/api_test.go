@@ -813,3 +813,18 @@ func TestUpcoming(t *testing.T) {
 	requireProblem(t, b.as(http.MethodGet, "/v1/reminders/fajr/upcoming?hours=0", nil), http.StatusBadRequest, "hours")
 	requireProblem(t, b.as(http.MethodGet, "/v1/reminders/nope/upcoming", nil), http.StatusNotFound)
 }
+
+func TestPausedRoundTrip(t *testing.T) {
+	b := setup(t)
+	body := map[string]any{"title": "T", "paused": true, "times": []api.ReminderTime{at("rome", "Europe/Rome", "08:00")}}
+	var out api.Reminder
+	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/p", body), http.StatusCreated, &out)
+	require.True(t, out.Paused)
+	require.True(t, b.storedReminder("p").Paused)
+	delete(body, "paused") // a replace without it unpauses
+	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/p", body), http.StatusOK, &out)
+	require.False(t, out.Paused)
+	requireProblem(t, b.as(http.MethodPut, "/v1/reminders/p", map[string]any{"title": "T", "paused": "yes",
+		"times": []api.ReminderTime{at("rome", "Europe/Rome", "08:00")}}), http.StatusBadRequest, "paused")
+	require.False(t, b.storedReminder("p").Paused)
+}

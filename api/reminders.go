@@ -39,6 +39,7 @@ type Reminder struct {
 	ValidFor  string         `json:"valid_for"`
 	StartsAt  *time.Time     `json:"starts_at,omitempty"`
 	EndsAt    *time.Time     `json:"ends_at,omitempty"`
+	Paused    bool           `json:"paused"`
 	Times     []ReminderTime `json:"times"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
@@ -51,6 +52,7 @@ type reminderInput struct {
 	ValidFor string         `json:"valid_for"`
 	StartsAt *time.Time     `json:"starts_at"`
 	EndsAt   *time.Time     `json:"ends_at"`
+	Paused   bool           `json:"paused"`
 	Times    []ReminderTime `json:"times"`
 }
 
@@ -185,7 +187,7 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 		}
 		oldGroups := rem.Groups
 		rem.Title, rem.Body, rem.Groups, rem.ValidForS = in.Title, in.Body, groups, int64(validFor/time.Second)
-		rem.StartsAt, rem.EndsAt = in.StartsAt, in.EndsAt
+		rem.StartsAt, rem.EndsAt, rem.Paused = in.StartsAt, in.EndsAt, in.Paused
 		if err := tx.Save(&rem).Error; err != nil {
 			return err
 		}
@@ -332,7 +334,7 @@ func (a *API) loadReminder(r *http.Request, app int64, key string) (Reminder, er
 	}
 	out := Reminder{
 		Key: rem.Key, Title: rem.Title, Body: rem.Body, Groups: rem.Groups, ValidFor: rem.ValidFor().String(),
-		StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(),
+		StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, Paused: rem.Paused, CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(),
 		Times: []ReminderTime{},
 	}
 	type row struct {

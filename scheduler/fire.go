@@ -19,6 +19,7 @@ import (
 
 // prepared is what the firer readied for one occurrence before its instant.
 type prepared struct {
+	paused   bool
 	groups   []int
 	payloads []queue.Payload
 	edited   time.Time // the reminder's updated_at the payloads were built from
@@ -143,7 +144,7 @@ func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared,
 	if err := s.createRuns(ctx, o.ID, groups, s.clock.Now()); err != nil {
 		return nil, err
 	}
-	p := &prepared{groups: groups, payloads: make([]queue.Payload, len(groups)), edited: r.UpdatedAt}
+	p := &prepared{paused: r.Paused, groups: groups, payloads: make([]queue.Payload, len(groups)), edited: r.UpdatedAt}
 	for i, g := range groups {
 		p.payloads[i] = payload(o, r, l, g, 1)
 	}
@@ -231,6 +232,17 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 		groups = p.groups
 	}
 
+	if p.paused {
+		// Paused after it was planned: the planner cancels such occurrences,
+		// but the instant may come first.
+		err := s.db.WithContext(ctx).Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).
+			Update("state", store.OccCanceled).Error
+		if err != nil {
+			return fmt.Errorf("cancel occurrence of a paused reminder: %w", err)
+		}
+		s.log.Info("reminder paused; occurrence canceled", "occurrence", o.ID)
+		return nil
+	}
 	fields := map[string]any{"state": store.OccFiring, "fired_at": now, "groups_total": len(groups)}
 	if len(groups) == 0 {
 		fields["state"] = store.OccDone

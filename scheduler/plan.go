@@ -40,6 +40,7 @@ func (s *Scheduler) Plan(ctx context.Context) error {
 		Select("rt.reminder_id, rt.location_id, rt.local_sec, l.zone, r.valid_for_s, r.starts_at, r.ends_at, rt.created_at").
 		Joins("JOIN reminders r ON r.id = rt.reminder_id").
 		Joins("JOIN locations l ON l.id = rt.location_id").
+		Where("r.paused = ?", false).
 		Scan(&rows).Error
 	if err != nil {
 		return fmt.Errorf("plan: load reminder times: %w", err)

@@ -203,3 +203,39 @@ func TestReaperRequeuesSilentStartedGroup(t *testing.T) {
 	_, err = b.insp.GetTaskInfo(b.env.Queue, queue.Payload{Occurrence: o.ID, Group: run.GroupNo, Attempt: 2}.TaskID())
 	require.NoError(t, err, "attempt 2 is on the queue")
 }
+
+// A paused reminder does not fire: planning cancels its occurrences, an
+// instant that comes before the planner sees the pause is canceled at the
+// fire, and unpausing plans the future fires again.
+func TestPausedReminderDoesNotFire(t *testing.T) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	b := setup(t, now)
+	rid, _ := b.reminder(t, "09:00", "Asia/Jakarta", 50, now.Add(-time.Hour))
+	ctx := context.Background()
+	require.NoError(t, b.s.Plan(ctx))
+	occ := b.occurrences(t)
+	require.Len(t, occ, 2)
+
+	// Paused, and the instant comes before the planner runs again.
+	require.NoError(t, b.env.DB.Model(&store.Reminder{}).Where("id = ?", rid).
+		Updates(map[string]any{"paused": true, "updated_at": now.Add(time.Second)}).Error)
+	b.clock.Set(occ[0].FireAt)
+	require.NoError(t, b.s.Fire(ctx, occ[0]))
+	var first store.Occurrence
+	require.NoError(t, b.env.DB.First(&first, occ[0].ID).Error)
+	require.Equal(t, store.OccCanceled, first.State)
+	_, err := b.insp.GetQueueInfo(b.env.Queue)
+	require.Error(t, err, "nothing was enqueued")
+
+	require.NoError(t, b.s.Plan(ctx))
+	var second store.Occurrence
+	require.NoError(t, b.env.DB.First(&second, occ[1].ID).Error)
+	require.Equal(t, store.OccCanceled, second.State, "planning cancels the paused reminder's next fire")
+
+	require.NoError(t, b.env.DB.Model(&store.Reminder{}).Where("id = ?", rid).Update("paused", false).Error)
+	require.NoError(t, b.s.Plan(ctx))
+	require.NoError(t, b.env.DB.First(&second, occ[1].ID).Error)
+	require.Equal(t, store.OccScheduled, second.State, "unpausing plans it again")
+	require.NoError(t, b.env.DB.First(&first, occ[0].ID).Error)
+	require.Equal(t, store.OccCanceled, first.State, "a past instant is not revived")
+}

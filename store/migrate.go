@@ -33,6 +33,15 @@ var migrations = []*gormigrate.Migration{
 			)
 		},
 	},
+	{
+		ID: "0002_reminder_paused",
+		Migrate: func(tx *gorm.DB) error {
+			if tx.Migrator().HasColumn(&Reminder{}, "Paused") {
+				return nil // created by 0001 from the current struct
+			}
+			return tx.Migrator().AddColumn(&Reminder{}, "Paused")
+		},
+	},
 }
 
 // Migrate brings the schema up to date. It is safe when several pods start

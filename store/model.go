@@ -30,8 +30,10 @@ type Reminder struct {
 	// ValidForS is how long after a fire instant delivery is still useful.
 	ValidForS int64 `gorm:"not null"`
 	// StartsAt and EndsAt bound the instants the reminder fires at, if set.
-	StartsAt  *time.Time
-	EndsAt    *time.Time
+	StartsAt *time.Time
+	EndsAt   *time.Time
+	// Paused reminders do not fire.
+	Paused    bool `gorm:"not null;default:false"`
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
