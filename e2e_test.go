@@ -57,6 +57,8 @@ func TestFireDeliversEveryUserExactlyOnce(t *testing.T) {
 			continue // tomorrow's, or the canceled placeholders
 		}
 		require.Equal(t, "done", o.State)
+		require.NotNil(t, o.LateMs, "a fired occurrence says how late it fired")
+		require.Less(t, *o.LateMs, int64(5000))
 		require.Equal(t, o.GroupsTotal, o.GroupsDone)
 		require.EqualValues(t, per[o.Location], o.Delivered, o.Location)
 		recorded += o.Delivered
@@ -214,4 +216,32 @@ func TestConcurrentFireEnqueuesEachGroupOnce(t *testing.T) {
 	require.NoError(t, b.env.DB.Model(&store.GroupRun{}).Where("occurrence_id = ?", o.ID).Count(&runs).Error)
 	require.EqualValues(t, len(groups), runs)
 	require.Equal(t, http.StatusOK, b.call(http.MethodGet, "/v1/occurrences?reminder=sale", nil, nil))
+}
+
+// A user who moves to another location before the fire is reminded once,
+// at the new location's instant, never at the old one's.
+func TestUserWhoMovesIsRemindedOnceAtTheNewPlace(t *testing.T) {
+	b := setup(t)
+	b.startCoordinator("c1")
+	b.startWorker("w1")
+	places := []place{{"cairo", "Africa/Cairo"}, {"karachi", "Asia/Karachi"}}
+	b.putReminder("asr", 8, time.Now().Add(2*time.Hour), places)
+	b.register("asr", 100, 400, places) // users 100..499, alternating
+	// Half of Cairo's users move to Karachi.
+	var moves []map[string]string
+	for i := 100; i < 500; i += 4 {
+		moves = append(moves, map[string]string{"user_id": strconv.Itoa(i), "location": "karachi"})
+	}
+	require.Equal(t, http.StatusOK, b.call(http.MethodPost, "/v1/reminders/asr/subscribers", map[string]any{"subscribers": moves}, nil))
+
+	// Both places fire at the same instant, from their own local times.
+	fireAt := nextSecond(2 * time.Second)
+	b.putReminder("asr", 8, fireAt, places)
+	occ := at(b.waitDone("asr", 2, time.Minute), fireAt)
+	require.Len(t, occ, 2)
+	st := b.sink.Stats()
+	require.Equal(t, 400, st.Users)
+	require.Zero(t, st.Duplicates, "a moved user was reminded twice")
+	require.Equal(t, 100, st.ByLocation["cairo"], "Cairo keeps the half that stayed")
+	require.Equal(t, 300, st.ByLocation["karachi"])
 }

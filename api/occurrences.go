@@ -21,6 +21,9 @@ type Occurrence struct {
 	Expired     int64      `json:"expired"`
 	FiredAt     *time.Time `json:"fired_at,omitempty"`
 	DoneAt      *time.Time `json:"done_at,omitempty"`
+	// LateMs is how long after its instant the occurrence fired: about zero
+	// normally, more when it was caught up after an outage.
+	LateMs *int64 `json:"late_ms,omitempty" gorm:"-"`
 }
 
 func (a *API) listOccurrences(w http.ResponseWriter, r *http.Request, app int64) error {
@@ -52,6 +55,10 @@ func (a *API) listOccurrences(w http.ResponseWriter, r *http.Request, app int64)
 		o := &out.Occurrences[i]
 		o.Reminder = key
 		o.FireAt, o.ExpiresAt = o.FireAt.UTC(), o.ExpiresAt.UTC()
+		if o.FiredAt != nil {
+			late := max(0, o.FiredAt.Sub(o.FireAt).Milliseconds())
+			o.LateMs = &late
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
