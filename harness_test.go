@@ -20,7 +20,6 @@ import (
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/internal/testenv"
-	"github.com/chime-dev/chime/sender/webhook"
 	"github.com/chime-dev/chime/sender/webhook/sink"
 )
 
@@ -88,7 +87,7 @@ func (b *bundle) startWorker(id string) {
 	b.t.Helper()
 	cfg := b.cfg
 	cfg.ReplicaID = id
-	s, err := webhook.New(webhook.Config{URL: b.hook}, b.env.Log)
+	s, err := chime.NewSender(cfg, b.env.Log)
 	require.NoError(b.t, err)
 	w := chime.NewWorker(cfg, b.env.DB, b.env.Redis, s, clock.Real{}, b.env.Log)
 	b.group.Go(func() error { return w.Run(b.ctx) })

@@ -51,9 +51,6 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) *Problem
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("data after the JSON document")
-	}
 	if err == nil {
 		if _, terr := dec.Token(); terr != io.EOF {
 			err = errors.New("data after the JSON document")

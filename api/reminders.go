@@ -1,11 +1,12 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -250,17 +251,27 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	// A location without subscriptions has a complete (empty) index: mark it
 	// built so that later subscriptions extend it instead of the first fire
 	// rebuilding it from MySQL.
+	ids := make([]int64, 0, len(locIDs))
 	for _, id := range locIDs {
-		var one []string
-		if err := a.db.WithContext(ctx).Model(&store.Subscription{}).Where("reminder_id = ? AND location_id = ?", rem.ID, id).
-			Limit(1).Pluck("user_id", &one).Error; err != nil {
-			return err
+		ids = append(ids, id)
+	}
+	var withSubs []int64
+	if err := a.db.WithContext(ctx).Model(&store.Subscription{}).Distinct("location_id").
+		Where("reminder_id = ? AND location_id IN ?", rem.ID, ids).Pluck("location_id", &withSubs).Error; err != nil {
+		return err
+	}
+	subscribed := make(map[int64]bool, len(withSubs))
+	for _, id := range withSubs {
+		subscribed[id] = true
+	}
+	var empty []grouping.Loc
+	for _, id := range ids {
+		if !subscribed[id] {
+			empty = append(empty, grouping.Loc{Reminder: rem.ID, Location: id})
 		}
-		if len(one) == 0 {
-			if err := a.index.MarkBuilt(ctx, grouping.Loc{Reminder: rem.ID, Location: id}); err != nil {
-				return err
-			}
-		}
+	}
+	if err := a.index.MarkBuilt(ctx, empty...); err != nil {
+		return err
 	}
 	a.announce(ctx, key)
 	out, err := a.loadReminder(r, app, key)
@@ -327,29 +338,47 @@ func (a *API) findReminder(r *http.Request, app int64, key string) (store.Remind
 	return rem, err
 }
 
-func (a *API) loadReminder(r *http.Request, app int64, key string) (Reminder, error) {
-	rem, err := a.findReminder(r, app, key)
-	if err != nil {
-		return Reminder{}, err
-	}
+// timeRow is one reminder time with its location.
+type timeRow struct {
+	ReminderID int64
+	Name       string
+	Zone       string
+	LocalSec   int
+}
+
+// reminderTimes loads the times of the given reminders in one query, by
+// reminder, location name and time of day.
+func (a *API) reminderTimes(ctx context.Context, reminders ...int64) ([]timeRow, error) {
+	var rows []timeRow
+	err := a.db.WithContext(ctx).Table("reminder_times AS rt").Select("rt.reminder_id, l.name, l.zone, rt.local_sec").
+		Joins("JOIN locations l ON l.id = rt.location_id").Where("rt.reminder_id IN ?", reminders).
+		Order("rt.reminder_id, l.name, rt.local_sec").Scan(&rows).Error
+	return rows, err
+}
+
+// render is the JSON form of rem with its times (rows of other reminders
+// are skipped).
+func render(rem store.Reminder, rows []timeRow) Reminder {
 	out := Reminder{
 		Key: rem.Key, Title: rem.Title, Body: rem.Body, Groups: rem.Groups, ValidFor: rem.ValidFor().String(),
 		StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, Paused: rem.Paused, CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(),
 		Times: []ReminderTime{},
 	}
-	type row struct {
-		Name     string
-		Zone     string
-		LocalSec int
-	}
-	var rows []row
-	err = a.db.WithContext(r.Context()).Table("reminder_times AS rt").Select("l.name, l.zone, rt.local_sec").
-		Joins("JOIN locations l ON l.id = rt.location_id").Where("rt.reminder_id = ?", rem.ID).
-		Order("l.name, rt.local_sec").Scan(&rows).Error
 	for _, x := range rows {
-		out.Times = append(out.Times, ReminderTime{Location: x.Name, Zone: x.Zone, LocalTime: localtime.Of(x.LocalSec).String()})
+		if x.ReminderID == rem.ID {
+			out.Times = append(out.Times, ReminderTime{Location: x.Name, Zone: x.Zone, LocalTime: localtime.Of(x.LocalSec).String()})
+		}
 	}
-	return out, err
+	return out
+}
+
+func (a *API) loadReminder(r *http.Request, app int64, key string) (Reminder, error) {
+	rem, err := a.findReminder(r, app, key)
+	if err != nil {
+		return Reminder{}, err
+	}
+	rows, err := a.reminderTimes(r.Context(), rem.ID)
+	return render(rem, rows), err
 }
 
 func (a *API) getReminder(w http.ResponseWriter, r *http.Request, app int64) error {
@@ -378,12 +407,18 @@ func (a *API) listReminders(w http.ResponseWriter, r *http.Request, app int64) e
 		Reminders []Reminder `json:"reminders"`
 		Next      string     `json:"next,omitempty"`
 	}{Reminders: []Reminder{}}
-	for _, rem := range rems {
-		full, err := a.loadReminder(r, app, rem.Key)
+	if len(rems) > 0 {
+		ids := make([]int64, len(rems))
+		for i, rem := range rems {
+			ids[i] = rem.ID
+		}
+		rows, err := a.reminderTimes(r.Context(), ids...)
 		if err != nil {
 			return err
 		}
-		out.Reminders = append(out.Reminders, full)
+		for _, rem := range rems {
+			out.Reminders = append(out.Reminders, render(rem, rows))
+		}
 	}
 	if len(rems) == limit {
 		out.Next = rems[len(rems)-1].Key
@@ -425,11 +460,8 @@ func (a *API) deleteReminder(w http.ResponseWriter, r *http.Request, app int64) 
 	if err != nil {
 		return err
 	}
-	sort.Slice(locs, func(i, j int) bool { return locs[i] < locs[j] })
-	for i, l := range locs {
-		if i > 0 && locs[i-1] == l {
-			continue
-		}
+	slices.Sort(locs)
+	for _, l := range slices.Compact(locs) {
 		if err := a.index.Drop(r.Context(), grouping.Loc{Reminder: rem.ID, Location: l}); err != nil {
 			a.log.Warn("drop index of deleted reminder", "reminder", key, "err", err)
 		}

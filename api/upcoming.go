@@ -28,14 +28,7 @@ func (a *API) upcoming(w http.ResponseWriter, r *http.Request, app int64) error 
 	if err != nil {
 		return err
 	}
-	type row struct {
-		Name     string
-		Zone     string
-		LocalSec int
-	}
-	var rows []row
-	err = a.db.WithContext(r.Context()).Table("reminder_times AS rt").Select("l.name, l.zone, rt.local_sec").
-		Joins("JOIN locations l ON l.id = rt.location_id").Where("rt.reminder_id = ?", rem.ID).Scan(&rows).Error
+	rows, err := a.reminderTimes(r.Context(), rem.ID)
 	if err != nil {
 		return err
 	}

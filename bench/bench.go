@@ -126,7 +126,7 @@ func (r Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	r.C.record(p.Occurrence<<20|int64(p.Group), len(p.Users))
+	r.C.record(groupKey(p.Occurrence, p.Group), len(p.Users))
 	w.WriteHeader(http.StatusNoContent)
 }
 

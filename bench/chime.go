@@ -1,13 +1,9 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha1"
-	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -15,9 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"golang.org/x/sync/errgroup"
-	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
@@ -44,7 +38,7 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 		res.Workers = fmt.Sprintf("%d processes", cfg.WorkerProcs)
 	}
 	id := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	dsn, drop, err := freshDatabase(cfg.MySQLDSN, "chime_bench_"+id, cfg.Log)
+	dsn, drop, err := store.CreateDatabase(cfg.MySQLDSN, "chime_bench_"+id, cfg.Log)
 	if err != nil {
 		return res, err
 	}
@@ -127,7 +121,7 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	c := &client{base: "http://" + apiLn.Addr().String(), key: key}
+	c := &client{api.Client{Base: "http://" + apiLn.Addr().String(), Key: key}}
 	locs := min(cfg.Locations, len(zones))
 	groups := max(1, (cfg.Users/locs+cfg.GroupSize-1)/cfg.GroupSize)
 	if err := c.putReminder(ctx, groups, locs, time.Now().Add(3*time.Hour)); err != nil {
@@ -155,11 +149,8 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	return res, err
 }
 
-// client drives the HTTP API.
-type client struct {
-	base, key string
-	http      http.Client
-}
+// client adds the benchmark's requests to the API client.
+type client struct{ api.Client }
 
 func (c *client) putReminder(ctx context.Context, groups, locs int, at time.Time) error {
 	var times []api.ReminderTime
@@ -170,9 +161,9 @@ func (c *client) putReminder(ctx context.Context, groups, locs int, at time.Time
 		}
 		times = append(times, api.ReminderTime{Location: "loc-" + strconv.Itoa(i), Zone: zones[i], LocalTime: at.In(loc).Format("15:04:05")})
 	}
-	return c.do(ctx, http.MethodPut, "/v1/reminders/bench", map[string]any{
+	return c.Do(ctx, http.MethodPut, "/v1/reminders/bench", map[string]any{
 		"title": "Benchmark", "body": "It is time.", "groups": groups, "valid_for": "10m", "times": times,
-	})
+	}, nil)
 }
 
 // register subscribes users 1..n round-robin over the locations, in
@@ -187,33 +178,10 @@ func (c *client) register(ctx context.Context, n, locs int, uuids bool) error {
 			for i := start; i < end; i++ {
 				subs = append(subs, map[string]string{"user_id": userID(i+1, uuids), "location": "loc-" + strconv.Itoa(i%locs)})
 			}
-			return c.do(ctx, http.MethodPost, "/v1/reminders/bench/subscribers", map[string]any{"subscribers": subs})
+			return c.Do(ctx, http.MethodPost, "/v1/reminders/bench/subscribers", map[string]any{"subscribers": subs}, nil)
 		})
 	}
 	return g.Wait()
-}
-
-func (c *client) do(ctx context.Context, method, path string, in any) error {
-	b, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(body))
-	}
-	return nil
 }
 
 // userID returns the i-th user's ID: "i", or a UUID-like string derived
@@ -224,34 +192,4 @@ func userID(i int, uuid bool) string {
 	}
 	h := sha1.Sum([]byte(strconv.Itoa(i)))
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
-}
-
-// freshDatabase creates a database for one run and returns its DSN and a
-// function that drops it.
-func freshDatabase(base, name string, log *slog.Logger) (string, func(), error) {
-	cfg, err := mysql.ParseDSN(base)
-	if err != nil {
-		return "", nil, fmt.Errorf("MYSQL_DSN: %w", err)
-	}
-	cfg.DBName = ""
-	admin, err := store.Open(cfg.FormatDSN(), log)
-	if err != nil {
-		return "", nil, err
-	}
-	if err := admin.Exec("CREATE DATABASE `" + name + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin").Error; err != nil {
-		return "", nil, err
-	}
-	cfg.DBName = name
-	cfg.ParseTime = true
-	cfg.Loc = time.UTC
-	return cfg.FormatDSN(), func() {
-		admin.Exec("DROP DATABASE IF EXISTS `" + name + "`")
-		closeDB(admin)
-	}, nil
-}
-
-func closeDB(db *gorm.DB) {
-	if s, err := db.DB(); err == nil {
-		s.Close()
-	}
 }

@@ -25,7 +25,7 @@ func NewCounter() *Counter { return &Counter{first: map[int64]time.Time{}} }
 
 // Send counts b's users.
 func (c *Counter) Send(_ context.Context, b *sender.Batch) (sender.Result, error) {
-	c.record(b.Occurrence<<20|int64(b.Group), len(b.Users))
+	c.record(groupKey(b.Occurrence, b.Group), len(b.Users))
 	return sender.Result{}, nil
 }
 
@@ -39,6 +39,10 @@ func (c *Counter) record(key int64, n int) {
 	c.delivered.Add(int64(n))
 	c.last.Store(now.UnixNano())
 }
+
+// groupKey names one group of one occurrence (the peer's groups are single
+// users, numbered below 2^20).
+func groupKey(occurrence int64, group int) int64 { return occurrence<<20 | int64(group) }
 
 // Delivered returns the deliveries so far.
 func (c *Counter) Delivered() int64 { return c.delivered.Load() }

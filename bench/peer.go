@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/chime-dev/chime"
@@ -108,35 +107,4 @@ type peerTask struct {
 	User       string `json:"u"`
 	Location   string `json:"l"`
 	Occurrence int64  `json:"o"`
-}
-
-// cleanup deletes a run's keys and asynq queue.
-func cleanup(ctx context.Context, rdb redis.UniversalClient, prefix, queue string) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if queue != "" {
-		_ = asynq.NewInspectorFromRedisClient(rdb).DeleteQueue(queue, true)
-	}
-	for _, pattern := range []string{prefix + "*", "asynq:{" + queue + "}:*"} {
-		if pattern == "*" {
-			continue
-		}
-		iter := rdb.Scan(ctx, 0, pattern, 5000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-			if len(keys) == 1000 {
-				rdb.Unlink(ctx, keys...)
-				keys = keys[:0]
-			}
-		}
-		if len(keys) > 0 {
-			rdb.Unlink(ctx, keys...)
-		}
-	}
-	// UNLINK frees memory in the background; wait for it so that the next
-	// run's used_memory delta is its own.
-	for ctx.Err() == nil && lazyfreePending(ctx, rdb) > 0 {
-		time.Sleep(50 * time.Millisecond)
-	}
 }

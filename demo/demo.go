@@ -33,7 +33,6 @@ import (
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/clock"
-	"github.com/chime-dev/chime/sender/webhook"
 	"github.com/chime-dev/chime/sender/webhook/sink"
 	"github.com/chime-dev/chime/store"
 )
@@ -165,7 +164,7 @@ func Run(ctx context.Context, opt Options, environ []string, stdout, stderr io.W
 	for i := range opt.Workers {
 		wcfg := cfg
 		wcfg.ReplicaID = fmt.Sprintf("demo-worker-%d", i+1)
-		s, err := webhook.New(webhook.Config{URL: cfg.WebhookURL}, log)
+		s, err := chime.NewSender(wcfg, log)
 		if err != nil {
 			return err
 		}
@@ -208,7 +207,7 @@ func drive(ctx context.Context, opt Options, sum *Summary, db *gorm.DB, base str
 	if err != nil {
 		return err
 	}
-	c := &client{base: base, key: key}
+	c := &client{api.Client{Base: base, Key: key}}
 	reminder := "demo-reminder"
 	// Define the reminder an hour out while users register, then move it to
 	// a few seconds ahead: registration time does not eat into the lead.
@@ -221,7 +220,7 @@ func drive(ctx context.Context, opt Options, sum *Summary, db *gorm.DB, base str
 		if len(batch) == 0 {
 			return nil
 		}
-		err := c.do(ctx, http.MethodPost, "/v1/reminders/"+reminder+"/subscribers", map[string]any{"subscribers": batch}, nil)
+		err := c.Do(ctx, http.MethodPost, "/v1/reminders/"+reminder+"/subscribers", map[string]any{"subscribers": batch}, nil)
 		batch = batch[:0]
 		return err
 	}
@@ -258,7 +257,7 @@ func drive(ctx context.Context, opt Options, sum *Summary, db *gorm.DB, base str
 	// finish acks.
 	for {
 		var occ struct{ Occurrences []api.Occurrence }
-		if err := c.do(ctx, http.MethodGet, "/v1/occurrences?reminder="+reminder, nil, &occ); err != nil {
+		if err := c.Do(ctx, http.MethodGet, "/v1/occurrences?reminder="+reminder, nil, &occ); err != nil {
 			return err
 		}
 		sum.OccurrencesDone, sum.RecordedDelivered, sum.Groups = 0, 0, 0
@@ -355,10 +354,8 @@ func progress(ctx context.Context, recv *sink.Sink, want map[string]int, deadlin
 	return nil
 }
 
-// client is a small client of the HTTP API.
-type client struct {
-	base, key string
-}
+// client adds the demo's requests to the API client.
+type client struct{ api.Client }
 
 func (c *client) putReminder(ctx context.Context, key string, groups int, at time.Time) error {
 	var times []api.ReminderTime
@@ -366,37 +363,7 @@ func (c *client) putReminder(ctx context.Context, key string, groups int, at tim
 		loc, _ := time.LoadLocation(l.Zone)
 		times = append(times, api.ReminderTime{Location: l.Name, Zone: l.Zone, LocalTime: at.In(loc).Format("15:04:05")})
 	}
-	return c.do(ctx, http.MethodPut, "/v1/reminders/"+key, map[string]any{
+	return c.Do(ctx, http.MethodPut, "/v1/reminders/"+key, map[string]any{
 		"title": "Chime demo", "body": "It is time.", "groups": groups, "valid_for": "10m", "times": times,
 	}, nil)
-}
-
-func (c *client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
 }

@@ -283,11 +283,19 @@ func (x *Index) Drop(ctx context.Context, l Loc) error {
 	return nil
 }
 
-// MarkBuilt records that the index of l is complete without reading the
-// store: for a (reminder, location) that has just been created and has no
-// subscriptions yet.
-func (x *Index) MarkBuilt(ctx context.Context, l Loc) error {
-	if err := x.rdb.SetNX(ctx, x.builtKey(l), time.Now().UTC().Format(time.RFC3339), 0).Err(); err != nil {
+// MarkBuilt records that the indexes of locs are complete without reading
+// the store: for (reminder, location) pairs that have no subscriptions yet.
+// An index already marked is left as it is.
+func (x *Index) MarkBuilt(ctx context.Context, locs ...Loc) error {
+	if len(locs) == 0 {
+		return nil
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	pipe := x.rdb.Pipeline()
+	for _, l := range locs {
+		pipe.SetNX(ctx, x.builtKey(l), now, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("mark index built: %w", err)
 	}
 	return nil

@@ -281,16 +281,9 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 	if err := <-enqueued; err != nil {
 		return err
 	}
-	s.log.Info("fired", "occurrence", o.ID, "reminder", p.payloads0().Key, "location", p.payloads0().LocationName,
+	s.log.Info("fired", "occurrence", o.ID, "reminder", o.ReminderID, "location", o.LocationID,
 		"groups", len(groups), "late_ms", s.clock.Now().Sub(o.FireAt).Milliseconds())
 	return nil
-}
-
-func (p *prepared) payloads0() queue.Payload {
-	if len(p.payloads) == 0 {
-		return queue.Payload{}
-	}
-	return p.payloads[0]
 }
 
 func payload(o store.Occurrence, r store.Reminder, l store.Location, group, attempt int) queue.Payload {

@@ -128,3 +128,35 @@ func retryable(err error) bool {
 	}
 	return false
 }
+
+// CreateDatabase creates an empty utf8mb4_bin database called name on the
+// MySQL server of base (a go-sql-driver DSN) and returns its DSN and a
+// function that drops it. Tests and benchmarks use it to work in a database
+// of their own.
+func CreateDatabase(base, name string, log *slog.Logger) (string, func(), error) {
+	cfg, err := mysqldrv.ParseDSN(base)
+	if err != nil {
+		return "", nil, fmt.Errorf("MYSQL_DSN: %w", err)
+	}
+	cfg.DBName = ""
+	admin, err := Open(cfg.FormatDSN(), log)
+	if err != nil {
+		return "", nil, err
+	}
+	closeAdmin := func() {
+		if s, err := admin.DB(); err == nil {
+			s.Close()
+		}
+	}
+	if err := admin.Exec("CREATE DATABASE `" + name + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin").Error; err != nil {
+		closeAdmin()
+		return "", nil, fmt.Errorf("create database: %w", err)
+	}
+	cfg.DBName = name
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	return cfg.FormatDSN(), func() {
+		admin.Exec("DROP DATABASE IF EXISTS `" + name + "`")
+		closeAdmin()
+	}, nil
+}

@@ -25,6 +25,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -168,12 +169,18 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		log.Debug("group already done", "state", claim.State)
 		return nil
 	}
+	k := w.keepLease(ctx, g, token)
+	defer k.Stop()
 	loc := grouping.Loc{Reminder: p.Reminder, Location: p.Location}
-	members, err := w.index.Members(ctx, loc, p.Group)
+	members, err := w.index.Members(k.ctx, loc, p.Group)
 	if errors.Is(err, grouping.ErrNotBuilt) {
-		if err = w.index.EnsureBuilt(ctx, loc); err == nil {
-			members, err = w.index.Members(ctx, loc, p.Group)
+		if err = w.index.EnsureBuilt(k.ctx, loc); err == nil {
+			members, err = w.index.Members(k.ctx, loc, p.Group)
 		}
+	}
+	if k.lost.Load() {
+		log.Warn("lease lost while reading members; another worker continues the group")
+		return nil
 	}
 	if err != nil {
 		return w.release(ctx, g, p, token, fmt.Errorf("read members: %w", err))
@@ -199,8 +206,8 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 			Location: p.LocationName, Zone: p.Zone, FireAt: p.FireAt, Group: p.Group, Users: chunk,
 			IdempotencyKey: fmt.Sprintf("%d-%d-%s", p.Occurrence, p.Group, chunk[0]),
 		}
-		res, lost, err := w.send(ctx, g, token, b)
-		if lost {
+		res, err := w.sender.Send(k.ctx, b)
+		if k.lost.Load() {
 			log.Warn("lease lost during a send; another worker continues the group")
 			return nil
 		}
@@ -224,37 +231,47 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 	return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{})
 }
 
-// send hands b to the sender while renewing the group's lease every third
-// of LeaseTTL, so a slow channel does not let the lease lapse. If the lease
-// is found lost (another worker took the group over) the send is cancelled
-// and lost is true.
-func (w *Worker) send(ctx context.Context, g ack.Group, token string, b *sender.Batch) (res sender.Result, lost bool, err error) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := make(chan struct{})
-	kept := make(chan bool, 1)
+// keeper renews a group's lease every third of LeaseTTL for as long as its
+// holder works on the group: reading members (a rebuild can be slow) and
+// every send. If the lease is found taken by another worker, it cancels ctx.
+type keeper struct {
+	ctx  context.Context
+	stop chan struct{}
+	done chan struct{}
+	lost atomic.Bool
+}
+
+func (w *Worker) keepLease(ctx context.Context, g ack.Group, token string) *keeper {
+	kctx, cancel := context.WithCancel(ctx)
+	k := &keeper{ctx: kctx, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
+		defer close(k.done)
+		defer cancel()
 		for {
 			select {
-			case <-stop:
-				kept <- true
+			case <-k.stop:
+				return
+			case <-kctx.Done():
 				return
 			case <-w.clock.After(w.cfg.LeaseTTL / 3):
-				err := w.acks.Renew(sctx, g, token, w.cfg.LeaseTTL)
+				err := w.acks.Renew(kctx, g, token, w.cfg.LeaseTTL)
 				if errors.Is(err, ack.ErrLeaseLost) {
-					cancel()
-					kept <- false
+					k.lost.Store(true)
 					return
 				}
-				if err != nil && sctx.Err() == nil {
+				if err != nil && kctx.Err() == nil {
 					w.log.Warn("renew lease", "occurrence", g.Occurrence, "group", g.Group, "err", err)
 				}
 			}
 		}
 	}()
-	res, err = w.sender.Send(sctx, b)
-	close(stop)
-	return res, !<-kept, err
+	return k
+}
+
+// Stop ends the renewals.
+func (k *keeper) Stop() {
+	close(k.stop)
+	<-k.done
 }
 
 func (w *Worker) finish(ctx context.Context, g ack.Group, p queue.Payload, token, state string, f ack.Final) error {

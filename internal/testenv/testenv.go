@@ -10,14 +10,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
@@ -103,31 +101,12 @@ func FreshDSN(t testing.TB) string {
 
 func freshDatabase(t testing.TB, base, name string) string {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(base)
+	dsn, drop, err := store.CreateDatabase(base, name, Logger(t))
 	if err != nil {
-		t.Fatalf("MYSQL_DSN: %v", err)
+		t.Fatal(err)
 	}
-	cfg.DBName = ""
-	admin, err := gorm.Open(gormMySQL(cfg.FormatDSN()), &gorm.Config{})
-	if err != nil {
-		t.Fatalf("connect to MySQL: %v", err)
-	}
-	if err := admin.Exec("CREATE DATABASE `" + name + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin").Error; err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		admin.Exec("DROP DATABASE IF EXISTS `" + name + "`")
-		if s, err := admin.DB(); err == nil {
-			s.Close()
-		}
-	})
-	cfg.DBName = name
-	if cfg.Params == nil {
-		cfg.Params = map[string]string{}
-	}
-	cfg.ParseTime = true
-	cfg.Loc = time.UTC
-	return cfg.FormatDSN()
+	t.Cleanup(drop)
+	return dsn
 }
 
 func cleanRedis(e *Env) {
@@ -176,6 +155,3 @@ func WaitUntil(t testing.TB, timeout time.Duration, what string, cond func() boo
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-// String describes the environment for logs.
-func (e *Env) String() string { return fmt.Sprintf("prefix=%s queue=%s", e.Prefix, e.Queue) }
