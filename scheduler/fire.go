@@ -248,11 +248,19 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 		fields["state"] = store.OccDone
 		fields["done_at"] = now
 	}
-	res := s.db.WithContext(ctx).Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).Updates(fields)
-	if res.Error != nil {
-		return fmt.Errorf("record firing: %w", res.Error)
+	// Coordinators racing for one occurrence can deadlock on its row
+	// (InnoDB gap locks); the transaction helper runs such a loser again,
+	// and the compare-and-set then finds the row taken.
+	var won int64
+	err = store.Transaction(ctx, s.db, func(tx *gorm.DB) error {
+		res := tx.Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).Updates(fields)
+		won = res.RowsAffected
+		return res.Error
+	})
+	if err != nil {
+		return fmt.Errorf("record firing: %w", err)
 	}
-	if res.RowsAffected == 0 {
+	if won == 0 {
 		s.log.Info("occurrence fired by another coordinator", "occurrence", o.ID)
 		return nil
 	}
