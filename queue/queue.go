@@ -41,6 +41,11 @@ type Payload struct {
 	Body         string `json:"b"`
 	LocationName string `json:"ln"`
 	Zone         string `json:"z"`
+	// Data is the JSON object of the event the occurrence came from (the
+	// payload of POST /v1/events); empty for timed reminders.
+	Data json.RawMessage `json:"d,omitempty"`
+	// Tags are the reminder's tags, which turn on content processing.
+	Tags []string `json:"tg,omitempty"`
 }
 
 // TaskID is the deterministic asynq task ID of p.

@@ -4,6 +4,7 @@
 package sender
 
 import (
+	"encoding/json"
 	"context"
 	"time"
 )
@@ -19,6 +20,11 @@ type Batch struct {
 	FireAt     time.Time
 	Group      int
 	Users      []string
+	// Data is the JSON object of the event behind the occurrence, for
+	// templates; nil for timed reminders.
+	Data json.RawMessage
+	// Tags are the reminder's tags.
+	Tags []string
 	// IdempotencyKey is the same for every attempt at this chunk, so a
 	// receiver can drop the copy a crash may cause.
 	IdempotencyKey string
