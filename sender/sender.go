@@ -4,8 +4,8 @@
 package sender
 
 import (
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"time"
 )
 
