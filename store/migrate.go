@@ -42,6 +42,23 @@ var migrations = []*gormigrate.Migration{
 			return tx.Migrator().AddColumn(&Reminder{}, "Paused")
 		},
 	},
+	{
+		ID: "0004_devices",
+		Migrate: func(tx *gorm.DB) error {
+			if IsMySQL(tx) {
+				tx = tx.Set("gorm:table_options", "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+			}
+			for _, m := range []any{&Device{}, &DeliveryCount{}, &DeliveryFailure{}} {
+				if tx.Migrator().HasTable(m) {
+					continue
+				}
+				if err := tx.Migrator().CreateTable(m); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	},
 }
 
 // Migrate brings the schema up to date. It is safe when several pods start

@@ -202,8 +202,8 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		n := min(w.cfg.ChunkSize, len(members))
 		chunk := members[:n]
 		b := &sender.Batch{
-			Occurrence: p.Occurrence, Reminder: p.Key, Title: p.Title, Body: p.Body,
-			Location: p.LocationName, Zone: p.Zone, FireAt: p.FireAt, Group: p.Group, Users: chunk,
+			Occurrence: p.Occurrence, Reminder: p.Key, ReminderID: p.Reminder, Title: p.Title, Body: p.Body,
+			Location: p.LocationName, Zone: p.Zone, FireAt: p.FireAt, ExpiresAt: p.ExpiresAt, Group: p.Group, Users: chunk,
 			Data: p.Data, Tags: p.Tags,
 			IdempotencyKey: fmt.Sprintf("%d-%d-%s", p.Occurrence, p.Group, chunk[0]),
 		}
