@@ -86,4 +86,3 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
-
