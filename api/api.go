@@ -97,6 +97,11 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("DELETE /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.deleteSubscriber))
 	mux.Handle("POST /v1/reminders/{key}/subscribers", a.auth(a.postSubscribers))
 	mux.Handle("GET /v1/occurrences", a.auth(a.listOccurrences))
+	mux.Handle("GET /v1/occurrences/{id}/channels", a.auth(a.occurrenceChannels))
+	mux.Handle("GET /v1/occurrences/{id}/failures", a.auth(a.occurrenceFailures))
+	mux.Handle("GET /v1/users/{user_id}/devices", a.auth(a.listDevices))
+	mux.Handle("PUT /v1/users/{user_id}/devices/{device_id}", a.auth(a.putDevice))
+	mux.Handle("DELETE /v1/users/{user_id}/devices/{device_id}", a.auth(a.deleteDevice))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

@@ -37,6 +37,11 @@ var routes = []struct {
 	{"DELETE", "/v1/reminders/{key}/subscribers/{user_id}", true},
 	{"POST", "/v1/reminders/{key}/subscribers", true},
 	{"GET", "/v1/occurrences", true},
+	{"GET", "/v1/occurrences/{id}/channels", true},
+	{"GET", "/v1/occurrences/{id}/failures", true},
+	{"GET", "/v1/users/{user_id}/devices", true},
+	{"PUT", "/v1/users/{user_id}/devices/{device_id}", true},
+	{"DELETE", "/v1/users/{user_id}/devices/{device_id}", true},
 }
 
 // catchAll is the pattern of Handler's 404 fallback; it is described in the
