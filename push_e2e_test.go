@@ -1,0 +1,205 @@
+package chime_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime"
+	"github.com/chime-dev/chime/api"
+	"github.com/chime-dev/chime/sender/apns/apnstest"
+	"github.com/chime-dev/chime/sender/fcm/fcmtest"
+	"github.com/chime-dev/chime/sender/webhook/webhooktest"
+)
+
+// pushServers are the local APNs, FCM and webhook servers a push fire
+// reaches.
+type pushServers struct {
+	apns *apnstest.Server
+	fcm  *fcmtest.Server
+	web  *webhooktest.Receiver
+}
+
+// usePush starts the local provider servers and configures the bundle's
+// workers for CHIME_SENDER=push against them, through files as in
+// production: the .p8 key, the APNs server's certificate, the service
+// account key.
+func (b *bundle) usePush() pushServers {
+	t := b.t
+	dir := t.TempDir()
+	key, pub, err := apnstest.NewKey()
+	require.NoError(t, err)
+	s := pushServers{apns: apnstest.New(apnstest.Config{Key: pub, KeyID: "ABC123DEFG", TeamID: "DEF123GHIJ", Topic: "dev.chime.app"})}
+	t.Cleanup(s.apns.Close)
+	s.fcm, err = fcmtest.New("chime-e2e", false)
+	require.NoError(t, err)
+	t.Cleanup(s.fcm.Close)
+	s.web = webhooktest.New(false)
+	t.Cleanup(s.web.Close)
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, data, 0o600))
+		return p
+	}
+	b.cfg.Sender = "push"
+	b.cfg.Push = chime.PushConfig{
+		APNSKeyFile: write("AuthKey.p8", key), APNSKeyID: "ABC123DEFG", APNSTeamID: "DEF123GHIJ", APNSTopic: "dev.chime.app",
+		APNSHost: s.apns.URL, APNSCAFile: write("apns-ca.pem", s.apns.CertPEM()), APNSConns: 2,
+		FCMProject: "chime-e2e", FCMCredentialsFile: write("service-account.json", s.fcm.ServiceAccount()), FCMEndpoint: s.fcm.Endpoint(),
+		FCMRate: 600000, RetryFor: 20 * time.Second,
+	}
+	return s
+}
+
+func (b *bundle) putDevice(user, device string, body map[string]any) {
+	b.t.Helper()
+	code := b.call(http.MethodPut, "/v1/users/"+user+"/devices/"+device, body, nil)
+	require.Equal(b.t, http.StatusCreated, code)
+}
+
+// A fire reaches every enabled device of every subscriber through the local
+// APNs (HTTP/2, JWT), FCM (v1 API, OAuth) and webhook (Standard Webhooks
+// signatures) servers: users with several devices get one push per device.
+//
+// Faults injected: tokens answered 410 Unregistered (APNs), UNREGISTERED
+// (FCM) and 410 Gone (webhook); transient 429 then 503 (APNs),
+// RESOURCE_EXHAUSTED with Retry-After then UNAVAILABLE (FCM), 503 then 429
+// (webhook). Checked: the unregistered devices are disabled with the
+// provider's reason and listed as failures of the occurrence; the transient
+// ones end delivered exactly once; per-channel counts are recorded; a second
+// fire sends nothing to the disabled devices and everything else again.
+func TestPushFireReachesDevicesThroughLocalProviders(t *testing.T) {
+	b := setup(t)
+	srv := b.usePush()
+	b.startCoordinator("c1")
+	b.startWorker("w1")
+	b.startWorker("w2")
+
+	places := []place{{"mecca", "Asia/Riyadh"}, {"jakarta", "Asia/Jakarta"}}
+	const users = 120
+	b.putReminder("fajr", 4, time.Now().Add(2*time.Hour), places)
+	b.register("fajr", 1000, users, places)
+
+	// Users 1000..1119: every 4th has an iPhone and an Android phone, the
+	// next an Android phone, the next a web endpoint, the next nothing.
+	ios, android, web := map[string]string{}, map[string]string{}, map[string]string{}
+	for i := range users {
+		u := strconv.Itoa(1000 + i)
+		switch i % 4 {
+		case 0:
+			ios[u] = fmt.Sprintf("%064x", 1000+i)
+			b.putDevice(u, "iphone", map[string]any{"platform": "ios", "token": ios[u], "locale": "ar"})
+			android[u] = "fcm-" + u + "-tablet"
+			b.putDevice(u, "tablet", map[string]any{"platform": "android", "token": android[u]})
+		case 1:
+			android[u] = "fcm-" + u
+			b.putDevice(u, "pixel", map[string]any{"platform": "android", "token": android[u]})
+		case 2:
+			url, secret := srv.web.Endpoint(u)
+			web[u] = url
+			b.putDevice(u, "browser", map[string]any{"platform": "web", "token": url, "secret": secret})
+		}
+	}
+	srv.apns.Unregister(ios["1000"])
+	srv.apns.Fail(ios["1004"], apnstest.TooManyRequests, apnstest.ServiceUnavailable)
+	srv.fcm.Unregister(android["1001"])
+	srv.fcm.Fail(android["1005"], fcmtest.QuotaExceeded, fcmtest.Unavailable, fcmtest.Unavailable)
+	srv.web.Gone("1002")
+	srv.web.Fail("1006", webhooktest.Fault{Status: 503}, webhooktest.Fault{Status: 429, RetryAfter: 1})
+
+	fireAt := nextSecond(2 * time.Second)
+	b.putReminder("fajr", 4, fireAt, places)
+	occ := at(b.waitDone("fajr", len(places), time.Minute), fireAt)
+	require.Len(t, occ, len(places))
+
+	gone := map[string]bool{ios["1000"]: true, android["1001"]: true, web["1002"]: true}
+	for u, tok := range ios {
+		if !gone[tok] {
+			require.Len(t, srv.apns.Pushes(tok), 1, "user %s's iPhone", u)
+		}
+	}
+	for u, tok := range android {
+		if !gone[tok] {
+			require.Len(t, srv.fcm.Messages(tok), 1, "user %s's Android device", u)
+		}
+	}
+	for u := range web {
+		if u != "1002" {
+			require.Len(t, srv.web.Events(u), 1, "user %s's web endpoint", u)
+		}
+	}
+	p := srv.apns.Pushes(ios["1004"])[0]
+	require.Equal(t, "Test fajr", p.Payload["aps"].(map[string]any)["alert"].(map[string]any)["title"])
+	require.Equal(t, "Test fajr", srv.fcm.Messages(android["1005"])[0].Notification["title"])
+	require.Equal(t, "Test fajr", srv.web.Events("1006")[0].Data.Title)
+
+	// User 1000 still had the tablet; 1001 and 1002 had nothing else, and
+	// a quarter of the users have no device at all.
+	var delivered, failed int64
+	for _, o := range occ {
+		delivered += o.Delivered
+		failed += o.Failed
+	}
+	require.EqualValues(t, users-users/4-2, delivered)
+	require.EqualValues(t, users/4+2, failed)
+
+	// Per-channel counts and failures, through the API.
+	sum := map[string]api.ChannelCounts{}
+	var fails []api.DeliveryFailure
+	for _, o := range occ {
+		var ch struct{ Channels []api.ChannelCounts }
+		require.Equal(t, 200, b.call(http.MethodGet, fmt.Sprintf("/v1/occurrences/%d/channels", o.ID), nil, &ch))
+		for _, c := range ch.Channels {
+			s := sum[c.Channel]
+			s.Sent, s.Failed, s.Expired, s.Skipped = s.Sent+c.Sent, s.Failed+c.Failed, s.Expired+c.Expired, s.Skipped+c.Skipped
+			sum[c.Channel] = s
+		}
+		var f struct{ Failures []api.DeliveryFailure }
+		require.Equal(t, 200, b.call(http.MethodGet, fmt.Sprintf("/v1/occurrences/%d/failures", o.ID), nil, &f))
+		fails = append(fails, f.Failures...)
+	}
+	require.Equal(t, api.ChannelCounts{Sent: int64(len(ios) - 1), Failed: 1}, strip(sum["apns"]))
+	require.Equal(t, api.ChannelCounts{Sent: int64(len(android) - 1), Failed: 1}, strip(sum["fcm"]))
+	require.Equal(t, api.ChannelCounts{Sent: int64(len(web) - 1), Failed: 1}, strip(sum["webhook"]))
+	require.Equal(t, api.ChannelCounts{Skipped: users / 4}, strip(sum["none"]))
+	reasons := map[string]string{}
+	for _, f := range fails {
+		reasons[f.UserID+"/"+f.DeviceID] = f.Reason
+	}
+	require.Equal(t, map[string]string{"1000/iphone": "Unregistered", "1001/pixel": "UNREGISTERED", "1002/browser": "http 410"}, reasons)
+
+	// The devices are disabled, as the API shows.
+	for u, dev := range map[string]string{"1000": "iphone", "1001": "pixel", "1002": "browser"} {
+		var list struct{ Devices []api.Device }
+		require.Equal(t, 200, b.call(http.MethodGet, "/v1/users/"+u+"/devices", nil, &list))
+		for _, d := range list.Devices {
+			require.Equal(t, d.DeviceID != dev, d.Enabled, "%s/%s", u, d.DeviceID)
+		}
+	}
+
+	// The next fire leaves the disabled devices alone.
+	_, apnsRejected := srv.apns.Counts()
+	_, fcmRejected, _ := srv.fcm.Counts()
+	fireAt = nextSecond(2 * time.Second)
+	b.putReminder("fajr", 4, fireAt, places)
+	occ = at(b.waitDone("fajr", 2*len(places), time.Minute), fireAt)
+	require.Len(t, occ, len(places))
+	_, apnsRejected2 := srv.apns.Counts()
+	_, fcmRejected2, _ := srv.fcm.Counts()
+	require.Equal(t, apnsRejected, apnsRejected2, "no request for the unregistered iPhone")
+	require.Equal(t, fcmRejected, fcmRejected2, "no request for the unregistered Android phone")
+	require.Len(t, srv.apns.Pushes(ios["1004"]), 2)
+	require.Len(t, srv.fcm.Messages(android["1000"]), 2)
+	require.Len(t, srv.web.Events("1006"), 2)
+	_, unverified := srv.web.Counts()
+	require.Zero(t, unverified, "every webhook verified with its endpoint's secret")
+}
+
+func strip(c api.ChannelCounts) api.ChannelCounts { c.Channel = ""; return c }
+
