@@ -202,4 +202,3 @@ func TestPushFireReachesDevicesThroughLocalProviders(t *testing.T) {
 }
 
 func strip(c api.ChannelCounts) api.ChannelCounts { c.Channel = ""; return c }
-

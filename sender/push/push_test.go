@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/internal/testenv"
@@ -32,7 +33,7 @@ var (
 // fixture is a push sender on real MySQL and Redis with the three local
 // provider servers.
 type fixture struct {
-	t        *testing.T
+	t        testing.TB
 	env      *testenv.Env
 	apns     *apnstest.Server
 	fcm      *fcmtest.Server
@@ -42,23 +43,26 @@ type fixture struct {
 	reminder int64
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture { return setupWith(t, false) }
+
+// setupWith is setup; with discard the servers keep counts only.
+func setupWith(t testing.TB, discard bool) *fixture {
 	env := testenv.New(t)
 	f := &fixture{t: t, env: env}
 	key, pub, err := apnstest.NewKey()
 	require.NoError(t, err)
-	f.apns = apnstest.New(apnstest.Config{Key: pub, KeyID: "KEY1234567", TeamID: "TEAM123456", Topic: "dev.chime.app"})
+	f.apns = apnstest.New(apnstest.Config{Key: pub, KeyID: "KEY1234567", TeamID: "TEAM123456", Topic: "dev.chime.app", Discard: discard})
 	t.Cleanup(f.apns.Close)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(f.apns.CertPEM())
 	a, err := apns.New(apns.Config{Key: key, KeyID: "KEY1234567", TeamID: "TEAM123456", Topic: "dev.chime.app", Host: f.apns.URL, RootCAs: roots})
 	require.NoError(t, err)
-	f.fcm, err = fcmtest.New("chime-test", false)
+	f.fcm, err = fcmtest.New("chime-test", discard)
 	require.NoError(t, err)
 	t.Cleanup(f.fcm.Close)
 	fc, err := fcm.New(context.Background(), fcm.Config{ProjectID: "chime-test", Credentials: f.fcm.ServiceAccount(), Endpoint: f.fcm.Endpoint()})
 	require.NoError(t, err)
-	f.web = webhooktest.New(false)
+	f.web = webhooktest.New(discard)
 	t.Cleanup(f.web.Close)
 	f.channels = map[string]push.Channel{push.APNs: a, push.FCM: fc, push.Webhook: webhook.NewDevices(webhook.DevicesConfig{})}
 
@@ -296,4 +300,56 @@ func TestRateLimitIsSharedAndExpiresWhatWouldBeLate(t *testing.T) {
 	require.NoError(t, f.env.DB.Find(&fails).Error)
 	require.Len(t, fails, 3)
 	require.Contains(t, fails[0].Reason, "expired: rate limit of fcm")
+}
+
+// BenchmarkSend measures deliveries per second through the whole push
+// sender, per channel: each operation sends 10 chunks of 100 users (one
+// device each) at once, as a worker with concurrent groups does, with the
+// device query, the Redis reads, the shared rate limiter (FCM's default
+// quota) and the status transaction of every chunk, to the local servers.
+func BenchmarkSend(b *testing.B) {
+	for _, platform := range []string{store.PlatformIOS, store.PlatformAndroid, store.PlatformWeb} {
+		b.Run(push.ChannelOf(platform), func(b *testing.B) {
+			f := setupWith(b, true)
+			const chunks, size = 10, 100
+			batches := make([]*sender.Batch, chunks)
+			devs := make([]store.Device, 0, chunks*size)
+			for c := range chunks {
+				users := make([]string, size)
+				for i := range users {
+					users[i] = fmt.Sprintf("u%02d%03d", c, i)
+					d := store.Device{AppID: f.app, UserID: users[i], DeviceID: "d", Platform: platform}
+					switch platform {
+					case store.PlatformIOS:
+						d.Token = fmt.Sprintf("%064x", c*size+i)
+					case store.PlatformAndroid:
+						d.Token = "fcm-" + users[i]
+					case store.PlatformWeb:
+						d.Token, d.Secret = f.web.Endpoint(fmt.Sprint(i % 10))
+					}
+					devs = append(devs, d)
+				}
+				batches[c] = f.batch(users...)
+			}
+			require.NoError(b, f.env.DB.CreateInBatches(&devs, 500).Error)
+			s := f.sender(push.Config{Limits: map[string]redis_rate.Limit{push.FCM: redis_rate.PerMinute(600000)}})
+			ctx := context.Background()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				var g errgroup.Group
+				for _, bt := range batches {
+					g.Go(func() error {
+						res, err := s.Send(ctx, bt)
+						if err == nil && res.Failed > 0 {
+							err = fmt.Errorf("%d failed: %v", res.Failed, res.Failures[0])
+						}
+						return err
+					})
+				}
+				require.NoError(b, g.Wait())
+			}
+			b.ReportMetric(float64(b.N*chunks*size)/time.Since(start).Seconds(), "deliveries/s")
+		})
+	}
 }

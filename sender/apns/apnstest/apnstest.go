@@ -68,6 +68,7 @@ type Server struct {
 	topic  string
 
 	mu         sync.Mutex
+	verified   map[string]time.Time // provider token -> its iat
 	faults     map[string][]Fault
 	gone       map[string]bool
 	pushes     map[string][]Push
@@ -91,7 +92,7 @@ type Config struct {
 // New starts a server on a loopback port.
 func New(cfg Config) *Server {
 	s := &Server{key: cfg.Key, keyID: cfg.KeyID, teamID: cfg.TeamID, topic: cfg.Topic, keepPushes: !cfg.Discard,
-		faults: map[string][]Fault{}, gone: map[string]bool{}, pushes: map[string][]Push{}}
+		faults: map[string][]Fault{}, gone: map[string]bool{}, pushes: map[string][]Push{}, verified: map[string]time.Time{}}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.EnableHTTP2 = true
 	s.srv.StartTLS()
@@ -220,11 +221,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkAuth verifies the provider token as APNs does: ES256, the registered
-// key ID and team, issued within the last hour.
+// key ID and team, issued within the last hour. Like APNs, it verifies a
+// token's signature once and then only checks its age.
 func (s *Server) checkAuth(h string) (Fault, bool) {
 	raw, ok := strings.CutPrefix(h, "bearer ")
 	if !ok || raw == "" {
 		return Fault{http.StatusForbidden, "MissingProviderToken"}, false
+	}
+	s.mu.Lock()
+	at, seen := s.verified[raw]
+	s.mu.Unlock()
+	if seen {
+		if time.Since(at) > time.Hour {
+			return Fault{http.StatusForbidden, "ExpiredProviderToken"}, false
+		}
+		return Fault{}, true
 	}
 	claims := jwt.MapClaims{}
 	t, err := jwt.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
@@ -243,6 +254,9 @@ func (s *Server) checkAuth(h string) (Fault, bool) {
 	if time.Since(iat.Time) > time.Hour {
 		return Fault{http.StatusForbidden, "ExpiredProviderToken"}, false
 	}
+	s.mu.Lock()
+	s.verified[raw] = iat.Time
+	s.mu.Unlock()
 	return Fault{}, true
 }
 
