@@ -128,13 +128,13 @@ func TestFireLateOrExpire(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, got.GroupsTotal, info.Pending)
 
-	// The next day's instant is found 11 minutes late: expired, nothing sent.
+	// The next day's instant is found 11 minutes late, past its grace window: missed, nothing sent.
 	next := b.occurrences(t)[1]
 	b.clock.Set(next.FireAt.Add(11 * time.Minute))
 	require.NoError(t, b.s.Fire(ctx, next))
 	var after store.Occurrence
 	require.NoError(t, b.env.DB.First(&after, next.ID).Error)
-	require.Equal(t, store.OccExpired, after.State)
+	require.Equal(t, store.OccMissed, after.State)
 	var runs int64
 	require.NoError(t, b.env.DB.Model(&store.GroupRun{}).Where("occurrence_id = ?", next.ID).Count(&runs).Error)
 	require.Zero(t, runs)
