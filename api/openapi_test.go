@@ -37,6 +37,14 @@ var routes = []struct {
 	{"DELETE", "/v1/reminders/{key}/subscribers/{user_id}", true},
 	{"POST", "/v1/reminders/{key}/subscribers", true},
 	{"GET", "/v1/occurrences", true},
+	{"GET", "/v1/occurrences/{id}", true},
+	{"POST", "/v1/events", true},
+	{"GET", "/v1/events/{id}", true},
+	{"DELETE", "/v1/events/{id}", true},
+	{"POST", "/v1/timetable", true},
+	{"GET", "/v1/reminders/{key}/timetable", true},
+	{"PUT", "/v1/reminders/{key}/timetable/{location}/{date}", true},
+	{"DELETE", "/v1/reminders/{key}/timetable/{location}/{date}", true},
 }
 
 // catchAll is the pattern of Handler's 404 fallback; it is described in the
