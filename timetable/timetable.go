@@ -4,17 +4,17 @@
 // The format is RFC 4180 CSV with a header row naming the columns, in any
 // order:
 //
-//	location,zone,date,name,local_time
-//	jakarta,Asia/Jakarta,2026-03-01,fajr,04:41
+//		location,zone,date,name,local_time
+//		jakarta,Asia/Jakarta,2026-03-01,fajr,04:41
 //
-//   - location: the location's name (1-100 letters, digits, '_', '.', '-').
-//   - zone: its IANA zone. Optional column; required for a location the app
-//     does not have yet, and must match the zone of one it has.
-//   - date: the local calendar date, YYYY-MM-DD.
-//   - name: the key of a timetable reminder.
-//   - local_time: HH:MM or HH:MM:SS on the location's clock. A time inside a
-//     spring-forward gap fires at the first instant after the gap; a time
-//     that occurs twice at fall-back fires at the first occurrence.
+//	  - location: the location's name (1-100 letters, digits, '_', '.', '-').
+//	  - zone: its IANA zone. Optional column; required for a location the app
+//	    does not have yet, and must match the zone of one it has.
+//	  - date: the local calendar date, YYYY-MM-DD.
+//	  - name: the key of a timetable reminder.
+//	  - local_time: HH:MM or HH:MM:SS on the location's clock. A time inside a
+//	    spring-forward gap fires at the first instant after the gap; a time
+//	    that occurs twice at fall-back fires at the first occurrence.
 //
 // A later row for the same (name, location, date) replaces an earlier one.
 // Parse reports every bad row with its line number and keeps none of them,
