@@ -53,7 +53,7 @@ type planWindow struct {
 // bounds returns the instants src may produce in this pass.
 func (w planWindow) bounds(src source) (from, to time.Time) {
 	from = w.now.Add(-src.grace())
-	if w.mark.Before(from) {
+	if !w.mark.IsZero() && w.mark.Before(from) {
 		from = w.mark
 	}
 	from = latest(from, w.floor, src.CreatedAt.Add(-time.Second))
