@@ -140,7 +140,7 @@ func TestCoordinatorOutageCatchesUpOrRecordsMissed(t *testing.T) {
 	})
 	stop()
 	time.Sleep(time.Until(fireAt.Add(6 * time.Second))) // the outage itself: nothing runs to wait on
-	b.apiURL = "" // the API moves to the new coordinator
+	b.apiURL = ""                                       // the API moves to the new coordinator
 	b.startCoordinator("c2")
 
 	occ := at(b.waitDone("patient", 1, time.Minute), fireAt)
