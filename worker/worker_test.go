@@ -174,8 +174,9 @@ func TestHandleDeliversGroupOnce(t *testing.T) {
 	requireChunks(t, batches, f.members)
 	b := batches[0]
 	require.Equal(t, sender.Batch{
-		Occurrence: 9001, Reminder: "water", Title: "Drink", Body: "Water now", Location: "Lisbon",
-		Zone: "Europe/Lisbon", FireAt: fireAt, Group: target, Users: b.Users, IdempotencyKey: b.IdempotencyKey,
+		Occurrence: 9001, Reminder: "water", ReminderID: reminderID, Title: "Drink", Body: "Water now", Location: "Lisbon",
+		Zone: "Europe/Lisbon", FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute), Group: target, Users: b.Users,
+		IdempotencyKey: b.IdempotencyKey,
 	}, b)
 
 	require.Equal(t, []string{"start", "finish"}, f.stream(t))

@@ -15,10 +15,12 @@ import (
 // disable marks the devices the providers called invalid, one statement per
 // distinct reason (usually one or two per chunk).
 func (s *Sender) disable(ctx context.Context, items []*item) error {
-	byReason := map[string][]int64{}
+	// Matching on the token too leaves alone a device the app registered
+	// again with a new token while this chunk was being sent.
+	byReason := map[string][][]any{}
 	for _, it := range items {
 		if it.done && it.out.Status == sender.Invalid {
-			byReason[it.out.Reason] = append(byReason[it.out.Reason], it.dev.ID)
+			byReason[it.out.Reason] = append(byReason[it.out.Reason], []any{it.dev.ID, it.dev.Token})
 		}
 	}
 	if len(byReason) == 0 {
@@ -28,7 +30,7 @@ func (s *Sender) disable(ctx context.Context, items []*item) error {
 	defer cancel()
 	now := s.clock.Now()
 	for reason, ids := range byReason {
-		err := s.db.WithContext(ctx).Model(&store.Device{}).Where("id IN ? AND disabled_at IS NULL", ids).
+		err := s.db.WithContext(ctx).Model(&store.Device{}).Where("(id, token) IN ? AND disabled_at IS NULL", ids).
 			Updates(map[string]any{"disabled_at": now, "disabled_reason": truncate(reason, 100), "updated_at": now}).Error
 		if err != nil {
 			return fmt.Errorf("push: disable devices: %w", err)
