@@ -202,3 +202,51 @@ func TestPushFireReachesDevicesThroughLocalProviders(t *testing.T) {
 }
 
 func strip(c api.ChannelCounts) api.ChannelCounts { c.Channel = ""; return c }
+
+// Two workers share FCM's rate limit through Redis (10 messages a minute
+// here). Fault injected: a quota far below the audience, with a validity
+// window of 4 seconds. Checked: the two workers together send exactly the
+// quota, and the other users are recorded as expired (per device in the
+// channel counts and failures, per user in the occurrence), not sent late.
+func TestPushRateLimitExpiresWhatWouldBeLate(t *testing.T) {
+	b := setup(t)
+	srv := b.usePush()
+	b.cfg.Push.FCMRate = 10
+	b.startCoordinator("c1")
+	b.startWorker("w1")
+	b.startWorker("w2")
+
+	places := []place{{"cairo", "Africa/Cairo"}}
+	const users = 30
+	put := func(at time.Time) {
+		loc, err := time.LoadLocation("Africa/Cairo")
+		require.NoError(t, err)
+		code := b.call(http.MethodPut, "/v1/reminders/sale", map[string]any{
+			"title": "Sale", "body": "opens now", "groups": 2, "valid_for": "4s",
+			"times": []api.ReminderTime{{Location: "cairo", Zone: "Africa/Cairo", LocalTime: at.In(loc).Format("15:04:05")}},
+		}, nil)
+		require.Contains(t, []int{200, 201}, code)
+	}
+	put(time.Now().Add(2 * time.Hour))
+	b.register("sale", 500, users, places)
+	for i := range users {
+		b.putDevice(strconv.Itoa(500+i), "pixel", map[string]any{"platform": "android", "token": "fcm-" + strconv.Itoa(500+i)})
+	}
+	fireAt := nextSecond(2 * time.Second)
+	put(fireAt)
+	occ := at(b.waitDone("sale", 1, time.Minute), fireAt)
+	require.Len(t, occ, 1)
+
+	accepted, _, _ := srv.fcm.Counts()
+	require.Equal(t, 10, accepted, "the two workers together kept to the quota")
+	require.EqualValues(t, 10, occ[0].Delivered)
+	require.EqualValues(t, users-10, occ[0].Expired)
+	require.Zero(t, occ[0].Failed)
+	var ch struct{ Channels []api.ChannelCounts }
+	require.Equal(t, 200, b.call(http.MethodGet, fmt.Sprintf("/v1/occurrences/%d/channels", occ[0].ID), nil, &ch))
+	require.Equal(t, []api.ChannelCounts{{Channel: "fcm", Sent: 10, Expired: users - 10}}, ch.Channels)
+	var f struct{ Failures []api.DeliveryFailure }
+	require.Equal(t, 200, b.call(http.MethodGet, fmt.Sprintf("/v1/occurrences/%d/failures", occ[0].ID), nil, &f))
+	require.Len(t, f.Failures, users-10)
+	require.Contains(t, f.Failures[0].Reason, "expired: rate limit of fcm")
+}

@@ -217,9 +217,10 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		}
 		if n == len(members) {
 			// The last chunk is recorded with the finish.
-			return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed, Failed: res.Failed})
+			return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed,
+				Failed: res.Failed - res.Expired, Expired: res.Expired})
 		}
-		err = w.acks.Checkpoint(ctx, g, token, chunk[n-1], n-res.Failed, res.Failed, w.cfg.LeaseTTL)
+		err = w.acks.Checkpoint(ctx, g, token, chunk[n-1], n-res.Failed, res.Failed-res.Expired, res.Expired, w.cfg.LeaseTTL)
 		if errors.Is(err, ack.ErrLeaseLost) {
 			log.Warn("lease lost mid-group; another worker continues it")
 			return nil

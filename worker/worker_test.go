@@ -240,7 +240,7 @@ func TestHandleResumesAfterCrash(t *testing.T) {
 	// out. Its checkpoint is the last user of the third chunk.
 	_, err := f.acks.Start(ctx, group, 1, "dead", "dead-token", time.Minute, f.clock.Now())
 	require.NoError(t, err)
-	require.NoError(t, f.acks.Checkpoint(ctx, group, "dead-token", f.members[3*chunk-1], 3*chunk, 0, time.Millisecond))
+	require.NoError(t, f.acks.Checkpoint(ctx, group, "dead-token", f.members[3*chunk-1], 3*chunk, 0, 0, time.Millisecond))
 
 	// Copies of the task are refused until the lease has run out, as asynq
 	// retries them.
@@ -295,7 +295,7 @@ func TestHandleHeld(t *testing.T) {
 	require.Zero(t, rec.calls)
 	// The holder keeps its lease: the refused worker neither took nor
 	// released it.
-	require.NoError(t, f.acks.Checkpoint(ctx, group, "other-token", "", 0, 0, time.Minute))
+	require.NoError(t, f.acks.Checkpoint(ctx, group, "other-token", "", 0, 0, 0, time.Minute))
 	require.Equal(t, []string{"start"}, f.stream(t))
 }
 
