@@ -20,6 +20,13 @@ import (
 	"github.com/chime-dev/chime/sender/webhook"
 )
 
+// The channels the push sender dispatches to.
+var (
+	_ push.Channel = (*apns.Channel)(nil)
+	_ push.Channel = (*fcm.Channel)(nil)
+	_ push.Channel = (*webhook.Devices)(nil)
+)
+
 // PushConfig configures CHIME_SENDER=push: APNs when APNSKeyFile is set,
 // FCM when FCMProject is set, and web devices always. Devices of a platform
 // whose channel is not configured are recorded as failed.

@@ -18,6 +18,7 @@ package apns
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -96,7 +97,7 @@ func New(cfg Config) (*Channel, error) {
 		cl.HTTPClient = &http.Client{
 			Timeout: cfg.Timeout,
 			Transport: &http2.Transport{
-				TLSClientConfig: tlsConfig(cfg.RootCAs),
+				TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
 				ReadIdleTimeout: apns2.ReadIdleTimeout,
 			},
 		}

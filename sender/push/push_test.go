@@ -24,12 +24,6 @@ import (
 	"github.com/chime-dev/chime/store"
 )
 
-var (
-	_ push.Channel = (*apns.Channel)(nil)
-	_ push.Channel = (*fcm.Channel)(nil)
-	_ push.Channel = (*webhook.Devices)(nil)
-)
-
 // fixture is a push sender on real MySQL and Redis with the three local
 // provider servers.
 type fixture struct {
