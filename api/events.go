@@ -179,24 +179,36 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request, app int64) error
 	if errs := dataErrors(sch, in.Data); len(errs) > 0 {
 		return problem(http.StatusUnprocessableEntity, fmt.Sprintf("the data does not match the schema of topic %q; nothing was stored", rem.Key), errs...)
 	}
+	// The hash is over the data in a canonical form (keys sorted), so a
+	// retry that orders the fields differently is the same request.
+	canon, err := canonicalJSON(in.Data)
 	var compact bytes.Buffer
-	if err := json.Compact(&compact, in.Data); err != nil {
+	if err == nil {
+		err = json.Compact(&compact, in.Data)
+	}
+	if err != nil {
 		return problem(http.StatusBadRequest, "data is not valid JSON")
 	}
 	now := a.cfg.Now().UTC()
 	fireAt := now
+	// A retry can come after the event's instant has passed; the window is
+	// checked only for a new event.
+	var atProblem *Problem
 	if in.At != nil {
 		fireAt = in.At.UTC()
 		switch {
 		case fireAt.Before(now.Add(-rem.Grace())):
-			return problem(http.StatusUnprocessableEntity, "at is further in the past than the topic's grace window",
+			atProblem = problem(http.StatusUnprocessableEntity, "at is further in the past than the topic's grace window",
 				FieldError{Field: "at", Message: "must be now, in the future, or within the grace window " + rem.Grace().String()})
 		case fireAt.After(now.Add(MaxEventAhead)):
-			return problem(http.StatusUnprocessableEntity, "at is too far ahead",
+			atProblem = problem(http.StatusUnprocessableEntity, "at is too far ahead",
 				FieldError{Field: "at", Message: "must be within 366 days"})
 		}
 	}
-	sum := sha256.Sum256(append([]byte(in.Topic+"\n"+fireAtKey(in.At)+"\n"), compact.Bytes()...))
+	if atProblem != nil && idem == "" {
+		return atProblem
+	}
+	sum := sha256.Sum256(append([]byte(in.Topic+"\n"+fireAtKey(in.At)+"\n"), canon...))
 	hash := hex.EncodeToString(sum[:])
 
 	var ev store.Event
@@ -215,6 +227,9 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request, app int64) error
 			case !errors.Is(err, gorm.ErrRecordNotFound):
 				return err
 			}
+		}
+		if atProblem != nil {
+			return atProblem
 		}
 		ev = store.Event{AppID: app, ReminderID: rem.ID, RequestHash: hash, Data: compact.String(), FireAt: fireAt, CreatedAt: now}
 		if idem != "" {
@@ -240,6 +255,18 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request, app int64) error
 	}
 	writeJSON(w, status, out)
 	return nil
+}
+
+// canonicalJSON re-encodes a JSON document with object keys sorted and no
+// spaces, keeping numbers as written.
+func canonicalJSON(raw json.RawMessage) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
 }
 
 func fireAtKey(at *time.Time) string {

@@ -121,7 +121,7 @@ func (a *API) importTimetable(w http.ResponseWriter, r *http.Request, app int64)
 			created++
 		}
 		pairs := map[store.ReminderLocation]bool{}
-		batch := make([]store.DatedTime, 0, 2000)
+		batch := make([]store.DatedTime, 0, 5000)
 		flush := func() error {
 			if len(batch) == 0 {
 				return nil

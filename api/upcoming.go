@@ -42,23 +42,33 @@ func (a *API) upcoming(w http.ResponseWriter, r *http.Request, app int64) error 
 	out := struct {
 		Reminder string     `json:"reminder"`
 		Kind     string     `json:"kind"`
+		Paused   bool       `json:"paused"`
 		From     time.Time  `json:"from"`
 		To       time.Time  `json:"to"`
 		Upcoming []Upcoming `json:"upcoming"`
-	}{Reminder: rem.Key, Kind: rem.Kind, From: now, To: now.Add(time.Duration(hours) * time.Hour), Upcoming: []Upcoming{}}
-	add := func(name, zone string, at time.Time, event int64) {
+	}{Reminder: rem.Key, Kind: rem.Kind, Paused: rem.Paused, From: now, To: now.Add(time.Duration(hours) * time.Hour), Upcoming: []Upcoming{}}
+	// add lists instant at; defined is the local time the reminder names, or
+	// -1 for an instant (once, topic), whose local time of day is shown.
+	add := func(name, zone string, at time.Time, defined int, event int64) {
 		loc, err := localtime.LoadZone(zone)
 		if err != nil || !at.After(from) || at.After(to) {
 			return
 		}
 		wall := at.In(loc)
+		if defined < 0 {
+			defined = wall.Hour()*3600 + wall.Minute()*60 + wall.Second()
+		}
 		out.Upcoming = append(out.Upcoming, Upcoming{
-			Location: name, Zone: zone, LocalTime: localtime.Of(wall.Hour()*3600 + wall.Minute()*60 + wall.Second()).String(),
+			Location: name, Zone: zone, LocalTime: localtime.Of(defined).String(),
 			FireAt: at, Local: wall.Format(time.RFC3339), EventID: event,
 		})
 	}
 	db := a.db.WithContext(r.Context())
-	switch rem.Kind {
+	kind := rem.Kind
+	if rem.Paused {
+		kind = "" // a paused reminder does not fire
+	}
+	switch kind {
 	case store.KindDaily:
 		rows, err := a.reminderTimes(r.Context(), rem.ID)
 		if err != nil {
@@ -91,7 +101,7 @@ func (a *API) upcoming(w http.ResponseWriter, r *http.Request, app int64) error 
 		}
 		for _, x := range rows {
 			row := timetableRow(x.Name, x.Zone, x.Date, x.LocalSec)
-			add(x.Name, x.Zone, row.FireAt, 0)
+			add(x.Name, x.Zone, row.FireAt, x.LocalSec, 0)
 		}
 	case store.KindOnce, store.KindTopic:
 		var places []struct{ Name, Zone string }
@@ -125,7 +135,7 @@ func (a *API) upcoming(w http.ResponseWriter, r *http.Request, app int64) error 
 		}
 		for _, p := range places {
 			for _, in := range instants {
-				add(p.Name, p.Zone, in.at, in.event)
+				add(p.Name, p.Zone, in.at, -1, in.event)
 			}
 		}
 	}

@@ -27,13 +27,7 @@ type bundle struct {
 }
 
 func setup(t *testing.T, now time.Time) *bundle {
-	env := testenv.New(t)
-	fake := clock.NewFake(now)
-	index := grouping.NewIndex(env.Redis, env.DB, env.Prefix)
-	s := scheduler.New(scheduler.Config{AckTimeout: time.Minute, QueueTimeout: time.Minute, TrackLinger: -1}, env.DB, env.Redis, index,
-		queue.NewEnqueuer(asynq.NewClientFromRedisClient(env.Redis), env.Queue),
-		ack.NewReader(ack.NewTracker(env.Redis, env.Prefix)), fake, env.Log)
-	return &bundle{env: env, clock: fake, s: s, index: index, insp: asynq.NewInspectorFromRedisClient(env.Redis)}
+	return setupCfg(t, now, scheduler.Config{AckTimeout: time.Minute, QueueTimeout: time.Minute})
 }
 
 // reminder creates a reminder firing daily at local time at in zone, with

@@ -113,6 +113,10 @@ func migrateTimesEvents(tx *gorm.DB) error {
 		WHERE NOT EXISTS (SELECT 1 FROM reminder_locations rl WHERE rl.reminder_id = rt.reminder_id AND rl.location_id = rt.location_id)`).Error
 }
 
+// MigrationLock is the SQL expression naming the MySQL lock migrations run
+// under: one per database.
+const MigrationLock = "LEFT(CONCAT('chime_migrate:', DATABASE()), 64)"
+
 // Migrate brings the schema up to date. It is safe when several pods start
 // at once: on MySQL the migrations run under a named lock (GET_LOCK), so one
 // pod migrates while the others wait and then find nothing left to do.
@@ -137,7 +141,10 @@ func Migrate(ctx context.Context, db *gorm.DB) error {
 	}
 	defer conn.Close()
 	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('chime_schema_migrations', 120)").Scan(&got); err != nil {
+	// The lock is named for the database: named locks are server-wide, and
+	// another database on the server (another deployment) is not ours to
+	// wait for.
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK("+MigrationLock+", 120)").Scan(&got); err != nil {
 		return fmt.Errorf("migrate: take lock: %w", err)
 	}
 	if got.Int64 != 1 {
@@ -146,7 +153,7 @@ func Migrate(ctx context.Context, db *gorm.DB) error {
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, _ = conn.ExecContext(rctx, "DO RELEASE_LOCK('chime_schema_migrations')")
+		_, _ = conn.ExecContext(rctx, "DO RELEASE_LOCK("+MigrationLock+")")
 	}()
 	pinned, err := gorm.Open(mysql.New(mysql.Config{Conn: conn}), &gorm.Config{Logger: db.Logger, SkipDefaultTransaction: true})
 	if err != nil {

@@ -22,6 +22,7 @@
 package timetable
 
 import (
+	"bufio"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -73,7 +74,13 @@ var columns = []string{"location", "zone", "date", "name", "local_time"}
 // Errors listing up to maxErrors bad rows (0 means all), or another error if
 // the file is not CSV at all.
 func Parse(r io.Reader, maxErrors int) ([]Row, error) {
-	cr := csv.NewReader(r)
+	// A byte-order mark (spreadsheet exports write one) must go before the
+	// CSV reader sees the header's first quote.
+	br := bufio.NewReader(r)
+	if b, err := br.Peek(3); err == nil && string(b) == "\ufeff" {
+		_, _ = br.Discard(3)
+	}
+	cr := csv.NewReader(br)
 	cr.ReuseRecord = true
 	cr.TrimLeadingSpace = true
 	header, err := cr.Read()

@@ -12,7 +12,8 @@
 //
 // The API's address and key come from CHIME_API_URL (default
 // http://127.0.0.1:8080) and CHIME_API_KEY, or the -api and -key flags
-// before the command. Errors are one line on stderr and exit status 1.
+// before the command. Errors are one line on stderr and exit status 1; a
+// usage error is followed by the usage text.
 package main
 
 import (
@@ -22,7 +23,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -96,8 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 // explain turns transport and API errors into one line saying what to do.
 func explain(err error, base string) error {
 	var se *api.StatusError
-	var ne net.Error
-	var oe *net.OpError
+	var ue *url.Error
 	switch {
 	case err == nil:
 		return nil
@@ -113,8 +112,9 @@ func explain(err error, base string) error {
 			msg += "; " + f.Field + ": " + f.Message
 		}
 		return fmt.Errorf("%d %s: %s", se.Status, http.StatusText(se.Status), msg)
-	case errors.As(err, &oe), errors.As(err, &ne):
-		return fmt.Errorf("cannot reach the API at %s: %v", base, err)
+	case errors.As(err, &ue):
+		// The HTTP client failed: no connection, no answer in time, TLS.
+		return fmt.Errorf("cannot reach the API at %s: %v", base, ue.Err)
 	}
 	return err
 }
