@@ -39,6 +39,8 @@ package push
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -232,7 +234,7 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 			it.n = sender.Notification{
 				ID:    uuid.NewSHA1(uuid.NameSpaceURL, []byte(b.IdempotencyKey+"/"+strconv.FormatInt(d.ID, 10))).String(),
 				Token: d.Token, Secret: d.Secret, Title: msg.Title, Body: msg.Body, Data: msg.Data,
-				ExpiresAt: b.ExpiresAt, CollapseID: b.Reminder,
+				ExpiresAt: b.ExpiresAt, CollapseID: collapseID(b.Reminder),
 			}
 			byChannel[it.channel] = append(byChannel[it.channel], it)
 		}
@@ -333,6 +335,17 @@ func (s *Sender) deliver(ctx context.Context, name string, ch Channel, items []*
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("channel refused notifications after retries", "channel", name, "devices", len(pending), "err", err)
 	}
+}
+
+// collapseID lets a newer message of the same reminder replace an older one
+// the device has not shown yet. APNs takes at most 64 bytes; longer keys
+// are hashed.
+func collapseID(key string) string {
+	if len(key) <= 64 {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
 }
 
 func expire(items []*item, reason string) {

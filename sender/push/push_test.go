@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -347,4 +348,18 @@ func BenchmarkSend(b *testing.B) {
 			b.ReportMetric(float64(b.N*chunks*size)/(testenv.CPUTime()-cpu).Seconds(), "deliveries/cpu-s")
 		})
 	}
+}
+
+// A reminder key may have 100 characters, APNs takes a collapse ID of 64
+// bytes at most (the local server answers BadCollapseId beyond): long keys
+// are hashed, and the message goes out.
+func TestLongReminderKeyIsSent(t *testing.T) {
+	f := setup(t)
+	tok := f.device("u1", "iphone", store.PlatformIOS)
+	b := f.batch("u1")
+	b.Reminder = strings.Repeat("k", 100)
+	res, err := f.sender(push.Config{}).Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Zero(t, res.Failed, "%v", res.Failures)
+	require.Len(t, f.apns.Pushes(tok), 1)
 }
