@@ -205,6 +205,20 @@ func TestHandleCountsRefusedUsers(t *testing.T) {
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members) - failed, Failed: failed}, f.claim(t))
 }
 
+// A channel that reports some refused users as expired (held back past the
+// validity window, as the push channel's rate limit does) gets them counted
+// as expired, not failed, in the checkpoints and the finish.
+func TestHandleCountsExpiredUsers(t *testing.T) {
+	f := setup(t, 200)
+	rec := recorder{before: func(n int, b *sender.Batch) (sender.Result, error) {
+		return sender.Result{Failed: 3, Expired: 2}, nil
+	}}
+	require.NoError(t, f.worker(t, "w1", &rec).Handle(context.Background(), f.payload(1)))
+	batches, _ := rec.sent()
+	n := len(batches)
+	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members) - 3*n, Failed: n, Expired: 2 * n}, f.claim(t))
+}
+
 func TestHandleResumesAfterFailure(t *testing.T) {
 	f := setup(t, 300)
 	require.Greater(t, len(f.members), 4*chunk)
