@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
+	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/sender/apns/apnstest"
 	"github.com/chime-dev/chime/sender/fcm/fcmtest"
 	"github.com/chime-dev/chime/sender/webhook/webhooktest"
@@ -249,4 +252,81 @@ func TestPushRateLimitExpiresWhatWouldBeLate(t *testing.T) {
 	require.Equal(t, 200, b.call(http.MethodGet, fmt.Sprintf("/v1/occurrences/%d/failures", occ[0].ID), nil, &f))
 	require.Len(t, f.Failures, users-10)
 	require.Contains(t, f.Failures[0].Reason, "expired: rate limit of fcm")
+}
+
+// Fault: a worker process delivering through the push channel is killed
+// with SIGKILL mid-group. Checked: every device still gets the reminder
+// (the group is queued again and resumes at its checkpoint), no group
+// repeats more than one chunk, and the occurrence counts every user once.
+func TestPushWorkerKilledMidGroupLosesNoDevice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a worker process")
+	}
+	b := setup(t)
+	srv := b.usePush()
+	bin := filepath.Join(t.TempDir(), "worker")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/worker")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+
+	// Each FCM request takes 100ms, so a chunk of 20 takes at least that.
+	srv.fcm.Delay = 100 * time.Millisecond
+	const users, groups, chunk = 600, 4, 20
+	b.cfg.ChunkSize = chunk
+	b.startCoordinator("c1")
+	p := b.cfg.Push
+	worker := func(name string) *exec.Cmd {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(),
+			"REDIS_URL="+b.env.RedisURL, "MYSQL_DSN="+b.env.DSN, "CHIME_REDIS_PREFIX="+b.env.Prefix,
+			"CHIME_QUEUE="+b.env.Queue, "CHIME_SENDER=push", "CHIME_FCM_PROJECT="+p.FCMProject,
+			"CHIME_FCM_CREDENTIALS_FILE="+p.FCMCredentialsFile, "CHIME_FCM_ENDPOINT="+p.FCMEndpoint,
+			"CHIME_CHUNK_SIZE="+strconv.Itoa(chunk), "CHIME_LEASE_TTL=2s", "CHIME_WORKER_CONCURRENCY=4",
+			"CHIME_REPLICA_ID="+name, "CHIME_LOG_LEVEL=warn")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		require.NoError(t, cmd.Start())
+		return cmd
+	}
+	first := worker("doomed")
+	t.Cleanup(func() { _ = first.Process.Kill(); _, _ = first.Process.Wait() })
+
+	places := []place{{"istanbul", "Europe/Istanbul"}}
+	b.putReminder("maghrib", groups, time.Now().Add(2*time.Hour), places)
+	b.register("maghrib", 7000, users, places)
+	tokens := make([]string, users)
+	for i := range users {
+		tokens[i] = "fcm-" + strconv.Itoa(7000+i)
+		b.putDevice(strconv.Itoa(7000+i), "pixel", map[string]any{"platform": "android", "token": tokens[i]})
+	}
+	fireAt := nextSecond(2 * time.Second)
+	b.putReminder("maghrib", groups, fireAt, places)
+
+	reached := func() int {
+		n, _, _ := srv.fcm.Counts()
+		return n
+	}
+	testenv.WaitUntil(t, time.Minute, "a third of the devices reached", func() bool { return reached() >= users/3 })
+	require.NoError(t, first.Process.Signal(os.Kill))
+	_, _ = first.Process.Wait()
+	killedAt := reached()
+	require.Less(t, killedAt, users, "the worker finished before it could be killed")
+	t.Logf("killed the worker after %d of %d devices", killedAt, users)
+
+	second := worker("survivor")
+	t.Cleanup(func() { _ = second.Process.Signal(os.Interrupt); _, _ = second.Process.Wait() })
+	occ := at(b.waitDone("maghrib", 1, 2*time.Minute), fireAt)
+	require.Len(t, occ, 1)
+	require.EqualValues(t, users, occ[0].Delivered, "recorded deliveries")
+	dups := map[int]int{}
+	for i, tok := range tokens {
+		n := len(srv.fcm.Messages(tok))
+		require.Positive(t, n, "device of user %d never reached", 7000+i)
+		if n > 1 {
+			dups[grouping.Of(strconv.Itoa(7000+i), groups)] += n - 1
+		}
+	}
+	for g, n := range dups {
+		require.LessOrEqual(t, n, chunk, "group %d repeated %d deliveries", g, n)
+	}
+	t.Logf("duplicates per group: %v", dups)
 }

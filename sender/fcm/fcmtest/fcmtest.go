@@ -70,6 +70,9 @@ type Server struct {
 	email   string
 	srv     *httptest.Server
 	discard bool
+	// Delay is slept before answering each send, to stretch deliveries out
+	// in tests that kill a worker mid-group. Set it before sending.
+	Delay time.Duration
 
 	mu       sync.Mutex
 	access   map[string]bool
@@ -200,6 +203,9 @@ func (s *Server) reject(w http.ResponseWriter, f Fault) {
 }
 
 func (s *Server) send(w http.ResponseWriter, r *http.Request) {
+	if s.Delay > 0 {
+		time.Sleep(s.Delay)
+	}
 	if r.PathValue("op") != "messages:send" {
 		s.reject(w, Fault{HTTP: 404, Status: "NOT_FOUND", Message: "no such method"})
 		return
