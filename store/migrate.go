@@ -47,6 +47,22 @@ var migrations = []*gormigrate.Migration{
 		ID:      "0003_times_events",
 		Migrate: migrateTimesEvents,
 	},
+	{
+		ID: "0004b_reminder_content",
+		Migrate: func(tx *gorm.DB) error {
+			// A reminder's language, translations and tags; reminders
+			// stored before get "en" and none.
+			for _, col := range []string{"Lang", "Translations", "Tags"} {
+				if tx.Migrator().HasColumn(&Reminder{}, col) {
+					continue // created by 0001 from the current struct
+				}
+				if err := tx.Migrator().AddColumn(&Reminder{}, col); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace
