@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"text/template"
+	"time"
 
 	"github.com/nicksnyder/go-i18n/v2/i18n"
 	i18ntemplate "github.com/nicksnyder/go-i18n/v2/i18n/template"
@@ -34,7 +35,7 @@ type Message struct {
 	Body  string
 	// Lang is the language the message is in.
 	Lang string
-	// Data are key-value pairs for the app: reminder, occurrence, lang. The
+	// Data are key-value pairs for the app: reminder and occurrence. The
 	// map is shared by the messages of a batch and must not be modified.
 	Data map[string]string
 }
@@ -43,23 +44,50 @@ type Message struct {
 type Config struct {
 	// Processors are what reminder tags turn on. Defaults to none.
 	Processors *Registry
-	// CacheSize is how many batches, and how many batch contents, are kept
-	// prepared; the cache keeps between one and two times as many. Defaults
-	// to 1024.
+	// CacheSize is how many batches, batch contents and reminder contents
+	// are kept prepared; each cache keeps between one and two times as
+	// many. Defaults to 1024.
 	CacheSize int
 }
 
 // Composer turns a batch and a device into the message for that device.
-// It prepares each batch content once (parses its templates, builds its
-// language bundle, decodes its event) and keeps it in a cache, so the cost
-// per device is a language choice cached per locale, two template
-// executions and the text processors. It is safe for concurrent use.
+//
+// Work is done once at each level and cached: per reminder content (its
+// templates parsed, its language bundle and matcher built: shared by the
+// occurrences of a reminder at every location), per batch content (the
+// location's variables, the decoded event, the content key: shared by the
+// chunks of an occurrence), and per device locale (the language chosen).
+// Per device remain two template executions and the text processors. It is
+// safe for concurrent use.
 type Composer struct {
 	cfg Config
 
-	mu        sync.RWMutex
-	byBatch   [2]map[*sender.Batch]*Prepared // current and previous generation
-	byContent [2]map[string]*Prepared
+	mu       sync.RWMutex
+	batches  cache[*sender.Batch, *Prepared]
+	prepared cache[string, *Prepared]
+	compiled cache[string, *compiled]
+}
+
+// cache is a map that forgets: when the current generation is full it
+// becomes the previous one, and the one before is dropped.
+type cache[K comparable, V any] struct {
+	size     int
+	cur, old map[K]V
+}
+
+func (c *cache[K, V]) get(k K) (V, bool) {
+	if v, ok := c.cur[k]; ok {
+		return v, true
+	}
+	v, ok := c.old[k]
+	return v, ok
+}
+
+func (c *cache[K, V]) put(k K, v V) {
+	if c.cur == nil || len(c.cur) >= c.size {
+		c.old, c.cur = c.cur, make(map[K]V)
+	}
+	c.cur[k] = v
 }
 
 // NewComposer returns a Composer.
@@ -68,8 +96,7 @@ func NewComposer(cfg Config) *Composer {
 		cfg.CacheSize = 1024
 	}
 	c := &Composer{cfg: cfg}
-	c.byBatch[0] = map[*sender.Batch]*Prepared{}
-	c.byContent[0] = map[string]*Prepared{}
+	c.batches.size, c.prepared.size, c.compiled.size = cfg.CacheSize, cfg.CacheSize, cfg.CacheSize
 	return c
 }
 
@@ -100,44 +127,39 @@ func (c *Composer) ContentKey(b *sender.Batch) (string, error) {
 // with the same content, was prepared before.
 func (c *Composer) Prepare(b *sender.Batch) (*Prepared, error) {
 	c.mu.RLock()
-	p := c.byBatch[0][b]
-	if p == nil {
-		p = c.byBatch[1][b]
-	}
+	p, ok := c.batches.get(b)
 	c.mu.RUnlock()
-	if p != nil {
+	if ok {
 		return p, p.err
 	}
-	fp := fingerprint(b)
+	contentFP, batchFP := fingerprints(b)
 	c.mu.RLock()
-	p = c.byContent[0][fp]
-	if p == nil {
-		p = c.byContent[1][fp]
-	}
+	p, ok = c.prepared.get(batchFP)
+	cc, compiledOK := c.compiled.get(contentFP)
 	c.mu.RUnlock()
-	if p == nil {
-		// Two goroutines may prepare the same content at once; both results
-		// are equal and the second one stays.
-		p = prepare(b, c.cfg.Processors)
+	// Two goroutines may prepare the same content at once; the results are
+	// equal and the later one stays.
+	if !ok {
+		if !compiledOK {
+			cc = compile(Of(b), c.cfg.Processors)
+			c.mu.Lock()
+			c.compiled.put(contentFP, cc)
+			c.mu.Unlock()
+		}
+		p = prepare(b, cc)
 	}
 	c.mu.Lock()
-	if len(c.byBatch[0]) >= c.cfg.CacheSize {
-		c.byBatch[1], c.byBatch[0] = c.byBatch[0], map[*sender.Batch]*Prepared{}
-	}
-	c.byBatch[0][b] = p
-	if _, ok := c.byContent[0][fp]; !ok {
-		if len(c.byContent[0]) >= c.cfg.CacheSize {
-			c.byContent[1], c.byContent[0] = c.byContent[0], map[string]*Prepared{}
-		}
-		c.byContent[0][fp] = p
+	c.batches.put(b, p)
+	if !ok {
+		c.prepared.put(batchFP, p)
 	}
 	c.mu.Unlock()
 	return p, p.err
 }
 
-// fingerprint hashes every field of b that a message depends on, except
-// the user.
-func fingerprint(b *sender.Batch) string {
+// fingerprints hash what a message depends on, except the user and the
+// device: the reminder's content, and with it everything else of the batch.
+func fingerprints(b *sender.Batch) (content, batch string) {
 	h := sha256.New()
 	var n [8]byte
 	field := func(s string) {
@@ -145,15 +167,9 @@ func fingerprint(b *sender.Batch) string {
 		h.Write(n[:])
 		h.Write([]byte(s))
 	}
-	field(strconv.FormatInt(b.Occurrence, 10))
-	field(b.Reminder)
 	field(b.Title)
 	field(b.Body)
 	field(b.Lang)
-	field(b.Location)
-	field(b.Zone)
-	field(b.FireAt.UTC().Format("2006-01-02T15:04:05.999999999"))
-	field(string(b.Data))
 	field(strings.Join(b.Tags, "\x00"))
 	langs := make([]string, 0, len(b.Translations))
 	for k := range b.Translations {
@@ -165,21 +181,27 @@ func fingerprint(b *sender.Batch) string {
 		field(b.Translations[k].Title)
 		field(b.Translations[k].Body)
 	}
-	return string(h.Sum(nil))
+	content = string(h.Sum(nil))
+	field(strconv.FormatInt(b.Occurrence, 10))
+	field(b.Reminder)
+	field(b.Location)
+	field(b.Zone)
+	field(b.FireAt.UTC().Format(time.RFC3339Nano))
+	field(string(b.Data))
+	return content, string(h.Sum(nil))
 }
 
-// Prepared is a batch content made ready for composing: templates parsed,
-// language bundle built, event decoded. It is safe for concurrent use.
-type Prepared struct {
+// compiled is a reminder's content made ready: every template parsed
+// once, the go-i18n bundle of its languages, and the language chosen for
+// each device locale seen.
+type compiled struct {
 	err     error
-	base    Vars
+	content Content
 	bundle  *i18n.Bundle
 	matcher language.Matcher
 	parser  *parser
 	text    []func(string) string
 	hasBody bool
-	data    map[string]string // without lang
-	key     string
 	locales sync.Map // device locale -> *locale
 }
 
@@ -187,52 +209,84 @@ type Prepared struct {
 type locale struct {
 	lang string
 	loc  *i18n.Localizer
-	data map[string]string
 }
 
-func prepare(b *sender.Batch, reg *Registry) *Prepared {
-	p := &Prepared{}
-	if err := p.init(b, reg); err != nil {
-		p.err = fmt.Errorf("content of reminder %s: %w", b.Reminder, err)
-	}
-	return p
-}
-
-func (p *Prepared) init(b *sender.Batch, reg *Registry) error {
-	c := Of(b)
+func compile(c Content, reg *Registry) *compiled {
+	cc := &compiled{content: c}
 	source, text := reg.stages(c.Tags)
-	p.text = text
-	p.hasBody = c.Body != ""
+	cc.text = text
+	cc.hasBody = c.Body != ""
 	bundle, err := newBundle(c, source)
 	if err != nil {
-		return err
+		cc.err = err
+		return cc
 	}
-	p.bundle = bundle
-	p.matcher = language.NewMatcher(bundle.LanguageTags())
-	p.parser = &parser{parsed: map[string]*template.Template{}}
-	parse := func(name, src string) error {
-		src = rewrite(src, source)
-		if !strings.Contains(src, "{{") {
-			return nil
-		}
-		t, err := parseText(name, src)
-		if err != nil {
-			return err
-		}
-		p.parser.parsed[src] = t
-		return nil
-	}
+	cc.bundle = bundle
+	cc.matcher = language.NewMatcher(bundle.LanguageTags())
+	cc.parser = &parser{parsed: map[string]*template.Template{}}
 	texts := []Text{{Title: c.Title, Body: c.Body}}
 	for _, t := range c.Translations {
 		texts = append(texts, t)
 	}
 	for _, t := range texts {
-		if err := parse("title", t.Title); err != nil {
-			return err
+		for _, x := range [][2]string{{"title", t.Title}, {"body", t.Body}} {
+			src := rewrite(x[1], source)
+			if !strings.Contains(src, "{{") {
+				continue
+			}
+			t, err := parseText(x[0], src)
+			if err != nil {
+				cc.err = err
+				return cc
+			}
+			cc.parser.parsed[src] = t
 		}
-		if err := parse("body", t.Body); err != nil {
-			return err
+	}
+	return cc
+}
+
+// locale returns the language chosen for a device locale, cached: the best
+// match among the bundle's languages, or the default language.
+func (cc *compiled) locale(s string) *locale {
+	if l, ok := cc.locales.Load(s); ok {
+		return l.(*locale)
+	}
+	tags := cc.bundle.LanguageTags()
+	chosen := tags[0] // the default language
+	if s != "" {
+		if want, err := language.Parse(s); err == nil {
+			if _, i, conf := cc.matcher.Match(want); conf != language.No {
+				chosen = tags[i]
+			}
 		}
+	}
+	l := &locale{lang: chosen.String(), loc: i18n.NewLocalizer(cc.bundle, chosen.String())}
+	cc.locales.Store(s, l)
+	return l
+}
+
+// Prepared is a batch content made ready for composing: its reminder
+// content compiled, its variables set, its event decoded. It is safe for
+// concurrent use.
+type Prepared struct {
+	err  error
+	c    *compiled
+	base Vars
+	data map[string]string
+	key  string
+}
+
+func prepare(b *sender.Batch, cc *compiled) *Prepared {
+	p := &Prepared{c: cc}
+	if err := p.init(b); err != nil {
+		p.err = fmt.Errorf("content of reminder %s: %w", b.Reminder, err)
+	}
+	return p
+}
+
+func (p *Prepared) init(b *sender.Batch) error {
+	if p.c.err != nil {
+		return p.c.err
 	}
 	zone, err := localtime.LoadZone(b.Zone)
 	if err != nil {
@@ -243,22 +297,23 @@ func (p *Prepared) init(b *sender.Batch, reg *Registry) error {
 		Reminder: b.Reminder, Location: b.Location, Zone: b.Zone, FireAt: at,
 		LocalTime: at.Format("15:04"), LocalDate: at.Format("2006-01-02"),
 	}
-	if len(bytes.TrimSpace(b.Data)) > 0 && string(bytes.TrimSpace(b.Data)) != "null" {
-		dec := json.NewDecoder(bytes.NewReader(b.Data))
+	if data := bytes.TrimSpace(b.Data); len(data) > 0 && string(data) != "null" {
+		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.UseNumber() // 1500000 stays 1500000, not 1.5e+06
 		if err := dec.Decode(&p.base.Event); err != nil {
 			return fmt.Errorf("event data is not a JSON object: %w", err)
 		}
 	}
 	p.data = map[string]string{"reminder": b.Reminder, "occurrence": strconv.FormatInt(b.Occurrence, 10)}
-	p.key = p.contentKey(c)
+	p.key = p.contentKey()
 	return nil
 }
 
 // contentKey is the hash of the default-language message filled without a
 // user (or, when that fails, of its templates and event), the
 // translations and the tags.
-func (p *Prepared) contentKey(c Content) string {
+func (p *Prepared) contentKey() string {
+	c := p.c.content
 	h := sha256.New()
 	var n [8]byte
 	field := func(s string) {
@@ -297,48 +352,24 @@ func (p *Prepared) Compose(d Device) (Message, error) {
 	if p.err != nil {
 		return Message{}, p.err
 	}
-	l := p.locale(d.Locale)
+	l := p.c.locale(d.Locale)
 	v := p.base
 	v.User, v.Platform, v.Lang = d.UserID, d.Platform, l.lang
-	title, err := l.loc.Localize(&i18n.LocalizeConfig{MessageID: idTitle, TemplateData: &v, TemplateParser: p.parser})
+	title, err := l.loc.Localize(&i18n.LocalizeConfig{MessageID: idTitle, TemplateData: &v, TemplateParser: p.c.parser})
 	if err != nil {
 		return Message{}, fmt.Errorf("content: title: %w", err)
 	}
 	var body string
-	if p.hasBody {
+	if p.c.hasBody {
 		v.Title = title
-		if body, err = l.loc.Localize(&i18n.LocalizeConfig{MessageID: idBody, TemplateData: &v, TemplateParser: p.parser}); err != nil {
+		if body, err = l.loc.Localize(&i18n.LocalizeConfig{MessageID: idBody, TemplateData: &v, TemplateParser: p.c.parser}); err != nil {
 			return Message{}, fmt.Errorf("content: body: %w", err)
 		}
 	}
-	for _, f := range p.text {
+	for _, f := range p.c.text {
 		title, body = f(title), f(body)
 	}
-	return Message{Title: title, Body: body, Lang: l.lang, Data: l.data}, nil
-}
-
-// locale returns the language chosen for a device locale, cached: the best
-// match among the bundle's languages, or the default language.
-func (p *Prepared) locale(s string) *locale {
-	if l, ok := p.locales.Load(s); ok {
-		return l.(*locale)
-	}
-	tags := p.bundle.LanguageTags()
-	chosen := tags[0] // the default language
-	if s != "" {
-		if want, err := language.Parse(s); err == nil {
-			if _, i, conf := p.matcher.Match(want); conf != language.No {
-				chosen = tags[i]
-			}
-		}
-	}
-	l := &locale{lang: chosen.String(), loc: i18n.NewLocalizer(p.bundle, chosen.String()), data: make(map[string]string, len(p.data)+1)}
-	for k, v := range p.data {
-		l.data[k] = v
-	}
-	l.data["lang"] = l.lang
-	p.locales.Store(s, l)
-	return l
+	return Message{Title: title, Body: body, Lang: l.lang, Data: p.data}, nil
 }
 
 // parser hands go-i18n the templates Prepare parsed, so none is parsed

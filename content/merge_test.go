@@ -102,3 +102,20 @@ func TestMergerRedisDown(t *testing.T) {
 	require.Error(t, err)
 	require.Equal(t, users(0, 4), keep)
 }
+
+// BenchmarkMergerFilter measures merging per user: chunks of 500 users,
+// each a new (user, content) pair, one pipelined round trip per chunk.
+func BenchmarkMergerFilter(b *testing.B) {
+	env := testenv.NewRedis(b)
+	ctx := context.Background()
+	m := content.NewMerger(content.MergerConfig{Prefix: env.Prefix, Window: time.Minute}, env.Redis)
+	chunk := users(0, 500)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		keep, err := m.Filter(ctx, chunk, fmt.Sprint("content-", i), "1")
+		if err != nil || len(keep) != len(chunk) {
+			b.Fatal(err, len(keep))
+		}
+	}
+	b.ReportMetric(float64(b.N*len(chunk))/b.Elapsed().Seconds(), "users/s")
+}
