@@ -124,3 +124,25 @@ func TestReminderPlaceholdersNeedTheirTag(t *testing.T) {
 	got := b.putReminder("sale", body)
 	require.Equal(t, "{{brand}} flash sale", got.Title, "stored as written; filled at delivery")
 }
+
+// A template may read an event field directly only when every event has it:
+// a topic reminder whose schema requires the field. Elsewhere the read would
+// fail the message at delivery, so it is refused when the reminder is stored.
+func TestReminderEventFields(t *testing.T) {
+	b := setup(t)
+	schema := map[string]any{"type": "object", "required": []string{"product"},
+		"properties": map[string]any{"product": map[string]string{"type": "string"}, "discount": map[string]string{"type": "integer"}}}
+	topic := func(title, body string) map[string]any {
+		return map[string]any{"kind": "topic", "title": title, "body": body, "schema": schema}
+	}
+	got := b.putReminder("sale", topic("{{.Event.product}}", `{{get .Event "discount" 10}}% off`))
+	require.Equal(t, "{{.Event.product}}", got.Title)
+
+	requireProblem(t, b.as(http.MethodPut, "/v1/reminders/sale", topic("{{.Event.product}}", "{{.Event.discount}}% off")),
+		http.StatusUnprocessableEntity, `body: {{.Event.discount}}: the topic's schema does not require "discount"`, `{{get .Event "discount" "default"}}`)
+	daily := reminder("{{.Event.product}} at {{.LocalTime}}", at("jakarta", "Asia/Jakarta", "12:00"))
+	requireProblem(t, b.as(http.MethodPut, "/v1/reminders/daily", daily),
+		http.StatusUnprocessableEntity, "title: {{.Event.product}}: a daily reminder fires without an event")
+	daily["title"] = `{{get .Event "product" "Sale"}} at {{.LocalTime}}`
+	b.putReminder("daily", daily)
+}

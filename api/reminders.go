@@ -124,10 +124,6 @@ func (in *reminderInput) validate(reg *content.Registry) (out parsedReminder, p 
 	if in.Title == "" {
 		bad("title", "is required")
 	}
-	// Lengths, templates, languages and tags.
-	var cerrs []FieldError
-	out.content, cerrs = reminderContent(in, reg)
-	errs = append(errs, cerrs...)
 	out.groups = grouping.DefaultGroups
 	if in.Groups != nil {
 		out.groups = *in.Groups
@@ -210,6 +206,10 @@ func (in *reminderInput) validate(reg *content.Registry) (out parsedReminder, p 
 	} else if len(in.Schema) > 0 {
 		bad("schema", "only topic reminders have an event schema")
 	}
+	// Lengths, templates, languages and tags.
+	var cerrs []FieldError
+	out.content, cerrs = reminderContent(in, reg, out.kind, out.schema)
+	errs = append(errs, cerrs...)
 	if len(in.Times) > 10000 {
 		bad("times", "at most 10000 entries")
 	}

@@ -234,7 +234,7 @@ func compile(c Content, reg *Registry) *compiled {
 			if !strings.Contains(src, "{{") {
 				continue
 			}
-			t, err := parseText(x[0], src)
+			t, _, err := parseText(x[0], src)
 			if err != nil {
 				cc.err = err
 				return cc

@@ -48,11 +48,21 @@ type Problem struct {
 
 var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,39}$`)
 
+// Rules are what Normalize checks a content against besides its form.
+type Rules struct {
+	// Processors are the tag processors; their source stage runs before a
+	// template is checked, as at delivery. May be nil.
+	Processors *Registry
+	// Event says why a template may not read the event field name
+	// directly ({{.Event.name}}, which fails at delivery when the event
+	// lacks it), or "" if it may. Nil allows every field.
+	Event func(name string) string
+}
+
 // Normalize validates c and returns it with its language tags in canonical
 // form ("pt_BR" becomes "pt-BR") and its tags sorted and without
-// duplicates. Each template is checked as it will be parsed at delivery:
-// after the source processors its tags turn on in reg (which may be nil).
-func Normalize(c Content, reg *Registry) (Content, []Problem) {
+// duplicates. Each template is checked as it will be parsed at delivery.
+func Normalize(c Content, rules Rules) (Content, []Problem) {
 	var ps []Problem
 	bad := func(field, format string, args ...any) {
 		ps = append(ps, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
@@ -72,7 +82,7 @@ func Normalize(c Content, reg *Registry) (Content, []Problem) {
 		slices.Sort(out.Tags)
 		out.Tags = slices.Compact(out.Tags)
 	}
-	source, _ := reg.stages(out.Tags)
+	source, _ := rules.Processors.stages(out.Tags)
 
 	var def language.Tag
 	if c.Lang != "" {
@@ -93,8 +103,18 @@ func Normalize(c Content, reg *Registry) (Content, []Problem) {
 		for _, f := range source {
 			src = f(src)
 		}
-		if _, err := parseText(name, src); err != nil {
+		_, events, err := parseText(name, src)
+		if err != nil {
 			bad(field, "%v", err)
+			return
+		}
+		for _, e := range events {
+			if rules.Event == nil {
+				break
+			}
+			if why := rules.Event(e); why != "" {
+				bad(field, "{{.Event.%s}}: %s", e, why)
+			}
 		}
 	}
 	check("title", "title", c.Title, MaxTitle)

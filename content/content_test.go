@@ -10,27 +10,30 @@ import (
 func TestParseText(t *testing.T) {
 	tests := []struct {
 		name, field, src string
-		err              string // substring of the error; empty for none
+		events           []string // event fields read directly
+		err              string   // substring of the error; empty for none
 	}{
-		{"plain", "title", "Fajr", ""},
-		{"variables", "body", "Fajr at {{.LocalTime}} in {{.Location}} ({{.Zone}}), {{.User}}", ""},
-		{"title in body", "body", "{{.Title}}: starts now", ""},
-		{"event field", "body", "{{.Event.product}} for {{.Event.price}}", ""},
-		{"functions", "title", `{{upper .Location}} {{get .Event "name" "friend"}} {{.FireAt.Format "Mon 15:04"}}`, ""},
-		{"range sees another dot", "body", "{{range .Event.items}}{{.name}} {{end}}", ""},
-		{"with else sees the vars", "body", "{{with .Event.name}}{{.}}{{else}}{{.Nope}}{{end}}", "unknown variable .Nope"},
-		{"root variable inside range", "body", "{{range .Event.items}}{{$.Locaton}}{{end}}", "unknown variable .Locaton"},
-		{"unclosed action", "title", "Sale {{.Location", "unclosed action"},
-		{"unknown function", "title", "{{brand}} sale", `function "brand" not defined`},
-		{"unknown variable", "title", "Fajr in {{.City}}", "unknown variable .City"},
-		{"title in title", "title", "{{.Title}}!", ".Title is the rendered title"},
-		{"if branches", "body", "{{if .Event}}{{.Event.x}}{{else}}{{.Lang}}{{end}}", ""},
+		{"plain", "title", "Fajr", nil, ""},
+		{"variables", "body", "Fajr at {{.LocalTime}} in {{.Location}} ({{.Zone}}), {{.User}}", nil, ""},
+		{"title in body", "body", "{{.Title}}: starts now", nil, ""},
+		{"event fields", "body", "{{.Event.product}} for {{.Event.price}}, {{.Event.product}}", []string{"price", "product"}, ""},
+		{"functions", "title", `{{upper .Location}} {{get .Event "name" "friend"}} {{.FireAt.Format "Mon 15:04"}}`, nil, ""},
+		{"range sees another dot", "body", "{{range .Event.items}}{{.name}} {{end}}", []string{"items"}, ""},
+		{"with else sees the vars", "body", "{{with .Event.name}}{{.}}{{else}}{{.Nope}}{{end}}", nil, "unknown variable .Nope"},
+		{"root variable inside range", "body", "{{range .Event.items}}{{$.Locaton}}{{end}}", nil, "unknown variable .Locaton"},
+		{"root event inside with", "body", "{{with .Location}}{{$.Event.sku}}{{end}}", []string{"sku"}, ""},
+		{"unclosed action", "title", "Sale {{.Location", nil, "unclosed action"},
+		{"unknown function", "title", "{{brand}} sale", nil, `function "brand" not defined`},
+		{"unknown variable", "title", "Fajr in {{.City}}", nil, "unknown variable .City"},
+		{"title in title", "title", "{{.Title}}!", nil, ".Title is the rendered title"},
+		{"if branches", "body", "{{if .Event}}{{.Event.x}}{{else}}{{.Lang}}{{end}}", []string{"x"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseText(tt.field, tt.src)
+			_, events, err := parseText(tt.field, tt.src)
 			if tt.err == "" {
 				require.NoError(t, err)
+				require.Equal(t, tt.events, events)
 			} else {
 				require.ErrorContains(t, err, tt.err)
 			}
@@ -83,14 +86,26 @@ func TestNormalize(t *testing.T) {
 			bad: []string{"translations.EN", "translations.ar.body", "translations.id.title", "translations.ms.title", "translations.pt_BR", "translations.x y"},
 		},
 		{
+			name: "event fields the rule refuses",
+			in: Content{Title: "{{.Event.product}}", Body: "{{.Event.price}} {{get .Event \"note\"}}",
+				Translations: map[string]Text{"ar": {Title: "{{.Event.product}}", Body: "{{.Event.price}}"}}},
+			bad: []string{"body", "translations.ar.body"},
+		},
+		{
 			name: "translation body where the default has none",
 			in:   Content{Title: "Live now", Translations: map[string]Text{"id": {Title: "Siaran langsung", Body: "sekarang"}}},
 			bad:  []string{"translations.id.body"},
 		},
 	}
+	required := func(name string) string {
+		if name == "product" {
+			return ""
+		}
+		return "not required"
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ps := Normalize(tt.in, reg)
+			got, ps := Normalize(tt.in, Rules{Processors: reg, Event: required})
 			if tt.bad == nil {
 				require.Empty(t, ps)
 				require.Equal(t, tt.want, got)

@@ -79,13 +79,15 @@ func reserved(name string) bool {
 	return ok
 }
 
-// parseText parses one template of a reminder (field "title" or "body") and
-// checks that it names only known variables.
-func parseText(field, src string) (*template.Template, error) {
+// parseText parses one template of a reminder (field "title" or "body"),
+// checks that it names only known variables, and returns the event fields
+// it reads directly ({{.Event.price}} reads "price").
+func parseText(field, src string) (*template.Template, []string, error) {
 	t, err := template.New(field).Option("missingkey=error").Funcs(funcs).Parse(src)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var events []string
 	for _, tt := range t.Templates() {
 		if tt.Tree == nil {
 			continue
@@ -94,17 +96,28 @@ func parseText(field, src string) (*template.Template, error) {
 		c := checker{title: field == "title", dot: tt.Name() == field}
 		c.node(tt.Tree.Root)
 		if c.err != nil {
-			return nil, fmt.Errorf("template: %s: %w", field, c.err)
+			return nil, nil, fmt.Errorf("template: %s: %w", field, c.err)
 		}
+		events = append(events, c.events...)
 	}
-	return t, nil
+	slices.Sort(events)
+	return t, slices.Compact(events), nil
 }
 
-// checker walks a parse tree and refuses variables Vars does not have.
+// checker walks a parse tree, refuses variables Vars does not have, and
+// collects the event fields read directly.
 type checker struct {
-	title bool // the title may not use .Title
-	dot   bool // dot is the Vars (false inside range and with)
-	err   error
+	title  bool // the title may not use .Title
+	dot    bool // dot is the Vars (false inside range and with)
+	events []string
+	err    error
+}
+
+func (c *checker) fields(idents []string) {
+	c.field(idents[0])
+	if idents[0] == "Event" && len(idents) > 1 {
+		c.events = append(c.events, idents[1])
+	}
 }
 
 func (c *checker) field(name string) {
@@ -140,11 +153,11 @@ func (c *checker) node(n parse.Node) {
 		}
 	case *parse.FieldNode:
 		if c.dot {
-			c.field(n.Ident[0])
+			c.fields(n.Ident)
 		}
 	case *parse.VariableNode:
 		if len(n.Ident) > 1 && n.Ident[0] == "$" {
-			c.field(n.Ident[1])
+			c.fields(n.Ident[1:])
 		}
 	case *parse.ChainNode:
 		c.node(n.Node)
