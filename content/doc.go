@@ -16,7 +16,9 @@
 // when the reminder is stored; a field of .Event that the event does not
 // carry is an error at delivery (missingkey=error), which the push sender
 // records as a failure for that user with the error as the reason. Optional
-// event fields are read with get: {{get .Event "name" "friend"}}.
+// event fields are read with get: {{get .Event "name" "friend"}}. Normalize
+// reports the fields a template reads directly to Rules.Event, so the API
+// refuses reads that not every event can satisfy.
 //
 // # Languages
 //
