@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -114,7 +115,8 @@ func (c *Composer) Compose(b *sender.Batch, d Device) (Message, error) {
 // ContentKey identifies what b says, for merging identical reminders: the
 // hash of its default-language message filled without a user, its
 // translations and its tags. Two batches with equal keys say the same to
-// every user whose message does not depend on the user.
+// every user whose message does not depend on the user. It is "" for a
+// reminder tagged TagNoMerge, which Merger.Filter never merges.
 func (c *Composer) ContentKey(b *sender.Batch) (string, error) {
 	p, err := c.Prepare(b)
 	if err != nil {
@@ -305,7 +307,9 @@ func (p *Prepared) init(b *sender.Batch) error {
 		}
 	}
 	p.data = map[string]string{"reminder": b.Reminder, "occurrence": strconv.FormatInt(b.Occurrence, 10)}
-	p.key = p.contentKey()
+	if !slices.Contains(b.Tags, TagNoMerge) {
+		p.key = p.contentKey()
+	}
 	return nil
 }
 

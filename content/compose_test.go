@@ -190,6 +190,10 @@ func TestContentKey(t *testing.T) {
 	tr.Translations = map[string]sender.Text{"ar": {Title: "الفجر", Body: "الفجر"}}
 	require.NotEqual(t, base, key(tr), "other translations")
 
+	repeat := fajr()
+	repeat.Tags = []string{TagNoMerge}
+	require.Empty(t, key(repeat), "a reminder tagged no-merge has no content key")
+
 	ev := fajr()
 	ev.Body, ev.Data = "{{.Event.missing}}", json.RawMessage(`{"a":1}`)
 	k, err := c.ContentKey(ev)

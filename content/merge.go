@@ -50,10 +50,11 @@ func NewMerger(cfg MergerConfig, rdb redis.UniversalClient) *Merger {
 // again in full. Each user is marked in the same round trip, one
 // SET NX GET per user in one pipeline.
 //
-// On error Filter returns every user with the error, so a caller that
-// logs it and goes on delivers without merging rather than not at all.
+// An empty contentKey (a reminder tagged no-merge) keeps every user. On
+// error Filter returns every user with the error, so a caller that logs it
+// and goes on delivers without merging rather than not at all.
 func (m *Merger) Filter(ctx context.Context, users []string, contentKey, origin string) ([]string, error) {
-	if m.cfg.Window <= 0 || len(users) == 0 {
+	if m.cfg.Window <= 0 || len(users) == 0 || contentKey == "" {
 		return users, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)

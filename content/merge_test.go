@@ -77,6 +77,20 @@ func TestMergerWindowEnds(t *testing.T) {
 	require.Len(t, keep, 3)
 }
 
+func TestMergerNoContentKey(t *testing.T) {
+	env := testenv.NewRedis(t)
+	ctx := context.Background()
+	m := content.NewMerger(content.MergerConfig{Prefix: env.Prefix, Window: time.Minute}, env.Redis)
+	for origin := range 2 {
+		keep, err := m.Filter(ctx, users(0, 5), "", fmt.Sprint(origin))
+		require.NoError(t, err)
+		require.Len(t, keep, 5, "a reminder tagged no-merge is never merged")
+	}
+	keys, err := env.Redis.Keys(ctx, env.Prefix+"merge:*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys)
+}
+
 func TestMergerDisabled(t *testing.T) {
 	env := testenv.NewRedis(t)
 	ctx := context.Background()

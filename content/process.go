@@ -72,10 +72,13 @@ func (r *Registry) stages(tags []string) (source, text []func(string) string) {
 	return source, text
 }
 
-// Tags of the built-in processors.
+// Tags of the built-in processors, and the tag that exempts a reminder
+// from merging (a reminder meant to repeat the same words, such as a
+// one-off instant reminded at several offsets).
 const (
 	TagMask         = "mask"
 	TagPlaceholders = "placeholders"
+	TagNoMerge      = "no-merge"
 )
 
 // ProcessorsConfig configures the built-in processors.
