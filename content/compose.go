@@ -126,7 +126,9 @@ func (c *Composer) ContentKey(b *sender.Batch) (string, error) {
 }
 
 // Prepare returns b's prepared content, from the cache when b, or a batch
-// with the same content, was prepared before.
+// with the same content, was prepared before. The cache knows a batch by
+// its address, so a batch's fields other than Users must not change once
+// it was prepared.
 func (c *Composer) Prepare(b *sender.Batch) (*Prepared, error) {
 	c.mu.RLock()
 	p, ok := c.batches.get(b)
