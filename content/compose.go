@@ -238,12 +238,12 @@ func compile(c Content, reg *Registry) *compiled {
 			if !strings.Contains(src, "{{") {
 				continue
 			}
-			t, _, err := parseText(x[0], src)
+			tmpl, _, err := parseText(x[0], src)
 			if err != nil {
 				cc.err = err
 				return cc
 			}
-			cc.parser.parsed[src] = t
+			cc.parser.parsed[src] = tmpl
 		}
 	}
 	return cc
