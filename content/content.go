@@ -25,6 +25,9 @@ const (
 	MaxBody         = 2000 // characters of a body
 	MaxTranslations = 100
 	MaxTags         = 20
+	// MaxTranslationBytes bounds the bytes of all translations together:
+	// every group task of an occurrence carries a copy.
+	MaxTranslationBytes = 16 << 10
 )
 
 // Content is what a reminder says: its templates in its default language
@@ -122,6 +125,13 @@ func Normalize(c Content, rules Rules) (Content, []Problem) {
 
 	if len(c.Translations) > MaxTranslations {
 		bad("translations", "at most %d languages", MaxTranslations)
+	}
+	size := 0
+	for k, tr := range c.Translations {
+		size += len(k) + len(tr.Title) + len(tr.Body)
+	}
+	if size > MaxTranslationBytes {
+		bad("translations", "at most %d bytes of text in all languages together, not %d: every group task carries a copy", MaxTranslationBytes, size)
 	}
 	keys := make([]string, 0, len(c.Translations))
 	for k := range c.Translations {

@@ -72,6 +72,13 @@ func TestNormalize(t *testing.T) {
 		{name: "bad lang", in: Content{Title: "x", Lang: "english!"}, bad: []string{"lang"}},
 		{name: "bad tag", in: Content{Title: "x", Tags: []string{"Flash Sale"}}, bad: []string{"tags[0]"}},
 		{name: "too long", in: Content{Title: strings.Repeat("a", 201)}, bad: []string{"title"}},
+		{name: "translations too large together", in: func() Content {
+			c := Content{Title: "Fajr", Body: "now", Translations: map[string]Text{}}
+			for _, l := range []string{"ar", "id", "ms", "tr", "ur", "fa", "bn", "fr", "de"} {
+				c.Translations[l] = Text{Title: "x", Body: strings.Repeat("é", 1000)} // 2,000 bytes each
+			}
+			return c
+		}(), bad: []string{"translations"}},
 		{
 			name: "translation problems",
 			in: Content{Title: "Fajr", Body: "Fajr now", Lang: "en", Translations: map[string]Text{
