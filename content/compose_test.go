@@ -3,6 +3,7 @@ package content
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -259,4 +260,36 @@ func BenchmarkCompose(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestComposeConcurrent(t *testing.T) {
+	// Many goroutines compose for the same and for different batches at
+	// once, as a worker's groups do; run with -race.
+	c := NewComposer(Config{CacheSize: 4})
+	locales := []string{"ar-SA", "id", "pt_BR", "fr", ""}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				b := fajr()
+				b.Occurrence = int64(i % 10)
+				m, err := c.Compose(b, Device{UserID: fmt.Sprint(g, i), Locale: locales[i%len(locales)]})
+				if err == nil && m.Title == "" {
+					err = fmt.Errorf("empty title for %s", locales[i%len(locales)])
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
 }
