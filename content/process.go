@@ -209,7 +209,7 @@ func NewMasker(words []string) *Masker {
 	m := &Masker{words: map[string]bool{}}
 	for _, w := range words {
 		var parts []string
-		for _, t := range tokenize(w) {
+		for _, t := range tokenize(nil, w) {
 			parts = append(parts, fold(w[t.start:t.end]))
 		}
 		if len(parts) == 0 {
@@ -230,8 +230,8 @@ func wordRune(r rune) bool {
 	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) || r == '\u200c' || r == '\u200d'
 }
 
-func tokenize(s string) []token {
-	var out []token
+// tokenize appends the words of s to out.
+func tokenize(out []token, s string) []token {
 	start := -1
 	for i, r := range s {
 		switch {
@@ -278,10 +278,13 @@ func (m *Masker) Mask(s string) string {
 	if len(m.words) == 0 {
 		return s
 	}
-	toks := tokenize(s)
-	folded := make([]string, len(toks))
-	for i, t := range toks {
-		folded[i] = fold(s[t.start:t.end])
+	// Texts are short: their words fit the arrays on the stack.
+	var tokBuf [64]token
+	var foldBuf [64]string
+	toks := tokenize(tokBuf[:0], s)
+	folded := foldBuf[:0]
+	for _, t := range toks {
+		folded = append(folded, fold(s[t.start:t.end]))
 	}
 	var b strings.Builder
 	last := 0 // bytes of s written so far
