@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -14,6 +15,8 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/content"
+	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/apns"
 	"github.com/chime-dev/chime/sender/fcm"
 	"github.com/chime-dev/chime/sender/push"
@@ -129,6 +132,35 @@ func newPush(ctx context.Context, cfg Config, db *gorm.DB, rdb redis.UniversalCl
 			limits[name] = redis_rate.PerMinute(perMinute)
 		}
 	}
-	return push.New(push.Config{Limits: limits, Prefix: cfg.Prefix, RetryFor: pc.RetryFor}, db, rdb, channels, nil,
-		clock.Real{}, log.With("channel", "push")), nil
+	comp, mer := NewContent(cfg, rdb)
+	return push.New(push.Config{Limits: limits, Prefix: cfg.Prefix, RetryFor: pc.RetryFor}, db, rdb, channels,
+		composer{comp}, merger{comp, mer}, clock.Real{}, log.With("channel", "push")), nil
+}
+
+// composer lets the push sender compose with package content: templates
+// filled per device, in the device's language, processed as the tags ask.
+type composer struct{ c *content.Composer }
+
+var _ push.Composer = composer{}
+
+func (a composer) Compose(b *sender.Batch, d push.Device) (push.Message, error) {
+	m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale})
+	return push.Message{Title: m.Title, Body: m.Body, Data: m.Data}, err
+}
+
+// merger lets the push sender merge identical reminders with package
+// content: the batch's content key, then one pipelined round trip per chunk.
+type merger struct {
+	c *content.Composer
+	m *content.Merger
+}
+
+var _ push.Merger = merger{}
+
+func (a merger) Merge(ctx context.Context, b *sender.Batch) ([]string, error) {
+	key, err := a.c.ContentKey(b)
+	if err != nil {
+		return b.Users, fmt.Errorf("content key: %w", err)
+	}
+	return a.m.Filter(ctx, b.Users, key, strconv.FormatInt(b.Occurrence, 10))
 }

@@ -330,3 +330,75 @@ func TestPushWorkerKilledMidGroupLosesNoDevice(t *testing.T) {
 	}
 	t.Logf("duplicates per group: %v", dups)
 }
+
+// The push sender composes with package content: each device gets the
+// reminder's templates filled in its own language (Arabic for an "ar-SA"
+// phone, English otherwise), and two identical reminders firing together
+// reach each device once (the second is merged, and counted delivered).
+func TestPushComposesPerDeviceAndMergesIdenticalReminders(t *testing.T) {
+	b := setup(t)
+	srv := b.usePush()
+	b.cfg.MergeWindow = time.Minute
+	b.startCoordinator("c1")
+	b.startWorker("w1")
+
+	zone, err := time.LoadLocation("Asia/Jakarta")
+	require.NoError(t, err)
+	sale := func(at time.Time) map[string]any {
+		return map[string]any{
+			"title": "Flash sale in {{.Location}}", "body": "70% off from {{.LocalTime}}", "lang": "en", "valid_for": "5m",
+			"translations": map[string]any{"ar": map[string]string{"title": "تخفيضات في {{.Location}}", "body": "خصم 70% من الساعة {{.LocalTime}}"}},
+			"times":        []api.ReminderTime{{Location: "jakarta", Zone: "Asia/Jakarta", LocalTime: at.In(zone).Format("15:04:05")}},
+		}
+	}
+	later := time.Now().Add(2 * time.Hour)
+	for _, key := range []string{"sale", "sale-copy"} {
+		require.Equal(t, http.StatusCreated, b.call(http.MethodPut, "/v1/reminders/"+key, sale(later), nil))
+		b.register(key, 1, 10, []place{{"jakarta", "Asia/Jakarta"}})
+	}
+	locale := func(u int) string { return map[bool]string{true: "ar-SA", false: "en-US"}[u%2 == 0] }
+	for u := 1; u <= 10; u++ {
+		b.putDevice(strconv.Itoa(u), "phone", map[string]any{"platform": "android", "token": "fcm-" + strconv.Itoa(u), "locale": locale(u)})
+	}
+	iphone := fmt.Sprintf("%064x", 2)
+	b.putDevice("2", "iphone", map[string]any{"platform": "ios", "token": iphone, "locale": "ar"})
+
+	fireAt := nextSecond(2 * time.Second)
+	for _, key := range []string{"sale", "sale-copy"} {
+		require.Equal(t, http.StatusOK, b.call(http.MethodPut, "/v1/reminders/"+key, sale(fireAt), nil))
+	}
+	var occ []api.Occurrence
+	for _, key := range []string{"sale", "sale-copy"} {
+		occ = append(occ, at(b.waitDone(key, 1, time.Minute), fireAt)...)
+	}
+	require.Len(t, occ, 2)
+
+	local := fireAt.In(zone).Format("15:04")
+	for u := 1; u <= 10; u++ {
+		msgs := srv.fcm.Messages("fcm-" + strconv.Itoa(u))
+		require.Len(t, msgs, 1, "user %d: one message for two identical reminders", u)
+		want := map[string]string{"title": "Flash sale in jakarta", "body": "70% off from " + local}
+		if u%2 == 0 {
+			want = map[string]string{"title": "تخفيضات في jakarta", "body": "خصم 70% من الساعة " + local}
+		}
+		require.Equal(t, want, msgs[0].Notification, "user %d", u)
+	}
+	pushes := srv.apns.Pushes(iphone)
+	require.Len(t, pushes, 1)
+	require.Equal(t, "تخفيضات في jakarta", pushes[0].Payload["aps"].(map[string]any)["alert"].(map[string]any)["title"])
+
+	var delivered int64
+	merged := int64(0)
+	for _, o := range occ {
+		delivered += o.Delivered
+		var ch struct{ Channels []api.ChannelCounts }
+		require.Equal(t, 200, b.call(http.MethodGet, fmt.Sprintf("/v1/occurrences/%d/channels", o.ID), nil, &ch))
+		for _, c := range ch.Channels {
+			if c.Channel == "merged" {
+				merged += c.Skipped
+			}
+		}
+	}
+	require.EqualValues(t, 20, delivered, "a merged user counts as delivered")
+	require.EqualValues(t, 10, merged)
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
+	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/store"
 )
@@ -47,6 +48,10 @@ type Config struct {
 	// Now tells the time for computed answers (upcoming fires). Defaults to
 	// time.Now.
 	Now func() time.Time
+	// Content are the tag processors reminder templates are checked with
+	// (a "placeholders" tag makes {{name}} placeholders valid). Defaults to
+	// none.
+	Content *content.Registry
 }
 
 // API serves the HTTP API.

@@ -32,9 +32,19 @@ type Batch struct {
 	Data json.RawMessage
 	// Tags are the reminder's tags.
 	Tags []string
+	// Lang is the language of Title and Body; Translations hold them in
+	// other languages, by BCP 47 tag (see package content).
+	Lang         string
+	Translations map[string]Text
 	// IdempotencyKey is the same for every attempt at this chunk, so a
 	// receiver can drop the copy a crash may cause.
 	IdempotencyKey string
+}
+
+// Text is a reminder's title and body in one language.
+type Text struct {
+	Title string `json:"title"`
+	Body  string `json:"body,omitempty"`
 }
 
 // Result counts what happened to a batch's users. Users not failed were sent.

@@ -69,6 +69,13 @@ type Reminder struct {
 	Schema    string `gorm:"type:text"`
 	CreatedAt time.Time
 	UpdatedAt time.Time
+
+	// Lang is the language of Title and Body (BCP 47), Translations holds
+	// them in other languages, and Tags turn on content processing (see
+	// package content).
+	Lang         string `gorm:"size:35;not null;default:'en'"`
+	Translations Texts  `gorm:"type:mediumtext"`
+	Tags         Tags   `gorm:"type:text"`
 }
 
 // ValidFor returns the reminder's validity window as a duration.

@@ -33,8 +33,11 @@
 // would end after the batch's validity window, those messages are recorded
 // as expired instead of being sent late.
 //
-// What a message says comes from a Composer; Plain uses the reminder's title
-// and body.
+// What a message says comes from a Composer (package content's, wired in
+// by the root package: templates, the device's language, tag processors);
+// Plain uses the reminder's title and body as they are. A Merger, if any,
+// first leaves out the users who were sent the same content shortly before;
+// they count as delivered, under channel "merged".
 package push
 
 import (
@@ -67,6 +70,9 @@ const (
 	Webhook = "webhook"
 	// None counts the users that have no enabled device.
 	None = "none"
+	// Merged counts the users left out because they were sent the same
+	// content shortly before (a Merger); they count as delivered.
+	Merged = "merged"
 )
 
 // ChannelOf returns the channel that delivers to platform.
@@ -126,6 +132,14 @@ func (Plain) Compose(b *sender.Batch, _ Device) (Message, error) {
 	}}, nil
 }
 
+// Merger leaves out the users of a batch who were already sent the same
+// content within a window (package content's Merger, keyed by its
+// Composer's content key). On error it returns every user with the error,
+// and the sender delivers without merging.
+type Merger interface {
+	Merge(ctx context.Context, b *sender.Batch) (keep []string, err error)
+}
+
 // Config configures the push sender.
 type Config struct {
 	// Limits are the per-channel rate limits shared by all workers, by
@@ -154,6 +168,7 @@ type Sender struct {
 	limiter  *redis_rate.Limiter
 	channels map[string]Channel
 	composer Composer
+	merger   Merger
 	clock    clock.Clock
 	log      *slog.Logger
 	apps     sync.Map // reminder ID -> app ID
@@ -163,8 +178,8 @@ var _ sender.Sender = (*Sender)(nil)
 
 // New returns a push sender over channels (by channel name; a platform whose
 // channel is missing gets its devices failed as "not configured"). A nil
-// composer means Plain.
-func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, channels map[string]Channel, composer Composer, clk clock.Clock, log *slog.Logger) *Sender {
+// composer means Plain; a nil merger merges nothing.
+func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, channels map[string]Channel, composer Composer, merger Merger, clk clock.Clock, log *slog.Logger) *Sender {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "chime:"
 	}
@@ -184,7 +199,7 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, channels map[string
 		composer = Plain{}
 	}
 	return &Sender{cfg: cfg, db: db, rdb: rdb, limiter: redis_rate.NewLimiter(rdb), channels: channels,
-		composer: composer, clock: clk, log: log}
+		composer: composer, merger: merger, clock: clk, log: log}
 }
 
 // item is one device's message within a chunk.
@@ -206,7 +221,16 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 	if err != nil {
 		return sender.Result{}, err
 	}
-	devs, err := s.devices(ctx, app, b.Users)
+	users := b.Users
+	if s.merger != nil {
+		keep, err := s.merger.Merge(ctx, b)
+		if err != nil {
+			s.log.Warn("merge identical reminders; delivering without merging", "occurrence", b.Occurrence, "group", b.Group, "err", err)
+			keep = b.Users
+		}
+		users = keep
+	}
+	devs, err := s.devices(ctx, app, users)
 	if err != nil {
 		return sender.Result{}, err
 	}
@@ -251,7 +275,7 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		return sender.Result{}, err
 	}
 
-	res, pending := summarize(b, items)
+	res, pending := summarize(b, users, items)
 	if err := s.disable(ctx, items); err != nil {
 		return sender.Result{}, err
 	}
@@ -392,11 +416,11 @@ func (s *Sender) throttle(ctx context.Context, name string, items []*item, expir
 
 // summarize counts a finished chunk per channel and per user, and returns
 // how many devices are still pending (refused transiently to the end).
-func summarize(b *sender.Batch, items []*item) (sender.Result, int) {
+func summarize(b *sender.Batch, kept []string, items []*item) (sender.Result, int) {
 	res := sender.Result{Channels: map[string]sender.Counts{}}
 	type userState struct{ devices, sent, expired int }
 	users := make(map[string]*userState, len(b.Users))
-	for _, u := range b.Users {
+	for _, u := range kept {
 		users[u] = &userState{}
 	}
 	pending := 0
@@ -427,6 +451,12 @@ func summarize(b *sender.Batch, items []*item) (sender.Result, int) {
 	for _, u := range b.Users {
 		st := users[u]
 		switch {
+		case st == nil:
+			// Merged into the same content sent shortly before: the user
+			// has the message.
+			c := res.Channels[Merged]
+			c.Skipped++
+			res.Channels[Merged] = c
 		case st.sent > 0:
 		case st.devices == 0:
 			res.Skipped++
@@ -467,7 +497,7 @@ func (s *Sender) appOf(ctx context.Context, reminder int64) (int64, error) {
 
 // devices reads the enabled devices of users in one query.
 func (s *Sender) devices(ctx context.Context, app int64, users []string) ([]Device, error) {
-	if app == 0 {
+	if app == 0 || len(users) == 0 {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)

@@ -71,7 +71,7 @@ func setupWith(t testing.TB, discard bool) *fixture {
 
 func (f *fixture) sender(cfg push.Config) *push.Sender {
 	cfg.Prefix = f.env.Prefix
-	return push.New(cfg, f.env.DB, f.env.Redis, f.channels, nil, clock.Real{}, f.env.Log)
+	return push.New(cfg, f.env.DB, f.env.Redis, f.channels, nil, nil, clock.Real{}, f.env.Log)
 }
 
 // device registers a device of user on platform and returns its token.
