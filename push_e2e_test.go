@@ -269,9 +269,9 @@ func TestPushWorkerKilledMidGroupLosesNoDevice(t *testing.T) {
 	build.Stderr = os.Stderr
 	require.NoError(t, build.Run())
 
-	// Each FCM request takes 100ms, so a chunk of 20 takes at least that.
+	// Each FCM request takes 100ms, so a chunk of 10 takes at least that.
 	srv.fcm.Delay = 100 * time.Millisecond
-	const users, groups, chunk = 600, 4, 20
+	const users, groups, chunk = 300, 4, 10
 	b.cfg.ChunkSize = chunk
 	b.startCoordinator("c1")
 	p := b.cfg.Push
