@@ -271,21 +271,23 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		})
 	}
 	_ = g.Wait()
-	if err := ctx.Err(); err != nil {
-		return sender.Result{}, err
-	}
 
 	res, pending := summarize(b, users, items)
 	if err := s.disable(ctx, items); err != nil {
 		return sender.Result{}, err
 	}
-	if pending > 0 {
-		// Failures known for good are recorded now; counts wait for the
-		// attempt that completes the chunk.
+	if pending > 0 || ctx.Err() != nil {
+		// Cut short (retries ran out, or the lease was lost or the worker
+		// is stopping): failures known for good are recorded now, the
+		// devices reached are remembered for the next attempt, and counts
+		// wait for the attempt that completes the chunk.
 		if err := s.record(ctx, b, nil, res.Failures); err != nil {
 			s.log.Warn("record failures", "occurrence", b.Occurrence, "group", b.Group, "err", err)
 		}
 		if err := s.rememberReached(ctx, b, items); err != nil {
+			return sender.Result{}, err
+		}
+		if err := ctx.Err(); err != nil {
 			return sender.Result{}, err
 		}
 		return sender.Result{}, fmt.Errorf("push: %d devices still refused after retries", pending)
