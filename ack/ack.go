@@ -15,6 +15,15 @@
 // are written together or not at all. The coordinator reads the stream with
 // a consumer group (Reader) and records the acks in MySQL; the run hash lets a
 // group that comes back after a crash resume at its checkpoint.
+//
+// # Shards and Redis Cluster
+//
+// The acks go to Shards streams (16), not one. A group's run hash, its
+// lease and the stream its acks go to share one hash tag, the group's shard
+// ("{prefix}ack:{s}:..."), so every script touches keys of one Redis Cluster
+// slot, and the acks of a large fire spread over up to Shards slots instead
+// of one hot stream. A group's shard is (occurrence*31 + group) mod Shards;
+// every process must use the same Shards.
 package ack
 
 import (
@@ -50,26 +59,60 @@ var (
 	ErrLeaseLost = errors.New("group lease lost")
 )
 
+// DefaultShards is the number of ack streams.
+const DefaultShards = 16
+
 // Tracker writes a group's acks, checkpoints and lease.
 type Tracker struct {
 	rdb    redis.UniversalClient
 	prefix string
 	// RunTTL is how long a run's state is kept in Redis after its last write.
 	RunTTL time.Duration
-	// StreamMax bounds the ack stream (approximately).
+	// StreamMax bounds each ack stream (approximately).
 	StreamMax int64
+	// Shards is the number of ack streams; the same on every process.
+	// Defaults to DefaultShards.
+	Shards int
 }
 
 // NewTracker returns a tracker whose keys start with prefix.
 func NewTracker(rdb redis.UniversalClient, prefix string) *Tracker {
-	return &Tracker{rdb: rdb, prefix: prefix, RunTTL: 48 * time.Hour, StreamMax: 1_000_000}
+	return &Tracker{rdb: rdb, prefix: prefix, RunTTL: 48 * time.Hour, StreamMax: 1_000_000, Shards: DefaultShards}
 }
 
-// StreamKey is the key of the ack stream.
-func (t *Tracker) StreamKey() string { return t.prefix + "acks" }
+// shard returns the shard of g.
+func (t *Tracker) shard(g Group) int {
+	n := int64(max(t.Shards, 1))
+	s := (g.Occurrence*31 + int64(g.Group)) % n
+	if s < 0 {
+		s += n
+	}
+	return int(s)
+}
+
+// tag is the key prefix, hash tag included, of shard s.
+func (t *Tracker) tag(s int) string { return t.prefix + "ack:{" + strconv.Itoa(s) + "}:" }
+
+// StreamKey is the key of the ack stream g's acks go to.
+func (t *Tracker) StreamKey(g Group) string { return t.tag(t.shard(g)) + "stream" }
+
+// StreamKeys are the keys of every ack stream, by shard.
+func (t *Tracker) StreamKeys() []string {
+	out := make([]string, max(t.Shards, 1))
+	for s := range out {
+		out[s] = t.tag(s) + "stream"
+	}
+	return out
+}
 
 func (t *Tracker) runKey(g Group) string {
-	return t.prefix + "run:" + strconv.FormatInt(g.Occurrence, 10) + ":" + strconv.Itoa(g.Group)
+	return t.tag(t.shard(g)) + "run:" + strconv.FormatInt(g.Occurrence, 10) + ":" + strconv.Itoa(g.Group)
+}
+
+// keys returns the run hash, lease and stream of g, which share a slot.
+func (t *Tracker) keys(g Group) []string {
+	run := t.runKey(g)
+	return []string{run, run + ":lease", t.StreamKey(g)}
 }
 
 // Group names one group of one occurrence.
@@ -116,7 +159,7 @@ return {'started', r[1] or '', r[2] or '0', r[3] or '0', r[4] or '0'}
 // worker) and records the start ack. It returns ErrHeld if another holder has
 // the lease.
 func (t *Tracker) Start(ctx context.Context, g Group, attempt int, worker, token string, lease time.Duration, now time.Time) (Claim, error) {
-	keys := []string{t.runKey(g), t.runKey(g) + ":lease", t.StreamKey()}
+	keys := t.keys(g)
 	res, err := startScript.Run(ctx, t.rdb, keys, token, worker, attempt, lease.Milliseconds(), now.UnixMilli(),
 		g.Occurrence, g.Group, t.StreamMax, int64(t.RunTTL/time.Second)).StringSlice()
 	if err != nil {
@@ -147,7 +190,7 @@ return 1
 // and not sent because the validity window would have passed first) and
 // renews the lease.
 func (t *Tracker) Checkpoint(ctx context.Context, g Group, token, lastUser string, sent, failed, expired int, lease time.Duration) error {
-	keys := []string{t.runKey(g), t.runKey(g) + ":lease"}
+	keys := t.keys(g)[:2]
 	ok, err := checkpointScript.Run(ctx, t.rdb, keys, token, lastUser, sent, failed, lease.Milliseconds(), expired).Int()
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
@@ -205,7 +248,7 @@ type Final struct {
 // Finish marks g finished (or expired), adds f to its counts, sends the
 // finish ack with the group's totals and frees the lease.
 func (t *Tracker) Finish(ctx context.Context, g Group, attempt int, worker, token, state string, f Final, now time.Time) (Claim, error) {
-	keys := []string{t.runKey(g), t.runKey(g) + ":lease", t.StreamKey()}
+	keys := t.keys(g)
 	res, err := finishScript.Run(ctx, t.rdb, keys, token, state, f.Expired, g.Occurrence, g.Group, now.UnixMilli(),
 		t.StreamMax, worker, int64(t.RunTTL/time.Second), attempt, f.LastUser, f.Sent, f.Failed).StringSlice()
 	if err != nil {
@@ -233,7 +276,7 @@ return 1
 // Release frees the lease of g without finishing it, so that a retry can
 // take it, and tells the coordinator the group is waiting again.
 func (t *Tracker) Release(ctx context.Context, g Group, attempt int, worker, token string, now time.Time) error {
-	keys := []string{t.runKey(g), t.runKey(g) + ":lease", t.StreamKey()}
+	keys := t.keys(g)
 	ok, err := releaseScript.Run(ctx, t.rdb, keys, token, g.Occurrence, g.Group, worker, now.UnixMilli(), t.StreamMax, attempt).Int()
 	if err != nil {
 		return fmt.Errorf("release: %w", err)

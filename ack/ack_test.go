@@ -26,17 +26,29 @@ func newTracker(t *testing.T) (*testenv.Env, *ack.Tracker) {
 	return env, ack.NewTracker(env.Redis, env.Prefix)
 }
 
-// stream returns the acks on the stream, oldest first, without touching the
-// consumer group.
+// stream returns the acks on the streams, by shard and oldest first within
+// a shard, without touching the consumer group.
 func stream(t *testing.T, env *testenv.Env, tr *ack.Tracker) []map[string]any {
 	t.Helper()
-	msgs, err := env.Redis.XRange(context.Background(), tr.StreamKey(), "-", "+").Result()
-	require.NoError(t, err)
-	out := make([]map[string]any, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.Values
+	var out []map[string]any
+	for _, key := range tr.StreamKeys() {
+		msgs, err := env.Redis.XRange(context.Background(), key, "-", "+").Result()
+		require.NoError(t, err)
+		for _, m := range msgs {
+			out = append(out, m.Values)
+		}
 	}
 	return out
+}
+
+// streamLen is the number of entries on all the ack streams.
+func streamLen(t *testing.T, env *testenv.Env, tr *ack.Tracker) int64 {
+	t.Helper()
+	var n int64
+	for _, key := range tr.StreamKeys() {
+		n += env.Redis.XLen(context.Background(), key).Val()
+	}
+	return n
 }
 
 func types(acks []map[string]any) []string {
@@ -227,11 +239,13 @@ func TestReader(t *testing.T) {
 		require.NotEmpty(t, a.ID)
 		acks[i].ID = ""
 	}
+	// g1 and g2 are in shards 10 and 11: each group's acks in order, the
+	// shards one after the other.
 	require.Equal(t, []ack.Ack{
-		{Type: ack.TypeStart, Group: g1, Attempt: 1, Worker: "w1", At: t0},
-		{Type: ack.TypeStart, Group: g2, Attempt: 1, Worker: "w2", At: t0.Add(time.Millisecond)},
-		{Type: ack.TypeFinish, Group: g1, Attempt: 1, Worker: "w1", State: ack.StateFinished, Sent: 10, Failed: 2, At: t0.Add(2 * time.Millisecond)},
-		{Type: ack.TypeRelease, Group: g2, Attempt: 1, Worker: "w2", At: t0.Add(3 * time.Millisecond)},
+		{Type: ack.TypeStart, Group: g1, Attempt: 1, Worker: "w1", At: t0, Shard: 10},
+		{Type: ack.TypeFinish, Group: g1, Attempt: 1, Worker: "w1", State: ack.StateFinished, Sent: 10, Failed: 2, At: t0.Add(2 * time.Millisecond), Shard: 10},
+		{Type: ack.TypeStart, Group: g2, Attempt: 1, Worker: "w2", At: t0.Add(time.Millisecond), Shard: 11},
+		{Type: ack.TypeRelease, Group: g2, Attempt: 1, Worker: "w2", At: t0.Add(3 * time.Millisecond), Shard: 11},
 	}, acks)
 }
 
@@ -260,7 +274,7 @@ func TestReaderPendingAndDone(t *testing.T) {
 	pending := readSome(t, second)
 	require.Equal(t, batch, pending)
 	require.NoError(t, second.Done(ctx, pending[:1]))
-	require.EqualValues(t, 1, env.Redis.XLen(ctx, tr.StreamKey()).Val(), "done entries are deleted")
+	require.EqualValues(t, 1, streamLen(t, env, tr), "done entries are deleted")
 
 	// Still pending: the one not done.
 	third := ack.NewReader(tr)
@@ -268,7 +282,7 @@ func TestReaderPendingAndDone(t *testing.T) {
 	require.Equal(t, batch[1:], pending)
 	require.NoError(t, third.Done(ctx, pending))
 	require.NoError(t, third.Done(ctx, nil))
-	require.Zero(t, env.Redis.XLen(ctx, tr.StreamKey()).Val())
+	require.Zero(t, streamLen(t, env, tr))
 
 	// New acks after the pending ones are read once.
 	g3 := ack.Group{Occurrence: 7002, Group: 0}
@@ -303,7 +317,7 @@ func TestReaderAfterStreamLoss(t *testing.T) {
 
 	// Redis loses the stream and its consumer group; acks written after that
 	// are still read.
-	require.NoError(t, env.Redis.Del(ctx, tr.StreamKey()).Err())
+	require.NoError(t, env.Redis.Del(ctx, tr.StreamKeys()...).Err())
 	_, err = tr.Start(ctx, g2, 1, "w", "b", long, t0)
 	require.NoError(t, err)
 	got = readSome(t, r)

@@ -23,57 +23,97 @@ type Ack struct {
 	Failed  int
 	Expired int
 	At      time.Time
+	Shard   int // the stream (shard) it came from
 }
 
-// Reader reads the ack stream as the coordinator's consumer group. Entries
+// Reader reads the ack streams as the coordinator's consumer group. Entries
 // stay pending until Done is called, so a coordinator that dies mid-batch
 // leaves them for the next leader, which reads the pending entries first.
+//
+// Each shard's stream is read with a command of its own (streams of
+// different shards live in different Redis Cluster slots), all in one
+// pipeline.
 type Reader struct {
 	rdb      redis.UniversalClient
-	stream   string
+	streams  []string
 	group    string
 	consumer string
-	pending  bool
+	pending  []bool // per shard: read the entries already delivered first
+	// Poll is how often Read looks again while it waits for acks. Defaults
+	// to 50ms.
+	Poll time.Duration
 }
 
-// NewReader returns a reader of t's stream.
+// NewReader returns a reader of t's streams.
 func NewReader(t *Tracker) *Reader {
 	// One consumer name for every coordinator: only the leader reads, and a
 	// new leader must see what an old one left pending.
-	return &Reader{rdb: t.rdb, stream: t.StreamKey(), group: "coordinator", consumer: "leader", pending: true}
+	r := &Reader{rdb: t.rdb, streams: t.StreamKeys(), group: "coordinator", consumer: "leader", Poll: 50 * time.Millisecond}
+	r.pending = make([]bool, len(r.streams))
+	r.Rewind()
+	return r
 }
 
-// Read returns up to count acks, waiting up to block for new ones.
+// Read returns up to about count acks, waiting up to block for new ones (a
+// negative block does not wait).
 func (r *Reader) Read(ctx context.Context, count int64, block time.Duration) ([]Ack, error) {
-	id := ">"
-	if r.pending {
-		id = "0"
-	}
-	res, err := r.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: r.group, Consumer: r.consumer, Streams: []string{r.stream, id}, Count: count, Block: block,
-	}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
-		// First start, or Redis lost the stream: create the group so it sees
-		// everything already on the stream.
-		if err := r.rdb.XGroupCreateMkStream(ctx, r.stream, r.group, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-			return nil, fmt.Errorf("create ack consumer group: %w", err)
+	per := max(1, (count+int64(len(r.streams))-1)/int64(len(r.streams)))
+	deadline := time.Now().Add(block)
+	for {
+		out, err := r.readOnce(ctx, per)
+		if err != nil || len(out) > 0 || block <= 0 || !time.Now().Before(deadline) {
+			return out, err
 		}
-		return nil, nil
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(min(r.Poll, time.Until(deadline))):
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read acks: %w", err)
+}
+
+func (r *Reader) readOnce(ctx context.Context, per int64) ([]Ack, error) {
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.XStreamSliceCmd, len(r.streams))
+	for s, stream := range r.streams {
+		id := ">"
+		if r.pending[s] {
+			id = "0"
+		}
+		cmds[s] = pipe.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: r.group, Consumer: r.consumer, Streams: []string{stream, id}, Count: per, Block: -1,
+		})
 	}
+	_, _ = pipe.Exec(ctx)
 	var out []Ack
-	for _, s := range res {
-		for _, m := range s.Messages {
-			out = append(out, parse(m))
+	for s, cmd := range cmds {
+		res, err := cmd.Result()
+		if errors.Is(err, redis.Nil) {
+			err = nil
 		}
-	}
-	if r.pending && len(out) == 0 {
-		r.pending = false
+		if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
+			// First start, or Redis lost the stream: create the group so it
+			// sees everything already on the stream.
+			if err := r.rdb.XGroupCreateMkStream(ctx, r.streams[s], r.group, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+				return nil, fmt.Errorf("create ack consumer group: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read acks: %w", err)
+		}
+		n := 0
+		for _, st := range res {
+			for _, m := range st.Messages {
+				a := parse(m)
+				a.Shard = s
+				out = append(out, a)
+				n++
+			}
+		}
+		if r.pending[s] && n == 0 {
+			r.pending[s] = false
+		}
 	}
 	return out, nil
 }
@@ -83,13 +123,17 @@ func (r *Reader) Done(ctx context.Context, acks []Ack) error {
 	if len(acks) == 0 {
 		return nil
 	}
-	ids := make([]string, len(acks))
-	for i, a := range acks {
-		ids[i] = a.ID
+	ids := make([][]string, len(r.streams))
+	for _, a := range acks {
+		ids[a.Shard] = append(ids[a.Shard], a.ID)
 	}
 	pipe := r.rdb.Pipeline()
-	pipe.XAck(ctx, r.stream, r.group, ids...)
-	pipe.XDel(ctx, r.stream, ids...)
+	for s, l := range ids {
+		if len(l) > 0 {
+			pipe.XAck(ctx, r.streams[s], r.group, l...)
+			pipe.XDel(ctx, r.streams[s], l...)
+		}
+	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("ack stream entries: %w", err)
 	}
@@ -110,4 +154,8 @@ func parse(m redis.XMessage) Ack {
 
 // Rewind makes the next Read start again from the entries still pending,
 // after the caller failed to handle a batch.
-func (r *Reader) Rewind() { r.pending = true }
+func (r *Reader) Rewind() {
+	for s := range r.pending {
+		r.pending[s] = true
+	}
+}

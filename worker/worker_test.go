@@ -135,7 +135,7 @@ func (f *fixture) claim(t *testing.T) ack.Claim {
 // stream returns the types of the acks written so far.
 func (f *fixture) stream(t *testing.T) []string {
 	t.Helper()
-	msgs, err := f.env.Redis.XRange(context.Background(), f.acks.StreamKey(), "-", "+").Result()
+	msgs, err := f.env.Redis.XRange(context.Background(), f.acks.StreamKey(group), "-", "+").Result()
 	require.NoError(t, err)
 	var out []string
 	for _, m := range msgs {
@@ -276,7 +276,7 @@ func TestHandleExpired(t *testing.T) {
 	require.NoError(t, f.worker(t, "w1", &rec).Handle(context.Background(), p))
 	require.Zero(t, rec.calls)
 	require.Equal(t, []string{"start", "finish"}, f.stream(t))
-	msgs, err := f.env.Redis.XRange(context.Background(), f.acks.StreamKey(), "-", "+").Result()
+	msgs, err := f.env.Redis.XRange(context.Background(), f.acks.StreamKey(group), "-", "+").Result()
 	require.NoError(t, err)
 	require.Equal(t, ack.StateExpired, msgs[1].Values["s"])
 	require.Equal(t, ack.Claim{State: ack.StateExpired, Expired: len(f.members)}, f.claim(t))
@@ -429,7 +429,7 @@ func TestLostLeaseCancelsTheSend(t *testing.T) {
 	<-s.entered
 	// Another worker's token replaces the lease.
 	var key string
-	iter := f.env.Redis.Scan(context.Background(), 0, f.env.Prefix+"run:*:lease", 10).Iterator()
+	iter := f.env.Redis.Scan(context.Background(), 0, f.env.Prefix+"ack:*:lease", 10).Iterator()
 	for iter.Next(context.Background()) {
 		key = iter.Val()
 	}
