@@ -27,26 +27,6 @@ import (
 	"github.com/chime-dev/chime/worker"
 )
 
-// OpenRedis connects to the Redis named by url and checks it answers.
-func OpenRedis(ctx context.Context, url string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	opt.PoolSize = max(opt.PoolSize, 64)
-	// Make every command honour its context's deadline, not only the
-	// client's read and write timeouts.
-	opt.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opt)
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("ping redis: %w", err)
-	}
-	return rdb, nil
-}
-
 // Coordinator serves the API and, while it is the elected leader, runs the
 // scheduler.
 type Coordinator struct {

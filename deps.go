@@ -17,7 +17,7 @@ type Deps struct {
 	Config Config
 	Log    *slog.Logger
 	DB     *gorm.DB
-	Redis  *redis.Client
+	Redis  redis.UniversalClient
 }
 
 // Open reads the configuration from environ and connects to MySQL and

@@ -100,8 +100,12 @@ func (b *bundle) startWorker(id string) {
 	cfg.ReplicaID = id
 	s, err := chime.NewSender(b.ctx, cfg, b.env.DB, b.env.Redis, b.env.Log)
 	require.NoError(b.t, err)
-	w := chime.NewWorker(cfg, b.env.DB, b.env.Redis, s, clock.Real{}, b.env.Log)
-	b.group.Go(func() error { return w.Run(b.ctx) })
+	rdb, err := chime.OpenRedis(b.ctx, cfg.RedisURL)
+	require.NoError(b.t, err)
+	w := chime.NewWorker(cfg, b.env.DB, rdb, s, clock.Real{}, b.env.Log)
+	// The client is closed after the worker stops: asynq's subscriber
+	// must not see its connection closed under it.
+	b.group.Go(func() error { defer rdb.Close(); return w.Run(b.ctx) })
 }
 
 // call sends one API request and decodes the answer into out.

@@ -14,7 +14,8 @@
 # removed when this script exits, whatever CMD's outcome. The exit status is
 # CMD's.
 #
-# Missing server binaries are installed with apt-get (Debian/Ubuntu). The
+# Missing server binaries are installed with apt-get (Debian/Ubuntu);
+# redis-server always, since the Redis Cluster test runs its own nodes. The
 # packaged system services are never used: they may hold real data, listen on
 # the default ports, and need init/systemd, which containers often lack.
 set -euo pipefail
@@ -235,7 +236,9 @@ apt_install() {
 }
 
 PKGS=()
-if [[ -n $NEED_REDIS ]] && ! have redis-server; then
+# redis-server is installed even when REDIS_URL answers: the Redis Cluster
+# test starts cluster-mode redis-server processes of its own.
+if ! have redis-server; then
     PKGS+=(redis-server)
 fi
 if [[ -n $NEED_MYSQL ]]; then

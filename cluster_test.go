@@ -1,0 +1,65 @@
+package chime_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime"
+	"github.com/chime-dev/chime/internal/testenv"
+)
+
+// The end-to-end fire on a 3-master Redis Cluster started on loopback:
+// coordinator and workers use the cluster client (asynq's included), every
+// Lua script and pipeline of Chime must touch one slot per command, and
+// every user is delivered exactly once. Chime's keys end up on every master.
+func TestFireOnRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	url := testenv.RedisCluster(t, 3)
+	b := setup(t)
+	b.cfg.RedisURL = url
+	b.startCoordinator("c1")
+	b.startCoordinator("c2")
+	b.startWorker("w1")
+	b.startWorker("w2")
+
+	places := fourZones[:3]
+	const users = 6000
+	b.putReminder("cluster", 48, time.Now().Add(2*time.Hour), places)
+	per := b.register("cluster", 11_000_000, users, places)
+	fireAt := nextSecond(2 * time.Second)
+	b.putReminder("cluster", 48, fireAt, places)
+
+	occ := at(b.waitDone("cluster", len(places), time.Minute), fireAt)
+	require.Len(t, occ, len(places))
+	st := b.sink.Stats()
+	require.Equal(t, users, st.Users, "distinct users delivered")
+	require.Zero(t, st.Duplicates, "duplicate deliveries")
+	for _, o := range occ {
+		require.EqualValues(t, per[o.Location], o.Delivered, o.Location)
+	}
+
+	// The cluster really is sharded and Chime's keys spread over it.
+	rdb, err := chime.OpenRedis(context.Background(), url)
+	require.NoError(t, err)
+	defer rdb.Close()
+	cc, ok := rdb.(*redis.ClusterClient)
+	require.True(t, ok, "a redis+cluster:// URL opens a cluster client")
+	masters := 0
+	err = cc.ForEachMaster(context.Background(), func(ctx context.Context, n *redis.Client) error {
+		keys, err := n.Keys(ctx, b.env.Prefix+"*").Result()
+		if err != nil {
+			return err
+		}
+		require.NotEmpty(t, keys, "no Chime key on master %s", n.Options().Addr)
+		masters++
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 3, masters)
+}
