@@ -82,7 +82,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), c.cfg.ShutdownTimeout)
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
@@ -107,5 +107,6 @@ func NewSender(ctx context.Context, cfg Config, db *gorm.DB, rdb redis.Universal
 func NewWorker(cfg Config, db *gorm.DB, rdb redis.UniversalClient, s sender.Sender, clk clock.Clock, log *slog.Logger) *worker.Worker {
 	return worker.New(worker.Config{
 		ID: cfg.ReplicaID, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ChunkSize: cfg.ChunkSize, LeaseTTL: cfg.LeaseTTL,
+		ShutdownTimeout: cfg.ShutdownTimeout,
 	}, rdb, grouping.NewIndex(rdb, db, cfg.Prefix), ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker"))
 }

@@ -61,6 +61,9 @@ type Config struct {
 	WebhookSecret string `env:"CHIME_WEBHOOK_SECRET"`
 	// Push holds the settings of Sender "push".
 	Push PushConfig
+	// ShutdownTimeout is how long a stopping process lets work in hand
+	// finish: a worker's chunks in flight, the API's open requests.
+	ShutdownTimeout time.Duration `env:"CHIME_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"CHIME_LOG_LEVEL" envDefault:"info"`
 	// LogFormat is text or json.
@@ -103,7 +106,7 @@ func LoadConfig(environ []string) (Config, error) {
 	for name, d := range map[string]time.Duration{
 		"CHIME_LEADER_TTL": c.LeaderTTL, "CHIME_PLAN_INTERVAL": c.PlanInterval, "CHIME_HORIZON": c.Horizon, "CHIME_MAX_CATCH_UP": c.MaxCatchUp,
 		"CHIME_PREPARE_LEAD": c.PrepareLead, "CHIME_ACK_TIMEOUT": c.AckTimeout, "CHIME_QUEUE_TIMEOUT": c.QueueTimeout,
-		"CHIME_LEASE_TTL": c.LeaseTTL, "CHIME_WEBHOOK_TIMEOUT": c.WebhookTimeout,
+		"CHIME_LEASE_TTL": c.LeaseTTL, "CHIME_WEBHOOK_TIMEOUT": c.WebhookTimeout, "CHIME_SHUTDOWN_TIMEOUT": c.ShutdownTimeout,
 	} {
 		if d <= 0 {
 			return c, fmt.Errorf("configuration: %s must be a positive duration, not %s", name, d)

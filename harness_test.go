@@ -51,7 +51,7 @@ func setup(t *testing.T) *bundle {
 		LeaderTTL: 2 * time.Second, PlanInterval: 5 * time.Second, Horizon: 26 * time.Hour,
 		PrepareLead: time.Second, AckTimeout: 2 * time.Second, QueueTimeout: 10 * time.Second,
 		Concurrency: 8, ChunkSize: 50, LeaseTTL: 2 * time.Second, Sender: "webhook", WebhookURL: b.hook,
-		WebhookTimeout: 5 * time.Second,
+		WebhookTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.group, b.ctx = errgroup.WithContext(ctx)

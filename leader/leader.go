@@ -2,6 +2,12 @@
 // in Redis: SET key id NX PX ttl to take it, a check-and-extend script to
 // renew it every ttl/3, a check-and-delete script to give it up.
 //
+// A leader that stops (shutdown, SIGTERM) deletes the lock and announces it
+// on a pub/sub channel named after the key; the other replicas, which
+// campaign every ttl/3, campaign at once when they hear it, so a planned
+// handover leaves no gap. A leader that dies without a word is replaced when
+// its lock expires, at most ttl after its last renewal.
+//
 // A leader that cannot renew before its lease runs out stops leading at once
 // (its context is cancelled) even if Redis is unreachable, so two replicas
 // lead at the same time for at most the clock drift between them. Scheduling
@@ -60,6 +66,9 @@ return 0`)
 // lost; lead should return when its context is done.
 func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error) error {
 	retry := e.cfg.TTL / 3
+	sub := e.rdb.Subscribe(ctx, e.cfg.Key)
+	defer sub.Close()
+	released := sub.Channel()
 	for {
 		// The lock expires TTL after Redis sets it, which is no earlier than
 		// when the command is sent.
@@ -78,6 +87,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error)
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-released:
 		case <-time.After(retry):
 		}
 	}
@@ -95,7 +105,9 @@ func (e *Elector) lead(ctx context.Context, lead func(ctx context.Context) error
 	defer func() {
 		rctx, c := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer c()
-		releaseScript.Run(rctx, e.rdb, []string{e.cfg.Key}, e.cfg.ID)
+		if n, _ := releaseScript.Run(rctx, e.rdb, []string{e.cfg.Key}, e.cfg.ID).Int(); n == 1 {
+			e.rdb.Publish(rctx, e.cfg.Key, e.cfg.ID)
+		}
 	}()
 	for {
 		select {

@@ -25,6 +25,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,9 +57,13 @@ type Config struct {
 	// PollInterval is how long an idle worker waits before asking the queue
 	// again. Defaults to 20ms.
 	PollInterval time.Duration
-	// ShutdownTimeout is how long a stopping worker lets groups in flight
-	// finish. Defaults to 20s.
+	// ShutdownTimeout is how long a stopping worker lets the chunks in
+	// flight finish before it cancels them. Defaults to 20s.
 	ShutdownTimeout time.Duration
+	// RetryCheckInterval is how often the worker moves tasks due for a retry
+	// back to the queue (asynq's DelayedTaskCheckInterval), which bounds how
+	// long a group released by a stopping worker waits. Defaults to 1s.
+	RetryCheckInterval time.Duration
 }
 
 func (c *Config) defaults() {
@@ -84,6 +89,9 @@ func (c *Config) defaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 20 * time.Second
 	}
+	if c.RetryCheckInterval == 0 {
+		c.RetryCheckInterval = time.Second
+	}
 }
 
 // Worker delivers group tasks.
@@ -95,32 +103,42 @@ type Worker struct {
 	sender sender.Sender
 	clock  clock.Clock
 	log    *slog.Logger
+
+	draining chan struct{}  // closed when Run's context is done
+	inflight sync.WaitGroup // Handle calls under way
 }
 
 // New returns a worker. Its Run pulls from the queue; Handle delivers one
 // task and can be used on its own.
 func New(cfg Config, rdb redis.UniversalClient, index *grouping.Index, acks *ack.Tracker, s sender.Sender, clk clock.Clock, log *slog.Logger) *Worker {
 	cfg.defaults()
-	return &Worker{cfg: cfg, rdb: rdb, index: index, acks: acks, sender: s, clock: clk, log: log.With("worker", cfg.ID)}
+	return &Worker{cfg: cfg, rdb: rdb, index: index, acks: acks, sender: s, clock: clk, log: log.With("worker", cfg.ID),
+		draining: make(chan struct{})}
 }
 
 // ID returns the worker's name.
 func (w *Worker) ID() string { return w.cfg.ID }
 
-// errHeld marks a task retried because another worker holds its group.
-var errHeld = errors.New("group held by another worker")
+var (
+	// errHeld marks a task retried because another worker holds its group.
+	errHeld = errors.New("group held by another worker")
+	// errDrained marks a task handed back by a stopping worker.
+	errDrained = errors.New("worker stopping; group released")
+)
 
 // Run serves the queue until ctx is cancelled, then lets groups in flight
 // finish (up to ShutdownTimeout) and returns.
 func (w *Worker) Run(ctx context.Context) error {
 	srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
-		Concurrency:       w.cfg.Concurrency,
-		Queues:            map[string]int{w.cfg.Queue: 1},
-		TaskCheckInterval: w.cfg.PollInterval,
-		ShutdownTimeout:   w.cfg.ShutdownTimeout,
-		RetryDelayFunc:    w.retryDelay,
-		// A held group is not a failure of the task.
-		IsFailure: func(err error) bool { return !errors.Is(err, errHeld) },
+		Concurrency:              w.cfg.Concurrency,
+		Queues:                   map[string]int{w.cfg.Queue: 1},
+		TaskCheckInterval:        w.cfg.PollInterval,
+		ShutdownTimeout:          w.cfg.ShutdownTimeout,
+		RetryDelayFunc:           w.retryDelay,
+		DelayedTaskCheckInterval: w.cfg.RetryCheckInterval,
+		// A held group, or one a stopping worker gave back, is not a
+		// failure of the task.
+		IsFailure: func(err error) bool { return !errors.Is(err, errHeld) && !errors.Is(err, errDrained) },
 		Logger:    asynqLogger{w.log},
 		LogLevel:  asynq.WarnLevel,
 	})
@@ -131,13 +149,21 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.log.Info("worker started", "queue", w.cfg.Queue, "concurrency", w.cfg.Concurrency)
 	<-ctx.Done()
+	close(w.draining)
+	w.log.Info("worker stopping: finishing the chunks in hand, releasing their groups")
 	srv.Shutdown()
+	// asynq stops waiting for handlers after ShutdownTimeout and cancels
+	// them; wait for them to release their groups before the process ends.
+	w.inflight.Wait()
 	return nil
 }
 
 func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if errors.Is(err, errHeld) {
 		return w.cfg.LeaseTTL / 2
+	}
+	if errors.Is(err, errDrained) {
+		return 0
 	}
 	// 1s, 2s, 4s ... capped at 30s: long enough for a receiver to recover,
 	// short enough to stay inside a validity window.
@@ -155,6 +181,8 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 
 // Handle delivers one group.
 func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
+	w.inflight.Add(1)
+	defer w.inflight.Done()
 	g := ack.Group{Occurrence: p.Occurrence, Group: p.Group}
 	log := w.log.With("occurrence", p.Occurrence, "group", p.Group, "attempt", p.Attempt)
 	token := w.cfg.ID + "/" + nonce()
@@ -195,6 +223,11 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		members = members[i:]
 	}
 	for len(members) > 0 {
+		if w.stopping() {
+			// Everything sent so far is checkpointed.
+			log.Info("worker stopping; group released", "unsent", len(members))
+			return w.release(ctx, g, p, token, errDrained)
+		}
 		if w.clock.Now().After(p.ExpiresAt) {
 			log.Warn("validity window passed; group expired", "unsent", len(members))
 			return w.finish(ctx, g, p, token, ack.StateExpired, ack.Final{Expired: len(members)})
@@ -295,6 +328,16 @@ func (w *Worker) release(ctx context.Context, g ack.Group, p queue.Payload, toke
 		w.log.Warn("release group", "occurrence", p.Occurrence, "group", p.Group, "err", err)
 	}
 	return cause
+}
+
+// stopping reports whether Run is shutting the worker down.
+func (w *Worker) stopping() bool {
+	select {
+	case <-w.draining:
+		return true
+	default:
+		return false
+	}
 }
 
 func nonce() string {
