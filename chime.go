@@ -19,6 +19,7 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/leader"
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/scheduler"
 	"github.com/chime-dev/chime/sender"
@@ -45,6 +46,7 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 	index := grouping.NewIndex(rdb, db, cfg.Prefix)
 	changes := cfg.Prefix + "changes"
 	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), cfg.Queue)
+	metrics.RegisterQueues(asynq.NewInspectorFromRedisClient(rdb))
 	sched := scheduler.New(scheduler.Config{
 		Horizon: cfg.Horizon, MaxCatchUp: cfg.MaxCatchUp, PlanInterval: cfg.PlanInterval, PrepareLead: cfg.PrepareLead,
 		AckTimeout: cfg.AckTimeout, QueueTimeout: cfg.QueueTimeout, ChangesChannel: changes,
@@ -86,7 +88,13 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
-	g.Go(func() error { return c.elector.Run(ctx, c.scheduler.Run) })
+	g.Go(func() error {
+		return c.elector.Run(ctx, func(ctx context.Context) error {
+			metrics.Leading(true)
+			defer metrics.Leading(false)
+			return c.scheduler.Run(ctx)
+		})
+	})
 	return g.Wait()
 }
 
@@ -107,6 +115,6 @@ func NewSender(ctx context.Context, cfg Config, db *gorm.DB, rdb redis.Universal
 func NewWorker(cfg Config, db *gorm.DB, rdb redis.UniversalClient, s sender.Sender, clk clock.Clock, log *slog.Logger) *worker.Worker {
 	return worker.New(worker.Config{
 		ID: cfg.ReplicaID, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ChunkSize: cfg.ChunkSize, LeaseTTL: cfg.LeaseTTL,
-		ShutdownTimeout: cfg.ShutdownTimeout,
+		ShutdownTimeout: cfg.ShutdownTimeout, Channel: cfg.Sender,
 	}, rdb, grouping.NewIndex(rdb, db, cfg.Prefix), ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker"))
 }

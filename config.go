@@ -21,6 +21,9 @@ type Config struct {
 	MySQLDSN string `env:"MYSQL_DSN"`
 	// HTTPAddr is where the coordinator serves the API.
 	HTTPAddr string `env:"CHIME_HTTP_ADDR" envDefault:":8080"`
+	// MetricsAddr is where a worker serves /livez, /readyz and /metrics
+	// (the coordinator serves them on HTTPAddr).
+	MetricsAddr string `env:"CHIME_METRICS_ADDR" envDefault:":9090"`
 	// Migrate makes the coordinator apply schema migrations at start.
 	Migrate bool `env:"CHIME_MIGRATE" envDefault:"true"`
 	// ReplicaID names this process in leader election, acks and logs.

@@ -95,7 +95,7 @@ func TestWorkerKilledMidGroupLosesNoUser(t *testing.T) {
 			"REDIS_URL="+b.env.RedisURL, "MYSQL_DSN="+b.env.DSN, "CHIME_REDIS_PREFIX="+b.env.Prefix,
 			"CHIME_QUEUE="+b.env.Queue, "CHIME_SENDER=webhook", "CHIME_WEBHOOK_URL="+b.hook,
 			"CHIME_CHUNK_SIZE="+strconv.Itoa(chunk), "CHIME_LEASE_TTL=2s", "CHIME_WORKER_CONCURRENCY=4",
-			"CHIME_REPLICA_ID="+name, "CHIME_LOG_LEVEL=warn")
+			"CHIME_REPLICA_ID="+name, "CHIME_LOG_LEVEL=warn", "CHIME_METRICS_ADDR=127.0.0.1:0")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		require.NoError(t, cmd.Start())
 		return cmd

@@ -69,7 +69,7 @@ func (b *bundle) spawn(bin, name string, extra ...string) *proc {
 		"CHIME_CHUNK_SIZE="+strconv.Itoa(b.cfg.ChunkSize), "CHIME_LEASE_TTL="+b.cfg.LeaseTTL.String(),
 		"CHIME_ACK_TIMEOUT="+b.cfg.AckTimeout.String(), "CHIME_PREPARE_LEAD="+b.cfg.PrepareLead.String(),
 		"CHIME_PLAN_INTERVAL="+b.cfg.PlanInterval.String(), "CHIME_MIGRATE=false",
-		"CHIME_REPLICA_ID="+name, "CHIME_LOG_LEVEL=info")
+		"CHIME_REPLICA_ID="+name, "CHIME_LOG_LEVEL=info", "CHIME_METRICS_ADDR=127.0.0.1:0")
 	cmd.Env = append(cmd.Env, extra...)
 	p := &proc{cmd: cmd, exited: make(chan error, 1), log: &logBuffer{}}
 	cmd.Stdout, cmd.Stderr = os.Stderr, io.MultiWriter(os.Stderr, p.log)

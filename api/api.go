@@ -29,6 +29,8 @@ import (
 
 	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/health"
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -86,9 +88,10 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 // Handler returns the API's routes.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET /healthz", health.Live) // the first liveness path, kept as an alias of /livez
+	mux.HandleFunc("GET /livez", health.Live)
+	mux.HandleFunc("GET /readyz", health.Ready(health.Stores(a.db, a.rdb), health.DefaultTimeout))
+	mux.Handle("GET /metrics", metrics.Handler())
 	mux.HandleFunc("GET /v1/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(OpenAPI)

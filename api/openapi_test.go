@@ -27,6 +27,9 @@ var routes = []struct {
 	auth            bool
 }{
 	{"GET", "/healthz", false},
+	{"GET", "/livez", false},
+	{"GET", "/readyz", false},
+	{"GET", "/metrics", false},
 	{"GET", "/v1/openapi.yaml", false},
 	{"GET", "/v1/reminders", true},
 	{"PUT", "/v1/reminders/{key}", true},

@@ -14,6 +14,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/store"
 )
@@ -211,6 +212,7 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 		if res.Error != nil {
 			return res.Error
 		}
+		metrics.Missed()
 		s.log.Warn("occurrence missed: its grace window passed before it could fire", "occurrence", o.ID, "fire_at", o.FireAt)
 		return nil
 	}
@@ -295,6 +297,7 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 	if err := <-enqueued; err != nil {
 		return err
 	}
+	metrics.Fired(s.clock.Now().Sub(o.FireAt))
 	s.log.Info("fired", "occurrence", o.ID, "reminder", o.ReminderID, "location", o.LocationID,
 		"groups", len(groups), "late_ms", s.clock.Now().Sub(o.FireAt).Milliseconds())
 	return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/store"
 )
@@ -41,6 +42,7 @@ func (s *Scheduler) Reap(ctx context.Context) error {
 		if res.RowsAffected == 1 {
 			r.Attempts++
 			again = append(again, r)
+			metrics.Requeued("ack_timeout")
 			s.log.Warn("no finish ack in time; group queued again", "occurrence", r.OccurrenceID, "group", r.GroupNo,
 				"worker", r.Worker, "attempt", r.Attempts)
 		}
@@ -54,6 +56,7 @@ func (s *Scheduler) Reap(ctx context.Context) error {
 		}
 		if res.RowsAffected == 1 {
 			again = append(again, r)
+			metrics.Requeued("queue_timeout")
 		}
 	}
 	if len(again) == 0 {

@@ -35,6 +35,7 @@ import (
 	"github.com/chime-dev/chime/ack"
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/sender"
 )
@@ -60,6 +61,8 @@ type Config struct {
 	// ShutdownTimeout is how long a stopping worker lets the chunks in
 	// flight finish before it cancels them. Defaults to 20s.
 	ShutdownTimeout time.Duration
+	// Channel names the sender in metrics. Defaults to "default".
+	Channel string
 	// RetryCheckInterval is how often the worker moves tasks due for a retry
 	// back to the queue (asynq's DelayedTaskCheckInterval), which bounds how
 	// long a group released by a stopping worker waits. Defaults to 1s.
@@ -88,6 +91,9 @@ func (c *Config) defaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 20 * time.Second
+	}
+	if c.Channel == "" {
+		c.Channel = "default"
 	}
 	if c.RetryCheckInterval == 0 {
 		c.RetryCheckInterval = time.Second
@@ -197,6 +203,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		log.Debug("group already done", "state", claim.State)
 		return nil
 	}
+	begun := w.clock.Now()
 	k := w.keepLease(ctx, g, token)
 	defer k.Stop()
 	loc := grouping.Loc{Reminder: p.Reminder, Location: p.Location}
@@ -230,7 +237,8 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		}
 		if w.clock.Now().After(p.ExpiresAt) {
 			log.Warn("validity window passed; group expired", "unsent", len(members))
-			return w.finish(ctx, g, p, token, ack.StateExpired, ack.Final{Expired: len(members)})
+			metrics.GroupExpired(w.cfg.Channel, len(members))
+			return w.finish(ctx, g, p, token, ack.StateExpired, ack.Final{Expired: len(members)}, begun)
 		}
 		n := min(w.cfg.ChunkSize, len(members))
 		chunk := members[:n]
@@ -248,10 +256,11 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		if err != nil {
 			return w.release(ctx, g, p, token, fmt.Errorf("send: %w", err))
 		}
+		metrics.Delivered(w.cfg.Channel, n-res.Failed, res.Failed-res.Expired, res.Expired)
 		if n == len(members) {
 			// The last chunk is recorded with the finish.
 			return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed,
-				Failed: res.Failed - res.Expired, Expired: res.Expired})
+				Failed: res.Failed - res.Expired, Expired: res.Expired}, begun)
 		}
 		err = w.acks.Checkpoint(ctx, g, token, chunk[n-1], n-res.Failed, res.Failed-res.Expired, res.Expired, w.cfg.LeaseTTL)
 		if errors.Is(err, ack.ErrLeaseLost) {
@@ -263,7 +272,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		}
 		members = members[n:]
 	}
-	return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{})
+	return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{}, begun)
 }
 
 // keeper renews a group's lease every third of LeaseTTL for as long as its
@@ -309,7 +318,7 @@ func (k *keeper) Stop() {
 	<-k.done
 }
 
-func (w *Worker) finish(ctx context.Context, g ack.Group, p queue.Payload, token, state string, f ack.Final) error {
+func (w *Worker) finish(ctx context.Context, g ack.Group, p queue.Payload, token, state string, f ack.Final, begun time.Time) error {
 	c, err := w.acks.Finish(ctx, g, p.Attempt, w.cfg.ID, token, state, f, w.clock.Now())
 	if errors.Is(err, ack.ErrLeaseLost) {
 		w.log.Warn("lease lost before finish; another worker continues the group", "occurrence", p.Occurrence, "group", p.Group)
@@ -318,12 +327,18 @@ func (w *Worker) finish(ctx context.Context, g ack.Group, p queue.Payload, token
 	if err != nil {
 		return err
 	}
+	metrics.GroupDone(w.clock.Now().Sub(begun))
 	w.log.Debug("group finished", "occurrence", p.Occurrence, "group", p.Group, "sent", c.Sent, "failed", c.Failed, "expired", c.Expired)
 	return nil
 }
 
 // release gives the group back for a retry and returns cause.
 func (w *Worker) release(ctx context.Context, g ack.Group, p queue.Payload, token string, cause error) error {
+	reason := "error"
+	if errors.Is(cause, errDrained) {
+		reason = "stopping"
+	}
+	metrics.Released(reason)
 	if err := w.acks.Release(context.WithoutCancel(ctx), g, p.Attempt, w.cfg.ID, token, w.clock.Now()); err != nil && !errors.Is(err, ack.ErrLeaseLost) {
 		w.log.Warn("release group", "occurrence", p.Occurrence, "group", p.Group, "err", err)
 	}

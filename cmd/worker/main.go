@@ -1,7 +1,8 @@
 // Command worker is a stateless asynq server that delivers group tasks:
 // start ack, read members, send in chunks with a checkpoint after each,
-// finish ack. Run as many as the load needs. Configuration is read from the
-// environment (see the README).
+// finish ack. Run as many as the load needs. It serves /livez, /readyz and
+// /metrics on CHIME_METRICS_ADDR. Configuration is read from the environment
+// (see the README).
 package main
 
 import (
@@ -11,8 +12,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/health"
 )
 
 func main() {
@@ -35,5 +39,10 @@ func run(ctx context.Context, environ []string) error {
 	if err != nil {
 		return err
 	}
-	return chime.NewWorker(d.Config, d.DB, d.Redis, s, clock.Real{}, d.Log).Run(ctx)
+	w := chime.NewWorker(d.Config, d.DB, d.Redis, s, clock.Real{}, d.Log)
+	probes := &health.Server{Addr: d.Config.MetricsAddr, Checks: health.Stores(d.DB, d.Redis), Log: d.Log}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Run(ctx) })
+	g.Go(func() error { return probes.Run(ctx) })
+	return g.Wait()
 }

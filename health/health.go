@@ -1,0 +1,163 @@
+// Package health answers the probes of a Chime process and serves its
+// metrics.
+//
+// /livez says the process is alive: it answers 200 as long as the process
+// serves HTTP and checks nothing else, so a Redis or MySQL outage never
+// makes Kubernetes restart healthy pods (restarting would not help and
+// would lose the work in hand). /readyz says the process can do its work:
+// it pings each dependency (Redis, MySQL) with a deadline and answers 503
+// naming what failed, so a pod cut off from its stores is taken out of
+// its Service until they answer again. /metrics serves the Prometheus
+// metrics (package metrics).
+//
+// The coordinator answers these on its API port (package api adds the
+// routes); the worker, which has no API, runs a Server on
+// CHIME_METRICS_ADDR.
+package health
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime/metrics"
+)
+
+// DefaultTimeout bounds each readiness check.
+const DefaultTimeout = 2 * time.Second
+
+// Check reports whether one dependency answers.
+type Check func(ctx context.Context) error
+
+// Stores returns the checks of Chime's two stores (of those that are set).
+func Stores(db *gorm.DB, rdb redis.UniversalClient) map[string]Check {
+	checks := map[string]Check{}
+	if rdb != nil {
+		checks["redis"] = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+	}
+	if db != nil {
+		checks["mysql"] = func(ctx context.Context) error {
+			s, err := db.DB()
+			if err != nil {
+				return err
+			}
+			return s.PingContext(ctx)
+		}
+	}
+	return checks
+}
+
+// Live answers the liveness probe: 200 while the process serves HTTP.
+func Live(w http.ResponseWriter, _ *http.Request) {
+	write(w, http.StatusOK, map[string]any{"status": "ok"})
+}
+
+// Ready returns the readiness probe's handler: every check runs at once,
+// each bounded by timeout; 200 if all pass, else 503 with the failures.
+func Ready(checks map[string]Check, timeout time.Duration) http.HandlerFunc {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		type result struct {
+			name string
+			err  error
+		}
+		res := make(chan result, len(checks))
+		for name, c := range checks {
+			go func() { res <- result{name, c(ctx)} }()
+		}
+		status := map[string]string{}
+		code := http.StatusOK
+		for range checks {
+			r := <-res
+			if r.err != nil {
+				status[r.name] = r.err.Error()
+				code = http.StatusServiceUnavailable
+			} else {
+				status[r.name] = "ok"
+			}
+		}
+		body := map[string]any{"status": "ok", "checks": status}
+		if code != http.StatusOK {
+			body["status"] = "unavailable"
+		}
+		write(w, code, body)
+	}
+}
+
+// Names returns the checks' names in order, for logs.
+func Names(checks map[string]Check) []string {
+	out := make([]string, 0, len(checks))
+	for n := range checks {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func write(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Handler serves /livez, /readyz and /metrics.
+func Handler(checks map[string]Check) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /livez", Live)
+	mux.HandleFunc("GET /readyz", Ready(checks, DefaultTimeout))
+	mux.Handle("GET /metrics", metrics.Handler())
+	return mux
+}
+
+// Server serves Handler on its own address, for processes without an API.
+type Server struct {
+	// Addr is where to listen, e.g. ":9090".
+	Addr string
+	// Checks are the readiness checks.
+	Checks map[string]Check
+	// Listener, if set, is used instead of listening on Addr.
+	Listener net.Listener
+	Log      *slog.Logger
+}
+
+// Run serves until ctx is cancelled.
+func (s *Server) Run(ctx context.Context) error {
+	ln := s.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.Addr); err != nil {
+			return fmt.Errorf("health listen: %w", err)
+		}
+	}
+	srv := &http.Server{Handler: Handler(s.Checks), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if s.Log != nil {
+		s.Log.Info("probes and metrics listening", "addr", ln.Addr().String(), "checks", Names(s.Checks))
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("health server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("health server shutdown: %w", err)
+	}
+	return nil
+}
