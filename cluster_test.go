@@ -23,6 +23,7 @@ func TestFireOnRedisCluster(t *testing.T) {
 	url := testenv.RedisCluster(t, 3)
 	b := setup(t)
 	b.cfg.RedisURL = url
+	b.cfg.ChunkSize = 10 // checkpoints too
 	b.startCoordinator("c1")
 	b.startCoordinator("c2")
 	b.startWorker("w1")
@@ -62,4 +63,9 @@ func TestFireOnRedisCluster(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, 3, masters)
+
+	// asynq's queue metrics are read through the cluster client too.
+	fams := scrape(t, b.apiURL+"/metrics")
+	_, ok = sample(fams, "asynq_queue_size", map[string]string{"queue": b.env.Queue})
+	require.True(t, ok, "asynq_queue_size of the queue")
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/ack"
 	"github.com/chime-dev/chime/internal/testenv"
 )
@@ -323,4 +324,56 @@ func TestReaderAfterStreamLoss(t *testing.T) {
 	got = readSome(t, r)
 	require.Len(t, got, 1)
 	require.Equal(t, g2, got[0].Group)
+}
+
+// Every ack script on a 3-master Redis Cluster: each touches keys of one
+// slot (a CROSSSLOT error would fail it), the groups of one occurrence
+// spread over the shards, and the reader reads every shard's stream.
+func TestTrackerOnRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	url := testenv.RedisCluster(t, 3)
+	rdb, err := chime.OpenRedis(context.Background(), url)
+	require.NoError(t, err)
+	defer rdb.Close()
+	tr := ack.NewTracker(rdb, "chime-test:"+testenv.ID()+":")
+	ctx := context.Background()
+
+	const groups = 40
+	for g := range groups {
+		grp := ack.Group{Occurrence: 8001, Group: g}
+		_, err := tr.Start(ctx, grp, 1, "w1", "tok", long, t0)
+		require.NoError(t, err)
+		require.NoError(t, tr.Renew(ctx, grp, "tok", long))
+		require.NoError(t, tr.Checkpoint(ctx, grp, "tok", "u1", 1, 0, long))
+		if g%2 == 0 {
+			require.NoError(t, tr.Release(ctx, grp, 1, "w1", "tok", t0))
+			_, err = tr.Start(ctx, grp, 2, "w2", "tok2", long, t0)
+			require.NoError(t, err)
+			_, err = tr.Finish(ctx, grp, 2, "w2", "tok2", ack.StateFinished, ack.Final{LastUser: "u2", Sent: 1}, t0)
+		} else {
+			_, err = tr.Finish(ctx, grp, 1, "w1", "tok", ack.StateFinished, ack.Final{LastUser: "u2", Sent: 1}, t0)
+		}
+		require.NoError(t, err)
+	}
+
+	r := ack.NewReader(tr)
+	var got []ack.Ack
+	shards := map[int]bool{}
+	testenv.WaitUntil(t, 10*time.Second, "every ack read", func() bool {
+		acks, err := r.Read(ctx, 1000, 10*time.Millisecond)
+		require.NoError(t, err)
+		got = append(got, acks...)
+		// start and finish per group; release and a second start for half
+		return len(got) == groups*2+groups/2*2
+	})
+	for _, a := range got {
+		shards[a.Shard] = true
+	}
+	require.Len(t, shards, ack.DefaultShards, "40 consecutive groups use every shard")
+	require.NoError(t, r.Done(ctx, got))
+	for _, key := range tr.StreamKeys() {
+		require.Zero(t, rdb.XLen(ctx, key).Val(), key)
+	}
 }
