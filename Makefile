@@ -5,7 +5,7 @@
 GO ?= go
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: run test unit build vet bench bench-quick
+.PHONY: run test unit build image vet bench bench-quick
 
 run:
 	$(GO) run ./cmd/chime demo
@@ -19,6 +19,10 @@ unit:
 
 build:
 	$(GO) build -o bin/ ./cmd/...
+
+# The container image (needs a Docker engine); see Dockerfile.
+image:
+	docker build -t ghcr.io/chime-dev/chime:dev .
 
 vet:
 	$(GO) vet ./...
