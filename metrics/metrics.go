@@ -65,7 +65,7 @@ var (
 
 	missed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "chime_occurrences_missed_total",
-		Help: "Occurrences whose validity window passed before they could fire; nobody was reminded.",
+		Help: "Occurrences recorded as missed: their grace window passed before they could fire (an outage), so nobody was reminded.",
 	})
 
 	expiredGroups = prometheus.NewCounter(prometheus.CounterOpts{
@@ -127,8 +127,8 @@ func Fired(late time.Duration) {
 	fireLateness.Observe(max(late, 0).Seconds())
 }
 
-// Missed counts an occurrence that expired before it could fire.
-func Missed() { missed.Inc() }
+// Missed counts n occurrences recorded as missed.
+func Missed(n int) { missed.Add(float64(n)) }
 
 // Leading sets the leader gauge.
 func Leading(on bool) {

@@ -212,7 +212,7 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 		if res.Error != nil {
 			return res.Error
 		}
-		metrics.Missed()
+		metrics.Missed(1)
 		s.log.Warn("occurrence missed: its grace window passed before it could fire", "occurrence", o.ID, "fire_at", o.FireAt)
 		return nil
 	}

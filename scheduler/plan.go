@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -159,6 +160,7 @@ func (s *Scheduler) Plan(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("plan: add occurrences: %w", err)
 		}
+		metrics.Missed(missed)
 	}
 	if len(cancelIDs) > 0 {
 		err := s.db.WithContext(ctx).Model(&store.Occurrence{}).Where("id IN ? AND state = ?", cancelIDs, store.OccScheduled).
