@@ -296,7 +296,9 @@ func TestLeaderSIGTERMHandsOverAtOnce(t *testing.T) {
 
 	require.NoError(t, first.cmd.Process.Signal(os.Interrupt))
 	require.Zero(t, first.waitExit(t, 25*time.Second))
+	exited := time.Now()
 	testenv.WaitUntil(t, 3*time.Second, "c2 to take over", func() bool { return b.leader() == "c2" })
+	t.Logf("c2 leads %v after c1 exited", time.Since(exited).Round(time.Millisecond))
 
 	fireAt := nextSecond(2 * time.Second)
 	b.putReminder("handover", 8, fireAt, places)

@@ -212,8 +212,15 @@ func TestOverlaysBuildAndDecodeStrictly(t *testing.T) {
 			for k := range b.config.Data {
 				require.True(t, keys[k], "%s: ConfigMap key %s is not a setting of chime.Config", dir, k)
 			}
-			for _, secret := range []string{"REDIS_URL", "MYSQL_DSN"} {
-				require.NotContains(t, b.config.Data, secret, "secrets belong in chime-secrets")
+			// Every other setting is in the ConfigMap, where operators find
+			// it: all but the secrets and the per-pod replica ID.
+			notHere := map[string]bool{"REDIS_URL": true, "MYSQL_DSN": true, "CHIME_WEBHOOK_URL": true, "CHIME_REPLICA_ID": true}
+			for k := range keys {
+				if notHere[k] {
+					require.NotContains(t, b.config.Data, k, "%s: %s belongs in chime-secrets or the pod spec", dir, k)
+				} else {
+					require.Contains(t, b.config.Data, k, "%s: setting %s missing from the ConfigMap", dir, k)
+				}
 			}
 		})
 	}
