@@ -132,8 +132,10 @@ var (
 	errDrained = errors.New("worker stopping; group released")
 )
 
-// Run serves the queue until ctx is cancelled, then lets groups in flight
-// finish (up to ShutdownTimeout) and returns.
+// Run serves the queue until ctx is cancelled. Then it takes no new task,
+// lets each group in hand finish the chunk it is sending and release the
+// group (sends still going after ShutdownTimeout are cancelled), and
+// returns once every group in hand is released or finished.
 func (w *Worker) Run(ctx context.Context) error {
 	srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 		Concurrency:              w.cfg.Concurrency,
