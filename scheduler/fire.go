@@ -272,6 +272,11 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 		s.log.Info("occurrence fired by another coordinator", "occurrence", o.ID)
 		return nil
 	}
+	// Won: finish the enqueue even if leadership ends now (a leader stopping
+	// mid-fire), or the next leader would find these groups only after
+	// QueueTimeout.
+	ctx, cancelEnqueue := withTimeout(context.WithoutCancel(ctx))
+	defer cancelEnqueue()
 	// The tasks go out while the runs are marked queued. Marking them is
 	// bookkeeping (acks accept a pending run), so its failure must not stop
 	// the enqueue; a failed enqueue leaves its runs to the reaper, which
