@@ -1,15 +1,19 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/ack"
@@ -448,4 +452,67 @@ func TestLostLeaseCancelsTheSend(t *testing.T) {
 	batches, _ := s.sent()
 	require.Empty(t, batches, "nothing recorded as sent after the lease was lost")
 	require.Equal(t, "new-holder", f.env.Redis.Get(context.Background(), key).Val(), "the new holder's lease is untouched")
+}
+
+// A worker stopped (its Run context cancelled, as on SIGTERM) while a chunk
+// is on its way lets that chunk finish, records its checkpoint, releases the
+// group and returns; the task goes back to the queue at once, and another
+// worker delivers the rest from the checkpoint. Every member exactly once.
+func TestStoppingWorkerReleasesAtTheChunkBoundary(t *testing.T) {
+	f := setup(t, 300)
+	require.Greater(t, len(f.members), 2*chunk)
+	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(f.env.Redis), f.env.Queue)
+	require.NoError(t, enq.Enqueue(context.Background(), []queue.Payload{f.payload(1)}))
+
+	first := &blocking{entered: make(chan struct{}), release: make(chan struct{})}
+	var logs logBuffer
+	stopping := worker.New(worker.Config{ID: "stopping", Queue: f.env.Queue, ChunkSize: chunk, LeaseTTL: time.Minute},
+		f.env.Redis, f.index, f.acks, first, f.clock, slog.New(slog.NewTextHandler(&logs, nil)))
+	ctx, stop := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- stopping.Run(ctx) }()
+	<-first.entered // the first chunk is on its way
+	stop()
+	testenv.WaitUntil(t, 5*time.Second, "the worker to start stopping", func() bool {
+		return strings.Contains(logs.String(), "worker stopping")
+	})
+	close(first.release)
+	require.NoError(t, <-stopped)
+
+	batches, users := first.sent()
+	require.Len(t, batches, 1, "the chunk in hand, and no other")
+	require.Equal(t, f.members[:chunk], users)
+	require.Equal(t, []string{"start", "release"}, f.stream(t))
+
+	var rest recorder
+	other := f.worker(t, "other", &rest)
+	octx, ostop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- other.Run(octx) }()
+	testenv.WaitUntil(t, 10*time.Second, "the other worker to finish the group", func() bool {
+		return slices.Contains(f.stream(t), "finish")
+	})
+	ostop()
+	require.NoError(t, <-done)
+	_, more := rest.sent()
+	require.Equal(t, f.members[chunk:], more, "the rest, from the checkpoint")
+	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members)}, f.claim(t))
+}
+
+// logBuffer collects log output.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
