@@ -14,7 +14,7 @@ package metrics
 
 import (
 	"net/http"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -139,11 +139,28 @@ func Leading(on bool) {
 	}
 }
 
-var queuesOnce sync.Once
+// queues exports asynq's queue metrics through the inspector most recently
+// given to RegisterQueues. It describes nothing (an unchecked collector),
+// so the inspector can change after registration.
+type queues struct {
+	cur atomic.Pointer[asynqmetrics.QueueMetricsCollector]
+}
+
+func (q *queues) Describe(chan<- *prometheus.Desc) {}
+
+func (q *queues) Collect(ch chan<- prometheus.Metric) {
+	if c := q.cur.Load(); c != nil {
+		c.Collect(ch)
+	}
+}
+
+var queueMetrics = &queues{}
+
+func init() { prometheus.MustRegister(queueMetrics) }
 
 // RegisterQueues exports asynq's queue metrics (sizes by state, latency,
-// memory, processed and failed counts of every queue in Redis) through in.
-// Only the first call in a process registers.
+// memory, processed and failed counts of every queue in Redis) read through
+// in, in place of any inspector given before.
 func RegisterQueues(in *asynq.Inspector) {
-	queuesOnce.Do(func() { prometheus.MustRegister(asynqmetrics.NewQueueMetricsCollector(in)) })
+	queueMetrics.cur.Store(asynqmetrics.NewQueueMetricsCollector(in))
 }
