@@ -212,6 +212,13 @@ func TestOverlaysBuildAndDecodeStrictly(t *testing.T) {
 			for k := range b.config.Data {
 				require.True(t, keys[k], "%s: ConfigMap key %s is not a setting of chime.Config", dir, k)
 			}
+			// The processes accept the ConfigMap as it is.
+			environ := []string{"REDIS_URL=redis://redis:6379/0", "MYSQL_DSN=chime:pw@tcp(mysql:3306)/chime"}
+			for k, v := range b.config.Data {
+				environ = append(environ, k+"="+v)
+			}
+			_, err := chime.LoadConfig(environ)
+			require.NoError(t, err, "%s: the ConfigMap's settings", dir)
 			// Every other setting is in the ConfigMap, where operators find
 			// it: all but the secrets and the per-pod replica ID.
 			notHere := map[string]bool{"REDIS_URL": true, "MYSQL_DSN": true, "CHIME_WEBHOOK_URL": true, "CHIME_REPLICA_ID": true}
