@@ -346,7 +346,7 @@ func TestTrackerOnRedisCluster(t *testing.T) {
 		_, err := tr.Start(ctx, grp, 1, "w1", "tok", long, t0)
 		require.NoError(t, err)
 		require.NoError(t, tr.Renew(ctx, grp, "tok", long))
-		require.NoError(t, tr.Checkpoint(ctx, grp, "tok", "u1", 1, 0, long))
+		require.NoError(t, tr.Checkpoint(ctx, grp, "tok", "u1", 1, 0, 0, long))
 		if g%2 == 0 {
 			require.NoError(t, tr.Release(ctx, grp, 1, "w1", "tok", t0))
 			_, err = tr.Start(ctx, grp, 2, "w2", "tok2", long, t0)

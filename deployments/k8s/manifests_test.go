@@ -187,15 +187,22 @@ func build(t *testing.T, dir string) *built {
 	return b
 }
 
-// configKeys are the environment variables chime.Config reads.
+// configKeys are the environment variables chime.Config reads, nested
+// settings structs included.
 func configKeys() map[string]bool {
 	out := map[string]bool{}
-	typ := reflect.TypeFor[chime.Config]()
-	for i := range typ.NumField() {
-		if name := typ.Field(i).Tag.Get("env"); name != "" {
-			out[name] = true
+	var walk func(reflect.Type)
+	walk = func(typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			if name := f.Tag.Get("env"); name != "" {
+				out[name] = true
+			} else if f.Type.Kind() == reflect.Struct && f.IsExported() {
+				walk(f.Type)
+			}
 		}
 	}
+	walk(reflect.TypeFor[chime.Config]())
 	return out
 }
 
@@ -221,7 +228,8 @@ func TestOverlaysBuildAndDecodeStrictly(t *testing.T) {
 			require.NoError(t, err, "%s: the ConfigMap's settings", dir)
 			// Every other setting is in the ConfigMap, where operators find
 			// it: all but the secrets and the per-pod replica ID.
-			notHere := map[string]bool{"REDIS_URL": true, "MYSQL_DSN": true, "CHIME_WEBHOOK_URL": true, "CHIME_REPLICA_ID": true}
+			notHere := map[string]bool{"REDIS_URL": true, "MYSQL_DSN": true, "CHIME_WEBHOOK_URL": true,
+				"CHIME_WEBHOOK_SECRET": true, "CHIME_REPLICA_ID": true}
 			for k := range keys {
 				if notHere[k] {
 					require.NotContains(t, b.config.Data, k, "%s: %s belongs in chime-secrets or the pod spec", dir, k)
