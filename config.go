@@ -56,6 +56,8 @@ type Config struct {
 	LogLevel string `env:"CHIME_LOG_LEVEL" envDefault:"info"`
 	// LogFormat is text or json.
 	LogFormat string `env:"CHIME_LOG_FORMAT" envDefault:"text"`
+
+	Online OnlineConfig
 }
 
 // LoadConfig reads the configuration from environ ("KEY=value" entries).
@@ -96,6 +98,9 @@ func LoadConfig(environ []string) (Config, error) {
 	}
 	if c.Sender == "webhook" && c.WebhookURL == "" {
 		return c, fmt.Errorf("configuration: CHIME_WEBHOOK_URL is required when CHIME_SENDER=webhook")
+	}
+	if err := c.Online.validate(); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
 	}
 	return c, nil
 }

@@ -28,6 +28,8 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/inbox"
+	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -47,6 +49,12 @@ type Config struct {
 	// Now tells the time for computed answers (upcoming fires). Defaults to
 	// time.Now.
 	Now func() time.Time
+
+	// Inbox, Announcements and Status serve the inbox, announcement and
+	// message status routes. Each defaults to its package's defaults.
+	Inbox         *inbox.Store
+	Announcements *inbox.Announcements
+	Status        *status.Recorder
 }
 
 // API serves the HTTP API.
@@ -75,6 +83,15 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Inbox == nil {
+		cfg.Inbox = inbox.New(inbox.Config{}, rdb)
+	}
+	if cfg.Announcements == nil {
+		cfg.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{}, rdb)
+	}
+	if cfg.Status == nil {
+		cfg.Status = status.New(status.Config{}, rdb, db)
+	}
 	return &API{cfg: cfg, db: db, rdb: rdb, index: index, log: log}
 }
 
@@ -97,6 +114,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("DELETE /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.deleteSubscriber))
 	mux.Handle("POST /v1/reminders/{key}/subscribers", a.auth(a.postSubscribers))
 	mux.Handle("GET /v1/occurrences", a.auth(a.listOccurrences))
+	a.onlineRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

@@ -44,6 +44,12 @@ type Reminder struct {
 	Times     []ReminderTime `json:"times"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
+
+	// DeliverWhenOnline keeps the reminder for offline users until they
+	// connect to a gateway, instead of pushing it.
+	DeliverWhenOnline bool `json:"deliver_when_online"`
+	// NotifyContacts sends the reminder to an offline user's contacts.
+	NotifyContacts bool `json:"notify_contacts"`
 }
 
 type reminderInput struct {
@@ -55,6 +61,9 @@ type reminderInput struct {
 	EndsAt   *time.Time     `json:"ends_at"`
 	Paused   bool           `json:"paused"`
 	Times    []ReminderTime `json:"times"`
+
+	DeliverWhenOnline bool `json:"deliver_when_online"`
+	NotifyContacts    bool `json:"notify_contacts"`
 }
 
 type parsedTime struct {
@@ -189,6 +198,7 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 		oldGroups := rem.Groups
 		rem.Title, rem.Body, rem.Groups, rem.ValidForS = in.Title, in.Body, groups, int64(validFor/time.Second)
 		rem.StartsAt, rem.EndsAt, rem.Paused = in.StartsAt, in.EndsAt, in.Paused
+		rem.DeliverWhenOnline, rem.NotifyContacts = in.DeliverWhenOnline, in.NotifyContacts
 		if err := tx.Save(&rem).Error; err != nil {
 			return err
 		}
@@ -362,7 +372,7 @@ func render(rem store.Reminder, rows []timeRow) Reminder {
 	out := Reminder{
 		Key: rem.Key, Title: rem.Title, Body: rem.Body, Groups: rem.Groups, ValidFor: rem.ValidFor().String(),
 		StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, Paused: rem.Paused, CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(),
-		Times: []ReminderTime{},
+		Times: []ReminderTime{}, DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts,
 	}
 	for _, x := range rows {
 		if x.ReminderID == rem.ID {

@@ -46,6 +46,13 @@ type Payload struct {
 	Data json.RawMessage `json:"d,omitempty"`
 	// Tags are the reminder's tags, which turn on content processing.
 	Tags []string `json:"tg,omitempty"`
+
+	// App owns the reminder; user IDs are per app.
+	App int64 `json:"app,omitempty"`
+	// DeliverWhenOnline and NotifyContacts are the reminder's flags for
+	// offline users (see sender.Batch).
+	DeliverWhenOnline bool `json:"wo,omitempty"`
+	NotifyContacts    bool `json:"nc,omitempty"`
 }
 
 // TaskID is the deterministic asynq task ID of p.
