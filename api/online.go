@@ -16,22 +16,6 @@ import (
 	"github.com/chime-dev/chime/store"
 )
 
-// onlineRoutes are the routes of the inbox, contacts, announcements and
-// message status. Every user ID and region is looked up inside the key's app.
-func (a *API) onlineRoutes(mux *http.ServeMux) {
-	mux.Handle("GET /v1/users/{user_id}/inbox", a.auth(a.getInbox))
-	mux.Handle("DELETE /v1/users/{user_id}/inbox", a.auth(a.clearInbox))
-	mux.Handle("POST /v1/users/{user_id}/inbox/ack", a.auth(a.ackInbox))
-	mux.Handle("POST /v1/users/{user_id}/inbox/read", a.auth(a.readInbox))
-	mux.Handle("GET /v1/users/{user_id}/messages", a.auth(a.userMessages))
-	mux.Handle("GET /v1/users/{user_id}/contacts", a.auth(a.listContacts))
-	mux.Handle("PUT /v1/users/{user_id}/contacts/{contact_id}", a.auth(a.putContact))
-	mux.Handle("DELETE /v1/users/{user_id}/contacts/{contact_id}", a.auth(a.deleteContact))
-	mux.Handle("POST /v1/regions/{region}/announcements", a.auth(a.postAnnouncement))
-	mux.Handle("GET /v1/regions/{region}/announcements", a.auth(a.listAnnouncements))
-	mux.Handle("GET /v1/occurrences/{id}/status", a.auth(a.occurrenceStatus))
-}
-
 func pathUser(r *http.Request, name string) (string, *Problem) {
 	u := r.PathValue(name)
 	if msg := validUserID(u); msg != "" {
