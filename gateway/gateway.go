@@ -313,7 +313,7 @@ func (g *Gateway) readStream(ctx context.Context) error {
 	key := presence.StreamKey(g.cfg.Prefix, g.cfg.Instance)
 	last := "0-0"
 	for ctx.Err() == nil {
-		res, err := g.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{key, last}, Count: 512, Block: 2 * time.Second}).Result()
+		res, err := g.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{key, last}, Count: 512, Block: time.Second}).Result()
 		if errors.Is(err, redis.Nil) {
 			continue
 		}
