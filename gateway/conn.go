@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -98,7 +99,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	log.Debug("connection closed", "cause", cause)
 }
 
-// open registers c (in memory, then in presence), then queues the messages
+// open registers c (in memory, then in presence), then writes the messages
 // waiting in the user's inbox and a welcome frame. A message published
 // while this runs arrives through the stream or the replay, or both (the
 // client drops the copy by ID); it cannot be missed, because workers store
@@ -120,21 +121,25 @@ func (g *Gateway) open(ctx context.Context, c *conn) error {
 		g.closed(c)
 		return err
 	}
-	for i, m := range waiting.Pending {
+	// Written here, before the write loop starts, so that a full inbox is
+	// not limited by the send queue; what the stream brings meanwhile
+	// waits in the queue.
+	for _, m := range waiting.Pending {
 		raw, err := json.Marshal(m)
 		if err != nil {
 			continue
 		}
-		if i >= g.cfg.SendQueue-1 {
-			break // the rest stays in the inbox for the next connect or the API
+		if err := c.write(ctx, messageFrame(raw)); err != nil {
+			g.closed(c)
+			return fmt.Errorf("replay: %w", err)
 		}
-		c.out <- messageFrame(raw)
 	}
 	welcome, _ := json.Marshal(map[string]any{"type": "welcome", "conn": c.pc.ID, "instance": g.cfg.Instance,
-		"replayed": min(len(waiting.Pending), g.cfg.SendQueue-1)})
-	g.mu.Lock()
-	c.send(welcome)
-	g.mu.Unlock()
+		"replayed": len(waiting.Pending)})
+	if err := c.write(ctx, welcome); err != nil {
+		g.closed(c)
+		return fmt.Errorf("welcome: %w", err)
+	}
 	return nil
 }
 
@@ -195,6 +200,12 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 	}
 }
 
+func (c *conn) write(ctx context.Context, frame []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, frame)
+}
+
 func (c *conn) reply(g *Gateway, frame string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -230,10 +241,7 @@ func (g *Gateway) writeLoop(ctx context.Context, c *conn, expires time.Time) {
 			c.cancel(errTokenExpired)
 			return
 		case f := <-c.out:
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := c.ws.Write(wctx, websocket.MessageText, f)
-			cancel()
-			if err != nil {
+			if err := c.write(ctx, f); err != nil {
 				c.cancel(err)
 				return
 			}

@@ -38,6 +38,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -71,7 +72,8 @@ type Config struct {
 	// applied together. Defaults to 50ms.
 	AckFlush time.Duration
 	// SendQueue is how many frames may wait for a slow client before its
-	// connection is closed (its messages stay in its inbox). Defaults to 256.
+	// connection is closed (its messages stay in its inbox), and the most
+	// waiting messages replayed on connect. Defaults to 64.
 	SendQueue int
 	// ShutdownTimeout bounds a graceful stop. Defaults to 10s.
 	ShutdownTimeout time.Duration
@@ -94,7 +96,7 @@ func (c *Config) defaults() {
 		c.AckFlush = 50 * time.Millisecond
 	}
 	if c.SendQueue == 0 {
-		c.SendQueue = 256
+		c.SendQueue = 64
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
@@ -168,7 +170,8 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /ws", g.serveWS)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "instance": g.cfg.Instance, "connections": g.Connections()})
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "instance": g.cfg.Instance, "connections": g.Connections(),
+			"goroutines": runtime.NumGoroutine()})
 	})
 	mux.Handle("GET /debug/vars", expvar.Handler())
 	return mux
