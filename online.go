@@ -46,8 +46,10 @@ type OnlineConfig struct {
 	PresenceTTL time.Duration `env:"CHIME_PRESENCE_TTL" envDefault:"30s"`
 	// InboxCap is the most messages kept per user, pending and unread each.
 	InboxCap int `env:"CHIME_INBOX_CAP" envDefault:"100"`
-	// InboxTTL is how long an inbox message is kept.
+	// InboxTTL is how long a pending (not yet pushed) message is kept.
 	InboxTTL time.Duration `env:"CHIME_INBOX_TTL" envDefault:"72h"`
+	// UnreadTTL is how long an acknowledged message is kept unread.
+	UnreadTTL time.Duration `env:"CHIME_UNREAD_TTL" envDefault:"24h"`
 	// StatusRetention is how long per-user delivery status is kept.
 	StatusRetention time.Duration `env:"CHIME_STATUS_RETENTION" envDefault:"168h"`
 	// StatusPerUser is the most per-user status entries kept.
@@ -57,7 +59,7 @@ type OnlineConfig struct {
 func (c OnlineConfig) validate() error {
 	for name, d := range map[string]time.Duration{
 		"CHIME_HEARTBEAT_INTERVAL": c.Heartbeat, "CHIME_PING_TIMEOUT": c.PingTimeout, "CHIME_PRESENCE_TTL": c.PresenceTTL,
-		"CHIME_INBOX_TTL": c.InboxTTL, "CHIME_STATUS_RETENTION": c.StatusRetention,
+		"CHIME_INBOX_TTL": c.InboxTTL, "CHIME_UNREAD_TTL": c.UnreadTTL, "CHIME_STATUS_RETENTION": c.StatusRetention,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s must be a positive duration, not %s", name, d)
@@ -82,7 +84,7 @@ func (c Config) Presence(rdb redis.UniversalClient) *presence.Registry {
 
 // Inbox returns the inbox store the configuration describes.
 func (c Config) Inbox(rdb redis.UniversalClient) *inbox.Store {
-	return inbox.New(inbox.Config{Prefix: c.Prefix, Cap: c.Online.InboxCap, TTL: c.Online.InboxTTL}, rdb)
+	return inbox.New(inbox.Config{Prefix: c.Prefix, Cap: c.Online.InboxCap, TTL: c.Online.InboxTTL, UnreadTTL: c.Online.UnreadTTL}, rdb)
 }
 
 // Status returns the status recorder the configuration describes.

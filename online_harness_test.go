@@ -26,7 +26,7 @@ func setupOnline(t *testing.T) *bundle {
 	b := setup(t)
 	b.cfg.Online = chime.OnlineConfig{
 		Enabled: true, Secret: gatewaySecret, Heartbeat: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond,
-		PresenceTTL: 1500 * time.Millisecond, InboxCap: 100, InboxTTL: time.Hour, StatusRetention: time.Hour, StatusPerUser: 200,
+		PresenceTTL: 1500 * time.Millisecond, InboxCap: 100, InboxTTL: time.Hour, UnreadTTL: time.Hour, StatusRetention: time.Hour, StatusPerUser: 200,
 	}
 	return b
 }

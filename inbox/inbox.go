@@ -16,9 +16,11 @@
 //   - P{app:user}:msgs: the message bodies, by ID, while a message is in
 //     either set.
 //
-// All three keys expire TTL after the last message was stored, and a message
-// older than TTL is no longer returned: a user who does not come back for
-// TTL finds an empty inbox. Messages have deterministic IDs, so a worker that
+// A pending message is kept TTL after it was stored, an unread one
+// UnreadTTL after it was acknowledged; older ones are no longer returned and
+// are dropped at the next write. All three keys expire the longer of the two
+// after the last write, so a user who does not come back finds an empty
+// inbox and costs nothing. Messages have deterministic IDs, so a worker that
 // stores the same chunk twice (after a crash) stores each message once, and
 // a message already acknowledged is not stored again.
 package inbox
@@ -82,9 +84,11 @@ type Config struct {
 	// Cap is the most messages kept per user in each of the two sets.
 	// Defaults to 100.
 	Cap int
-	// TTL is how long a message is kept, and how long a user's inbox lives
-	// after its last message was stored. Defaults to 72h.
+	// TTL is how long a pending message is kept. Defaults to 72h.
 	TTL time.Duration
+	// UnreadTTL is how long an acknowledged message is kept unread.
+	// Defaults to 24h.
+	UnreadTTL time.Duration
 }
 
 // Store is the per-user inbox.
@@ -103,6 +107,9 @@ func New(cfg Config, rdb redis.UniversalClient) *Store {
 	}
 	if cfg.TTL == 0 {
 		cfg.TTL = 72 * time.Hour
+	}
+	if cfg.UnreadTTL == 0 {
+		cfg.UnreadTTL = 24 * time.Hour
 	}
 	return &Store{cfg: cfg, rdb: rdb}
 }
@@ -141,26 +148,27 @@ end
 
 // add stores one message unless it is already in either set, and returns the
 // IDs of the messages it dropped (too old, or over the cap).
-// ARGV id, body, now ms, cap, ttl ms.
+// ARGV id, body, now ms, cap, ttl ms, unread ttl ms.
 var add = redis.NewScript(trimFn + `
-local now, cap, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local now, cap, ttl, uttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local dropped = {}
 expire(KEYS[1], KEYS[2], now - ttl, dropped)
-expire(KEYS[2], KEYS[1], now - ttl, dropped)
+expire(KEYS[2], KEYS[1], now - uttl, dropped)
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   redis.call('ZADD', KEYS[1], now, ARGV[1])
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 end
 trim(KEYS[1], KEYS[2], cap, dropped)
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], math.max(ttl, uttl)) end
 return dropped`)
 
 // list returns {pending ids, pending bodies, unread ids, unread bodies},
-// oldest first, leaving out messages older than the cutoff. ARGV cutoff ms.
+// oldest first, leaving out messages older than the cutoffs. ARGV pending
+// cutoff ms, unread cutoff ms.
 var list = redis.NewScript(`
 local out = {}
 for i = 1, 2 do
-  local ids = redis.call('ZRANGE', KEYS[i], '(' .. ARGV[1], '+inf', 'BYSCORE')
+  local ids = redis.call('ZRANGE', KEYS[i], '(' .. ARGV[i], '+inf', 'BYSCORE')
   local bodies = {}
   if #ids > 0 then bodies = redis.call('HMGET', KEYS[3], unpack(ids)) end
   table.insert(out, ids)
@@ -168,26 +176,27 @@ for i = 1, 2 do
 end
 return out`)
 
-// deliver moves IDs from np to unread and returns those it moved; with no
-// IDs it moves all. ARGV now ms, cap, ids...
+// deliver moves IDs from np to unread (dated now) and returns those it
+// moved; with no IDs it moves all. ARGV now ms, cap, keep ms, ids...
 var deliver = redis.NewScript(trimFn + `
 local ids = {}
-if #ARGV > 2 then
-  for i = 3, #ARGV do table.insert(ids, ARGV[i]) end
+if #ARGV > 3 then
+  for i = 4, #ARGV do table.insert(ids, ARGV[i]) end
 else
   ids = redis.call('ZRANGE', KEYS[1], 0, -1)
 end
 local moved = {}
 for _, id in ipairs(ids) do
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score then
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('ZADD', KEYS[2], score, id)
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    redis.call('ZADD', KEYS[2], ARGV[1], id)
     table.insert(moved, id)
   end
 end
-local dropped = {}
-trim(KEYS[2], KEYS[1], tonumber(ARGV[2]), dropped)
+if #moved > 0 then
+  local dropped = {}
+  trim(KEYS[2], KEYS[1], tonumber(ARGV[2]), dropped)
+  for i = 2, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[3], 'GT') end
+end
 return moved`)
 
 // read removes IDs from both sets and returns those it removed. ARGV ids...
@@ -213,7 +222,7 @@ func (s *Store) AddCmd(ctx context.Context, p redis.Pipeliner, app int64, user s
 	if err != nil {
 		return nil, fmt.Errorf("encode message: %w", err)
 	}
-	return add.EvalSha(ctx, p, s.keys(app, user), m.ID, body, now.UnixMilli(), s.cfg.Cap, s.cfg.TTL.Milliseconds()), nil
+	return add.EvalSha(ctx, p, s.keys(app, user), m.ID, body, now.UnixMilli(), s.cfg.Cap, s.cfg.TTL.Milliseconds(), s.cfg.UnreadTTL.Milliseconds()), nil
 }
 
 // Dropped reads the answer of an AddCmd: the IDs of messages that left the
@@ -253,7 +262,7 @@ type Contents struct {
 func (s *Store) List(ctx context.Context, app int64, user string, now time.Time) (Contents, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, err := list.Run(ctx, s.rdb, s.keys(app, user), now.Add(-s.cfg.TTL).UnixMilli()).Slice()
+	res, err := list.Run(ctx, s.rdb, s.keys(app, user), now.Add(-s.cfg.TTL).UnixMilli(), now.Add(-s.cfg.UnreadTTL).UnixMilli()).Slice()
 	if err != nil {
 		return Contents{}, fmt.Errorf("list inbox: %w", err)
 	}
@@ -282,7 +291,7 @@ func (s *Store) List(ctx context.Context, app int64, user string, now time.Time)
 func (s *Store) Delivered(ctx context.Context, app int64, user string, ids []string, now time.Time) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	args := append([]any{now.UnixMilli(), s.cfg.Cap}, strSlice(ids)...)
+	args := append(s.deliverArgs(now), strSlice(ids)...)
 	moved, err := deliver.Run(ctx, s.rdb, s.keys(app, user), args...).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("acknowledge messages: %w", err)
@@ -303,6 +312,10 @@ func (s *Store) Read(ctx context.Context, app int64, user string, ids []string) 
 		return nil, fmt.Errorf("mark messages read: %w", err)
 	}
 	return done, nil
+}
+
+func (s *Store) deliverArgs(now time.Time) []any {
+	return []any{now.UnixMilli(), s.cfg.Cap, max(s.cfg.TTL, s.cfg.UnreadTTL).Milliseconds()}
 }
 
 func strSlice(ids []string) []any {
@@ -339,7 +352,7 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 			if a.Read {
 				cmds[i] = read.EvalSha(ctx, p, s.keys(a.App, a.User), strSlice(a.IDs)...)
 			} else {
-				cmds[i] = deliver.EvalSha(ctx, p, s.keys(a.App, a.User), append([]any{now.UnixMilli(), s.cfg.Cap}, strSlice(a.IDs)...)...)
+				cmds[i] = deliver.EvalSha(ctx, p, s.keys(a.App, a.User), append(s.deliverArgs(now), strSlice(a.IDs)...)...)
 			}
 		}
 	})

@@ -61,13 +61,14 @@ func TestInboxCapDropsTheOldest(t *testing.T) {
 	require.Empty(t, c.Pending)
 }
 
-// A message is kept TTL: older ones are not listed and are dropped at the
-// next store, and the keys expire TTL after the last store (checked with a
-// short TTL on Redis's own clock).
+// A pending message is kept TTL and an unread one UnreadTTL: older ones are
+// not listed and are dropped at the next store, and the keys expire the
+// longer of the two after the last store (checked with a short TTL on
+// Redis's own clock).
 func TestInboxTTL(t *testing.T) {
 	env := testenv.NewRedis(t)
 	ctx := context.Background()
-	s := inbox.New(inbox.Config{Prefix: env.Prefix, TTL: time.Hour}, env.Redis)
+	s := inbox.New(inbox.Config{Prefix: env.Prefix, TTL: time.Hour, UnreadTTL: 30 * time.Minute}, env.Redis)
 	now := time.Now()
 	_, err := s.Add(ctx, 1, "u", inbox.Message{ID: "o1"}, now.Add(-2*time.Hour))
 	require.NoError(t, err)
@@ -81,7 +82,17 @@ func TestInboxTTL(t *testing.T) {
 	require.NoError(t, err)
 	require.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5)
 
-	short := inbox.New(inbox.Config{Prefix: env.Prefix, TTL: 300 * time.Millisecond}, env.Redis)
+	// Unread: acknowledged 45 minutes ago, past the unread TTL.
+	_, err = s.Delivered(ctx, 1, "u", []string{"o2"}, now.Add(-45*time.Minute))
+	require.NoError(t, err)
+	c, err = s.List(ctx, 1, "u", now)
+	require.NoError(t, err)
+	require.Empty(t, c.Unread)
+	dropped, err = s.Add(ctx, 1, "u", inbox.Message{ID: "o4"}, now)
+	require.NoError(t, err)
+	require.Equal(t, []string{"o2"}, dropped)
+
+	short := inbox.New(inbox.Config{Prefix: env.Prefix, TTL: 300 * time.Millisecond, UnreadTTL: 200 * time.Millisecond}, env.Redis)
 	_, err = short.Add(ctx, 1, "v", inbox.Message{ID: "o3"}, time.Now())
 	require.NoError(t, err)
 	testenv.WaitUntil(t, 5*time.Second, "the inbox expires", func() bool {

@@ -144,7 +144,7 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		LeaderTTL: 5 * time.Second, PlanInterval: time.Minute, Horizon: 26 * time.Hour, PrepareLead: 2 * time.Second,
 		AckTimeout: time.Minute, QueueTimeout: time.Minute, Concurrency: 16, ChunkSize: 500, LeaseTTL: 30 * time.Second,
 		Online: chime.OnlineConfig{Enabled: true, Secret: secret, Heartbeat: 10 * time.Second, PingTimeout: 5 * time.Second,
-			PresenceTTL: 30 * time.Second, InboxCap: 100, InboxTTL: time.Hour, StatusRetention: time.Hour, StatusPerUser: 200},
+			PresenceTTL: 30 * time.Second, InboxCap: 100, InboxTTL: time.Hour, UnreadTTL: time.Hour, StatusRetention: time.Hour, StatusPerUser: 200},
 	}
 	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
