@@ -13,6 +13,7 @@ import (
 
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/presence"
+	"github.com/chime-dev/chime/status"
 )
 
 // conn is one client connection. Frames to the client go through out and
@@ -25,7 +26,7 @@ type conn struct {
 }
 
 // send queues a frame; a client too slow to take its queue is disconnected
-// (what it missed stays in its inbox). Called with the gateway's lock held.
+// (what it missed stays in its inbox).
 func (c *conn) send(frame []byte) {
 	select {
 	case c.out <- frame:
@@ -134,6 +135,7 @@ func (g *Gateway) open(ctx context.Context, c *conn) error {
 			return fmt.Errorf("replay: %w", err)
 		}
 	}
+	g.recordReplay(ctx, c, waiting.Pending)
 	welcome, _ := json.Marshal(map[string]any{"type": "welcome", "conn": c.pc.ID, "instance": g.cfg.Instance,
 		"replayed": len(waiting.Pending)})
 	if err := c.write(ctx, welcome); err != nil {
@@ -141,6 +143,20 @@ func (g *Gateway) open(ctx context.Context, c *conn) error {
 		return fmt.Errorf("welcome: %w", err)
 	}
 	return nil
+}
+
+// recordReplay records the replayed messages as sent over the gateway.
+func (g *Gateway) recordReplay(ctx context.Context, c *conn, msgs []inbox.Message) {
+	if g.status == nil || len(msgs) == 0 {
+		return
+	}
+	entries := make([]status.Entry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = status.Entry{App: c.pc.App, User: c.pc.User, Message: m.ID, Occurrence: m.Occurrence, Channel: status.Gateway, State: status.Sent}
+	}
+	if err := g.status.Record(ctx, entries, g.clock.Now()); err != nil {
+		g.log.Warn("record replay", "err", err)
+	}
 }
 
 func (g *Gateway) forget(c *conn) {
@@ -178,13 +194,13 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 		}
 		var f clientFrame
 		if err := json.Unmarshal(data, &f); err != nil {
-			c.reply(g, `{"type":"error","error":"frames are JSON objects: {\"type\":\"ack\"|\"read\",\"ids\":[...]}"}`)
+			c.reply(`{"type":"error","error":"frames are JSON objects: {\"type\":\"ack\"|\"read\",\"ids\":[...]}"}`)
 			continue
 		}
 		switch f.Type {
 		case "ack", "read":
 			if len(f.IDs) == 0 || len(f.IDs) > 1000 {
-				c.reply(g, `{"type":"error","error":"ids must hold 1 to 1000 message IDs"}`)
+				c.reply(`{"type":"error","error":"ids must hold 1 to 1000 message IDs"}`)
 				continue
 			}
 			select {
@@ -193,9 +209,9 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 				return
 			}
 		case "ping":
-			c.reply(g, `{"type":"pong"}`)
+			c.reply(`{"type":"pong"}`)
 		default:
-			c.reply(g, `{"type":"error","error":"unknown frame type; use ack, read or ping"}`)
+			c.reply(`{"type":"error","error":"unknown frame type; use ack, read or ping"}`)
 		}
 	}
 }
@@ -206,11 +222,7 @@ func (c *conn) write(ctx context.Context, frame []byte) error {
 	return c.ws.Write(ctx, websocket.MessageText, frame)
 }
 
-func (c *conn) reply(g *Gateway, frame string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	c.send([]byte(frame))
-}
+func (c *conn) reply(frame string) { c.send([]byte(frame)) }
 
 // writeLoop writes queued frames, pings every heartbeat interval, and ends
 // the connection when its token expires or a pong does not come. When ctx
