@@ -34,6 +34,8 @@ type Config struct {
 	PlanInterval time.Duration `env:"CHIME_PLAN_INTERVAL" envDefault:"1m"`
 	// Horizon is how far ahead occurrences are planned.
 	Horizon time.Duration `env:"CHIME_HORIZON" envDefault:"26h"`
+	// MaxCatchUp bounds how far back the planner looks after an outage.
+	MaxCatchUp time.Duration `env:"CHIME_MAX_CATCH_UP" envDefault:"168h"`
 	// PrepareLead is how long before a fire the membership index is readied.
 	PrepareLead time.Duration `env:"CHIME_PREPARE_LEAD" envDefault:"30s"`
 	// AckTimeout is how long a started group may go without a finish ack.
@@ -77,7 +79,7 @@ func LoadConfig(environ []string) (Config, error) {
 		c.ReplicaID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	for name, d := range map[string]time.Duration{
-		"CHIME_LEADER_TTL": c.LeaderTTL, "CHIME_PLAN_INTERVAL": c.PlanInterval, "CHIME_HORIZON": c.Horizon,
+		"CHIME_LEADER_TTL": c.LeaderTTL, "CHIME_PLAN_INTERVAL": c.PlanInterval, "CHIME_HORIZON": c.Horizon, "CHIME_MAX_CATCH_UP": c.MaxCatchUp,
 		"CHIME_PREPARE_LEAD": c.PrepareLead, "CHIME_ACK_TIMEOUT": c.AckTimeout, "CHIME_QUEUE_TIMEOUT": c.QueueTimeout,
 		"CHIME_LEASE_TTL": c.LeaseTTL, "CHIME_WEBHOOK_TIMEOUT": c.WebhookTimeout,
 	} {

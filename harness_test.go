@@ -1,7 +1,6 @@
 package chime_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,8 +65,9 @@ func setup(t *testing.T) *bundle {
 	return b
 }
 
-// startCoordinator runs a coordinator named id in this process.
-func (b *bundle) startCoordinator(id string) {
+// startCoordinator runs a coordinator named id in this process until the
+// test ends or stop is called; stop returns once it has stopped.
+func (b *bundle) startCoordinator(id string) (stop func()) {
 	b.t.Helper()
 	cfg := b.cfg
 	cfg.ReplicaID = id
@@ -79,7 +80,17 @@ func (b *bundle) startCoordinator(id string) {
 	if b.apiURL == "" {
 		b.apiURL = "http://" + ln.Addr().String()
 	}
-	b.group.Go(func() error { return c.Run(b.ctx) })
+	ctx, cancel := context.WithCancel(b.ctx)
+	done := make(chan error, 1)
+	b.group.Go(func() error {
+		err := c.Run(ctx)
+		done <- err
+		return err
+	})
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // startWorker runs a worker named id in this process.
@@ -96,16 +107,36 @@ func (b *bundle) startWorker(id string) {
 // call sends one API request and decodes the answer into out.
 func (b *bundle) call(method, path string, in, out any) int {
 	b.t.Helper()
-	var body io.Reader
+	return b.callWith(method, path, in, nil, out)
+}
+
+// callWith is call with extra request headers.
+func (b *bundle) callWith(method, path string, in any, h http.Header, out any) int {
+	b.t.Helper()
+	var body string
 	if in != nil {
 		raw, err := json.Marshal(in)
 		require.NoError(b.t, err)
-		body = bytes.NewReader(raw)
+		body = string(raw)
 	}
-	req, err := http.NewRequest(method, b.apiURL+path, body)
+	return b.send(method, path, "application/json", body, h, out)
+}
+
+// callRaw sends body as contentType.
+func (b *bundle) callRaw(method, path, contentType, body string, out any) int {
+	b.t.Helper()
+	return b.send(method, path, contentType, body, nil, out)
+}
+
+func (b *bundle) send(method, path, contentType, body string, h http.Header, out any) int {
+	b.t.Helper()
+	req, err := http.NewRequest(method, b.apiURL+path, strings.NewReader(body))
 	require.NoError(b.t, err)
+	for k, v := range h {
+		req.Header[k] = v
+	}
 	req.Header.Set("Authorization", "Bearer "+b.key)
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(b.t, err)
 	defer resp.Body.Close()

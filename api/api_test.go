@@ -787,7 +787,8 @@ func TestConcurrentCreatesOfTheSameReminder(t *testing.T) {
 }
 
 // The next fires are computed with the scheduler's rules: New York's 02:30
-// on the night clocks jump from 02:00 to 03:00 fires at 03:30 EDT.
+// on the night clocks jump from 02:00 to 03:00 fires at 03:00 EDT, the first
+// instant after the gap.
 func TestUpcoming(t *testing.T) {
 	now := time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC)
 	b := setupWith(t, api.Config{Now: func() time.Time { return now }})
@@ -806,7 +807,7 @@ func TestUpcoming(t *testing.T) {
 	}
 	require.Equal(t, []string{
 		"jakarta 2026-03-07T21:30:00Z 2026-03-08T04:30:00+07:00",
-		"new-york 2026-03-08T07:30:00Z 2026-03-08T03:30:00-04:00",
+		"new-york 2026-03-08T07:00:00Z 2026-03-08T03:00:00-04:00",
 		"jakarta 2026-03-08T21:30:00Z 2026-03-09T04:30:00+07:00",
 	}, got)
 

@@ -2,12 +2,14 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -31,19 +33,35 @@ type ReminderTime struct {
 	LocalTime string `json:"local_time"`
 }
 
+// Place is a location and its zone.
+type Place struct {
+	Location string `json:"location"`
+	Zone     string `json:"zone"`
+}
+
+// GlobalPlace is where once and topic reminders that name no location
+// group their subscribers.
+var GlobalPlace = Place{Location: "global", Zone: "UTC"}
+
 // Reminder is the JSON form of a reminder.
 type Reminder struct {
-	Key       string         `json:"key"`
-	Title     string         `json:"title"`
-	Body      string         `json:"body"`
-	Groups    int            `json:"groups"`
-	ValidFor  string         `json:"valid_for"`
-	StartsAt  *time.Time     `json:"starts_at,omitempty"`
-	EndsAt    *time.Time     `json:"ends_at,omitempty"`
-	Paused    bool           `json:"paused"`
-	Times     []ReminderTime `json:"times"`
-	CreatedAt time.Time      `json:"created_at"`
-	UpdatedAt time.Time      `json:"updated_at"`
+	Key       string          `json:"key"`
+	Kind      string          `json:"kind"`
+	Title     string          `json:"title"`
+	Body      string          `json:"body"`
+	Groups    int             `json:"groups"`
+	ValidFor  string          `json:"valid_for"`
+	Grace     string          `json:"grace"`
+	StartsAt  *time.Time      `json:"starts_at,omitempty"`
+	EndsAt    *time.Time      `json:"ends_at,omitempty"`
+	At        *time.Time      `json:"at,omitempty"`
+	Offsets   []string        `json:"offsets,omitempty"`
+	Schema    json.RawMessage `json:"schema,omitempty"`
+	Paused    bool            `json:"paused"`
+	Times     []ReminderTime  `json:"times"`
+	Locations []Place         `json:"locations"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
 
 	// DeliverWhenOnline keeps the reminder for offline users until they
 	// connect to a gateway, instead of pushing it.
@@ -53,14 +71,20 @@ type Reminder struct {
 }
 
 type reminderInput struct {
-	Title    string         `json:"title"`
-	Body     string         `json:"body"`
-	Groups   *int           `json:"groups"`
-	ValidFor string         `json:"valid_for"`
-	StartsAt *time.Time     `json:"starts_at"`
-	EndsAt   *time.Time     `json:"ends_at"`
-	Paused   bool           `json:"paused"`
-	Times    []ReminderTime `json:"times"`
+	Kind      string          `json:"kind"`
+	Title     string          `json:"title"`
+	Body      string          `json:"body"`
+	Groups    *int            `json:"groups"`
+	ValidFor  string          `json:"valid_for"`
+	Grace     string          `json:"grace"`
+	StartsAt  *time.Time      `json:"starts_at"`
+	EndsAt    *time.Time      `json:"ends_at"`
+	At        *time.Time      `json:"at"`
+	Offsets   []string        `json:"offsets"`
+	Schema    json.RawMessage `json:"schema"`
+	Paused    bool            `json:"paused"`
+	Times     []ReminderTime  `json:"times"`
+	Locations []Place         `json:"locations"`
 
 	DeliverWhenOnline bool `json:"deliver_when_online"`
 	NotifyContacts    bool `json:"notify_contacts"`
@@ -71,9 +95,32 @@ type parsedTime struct {
 	sec            int
 }
 
-func (in *reminderInput) validate() (groups int, validFor time.Duration, times []parsedTime, p *Problem) {
+// parsedReminder is a valid reminderInput.
+type parsedReminder struct {
+	kind            string
+	groups          int
+	validFor, grace time.Duration
+	times           []parsedTime
+	places          []Place // every location named, times' first
+	offsets         string
+	schema          string
+}
+
+// MaxOffset bounds how long before its instant a once reminder may fire.
+const MaxOffset = 30 * 24 * time.Hour
+
+func (in *reminderInput) validate() (out parsedReminder, p *Problem) {
 	var errs []FieldError
 	bad := func(field, msg string) { errs = append(errs, FieldError{Field: field, Message: msg}) }
+	out.kind = in.Kind
+	if out.kind == "" {
+		out.kind = store.KindDaily
+	}
+	switch out.kind {
+	case store.KindDaily, store.KindTimetable, store.KindOnce, store.KindTopic:
+	default:
+		bad("kind", "must be daily, timetable, once or topic")
+	}
 	if in.Title == "" {
 		bad("title", "is required")
 	} else if utf8.RuneCountInString(in.Title) > 200 {
@@ -82,14 +129,14 @@ func (in *reminderInput) validate() (groups int, validFor time.Duration, times [
 	if utf8.RuneCountInString(in.Body) > 2000 {
 		bad("body", "must be at most 2000 characters")
 	}
-	groups = grouping.DefaultGroups
+	out.groups = grouping.DefaultGroups
 	if in.Groups != nil {
-		groups = *in.Groups
-		if groups < 1 || groups > grouping.MaxGroups {
+		out.groups = *in.Groups
+		if out.groups < 1 || out.groups > grouping.MaxGroups {
 			bad("groups", fmt.Sprintf("must be between 1 and %d", grouping.MaxGroups))
 		}
 	}
-	validFor = DefaultValidFor
+	out.validFor = DefaultValidFor
 	if in.ValidFor != "" {
 		d, err := time.ParseDuration(in.ValidFor)
 		switch {
@@ -98,35 +145,103 @@ func (in *reminderInput) validate() (groups int, validFor time.Duration, times [
 		case d < time.Second || d > 7*24*time.Hour:
 			bad("valid_for", "must be between 1s and 168h")
 		default:
-			validFor = d
+			out.validFor = d
+		}
+	}
+	out.grace = out.validFor
+	if in.Grace != "" {
+		d, err := time.ParseDuration(in.Grace)
+		switch {
+		case err != nil:
+			bad("grace", `must be a duration such as "5m"`)
+		case d < time.Second || d > out.validFor:
+			bad("grace", "must be between 1s and valid_for: a fire later than the validity window would deliver nothing")
+		default:
+			out.grace = d
 		}
 	}
 	if in.StartsAt != nil && in.EndsAt != nil && !in.EndsAt.After(*in.StartsAt) {
 		bad("ends_at", "must be after starts_at")
 	}
-	if len(in.Times) == 0 {
-		bad("times", "at least one {location, zone, local_time} is required")
+	switch out.kind {
+	case store.KindDaily:
+		if len(in.Times) == 0 {
+			bad("times", "at least one {location, zone, local_time} is required")
+		}
+	default:
+		if len(in.Times) > 0 {
+			bad("times", "only daily reminders have times of day")
+		}
+	}
+	if out.kind == store.KindOnce {
+		if in.At == nil {
+			bad("at", "is required for a once reminder: the instant of the event, RFC 3339")
+		}
+		var secs []string
+		seenOff := map[time.Duration]bool{}
+		for i, o := range in.Offsets {
+			d, err := time.ParseDuration(o)
+			switch {
+			case err != nil || d < 0 || d > MaxOffset || d%time.Second != 0:
+				bad(fmt.Sprintf("offsets[%d]", i), `must be a whole-second duration between 0s and 720h, such as "10m"`)
+			case !seenOff[d]:
+				seenOff[d] = true
+				secs = append(secs, strconv.FormatInt(int64(d/time.Second), 10))
+			}
+		}
+		if len(in.Offsets) > 20 {
+			bad("offsets", "at most 20 offsets")
+		}
+		out.offsets = strings.Join(secs, ",")
+	} else {
+		if in.At != nil {
+			bad("at", "only once reminders have an instant")
+		}
+		if len(in.Offsets) > 0 {
+			bad("offsets", "only once reminders have offsets")
+		}
+	}
+	if out.kind == store.KindTopic {
+		schema, err := compileTopicSchema(in.Schema)
+		if err != nil {
+			bad("schema", err.Error())
+		} else {
+			out.schema = schema
+		}
+	} else if len(in.Schema) > 0 {
+		bad("schema", "only topic reminders have an event schema")
 	}
 	if len(in.Times) > 10000 {
 		bad("times", "at most 10000 entries")
 	}
+	if len(in.Locations) > 10000 {
+		bad("locations", "at most 10000 entries")
+	}
 	zones := map[string]string{}
+	place := func(f, location, zone string) bool {
+		if !keyPattern.MatchString(location) {
+			bad(f+".location", "is required: 1-100 letters, digits, '_', '.' or '-'")
+			return false
+		}
+		if _, err := localtime.LoadZone(zone); err != nil {
+			bad(f+".zone", err.Error())
+			return false
+		}
+		if z, ok := zones[location]; ok && z != zone {
+			bad(f+".zone", fmt.Sprintf("location %q is given zones %q and %q; a location has one zone", location, z, zone))
+			return false
+		} else if !ok {
+			zones[location] = zone
+			out.places = append(out.places, Place{Location: location, Zone: zone})
+		}
+		return true
+	}
 	seen := map[parsedTime]bool{}
 	for i, t := range in.Times {
 		f := fmt.Sprintf("times[%d]", i)
-		if !keyPattern.MatchString(t.Location) {
-			bad(f+".location", "is required: 1-100 letters, digits, '_', '.' or '-'")
+		if !place(f, t.Location, t.Zone) {
 			continue
 		}
-		if _, err := localtime.LoadZone(t.Zone); err != nil {
-			bad(f+".zone", err.Error())
-			continue
-		}
-		if z, ok := zones[t.Location]; ok && z != t.Zone {
-			bad(f+".zone", fmt.Sprintf("location %q is given zones %q and %q; a location has one zone", t.Location, z, t.Zone))
-			continue
-		}
-		zones[t.Location] = t.Zone
 		sec, err := localtime.Parse(t.LocalTime)
 		if err != nil {
 			bad(f+".local_time", err.Error())
@@ -135,13 +250,19 @@ func (in *reminderInput) validate() (groups int, validFor time.Duration, times [
 		pt := parsedTime{location: t.Location, zone: t.Zone, sec: int(sec)}
 		if !seen[pt] {
 			seen[pt] = true
-			times = append(times, pt)
+			out.times = append(out.times, pt)
 		}
 	}
-	if len(errs) > 0 {
-		return 0, 0, nil, problem(http.StatusUnprocessableEntity, "the reminder is not valid", errs...)
+	for i, l := range in.Locations {
+		place(fmt.Sprintf("locations[%d]", i), l.Location, l.Zone)
 	}
-	return groups, validFor, times, nil
+	if len(out.places) == 0 && (out.kind == store.KindOnce || out.kind == store.KindTopic) {
+		out.places = []Place{GlobalPlace}
+	}
+	if len(errs) > 0 {
+		return out, problem(http.StatusUnprocessableEntity, "the reminder is not valid", errs...)
+	}
+	return out, nil
 }
 
 func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) error {
@@ -153,10 +274,11 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	if p := decode(w, r, 1<<20, &in); p != nil {
 		return p
 	}
-	groups, validFor, times, p := in.validate()
+	in2, p := in.validate()
 	if p != nil {
 		return p
 	}
+	groups, times := in2.groups, in2.times
 	ctx := r.Context()
 	created := false
 	var rem store.Reminder
@@ -169,23 +291,12 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 		created, rem, regrouped = false, store.Reminder{}, nil
 		clear(locIDs)
 		// Locations first: a location keeps one zone across the app's reminders.
-		for _, t := range times {
-			if _, ok := locIDs[t.location]; ok {
-				continue
-			}
-			var l store.Location
-			err := tx.Where("app_id = ? AND name = ?", app, t.location).First(&l).Error
-			if errors.Is(err, gorm.ErrRecordNotFound) {
-				l = store.Location{AppID: app, Name: t.location, Zone: t.zone}
-				err = tx.Create(&l).Error
-			}
+		for _, pl := range in2.places {
+			id, err := ensureLocation(tx, app, pl)
 			if err != nil {
 				return err
 			}
-			if l.Zone != t.zone {
-				return problem(http.StatusConflict, fmt.Sprintf("location %q already has zone %q; a location keeps one zone (use another location name)", l.Name, l.Zone))
-			}
-			locIDs[t.location] = l.ID
+			locIDs[pl.Location] = id
 		}
 		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("app_id = ? AND `key` = ?", app, key).First(&rem).Error
 		switch {
@@ -196,8 +307,9 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			return err
 		}
 		oldGroups := rem.Groups
-		rem.Title, rem.Body, rem.Groups, rem.ValidForS = in.Title, in.Body, groups, int64(validFor/time.Second)
+		rem.Title, rem.Body, rem.Groups, rem.ValidForS = in.Title, in.Body, groups, int64(in2.validFor/time.Second)
 		rem.StartsAt, rem.EndsAt, rem.Paused = in.StartsAt, in.EndsAt, in.Paused
+		rem.Kind, rem.At, rem.Offsets, rem.GraceS, rem.Schema = in2.kind, in.At, in2.offsets, int64(in2.grace/time.Second), in2.schema
 		rem.DeliverWhenOnline, rem.NotifyContacts = in.DeliverWhenOnline, in.NotifyContacts
 		if err := tx.Save(&rem).Error; err != nil {
 			return err
@@ -246,9 +358,11 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			add = append(add, store.ReminderTime{ReminderID: rem.ID, LocationID: k[0], LocalSec: int(k[1])})
 		}
 		if len(add) > 0 {
-			return tx.CreateInBatches(&add, 500).Error
+			if err := tx.CreateInBatches(&add, 500).Error; err != nil {
+				return err
+			}
 		}
-		return nil
+		return setLocations(tx, rem, locIDs)
 	})
 	if err != nil {
 		return err
@@ -261,9 +375,10 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	// A location without subscriptions has a complete (empty) index: mark it
 	// built so that later subscriptions extend it instead of the first fire
 	// rebuilding it from MySQL.
-	ids := make([]int64, 0, len(locIDs))
-	for _, id := range locIDs {
-		ids = append(ids, id)
+	var ids []int64
+	if err := a.db.WithContext(ctx).Model(&store.ReminderLocation{}).Where("reminder_id = ?", rem.ID).
+		Pluck("location_id", &ids).Error; err != nil {
+		return err
 	}
 	var withSubs []int64
 	if err := a.db.WithContext(ctx).Model(&store.Subscription{}).Distinct("location_id").
@@ -294,6 +409,49 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	}
 	writeJSON(w, status, out)
 	return nil
+}
+
+// ensureLocation returns the ID of the app's location pl, creating it; a
+// location keeps its zone.
+func ensureLocation(tx *gorm.DB, app int64, pl Place) (int64, error) {
+	var l store.Location
+	err := tx.Where("app_id = ? AND name = ?", app, pl.Location).First(&l).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		l = store.Location{AppID: app, Name: pl.Location, Zone: pl.Zone}
+		err = tx.Create(&l).Error
+	}
+	if err != nil {
+		return 0, err
+	}
+	if l.Zone != pl.Zone {
+		return 0, problem(http.StatusConflict, fmt.Sprintf("location %q already has zone %q; a location keeps one zone (use another location name)", l.Name, l.Zone))
+	}
+	return l.ID, nil
+}
+
+// setLocations makes ids the locations of rem. A timetable reminder also
+// keeps the locations its timetable names.
+func setLocations(tx *gorm.DB, rem store.Reminder, ids map[string]int64) error {
+	keep := make([]int64, 0, len(ids)+1)
+	rows := make([]store.ReminderLocation, 0, len(ids))
+	for _, id := range ids {
+		keep = append(keep, id)
+		rows = append(rows, store.ReminderLocation{ReminderID: rem.ID, LocationID: id})
+	}
+	drop := tx.Where("reminder_id = ?", rem.ID)
+	if len(keep) > 0 {
+		drop = drop.Where("location_id NOT IN ?", keep)
+	}
+	if rem.Kind == store.KindTimetable {
+		drop = drop.Where("location_id NOT IN (?)", tx.Model(&store.DatedTime{}).Select("location_id").Where("reminder_id = ?", rem.ID))
+	}
+	if err := drop.Delete(&store.ReminderLocation{}).Error; err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	return tx.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&rows, 500).Error
 }
 
 // regroup recomputes the group of every subscription of a reminder for a new
@@ -366,16 +524,48 @@ func (a *API) reminderTimes(ctx context.Context, reminders ...int64) ([]timeRow,
 	return rows, err
 }
 
+// reminderRows loads the times and the locations of the given reminders;
+// a location row has LocalSec -1.
+func (a *API) reminderRows(ctx context.Context, reminders ...int64) ([]timeRow, error) {
+	rows, err := a.reminderTimes(ctx, reminders...)
+	if err != nil {
+		return nil, err
+	}
+	var locs []timeRow
+	err = a.db.WithContext(ctx).Table("reminder_locations AS rl").Select("rl.reminder_id, l.name, l.zone, -1 AS local_sec").
+		Joins("JOIN locations l ON l.id = rl.location_id").Where("rl.reminder_id IN ?", reminders).
+		Order("rl.reminder_id, l.name").Scan(&locs).Error
+	return append(rows, locs...), err
+}
+
 // render is the JSON form of rem with its times (rows of other reminders
 // are skipped).
 func render(rem store.Reminder, rows []timeRow) Reminder {
 	out := Reminder{
-		Key: rem.Key, Title: rem.Title, Body: rem.Body, Groups: rem.Groups, ValidFor: rem.ValidFor().String(),
-		StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, Paused: rem.Paused, CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(),
-		Times: []ReminderTime{}, DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts,
+		Key: rem.Key, Kind: rem.Kind, Title: rem.Title, Body: rem.Body, Groups: rem.Groups, ValidFor: rem.ValidFor().String(),
+		Grace: rem.Grace().String(), StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, At: rem.At, Paused: rem.Paused,
+		CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(), Times: []ReminderTime{}, Locations: []Place{},
+		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts,
+	}
+	if out.At != nil {
+		at := out.At.UTC()
+		out.At = &at
+	}
+	if offs, err := store.ParseOffsets(rem.Offsets); err == nil && rem.Kind == store.KindOnce {
+		for _, o := range offs {
+			out.Offsets = append(out.Offsets, o.String())
+		}
+	}
+	if rem.Schema != "" {
+		out.Schema = json.RawMessage(rem.Schema)
 	}
 	for _, x := range rows {
-		if x.ReminderID == rem.ID {
+		if x.ReminderID != rem.ID {
+			continue
+		}
+		if x.LocalSec < 0 {
+			out.Locations = append(out.Locations, Place{Location: x.Name, Zone: x.Zone})
+		} else {
 			out.Times = append(out.Times, ReminderTime{Location: x.Name, Zone: x.Zone, LocalTime: localtime.Of(x.LocalSec).String()})
 		}
 	}
@@ -387,7 +577,7 @@ func (a *API) loadReminder(r *http.Request, app int64, key string) (Reminder, er
 	if err != nil {
 		return Reminder{}, err
 	}
-	rows, err := a.reminderTimes(r.Context(), rem.ID)
+	rows, err := a.reminderRows(r.Context(), rem.ID)
 	return render(rem, rows), err
 }
 
@@ -422,7 +612,7 @@ func (a *API) listReminders(w http.ResponseWriter, r *http.Request, app int64) e
 		for i, rem := range rems {
 			ids[i] = rem.ID
 		}
-		rows, err := a.reminderTimes(r.Context(), ids...)
+		rows, err := a.reminderRows(r.Context(), ids...)
 		if err != nil {
 			return err
 		}
@@ -445,7 +635,7 @@ func (a *API) deleteReminder(w http.ResponseWriter, r *http.Request, app int64) 
 	}
 	var locs []int64
 	err = a.db.WithContext(r.Context()).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Model(&store.ReminderTime{}).Where("reminder_id = ?", rem.ID).Distinct().Pluck("location_id", &locs).Error; err != nil {
+		if err := tx.Model(&store.ReminderLocation{}).Where("reminder_id = ?", rem.ID).Pluck("location_id", &locs).Error; err != nil {
 			return err
 		}
 		var more []int64
@@ -459,6 +649,9 @@ func (a *API) deleteReminder(w http.ResponseWriter, r *http.Request, app int64) 
 			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.Occurrence{}).Error },
 			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.Subscription{}).Error },
 			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.ReminderTime{}).Error },
+			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.ReminderLocation{}).Error },
+			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.DatedTime{}).Error },
+			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.Event{}).Error },
 			func() error { return tx.Delete(&rem).Error },
 		} {
 			if err := del(); err != nil {

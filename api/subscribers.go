@@ -46,9 +46,9 @@ func (a *API) reminderLocations(r *http.Request, app int64) (store.Reminder, map
 		return rem, nil, err
 	}
 	var locs []store.Location
-	err = a.db.WithContext(r.Context()).Distinct("locations.id", "locations.name").
-		Joins("JOIN reminder_times rt ON rt.location_id = locations.id").
-		Where("rt.reminder_id = ?", rem.ID).Find(&locs).Error
+	err = a.db.WithContext(r.Context()).Select("locations.id", "locations.name").
+		Joins("JOIN reminder_locations rl ON rl.location_id = locations.id").
+		Where("rl.reminder_id = ?", rem.ID).Find(&locs).Error
 	byName := make(map[string]int64, len(locs))
 	for _, l := range locs {
 		byName[l.Name] = l.ID
@@ -105,6 +105,13 @@ func (a *API) putSubscriber(w http.ResponseWriter, r *http.Request, app int64) e
 		return err
 	}
 	loc, ok := locs[in.Location]
+	if in.Location == "" && len(locs) == 1 {
+		// A reminder with one location (a topic or a one-off event
+		// without places) needs none named.
+		for name, id := range locs {
+			loc, ok, in.Location = id, true, name
+		}
+	}
 	if !ok {
 		return problem(http.StatusUnprocessableEntity, fmt.Sprintf("unknown location %q: reminder %q has no time there", in.Location, rem.Key),
 			FieldError{Field: "location", Message: "must be a location of the reminder's times"})
@@ -155,6 +162,11 @@ func (a *API) postSubscribers(w http.ResponseWriter, r *http.Request, app int64)
 			continue
 		}
 		loc, ok := locs[s.Location]
+		if s.Location == "" && len(locs) == 1 {
+			for _, id := range locs {
+				loc, ok = id, true
+			}
+		}
 		if !ok {
 			errs = append(errs, FieldError{Field: fmt.Sprintf("subscribers[%d].location", i), Message: fmt.Sprintf("unknown location %q", s.Location)})
 			continue

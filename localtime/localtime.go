@@ -5,10 +5,11 @@
 // Rules (the same as RFC 5545 and most calendar software):
 //   - A local time that happens twice on a day (clocks go back) fires once, at
 //     the first of the two instants.
-//   - A local time that does not exist on a day (clocks go forward) fires at the
-//     instant the same distance past the transition, that is the time read
-//     with the offset in force before the change: 02:30 on a day New York
-//     jumps from 02:00 to 03:00 fires at 03:30 EDT.
+//   - A local time that does not exist on a day (clocks go forward) fires once,
+//     at the first instant after the gap, the transition itself: 02:30 on a
+//     day New York jumps from 02:00 to 03:00 fires at 03:00 EDT. (A day a
+//     zone skips whole, as Apia did on 2011-12-30, fires at the first
+//     instant of the next day.)
 //
 // Everything returned is in UTC; zones exist only at this edge.
 package localtime
@@ -103,8 +104,14 @@ func On(year int, month time.Month, day int, o Of, loc *time.Location) time.Time
 		}
 	}
 	if best.IsZero() {
-		// Skipped: read the time with the offset before the transition.
-		best = wall.Add(-time.Duration(before) * time.Second)
+		// Skipped: the time read with the offset before the transition lands
+		// past it, in the zone period the transition starts; the first
+		// instant after the gap is that period's start.
+		past := wall.Add(-time.Duration(before) * time.Second)
+		best, _ = past.In(loc).ZoneBounds()
+		if best.IsZero() || best.After(past) {
+			best = past
+		}
 	}
 	return best.UTC()
 }

@@ -41,6 +41,10 @@ func TestOnAcrossClockChanges(t *testing.T) {
 	ny, _ := time.LoadLocation("America/New_York")
 	lh, _ := time.LoadLocation("Australia/Lord_Howe")
 	riyadh, _ := time.LoadLocation("Asia/Riyadh")
+	chatham, _ := time.LoadLocation("Pacific/Chatham")
+	kathmandu, _ := time.LoadLocation("Asia/Kathmandu")
+	saoPaulo, _ := time.LoadLocation("America/Sao_Paulo")
+	apia, _ := time.LoadLocation("Pacific/Apia")
 	for _, tc := range []struct {
 		name string
 		y    int
@@ -52,12 +56,19 @@ func TestOnAcrossClockChanges(t *testing.T) {
 	}{
 		{"plain day", 2026, 6, 1, "05:00", ny, "2026-06-01T09:00:00Z"},
 		{"no DST zone", 2026, 3, 8, "04:45:30", riyadh, "2026-03-08T01:45:30Z"},
-		{"skipped hour moves forward by the gap", 2026, 3, 8, "02:30", ny, "2026-03-08T07:30:00Z"},
+		{"skipped time fires at the first instant after the gap", 2026, 3, 8, "02:30", ny, "2026-03-08T07:00:00Z"},
+		{"start of the gap too", 2026, 3, 8, "02:00", ny, "2026-03-08T07:00:00Z"},
 		{"just before the gap", 2026, 3, 8, "01:59:59", ny, "2026-03-08T06:59:59Z"},
 		{"first instant after the gap", 2026, 3, 8, "03:00", ny, "2026-03-08T07:00:00Z"},
 		{"repeated hour fires at the first", 2026, 11, 1, "01:30", ny, "2026-11-01T05:30:00Z"},
 		{"after the repeated hour", 2026, 11, 1, "02:00", ny, "2026-11-01T07:00:00Z"},
-		{"half-hour DST gap", 2026, 10, 4, "02:15", lh, "2026-10-03T15:45:00Z"},
+		{"half-hour DST gap", 2026, 10, 4, "02:15", lh, "2026-10-03T15:30:00Z"},
+		{":45 zone with DST, inside the gap", 2026, 9, 27, "02:50", chatham, "2026-09-26T14:00:00Z"},
+		{":45 zone without DST", 2026, 3, 1, "05:00", kathmandu, "2026-02-28T23:15:00Z"},
+		{"midnight gap in a zone that later abolished DST", 2018, 11, 4, "00:30", saoPaulo, "2018-11-04T03:00:00Z"},
+		{"same zone after DST was abolished", 2026, 11, 1, "00:30", saoPaulo, "2026-11-01T03:30:00Z"},
+		{"a whole day skipped (Apia, 2011-12-30)", 2011, 12, 30, "09:00", apia, "2011-12-30T10:00:00Z"},
+		{"far ahead", 2099, 3, 8, "02:30", ny, "2099-03-08T07:00:00Z"},
 		{"half-hour DST repeat", 2026, 4, 5, "01:45", lh, "2026-04-04T14:45:00Z"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

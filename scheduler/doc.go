@@ -5,14 +5,20 @@
 // # Planner
 //
 // Every PlanInterval, and at once when an API change is announced on Redis,
-// the planner computes each reminder time's fire instants from now up to
-// Horizon ahead (package localtime applies the zone and its clock changes)
-// and inserts them as occurrences in state scheduled; the unique key
-// (reminder, location, fire instant) makes this idempotent. Scheduled
-// occurrences whose reminder time is gone are canceled. Instants up to one
-// validity window in the past are planned too, as long as they are not older
-// than the reminder time itself, so a coordinator that was down catches up on
-// what is still worth sending.
+// the planner computes the fire instants of every reminder from now up to
+// Horizon ahead, from its kind: daily local times, timetable rows (a local
+// time per date), a one-off instant minus its offsets, or the events posted
+// on a topic (package localtime applies the zone and its clock changes). It
+// inserts them as occurrences in state scheduled; the unique key (reminder,
+// location, fire instant, event) makes this idempotent. Scheduled
+// occurrences nothing produces any more are canceled, and canceled ones
+// wanted again are revived.
+//
+// Catch-up: a pass normally looks one grace window back. The planner keeps a
+// mark of how far ahead it planned; after an outage it looks back to that
+// mark (at most MaxCatchUp, never before the reminder time was created).
+// Instants whose grace window is still open are scheduled and fire late;
+// older ones are inserted as missed.
 //
 // # Firer
 //
@@ -24,7 +30,7 @@
 // instant it moves the occurrence from scheduled to firing with a
 // compare-and-set in MySQL (only one coordinator can win it) and enqueues the
 // tasks, each with a deterministic task ID, while the runs are marked queued.
-// An occurrence found after its validity window is marked expired instead.
+// An occurrence found after its grace window is recorded as missed instead.
 //
 // # Tracker
 //

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -144,9 +145,14 @@ func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared,
 	if err := s.createRuns(ctx, o.ID, groups, s.clock.Now()); err != nil {
 		return nil, err
 	}
+	data, err := s.eventData(ctx, o)
+	if err != nil {
+		return nil, err
+	}
 	p := &prepared{paused: r.Paused, groups: groups, payloads: make([]queue.Payload, len(groups)), edited: r.UpdatedAt}
 	for i, g := range groups {
 		p.payloads[i] = payload(o, r, l, g, 1)
+		p.payloads[i].Data = data
 	}
 	return p, nil
 }
@@ -182,7 +188,7 @@ func (s *Scheduler) createRuns(ctx context.Context, occ int64, groups []int, now
 	return nil
 }
 
-// Fire enqueues the groups of o, or marks it expired if its validity window
+// Fire enqueues the groups of o, or records it as missed if its grace window
 // has passed. Only the caller that moves o from scheduled to firing enqueues;
 // a second coordinator doing the same finds nothing to do.
 //
@@ -199,13 +205,13 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 	s.mu.Unlock()
 
 	now := s.clock.Now()
-	if now.After(o.ExpiresAt) {
+	if now.After(missAt(o)) {
 		res := s.db.WithContext(ctx).Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).
-			Updates(map[string]any{"state": store.OccExpired, "done_at": now})
+			Updates(map[string]any{"state": store.OccMissed, "done_at": now})
 		if res.Error != nil {
 			return res.Error
 		}
-		s.log.Warn("occurrence expired before it could fire", "occurrence", o.ID, "fire_at", o.FireAt)
+		s.log.Warn("occurrence missed: its grace window passed before it could fire", "occurrence", o.ID, "fire_at", o.FireAt)
 		return nil
 	}
 	if p == nil {
@@ -292,6 +298,18 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 	s.log.Info("fired", "occurrence", o.ID, "reminder", o.ReminderID, "location", o.LocationID,
 		"groups", len(groups), "late_ms", s.clock.Now().Sub(o.FireAt).Milliseconds())
 	return nil
+}
+
+// eventData returns the data of the event o fires for, if any.
+func (s *Scheduler) eventData(ctx context.Context, o store.Occurrence) (json.RawMessage, error) {
+	if o.EventID == 0 {
+		return nil, nil
+	}
+	var e store.Event
+	if err := s.db.WithContext(ctx).Select("data").First(&e, o.EventID).Error; err != nil {
+		return nil, fmt.Errorf("load event: %w", err)
+	}
+	return json.RawMessage(e.Data), nil
 }
 
 func payload(o store.Occurrence, r store.Reminder, l store.Location, group, attempt int) queue.Payload {

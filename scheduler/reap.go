@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/chime-dev/chime/queue"
@@ -69,6 +70,7 @@ func (s *Scheduler) Reap(ctx context.Context) error {
 // and locations once each.
 func (s *Scheduler) payloads(ctx context.Context, runs []store.GroupRun) ([]queue.Payload, error) {
 	occs := map[int64]store.Occurrence{}
+	data := map[int64]json.RawMessage{}
 	rems := map[int64]store.Reminder{}
 	locs := map[int64]store.Location{}
 	var out []queue.Payload
@@ -79,6 +81,11 @@ func (s *Scheduler) payloads(ctx context.Context, runs []store.GroupRun) ([]queu
 				return nil, err
 			}
 			occs[o.ID] = o
+			d, err := s.eventData(ctx, o)
+			if err != nil {
+				return nil, err
+			}
+			data[o.ID] = d
 		}
 		r, ok := rems[o.ReminderID]
 		if !ok {
@@ -94,7 +101,9 @@ func (s *Scheduler) payloads(ctx context.Context, runs []store.GroupRun) ([]queu
 			}
 			locs[l.ID] = l
 		}
-		out = append(out, payload(o, r, l, run.GroupNo, run.Attempts))
+		p := payload(o, r, l, run.GroupNo, run.Attempts)
+		p.Data = data[o.ID]
+		out = append(out, p)
 	}
 	return out, nil
 }

@@ -21,6 +21,9 @@ import (
 type Config struct {
 	// Horizon is how far ahead occurrences are planned. Defaults to 26h.
 	Horizon time.Duration
+	// MaxCatchUp bounds how far back the planner looks after an outage:
+	// older instants are neither fired nor recorded. Defaults to 7 days.
+	MaxCatchUp time.Duration
 	// PlanInterval is how often the whole plan is recomputed. Defaults to 1m.
 	PlanInterval time.Duration
 	// PrepareLead is how long before an instant the index is made ready.
@@ -46,6 +49,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.Horizon == 0 {
 		c.Horizon = 26 * time.Hour
+	}
+	if c.MaxCatchUp == 0 {
+		c.MaxCatchUp = 7 * 24 * time.Hour
 	}
 	if c.PlanInterval == 0 {
 		c.PlanInterval = time.Minute

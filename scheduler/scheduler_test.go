@@ -27,13 +27,7 @@ type bundle struct {
 }
 
 func setup(t *testing.T, now time.Time) *bundle {
-	env := testenv.New(t)
-	fake := clock.NewFake(now)
-	index := grouping.NewIndex(env.Redis, env.DB, env.Prefix)
-	s := scheduler.New(scheduler.Config{AckTimeout: time.Minute, QueueTimeout: time.Minute, TrackLinger: -1}, env.DB, env.Redis, index,
-		queue.NewEnqueuer(asynq.NewClientFromRedisClient(env.Redis), env.Queue),
-		ack.NewReader(ack.NewTracker(env.Redis, env.Prefix)), fake, env.Log)
-	return &bundle{env: env, clock: fake, s: s, index: index, insp: asynq.NewInspectorFromRedisClient(env.Redis)}
+	return setupCfg(t, now, scheduler.Config{AckTimeout: time.Minute, QueueTimeout: time.Minute})
 }
 
 // reminder creates a reminder firing daily at local time at in zone, with
@@ -79,10 +73,10 @@ func TestPlanIsIdempotentAndZoneCorrect(t *testing.T) {
 	require.NoError(t, b.s.Plan(ctx))
 	occ := b.occurrences(t)
 	// Horizon 26h from Saturday noon UTC: Sunday 2026-03-08 02:30 does not
-	// exist in New York (clocks jump 02:00 → 03:00), so it fires at 03:30
-	// EDT = 07:30 UTC.
+	// exist in New York (clocks jump 02:00 → 03:00), so it fires at the
+	// first instant after the gap, 03:00 EDT = 07:00 UTC.
 	require.Len(t, occ, 1)
-	require.Equal(t, time.Date(2026, 3, 8, 7, 30, 0, 0, time.UTC), occ[0].FireAt.UTC())
+	require.Equal(t, time.Date(2026, 3, 8, 7, 0, 0, 0, time.UTC), occ[0].FireAt.UTC())
 	require.Equal(t, store.OccScheduled, occ[0].State)
 	require.Equal(t, occ[0].FireAt.Add(10*time.Minute), occ[0].ExpiresAt.UTC())
 }
@@ -128,13 +122,13 @@ func TestFireLateOrExpire(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, got.GroupsTotal, info.Pending)
 
-	// The next day's instant is found 11 minutes late: expired, nothing sent.
+	// The next day's instant is found 11 minutes late, past its grace window: missed, nothing sent.
 	next := b.occurrences(t)[1]
 	b.clock.Set(next.FireAt.Add(11 * time.Minute))
 	require.NoError(t, b.s.Fire(ctx, next))
 	var after store.Occurrence
 	require.NoError(t, b.env.DB.First(&after, next.ID).Error)
-	require.Equal(t, store.OccExpired, after.State)
+	require.Equal(t, store.OccMissed, after.State)
 	var runs int64
 	require.NoError(t, b.env.DB.Model(&store.GroupRun{}).Where("occurrence_id = ?", next.ID).Count(&runs).Error)
 	require.Zero(t, runs)

@@ -30,6 +30,7 @@ var migrations = []*gormigrate.Migration{
 			return tx.Migrator().CreateTable(
 				&App{}, &APIKey{}, &Reminder{}, &Location{}, &ReminderTime{},
 				&Subscription{}, &Occurrence{}, &GroupRun{},
+				&ReminderLocation{}, &DatedTime{}, &Event{}, &PlannerMark{},
 			)
 		},
 	},
@@ -41,6 +42,10 @@ var migrations = []*gormigrate.Migration{
 			}
 			return tx.Migrator().AddColumn(&Reminder{}, "Paused")
 		},
+	},
+	{
+		ID:      "0003_times_events",
+		Migrate: migrateTimesEvents,
 	},
 	{
 		ID: "0005_online_inbox",
@@ -67,6 +72,57 @@ var migrations = []*gormigrate.Migration{
 	},
 }
 
+// migrateTimesEvents adds reminder kinds (timetable, once, topic), grace
+// windows, the tables behind them, and the event an occurrence fires for.
+func migrateTimesEvents(tx *gorm.DB) error {
+	m := tx.Migrator()
+	for _, col := range []string{"Kind", "At", "Offsets", "GraceS", "Schema"} {
+		if !m.HasColumn(&Reminder{}, col) {
+			if err := m.AddColumn(&Reminder{}, col); err != nil {
+				return fmt.Errorf("add reminders.%s: %w", col, err)
+			}
+		}
+	}
+	if IsMySQL(tx) {
+		tx = tx.Set("gorm:table_options", "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+	}
+	for _, t := range []any{&ReminderLocation{}, &DatedTime{}, &Event{}, &PlannerMark{}} {
+		if !m.HasTable(t) {
+			if err := tx.Migrator().CreateTable(t); err != nil {
+				return err
+			}
+		}
+	}
+	if !m.HasColumn(&Occurrence{}, "MissAt") {
+		if err := m.AddColumn(&Occurrence{}, "MissAt"); err != nil {
+			return err
+		}
+	}
+	if !m.HasColumn(&Occurrence{}, "EventID") {
+		// The unique key gains the event: two events on one topic may fire
+		// at the same instant.
+		if err := m.AddColumn(&Occurrence{}, "EventID"); err != nil {
+			return err
+		}
+		if err := m.DropIndex(&Occurrence{}, "ux_occurrence"); err != nil {
+			return err
+		}
+		if err := m.CreateIndex(&Occurrence{}, "ux_occurrence"); err != nil {
+			return err
+		}
+	}
+	if err := tx.Exec("UPDATE occurrences SET state = ? WHERE state = ?", OccMissed, "expired").Error; err != nil {
+		return err
+	}
+	return tx.Exec(`INSERT INTO reminder_locations (reminder_id, location_id)
+		SELECT DISTINCT rt.reminder_id, rt.location_id FROM reminder_times rt
+		WHERE NOT EXISTS (SELECT 1 FROM reminder_locations rl WHERE rl.reminder_id = rt.reminder_id AND rl.location_id = rt.location_id)`).Error
+}
+
+// MigrationLock is the SQL expression naming the MySQL lock migrations run
+// under: one per database.
+const MigrationLock = "LEFT(CONCAT('chime_migrate:', DATABASE()), 64)"
+
 // Migrate brings the schema up to date. It is safe when several pods start
 // at once: on MySQL the migrations run under a named lock (GET_LOCK), so one
 // pod migrates while the others wait and then find nothing left to do.
@@ -91,7 +147,10 @@ func Migrate(ctx context.Context, db *gorm.DB) error {
 	}
 	defer conn.Close()
 	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('chime_schema_migrations', 120)").Scan(&got); err != nil {
+	// The lock is named for the database: named locks are server-wide, and
+	// another database on the server (another deployment) is not ours to
+	// wait for.
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK("+MigrationLock+", 120)").Scan(&got); err != nil {
 		return fmt.Errorf("migrate: take lock: %w", err)
 	}
 	if got.Int64 != 1 {
@@ -100,7 +159,7 @@ func Migrate(ctx context.Context, db *gorm.DB) error {
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, _ = conn.ExecContext(rctx, "DO RELEASE_LOCK('chime_schema_migrations')")
+		_, _ = conn.ExecContext(rctx, "DO RELEASE_LOCK("+MigrationLock+")")
 	}()
 	pinned, err := gorm.Open(mysql.New(mysql.Config{Conn: conn}), &gorm.Config{Logger: db.Logger, SkipDefaultTransaction: true})
 	if err != nil {

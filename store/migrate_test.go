@@ -140,7 +140,7 @@ func TestMigrateMySQLConcurrent(t *testing.T) {
 	defer cancel()
 	require.NoError(t, store.Migrate(lctx, dbs[2]))
 	var free int
-	require.NoError(t, dbs[3].Raw("SELECT IS_FREE_LOCK('chime_schema_migrations')").Scan(&free).Error)
+	require.NoError(t, dbs[3].Raw("SELECT IS_FREE_LOCK(" + store.MigrationLock + ")").Scan(&free).Error)
 	require.Equal(t, 1, free)
 }
 

@@ -1,6 +1,11 @@
 package store
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // App is a tenant: every other row belongs to exactly one app.
 type App struct {
@@ -19,6 +24,21 @@ type APIKey struct {
 	CreatedAt time.Time
 }
 
+// Reminder kinds: what decides when a reminder fires.
+const (
+	// KindDaily fires at local times of day per location (ReminderTime).
+	KindDaily = "daily"
+	// KindTimetable fires at a local time per date per location (DatedTime),
+	// such as prayer times that move every day.
+	KindTimetable = "timetable"
+	// KindOnce fires once, at At minus each of its Offsets, at every location
+	// of the reminder: a live stream start, a flash sale.
+	KindOnce = "once"
+	// KindTopic fires when a business system posts an event on it (Event);
+	// Schema declares the event's data.
+	KindTopic = "topic"
+)
+
 // Reminder is what a product manager defines: a message and when it fires.
 type Reminder struct {
 	ID     int64  `gorm:"primaryKey"`
@@ -33,7 +53,20 @@ type Reminder struct {
 	StartsAt *time.Time
 	EndsAt   *time.Time
 	// Paused reminders do not fire.
-	Paused    bool `gorm:"not null;default:false"`
+	Paused bool `gorm:"not null;default:false"`
+	// Kind is one of the Kind constants.
+	Kind string `gorm:"size:16;not null;default:daily"`
+	// At is the instant of a KindOnce reminder.
+	At *time.Time `gorm:"precision:3"`
+	// Offsets are how long before At a KindOnce reminder fires, in seconds,
+	// comma-separated ("600,60"); empty means at At itself.
+	Offsets string `gorm:"size:500;not null;default:''"`
+	// GraceS is how long after an instant a fire missed during an outage
+	// still goes out (late); after it the occurrence is recorded as missed.
+	// Zero means the validity window.
+	GraceS int64 `gorm:"not null;default:0"`
+	// Schema is the JSON Schema a KindTopic reminder's event data must meet.
+	Schema    string `gorm:"type:text"`
 	CreatedAt time.Time
 	UpdatedAt time.Time
 
@@ -46,6 +79,60 @@ type Reminder struct {
 
 // ValidFor returns the reminder's validity window as a duration.
 func (r Reminder) ValidFor() time.Duration { return time.Duration(r.ValidForS) * time.Second }
+
+// Grace returns how long after an instant a late fire still goes out.
+func (r Reminder) Grace() time.Duration {
+	if r.GraceS <= 0 || r.GraceS > r.ValidForS {
+		return r.ValidFor()
+	}
+	return time.Duration(r.GraceS) * time.Second
+}
+
+// ReminderLocation lists the locations a reminder's subscribers may be at.
+// For daily reminders they are the locations of its times; timetable
+// reminders gain the locations of their imported rows; once and topic
+// reminders fire at every one of them.
+type ReminderLocation struct {
+	ReminderID int64 `gorm:"primaryKey;autoIncrement:false"`
+	LocationID int64 `gorm:"primaryKey;autoIncrement:false"`
+}
+
+// DatedTime is a timetable entry: the local time a reminder fires at a
+// location on one date.
+type DatedTime struct {
+	ReminderID int64 `gorm:"primaryKey;autoIncrement:false"`
+	LocationID int64 `gorm:"primaryKey;autoIncrement:false"`
+	// Date is the local calendar date, YYYY-MM-DD.
+	Date string `gorm:"primaryKey;size:10;index:ix_dated_time_date"`
+	// LocalSec is the time of day in seconds after local midnight.
+	LocalSec  int `gorm:"not null"`
+	CreatedAt time.Time
+}
+
+// Event is a business event posted on a topic reminder: every subscriber of
+// the topic gets a message built from Data at FireAt.
+type Event struct {
+	ID         int64 `gorm:"primaryKey"`
+	AppID      int64 `gorm:"not null;uniqueIndex:ux_event_idem,priority:1"`
+	ReminderID int64 `gorm:"not null;index:ix_event_fire,priority:1"`
+	// IdempotencyKey deduplicates retried posts; nil when none was sent.
+	IdempotencyKey *string `gorm:"size:200;uniqueIndex:ux_event_idem,priority:2"`
+	// RequestHash is the SHA-256 of the request, to refuse a key reused for
+	// another request.
+	RequestHash string    `gorm:"size:64;not null"`
+	Data        string    `gorm:"type:text;not null"`
+	FireAt      time.Time `gorm:"not null;precision:3;index:ix_event_fire,priority:2"`
+	Canceled    bool      `gorm:"not null;default:false"`
+	CreatedAt   time.Time
+}
+
+// PlannerMark records how far ahead the planner has planned; after an
+// outage, the instants between it and now are caught up or recorded as
+// missed.
+type PlannerMark struct {
+	ID           int64     `gorm:"primaryKey;autoIncrement:false"`
+	PlannedUntil time.Time `gorm:"not null;precision:3"`
+}
 
 // Location is a place with one IANA time zone, shared by an app's reminders.
 type Location struct {
@@ -81,17 +168,22 @@ const (
 	OccScheduled = "scheduled" // planned, not fired yet
 	OccFiring    = "firing"    // groups are on the queue
 	OccDone      = "done"      // every group finished
-	OccExpired   = "expired"   // its validity window passed before it could fire
+	OccMissed    = "missed"    // its grace window passed before a coordinator could fire it
 	OccCanceled  = "canceled"  // its reminder time was removed before it fired
 )
 
 // Occurrence is one firing of a reminder at a location.
 type Occurrence struct {
-	ID          int64      `gorm:"primaryKey"`
-	ReminderID  int64      `gorm:"not null;uniqueIndex:ux_occurrence,priority:1"`
-	LocationID  int64      `gorm:"not null;uniqueIndex:ux_occurrence,priority:2"`
-	FireAt      time.Time  `gorm:"not null;precision:3;uniqueIndex:ux_occurrence,priority:3;index:ix_occurrence_due,priority:2"`
-	ExpiresAt   time.Time  `gorm:"not null;precision:3"`
+	ID         int64     `gorm:"primaryKey"`
+	ReminderID int64     `gorm:"not null;uniqueIndex:ux_occurrence,priority:1"`
+	LocationID int64     `gorm:"not null;uniqueIndex:ux_occurrence,priority:2"`
+	FireAt     time.Time `gorm:"not null;precision:3;uniqueIndex:ux_occurrence,priority:3;index:ix_occurrence_due,priority:2"`
+	// EventID is the event a topic occurrence fires for; 0 otherwise.
+	EventID   int64     `gorm:"not null;default:0;uniqueIndex:ux_occurrence,priority:4"`
+	ExpiresAt time.Time `gorm:"not null;precision:3"`
+	// MissAt ends the grace window: not fired by then, the occurrence is
+	// recorded as missed. Nil means ExpiresAt.
+	MissAt      *time.Time `gorm:"precision:3"`
 	State       string     `gorm:"size:16;not null;index:ix_occurrence_due,priority:1"`
 	GroupsTotal int        `gorm:"not null"`
 	GroupsDone  int        `gorm:"not null"`
@@ -126,4 +218,21 @@ type GroupRun struct {
 	QueuedAt     time.Time  `gorm:"not null;precision:3;index:ix_group_run_state,priority:2"`
 	StartedAt    *time.Time `gorm:"precision:3"`
 	FinishedAt   *time.Time `gorm:"precision:3"`
+}
+
+// ParseOffsets reads a once reminder's stored offsets ("600,60", seconds
+// before its instant); empty means the instant itself.
+func ParseOffsets(s string) ([]time.Duration, error) {
+	if s == "" {
+		return []time.Duration{0}, nil
+	}
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("offsets %q: %w", s, err)
+		}
+		out = append(out, time.Duration(n)*time.Second)
+	}
+	return out, nil
 }

@@ -98,6 +98,8 @@ type Payload struct {
 	FireAt     time.Time `json:"fire_at"`
 	Group      int       `json:"group"`
 	Users      []string  `json:"users"`
+	// Data is the event's data, for occurrences of a topic.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // Send posts b and reports its users sent, failed (a final 4xx) or not
@@ -106,6 +108,7 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 	body, err := json.Marshal(Payload{
 		Occurrence: b.Occurrence, Reminder: b.Reminder, Title: b.Title, Body: b.Body,
 		Location: b.Location, Zone: b.Zone, FireAt: b.FireAt, Group: b.Group, Users: b.Users,
+		Data: b.Data,
 	})
 	if err != nil {
 		return sender.Result{}, fmt.Errorf("webhook: encode: %w", err)

@@ -18,6 +18,7 @@ type Sink struct {
 	mu       sync.Mutex
 	perUser  map[string]int
 	perLoc   map[string]int
+	perData  map[string]int // the event data of a batch, compacted -> users
 	requests int
 	first    time.Time
 	last     time.Time
@@ -27,7 +28,9 @@ type Sink struct {
 }
 
 // New returns an empty sink.
-func New() *Sink { return &Sink{perUser: map[string]int{}, perLoc: map[string]int{}} }
+func New() *Sink {
+	return &Sink{perUser: map[string]int{}, perLoc: map[string]int{}, perData: map[string]int{}}
+}
 
 // ServeHTTP receives one webhook batch.
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -46,6 +49,9 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.first = now
 	}
 	s.last = now
+	if len(p.Data) > 0 {
+		s.perData[string(p.Data)] += len(p.Users)
+	}
 	for _, u := range p.Users {
 		if s.perUser[u] == 0 {
 			s.perLoc[p.Location]++
@@ -89,4 +95,16 @@ func (s *Sink) Count(user string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.perUser[user]
+}
+
+// Data returns, per event data document received, how many users it was
+// delivered with.
+func (s *Sink) Data() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.perData))
+	for k, v := range s.perData {
+		out[k] = v
+	}
+	return out
 }

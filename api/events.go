@@ -1,0 +1,346 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime/store"
+)
+
+// MaxEventData bounds the data of one event.
+const MaxEventData = 64 << 10
+
+// MaxEventAhead bounds how far ahead an event may be scheduled.
+const MaxEventAhead = 366 * 24 * time.Hour
+
+// Event is the JSON form of an event posted on a topic.
+type Event struct {
+	ID        int64           `json:"id"`
+	Topic     string          `json:"topic"`
+	Data      json.RawMessage `json:"data"`
+	FireAt    time.Time       `json:"fire_at"`
+	Canceled  bool            `json:"canceled"`
+	CreatedAt time.Time       `json:"created_at"`
+	// Occurrences are the event's firings, one per location of the topic,
+	// once the planner has made them.
+	Occurrences []Occurrence `json:"occurrences"`
+}
+
+type eventInput struct {
+	Topic string          `json:"topic"`
+	Data  json.RawMessage `json:"data"`
+	At    *time.Time      `json:"at"`
+}
+
+// compileTopicSchema checks that raw is a JSON Schema for an object and
+// returns it as stored. Unknown fields are refused unless the schema says
+// otherwise: a schema without "additionalProperties" gets false.
+func compileTopicSchema(raw json.RawMessage) (string, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return "", errors.New(`is required for a topic: a JSON Schema of the event data, such as {"type":"object","properties":{...},"required":[...]}`)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return "", errors.New("must be a JSON object (a JSON Schema)")
+	}
+	if doc["type"] != "object" {
+		return "", errors.New(`must describe an object: "type": "object"`)
+	}
+	if _, ok := doc["additionalProperties"]; !ok {
+		doc["additionalProperties"] = false
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	if _, err := topicSchema(string(b)); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// schemas caches compiled topic schemas by their text.
+var schemas sync.Map // string -> *jsonschema.Schema
+
+func topicSchema(text string) (*jsonschema.Schema, error) {
+	if s, ok := schemas.Load(text); ok {
+		return s.(*jsonschema.Schema), nil
+	}
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(text))
+	if err != nil {
+		return nil, fmt.Errorf("is not valid JSON: %w", err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("topic.json", doc); err != nil {
+		return nil, fmt.Errorf("is not a valid JSON Schema: %w", err)
+	}
+	sch, err := c.Compile("topic.json")
+	if err != nil {
+		return nil, fmt.Errorf("is not a valid JSON Schema: %s", firstLine(err.Error()))
+	}
+	schemas.Store(text, sch)
+	return sch, nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// dataErrors lists where data breaks the schema, one entry per failing
+// field.
+func dataErrors(sch *jsonschema.Schema, data json.RawMessage) []FieldError {
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return []FieldError{{Field: "data", Message: "is not valid JSON"}}
+	}
+	err = sch.Validate(inst)
+	if err == nil {
+		return nil
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return []FieldError{{Field: "data", Message: err.Error()}}
+	}
+	var out []FieldError
+	var walk func(u *jsonschema.OutputUnit)
+	walk = func(u *jsonschema.OutputUnit) {
+		if u.Error != nil {
+			field := "data" + strings.ReplaceAll(u.InstanceLocation, "/", ".")
+			out = append(out, FieldError{Field: field, Message: u.Error.String()})
+		}
+		for i := range u.Errors {
+			walk(&u.Errors[i])
+		}
+	}
+	walk(ve.BasicOutput())
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Field < out[j].Field })
+	if len(out) > 20 {
+		out = out[:20]
+	}
+	if len(out) == 0 {
+		out = []FieldError{{Field: "data", Message: firstLine(err.Error())}}
+	}
+	return out
+}
+
+// postEvent stores an event on a topic. An Idempotency-Key header makes a
+// retried post return the first one's event instead of storing a second; the
+// same key with another request is refused.
+func (a *API) postEvent(w http.ResponseWriter, r *http.Request, app int64) error {
+	idem := r.Header.Get("Idempotency-Key")
+	if len(idem) > 200 {
+		return problem(http.StatusBadRequest, "the Idempotency-Key header must be at most 200 characters")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxEventData+4096))
+	if err != nil {
+		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is over the limit of %d bytes", MaxEventData+4096))
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var in eventInput
+	if p := decode(w, r, int64(len(body))+1, &in); p != nil {
+		return p
+	}
+	if in.Topic == "" {
+		return problem(http.StatusUnprocessableEntity, "topic (the key of a topic reminder) is required",
+			FieldError{Field: "topic", Message: "is required"})
+	}
+	rem, err := a.findReminder(r, app, in.Topic)
+	if err != nil {
+		return err
+	}
+	if rem.Kind != store.KindTopic {
+		return problem(http.StatusUnprocessableEntity, fmt.Sprintf("reminder %q is a %s reminder, not a topic", rem.Key, rem.Kind),
+			FieldError{Field: "topic", Message: "must be the key of a topic reminder"})
+	}
+	if len(bytes.TrimSpace(in.Data)) == 0 || bytes.Equal(bytes.TrimSpace(in.Data), []byte("null")) {
+		in.Data = json.RawMessage("{}")
+	}
+	sch, err := topicSchema(rem.Schema)
+	if err != nil {
+		return fmt.Errorf("topic %q schema: %w", rem.Key, err)
+	}
+	if errs := dataErrors(sch, in.Data); len(errs) > 0 {
+		return problem(http.StatusUnprocessableEntity, fmt.Sprintf("the data does not match the schema of topic %q; nothing was stored", rem.Key), errs...)
+	}
+	// The hash is over the data in a canonical form (keys sorted), so a
+	// retry that orders the fields differently is the same request.
+	canon, err := canonicalJSON(in.Data)
+	var compact bytes.Buffer
+	if err == nil {
+		err = json.Compact(&compact, in.Data)
+	}
+	if err != nil {
+		return problem(http.StatusBadRequest, "data is not valid JSON")
+	}
+	now := a.cfg.Now().UTC()
+	fireAt := now
+	// A retry can come after the event's instant has passed; the window is
+	// checked only for a new event.
+	var atProblem *Problem
+	if in.At != nil {
+		fireAt = in.At.UTC()
+		switch {
+		case fireAt.Before(now.Add(-rem.Grace())):
+			atProblem = problem(http.StatusUnprocessableEntity, "at is further in the past than the topic's grace window",
+				FieldError{Field: "at", Message: "must be now, in the future, or within the grace window " + rem.Grace().String()})
+		case fireAt.After(now.Add(MaxEventAhead)):
+			atProblem = problem(http.StatusUnprocessableEntity, "at is too far ahead",
+				FieldError{Field: "at", Message: "must be within 366 days"})
+		}
+	}
+	if atProblem != nil && idem == "" {
+		return atProblem
+	}
+	sum := sha256.Sum256(append([]byte(in.Topic+"\n"+fireAtKey(in.At)+"\n"), canon...))
+	hash := hex.EncodeToString(sum[:])
+
+	var ev store.Event
+	replayed := false
+	err = store.Transaction(r.Context(), a.db, func(tx *gorm.DB) error {
+		ev, replayed = store.Event{}, false
+		if idem != "" {
+			err := tx.Where("app_id = ? AND idempotency_key = ?", app, idem).First(&ev).Error
+			switch {
+			case err == nil:
+				if ev.RequestHash != hash {
+					return problem(http.StatusUnprocessableEntity, "this Idempotency-Key was used for a different request; use a new key for a new event")
+				}
+				replayed = true
+				return nil
+			case !errors.Is(err, gorm.ErrRecordNotFound):
+				return err
+			}
+		}
+		if atProblem != nil {
+			return atProblem
+		}
+		ev = store.Event{AppID: app, ReminderID: rem.ID, RequestHash: hash, Data: compact.String(), FireAt: fireAt, CreatedAt: now}
+		if idem != "" {
+			ev.IdempotencyKey = &idem
+		}
+		return tx.Create(&ev).Error
+	})
+	if err != nil {
+		return err
+	}
+	if !replayed {
+		a.announce(r.Context(), rem.Key)
+	}
+	out, err := a.renderEvent(r, ev, rem.Key)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/events/"+strconv.FormatInt(ev.ID, 10))
+	status := http.StatusAccepted
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+		status = http.StatusOK
+	}
+	writeJSON(w, status, out)
+	return nil
+}
+
+// canonicalJSON re-encodes a JSON document with object keys sorted and no
+// spaces, keeping numbers as written.
+func canonicalJSON(raw json.RawMessage) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
+}
+
+func fireAtKey(at *time.Time) string {
+	if at == nil {
+		return "now"
+	}
+	return at.UTC().Format(time.RFC3339Nano)
+}
+
+func (a *API) findEvent(r *http.Request, app int64) (store.Event, string, error) {
+	var ev store.Event
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return ev, "", problem(http.StatusNotFound, fmt.Sprintf("no event %q", r.PathValue("id")))
+	}
+	err = a.db.WithContext(r.Context()).Where("id = ? AND app_id = ?", id, app).First(&ev).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return ev, "", problem(http.StatusNotFound, fmt.Sprintf("no event %d", id))
+	}
+	if err != nil {
+		return ev, "", err
+	}
+	var rem store.Reminder
+	if err := a.db.WithContext(r.Context()).Select("key").First(&rem, ev.ReminderID).Error; err != nil {
+		return ev, "", err
+	}
+	return ev, rem.Key, nil
+}
+
+func (a *API) renderEvent(r *http.Request, ev store.Event, topic string) (Event, error) {
+	out := Event{
+		ID: ev.ID, Topic: topic, Data: json.RawMessage(ev.Data), FireAt: ev.FireAt.UTC(), Canceled: ev.Canceled,
+		CreatedAt: ev.CreatedAt.UTC(), Occurrences: []Occurrence{},
+	}
+	q := a.occurrenceQuery(r).Where("o.event_id = ?", ev.ID).Order("l.name")
+	if err := q.Scan(&out.Occurrences).Error; err != nil {
+		return out, err
+	}
+	finishOccurrences(out.Occurrences, topic)
+	return out, nil
+}
+
+func (a *API) getEvent(w http.ResponseWriter, r *http.Request, app int64) error {
+	ev, topic, err := a.findEvent(r, app)
+	if err != nil {
+		return err
+	}
+	out, err := a.renderEvent(r, ev, topic)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// deleteEvent cancels an event that has not fired; its scheduled
+// occurrences are canceled by the planner.
+func (a *API) deleteEvent(w http.ResponseWriter, r *http.Request, app int64) error {
+	ev, topic, err := a.findEvent(r, app)
+	if err != nil {
+		return err
+	}
+	var fired int64
+	if err := a.db.WithContext(r.Context()).Model(&store.Occurrence{}).
+		Where("event_id = ? AND state NOT IN ?", ev.ID, []string{store.OccScheduled, store.OccCanceled}).Count(&fired).Error; err != nil {
+		return err
+	}
+	if fired > 0 {
+		return problem(http.StatusConflict, fmt.Sprintf("event %d has already fired", ev.ID))
+	}
+	if err := a.db.WithContext(r.Context()).Model(&store.Event{}).Where("id = ?", ev.ID).Update("canceled", true).Error; err != nil {
+		return err
+	}
+	a.announce(r.Context(), topic)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

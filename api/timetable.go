@@ -1,0 +1,334 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/timetable"
+)
+
+// MaxTimetable bounds one timetable upload: a year of five daily times for
+// a thousand locations is about 80 MiB of CSV.
+const MaxTimetable = 128 << 20
+
+// TimetableRow is the JSON form of one dated time.
+type TimetableRow struct {
+	Location  string    `json:"location"`
+	Zone      string    `json:"zone"`
+	Date      string    `json:"date"`
+	LocalTime string    `json:"local_time"`
+	FireAt    time.Time `json:"fire_at"` // the instant, UTC
+}
+
+// importTimetable stores a CSV timetable (package timetable describes the
+// format): every row or, if any is bad, none.
+func (a *API) importTimetable(w http.ResponseWriter, r *http.Request, app int64) error {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/csv") {
+		return problem(http.StatusUnsupportedMediaType, "the timetable must be sent as text/csv (columns location,zone,date,name,local_time)")
+	}
+	rows, err := timetable.Parse(http.MaxBytesReader(w, r.Body, MaxTimetable), 20)
+	var tooBig *http.MaxBytesError
+	var bad timetable.Errors
+	switch {
+	case errors.As(err, &tooBig):
+		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the timetable is over the limit of %d bytes; split it", MaxTimetable))
+	case errors.As(err, &bad):
+		errs := make([]FieldError, len(bad))
+		for i, e := range bad {
+			errs[i] = FieldError{Field: fmt.Sprintf("line %d: %s", e.Line, e.Column), Message: e.Msg}
+		}
+		return problem(http.StatusUnprocessableEntity, "some timetable rows are not valid; none were stored", errs...)
+	case err != nil:
+		return problem(http.StatusBadRequest, "the timetable cannot be read: "+err.Error())
+	}
+	if len(rows) == 0 {
+		return problem(http.StatusUnprocessableEntity, "the timetable has a header but no rows")
+	}
+	ctx := r.Context()
+	var created int
+	reminders := map[string]store.Reminder{}
+	err = store.Transaction(ctx, a.db, func(tx *gorm.DB) error {
+		created = 0
+		clear(reminders)
+		names := map[string]bool{}
+		places := map[string]string{}
+		var errs []FieldError
+		rowErr := func(row timetable.Row, col, msg string) {
+			if len(errs) < 20 {
+				errs = append(errs, FieldError{Field: fmt.Sprintf("line %d: %s", row.Line, col), Message: msg})
+			}
+		}
+		for _, row := range rows {
+			names[row.Name] = true
+			if z, ok := places[row.Location]; !ok || z == "" {
+				places[row.Location] = row.Zone
+			} else if row.Zone != "" && row.Zone != z {
+				rowErr(row, "zone", fmt.Sprintf("location %q is given zones %q and %q; a location has one zone", row.Location, z, row.Zone))
+			}
+		}
+		var rems []store.Reminder
+		if err := tx.Where("app_id = ? AND `key` IN ?", app, keys(names)).Find(&rems).Error; err != nil {
+			return err
+		}
+		for _, rem := range rems {
+			reminders[rem.Key] = rem
+		}
+		var locs []store.Location
+		if err := tx.Where("app_id = ? AND name IN ?", app, keys(places)).Find(&locs).Error; err != nil {
+			return err
+		}
+		locIDs := map[string]int64{}
+		zoneOf := map[string]string{}
+		for _, l := range locs {
+			locIDs[l.Name], zoneOf[l.Name] = l.ID, l.Zone
+		}
+		for _, row := range rows {
+			rem, ok := reminders[row.Name]
+			switch {
+			case !ok:
+				rowErr(row, "name", fmt.Sprintf("no reminder %q", row.Name))
+			case rem.Kind != store.KindTimetable:
+				rowErr(row, "name", fmt.Sprintf("reminder %q is a %s reminder; timetable rows need a timetable reminder", row.Name, rem.Kind))
+			}
+			z, known := zoneOf[row.Location]
+			switch {
+			case !known && row.Zone == "":
+				rowErr(row, "zone", fmt.Sprintf("location %q is new: its zone is required", row.Location))
+			case known && row.Zone != "" && row.Zone != z:
+				rowErr(row, "zone", fmt.Sprintf("location %q has zone %q", row.Location, z))
+			}
+		}
+		if len(errs) > 0 {
+			return problem(http.StatusUnprocessableEntity, "some timetable rows are not valid; none were stored", errs...)
+		}
+		for name, zone := range places {
+			if _, ok := locIDs[name]; ok {
+				continue
+			}
+			l := store.Location{AppID: app, Name: name, Zone: zone}
+			if err := tx.Create(&l).Error; err != nil {
+				return err
+			}
+			locIDs[name] = l.ID
+			created++
+		}
+		pairs := map[store.ReminderLocation]bool{}
+		batch := make([]store.DatedTime, 0, 5000)
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "reminder_id"}, {Name: "location_id"}, {Name: "date"}},
+				DoUpdates: clause.AssignmentColumns([]string{"local_sec"}),
+			}).Create(&batch).Error
+			batch = batch[:0]
+			return err
+		}
+		for _, row := range rows {
+			dt := store.DatedTime{ReminderID: reminders[row.Name].ID, LocationID: locIDs[row.Location], Date: row.Date, LocalSec: row.LocalSec}
+			pairs[store.ReminderLocation{ReminderID: dt.ReminderID, LocationID: dt.LocationID}] = true
+			if batch = append(batch, dt); len(batch) == cap(batch) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		rl := make([]store.ReminderLocation, 0, len(pairs))
+		for p := range pairs {
+			rl = append(rl, p)
+		}
+		return tx.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&rl, 1000).Error
+	})
+	if err != nil {
+		return err
+	}
+	for key := range reminders {
+		a.announce(ctx, key)
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"rows": len(rows), "reminders": len(reminders), "locations_created": created})
+	return nil
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (a *API) timetableReminder(r *http.Request, app int64) (store.Reminder, error) {
+	rem, err := a.findReminder(r, app, r.PathValue("key"))
+	if err == nil && rem.Kind != store.KindTimetable {
+		err = problem(http.StatusConflict, fmt.Sprintf("reminder %q is a %s reminder; only timetable reminders have a timetable", rem.Key, rem.Kind))
+	}
+	return rem, err
+}
+
+// listTimetable returns a reminder's dated times, by date and location.
+func (a *API) listTimetable(w http.ResponseWriter, r *http.Request, app int64) error {
+	limit, p := intParam(r, "limit", 1000, 1, 10000)
+	if p != nil {
+		return p
+	}
+	rem, err := a.timetableReminder(r, app)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	from, to := q.Get("from"), q.Get("to")
+	for name, v := range map[string]string{"from": from, "to": to} {
+		if _, err := time.Parse(time.DateOnly, v); v != "" && err != nil {
+			return problem(http.StatusBadRequest, fmt.Sprintf("query parameter %s must be a date, YYYY-MM-DD", name))
+		}
+	}
+	var rows []struct {
+		Name, Zone, Date string
+		LocalSec         int
+	}
+	db := a.db.WithContext(r.Context()).Table("dated_times AS dt").Select("l.name, l.zone, dt.date, dt.local_sec").
+		Joins("JOIN locations l ON l.id = dt.location_id").Where("dt.reminder_id = ?", rem.ID)
+	if from != "" {
+		db = db.Where("dt.date >= ?", from)
+	}
+	if to != "" {
+		db = db.Where("dt.date <= ?", to)
+	}
+	if loc := q.Get("location"); loc != "" {
+		db = db.Where("l.name = ?", loc)
+	}
+	if err := db.Order("dt.date, l.name").Limit(limit).Scan(&rows).Error; err != nil {
+		return err
+	}
+	out := struct {
+		Reminder string         `json:"reminder"`
+		Rows     []TimetableRow `json:"rows"`
+	}{Reminder: rem.Key, Rows: make([]TimetableRow, 0, len(rows))}
+	for _, x := range rows {
+		out.Rows = append(out.Rows, timetableRow(x.Name, x.Zone, x.Date, x.LocalSec))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func timetableRow(location, zone, date string, sec int) TimetableRow {
+	row := TimetableRow{Location: location, Zone: zone, Date: date, LocalTime: localtime.Of(sec).String()}
+	if loc, err := localtime.LoadZone(zone); err == nil {
+		if d, err := time.Parse(time.DateOnly, date); err == nil {
+			row.FireAt = localtime.On(d.Year(), d.Month(), d.Day(), localtime.Of(sec), loc).UTC()
+		}
+	}
+	return row
+}
+
+func (a *API) timetablePath(r *http.Request) (location, date string, p *Problem) {
+	location, date = r.PathValue("location"), r.PathValue("date")
+	if d, err := time.Parse(time.DateOnly, date); err != nil || d.Format(time.DateOnly) != date {
+		return "", "", problem(http.StatusUnprocessableEntity, fmt.Sprintf("%q is not a date in the form YYYY-MM-DD", date))
+	}
+	return location, date, nil
+}
+
+// putTimetableRow sets one dated time. The location must exist or the body
+// must give its zone.
+func (a *API) putTimetableRow(w http.ResponseWriter, r *http.Request, app int64) error {
+	location, date, p := a.timetablePath(r)
+	if p != nil {
+		return p
+	}
+	var in struct {
+		LocalTime string `json:"local_time"`
+		Zone      string `json:"zone"`
+	}
+	if p := decode(w, r, 4096, &in); p != nil {
+		return p
+	}
+	sec, err := localtime.Parse(in.LocalTime)
+	if err != nil {
+		return problem(http.StatusUnprocessableEntity, "local_time: "+err.Error(), FieldError{Field: "local_time", Message: err.Error()})
+	}
+	rem, err := a.timetableReminder(r, app)
+	if err != nil {
+		return err
+	}
+	var l store.Location
+	err = a.db.WithContext(r.Context()).Where("app_id = ? AND name = ?", app, location).First(&l).Error
+	switch {
+	case errors.Is(err, gorm.ErrRecordNotFound) && in.Zone == "":
+		return problem(http.StatusUnprocessableEntity, fmt.Sprintf("location %q is new: its zone is required", location),
+			FieldError{Field: "zone", Message: "is required for a new location"})
+	case err != nil && !errors.Is(err, gorm.ErrRecordNotFound):
+		return err
+	}
+	zone := l.Zone
+	if zone == "" {
+		zone = in.Zone
+	}
+	if !keyPattern.MatchString(location) {
+		return problem(http.StatusUnprocessableEntity, "the location must be 1-100 letters, digits, '_', '.' or '-'")
+	}
+	if _, err := localtime.LoadZone(zone); err != nil {
+		return problem(http.StatusUnprocessableEntity, "zone: "+err.Error(), FieldError{Field: "zone", Message: err.Error()})
+	}
+	err = store.Transaction(r.Context(), a.db, func(tx *gorm.DB) error {
+		id, err := ensureLocation(tx, app, Place{Location: location, Zone: zone})
+		if err != nil {
+			return err
+		}
+		if in.Zone != "" && in.Zone != zone {
+			return problem(http.StatusConflict, fmt.Sprintf("location %q has zone %q", location, zone))
+		}
+		dt := store.DatedTime{ReminderID: rem.ID, LocationID: id, Date: date, LocalSec: int(sec)}
+		err = tx.Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "reminder_id"}, {Name: "location_id"}, {Name: "date"}},
+			DoUpdates: clause.AssignmentColumns([]string{"local_sec"}),
+		}).Create(&dt).Error
+		if err != nil {
+			return err
+		}
+		return tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&store.ReminderLocation{ReminderID: rem.ID, LocationID: id}).Error
+	})
+	if err != nil {
+		return err
+	}
+	a.announce(r.Context(), rem.Key)
+	writeJSON(w, http.StatusOK, timetableRow(location, zone, date, int(sec)))
+	return nil
+}
+
+// deleteTimetableRow removes one dated time; its pending occurrence is
+// canceled by the planner.
+func (a *API) deleteTimetableRow(w http.ResponseWriter, r *http.Request, app int64) error {
+	location, date, p := a.timetablePath(r)
+	if p != nil {
+		return p
+	}
+	rem, err := a.timetableReminder(r, app)
+	if err != nil {
+		return err
+	}
+	loc := a.db.Model(&store.Location{}).Select("id").Where("app_id = ? AND name = ?", app, location)
+	res := a.db.WithContext(r.Context()).Where("reminder_id = ? AND location_id IN (?) AND date = ?", rem.ID, loc, date).
+		Delete(&store.DatedTime{})
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return problem(http.StatusNotFound, fmt.Sprintf("reminder %q has no time at %q on %s", rem.Key, location, date))
+	}
+	a.announce(r.Context(), rem.Key)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
