@@ -34,7 +34,8 @@ type OnlineConfig struct {
 	// GatewayAddr is where cmd/gateway listens.
 	GatewayAddr string `env:"CHIME_GATEWAY_ADDR" envDefault:":8081"`
 	// Secret verifies the client tokens app backends issue (HS256 JWTs).
-	// Required by the gateway.
+	// Required by the gateway; set on coordinators, it lets the API issue
+	// tokens (POST /v1/users/{user_id}/token).
 	Secret string `env:"CHIME_GATEWAY_SECRET"`
 	// Heartbeat is how often the gateway pings clients and refreshes their
 	// presence.
@@ -94,7 +95,7 @@ func (c Config) Status(rdb redis.UniversalClient, db *gorm.DB) *status.Recorder 
 
 // withOnline gives the API the inbox, announcement and status stores.
 func (c Config) withOnline(ac api.Config, db *gorm.DB, rdb redis.UniversalClient) api.Config {
-	ac.Inbox, ac.Status = c.Inbox(rdb), c.Status(rdb, db)
+	ac.Inbox, ac.Status, ac.GatewaySecret = c.Inbox(rdb), c.Status(rdb, db), []byte(c.Online.Secret)
 	ac.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{Prefix: c.Prefix}, rdb)
 	return ac
 }

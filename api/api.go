@@ -55,6 +55,11 @@ type Config struct {
 	Inbox         *inbox.Store
 	Announcements *inbox.Announcements
 	Status        *status.Recorder
+	// GatewaySecret signs the client tokens POST /v1/users/{user_id}/token
+	// issues; without it that route answers 503.
+	GatewaySecret []byte
+	// TokenTTL is how long an issued token is valid. Defaults to 1h.
+	TokenTTL time.Duration
 }
 
 // API serves the HTTP API.
@@ -88,6 +93,9 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	}
 	if cfg.Announcements == nil {
 		cfg.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{}, rdb)
+	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = time.Hour
 	}
 	if cfg.Status == nil {
 		cfg.Status = status.New(status.Config{}, rdb, db)
@@ -134,6 +142,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("POST /v1/regions/{region}/announcements", a.auth(a.postAnnouncement))
 	mux.Handle("GET /v1/regions/{region}/announcements", a.auth(a.listAnnouncements))
 	mux.Handle("GET /v1/occurrences/{id}/status", a.auth(a.occurrenceStatus))
+	mux.Handle("POST /v1/users/{user_id}/token", a.auth(a.issueToken))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

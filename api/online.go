@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/chime-dev/chime/gateway"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
@@ -301,5 +303,25 @@ func (a *API) occurrenceStatus(w http.ResponseWriter, r *http.Request, app int64
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"occurrence": id, "channels": counts})
+	return nil
+}
+
+// issueToken gives an app backend a gateway token for one of its users, so
+// that backends need not hold the gateway's secret (which would let them
+// sign tokens for any app).
+func (a *API) issueToken(w http.ResponseWriter, r *http.Request, app int64) error {
+	user, p := pathUser(r, "user_id")
+	if p != nil {
+		return p
+	}
+	if len(a.cfg.GatewaySecret) == 0 {
+		return problem(http.StatusServiceUnavailable, "no gateway is configured (CHIME_GATEWAY_SECRET is not set on this coordinator)")
+	}
+	now := a.cfg.Now()
+	tok, err := gateway.IssueToken(a.cfg.GatewaySecret, app, user, a.cfg.TokenTTL, now)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "expires_at": now.Add(a.cfg.TokenTTL).UTC().Truncate(time.Second)})
 	return nil
 }

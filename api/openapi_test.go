@@ -56,6 +56,7 @@ var routes = []struct {
 	{"DELETE", "/v1/users/{user_id}/contacts/{contact_id}", true},
 	{"POST", "/v1/regions/{region}/announcements", true},
 	{"GET", "/v1/regions/{region}/announcements", true},
+	{"POST", "/v1/users/{user_id}/token", true},
 }
 
 // catchAll is the pattern of Handler's 404 fallback; it is described in the
