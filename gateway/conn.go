@@ -241,15 +241,13 @@ func (g *Gateway) writeLoop(ctx context.Context, c *conn, expires time.Time) {
 			c.ws.CloseNow()
 		}
 	}()
-	ping := time.NewTicker(g.cfg.HeartbeatInterval)
-	defer ping.Stop()
-	expiry := time.NewTimer(max(expires.Sub(g.clock.Now()), 0))
-	defer expiry.Stop()
+	ping := g.clock.After(g.cfg.HeartbeatInterval)
+	expiry := g.clock.After(max(expires.Sub(g.clock.Now()), 0))
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-expiry.C:
+		case <-expiry:
 			c.cancel(errTokenExpired)
 			return
 		case f := <-c.out:
@@ -257,7 +255,8 @@ func (g *Gateway) writeLoop(ctx context.Context, c *conn, expires time.Time) {
 				c.cancel(err)
 				return
 			}
-		case <-ping.C:
+		case <-ping:
+			ping = g.clock.After(g.cfg.HeartbeatInterval)
 			pctx, cancel := context.WithTimeout(ctx, g.cfg.PingTimeout)
 			err := c.ws.Ping(pctx)
 			cancel()

@@ -202,8 +202,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 	eg.Go(func() error { return g.readStream(ectx) })
 	eg.Go(func() error { return g.heartbeat(ectx) })
-	ackDone := make(chan error, 1)
-	go func() { ackDone <- g.flushAcks() }()
+	ackStop, ackDone := make(chan struct{}), make(chan error, 1)
+	go func() { ackDone <- g.flushAcks(ackStop) }()
 	eg.Go(func() error {
 		<-ectx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
@@ -221,7 +221,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	})
 	err := eg.Wait()
-	close(g.acks)
+	// g.acks stays open: a connection still closing after the shutdown
+	// timeout may yet send to it (what it sends is not applied, and those
+	// messages come again on the next connect).
+	close(ackStop)
 	if aerr := <-ackDone; err == nil {
 		err = aerr
 	}
@@ -375,8 +378,9 @@ func messageFrame(msg json.RawMessage) []byte {
 	return append(b, '}')
 }
 
-// flushAcks applies acknowledgements in batches until the channel closes.
-func (g *Gateway) flushAcks() error {
+// flushAcks applies acknowledgements in batches until stop is closed, then
+// applies those already sent.
+func (g *Gateway) flushAcks(stop <-chan struct{}) error {
 	var batch []inbox.Ack
 	flush := func() {
 		if len(batch) == 0 {
@@ -409,21 +413,26 @@ func (g *Gateway) flushAcks() error {
 		batch = batch[:0]
 	}
 	for {
-		a, ok := <-g.acks
-		if !ok {
-			flush()
-			return nil
+		select {
+		case a := <-g.acks:
+			batch = append(batch, a)
+		case <-stop:
+			// Apply what the closed connections sent.
+			for {
+				select {
+				case a := <-g.acks:
+					batch = append(batch, a)
+				default:
+					flush()
+					return nil
+				}
+			}
 		}
-		batch = append(batch, a)
 		deadline := g.clock.After(g.cfg.AckFlush)
 	gather:
 		for len(batch) < 1000 {
 			select {
-			case a, ok := <-g.acks:
-				if !ok {
-					flush()
-					return nil
-				}
+			case a := <-g.acks:
 				batch = append(batch, a)
 			case <-deadline:
 				break gather
