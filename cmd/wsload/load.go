@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,7 @@ type config struct {
 	GatewayBin         string
 	Parallel           int
 	Verbose            bool
+	CPUProfile         string
 	Stderr             io.Writer
 }
 
@@ -268,6 +270,18 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	if err := defineAt(fireAt); err != nil {
 		return res, err
 	}
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return res, err
+		}
+		defer f.Close()
+		time.Sleep(time.Until(fireAt))
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return res, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for got.Load() < int64(cfg.Clients) {
 		if time.Now().After(deadline) {
@@ -276,6 +290,9 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	res.Delivered = int(got.Load())
+	if cfg.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	lat := make([]float64, len(received))
 	for i, r := range received {
 		lat[i] = float64(r.Sub(fireAt).Microseconds()) / 1000

@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&cfg.GatewayBin, "gateway", "", "gateway binary (default: build ./cmd/gateway)")
 	fs.IntVar(&cfg.Parallel, "parallel", 256, "connections being opened at once")
 	fs.BoolVar(&cfg.Verbose, "v", false, "log the gateway's and the engine's warnings")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (engine and clients) from the fire to the last delivery")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
