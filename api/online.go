@@ -276,9 +276,29 @@ func (a *API) listAnnouncements(w http.ResponseWriter, r *http.Request, app int6
 		}
 		after = n
 	}
+	// With user_id the server keeps the user's cursor: it is read when the
+	// request has no after, and the answer's cursor is recorded.
+	user := r.URL.Query().Get("user_id")
+	if user != "" {
+		if msg := validUserID(user); msg != "" {
+			return problem(http.StatusBadRequest, "query parameter user_id "+msg)
+		}
+		if after < 0 {
+			n, err := a.cfg.Announcements.Cursor(r.Context(), app, user, region)
+			if err != nil {
+				return err
+			}
+			after = n
+		}
+	}
 	list, cursor, err := a.cfg.Announcements.After(r.Context(), app, region, after, limit)
 	if err != nil {
 		return err
+	}
+	if user != "" {
+		if err := a.cfg.Announcements.SetCursor(r.Context(), app, user, region, cursor); err != nil {
+			return err
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"announcements": list, "cursor": cursor})
 	return nil

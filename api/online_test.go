@@ -186,3 +186,34 @@ func TestIssueToken(t *testing.T) {
 
 	requireProblem(t, setup(t).as(http.MethodPost, "/v1/users/alice/token", nil), http.StatusServiceUnavailable, "CHIME_GATEWAY_SECRET")
 }
+
+// With user_id the server keeps each user's cursor: a user new to the
+// region starts at the newest, then gets only what is newer on each read.
+func TestAnnouncementsServerCursor(t *testing.T) {
+	b := setup(t)
+	type page struct {
+		Announcements []inbox.Announcement
+		Cursor        int64
+	}
+	post := func(title string) {
+		requireJSON(t, b.as("POST", "/v1/regions/cairo/announcements", map[string]any{"title": title}), http.StatusCreated, nil)
+	}
+	post("old")
+	var p page
+	requireJSON(t, b.as("GET", "/v1/regions/cairo/announcements?user_id=u1", nil), http.StatusOK, &p)
+	require.Empty(t, p.Announcements, "a new user starts at the newest")
+	require.EqualValues(t, 1, p.Cursor)
+	post("new1")
+	post("new2")
+	requireJSON(t, b.as("GET", "/v1/regions/cairo/announcements?user_id=u1&limit=1", nil), http.StatusOK, &p)
+	require.Equal(t, "new1", p.Announcements[0].Title)
+	requireJSON(t, b.as("GET", "/v1/regions/cairo/announcements?user_id=u1", nil), http.StatusOK, &p)
+	require.Len(t, p.Announcements, 1)
+	require.Equal(t, "new2", p.Announcements[0].Title)
+	requireJSON(t, b.as("GET", "/v1/regions/cairo/announcements?user_id=u1", nil), http.StatusOK, &p)
+	require.Empty(t, p.Announcements)
+	require.EqualValues(t, 3, p.Cursor)
+	requireJSON(t, b.req("GET", "/v1/regions/cairo/announcements?user_id=u1", b.keyB, nil), http.StatusOK, &p)
+	require.Zero(t, p.Cursor, "another app's region and user")
+	requireProblem(t, b.as("GET", "/v1/regions/cairo/announcements?user_id=a%20b", nil), http.StatusBadRequest, "user_id")
+}

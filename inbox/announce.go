@@ -115,3 +115,44 @@ func (a *Announcements) After(ctx context.Context, app int64, region string, aft
 	}
 	return out, cursor, nil
 }
+
+// cursorKey holds a user's cursor per region (a hash), for clients that
+// let the server keep it.
+func (a *Announcements) cursorKey(app int64, user string) string {
+	return fmt.Sprintf("%s{%d:%s}:anncur", a.cfg.Prefix, app, user)
+}
+
+// cursorTTL is how long a user's cursors are kept after their last read: a
+// user away longer starts again at the newest.
+const cursorTTL = 30 * 24 * time.Hour
+
+// Cursor returns the last announcement ID of region the server recorded for
+// user, or -1 when none is recorded.
+func (a *Announcements) Cursor(ctx context.Context, app int64, user, region string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := a.rdb.HGet(ctx, a.cursorKey(app, user), region).Int64()
+	if err == redis.Nil {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read announcement cursor: %w", err)
+	}
+	return n, nil
+}
+
+// SetCursor records user's cursor for region.
+func (a *Announcements) SetCursor(ctx context.Context, app int64, user, region string, cursor int64) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	key := a.cursorKey(app, user)
+	_, err := a.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, region, cursor)
+		p.PExpire(ctx, key, cursorTTL)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record announcement cursor: %w", err)
+	}
+	return nil
+}
