@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/chime-dev/chime/content"
 )
 
 // Config is read from the environment; every field names its variable and
@@ -59,8 +61,25 @@ type Config struct {
 	// LogFormat is text or json.
 	LogFormat string `env:"CHIME_LOG_FORMAT" envDefault:"text"`
 
+	// MergeWindow is how long identical content to one user is merged into
+	// one message; 0 turns merging off.
+	MergeWindow time.Duration `env:"CHIME_MERGE_WINDOW" envDefault:"10m"`
+	// MaskWords are the words the "mask" tag masks, separated by commas.
+	MaskWords string `env:"CHIME_MASK_WORDS"`
+	// MaskWordsFile names a file of more such words, one per line.
+	MaskWordsFile string `env:"CHIME_MASK_WORDS_FILE"`
+	// Placeholders are the values the "placeholders" tag fills in for
+	// {{name}}, as a JSON object: {"brand":"Chime Mart"}.
+	Placeholders string `env:"CHIME_PLACEHOLDERS"`
+
+	processors *content.Registry // built from the three above
+
 	Online OnlineConfig
 }
+
+// Processors returns the tag processors the configuration sets up (none
+// for a Config not made by LoadConfig).
+func (c Config) Processors() *content.Registry { return c.processors }
 
 // LoadConfig reads the configuration from environ ("KEY=value" entries).
 func LoadConfig(environ []string) (Config, error) {
@@ -97,6 +116,19 @@ func LoadConfig(environ []string) (Config, error) {
 	case "log", "webhook":
 	default:
 		return c, fmt.Errorf("configuration: CHIME_SENDER must be log or webhook, not %q", c.Sender)
+	}
+	if c.MergeWindow < 0 {
+		return c, fmt.Errorf("configuration: CHIME_MERGE_WINDOW must be 0 (off) or a positive duration, not %s", c.MergeWindow)
+	}
+	ph, err := content.ParsePlaceholders(c.Placeholders)
+	if err != nil {
+		return c, fmt.Errorf("configuration: CHIME_PLACEHOLDERS: %w", err)
+	}
+	c.processors, err = content.NewRegistry(content.ProcessorsConfig{
+		MaskWords: content.ParseWordList(c.MaskWords), MaskFile: c.MaskWordsFile, Placeholders: ph,
+	})
+	if err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
 	}
 	if c.Sender == "webhook" && c.WebhookURL == "" {
 		return c, fmt.Errorf("configuration: CHIME_WEBHOOK_URL is required when CHIME_SENDER=webhook")

@@ -27,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
+	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/status"
@@ -49,6 +50,10 @@ type Config struct {
 	// Now tells the time for computed answers (upcoming fires). Defaults to
 	// time.Now.
 	Now func() time.Time
+	// Content are the tag processors reminder templates are checked with
+	// (a "placeholders" tag makes {{name}} placeholders valid). Defaults to
+	// none.
+	Content *content.Registry
 
 	// Inbox, Announcements and Status serve the inbox, announcement and
 	// message status routes. Each defaults to its package's defaults.

@@ -11,11 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/store"
@@ -63,6 +63,10 @@ type Reminder struct {
 	CreatedAt time.Time       `json:"created_at"`
 	UpdatedAt time.Time       `json:"updated_at"`
 
+	Lang         string                  `json:"lang"`
+	Translations map[string]content.Text `json:"translations"`
+	Tags         []string                `json:"tags"`
+
 	// DeliverWhenOnline keeps the reminder for offline users until they
 	// connect to a gateway, instead of pushing it.
 	DeliverWhenOnline bool `json:"deliver_when_online"`
@@ -86,6 +90,10 @@ type reminderInput struct {
 	Times     []ReminderTime  `json:"times"`
 	Locations []Place         `json:"locations"`
 
+	Lang         string                  `json:"lang"`
+	Translations map[string]content.Text `json:"translations"`
+	Tags         []string                `json:"tags"`
+
 	DeliverWhenOnline bool `json:"deliver_when_online"`
 	NotifyContacts    bool `json:"notify_contacts"`
 }
@@ -104,12 +112,13 @@ type parsedReminder struct {
 	places          []Place // every location named, times' first
 	offsets         string
 	schema          string
+	content         content.Content
 }
 
 // MaxOffset bounds how long before its instant a once reminder may fire.
 const MaxOffset = 30 * 24 * time.Hour
 
-func (in *reminderInput) validate() (out parsedReminder, p *Problem) {
+func (in *reminderInput) validate(reg *content.Registry) (out parsedReminder, p *Problem) {
 	var errs []FieldError
 	bad := func(field, msg string) { errs = append(errs, FieldError{Field: field, Message: msg}) }
 	out.kind = in.Kind
@@ -123,11 +132,6 @@ func (in *reminderInput) validate() (out parsedReminder, p *Problem) {
 	}
 	if in.Title == "" {
 		bad("title", "is required")
-	} else if utf8.RuneCountInString(in.Title) > 200 {
-		bad("title", "must be at most 200 characters")
-	}
-	if utf8.RuneCountInString(in.Body) > 2000 {
-		bad("body", "must be at most 2000 characters")
 	}
 	out.groups = grouping.DefaultGroups
 	if in.Groups != nil {
@@ -211,6 +215,10 @@ func (in *reminderInput) validate() (out parsedReminder, p *Problem) {
 	} else if len(in.Schema) > 0 {
 		bad("schema", "only topic reminders have an event schema")
 	}
+	// Lengths, templates, languages and tags.
+	var cerrs []FieldError
+	out.content, cerrs = reminderContent(in, reg, out.kind, out.schema)
+	errs = append(errs, cerrs...)
 	if len(in.Times) > 10000 {
 		bad("times", "at most 10000 entries")
 	}
@@ -274,7 +282,7 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	if p := decode(w, r, 1<<20, &in); p != nil {
 		return p
 	}
-	in2, p := in.validate()
+	in2, p := in.validate(a.cfg.Content)
 	if p != nil {
 		return p
 	}
@@ -310,6 +318,7 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 		rem.Title, rem.Body, rem.Groups, rem.ValidForS = in.Title, in.Body, groups, int64(in2.validFor/time.Second)
 		rem.StartsAt, rem.EndsAt, rem.Paused = in.StartsAt, in.EndsAt, in.Paused
 		rem.Kind, rem.At, rem.Offsets, rem.GraceS, rem.Schema = in2.kind, in.At, in2.offsets, int64(in2.grace/time.Second), in2.schema
+		rem.Lang, rem.Translations, rem.Tags = in2.content.Lang, storeTexts(in2.content.Translations), in2.content.Tags
 		rem.DeliverWhenOnline, rem.NotifyContacts = in.DeliverWhenOnline, in.NotifyContacts
 		if err := tx.Save(&rem).Error; err != nil {
 			return err
@@ -545,6 +554,7 @@ func render(rem store.Reminder, rows []timeRow) Reminder {
 		Key: rem.Key, Kind: rem.Kind, Title: rem.Title, Body: rem.Body, Groups: rem.Groups, ValidFor: rem.ValidFor().String(),
 		Grace: rem.Grace().String(), StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, At: rem.At, Paused: rem.Paused,
 		CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(), Times: []ReminderTime{}, Locations: []Place{},
+		Lang: rem.Lang, Translations: apiTexts(rem.Translations), Tags: append([]string{}, rem.Tags...),
 		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts,
 	}
 	if out.At != nil {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/chime-dev/chime/sender"
 )
 
 // TaskType is the asynq type name of a group task.
@@ -46,6 +48,10 @@ type Payload struct {
 	Data json.RawMessage `json:"d,omitempty"`
 	// Tags are the reminder's tags, which turn on content processing.
 	Tags []string `json:"tg,omitempty"`
+	// Lang is the language of Title and Body; Translations hold them in
+	// other languages.
+	Lang         string                 `json:"la,omitempty"`
+	Translations map[string]sender.Text `json:"tr,omitempty"`
 
 	// App owns the reminder; user IDs are per app.
 	App int64 `json:"app,omitempty"`

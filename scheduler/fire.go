@@ -317,6 +317,7 @@ func payload(o store.Occurrence, r store.Reminder, l store.Location, group, atte
 		Occurrence: o.ID, Reminder: o.ReminderID, Location: o.LocationID, Group: group, Attempt: attempt,
 		FireAt: o.FireAt, ExpiresAt: o.ExpiresAt, Key: r.Key, Title: r.Title, Body: r.Body,
 		LocationName: l.Name, Zone: l.Zone,
+		Tags: r.Tags, Lang: r.Lang, Translations: translations(r.Translations),
 		App: r.AppID, DeliverWhenOnline: r.DeliverWhenOnline, NotifyContacts: r.NotifyContacts,
 	}
 }

@@ -25,6 +25,10 @@ type Batch struct {
 	Data json.RawMessage
 	// Tags are the reminder's tags.
 	Tags []string
+	// Lang is the language of Title and Body; Translations hold them in
+	// other languages, by BCP 47 tag (see package content).
+	Lang         string
+	Translations map[string]Text
 	// IdempotencyKey is the same for every attempt at this chunk, so a
 	// receiver can drop the copy a crash may cause.
 	IdempotencyKey string
@@ -36,6 +40,12 @@ type Batch struct {
 	DeliverWhenOnline bool
 	// NotifyContacts asks that offline users' contacts get a copy.
 	NotifyContacts bool
+}
+
+// Text is a reminder's title and body in one language.
+type Text struct {
+	Title string `json:"title"`
+	Body  string `json:"body,omitempty"`
 }
 
 // Result counts what happened to a batch's users. Users not failed were sent.

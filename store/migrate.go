@@ -48,6 +48,22 @@ var migrations = []*gormigrate.Migration{
 		Migrate: migrateTimesEvents,
 	},
 	{
+		ID: "0004b_reminder_content",
+		Migrate: func(tx *gorm.DB) error {
+			// A reminder's language, translations and tags; reminders
+			// stored before get "en" and none.
+			for _, col := range []string{"Lang", "Translations", "Tags"} {
+				if tx.Migrator().HasColumn(&Reminder{}, col) {
+					continue // created by 0001 from the current struct
+				}
+				if err := tx.Migrator().AddColumn(&Reminder{}, col); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	},
+	{
 		ID: "0005_online_inbox",
 		Migrate: func(tx *gorm.DB) error {
 			for _, col := range []string{"DeliverWhenOnline", "NotifyContacts"} {

@@ -140,7 +140,7 @@ func TestMigrateMySQLConcurrent(t *testing.T) {
 	defer cancel()
 	require.NoError(t, store.Migrate(lctx, dbs[2]))
 	var free int
-	require.NoError(t, dbs[3].Raw("SELECT IS_FREE_LOCK(" + store.MigrationLock + ")").Scan(&free).Error)
+	require.NoError(t, dbs[3].Raw("SELECT IS_FREE_LOCK("+store.MigrationLock+")").Scan(&free).Error)
 	require.Equal(t, 1, free)
 }
 
@@ -185,4 +185,35 @@ func TestMigrateSQLite(t *testing.T) {
 	var n int64
 	require.NoError(t, db2.Model(&store.Subscription{}).Count(&n).Error)
 	require.EqualValues(t, 2, n)
+}
+
+func TestMigrateReminderContent(t *testing.T) {
+	// A database from before 0004b: the content columns dropped and the
+	// migration unrecorded, with a reminder stored.
+	env := testenv.New(t)
+	ctx := ctxT(t)
+	m := env.DB.Migrator()
+	for _, col := range []string{"Lang", "Translations", "Tags"} {
+		require.NoError(t, m.DropColumn(&store.Reminder{}, col))
+	}
+	require.NoError(t, env.DB.Exec("DELETE FROM schema_migrations WHERE id = '0004b_reminder_content'").Error)
+	require.NoError(t, env.DB.Exec("INSERT INTO reminders (app_id, `key`, title, body, `groups`, valid_for_s, paused, created_at, updated_at) VALUES (1, 'old', 'Fajr', 'now', 4, 60, false, NOW(), NOW())").Error)
+
+	require.NoError(t, store.Migrate(ctx, env.DB))
+	require.Contains(t, migrationIDs(t, env.DB), "0004b_reminder_content")
+	var old store.Reminder
+	require.NoError(t, env.DB.Where("`key` = ?", "old").First(&old).Error)
+	require.Equal(t, "en", old.Lang)
+	require.Nil(t, old.Translations)
+	require.Nil(t, old.Tags)
+
+	// The columns round-trip, including Arabic text.
+	r := store.Reminder{AppID: 1, Key: "sale", Title: "Sale", Body: "Now", Groups: 1, ValidForS: 60, Lang: "id",
+		Translations: store.Texts{"ar": {Title: "تخفيضات", Body: "الآن"}}, Tags: store.Tags{"mask"}}
+	require.NoError(t, env.DB.Create(&r).Error)
+	var got store.Reminder
+	require.NoError(t, env.DB.First(&got, r.ID).Error)
+	require.Equal(t, r.Translations, got.Translations)
+	require.Equal(t, r.Tags, got.Tags)
+	require.Equal(t, "id", got.Lang)
 }

@@ -70,6 +70,13 @@ type Reminder struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 
+	// Lang is the language of Title and Body (BCP 47), Translations holds
+	// them in other languages, and Tags turn on content processing (see
+	// package content).
+	Lang         string `gorm:"size:35;not null;default:'en'"`
+	Translations Texts  `gorm:"type:mediumtext"`
+	Tags         Tags   `gorm:"type:text"`
+
 	// DeliverWhenOnline reminders wait in an offline user's inbox and go
 	// out over the gateway when the user connects, instead of by push.
 	DeliverWhenOnline bool `gorm:"not null;default:false"`

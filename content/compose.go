@@ -1,0 +1,413 @@
+package content
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/nicksnyder/go-i18n/v2/i18n"
+	i18ntemplate "github.com/nicksnyder/go-i18n/v2/i18n/template"
+	"golang.org/x/text/language"
+
+	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/sender"
+)
+
+// Device is what composing a message needs to know of a device.
+type Device struct {
+	UserID   string
+	Platform string // ios, android, web
+	Locale   string // BCP 47 or POSIX style: "ar-SA", "pt_BR"; empty for the default language
+}
+
+// Message is what one device is sent.
+type Message struct {
+	Title string
+	Body  string
+	// Lang is the language the message is in.
+	Lang string
+	// Data are key-value pairs for the app: reminder and occurrence. The
+	// map is shared by the messages of a batch and must not be modified.
+	Data map[string]string
+}
+
+// Config configures a Composer.
+type Config struct {
+	// Processors are what reminder tags turn on. Defaults to none.
+	Processors *Registry
+	// CacheSize is how many batches, batch contents and reminder contents
+	// are kept prepared; each cache keeps between one and two times as
+	// many. Defaults to 1024.
+	CacheSize int
+}
+
+// Composer turns a batch and a device into the message for that device.
+//
+// Work is done once at each level and cached: per reminder content (its
+// templates parsed, its language bundle and matcher built: shared by the
+// occurrences of a reminder at every location), per batch content (the
+// location's variables, the decoded event, the content key: shared by the
+// chunks of an occurrence), and per device locale (the language chosen).
+// Per device remain two template executions and the text processors. It is
+// safe for concurrent use.
+type Composer struct {
+	cfg Config
+
+	mu       sync.RWMutex
+	batches  cache[*sender.Batch, *Prepared]
+	prepared cache[string, *Prepared]
+	compiled cache[string, *compiled]
+}
+
+// cache is a map that forgets: when the current generation is full it
+// becomes the previous one, and the one before is dropped.
+type cache[K comparable, V any] struct {
+	size     int
+	cur, old map[K]V
+}
+
+func (c *cache[K, V]) get(k K) (V, bool) {
+	if v, ok := c.cur[k]; ok {
+		return v, true
+	}
+	v, ok := c.old[k]
+	return v, ok
+}
+
+func (c *cache[K, V]) put(k K, v V) {
+	if c.cur == nil || len(c.cur) >= c.size {
+		c.old, c.cur = c.cur, make(map[K]V)
+	}
+	c.cur[k] = v
+}
+
+// NewComposer returns a Composer.
+func NewComposer(cfg Config) *Composer {
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 1024
+	}
+	c := &Composer{cfg: cfg}
+	c.batches.size, c.prepared.size, c.compiled.size = cfg.CacheSize, cfg.CacheSize, cfg.CacheSize
+	return c
+}
+
+// Compose returns the message for device d of batch b. An error is a
+// failure for this device's user (a template could not be filled: most
+// often an event field that the event does not carry).
+func (c *Composer) Compose(b *sender.Batch, d Device) (Message, error) {
+	p, err := c.Prepare(b)
+	if err != nil {
+		return Message{}, err
+	}
+	return p.Compose(d)
+}
+
+// ContentKey identifies what b says, for merging identical reminders: the
+// hash of its default-language message filled without a user, its
+// translations and its tags. Two batches with equal keys say the same to
+// every user whose message does not depend on the user. It is "" for a
+// reminder tagged TagNoMerge, which Merger.Filter never merges.
+func (c *Composer) ContentKey(b *sender.Batch) (string, error) {
+	p, err := c.Prepare(b)
+	if err != nil {
+		return "", err
+	}
+	return p.key, nil
+}
+
+// Prepare returns b's prepared content, from the cache when b, or a batch
+// with the same content, was prepared before. The cache knows a batch by
+// its address, so a batch's fields other than Users must not change once
+// it was prepared.
+func (c *Composer) Prepare(b *sender.Batch) (*Prepared, error) {
+	c.mu.RLock()
+	p, ok := c.batches.get(b)
+	c.mu.RUnlock()
+	if ok {
+		return p, p.err
+	}
+	contentFP, batchFP := fingerprints(b)
+	c.mu.RLock()
+	p, ok = c.prepared.get(batchFP)
+	cc, compiledOK := c.compiled.get(contentFP)
+	c.mu.RUnlock()
+	// Two goroutines may prepare the same content at once; the results are
+	// equal and the later one stays.
+	if !ok {
+		if !compiledOK {
+			cc = compile(Of(b), c.cfg.Processors)
+			c.mu.Lock()
+			c.compiled.put(contentFP, cc)
+			c.mu.Unlock()
+		}
+		p = prepare(b, cc)
+	}
+	c.mu.Lock()
+	c.batches.put(b, p)
+	if !ok {
+		c.prepared.put(batchFP, p)
+	}
+	c.mu.Unlock()
+	return p, p.err
+}
+
+// fingerprints hash what a message depends on, except the user and the
+// device: the reminder's content, and with it everything else of the batch.
+func fingerprints(b *sender.Batch) (content, batch string) {
+	h := sha256.New()
+	var n [8]byte
+	field := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(b.Title)
+	field(b.Body)
+	field(b.Lang)
+	field(strings.Join(b.Tags, "\x00"))
+	langs := make([]string, 0, len(b.Translations))
+	for k := range b.Translations {
+		langs = append(langs, k)
+	}
+	sort.Strings(langs)
+	for _, k := range langs {
+		field(k)
+		field(b.Translations[k].Title)
+		field(b.Translations[k].Body)
+	}
+	content = string(h.Sum(nil))
+	field(strconv.FormatInt(b.Occurrence, 10))
+	field(b.Reminder)
+	field(b.Location)
+	field(b.Zone)
+	field(b.FireAt.UTC().Format(time.RFC3339Nano))
+	field(string(b.Data))
+	return content, string(h.Sum(nil))
+}
+
+// compiled is a reminder's content made ready: every template parsed
+// once, the go-i18n bundle of its languages, and the language chosen for
+// each device locale seen.
+type compiled struct {
+	err     error
+	content Content
+	bundle  *i18n.Bundle
+	matcher language.Matcher
+	parser  *parser
+	text    []func(string) string
+	hasBody bool
+	locales sync.Map // device locale -> *locale
+}
+
+// locale is the language chosen for one device locale.
+type locale struct {
+	lang string
+	loc  *i18n.Localizer
+}
+
+func compile(c Content, reg *Registry) *compiled {
+	cc := &compiled{content: c}
+	source, text := reg.stages(c.Tags)
+	cc.text = text
+	cc.hasBody = c.Body != ""
+	bundle, err := newBundle(c, source)
+	if err != nil {
+		cc.err = err
+		return cc
+	}
+	cc.bundle = bundle
+	cc.matcher = language.NewMatcher(bundle.LanguageTags())
+	cc.parser = &parser{parsed: map[string]*template.Template{}}
+	texts := []Text{{Title: c.Title, Body: c.Body}}
+	for _, t := range c.Translations {
+		texts = append(texts, t)
+	}
+	for _, t := range texts {
+		for _, x := range [][2]string{{"title", t.Title}, {"body", t.Body}} {
+			src := rewrite(x[1], source)
+			if !strings.Contains(src, "{{") {
+				continue
+			}
+			tmpl, _, err := parseText(x[0], src)
+			if err != nil {
+				cc.err = err
+				return cc
+			}
+			cc.parser.parsed[src] = tmpl
+		}
+	}
+	return cc
+}
+
+// locale returns the language chosen for a device locale, cached: the best
+// match among the bundle's languages, or the default language.
+func (cc *compiled) locale(s string) *locale {
+	if l, ok := cc.locales.Load(s); ok {
+		return l.(*locale)
+	}
+	tags := cc.bundle.LanguageTags()
+	chosen := tags[0] // the default language
+	if s != "" {
+		if want, err := language.Parse(s); err == nil {
+			if _, i, conf := cc.matcher.Match(want); conf != language.No {
+				chosen = tags[i]
+			}
+		}
+	}
+	l := &locale{lang: chosen.String(), loc: i18n.NewLocalizer(cc.bundle, chosen.String())}
+	cc.locales.Store(s, l)
+	return l
+}
+
+// Prepared is a batch content made ready for composing: its reminder
+// content compiled, its variables set, its event decoded. It is safe for
+// concurrent use.
+type Prepared struct {
+	err  error
+	c    *compiled
+	base Vars
+	data map[string]string
+	key  string
+}
+
+func prepare(b *sender.Batch, cc *compiled) *Prepared {
+	p := &Prepared{c: cc}
+	if err := p.init(b); err != nil {
+		p.err = fmt.Errorf("content of reminder %s: %w", b.Reminder, err)
+	}
+	return p
+}
+
+func (p *Prepared) init(b *sender.Batch) error {
+	if p.c.err != nil {
+		return p.c.err
+	}
+	zone, err := localtime.LoadZone(b.Zone)
+	if err != nil {
+		return err
+	}
+	at := b.FireAt.In(zone)
+	p.base = Vars{
+		Reminder: b.Reminder, Location: b.Location, Zone: b.Zone, FireAt: at,
+		LocalTime: at.Format("15:04"), LocalDate: at.Format("2006-01-02"),
+	}
+	if data := bytes.TrimSpace(b.Data); len(data) > 0 && string(data) != "null" {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber() // 1500000 stays 1500000, not 1.5e+06
+		if err := dec.Decode(&p.base.Event); err != nil {
+			return fmt.Errorf("event data is not a JSON object: %w", err)
+		}
+	}
+	p.data = map[string]string{"reminder": b.Reminder, "occurrence": strconv.FormatInt(b.Occurrence, 10)}
+	if !slices.Contains(b.Tags, TagNoMerge) {
+		p.key = p.contentKey()
+	}
+	return nil
+}
+
+// contentKey is the hash of the default-language message filled without a
+// user (or, when that fails, of its templates and event), the
+// translations and the tags.
+func (p *Prepared) contentKey() string {
+	c := p.c.content
+	h := sha256.New()
+	var n [8]byte
+	field := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	if m, err := p.Compose(Device{}); err == nil {
+		field("message")
+		field(m.Title)
+		field(m.Body)
+	} else {
+		field("templates")
+		field(c.Title)
+		field(c.Body)
+		ev, _ := json.Marshal(p.base.Event)
+		field(string(ev))
+	}
+	field(c.Lang)
+	langs := make([]string, 0, len(c.Translations))
+	for k := range c.Translations {
+		langs = append(langs, k)
+	}
+	sort.Strings(langs)
+	for _, k := range langs {
+		field(k)
+		field(c.Translations[k].Title)
+		field(c.Translations[k].Body)
+	}
+	field(strings.Join(c.Tags, "\x00"))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Compose returns the message for d.
+func (p *Prepared) Compose(d Device) (Message, error) {
+	if p.err != nil {
+		return Message{}, p.err
+	}
+	l := p.c.locale(d.Locale)
+	v := p.base
+	v.User, v.Platform, v.Lang = d.UserID, d.Platform, l.lang
+	title, err := l.loc.Localize(&i18n.LocalizeConfig{MessageID: idTitle, TemplateData: &v, TemplateParser: p.c.parser})
+	if err != nil {
+		return Message{}, fmt.Errorf("content: title: %w", err)
+	}
+	var body string
+	if p.c.hasBody {
+		v.Title = title
+		if body, err = l.loc.Localize(&i18n.LocalizeConfig{MessageID: idBody, TemplateData: &v, TemplateParser: p.c.parser}); err != nil {
+			return Message{}, fmt.Errorf("content: body: %w", err)
+		}
+	}
+	for _, f := range p.c.text {
+		title, body = f(title), f(body)
+	}
+	return Message{Title: title, Body: body, Lang: l.lang, Data: p.data}, nil
+}
+
+// parser hands go-i18n the templates Prepare parsed, so none is parsed
+// per message.
+type parser struct {
+	parsed map[string]*template.Template
+}
+
+var _ i18ntemplate.Parser = (*parser)(nil)
+
+func (p *parser) Cacheable() bool { return true }
+
+func (p *parser) Parse(src, _, _ string) (i18ntemplate.ParsedTemplate, error) {
+	if t, ok := p.parsed[src]; ok {
+		return executable{t}, nil
+	}
+	if strings.Contains(src, "{{") {
+		return nil, fmt.Errorf("template not prepared: %q", src)
+	}
+	return constant(src), nil
+}
+
+type executable struct{ t *template.Template }
+
+func (e executable) Execute(data any) (string, error) {
+	var b strings.Builder
+	if err := e.t.Execute(&b, data); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+type constant string
+
+func (c constant) Execute(any) (string, error) { return string(c), nil }
