@@ -216,8 +216,12 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 	}
 }
 
+// write writes one frame. A write (or ping) whose context ends makes the
+// WebSocket library drop the connection without a close frame, so neither
+// takes the connection's context: a stopping gateway lets them finish and
+// then closes with 1001.
 func (c *conn) write(ctx context.Context, frame []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return c.ws.Write(ctx, websocket.MessageText, frame)
 }
@@ -257,7 +261,7 @@ func (g *Gateway) writeLoop(ctx context.Context, c *conn, expires time.Time) {
 			}
 		case <-ping:
 			ping = g.clock.After(g.cfg.HeartbeatInterval)
-			pctx, cancel := context.WithTimeout(ctx, g.cfg.PingTimeout)
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.PingTimeout)
 			err := c.ws.Ping(pctx)
 			cancel()
 			if err != nil {

@@ -80,20 +80,18 @@ func Key(prefix string, app int64, user string) string {
 func (r *Registry) key(app int64, user string) string { return Key(r.cfg.Prefix, app, user) }
 
 // Entries past their instant are dropped on every write, and the key expires
-// with its latest entry. KEYS[1] conns; ARGV member, ttl ms, only-if-present.
+// with its latest entry. With only-if-present, a member no longer there (it
+// was removed or expired) is not added back and 0 is returned.
+// KEYS[1] conns; ARGV member, ttl ms, only-if-present.
 var touch = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local n
-if ARGV[3] == '1' then
-  n = redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
-else
-  n = redis.call('ZADD', KEYS[1], 'CH', now + tonumber(ARGV[2]), ARGV[1])
-end
+if ARGV[3] == '1' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if #last > 0 then redis.call('PEXPIREAT', KEYS[1], last[2]) end
-return n`)
+return 1`)
 
 // lookup returns the live members. KEYS[1] conns.
 var lookup = redis.NewScript(`

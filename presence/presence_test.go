@@ -65,6 +65,8 @@ func TestPresenceExpires(t *testing.T) {
 	})
 	t.Logf("offline after %v (TTL 400ms)", time.Since(start).Round(time.Millisecond))
 	testenv.WaitUntil(t, 5*time.Second, "the key gone", func() bool {
+		_, err := r.Refresh(ctx, []presence.Conn{live})
+		require.NoError(t, err)
 		n, err := env.Redis.Exists(ctx, presence.Key(env.Prefix, 1, "dead")).Result()
 		return err == nil && n == 0
 	})
