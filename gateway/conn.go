@@ -122,10 +122,11 @@ func (g *Gateway) open(ctx context.Context, c *conn) error {
 		g.closed(c)
 		return err
 	}
+	pending := g.dropExpired(ctx, c, waiting.Pending)
 	// Written here, before the write loop starts, so that a full inbox is
 	// not limited by the send queue; what the stream brings meanwhile
 	// waits in the queue.
-	for _, m := range waiting.Pending {
+	for _, m := range pending {
 		raw, err := json.Marshal(m)
 		if err != nil {
 			continue
@@ -135,14 +136,44 @@ func (g *Gateway) open(ctx context.Context, c *conn) error {
 			return fmt.Errorf("replay: %w", err)
 		}
 	}
-	g.recordReplay(ctx, c, waiting.Pending)
+	g.recordReplay(ctx, c, pending)
 	welcome, _ := json.Marshal(map[string]any{"type": "welcome", "conn": c.pc.ID, "instance": g.cfg.Instance,
-		"replayed": len(waiting.Pending)})
+		"replayed": len(pending)})
 	if err := c.write(ctx, welcome); err != nil {
 		g.closed(c)
 		return fmt.Errorf("welcome: %w", err)
 	}
 	return nil
+}
+
+// dropExpired removes from the inbox the pending messages whose validity
+// window has ended, records them as expired, and returns the others.
+func (g *Gateway) dropExpired(ctx context.Context, c *conn, msgs []inbox.Message) []inbox.Message {
+	now := g.clock.Now()
+	var keep []inbox.Message
+	var stale []string
+	var entries []status.Entry
+	for _, m := range msgs {
+		if !m.Expired(now) {
+			keep = append(keep, m)
+			continue
+		}
+		stale = append(stale, m.ID)
+		entries = append(entries, status.Entry{App: c.pc.App, User: c.pc.User, Message: m.ID, Occurrence: m.Occurrence, Channel: status.Inbox, State: status.Expired})
+	}
+	if len(stale) == 0 {
+		return keep
+	}
+	if _, err := g.inbox.Read(ctx, c.pc.App, c.pc.User, stale); err != nil {
+		g.log.Warn("drop expired messages", "err", err)
+		return keep
+	}
+	if g.status != nil {
+		if err := g.status.Record(ctx, entries, now); err != nil {
+			g.log.Warn("record expired messages", "err", err)
+		}
+	}
+	return keep
 }
 
 // recordReplay records the replayed messages as sent over the gateway.

@@ -220,3 +220,46 @@ func TestGracefulShutdown(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 }
+
+// A pending message whose validity window ended while the user was away is
+// not replayed: it leaves the inbox and is recorded as expired.
+func TestReplaySkipsExpiredMessages(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	in := inbox.New(inbox.Config{Prefix: f.env.Prefix}, f.env.Redis)
+	past, future := time.Now().Add(-time.Minute), time.Now().Add(time.Hour)
+	_, err := in.Add(ctx, 1, "late", inbox.Message{ID: "o1", Occurrence: 1, ExpiresAt: &past}, time.Now())
+	require.NoError(t, err)
+	_, err = in.Add(ctx, 1, "late", inbox.Message{ID: "o2", Occurrence: 2, ExpiresAt: &future}, time.Now())
+	require.NoError(t, err)
+	_, err = in.Add(ctx, 1, "late", inbox.Message{ID: "o3", Occurrence: 3}, time.Now())
+	require.NoError(t, err)
+
+	tok, err := gateway.IssueToken(secret, 1, "late", time.Hour, time.Now())
+	require.NoError(t, err)
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := gateway.Dial(dctx, f.url, tok, nil)
+	require.NoError(t, err)
+	defer c.CloseNow()
+	var got []string
+	for fr := range c.Frames {
+		if fr.Type == "welcome" {
+			require.Equal(t, 2, fr.Replayed)
+			break
+		}
+		got = append(got, fr.Message.ID)
+	}
+	require.Equal(t, []string{"o2", "o3"}, got)
+	left, err := in.List(ctx, 1, "late", time.Now())
+	require.NoError(t, err)
+	require.Len(t, left.Pending, 2, "the expired message left the inbox")
+	d, err := status.New(status.Config{Prefix: f.env.Prefix}, f.env.Redis, nil).User(ctx, 1, "late", 10, inbox.OccurrenceOf)
+	require.NoError(t, err)
+	states := map[string]string{}
+	for _, x := range d {
+		states[x.Message+" "+x.Channel] = x.State
+	}
+	require.Equal(t, status.Expired, states["o1 inbox"])
+	require.Equal(t, status.Sent, states["o2 gateway"])
+}

@@ -51,7 +51,14 @@ type Message struct {
 	ForUser string `json:"for_user,omitempty"`
 	// StoredAt is when the message entered the inbox.
 	StoredAt time.Time `json:"stored_at"`
+	// ExpiresAt ends the reminder's validity window: a message still
+	// pending after it is not replayed (stale reminders are worse than
+	// none).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
+
+// Expired reports whether m's validity window ended before now.
+func (m Message) Expired(now time.Time) bool { return m.ExpiresAt != nil && now.After(*m.ExpiresAt) }
 
 // MessageID is the ID of occurrence's message to its own subscriber.
 func MessageID(occurrence int64) string { return fmt.Sprintf("o%d", occurrence) }

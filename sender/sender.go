@@ -40,6 +40,9 @@ type Batch struct {
 	DeliverWhenOnline bool
 	// NotifyContacts asks that offline users' contacts get a copy.
 	NotifyContacts bool
+	// ExpiresAt ends the reminder's validity window: a channel that holds
+	// messages (the inbox) does not deliver them after it.
+	ExpiresAt time.Time
 }
 
 // Text is a reminder's title and body in one language.

@@ -205,7 +205,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 			Occurrence: p.Occurrence, Reminder: p.Key, Title: p.Title, Body: p.Body,
 			Location: p.LocationName, Zone: p.Zone, FireAt: p.FireAt, Group: p.Group, Users: chunk,
 			Data: p.Data, Tags: p.Tags, Lang: p.Lang, Translations: p.Translations,
-			App: p.App, DeliverWhenOnline: p.DeliverWhenOnline, NotifyContacts: p.NotifyContacts,
+			App: p.App, DeliverWhenOnline: p.DeliverWhenOnline, NotifyContacts: p.NotifyContacts, ExpiresAt: p.ExpiresAt,
 			IdempotencyKey: fmt.Sprintf("%d-%d-%s", p.Occurrence, p.Group, chunk[0]),
 		}
 		res, err := w.sender.Send(k.ctx, b)

@@ -91,6 +91,10 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		ID: inbox.MessageID(b.Occurrence), Occurrence: b.Occurrence, Reminder: b.Reminder, Title: b.Title,
 		Body: b.Body, Location: b.Location, FireAt: b.FireAt, Data: b.Data,
 	}
+	if !b.ExpiresAt.IsZero() {
+		exp := b.ExpiresAt.UTC()
+		msg.ExpiresAt = &exp
+	}
 	items := make([]item, len(b.Users))
 	for i, u := range b.Users {
 		items[i] = item{user: u, msg: msg}
