@@ -176,6 +176,7 @@ func TestHandleDeliversGroupOnce(t *testing.T) {
 	require.Equal(t, sender.Batch{
 		Occurrence: 9001, Reminder: "water", Title: "Drink", Body: "Water now", Location: "Lisbon",
 		Zone: "Europe/Lisbon", FireAt: fireAt, Group: target, Users: b.Users, IdempotencyKey: b.IdempotencyKey,
+		ExpiresAt: fireAt.Add(10 * time.Minute),
 	}, b)
 
 	require.Equal(t, []string{"start", "finish"}, f.stream(t))
