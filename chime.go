@@ -110,11 +110,14 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// NewSender builds the delivery channel the configuration names.
-func NewSender(cfg Config, log *slog.Logger) (sender.Sender, error) {
+// NewSender builds the delivery channel the configuration names. The push
+// channel reads devices from db and shares rate limits through rdb.
+func NewSender(ctx context.Context, cfg Config, db *gorm.DB, rdb redis.UniversalClient, log *slog.Logger) (sender.Sender, error) {
 	switch cfg.Sender {
+	case "push":
+		return newPush(ctx, cfg, db, rdb, log)
 	case "webhook":
-		return webhook.New(webhook.Config{URL: cfg.WebhookURL, Timeout: cfg.WebhookTimeout}, log.With("channel", "webhook"))
+		return webhook.New(webhook.Config{URL: cfg.WebhookURL, Timeout: cfg.WebhookTimeout, Secret: cfg.WebhookSecret}, log.With("channel", "webhook"))
 	default:
 		return logging.New(log.With("channel", "log")), nil
 	}

@@ -50,12 +50,17 @@ type Config struct {
 	ChunkSize int `env:"CHIME_CHUNK_SIZE" envDefault:"100"`
 	// LeaseTTL is how long a worker holds a group without a checkpoint.
 	LeaseTTL time.Duration `env:"CHIME_LEASE_TTL" envDefault:"30s"`
-	// Sender is the worker's delivery channel: "log" or "webhook".
+	// Sender is the worker's delivery channel: "log", "webhook" or "push".
 	Sender string `env:"CHIME_SENDER" envDefault:"log"`
 	// WebhookURL receives batches when Sender is "webhook".
 	WebhookURL string `env:"CHIME_WEBHOOK_URL"`
 	// WebhookTimeout bounds one webhook attempt.
 	WebhookTimeout time.Duration `env:"CHIME_WEBHOOK_TIMEOUT" envDefault:"10s"`
+	// WebhookSecret ("whsec_...") signs the batches POSTed to WebhookURL.
+	// Empty: unsigned.
+	WebhookSecret string `env:"CHIME_WEBHOOK_SECRET"`
+	// Push holds the settings of Sender "push".
+	Push PushConfig
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"CHIME_LOG_LEVEL" envDefault:"info"`
 	// LogFormat is text or json.
@@ -113,9 +118,12 @@ func LoadConfig(environ []string) (Config, error) {
 		return c, fmt.Errorf("configuration: CHIME_ACK_TIMEOUT (%s) must be longer than CHIME_LEASE_TTL (%s): a group is requeued only after its holder can have lost it", c.AckTimeout, c.LeaseTTL)
 	}
 	switch c.Sender {
-	case "log", "webhook":
+	case "log", "webhook", "push":
 	default:
-		return c, fmt.Errorf("configuration: CHIME_SENDER must be log or webhook, not %q", c.Sender)
+		return c, fmt.Errorf("configuration: CHIME_SENDER must be log, webhook or push, not %q", c.Sender)
+	}
+	if err := c.Push.check(); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
 	}
 	if c.MergeWindow < 0 {
 		return c, fmt.Errorf("configuration: CHIME_MERGE_WINDOW must be 0 (off) or a positive duration, not %s", c.MergeWindow)

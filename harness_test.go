@@ -98,7 +98,7 @@ func (b *bundle) startWorker(id string) {
 	b.t.Helper()
 	cfg := b.cfg
 	cfg.ReplicaID = id
-	s, err := chime.NewSender(cfg, b.env.Log)
+	s, err := chime.NewSender(b.ctx, cfg, b.env.DB, b.env.Redis, b.env.Log)
 	require.NoError(b.t, err)
 	w := chime.NewWorker(cfg, b.env.DB, b.env.Redis, s, clock.Real{}, b.env.Log)
 	b.group.Go(func() error { return w.Run(b.ctx) })

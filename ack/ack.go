@@ -137,15 +137,18 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'cp', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'sent', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'expired', ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 1
 `)
 
 // Checkpoint records that every user up to and including lastUser (in sorted
-// order) has been handled, adds the chunk's counts and renews the lease.
-func (t *Tracker) Checkpoint(ctx context.Context, g Group, token, lastUser string, sent, failed int, lease time.Duration) error {
+// order) has been handled, adds the chunk's counts (users sent, refused,
+// and not sent because the validity window would have passed first) and
+// renews the lease.
+func (t *Tracker) Checkpoint(ctx context.Context, g Group, token, lastUser string, sent, failed, expired int, lease time.Duration) error {
 	keys := []string{t.runKey(g), t.runKey(g) + ":lease"}
-	ok, err := checkpointScript.Run(ctx, t.rdb, keys, token, lastUser, sent, failed, lease.Milliseconds()).Int()
+	ok, err := checkpointScript.Run(ctx, t.rdb, keys, token, lastUser, sent, failed, lease.Milliseconds(), expired).Int()
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}

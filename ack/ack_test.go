@@ -74,16 +74,17 @@ func TestCheckpoint(t *testing.T) {
 	_, err := tr.Start(ctx, g1, 1, "w1", "tok-a", long, t0)
 	require.NoError(t, err)
 
-	require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-b", "u09", 10, 0, long), ack.ErrLeaseLost)
-	require.ErrorIs(t, tr.Checkpoint(ctx, g2, "tok-a", "u09", 10, 0, long), ack.ErrLeaseLost, "no lease on g2")
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u09", 9, 1, long))
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u19", 8, 2, long))
+	require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-b", "u09", 10, 0, 0, long), ack.ErrLeaseLost)
+	require.ErrorIs(t, tr.Checkpoint(ctx, g2, "tok-a", "u09", 10, 0, 0, long), ack.ErrLeaseLost, "no lease on g2")
+	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u09", 9, 1, 0, long))
+	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u19", 8, 2, 0, long))
+	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u29", 6, 1, 3, long))
 
 	// The wrong-token checkpoint counted nothing: the totals are the sums of
 	// the accepted ones.
-	c, err := tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, ack.Final{Expired: 0}, t0)
+	c, err := tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, ack.Final{Expired: 1}, t0)
 	require.NoError(t, err)
-	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: 17, Failed: 3}, c)
+	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: 23, Failed: 4, Expired: 4}, c)
 }
 
 func TestLeaseExpiryResumesAtCheckpoint(t *testing.T) {
@@ -93,7 +94,7 @@ func TestLeaseExpiryResumesAtCheckpoint(t *testing.T) {
 
 	_, err := tr.Start(ctx, g1, 1, "w1", "tok-a", lease, t0)
 	require.NoError(t, err)
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u05", 5, 1, lease))
+	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u05", 5, 1, 0, lease))
 	_, err = tr.Start(ctx, g1, 2, "w2", "tok-b", lease, t0)
 	require.ErrorIs(t, err, ack.ErrHeld, "the lease has not expired yet")
 
@@ -110,12 +111,12 @@ func TestLeaseExpiryResumesAtCheckpoint(t *testing.T) {
 	require.Equal(t, ack.Claim{State: ack.StateStarted, Checkpoint: "u05", Sent: 5, Failed: 1}, c)
 
 	// w1 comes back: everything it tries is refused and changes nothing.
-	require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-a", "u10", 5, 0, lease), ack.ErrLeaseLost)
+	require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-a", "u10", 5, 0, 0, lease), ack.ErrLeaseLost)
 	_, err = tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, ack.Final{Expired: 0}, t0)
 	require.ErrorIs(t, err, ack.ErrLeaseLost)
 	require.ErrorIs(t, tr.Release(ctx, g1, 1, "w1", "tok-a", t0), ack.ErrLeaseLost)
 
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-b", "u10", 5, 0, long))
+	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-b", "u10", 5, 0, 0, long))
 	c, err = tr.Finish(ctx, g1, 2, "w2", "tok-b", ack.StateFinished, ack.Final{Expired: 0}, t0)
 	require.NoError(t, err)
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: 10, Failed: 1}, c)
@@ -129,7 +130,7 @@ func TestFinish(t *testing.T) {
 			ctx := context.Background()
 			_, err := tr.Start(ctx, g1, 2, "w1", "tok-a", long, t0)
 			require.NoError(t, err)
-			require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u1", 40, 2, long))
+			require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u1", 40, 2, 0, long))
 
 			_, err = tr.Finish(ctx, g1, 2, "w1", "tok-b", state, ack.Final{Expired: 0}, t0)
 			require.ErrorIs(t, err, ack.ErrLeaseLost)
@@ -140,7 +141,7 @@ func TestFinish(t *testing.T) {
 			require.True(t, c.Done())
 
 			// The lease is gone: its holder can no longer checkpoint.
-			require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-a", "u2", 1, 0, long), ack.ErrLeaseLost)
+			require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-a", "u2", 1, 0, 0, long), ack.ErrLeaseLost)
 
 			acks := stream(t, env, tr)
 			require.Equal(t, []string{"start", "finish"}, types(acks))
@@ -161,7 +162,7 @@ func TestFinish(t *testing.T) {
 			require.Equal(t, []string{"start", "finish", "finish", "finish"}, types(acks))
 			finish["a"], finish["at"] = "3", "1772352060123"
 			require.Equal(t, finish, acks[2])
-			require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-c", "u2", 1, 0, long), ack.ErrLeaseLost, "a done group is not held")
+			require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-c", "u2", 1, 0, 0, long), ack.ErrLeaseLost, "a done group is not held")
 		})
 	}
 }
@@ -171,7 +172,7 @@ func TestRelease(t *testing.T) {
 	ctx := context.Background()
 	_, err := tr.Start(ctx, g1, 1, "w1", "tok-a", long, t0)
 	require.NoError(t, err)
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u3", 4, 0, long))
+	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u3", 4, 0, 0, long))
 
 	require.ErrorIs(t, tr.Release(ctx, g1, 1, "w1", "tok-b", t0), ack.ErrLeaseLost)
 	require.NoError(t, tr.Release(ctx, g1, 1, "w1", "tok-a", t0.Add(time.Second)))
@@ -185,7 +186,7 @@ func TestRelease(t *testing.T) {
 	c, err := tr.Start(ctx, g1, 2, "w2", "tok-c", long, t0)
 	require.NoError(t, err)
 	require.Equal(t, ack.Claim{State: ack.StateStarted, Checkpoint: "u3", Sent: 4}, c)
-	require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-a", "u9", 1, 0, long), ack.ErrLeaseLost)
+	require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-a", "u9", 1, 0, 0, long), ack.ErrLeaseLost)
 }
 
 // readSome reads until the reader returns acks (a fresh reader first creates
@@ -215,7 +216,7 @@ func TestReader(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tr.Start(ctx, g2, 1, "w2", "tok-b", long, t0.Add(1*time.Millisecond))
 	require.NoError(t, err)
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u", 10, 2, long))
+	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u", 10, 2, 0, long))
 	_, err = tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, ack.Final{Expired: 0}, t0.Add(2*time.Millisecond))
 	require.NoError(t, err)
 	require.NoError(t, tr.Release(ctx, g2, 1, "w2", "tok-b", t0.Add(3*time.Millisecond)))

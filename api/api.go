@@ -135,6 +135,11 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/reminders/{key}/timetable", a.auth(a.listTimetable))
 	mux.Handle("PUT /v1/reminders/{key}/timetable/{location}/{date}", a.auth(a.putTimetableRow))
 	mux.Handle("DELETE /v1/reminders/{key}/timetable/{location}/{date}", a.auth(a.deleteTimetableRow))
+	mux.Handle("GET /v1/occurrences/{id}/channels", a.auth(a.occurrenceChannels))
+	mux.Handle("GET /v1/occurrences/{id}/failures", a.auth(a.occurrenceFailures))
+	mux.Handle("GET /v1/users/{user_id}/devices", a.auth(a.listDevices))
+	mux.Handle("PUT /v1/users/{user_id}/devices/{device_id}", a.auth(a.putDevice))
+	mux.Handle("DELETE /v1/users/{user_id}/devices/{device_id}", a.auth(a.deleteDevice))
 	// Inbox, contacts, announcements and message status (online.go).
 	mux.Handle("GET /v1/users/{user_id}/inbox", a.auth(a.getInbox))
 	mux.Handle("DELETE /v1/users/{user_id}/inbox", a.auth(a.clearInbox))

@@ -164,7 +164,7 @@ func Run(ctx context.Context, opt Options, environ []string, stdout, stderr io.W
 	for i := range opt.Workers {
 		wcfg := cfg
 		wcfg.ReplicaID = fmt.Sprintf("demo-worker-%d", i+1)
-		s, err := chime.NewSender(wcfg, log)
+		s, err := chime.NewSender(ctx, wcfg, db, rdb, log)
 		if err != nil {
 			return err
 		}

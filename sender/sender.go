@@ -1,5 +1,6 @@
 // Package sender defines how a worker hands a chunk of users to a delivery
-// channel. Each channel is a sub-package: webhook (one signed-ready JSON POST
+// channel. Each channel is a sub-package: push (each user's registered
+// devices through apns, fcm and signed webhooks), webhook (also one JSON POST
 // per chunk) and logging (writes each chunk to a slog logger).
 package sender
 
@@ -13,13 +14,19 @@ import (
 type Batch struct {
 	Occurrence int64
 	Reminder   string // the reminder's key
+	// ReminderID is the reminder's row ID; channels that look up per-app
+	// data (devices) find the app through it.
+	ReminderID int64
 	Title      string
 	Body       string
 	Location   string
 	Zone       string
 	FireAt     time.Time
-	Group      int
-	Users      []string
+	// ExpiresAt ends the validity window: a send that cannot happen before
+	// it is recorded as expired, not made late. Zero means no limit.
+	ExpiresAt time.Time
+	Group     int
+	Users     []string
 	// Data is the JSON object of the event behind the occurrence, for
 	// templates; nil for timed reminders.
 	Data json.RawMessage
@@ -40,9 +47,6 @@ type Batch struct {
 	DeliverWhenOnline bool
 	// NotifyContacts asks that offline users' contacts get a copy.
 	NotifyContacts bool
-	// ExpiresAt ends the reminder's validity window: a channel that holds
-	// messages (the inbox) does not deliver them after it.
-	ExpiresAt time.Time
 }
 
 // Text is a reminder's title and body in one language.
@@ -60,6 +64,34 @@ type Result struct {
 	// Online and Offline count the users a channel that knows presence
 	// found connected or not.
 	Online, Offline int
+
+	// The fields below are filled by channels that know more (push); the
+	// worker's acks count Failed only.
+
+	// Expired and Skipped are the users among Failed that were not sent
+	// because the validity window would have passed (Expired) or because
+	// they have no enabled device (Skipped).
+	Expired, Skipped int
+	// Channels counts devices by channel ("apns", "fcm", "webhook").
+	Channels map[string]Counts
+	// Failures says why each failed device failed.
+	Failures []Failure
+}
+
+// Counts are what happened to the devices of one channel.
+type Counts struct {
+	Sent    int `json:"sent"`
+	Failed  int `json:"failed"`
+	Expired int `json:"expired"`
+	Skipped int `json:"skipped"`
+}
+
+// Failure is one device that was not sent to, and why.
+type Failure struct {
+	User    string
+	Device  string
+	Channel string
+	Reason  string
 }
 
 // Sender delivers batches. An error means nothing in the batch can be known

@@ -64,6 +64,23 @@ var migrations = []*gormigrate.Migration{
 		},
 	},
 	{
+		ID: "0004_devices",
+		Migrate: func(tx *gorm.DB) error {
+			if IsMySQL(tx) {
+				tx = tx.Set("gorm:table_options", "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+			}
+			for _, m := range []any{&Device{}, &DeliveryCount{}, &DeliveryFailure{}} {
+				if tx.Migrator().HasTable(m) {
+					continue
+				}
+				if err := tx.Migrator().CreateTable(m); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	},
+	{
 		ID: "0005_online_inbox",
 		Migrate: func(tx *gorm.DB) error {
 			for _, col := range []string{"DeliverWhenOnline", "NotifyContacts"} {

@@ -1,6 +1,6 @@
 // Package store is Chime's source of truth: apps and their API keys,
-// reminders, locations, reminder times, subscriptions, occurrences and group
-// runs, kept in MySQL/MariaDB in production and in SQLite for the embedded
+// reminders, locations, reminder times, subscriptions, occurrences, group
+// runs, users' devices and the push channel's delivery counts and failures, kept in MySQL/MariaDB in production and in SQLite for the embedded
 // mode, through gorm.
 //
 // Everything in Redis (membership index, acks, checkpoints, queues) can be

@@ -202,10 +202,10 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		n := min(w.cfg.ChunkSize, len(members))
 		chunk := members[:n]
 		b := &sender.Batch{
-			Occurrence: p.Occurrence, Reminder: p.Key, Title: p.Title, Body: p.Body,
-			Location: p.LocationName, Zone: p.Zone, FireAt: p.FireAt, Group: p.Group, Users: chunk,
+			Occurrence: p.Occurrence, Reminder: p.Key, ReminderID: p.Reminder, Title: p.Title, Body: p.Body,
+			Location: p.LocationName, Zone: p.Zone, FireAt: p.FireAt, ExpiresAt: p.ExpiresAt, Group: p.Group, Users: chunk,
 			Data: p.Data, Tags: p.Tags, Lang: p.Lang, Translations: p.Translations,
-			App: p.App, DeliverWhenOnline: p.DeliverWhenOnline, NotifyContacts: p.NotifyContacts, ExpiresAt: p.ExpiresAt,
+			App: p.App, DeliverWhenOnline: p.DeliverWhenOnline, NotifyContacts: p.NotifyContacts,
 			IdempotencyKey: fmt.Sprintf("%d-%d-%s", p.Occurrence, p.Group, chunk[0]),
 		}
 		res, err := w.sender.Send(k.ctx, b)
@@ -218,9 +218,10 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		}
 		if n == len(members) {
 			// The last chunk is recorded with the finish.
-			return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed, Failed: res.Failed})
+			return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed,
+				Failed: res.Failed - res.Expired, Expired: res.Expired})
 		}
-		err = w.acks.Checkpoint(ctx, g, token, chunk[n-1], n-res.Failed, res.Failed, w.cfg.LeaseTTL)
+		err = w.acks.Checkpoint(ctx, g, token, chunk[n-1], n-res.Failed, res.Failed-res.Expired, res.Expired, w.cfg.LeaseTTL)
 		if errors.Is(err, ack.ErrLeaseLost) {
 			log.Warn("lease lost mid-group; another worker continues it")
 			return nil

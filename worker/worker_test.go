@@ -174,9 +174,9 @@ func TestHandleDeliversGroupOnce(t *testing.T) {
 	requireChunks(t, batches, f.members)
 	b := batches[0]
 	require.Equal(t, sender.Batch{
-		Occurrence: 9001, Reminder: "water", Title: "Drink", Body: "Water now", Location: "Lisbon",
-		Zone: "Europe/Lisbon", FireAt: fireAt, Group: target, Users: b.Users, IdempotencyKey: b.IdempotencyKey,
-		ExpiresAt: fireAt.Add(10 * time.Minute),
+		Occurrence: 9001, Reminder: "water", ReminderID: reminderID, Title: "Drink", Body: "Water now", Location: "Lisbon",
+		Zone: "Europe/Lisbon", FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute), Group: target, Users: b.Users,
+		IdempotencyKey: b.IdempotencyKey,
 	}, b)
 
 	require.Equal(t, []string{"start", "finish"}, f.stream(t))
@@ -203,6 +203,20 @@ func TestHandleCountsRefusedUsers(t *testing.T) {
 	require.Equal(t, f.members, users)
 	failed := 3 * (len(batches) / 2)
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members) - failed, Failed: failed}, f.claim(t))
+}
+
+// A channel that reports some refused users as expired (held back past the
+// validity window, as the push channel's rate limit does) gets them counted
+// as expired, not failed, in the checkpoints and the finish.
+func TestHandleCountsExpiredUsers(t *testing.T) {
+	f := setup(t, 200)
+	rec := recorder{before: func(n int, b *sender.Batch) (sender.Result, error) {
+		return sender.Result{Failed: 3, Expired: 2}, nil
+	}}
+	require.NoError(t, f.worker(t, "w1", &rec).Handle(context.Background(), f.payload(1)))
+	batches, _ := rec.sent()
+	n := len(batches)
+	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members) - 3*n, Failed: n, Expired: 2 * n}, f.claim(t))
 }
 
 func TestHandleResumesAfterFailure(t *testing.T) {
@@ -240,7 +254,7 @@ func TestHandleResumesAfterCrash(t *testing.T) {
 	// out. Its checkpoint is the last user of the third chunk.
 	_, err := f.acks.Start(ctx, group, 1, "dead", "dead-token", time.Minute, f.clock.Now())
 	require.NoError(t, err)
-	require.NoError(t, f.acks.Checkpoint(ctx, group, "dead-token", f.members[3*chunk-1], 3*chunk, 0, time.Millisecond))
+	require.NoError(t, f.acks.Checkpoint(ctx, group, "dead-token", f.members[3*chunk-1], 3*chunk, 0, 0, time.Millisecond))
 
 	// Copies of the task are refused until the lease has run out, as asynq
 	// retries them.
@@ -295,7 +309,7 @@ func TestHandleHeld(t *testing.T) {
 	require.Zero(t, rec.calls)
 	// The holder keeps its lease: the refused worker neither took nor
 	// released it.
-	require.NoError(t, f.acks.Checkpoint(ctx, group, "other-token", "", 0, 0, time.Minute))
+	require.NoError(t, f.acks.Checkpoint(ctx, group, "other-token", "", 0, 0, 0, time.Minute))
 	require.Equal(t, []string{"start"}, f.stream(t))
 }
 

@@ -31,7 +31,7 @@ func run(ctx context.Context, environ []string) error {
 		return err
 	}
 	defer d.Close()
-	s, err := chime.NewSender(d.Config, d.Log)
+	s, err := chime.NewSender(ctx, d.Config, d.DB, d.Redis, d.Log)
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,12 @@
-// Package webhook is a delivery channel that POSTs each batch as one JSON
-// document to a configured URL.
+// Package webhook delivers over HTTP POSTs signed per the Standard Webhooks
+// specification (signature.go), in two ways:
+//
+//   - Sender POSTs each batch (a chunk of users) as one JSON document to one
+//     configured URL, signed with the configured secret when there is one;
+//   - Devices POSTs one notification per web device to the device's own
+//     endpoint, signed with the device's own secret (used by package push).
+//
+// The rest of this comment is about Sender.
 //
 // Retries are go-retryablehttp's: connection errors, 429 and 5xx answers
 // are retried with capped exponential backoff (honouring Retry-After); when
@@ -37,12 +44,19 @@ type Config struct {
 	RetryWaitMin, RetryWaitMax time.Duration
 	// MaxConns bounds the connections kept open to the receiver. Defaults to 64.
 	MaxConns int
+	// Secret ("whsec_...") signs every POST (webhook-id is the chunk's
+	// idempotency key). The retries of one Send carry the first attempt's
+	// signature: they follow within seconds, well inside a receiver's
+	// timestamp tolerance (5 minutes in the specification's libraries).
+	// Defaults to none: unsigned.
+	Secret string
 }
 
 // Sender posts batches to a webhook receiver.
 type Sender struct {
 	cfg    Config
 	client *retryablehttp.Client
+	signer *Signer
 }
 
 var _ sender.Sender = (*Sender)(nil)
@@ -51,6 +65,13 @@ var _ sender.Sender = (*Sender)(nil)
 func New(cfg Config, log *slog.Logger) (*Sender, error) {
 	if cfg.URL == "" {
 		return nil, fmt.Errorf("webhook: URL is required")
+	}
+	var signer *Signer
+	if cfg.Secret != "" {
+		var err error
+		if signer, err = ParseSecret(cfg.Secret); err != nil {
+			return nil, fmt.Errorf("webhook: %w", err)
+		}
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
@@ -84,7 +105,7 @@ func New(cfg Config, log *slog.Logger) (*Sender, error) {
 	// Hand the last response back instead of an error, so a final 5xx is
 	// reported with its status.
 	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	return &Sender{cfg: cfg, client: c}, nil
+	return &Sender{cfg: cfg, client: c, signer: signer}, nil
 }
 
 // Payload is the JSON document a receiver gets.
@@ -120,6 +141,9 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "chime-webhook/1")
 	req.Header.Set("Idempotency-Key", b.IdempotencyKey)
+	if s.signer != nil {
+		s.signer.Sign(req.Header, b.IdempotencyKey, time.Now(), body)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return sender.Result{}, fmt.Errorf("webhook: %w", err)

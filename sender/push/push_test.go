@@ -1,0 +1,365 @@
+package push_test
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/sender/apns"
+	"github.com/chime-dev/chime/sender/apns/apnstest"
+	"github.com/chime-dev/chime/sender/fcm"
+	"github.com/chime-dev/chime/sender/fcm/fcmtest"
+	"github.com/chime-dev/chime/sender/push"
+	"github.com/chime-dev/chime/sender/webhook"
+	"github.com/chime-dev/chime/sender/webhook/webhooktest"
+	"github.com/chime-dev/chime/store"
+)
+
+// fixture is a push sender on real MySQL and Redis with the three local
+// provider servers.
+type fixture struct {
+	t        testing.TB
+	env      *testenv.Env
+	apns     *apnstest.Server
+	fcm      *fcmtest.Server
+	web      *webhooktest.Receiver
+	channels map[string]push.Channel
+	app      int64
+	reminder int64
+}
+
+func setup(t testing.TB) *fixture { return setupWith(t, false) }
+
+// setupWith is setup; with discard the servers keep counts only.
+func setupWith(t testing.TB, discard bool) *fixture {
+	env := testenv.New(t)
+	f := &fixture{t: t, env: env}
+	key, pub, err := apnstest.NewKey()
+	require.NoError(t, err)
+	f.apns = apnstest.New(apnstest.Config{Key: pub, KeyID: "KEY1234567", TeamID: "TEAM123456", Topic: "dev.chime.app", Discard: discard})
+	t.Cleanup(f.apns.Close)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(f.apns.CertPEM())
+	a, err := apns.New(apns.Config{Key: key, KeyID: "KEY1234567", TeamID: "TEAM123456", Topic: "dev.chime.app", Host: f.apns.URL, RootCAs: roots})
+	require.NoError(t, err)
+	f.fcm, err = fcmtest.New("chime-test", discard)
+	require.NoError(t, err)
+	t.Cleanup(f.fcm.Close)
+	fc, err := fcm.New(context.Background(), fcm.Config{ProjectID: "chime-test", Credentials: f.fcm.ServiceAccount(), Endpoint: f.fcm.Endpoint()})
+	require.NoError(t, err)
+	f.web = webhooktest.New(discard)
+	t.Cleanup(f.web.Close)
+	f.channels = map[string]push.Channel{push.APNs: a, push.FCM: fc, push.Webhook: webhook.NewDevices(webhook.DevicesConfig{})}
+
+	app := store.App{Name: "test"}
+	require.NoError(t, env.DB.Create(&app).Error)
+	rem := store.Reminder{AppID: app.ID, Key: "fajr", Title: "Fajr", Body: "Fajr in 10 minutes", Groups: 1, ValidForS: 600}
+	require.NoError(t, env.DB.Create(&rem).Error)
+	f.app, f.reminder = app.ID, rem.ID
+	return f
+}
+
+func (f *fixture) sender(cfg push.Config) *push.Sender {
+	cfg.Prefix = f.env.Prefix
+	return push.New(cfg, f.env.DB, f.env.Redis, f.channels, nil, nil, clock.Real{}, f.env.Log)
+}
+
+// device registers a device of user on platform and returns its token.
+func (f *fixture) device(user, id, platform string) string {
+	d := store.Device{AppID: f.app, UserID: user, DeviceID: id, Platform: platform}
+	switch platform {
+	case store.PlatformIOS:
+		d.Token = fmt.Sprintf("%064x", fmt.Sprintf("%s/%s", user, id))
+	case store.PlatformAndroid:
+		d.Token = "fcm:" + user + ":" + id
+	case store.PlatformWeb:
+		d.Token, d.Secret = f.web.Endpoint(user + "-" + id)
+	}
+	require.NoError(f.t, f.env.DB.Create(&d).Error)
+	return d.Token
+}
+
+func (f *fixture) batch(users ...string) *sender.Batch {
+	return &sender.Batch{Occurrence: 7, Reminder: "fajr", ReminderID: f.reminder, Title: "Fajr", Body: "Fajr in 10 minutes",
+		Location: "jakarta", Group: 3, Users: users, ExpiresAt: time.Now().Add(10 * time.Minute), IdempotencyKey: "7-3-" + users[0]}
+}
+
+func (f *fixture) counts() map[string]store.DeliveryCount {
+	var rows []store.DeliveryCount
+	require.NoError(f.t, f.env.DB.Where("occurrence_id = 7").Find(&rows).Error)
+	out := map[string]store.DeliveryCount{}
+	for _, r := range rows {
+		c := out[r.Channel]
+		c.Sent += r.Sent
+		c.Failed += r.Failed
+		c.Expired += r.Expired
+		c.Skipped += r.Skipped
+		out[r.Channel] = c
+	}
+	return out
+}
+
+func (f *fixture) disabled() map[string]string {
+	var devs []store.Device
+	require.NoError(f.t, f.env.DB.Where("disabled_at IS NOT NULL").Find(&devs).Error)
+	out := map[string]string{}
+	for _, d := range devs {
+		out[d.UserID+"/"+d.DeviceID] = d.DisabledReason
+	}
+	return out
+}
+
+// A chunk reaches every enabled device of its users, one message per
+// device, on the device's platform; a user without devices is skipped;
+// counts per channel are stored for the chunk.
+func TestSendReachesEveryDevice(t *testing.T) {
+	f := setup(t)
+	phone := f.device("alice", "iphone", store.PlatformIOS)
+	pad := f.device("alice", "ipad", store.PlatformIOS)
+	android := f.device("alice", "pixel", store.PlatformAndroid)
+	f.device("alice", "browser", store.PlatformWeb)
+	bob := f.device("bob", "galaxy", store.PlatformAndroid)
+	// Another app's device of a user with the same ID is not this app's.
+	require.NoError(t, f.env.DB.Create(&store.Device{AppID: f.app + 100, UserID: "bob", DeviceID: "x", Platform: "android", Token: "other-app"}).Error)
+
+	res, err := f.sender(push.Config{}).Send(context.Background(), f.batch("alice", "bob", "carol"))
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Failed, "carol has no device")
+	require.Equal(t, 1, res.Skipped)
+	require.Equal(t, map[string]sender.Counts{"apns": {Sent: 2}, "fcm": {Sent: 2}, "webhook": {Sent: 1}, "none": {Skipped: 1}}, res.Channels)
+
+	for _, tok := range []string{phone, pad} {
+		p := f.apns.Pushes(tok)
+		require.Len(t, p, 1)
+		require.Equal(t, "Fajr in 10 minutes", p[0].Payload["aps"].(map[string]any)["alert"].(map[string]any)["body"])
+	}
+	require.Len(t, f.fcm.Messages(android), 1)
+	require.Len(t, f.fcm.Messages(bob), 1)
+	require.Empty(t, f.fcm.Messages("other-app"))
+	ev := f.web.Events("alice-browser")
+	require.Len(t, ev, 1)
+	require.Equal(t, "Fajr", ev[0].Data.Title)
+	require.Equal(t, map[string]store.DeliveryCount{"apns": {Sent: 2}, "fcm": {Sent: 2}, "webhook": {Sent: 1}, "none": {Skipped: 1}}, f.counts())
+}
+
+// Faults injected: APNs 410 Unregistered and 400 BadDeviceToken, FCM
+// UNREGISTERED and INVALID_ARGUMENT, webhook 410 Gone. Checked: those
+// devices are disabled with the provider's reason and recorded as failures
+// per user, the user's other devices still get the message, and the next
+// fire does not send to the disabled devices again.
+func TestInvalidTokensDisableDevices(t *testing.T) {
+	f := setup(t)
+	gone := f.device("u1", "old-iphone", store.PlatformIOS)
+	f.device("u1", "new-iphone", store.PlatformIOS)
+	bad := f.device("u2", "iphone", store.PlatformIOS)
+	unreg := f.device("u3", "pixel", store.PlatformAndroid)
+	invalid := f.device("u4", "pixel", store.PlatformAndroid)
+	f.device("u5", "browser", store.PlatformWeb)
+	f.apns.Unregister(gone)
+	f.apns.Fail(bad, apnstest.BadDeviceToken)
+	f.fcm.Unregister(unreg)
+	f.fcm.Fail(invalid, fcmtest.InvalidArgument)
+	f.web.Gone("u5-browser")
+
+	s := f.sender(push.Config{})
+	res, err := s.Send(context.Background(), f.batch("u1", "u2", "u3", "u4", "u5"))
+	require.NoError(t, err)
+	require.Equal(t, 4, res.Failed, "u1 was reached on the new phone")
+	require.Equal(t, map[string]string{
+		"u1/old-iphone": "Unregistered", "u2/iphone": "BadDeviceToken", "u3/pixel": "UNREGISTERED",
+		"u4/pixel": "INVALID_ARGUMENT", "u5/browser": "http 410",
+	}, f.disabled())
+	var fails []store.DeliveryFailure
+	require.NoError(t, f.env.DB.Order("user_id").Find(&fails).Error)
+	require.Len(t, fails, 5)
+	require.Equal(t, "u1", fails[0].UserID)
+	require.Equal(t, "old-iphone", fails[0].DeviceID)
+	require.Equal(t, "apns", fails[0].Channel)
+	require.Equal(t, "Unregistered", fails[0].Reason)
+
+	// The next occurrence skips the disabled devices.
+	_, rejectedBefore := f.apns.Counts()
+	b := f.batch("u1", "u2", "u3", "u4", "u5")
+	b.Occurrence, b.IdempotencyKey = 8, "8-3-u1"
+	res, err = s.Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Equal(t, 4, res.Skipped)
+	_, rejectedAfter := f.apns.Counts()
+	require.Equal(t, rejectedBefore, rejectedAfter, "no request for a disabled device")
+	_, fcmRejected, _ := f.fcm.Counts()
+	require.Equal(t, 2, fcmRejected)
+}
+
+// Faults injected: APNs 429 then 503, FCM 429 RESOURCE_EXHAUSTED with
+// Retry-After: 1 and 500 INTERNAL, webhook 503 then 429 with Retry-After.
+// Checked: every device ends up sent exactly once (devices that succeeded
+// on the first attempt are not sent again by the retries), and FCM's
+// Retry-After was waited.
+func TestTransientRefusalsAreRetried(t *testing.T) {
+	f := setup(t)
+	a1 := f.device("u1", "iphone", store.PlatformIOS)
+	a2 := f.device("u2", "iphone", store.PlatformIOS)
+	g1 := f.device("u3", "pixel", store.PlatformAndroid)
+	g2 := f.device("u4", "pixel", store.PlatformAndroid)
+	f.device("u5", "browser", store.PlatformWeb)
+	f.apns.Fail(a1, apnstest.TooManyRequests, apnstest.ServiceUnavailable)
+	f.fcm.Fail(g1, fcmtest.QuotaExceeded, fcmtest.Internal)
+	f.web.Fail("u5-browser", webhooktest.Fault{Status: 503}, webhooktest.Fault{Status: 429, RetryAfter: 1})
+
+	start := time.Now()
+	res, err := f.sender(push.Config{RetryInitial: 50 * time.Millisecond}).Send(context.Background(), f.batch("u1", "u2", "u3", "u4", "u5"))
+	require.NoError(t, err)
+	require.Zero(t, res.Failed)
+	require.GreaterOrEqual(t, time.Since(start), time.Second, "Retry-After: 1 was honoured")
+	for _, tok := range []string{a1, a2} {
+		require.Len(t, f.apns.Pushes(tok), 1, tok)
+	}
+	for _, tok := range []string{g1, g2} {
+		require.Len(t, f.fcm.Messages(tok), 1, tok)
+	}
+	require.Len(t, f.web.Events("u5-browser"), 1)
+	accepted, rejected := f.apns.Counts()
+	require.Equal(t, 2, accepted)
+	require.Equal(t, 2, rejected)
+	require.Equal(t, map[string]store.DeliveryCount{"apns": {Sent: 2}, "fcm": {Sent: 2}, "webhook": {Sent: 1}}, f.counts())
+}
+
+// Fault injected: one APNs device answers 503 more often than one Send
+// retries. Checked: Send returns an error (the worker will retry the
+// chunk), and the retry of the same chunk sends only to that device, not
+// again to the devices the first attempt reached; the stored counts are the
+// complete chunk's.
+func TestChunkRetrySkipsDevicesAlreadyReached(t *testing.T) {
+	f := setup(t)
+	stuck := f.device("u1", "iphone", store.PlatformIOS)
+	fine := f.device("u2", "iphone", store.PlatformIOS)
+	android := f.device("u3", "pixel", store.PlatformAndroid)
+	for range 6 {
+		f.apns.Fail(stuck, apnstest.ServiceUnavailable)
+	}
+	s := f.sender(push.Config{RetryFor: 300 * time.Millisecond, RetryInitial: 50 * time.Millisecond})
+	b := f.batch("u1", "u2", "u3")
+	_, err := s.Send(context.Background(), b)
+	require.ErrorContains(t, err, "still refused")
+	require.Empty(t, f.counts(), "counts wait for the complete chunk")
+
+	// The provider recovers; the worker retries the chunk.
+	var res sender.Result
+	testenv.WaitUntil(t, 30*time.Second, "the chunk's retry to complete", func() bool {
+		res, err = s.Send(context.Background(), b)
+		return err == nil
+	})
+	require.Zero(t, res.Failed)
+	require.Len(t, f.apns.Pushes(stuck), 1)
+	require.Len(t, f.apns.Pushes(fine), 1, "not sent again")
+	require.Len(t, f.fcm.Messages(android), 1, "not sent again")
+	require.Equal(t, map[string]store.DeliveryCount{"apns": {Sent: 2}, "fcm": {Sent: 1}}, f.counts())
+}
+
+// Two senders (two workers) share FCM's rate limit in Redis: 3 messages a
+// minute. With a validity window of two seconds, the first chunk takes the
+// three tokens and the second chunk's messages are recorded as expired, not
+// sent late.
+func TestRateLimitIsSharedAndExpiresWhatWouldBeLate(t *testing.T) {
+	f := setup(t)
+	for i := range 6 {
+		f.device(fmt.Sprintf("u%d", i), "pixel", store.PlatformAndroid)
+	}
+	cfg := push.Config{Limits: map[string]redis_rate.Limit{push.FCM: {Rate: 3, Burst: 3, Period: time.Minute}}}
+	w1, w2 := f.sender(cfg), f.sender(cfg)
+	b1 := f.batch("u0", "u1", "u2")
+	b1.ExpiresAt = time.Now().Add(2 * time.Second)
+	res, err := w1.Send(context.Background(), b1)
+	require.NoError(t, err)
+	require.Zero(t, res.Failed)
+	b2 := f.batch("u3", "u4", "u5")
+	b2.ExpiresAt = b1.ExpiresAt
+	res, err = w2.Send(context.Background(), b2)
+	require.NoError(t, err)
+	require.Equal(t, 3, res.Expired)
+	require.Equal(t, 3, res.Failed)
+	accepted, _, _ := f.fcm.Counts()
+	require.Equal(t, 3, accepted)
+	require.Equal(t, map[string]store.DeliveryCount{"fcm": {Sent: 3, Expired: 3}}, f.counts())
+	var fails []store.DeliveryFailure
+	require.NoError(t, f.env.DB.Find(&fails).Error)
+	require.Len(t, fails, 3)
+	require.Contains(t, fails[0].Reason, "expired: rate limit of fcm")
+}
+
+// BenchmarkSend measures deliveries per second through the whole push
+// sender, per channel: each operation sends 10 chunks of 100 users (one
+// device each) at once, as a worker with concurrent groups does, with the
+// device query, the Redis reads, the shared rate limiter (FCM's default
+// quota) and the status transaction of every chunk, to the local servers.
+func BenchmarkSend(b *testing.B) {
+	for _, platform := range []string{store.PlatformIOS, store.PlatformAndroid, store.PlatformWeb} {
+		b.Run(push.ChannelOf(platform), func(b *testing.B) {
+			f := setupWith(b, true)
+			const chunks, size = 10, 100
+			batches := make([]*sender.Batch, chunks)
+			devs := make([]store.Device, 0, chunks*size)
+			for c := range chunks {
+				users := make([]string, size)
+				for i := range users {
+					users[i] = fmt.Sprintf("u%02d%03d", c, i)
+					d := store.Device{AppID: f.app, UserID: users[i], DeviceID: "d", Platform: platform}
+					switch platform {
+					case store.PlatformIOS:
+						d.Token = fmt.Sprintf("%064x", c*size+i)
+					case store.PlatformAndroid:
+						d.Token = "fcm-" + users[i]
+					case store.PlatformWeb:
+						d.Token, d.Secret = f.web.Endpoint(fmt.Sprint(i % 10))
+					}
+					devs = append(devs, d)
+				}
+				batches[c] = f.batch(users...)
+			}
+			require.NoError(b, f.env.DB.CreateInBatches(&devs, 500).Error)
+			s := f.sender(push.Config{Limits: map[string]redis_rate.Limit{push.FCM: redis_rate.PerMinute(600000)}})
+			ctx := context.Background()
+			b.ResetTimer()
+			start, cpu := time.Now(), testenv.CPUTime()
+			for range b.N {
+				var g errgroup.Group
+				for _, bt := range batches {
+					g.Go(func() error {
+						res, err := s.Send(ctx, bt)
+						if err == nil && res.Failed > 0 {
+							err = fmt.Errorf("%d failed: %v", res.Failed, res.Failures[0])
+						}
+						return err
+					})
+				}
+				require.NoError(b, g.Wait())
+			}
+			b.ReportMetric(float64(b.N*chunks*size)/time.Since(start).Seconds(), "deliveries/s")
+			b.ReportMetric(float64(b.N*chunks*size)/(testenv.CPUTime()-cpu).Seconds(), "deliveries/cpu-s")
+		})
+	}
+}
+
+// A reminder key may have 100 characters, APNs takes a collapse ID of 64
+// bytes at most (the local server answers BadCollapseId beyond): long keys
+// are hashed, and the message goes out.
+func TestLongReminderKeyIsSent(t *testing.T) {
+	f := setup(t)
+	tok := f.device("u1", "iphone", store.PlatformIOS)
+	b := f.batch("u1")
+	b.Reminder = strings.Repeat("k", 100)
+	res, err := f.sender(push.Config{}).Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Zero(t, res.Failed, "%v", res.Failures)
+	require.Len(t, f.apns.Pushes(tok), 1)
+}
