@@ -116,9 +116,13 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		}
 		res.Failed = r.Failed
 		res.FailedUsers = r.FailedUsers
+		refused := make(map[string]bool, len(r.FailedUsers))
+		for _, u := range r.FailedUsers {
+			refused[u] = true
+		}
 		for _, u := range offline {
 			st := status.Sent
-			if slices.Contains(r.FailedUsers, u) {
+			if refused[u] {
 				st = status.Failed
 			}
 			entries = append(entries, status.Entry{App: b.App, User: u, Message: msg.ID, Occurrence: b.Occurrence, Channel: status.Push, State: st})
