@@ -201,3 +201,38 @@ func TestContactsReachedWhenUserOffline(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, b.call(http.MethodDelete, "/v1/users/grandpa/contacts/son", nil, nil))
 	require.Equal(t, http.StatusNotFound, b.call(http.MethodDelete, "/v1/users/grandpa/contacts/son", nil, nil))
 }
+
+// With the push channel (local APNs and FCM servers) as the fallback: users
+// online get the reminder over the gateway and are not pushed, even with a
+// phone registered; offline users are pushed to their devices; an offline
+// user without a device is recorded as failed on push and finds the
+// message in the inbox.
+func TestOnlineWithPushFallback(t *testing.T) {
+	b := setupOnline(t)
+	srv := b.usePush()
+	b.startCoordinator("c1")
+	b.startWorker("w1")
+	url := b.startGateway("g1")
+	iphone := func(n int) string { return fmt.Sprintf("%064x", n) }
+	b.putDevice("on1", "iphone", map[string]any{"platform": "ios", "token": iphone(1)})
+	b.putDevice("off-ios", "iphone", map[string]any{"platform": "ios", "token": iphone(2)})
+	b.putDevice("off-android", "pixel", map[string]any{"platform": "android", "token": "fcm-off-android"})
+	on1, on2 := b.connect(url, "on1"), b.connect(url, "on2")
+	welcome(t, on1)
+	welcome(t, on2)
+
+	fireAt := b.fireFor("asr", []string{"on1", "on2", "off-ios", "off-android", "off-none"}, nil)
+	require.Equal(t, "asr", nextMessage(t, on1, 30*time.Second).Message.Reminder)
+	require.Equal(t, "asr", nextMessage(t, on2, 10*time.Second).Message.Reminder)
+	occ := at(b.waitDone("asr", 1, time.Minute), fireAt)
+	require.Len(t, occ, 1)
+	require.Empty(t, srv.apns.Pushes(iphone(1)), "an online user is not pushed")
+	require.Len(t, srv.apns.Pushes(iphone(2)), 1)
+	require.Len(t, srv.fcm.Messages("fcm-off-android"), 1)
+	require.Equal(t, map[string]map[string]int64{
+		status.Gateway: {status.Sent: 2},
+		status.Inbox:   {status.Pending: 3},
+		status.Push:    {status.Sent: 2, status.Failed: 1},
+	}, b.statusOf(occ[0].ID))
+	require.Len(t, b.inboxOf("off-none").Pending, 1)
+}
