@@ -5,7 +5,7 @@
 GO ?= go
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: run test unit build image vet bench bench-quick
+.PHONY: run test unit build image vet bench bench-quick wsload
 
 run:
 	$(GO) run ./cmd/chime demo
@@ -35,3 +35,7 @@ bench:
 
 bench-quick:
 	scripts/testenv.sh $(GO) run ./cmd/bench -quick
+
+# 10,000 WebSocket clients on one gateway process, a reminder fired to all.
+wsload:
+	scripts/testenv.sh $(GO) run ./cmd/wsload -clients 10000

@@ -53,7 +53,7 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 	}, db, rdb, index, enq, ack.NewReader(ack.NewTracker(rdb, cfg.Prefix)), clk, log.With("part", "scheduler"))
 	return &Coordinator{
 		cfg:       cfg,
-		api:       api.New(api.Config{ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors()}, db, rdb, index, log.With("part", "api")),
+		api:       api.New(cfg.withOnline(api.Config{ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors()}, db, rdb), db, rdb, index, log.With("part", "api")),
 		scheduler: sched,
 		elector:   leader.New(leader.Config{Key: cfg.Prefix + "leader", ID: cfg.ReplicaID, TTL: cfg.LeaderTTL}, rdb, log),
 		log:       log,
@@ -113,6 +113,7 @@ func NewSender(ctx context.Context, cfg Config, db *gorm.DB, rdb redis.Universal
 
 // NewWorker assembles a worker that delivers through s.
 func NewWorker(cfg Config, db *gorm.DB, rdb redis.UniversalClient, s sender.Sender, clk clock.Clock, log *slog.Logger) *worker.Worker {
+	s = onlineSender(cfg, db, rdb, s, clk, log)
 	return worker.New(worker.Config{
 		ID: cfg.ReplicaID, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ChunkSize: cfg.ChunkSize, LeaseTTL: cfg.LeaseTTL,
 		ShutdownTimeout: cfg.ShutdownTimeout, Channel: cfg.Sender,

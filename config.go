@@ -84,6 +84,8 @@ type Config struct {
 	Placeholders string `env:"CHIME_PLACEHOLDERS"`
 
 	processors *content.Registry // built from the three above
+
+	Online OnlineConfig
 }
 
 // Processors returns the tag processors the configuration sets up (none
@@ -144,6 +146,9 @@ func LoadConfig(environ []string) (Config, error) {
 	}
 	if c.Sender == "webhook" && c.WebhookURL == "" {
 		return c, fmt.Errorf("configuration: CHIME_WEBHOOK_URL is required when CHIME_SENDER=webhook")
+	}
+	if err := c.Online.validate(); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
 	}
 	return c, nil
 }

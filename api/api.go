@@ -30,7 +30,9 @@ import (
 	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/health"
+	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/metrics"
+	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -54,6 +56,17 @@ type Config struct {
 	// (a "placeholders" tag makes {{name}} placeholders valid). Defaults to
 	// none.
 	Content *content.Registry
+
+	// Inbox, Announcements and Status serve the inbox, announcement and
+	// message status routes. Each defaults to its package's defaults.
+	Inbox         *inbox.Store
+	Announcements *inbox.Announcements
+	Status        *status.Recorder
+	// GatewaySecret signs the client tokens POST /v1/users/{user_id}/token
+	// issues; without it that route answers 503.
+	GatewaySecret []byte
+	// TokenTTL is how long an issued token is valid. Defaults to 1h.
+	TokenTTL time.Duration
 }
 
 // API serves the HTTP API.
@@ -81,6 +94,18 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Inbox == nil {
+		cfg.Inbox = inbox.New(inbox.Config{}, rdb)
+	}
+	if cfg.Announcements == nil {
+		cfg.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{}, rdb)
+	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = time.Hour
+	}
+	if cfg.Status == nil {
+		cfg.Status = status.New(status.Config{}, rdb, db)
 	}
 	return &API{cfg: cfg, db: db, rdb: rdb, index: index, log: log}
 }
@@ -118,6 +143,19 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/users/{user_id}/devices", a.auth(a.listDevices))
 	mux.Handle("PUT /v1/users/{user_id}/devices/{device_id}", a.auth(a.putDevice))
 	mux.Handle("DELETE /v1/users/{user_id}/devices/{device_id}", a.auth(a.deleteDevice))
+	// Inbox, contacts, announcements and message status (online.go).
+	mux.Handle("GET /v1/users/{user_id}/inbox", a.auth(a.getInbox))
+	mux.Handle("DELETE /v1/users/{user_id}/inbox", a.auth(a.clearInbox))
+	mux.Handle("POST /v1/users/{user_id}/inbox/ack", a.auth(a.ackInbox))
+	mux.Handle("POST /v1/users/{user_id}/inbox/read", a.auth(a.readInbox))
+	mux.Handle("GET /v1/users/{user_id}/messages", a.auth(a.userMessages))
+	mux.Handle("GET /v1/users/{user_id}/contacts", a.auth(a.listContacts))
+	mux.Handle("PUT /v1/users/{user_id}/contacts/{contact_id}", a.auth(a.putContact))
+	mux.Handle("DELETE /v1/users/{user_id}/contacts/{contact_id}", a.auth(a.deleteContact))
+	mux.Handle("POST /v1/regions/{region}/announcements", a.auth(a.postAnnouncement))
+	mux.Handle("GET /v1/regions/{region}/announcements", a.auth(a.listAnnouncements))
+	mux.Handle("GET /v1/occurrences/{id}/status", a.auth(a.occurrenceStatus))
+	mux.Handle("POST /v1/users/{user_id}/token", a.auth(a.issueToken))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

@@ -16,7 +16,9 @@ import (
 
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -43,6 +45,11 @@ func setupWith(t *testing.T, cfg api.Config) *bundle {
 	t.Helper()
 	env := testenv.New(t)
 	cfg.ChangesChannel = env.Prefix + "changes"
+	if cfg.Inbox == nil {
+		cfg.Inbox = inbox.New(inbox.Config{Prefix: env.Prefix}, env.Redis)
+	}
+	cfg.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{Prefix: env.Prefix}, env.Redis)
+	cfg.Status = status.New(status.Config{Prefix: env.Prefix}, env.Redis, env.DB)
 	index := grouping.NewIndex(env.Redis, env.DB, env.Prefix)
 	a := api.New(cfg, env.DB, env.Redis, index, env.Log)
 	srv := httptest.NewServer(a.Handler())

@@ -53,6 +53,18 @@ var routes = []struct {
 	{"GET", "/v1/users/{user_id}/devices", true},
 	{"PUT", "/v1/users/{user_id}/devices/{device_id}", true},
 	{"DELETE", "/v1/users/{user_id}/devices/{device_id}", true},
+	{"GET", "/v1/occurrences/{id}/status", true},
+	{"GET", "/v1/users/{user_id}/inbox", true},
+	{"DELETE", "/v1/users/{user_id}/inbox", true},
+	{"POST", "/v1/users/{user_id}/inbox/ack", true},
+	{"POST", "/v1/users/{user_id}/inbox/read", true},
+	{"GET", "/v1/users/{user_id}/messages", true},
+	{"GET", "/v1/users/{user_id}/contacts", true},
+	{"PUT", "/v1/users/{user_id}/contacts/{contact_id}", true},
+	{"DELETE", "/v1/users/{user_id}/contacts/{contact_id}", true},
+	{"POST", "/v1/regions/{region}/announcements", true},
+	{"GET", "/v1/regions/{region}/announcements", true},
+	{"POST", "/v1/users/{user_id}/token", true},
 }
 
 // catchAll is the pattern of Handler's 404 fallback; it is described in the

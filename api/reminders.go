@@ -66,6 +66,12 @@ type Reminder struct {
 	Lang         string                  `json:"lang"`
 	Translations map[string]content.Text `json:"translations"`
 	Tags         []string                `json:"tags"`
+
+	// DeliverWhenOnline keeps the reminder for offline users until they
+	// connect to a gateway, instead of pushing it.
+	DeliverWhenOnline bool `json:"deliver_when_online"`
+	// NotifyContacts sends the reminder to an offline user's contacts.
+	NotifyContacts bool `json:"notify_contacts"`
 }
 
 type reminderInput struct {
@@ -87,6 +93,9 @@ type reminderInput struct {
 	Lang         string                  `json:"lang"`
 	Translations map[string]content.Text `json:"translations"`
 	Tags         []string                `json:"tags"`
+
+	DeliverWhenOnline bool `json:"deliver_when_online"`
+	NotifyContacts    bool `json:"notify_contacts"`
 }
 
 type parsedTime struct {
@@ -310,6 +319,7 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 		rem.StartsAt, rem.EndsAt, rem.Paused = in.StartsAt, in.EndsAt, in.Paused
 		rem.Kind, rem.At, rem.Offsets, rem.GraceS, rem.Schema = in2.kind, in.At, in2.offsets, int64(in2.grace/time.Second), in2.schema
 		rem.Lang, rem.Translations, rem.Tags = in2.content.Lang, storeTexts(in2.content.Translations), in2.content.Tags
+		rem.DeliverWhenOnline, rem.NotifyContacts = in.DeliverWhenOnline, in.NotifyContacts
 		if err := tx.Save(&rem).Error; err != nil {
 			return err
 		}
@@ -545,6 +555,7 @@ func render(rem store.Reminder, rows []timeRow) Reminder {
 		Grace: rem.Grace().String(), StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, At: rem.At, Paused: rem.Paused,
 		CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(), Times: []ReminderTime{}, Locations: []Place{},
 		Lang: rem.Lang, Translations: apiTexts(rem.Translations), Tags: append([]string{}, rem.Tags...),
+		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts,
 	}
 	if out.At != nil {
 		at := out.At.UTC()

@@ -52,6 +52,13 @@ type Payload struct {
 	// other languages.
 	Lang         string                 `json:"la,omitempty"`
 	Translations map[string]sender.Text `json:"tr,omitempty"`
+
+	// App owns the reminder; user IDs are per app.
+	App int64 `json:"app,omitempty"`
+	// DeliverWhenOnline and NotifyContacts are the reminder's flags for
+	// offline users (see sender.Batch).
+	DeliverWhenOnline bool `json:"wo,omitempty"`
+	NotifyContacts    bool `json:"nc,omitempty"`
 }
 
 // TaskID is the deterministic asynq task ID of p.

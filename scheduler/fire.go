@@ -326,5 +326,6 @@ func payload(o store.Occurrence, r store.Reminder, l store.Location, group, atte
 		FireAt: o.FireAt, ExpiresAt: o.ExpiresAt, Key: r.Key, Title: r.Title, Body: r.Body,
 		LocationName: l.Name, Zone: l.Zone,
 		Tags: r.Tags, Lang: r.Lang, Translations: translations(r.Translations),
+		App: r.AppID, DeliverWhenOnline: r.DeliverWhenOnline, NotifyContacts: r.NotifyContacts,
 	}
 }

@@ -39,6 +39,14 @@ type Batch struct {
 	// IdempotencyKey is the same for every attempt at this chunk, so a
 	// receiver can drop the copy a crash may cause.
 	IdempotencyKey string
+
+	// App is the app the reminder and its users belong to.
+	App int64
+	// DeliverWhenOnline asks channels that can tell to keep the message for
+	// offline users until they connect rather than push it.
+	DeliverWhenOnline bool
+	// NotifyContacts asks that offline users' contacts get a copy.
+	NotifyContacts bool
 }
 
 // Text is a reminder's title and body in one language.
@@ -50,6 +58,12 @@ type Text struct {
 // Result counts what happened to a batch's users. Users not failed were sent.
 type Result struct {
 	Failed int // permanently refused; they are not retried
+
+	// FailedUsers names the refused users, when the channel can tell.
+	FailedUsers []string
+	// Online and Offline count the users a channel that knows presence
+	// found connected or not.
+	Online, Offline int
 
 	// The fields below are filled by channels that know more (push); the
 	// worker's acks count Failed only.

@@ -80,6 +80,29 @@ var migrations = []*gormigrate.Migration{
 			return nil
 		},
 	},
+	{
+		ID: "0005_online_inbox",
+		Migrate: func(tx *gorm.DB) error {
+			for _, col := range []string{"DeliverWhenOnline", "NotifyContacts"} {
+				if !tx.Migrator().HasColumn(&Reminder{}, col) {
+					if err := tx.Migrator().AddColumn(&Reminder{}, col); err != nil {
+						return err
+					}
+				}
+			}
+			if IsMySQL(tx) {
+				tx = tx.Set("gorm:table_options", "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+			}
+			for _, t := range []any{&Contact{}, &MessageStat{}} {
+				if !tx.Migrator().HasTable(t) {
+					if err := tx.Migrator().CreateTable(t); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

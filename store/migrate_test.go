@@ -15,7 +15,7 @@ import (
 
 var models = []any{
 	&store.App{}, &store.APIKey{}, &store.Reminder{}, &store.Location{}, &store.ReminderTime{},
-	&store.Subscription{}, &store.Occurrence{}, &store.GroupRun{},
+	&store.Subscription{}, &store.Occurrence{}, &store.GroupRun{}, &store.Contact{}, &store.MessageStat{},
 }
 
 // migrationIDs returns the IDs recorded in schema_migrations, failing the
@@ -42,6 +42,8 @@ func requireSchema(t *testing.T, db *gorm.DB) {
 	require.True(t, m.HasIndex(&store.Occurrence{}, "ux_occurrence"))
 	require.True(t, m.HasIndex(&store.GroupRun{}, "ux_group_run"))
 	require.True(t, m.HasColumn(&store.Occurrence{}, "ExpiresAt"))
+	require.True(t, m.HasColumn(&store.Reminder{}, "DeliverWhenOnline"))
+	require.True(t, m.HasColumn(&store.Reminder{}, "NotifyContacts"))
 }
 
 func ctxT(t *testing.T) context.Context {

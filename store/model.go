@@ -76,6 +76,12 @@ type Reminder struct {
 	Lang         string `gorm:"size:35;not null;default:'en'"`
 	Translations Texts  `gorm:"type:mediumtext"`
 	Tags         Tags   `gorm:"type:text"`
+
+	// DeliverWhenOnline reminders wait in an offline user's inbox and go
+	// out over the gateway when the user connects, instead of by push.
+	DeliverWhenOnline bool `gorm:"not null;default:false"`
+	// NotifyContacts reminders reach an offline user's contacts.
+	NotifyContacts bool `gorm:"not null;default:false"`
 }
 
 // ValidFor returns the reminder's validity window as a duration.

@@ -248,6 +248,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 			Occurrence: p.Occurrence, Reminder: p.Key, ReminderID: p.Reminder, Title: p.Title, Body: p.Body,
 			Location: p.LocationName, Zone: p.Zone, FireAt: p.FireAt, ExpiresAt: p.ExpiresAt, Group: p.Group, Users: chunk,
 			Data: p.Data, Tags: p.Tags, Lang: p.Lang, Translations: p.Translations,
+			App: p.App, DeliverWhenOnline: p.DeliverWhenOnline, NotifyContacts: p.NotifyContacts,
 			IdempotencyKey: fmt.Sprintf("%d-%d-%s", p.Occurrence, p.Group, chunk[0]),
 		}
 		res, err := w.sender.Send(k.ctx, b)

@@ -229,7 +229,7 @@ func TestOverlaysBuildAndDecodeStrictly(t *testing.T) {
 			// Every other setting is in the ConfigMap, where operators find
 			// it: all but the secrets and the per-pod replica ID.
 			notHere := map[string]bool{"REDIS_URL": true, "MYSQL_DSN": true, "CHIME_WEBHOOK_URL": true,
-				"CHIME_WEBHOOK_SECRET": true, "CHIME_REPLICA_ID": true}
+				"CHIME_WEBHOOK_SECRET": true, "CHIME_GATEWAY_SECRET": true, "CHIME_REPLICA_ID": true}
 			for k := range keys {
 				if notHere[k] {
 					require.NotContains(t, b.config.Data, k, "%s: %s belongs in chime-secrets or the pod spec", dir, k)
@@ -327,7 +327,7 @@ func TestDeploymentsProbeLivezAndReadyz(t *testing.T) {
 				port := portOf(t, c, c.LivenessProbe)
 				require.Equal(t, port, portOf(t, c, c.ReadinessProbe), what)
 				// The probed port is the one the process serves them on.
-				want := map[string]string{"coordinator": "CHIME_HTTP_ADDR", "gateway": "CHIME_HTTP_ADDR", "worker": "CHIME_METRICS_ADDR"}[c.Name]
+				want := map[string]string{"coordinator": "CHIME_HTTP_ADDR", "gateway": "CHIME_METRICS_ADDR", "worker": "CHIME_METRICS_ADDR"}[c.Name]
 				require.NotEmpty(t, want, what)
 				require.Equal(t, fmt.Sprintf(":%d", port), b.config.Data[want], "%s: probes on %s", what, want)
 				// /readyz answers within its 2s deadline per check.
@@ -435,9 +435,6 @@ func TestWorkersHaveExactlyOneAutoscaler(t *testing.T) {
 }
 
 func TestImageCommandsAreBinariesOfThisRepository(t *testing.T) {
-	// cmd/gateway is the one command the manifests run that this tree does
-	// not build yet.
-	notYet := map[string]bool{"gateway": true}
 	for _, dir := range overlays(t) {
 		b := build(t, dir)
 		for name, pod := range b.podSpecs() {
@@ -446,9 +443,6 @@ func TestImageCommandsAreBinariesOfThisRepository(t *testing.T) {
 				require.NotEmpty(t, c.Command, name)
 				bin, ok := strings.CutPrefix(c.Command[0], "/usr/local/bin/")
 				require.True(t, ok, "%s: the Dockerfile puts binaries in /usr/local/bin", name)
-				if notYet[bin] {
-					continue
-				}
 				_, err := os.Stat(filepath.Join("..", "..", "cmd", bin))
 				require.NoError(t, err, "%s %s: no command cmd/%s", dir, name, bin)
 			}

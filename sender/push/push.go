@@ -463,14 +463,17 @@ func summarize(b *sender.Batch, kept []string, items []*item) (sender.Result, in
 		case st.devices == 0:
 			res.Skipped++
 			res.Failed++
+			res.FailedUsers = append(res.FailedUsers, u)
 			c := res.Channels[None]
 			c.Skipped++
 			res.Channels[None] = c
 		case st.expired > 0:
 			res.Expired++
 			res.Failed++
+			res.FailedUsers = append(res.FailedUsers, u)
 		default:
 			res.Failed++
+			res.FailedUsers = append(res.FailedUsers, u)
 		}
 	}
 	return res, pending

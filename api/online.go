@@ -1,0 +1,347 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/chime-dev/chime/gateway"
+	"github.com/chime-dev/chime/inbox"
+	"github.com/chime-dev/chime/status"
+	"github.com/chime-dev/chime/store"
+)
+
+func pathUser(r *http.Request, name string) (string, *Problem) {
+	u := r.PathValue(name)
+	if msg := validUserID(u); msg != "" {
+		return "", problem(http.StatusUnprocessableEntity, name+" "+msg)
+	}
+	return u, nil
+}
+
+// InboxContents is the JSON form of a user's inbox.
+type InboxContents struct {
+	Pending []inbox.Message `json:"pending"`
+	Unread  []inbox.Message `json:"unread"`
+}
+
+func (a *API) getInbox(w http.ResponseWriter, r *http.Request, app int64) error {
+	user, p := pathUser(r, "user_id")
+	if p != nil {
+		return p
+	}
+	c, err := a.cfg.Inbox.List(r.Context(), app, user, a.cfg.Now())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, InboxContents{Pending: c.Pending, Unread: c.Unread})
+	return nil
+}
+
+type idsInput struct {
+	IDs []string `json:"ids"`
+}
+
+func readIDs(w http.ResponseWriter, r *http.Request) ([]string, *Problem) {
+	var in idsInput
+	if p := decode(w, r, 256<<10, &in); p != nil {
+		return nil, p
+	}
+	if len(in.IDs) == 0 || len(in.IDs) > 1000 {
+		return nil, problem(http.StatusUnprocessableEntity, "ids must hold 1 to 1000 message IDs", FieldError{Field: "ids", Message: "1 to 1000 message IDs"})
+	}
+	for i, id := range in.IDs {
+		if id == "" || len(id) > 300 || !utf8.ValidString(id) {
+			return nil, problem(http.StatusUnprocessableEntity, "a message ID is not valid",
+				FieldError{Field: fmt.Sprintf("ids[%d]", i), Message: "must be 1-300 bytes of UTF-8"})
+		}
+	}
+	return in.IDs, nil
+}
+
+// ack moves ids (all pending messages if ids is nil) to unread, or applies
+// read receipts, records the status changes and answers with the IDs that
+// changed.
+func (a *API) ack(w http.ResponseWriter, r *http.Request, app int64, user string, ids []string, read bool) error {
+	now := a.cfg.Now()
+	var changed []string
+	var err error
+	st, field := status.Delivered, "acknowledged"
+	if read {
+		st, field = status.Read, "read"
+		changed, err = a.cfg.Inbox.Read(r.Context(), app, user, ids)
+	} else {
+		changed, err = a.cfg.Inbox.Delivered(r.Context(), app, user, ids, now)
+	}
+	if err != nil {
+		return err
+	}
+	entries := make([]status.Entry, len(changed))
+	for i, id := range changed {
+		entries[i] = status.Entry{App: app, User: user, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Inbox, State: st}
+	}
+	if err := a.cfg.Status.Record(r.Context(), entries, now); err != nil {
+		a.log.Warn("record inbox status", "err", err)
+	}
+	if changed == nil {
+		changed = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{field: changed})
+	return nil
+}
+
+func (a *API) ackInbox(w http.ResponseWriter, r *http.Request, app int64) error {
+	user, p := pathUser(r, "user_id")
+	if p != nil {
+		return p
+	}
+	ids, p := readIDs(w, r)
+	if p != nil {
+		return p
+	}
+	return a.ack(w, r, app, user, ids, false)
+}
+
+func (a *API) clearInbox(w http.ResponseWriter, r *http.Request, app int64) error {
+	user, p := pathUser(r, "user_id")
+	if p != nil {
+		return p
+	}
+	return a.ack(w, r, app, user, nil, false)
+}
+
+func (a *API) readInbox(w http.ResponseWriter, r *http.Request, app int64) error {
+	user, p := pathUser(r, "user_id")
+	if p != nil {
+		return p
+	}
+	ids, p := readIDs(w, r)
+	if p != nil {
+		return p
+	}
+	return a.ack(w, r, app, user, ids, true)
+}
+
+func (a *API) userMessages(w http.ResponseWriter, r *http.Request, app int64) error {
+	user, p := pathUser(r, "user_id")
+	if p != nil {
+		return p
+	}
+	limit, p := intParam(r, "limit", 100, 1, 1000)
+	if p != nil {
+		return p
+	}
+	d, err := a.cfg.Status.User(r.Context(), app, user, limit, inbox.OccurrenceOf)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages": d})
+	return nil
+}
+
+func (a *API) listContacts(w http.ResponseWriter, r *http.Request, app int64) error {
+	user, p := pathUser(r, "user_id")
+	if p != nil {
+		return p
+	}
+	var ids []string
+	if err := a.db.WithContext(r.Context()).Model(&store.Contact{}).Where("app_id = ? AND user_id = ?", app, user).
+		Order("contact_id").Limit(1000).Pluck("contact_id", &ids).Error; err != nil {
+		return err
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"contacts": ids})
+	return nil
+}
+
+func (a *API) putContact(w http.ResponseWriter, r *http.Request, app int64) error {
+	user, p := pathUser(r, "user_id")
+	if p != nil {
+		return p
+	}
+	contact, p := pathUser(r, "contact_id")
+	if p != nil {
+		return p
+	}
+	if contact == user {
+		return problem(http.StatusUnprocessableEntity, "a user cannot be their own contact")
+	}
+	var n int64
+	if err := a.db.WithContext(r.Context()).Model(&store.Contact{}).Where("app_id = ? AND user_id = ?", app, user).Count(&n).Error; err != nil {
+		return err
+	}
+	if n >= 100 {
+		return problem(http.StatusUnprocessableEntity, "a user has at most 100 contacts")
+	}
+	res := a.db.WithContext(r.Context()).Clauses(clause.OnConflict{DoNothing: true}).
+		Create(&store.Contact{AppID: app, UserID: user, ContactID: contact})
+	if res.Error != nil {
+		return res.Error
+	}
+	code := http.StatusOK
+	if res.RowsAffected > 0 {
+		code = http.StatusCreated
+	}
+	writeJSON(w, code, map[string]string{"user_id": user, "contact_id": contact})
+	return nil
+}
+
+func (a *API) deleteContact(w http.ResponseWriter, r *http.Request, app int64) error {
+	user, p := pathUser(r, "user_id")
+	if p != nil {
+		return p
+	}
+	contact, p := pathUser(r, "contact_id")
+	if p != nil {
+		return p
+	}
+	res := a.db.WithContext(r.Context()).Where("app_id = ? AND user_id = ? AND contact_id = ?", app, user, contact).Delete(&store.Contact{})
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return problem(http.StatusNotFound, fmt.Sprintf("%q is not a contact of %q", contact, user))
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func pathRegion(r *http.Request) (string, *Problem) {
+	region := r.PathValue("region")
+	if !keyPattern.MatchString(region) {
+		return "", problem(http.StatusUnprocessableEntity, "the region must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
+	}
+	return region, nil
+}
+
+func (a *API) postAnnouncement(w http.ResponseWriter, r *http.Request, app int64) error {
+	region, p := pathRegion(r)
+	if p != nil {
+		return p
+	}
+	var in struct {
+		Title string          `json:"title"`
+		Body  string          `json:"body"`
+		Data  json.RawMessage `json:"data"`
+	}
+	if p := decode(w, r, 64<<10, &in); p != nil {
+		return p
+	}
+	var errs []FieldError
+	if in.Title == "" || utf8.RuneCountInString(in.Title) > 200 {
+		errs = append(errs, FieldError{Field: "title", Message: "is required, at most 200 characters"})
+	}
+	if utf8.RuneCountInString(in.Body) > 2000 {
+		errs = append(errs, FieldError{Field: "body", Message: "must be at most 2000 characters"})
+	}
+	if len(in.Data) > 0 && in.Data[0] != '{' {
+		errs = append(errs, FieldError{Field: "data", Message: "must be a JSON object"})
+	}
+	if len(errs) > 0 {
+		return problem(http.StatusUnprocessableEntity, "the announcement is not valid", errs...)
+	}
+	an, err := a.cfg.Announcements.Post(r.Context(), app, region, inbox.Announcement{
+		Title: in.Title, Body: in.Body, Data: in.Data, CreatedAt: a.cfg.Now().UTC(),
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, an)
+	return nil
+}
+
+func (a *API) listAnnouncements(w http.ResponseWriter, r *http.Request, app int64) error {
+	region, p := pathRegion(r)
+	if p != nil {
+		return p
+	}
+	limit, p := intParam(r, "limit", 100, 1, 1000)
+	if p != nil {
+		return p
+	}
+	after := int64(-1)
+	if s := r.URL.Query().Get("after"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return problem(http.StatusBadRequest, "query parameter after must be a non-negative integer: the last announcement ID the client has")
+		}
+		after = n
+	}
+	// With user_id the server keeps the user's cursor: it is read when the
+	// request has no after, and the answer's cursor is recorded.
+	user := r.URL.Query().Get("user_id")
+	if user != "" {
+		if msg := validUserID(user); msg != "" {
+			return problem(http.StatusBadRequest, "query parameter user_id "+msg)
+		}
+		if after < 0 {
+			n, err := a.cfg.Announcements.Cursor(r.Context(), app, user, region)
+			if err != nil {
+				return err
+			}
+			after = n
+		}
+	}
+	list, cursor, err := a.cfg.Announcements.After(r.Context(), app, region, after, limit)
+	if err != nil {
+		return err
+	}
+	if user != "" {
+		if err := a.cfg.Announcements.SetCursor(r.Context(), app, user, region, cursor); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"announcements": list, "cursor": cursor})
+	return nil
+}
+
+func (a *API) occurrenceStatus(w http.ResponseWriter, r *http.Request, app int64) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return problem(http.StatusBadRequest, "the occurrence ID must be a positive integer")
+	}
+	var o store.Occurrence
+	err = a.db.WithContext(r.Context()).Joins("JOIN reminders ON reminders.id = occurrences.reminder_id").
+		Where("occurrences.id = ? AND reminders.app_id = ?", id, app).First(&o).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return problem(http.StatusNotFound, fmt.Sprintf("no occurrence %d", id))
+	}
+	if err != nil {
+		return err
+	}
+	counts, err := status.Counts(r.Context(), a.db, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"occurrence": id, "channels": counts})
+	return nil
+}
+
+// issueToken gives an app backend a gateway token for one of its users, so
+// that backends need not hold the gateway's secret (which would let them
+// sign tokens for any app).
+func (a *API) issueToken(w http.ResponseWriter, r *http.Request, app int64) error {
+	user, p := pathUser(r, "user_id")
+	if p != nil {
+		return p
+	}
+	if len(a.cfg.GatewaySecret) == 0 {
+		return problem(http.StatusServiceUnavailable, "no gateway is configured (CHIME_GATEWAY_SECRET is not set on this coordinator)")
+	}
+	now := a.cfg.Now()
+	tok, err := gateway.IssueToken(a.cfg.GatewaySecret, app, user, a.cfg.TokenTTL, now)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "expires_at": now.Add(a.cfg.TokenTTL).UTC().Truncate(time.Second)})
+	return nil
+}

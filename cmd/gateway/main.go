@@ -1,0 +1,50 @@
+// Command gateway is the WebSocket server apps' clients stay connected to:
+// it records who is online where, replays a user's waiting inbox on
+// connect, and delivers what workers publish to its stream. Run any number
+// of instances behind a TCP load balancer. Configuration is read from the
+// environment (see the README); CHIME_GATEWAY_SECRET is required. Clients
+// connect to /ws on CHIME_GATEWAY_ADDR; /livez, /readyz and /metrics are on
+// CHIME_METRICS_ADDR, as for workers.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/chime-dev/chime"
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/health"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Environ())
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, environ []string) error {
+	d, err := chime.Open(ctx, environ, "(MySQL keeps the delivery counts)")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	chime.RaiseFileLimit(d.Log)
+	g, err := chime.NewGateway(d.Config, d.DB, d.Redis, clock.Real{}, d.Log, nil)
+	if err != nil {
+		return err
+	}
+	probes := &health.Server{Addr: d.Config.MetricsAddr, Checks: health.Stores(d.DB, d.Redis), Log: d.Log}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return probes.Run(ctx) })
+	eg.Go(func() error { return g.Run(ctx) })
+	return eg.Wait()
+}

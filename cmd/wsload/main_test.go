@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime/internal/testenv"
+)
+
+// A small run of the load tool (200 clients; the figures in
+// docs/benchmarks.md come from 10,000): every client connects, gets the
+// fired reminder and has its ack recorded, and the report is complete.
+func TestSmallLoadRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway and opens 200 connections")
+	}
+	testenv.NewRedis(t) // skips without the servers
+	var out, errs bytes.Buffer
+	err := run(context.Background(), []string{"-clients", "200", "-sources", "2"}, os.Getenv, &out, &errs)
+	require.NoError(t, err, errs.String())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var res result
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &res), out.String())
+	require.Equal(t, 200, res.Delivered)
+	require.Positive(t, res.ConnectPerSec)
+	require.Positive(t, res.AcksRecordedMs)
+	require.LessOrEqual(t, res.P50Ms, res.P99Ms)
+	t.Log(out.String())
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"-clients", "0"}, {"-sources", "300"}, {"-parallel", "0"}} {
+		err := run(context.Background(), args, func(string) string { return "set" }, &bytes.Buffer{}, &bytes.Buffer{})
+		require.Error(t, err, args)
+	}
+	err := run(context.Background(), nil, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
+	require.ErrorContains(t, err, "REDIS_URL")
+}

@@ -1,0 +1,304 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/chime-dev/chime/inbox"
+	"github.com/chime-dev/chime/presence"
+	"github.com/chime-dev/chime/status"
+)
+
+// conn is one client connection. Frames to the client go through out and
+// are written by one goroutine, which also pings.
+type conn struct {
+	pc     presence.Conn
+	ws     *websocket.Conn
+	out    chan []byte
+	cancel context.CancelCauseFunc
+}
+
+// send queues a frame; a client too slow to take its queue is disconnected
+// (what it missed stays in its inbox).
+func (c *conn) send(frame []byte) {
+	select {
+	case c.out <- frame:
+	default:
+		c.cancel(errTooSlow)
+	}
+}
+
+var (
+	errTooSlow      = errors.New("client too slow")
+	errTokenExpired = errors.New("token expired")
+	errNoPong       = errors.New("no pong")
+)
+
+// clientFrame is what clients send.
+type clientFrame struct {
+	Type string   `json:"type"`
+	IDs  []string `json:"ids"`
+}
+
+func tokenOf(r *http.Request) string {
+	if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return t
+	}
+	return r.URL.Query().Get("token")
+}
+
+func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
+	claims, err := VerifyToken(g.cfg.Secret, tokenOf(r), g.clock.Now())
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="chime-gateway", error="invalid_token"`)
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"type": "about:blank", "title": "Unauthorized", "status": http.StatusUnauthorized, "detail": err.Error(),
+		})
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// Clients authenticate with a token, never with cookies, so a page
+		// of another origin gains nothing: any origin may connect.
+		InsecureSkipVerify: true,
+	})
+	if err != nil {
+		return // Accept has answered
+	}
+	ws.SetReadLimit(64 << 10)
+	g.connWG.Add(1)
+	defer g.connWG.Done()
+	ctx, cancel := context.WithCancelCause(g.base)
+	defer cancel(nil)
+	c := &conn{
+		pc: presence.Conn{App: claims.App, User: claims.Subject, Instance: g.cfg.Instance, ID: newID()},
+		ws: ws, out: make(chan []byte, g.cfg.SendQueue), cancel: cancel,
+	}
+	log := g.log.With("app", c.pc.App, "user", c.pc.User, "conn", c.pc.ID)
+	if err := g.open(ctx, c); err != nil {
+		log.Warn("open connection", "err", err)
+		ws.Close(websocket.StatusTryAgainLater, "presence unavailable; reconnect")
+		return
+	}
+	defer g.closed(c)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.writeLoop(ctx, c, claims.ExpiresAt.Time)
+	}()
+	g.readLoop(ctx, c)
+	<-done
+	cause := context.Cause(ctx)
+	log.Debug("connection closed", "cause", cause)
+}
+
+// open registers c (in memory, then in presence), then writes the messages
+// waiting in the user's inbox and a welcome frame. A message published
+// while this runs arrives through the stream or the replay, or both (the
+// client drops the copy by ID); it cannot be missed, because workers store
+// before they look up presence and the gateway registers before it reads.
+func (g *Gateway) open(ctx context.Context, c *conn) error {
+	k := userKey{c.pc.App, c.pc.User}
+	g.mu.Lock()
+	if g.byUser[k] == nil {
+		g.byUser[k] = map[*conn]struct{}{}
+	}
+	g.byUser[k][c] = struct{}{}
+	g.mu.Unlock()
+	if err := g.presence.Register(ctx, c.pc); err != nil {
+		g.forget(c)
+		return err
+	}
+	waiting, err := g.inbox.List(ctx, c.pc.App, c.pc.User, g.clock.Now())
+	if err != nil {
+		g.closed(c)
+		return err
+	}
+	pending := g.dropExpired(ctx, c, waiting.Pending)
+	// Written here, before the write loop starts, so that a full inbox is
+	// not limited by the send queue; what the stream brings meanwhile
+	// waits in the queue.
+	for _, m := range pending {
+		raw, err := json.Marshal(m)
+		if err != nil {
+			continue
+		}
+		if err := c.write(ctx, messageFrame(raw)); err != nil {
+			g.closed(c)
+			return fmt.Errorf("replay: %w", err)
+		}
+	}
+	g.recordReplay(ctx, c, pending)
+	welcome, _ := json.Marshal(map[string]any{"type": "welcome", "conn": c.pc.ID, "instance": g.cfg.Instance,
+		"replayed": len(pending)})
+	if err := c.write(ctx, welcome); err != nil {
+		g.closed(c)
+		return fmt.Errorf("welcome: %w", err)
+	}
+	return nil
+}
+
+// dropExpired removes from the inbox the pending messages whose validity
+// window has ended, records them as expired, and returns the others.
+func (g *Gateway) dropExpired(ctx context.Context, c *conn, msgs []inbox.Message) []inbox.Message {
+	now := g.clock.Now()
+	var keep []inbox.Message
+	var stale []string
+	var entries []status.Entry
+	for _, m := range msgs {
+		if !m.Expired(now) {
+			keep = append(keep, m)
+			continue
+		}
+		stale = append(stale, m.ID)
+		entries = append(entries, status.Entry{App: c.pc.App, User: c.pc.User, Message: m.ID, Occurrence: m.Occurrence, Channel: status.Inbox, State: status.Expired})
+	}
+	if len(stale) == 0 {
+		return keep
+	}
+	if _, err := g.inbox.Read(ctx, c.pc.App, c.pc.User, stale); err != nil {
+		g.log.Warn("drop expired messages", "err", err)
+		return keep
+	}
+	if g.status != nil {
+		if err := g.status.Record(ctx, entries, now); err != nil {
+			g.log.Warn("record expired messages", "err", err)
+		}
+	}
+	return keep
+}
+
+// recordReplay records the replayed messages as sent over the gateway.
+func (g *Gateway) recordReplay(ctx context.Context, c *conn, msgs []inbox.Message) {
+	if g.status == nil || len(msgs) == 0 {
+		return
+	}
+	entries := make([]status.Entry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = status.Entry{App: c.pc.App, User: c.pc.User, Message: m.ID, Occurrence: m.Occurrence, Channel: status.Gateway, State: status.Sent}
+	}
+	if err := g.status.Record(ctx, entries, g.clock.Now()); err != nil {
+		g.log.Warn("record replay", "err", err)
+	}
+}
+
+func (g *Gateway) forget(c *conn) {
+	k := userKey{c.pc.App, c.pc.User}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.byUser[k], c)
+	if len(g.byUser[k]) == 0 {
+		delete(g.byUser, k)
+	}
+}
+
+// closed removes c from memory and presence (its own entry only).
+func (g *Gateway) closed(c *conn) {
+	g.forget(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.presence.Remove(ctx, c.pc); err != nil {
+		// It expires with the presence TTL.
+		g.log.Warn("remove presence", "err", err)
+	}
+}
+
+// readLoop reads until the connection closes; the write loop closes it
+// when ctx ends.
+func (g *Gateway) readLoop(ctx context.Context, c *conn) {
+	for {
+		typ, data, err := c.ws.Read(context.WithoutCancel(ctx))
+		if err != nil {
+			c.cancel(err)
+			return
+		}
+		if typ != websocket.MessageText {
+			continue
+		}
+		var f clientFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			c.reply(`{"type":"error","error":"frames are JSON objects: {\"type\":\"ack\"|\"read\",\"ids\":[...]}"}`)
+			continue
+		}
+		switch f.Type {
+		case "ack", "read":
+			if len(f.IDs) == 0 || len(f.IDs) > 1000 {
+				c.reply(`{"type":"error","error":"ids must hold 1 to 1000 message IDs"}`)
+				continue
+			}
+			select {
+			case g.acks <- inbox.Ack{App: c.pc.App, User: c.pc.User, IDs: f.IDs, Read: f.Type == "read"}:
+			case <-ctx.Done():
+				return
+			}
+		case "ping":
+			c.reply(`{"type":"pong"}`)
+		default:
+			c.reply(`{"type":"error","error":"unknown frame type; use ack, read or ping"}`)
+		}
+	}
+}
+
+// write writes one frame. A write (or ping) whose context ends makes the
+// WebSocket library drop the connection without a close frame, so neither
+// takes the connection's context: a stopping gateway lets them finish and
+// then closes with 1001.
+func (c *conn) write(ctx context.Context, frame []byte) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, frame)
+}
+
+func (c *conn) reply(frame string) { c.send([]byte(frame)) }
+
+// writeLoop writes queued frames, pings every heartbeat interval, and ends
+// the connection when its token expires or a pong does not come. When ctx
+// ends it closes the connection with a status that says why.
+func (g *Gateway) writeLoop(ctx context.Context, c *conn, expires time.Time) {
+	defer func() {
+		cause := context.Cause(ctx)
+		switch {
+		case errors.Is(cause, errTokenExpired):
+			c.ws.Close(websocket.StatusPolicyViolation, "token expired")
+		case errors.Is(cause, errTooSlow):
+			c.ws.Close(websocket.StatusTryAgainLater, "client too slow; reconnect")
+		case g.base.Err() != nil:
+			c.ws.Close(websocket.StatusGoingAway, "gateway shutting down; reconnect")
+		default:
+			c.ws.CloseNow()
+		}
+	}()
+	ping := g.clock.After(g.cfg.HeartbeatInterval)
+	expiry := g.clock.After(max(expires.Sub(g.clock.Now()), 0))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-expiry:
+			c.cancel(errTokenExpired)
+			return
+		case f := <-c.out:
+			if err := c.write(ctx, f); err != nil {
+				c.cancel(err)
+				return
+			}
+		case <-ping:
+			ping = g.clock.After(g.cfg.HeartbeatInterval)
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.PingTimeout)
+			err := c.ws.Ping(pctx)
+			cancel()
+			if err != nil {
+				c.cancel(errNoPong)
+				return
+			}
+		}
+	}
+}

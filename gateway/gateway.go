@@ -1,0 +1,449 @@
+// Package gateway is the WebSocket server that apps' clients keep a
+// connection to, so that reminders reach online users over the app's own
+// connection instead of through push providers.
+//
+// A client connects to /ws with a token its app backend issued (an HS256 JWT
+// with the app, the user as subject, and an expiry; see IssueToken). A
+// missing, bad or expired token is refused with 401 before the upgrade; a
+// connection whose token expires later is closed with status 1008.
+//
+// On connect the gateway records the connection in presence (package
+// presence), sends the messages waiting in the user's inbox (package inbox),
+// then a welcome frame. Workers publish messages for the gateway's users to
+// the gateway's own Redis stream (presence.StreamKey), which the gateway
+// reads and writes to the users' connections. Clients acknowledge what they
+// received ({"type":"ack","ids":[...]}) and what the user read
+// ({"type":"read","ids":[...]}); the gateway applies these to the inbox in
+// batches and records the status changes.
+//
+// Liveness: every HeartbeatInterval the gateway pings each client and closes
+// a connection whose pong does not come within PingTimeout, and refreshes
+// the presence of all its open connections (one pipelined round trip per
+// 1,000). A connection therefore stops counting as online within
+// HeartbeatInterval + PingTimeout of its client vanishing, and within the
+// presence TTL of the whole gateway vanishing (killed, partitioned).
+//
+// Any number of instances run side by side; each has its own ID, stream and
+// connections, and needs no knowledge of the others.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"expvar"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/inbox"
+	"github.com/chime-dev/chime/presence"
+	"github.com/chime-dev/chime/status"
+)
+
+// Config configures a gateway.
+type Config struct {
+	// Addr is where it listens when no listener is given. Defaults to ":8081".
+	Addr string
+	// Instance names this gateway in presence and its stream; it must be
+	// unique among running gateways and must not contain "|". Required.
+	Instance string
+	// Prefix starts every Redis key. Defaults to "chime:".
+	Prefix string
+	// Secret verifies client tokens (HMAC-SHA256). Required.
+	Secret []byte
+	// HeartbeatInterval is how often clients are pinged and presence is
+	// refreshed. Defaults to 10s; the presence TTL must be longer.
+	HeartbeatInterval time.Duration
+	// PingTimeout is how long a client has to answer a ping. Defaults to 5s.
+	PingTimeout time.Duration
+	// AckFlush is how long acknowledgements are gathered before they are
+	// applied together. Defaults to 50ms.
+	AckFlush time.Duration
+	// SendQueue is how many frames may wait for a slow client before its
+	// connection is closed (its messages stay in its inbox), and the most
+	// waiting messages replayed on connect. Defaults to 64.
+	SendQueue int
+	// ShutdownTimeout bounds a graceful stop. Defaults to 10s.
+	ShutdownTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Addr == "" {
+		c.Addr = ":8081"
+	}
+	if c.Prefix == "" {
+		c.Prefix = "chime:"
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 10 * time.Second
+	}
+	if c.PingTimeout == 0 {
+		c.PingTimeout = 5 * time.Second
+	}
+	if c.AckFlush == 0 {
+		c.AckFlush = 50 * time.Millisecond
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = 64
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+}
+
+// Gateway serves WebSocket clients.
+type Gateway struct {
+	cfg      Config
+	rdb      redis.UniversalClient
+	presence *presence.Registry
+	inbox    *inbox.Store
+	status   *status.Recorder
+	clock    clock.Clock
+	log      *slog.Logger
+	ln       net.Listener
+
+	acks chan inbox.Ack
+	// base is cancelled at shutdown; every connection's context derives
+	// from it.
+	base   context.Context
+	cancel context.CancelFunc
+	connWG sync.WaitGroup
+
+	mu     sync.Mutex
+	byUser map[userKey]map[*conn]struct{}
+}
+
+type userKey struct {
+	app  int64
+	user string
+}
+
+// New returns a gateway. If ln is nil it listens on cfg.Addr when run.
+func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.Store, st *status.Recorder,
+	clk clock.Clock, log *slog.Logger, ln net.Listener) (*Gateway, error) {
+	cfg.defaults()
+	switch {
+	case cfg.Instance == "" || strings.Contains(cfg.Instance, "|"):
+		return nil, errors.New("gateway: an instance ID without '|' is required")
+	case len(cfg.Secret) == 0:
+		return nil, errors.New("gateway: a token secret is required")
+	case p.TTL() <= cfg.HeartbeatInterval:
+		return nil, fmt.Errorf("gateway: the presence TTL (%s) must be longer than the heartbeat interval (%s)", p.TTL(), cfg.HeartbeatInterval)
+	}
+	base, cancel := context.WithCancel(context.Background())
+	return &Gateway{
+		cfg: cfg, rdb: rdb, presence: p, inbox: in, status: st, clock: clk, log: log.With("gateway", cfg.Instance), ln: ln,
+		acks: make(chan inbox.Ack, 4096), base: base, cancel: cancel, byUser: map[userKey]map[*conn]struct{}{},
+	}, nil
+}
+
+// Instance returns the gateway's instance ID.
+func (g *Gateway) Instance() string { return g.cfg.Instance }
+
+// Connections returns how many clients are connected.
+func (g *Gateway) Connections() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, cs := range g.byUser {
+		n += len(cs)
+	}
+	return n
+}
+
+// Handler returns the gateway's HTTP routes: /ws (the WebSocket), /healthz
+// and /debug/vars (Go runtime figures, for load tests).
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", g.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "instance": g.cfg.Instance, "connections": g.Connections(),
+			"goroutines": runtime.NumGoroutine()})
+	})
+	mux.Handle("GET /debug/vars", expvar.Handler())
+	return mux
+}
+
+// Run serves until ctx is cancelled, then closes every connection (status
+// 1001, the client reconnects elsewhere), removes their presence, applies
+// the acknowledgements received and deletes its stream.
+func (g *Gateway) Run(ctx context.Context) error {
+	ln := g.ln
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", g.cfg.Addr); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	if err := g.touchStream(ctx); err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		g.log.Info("gateway listening", "addr", ln.Addr().String())
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	eg.Go(func() error { return g.readStream(ectx) })
+	eg.Go(func() error { return g.heartbeat(ectx) })
+	ackStop, ackDone := make(chan struct{}), make(chan error, 1)
+	go func() { ackDone <- g.flushAcks(ackStop) }()
+	eg.Go(func() error {
+		<-ectx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		// Hijacked WebSocket connections are not the server's to close.
+		g.cancel()
+		waited := make(chan struct{})
+		go func() { g.connWG.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-sctx.Done():
+			g.log.Warn("connections still closing at shutdown timeout")
+		}
+		return err
+	})
+	err := eg.Wait()
+	// g.acks stays open: a connection still closing after the shutdown
+	// timeout may yet send to it (what it sends is not applied, and those
+	// messages come again on the next connect).
+	close(ackStop)
+	if aerr := <-ackDone; err == nil {
+		err = aerr
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if derr := g.rdb.Del(dctx, presence.StreamKey(g.cfg.Prefix, g.cfg.Instance)).Err(); derr != nil {
+		g.log.Warn("delete stream", "err", derr)
+	}
+	g.log.Info("gateway stopped")
+	return err
+}
+
+// touchStream creates the instance's stream if needed and extends its life
+// to the presence TTL: one heartbeat entry, which readers skip.
+func (g *Gateway) touchStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	key := presence.StreamKey(g.cfg.Prefix, g.cfg.Instance)
+	_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: key, MaxLen: presence.StreamMaxLen, Approx: true, Values: []any{"hb", "1"}})
+		p.PExpire(ctx, key, g.presence.TTL())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("touch stream: %w", err)
+	}
+	return nil
+}
+
+// heartbeat refreshes presence and the stream every interval.
+func (g *Gateway) heartbeat(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-g.clock.After(g.cfg.HeartbeatInterval):
+		}
+		if err := g.touchStream(ctx); err != nil && ctx.Err() == nil {
+			g.log.Warn("heartbeat", "err", err)
+		}
+		conns := g.snapshot()
+		for len(conns) > 0 {
+			n := min(len(conns), 1000)
+			batch := make([]presence.Conn, n)
+			for i, c := range conns[:n] {
+				batch[i] = c.pc
+			}
+			missing, err := g.presence.Refresh(ctx, batch)
+			if err != nil && ctx.Err() == nil {
+				g.log.Warn("refresh presence", "err", err)
+			}
+			for _, pc := range missing {
+				// Expired while Redis was unreachable, or removed by a
+				// closing connection of the same ID (impossible): put it back
+				// if the connection is still open.
+				if g.isOpen(pc) {
+					if err := g.presence.Register(ctx, pc); err != nil && ctx.Err() == nil {
+						g.log.Warn("register presence again", "err", err)
+					}
+				}
+			}
+			conns = conns[n:]
+		}
+	}
+}
+
+func (g *Gateway) snapshot() []*conn {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []*conn
+	for _, cs := range g.byUser {
+		for c := range cs {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (g *Gateway) isOpen(pc presence.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.byUser[userKey{pc.App, pc.User}] {
+		if c.pc.ID == pc.ID {
+			return true
+		}
+	}
+	return false
+}
+
+// readStream delivers what workers publish to this instance.
+func (g *Gateway) readStream(ctx context.Context) error {
+	key := presence.StreamKey(g.cfg.Prefix, g.cfg.Instance)
+	last := "0-0"
+	for ctx.Err() == nil {
+		res, err := g.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{key, last}, Count: 512, Block: time.Second}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			g.log.Warn("read stream", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-g.clock.After(time.Second):
+			}
+			continue
+		}
+		for _, s := range res {
+			for _, m := range s.Messages {
+				last = m.ID
+				raw, ok := m.Values["e"].(string)
+				if !ok {
+					continue // a heartbeat entry
+				}
+				var env presence.Envelope
+				if err := json.Unmarshal([]byte(raw), &env); err != nil {
+					g.log.Warn("bad stream entry", "id", m.ID, "err", err)
+					continue
+				}
+				g.dispatch(env)
+			}
+		}
+		// Entries read are delivered or in the users' inboxes: drop them.
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := g.rdb.XTrimMinID(tctx, key, last).Err(); err != nil && ctx.Err() == nil {
+			g.log.Warn("trim stream", "err", err)
+		}
+		cancel()
+	}
+	return nil
+}
+
+// dispatch writes one published message to the connections of its users.
+func (g *Gateway) dispatch(env presence.Envelope) {
+	frame := messageFrame(env.Message)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, u := range env.Users {
+		for c := range g.byUser[userKey{env.App, u}] {
+			c.send(frame)
+		}
+	}
+}
+
+func messageFrame(msg json.RawMessage) []byte {
+	b := make([]byte, 0, len(msg)+32)
+	b = append(b, `{"type":"message","message":`...)
+	b = append(b, msg...)
+	return append(b, '}')
+}
+
+// flushAcks applies acknowledgements in batches until stop is closed, then
+// applies those already sent.
+func (g *Gateway) flushAcks(stop <-chan struct{}) error {
+	var batch []inbox.Ack
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		now := g.clock.Now()
+		changed, err := g.inbox.Apply(ctx, batch, now)
+		if err != nil {
+			g.log.Warn("apply acknowledgements; clients will get those messages again", "acks", len(batch), "err", err)
+			batch = batch[:0]
+			return
+		}
+		var entries []status.Entry
+		for i, a := range batch {
+			st := status.Delivered
+			if a.Read {
+				st = status.Read
+			}
+			for _, id := range changed[i] {
+				entries = append(entries, status.Entry{App: a.App, User: a.User, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Gateway, State: st})
+			}
+		}
+		if g.status != nil {
+			if err := g.status.Record(ctx, entries, now); err != nil {
+				g.log.Warn("record acknowledgements", "err", err)
+			}
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case a := <-g.acks:
+			batch = append(batch, a)
+		case <-stop:
+			// Apply what the closed connections sent.
+			for {
+				select {
+				case a := <-g.acks:
+					batch = append(batch, a)
+				default:
+					flush()
+					return nil
+				}
+			}
+		}
+		deadline := g.clock.After(g.cfg.AckFlush)
+	gather:
+		for len(batch) < 1000 {
+			select {
+			case a := <-g.acks:
+				batch = append(batch, a)
+			case <-deadline:
+				break gather
+			}
+		}
+		flush()
+	}
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,48 @@
+// Package rscript runs Lua scripts in Redis pipelines.
+//
+// A pipeline cannot fall back from EVALSHA to EVAL per command the way
+// redis.Script.Run does, because errors come back only after the whole
+// pipeline ran. Pipelined runs all the commands with EVALSHA; if any of them
+// finds its script missing (Redis restarted or was flushed), it loads the
+// scripts and runs the pipeline once more. Callers therefore only pipeline
+// commands that are safe to repeat.
+package rscript
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Pipelined fills a pipeline with fill and runs it. Every script fill uses
+// must be in scripts. It returns the pipeline's first error other than a
+// command's redis.Nil.
+func Pipelined(ctx context.Context, rdb redis.UniversalClient, scripts []*redis.Script, fill func(p redis.Pipeliner)) ([]redis.Cmder, error) {
+	for attempt := 0; ; attempt++ {
+		p := rdb.Pipeline()
+		fill(p)
+		cmds, err := p.Exec(ctx)
+		if errors.Is(err, redis.Nil) {
+			err = nil
+		}
+		if err == nil || attempt == 1 || !missingScript(cmds) {
+			return cmds, err
+		}
+		for _, s := range scripts {
+			if err := s.Load(ctx, rdb).Err(); err != nil {
+				return nil, fmt.Errorf("load script: %w", err)
+			}
+		}
+	}
+}
+
+func missingScript(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			return true
+		}
+	}
+	return false
+}

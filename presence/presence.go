@@ -1,0 +1,203 @@
+// Package presence keeps, in Redis, which gateway instance holds each user's
+// WebSocket connections, so that workers can route a message to the
+// instance that can deliver it.
+//
+// Each user has one sorted set, P{app:user}:conns, whose members are
+// "instance|conn" (one per open connection, so a user may be online on
+// several devices and gateways) and whose scores are the instants, in Redis's
+// own clock, at which each entry stops counting. A gateway registers a
+// connection when it opens, refreshes all its live connections every
+// heartbeat interval (pipelined), and removes a connection when it closes.
+// Removal is ZREM of the connection's own member, so a closing connection
+// can never remove the route of a newer connection of the same user.
+//
+// The bound: a connection counts as online until TTL after its gateway last
+// refreshed it. A gateway refreshes only connections that answered its last
+// WebSocket ping, so a client that vanishes is closed (and removed) within
+// one heartbeat interval plus the ping timeout, and the connections of a
+// gateway that dies stop counting within TTL. Lookups compare scores with
+// Redis's TIME, so gateway and worker clocks do not matter.
+//
+// Every script touches one user's key only, hence one Redis Cluster slot:
+// the key is hash-tagged by {app:user}.
+package presence
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chime-dev/chime/internal/rscript"
+)
+
+// Config configures a registry.
+type Config struct {
+	// Prefix starts every key. Defaults to "chime:".
+	Prefix string
+	// TTL is how long a connection counts as online after its last refresh.
+	// Defaults to 30s (three heartbeats of 10s).
+	TTL time.Duration
+}
+
+// Conn names one connection of one user on one gateway instance.
+type Conn struct {
+	App      int64
+	User     string
+	Instance string
+	ID       string
+}
+
+func (c Conn) member() string { return c.Instance + "|" + c.ID }
+
+// Registry reads and writes presence.
+type Registry struct {
+	cfg Config
+	rdb redis.UniversalClient
+}
+
+// New returns a registry.
+func New(cfg Config, rdb redis.UniversalClient) *Registry {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "chime:"
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = 30 * time.Second
+	}
+	return &Registry{cfg: cfg, rdb: rdb}
+}
+
+// TTL returns how long a connection counts as online after a refresh.
+func (r *Registry) TTL() time.Duration { return r.cfg.TTL }
+
+// Key is the presence key of a user.
+func Key(prefix string, app int64, user string) string {
+	return fmt.Sprintf("%s{%d:%s}:conns", prefix, app, user)
+}
+
+func (r *Registry) key(app int64, user string) string { return Key(r.cfg.Prefix, app, user) }
+
+// Entries past their instant are dropped on every write, and the key expires
+// with its latest entry. With only-if-present, a member no longer there (it
+// was removed or expired) is not added back and 0 is returned.
+// KEYS[1] conns; ARGV member, ttl ms, only-if-present.
+var touch = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[3] == '1' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #last > 0 then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+return 1`)
+
+// lookup returns the live members. KEYS[1] conns.
+var lookup = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE')`)
+
+var scripts = []*redis.Script{touch, lookup}
+
+// Register records c as online.
+func (r *Registry) Register(ctx context.Context, c Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := touch.Run(ctx, r.rdb, []string{r.key(c.App, c.User)}, c.member(), r.cfg.TTL.Milliseconds(), "0").Err(); err != nil {
+		return fmt.Errorf("register presence: %w", err)
+	}
+	return nil
+}
+
+// Refresh extends the lives of conns in one pipelined round trip and returns
+// those that were no longer registered (removed or expired), which the caller
+// registers again if they are still open.
+func (r *Registry) Refresh(ctx context.Context, conns []Conn) ([]Conn, error) {
+	if len(conns) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(conns))
+	_, err := rscript.Pipelined(ctx, r.rdb, scripts, func(p redis.Pipeliner) {
+		for i, c := range conns {
+			cmds[i] = touch.EvalSha(ctx, p, []string{r.key(c.App, c.User)}, c.member(), r.cfg.TTL.Milliseconds(), "1")
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("refresh presence: %w", err)
+	}
+	var missing []Conn
+	for i, c := range cmds {
+		if n, _ := c.Int(); n == 0 {
+			missing = append(missing, conns[i])
+		}
+	}
+	return missing, nil
+}
+
+// Remove records that c closed. Other connections of the user stay.
+func (r *Registry) Remove(ctx context.Context, c Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := r.rdb.ZRem(ctx, r.key(c.App, c.User), c.member()).Err(); err != nil {
+		return fmt.Errorf("remove presence: %w", err)
+	}
+	return nil
+}
+
+// Lookup returns, per user of users who is online, the gateway instances
+// that hold their connections, in one pipelined round trip.
+func (r *Registry) Lookup(ctx context.Context, app int64, users []string) (map[string][]string, error) {
+	if len(users) == 0 {
+		return map[string][]string{}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(users))
+	_, err := rscript.Pipelined(ctx, r.rdb, scripts, func(p redis.Pipeliner) {
+		for i, u := range users {
+			cmds[i] = r.LookupCmd(ctx, p, app, u)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up presence: %w", err)
+	}
+	out := make(map[string][]string)
+	for i, c := range cmds {
+		if inst := Instances(c); len(inst) > 0 {
+			out[users[i]] = inst
+		}
+	}
+	return out, nil
+}
+
+// Scripts are the scripts LookupCmd queues, for rscript.Pipelined.
+func Scripts() []*redis.Script { return scripts }
+
+// LookupCmd queues the lookup of one user on p; Instances reads its answer.
+func (r *Registry) LookupCmd(ctx context.Context, p redis.Pipeliner, app int64, user string) *redis.Cmd {
+	return lookup.EvalSha(ctx, p, []string{r.key(app, user)})
+}
+
+// Instances reads the answer of a LookupCmd: the distinct instances.
+func Instances(c *redis.Cmd) []string {
+	members, err := c.StringSlice()
+	if err != nil || len(members) == 0 {
+		return nil
+	}
+	var out []string
+	for _, m := range members {
+		inst, _, _ := strings.Cut(m, "|")
+		dup := false
+		for _, o := range out {
+			dup = dup || o == inst
+		}
+		if !dup {
+			out = append(out, inst)
+		}
+	}
+	return out
+}

@@ -1,0 +1,79 @@
+package presence_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/presence"
+)
+
+// A user with connections on two gateways is online at both; removing one
+// connection leaves the other (removal is by connection, so an old
+// connection closing never removes a newer one); removing both makes the
+// user offline.
+func TestRegisterLookupRemove(t *testing.T) {
+	env := testenv.NewRedis(t)
+	ctx := context.Background()
+	r := presence.New(presence.Config{Prefix: env.Prefix, TTL: time.Minute}, env.Redis)
+	a := presence.Conn{App: 1, User: "u", Instance: "g1", ID: "c1"}
+	b := presence.Conn{App: 1, User: "u", Instance: "g2", ID: "c2"}
+	require.NoError(t, r.Register(ctx, a))
+	require.NoError(t, r.Register(ctx, b))
+	got, err := r.Lookup(ctx, 1, []string{"u", "nobody"})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.ElementsMatch(t, []string{"g1", "g2"}, got["u"])
+	got, err = r.Lookup(ctx, 2, []string{"u"})
+	require.NoError(t, err)
+	require.Empty(t, got, "another app's user")
+
+	require.NoError(t, r.Remove(ctx, a))
+	require.NoError(t, r.Remove(ctx, a))
+	got, err = r.Lookup(ctx, 1, []string{"u"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"g2"}, got["u"])
+	require.NoError(t, r.Remove(ctx, b))
+	got, err = r.Lookup(ctx, 1, []string{"u"})
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
+
+// A connection not refreshed stops counting within the TTL, and its key
+// goes away; Refresh extends live ones and reports the ones it no longer
+// finds instead of re-creating them.
+func TestPresenceExpires(t *testing.T) {
+	env := testenv.NewRedis(t)
+	ctx := context.Background()
+	r := presence.New(presence.Config{Prefix: env.Prefix, TTL: 400 * time.Millisecond}, env.Redis)
+	live := presence.Conn{App: 1, User: "live", Instance: "g1", ID: "c1"}
+	dead := presence.Conn{App: 1, User: "dead", Instance: "g1", ID: "c2"}
+	require.NoError(t, r.Register(ctx, live))
+	require.NoError(t, r.Register(ctx, dead))
+	start := time.Now()
+	testenv.WaitUntil(t, 5*time.Second, "the unrefreshed user offline", func() bool {
+		missing, err := r.Refresh(ctx, []presence.Conn{live})
+		require.NoError(t, err)
+		require.Empty(t, missing)
+		got, err := r.Lookup(ctx, 1, []string{"live", "dead"})
+		require.NoError(t, err)
+		require.Contains(t, got, "live")
+		return len(got) == 1
+	})
+	t.Logf("offline after %v (TTL 400ms)", time.Since(start).Round(time.Millisecond))
+	testenv.WaitUntil(t, 5*time.Second, "the key gone", func() bool {
+		_, err := r.Refresh(ctx, []presence.Conn{live})
+		require.NoError(t, err)
+		n, err := env.Redis.Exists(ctx, presence.Key(env.Prefix, 1, "dead")).Result()
+		return err == nil && n == 0
+	})
+	missing, err := r.Refresh(ctx, []presence.Conn{live, dead})
+	require.NoError(t, err)
+	require.Equal(t, []presence.Conn{dead}, missing)
+	got, err := r.Lookup(ctx, 1, []string{"dead"})
+	require.NoError(t, err)
+	require.Empty(t, got, "Refresh does not bring a removed connection back")
+}

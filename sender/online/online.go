@@ -1,0 +1,235 @@
+// Package online is the delivery channel that reaches users over the app's
+// own WebSocket connection (package gateway) when they are online, and
+// through a fallback channel and the inbox when they are not.
+//
+// Per chunk, in three Redis round trips whatever its size:
+//
+//  1. For each user, one script stores the message in the user's inbox
+//     ("not yet pushed") and one reads the user's presence; both are
+//     pipelined together. The inbox copy is what makes delivery lossless:
+//     it stays until the client acknowledges it, so a message published to
+//     a gateway that dies is replayed when the user connects again.
+//  2. One stream entry per gateway instance that holds some of the users,
+//     pipelined (see presence.Envelope).
+//  3. The status of every user (status.Recorder).
+//
+// Users who are offline are handed to the fallback sender (push channels),
+// unless the reminder is marked deliver-when-online, in which case the
+// inbox copy waits and the gateway sends it when the user connects. If the
+// reminder asks for it, an offline user's contacts get a copy (marked with
+// for_user): online contacts over their connection, the others in their
+// inbox.
+package online
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/inbox"
+	"github.com/chime-dev/chime/internal/rscript"
+	"github.com/chime-dev/chime/presence"
+	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/status"
+)
+
+// Contacts finds the associated users of users.
+type Contacts interface {
+	ContactsOf(ctx context.Context, app int64, users []string) (map[string][]string, error)
+}
+
+// Config configures the sender.
+type Config struct {
+	// Prefix starts every key. Defaults to "chime:".
+	Prefix string
+}
+
+// Sender delivers online, falls back offline.
+type Sender struct {
+	cfg      Config
+	rdb      redis.UniversalClient
+	presence *presence.Registry
+	inbox    *inbox.Store
+	status   *status.Recorder
+	contacts Contacts
+	fallback sender.Sender
+	clock    clock.Clock
+	log      *slog.Logger
+	scripts  []*redis.Script
+}
+
+var _ sender.Sender = (*Sender)(nil)
+
+// New returns the sender. fallback receives offline users of reminders not
+// marked deliver-when-online; contacts may be nil (no associated users).
+func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.Store, st *status.Recorder,
+	contacts Contacts, fallback sender.Sender, clk clock.Clock, log *slog.Logger) *Sender {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "chime:"
+	}
+	scripts := slices.Concat(presence.Scripts(), inbox.Scripts(), presence.PublishScripts())
+	return &Sender{cfg: cfg, rdb: rdb, presence: p, inbox: in, status: st, contacts: contacts, fallback: fallback,
+		clock: clk, log: log, scripts: scripts}
+}
+
+// item is one message for one user.
+type item struct {
+	user string
+	msg  inbox.Message
+}
+
+// Send delivers one chunk. An error means the chunk is to be tried again:
+// the inbox stores each message once, and clients drop a message whose ID
+// they have seen.
+func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, error) {
+	msg := inbox.Message{
+		ID: inbox.MessageID(b.Occurrence), Occurrence: b.Occurrence, Reminder: b.Reminder, Title: b.Title,
+		Body: b.Body, Location: b.Location, FireAt: b.FireAt, Data: b.Data,
+	}
+	if !b.ExpiresAt.IsZero() {
+		exp := b.ExpiresAt.UTC()
+		msg.ExpiresAt = &exp
+	}
+	items := make([]item, len(b.Users))
+	for i, u := range b.Users {
+		items[i] = item{user: u, msg: msg}
+	}
+	offline, entries, err := s.deliver(ctx, b.App, items)
+	if err != nil {
+		return sender.Result{}, err
+	}
+	res := sender.Result{Online: len(b.Users) - len(offline), Offline: len(offline)}
+	if len(offline) == 0 {
+		return res, s.record(ctx, entries)
+	}
+	if !b.DeliverWhenOnline && s.fallback != nil {
+		fb := *b
+		fb.Users = offline
+		r, err := s.fallback.Send(ctx, &fb)
+		if err != nil {
+			return sender.Result{}, fmt.Errorf("fallback: %w", err)
+		}
+		res.Failed = r.Failed
+		res.FailedUsers = r.FailedUsers
+		refused := make(map[string]bool, len(r.FailedUsers))
+		for _, u := range r.FailedUsers {
+			refused[u] = true
+		}
+		for _, u := range offline {
+			st := status.Sent
+			if refused[u] {
+				st = status.Failed
+			}
+			entries = append(entries, status.Entry{App: b.App, User: u, Message: msg.ID, Occurrence: b.Occurrence, Channel: status.Push, State: st})
+		}
+	}
+	if b.NotifyContacts && s.contacts != nil {
+		more, err := s.notifyContacts(ctx, b.App, msg, offline)
+		if err != nil {
+			return sender.Result{}, err
+		}
+		entries = append(entries, more...)
+	}
+	return res, s.record(ctx, entries)
+}
+
+func (s *Sender) record(ctx context.Context, entries []status.Entry) error {
+	if s.status == nil {
+		return nil
+	}
+	if err := s.status.Record(ctx, entries, s.clock.Now()); err != nil {
+		// The message is delivered; a lost status record must not send it again.
+		s.log.Warn("record delivery status", "err", err)
+	}
+	return nil
+}
+
+func (s *Sender) notifyContacts(ctx context.Context, app int64, msg inbox.Message, offline []string) ([]status.Entry, error) {
+	of, err := s.contacts.ContactsOf(ctx, app, offline)
+	if err != nil {
+		return nil, fmt.Errorf("load contacts: %w", err)
+	}
+	var items []item
+	for _, u := range offline {
+		for _, c := range of[u] {
+			m := msg
+			m.ID, m.ForUser = inbox.ContactMessageID(msg.Occurrence, u), u
+			items = append(items, item{user: c, msg: m})
+		}
+	}
+	if len(items) == 0 {
+		return nil, nil
+	}
+	_, entries, err := s.deliver(ctx, app, items)
+	return entries, err
+}
+
+// deliver stores each item in its user's inbox and publishes it to the
+// gateways holding the user, and returns the users found offline and the
+// status entries.
+func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string, []status.Entry, error) {
+	now := s.clock.Now()
+	adds := make([]*redis.Cmd, len(items))
+	looks := make([]*redis.Cmd, len(items))
+	var encErr error
+	_, err := rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
+		for i, it := range items {
+			adds[i], encErr = s.inbox.AddCmd(ctx, p, app, it.user, it.msg, now)
+			looks[i] = s.presence.LookupCmd(ctx, p, app, it.user)
+		}
+	})
+	if encErr != nil {
+		return nil, nil, encErr
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("store and look up: %w", err)
+	}
+	type target struct {
+		instance, msg string
+	}
+	users := map[target][]string{}
+	bodies := map[string]inbox.Message{}
+	var targets []target
+	var offline []string
+	var entries []status.Entry
+	for i, it := range items {
+		for _, id := range inbox.Dropped(adds[i]) {
+			entries = append(entries, status.Entry{App: app, User: it.user, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Inbox, State: status.Expired})
+		}
+		inst := presence.Instances(looks[i])
+		e := status.Entry{App: app, User: it.user, Message: it.msg.ID, Occurrence: it.msg.Occurrence, Channel: status.Gateway, State: status.Sent}
+		if len(inst) == 0 {
+			offline = append(offline, it.user)
+			e.Channel, e.State = status.Inbox, status.Pending
+		}
+		entries = append(entries, e)
+		bodies[it.msg.ID] = it.msg
+		for _, in := range inst {
+			t := target{in, it.msg.ID}
+			if _, ok := users[t]; !ok {
+				targets = append(targets, t)
+			}
+			users[t] = append(users[t], it.user)
+		}
+	}
+	if len(targets) == 0 {
+		return offline, entries, nil
+	}
+	_, err = rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
+		for _, t := range targets {
+			m := bodies[t.msg]
+			m.StoredAt = now.UTC()
+			raw, _ := json.Marshal(m)
+			_, encErr = presence.PublishCmd(ctx, p, s.cfg.Prefix, t.instance, presence.Envelope{App: app, Users: users[t], Message: raw})
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("publish to gateways: %w", err)
+	}
+	return offline, entries, encErr
+}

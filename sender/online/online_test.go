@@ -1,0 +1,192 @@
+package online_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/inbox"
+	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/presence"
+	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/sender/online"
+	"github.com/chime-dev/chime/status"
+)
+
+// recorder is a fallback channel that refuses the users in refuse.
+type recorder struct {
+	mu     sync.Mutex
+	users  []string
+	refuse map[string]bool
+}
+
+func (r *recorder) Send(_ context.Context, b *sender.Batch) (sender.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.users = append(r.users, b.Users...)
+	var res sender.Result
+	for _, u := range b.Users {
+		if r.refuse[u] {
+			res.Failed++
+			res.FailedUsers = append(res.FailedUsers, u)
+		}
+	}
+	return res, nil
+}
+
+type contacts map[string][]string
+
+func (c contacts) ContactsOf(_ context.Context, _ int64, users []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, u := range users {
+		if len(c[u]) > 0 {
+			out[u] = c[u]
+		}
+	}
+	return out, nil
+}
+
+type fixture struct {
+	env    *testenv.Env
+	reg    *presence.Registry
+	inbox  *inbox.Store
+	status *status.Recorder
+	fb     *recorder
+	s      *online.Sender
+}
+
+func setup(t *testing.T, c contacts) *fixture {
+	env := testenv.NewRedis(t)
+	f := &fixture{env: env, fb: &recorder{refuse: map[string]bool{"refused": true}},
+		reg:    presence.New(presence.Config{Prefix: env.Prefix, TTL: time.Minute}, env.Redis),
+		inbox:  inbox.New(inbox.Config{Prefix: env.Prefix}, env.Redis),
+		status: status.New(status.Config{Prefix: env.Prefix}, env.Redis, nil)}
+	f.s = online.New(online.Config{Prefix: env.Prefix}, env.Redis, f.reg, f.inbox, f.status, c, f.fb, clock.Real{}, env.Log)
+	return f
+}
+
+// online registers user on instance, whose stream exists as a running
+// gateway's would.
+func (f *fixture) online(t *testing.T, instance, user string) {
+	ctx := context.Background()
+	require.NoError(t, f.env.Redis.XAdd(ctx, xadd(presence.StreamKey(f.env.Prefix, instance))).Err())
+	require.NoError(t, f.reg.Register(ctx, presence.Conn{App: 1, User: user, Instance: instance, ID: user + "-c"}))
+}
+
+// published returns, per user, the message IDs in instance's stream.
+func (f *fixture) published(t *testing.T, instance string) map[string][]string {
+	entries, err := f.env.Redis.XRange(context.Background(), presence.StreamKey(f.env.Prefix, instance), "-", "+").Result()
+	require.NoError(t, err)
+	out := map[string][]string{}
+	for _, e := range entries {
+		raw, ok := e.Values["e"].(string)
+		if !ok {
+			continue
+		}
+		var env presence.Envelope
+		require.NoError(t, json.Unmarshal([]byte(raw), &env))
+		var m inbox.Message
+		require.NoError(t, json.Unmarshal(env.Message, &m))
+		for _, u := range env.Users {
+			out[u] = append(out[u], m.ID)
+		}
+	}
+	return out
+}
+
+func (f *fixture) detail(t *testing.T, user string) map[string]string {
+	d, err := f.status.User(context.Background(), 1, user, 100, inbox.OccurrenceOf)
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, x := range d {
+		out[x.Message+" "+x.Channel] = x.State
+	}
+	return out
+}
+
+// Online users get one stream entry per gateway that holds them; offline
+// users go to the fallback, refused ones are failed; everyone's inbox holds
+// the message; the status says which way each went.
+func TestSendSplitsOnlineAndOffline(t *testing.T) {
+	f := setup(t, nil)
+	f.online(t, "g1", "a")
+	f.online(t, "g1", "b")
+	f.online(t, "g2", "b") // a second device
+	f.online(t, "g2", "c")
+	b := &sender.Batch{App: 1, Occurrence: 7, Reminder: "r", Title: "T", Users: []string{"a", "b", "c", "d", "refused"}}
+	res, err := f.s.Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Equal(t, sender.Result{Failed: 1, FailedUsers: []string{"refused"}, Online: 3, Offline: 2}, res)
+	require.Equal(t, map[string][]string{"a": {"o7"}, "b": {"o7"}}, f.published(t, "g1"))
+	require.Equal(t, map[string][]string{"b": {"o7"}, "c": {"o7"}}, f.published(t, "g2"))
+	require.Equal(t, []string{"d", "refused"}, f.fb.users)
+	for _, u := range b.Users {
+		c, err := f.inbox.List(context.Background(), 1, u, time.Now())
+		require.NoError(t, err)
+		require.Len(t, c.Pending, 1, u)
+	}
+	require.Equal(t, map[string]string{"o7 gateway": status.Sent}, f.detail(t, "a"))
+	require.Equal(t, map[string]string{"o7 inbox": status.Pending, "o7 push": status.Sent}, f.detail(t, "d"))
+	require.Equal(t, map[string]string{"o7 inbox": status.Pending, "o7 push": status.Failed}, f.detail(t, "refused"))
+
+	// The same chunk again (a retry after a crash): stored once.
+	_, err = f.s.Send(context.Background(), b)
+	require.NoError(t, err)
+	c, err := f.inbox.List(context.Background(), 1, "d", time.Now())
+	require.NoError(t, err)
+	require.Len(t, c.Pending, 1)
+}
+
+// Deliver-when-online: offline users are not pushed. A gateway whose stream
+// is gone (it died and its stream expired) gets nothing, and does not get
+// its stream back; the message waits in the inbox.
+func TestDeliverWhenOnlineAndDeadGateway(t *testing.T) {
+	f := setup(t, nil)
+	f.online(t, "dead", "a")
+	require.NoError(t, f.env.Redis.Del(context.Background(), presence.StreamKey(f.env.Prefix, "dead")).Err())
+	res, err := f.s.Send(context.Background(), &sender.Batch{App: 1, Occurrence: 8, Users: []string{"a", "b"}, DeliverWhenOnline: true})
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Online)
+	require.Empty(t, f.fb.users)
+	n, err := f.env.Redis.Exists(context.Background(), presence.StreamKey(f.env.Prefix, "dead")).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "publishing does not re-create a dead gateway's stream")
+	for _, u := range []string{"a", "b"} {
+		c, err := f.inbox.List(context.Background(), 1, u, time.Now())
+		require.NoError(t, err)
+		require.Equal(t, "o8", c.Pending[0].ID, u)
+	}
+}
+
+// Contacts of offline users get a copy marked for_user: online ones over
+// their gateway, offline ones in their inbox.
+func TestContactsOfOfflineUsers(t *testing.T) {
+	f := setup(t, contacts{"grandpa": {"daughter", "son"}, "online": {"x"}})
+	f.online(t, "g1", "daughter")
+	f.online(t, "g1", "online")
+	_, err := f.s.Send(context.Background(), &sender.Batch{App: 1, Occurrence: 9, Users: []string{"grandpa", "online"}, NotifyContacts: true, DeliverWhenOnline: true})
+	require.NoError(t, err)
+	pub := f.published(t, "g1")
+	require.Equal(t, []string{"o9-for-grandpa"}, pub["daughter"])
+	require.Equal(t, []string{"o9"}, pub["online"])
+	require.NotContains(t, pub, "x")
+	c, err := f.inbox.List(context.Background(), 1, "son", time.Now())
+	require.NoError(t, err)
+	require.Len(t, c.Pending, 1)
+	require.Equal(t, "grandpa", c.Pending[0].ForUser)
+	c, err = f.inbox.List(context.Background(), 1, "x", time.Now())
+	require.NoError(t, err)
+	require.Empty(t, c.Pending)
+	require.True(t, slices.Equal(f.fb.users, nil))
+}
+
+func xadd(stream string) *redis.XAddArgs {
+	return &redis.XAddArgs{Stream: stream, Values: []any{"hb", "1"}}
+}

@@ -1,0 +1,263 @@
+// Package status records what happened to each (message, channel, user):
+// pending, sent, delivered (the client acknowledged it), read, failed or
+// expired.
+//
+// Two records at two costs:
+//
+//   - Aggregates in MySQL (table message_stats): per occurrence, channel and
+//     state, how many entries reached that state. One upsert per call to
+//     Record, which callers make per chunk (workers) or per batch of acks
+//     (gateways), never per user. At most 3 channels × 6 states = 18 rows
+//     per occurrence.
+//   - Per-user detail in Redis: P{app:user}:st (a sorted set of
+//     "message|channel" by last update) and P{app:user}:sth (its state and
+//     time). Capped at Config.PerUser entries per user (the oldest drop out)
+//     and expiring Config.Retention after the user's last update. At the
+//     defaults (200 entries, 7 days) a user costs at most about 200 × 90
+//     bytes ≈ 18 KB of Redis, and only users who got a message within the
+//     retention cost anything.
+//
+// A state never goes back in the detail: a "sent" recorded after the client
+// already acknowledged (the ack raced the worker's record) leaves
+// "delivered". Aggregates count transitions, so callers record a state once
+// per entry (the inbox reports which acknowledgements were new).
+package status
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/chime-dev/chime/internal/rscript"
+	"github.com/chime-dev/chime/store"
+)
+
+// States, in the order an entry moves through them.
+const (
+	Pending   = "pending"
+	Sent      = "sent"
+	Delivered = "delivered"
+	Read      = "read"
+	Failed    = "failed"
+	Expired   = "expired"
+)
+
+// Channels.
+const (
+	// Gateway is the app's own WebSocket connection.
+	Gateway = "gateway"
+	// Push is the fallback sender for offline users (APNs, FCM, webhook, log).
+	Push = "push"
+	// Inbox is the pull inbox, read through the API.
+	Inbox = "inbox"
+)
+
+var rank = map[string]int{Pending: 0, Sent: 1, Failed: 2, Expired: 2, Delivered: 3, Read: 4}
+
+// Entry is one state change of one (message, channel, user).
+type Entry struct {
+	App        int64
+	User       string
+	Message    string
+	Occurrence int64
+	Channel    string
+	State      string
+}
+
+// Config configures a recorder.
+type Config struct {
+	// Prefix starts every key. Defaults to "chime:".
+	Prefix string
+	// Retention is how long a user's detail is kept after its last update.
+	// Defaults to 168h (7 days).
+	Retention time.Duration
+	// PerUser is the most entries kept per user. Defaults to 200.
+	PerUser int
+}
+
+// Recorder records states.
+type Recorder struct {
+	cfg Config
+	rdb redis.UniversalClient
+	db  *gorm.DB
+}
+
+// New returns a recorder. db may be nil, in which case aggregates are not
+// kept.
+func New(cfg Config, rdb redis.UniversalClient, db *gorm.DB) *Recorder {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "chime:"
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = 7 * 24 * time.Hour
+	}
+	if cfg.PerUser == 0 {
+		cfg.PerUser = 200
+	}
+	return &Recorder{cfg: cfg, rdb: rdb, db: db}
+}
+
+func (r *Recorder) keys(app int64, user string) []string {
+	tag := fmt.Sprintf("%s{%d:%s}:", r.cfg.Prefix, app, user)
+	return []string{tag + "st", tag + "sth"}
+}
+
+// set records one state unless a later one is recorded. KEYS st, sth; ARGV
+// field, value ("rank|state|ms"), now ms, cap, retention ms.
+var set = redis.NewScript(`
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old and tonumber(string.sub(old, 1, 1)) > tonumber(string.sub(ARGV[2], 1, 1)) then return 0 end
+local now, cap, keep = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+local gone = redis.call('ZRANGE', KEYS[1], '-inf', now - keep, 'BYSCORE')
+local n = redis.call('ZCARD', KEYS[1]) - #gone
+if n > cap then
+  for _, f in ipairs(redis.call('ZRANGE', KEYS[1], #gone, #gone + n - cap - 1)) do table.insert(gone, f) end
+end
+if #gone > 0 then
+  redis.call('ZREM', KEYS[1], unpack(gone))
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
+redis.call('PEXPIRE', KEYS[1], keep)
+redis.call('PEXPIRE', KEYS[2], keep)
+return 1`)
+
+// Record stores entries: the detail in one pipelined round trip, the
+// aggregates in one statement.
+func (r *Recorder) Record(ctx context.Context, entries []Entry, now time.Time) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := rscript.Pipelined(ctx, r.rdb, []*redis.Script{set}, func(p redis.Pipeliner) {
+		for _, e := range entries {
+			value := fmt.Sprintf("%d|%s|%d", rank[e.State], e.State, now.UnixMilli())
+			set.EvalSha(ctx, p, r.keys(e.App, e.User), e.Message+"|"+e.Channel, value, now.UnixMilli(),
+				r.cfg.PerUser, r.cfg.Retention.Milliseconds())
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("record status detail: %w", err)
+	}
+	if r.db == nil {
+		return nil
+	}
+	type key struct {
+		occ            int64
+		channel, state string
+	}
+	counts := map[key]int64{}
+	for _, e := range entries {
+		if e.Occurrence != 0 {
+			counts[key{e.Occurrence, e.Channel, e.State}]++
+		}
+	}
+	if len(counts) == 0 {
+		return nil
+	}
+	rows := make([]store.MessageStat, 0, len(counts))
+	for k, n := range counts {
+		rows = append(rows, store.MessageStat{OccurrenceID: k.occ, Channel: k.channel, State: k.state, N: n})
+	}
+	// A stable order keeps concurrent upserts from deadlocking each other.
+	sort.Slice(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		if a.OccurrenceID != b.OccurrenceID {
+			return a.OccurrenceID < b.OccurrenceID
+		}
+		if a.Channel != b.Channel {
+			return a.Channel < b.Channel
+		}
+		return a.State < b.State
+	})
+	upd := clause.Assignments(map[string]any{"n": gorm.Expr("n + excluded.n")})
+	if store.IsMySQL(r.db) {
+		upd = clause.Assignments(map[string]any{"n": gorm.Expr("n + VALUES(n)")})
+	}
+	err = store.Transaction(ctx, r.db, func(tx *gorm.DB) error {
+		return tx.Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "occurrence_id"}, {Name: "channel"}, {Name: "state"}},
+			DoUpdates: upd,
+		}).Create(&rows).Error
+	})
+	if err != nil {
+		return fmt.Errorf("record status counts: %w", err)
+	}
+	return nil
+}
+
+// Detail is the last state of one (message, channel) of a user.
+type Detail struct {
+	Message    string    `json:"message"`
+	Occurrence int64     `json:"occurrence,omitempty"`
+	Channel    string    `json:"channel"`
+	State      string    `json:"state"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// User returns the user's retained detail, newest first, at most limit.
+func (r *Recorder) User(ctx context.Context, app int64, user string, limit int, occurrenceOf func(string) int64) ([]Detail, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	k := r.keys(app, user)
+	fields, err := r.rdb.ZRevRange(ctx, k[0], 0, int64(limit)-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read status: %w", err)
+	}
+	out := make([]Detail, 0, len(fields))
+	if len(fields) == 0 {
+		return out, nil
+	}
+	vals, err := r.rdb.HMGet(ctx, k[1], fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read status: %w", err)
+	}
+	for i, f := range fields {
+		v, ok := vals[i].(string)
+		if !ok {
+			continue
+		}
+		msg, channel, _ := cutLast(f, "|")
+		parts := strings.SplitN(v, "|", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		ms, _ := strconv.ParseInt(parts[2], 10, 64)
+		out = append(out, Detail{Message: msg, Occurrence: occurrenceOf(msg), Channel: channel, State: parts[1],
+			UpdatedAt: time.UnixMilli(ms).UTC()})
+	}
+	return out, nil
+}
+
+func cutLast(s, sep string) (string, string, bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+len(sep):], true
+}
+
+// Counts returns an occurrence's aggregates: channel → state → count.
+func Counts(ctx context.Context, db *gorm.DB, occurrence int64) (map[string]map[string]int64, error) {
+	var rows []store.MessageStat
+	if err := db.WithContext(ctx).Where("occurrence_id = ?", occurrence).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("read status counts: %w", err)
+	}
+	out := map[string]map[string]int64{}
+	for _, r := range rows {
+		if out[r.Channel] == nil {
+			out[r.Channel] = map[string]int64{}
+		}
+		out[r.Channel][r.State] = r.N
+	}
+	return out, nil
+}
