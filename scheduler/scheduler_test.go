@@ -106,7 +106,8 @@ func TestPlanCancelsAndRevives(t *testing.T) {
 }
 
 // Catch-up: an instant that passed while no coordinator ran fires late if
-// it is still inside the validity window, and is marked expired otherwise.
+// it is still inside its grace window (here the validity window), and is
+// recorded as missed otherwise.
 func TestFireLateOrExpire(t *testing.T) {
 	fireAt := time.Date(2026, 6, 1, 2, 0, 0, 0, time.UTC) // 09:00 in Jakarta
 	b := setup(t, fireAt.Add(5*time.Minute))
