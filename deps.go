@@ -6,8 +6,10 @@ import (
 	"log/slog"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 	"gorm.io/gorm"
 
+	"github.com/chime-dev/chime/health"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -52,4 +54,16 @@ func (d *Deps) Close() {
 	if s, err := d.DB.DB(); err == nil {
 		s.Close()
 	}
+}
+
+// RunWithProbes runs part until ctx is cancelled, with /livez, /readyz
+// (checking MySQL and Redis) and /metrics served beside it on
+// Config.MetricsAddr, for the processes without an API. Either one failing
+// stops the other and its error is returned.
+func (d *Deps) RunWithProbes(ctx context.Context, part interface{ Run(context.Context) error }) error {
+	probes := &health.Server{Addr: d.Config.MetricsAddr, Checks: health.Stores(d.DB, d.Redis), Log: d.Log}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return probes.Run(ctx) })
+	g.Go(func() error { return part.Run(ctx) })
+	return g.Wait()
 }

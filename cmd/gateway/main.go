@@ -14,11 +14,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/clock"
-	"github.com/chime-dev/chime/health"
 )
 
 func main() {
@@ -42,9 +39,5 @@ func run(ctx context.Context, environ []string) error {
 	if err != nil {
 		return err
 	}
-	probes := &health.Server{Addr: d.Config.MetricsAddr, Checks: health.Stores(d.DB, d.Redis), Log: d.Log}
-	eg, ctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { return probes.Run(ctx) })
-	eg.Go(func() error { return g.Run(ctx) })
-	return eg.Wait()
+	return d.RunWithProbes(ctx, g)
 }

@@ -12,11 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/clock"
-	"github.com/chime-dev/chime/health"
 )
 
 func main() {
@@ -40,9 +37,5 @@ func run(ctx context.Context, environ []string) error {
 		return err
 	}
 	w := chime.NewWorker(d.Config, d.DB, d.Redis, s, clock.Real{}, d.Log)
-	probes := &health.Server{Addr: d.Config.MetricsAddr, Checks: health.Stores(d.DB, d.Redis), Log: d.Log}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return w.Run(ctx) })
-	g.Go(func() error { return probes.Run(ctx) })
-	return g.Wait()
+	return d.RunWithProbes(ctx, w)
 }
