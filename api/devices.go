@@ -145,11 +145,17 @@ func (a *API) putDevice(w http.ResponseWriter, r *http.Request, app int64) error
 func (a *API) deleteDevice(w http.ResponseWriter, r *http.Request, app int64) error {
 	user, devID := r.PathValue("user_id"), r.PathValue("device_id")
 	res := a.db.WithContext(r.Context()).Where("app_id = ? AND user_id = ? AND device_id = ?", app, user, devID).Delete(&store.Device{})
+	return deleted(w, res, fmt.Sprintf("user %q has no device %q", user, devID))
+}
+
+// deleted answers a delete of one row: 204 No Content if res removed it,
+// 404 with notFound as the detail if there was none.
+func deleted(w http.ResponseWriter, res *gorm.DB, notFound string) error {
 	if res.Error != nil {
 		return res.Error
 	}
 	if res.RowsAffected == 0 {
-		return problem(http.StatusNotFound, fmt.Sprintf("user %q has no device %q", user, devID))
+		return problem(http.StatusNotFound, notFound)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -98,15 +98,7 @@ func (a *API) ack(w http.ResponseWriter, r *http.Request, app int64, user string
 }
 
 func (a *API) ackInbox(w http.ResponseWriter, r *http.Request, app int64) error {
-	user, p := pathUser(r, "user_id")
-	if p != nil {
-		return p
-	}
-	ids, p := readIDs(w, r)
-	if p != nil {
-		return p
-	}
-	return a.ack(w, r, app, user, ids, false)
+	return a.ackListed(w, r, app, false)
 }
 
 func (a *API) clearInbox(w http.ResponseWriter, r *http.Request, app int64) error {
@@ -118,6 +110,12 @@ func (a *API) clearInbox(w http.ResponseWriter, r *http.Request, app int64) erro
 }
 
 func (a *API) readInbox(w http.ResponseWriter, r *http.Request, app int64) error {
+	return a.ackListed(w, r, app, true)
+}
+
+// ackListed calls ack for the user in the path and the message IDs listed
+// in the request body.
+func (a *API) ackListed(w http.ResponseWriter, r *http.Request, app int64, read bool) error {
 	user, p := pathUser(r, "user_id")
 	if p != nil {
 		return p
@@ -126,7 +124,7 @@ func (a *API) readInbox(w http.ResponseWriter, r *http.Request, app int64) error
 	if p != nil {
 		return p
 	}
-	return a.ack(w, r, app, user, ids, true)
+	return a.ack(w, r, app, user, ids, read)
 }
 
 func (a *API) userMessages(w http.ResponseWriter, r *http.Request, app int64) error {
@@ -205,14 +203,7 @@ func (a *API) deleteContact(w http.ResponseWriter, r *http.Request, app int64) e
 		return p
 	}
 	res := a.db.WithContext(r.Context()).Where("app_id = ? AND user_id = ? AND contact_id = ?", app, user, contact).Delete(&store.Contact{})
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected == 0 {
-		return problem(http.StatusNotFound, fmt.Sprintf("%q is not a contact of %q", contact, user))
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return deleted(w, res, fmt.Sprintf("%q is not a contact of %q", contact, user))
 }
 
 func pathRegion(r *http.Request) (string, *Problem) {
