@@ -1,6 +1,10 @@
 package sender
 
-import "time"
+import (
+	"context"
+	"sync"
+	"time"
+)
 
 // Notification is one message to one device: what a push channel (APNs, FCM,
 // a device's webhook) is handed.
@@ -48,4 +52,33 @@ type Outcome struct {
 	Reason string
 	// RetryAfter is the wait the provider asked for (Retry-After), if any.
 	RetryAfter time.Duration
+}
+
+// DeliverEach sends each of ns with send, one goroutine per notification
+// while it holds a place in slots: a channel that shares slots between calls
+// never has more than cap(slots) sends in flight. It returns one outcome per
+// notification, in order. If ctx ends while it waits for a place, the
+// notifications not started yet are Retry with ctx's error as the reason.
+func DeliverEach(ctx context.Context, ns []Notification, slots chan struct{}, send func(context.Context, *Notification) Outcome) []Outcome {
+	out := make([]Outcome, len(ns))
+	var wg sync.WaitGroup
+	for i := range ns {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			for j := i; j < len(ns); j++ {
+				out[j] = Outcome{Status: Retry, Reason: ctx.Err().Error()}
+			}
+			wg.Wait()
+			return out
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			out[i] = send(ctx, &ns[i])
+		}()
+	}
+	wg.Wait()
+	return out
 }

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -109,29 +108,14 @@ func New(cfg Config) (*Channel, error) {
 // Deliver sends each notification and returns one outcome per notification,
 // in order.
 func (c *Channel) Deliver(ctx context.Context, ns []sender.Notification) []sender.Outcome {
-	out := make([]sender.Outcome, len(ns))
-	var wg sync.WaitGroup
-	for i := range ns {
-		select {
-		case c.slots <- struct{}{}:
-		case <-ctx.Done():
-			for j := i; j < len(ns); j++ {
-				out[j] = sender.Outcome{Status: sender.Retry, Reason: ctx.Err().Error()}
-			}
-			wg.Wait()
-			return out
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-c.slots }()
-			cl := c.clients[c.next.Add(1)%uint64(len(c.clients))]
-			resp, err := cl.PushWithContext(ctx, c.notification(&ns[i]))
-			out[i] = Classify(resp, err)
-		}()
-	}
-	wg.Wait()
-	return out
+	return sender.DeliverEach(ctx, ns, c.slots, c.push)
+}
+
+// push sends one notification through the next client in turn.
+func (c *Channel) push(ctx context.Context, n *sender.Notification) sender.Outcome {
+	cl := c.clients[c.next.Add(1)%uint64(len(c.clients))]
+	resp, err := cl.PushWithContext(ctx, c.notification(n))
+	return Classify(resp, err)
 }
 
 func (c *Channel) notification(n *sender.Notification) *apns2.Notification {

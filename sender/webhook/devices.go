@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/chime-dev/chime/sender"
@@ -80,27 +79,7 @@ const EventType = "reminder.notification"
 // Deliver posts each notification and returns one outcome per notification,
 // in order.
 func (d *Devices) Deliver(ctx context.Context, ns []sender.Notification) []sender.Outcome {
-	out := make([]sender.Outcome, len(ns))
-	var wg sync.WaitGroup
-	for i := range ns {
-		select {
-		case d.slots <- struct{}{}:
-		case <-ctx.Done():
-			for j := i; j < len(ns); j++ {
-				out[j] = sender.Outcome{Status: sender.Retry, Reason: ctx.Err().Error()}
-			}
-			wg.Wait()
-			return out
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-d.slots }()
-			out[i] = d.post(ctx, &ns[i])
-		}()
-	}
-	wg.Wait()
-	return out
+	return sender.DeliverEach(ctx, ns, d.slots, d.post)
 }
 
 func (d *Devices) post(ctx context.Context, n *sender.Notification) sender.Outcome {
