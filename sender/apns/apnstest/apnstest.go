@@ -30,6 +30,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+
+	"github.com/chime-dev/chime/internal/faults"
 )
 
 // Fault is an error answer to inject.
@@ -67,10 +69,9 @@ type Server struct {
 	teamID string
 	topic  string
 
+	faults     faults.Tokens[Fault]
 	mu         sync.Mutex
 	verified   map[string]time.Time // provider token -> its iat
-	faults     map[string][]Fault
-	gone       map[string]bool
 	pushes     map[string][]Push
 	accepted   int
 	rejected   int
@@ -92,7 +93,7 @@ type Config struct {
 // New starts a server on a loopback port.
 func New(cfg Config) *Server {
 	s := &Server{key: cfg.Key, keyID: cfg.KeyID, teamID: cfg.TeamID, topic: cfg.Topic, keepPushes: !cfg.Discard,
-		faults: map[string][]Fault{}, gone: map[string]bool{}, pushes: map[string][]Push{}, verified: map[string]time.Time{}}
+		pushes: map[string][]Push{}, verified: map[string]time.Time{}}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.EnableHTTP2 = true
 	s.srv.StartTLS()
@@ -110,16 +111,12 @@ func (s *Server) CertPEM() []byte {
 
 // Fail makes the next len(faults) requests for token get faults, in order.
 func (s *Server) Fail(token string, faults ...Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults[token] = append(s.faults[token], faults...)
+	s.faults.Fail(token, faults...)
 }
 
 // Unregister makes every later request for token get 410 Unregistered.
 func (s *Server) Unregister(token string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gone[token] = true
+	s.faults.Unregister(token)
 }
 
 // Pushes returns the notifications accepted for token.
@@ -194,18 +191,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, BadDeviceToken)
 		return
 	}
+	if f, ok := s.faults.Next(tok, Unregistered); ok {
+		s.reject(w, f)
+		return
+	}
 	s.mu.Lock()
-	if s.gone[tok] {
-		s.mu.Unlock()
-		s.reject(w, Unregistered)
-		return
-	}
-	if q := s.faults[tok]; len(q) > 0 {
-		s.faults[tok] = q[1:]
-		s.mu.Unlock()
-		s.reject(w, q[0])
-		return
-	}
 	id := r.Header.Get("apns-id")
 	if id == "" {
 		id = uuid.NewString()

@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/chime-dev/chime/internal/faults"
 )
 
 // Fault is an error answer to inject.
@@ -74,10 +76,9 @@ type Server struct {
 	// in tests that kill a worker mid-group. Set it before sending.
 	Delay time.Duration
 
+	faults   faults.Tokens[Fault]
 	mu       sync.Mutex
 	access   map[string]bool
-	faults   map[string][]Fault
-	gone     map[string]bool
 	messages map[string][]Message
 	accepted int
 	rejected int
@@ -92,7 +93,7 @@ func New(project string, discard bool) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{project: project, key: key, email: "chime@" + project + ".iam.gserviceaccount.com", discard: discard,
-		access: map[string]bool{}, faults: map[string][]Fault{}, gone: map[string]bool{}, messages: map[string][]Message{}}
+		access: map[string]bool{}, messages: map[string][]Message{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.token)
 	mux.HandleFunc("POST /v1/projects/{project}/{op}", s.send)
@@ -125,16 +126,12 @@ func (s *Server) ServiceAccount() []byte {
 
 // Fail makes the next len(faults) requests for token get faults, in order.
 func (s *Server) Fail(token string, faults ...Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults[token] = append(s.faults[token], faults...)
+	s.faults.Fail(token, faults...)
 }
 
 // Unregister makes every later request for token get UNREGISTERED.
 func (s *Server) Unregister(token string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gone[token] = true
+	s.faults.Unregister(token)
 }
 
 // Messages returns the messages accepted for token.
@@ -240,18 +237,11 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, Fault{HTTP: 400, Status: "INVALID_ARGUMENT", ErrorCode: "INVALID_ARGUMENT", Message: "Invalid value at 'message.android.ttl'"})
 		return
 	}
+	if f, ok := s.faults.Next(m.Token, Unregistered); ok {
+		s.reject(w, f)
+		return
+	}
 	s.mu.Lock()
-	if s.gone[m.Token] {
-		s.mu.Unlock()
-		s.reject(w, Unregistered)
-		return
-	}
-	if q := s.faults[m.Token]; len(q) > 0 {
-		s.faults[m.Token] = q[1:]
-		s.mu.Unlock()
-		s.reject(w, q[0])
-		return
-	}
 	s.accepted++
 	n := s.accepted
 	if !s.discard {
