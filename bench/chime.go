@@ -16,8 +16,8 @@ import (
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/internal/scratch"
 	"github.com/chime-dev/chime/sender"
-	"github.com/chime-dev/chime/store"
 )
 
 // zones are the benchmark's locations, in distinct zones.
@@ -38,23 +38,11 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 		res.Workers = fmt.Sprintf("%d processes", cfg.WorkerProcs)
 	}
 	id := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	dsn, drop, err := store.CreateDatabase(cfg.MySQLDSN, "chime_bench_"+id, cfg.Log)
+	dsn, db, closeDB, err := scratch.OpenDB(ctx, cfg.MySQLDSN, "chime_bench_"+id, cfg.Log)
 	if err != nil {
 		return res, err
 	}
-	defer drop()
-	db, err := store.Open(dsn, cfg.Log)
-	if err != nil {
-		return res, err
-	}
-	defer func() {
-		if s, err := db.DB(); err == nil {
-			s.Close()
-		}
-	}()
-	if err := store.Migrate(ctx, db); err != nil {
-		return res, err
-	}
+	defer closeDB()
 	rdb, err := chime.OpenRedis(ctx, cfg.RedisURL)
 	if err != nil {
 		return res, err

@@ -13,6 +13,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/chime-dev/chime/internal/scratch"
 )
 
 // Point is one sample of cumulative deliveries.
@@ -207,23 +209,7 @@ func cleanup(ctx context.Context, rdb redis.UniversalClient, prefix, queue strin
 	if queue != "" {
 		_ = asynq.NewInspectorFromRedisClient(rdb).DeleteQueue(queue, true)
 	}
-	for _, pattern := range []string{prefix + "*", "asynq:{" + queue + "}:*"} {
-		if pattern == "*" {
-			continue
-		}
-		iter := rdb.Scan(ctx, 0, pattern, 5000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-			if len(keys) == 1000 {
-				rdb.Unlink(ctx, keys...)
-				keys = keys[:0]
-			}
-		}
-		if len(keys) > 0 {
-			rdb.Unlink(ctx, keys...)
-		}
-	}
+	scratch.CleanRedis(ctx, rdb, prefix, queue)
 	// UNLINK frees memory in the background; wait for it so that the next
 	// run's used_memory delta is its own.
 	for ctx.Err() == nil && lazyfreePending(ctx, rdb) > 0 {

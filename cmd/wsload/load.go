@@ -22,13 +22,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/gateway"
+	"github.com/chime-dev/chime/internal/scratch"
 	"github.com/chime-dev/chime/sender/logging"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
@@ -86,25 +86,22 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	chime.RaiseFileLimit(slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	id := newID()
-	dsn, drop, err := store.CreateDatabase(cfg.MySQLDSN, "chime_wsload_"+id, log)
+	dsn, db, closeDB, err := scratch.OpenDB(ctx, cfg.MySQLDSN, "chime_wsload_"+id, log)
 	if err != nil {
 		return res, err
 	}
-	defer drop()
-	db, err := store.Open(dsn, log)
-	if err != nil {
-		return res, err
-	}
-	if err := store.Migrate(ctx, db); err != nil {
-		return res, err
-	}
+	defer closeDB()
 	rdb, err := chime.OpenRedis(ctx, cfg.RedisURL)
 	if err != nil {
 		return res, err
 	}
 	defer rdb.Close()
 	prefix := "chime-wsload:" + id + ":"
-	defer cleanRedis(rdb, prefix, "chime-wsload-"+id)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		scratch.CleanRedis(ctx, rdb, prefix, "chime-wsload-"+id)
+	}()
 
 	// The gateway, in its own process so that its memory is its own.
 	bin := cfg.GatewayBin
@@ -368,27 +365,6 @@ func gatewayMemory(addr string, pid int) (heap, rss uint64, routines int, err er
 		routines = h.Goroutines
 	}
 	return v.Memstats.HeapInuse, rss, routines, nil
-}
-
-// cleanRedis deletes the run's keys and its queue.
-func cleanRedis(rdb redis.UniversalClient, prefix, queue string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, pattern := range []string{prefix + "*", "asynq:{" + queue + "}:*"} {
-		iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-			if len(keys) == 500 {
-				rdb.Unlink(ctx, keys...)
-				keys = keys[:0]
-			}
-		}
-		if len(keys) > 0 {
-			rdb.Unlink(ctx, keys...)
-		}
-	}
-	rdb.SRem(ctx, "asynq:queues", queue)
 }
 
 func newID() string {

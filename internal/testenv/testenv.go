@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
+	"github.com/chime-dev/chime/internal/scratch"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -113,19 +114,7 @@ func freshDatabase(t testing.TB, base, name string) string {
 func cleanRedis(e *Env) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, pattern := range []string{e.Prefix + "*", "asynq:{" + e.Queue + "}:*"} {
-		iter := e.Redis.Scan(ctx, 0, pattern, 1000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		for len(keys) > 0 {
-			n := min(len(keys), 500)
-			e.Redis.Unlink(ctx, keys[:n]...)
-			keys = keys[n:]
-		}
-	}
-	e.Redis.SRem(ctx, "asynq:queues", e.Queue)
+	scratch.CleanRedis(ctx, e.Redis, e.Prefix, e.Queue)
 }
 
 // Logger routes slog records to t.Log.
