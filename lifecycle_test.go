@@ -1,7 +1,6 @@
 package chime_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,25 +35,7 @@ func build(t *testing.T, name string) string {
 type proc struct {
 	cmd    *exec.Cmd
 	exited chan error
-	log    *logBuffer // its stderr, also copied to the test's
-}
-
-// logBuffer collects a process's output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	log    *testenv.Output // its stderr, also copied to the test's
 }
 
 // spawn starts bin as replica name with the bundle's configuration plus
@@ -71,7 +51,7 @@ func (b *bundle) spawn(bin, name string, extra ...string) *proc {
 		"CHIME_PLAN_INTERVAL="+b.cfg.PlanInterval.String(), "CHIME_MIGRATE=false",
 		"CHIME_REPLICA_ID="+name, "CHIME_LOG_LEVEL=info", "CHIME_METRICS_ADDR=127.0.0.1:0")
 	cmd.Env = append(cmd.Env, extra...)
-	p := &proc{cmd: cmd, exited: make(chan error, 1), log: &logBuffer{}}
+	p := &proc{cmd: cmd, exited: make(chan error, 1), log: &testenv.Output{}}
 	cmd.Stdout, cmd.Stderr = os.Stderr, io.MultiWriter(os.Stderr, p.log)
 	require.NoError(b.t, cmd.Start())
 	go func() { p.exited <- cmd.Wait() }()

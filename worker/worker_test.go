@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -465,7 +464,7 @@ func TestStoppingWorkerReleasesAtTheChunkBoundary(t *testing.T) {
 	require.NoError(t, enq.Enqueue(context.Background(), []queue.Payload{f.payload(1)}))
 
 	first := &blocking{entered: make(chan struct{}), release: make(chan struct{})}
-	var logs logBuffer
+	var logs testenv.Output
 	stopping := worker.New(worker.Config{ID: "stopping", Queue: f.env.Queue, ChunkSize: chunk, LeaseTTL: time.Minute},
 		f.env.Redis, f.index, f.acks, first, f.clock, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, stop := context.WithCancel(context.Background())
@@ -497,22 +496,4 @@ func TestStoppingWorkerReleasesAtTheChunkBoundary(t *testing.T) {
 	_, more := rest.sent()
 	require.Equal(t, f.members[chunk:], more, "the rest, from the checkpoint")
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members)}, f.claim(t))
-}
-
-// logBuffer collects log output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
