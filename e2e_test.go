@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -78,10 +77,7 @@ func TestWorkerKilledMidGroupLosesNoUser(t *testing.T) {
 		t.Skip("builds and kills a worker process")
 	}
 	b := setup(t)
-	bin := filepath.Join(t.TempDir(), "worker")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/worker")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := build(t, "worker")
 
 	// Slow the receiver down so the kill lands mid-group: groups of ~375
 	// users in chunks of 50 take ~8 requests each.
@@ -90,15 +86,7 @@ func TestWorkerKilledMidGroupLosesNoUser(t *testing.T) {
 	b.cfg.ChunkSize = chunk
 	b.startCoordinator("c1")
 	worker := func(name string) *exec.Cmd {
-		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(),
-			"REDIS_URL="+b.env.RedisURL, "MYSQL_DSN="+b.env.DSN, "CHIME_REDIS_PREFIX="+b.env.Prefix,
-			"CHIME_QUEUE="+b.env.Queue, "CHIME_SENDER=webhook", "CHIME_WEBHOOK_URL="+b.hook,
-			"CHIME_CHUNK_SIZE="+strconv.Itoa(chunk), "CHIME_LEASE_TTL=2s", "CHIME_WORKER_CONCURRENCY=4",
-			"CHIME_REPLICA_ID="+name, "CHIME_LOG_LEVEL=warn", "CHIME_METRICS_ADDR=127.0.0.1:0")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		require.NoError(t, cmd.Start())
-		return cmd
+		return b.startWorkerProcess(bin, name, "CHIME_SENDER=webhook", "CHIME_WEBHOOK_URL="+b.hook, "CHIME_METRICS_ADDR=127.0.0.1:0")
 	}
 	first := worker("doomed")
 	t.Cleanup(func() { _ = first.Process.Kill(); _, _ = first.Process.Wait() })
@@ -141,6 +129,23 @@ func TestWorkerKilledMidGroupLosesNoUser(t *testing.T) {
 	require.NoError(t, b.env.DB.Model(&store.GroupRun{}).Where("attempts > 1").Count(&requeued).Error)
 	require.Positive(t, requeued, "no group was queued again after the kill")
 	t.Logf("duplicates per group: %v; groups queued again: %d", dups, requeued)
+}
+
+// startWorkerProcess starts the worker command bin as replica name, for
+// fault tests that kill it: chunks of b.cfg.ChunkSize, a 2s lease, 4 groups
+// at a time, and extra environment naming its delivery channel. The caller
+// ends and waits for the process.
+func (b *bundle) startWorkerProcess(bin, name string, extra ...string) *exec.Cmd {
+	b.t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"REDIS_URL="+b.env.RedisURL, "MYSQL_DSN="+b.env.DSN, "CHIME_REDIS_PREFIX="+b.env.Prefix, "CHIME_QUEUE="+b.env.Queue,
+		"CHIME_CHUNK_SIZE="+strconv.Itoa(b.cfg.ChunkSize), "CHIME_LEASE_TTL=2s", "CHIME_WORKER_CONCURRENCY=4",
+		"CHIME_REPLICA_ID="+name, "CHIME_LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, extra...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	require.NoError(b.t, cmd.Start())
+	return cmd
 }
 
 // Two coordinators run at once against the same Redis and MySQL: one leads,

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -35,10 +34,7 @@ func TestGatewayKilledLosesNothing(t *testing.T) {
 	b.startCoordinator("c1")
 	b.startWorker("w1")
 
-	bin := filepath.Join(t.TempDir(), "gateway")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/gateway")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := build(t, "gateway")
 	start := func(name string) (string, *exec.Cmd) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)

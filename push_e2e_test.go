@@ -264,10 +264,7 @@ func TestPushWorkerKilledMidGroupLosesNoDevice(t *testing.T) {
 	}
 	b := setup(t)
 	srv := b.usePush()
-	bin := filepath.Join(t.TempDir(), "worker")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/worker")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := build(t, "worker")
 
 	// Each FCM request takes 100ms, so a chunk of 10 takes at least that.
 	srv.fcm.Delay = 100 * time.Millisecond
@@ -276,16 +273,8 @@ func TestPushWorkerKilledMidGroupLosesNoDevice(t *testing.T) {
 	b.startCoordinator("c1")
 	p := b.cfg.Push
 	worker := func(name string) *exec.Cmd {
-		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(),
-			"REDIS_URL="+b.env.RedisURL, "MYSQL_DSN="+b.env.DSN, "CHIME_REDIS_PREFIX="+b.env.Prefix,
-			"CHIME_QUEUE="+b.env.Queue, "CHIME_SENDER=push", "CHIME_FCM_PROJECT="+p.FCMProject,
-			"CHIME_FCM_CREDENTIALS_FILE="+p.FCMCredentialsFile, "CHIME_FCM_ENDPOINT="+p.FCMEndpoint,
-			"CHIME_CHUNK_SIZE="+strconv.Itoa(chunk), "CHIME_LEASE_TTL=2s", "CHIME_WORKER_CONCURRENCY=4",
-			"CHIME_REPLICA_ID="+name, "CHIME_LOG_LEVEL=warn")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		require.NoError(t, cmd.Start())
-		return cmd
+		return b.startWorkerProcess(bin, name, "CHIME_SENDER=push", "CHIME_FCM_PROJECT="+p.FCMProject,
+			"CHIME_FCM_CREDENTIALS_FILE="+p.FCMCredentialsFile, "CHIME_FCM_ENDPOINT="+p.FCMEndpoint)
 	}
 	first := worker("doomed")
 	t.Cleanup(func() { _ = first.Process.Kill(); _, _ = first.Process.Wait() })
