@@ -162,11 +162,7 @@ func (a *API) listContacts(w http.ResponseWriter, r *http.Request, app int64) er
 }
 
 func (a *API) putContact(w http.ResponseWriter, r *http.Request, app int64) error {
-	user, p := pathUser(r, "user_id")
-	if p != nil {
-		return p
-	}
-	contact, p := pathUser(r, "contact_id")
+	user, contact, p := pathContact(r)
 	if p != nil {
 		return p
 	}
@@ -194,16 +190,23 @@ func (a *API) putContact(w http.ResponseWriter, r *http.Request, app int64) erro
 }
 
 func (a *API) deleteContact(w http.ResponseWriter, r *http.Request, app int64) error {
-	user, p := pathUser(r, "user_id")
-	if p != nil {
-		return p
-	}
-	contact, p := pathUser(r, "contact_id")
+	user, contact, p := pathContact(r)
 	if p != nil {
 		return p
 	}
 	res := a.db.WithContext(r.Context()).Where("app_id = ? AND user_id = ? AND contact_id = ?", app, user, contact).Delete(&store.Contact{})
 	return deleted(w, res, fmt.Sprintf("%q is not a contact of %q", contact, user))
+}
+
+// pathContact reads the user and the contact from the path.
+func pathContact(r *http.Request) (user, contact string, p *Problem) {
+	if user, p = pathUser(r, "user_id"); p != nil {
+		return "", "", p
+	}
+	if contact, p = pathUser(r, "contact_id"); p != nil {
+		return "", "", p
+	}
+	return user, contact, nil
 }
 
 func pathRegion(r *http.Request) (string, *Problem) {
