@@ -7,8 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,36 +165,49 @@ func (c *Composer) Prepare(b *sender.Batch) (*Prepared, error) {
 // fingerprints hash what a message depends on, except the user and the
 // device: the reminder's content, and with it everything else of the batch.
 func fingerprints(b *sender.Batch) (content, batch string) {
-	h := sha256.New()
-	var n [8]byte
-	field := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	field(b.Title)
-	field(b.Body)
-	field(b.Lang)
-	field(strings.Join(b.Tags, "\x00"))
-	langs := make([]string, 0, len(b.Translations))
-	for k := range b.Translations {
-		langs = append(langs, k)
-	}
-	sort.Strings(langs)
-	for _, k := range langs {
-		field(k)
-		field(b.Translations[k].Title)
-		field(b.Translations[k].Body)
-	}
-	content = string(h.Sum(nil))
-	field(strconv.FormatInt(b.Occurrence, 10))
-	field(b.Reminder)
-	field(b.Location)
-	field(b.Zone)
-	field(b.FireAt.UTC().Format(time.RFC3339Nano))
-	field(string(b.Data))
-	return content, string(h.Sum(nil))
+	h := newFieldHash()
+	h.add(b.Title)
+	h.add(b.Body)
+	h.add(b.Lang)
+	h.add(strings.Join(b.Tags, "\x00"))
+	h.addTranslations(b.Translations)
+	content = string(h.sum())
+	h.add(strconv.FormatInt(b.Occurrence, 10))
+	h.add(b.Reminder)
+	h.add(b.Location)
+	h.add(b.Zone)
+	h.add(b.FireAt.UTC().Format(time.RFC3339Nano))
+	h.add(string(b.Data))
+	return content, string(h.sum())
 }
+
+// fieldHash is a SHA-256 of a sequence of strings, each written after its
+// length so that no two sequences hash alike.
+type fieldHash struct {
+	h hash.Hash
+	n [8]byte
+}
+
+func newFieldHash() *fieldHash { return &fieldHash{h: sha256.New()} }
+
+func (f *fieldHash) add(s string) {
+	binary.BigEndian.PutUint64(f.n[:], uint64(len(s)))
+	f.h.Write(f.n[:])
+	f.h.Write([]byte(s))
+}
+
+// addTranslations adds each translation's language, title and body, in
+// language order so that the hash does not depend on the map's.
+func (f *fieldHash) addTranslations(ts map[string]Text) {
+	for _, lang := range slices.Sorted(maps.Keys(ts)) {
+		f.add(lang)
+		f.add(ts[lang].Title)
+		f.add(ts[lang].Body)
+	}
+}
+
+// sum returns the hash of what was added so far.
+func (f *fieldHash) sum() []byte { return f.h.Sum(nil) }
 
 // compiled is a reminder's content made ready: every template parsed
 // once, the go-i18n bundle of its languages, and the language chosen for
@@ -320,37 +334,22 @@ func (p *Prepared) init(b *sender.Batch) error {
 // translations and the tags.
 func (p *Prepared) contentKey() string {
 	c := p.c.content
-	h := sha256.New()
-	var n [8]byte
-	field := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
+	h := newFieldHash()
 	if m, err := p.Compose(Device{}); err == nil {
-		field("message")
-		field(m.Title)
-		field(m.Body)
+		h.add("message")
+		h.add(m.Title)
+		h.add(m.Body)
 	} else {
-		field("templates")
-		field(c.Title)
-		field(c.Body)
+		h.add("templates")
+		h.add(c.Title)
+		h.add(c.Body)
 		ev, _ := json.Marshal(p.base.Event)
-		field(string(ev))
+		h.add(string(ev))
 	}
-	field(c.Lang)
-	langs := make([]string, 0, len(c.Translations))
-	for k := range c.Translations {
-		langs = append(langs, k)
-	}
-	sort.Strings(langs)
-	for _, k := range langs {
-		field(k)
-		field(c.Translations[k].Title)
-		field(c.Translations[k].Body)
-	}
-	field(strings.Join(c.Tags, "\x00"))
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	h.add(c.Lang)
+	h.addTranslations(c.Translations)
+	h.add(strings.Join(c.Tags, "\x00"))
+	return hex.EncodeToString(h.sum()[:16])
 }
 
 // Compose returns the message for d.
