@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -9,7 +10,6 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
-	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/store"
 )
@@ -18,26 +18,6 @@ type occKey struct {
 	reminder, location int64
 	fireAt             int64 // Unix milliseconds
 	event              int64
-}
-
-// source is what every kind of reminder time has in common: the reminder's
-// windows and the row's own creation, which bounds catch-up (a time added
-// today does not make yesterday's instant "missed").
-type source struct {
-	ReminderID int64
-	LocationID int64
-	Zone       string
-	ValidForS  int64
-	GraceS     int64
-	StartsAt   *time.Time
-	EndsAt     *time.Time
-	CreatedAt  time.Time
-}
-
-func (r source) validFor() time.Duration { return time.Duration(r.ValidForS) * time.Second }
-
-func (r source) grace() time.Duration {
-	return store.Reminder{ValidForS: r.ValidForS, GraceS: r.GraceS}.Grace()
 }
 
 // planWindow is the span of instants one pass plans.
@@ -52,7 +32,7 @@ type planWindow struct {
 }
 
 // bounds returns the instants src may produce in this pass.
-func (w planWindow) bounds(src source) (from, to time.Time) {
+func (w planWindow) bounds(src Source) (from, to time.Time) {
 	from = w.now.Add(-src.grace())
 	if !w.mark.IsZero() && w.mark.Before(from) {
 		from = w.mark
@@ -79,7 +59,7 @@ func latest(t time.Time, more ...time.Time) time.Time {
 
 // occurrence is the row src's instant at becomes: scheduled, or missed if
 // its grace window is already over.
-func (w planWindow) occurrence(src source, at time.Time, event int64) store.Occurrence {
+func (w planWindow) occurrence(src Source, at time.Time, event int64) store.Occurrence {
 	missAt := at.Add(src.grace())
 	o := store.Occurrence{
 		ReminderID: src.ReminderID, LocationID: src.LocationID, FireAt: at, EventID: event,
@@ -91,8 +71,6 @@ func (w planWindow) occurrence(src source, at time.Time, event int64) store.Occu
 	}
 	return o
 }
-
-const reminderCols = "r.valid_for_s, r.grace_s, r.starts_at, r.ends_at"
 
 // Plan brings the occurrences in line with the reminders: it adds the
 // instants of the coming Horizon, catches up on instants that passed while no
@@ -201,139 +179,36 @@ func missAt(o store.Occurrence) time.Time {
 	return o.ExpiresAt
 }
 
-// wanted computes every occurrence the reminders produce in w, from the four
-// kinds of reminder time, and the oldest instant it considered.
+// wanted computes every occurrence the reminders produce in w, and the
+// oldest instant it considered.
 func (s *Scheduler) wanted(ctx context.Context, w planWindow) (map[occKey]store.Occurrence, time.Time, error) {
 	want := map[occKey]store.Occurrence{}
 	oldest := w.now
-	put := func(src source, at time.Time, event int64) {
-		want[occKey{src.ReminderID, src.LocationID, at.UnixMilli(), event}] = w.occurrence(src, at, event)
+	// No source looks further back than the longest validity window (grace
+	// is at most validity), or than the mark after an outage; timetable rows
+	// and events older than that are not read.
+	var longest sql.NullInt64
+	if err := s.db.WithContext(ctx).Model(&store.Reminder{}).Where("paused = ?", false).
+		Select("MAX(valid_for_s)").Row().Scan(&longest); err != nil {
+		return nil, oldest, fmt.Errorf("plan: longest validity: %w", err)
 	}
-	span := func(src source) (time.Time, time.Time) {
+	lo := w.now.Add(-time.Duration(longest.Int64) * time.Second)
+	if !w.mark.IsZero() && w.mark.Before(lo) {
+		lo = w.mark
+	}
+	lo = latest(lo, w.floor)
+	span := func(src Source) (time.Time, time.Time) {
 		from, to := w.bounds(src)
 		if from.Before(oldest) {
 			oldest = from
 		}
 		return from, to
 	}
-	zone := func(src source) *time.Location {
-		loc, err := localtime.LoadZone(src.Zone)
-		if err != nil {
-			s.log.Warn("plan: skip reminder time", "reminder", src.ReminderID, "location", src.LocationID, "err", err)
-			return nil
-		}
-		return loc
-	}
-	db := s.db.WithContext(ctx)
-
-	// Daily local times.
-	var daily []struct {
-		Src      source `gorm:"embedded"`
-		LocalSec int
-	}
-	err := db.Table("reminder_times AS rt").
-		Select("rt.reminder_id, rt.location_id, rt.local_sec, l.zone, rt.created_at, "+reminderCols).
-		Joins("JOIN reminders r ON r.id = rt.reminder_id").
-		Joins("JOIN locations l ON l.id = rt.location_id").
-		Where("r.paused = ? AND r.kind = ?", false, store.KindDaily).
-		Scan(&daily).Error
+	err := Instants(ctx, s.db, s.log, 0, lo, w.to, span, func(in Instant) {
+		want[occKey{in.ReminderID, in.LocationID, in.At.UnixMilli(), in.EventID}] = w.occurrence(in.Source, in.At, in.EventID)
+	})
 	if err != nil {
-		return nil, oldest, fmt.Errorf("plan: load reminder times: %w", err)
-	}
-	for _, rt := range daily {
-		loc := zone(rt.Src)
-		if loc == nil {
-			continue
-		}
-		from, to := span(rt.Src)
-		for _, at := range localtime.Between(from, to, localtime.Of(rt.LocalSec), loc) {
-			put(rt.Src, at, 0)
-		}
-	}
-
-	// Timetables: the dates that can hold an instant of the window in any
-	// zone (UTC-12 to UTC+14).
-	lo := w.now.Add(-s.cfg.MaxCatchUp).Add(-14 * time.Hour).Format(time.DateOnly)
-	hi := w.to.Add(14 * time.Hour).Format(time.DateOnly)
-	var dated []struct {
-		Src      source `gorm:"embedded"`
-		Date     string
-		LocalSec int
-	}
-	err = db.Table("dated_times AS dt").
-		Select("dt.reminder_id, dt.location_id, dt.date, dt.local_sec, l.zone, dt.created_at, "+reminderCols).
-		Joins("JOIN reminders r ON r.id = dt.reminder_id").
-		Joins("JOIN locations l ON l.id = dt.location_id").
-		Where("r.paused = ? AND r.kind = ? AND dt.date BETWEEN ? AND ?", false, store.KindTimetable, lo, hi).
-		Scan(&dated).Error
-	if err != nil {
-		return nil, oldest, fmt.Errorf("plan: load timetables: %w", err)
-	}
-	for _, dt := range dated {
-		loc := zone(dt.Src)
-		if loc == nil {
-			continue
-		}
-		day, err := time.Parse(time.DateOnly, dt.Date)
-		if err != nil {
-			s.log.Warn("plan: skip timetable row", "reminder", dt.Src.ReminderID, "date", dt.Date, "err", err)
-			continue
-		}
-		at := localtime.On(day.Year(), day.Month(), day.Day(), localtime.Of(dt.LocalSec), loc)
-		if from, to := span(dt.Src); at.After(from) && !at.After(to) {
-			put(dt.Src, at, 0)
-		}
-	}
-
-	// One-off instants, at every location of the reminder.
-	var once []struct {
-		Src     source `gorm:"embedded"`
-		At      time.Time
-		Offsets string
-	}
-	err = db.Table("reminders AS r").
-		Select("r.id AS reminder_id, rl.location_id, l.zone, r.at, r.offsets, r.created_at, "+reminderCols).
-		Joins("JOIN reminder_locations rl ON rl.reminder_id = r.id").
-		Joins("JOIN locations l ON l.id = rl.location_id").
-		Where("r.paused = ? AND r.kind = ? AND r.at IS NOT NULL", false, store.KindOnce).
-		Scan(&once).Error
-	if err != nil {
-		return nil, oldest, fmt.Errorf("plan: load one-off reminders: %w", err)
-	}
-	for _, o := range once {
-		offsets, err := store.ParseOffsets(o.Offsets)
-		if err != nil {
-			s.log.Warn("plan: skip one-off reminder", "reminder", o.Src.ReminderID, "err", err)
-			continue
-		}
-		from, to := span(o.Src)
-		for _, off := range offsets {
-			if at := o.At.Add(-off); at.After(from) && !at.After(to) {
-				put(o.Src, at, 0)
-			}
-		}
-	}
-
-	// Events posted on topics, at every location of the topic.
-	var events []struct {
-		Src     source `gorm:"embedded"`
-		EventID int64
-		FireAt  time.Time
-	}
-	err = db.Table("events AS e").
-		Select("e.id AS event_id, e.fire_at, e.reminder_id, rl.location_id, l.zone, e.created_at, "+reminderCols).
-		Joins("JOIN reminders r ON r.id = e.reminder_id").
-		Joins("JOIN reminder_locations rl ON rl.reminder_id = r.id").
-		Joins("JOIN locations l ON l.id = rl.location_id").
-		Where("r.paused = ? AND e.canceled = ? AND e.fire_at BETWEEN ? AND ?", false, false, w.floor, w.to).
-		Scan(&events).Error
-	if err != nil {
-		return nil, oldest, fmt.Errorf("plan: load events: %w", err)
-	}
-	for _, e := range events {
-		if from, to := span(e.Src); e.FireAt.After(from) && !e.FireAt.After(to) {
-			put(e.Src, e.FireAt, e.EventID)
-		}
+		return nil, oldest, fmt.Errorf("plan: %w", err)
 	}
 	return want, oldest, nil
 }

@@ -1,0 +1,173 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/store"
+)
+
+// Source is what every kind of reminder time has in common: where it fires,
+// the reminder's windows, and the row's own creation, which bounds catch-up
+// (a time added today does not make yesterday's instant "missed").
+type Source struct {
+	ReminderID int64
+	LocationID int64
+	Location   string // the location's name
+	Zone       string
+	ValidForS  int64
+	GraceS     int64
+	StartsAt   *time.Time
+	EndsAt     *time.Time
+	CreatedAt  time.Time
+}
+
+func (r Source) validFor() time.Duration { return time.Duration(r.ValidForS) * time.Second }
+
+func (r Source) grace() time.Duration {
+	return store.Reminder{ValidForS: r.ValidForS, GraceS: r.GraceS}.Grace()
+}
+
+// Instant is one fire instant of a reminder at a location.
+type Instant struct {
+	Source
+	At      time.Time
+	EventID int64 // the event a topic instant fires for
+	// LocalSec is the local time of day the reminder names (daily and
+	// timetable reminders), or -1 for an instant (once and topic).
+	LocalSec int
+}
+
+const sourceCols = "l.name AS location, l.zone, r.valid_for_s, r.grace_s, r.starts_at, r.ends_at"
+
+// Instants calls put for every instant the unpaused reminders produce (only
+// reminder's, if it is not 0), from the four kinds of reminder time, that
+// falls in (from, to] of span(src) for its source. lo and hi bound every
+// span: timetable rows and events outside them are not read.
+func Instants(ctx context.Context, db *gorm.DB, log *slog.Logger, reminder int64, lo, hi time.Time,
+	span func(Source) (from, to time.Time), put func(Instant)) error {
+	db = db.WithContext(ctx)
+	scope := func(q *gorm.DB) *gorm.DB {
+		q = q.Joins("JOIN reminders r ON r.id = src.reminder_id").Where("r.paused = ?", false)
+		if reminder != 0 {
+			q = q.Where("r.id = ?", reminder)
+		}
+		return q
+	}
+	zone := func(src Source) *time.Location {
+		loc, err := localtime.LoadZone(src.Zone)
+		if err != nil {
+			log.Warn("skip reminder time", "reminder", src.ReminderID, "location", src.LocationID, "err", err)
+			return nil
+		}
+		return loc
+	}
+	emit := func(src Source, at time.Time, event int64, localSec int) {
+		if from, to := span(src); at.After(from) && !at.After(to) {
+			put(Instant{Source: src, At: at, EventID: event, LocalSec: localSec})
+		}
+	}
+
+	// Daily local times.
+	var daily []struct {
+		Src      Source `gorm:"embedded"`
+		LocalSec int
+	}
+	err := scope(db.Table("reminder_times AS src")).
+		Select("src.reminder_id, src.location_id, src.local_sec, src.created_at, "+sourceCols).
+		Joins("JOIN locations l ON l.id = src.location_id").
+		Where("r.kind = ?", store.KindDaily).
+		Scan(&daily).Error
+	if err != nil {
+		return fmt.Errorf("load reminder times: %w", err)
+	}
+	for _, rt := range daily {
+		loc := zone(rt.Src)
+		if loc == nil {
+			continue
+		}
+		from, to := span(rt.Src)
+		for _, at := range localtime.Between(from, to, localtime.Of(rt.LocalSec), loc) {
+			put(Instant{Source: rt.Src, At: at, LocalSec: rt.LocalSec})
+		}
+	}
+
+	// Timetables: the dates that can hold an instant of [lo, hi] in any
+	// zone (UTC-12 to UTC+14).
+	var dated []struct {
+		Src      Source `gorm:"embedded"`
+		Date     string
+		LocalSec int
+	}
+	err = scope(db.Table("dated_times AS src")).
+		Select("src.reminder_id, src.location_id, src.date, src.local_sec, src.created_at, "+sourceCols).
+		Joins("JOIN locations l ON l.id = src.location_id").
+		Where("r.kind = ? AND src.date BETWEEN ? AND ?", store.KindTimetable,
+			lo.Add(-14*time.Hour).Format(time.DateOnly), hi.Add(14*time.Hour).Format(time.DateOnly)).
+		Scan(&dated).Error
+	if err != nil {
+		return fmt.Errorf("load timetables: %w", err)
+	}
+	for _, dt := range dated {
+		loc := zone(dt.Src)
+		if loc == nil {
+			continue
+		}
+		day, err := time.Parse(time.DateOnly, dt.Date)
+		if err != nil {
+			log.Warn("skip timetable row", "reminder", dt.Src.ReminderID, "date", dt.Date, "err", err)
+			continue
+		}
+		emit(dt.Src, localtime.On(day.Year(), day.Month(), day.Day(), localtime.Of(dt.LocalSec), loc), 0, dt.LocalSec)
+	}
+
+	// One-off instants, at every location of the reminder.
+	var once []struct {
+		Src     Source `gorm:"embedded"`
+		At      time.Time
+		Offsets string
+	}
+	err = scope(db.Table("reminder_locations AS src")).
+		Select("src.reminder_id, src.location_id, r.at, r.offsets, r.created_at, "+sourceCols).
+		Joins("JOIN locations l ON l.id = src.location_id").
+		Where("r.kind = ? AND r.at IS NOT NULL", store.KindOnce).
+		Scan(&once).Error
+	if err != nil {
+		return fmt.Errorf("load one-off reminders: %w", err)
+	}
+	for _, o := range once {
+		offsets, err := store.ParseOffsets(o.Offsets)
+		if err != nil {
+			log.Warn("skip one-off reminder", "reminder", o.Src.ReminderID, "err", err)
+			continue
+		}
+		for _, off := range offsets {
+			emit(o.Src, o.At.Add(-off).UTC(), 0, -1)
+		}
+	}
+
+	// Events posted on topics, at every location of the topic.
+	var events []struct {
+		Src     Source `gorm:"embedded"`
+		EventID int64
+		FireAt  time.Time
+	}
+	err = scope(db.Table("events AS src")).
+		Select("src.id AS event_id, src.fire_at, src.reminder_id, rl.location_id, src.created_at, "+sourceCols).
+		Joins("JOIN reminder_locations rl ON rl.reminder_id = src.reminder_id").
+		Joins("JOIN locations l ON l.id = rl.location_id").
+		Where("src.canceled = ? AND src.fire_at BETWEEN ? AND ?", false, lo, hi).
+		Scan(&events).Error
+	if err != nil {
+		return fmt.Errorf("load events: %w", err)
+	}
+	for _, e := range events {
+		emit(e.Src, e.FireAt.UTC(), e.EventID, -1)
+	}
+	return nil
+}
