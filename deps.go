@@ -26,12 +26,40 @@ type Deps struct {
 // Redis, which it requires; why names the process in the error when they are
 // not configured.
 func Open(ctx context.Context, environ []string, why string) (*Deps, error) {
+	d, err := load(environ, func(cfg Config) error {
+		if cfg.RedisURL == "" || cfg.MySQLDSN == "" {
+			return errors.New("REDIS_URL and MYSQL_DSN are required " + why)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if d.Redis, err = OpenRedis(ctx, d.Config.RedisURL); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// OpenDB is Open for tools that need MySQL only: Redis stays nil.
+func OpenDB(environ []string) (*Deps, error) {
+	return load(environ, func(cfg Config) error {
+		if cfg.MySQLDSN == "" {
+			return errors.New("MYSQL_DSN is required")
+		}
+		return nil
+	})
+}
+
+// load reads the configuration, checks it and opens the database.
+func load(environ []string, check func(Config) error) (*Deps, error) {
 	cfg, err := LoadConfig(environ)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.RedisURL == "" || cfg.MySQLDSN == "" {
-		return nil, errors.New("REDIS_URL and MYSQL_DSN are required " + why)
+	if err := check(cfg); err != nil {
+		return nil, err
 	}
 	log, err := cfg.Logger()
 	if err != nil {
@@ -41,16 +69,14 @@ func Open(ctx context.Context, environ []string, why string) (*Deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	rdb, err := OpenRedis(ctx, cfg.RedisURL)
-	if err != nil {
-		return nil, err
-	}
-	return &Deps{Config: cfg, Log: log, DB: db, Redis: rdb}, nil
+	return &Deps{Config: cfg, Log: log, DB: db}, nil
 }
 
 // Close closes the connections.
 func (d *Deps) Close() {
-	d.Redis.Close()
+	if d.Redis != nil {
+		d.Redis.Close()
+	}
 	if s, err := d.DB.DB(); err == nil {
 		s.Close()
 	}

@@ -17,8 +17,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"gorm.io/gorm"
-
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/demo"
@@ -64,39 +62,36 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		if len(args) != 3 || args[1] != "create" {
 			return errors.New("usage: chime app create NAME")
 		}
-		db, err := openDB(ctx, environ)
+		d, err := openDB(ctx, environ)
 		if err != nil {
 			return err
 		}
-		app, key, err := api.CreateApp(ctx, db, args[2])
+		defer d.Close()
+		app, key, err := api.CreateApp(ctx, d.DB, args[2])
 		if err != nil {
 			return fmt.Errorf("create app: %w", err)
 		}
 		fmt.Fprintf(stdout, "app %d %q\napi key (shown once): %s\n", app.ID, app.Name, key)
 		return nil
 	case "migrate":
-		_, err := openDB(ctx, environ)
+		d, err := openDB(ctx, environ)
+		if err == nil {
+			d.Close()
+		}
 		return err
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }
 
 // openDB opens MYSQL_DSN and brings its schema up to date.
-func openDB(ctx context.Context, environ []string) (*gorm.DB, error) {
-	cfg, err := chime.LoadConfig(environ)
+func openDB(ctx context.Context, environ []string) (*chime.Deps, error) {
+	d, err := chime.OpenDB(environ)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.MySQLDSN == "" {
-		return nil, errors.New("MYSQL_DSN is required")
-	}
-	log, err := cfg.Logger()
-	if err != nil {
+	if err := store.Migrate(ctx, d.DB); err != nil {
+		d.Close()
 		return nil, err
 	}
-	db, err := store.Open(cfg.MySQLDSN, log)
-	if err != nil {
-		return nil, err
-	}
-	return db, store.Migrate(ctx, db)
+	return d, nil
 }
