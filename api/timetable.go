@@ -120,36 +120,11 @@ func (a *API) importTimetable(w http.ResponseWriter, r *http.Request, app int64)
 			locIDs[name] = l.ID
 			created++
 		}
-		pairs := map[store.ReminderLocation]bool{}
-		batch := make([]store.DatedTime, 0, 5000)
-		flush := func() error {
-			if len(batch) == 0 {
-				return nil
-			}
-			err := tx.Clauses(clause.OnConflict{
-				Columns:   []clause.Column{{Name: "reminder_id"}, {Name: "location_id"}, {Name: "date"}},
-				DoUpdates: clause.AssignmentColumns([]string{"local_sec"}),
-			}).Create(&batch).Error
-			batch = batch[:0]
-			return err
+		dts := make([]store.DatedTime, len(rows))
+		for i, row := range rows {
+			dts[i] = store.DatedTime{ReminderID: reminders[row.Name].ID, LocationID: locIDs[row.Location], Date: row.Date, LocalSec: row.LocalSec}
 		}
-		for _, row := range rows {
-			dt := store.DatedTime{ReminderID: reminders[row.Name].ID, LocationID: locIDs[row.Location], Date: row.Date, LocalSec: row.LocalSec}
-			pairs[store.ReminderLocation{ReminderID: dt.ReminderID, LocationID: dt.LocationID}] = true
-			if batch = append(batch, dt); len(batch) == cap(batch) {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-		if err := flush(); err != nil {
-			return err
-		}
-		rl := make([]store.ReminderLocation, 0, len(pairs))
-		for p := range pairs {
-			rl = append(rl, p)
-		}
-		return tx.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&rl, 1000).Error
+		return storeDated(tx, dts)
 	})
 	if err != nil {
 		return err
@@ -159,6 +134,28 @@ func (a *API) importTimetable(w http.ResponseWriter, r *http.Request, app int64)
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"rows": len(rows), "reminders": len(reminders), "locations_created": created})
 	return nil
+}
+
+// storeDated upserts timetable rows (a row for an existing reminder,
+// location and date replaces its time) and adds their locations to their
+// reminders.
+func storeDated(tx *gorm.DB, rows []store.DatedTime) error {
+	err := tx.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "reminder_id"}, {Name: "location_id"}, {Name: "date"}},
+		DoUpdates: clause.AssignmentColumns([]string{"local_sec"}),
+	}).CreateInBatches(&rows, 5000).Error
+	if err != nil {
+		return err
+	}
+	pairs := map[store.ReminderLocation]bool{}
+	for _, dt := range rows {
+		pairs[store.ReminderLocation{ReminderID: dt.ReminderID, LocationID: dt.LocationID}] = true
+	}
+	rl := make([]store.ReminderLocation, 0, len(pairs))
+	for p := range pairs {
+		rl = append(rl, p)
+	}
+	return tx.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&rl, 1000).Error
 }
 
 func keys[V any](m map[string]V) []string {
@@ -290,15 +287,7 @@ func (a *API) putTimetableRow(w http.ResponseWriter, r *http.Request, app int64)
 		if in.Zone != "" && in.Zone != zone {
 			return problem(http.StatusConflict, fmt.Sprintf("location %q has zone %q", location, zone))
 		}
-		dt := store.DatedTime{ReminderID: rem.ID, LocationID: id, Date: date, LocalSec: int(sec)}
-		err = tx.Clauses(clause.OnConflict{
-			Columns:   []clause.Column{{Name: "reminder_id"}, {Name: "location_id"}, {Name: "date"}},
-			DoUpdates: clause.AssignmentColumns([]string{"local_sec"}),
-		}).Create(&dt).Error
-		if err != nil {
-			return err
-		}
-		return tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&store.ReminderLocation{ReminderID: rem.ID, LocationID: id}).Error
+		return storeDated(tx, []store.DatedTime{{ReminderID: rem.ID, LocationID: id, Date: date, LocalSec: int(sec)}})
 	})
 	if err != nil {
 		return err
