@@ -14,8 +14,9 @@ import (
 type Batch struct {
 	Occurrence int64
 	Reminder   string // the reminder's key
-	// ReminderID is the reminder's row ID; channels that look up per-app
-	// data (devices) find the app through it.
+	// ReminderID is the reminder's row ID. Channels that look up per-app
+	// data (devices) use App, and find the app through ReminderID only
+	// when App is 0 (a task queued before payloads named the app).
 	ReminderID int64
 	Title      string
 	Body       string

@@ -171,7 +171,7 @@ type Sender struct {
 	merger   Merger
 	clock    clock.Clock
 	log      *slog.Logger
-	apps     sync.Map // reminder ID -> app ID
+	apps     sync.Map // reminder ID -> app ID, for batches that do not name the app
 }
 
 var _ sender.Sender = (*Sender)(nil)
@@ -217,9 +217,13 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 	if len(b.Users) == 0 {
 		return sender.Result{}, nil
 	}
-	app, err := s.appOf(ctx, b.ReminderID)
-	if err != nil {
-		return sender.Result{}, err
+	app := b.App
+	if app == 0 {
+		// A task queued before payloads named the app.
+		var err error
+		if app, err = s.appOf(ctx, b.ReminderID); err != nil {
+			return sender.Result{}, err
+		}
 	}
 	users := b.Users
 	if s.merger != nil {
@@ -479,6 +483,7 @@ func summarize(b *sender.Batch, kept []string, items []*item) (sender.Result, in
 	return res, pending
 }
 
+// appOf finds the app of a reminder, for a batch that does not name it.
 func (s *Sender) appOf(ctx context.Context, reminder int64) (int64, error) {
 	if reminder == 0 {
 		return 0, errors.New("push: batch has no reminder ID")
