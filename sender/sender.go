@@ -7,6 +7,8 @@ package sender
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -100,4 +102,16 @@ type Failure struct {
 // channel refused for good are counted in Result.Failed instead.
 type Sender interface {
 	Send(ctx context.Context, b *Batch) (Result, error)
+}
+
+// RetryAfter reads a Retry-After header value: delay seconds or an HTTP
+// date. It is 0 when v is empty, malformed or in the past.
+func RetryAfter(v string) time.Duration {
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
 }

@@ -118,18 +118,8 @@ func Classify(resp *http.Response) sender.Outcome {
 	case c == http.StatusGone:
 		return sender.Outcome{Status: sender.Invalid, Reason: reason}
 	case c == http.StatusTooManyRequests, c == http.StatusRequestTimeout, c >= 500:
-		return sender.Outcome{Status: sender.Retry, Reason: reason, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+		return sender.Outcome{Status: sender.Retry, Reason: reason, RetryAfter: sender.RetryAfter(resp.Header.Get("Retry-After"))}
 	default:
 		return sender.Outcome{Status: sender.Failed, Reason: reason}
 	}
-}
-
-func retryAfter(v string) time.Duration {
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
 }
