@@ -512,18 +512,13 @@ func (s *Sender) devices(ctx context.Context, app int64, users []string) ([]Devi
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
 	defer cancel()
-	var rows []store.Device
-	err := s.db.WithContext(ctx).
-		Select("id", "user_id", "device_id", "platform", "token", "secret", "locale", "app_version").
+	// Device's fields are the columns read: gorm selects and scans them.
+	var out []Device
+	err := s.db.WithContext(ctx).Model(&store.Device{}).
 		Where("app_id = ? AND user_id IN ? AND disabled_at IS NULL", app, users).
-		Order("user_id, device_id").Find(&rows).Error
+		Order("user_id, device_id").Find(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("push: load devices: %w", err)
-	}
-	out := make([]Device, len(rows))
-	for i, r := range rows {
-		out[i] = Device{ID: r.ID, UserID: r.UserID, DeviceID: r.DeviceID, Platform: r.Platform, Token: r.Token,
-			Secret: r.Secret, Locale: r.Locale, AppVersion: r.AppVersion}
 	}
 	return out, nil
 }
