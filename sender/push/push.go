@@ -244,6 +244,7 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 	}
 	var items []*item
 	byChannel := map[string][]*item{}
+	collapse := collapseID(b.Reminder)
 	for _, d := range devs {
 		it := &item{dev: d, channel: ChannelOf(d.Platform)}
 		items = append(items, it)
@@ -262,7 +263,7 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 			it.n = sender.Notification{
 				ID:    uuid.NewSHA1(uuid.NameSpaceURL, []byte(b.IdempotencyKey+"/"+strconv.FormatInt(d.ID, 10))).String(),
 				Token: d.Token, Secret: d.Secret, Title: msg.Title, Body: msg.Body, Data: msg.Data,
-				ExpiresAt: b.ExpiresAt, CollapseID: collapseID(b.Reminder),
+				ExpiresAt: b.ExpiresAt, CollapseID: collapse,
 			}
 			byChannel[it.channel] = append(byChannel[it.channel], it)
 		}
