@@ -39,6 +39,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -276,15 +277,12 @@ func (g *Gateway) heartbeat(ctx context.Context) error {
 			if err != nil && ctx.Err() == nil {
 				g.log.Warn("refresh presence", "err", err)
 			}
-			for _, pc := range missing {
-				// Expired while Redis was unreachable, or removed by a
-				// closing connection of the same ID (impossible): put it back
-				// if the connection is still open.
-				if g.isOpen(pc) {
-					if err := g.presence.Register(ctx, pc); err != nil && ctx.Err() == nil {
-						g.log.Warn("register presence again", "err", err)
-					}
-				}
+			// Expired while Redis was unreachable, or removed by a closing
+			// connection of the same ID (impossible): put back those whose
+			// connections are still open, together.
+			missing = slices.DeleteFunc(missing, func(pc presence.Conn) bool { return !g.isOpen(pc) })
+			if err := g.presence.Register(ctx, missing...); err != nil && ctx.Err() == nil {
+				g.log.Warn("register presence again", "conns", len(missing), "err", err)
 			}
 			conns = conns[n:]
 		}

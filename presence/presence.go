@@ -101,11 +101,9 @@ return redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE')`)
 
 var scripts = []*redis.Script{touch, lookup}
 
-// Register records c as online.
-func (r *Registry) Register(ctx context.Context, c Conn) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := touch.Run(ctx, r.rdb, []string{r.key(c.App, c.User)}, c.member(), r.cfg.TTL.Milliseconds(), "0").Err(); err != nil {
+// Register records conns as online in one pipelined round trip.
+func (r *Registry) Register(ctx context.Context, conns ...Conn) error {
+	if _, err := r.touch(ctx, conns, false); err != nil {
 		return fmt.Errorf("register presence: %w", err)
 	}
 	return nil
@@ -115,19 +113,33 @@ func (r *Registry) Register(ctx context.Context, c Conn) error {
 // those that were no longer registered (removed or expired), which the caller
 // registers again if they are still open.
 func (r *Registry) Refresh(ctx context.Context, conns []Conn) ([]Conn, error) {
+	missing, err := r.touch(ctx, conns, true)
+	if err != nil {
+		return nil, fmt.Errorf("refresh presence: %w", err)
+	}
+	return missing, nil
+}
+
+// touch runs the touch script for each of conns in one pipeline and returns
+// those it did not touch (only with onlyIfPresent: they were gone).
+func (r *Registry) touch(ctx context.Context, conns []Conn, onlyIfPresent bool) ([]Conn, error) {
 	if len(conns) == 0 {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	flag := "0"
+	if onlyIfPresent {
+		flag = "1"
+	}
 	cmds := make([]*redis.Cmd, len(conns))
 	_, err := rscript.Pipelined(ctx, r.rdb, scripts, func(p redis.Pipeliner) {
 		for i, c := range conns {
-			cmds[i] = touch.EvalSha(ctx, p, []string{r.key(c.App, c.User)}, c.member(), r.cfg.TTL.Milliseconds(), "1")
+			cmds[i] = touch.EvalSha(ctx, p, []string{r.key(c.App, c.User)}, c.member(), r.cfg.TTL.Milliseconds(), flag)
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("refresh presence: %w", err)
+		return nil, err
 	}
 	var missing []Conn
 	for i, c := range cmds {
