@@ -2,9 +2,9 @@ package content
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
-	"sort"
 	"unicode/utf8"
 
 	"github.com/nicksnyder/go-i18n/v2/i18n"
@@ -133,13 +133,8 @@ func Normalize(c Content, rules Rules) (Content, []Problem) {
 	if size > MaxTranslationBytes {
 		bad("translations", "at most %d bytes of text in all languages together, not %d: every group task carries a copy", MaxTranslationBytes, size)
 	}
-	keys := make([]string, 0, len(c.Translations))
-	for k := range c.Translations {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	seen := map[string]string{}
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(c.Translations)) {
 		tr := c.Translations[k]
 		field := "translations." + k
 		t, err := language.Parse(k)
@@ -216,12 +211,7 @@ func newBundle(c Content, source []func(string) string) (*i18n.Bundle, error) {
 	if err := add(def, Text{Title: c.Title, Body: c.Body}); err != nil {
 		return nil, err
 	}
-	keys := make([]string, 0, len(c.Translations))
-	for k := range c.Translations {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(c.Translations)) {
 		tag, err := language.Parse(k)
 		if err != nil {
 			return nil, fmt.Errorf("translation %q: %w", k, err)
