@@ -222,14 +222,25 @@ return done`)
 // Scripts are the scripts AddCmd queues, for rscript.Pipelined.
 func Scripts() []*redis.Script { return []*redis.Script{add, list, deliver, read} }
 
-// AddCmd queues storing m for user on p; Dropped reads its answer.
-func (s *Store) AddCmd(ctx context.Context, p redis.Pipeliner, app int64, user string, m Message, now time.Time) (*redis.Cmd, error) {
+// Encode returns m as stored at now: the body AddCmd stores and gateways
+// send to clients.
+func Encode(m Message, now time.Time) (json.RawMessage, error) {
 	m.StoredAt = now.UTC()
 	body, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode message: %w", err)
 	}
-	return add.EvalSha(ctx, p, s.keys(app, user), m.ID, body, now.UnixMilli(), s.cfg.Cap, s.cfg.TTL.Milliseconds(), s.cfg.UnreadTTL.Milliseconds()), nil
+	return body, nil
+}
+
+// AddCmd queues storing the message id, encoded as body (by Encode at now),
+// for user on p; Dropped reads its answer.
+func (s *Store) AddCmd(ctx context.Context, p redis.Pipeliner, app int64, user, id string, body json.RawMessage, now time.Time) *redis.Cmd {
+	return add.EvalSha(ctx, p, s.keys(app, user), s.addArgs(id, body, now)...)
+}
+
+func (s *Store) addArgs(id string, body json.RawMessage, now time.Time) []any {
+	return []any{id, []byte(body), now.UnixMilli(), s.cfg.Cap, s.cfg.TTL.Milliseconds(), s.cfg.UnreadTTL.Milliseconds()}
 }
 
 // Dropped reads the answer of an AddCmd: the IDs of messages that left the
@@ -239,22 +250,19 @@ func Dropped(c *redis.Cmd) []string {
 	return ids
 }
 
-// Add stores m for user.
+// Add stores m for user and returns the IDs it dropped, as Dropped does.
 func (s *Store) Add(ctx context.Context, app int64, user string, m Message, now time.Time) ([]string, error) {
+	body, err := Encode(m, now)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var cmd *redis.Cmd
-	var aerr error
-	_, err := rscript.Pipelined(ctx, s.rdb, Scripts(), func(p redis.Pipeliner) {
-		cmd, aerr = s.AddCmd(ctx, p, app, user, m, now)
-	})
-	if aerr != nil {
-		return nil, aerr
-	}
+	dropped, err := add.Run(ctx, s.rdb, s.keys(app, user), s.addArgs(m.ID, body, now)...).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
 	}
-	return Dropped(cmd), nil
+	return dropped, nil
 }
 
 // Contents is what a user's inbox holds.

@@ -174,18 +174,26 @@ func (s *Sender) notifyContacts(ctx context.Context, app int64, msg inbox.Messag
 // status entries.
 func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string, []status.Entry, error) {
 	now := s.clock.Now()
+	// Each distinct message is encoded once: the inbox stores and the
+	// gateways send the same bytes.
+	bodies := map[string]json.RawMessage{}
+	for _, it := range items {
+		if _, ok := bodies[it.msg.ID]; !ok {
+			b, err := inbox.Encode(it.msg, now)
+			if err != nil {
+				return nil, nil, err
+			}
+			bodies[it.msg.ID] = b
+		}
+	}
 	adds := make([]*redis.Cmd, len(items))
 	looks := make([]*redis.Cmd, len(items))
-	var encErr error
 	_, err := rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
 		for i, it := range items {
-			adds[i], encErr = s.inbox.AddCmd(ctx, p, app, it.user, it.msg, now)
+			adds[i] = s.inbox.AddCmd(ctx, p, app, it.user, it.msg.ID, bodies[it.msg.ID], now)
 			looks[i] = s.presence.LookupCmd(ctx, p, app, it.user)
 		}
 	})
-	if encErr != nil {
-		return nil, nil, encErr
-	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("store and look up: %w", err)
 	}
@@ -193,7 +201,6 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		instance, msg string
 	}
 	users := map[target][]string{}
-	bodies := map[string]inbox.Message{}
 	var targets []target
 	var offline []string
 	var entries []status.Entry
@@ -208,7 +215,6 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 			e.Channel, e.State = status.Inbox, status.Pending
 		}
 		entries = append(entries, e)
-		bodies[it.msg.ID] = it.msg
 		for _, in := range inst {
 			t := target{in, it.msg.ID}
 			if _, ok := users[t]; !ok {
@@ -220,12 +226,13 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 	if len(targets) == 0 {
 		return offline, entries, nil
 	}
+	var encErr error
 	_, err = rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
 		for _, t := range targets {
-			m := bodies[t.msg]
-			m.StoredAt = now.UTC()
-			raw, _ := json.Marshal(m)
-			_, encErr = presence.PublishCmd(ctx, p, s.cfg.Prefix, t.instance, presence.Envelope{App: app, Users: users[t], Message: raw})
+			env := presence.Envelope{App: app, Users: users[t], Message: bodies[t.msg]}
+			if _, err := presence.PublishCmd(ctx, p, s.cfg.Prefix, t.instance, env); err != nil && encErr == nil {
+				encErr = err
+			}
 		}
 	})
 	if err != nil {
