@@ -2,14 +2,12 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
-	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/gateway"
@@ -299,16 +297,10 @@ func (a *API) listAnnouncements(w http.ResponseWriter, r *http.Request, app int6
 }
 
 func (a *API) occurrenceStatus(w http.ResponseWriter, r *http.Request, app int64) error {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
+	if id, err := strconv.ParseInt(r.PathValue("id"), 10, 64); err != nil || id <= 0 {
 		return problem(http.StatusBadRequest, "the occurrence ID must be a positive integer")
 	}
-	var o store.Occurrence
-	err = a.db.WithContext(r.Context()).Joins("JOIN reminders ON reminders.id = occurrences.reminder_id").
-		Where("occurrences.id = ? AND reminders.app_id = ?", id, app).First(&o).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return problem(http.StatusNotFound, fmt.Sprintf("no occurrence %d", id))
-	}
+	id, err := a.findOccurrence(r, app)
 	if err != nil {
 		return err
 	}
