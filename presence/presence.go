@@ -25,6 +25,7 @@ package presence
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -202,12 +203,7 @@ func Instances(c *redis.Cmd) []string {
 	}
 	var out []string
 	for _, m := range members {
-		inst, _, _ := strings.Cut(m, "|")
-		dup := false
-		for _, o := range out {
-			dup = dup || o == inst
-		}
-		if !dup {
+		if inst, _, _ := strings.Cut(m, "|"); !slices.Contains(out, inst) {
 			out = append(out, inst)
 		}
 	}
