@@ -10,6 +10,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/chime-dev/chime/content"
+	"github.com/chime-dev/chime/seal"
 )
 
 // Config is read from the environment; every field names its variable and
@@ -62,6 +63,12 @@ type Config struct {
 	// WebhookSecret ("whsec_...") signs the batches POSTed to WebhookURL.
 	// Empty: unsigned.
 	WebhookSecret string `env:"CHIME_WEBHOOK_SECRET"`
+	// SecretKeys are the keys that seal the secrets Chime stores and reads
+	// back (web devices' signing secrets, apps' gateway signing keys), as
+	// "id=base64key,...": the first seals, all open (see package seal).
+	// Empty: such secrets cannot be stored.
+	SecretKeys string `env:"CHIME_SECRET_KEYS"`
+	keyring    *seal.Keyring // parsed from SecretKeys
 	// Push holds the settings of Sender "push".
 	Push PushConfig
 	// ShutdownTimeout is how long a stopping process lets work in hand
@@ -91,6 +98,9 @@ type Config struct {
 // Processors returns the tag processors the configuration sets up (none
 // for a Config not made by LoadConfig).
 func (c Config) Processors() *content.Registry { return c.processors }
+
+// Keyring returns the keys CHIME_SECRET_KEYS configures; nil when unset.
+func (c Config) Keyring() *seal.Keyring { return c.keyring }
 
 // LoadConfig reads the configuration from environ ("KEY=value" entries).
 func LoadConfig(environ []string) (Config, error) {
@@ -133,6 +143,10 @@ func LoadConfig(environ []string) (Config, error) {
 	}
 	if c.MergeWindow < 0 {
 		return c, fmt.Errorf("configuration: CHIME_MERGE_WINDOW must be 0 (off) or a positive duration, not %s", c.MergeWindow)
+	}
+	var err error
+	if c.keyring, err = seal.Parse(c.SecretKeys); err != nil {
+		return c, fmt.Errorf("configuration: CHIME_SECRET_KEYS: %w", err)
 	}
 	ph, err := content.ParsePlaceholders(c.Placeholders)
 	if err != nil {

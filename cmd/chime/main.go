@@ -3,6 +3,7 @@
 //	chime demo [-users N] [-workers N] [-lead D]   run everything in one process
 //	chime app create NAME                          create an app, print its API key
 //	chime migrate                                  apply schema migrations
+//	chime secret-key new ID                        print a new CHIME_SECRET_KEYS entry
 //
 // Configuration is read from the environment, as for the coordinator.
 package main
@@ -20,6 +21,7 @@ import (
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/demo"
+	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -36,7 +38,8 @@ func main() {
 const usage = `usage:
   chime demo [-users N] [-workers N] [-lead DURATION] [-groups N]
   chime app create NAME
-  chime migrate`
+  chime migrate
+  chime secret-key new ID`
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -72,6 +75,16 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return fmt.Errorf("create app: %w", err)
 		}
 		fmt.Fprintf(stdout, "app %d %q\napi key (shown once): %s\n", app.ID, app.Name, key)
+		return nil
+	case "secret-key":
+		if len(args) != 3 || args[1] != "new" {
+			return errors.New("usage: chime secret-key new ID")
+		}
+		k, err := seal.NewKey(args[2])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, k)
 		return nil
 	case "migrate":
 		d, err := openDB(ctx, environ)
