@@ -5,7 +5,8 @@
 // another app's key gets 404, never someone else's data. Bad input gets a
 // 4xx application/problem+json answer that says what is wrong and changes
 // nothing: a request is validated whole before the first write, and each
-// write is one transaction. The membership index in Redis is updated after
+// write is one transaction (a timetable import, one per 1,000 rows: see
+// importTimetable). The membership index in Redis is updated after
 // the transaction commits, and reminder changes are announced on a Redis
 // channel so that the scheduling leader re-plans at once. The contract is
 // api/openapi.yaml.
@@ -81,9 +82,9 @@ type Config struct {
 	// MaxTimetable bounds a timetable upload, in bytes. Defaults to
 	// DefaultMaxTimetable (16 MiB).
 	MaxTimetable int64
-	// Ready are the checks of /readyz. Defaults to pinging db and rdb, db
-	// through its own pool, which busy requests can exhaust: a process
-	// gives checks on a probe pool of its own (store.OpenProbe).
+	// Ready are the checks of /readyz. Defaults to pinging rdb and db's
+	// own pool, which busy requests can exhaust: a process gives checks on
+	// a probe pool of its own (store.OpenProbe).
 	Ready map[string]health.Check
 }
 
