@@ -37,10 +37,13 @@ type Coordinator struct {
 	elector   *leader.Elector
 	log       *slog.Logger
 	listener  net.Listener
+	// probe closes the pool /readyz pings MySQL with.
+	probe func()
 }
 
 // NewCoordinator assembles a coordinator. If ln is nil it listens on
-// cfg.HTTPAddr when run.
+// cfg.HTTPAddr when run. Its /readyz pings MySQL over a pool of its own,
+// closed when Run returns.
 func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk clock.Clock, log *slog.Logger, ln net.Listener) *Coordinator {
 	log = log.With("component", "coordinator", "replica", cfg.ReplicaID)
 	index := grouping.NewIndex(rdb, db, cfg.Prefix)
@@ -51,9 +54,12 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 		Horizon: cfg.Horizon, MaxCatchUp: cfg.MaxCatchUp, PlanInterval: cfg.PlanInterval, PrepareLead: cfg.PrepareLead,
 		AckTimeout: cfg.AckTimeout, QueueTimeout: cfg.QueueTimeout, ChangesChannel: changes,
 	}, db, rdb, index, enq, ack.NewReader(ack.NewTracker(rdb, cfg.Prefix)), clk, log.With("part", "scheduler"))
+	ready, closeProbe := readiness(db, rdb, log)
+	acfg := cfg.withBulk(api.Config{ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors(), Ready: ready})
 	return &Coordinator{
 		cfg:       cfg,
-		api:       api.New(cfg.withOnline(api.Config{ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors()}, db, rdb), db, rdb, index, log.With("part", "api")),
+		probe:     closeProbe,
+		api:       api.New(cfg.withOnline(acfg, db, rdb), db, rdb, index, log.With("part", "api")),
 		scheduler: sched,
 		elector:   leader.New(leader.Config{Key: cfg.Prefix + "leader", ID: cfg.ReplicaID, TTL: cfg.LeaderTTL}, rdb, log),
 		log:       log,
@@ -73,6 +79,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 	}
+	defer c.probe()
 	srv := &http.Server{Handler: c.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/seal"
 )
@@ -92,6 +93,17 @@ type Config struct {
 
 	processors *content.Registry // built from the three above
 
+	// BulkPerApp is how many bulk requests (POST subscribers, POST
+	// timetable) of one app a coordinator runs at once; more get 429.
+	// Defaults to api.DefaultBulkPerApp (2).
+	BulkPerApp int `env:"CHIME_BULK_CONCURRENCY"`
+	// BulkTotal is how many bulk requests a coordinator runs at once over
+	// all apps; more get 503. Defaults to api.DefaultBulkTotal (8).
+	BulkTotal int `env:"CHIME_BULK_CONCURRENCY_TOTAL"`
+	// MaxTimetable bounds a timetable upload, in bytes; larger get 413.
+	// Defaults to api.DefaultMaxTimetable (16 MiB).
+	MaxTimetable int64 `env:"CHIME_TIMETABLE_MAX_BYTES"`
+
 	Online OnlineConfig
 }
 
@@ -161,10 +173,19 @@ func LoadConfig(environ []string) (Config, error) {
 	if c.Sender == "webhook" && c.WebhookURL == "" {
 		return c, fmt.Errorf("configuration: CHIME_WEBHOOK_URL is required when CHIME_SENDER=webhook")
 	}
+	if c.BulkPerApp < 0 || c.BulkTotal < 0 || c.MaxTimetable < 0 {
+		return c, fmt.Errorf("configuration: CHIME_BULK_CONCURRENCY, CHIME_BULK_CONCURRENCY_TOTAL and CHIME_TIMETABLE_MAX_BYTES must be positive (or unset for their defaults)")
+	}
 	if err := c.Online.validate(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)
 	}
 	return c, nil
+}
+
+// withBulk gives the API the limits of bulk requests and uploads.
+func (c Config) withBulk(ac api.Config) api.Config {
+	ac.BulkPerApp, ac.BulkTotal, ac.MaxTimetable = c.BulkPerApp, c.BulkTotal, c.MaxTimetable
+	return ac
 }
 
 // Logger builds the process logger the configuration asks for.

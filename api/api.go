@@ -5,16 +5,19 @@
 // another app's key gets 404, never someone else's data. Bad input gets a
 // 4xx application/problem+json answer that says what is wrong and changes
 // nothing: a request is validated whole before the first write, and each
-// write is one transaction. The membership index in Redis is updated after
+// write is one transaction (a timetable import, one per 1,000 rows: see
+// importTimetable). The membership index in Redis is updated after
 // the transaction commits, and reminder changes are announced on a Redis
 // channel so that the scheduling leader re-plans at once. The contract is
 // api/openapi.yaml.
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	_ "embed"
 	"encoding/hex"
 	"errors"
@@ -67,6 +70,22 @@ type Config struct {
 	GatewaySecret []byte
 	// TokenTTL is how long an issued token is valid. Defaults to 1h.
 	TokenTTL time.Duration
+
+	// BulkPerApp is how many bulk requests (POST subscribers, POST
+	// timetable) of one app this replica runs at once; more are answered
+	// 429 with Retry-After. Defaults to DefaultBulkPerApp (2).
+	BulkPerApp int
+	// BulkTotal is how many bulk requests this replica runs at once over
+	// all apps; more are answered 503 with Retry-After. Defaults to
+	// DefaultBulkTotal (8).
+	BulkTotal int
+	// MaxTimetable bounds a timetable upload, in bytes. Defaults to
+	// DefaultMaxTimetable (16 MiB).
+	MaxTimetable int64
+	// Ready are the checks of /readyz. Defaults to pinging rdb and db's
+	// own pool, which busy requests can exhaust: a process gives checks on
+	// a probe pool of its own (store.OpenProbe).
+	Ready map[string]health.Check
 }
 
 // API serves the HTTP API.
@@ -77,6 +96,7 @@ type API struct {
 	index *grouping.Index
 	log   *slog.Logger
 	keys  sync.Map // key hash -> cachedKey
+	limit *bulkLimit
 }
 
 type cachedKey struct {
@@ -107,7 +127,17 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	if cfg.Status == nil {
 		cfg.Status = status.New(status.Config{}, rdb, db)
 	}
-	return &API{cfg: cfg, db: db, rdb: rdb, index: index, log: log}
+	cfg.BulkPerApp = cmp.Or(cfg.BulkPerApp, DefaultBulkPerApp)
+	cfg.BulkTotal = cmp.Or(cfg.BulkTotal, DefaultBulkTotal)
+	cfg.MaxTimetable = cmp.Or(cfg.MaxTimetable, DefaultMaxTimetable)
+	if cfg.Ready == nil {
+		var pool *sql.DB
+		if db != nil {
+			pool, _ = db.DB()
+		}
+		cfg.Ready = health.Stores(pool, rdb)
+	}
+	return &API{cfg: cfg, db: db, rdb: rdb, index: index, log: log, limit: newBulkLimit(cfg.BulkPerApp, cfg.BulkTotal)}
 }
 
 // Handler returns the API's routes.
@@ -115,7 +145,7 @@ func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", health.Live) // the first liveness path, kept as an alias of /livez
 	mux.HandleFunc("GET /livez", health.Live)
-	mux.HandleFunc("GET /readyz", health.Ready(health.Stores(a.db, a.rdb), health.DefaultTimeout))
+	mux.HandleFunc("GET /readyz", health.Ready(a.cfg.Ready, health.DefaultTimeout, a.log))
 	mux.Handle("GET /metrics", metrics.Handler())
 	mux.HandleFunc("GET /v1/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
@@ -128,13 +158,13 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/reminders/{key}/upcoming", a.auth(a.upcoming))
 	mux.Handle("PUT /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.putSubscriber))
 	mux.Handle("DELETE /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.deleteSubscriber))
-	mux.Handle("POST /v1/reminders/{key}/subscribers", a.auth(a.postSubscribers))
+	mux.Handle("POST /v1/reminders/{key}/subscribers", a.auth(a.bulk(a.postSubscribers)))
 	mux.Handle("GET /v1/occurrences", a.auth(a.listOccurrences))
 	mux.Handle("GET /v1/occurrences/{id}", a.auth(a.getOccurrence))
 	mux.Handle("POST /v1/events", a.auth(a.postEvent))
 	mux.Handle("GET /v1/events/{id}", a.auth(a.getEvent))
 	mux.Handle("DELETE /v1/events/{id}", a.auth(a.deleteEvent))
-	mux.Handle("POST /v1/timetable", a.auth(a.importTimetable))
+	mux.Handle("POST /v1/timetable", a.auth(a.bulk(a.importTimetable)))
 	mux.Handle("GET /v1/reminders/{key}/timetable", a.auth(a.listTimetable))
 	mux.Handle("PUT /v1/reminders/{key}/timetable/{location}/{date}", a.auth(a.putTimetableRow))
 	mux.Handle("DELETE /v1/reminders/{key}/timetable/{location}/{date}", a.auth(a.deleteTimetableRow))
