@@ -114,9 +114,33 @@ type Message struct {
 	Data  map[string]string
 }
 
-// Composer writes the message for one device of a batch.
+// Composer writes the message for one device of a batch. maxBytes is the
+// most bytes the title and body may take together on the device's channel
+// (MaxMessage): a composer that renders templates stops there and returns
+// an error rather than render more. The sender checks the limit again.
 type Composer interface {
-	Compose(b *sender.Batch, d Device) (Message, error)
+	Compose(b *sender.Batch, d Device, maxBytes int) (Message, error)
+}
+
+// Message limits by channel: the most bytes a message's title and body may
+// take together. A longer message fails its device ("message exceeds 4096
+// bytes") without reaching the provider. The provider's own limit on the
+// whole payload, with the data and JSON quoting, still applies.
+const (
+	MaxAPNsMessage    = 4096     // APNs refuses payloads over 4 KB
+	MaxFCMMessage     = 4096     // FCM refuses messages over 4 KB
+	MaxWebhookMessage = 16 << 10 // a device webhook is a POST of ours; kept small all the same
+)
+
+// MaxMessage returns the message limit of a channel.
+func MaxMessage(channel string) int {
+	switch channel {
+	case APNs:
+		return MaxAPNsMessage
+	case FCM:
+		return MaxFCMMessage
+	}
+	return MaxWebhookMessage
 }
 
 // Plain composes the reminder's own title and body for every device, with
@@ -126,7 +150,7 @@ type Plain struct{}
 var _ Composer = Plain{}
 
 // Compose implements Composer.
-func (Plain) Compose(b *sender.Batch, _ Device) (Message, error) {
+func (Plain) Compose(b *sender.Batch, _ Device, _ int) (Message, error) {
 	return Message{Title: b.Title, Body: b.Body, Data: map[string]string{
 		"reminder": b.Reminder, "occurrence": strconv.FormatInt(b.Occurrence, 10), "location": b.Location,
 	}}, nil
@@ -255,7 +279,11 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		case s.channels[it.channel] == nil:
 			it.out, it.done = sender.Outcome{Status: sender.Failed, Reason: it.channel + " channel not configured"}, true
 		default:
-			msg, err := s.composer.Compose(b, d)
+			limit := MaxMessage(it.channel)
+			msg, err := s.composer.Compose(b, d, limit)
+			if err == nil && len(msg.Title)+len(msg.Body) > limit {
+				err = fmt.Errorf("message exceeds %d bytes", limit)
+			}
 			if err != nil {
 				it.out, it.done = sender.Outcome{Status: sender.Failed, Reason: "compose: " + err.Error()}, true
 				continue

@@ -3,6 +3,7 @@ package push_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/apns"
@@ -362,4 +364,66 @@ func TestLongReminderKeyIsSent(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, res.Failed, "%v", res.Failures)
 	require.Len(t, f.apns.Pushes(tok), 1)
+}
+
+// composer composes with package content, as the root package wires it.
+type composer struct{ c *content.Composer }
+
+func (a composer) Compose(b *sender.Batch, d push.Device, maxBytes int) (push.Message, error) {
+	m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
+	return push.Message{Title: m.Title, Body: m.Body, Data: m.Data}, err
+}
+
+// Injected: a body that renders to 5,006 bytes from an event field, and a
+// {{range}} of 100 items writing that field 100 times (50 MB if rendered in
+// full) in the Indonesian translation; an Arabic translation that stays
+// short. Checked: the iPhone and the Android phone in English and the
+// iPhone in Indonesian fail with "message exceeds 4096 bytes" and reach no
+// provider; the iPhone in Arabic and the web device in English (16 KiB)
+// get their messages; Send succeeds and counts each channel.
+func TestOverLimitMessageFailsOnlyItsDevice(t *testing.T) {
+	f := setup(t)
+	alice := f.device("alice", "iphone", store.PlatformIOS)
+	dave := f.device("dave", "pixel", store.PlatformAndroid)
+	bob := f.device("bob", "iphone", store.PlatformIOS)
+	eve := f.device("eve", "iphone", store.PlatformIOS)
+	f.device("carol", "browser", store.PlatformWeb)
+	for user, locale := range map[string]string{"bob": "ar-SA", "eve": "id-ID"} {
+		require.NoError(t, f.env.DB.Model(&store.Device{}).Where("user_id = ?", user).Update("locale", locale).Error)
+	}
+	s := push.New(push.Config{Prefix: f.env.Prefix}, f.env.DB, f.env.Redis, f.channels,
+		composer{content.NewComposer(content.Config{})}, nil, clock.Real{}, f.env.Log)
+	b := f.batch("alice", "bob", "carol", "dave", "eve")
+	b.Zone, b.FireAt, b.Lang = "Asia/Jakarta", time.Now(), "en"
+	b.Body = `Fajr {{get .Event "note" ""}}`
+	b.Translations = map[string]sender.Text{
+		"ar": {Title: "الفجر", Body: "حان موعد صلاة الفجر"},
+		"id": {Title: "Subuh", Body: `{{range .Event.items}}` + strings.Repeat(`{{$.Event.note}}`, 100) + `{{end}}`},
+	}
+	data, err := json.Marshal(map[string]any{"note": strings.Repeat("n", 5001), "items": make([]int, 100)})
+	require.NoError(t, err)
+	b.Data = data
+
+	res, err := s.Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Equal(t, map[string]sender.Counts{"apns": {Sent: 1, Failed: 2}, "fcm": {Failed: 1}, "webhook": {Sent: 1}}, res.Channels)
+	require.ElementsMatch(t, []string{"alice", "dave", "eve"}, res.FailedUsers)
+	reasons := map[string]string{}
+	for _, fl := range res.Failures {
+		reasons[fl.User] = fl.Reason
+	}
+	require.Equal(t, map[string]string{
+		"alice": "compose: content: body: message exceeds 4096 bytes",
+		"dave":  "compose: content: body: message exceeds 4096 bytes",
+		"eve":   "compose: content: body: message exceeds 4096 bytes",
+	}, reasons)
+	require.Empty(t, f.apns.Pushes(alice))
+	require.Empty(t, f.apns.Pushes(eve))
+	require.Empty(t, f.fcm.Messages(dave))
+	p := f.apns.Pushes(bob)
+	require.Len(t, p, 1)
+	require.Equal(t, "حان موعد صلاة الفجر", p[0].Payload["aps"].(map[string]any)["alert"].(map[string]any)["body"])
+	ev := f.web.Events("carol-browser")
+	require.Len(t, ev, 1)
+	require.Len(t, ev[0].Data.Body, 5006)
 }
