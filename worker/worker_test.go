@@ -358,7 +358,7 @@ func TestHandleWebhook(t *testing.T) {
 	s := sink.New()
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	wh, err := webhook.New(webhook.Config{URL: srv.URL}, testenv.Logger(t))
+	wh, err := webhook.New(webhook.Config{URL: srv.URL, Now: f.clock.Now}, testenv.Logger(t))
 	require.NoError(t, err)
 
 	require.NoError(t, f.worker(t, "w1", wh).Handle(context.Background(), f.payload(1)))
