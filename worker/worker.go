@@ -264,7 +264,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		// have handed the group to another worker.
 		err := w.confirmLease(k, g, token)
 		if errors.Is(err, ack.ErrLeaseLost) {
-			log.Warn("lease passed before a send (the worker was paused); another worker continues the group", "unsent", len(members))
+			log.Warn("lease passed before a send (its renewals were missed: the worker was paused, or Redis failed); another worker continues the group", "unsent", len(members))
 			return nil
 		}
 		if err != nil {
