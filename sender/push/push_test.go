@@ -427,3 +427,63 @@ func TestOverLimitMessageFailsOnlyItsDevice(t *testing.T) {
 	require.Len(t, ev, 1)
 	require.Len(t, ev[0].Data.Body, 5006)
 }
+
+// Injected: a web device whose endpoint hangs (never answers;
+// webhooktest.Staller), a device timeout of 3s, and a validity window that
+// ends 500ms after the send starts. Checked against the endpoint's record:
+// the one request arrived inside the window and was given up when the
+// window ended, not at the 3s timeout (before, it stayed in flight past the
+// window and Send returned an error for the chunk to be retried); the
+// device is counted and recorded as expired, with a reason that says so.
+func TestValidityWindowEndsARequestInFlight(t *testing.T) {
+	f := setup(t)
+	st := webhooktest.NewStaller()
+	t.Cleanup(st.Close)
+	require.NoError(t, f.env.DB.Create(&store.Device{AppID: f.app, UserID: "u1", DeviceID: "browser", Platform: store.PlatformWeb,
+		Token: st.URL(), Secret: webhook.NewSecret()}).Error)
+	const timeout = 3 * time.Second
+	f.channels[push.Webhook] = webhook.NewDevices(webhook.DevicesConfig{Timeout: timeout})
+
+	b := f.batch("u1")
+	b.ExpiresAt = time.Now().Add(500 * time.Millisecond)
+	res, err := f.sender(push.Config{}).Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Expired)
+	require.Equal(t, 1, res.Failed)
+	var arrived, gaveUp []time.Time
+	testenv.WaitUntil(t, 5*time.Second, "the endpoint to see the client give up", func() bool {
+		arrived, gaveUp = st.Times()
+		return len(gaveUp) == len(arrived)
+	})
+	require.Len(t, arrived, 1)
+	require.True(t, arrived[0].Before(b.ExpiresAt), "the request arrived inside the window")
+	require.False(t, gaveUp[0].Before(b.ExpiresAt), "the request ran until the window ended")
+	require.True(t, gaveUp[0].Before(arrived[0].Add(timeout)), "the window, not the device timeout, ended it")
+	require.Equal(t, map[string]store.DeliveryCount{"webhook": {Expired: 1}}, f.counts())
+	var fails []store.DeliveryFailure
+	require.NoError(t, f.env.DB.Find(&fails).Error)
+	require.Len(t, fails, 1)
+	require.Equal(t, "expired: validity window passed before webhook answered", fails[0].Reason)
+}
+
+// Injected: a web device's endpoint answers 503 once, with a first backoff
+// of at least 500ms and a validity window of 300ms. Checked: no retry is
+// made (it would start after the window), and the device is counted and
+// recorded as expired instead of the chunk failing for a later retry.
+func TestNoRetryStartsAfterTheValidityWindow(t *testing.T) {
+	f := setup(t)
+	f.device("u1", "browser", store.PlatformWeb)
+	f.web.Fail("u1-browser", webhooktest.Fault{Status: 503})
+
+	b := f.batch("u1")
+	b.ExpiresAt = time.Now().Add(300 * time.Millisecond)
+	res, err := f.sender(push.Config{RetryInitial: time.Second}).Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Expired)
+	require.Empty(t, f.web.Events("u1-browser"), "not sent by a late retry")
+	require.Equal(t, map[string]store.DeliveryCount{"webhook": {Expired: 1}}, f.counts())
+	var fails []store.DeliveryFailure
+	require.NoError(t, f.env.DB.Find(&fails).Error)
+	require.Len(t, fails, 1)
+	require.Equal(t, "expired: validity window passed while retrying", fails[0].Reason)
+}
