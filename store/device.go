@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Device platforms and the channel each is delivered through.
 const (
@@ -61,4 +64,12 @@ type DeliveryFailure struct {
 	Channel      string `gorm:"size:16;not null"`
 	Reason       string `gorm:"size:200;not null"`
 	CreatedAt    time.Time
+}
+
+// DeviceSecretAAD binds a device's sealed secret to its row (seal's
+// additional data), as device:<app>:"<user>":"<device>": a value copied to
+// another device does not open there. The IDs are quoted because they may
+// hold colons.
+func DeviceSecretAAD(app int64, user, device string) []byte {
+	return []byte("device:" + strconv.FormatInt(app, 10) + ":" + strconv.Quote(user) + ":" + strconv.Quote(device))
 }
