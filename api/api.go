@@ -32,6 +32,8 @@ import (
 	"github.com/chime-dev/chime/health"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/metrics"
+	"github.com/chime-dev/chime/netguard"
+	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
 )
@@ -67,6 +69,13 @@ type Config struct {
 	GatewaySecret []byte
 	// TokenTTL is how long an issued token is valid. Defaults to 1h.
 	TokenTTL time.Duration
+	// WebDeviceGuard decides which IP addresses a web device's endpoint URL
+	// may name (a host name is checked when it is sent to). Defaults to
+	// global addresses only.
+	WebDeviceGuard *netguard.Policy
+	// Keyring seals web devices' signing secrets before they are stored;
+	// without one web devices are not registered (503).
+	Keyring *seal.Keyring
 }
 
 // API serves the HTTP API.
