@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"strconv"
 	"time"
@@ -70,15 +69,19 @@ type PushConfig struct {
 	// although they are not global (loopback, private, link-local...), as
 	// CIDRs separated by commas ("127.0.0.0/8,::1/128" for local tests).
 	// Empty: none, endpoints must be on the internet (package netguard).
-	WebDeviceAllowCIDRs []netip.Prefix `env:"CHIME_WEB_DEVICE_ALLOW_CIDRS"`
+	WebDeviceAllowCIDRs string `env:"CHIME_WEB_DEVICE_ALLOW_CIDRS"`
 	// RetryFor bounds how long one chunk retries refused messages before the
 	// worker retries the group later.
 	RetryFor time.Duration `env:"CHIME_PUSH_RETRY_FOR" envDefault:"20s"`
 }
 
 // guard is the address policy of web device endpoints, at registration
-// (the API) and at send time (workers).
-func (c PushConfig) guard() *netguard.Policy { return netguard.New(c.WebDeviceAllowCIDRs) }
+// (the API) and at send time (workers). A bad list (check refuses it)
+// allows nothing more.
+func (c PushConfig) guard() *netguard.Policy {
+	allow, _ := netguard.ParseCIDRs(c.WebDeviceAllowCIDRs)
+	return netguard.New(allow)
+}
 
 func (c PushConfig) check() error {
 	if c.APNSKeyFile != "" && (c.APNSKeyID == "" || c.APNSTeamID == "" || c.APNSTopic == "") {
@@ -95,6 +98,9 @@ func (c PushConfig) check() error {
 	}
 	if c.RetryFor <= 0 {
 		return errors.New("CHIME_PUSH_RETRY_FOR must be a positive duration")
+	}
+	if _, err := netguard.ParseCIDRs(c.WebDeviceAllowCIDRs); err != nil {
+		return fmt.Errorf("CHIME_WEB_DEVICE_ALLOW_CIDRS: %w", err)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package chime_test
 import (
 	"fmt"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +61,7 @@ func (b *bundle) usePush() pushServers {
 		FCMRate: 600000, RetryFor: 20 * time.Second,
 		// The local webhook receiver is on loopback, which web device
 		// endpoints may not use unless the operator opens it.
-		WebDeviceAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		WebDeviceAllowCIDRs: "127.0.0.0/8,::1/128",
 	}
 	// Web devices' secrets are stored sealed.
 	b.cfg.SecretKeys, err = seal.NewKey("e2e")
@@ -227,7 +226,7 @@ func strip(c api.ChannelCounts) api.ChannelCounts { c.Channel = ""; return c }
 func TestPushWebDeviceOnOperatorNetworkIsRefusedAtSendTime(t *testing.T) {
 	b := setup(t)
 	srv := b.usePush()
-	b.cfg.Push.WebDeviceAllowCIDRs = nil
+	b.cfg.Push.WebDeviceAllowCIDRs = ""
 	b.startCoordinator("c1")
 	b.startWorker("w1")
 

@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -52,6 +53,23 @@ func New(allow []netip.Prefix) *Policy {
 		}
 	}
 	return p
+}
+
+// ParseCIDRs reads a list of CIDRs separated by commas
+// ("127.0.0.0/8,::1/128"); an empty list is none.
+func ParseCIDRs(spec string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range strings.Split(spec, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR such as 127.0.0.0/8 or ::1/128", s)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // unmappedBits is the prefix length of a once its address is unmapped:

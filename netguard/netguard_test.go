@@ -110,3 +110,16 @@ func TestTransportRefusesBeforeConnecting(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, res.StatusCode)
 	require.EqualValues(t, 1, conns.Load())
 }
+
+// The allow-list is CIDRs separated by commas; anything else is refused
+// with the value named.
+func TestParseCIDRs(t *testing.T) {
+	got, err := netguard.ParseCIDRs(" 127.0.0.0/8, ::1/128 ,")
+	require.NoError(t, err)
+	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, got)
+	got, err = netguard.ParseCIDRs("")
+	require.NoError(t, err)
+	require.Empty(t, got)
+	_, err = netguard.ParseCIDRs("127.0.0.0/8,localhost")
+	require.ErrorContains(t, err, `"localhost" is not a CIDR`)
+}
