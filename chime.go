@@ -55,7 +55,8 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 		AckTimeout: cfg.AckTimeout, QueueTimeout: cfg.QueueTimeout, ChangesChannel: changes,
 	}, db, rdb, index, enq, ack.NewReader(ack.NewTracker(rdb, cfg.Prefix)), clk, log.With("part", "scheduler"))
 	ready, closeProbe := readiness(db, rdb, log)
-	acfg := cfg.withBulk(api.Config{ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors(), Ready: ready})
+	acfg := cfg.withBulk(api.Config{ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors(), Ready: ready,
+		WebDeviceGuard: cfg.Push.guard(), Keyring: cfg.Keyring()})
 	return &Coordinator{
 		cfg:       cfg,
 		probe:     closeProbe,

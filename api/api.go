@@ -35,6 +35,8 @@ import (
 	"github.com/chime-dev/chime/health"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/metrics"
+	"github.com/chime-dev/chime/netguard"
+	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
 )
@@ -86,6 +88,13 @@ type Config struct {
 	// own pool, which busy requests can exhaust: a process gives checks on
 	// a probe pool of its own (store.OpenProbe).
 	Ready map[string]health.Check
+	// WebDeviceGuard decides which IP addresses a web device's endpoint URL
+	// may name (a host name is checked when it is sent to). Defaults to
+	// global addresses only.
+	WebDeviceGuard *netguard.Policy
+	// Keyring seals web devices' signing secrets before they are stored;
+	// without one web devices are not registered (503).
+	Keyring *seal.Keyring
 }
 
 // API serves the HTTP API.

@@ -103,6 +103,7 @@ var migrations = []*gormigrate.Migration{
 			return nil
 		},
 	},
+	{ID: "0008_device_secret_sealed", Migrate: widenDeviceSecret},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

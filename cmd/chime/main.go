@@ -4,6 +4,7 @@
 //	chime app create NAME                          create an app, print its API key
 //	chime migrate                                  apply schema migrations
 //	chime secret-key new ID                        print a new CHIME_SECRET_KEYS entry
+//	chime secret-key reseal [-batch N]             re-seal stored secrets under the first key
 //
 // Configuration is read from the environment, as for the coordinator.
 package main
@@ -39,7 +40,8 @@ const usage = `usage:
   chime demo [-users N] [-workers N] [-lead DURATION] [-groups N]
   chime app create NAME
   chime migrate
-  chime secret-key new ID`
+  chime secret-key new ID
+  chime secret-key reseal [-batch N]`
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -77,6 +79,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stdout, "app %d %q\napi key (shown once): %s\n", app.ID, app.Name, key)
 		return nil
 	case "secret-key":
+		if len(args) >= 2 && args[1] == "reseal" {
+			return resealSecrets(ctx, args[2:], environ, stdout, stderr)
+		}
 		if len(args) != 3 || args[1] != "new" {
 			return errors.New("usage: chime secret-key new ID")
 		}
@@ -94,6 +99,39 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return err
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+// resealSecrets seals again, under the first key of CHIME_SECRET_KEYS,
+// the web device secrets not sealed with it (stored before sealing, or
+// under an older key), so that an older key can be dropped from the list.
+func resealSecrets(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("secret-key reseal", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	batch := fs.Int("batch", store.DefaultResealBatch, "devices re-sealed per transaction")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *batch < 1 || fs.NArg() > 0 {
+		return errors.New("usage: chime secret-key reseal [-batch N], N at least 1")
+	}
+	d, err := openDB(ctx, environ)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	k := d.Config.Keyring()
+	if k == nil {
+		return errors.New("secret-key reseal: CHIME_SECRET_KEYS is not set")
+	}
+	resealed, failed, err := store.ResealDeviceSecrets(ctx, d.DB, k, *batch)
+	fmt.Fprintf(stdout, "device secrets re-sealed under key %q: %d\n", k.Current(), resealed)
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("secret-key reseal: %d device secrets do not open with the configured keys (sealed with a key no longer listed, or altered); they were left as they are", failed)
+	}
+	return nil
 }
 
 // openDB opens MYSQL_DSN and brings its schema up to date.
