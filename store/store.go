@@ -30,7 +30,11 @@ var ErrNotFound = errors.New("not found")
 // embedded mode ("sqlite::memory:" keeps it in memory).
 func Open(dsn string, log *slog.Logger) (*gorm.DB, error) {
 	cfg := &gorm.Config{
-		Logger:                 quietCancel{logger.NewSlogLogger(log, logger.Config{SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true})},
+		// Failed and slow statements are logged without their values (see
+		// log.go).
+		Logger: sqlLogger{logger.NewSlogLogger(log, logger.Config{
+			SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true, ParameterizedQueries: true,
+		})},
 		SkipDefaultTransaction: true,
 		NowFunc:                func() time.Time { return time.Now().UTC() },
 	}
@@ -82,21 +86,6 @@ func Open(dsn string, log *slog.Logger) (*gorm.DB, error) {
 
 // IsMySQL reports whether db speaks MySQL (as opposed to SQLite).
 func IsMySQL(db *gorm.DB) bool { return db.Name() == "mysql" }
-
-// quietCancel drops the log of statements cancelled by their context: at
-// shutdown that is expected, and the caller sees the error anyway.
-type quietCancel struct{ logger.Interface }
-
-func (q quietCancel) LogMode(l logger.LogLevel) logger.Interface {
-	return quietCancel{q.Interface.LogMode(l)}
-}
-
-func (q quietCancel) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-		return
-	}
-	q.Interface.Trace(ctx, begin, fc, err)
-}
 
 // Transaction runs fn in a transaction, and runs it again (up to three
 // times in all) when MySQL picks it as a deadlock victim, its lock wait
