@@ -220,6 +220,16 @@ func FindKey(ctx context.Context, db *gorm.DB, app, id int64) (APIKey, error) {
 	return k, nil
 }
 
+// FindKeyByHash returns app's key whose SHA-256 is hash, revoked or not, or
+// ErrNotFound.
+func FindKeyByHash(ctx context.Context, db *gorm.DB, app int64, hash string) (APIKey, error) {
+	var k APIKey
+	if err := db.WithContext(ctx).Where("app_id = ? AND hash = ?", app, hash).Take(&k).Error; err != nil {
+		return APIKey{}, fmt.Errorf("find key: %w", notFound(err))
+	}
+	return k, nil
+}
+
 // FindKeyByPrefix returns app's one key whose stored prefix is prefix:
 // ErrNotFound if none, ErrAmbiguous if two keys share it (one in 2^32).
 func FindKeyByPrefix(ctx context.Context, db *gorm.DB, app int64, prefix string) (APIKey, error) {
