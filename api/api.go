@@ -76,20 +76,24 @@ type Config struct {
 	// without it they answer 503. Only its SHA-256 is kept.
 	OperatorKey string
 
-	// The limits of the HTTP server Server returns. ReadTimeout bounds
-	// reading a whole request, body included; WriteTimeout bounds the time
-	// from the end of the request's header to the end of the answer
-	// (reading the body, handling, writing); IdleTimeout bounds a kept-alive
-	// connection between requests. No route streams.
+	// The limits of the HTTP server Server returns; no route streams, so
+	// every answer fits in them.
 	//
-	// ReadHeaderTimeout defaults to 10s, ReadTimeout to 30s, WriteTimeout to
-	// 60s, IdleTimeout to 120s and MaxHeaderBytes to 64 KiB (a larger
-	// header gets 431).
+	// ReadHeaderTimeout bounds reading a request's header. Defaults to 10s.
 	ReadHeaderTimeout time.Duration
-	ReadTimeout       time.Duration
-	WriteTimeout      time.Duration
-	IdleTimeout       time.Duration
-	MaxHeaderBytes    int
+	// ReadTimeout bounds reading a whole request, body included: a client
+	// still sending then gets 408 and the connection is closed. Defaults to
+	// 30s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its header to the end
+	// of its answer (reading the body, handling, writing). Defaults to 60s.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds a kept-alive connection between requests. Defaults
+	// to 120s.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header; a larger one gets 431.
+	// Defaults to 64 KiB.
+	MaxHeaderBytes int
 }
 
 // Defaults of the HTTP server's limits.
@@ -147,6 +151,7 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	if cfg.OperatorKey != "" {
 		sum := sha256.Sum256([]byte(cfg.OperatorKey))
 		a.operator = sum[:]
+		a.cfg.OperatorKey = ""
 	}
 	return a
 }
