@@ -38,10 +38,13 @@ type Coordinator struct {
 	elector   *leader.Elector
 	log       *slog.Logger
 	listener  net.Listener
+	// probe closes the pool /readyz pings MySQL with.
+	probe func()
 }
 
 // NewCoordinator assembles a coordinator. If ln is nil it listens on
-// cfg.HTTPAddr when run.
+// cfg.HTTPAddr when run. Its /readyz pings MySQL over a pool of its own,
+// closed when Run returns.
 func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk clock.Clock, log *slog.Logger, ln net.Listener) *Coordinator {
 	log = log.With("component", "coordinator", "replica", cfg.ReplicaID)
 	index := grouping.NewIndex(rdb, db, cfg.Prefix)
@@ -52,13 +55,16 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 		Horizon: cfg.Horizon, MaxCatchUp: cfg.MaxCatchUp, PlanInterval: cfg.PlanInterval, PrepareLead: cfg.PrepareLead,
 		AckTimeout: cfg.AckTimeout, QueueTimeout: cfg.QueueTimeout, ChangesChannel: changes,
 	}, db, rdb, index, enq, ack.NewReader(ack.NewTracker(rdb, cfg.Prefix)), clk, log.With("part", "scheduler"))
+	ready, closeProbe := readiness(db, rdb, log)
 	keys := apikey.New(apikey.Config{Channel: cfg.KeysChannel(), Now: clk.Now}, db, rdb, log.With("part", "keys"))
+	acfg := cfg.withBulk(api.Config{
+		ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors(), Ready: ready, Keys: keys, OperatorKey: cfg.OperatorKey,
+		ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, IdleTimeout: cfg.HTTPIdleTimeout, MaxHeaderBytes: cfg.HTTPMaxHeaderBytes,
+	})
 	return &Coordinator{
-		cfg: cfg,
-		api: api.New(cfg.withOnline(api.Config{
-			ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors(), Keys: keys, OperatorKey: cfg.OperatorKey,
-			ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, IdleTimeout: cfg.HTTPIdleTimeout, MaxHeaderBytes: cfg.HTTPMaxHeaderBytes,
-		}, db, rdb), db, rdb, index, log.With("part", "api")),
+		cfg:       cfg,
+		probe:     closeProbe,
+		api:       api.New(cfg.withOnline(acfg, db, rdb), db, rdb, index, log.With("part", "api")),
 		keys:      keys,
 		scheduler: sched,
 		elector:   leader.New(leader.Config{Key: cfg.Prefix + "leader", ID: cfg.ReplicaID, TTL: cfg.LeaderTTL}, rdb, log),
@@ -79,6 +85,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 	}
+	defer c.probe()
 	srv := c.api.Server()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.keys.Run(ctx) })

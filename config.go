@@ -9,7 +9,9 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/content"
+	"github.com/chime-dev/chime/seal"
 )
 
 // Config is read from the environment; every field names its variable and
@@ -25,7 +27,7 @@ type Config struct {
 	// Defaults to api.DefaultReadTimeout (30s).
 	HTTPReadTimeout time.Duration `env:"CHIME_HTTP_READ_TIMEOUT"`
 	// HTTPWriteTimeout bounds an API request from the end of its header to
-	// the end of its answer. Defaults to api.DefaultWriteTimeout (60s).
+	// the end of its answer. Defaults to api.DefaultWriteTimeout (2m).
 	HTTPWriteTimeout time.Duration `env:"CHIME_HTTP_WRITE_TIMEOUT"`
 	// HTTPIdleTimeout bounds an idle kept-alive API connection. Defaults to
 	// api.DefaultIdleTimeout (120s).
@@ -78,6 +80,12 @@ type Config struct {
 	// WebhookSecret ("whsec_...") signs the batches POSTed to WebhookURL.
 	// Empty: unsigned.
 	WebhookSecret string `env:"CHIME_WEBHOOK_SECRET"`
+	// SecretKeys are the keys that seal the secrets Chime stores and reads
+	// back (web devices' signing secrets, apps' gateway signing keys), as
+	// "id=base64key,...": the first seals, all open (see package seal).
+	// Empty: such secrets cannot be stored.
+	SecretKeys string `env:"CHIME_SECRET_KEYS"`
+	keyring    *seal.Keyring // parsed from SecretKeys
 	// Push holds the settings of Sender "push".
 	Push PushConfig
 	// ShutdownTimeout is how long a stopping process lets work in hand
@@ -101,6 +109,17 @@ type Config struct {
 
 	processors *content.Registry // built from the three above
 
+	// BulkPerApp is how many bulk requests (POST subscribers, POST
+	// timetable) of one app a coordinator runs at once; more get 429.
+	// Defaults to api.DefaultBulkPerApp (2).
+	BulkPerApp int `env:"CHIME_BULK_CONCURRENCY"`
+	// BulkTotal is how many bulk requests a coordinator runs at once over
+	// all apps; more get 503. Defaults to api.DefaultBulkTotal (8).
+	BulkTotal int `env:"CHIME_BULK_CONCURRENCY_TOTAL"`
+	// MaxTimetable bounds a timetable upload, in bytes; larger get 413.
+	// Defaults to api.DefaultMaxTimetable (16 MiB).
+	MaxTimetable int64 `env:"CHIME_TIMETABLE_MAX_BYTES"`
+
 	Online OnlineConfig
 }
 
@@ -113,6 +132,9 @@ func (c Config) KeysChannel() string { return c.Prefix + "keys" }
 // Processors returns the tag processors the configuration sets up (none
 // for a Config not made by LoadConfig).
 func (c Config) Processors() *content.Registry { return c.processors }
+
+// Keyring returns the keys CHIME_SECRET_KEYS configures; nil when unset.
+func (c Config) Keyring() *seal.Keyring { return c.keyring }
 
 // LoadConfig reads the configuration from environ ("KEY=value" entries).
 func LoadConfig(environ []string) (Config, error) {
@@ -169,6 +191,10 @@ func LoadConfig(environ []string) (Config, error) {
 	if c.MergeWindow < 0 {
 		return c, fmt.Errorf("configuration: CHIME_MERGE_WINDOW must be 0 (off) or a positive duration, not %s", c.MergeWindow)
 	}
+	var err error
+	if c.keyring, err = seal.Parse(c.SecretKeys); err != nil {
+		return c, fmt.Errorf("configuration: CHIME_SECRET_KEYS: %w", err)
+	}
 	ph, err := content.ParsePlaceholders(c.Placeholders)
 	if err != nil {
 		return c, fmt.Errorf("configuration: CHIME_PLACEHOLDERS: %w", err)
@@ -182,10 +208,19 @@ func LoadConfig(environ []string) (Config, error) {
 	if c.Sender == "webhook" && c.WebhookURL == "" {
 		return c, fmt.Errorf("configuration: CHIME_WEBHOOK_URL is required when CHIME_SENDER=webhook")
 	}
+	if c.BulkPerApp < 0 || c.BulkTotal < 0 || c.MaxTimetable < 0 {
+		return c, fmt.Errorf("configuration: CHIME_BULK_CONCURRENCY, CHIME_BULK_CONCURRENCY_TOTAL and CHIME_TIMETABLE_MAX_BYTES must be positive (or unset for their defaults)")
+	}
 	if err := c.Online.validate(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)
 	}
 	return c, nil
+}
+
+// withBulk gives the API the limits of bulk requests and uploads.
+func (c Config) withBulk(ac api.Config) api.Config {
+	ac.BulkPerApp, ac.BulkTotal, ac.MaxTimetable = c.BulkPerApp, c.BulkTotal, c.MaxTimetable
+	return ac
 }
 
 // Logger builds the process logger the configuration asks for.

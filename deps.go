@@ -87,9 +87,27 @@ func (d *Deps) Close() {
 // Config.MetricsAddr, for the processes without an API. Either one failing
 // stops the other and its error is returned.
 func (d *Deps) RunWithProbes(ctx context.Context, part interface{ Run(context.Context) error }) error {
-	probes := &health.Server{Addr: d.Config.MetricsAddr, Checks: health.Stores(d.DB, d.Redis), Log: d.Log}
+	checks, closeChecks := readiness(d.DB, d.Redis, d.Log)
+	defer closeChecks()
+	probes := &health.Server{Addr: d.Config.MetricsAddr, Checks: checks, Log: d.Log}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return probes.Run(ctx) })
 	g.Go(func() error { return part.Run(ctx) })
 	return g.Wait()
+}
+
+// readiness returns the /readyz checks of a process on db and rdb, and what
+// closes them. MySQL is pinged over a pool of its own (store.OpenProbe), so
+// that requests or deliveries holding every connection of db's pool do not
+// make a working process unready.
+func readiness(db *gorm.DB, rdb redis.UniversalClient, log *slog.Logger) (map[string]health.Check, func()) {
+	probe, err := store.OpenProbe(db)
+	if err != nil {
+		log.Warn("readiness pings MySQL through the shared pool", "err", err)
+	}
+	if probe == nil {
+		pool, _ := db.DB()
+		return health.Stores(pool, rdb), func() {}
+	}
+	return health.Stores(probe, rdb), func() { probe.Close() }
 }

@@ -143,8 +143,8 @@ type composer struct{ c *content.Composer }
 
 var _ push.Composer = composer{}
 
-func (a composer) Compose(b *sender.Batch, d push.Device) (push.Message, error) {
-	m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale})
+func (a composer) Compose(b *sender.Batch, d push.Device, maxBytes int) (push.Message, error) {
+	m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
 	return push.Message{Title: m.Title, Body: m.Body, Data: m.Data}, err
 }
 

@@ -7,7 +7,8 @@
 // their keys (operator.go). Bad input gets a
 // 4xx application/problem+json answer that says what is wrong and changes
 // nothing: a request is validated whole before the first write, and each
-// write is one transaction. The membership index in Redis is updated after
+// write is one transaction (a timetable import, one per 1,000 rows: see
+// importTimetable). The membership index in Redis is updated after
 // the transaction commits, and reminder changes are announced on a Redis
 // channel so that the scheduling leader re-plans at once. The contract is
 // api/openapi.yaml.
@@ -17,6 +18,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	_ "embed"
 	"errors"
 	"log/slog"
@@ -69,6 +71,22 @@ type Config struct {
 	// TokenTTL is how long an issued token is valid. Defaults to 1h.
 	TokenTTL time.Duration
 
+	// BulkPerApp is how many bulk requests (POST subscribers, POST
+	// timetable) of one app this replica runs at once; more are answered
+	// 429 with Retry-After. Defaults to DefaultBulkPerApp (2).
+	BulkPerApp int
+	// BulkTotal is how many bulk requests this replica runs at once over
+	// all apps; more are answered 503 with Retry-After. Defaults to
+	// DefaultBulkTotal (8).
+	BulkTotal int
+	// MaxTimetable bounds a timetable upload, in bytes. Defaults to
+	// DefaultMaxTimetable (16 MiB).
+	MaxTimetable int64
+	// Ready are the checks of /readyz. Defaults to pinging rdb and db's
+	// own pool, which busy requests can exhaust: a process gives checks on
+	// a probe pool of its own (store.OpenProbe).
+	Ready map[string]health.Check
+
 	// Keys resolves API keys to apps. Defaults to a resolver that is not
 	// run, and so caches no working key.
 	Keys *apikey.Resolver
@@ -82,11 +100,13 @@ type Config struct {
 	// ReadHeaderTimeout bounds reading a request's header. Defaults to 10s.
 	ReadHeaderTimeout time.Duration
 	// ReadTimeout bounds reading a whole request, body included: a client
-	// still sending then gets 408 and the connection is closed. Defaults to
-	// 30s.
+	// still sending then gets 408 and the connection is closed (the largest
+	// body, a 16 MiB timetable, needs about 0.6 MB/s). Defaults to 30s.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds a request from the end of its header to the end
-	// of its answer (reading the body, handling, writing). Defaults to 60s.
+	// of its answer (reading the body, handling, writing): the longest
+	// handling, a 16 MiB timetable written 1,000 rows a transaction, must
+	// fit. Defaults to 2m, as long as chimectl waits.
 	WriteTimeout time.Duration
 	// IdleTimeout bounds a kept-alive connection between requests. Defaults
 	// to 120s.
@@ -100,7 +120,7 @@ type Config struct {
 const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
-	DefaultWriteTimeout      = 60 * time.Second
+	DefaultWriteTimeout      = 2 * time.Minute
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
 )
@@ -112,6 +132,7 @@ type API struct {
 	rdb   redis.UniversalClient
 	index *grouping.Index
 	log   *slog.Logger
+	limit *bulkLimit
 	// operator is the SHA-256 of Config.OperatorKey, nil without one.
 	operator []byte
 }
@@ -139,6 +160,16 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	if cfg.Status == nil {
 		cfg.Status = status.New(status.Config{}, rdb, db)
 	}
+	cfg.BulkPerApp = cmp.Or(cfg.BulkPerApp, DefaultBulkPerApp)
+	cfg.BulkTotal = cmp.Or(cfg.BulkTotal, DefaultBulkTotal)
+	cfg.MaxTimetable = cmp.Or(cfg.MaxTimetable, DefaultMaxTimetable)
+	if cfg.Ready == nil {
+		var pool *sql.DB
+		if db != nil {
+			pool, _ = db.DB()
+		}
+		cfg.Ready = health.Stores(pool, rdb)
+	}
 	if cfg.Keys == nil {
 		cfg.Keys = apikey.New(apikey.Config{Now: cfg.Now}, db, rdb, log)
 	}
@@ -147,7 +178,7 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, DefaultWriteTimeout)
 	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
 	cfg.MaxHeaderBytes = cmp.Or(cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
-	a := &API{cfg: cfg, db: db, rdb: rdb, index: index, log: log}
+	a := &API{cfg: cfg, db: db, rdb: rdb, index: index, log: log, limit: newBulkLimit(cfg.BulkPerApp, cfg.BulkTotal)}
 	if cfg.OperatorKey != "" {
 		sum := sha256.Sum256([]byte(cfg.OperatorKey))
 		a.operator = sum[:]
@@ -178,7 +209,7 @@ func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", health.Live) // the first liveness path, kept as an alias of /livez
 	mux.HandleFunc("GET /livez", health.Live)
-	mux.HandleFunc("GET /readyz", health.Ready(health.Stores(a.db, a.rdb), health.DefaultTimeout))
+	mux.HandleFunc("GET /readyz", health.Ready(a.cfg.Ready, health.DefaultTimeout, a.log))
 	mux.Handle("GET /metrics", metrics.Handler())
 	mux.HandleFunc("GET /v1/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
@@ -191,13 +222,13 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/reminders/{key}/upcoming", a.auth(a.upcoming))
 	mux.Handle("PUT /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.putSubscriber))
 	mux.Handle("DELETE /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.deleteSubscriber))
-	mux.Handle("POST /v1/reminders/{key}/subscribers", a.auth(a.postSubscribers))
+	mux.Handle("POST /v1/reminders/{key}/subscribers", a.auth(a.bulk(a.postSubscribers)))
 	mux.Handle("GET /v1/occurrences", a.auth(a.listOccurrences))
 	mux.Handle("GET /v1/occurrences/{id}", a.auth(a.getOccurrence))
 	mux.Handle("POST /v1/events", a.auth(a.postEvent))
 	mux.Handle("GET /v1/events/{id}", a.auth(a.getEvent))
 	mux.Handle("DELETE /v1/events/{id}", a.auth(a.deleteEvent))
-	mux.Handle("POST /v1/timetable", a.auth(a.importTimetable))
+	mux.Handle("POST /v1/timetable", a.auth(a.bulk(a.importTimetable)))
 	mux.Handle("GET /v1/reminders/{key}/timetable", a.auth(a.listTimetable))
 	mux.Handle("PUT /v1/reminders/{key}/timetable/{location}/{date}", a.auth(a.putTimetableRow))
 	mux.Handle("DELETE /v1/reminders/{key}/timetable/{location}/{date}", a.auth(a.deleteTimetableRow))

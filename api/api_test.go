@@ -488,13 +488,22 @@ func TestBulkSubscribeLimits(t *testing.T) {
 		status  int
 		mention []string
 	}{
-		{"10,001 subscribers", map[string]any{"subscribers": many(10001)}, 413, []string{"10000", "10001"}},
+		{"10,001 subscribers", map[string]any{"subscribers": many(10001)}, 413, []string{"at most 10000", "has more"}},
 		{"one unknown location", map[string]any{"subscribers": withBad}, 422, []string{"subscribers[250].location", `"berlin"`, "none were stored"}},
 		{"bad user ids", map[string]any{"subscribers": badUsers}, 422, []string{"subscribers[1].user_id", "subscribers[2].user_id: is required"}},
 		{"no subscribers", map[string]any{"subscribers": []sub{}}, 422, []string{"at least one"}},
 		{"missing subscribers", map[string]any{}, 422, []string{"at least one"}},
 		{"unknown field", rawBody(`{"subscribers":[{"user_id":"u","location":"paris","group":1}]}`), 400, []string{"group"}},
 		{"bad JSON", rawBody(`{"subscribers":[`), 400, []string{"not valid JSON"}},
+		{"cut after an entry", rawBody(`{"subscribers":[{"user_id":"u","location":"paris"}`), 400, []string{"not valid JSON"}},
+		{"empty body", rawBody(``), 400, []string{"empty"}},
+		{"not an object", rawBody(`[]`), 400, []string{"JSON object"}},
+		{"null subscribers", rawBody(`{"subscribers":null}`), 422, []string{"at least one"}},
+		{"subscribers not an array", rawBody(`{"subscribers":{"user_id":"u"}}`), 400, []string{"JSON array"}},
+		{"subscribers twice", rawBody(`{"subscribers":[{"user_id":"u","location":"paris"}],"subscribers":[]}`), 400, []string{"twice"}},
+		{"user_id not a string", rawBody(`{"subscribers":[{"user_id":"u","location":"paris"},{"user_id":7}]}`), 400, []string{`"subscribers[1].user_id" must be a JSON string`}},
+		{"entry not an object", rawBody(`{"subscribers":[5]}`), 400, []string{`"subscribers[0]"`}},
+		{"data after the document", rawBody(`{"subscribers":[{"user_id":"u","location":"paris"}]} {}`), 400, []string{"data after"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			index := b.indexSnapshot()

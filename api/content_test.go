@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -145,4 +147,54 @@ func TestReminderEventFields(t *testing.T) {
 		http.StatusUnprocessableEntity, "title: {{.Event.product}}: a daily reminder fires without an event")
 	daily["title"] = `{{get .Event "product" "Sale"}} at {{.LocalTime}}`
 	b.putReminder("daily", daily)
+}
+
+// templateBomb is a body of nested {{define}}s, each template calling the
+// one before ten times: 1,223 characters that render to 100 MB.
+func templateBomb() string {
+	var b strings.Builder
+	b.WriteString(`{{define "a"}}` + strings.Repeat("x", 100) + `{{end}}`)
+	for c := 'b'; c <= 'g'; c++ {
+		fmt.Fprintf(&b, `{{define "%c"}}%s{{end}}`, c, strings.Repeat(fmt.Sprintf(`{{template "%c"}}`, c-1), 10))
+	}
+	b.WriteString(`{{template "g"}}`)
+	return b.String()
+}
+
+// Injected: a body (and a translation's body) of seven nested
+// {{define}}/{{template}} levels that would render to 100 MB per device,
+// and a printf whose width pads to a megabyte. Checked: 422 naming the
+// field and the rule, and nothing stored, neither the new key nor a change
+// to the existing reminder.
+func TestReminderTemplateBombsRefused(t *testing.T) {
+	b := setup(t)
+	stored := b.putReminder("sale", sale())
+	with := func(change func(m map[string]any)) map[string]any {
+		m := sale()
+		change(m)
+		return m
+	}
+	tests := []struct {
+		name    string
+		body    map[string]any
+		mention []string
+	}{
+		{"define and template", with(func(m map[string]any) { m["body"] = templateBomb() }),
+			[]string{"body: template: body: {{define}} and {{block}} are not allowed"}},
+		{"define and template in a translation", with(func(m map[string]any) {
+			m["translations"] = map[string]any{"ar": map[string]string{"title": "تخفيضات", "body": templateBomb()}}
+		}), []string{"translations.ar.body: template: body: {{define}} and {{block}} are not allowed"}},
+		{"printf width", with(func(m map[string]any) { m["title"] = `{{printf "%0999999d" 1}}` }),
+			[]string{`title: template: title: printf "%0999999d": width or precision 999999 is over 64`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			requireProblem(t, b.as(http.MethodPut, "/v1/reminders/sale", tt.body), http.StatusUnprocessableEntity, tt.mention...)
+			requireProblem(t, b.as(http.MethodPut, "/v1/reminders/new", tt.body), http.StatusUnprocessableEntity, tt.mention...)
+			var got api.Reminder
+			requireJSON(t, b.as(http.MethodGet, "/v1/reminders/sale", nil), http.StatusOK, &got)
+			require.Equal(t, stored, got)
+			require.Equal(t, http.StatusNotFound, b.as(http.MethodGet, "/v1/reminders/new", nil).Status)
+		})
+	}
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gorm.io/gorm"
@@ -21,8 +23,13 @@ import (
 	"github.com/chime-dev/chime/store"
 )
 
-// MaxEventData bounds the data of one event.
-const MaxEventData = 64 << 10
+// MaxEventData bounds the data of one event, in bytes of compact JSON (as
+// it is stored): the most its column holds.
+const MaxEventData = store.MaxText
+
+// maxEventBody bounds the body of POST /v1/events: the data and room for
+// the other fields.
+const maxEventBody = MaxEventData + 4096
 
 // MaxEventAhead bounds how far ahead an event may be scheduled.
 const MaxEventAhead = 366 * 24 * time.Hour
@@ -46,6 +53,10 @@ type eventInput struct {
 	At    *time.Time      `json:"at"`
 }
 
+// MaxSchema bounds a topic's schema, in bytes of compact JSON (as it is
+// stored): the most its column holds.
+const MaxSchema = store.MaxText
+
 // compileTopicSchema checks that raw is a JSON Schema for an object and
 // returns it as stored. Unknown fields are refused unless the schema says
 // otherwise: a schema without "additionalProperties" gets false.
@@ -66,6 +77,9 @@ func compileTopicSchema(raw json.RawMessage) (string, error) {
 	b, err := json.Marshal(doc)
 	if err != nil {
 		return "", err
+	}
+	if len(b) > MaxSchema {
+		return "", fmt.Errorf("must be at most %d bytes as stored (compact JSON), not %d", MaxSchema, len(b))
 	}
 	if _, err := topicSchema(string(b)); err != nil {
 		return "", err
@@ -148,9 +162,13 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request, app int64) error
 	if len(idem) > 200 {
 		return problem(http.StatusBadRequest, "the Idempotency-Key header must be at most 200 characters")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxEventData+4096))
+	// The key is stored in a utf8mb4 column, which refuses other bytes.
+	if !utf8.ValidString(idem) || strings.IndexFunc(idem, unicode.IsControl) >= 0 {
+		return problem(http.StatusBadRequest, "the Idempotency-Key header must be UTF-8 text without control characters")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEventBody))
 	if err != nil {
-		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is over the limit of %d bytes", MaxEventData+4096))
+		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is over the limit of %d bytes", maxEventBody))
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	var in eventInput
@@ -172,6 +190,14 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request, app int64) error
 	if len(bytes.TrimSpace(in.Data)) == 0 || bytes.Equal(bytes.TrimSpace(in.Data), []byte("null")) {
 		in.Data = json.RawMessage("{}")
 	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, in.Data); err != nil {
+		return problem(http.StatusBadRequest, "data is not valid JSON")
+	}
+	if compact.Len() > MaxEventData {
+		return problem(http.StatusUnprocessableEntity, "data is too large; nothing was stored",
+			FieldError{Field: "data", Message: fmt.Sprintf("must be at most %d bytes as compact JSON, not %d", MaxEventData, compact.Len())})
+	}
 	sch, err := topicSchema(rem.Schema)
 	if err != nil {
 		return fmt.Errorf("topic %q schema: %w", rem.Key, err)
@@ -182,10 +208,6 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request, app int64) error
 	// The hash is over the data in a canonical form (keys sorted), so a
 	// retry that orders the fields differently is the same request.
 	canon, err := canonicalJSON(in.Data)
-	var compact bytes.Buffer
-	if err == nil {
-		err = json.Compact(&compact, in.Data)
-	}
 	if err != nil {
 		return problem(http.StatusBadRequest, "data is not valid JSON")
 	}

@@ -6,13 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/grouping"
@@ -30,6 +33,11 @@ type bundle struct {
 	url    string
 	client *http.Client
 	index  *grouping.Index
+	api    *api.API
+	// db is the API's database pool; its statements are logged to logs.
+	db *gorm.DB
+	// logs holds what the API logged.
+	logs *logBuffer
 	// App A owns the test's data; app B is the other tenant.
 	appA, appB store.App
 	keyA, keyB string
@@ -43,6 +51,13 @@ func setup(t *testing.T) *bundle {
 // setupWith is setup with cfg; ChangesChannel is set to the test's own.
 func setupWith(t *testing.T, cfg api.Config) *bundle {
 	t.Helper()
+	return setupOn(t, cfg, "")
+}
+
+// setupOn is setupWith with params ("innodb_lock_wait_timeout=1") added
+// to the DSN of the API's database pool.
+func setupOn(t *testing.T, cfg api.Config, params string) *bundle {
+	t.Helper()
 	env := testenv.New(t)
 	cfg.ChangesChannel = env.Prefix + "changes"
 	if cfg.Inbox == nil {
@@ -50,13 +65,26 @@ func setupWith(t *testing.T, cfg api.Config) *bundle {
 	}
 	cfg.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{Prefix: env.Prefix}, env.Redis)
 	cfg.Status = status.New(status.Config{Prefix: env.Prefix}, env.Redis, env.DB)
-	index := grouping.NewIndex(env.Redis, env.DB, env.Prefix)
-	a := api.New(cfg, env.DB, env.Redis, index, env.Log)
+	// The API has a pool of its own, logging to logs with what it logs.
+	logs := &logBuffer{}
+	log := slog.New(slog.NewMultiHandler(env.Log.Handler(), slog.NewTextHandler(logs, nil)))
+	dsn := env.DSN
+	if params != "" {
+		dsn += map[bool]string{true: "&", false: "?"}[strings.Contains(dsn, "?")] + params
+	}
+	db, err := store.Open(dsn, log)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if s, err := db.DB(); err == nil {
+			s.Close()
+		}
+	})
+	index := grouping.NewIndex(env.Redis, db, env.Prefix)
+	a := api.New(cfg, db, env.Redis, index, log)
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
 
-	b := &bundle{t: t, env: env, url: srv.URL, client: srv.Client(), index: index}
-	var err error
+	b := &bundle{t: t, env: env, url: srv.URL, client: srv.Client(), index: index, api: a, db: db, logs: logs}
 	b.appA, b.keyA, err = api.CreateApp(context.Background(), env.DB, "app-a")
 	require.NoError(t, err)
 	b.appB, b.keyB, err = api.CreateApp(context.Background(), env.DB, "app-b")
@@ -291,3 +319,26 @@ func (b *bundle) indexSnapshot() map[string][]string {
 }
 
 func repeat(s string, n int) string { return strings.Repeat(s, n) }
+
+// logBuffer keeps log output written from any goroutine.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// longest returns the length of the longest line logged.
+func (l *logBuffer) longest() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for line := range strings.SplitSeq(l.b.String(), "\n") {
+		n = max(n, len(line))
+	}
+	return n
+}

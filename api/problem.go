@@ -47,17 +47,39 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decode reads one JSON document of at most limit bytes into v, refusing
 // unknown fields and trailing data.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) *Problem {
+	dec, p := jsonBody(w, r, limit)
+	if p != nil {
+		return p
+	}
+	err := dec.Decode(v)
+	if err == nil {
+		err = end(dec)
+	}
+	return decodeProblem(err, limit)
+}
+
+// jsonBody checks that r has a JSON body and returns a decoder of at most
+// limit bytes of it that refuses unknown fields.
+func jsonBody(w http.ResponseWriter, r *http.Request, limit int64) (*json.Decoder, *Problem) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return problem(http.StatusUnsupportedMediaType, "the request body must be application/json")
+		return nil, problem(http.StatusUnsupportedMediaType, "the request body must be application/json")
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("data after the JSON document")
-		}
+	return dec, nil
+}
+
+// end checks that dec has nothing after the document it decoded.
+func end(dec *json.Decoder) error {
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON document")
 	}
+	return nil
+}
+
+// decodeProblem is the answer to a body that could not be decoded with
+// err (nil if none), read with limit.
+func decodeProblem(err error, limit int64) *Problem {
 	if err == nil {
 		return nil
 	}

@@ -219,6 +219,10 @@ func (in *reminderInput) validate(reg *content.Registry) (out parsedReminder, p 
 	var cerrs []FieldError
 	out.content, cerrs = reminderContent(in, reg, out.kind, out.schema)
 	errs = append(errs, cerrs...)
+	if len(out.content.Lang) > store.MaxLang {
+		// language.Parse takes extensions of any length.
+		bad("lang", fmt.Sprintf("must be a language tag of at most %d characters", store.MaxLang))
+	}
 	if len(in.Times) > 10000 {
 		bad("times", "at most 10000 entries")
 	}

@@ -1,9 +1,12 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -133,30 +136,104 @@ func (a *API) putSubscriber(w http.ResponseWriter, r *http.Request, app int64) e
 	return nil
 }
 
-func (a *API) postSubscribers(w http.ResponseWriter, r *http.Request, app int64) error {
-	var in struct {
-		Subscribers []struct {
-			UserID   string `json:"user_id"`
-			Location string `json:"location"`
-		} `json:"subscribers"`
+// bulkEntry is one subscriber of a bulk request.
+type bulkEntry struct {
+	UserID   string `json:"user_id"`
+	Location string `json:"location"`
+}
+
+// errTooMany is a bulk request of more subscribers than the limit.
+var errTooMany = errors.New("too many subscribers")
+
+// decodeSubscribers reads {"subscribers": [...]} one entry at a time and
+// stops at the first entry past max: a request holds its entries, never its
+// whole body beside them (json.Decoder.Decode buffers the whole document),
+// and a body of a million entries is refused after max+1.
+func decodeSubscribers(dec *json.Decoder, max int) ([]bulkEntry, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err // io.EOF: an empty body
 	}
-	if p := decode(w, r, a.cfg.MaxBody, &in); p != nil {
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("the request body must be a JSON object")
+	}
+	var out []bulkEntry
+	seen := false
+	for dec.More() {
+		if tok, err = dec.Token(); err != nil {
+			return nil, unexpectedEOF(err)
+		}
+		if key, _ := tok.(string); !strings.EqualFold(key, "subscribers") {
+			return nil, fmt.Errorf("json: unknown field %q", key)
+		} else if seen {
+			return nil, errors.New(`field "subscribers" appears twice`)
+		}
+		seen = true
+		if tok, err = dec.Token(); err != nil {
+			return nil, unexpectedEOF(err)
+		}
+		if tok == nil {
+			continue // null: none
+		}
+		if d, ok := tok.(json.Delim); !ok || d != '[' {
+			return nil, errors.New(`field "subscribers" must be a JSON array`)
+		}
+		for dec.More() {
+			if len(out) == max {
+				return nil, errTooMany
+			}
+			var e bulkEntry
+			if err := dec.Decode(&e); err != nil {
+				var typ *json.UnmarshalTypeError
+				if errors.As(err, &typ) {
+					typ.Field = strings.TrimSuffix(fmt.Sprintf("subscribers[%d].%s", len(out), typ.Field), ".")
+				}
+				return nil, unexpectedEOF(err)
+			}
+			out = append(out, e)
+		}
+		if _, err := dec.Token(); err != nil { // ]
+			return nil, unexpectedEOF(err)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // }
+		return nil, unexpectedEOF(err)
+	}
+	return out, end(dec)
+}
+
+// unexpectedEOF is err, with the end of the body inside the document told
+// from an empty body.
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (a *API) postSubscribers(w http.ResponseWriter, r *http.Request, app int64) error {
+	dec, p := jsonBody(w, r, a.cfg.MaxBody)
+	if p != nil {
 		return p
 	}
-	if len(in.Subscribers) == 0 {
-		return problem(http.StatusUnprocessableEntity, "subscribers must hold at least one {user_id, location}")
+	entries, err := decodeSubscribers(dec, a.cfg.MaxBulk)
+	if errors.Is(err, errTooMany) {
+		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("at most %d subscribers a request; this one has more", a.cfg.MaxBulk))
 	}
-	if len(in.Subscribers) > a.cfg.MaxBulk {
-		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("at most %d subscribers a request; got %d", a.cfg.MaxBulk, len(in.Subscribers)))
+	if p := decodeProblem(err, a.cfg.MaxBody); p != nil {
+		return p
+	}
+	if len(entries) == 0 {
+		return problem(http.StatusUnprocessableEntity, "subscribers must hold at least one {user_id, location}")
 	}
 	rem, locs, err := a.reminderLocations(r, app)
 	if err != nil {
 		return err
 	}
 	var errs []FieldError
-	subs := make([]store.Subscription, 0, len(in.Subscribers))
-	pos := make(map[string]int, len(in.Subscribers))
-	for i, s := range in.Subscribers {
+	subs := make([]store.Subscription, 0, len(entries))
+	pos := make(map[string]int, len(entries))
+	for i, s := range entries {
 		if msg := validUserID(s.UserID); msg != "" {
 			errs = append(errs, FieldError{Field: fmt.Sprintf("subscribers[%d].user_id", i), Message: msg})
 			continue

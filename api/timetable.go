@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -15,9 +16,13 @@ import (
 	"github.com/chime-dev/chime/timetable"
 )
 
-// MaxTimetable bounds one timetable upload: a year of five daily times for
-// a thousand locations is about 80 MiB of CSV.
-const MaxTimetable = 128 << 20
+// DefaultMaxTimetable bounds one timetable upload: 16 MiB of CSV is about
+// 400,000 rows, a year of five daily times for some 200 locations; a
+// larger timetable is sent in parts (by location or by month).
+const DefaultMaxTimetable = 16 << 20
+
+// timetableBatch is how many rows one transaction of an import writes.
+const timetableBatch = 1000
 
 // TimetableRow is the JSON form of one dated time.
 type TimetableRow struct {
@@ -30,16 +35,30 @@ type TimetableRow struct {
 
 // importTimetable stores a CSV timetable (package timetable describes the
 // format): every row or, if any is bad, none.
+//
+// Every row is checked before the first write, and the rows are then
+// written timetableBatch at a time, each batch in a transaction of its own,
+// so that an import of 400,000 rows never holds one transaction (its
+// locks, its undo log, a connection) for the whole file. Should a write
+// fail midway (an outage), the batches before it stay: the answer is a 5xx
+// that can be retried, and sending the same file again completes the
+// import, because every write is an upsert keyed by (reminder, location,
+// date) and the locations created are found the second time. A partial
+// import is incomplete, never inconsistent: each row is one fire time and
+// stands alone. Staging the rows and swapping them in would make the
+// import atomic, but the swap is again one statement over every row,
+// holding the locks the batches avoid.
 func (a *API) importTimetable(w http.ResponseWriter, r *http.Request, app int64) error {
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/csv") {
 		return problem(http.StatusUnsupportedMediaType, "the timetable must be sent as text/csv (columns location,zone,date,name,local_time)")
 	}
-	rows, err := timetable.Parse(http.MaxBytesReader(w, r.Body, MaxTimetable), 20)
+	limit := a.cfg.MaxTimetable
+	rows, err := timetable.Parse(http.MaxBytesReader(w, r.Body, limit), 20)
 	var tooBig *http.MaxBytesError
 	var bad timetable.Errors
 	switch {
 	case errors.As(err, &tooBig):
-		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the timetable is over the limit of %d bytes; split it", MaxTimetable))
+		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the timetable is over the limit of %d bytes; split it (by location or by month)", limit))
 	case errors.As(err, &bad):
 		errs := make([]FieldError, len(bad))
 		for i, e := range bad {
@@ -53,84 +72,96 @@ func (a *API) importTimetable(w http.ResponseWriter, r *http.Request, app int64)
 		return problem(http.StatusUnprocessableEntity, "the timetable has a header but no rows")
 	}
 	ctx := r.Context()
-	var created int
+	db := a.db.WithContext(ctx)
+	names := map[string]bool{}
+	places := map[string]string{}
+	var errs []FieldError
+	rowErr := func(row timetable.Row, col, msg string) {
+		if len(errs) < 20 {
+			errs = append(errs, FieldError{Field: fmt.Sprintf("line %d: %s", row.Line, col), Message: msg})
+		}
+	}
+	for _, row := range rows {
+		names[row.Name] = true
+		if z, ok := places[row.Location]; !ok || z == "" {
+			places[row.Location] = row.Zone
+		} else if row.Zone != "" && row.Zone != z {
+			rowErr(row, "zone", fmt.Sprintf("location %q is given zones %q and %q; a location has one zone", row.Location, z, row.Zone))
+		}
+	}
+	var rems []store.Reminder
+	if err := db.Where("app_id = ? AND `key` IN ?", app, keys(names)).Find(&rems).Error; err != nil {
+		return err
+	}
 	reminders := map[string]store.Reminder{}
+	for _, rem := range rems {
+		reminders[rem.Key] = rem
+	}
+	var locs []store.Location
+	if err := db.Where("app_id = ? AND name IN ?", app, keys(places)).Find(&locs).Error; err != nil {
+		return err
+	}
+	zoneOf, known := map[string]string{}, map[string]int64{}
+	for _, l := range locs {
+		zoneOf[l.Name], known[l.Name] = l.Zone, l.ID
+	}
+	for _, row := range rows {
+		rem, ok := reminders[row.Name]
+		switch {
+		case !ok:
+			rowErr(row, "name", fmt.Sprintf("no reminder %q", row.Name))
+		case rem.Kind != store.KindTimetable:
+			rowErr(row, "name", fmt.Sprintf("reminder %q is a %s reminder; timetable rows need a timetable reminder", row.Name, rem.Kind))
+		}
+		z, known := zoneOf[row.Location]
+		switch {
+		case !known && row.Zone == "":
+			rowErr(row, "zone", fmt.Sprintf("location %q is new: its zone is required", row.Location))
+		case known && row.Zone != "" && row.Zone != z:
+			rowErr(row, "zone", fmt.Sprintf("location %q has zone %q", row.Location, z))
+		}
+	}
+	if len(errs) > 0 {
+		return problem(http.StatusUnprocessableEntity, "some timetable rows are not valid; none were stored", errs...)
+	}
+
+	// The new locations, in one small transaction; a concurrent import
+	// creating the same one makes it run again and find it.
+	locIDs := map[string]int64{}
 	err = store.Transaction(ctx, a.db, func(tx *gorm.DB) error {
-		created = 0
-		clear(reminders)
-		names := map[string]bool{}
-		places := map[string]string{}
-		var errs []FieldError
-		rowErr := func(row timetable.Row, col, msg string) {
-			if len(errs) < 20 {
-				errs = append(errs, FieldError{Field: fmt.Sprintf("line %d: %s", row.Line, col), Message: msg})
-			}
-		}
-		for _, row := range rows {
-			names[row.Name] = true
-			if z, ok := places[row.Location]; !ok || z == "" {
-				places[row.Location] = row.Zone
-			} else if row.Zone != "" && row.Zone != z {
-				rowErr(row, "zone", fmt.Sprintf("location %q is given zones %q and %q; a location has one zone", row.Location, z, row.Zone))
-			}
-		}
-		var rems []store.Reminder
-		if err := tx.Where("app_id = ? AND `key` IN ?", app, keys(names)).Find(&rems).Error; err != nil {
-			return err
-		}
-		for _, rem := range rems {
-			reminders[rem.Key] = rem
-		}
-		var locs []store.Location
-		if err := tx.Where("app_id = ? AND name IN ?", app, keys(places)).Find(&locs).Error; err != nil {
-			return err
-		}
-		locIDs := map[string]int64{}
-		zoneOf := map[string]string{}
-		for _, l := range locs {
-			locIDs[l.Name], zoneOf[l.Name] = l.ID, l.Zone
-		}
-		for _, row := range rows {
-			rem, ok := reminders[row.Name]
-			switch {
-			case !ok:
-				rowErr(row, "name", fmt.Sprintf("no reminder %q", row.Name))
-			case rem.Kind != store.KindTimetable:
-				rowErr(row, "name", fmt.Sprintf("reminder %q is a %s reminder; timetable rows need a timetable reminder", row.Name, rem.Kind))
-			}
-			z, known := zoneOf[row.Location]
-			switch {
-			case !known && row.Zone == "":
-				rowErr(row, "zone", fmt.Sprintf("location %q is new: its zone is required", row.Location))
-			case known && row.Zone != "" && row.Zone != z:
-				rowErr(row, "zone", fmt.Sprintf("location %q has zone %q", row.Location, z))
-			}
-		}
-		if len(errs) > 0 {
-			return problem(http.StatusUnprocessableEntity, "some timetable rows are not valid; none were stored", errs...)
-		}
+		maps.Copy(locIDs, known)
 		for name, zone := range places {
-			if _, ok := locIDs[name]; ok {
+			if _, ok := known[name]; ok {
 				continue
 			}
-			l := store.Location{AppID: app, Name: name, Zone: zone}
-			if err := tx.Create(&l).Error; err != nil {
+			id, err := ensureLocation(tx, app, Place{Location: name, Zone: zone})
+			if err != nil {
 				return err
 			}
-			locIDs[name] = l.ID
-			created++
+			locIDs[name] = id
 		}
-		dts := make([]store.DatedTime, len(rows))
-		for i, row := range rows {
-			dts[i] = store.DatedTime{ReminderID: reminders[row.Name].ID, LocationID: locIDs[row.Location], Date: row.Date, LocalSec: row.LocalSec}
-		}
-		return storeDated(tx, dts)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for key := range reminders {
-		a.announce(ctx, key)
+	created := len(locIDs) - len(known)
+	defer func() {
+		for key := range reminders {
+			a.announce(ctx, key)
+		}
+	}()
+	for start := 0; start < len(rows); start += timetableBatch {
+		part := rows[start:min(start+timetableBatch, len(rows))]
+		dts := make([]store.DatedTime, len(part))
+		for i, row := range part {
+			dts[i] = store.DatedTime{ReminderID: reminders[row.Name].ID, LocationID: locIDs[row.Location], Date: row.Date, LocalSec: row.LocalSec}
+		}
+		err := store.Transaction(ctx, a.db, func(tx *gorm.DB) error { return storeDated(tx, dts) })
+		if err != nil {
+			return fmt.Errorf("store timetable rows %d to %d of %d (those before are stored; the same file sent again completes the import): %w",
+				start+1, start+len(part), len(rows), err)
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"rows": len(rows), "reminders": len(reminders), "locations_created": created})
 	return nil
@@ -143,7 +174,7 @@ func storeDated(tx *gorm.DB, rows []store.DatedTime) error {
 	err := tx.Clauses(clause.OnConflict{
 		Columns:   []clause.Column{{Name: "reminder_id"}, {Name: "location_id"}, {Name: "date"}},
 		DoUpdates: clause.AssignmentColumns([]string{"local_sec"}),
-	}).CreateInBatches(&rows, 5000).Error
+	}).CreateInBatches(&rows, 1000).Error
 	if err != nil {
 		return err
 	}

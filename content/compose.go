@@ -2,6 +2,7 @@ package content
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -13,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"text/template"
 	"time"
 
 	"github.com/nicksnyder/go-i18n/v2/i18n"
@@ -29,6 +29,10 @@ type Device struct {
 	UserID   string
 	Platform string // ios, android, web
 	Locale   string // BCP 47 or POSIX style: "ar-SA", "pt_BR"; empty for the default language
+	// MaxBytes is the most bytes the message's title and body may take
+	// together on the device's channel; rendering stops as soon as they
+	// would take more. Defaults to DefaultMaxMessage.
+	MaxBytes int
 }
 
 // Message is what one device is sent.
@@ -104,7 +108,8 @@ func NewComposer(cfg Config) *Composer {
 
 // Compose returns the message for device d of batch b. An error is a
 // failure for this device's user (a template could not be filled: most
-// often an event field that the event does not carry).
+// often an event field that the event does not carry, or a message longer
+// than d.MaxBytes, a *TooLongError).
 func (c *Composer) Compose(b *sender.Batch, d Device) (Message, error) {
 	p, err := c.Prepare(b)
 	if err != nil {
@@ -241,7 +246,7 @@ func compile(c Content, reg *Registry) *compiled {
 	}
 	cc.bundle = bundle
 	cc.matcher = language.NewMatcher(bundle.LanguageTags())
-	cc.parser = &parser{parsed: map[string]*template.Template{}}
+	cc.parser = &parser{parsed: map[string]*executable{}}
 	texts := []Text{{Title: c.Title, Body: c.Body}}
 	for _, t := range c.Translations {
 		texts = append(texts, t)
@@ -257,7 +262,7 @@ func compile(c Content, reg *Registry) *compiled {
 				cc.err = err
 				return cc
 			}
-			cc.parser.parsed[src] = tmpl
+			cc.parser.parsed[src] = &executable{t: tmpl}
 		}
 	}
 	return cc
@@ -360,19 +365,28 @@ func (p *Prepared) Compose(d Device) (Message, error) {
 	l := p.c.locale(d.Locale)
 	v := p.base
 	v.User, v.Platform, v.Lang = d.UserID, d.Platform, l.lang
-	title, err := l.loc.Localize(&i18n.LocalizeConfig{MessageID: idTitle, TemplateData: &v, TemplateParser: p.c.parser})
+	maxBytes := cmp.Or(d.MaxBytes, DefaultMaxMessage)
+	r := newRender(&v, maxBytes)
+	title, err := l.loc.Localize(&i18n.LocalizeConfig{MessageID: idTitle, TemplateData: r, TemplateParser: p.c.parser})
 	if err != nil {
 		return Message{}, fmt.Errorf("content: title: %w", err)
 	}
 	var body string
 	if p.c.hasBody {
+		// A title without actions is no template and wrote nothing.
+		if r.left = maxBytes - len(title); r.left < 0 {
+			return Message{}, fmt.Errorf("content: title: %w", &TooLongError{Max: maxBytes})
+		}
 		v.Title = title
-		if body, err = l.loc.Localize(&i18n.LocalizeConfig{MessageID: idBody, TemplateData: &v, TemplateParser: p.c.parser}); err != nil {
+		if body, err = l.loc.Localize(&i18n.LocalizeConfig{MessageID: idBody, TemplateData: r, TemplateParser: p.c.parser}); err != nil {
 			return Message{}, fmt.Errorf("content: body: %w", err)
 		}
 	}
 	for _, f := range p.c.text {
 		title, body = f(title), f(body)
+	}
+	if len(title)+len(body) > maxBytes {
+		return Message{}, fmt.Errorf("content: %w", &TooLongError{Max: maxBytes})
 	}
 	return Message{Title: title, Body: body, Lang: l.lang, Data: p.data}, nil
 }
@@ -380,7 +394,7 @@ func (p *Prepared) Compose(d Device) (Message, error) {
 // parser hands go-i18n the templates Prepare parsed, so none is parsed
 // per message.
 type parser struct {
-	parsed map[string]*template.Template
+	parsed map[string]*executable
 }
 
 var _ i18ntemplate.Parser = (*parser)(nil)
@@ -388,23 +402,13 @@ var _ i18ntemplate.Parser = (*parser)(nil)
 func (p *parser) Cacheable() bool { return true }
 
 func (p *parser) Parse(src, _, _ string) (i18ntemplate.ParsedTemplate, error) {
-	if t, ok := p.parsed[src]; ok {
-		return executable{t}, nil
+	if e, ok := p.parsed[src]; ok {
+		return e, nil
 	}
 	if strings.Contains(src, "{{") {
 		return nil, fmt.Errorf("template not prepared: %q", src)
 	}
 	return constant(src), nil
-}
-
-type executable struct{ t *template.Template }
-
-func (e executable) Execute(data any) (string, error) {
-	var b strings.Builder
-	if err := e.t.Execute(&b, data); err != nil {
-		return "", err
-	}
-	return b.String(), nil
 }
 
 type constant string

@@ -27,6 +27,28 @@ func TestParseText(t *testing.T) {
 		{"unknown variable", "title", "Fajr in {{.City}}", nil, "unknown variable .City"},
 		{"title in title", "title", "{{.Title}}!", nil, ".Title is the rendered title"},
 		{"if branches", "body", "{{if .Event}}{{.Event.x}}{{else}}{{.Lang}}{{end}}", []string{"x"}, ""},
+
+		// What bounds a template's work: each refused form multiplies it.
+		{"define", "body", `{{define "a"}}xxxxxxxxxx{{end}}{{template "a"}}{{template "a"}}`, nil, "{{define}} and {{block}} are not allowed"},
+		{"block", "body", `{{block "a" .}}x{{end}}`, nil, "{{define}} and {{block}} are not allowed"},
+		{"template", "title", `{{template "title"}}`, nil, `{{template "title"}} is not allowed`},
+		{"printf width", "title", `{{printf "%0999999d" 1}}`, nil, `printf "%0999999d": width or precision 999999 is over 64`},
+		{"printf precision", "body", `{{printf "%.65f" 1.5}}`, nil, "width or precision 65 is over 64"},
+		{"printf width from an argument", "body", `{{printf "%*d" 999999 1}}`, nil, "a width or precision from an argument (*) is not allowed"},
+		{"printf format from a pipeline", "body", `{{"%0999999d" | printf}}`, nil, "printf takes a quoted format string first"},
+		{"printf format from a variable", "body", `{{$f := "%0999999d"}}{{printf $f 1}}`, nil, "printf takes a quoted format string first"},
+		{"range in range", "body", `{{range .Event.a}}{{if .}}{{range $.Event.a}}x{{end}}{{end}}{{end}}`, nil, "{{range}} inside {{range}} is not allowed"},
+		{"range over a large number", "body", `{{range 1000000000}}{{end}}`, nil, "{{range 1000000000}}: at most 100 items"},
+		{"method given a variable", "body", `{{$l := "2"}}{{.FireAt.Format $l}}`, nil, ".FireAt.Format takes only constants ($l is not one)"},
+		{"method given a pipeline", "body", `{{"2" | .FireAt.Format}}`, nil, ".FireAt.Format cannot be given a pipeline's value"},
+		{"method of a variable given a call", "body", `{{$t := .FireAt}}{{$t.Format (print "2")}}`, nil, "$t.Format takes only constants"},
+
+		// Every documented form still passes.
+		{"printf within bounds", "body", `{{printf "%.2f %05d %-10s|%[1]v %x 100%%" 1.5 42 "x"}} {{.LocalTime | printf "at %s"}}`, nil, ""},
+		{"one range, its else, another range", "body", `{{range $i, $e := .Event.items}}{{$i}}: {{$e.name}} {{else}}none{{end}}{{range 3}}.{{end}}`, []string{"items"}, ""},
+		{"range in the else of a range", "body", `{{range .Event.a}}x{{else}}{{range .Event.b}}y{{end}}{{end}}`, []string{"a", "b"}, ""},
+		{"method with constants", "body", `{{.FireAt.Format "Mon 2 Jan 15:04"}} {{$.FireAt.UTC.Format "15:04"}} {{.FireAt.Format "Mon" | upper}}`, nil, ""},
+		{"with and functions", "body", `{{with .Event.user}}{{upper .name}}{{end}} {{lower (get .Event "name" "friend")}} {{len .Location}}`, []string{"user"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

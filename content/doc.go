@@ -20,6 +20,17 @@
 // reports the fields a template reads directly to Rules.Event, so the API
 // refuses reads that not every event can satisfy.
 //
+// # Limits
+//
+// A template is rendered per device, so its cost is bounded twice. When it
+// is stored, Normalize refuses the forms that multiply work: {{define}},
+// {{block}} and {{template}}, a {{range}} inside another, printf formats
+// that are not constant or pad beyond MaxFormatWidth, and methods given
+// computed values. When it runs, the message stops at the first write past
+// Device.MaxBytes (a *TooLongError), each {{range}} goes over at most
+// MaxRange items, and the string functions of one message share MaxWork
+// bytes (ErrTooMuchWork).
+//
 // # Languages
 //
 // A reminder has a default language (Lang, "en" unless set) in which its

@@ -12,8 +12,8 @@ import (
 // A push channel composes one message per device of a batch. A channel
 // with its own Device and Message types adapts in a few lines:
 //
-//	func (a adapter) Compose(b *sender.Batch, d push.Device) (push.Message, error) {
-//		m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale})
+//	func (a adapter) Compose(b *sender.Batch, d push.Device, maxBytes int) (push.Message, error) {
+//		m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
 //		return push.Message{Title: m.Title, Body: m.Body, Data: m.Data}, err
 //	}
 func ExampleComposer() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 	"text/template/parse"
@@ -80,37 +81,55 @@ func reserved(name string) bool {
 }
 
 // parseText parses one template of a reminder (field "title" or "body"),
-// checks that it names only known variables, and returns the event fields
-// it reads directly ({{.Event.price}} reads "price").
+// checks that it names only known variables and keeps to the rules that
+// bound its cost (see check), and returns the event fields it reads
+// directly ({{.Event.price}} reads "price"). Each {{range}} of the template
+// returned is bounded to MaxRange items.
 func parseText(field, src string) (*template.Template, []string, error) {
 	t, err := template.New(field).Option("missingkey=error").Funcs(funcs).Parse(src)
 	if err != nil {
 		return nil, nil, err
 	}
-	var events []string
 	for _, tt := range t.Templates() {
-		if tt.Tree == nil {
-			continue
+		if tt.Name() != field {
+			// A template calling others is how a short text renders to
+			// gigabytes: each level multiplies the one below.
+			return nil, nil, fmt.Errorf("template: %s: {{define}} and {{block}} are not allowed: a title or body is one template", field)
 		}
-		// Inside {{define}} blocks dot is whatever the caller passed.
-		c := checker{title: field == "title", dot: tt.Name() == field}
-		c.node(tt.Tree.Root)
-		if c.err != nil {
-			return nil, nil, fmt.Errorf("template: %s: %w", field, c.err)
-		}
-		events = append(events, c.events...)
 	}
+	if t.Tree == nil {
+		return t, nil, nil
+	}
+	c := checker{title: field == "title", dot: true}
+	c.node(t.Tree.Root)
+	if c.err != nil {
+		return nil, nil, fmt.Errorf("template: %s: %w", field, c.err)
+	}
+	boundRanges(t.Tree, t.Tree.Root)
+	t.Funcs(template.FuncMap{rangeFunc: limitRange})
+	events := c.events
 	slices.Sort(events)
 	return t, slices.Compact(events), nil
 }
 
 // checker walks a parse tree, refuses variables Vars does not have, and
-// collects the event fields read directly.
+// collects the event fields read directly. It also refuses what would let
+// a short template do unbounded work: calling other templates, a {{range}}
+// inside another, printf formats that are not constant or pad beyond
+// MaxFormatWidth, and methods (.FireAt.Format) given anything but
+// constants, since their results could be fed back into them without end.
 type checker struct {
-	title  bool // the title may not use .Title
-	dot    bool // dot is the Vars (false inside range and with)
-	events []string
-	err    error
+	title   bool // the title may not use .Title
+	dot     bool // dot is the Vars (false inside range and with)
+	inRange bool
+	events  []string
+	err     error
+}
+
+func (c *checker) fail(format string, args ...any) {
+	if c.err == nil {
+		c.err = fmt.Errorf(format, args...)
+	}
 }
 
 func (c *checker) fields(idents []string) {
@@ -121,17 +140,17 @@ func (c *checker) fields(idents []string) {
 }
 
 func (c *checker) field(name string) {
-	if c.err != nil {
-		return
-	}
 	if !slices.Contains(varNames, name) {
-		c.err = fmt.Errorf("unknown variable .%s (known: .%s)", name, strings.Join(varNames, ", ."))
+		c.fail("unknown variable .%s (known: .%s)", name, strings.Join(varNames, ", ."))
 	} else if c.title && name == "Title" {
-		c.err = fmt.Errorf(".Title is the rendered title and can only be used in the body")
+		c.fail(".Title is the rendered title and can only be used in the body")
 	}
 }
 
 func (c *checker) node(n parse.Node) {
+	if c.err != nil {
+		return
+	}
 	switch n := n.(type) {
 	case *parse.ListNode:
 		if n == nil {
@@ -146,7 +165,8 @@ func (c *checker) node(n parse.Node) {
 		if n == nil {
 			return
 		}
-		for _, cmd := range n.Cmds {
+		for i, cmd := range n.Cmds {
+			c.command(cmd, i > 0)
 			for _, a := range cmd.Args {
 				c.node(a)
 			}
@@ -166,12 +186,116 @@ func (c *checker) node(n parse.Node) {
 		c.node(n.List)
 		c.node(n.ElseList)
 	case *parse.RangeNode:
-		c.branch(&n.BranchNode)
+		if c.inRange {
+			c.fail("{{range}} inside {{range}} is not allowed")
+			return
+		}
+		if k, ok := constantCount(n.Pipe); ok && k > MaxRange {
+			c.fail("{{range %d}}: at most %d items", k, MaxRange)
+			return
+		}
+		// The body is what repeats; the else runs once.
+		c.node(n.Pipe)
+		saved := c.dot
+		c.dot, c.inRange = false, true
+		c.node(n.List)
+		c.dot, c.inRange = saved, false
+		c.node(n.ElseList)
 	case *parse.WithNode:
 		c.branch(&n.BranchNode)
 	case *parse.TemplateNode:
-		c.node(n.Pipe)
+		c.fail("{{template %q}} is not allowed: a title or body is one template", n.Name)
 	}
+}
+
+// command checks a command of a pipeline; piped tells whether it is given
+// the value of the commands before it.
+func (c *checker) command(cmd *parse.CommandNode, piped bool) {
+	switch head := cmd.Args[0].(type) {
+	case *parse.IdentifierNode:
+		if head.Ident != "printf" {
+			return
+		}
+		format, ok := argAt(cmd, 1).(*parse.StringNode)
+		if !ok {
+			c.fail("printf takes a quoted format string first")
+			return
+		}
+		if err := checkFormat(format.Text); err != nil {
+			c.fail("printf %s: %v", format.Quoted, err)
+		}
+	case *parse.FieldNode, *parse.ChainNode, *parse.VariableNode:
+		// A command that starts with a field and has arguments, or is
+		// piped into, calls a method.
+		if piped {
+			c.fail("%s cannot be given a pipeline's value: only functions can follow |", head)
+			return
+		}
+		for _, a := range cmd.Args[1:] {
+			switch a.(type) {
+			case *parse.StringNode, *parse.NumberNode, *parse.BoolNode, *parse.NilNode:
+			default:
+				c.fail("%s takes only constants (%s is not one)", head, a)
+				return
+			}
+		}
+	}
+}
+
+func argAt(cmd *parse.CommandNode, i int) parse.Node {
+	if i < len(cmd.Args) {
+		return cmd.Args[i]
+	}
+	return nil
+}
+
+// constantCount returns the number a {{range}} over a number constant
+// counts to.
+func constantCount(p *parse.PipeNode) (int64, bool) {
+	if p == nil || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
+		return 0, false
+	}
+	n, ok := p.Cmds[0].Args[0].(*parse.NumberNode)
+	if !ok || !n.IsInt {
+		return 0, false
+	}
+	return n.Int64, true
+}
+
+// checkFormat refuses a printf format whose verbs take their width or
+// precision from an argument (%*d) or pad beyond MaxFormatWidth: fmt builds
+// the padding before anything can stop it.
+func checkFormat(f string) error {
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
+		}
+		j := i + 1
+		for j < len(f) && strings.IndexByte("+-# 0123456789.[]*", f[j]) >= 0 {
+			j++
+		}
+		spec := f[i+1 : j]
+		if strings.Contains(spec, "*") {
+			return fmt.Errorf("a width or precision from an argument (*) is not allowed")
+		}
+		// Argument indexes ([2]) are no width.
+		for strings.Contains(spec, "[") {
+			open := strings.Index(spec, "[")
+			end := strings.Index(spec[open:], "]")
+			if end < 0 {
+				break
+			}
+			spec = spec[:open] + "." + spec[open+end+1:]
+		}
+		for _, num := range strings.FieldsFunc(spec, func(r rune) bool { return r < '0' || r > '9' }) {
+			if n, err := strconv.Atoi(num); err != nil || n > MaxFormatWidth {
+				// A leading 0 is the zero-padding flag.
+				return fmt.Errorf("width or precision %s is over %d", strings.TrimLeft(num, "0"), MaxFormatWidth)
+			}
+		}
+		i = j // the verb, or the second % of %%
+	}
+	return nil
 }
 
 // branch checks a range or with: its body sees another dot, its else the
@@ -183,4 +307,34 @@ func (c *checker) branch(b *parse.BranchNode) {
 	c.node(b.List)
 	c.dot = saved
 	c.node(b.ElseList)
+}
+
+// rangeFunc is the function boundRanges pipes every {{range}}'s value
+// through. Templates cannot call it: it is added after they are parsed.
+const rangeFunc = "limitRange"
+
+// boundRanges makes each {{range}} of a checked tree pass what it ranges
+// over to limitRange first: {{range .Event.items}} runs as {{range
+// .Event.items | limitRange}}.
+func boundRanges(t *parse.Tree, n parse.Node) {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, x := range n.Nodes {
+			boundRanges(t, x)
+		}
+	case *parse.IfNode:
+		boundRanges(t, n.List)
+		boundRanges(t, n.ElseList)
+	case *parse.WithNode:
+		boundRanges(t, n.List)
+		boundRanges(t, n.ElseList)
+	case *parse.RangeNode:
+		id := parse.NewIdentifier(rangeFunc).SetTree(t).SetPos(n.Pipe.Pos)
+		n.Pipe.Cmds = append(n.Pipe.Cmds, &parse.CommandNode{NodeType: parse.NodeCommand, Pos: n.Pipe.Pos, Args: []parse.Node{id}})
+		boundRanges(t, n.List)
+		boundRanges(t, n.ElseList)
+	}
 }

@@ -7,8 +7,12 @@
 // would lose the work in hand). /readyz says the process can do its work:
 // it pings each dependency (Redis, MySQL) with a deadline and answers 503
 // naming what failed, so a pod cut off from its stores is taken out of
-// its Service until they answer again. /metrics serves the Prometheus
-// metrics (package metrics).
+// its Service until they answer again. The answer says only which store is
+// unavailable ("database unavailable"); the error itself, which can name
+// hosts and users, goes to the log. MySQL is pinged over a pool of its own
+// (store.OpenProbe): the pool the requests use can be busy to its limit,
+// and a ping queued behind them would take a working replica out of
+// service. /metrics serves the Prometheus metrics (package metrics).
 //
 // The coordinator answers these on its API port (package api adds the
 // routes); the worker, which has no API, runs a Server on
@@ -16,7 +20,9 @@
 package health
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,7 +33,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime/metrics"
 )
@@ -39,22 +44,21 @@ const DefaultTimeout = 2 * time.Second
 type Check func(ctx context.Context) error
 
 // Stores returns the checks of Chime's two stores (of those that are set).
-func Stores(db *gorm.DB, rdb redis.UniversalClient) map[string]Check {
+// db should be a pool of its own (store.OpenProbe), not the one requests
+// use.
+func Stores(db *sql.DB, rdb redis.UniversalClient) map[string]Check {
 	checks := map[string]Check{}
 	if rdb != nil {
 		checks["redis"] = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
 	}
 	if db != nil {
-		checks["mysql"] = func(ctx context.Context) error {
-			s, err := db.DB()
-			if err != nil {
-				return err
-			}
-			return s.PingContext(ctx)
-		}
+		checks["mysql"] = db.PingContext
 	}
 	return checks
 }
+
+// unavailable is what /readyz says of a failed check.
+var unavailable = map[string]string{"mysql": "database unavailable", "redis": "redis unavailable"}
 
 // Live answers the liveness probe: 200 while the process serves HTTP.
 func Live(w http.ResponseWriter, _ *http.Request) {
@@ -62,8 +66,9 @@ func Live(w http.ResponseWriter, _ *http.Request) {
 }
 
 // Ready returns the readiness probe's handler: every check runs at once,
-// each bounded by timeout; 200 if all pass, else 503 with the failures.
-func Ready(checks map[string]Check, timeout time.Duration) http.HandlerFunc {
+// each bounded by timeout; 200 if all pass, else 503 naming the failed
+// stores. The errors are logged to log (if not nil), not answered.
+func Ready(checks map[string]Check, timeout time.Duration, log *slog.Logger) http.HandlerFunc {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
@@ -83,8 +88,11 @@ func Ready(checks map[string]Check, timeout time.Duration) http.HandlerFunc {
 		for range checks {
 			r := <-res
 			if r.err != nil {
-				status[r.name] = r.err.Error()
+				status[r.name] = cmp.Or(unavailable[r.name], "unavailable")
 				code = http.StatusServiceUnavailable
+				if log != nil {
+					log.Warn("readiness check failed", "check", r.name, "err", r.err)
+				}
 			} else {
 				status[r.name] = "ok"
 			}
@@ -114,11 +122,12 @@ func write(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Handler serves /livez, /readyz and /metrics.
-func Handler(checks map[string]Check) http.Handler {
+// Handler serves /livez, /readyz and /metrics; failed readiness checks are
+// logged to log.
+func Handler(checks map[string]Check, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", Live)
-	mux.HandleFunc("GET /readyz", Ready(checks, DefaultTimeout))
+	mux.HandleFunc("GET /readyz", Ready(checks, DefaultTimeout, log))
 	mux.Handle("GET /metrics", metrics.Handler())
 	return mux
 }
@@ -143,7 +152,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("health listen: %w", err)
 		}
 	}
-	srv := &http.Server{Handler: Handler(s.Checks), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: Handler(s.Checks, s.Log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if s.Log != nil {

@@ -1,12 +1,15 @@
 package health_test
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
-	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,16 +18,37 @@ import (
 
 	"github.com/chime-dev/chime/health"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/store"
 )
 
-// serve runs a health server with checks on loopback and returns its URL.
-func serve(t *testing.T, checks map[string]health.Check) string {
+// syncBuffer is a bytes.Buffer that handlers of several goroutines may
+// write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serve runs a health server with checks on loopback, logging to log (if
+// not nil), and returns its URL.
+func serve(t *testing.T, checks map[string]health.Check, log *slog.Logger) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- (&health.Server{Listener: ln, Checks: checks}).Run(ctx) }()
+	go func() { done <- (&health.Server{Listener: ln, Checks: checks, Log: log}).Run(ctx) }()
 	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
 	return "http://" + ln.Addr().String()
 }
@@ -48,7 +72,7 @@ type readiness struct {
 // /metrics serves Chime's metrics.
 func TestProbesWithStoresUp(t *testing.T) {
 	env := testenv.New(t)
-	url := serve(t, health.Stores(env.DB, env.Redis))
+	url := serve(t, health.Stores(probe(t, env), env.Redis), nil)
 
 	code, _ := get(t, url+"/livez")
 	require.Equal(t, http.StatusOK, code)
@@ -68,10 +92,21 @@ func TestProbesWithStoresUp(t *testing.T) {
 	}
 }
 
+// probe opens a readiness pool of its own to env's database.
+func probe(t *testing.T, env *testenv.Env) *sql.DB {
+	t.Helper()
+	p, err := store.OpenProbe(env.DB)
+	require.NoError(t, err)
+	require.NotNil(t, p)
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
 // Fault: Redis is unreachable (a client pointed at a loopback port nobody
 // listens on; MariaDB is real and up). Checked: /readyz answers 503 within
 // its deadline and names Redis, while /livez still answers 200, so the pod
-// leaves its Service but is not restarted.
+// leaves its Service but is not restarted. The answer says only "redis
+// unavailable": the error, with the address it dialed, is in the log.
 func TestReadinessFailsWithoutRedis(t *testing.T) {
 	env := testenv.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -80,15 +115,17 @@ func TestReadinessFailsWithoutRedis(t *testing.T) {
 	require.NoError(t, ln.Close())
 	rdb := redis.NewClient(&redis.Options{Addr: dead, MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { rdb.Close() })
-	url := serve(t, health.Stores(env.DB, rdb))
+	var logs syncBuffer
+	url := serve(t, health.Stores(probe(t, env), rdb), slog.New(slog.NewTextHandler(&logs, nil)))
 
 	code, body := get(t, url+"/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code, body)
 	var r readiness
 	require.NoError(t, json.Unmarshal([]byte(body), &r))
-	require.Equal(t, "unavailable", r.Status)
-	require.Equal(t, "ok", r.Checks["mysql"])
-	require.True(t, strings.Contains(r.Checks["redis"], "refused"), r.Checks["redis"])
+	require.Equal(t, readiness{Status: "unavailable", Checks: map[string]string{"mysql": "ok", "redis": "redis unavailable"}}, r)
+	require.NotContains(t, body, dead)
+	require.Contains(t, logs.String(), "refused")
+	require.Contains(t, logs.String(), dead)
 
 	code, _ = get(t, url+"/livez")
 	require.Equal(t, http.StatusOK, code)

@@ -17,6 +17,7 @@ package localtime
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 	// Embed the zone database so fire instants do not depend on the host.
 	_ "time/tzdata"
@@ -70,11 +71,27 @@ func (o Of) String() string {
 	return fmt.Sprintf("%02d:%02d:%02d", s/3600, s/60%60, s%60)
 }
 
-// LoadZone loads an IANA zone by name. "Local" and the empty name are refused:
-// a reminder's zone must not depend on the machine that runs it.
+// MaxZone is the longest zone name LoadZone takes; the longest IANA name
+// has 32 bytes.
+const MaxZone = 64
+
+// zonePattern is the form of IANA zone names. time.LoadLocation also loads
+// "America//New_York" or "./UTC" (the host's zone directory resolves the
+// path), which would store one zone under many names, of any length.
+var zonePattern = regexp.MustCompile(`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`)
+
+// LoadZone loads an IANA zone by its name, of at most MaxZone bytes.
+// "Local" and the empty name are refused: a reminder's zone must not
+// depend on the machine that runs it.
 func LoadZone(name string) (*time.Location, error) {
 	if name == "" || name == "Local" {
 		return nil, fmt.Errorf("zone %q: an IANA zone name such as Europe/Paris is required", name)
+	}
+	if len(name) > MaxZone {
+		return nil, fmt.Errorf("a zone name has at most %d bytes; this one has %d", MaxZone, len(name))
+	}
+	if !zonePattern.MatchString(name) {
+		return nil, fmt.Errorf("zone %q is not an IANA zone name such as Europe/Paris", name)
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {

@@ -1,53 +1,13 @@
 package store
 
-import (
-	"context"
-	"errors"
-	"strings"
-	"time"
-
-	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
-)
-
-// sqlLogger is gorm's logger as Open sets it up, with two changes.
-//
-// Statements are logged without their values: those are user IDs, event
-// data, schemas, device tokens and secrets. The wrapped logger is
-// configured with ParameterizedQueries, which gorm applies to most
-// statements; Scan logs the SQL with its values filled in whatever the
-// logger says, so Trace also replaces every quoted literal with "?".
-//
-// Statements cancelled by their context are not logged: at shutdown that
-// is expected, and the caller sees the error anyway.
-type sqlLogger struct{ logger.Interface }
-
-func (l sqlLogger) LogMode(level logger.LogLevel) logger.Interface {
-	return sqlLogger{l.Interface.LogMode(level)}
-}
-
-// ParamsFilter passes the wrapped logger's filter on: gorm asks the logger
-// itself, and embedding promotes only the methods of logger.Interface.
-func (l sqlLogger) ParamsFilter(ctx context.Context, sql string, params ...any) (string, []any) {
-	if f, ok := l.Interface.(gorm.ParamsFilter); ok {
-		return f.ParamsFilter(ctx, sql, params...)
-	}
-	return sql, params
-}
-
-func (l sqlLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-		return
-	}
-	l.Interface.Trace(ctx, begin, func() (string, int64) {
-		sql, rows := fc()
-		return redactLiterals(sql), rows
-	}, err)
-}
+import "strings"
 
 // redactLiterals replaces the string literals of sql, quoted with ' (MySQL)
-// or " (how gorm fills values in for SQLite), by "?". Identifiers, quoted
-// with backticks by both dialects, are kept. A quote inside a literal is
+// or " (how gorm fills values in for SQLite), by "?". gorm logs most
+// statements with placeholders (ParameterizedQueries), but Scan logs them
+// with their values filled in whatever the logger says: user IDs, location
+// names, event data. Identifiers, quoted with backticks by both dialects,
+// are kept. A quote inside a literal is
 // doubled, which is how gorm writes values in (backslashes are not escapes
 // there).
 func redactLiterals(sql string) string {

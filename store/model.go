@@ -49,6 +49,17 @@ const (
 	KindTopic = "topic"
 )
 
+// Column limits the API checks input against before writing, since
+// MySQL/MariaDB would refuse a longer value (SQLite has no limits).
+const (
+	// MaxText is the most bytes a TEXT column holds: Reminder.Schema,
+	// Reminder.Tags and Event.Data.
+	MaxText = 65535
+	// MaxLang is the most characters of a language tag: Reminder.Lang,
+	// Device.Locale.
+	MaxLang = 35
+)
+
 // Reminder is what a product manager defines: a message and when it fires.
 type Reminder struct {
 	ID     int64  `gorm:"primaryKey"`

@@ -9,6 +9,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,9 +31,10 @@ var ErrNotFound = errors.New("not found")
 // embedded mode ("sqlite::memory:" keeps it in memory).
 func Open(dsn string, log *slog.Logger) (*gorm.DB, error) {
 	cfg := &gorm.Config{
-		// Failed and slow statements are logged without their values (see
-		// log.go).
-		Logger: sqlLogger{logger.NewSlogLogger(log, logger.Config{
+		// Statements are logged with placeholders, not their values: a
+		// failed or slow write would otherwise log whatever the request
+		// carried (64 KB of event data, 10,000 user IDs).
+		Logger: quietCancel{logger.NewSlogLogger(log, logger.Config{
 			SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true, ParameterizedQueries: true,
 		})},
 		SkipDefaultTransaction: true,
@@ -84,8 +86,76 @@ func Open(dsn string, log *slog.Logger) (*gorm.DB, error) {
 	return db, nil
 }
 
+// ProbeConns is the most connections a readiness pool opens: probes from
+// the kubelet and a load balancer may come at once.
+const ProbeConns = 2
+
+// OpenProbe opens a pool of its own, of at most ProbeConns connections, to
+// the MySQL database db is connected to, for readiness checks: db's pool
+// can be busy to its limit under load (bulk writes hold a connection each
+// for their transaction), and a ping queued behind them would make a
+// working replica unready. The pool connects on its first ping; the caller
+// closes it. For SQLite it returns nil: an embedded process has one
+// connection to a local file and no replica to fail over to.
+func OpenProbe(db *gorm.DB) (*sql.DB, error) {
+	d, ok := db.Dialector.(*mysql.Dialector)
+	if !ok {
+		return nil, nil
+	}
+	cfg, err := mysqldrv.ParseDSN(d.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("probe database: %w", err)
+	}
+	conn, err := mysqldrv.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("probe database: %w", err)
+	}
+	p := sql.OpenDB(conn)
+	p.SetMaxOpenConns(ProbeConns)
+	p.SetMaxIdleConns(ProbeConns)
+	p.SetConnMaxLifetime(10 * time.Minute)
+	return p, nil
+}
+
 // IsMySQL reports whether db speaks MySQL (as opposed to SQLite).
 func IsMySQL(db *gorm.DB) bool { return db.Name() == "mysql" }
+
+// quietCancel drops the log of statements cancelled by their context: at
+// shutdown that is expected, and the caller sees the error anyway.
+type quietCancel struct{ logger.Interface }
+
+func (q quietCancel) LogMode(l logger.LogLevel) logger.Interface {
+	return quietCancel{q.Interface.LogMode(l)}
+}
+
+// ParamsFilter passes on the wrapped logger's filter (gorm looks for it on
+// the logger it is given), which drops the values of logged statements.
+func (q quietCancel) ParamsFilter(ctx context.Context, sql string, params ...any) (string, []any) {
+	if f, ok := q.Interface.(gorm.ParamsFilter); ok {
+		return f.ParamsFilter(ctx, sql, params...)
+	}
+	return sql, params
+}
+
+func (q quietCancel) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		return
+	}
+	q.Interface.Trace(ctx, begin, func() (string, int64) {
+		// Scan logs statements with their values filled in, whatever the
+		// filter says (see redactLiterals).
+		sql, rows := fc()
+		sql = redactLiterals(sql)
+		if len(sql) > maxLoggedSQL {
+			// A batch of 1,000 rows has 1,000 groups of placeholders.
+			sql = fmt.Sprintf("%s… (%d bytes)", sql[:maxLoggedSQL], len(sql))
+		}
+		return sql, rows
+	}, err)
+}
+
+// maxLoggedSQL bounds the text of a logged statement.
+const maxLoggedSQL = 1000
 
 // Transaction runs fn in a transaction, and runs it again (up to three
 // times in all) when MySQL picks it as a deadlock victim, its lock wait

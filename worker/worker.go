@@ -13,6 +13,12 @@
 // period: either the holder finishes (and the retry finds the group done) or
 // it died and its lease has expired. A group whose validity window has passed
 // is finished as expired instead of being sent late.
+//
+// Right before each send the worker checks that its lease is still good,
+// without asking Redis as long as the lease was renewed recently enough (see
+// keeper.fresh): a worker paused between two chunks (SIGSTOP, a long GC, a
+// frozen VM) may have lost the group to another worker meanwhile, and must
+// not send another chunk of it.
 package worker
 
 import (
@@ -53,7 +59,9 @@ type Config struct {
 	ChunkSize int
 	// LeaseTTL is how long a group stays held after its holder last
 	// renewed it; holders renew after every chunk and every LeaseTTL/3 while
-	// a send is in flight. Defaults to 30s.
+	// a send is in flight. A holder whose last renewal is more than two
+	// thirds of LeaseTTL old (it was paused) asks Redis before its next send
+	// whether it still holds the group. Defaults to 30s.
 	LeaseTTL time.Duration
 	// PollInterval is how long an idle worker waits before asking the queue
 	// again. Defaults to 20ms.
@@ -194,6 +202,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 	g := ack.Group{Occurrence: p.Occurrence, Group: p.Group}
 	log := w.log.With("occurrence", p.Occurrence, "group", p.Group, "attempt", p.Attempt)
 	token := w.cfg.ID + "/" + nonce()
+	asked := time.Now()
 	claim, err := w.acks.Start(ctx, g, p.Attempt, w.cfg.ID, token, w.cfg.LeaseTTL, w.clock.Now())
 	if errors.Is(err, ack.ErrHeld) {
 		return errHeld
@@ -206,7 +215,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		return nil
 	}
 	begun := w.clock.Now()
-	k := w.keepLease(ctx, g, token)
+	k := w.keepLease(ctx, g, token, asked)
 	defer k.Stop()
 	loc := grouping.Loc{Reminder: p.Reminder, Location: p.Location}
 	members, err := w.index.Members(k.ctx, loc, p.Group)
@@ -251,6 +260,16 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 			App: p.App, DeliverWhenOnline: p.DeliverWhenOnline, NotifyContacts: p.NotifyContacts,
 			IdempotencyKey: fmt.Sprintf("%d-%d-%s", p.Occurrence, p.Group, chunk[0]),
 		}
+		// The last thing before the send: a pause since the checkpoint may
+		// have handed the group to another worker.
+		err := w.confirmLease(k, g, token)
+		if errors.Is(err, ack.ErrLeaseLost) {
+			log.Warn("lease passed before a send (its renewals were missed: the worker was paused, or Redis failed); another worker continues the group", "unsent", len(members))
+			return nil
+		}
+		if err != nil {
+			return w.release(ctx, g, p, token, err)
+		}
 		res, err := w.sender.Send(k.ctx, b)
 		if k.lost.Load() {
 			log.Warn("lease lost during a send; another worker continues the group")
@@ -265,6 +284,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 			return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed,
 				Failed: res.Failed - res.Expired, Expired: res.Expired}, begun)
 		}
+		asked := time.Now()
 		err = w.acks.Checkpoint(ctx, g, token, chunk[n-1], n-res.Failed, res.Failed-res.Expired, res.Expired, w.cfg.LeaseTTL)
 		if errors.Is(err, ack.ErrLeaseLost) {
 			log.Warn("lease lost mid-group; another worker continues it")
@@ -273,6 +293,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		if err != nil {
 			return w.release(ctx, g, p, token, err)
 		}
+		k.extend(asked)
 		members = members[n:]
 	}
 	return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{}, begun)
@@ -281,16 +302,28 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 // keeper renews a group's lease every third of LeaseTTL for as long as its
 // holder works on the group: reading members (a rebuild can be slow) and
 // every send. If the lease is found taken by another worker, it cancels ctx.
+//
+// It also keeps the worker's own idea of when the lease runs out: LeaseTTL
+// after the last renewal that succeeded was asked for (Redis starts the TTL
+// when it runs the command, which is no earlier, so the lease lasts at least
+// that long). That instant is on the monotonic clock, not the worker's
+// clock: the lease expires on Redis's real time, and a process that was
+// stopped or frozen finds its monotonic clock gone past it on resuming.
 type keeper struct {
 	ctx  context.Context
 	stop chan struct{}
 	done chan struct{}
 	lost atomic.Bool
+
+	ttl   time.Duration
+	mu    sync.Mutex
+	until time.Time // the lease lasts at least until then, unless lost
 }
 
-func (w *Worker) keepLease(ctx context.Context, g ack.Group, token string) *keeper {
+func (w *Worker) keepLease(ctx context.Context, g ack.Group, token string, taken time.Time) *keeper {
 	kctx, cancel := context.WithCancel(ctx)
-	k := &keeper{ctx: kctx, stop: make(chan struct{}), done: make(chan struct{})}
+	k := &keeper{ctx: kctx, stop: make(chan struct{}), done: make(chan struct{}), ttl: w.cfg.LeaseTTL}
+	k.extend(taken)
 	go func() {
 		defer close(k.done)
 		defer cancel()
@@ -301,12 +334,15 @@ func (w *Worker) keepLease(ctx context.Context, g ack.Group, token string) *keep
 			case <-kctx.Done():
 				return
 			case <-w.clock.After(w.cfg.LeaseTTL / 3):
+				asked := time.Now()
 				err := w.acks.Renew(kctx, g, token, w.cfg.LeaseTTL)
 				if errors.Is(err, ack.ErrLeaseLost) {
 					k.lost.Store(true)
 					return
 				}
-				if err != nil && kctx.Err() == nil {
+				if err == nil {
+					k.extend(asked)
+				} else if kctx.Err() == nil {
 					w.log.Warn("renew lease", "occurrence", g.Occurrence, "group", g.Group, "err", err)
 				}
 			}
@@ -319,6 +355,50 @@ func (w *Worker) keepLease(ctx context.Context, g ack.Group, token string) *keep
 func (k *keeper) Stop() {
 	close(k.stop)
 	<-k.done
+}
+
+// extend records a renewal (or the start) that succeeded and was asked for
+// at asked, a reading of time.Now.
+func (k *keeper) extend(asked time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if u := asked.Add(k.ttl); u.After(k.until) {
+		k.until = u
+	}
+}
+
+// fresh reports whether the lease has more than a third of its TTL left.
+// Renewals come every third of it, so a lease with less left has missed
+// one: the process was paused (or Redis is failing) and the lease may be
+// gone. The third left is the margin a send has to get going before the
+// lease could expire under it.
+func (k *keeper) fresh() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return time.Until(k.until) > k.ttl/3
+}
+
+// confirmLease makes sure, right before a send, that the group is still
+// this worker's. A fresh lease needs no Redis call; otherwise the lease is
+// renewed now, which fails with ack.ErrLeaseLost if it has passed.
+func (w *Worker) confirmLease(k *keeper, g ack.Group, token string) error {
+	if k.lost.Load() {
+		return ack.ErrLeaseLost
+	}
+	if k.fresh() {
+		return nil
+	}
+	asked := time.Now()
+	err := w.acks.Renew(k.ctx, g, token, w.cfg.LeaseTTL)
+	if errors.Is(err, ack.ErrLeaseLost) {
+		k.lost.Store(true)
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("confirm lease: %w", err)
+	}
+	k.extend(asked)
+	return nil
 }
 
 func (w *Worker) finish(ctx context.Context, g ack.Group, p queue.Payload, token, state string, f ack.Final, begun time.Time) error {

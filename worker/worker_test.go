@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,7 +358,7 @@ func TestHandleWebhook(t *testing.T) {
 	s := sink.New()
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	wh, err := webhook.New(webhook.Config{URL: srv.URL}, testenv.Logger(t))
+	wh, err := webhook.New(webhook.Config{URL: srv.URL, Now: f.clock.Now}, testenv.Logger(t))
 	require.NoError(t, err)
 
 	require.NoError(t, f.worker(t, "w1", wh).Handle(context.Background(), f.payload(1)))
@@ -495,5 +496,78 @@ func TestStoppingWorkerReleasesAtTheChunkBoundary(t *testing.T) {
 	require.NoError(t, <-done)
 	_, more := rest.sent()
 	require.Equal(t, f.members[chunk:], more, "the rest, from the checkpoint")
+	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members)}, f.claim(t))
+}
+
+// pausing is the worker's clock, which freezes the worker on the first
+// reading after arm: the worker reads its clock at the top of each chunk
+// (the validity window), so armed during a send it stops the worker between
+// that chunk's checkpoint and the next send, as a SIGSTOP, a long GC pause
+// or a frozen VM would. Its renewals stop too: the fake clock does not move.
+type pausing struct {
+	*clock.Fake
+	armed   atomic.Bool
+	paused  chan struct{} // closed when the worker is frozen
+	resumed chan struct{} // closed by the test to let it go on
+}
+
+func (c *pausing) Now() time.Time {
+	if c.armed.CompareAndSwap(true, false) {
+		close(c.paused)
+		<-c.resumed
+	}
+	return c.Fake.Now()
+}
+
+// groupKey returns the key of the target group's run hash plus suffix.
+func (f *fixture) groupKey(t *testing.T, suffix string) string {
+	t.Helper()
+	keys, err := f.env.Redis.Keys(context.Background(), f.env.Prefix+"ack:*:run:9001:"+strconv.Itoa(target)).Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	return keys[0] + suffix
+}
+
+// Fault: a worker freezes between the checkpoint of its second chunk and
+// the send of the third (injected: its clock blocks on the reading that
+// follows the checkpoint, and nothing renews its lease meanwhile). Its
+// lease, 400ms, really expires in Redis; a second worker takes the group
+// over, resumes at the checkpoint and finishes it; then the first worker
+// resumes. Checked: the frozen worker sends nothing more (before, it sent
+// its third chunk to users the second worker had already delivered), it
+// returns without error, and every member is delivered exactly once.
+func TestPausedWorkerSendsNothingAfterItsLease(t *testing.T) {
+	f := setup(t, 300)
+	require.Greater(t, len(f.members), 4*chunk)
+	ctx := context.Background()
+	clk := &pausing{Fake: f.clock, paused: make(chan struct{}), resumed: make(chan struct{})}
+	frozen := recorder{before: func(n int, b *sender.Batch) (sender.Result, error) {
+		if n == 2 {
+			clk.armed.Store(true)
+		}
+		return sender.Result{}, nil
+	}}
+	w := worker.New(worker.Config{ID: "frozen", Queue: f.env.Queue, ChunkSize: chunk, LeaseTTL: 400 * time.Millisecond},
+		f.env.Redis, f.index, f.acks, &frozen, clk, testenv.Logger(t))
+	done := make(chan error, 1)
+	go func() { done <- w.Handle(ctx, f.payload(1)) }()
+
+	<-clk.paused
+	cp, err := f.env.Redis.HGet(ctx, f.groupKey(t, ""), "cp").Result()
+	require.NoError(t, err)
+	require.Equal(t, f.members[2*chunk-1], cp, "frozen after the second chunk's checkpoint")
+	lease := f.groupKey(t, ":lease")
+	testenv.WaitUntil(t, 5*time.Second, "the frozen worker's lease to expire in Redis", func() bool {
+		return f.env.Redis.Exists(ctx, lease).Val() == 0
+	})
+	var rival recorder
+	require.NoError(t, f.worker(t, "rival", &rival).Handle(ctx, f.payload(2)))
+	_, rest := rival.sent()
+	require.Equal(t, f.members[2*chunk:], rest, "the second worker resumed at the checkpoint")
+
+	close(clk.resumed)
+	require.NoError(t, <-done)
+	batches, _ := frozen.sent()
+	requireChunks(t, batches, f.members[:2*chunk])
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members)}, f.claim(t))
 }

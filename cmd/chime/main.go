@@ -7,6 +7,7 @@
 //	chime app key list APP                         list the app's keys
 //	chime app key revoke APP KEY [-grace D]        revoke a key (after D)
 //	chime migrate                                  apply schema migrations
+//	chime secret-key new ID                        print a new CHIME_SECRET_KEYS entry
 //
 // APP is an app's ID or its name; KEY is a key's ID, its prefix (as listed)
 // or the key itself. Configuration is read from the environment, as for the
@@ -26,6 +27,7 @@ import (
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/demo"
+	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -47,6 +49,7 @@ const usage = `usage:
   chime app key list APP
   chime app key revoke APP KEY [-grace DURATION]
   chime migrate
+  chime secret-key new ID
 APP is an app's ID or name; KEY is a key's ID, its prefix or the key itself.`
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
@@ -71,6 +74,16 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return demo.Run(ctx, opt, environ, stdout, stderr)
 	case "app":
 		return runApp(ctx, args[1:], environ, stdout)
+	case "secret-key":
+		if len(args) != 3 || args[1] != "new" {
+			return errors.New("usage: chime secret-key new ID")
+		}
+		k, err := seal.NewKey(args[2])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, k)
+		return nil
 	case "migrate":
 		d, err := openDB(ctx, environ)
 		if err == nil {

@@ -21,7 +21,10 @@
 //   - retry (429, 5xx, network): sent again, only those devices, with
 //     exponential backoff and jitter (github.com/cenkalti/backoff/v5), or
 //     after the provider's Retry-After when it gave one. Retries stop at
-//     Config.RetryFor or at the batch's validity window. Devices still
+//     Config.RetryFor or at the batch's validity window, which also ends
+//     a request in flight (whatever the channel's own timeout and
+//     retries): devices the window ran out on are recorded as expired,
+//     and no request is started after it. Devices still
 //     pending then make Send return an error: the worker releases the group
 //     and retries it later from its checkpoint; the devices this attempt
 //     reached are kept in Redis under the chunk's idempotency key, so the
@@ -114,9 +117,33 @@ type Message struct {
 	Data  map[string]string
 }
 
-// Composer writes the message for one device of a batch.
+// Composer writes the message for one device of a batch. maxBytes is the
+// most bytes the title and body may take together on the device's channel
+// (MaxMessage): a composer that renders templates stops there and returns
+// an error rather than render more. The sender checks the limit again.
 type Composer interface {
-	Compose(b *sender.Batch, d Device) (Message, error)
+	Compose(b *sender.Batch, d Device, maxBytes int) (Message, error)
+}
+
+// Message limits by channel: the most bytes a message's title and body may
+// take together. A longer message fails its device ("message exceeds 4096
+// bytes") without reaching the provider. The provider's own limit on the
+// whole payload, with the data and JSON quoting, still applies.
+const (
+	MaxAPNsMessage    = 4096     // APNs refuses payloads over 4 KB
+	MaxFCMMessage     = 4096     // FCM refuses messages over 4 KB
+	MaxWebhookMessage = 16 << 10 // a device webhook is a POST of ours; kept small all the same
+)
+
+// MaxMessage returns the message limit of a channel.
+func MaxMessage(channel string) int {
+	switch channel {
+	case APNs:
+		return MaxAPNsMessage
+	case FCM:
+		return MaxFCMMessage
+	}
+	return MaxWebhookMessage
 }
 
 // Plain composes the reminder's own title and body for every device, with
@@ -126,7 +153,7 @@ type Plain struct{}
 var _ Composer = Plain{}
 
 // Compose implements Composer.
-func (Plain) Compose(b *sender.Batch, _ Device) (Message, error) {
+func (Plain) Compose(b *sender.Batch, _ Device, _ int) (Message, error) {
 	return Message{Title: b.Title, Body: b.Body, Data: map[string]string{
 		"reminder": b.Reminder, "occurrence": strconv.FormatInt(b.Occurrence, 10), "location": b.Location,
 	}}, nil
@@ -255,7 +282,11 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		case s.channels[it.channel] == nil:
 			it.out, it.done = sender.Outcome{Status: sender.Failed, Reason: it.channel + " channel not configured"}, true
 		default:
-			msg, err := s.composer.Compose(b, d)
+			limit := MaxMessage(it.channel)
+			msg, err := s.composer.Compose(b, d, limit)
+			if err == nil && len(msg.Title)+len(msg.Body) > limit {
+				err = fmt.Errorf("message exceeds %d bytes", limit)
+			}
 			if err != nil {
 				it.out, it.done = sender.Outcome{Status: sender.Failed, Reason: "compose: " + err.Error()}, true
 				continue
@@ -303,12 +334,30 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 	return res, nil
 }
 
+// errWindowPassed ends the attempts at a batch whose validity window is over.
+var errWindowPassed = errors.New("validity window passed")
+
 // deliver sends its items through ch, retrying the transient refusals.
 func (s *Sender) deliver(ctx context.Context, name string, ch Channel, items []*item, expiresAt time.Time) {
 	pending := items
 	maxElapsed := s.cfg.RetryFor
+	byWindow := false // the window ends before RetryFor
+	wctx := ctx
 	if !expiresAt.IsZero() {
-		maxElapsed = min(maxElapsed, expiresAt.Sub(s.clock.Now()))
+		left := expiresAt.Sub(s.clock.Now())
+		if left <= 0 {
+			expire(pending, "validity window passed")
+			return
+		}
+		if left < maxElapsed {
+			maxElapsed, byWindow = left, true
+		}
+		// The window's end cancels a request in flight too, as the
+		// channel's own timeout would; on the sender's clock the window
+		// has left to run, and the deadline is that far away.
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeoutCause(ctx, left, errWindowPassed)
+		defer cancel()
 	}
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = s.cfg.RetryInitial
@@ -320,7 +369,7 @@ func (s *Sender) deliver(ctx context.Context, name string, ch Channel, items []*
 			expire(pending, "validity window passed while retrying")
 			return struct{}{}, nil
 		}
-		ready, err := s.throttle(ctx, name, pending, expiresAt)
+		ready, err := s.throttle(wctx, name, pending, expiresAt)
 		if err != nil {
 			return struct{}{}, err
 		}
@@ -331,7 +380,7 @@ func (s *Sender) deliver(ctx context.Context, name string, ch Channel, items []*
 		for i, it := range ready {
 			ns[i] = it.n
 		}
-		outs := ch.Deliver(ctx, ns)
+		outs := ch.Deliver(wctx, ns)
 		var next []*item
 		var wait time.Duration
 		for i, it := range ready {
@@ -358,12 +407,16 @@ func (s *Sender) deliver(ctx context.Context, name string, ch Channel, items []*
 		}
 		return struct{}{}, fmt.Errorf("%d %s notifications refused: %s", len(pending), name, pending[0].out.Reason)
 	}
-	if maxElapsed <= 0 {
-		expire(pending, "validity window passed")
-		return
-	}
-	_, err := backoff.Retry(ctx, op, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(maxElapsed))
-	if err != nil && ctx.Err() == nil {
+	_, err := backoff.Retry(wctx, op, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(maxElapsed))
+	switch {
+	case err == nil || ctx.Err() != nil:
+		// Done, or the worker gave the chunk up (lease lost, stopping).
+	case errors.Is(context.Cause(wctx), errWindowPassed):
+		expire(pending, "validity window passed before "+name+" answered")
+	case byWindow:
+		// The next retry would have started after the window.
+		expire(pending, "validity window passed while retrying")
+	default:
 		s.log.Warn("channel refused notifications after retries", "channel", name, "devices", len(pending), "err", err)
 	}
 }

@@ -3,6 +3,7 @@ package push_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/apns"
@@ -362,4 +364,126 @@ func TestLongReminderKeyIsSent(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, res.Failed, "%v", res.Failures)
 	require.Len(t, f.apns.Pushes(tok), 1)
+}
+
+// composer composes with package content, as the root package wires it.
+type composer struct{ c *content.Composer }
+
+func (a composer) Compose(b *sender.Batch, d push.Device, maxBytes int) (push.Message, error) {
+	m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
+	return push.Message{Title: m.Title, Body: m.Body, Data: m.Data}, err
+}
+
+// Injected: a body that renders to 5,006 bytes from an event field, and a
+// {{range}} of 100 items writing that field 100 times (50 MB if rendered in
+// full) in the Indonesian translation; an Arabic translation that stays
+// short. Checked: the iPhone and the Android phone in English and the
+// iPhone in Indonesian fail with "message exceeds 4096 bytes" and reach no
+// provider; the iPhone in Arabic and the web device in English (16 KiB)
+// get their messages; Send succeeds and counts each channel.
+func TestOverLimitMessageFailsOnlyItsDevice(t *testing.T) {
+	f := setup(t)
+	alice := f.device("alice", "iphone", store.PlatformIOS)
+	dave := f.device("dave", "pixel", store.PlatformAndroid)
+	bob := f.device("bob", "iphone", store.PlatformIOS)
+	eve := f.device("eve", "iphone", store.PlatformIOS)
+	f.device("carol", "browser", store.PlatformWeb)
+	for user, locale := range map[string]string{"bob": "ar-SA", "eve": "id-ID"} {
+		require.NoError(t, f.env.DB.Model(&store.Device{}).Where("user_id = ?", user).Update("locale", locale).Error)
+	}
+	s := push.New(push.Config{Prefix: f.env.Prefix}, f.env.DB, f.env.Redis, f.channels,
+		composer{content.NewComposer(content.Config{})}, nil, clock.Real{}, f.env.Log)
+	b := f.batch("alice", "bob", "carol", "dave", "eve")
+	b.Zone, b.FireAt, b.Lang = "Asia/Jakarta", time.Now(), "en"
+	b.Body = `Fajr {{get .Event "note" ""}}`
+	b.Translations = map[string]sender.Text{
+		"ar": {Title: "الفجر", Body: "حان موعد صلاة الفجر"},
+		"id": {Title: "Subuh", Body: `{{range .Event.items}}` + strings.Repeat(`{{$.Event.note}}`, 100) + `{{end}}`},
+	}
+	data, err := json.Marshal(map[string]any{"note": strings.Repeat("n", 5001), "items": make([]int, 100)})
+	require.NoError(t, err)
+	b.Data = data
+
+	res, err := s.Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Equal(t, map[string]sender.Counts{"apns": {Sent: 1, Failed: 2}, "fcm": {Failed: 1}, "webhook": {Sent: 1}}, res.Channels)
+	require.ElementsMatch(t, []string{"alice", "dave", "eve"}, res.FailedUsers)
+	reasons := map[string]string{}
+	for _, fl := range res.Failures {
+		reasons[fl.User] = fl.Reason
+	}
+	require.Equal(t, map[string]string{
+		"alice": "compose: content: body: message exceeds 4096 bytes",
+		"dave":  "compose: content: body: message exceeds 4096 bytes",
+		"eve":   "compose: content: body: message exceeds 4096 bytes",
+	}, reasons)
+	require.Empty(t, f.apns.Pushes(alice))
+	require.Empty(t, f.apns.Pushes(eve))
+	require.Empty(t, f.fcm.Messages(dave))
+	p := f.apns.Pushes(bob)
+	require.Len(t, p, 1)
+	require.Equal(t, "حان موعد صلاة الفجر", p[0].Payload["aps"].(map[string]any)["alert"].(map[string]any)["body"])
+	ev := f.web.Events("carol-browser")
+	require.Len(t, ev, 1)
+	require.Len(t, ev[0].Data.Body, 5006)
+}
+
+// Injected: a web device whose endpoint hangs (never answers;
+// webhooktest.Staller), a device timeout of 3s, and a validity window that
+// ends 500ms after the send starts. Checked against the endpoint's record:
+// the one request arrived inside the window and was given up when the
+// window ended, not at the 3s timeout (before, it stayed in flight past the
+// window and Send returned an error for the chunk to be retried); the
+// device is counted and recorded as expired, with a reason that says so.
+func TestValidityWindowEndsARequestInFlight(t *testing.T) {
+	f := setup(t)
+	st := webhooktest.NewStaller()
+	t.Cleanup(st.Close)
+	require.NoError(t, f.env.DB.Create(&store.Device{AppID: f.app, UserID: "u1", DeviceID: "browser", Platform: store.PlatformWeb,
+		Token: st.URL(), Secret: webhook.NewSecret()}).Error)
+	const timeout = 3 * time.Second
+	f.channels[push.Webhook] = webhook.NewDevices(webhook.DevicesConfig{Timeout: timeout})
+
+	b := f.batch("u1")
+	b.ExpiresAt = time.Now().Add(500 * time.Millisecond)
+	res, err := f.sender(push.Config{}).Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Expired)
+	require.Equal(t, 1, res.Failed)
+	var arrived, gaveUp []time.Time
+	testenv.WaitUntil(t, 5*time.Second, "the endpoint to see the client give up", func() bool {
+		arrived, gaveUp = st.Times()
+		return len(gaveUp) == len(arrived)
+	})
+	require.Len(t, arrived, 1)
+	require.True(t, arrived[0].Before(b.ExpiresAt), "the request arrived inside the window")
+	require.False(t, gaveUp[0].Before(b.ExpiresAt), "the request ran until the window ended")
+	require.True(t, gaveUp[0].Before(arrived[0].Add(timeout)), "the window, not the device timeout, ended it")
+	require.Equal(t, map[string]store.DeliveryCount{"webhook": {Expired: 1}}, f.counts())
+	var fails []store.DeliveryFailure
+	require.NoError(t, f.env.DB.Find(&fails).Error)
+	require.Len(t, fails, 1)
+	require.Equal(t, "expired: validity window passed before webhook answered", fails[0].Reason)
+}
+
+// Injected: a web device's endpoint answers 503 once, with a first backoff
+// of at least 500ms and a validity window of 300ms. Checked: no retry is
+// made (it would start after the window), and the device is counted and
+// recorded as expired instead of the chunk failing for a later retry.
+func TestNoRetryStartsAfterTheValidityWindow(t *testing.T) {
+	f := setup(t)
+	f.device("u1", "browser", store.PlatformWeb)
+	f.web.Fail("u1-browser", webhooktest.Fault{Status: 503})
+
+	b := f.batch("u1")
+	b.ExpiresAt = time.Now().Add(300 * time.Millisecond)
+	res, err := f.sender(push.Config{RetryInitial: time.Second}).Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Expired)
+	require.Empty(t, f.web.Events("u1-browser"), "not sent by a late retry")
+	require.Equal(t, map[string]store.DeliveryCount{"webhook": {Expired: 1}}, f.counts())
+	var fails []store.DeliveryFailure
+	require.NoError(t, f.env.DB.Find(&fails).Error)
+	require.Len(t, fails, 1)
+	require.Equal(t, "expired: validity window passed while retrying", fails[0].Reason)
 }

@@ -14,16 +14,23 @@
 // retries the group later from its checkpoint. Any other 4xx answer is
 // final: the batch's users are counted as failed. Every request carries an
 // Idempotency-Key that is the same for every attempt at the same chunk.
+//
+// The attempts stay inside the batch's validity window: each one's deadline
+// is the earlier of its Timeout and the window's end, and an attempt that
+// would start after the window is not made. A batch whose window ends first
+// has its users counted as expired.
 package webhook
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -50,6 +57,9 @@ type Config struct {
 	// timestamp tolerance (5 minutes in the specification's libraries).
 	// Defaults to none: unsigned.
 	Secret string
+	// Now tells the time, for webhook-timestamp and the batches' validity
+	// windows. Defaults to time.Now.
+	Now func() time.Time
 }
 
 // Sender posts batches to a webhook receiver.
@@ -57,7 +67,15 @@ type Sender struct {
 	cfg    Config
 	client *retryablehttp.Client
 	signer *Signer
+	log    *slog.Logger
 }
+
+// errWindowPassed ends the attempts at a batch whose validity window is over.
+var errWindowPassed = errors.New("validity window passed")
+
+// windowEnd keys the end of a request's validity window in its context, for
+// the client's PrepareRetry, which sees only the request.
+type windowEnd struct{}
 
 var _ sender.Sender = (*Sender)(nil)
 
@@ -88,6 +106,9 @@ func New(cfg Config, log *slog.Logger) (*Sender, error) {
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = 64
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	c := retryablehttp.NewClient()
 	c.HTTPClient = &http.Client{
 		Timeout: cfg.Timeout,
@@ -105,7 +126,15 @@ func New(cfg Config, log *slog.Logger) (*Sender, error) {
 	// Hand the last response back instead of an error, so a final 5xx is
 	// reported with its status.
 	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	return &Sender{cfg: cfg, client: c, signer: signer}, nil
+	// The context's deadline ends a backoff that reaches the window's end;
+	// this catches a retry due at that very instant, on the sender's clock.
+	c.PrepareRetry = func(req *http.Request) error {
+		if end, ok := req.Context().Value(windowEnd{}).(time.Time); ok && !cfg.Now().Before(end) {
+			return errWindowPassed
+		}
+		return nil
+	}
+	return &Sender{cfg: cfg, client: c, signer: signer, log: log}, nil
 }
 
 // Payload is the JSON document a receiver gets.
@@ -123,9 +152,22 @@ type Payload struct {
 	Data json.RawMessage `json:"data,omitempty"`
 }
 
-// Send posts b and reports its users sent, failed (a final 4xx) or not
-// known (an error).
+// Send posts b and reports its users sent, failed (a final 4xx), expired
+// (the validity window ended before the receiver answered) or not known (an
+// error).
 func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, error) {
+	if !b.ExpiresAt.IsZero() {
+		left := b.ExpiresAt.Sub(s.cfg.Now())
+		if left <= 0 {
+			return s.expired(b, "before the first attempt"), nil
+		}
+		// On the sender's clock the window has left to run; the context's
+		// deadline, on the real clock, is that far away.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, left, errWindowPassed)
+		defer cancel()
+		ctx = context.WithValue(ctx, windowEnd{}, b.ExpiresAt)
+	}
 	body, err := json.Marshal(Payload{
 		Occurrence: b.Occurrence, Reminder: b.Reminder, Title: b.Title, Body: b.Body,
 		Location: b.Location, Zone: b.Zone, FireAt: b.FireAt, Group: b.Group, Users: b.Users,
@@ -142,10 +184,13 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 	req.Header.Set("User-Agent", "chime-webhook/1")
 	req.Header.Set("Idempotency-Key", b.IdempotencyKey)
 	if s.signer != nil {
-		s.signer.Sign(req.Header, b.IdempotencyKey, time.Now(), body)
+		s.signer.Sign(req.Header, b.IdempotencyKey, s.cfg.Now(), body)
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
+		if errors.Is(err, errWindowPassed) || errors.Is(context.Cause(ctx), errWindowPassed) {
+			return s.expired(b, "before the receiver answered"), nil
+		}
 		return sender.Result{}, fmt.Errorf("webhook: %w", err)
 	}
 	defer resp.Body.Close()
@@ -158,6 +203,14 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 	default:
 		return sender.Result{Failed: len(b.Users)}, nil
 	}
+}
+
+// expired counts every user of b as expired; when says at what point of
+// the send the validity window ended.
+func (s *Sender) expired(b *sender.Batch, when string) sender.Result {
+	s.log.Warn("webhook batch expired: validity window passed "+when, "occurrence", b.Occurrence, "group", b.Group,
+		"users", len(b.Users), "expires_at", b.ExpiresAt)
+	return sender.Result{Failed: len(b.Users), Expired: len(b.Users), FailedUsers: slices.Clone(b.Users)}
 }
 
 // slogAdapter lets retryablehttp log its retries through slog at debug level.
