@@ -103,6 +103,22 @@ var migrations = []*gormigrate.Migration{
 			return nil
 		},
 	},
+	{
+		ID: "0007_api_key_lifecycle",
+		Migrate: func(tx *gorm.DB) error {
+			// Keys get a name, a last use, and a revocation that keeps the
+			// row; keys stored before are named "" and stay valid.
+			for _, col := range []string{"Name", "LastUsedAt", "ExpiresAt", "RevokedAt"} {
+				if tx.Migrator().HasColumn(&APIKey{}, col) {
+					continue // created by 0001 from the current struct
+				}
+				if err := tx.Migrator().AddColumn(&APIKey{}, col); err != nil {
+					return fmt.Errorf("add api_keys.%s: %w", col, err)
+				}
+			}
+			return nil
+		},
+	},
 	{ID: "0008_device_secret_sealed", Migrate: widenDeviceSecret},
 }
 

@@ -2,11 +2,18 @@
 //
 //	chime demo [-users N] [-workers N] [-lead D]   run everything in one process
 //	chime app create NAME                          create an app, print its API key
+//	chime app list                                 list the apps
+//	chime app key create APP [-name NAME]          add an API key, print it
+//	chime app key list APP                         list the app's keys
+//	chime app key revoke APP KEY [-grace D]        revoke a key (after D)
 //	chime migrate                                  apply schema migrations
 //	chime secret-key new ID                        print a new CHIME_SECRET_KEYS entry
 //	chime secret-key reseal [-batch N]             re-seal stored secrets under the first key
 //
-// Configuration is read from the environment, as for the coordinator.
+// APP is an app's ID or its name; KEY is a key's ID, its prefix (as listed)
+// or the key itself. Configuration is read from the environment, as for the
+// coordinator: the app commands need MYSQL_DSN, and revoke also REDIS_URL
+// (and the coordinators' CHIME_REDIS_PREFIX), to tell every coordinator.
 package main
 
 import (
@@ -20,7 +27,6 @@ import (
 	"syscall"
 
 	"github.com/chime-dev/chime"
-	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/demo"
 	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/store"
@@ -39,9 +45,14 @@ func main() {
 const usage = `usage:
   chime demo [-users N] [-workers N] [-lead DURATION] [-groups N]
   chime app create NAME
+  chime app list
+  chime app key create APP [-name NAME]
+  chime app key list APP
+  chime app key revoke APP KEY [-grace DURATION]
   chime migrate
   chime secret-key new ID
-  chime secret-key reseal [-batch N]`
+  chime secret-key reseal [-batch N]
+APP is an app's ID or name; KEY is a key's ID, its prefix or the key itself.`
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -64,20 +75,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 		return demo.Run(ctx, opt, environ, stdout, stderr)
 	case "app":
-		if len(args) != 3 || args[1] != "create" {
-			return errors.New("usage: chime app create NAME")
-		}
-		d, err := openDB(ctx, environ)
-		if err != nil {
-			return err
-		}
-		defer d.Close()
-		app, key, err := api.CreateApp(ctx, d.DB, args[2])
-		if err != nil {
-			return fmt.Errorf("create app: %w", err)
-		}
-		fmt.Fprintf(stdout, "app %d %q\napi key (shown once): %s\n", app.ID, app.Name, key)
-		return nil
+		return runApp(ctx, args[1:], environ, stdout)
 	case "secret-key":
 		if len(args) >= 2 && args[1] == "reseal" {
 			return resealSecrets(ctx, args[2:], environ, stdout, stderr)
