@@ -460,7 +460,7 @@ func TestOverLimitMessageFailsOnlyItsDevice(t *testing.T) {
 	for user, locale := range map[string]string{"bob": "ar-SA", "eve": "id-ID"} {
 		require.NoError(t, f.env.DB.Model(&store.Device{}).Where("user_id = ?", user).Update("locale", locale).Error)
 	}
-	s := push.New(push.Config{Prefix: f.env.Prefix}, f.env.DB, f.env.Redis, f.channels,
+	s := push.New(push.Config{Prefix: f.env.Prefix, Keyring: f.keyring}, f.env.DB, f.env.Redis, f.channels,
 		composer{content.NewComposer(content.Config{})}, nil, clock.Real{}, f.env.Log)
 	b := f.batch("alice", "bob", "carol", "dave", "eve")
 	b.Zone, b.FireAt, b.Lang = "Asia/Jakarta", time.Now(), "en"
