@@ -53,7 +53,7 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 	}, db, rdb, index, enq, ack.NewReader(ack.NewTracker(rdb, cfg.Prefix)), clk, log.With("part", "scheduler"))
 	return &Coordinator{
 		cfg:       cfg,
-		api:       api.New(cfg.withOnline(api.Config{ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors()}, db, rdb), db, rdb, index, log.With("part", "api")),
+		api:       api.New(cfg.withOnline(api.Config{ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors()}, db, rdb, log), db, rdb, index, log.With("part", "api")),
 		scheduler: sched,
 		elector:   leader.New(leader.Config{Key: cfg.Prefix + "leader", ID: cfg.ReplicaID, TTL: cfg.LeaderTTL}, rdb, log),
 		log:       log,

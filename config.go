@@ -67,7 +67,7 @@ type Config struct {
 	// back (web devices' signing secrets, apps' gateway signing keys), as
 	// "id=base64key,...": the first seals, all open (see package seal).
 	// Empty: such secrets cannot be stored.
-	SecretKeys string `env:"CHIME_SECRET_KEYS"`
+	SecretKeys string        `env:"CHIME_SECRET_KEYS"`
 	keyring    *seal.Keyring // parsed from SecretKeys
 	// Push holds the settings of Sender "push".
 	Push PushConfig
@@ -100,7 +100,15 @@ type Config struct {
 func (c Config) Processors() *content.Registry { return c.processors }
 
 // Keyring returns the keys CHIME_SECRET_KEYS configures; nil when unset.
-func (c Config) Keyring() *seal.Keyring { return c.keyring }
+// A Config not made by LoadConfig (a test's, a tool's) has its SecretKeys
+// parsed here, and none if they do not parse.
+func (c Config) Keyring() *seal.Keyring {
+	if c.keyring == nil && c.SecretKeys != "" {
+		k, _ := seal.Parse(c.SecretKeys)
+		return k
+	}
+	return c.keyring
+}
 
 // LoadConfig reads the configuration from environ ("KEY=value" entries).
 func LoadConfig(environ []string) (Config, error) {

@@ -12,6 +12,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -32,6 +33,7 @@ import (
 	"github.com/chime-dev/chime/health"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/metrics"
+	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
 )
@@ -62,10 +64,13 @@ type Config struct {
 	Inbox         *inbox.Store
 	Announcements *inbox.Announcements
 	Status        *status.Recorder
-	// GatewaySecret signs the client tokens POST /v1/users/{user_id}/token
-	// issues; without it that route answers 503.
-	GatewaySecret []byte
-	// TokenTTL is how long an issued token is valid. Defaults to 1h.
+	// SigningKeys are the apps' keys for gateway client tokens: the
+	// signing key routes and POST /v1/users/{user_id}/token use them.
+	// Defaults to keys without a keyring, with which those routes answer
+	// 503.
+	SigningKeys SigningKeys
+	// TokenTTL is how long an issued token is valid. Defaults to
+	// DefaultTokenTTL.
 	TokenTTL time.Duration
 }
 
@@ -101,8 +106,9 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	if cfg.Announcements == nil {
 		cfg.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{}, rdb)
 	}
-	if cfg.TokenTTL == 0 {
-		cfg.TokenTTL = time.Hour
+	cfg.TokenTTL = cmp.Or(cfg.TokenTTL, DefaultTokenTTL)
+	if cfg.SigningKeys == nil {
+		cfg.SigningKeys = signing.New(signing.Config{}, db, rdb, nil, log)
 	}
 	if cfg.Status == nil {
 		cfg.Status = status.New(status.Config{}, rdb, db)
@@ -156,6 +162,8 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/regions/{region}/announcements", a.auth(a.listAnnouncements))
 	mux.Handle("GET /v1/occurrences/{id}/status", a.auth(a.occurrenceStatus))
 	mux.Handle("POST /v1/users/{user_id}/token", a.auth(a.issueToken))
+	mux.Handle("GET /v1/signing-keys", a.auth(a.listSigningKeys))
+	mux.Handle("POST /v1/signing-keys", a.auth(a.rotateSigningKey))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
