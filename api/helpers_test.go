@@ -43,7 +43,14 @@ func setup(t *testing.T) *bundle {
 // setupWith is setup with cfg; ChangesChannel is set to the test's own.
 func setupWith(t *testing.T, cfg api.Config) *bundle {
 	t.Helper()
+	return setupEnv(t, func(*testenv.Env) api.Config { return cfg })
+}
+
+// setupEnv is setupWith with a configuration made for the test's servers.
+func setupEnv(t *testing.T, config func(env *testenv.Env) api.Config) *bundle {
+	t.Helper()
 	env := testenv.New(t)
+	cfg := config(env)
 	cfg.ChangesChannel = env.Prefix + "changes"
 	if cfg.Inbox == nil {
 		cfg.Inbox = inbox.New(inbox.Config{Prefix: env.Prefix}, env.Redis)

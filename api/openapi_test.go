@@ -65,6 +65,8 @@ var routes = []struct {
 	{"POST", "/v1/regions/{region}/announcements", true},
 	{"GET", "/v1/regions/{region}/announcements", true},
 	{"POST", "/v1/users/{user_id}/token", true},
+	{"GET", "/v1/signing-keys", true},
+	{"POST", "/v1/signing-keys", true},
 }
 
 // catchAll is the pattern of Handler's 404 fallback; it is described in the
