@@ -3,6 +3,10 @@ package chime_test
 import (
 	"context"
 	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,4 +70,40 @@ func TestAppCannotSignTokensForAnotherApp(t *testing.T) {
 	replayed := welcome(t, b.connect(url, "alice"))
 	require.Len(t, replayed, 1)
 	require.Equal(t, "o1", replayed[0].Message.ID)
+}
+
+// The shell example of docs/gateway.md, run as written against a
+// coordinator and a gateway: it rotates the app's key with curl, signs a
+// token with openssl, and the gateway lets the client in with it.
+func TestDocSigningExample(t *testing.T) {
+	for _, tool := range []string{"bash", "curl", "jq", "openssl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	doc, err := os.ReadFile("docs/gateway.md")
+	require.NoError(t, err)
+	var script string
+	for _, block := range strings.Split(string(doc), "```sh\n")[1:] {
+		if body, _, _ := strings.Cut(block, "```"); strings.Contains(body, "openssl dgst") {
+			script = body
+		}
+	}
+	require.NotEmpty(t, script, "the signing example in docs/gateway.md")
+
+	b := setupOnline(t)
+	b.startCoordinator("c1")
+	url := b.startGateway("g1")
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "API="+b.apiURL, "KEY="+b.key, "APP="+strconv.FormatInt(b.appID(), 10))
+	out, err := cmd.Output()
+	require.NoError(t, err, string(out))
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := gateway.Dial(ctx, url, lines[len(lines)-1], nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.CloseNow() })
+	welcome(t, c)
 }

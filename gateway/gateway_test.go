@@ -236,6 +236,7 @@ func (f *fixture) refused(t *testing.T, hc *http.Client, token string, status in
 		Detail string
 	}
 	require.NoError(t, json.Unmarshal(body, &p))
+	t.Logf("%d %s", resp.StatusCode, p.Detail)
 	require.Equal(t, status, p.Status)
 	require.Contains(t, p.Detail, detail)
 	return resp.Header
