@@ -47,7 +47,9 @@ type option func(*gateway.Config, *clock.Clock)
 
 func withClock(c clock.Clock) option { return func(_ *gateway.Config, clk *clock.Clock) { *clk = c } }
 
-func withConfig(f func(*gateway.Config)) option { return func(c *gateway.Config, _ *clock.Clock) { f(c) } }
+func withConfig(f func(*gateway.Config)) option {
+	return func(c *gateway.Config, _ *clock.Clock) { f(c) }
+}
 
 func start(t *testing.T, opts ...option) *fixture {
 	env := testenv.New(t)
