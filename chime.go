@@ -65,7 +65,7 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 	return &Coordinator{
 		cfg:       cfg,
 		probe:     closeProbe,
-		api:       api.New(cfg.withOnline(acfg, db, rdb), db, rdb, index, log.With("part", "api")),
+		api:       api.New(cfg.withOnline(acfg, db, rdb, log), db, rdb, index, log.With("part", "api")),
 		keys:      keys,
 		scheduler: sched,
 		elector:   leader.New(leader.Config{Key: cfg.Prefix + "leader", ID: cfg.ReplicaID, TTL: cfg.LeaderTTL}, rdb, log),

@@ -134,10 +134,10 @@ func (c Config) KeysChannel() string { return c.Prefix + "keys" }
 func (c Config) Processors() *content.Registry { return c.processors }
 
 // Keyring returns the keys CHIME_SECRET_KEYS configures; nil when unset.
+// A Config not made by LoadConfig (a test's, a tool's) has its SecretKeys
+// parsed here, and none if they do not parse.
 func (c Config) Keyring() *seal.Keyring {
 	if c.keyring == nil && c.SecretKeys != "" {
-		// A Config not made by LoadConfig (tests assemble their own):
-		// parsed here, a bad list giving no keys (LoadConfig refuses one).
 		k, _ := seal.Parse(c.SecretKeys)
 		return k
 	}

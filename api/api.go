@@ -37,6 +37,7 @@ import (
 	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/netguard"
 	"github.com/chime-dev/chime/seal"
+	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
 )
@@ -67,10 +68,13 @@ type Config struct {
 	Inbox         *inbox.Store
 	Announcements *inbox.Announcements
 	Status        *status.Recorder
-	// GatewaySecret signs the client tokens POST /v1/users/{user_id}/token
-	// issues; without it that route answers 503.
-	GatewaySecret []byte
-	// TokenTTL is how long an issued token is valid. Defaults to 1h.
+	// SigningKeys are the apps' keys for gateway client tokens: the
+	// signing key routes and POST /v1/users/{user_id}/token use them.
+	// Defaults to keys without a keyring, with which those routes answer
+	// 503.
+	SigningKeys SigningKeys
+	// TokenTTL is how long an issued token is valid. Defaults to
+	// DefaultTokenTTL.
 	TokenTTL time.Duration
 
 	// BulkPerApp is how many bulk requests (POST subscribers, POST
@@ -163,8 +167,9 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	if cfg.Announcements == nil {
 		cfg.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{}, rdb)
 	}
-	if cfg.TokenTTL == 0 {
-		cfg.TokenTTL = time.Hour
+	cfg.TokenTTL = cmp.Or(cfg.TokenTTL, DefaultTokenTTL)
+	if cfg.SigningKeys == nil {
+		cfg.SigningKeys = signing.New(signing.Config{}, db, rdb, nil, log)
 	}
 	if cfg.Status == nil {
 		cfg.Status = status.New(status.Config{}, rdb, db)
@@ -265,6 +270,8 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/operator/apps/{app}/keys", a.operatorAuth(a.listKeys))
 	mux.Handle("POST /v1/operator/apps/{app}/keys", a.operatorAuth(a.createKey))
 	mux.Handle("DELETE /v1/operator/apps/{app}/keys/{key_id}", a.operatorAuth(a.revokeKey))
+	mux.Handle("GET /v1/signing-keys", a.auth(a.listSigningKeys))
+	mux.Handle("POST /v1/signing-keys", a.auth(a.rotateSigningKey))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

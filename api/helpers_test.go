@@ -72,7 +72,20 @@ func setupWith(t *testing.T, cfg api.Config) *bundle {
 // to the DSN of the API's database pool.
 func setupOn(t *testing.T, cfg api.Config, params string) *bundle {
 	t.Helper()
+	return setupEnvOn(t, func(*testenv.Env) api.Config { return cfg }, params)
+}
+
+// setupEnv is setupWith with a configuration made for the test's servers.
+func setupEnv(t *testing.T, config func(env *testenv.Env) api.Config) *bundle {
+	t.Helper()
+	return setupEnvOn(t, config, "")
+}
+
+// setupEnvOn is setupEnv with params added to the DSN of the API's pool.
+func setupEnvOn(t *testing.T, config func(env *testenv.Env) api.Config, params string) *bundle {
+	t.Helper()
 	env := testenv.New(t)
+	cfg := config(env)
 	cfg.ChangesChannel = env.Prefix + "changes"
 	if cfg.Inbox == nil {
 		cfg.Inbox = inbox.New(inbox.Config{Prefix: env.Prefix}, env.Redis)

@@ -66,6 +66,8 @@ var routes = []struct {
 	{"POST", "/v1/regions/{region}/announcements", true},
 	{"GET", "/v1/regions/{region}/announcements", true},
 	{"POST", "/v1/users/{user_id}/token", true},
+	{"GET", "/v1/signing-keys", true},
+	{"POST", "/v1/signing-keys", true},
 	{"GET", "/v1/operator/apps", true},
 	{"POST", "/v1/operator/apps", true},
 	{"GET", "/v1/operator/apps/{app}/keys", true},

@@ -104,6 +104,20 @@ var migrations = []*gormigrate.Migration{
 		},
 	},
 	{
+		ID: "0006_app_signing_keys",
+		Migrate: func(tx *gorm.DB) error {
+			// Each app's keys for its client tokens, replacing the one
+			// gateway secret of every app.
+			if IsMySQL(tx) {
+				tx = tx.Set("gorm:table_options", "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+			}
+			if tx.Migrator().HasTable(&SigningKey{}) {
+				return nil
+			}
+			return tx.Migrator().CreateTable(&SigningKey{})
+		},
+	},
+	{
 		ID: "0007_api_key_lifecycle",
 		Migrate: func(tx *gorm.DB) error {
 			// Keys get a name, a last use, and a revocation that keeps the

@@ -6,6 +6,7 @@
 //	chime app key create APP [-name NAME]          add an API key, print it
 //	chime app key list APP                         list the app's keys
 //	chime app key revoke APP KEY [-grace D]        revoke a key (after D)
+//	chime app signing-key rotate [-overlap D] APP  new gateway signing key for app ID APP
 //	chime migrate                                  apply schema migrations
 //	chime secret-key new ID                        print a new CHIME_SECRET_KEYS entry
 //	chime secret-key reseal [-batch N]             re-seal stored secrets under the first key
@@ -24,7 +25,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/demo"
@@ -49,6 +52,7 @@ const usage = `usage:
   chime app key create APP [-name NAME]
   chime app key list APP
   chime app key revoke APP KEY [-grace DURATION]
+  chime app signing-key rotate [-overlap DURATION] APP_ID
   chime migrate
   chime secret-key new ID
   chime secret-key reseal [-batch N]
@@ -75,6 +79,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 		return demo.Run(ctx, opt, environ, stdout, stderr)
 	case "app":
+		if len(args) > 1 && args[1] == "signing-key" {
+			return signingKey(ctx, args[2:], environ, stdout, stderr)
+		}
 		return runApp(ctx, args[1:], environ, stdout)
 	case "secret-key":
 		if len(args) >= 2 && args[1] == "reseal" {
@@ -128,6 +135,54 @@ func resealSecrets(ctx context.Context, args, environ []string, stdout, stderr i
 	}
 	if failed > 0 {
 		return fmt.Errorf("secret-key reseal: %d device secrets do not open with the configured keys (sealed with a key no longer listed, or altered); they were left as they are", failed)
+	}
+	return nil
+}
+
+// signingKey runs "chime app signing-key rotate [-overlap D] APP_ID": a new
+// current gateway signing key for the app, its secret printed once. With
+// REDIS_URL set the rotation is announced to the gateways at once;
+// without, they see it within their key cache's TTL.
+func signingKey(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	const use = "usage: chime app signing-key rotate [-overlap DURATION] APP_ID"
+	if len(args) == 0 || args[0] != "rotate" {
+		return errors.New(use)
+	}
+	fs := flag.NewFlagSet("signing-key rotate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	overlap := fs.Duration("overlap", -1, "how long the app's other keys stay valid (default CHIME_SIGNING_KEY_OVERLAP; 0s ends them now)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	app, err := strconv.ParseInt(fs.Arg(0), 10, 64)
+	if fs.NArg() != 1 || err != nil || app <= 0 {
+		return errors.New(use)
+	}
+	d, err := openDB(ctx, environ)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if d.Config.RedisURL != "" {
+		if d.Redis, err = chime.OpenRedis(ctx, d.Config.RedisURL); err != nil {
+			return err
+		}
+	}
+	var o *time.Duration
+	if *overlap >= 0 {
+		o = overlap
+	}
+	keys := d.Config.SigningKeys(d.DB, d.Redis, d.Log)
+	key, err := keys.Rotate(ctx, app, o, time.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("rotate signing key: no app %d", app)
+	}
+	if err != nil {
+		return fmt.Errorf("rotate signing key: %w", err)
+	}
+	fmt.Fprintf(stdout, "app %d signing key %s\nsecret (shown once): %s\n", app, key.ID, key.Secret)
+	if d.Redis == nil {
+		fmt.Fprintln(stdout, "REDIS_URL is not set: gateways see the rotation within their key cache's TTL")
 	}
 	return nil
 }
