@@ -12,7 +12,7 @@ import (
 )
 
 // A failed write and a slow query are logged, and their values are not.
-// Injected: a web device whose secret is over its column's 200 characters
+// Injected: a web device whose secret is over its column's 255 characters
 // (MariaDB's strict mode refuses it), and a Scan (which gorm logs with its
 // values filled in) slower than the 1s slow threshold that selects a
 // secret; checked: the captured log names both statements but holds
@@ -28,10 +28,10 @@ func TestLogsHoldNoValues(t *testing.T) {
 		}
 	})
 
-	secret := "whsec_" + strings.Repeat("s3cr3t", 40)
+	secret := "whsec_" + strings.Repeat("s3cr3t", 50)
 	err = db.Create(&store.Device{AppID: 1, UserID: "user-7", DeviceID: "web-1", Platform: store.PlatformWeb,
 		Token: "https://push.example.com/hooks/user-7", Secret: secret}).Error
-	require.Error(t, err, "a secret over 200 characters is refused")
+	require.Error(t, err, "a secret over 255 characters is refused")
 
 	slow := "whsec_slowquerysecret"
 	var got string
