@@ -27,6 +27,7 @@ import (
 	"github.com/chime-dev/chime/sender/push"
 	"github.com/chime-dev/chime/sender/webhook"
 	"github.com/chime-dev/chime/sender/webhook/webhooktest"
+	"github.com/chime-dev/chime/signature"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -509,7 +510,7 @@ func TestValidityWindowEndsARequestInFlight(t *testing.T) {
 	st := webhooktest.NewStaller()
 	t.Cleanup(st.Close)
 	require.NoError(t, f.env.DB.Create(&store.Device{AppID: f.app, UserID: "u1", DeviceID: "browser", Platform: store.PlatformWeb,
-		Token: st.URL(), Secret: webhook.NewSecret()}).Error)
+		Token: st.URL(), Secret: signature.NewSecret()}).Error)
 	const timeout = 3 * time.Second
 	f.channels[push.Webhook] = webhook.NewDevices(webhook.DevicesConfig{Timeout: timeout, Guard: loopback}, f.env.Log)
 

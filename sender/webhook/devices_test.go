@@ -23,6 +23,7 @@ import (
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/webhook"
 	"github.com/chime-dev/chime/sender/webhook/webhooktest"
+	"github.com/chime-dev/chime/signature"
 )
 
 // loopback opens the loopback range, where the test receivers listen, as
@@ -44,7 +45,7 @@ func TestDevicesDeliverSignedPerEndpoint(t *testing.T) {
 		ns[i] = sender.Notification{ID: "msg_" + n, Token: url, Secret: secret, Title: "Fajr", Body: "in 10 minutes",
 			Data: map[string]string{"reminder": "fajr"}}
 	}
-	ns[5].Secret = webhook.NewSecret()
+	ns[5].Secret = signature.NewSecret()
 	rcv.Gone("gone")
 	rcv.Fail("busy", webhooktest.Fault{Status: 429, RetryAfter: 2})
 	rcv.Fail("down", webhooktest.Fault{Status: 503})
@@ -102,7 +103,7 @@ func TestDevicesHideConnectionErrors(t *testing.T) {
 	require.NoError(t, ln.Close())
 	var logs testenv.Output
 	d := webhook.NewDevices(webhook.DevicesConfig{Guard: loopback}, slog.New(slog.NewTextHandler(&logs, nil)))
-	out := d.Deliver(context.Background(), []sender.Notification{{ID: "msg_1", Token: closed, Secret: webhook.NewSecret()}})
+	out := d.Deliver(context.Background(), []sender.Notification{{ID: "msg_1", Token: closed, Secret: signature.NewSecret()}})
 	require.Equal(t, []sender.Outcome{{Status: sender.Retry, Reason: webhook.ReasonConnection}}, out)
 	require.Contains(t, logs.String(), "connection refused")
 }
@@ -135,7 +136,7 @@ func TestDevicesDoNotFollowRedirects(t *testing.T) {
 // chunk's idempotency key, and the specification's library verifies it,
 // also on a retry after a 503.
 func TestChunkModeIsSigned(t *testing.T) {
-	secret := webhook.NewSecret()
+	secret := signature.NewSecret()
 	wh, err := standardwebhooks.NewWebhook(secret)
 	require.NoError(t, err)
 	var mu sync.Mutex
