@@ -21,6 +21,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/sender"
 )
 
@@ -203,7 +204,7 @@ func (f *fieldHash) add(s string) {
 
 // addTranslations adds each translation's language, title and body, in
 // language order so that the hash does not depend on the map's.
-func (f *fieldHash) addTranslations(ts map[string]Text) {
+func (f *fieldHash) addTranslations(ts map[string]message.Text) {
 	for _, lang := range slices.Sorted(maps.Keys(ts)) {
 		f.add(lang)
 		f.add(ts[lang].Title)
@@ -247,7 +248,7 @@ func compile(c Content, reg *Registry) *compiled {
 	cc.bundle = bundle
 	cc.matcher = language.NewMatcher(bundle.LanguageTags())
 	cc.parser = &parser{parsed: map[string]*executable{}}
-	texts := []Text{{Title: c.Title, Body: c.Body}}
+	texts := []message.Text{{Title: c.Title, Body: c.Body}}
 	for _, t := range c.Translations {
 		texts = append(texts, t)
 	}

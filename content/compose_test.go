@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/sender"
 )
 
@@ -16,13 +17,15 @@ import (
 // Brazilian Portuguese translations, fired at 04:20 in Jakarta.
 func fajr() *sender.Batch {
 	return &sender.Batch{
-		Occurrence: 7, Reminder: "fajr", Location: "jakarta", Zone: "Asia/Jakarta",
-		FireAt: time.Date(2026, 3, 1, 21, 20, 0, 0, time.UTC), // 04:20 on 2 March in Jakarta
-		Title:  "Fajr", Body: "Fajr prayer at {{.LocalTime}} in {{.Location}}", Lang: "en",
-		Translations: map[string]sender.Text{
-			"ar":    {Title: "الفجر", Body: "حان موعد صلاة الفجر {{.LocalTime}}"},
-			"id":    {Title: "Subuh", Body: "Waktu salat Subuh {{.LocalTime}} di {{.Location}}"},
-			"pt-BR": {Title: "Fajr", Body: "Oração do Fajr às {{.LocalTime}}"},
+		Message: message.Message{
+			Occurrence: 7, Reminder: "fajr", Location: "jakarta", Zone: "Asia/Jakarta",
+			FireAt: time.Date(2026, 3, 1, 21, 20, 0, 0, time.UTC), // 04:20 on 2 March in Jakarta
+			Title:  "Fajr", Body: "Fajr prayer at {{.LocalTime}} in {{.Location}}", Lang: "en",
+			Translations: map[string]message.Text{
+				"ar":    {Title: "الفجر", Body: "حان موعد صلاة الفجر {{.LocalTime}}"},
+				"id":    {Title: "Subuh", Body: "Waktu salat Subuh {{.LocalTime}} di {{.Location}}"},
+				"pt-BR": {Title: "Fajr", Body: "Oração do Fajr às {{.LocalTime}}"},
+			},
 		},
 		Users: []string{"1", "2"},
 	}
@@ -57,9 +60,9 @@ func TestComposeLocale(t *testing.T) {
 
 func TestComposeDefaultLanguageFallback(t *testing.T) {
 	// The default language is Indonesian; a device in English gets it.
-	b := &sender.Batch{Reminder: "sale", Zone: "Asia/Jakarta", FireAt: time.Date(2026, 3, 1, 5, 0, 0, 0, time.UTC),
-		Title: "Flash sale!", Body: "Mulai {{.LocalTime}} WIB", Lang: "id",
-		Translations: map[string]sender.Text{"ar": {Title: "تخفيضات", Body: "تبدأ {{.LocalTime}}"}}}
+	b := &sender.Batch{
+		Message: message.Message{Reminder: "sale", Zone: "Asia/Jakarta", FireAt: time.Date(2026, 3, 1, 5, 0, 0, 0, time.UTC), Title: "Flash sale!", Body: "Mulai {{.LocalTime}} WIB", Lang: "id", Translations: map[string]message.Text{"ar": {Title: "تخفيضات", Body: "تبدأ {{.LocalTime}}"}}},
+	}
 	m, err := NewComposer(Config{}).Compose(b, Device{Locale: "en-GB"})
 	require.NoError(t, err)
 	require.Equal(t, "id", m.Lang)
@@ -188,7 +191,7 @@ func TestContentKey(t *testing.T) {
 	require.NotEqual(t, base, key(later), "the body shows the time")
 
 	tr := fajr()
-	tr.Translations = map[string]sender.Text{"ar": {Title: "الفجر", Body: "الفجر"}}
+	tr.Translations = map[string]message.Text{"ar": {Title: "الفجر", Body: "الفجر"}}
 	require.NotEqual(t, base, key(tr), "other translations")
 
 	repeat := fajr()
@@ -220,7 +223,7 @@ func BenchmarkCompose(b *testing.B) {
 			c := NewComposer(Config{Processors: reg})
 			batch := fajr()
 			batch.Body, batch.Tags, batch.Data = bc.body, bc.tags, bc.data
-			batch.Translations = map[string]sender.Text{
+			batch.Translations = map[string]message.Text{
 				"ar": {Title: "الفجر", Body: bc.body}, "id": {Title: "Subuh", Body: bc.body}, "pt-BR": {Title: "Fajr", Body: bc.body},
 			}
 			devices := make([]Device, 1000)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chime-dev/chime/content"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/sender"
 )
 
@@ -23,15 +24,10 @@ func ExampleComposer() {
 	}
 	c := content.NewComposer(content.Config{Processors: reg})
 	b := &sender.Batch{
-		Occurrence: 42, Reminder: "flash-sale", Location: "jakarta", Zone: "Asia/Jakarta",
-		FireAt: time.Date(2026, 3, 2, 5, 0, 0, 0, time.UTC),
-		Title:  "Flash sale: {{.Event.product}}", Body: "Mulai {{.LocalTime}} WIB. Bukan judi!", Lang: "id",
-		Translations: map[string]sender.Text{
+		Message: message.Message{Occurrence: 42, Reminder: "flash-sale", Location: "jakarta", Zone: "Asia/Jakarta", FireAt: time.Date(2026, 3, 2, 5, 0, 0, 0, time.UTC), Title: "Flash sale: {{.Event.product}}", Body: "Mulai {{.LocalTime}} WIB. Bukan judi!", Lang: "id", Translations: map[string]message.Text{
 			"ar": {Title: "تخفيضات: {{.Event.product}}", Body: "تبدأ الساعة {{.LocalTime}}"},
 			"en": {Title: "Flash sale: {{.Event.product}}", Body: "Starts at {{.LocalTime}}. No judi!"},
-		},
-		Tags: []string{"mask"},
-		Data: json.RawMessage(`{"product":"Sepatu Lari"}`),
+		}, Tags: []string{"mask"}, Data: json.RawMessage(`{"product":"Sepatu Lari"}`)},
 	}
 	for _, locale := range []string{"ar-SA", "en_GB", "id-ID", "fr-FR"} {
 		m, err := c.Compose(b, content.Device{UserID: "7", Platform: "android", Locale: locale})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/sender"
 )
 
@@ -48,7 +49,7 @@ func TestRenderStopsAtTheLimit(t *testing.T) {
 	require.Empty(t, ps, "a template Normalize accepts")
 	data, err := json.Marshal(map[string]any{"a": make([]int, 100), "blob": strings.Repeat("x", 3000)})
 	require.NoError(t, err)
-	b := &sender.Batch{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: "Sale", Body: body, Data: data}
+	b := &sender.Batch{Message: message.Message{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: "Sale", Body: body, Data: data}}
 	p, err := NewComposer(Config{}).Prepare(b)
 	require.NoError(t, err)
 
@@ -101,7 +102,7 @@ func TestRenderBoundsWork(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, ps := Normalize(Content{Title: "Sale", Body: tt.body}, Rules{})
 			require.Empty(t, ps, "a template Normalize accepts")
-			b := &sender.Batch{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: "Sale", Body: tt.body, Data: event}
+			b := &sender.Batch{Message: message.Message{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: "Sale", Body: tt.body, Data: event}}
 			p, err := c.Prepare(b)
 			require.NoError(t, err)
 			var m Message
@@ -122,7 +123,7 @@ func TestRenderBoundsWork(t *testing.T) {
 // (no template) counts too, and so does what text processors make of them.
 func TestComposeLimitCountsTitleAndBody(t *testing.T) {
 	c := NewComposer(Config{})
-	b := &sender.Batch{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: strings.Repeat("t", 60), Body: "{{.User}}"}
+	b := &sender.Batch{Message: message.Message{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: strings.Repeat("t", 60), Body: "{{.User}}"}}
 	m, err := c.Compose(b, Device{UserID: strings.Repeat("u", 40), MaxBytes: 100})
 	require.NoError(t, err)
 	require.Len(t, m.Title+m.Body, 100)

@@ -217,7 +217,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 	begun := w.clock.Now()
 	k := w.keepLease(ctx, g, token, asked)
 	defer k.Stop()
-	loc := grouping.Loc{Reminder: p.Reminder, Location: p.Location}
+	loc := grouping.Loc{Reminder: p.ReminderID, Location: p.LocationID}
 	members, err := w.index.Members(k.ctx, loc, p.Group)
 	if errors.Is(err, grouping.ErrNotBuilt) {
 		if err = w.index.EnsureBuilt(k.ctx, loc); err == nil {
@@ -254,10 +254,8 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		n := min(w.cfg.ChunkSize, len(members))
 		chunk := members[:n]
 		b := &sender.Batch{
-			Occurrence: p.Occurrence, Reminder: p.Key, ReminderID: p.Reminder, Title: p.Title, Body: p.Body,
-			Location: p.LocationName, Zone: p.Zone, FireAt: p.FireAt, ExpiresAt: p.ExpiresAt, Group: p.Group, Users: chunk,
-			Data: p.Data, Tags: p.Tags, Lang: p.Lang, Translations: p.Translations,
-			App: p.App, DeliverWhenOnline: p.DeliverWhenOnline, NotifyContacts: p.NotifyContacts,
+			Message:        p.Message,
+			Users:          chunk,
 			IdempotencyKey: fmt.Sprintf("%d-%d-%s", p.Occurrence, p.Group, chunk[0]),
 		}
 		// The last thing before the send: a pause since the checkpoint may

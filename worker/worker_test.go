@@ -20,6 +20,7 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/webhook"
@@ -120,9 +121,9 @@ func (f *fixture) worker(t *testing.T, id string, s sender.Sender) *worker.Worke
 
 func (f *fixture) payload(attempt int) queue.Payload {
 	return queue.Payload{
-		Occurrence: 9001, Reminder: reminderID, Location: locationID, Group: target, Attempt: attempt,
-		FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute),
-		Key: "water", Title: "Drink", Body: "Water now", LocationName: "Lisbon", Zone: "Europe/Lisbon",
+		Message:    message.Message{Occurrence: 9001, ReminderID: reminderID, Group: target, FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute), Reminder: "water", Title: "Drink", Body: "Water now", Location: "Lisbon", Zone: "Europe/Lisbon"},
+		LocationID: locationID,
+		Attempt:    attempt,
 	}
 }
 
@@ -178,8 +179,8 @@ func TestHandleDeliversGroupOnce(t *testing.T) {
 	requireChunks(t, batches, f.members)
 	b := batches[0]
 	require.Equal(t, sender.Batch{
-		Occurrence: 9001, Reminder: "water", ReminderID: reminderID, Title: "Drink", Body: "Water now", Location: "Lisbon",
-		Zone: "Europe/Lisbon", FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute), Group: target, Users: b.Users,
+		Message:        message.Message{Occurrence: 9001, Reminder: "water", ReminderID: reminderID, Title: "Drink", Body: "Water now", Location: "Lisbon", Zone: "Europe/Lisbon", FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute), Group: target},
+		Users:          b.Users,
 		IdempotencyKey: b.IdempotencyKey,
 	}, b)
 

@@ -17,6 +17,7 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/netguard"
 	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/sender"
@@ -126,8 +127,11 @@ func (f *fixture) seal(secret, user, id string) string {
 }
 
 func (f *fixture) batch(users ...string) *sender.Batch {
-	return &sender.Batch{Occurrence: 7, Reminder: "fajr", ReminderID: f.reminder, Title: "Fajr", Body: "Fajr in 10 minutes",
-		Location: "jakarta", Group: 3, Users: users, ExpiresAt: time.Now().Add(10 * time.Minute), IdempotencyKey: "7-3-" + users[0]}
+	return &sender.Batch{
+		Message:        message.Message{Occurrence: 7, Reminder: "fajr", ReminderID: f.reminder, Title: "Fajr", Body: "Fajr in 10 minutes", Location: "jakarta", Group: 3, ExpiresAt: time.Now().Add(10 * time.Minute)},
+		Users:          users,
+		IdempotencyKey: "7-3-" + users[0],
+	}
 }
 
 func (f *fixture) counts() map[string]store.DeliveryCount {
@@ -466,7 +470,7 @@ func TestOverLimitMessageFailsOnlyItsDevice(t *testing.T) {
 	b := f.batch("alice", "bob", "carol", "dave", "eve")
 	b.Zone, b.FireAt, b.Lang = "Asia/Jakarta", time.Now(), "en"
 	b.Body = `Fajr {{get .Event "note" ""}}`
-	b.Translations = map[string]sender.Text{
+	b.Translations = map[string]message.Text{
 		"ar": {Title: "الفجر", Body: "حان موعد صلاة الفجر"},
 		"id": {Title: "Subuh", Body: `{{range .Event.items}}` + strings.Repeat(`{{$.Event.note}}`, 100) + `{{end}}`},
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/netguard"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/webhook"
@@ -166,7 +167,7 @@ func TestChunkModeIsSigned(t *testing.T) {
 	t.Cleanup(srv.Close)
 	s, err := webhook.New(webhook.Config{URL: srv.URL, Secret: secret, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	res, err := s.Send(context.Background(), &sender.Batch{Occurrence: 1, Users: []string{"a", "b"}, IdempotencyKey: "1-0-a"})
+	res, err := s.Send(context.Background(), &sender.Batch{Message: message.Message{Occurrence: 1}, Users: []string{"a", "b"}, IdempotencyKey: "1-0-a"})
 	require.NoError(t, err)
 	require.Zero(t, res.Failed)
 	require.Equal(t, []string{"1-0-a/2"}, ids)
