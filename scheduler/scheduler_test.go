@@ -183,7 +183,7 @@ func TestReaperRequeuesSilentStartedGroup(t *testing.T) {
 	require.NoError(t, b.env.DB.Where("occurrence_id = ?", o.ID).First(&run).Error)
 
 	tr := ack.NewTracker(b.env.Redis, b.env.Prefix)
-	_, err := tr.Start(ctx, ack.Group{Occurrence: o.ID, Group: run.GroupNo}, 1, "w-dead", "tok", time.Second, b.clock.Now())
+	_, err := tr.Start(ctx, ack.Lease{Group: ack.Group{Occurrence: o.ID, Group: run.GroupNo}, Attempt: 1, Worker: "w-dead", Token: "tok"}, time.Second, b.clock.Now())
 	require.NoError(t, err)
 	testenv.WaitUntil(t, 10*time.Second, "the start ack recorded", func() bool {
 		require.NoError(t, b.s.Track(ctx, 100*time.Millisecond))
