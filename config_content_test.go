@@ -52,7 +52,7 @@ func TestConfigContent(t *testing.T) {
 	require.NoError(t, err)
 	composer, _ := chime.NewContent(cfg, nil)
 	batch := &sender.Batch{Message: message.Message{Title: "{{brand}}", Body: "bukan judi, bukan penipuan", Zone: "UTC", Tags: []string{"mask", "placeholders"}}}
-	m, err := composer.Compose(batch, content.Device{})
+	m, err := composer.Compose(&batch.Message, content.Device{})
 	require.NoError(t, err)
 	require.Equal(t, "Toko Murah", m.Title)
 	require.Equal(t, "bukan ****, bukan ********", m.Body)

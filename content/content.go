@@ -11,7 +11,6 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/chime-dev/chime/message"
-	"github.com/chime-dev/chime/sender"
 )
 
 // DefaultLang is the language of a reminder that names none.
@@ -38,7 +37,7 @@ type Content struct {
 }
 
 // Of returns the content a batch carries.
-func Of(b *sender.Batch) Content {
+func Of(b *message.Message) Content {
 	return Content{Title: b.Title, Body: b.Body, Lang: b.Lang, Translations: b.Translations, Tags: b.Tags}
 }
 

@@ -14,7 +14,7 @@ import (
 // with its own Device and Message types adapts in a few lines:
 //
 //	func (a adapter) Compose(b *sender.Batch, d push.Device, maxBytes int) (push.Message, error) {
-//		m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
+//		m, err := a.c.Compose(&b.Message, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
 //		return push.Message{Title: m.Title, Body: m.Body, Data: m.Data}, err
 //	}
 func ExampleComposer() {
@@ -30,7 +30,7 @@ func ExampleComposer() {
 		}, Tags: []string{"mask"}, Data: json.RawMessage(`{"product":"Sepatu Lari"}`)},
 	}
 	for _, locale := range []string{"ar-SA", "en_GB", "id-ID", "fr-FR"} {
-		m, err := c.Compose(b, content.Device{UserID: "7", Platform: "android", Locale: locale})
+		m, err := c.Compose(&b.Message, content.Device{UserID: "7", Platform: "android", Locale: locale})
 		if err != nil {
 			panic(err)
 		}

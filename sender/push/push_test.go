@@ -444,7 +444,7 @@ func TestLongReminderKeyIsSent(t *testing.T) {
 type composer struct{ c *content.Composer }
 
 func (a composer) Compose(b *sender.Batch, d push.Device, maxBytes int) (push.Message, error) {
-	m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
+	m, err := a.c.Compose(&b.Message, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
 	return push.Message{Title: m.Title, Body: m.Body, Data: m.Data}, err
 }
 
