@@ -10,6 +10,7 @@ import (
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/content"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/sender"
 )
 
@@ -50,8 +51,8 @@ func TestConfigContent(t *testing.T) {
 	cfg, err := chime.LoadConfig(append(base, tests[2].env...))
 	require.NoError(t, err)
 	composer, _ := chime.NewContent(cfg, nil)
-	batch := &sender.Batch{Title: "{{brand}}", Body: "bukan judi, bukan penipuan", Zone: "UTC", Tags: []string{"mask", "placeholders"}}
-	m, err := composer.Compose(batch, content.Device{})
+	batch := &sender.Batch{Message: message.Message{Title: "{{brand}}", Body: "bukan judi, bukan penipuan", Zone: "UTC", Tags: []string{"mask", "placeholders"}}}
+	m, err := composer.Compose(&batch.Message, content.Device{})
 	require.NoError(t, err)
 	require.Equal(t, "Toko Murah", m.Title)
 	require.Equal(t, "bukan ****, bukan ********", m.Body)

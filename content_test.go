@@ -32,7 +32,7 @@ type pushRecorder struct {
 var _ sender.Sender = (*pushRecorder)(nil)
 
 func (p *pushRecorder) Send(ctx context.Context, b *sender.Batch) (sender.Result, error) {
-	key, err := p.composer.ContentKey(b)
+	key, err := p.composer.ContentKey(&b.Message)
 	if err != nil {
 		return sender.Result{Failed: len(b.Users)}, nil
 	}
@@ -44,7 +44,7 @@ func (p *pushRecorder) Send(ctx context.Context, b *sender.Batch) (sender.Result
 	for _, u := range keep {
 		var msgs []content.Message
 		for _, d := range p.devices(u) {
-			m, err := p.composer.Compose(b, d)
+			m, err := p.composer.Compose(&b.Message, d)
 			if err != nil {
 				failed++
 				break

@@ -25,6 +25,7 @@ import (
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/token"
 )
 
 // OnlineConfig configures the gateway, presence, the inbox and delivery
@@ -41,7 +42,7 @@ type OnlineConfig struct {
 	SigningKeyOverlap time.Duration `env:"CHIME_SIGNING_KEY_OVERLAP"`
 	// TokenMaxLifetime is the longest a client token may live (exp after
 	// iat, and after it is presented); the API's tokens live no longer. 0
-	// means gateway.DefaultMaxTokenLifetime (24h).
+	// means token.DefaultMaxLifetime (24h).
 	TokenMaxLifetime time.Duration `env:"CHIME_TOKEN_MAX_LIFETIME"`
 	// MaxConnsPerUser is the most connections one user of an app may hold
 	// on one gateway instance. 0 means gateway.DefaultMaxConnsPerUser (10).
@@ -126,7 +127,7 @@ func (c Config) SigningKeys(db *gorm.DB, rdb redis.UniversalClient, log *slog.Lo
 func (c Config) withOnline(ac api.Config, db *gorm.DB, rdb redis.UniversalClient, log *slog.Logger) api.Config {
 	ac.Inbox, ac.Status, ac.SigningKeys = c.Inbox(rdb), c.Status(rdb, db), c.SigningKeys(db, rdb, log.With("part", "signing"))
 	ac.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{Prefix: c.Prefix}, rdb)
-	ac.TokenTTL = min(api.DefaultTokenTTL, cmp.Or(c.Online.TokenMaxLifetime, gateway.DefaultMaxTokenLifetime))
+	ac.TokenTTL = min(api.DefaultTokenTTL, cmp.Or(c.Online.TokenMaxLifetime, token.DefaultMaxLifetime))
 	return ac
 }
 

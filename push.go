@@ -162,7 +162,7 @@ type composer struct{ c *content.Composer }
 var _ push.Composer = composer{}
 
 func (a composer) Compose(b *sender.Batch, d push.Device, maxBytes int) (push.Message, error) {
-	m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
+	m, err := a.c.Compose(&b.Message, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
 	return push.Message{Title: m.Title, Body: m.Body, Data: m.Data}, err
 }
 
@@ -176,7 +176,7 @@ type merger struct {
 var _ push.Merger = merger{}
 
 func (a merger) Merge(ctx context.Context, b *sender.Batch) ([]string, error) {
-	key, err := a.c.ContentKey(b)
+	key, err := a.c.ContentKey(&b.Message)
 	if err != nil {
 		return b.Users, fmt.Errorf("content key: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/token"
 )
 
 // Every app's tokens used to be signed with one CHIME_GATEWAY_SECRET, so
@@ -58,7 +59,7 @@ func TestAppCannotSignTokensForAnotherApp(t *testing.T) {
 		require.ErrorContains(t, err, "401", name)
 	}
 
-	own, err := gateway.IssueToken(skB, "alice", time.Hour, now)
+	own, err := token.Issue(skB, "alice", time.Hour, now)
 	require.NoError(t, err)
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -121,6 +121,17 @@ type Group struct {
 	Group      int
 }
 
+// Lease names one holder's hold on a group: the group, the attempt (the
+// task's), the worker, and the token unique to this attempt of this worker
+// that the lease is held under. Checkpoint and Renew need only the group and
+// the token.
+type Lease struct {
+	Group   Group
+	Attempt int
+	Worker  string
+	Token   string
+}
+
 // Claim is what Start found.
 type Claim struct {
 	// State is StateStarted when the caller now holds the group, or
@@ -155,12 +166,12 @@ local r = redis.call('HMGET', KEYS[1], 'cp', 'sent', 'failed', 'expired')
 return {'started', r[1] or '', r[2] or '0', r[3] or '0', r[4] or '0'}
 `)
 
-// Start takes the lease of g for token (unique to this attempt of this
-// worker) and records the start ack. It returns ErrHeld if another holder has
+// Start takes the lease of l.Group for l.Token and records the start ack. It returns ErrHeld if another holder has
 // the lease.
-func (t *Tracker) Start(ctx context.Context, g Group, attempt int, worker, token string, lease time.Duration, now time.Time) (Claim, error) {
+func (t *Tracker) Start(ctx context.Context, l Lease, lease time.Duration, now time.Time) (Claim, error) {
+	g := l.Group
 	keys := t.keys(g)
-	res, err := startScript.Run(ctx, t.rdb, keys, token, worker, attempt, lease.Milliseconds(), now.UnixMilli(),
+	res, err := startScript.Run(ctx, t.rdb, keys, l.Token, l.Worker, l.Attempt, lease.Milliseconds(), now.UnixMilli(),
 		g.Occurrence, g.Group, t.StreamMax, int64(t.RunTTL/time.Second)).StringSlice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("start ack: %w", err)
@@ -189,9 +200,9 @@ return 1
 // order) has been handled, adds the chunk's counts (users sent, refused,
 // and not sent because the validity window would have passed first) and
 // renews the lease.
-func (t *Tracker) Checkpoint(ctx context.Context, g Group, token, lastUser string, sent, failed, expired int, lease time.Duration) error {
-	keys := t.keys(g)[:2]
-	ok, err := checkpointScript.Run(ctx, t.rdb, keys, token, lastUser, sent, failed, lease.Milliseconds(), expired).Int()
+func (t *Tracker) Checkpoint(ctx context.Context, l Lease, lastUser string, sent, failed, expired int, lease time.Duration) error {
+	keys := t.keys(l.Group)[:2]
+	ok, err := checkpointScript.Run(ctx, t.rdb, keys, l.Token, lastUser, sent, failed, lease.Milliseconds(), expired).Int()
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
@@ -206,11 +217,11 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 `)
 
-// Renew extends the lease of g held by token, or returns ErrLeaseLost.
+// Renew extends the lease l, or returns ErrLeaseLost.
 // Workers renew while a send is in flight, so a slow channel does not let
 // the lease run out under them.
-func (t *Tracker) Renew(ctx context.Context, g Group, token string, lease time.Duration) error {
-	ok, err := renewScript.Run(ctx, t.rdb, []string{t.runKey(g) + ":lease"}, token, lease.Milliseconds()).Int()
+func (t *Tracker) Renew(ctx context.Context, l Lease, lease time.Duration) error {
+	ok, err := renewScript.Run(ctx, t.rdb, []string{t.runKey(l.Group) + ":lease"}, l.Token, lease.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("renew lease: %w", err)
 	}
@@ -245,12 +256,13 @@ type Final struct {
 	Expired      int    // users not sent because the validity window passed
 }
 
-// Finish marks g finished (or expired), adds f to its counts, sends the
+// Finish marks l.Group finished (or expired), adds f to its counts, sends the
 // finish ack with the group's totals and frees the lease.
-func (t *Tracker) Finish(ctx context.Context, g Group, attempt int, worker, token, state string, f Final, now time.Time) (Claim, error) {
+func (t *Tracker) Finish(ctx context.Context, l Lease, state string, f Final, now time.Time) (Claim, error) {
+	g := l.Group
 	keys := t.keys(g)
-	res, err := finishScript.Run(ctx, t.rdb, keys, token, state, f.Expired, g.Occurrence, g.Group, now.UnixMilli(),
-		t.StreamMax, worker, int64(t.RunTTL/time.Second), attempt, f.LastUser, f.Sent, f.Failed).StringSlice()
+	res, err := finishScript.Run(ctx, t.rdb, keys, l.Token, state, f.Expired, g.Occurrence, g.Group, now.UnixMilli(),
+		t.StreamMax, l.Worker, int64(t.RunTTL/time.Second), l.Attempt, f.LastUser, f.Sent, f.Failed).StringSlice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("finish ack: %w", err)
 	}
@@ -273,11 +285,12 @@ redis.call('DEL', KEYS[2])
 return 1
 `)
 
-// Release frees the lease of g without finishing it, so that a retry can
+// Release frees the lease l without finishing it, so that a retry can
 // take it, and tells the coordinator the group is waiting again.
-func (t *Tracker) Release(ctx context.Context, g Group, attempt int, worker, token string, now time.Time) error {
+func (t *Tracker) Release(ctx context.Context, l Lease, now time.Time) error {
+	g := l.Group
 	keys := t.keys(g)
-	ok, err := releaseScript.Run(ctx, t.rdb, keys, token, g.Occurrence, g.Group, worker, now.UnixMilli(), t.StreamMax, attempt).Int()
+	ok, err := releaseScript.Run(ctx, t.rdb, keys, l.Token, g.Occurrence, g.Group, l.Worker, now.UnixMilli(), t.StreamMax, l.Attempt).Int()
 	if err != nil {
 		return fmt.Errorf("release: %w", err)
 	}

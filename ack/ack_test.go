@@ -64,15 +64,15 @@ func TestStartTakesLease(t *testing.T) {
 	env, tr := newTracker(t)
 	ctx := context.Background()
 
-	c, err := tr.Start(ctx, g1, 1, "w1", "tok-a", long, t0)
+	c, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, long, t0)
 	require.NoError(t, err)
 	require.Equal(t, ack.Claim{State: ack.StateStarted}, c)
 	require.False(t, c.Done())
 
-	_, err = tr.Start(ctx, g1, 2, "w2", "tok-b", long, t0)
+	_, err = tr.Start(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w2", Token: "tok-b"}, long, t0)
 	require.ErrorIs(t, err, ack.ErrHeld)
 	// Another group of the same occurrence is a lease of its own.
-	_, err = tr.Start(ctx, g2, 1, "w2", "tok-b", long, t0)
+	_, err = tr.Start(ctx, ack.Lease{Group: g2, Attempt: 1, Worker: "w2", Token: "tok-b"}, long, t0)
 	require.NoError(t, err)
 
 	acks := stream(t, env, tr)
@@ -84,18 +84,18 @@ func TestStartTakesLease(t *testing.T) {
 func TestCheckpoint(t *testing.T) {
 	_, tr := newTracker(t)
 	ctx := context.Background()
-	_, err := tr.Start(ctx, g1, 1, "w1", "tok-a", long, t0)
+	_, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, long, t0)
 	require.NoError(t, err)
 
-	require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-b", "u09", 10, 0, 0, long), ack.ErrLeaseLost)
-	require.ErrorIs(t, tr.Checkpoint(ctx, g2, "tok-a", "u09", 10, 0, 0, long), ack.ErrLeaseLost, "no lease on g2")
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u09", 9, 1, 0, long))
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u19", 8, 2, 0, long))
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u29", 6, 1, 3, long))
+	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-b"}, "u09", 10, 0, 0, long), ack.ErrLeaseLost)
+	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g2, Token: "tok-a"}, "u09", 10, 0, 0, long), ack.ErrLeaseLost, "no lease on g2")
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u09", 9, 1, 0, long))
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u19", 8, 2, 0, long))
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u29", 6, 1, 3, long))
 
 	// The wrong-token checkpoint counted nothing: the totals are the sums of
 	// the accepted ones.
-	c, err := tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, ack.Final{Expired: 1}, t0)
+	c, err := tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, ack.StateFinished, ack.Final{Expired: 1}, t0)
 	require.NoError(t, err)
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: 23, Failed: 4, Expired: 4}, c)
 }
@@ -105,16 +105,16 @@ func TestLeaseExpiryResumesAtCheckpoint(t *testing.T) {
 	ctx := context.Background()
 	const lease = 200 * time.Millisecond
 
-	_, err := tr.Start(ctx, g1, 1, "w1", "tok-a", lease, t0)
+	_, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, lease, t0)
 	require.NoError(t, err)
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u05", 5, 1, 0, lease))
-	_, err = tr.Start(ctx, g1, 2, "w2", "tok-b", lease, t0)
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u05", 5, 1, 0, lease))
+	_, err = tr.Start(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w2", Token: "tok-b"}, lease, t0)
 	require.ErrorIs(t, err, ack.ErrHeld, "the lease has not expired yet")
 
 	// w1 dies: once its lease runs out w2 takes the group over.
 	var c ack.Claim
 	testenv.WaitUntil(t, 5*time.Second, "the lease to expire", func() bool {
-		c, err = tr.Start(ctx, g1, 2, "w2", "tok-b", long, t0.Add(time.Second))
+		c, err = tr.Start(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w2", Token: "tok-b"}, long, t0.Add(time.Second))
 		if errors.Is(err, ack.ErrHeld) {
 			return false
 		}
@@ -124,13 +124,13 @@ func TestLeaseExpiryResumesAtCheckpoint(t *testing.T) {
 	require.Equal(t, ack.Claim{State: ack.StateStarted, Checkpoint: "u05", Sent: 5, Failed: 1}, c)
 
 	// w1 comes back: everything it tries is refused and changes nothing.
-	require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-a", "u10", 5, 0, 0, lease), ack.ErrLeaseLost)
-	_, err = tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, ack.Final{Expired: 0}, t0)
+	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u10", 5, 0, 0, lease), ack.ErrLeaseLost)
+	_, err = tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, ack.StateFinished, ack.Final{Expired: 0}, t0)
 	require.ErrorIs(t, err, ack.ErrLeaseLost)
-	require.ErrorIs(t, tr.Release(ctx, g1, 1, "w1", "tok-a", t0), ack.ErrLeaseLost)
+	require.ErrorIs(t, tr.Release(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, t0), ack.ErrLeaseLost)
 
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-b", "u10", 5, 0, 0, long))
-	c, err = tr.Finish(ctx, g1, 2, "w2", "tok-b", ack.StateFinished, ack.Final{Expired: 0}, t0)
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-b"}, "u10", 5, 0, 0, long))
+	c, err = tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w2", Token: "tok-b"}, ack.StateFinished, ack.Final{Expired: 0}, t0)
 	require.NoError(t, err)
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: 10, Failed: 1}, c)
 	require.Equal(t, []string{"start", "start", "finish"}, types(stream(t, env, tr)))
@@ -141,20 +141,20 @@ func TestFinish(t *testing.T) {
 		t.Run(state, func(t *testing.T) {
 			env, tr := newTracker(t)
 			ctx := context.Background()
-			_, err := tr.Start(ctx, g1, 2, "w1", "tok-a", long, t0)
+			_, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w1", Token: "tok-a"}, long, t0)
 			require.NoError(t, err)
-			require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u1", 40, 2, 0, long))
+			require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u1", 40, 2, 0, long))
 
-			_, err = tr.Finish(ctx, g1, 2, "w1", "tok-b", state, ack.Final{Expired: 0}, t0)
+			_, err = tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w1", Token: "tok-b"}, state, ack.Final{Expired: 0}, t0)
 			require.ErrorIs(t, err, ack.ErrLeaseLost)
-			c, err := tr.Finish(ctx, g1, 2, "w1", "tok-a", state, ack.Final{Expired: 7}, t0.Add(time.Second))
+			c, err := tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w1", Token: "tok-a"}, state, ack.Final{Expired: 7}, t0.Add(time.Second))
 			require.NoError(t, err)
 			want := ack.Claim{State: state, Sent: 40, Failed: 2, Expired: 7}
 			require.Equal(t, want, c)
 			require.True(t, c.Done())
 
 			// The lease is gone: its holder can no longer checkpoint.
-			require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-a", "u2", 1, 0, 0, long), ack.ErrLeaseLost)
+			require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u2", 1, 0, 0, long), ack.ErrLeaseLost)
 
 			acks := stream(t, env, tr)
 			require.Equal(t, []string{"start", "finish"}, types(acks))
@@ -166,7 +166,7 @@ func TestFinish(t *testing.T) {
 			// sends the finish ack again (in case the first was lost), with its
 			// own attempt and instant.
 			for i, tok := range []string{"tok-c", "tok-d"} {
-				c, err := tr.Start(ctx, g1, 3+i, "w2", tok, long, t0.Add(time.Minute))
+				c, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 3 + i, Worker: "w2", Token: tok}, long, t0.Add(time.Minute))
 				require.NoError(t, err)
 				require.Equal(t, want, c)
 				require.True(t, c.Done())
@@ -175,7 +175,7 @@ func TestFinish(t *testing.T) {
 			require.Equal(t, []string{"start", "finish", "finish", "finish"}, types(acks))
 			finish["a"], finish["at"] = "3", "1772352060123"
 			require.Equal(t, finish, acks[2])
-			require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-c", "u2", 1, 0, 0, long), ack.ErrLeaseLost, "a done group is not held")
+			require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-c"}, "u2", 1, 0, 0, long), ack.ErrLeaseLost, "a done group is not held")
 		})
 	}
 }
@@ -183,23 +183,23 @@ func TestFinish(t *testing.T) {
 func TestRelease(t *testing.T) {
 	env, tr := newTracker(t)
 	ctx := context.Background()
-	_, err := tr.Start(ctx, g1, 1, "w1", "tok-a", long, t0)
+	_, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, long, t0)
 	require.NoError(t, err)
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u3", 4, 0, 0, long))
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u3", 4, 0, 0, long))
 
-	require.ErrorIs(t, tr.Release(ctx, g1, 1, "w1", "tok-b", t0), ack.ErrLeaseLost)
-	require.NoError(t, tr.Release(ctx, g1, 1, "w1", "tok-a", t0.Add(time.Second)))
-	require.ErrorIs(t, tr.Release(ctx, g1, 1, "w1", "tok-a", t0), ack.ErrLeaseLost, "released twice")
+	require.ErrorIs(t, tr.Release(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-b"}, t0), ack.ErrLeaseLost)
+	require.NoError(t, tr.Release(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, t0.Add(time.Second)))
+	require.ErrorIs(t, tr.Release(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, t0), ack.ErrLeaseLost, "released twice")
 
 	acks := stream(t, env, tr)
 	require.Equal(t, []string{"start", "release"}, types(acks))
 	require.Equal(t, map[string]any{"t": "release", "o": "7001", "g": "3", "a": "1", "w": "w1", "at": "1772352001123"}, acks[1])
 
 	// The next attempt does not wait for the (minute-long) lease and resumes.
-	c, err := tr.Start(ctx, g1, 2, "w2", "tok-c", long, t0)
+	c, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w2", Token: "tok-c"}, long, t0)
 	require.NoError(t, err)
 	require.Equal(t, ack.Claim{State: ack.StateStarted, Checkpoint: "u3", Sent: 4}, c)
-	require.ErrorIs(t, tr.Checkpoint(ctx, g1, "tok-a", "u9", 1, 0, 0, long), ack.ErrLeaseLost)
+	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u9", 1, 0, 0, long), ack.ErrLeaseLost)
 }
 
 // readSome reads until the reader returns acks (a fresh reader first creates
@@ -225,14 +225,14 @@ func TestReader(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, acks)
 
-	_, err = tr.Start(ctx, g1, 1, "w1", "tok-a", long, t0)
+	_, err = tr.Start(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, long, t0)
 	require.NoError(t, err)
-	_, err = tr.Start(ctx, g2, 1, "w2", "tok-b", long, t0.Add(1*time.Millisecond))
+	_, err = tr.Start(ctx, ack.Lease{Group: g2, Attempt: 1, Worker: "w2", Token: "tok-b"}, long, t0.Add(1*time.Millisecond))
 	require.NoError(t, err)
-	require.NoError(t, tr.Checkpoint(ctx, g1, "tok-a", "u", 10, 2, 0, long))
-	_, err = tr.Finish(ctx, g1, 1, "w1", "tok-a", ack.StateFinished, ack.Final{Expired: 0}, t0.Add(2*time.Millisecond))
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u", 10, 2, 0, long))
+	_, err = tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, ack.StateFinished, ack.Final{Expired: 0}, t0.Add(2*time.Millisecond))
 	require.NoError(t, err)
-	require.NoError(t, tr.Release(ctx, g2, 1, "w2", "tok-b", t0.Add(3*time.Millisecond)))
+	require.NoError(t, tr.Release(ctx, ack.Lease{Group: g2, Attempt: 1, Worker: "w2", Token: "tok-b"}, t0.Add(3*time.Millisecond)))
 
 	acks = readSome(t, r)
 	require.Len(t, acks, 4)
@@ -255,7 +255,7 @@ func TestReaderPendingAndDone(t *testing.T) {
 	ctx := context.Background()
 	start := func(g ack.Group, tok string) {
 		t.Helper()
-		_, err := tr.Start(ctx, g, 1, "w", tok, long, t0)
+		_, err := tr.Start(ctx, ack.Lease{Group: g, Attempt: 1, Worker: "w", Token: tok}, long, t0)
 		require.NoError(t, err)
 	}
 	start(g1, "a")
@@ -310,7 +310,7 @@ func TestReaderAfterStreamLoss(t *testing.T) {
 	env, tr := newTracker(t)
 	ctx := context.Background()
 	r := ack.NewReader(tr)
-	_, err := tr.Start(ctx, g1, 1, "w", "a", long, t0)
+	_, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w", Token: "a"}, long, t0)
 	require.NoError(t, err)
 	got := readSome(t, r)
 	require.Len(t, got, 1)
@@ -319,7 +319,7 @@ func TestReaderAfterStreamLoss(t *testing.T) {
 	// Redis loses the stream and its consumer group; acks written after that
 	// are still read.
 	require.NoError(t, env.Redis.Del(ctx, tr.StreamKeys()...).Err())
-	_, err = tr.Start(ctx, g2, 1, "w", "b", long, t0)
+	_, err = tr.Start(ctx, ack.Lease{Group: g2, Attempt: 1, Worker: "w", Token: "b"}, long, t0)
 	require.NoError(t, err)
 	got = readSome(t, r)
 	require.Len(t, got, 1)
@@ -343,17 +343,17 @@ func TestTrackerOnRedisCluster(t *testing.T) {
 	const groups = 40
 	for g := range groups {
 		grp := ack.Group{Occurrence: 8001, Group: g}
-		_, err := tr.Start(ctx, grp, 1, "w1", "tok", long, t0)
+		_, err := tr.Start(ctx, ack.Lease{Group: grp, Attempt: 1, Worker: "w1", Token: "tok"}, long, t0)
 		require.NoError(t, err)
-		require.NoError(t, tr.Renew(ctx, grp, "tok", long))
-		require.NoError(t, tr.Checkpoint(ctx, grp, "tok", "u1", 1, 0, 0, long))
+		require.NoError(t, tr.Renew(ctx, ack.Lease{Group: grp, Token: "tok"}, long))
+		require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: grp, Token: "tok"}, "u1", 1, 0, 0, long))
 		if g%2 == 0 {
-			require.NoError(t, tr.Release(ctx, grp, 1, "w1", "tok", t0))
-			_, err = tr.Start(ctx, grp, 2, "w2", "tok2", long, t0)
+			require.NoError(t, tr.Release(ctx, ack.Lease{Group: grp, Attempt: 1, Worker: "w1", Token: "tok"}, t0))
+			_, err = tr.Start(ctx, ack.Lease{Group: grp, Attempt: 2, Worker: "w2", Token: "tok2"}, long, t0)
 			require.NoError(t, err)
-			_, err = tr.Finish(ctx, grp, 2, "w2", "tok2", ack.StateFinished, ack.Final{LastUser: "u2", Sent: 1}, t0)
+			_, err = tr.Finish(ctx, ack.Lease{Group: grp, Attempt: 2, Worker: "w2", Token: "tok2"}, ack.StateFinished, ack.Final{LastUser: "u2", Sent: 1}, t0)
 		} else {
-			_, err = tr.Finish(ctx, grp, 1, "w1", "tok", ack.StateFinished, ack.Final{LastUser: "u2", Sent: 1}, t0)
+			_, err = tr.Finish(ctx, ack.Lease{Group: grp, Attempt: 1, Worker: "w1", Token: "tok"}, ack.StateFinished, ack.Final{LastUser: "u2", Sent: 1}, t0)
 		}
 		require.NoError(t, err)
 	}

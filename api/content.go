@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/chime-dev/chime/content"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -49,21 +50,21 @@ func eventRule(kind, schema string) func(string) string {
 	}
 }
 
-func storeTexts(m map[string]content.Text) store.Texts {
+func storeTexts(m map[string]message.Text) store.Texts {
 	if len(m) == 0 {
 		return nil
 	}
 	out := make(store.Texts, len(m))
 	for k, t := range m {
-		out[k] = store.Text(t)
+		out[k] = t
 	}
 	return out
 }
 
-func apiTexts(t store.Texts) map[string]content.Text {
-	out := make(map[string]content.Text, len(t))
+func apiTexts(t store.Texts) map[string]message.Text {
+	out := make(map[string]message.Text, len(t))
 	for k, x := range t {
-		out[k] = content.Text(x)
+		out[k] = x
 	}
 	return out
 }

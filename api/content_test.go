@@ -10,6 +10,7 @@ import (
 
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/content"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -32,7 +33,7 @@ func sale() map[string]any {
 func TestReminderContentStoredAndRead(t *testing.T) {
 	b := setup(t)
 	created := b.putReminder("sale", sale())
-	want := map[string]content.Text{
+	want := map[string]message.Text{
 		"ar":    {Title: "تخفيضات {{.Location}}", Body: "تبدأ الساعة {{.LocalTime}}"},
 		"pt-BR": {Title: "Promoção relâmpago", Body: "Começa às {{.LocalTime}}"}, // canonical tag
 	}

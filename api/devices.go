@@ -16,7 +16,7 @@ import (
 
 	"github.com/chime-dev/chime/netguard"
 	"github.com/chime-dev/chime/seal"
-	"github.com/chime-dev/chime/sender/webhook"
+	"github.com/chime-dev/chime/signature"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -77,7 +77,7 @@ func (in *DeviceInput) validate(guard *netguard.Policy) []FieldError {
 		if msg := endpointProblem(in.Token, guard); msg != "" {
 			bad("token", msg)
 		}
-		if _, err := webhook.ParseSecret(in.Secret); err != nil {
+		if _, err := signature.ParseSecret(in.Secret); err != nil {
 			bad("secret", "a web device needs its endpoint's signing secret: "+err.Error())
 		}
 	default:

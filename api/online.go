@@ -10,10 +10,10 @@ import (
 
 	"gorm.io/gorm/clause"
 
-	"github.com/chime-dev/chime/gateway"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/token"
 )
 
 func pathUser(r *http.Request, name string) (string, *Problem) {
@@ -324,7 +324,7 @@ func (a *API) issueToken(w http.ResponseWriter, r *http.Request, app int64) erro
 	if err != nil {
 		return signingProblem(err)
 	}
-	tok, err := gateway.IssueToken(key, user, a.cfg.TokenTTL, now)
+	tok, err := token.Issue(key, user, a.cfg.TokenTTL, now)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -64,7 +65,7 @@ type Reminder struct {
 	UpdatedAt time.Time       `json:"updated_at"`
 
 	Lang         string                  `json:"lang"`
-	Translations map[string]content.Text `json:"translations"`
+	Translations map[string]message.Text `json:"translations"`
 	Tags         []string                `json:"tags"`
 
 	// DeliverWhenOnline keeps the reminder for offline users until they
@@ -91,7 +92,7 @@ type reminderInput struct {
 	Locations []Place         `json:"locations"`
 
 	Lang         string                  `json:"lang"`
-	Translations map[string]content.Text `json:"translations"`
+	Translations map[string]message.Text `json:"translations"`
 	Tags         []string                `json:"tags"`
 
 	DeliverWhenOnline bool `json:"deliver_when_online"`

@@ -10,11 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/api"
-	"github.com/chime-dev/chime/gateway"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/token"
 )
 
 // setupKeys is setup with signing keys sealed under a fresh keyring; the
@@ -54,7 +54,7 @@ func TestIssueToken(t *testing.T) {
 		ExpiresAt time.Time `json:"expires_at"`
 	}
 	requireJSON(t, b.as(http.MethodPost, "/v1/users/alice/token", nil), http.StatusCreated, &out)
-	c, err := gateway.VerifyToken(context.Background(), keys, out.Token, time.Now(), gateway.DefaultMaxTokenLifetime)
+	c, err := token.Verify(context.Background(), keys, out.Token, time.Now(), token.DefaultMaxLifetime)
 	require.NoError(t, err)
 	require.Equal(t, b.appA.ID, c.App)
 	require.Equal(t, "alice", c.Subject)
@@ -69,7 +69,7 @@ func TestIssueToken(t *testing.T) {
 	kidA := out.KID
 	requireJSON(t, b.req(http.MethodPost, "/v1/users/alice/token", b.keyB, nil), http.StatusCreated, &out)
 	require.NotEqual(t, kidA, out.KID, "each app has its own key")
-	c, err = gateway.VerifyToken(context.Background(), keys, out.Token, time.Now(), gateway.DefaultMaxTokenLifetime)
+	c, err = token.Verify(context.Background(), keys, out.Token, time.Now(), token.DefaultMaxLifetime)
 	require.NoError(t, err)
 	require.Equal(t, b.appB.ID, c.App, "a key gets tokens for its own app only")
 	requireProblem(t, b.as(http.MethodPost, "/v1/users/a%20b/token", nil), http.StatusUnprocessableEntity, "user_id")
@@ -122,7 +122,7 @@ func TestRotateSigningKeys(t *testing.T) {
 	require.WithinDuration(t, before.Add(time.Hour), *list.Keys[1].ExpiresAt, 5*time.Second)
 	var tok struct{ Token string }
 	requireJSON(t, b.as(http.MethodPost, "/v1/users/alice/token", nil), http.StatusCreated, &tok)
-	c, err := gateway.VerifyToken(context.Background(), keys, tok.Token, time.Now(), gateway.DefaultMaxTokenLifetime)
+	c, err := token.Verify(context.Background(), keys, tok.Token, time.Now(), token.DefaultMaxLifetime)
 	require.NoError(t, err)
 	require.Equal(t, second.ID, c.KeyID, "tokens are signed with the newest key")
 	requireJSON(t, b.req(http.MethodGet, "/v1/signing-keys", b.keyB, nil), http.StatusOK, &list)

@@ -5,8 +5,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/chime-dev/chime/fire"
 	"github.com/chime-dev/chime/localtime"
-	"github.com/chime-dev/chime/scheduler"
 )
 
 // Upcoming is one fire to come of a reminder at a location.
@@ -43,7 +43,7 @@ func (a *API) upcoming(w http.ResponseWriter, r *http.Request, app int64) error 
 	}{Reminder: rem.Key, Kind: rem.Kind, Paused: rem.Paused, From: now, To: to, Upcoming: []Upcoming{}}
 	// The scheduler's own rules, over the window asked for, within
 	// starts_at and ends_at. A paused reminder has none.
-	span := func(src scheduler.Source) (time.Time, time.Time) {
+	span := func(src fire.Source) (time.Time, time.Time) {
 		from, until := now, to
 		if src.StartsAt != nil && src.StartsAt.After(from) {
 			from = src.StartsAt.Add(-time.Millisecond)
@@ -53,7 +53,7 @@ func (a *API) upcoming(w http.ResponseWriter, r *http.Request, app int64) error 
 		}
 		return from, until
 	}
-	err = scheduler.Instants(r.Context(), a.db, a.log, rem.ID, now, to, span, func(in scheduler.Instant) {
+	err = fire.Instants(r.Context(), a.db, a.log, rem.ID, now, to, span, func(in fire.Instant) {
 		loc, err := localtime.LoadZone(in.Zone)
 		if err != nil {
 			return

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/chime-dev/chime"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/sender"
 )
 
@@ -91,8 +92,10 @@ func RunPeer(ctx context.Context, cfg Config, tuned bool) (Result, error) {
 		}
 		// Lateness is per user here: each task is its own group of one.
 		n, _ := strconv.ParseInt(p.User, 10, 64)
-		_, err := s.Send(ctx, &sender.Batch{Occurrence: 0, Group: int(n), Reminder: "bench", Title: "Benchmark",
-			Body: "It is time.", Location: p.Location, FireAt: fireAt, Users: []string{p.User}})
+		_, err := s.Send(ctx, &sender.Batch{
+			Message: message.Message{Occurrence: 0, Group: int(n), Reminder: "bench", Title: "Benchmark", Body: "It is time.", Location: p.Location, FireAt: fireAt},
+			Users:   []string{p.User},
+		})
 		return err
 	})
 	if err := srv.Start(mux); err != nil {

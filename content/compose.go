@@ -21,7 +21,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/chime-dev/chime/localtime"
-	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/message"
 )
 
 // Device is what composing a message needs to know of a device.
@@ -69,7 +69,7 @@ type Composer struct {
 	cfg Config
 
 	mu       sync.RWMutex
-	batches  cache[*sender.Batch, *Prepared]
+	batches  cache[*message.Message, *Prepared]
 	prepared cache[string, *Prepared]
 	compiled cache[string, *compiled]
 }
@@ -110,7 +110,7 @@ func NewComposer(cfg Config) *Composer {
 // failure for this device's user (a template could not be filled: most
 // often an event field that the event does not carry, or a message longer
 // than d.MaxBytes, a *TooLongError).
-func (c *Composer) Compose(b *sender.Batch, d Device) (Message, error) {
+func (c *Composer) Compose(b *message.Message, d Device) (Message, error) {
 	p, err := c.Prepare(b)
 	if err != nil {
 		return Message{}, err
@@ -123,7 +123,7 @@ func (c *Composer) Compose(b *sender.Batch, d Device) (Message, error) {
 // translations and its tags. Two batches with equal keys say the same to
 // every user whose message does not depend on the user. It is "" for a
 // reminder tagged TagNoMerge, which Merger.Filter never merges.
-func (c *Composer) ContentKey(b *sender.Batch) (string, error) {
+func (c *Composer) ContentKey(b *message.Message) (string, error) {
 	p, err := c.Prepare(b)
 	if err != nil {
 		return "", err
@@ -135,7 +135,7 @@ func (c *Composer) ContentKey(b *sender.Batch) (string, error) {
 // with the same content, was prepared before. The cache knows a batch by
 // its address, so a batch's fields other than Users must not change once
 // it was prepared.
-func (c *Composer) Prepare(b *sender.Batch) (*Prepared, error) {
+func (c *Composer) Prepare(b *message.Message) (*Prepared, error) {
 	c.mu.RLock()
 	p, ok := c.batches.get(b)
 	c.mu.RUnlock()
@@ -169,7 +169,7 @@ func (c *Composer) Prepare(b *sender.Batch) (*Prepared, error) {
 
 // fingerprints hash what a message depends on, except the user and the
 // device: the reminder's content, and with it everything else of the batch.
-func fingerprints(b *sender.Batch) (content, batch string) {
+func fingerprints(b *message.Message) (content, batch string) {
 	h := newFieldHash()
 	h.add(b.Title)
 	h.add(b.Body)
@@ -203,7 +203,7 @@ func (f *fieldHash) add(s string) {
 
 // addTranslations adds each translation's language, title and body, in
 // language order so that the hash does not depend on the map's.
-func (f *fieldHash) addTranslations(ts map[string]Text) {
+func (f *fieldHash) addTranslations(ts map[string]message.Text) {
 	for _, lang := range slices.Sorted(maps.Keys(ts)) {
 		f.add(lang)
 		f.add(ts[lang].Title)
@@ -247,7 +247,7 @@ func compile(c Content, reg *Registry) *compiled {
 	cc.bundle = bundle
 	cc.matcher = language.NewMatcher(bundle.LanguageTags())
 	cc.parser = &parser{parsed: map[string]*executable{}}
-	texts := []Text{{Title: c.Title, Body: c.Body}}
+	texts := []message.Text{{Title: c.Title, Body: c.Body}}
 	for _, t := range c.Translations {
 		texts = append(texts, t)
 	}
@@ -299,7 +299,7 @@ type Prepared struct {
 	key  string
 }
 
-func prepare(b *sender.Batch, cc *compiled) *Prepared {
+func prepare(b *message.Message, cc *compiled) *Prepared {
 	p := &Prepared{c: cc}
 	if err := p.init(b); err != nil {
 		p.err = fmt.Errorf("content of reminder %s: %w", b.Reminder, err)
@@ -307,7 +307,7 @@ func prepare(b *sender.Batch, cc *compiled) *Prepared {
 	return p
 }
 
-func (p *Prepared) init(b *sender.Batch) error {
+func (p *Prepared) init(b *message.Message) error {
 	if p.c.err != nil {
 		return p.c.err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/sender"
 )
 
@@ -16,13 +17,15 @@ import (
 // Brazilian Portuguese translations, fired at 04:20 in Jakarta.
 func fajr() *sender.Batch {
 	return &sender.Batch{
-		Occurrence: 7, Reminder: "fajr", Location: "jakarta", Zone: "Asia/Jakarta",
-		FireAt: time.Date(2026, 3, 1, 21, 20, 0, 0, time.UTC), // 04:20 on 2 March in Jakarta
-		Title:  "Fajr", Body: "Fajr prayer at {{.LocalTime}} in {{.Location}}", Lang: "en",
-		Translations: map[string]sender.Text{
-			"ar":    {Title: "الفجر", Body: "حان موعد صلاة الفجر {{.LocalTime}}"},
-			"id":    {Title: "Subuh", Body: "Waktu salat Subuh {{.LocalTime}} di {{.Location}}"},
-			"pt-BR": {Title: "Fajr", Body: "Oração do Fajr às {{.LocalTime}}"},
+		Message: message.Message{
+			Occurrence: 7, Reminder: "fajr", Location: "jakarta", Zone: "Asia/Jakarta",
+			FireAt: time.Date(2026, 3, 1, 21, 20, 0, 0, time.UTC), // 04:20 on 2 March in Jakarta
+			Title:  "Fajr", Body: "Fajr prayer at {{.LocalTime}} in {{.Location}}", Lang: "en",
+			Translations: map[string]message.Text{
+				"ar":    {Title: "الفجر", Body: "حان موعد صلاة الفجر {{.LocalTime}}"},
+				"id":    {Title: "Subuh", Body: "Waktu salat Subuh {{.LocalTime}} di {{.Location}}"},
+				"pt-BR": {Title: "Fajr", Body: "Oração do Fajr às {{.LocalTime}}"},
+			},
 		},
 		Users: []string{"1", "2"},
 	}
@@ -47,7 +50,7 @@ func TestComposeLocale(t *testing.T) {
 	b := fajr()
 	for _, tt := range tests {
 		t.Run(tt.locale, func(t *testing.T) {
-			m, err := c.Compose(b, Device{UserID: "42", Platform: "ios", Locale: tt.locale})
+			m, err := c.Compose(&b.Message, Device{UserID: "42", Platform: "ios", Locale: tt.locale})
 			require.NoError(t, err)
 			require.Equal(t, Message{Title: tt.title, Body: tt.body, Lang: tt.lang,
 				Data: map[string]string{"reminder": "fajr", "occurrence": "7"}}, m)
@@ -57,10 +60,10 @@ func TestComposeLocale(t *testing.T) {
 
 func TestComposeDefaultLanguageFallback(t *testing.T) {
 	// The default language is Indonesian; a device in English gets it.
-	b := &sender.Batch{Reminder: "sale", Zone: "Asia/Jakarta", FireAt: time.Date(2026, 3, 1, 5, 0, 0, 0, time.UTC),
-		Title: "Flash sale!", Body: "Mulai {{.LocalTime}} WIB", Lang: "id",
-		Translations: map[string]sender.Text{"ar": {Title: "تخفيضات", Body: "تبدأ {{.LocalTime}}"}}}
-	m, err := NewComposer(Config{}).Compose(b, Device{Locale: "en-GB"})
+	b := &sender.Batch{
+		Message: message.Message{Reminder: "sale", Zone: "Asia/Jakarta", FireAt: time.Date(2026, 3, 1, 5, 0, 0, 0, time.UTC), Title: "Flash sale!", Body: "Mulai {{.LocalTime}} WIB", Lang: "id", Translations: map[string]message.Text{"ar": {Title: "تخفيضات", Body: "تبدأ {{.LocalTime}}"}}},
+	}
+	m, err := NewComposer(Config{}).Compose(&b.Message, Device{Locale: "en-GB"})
 	require.NoError(t, err)
 	require.Equal(t, "id", m.Lang)
 	require.Equal(t, "Mulai 12:00 WIB", m.Body)
@@ -128,7 +131,7 @@ func TestComposeTemplates(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := fajr()
 			b.Reminder, b.Title, b.Body, b.Tags, b.Data, b.Translations = "sale", tt.title, tt.body, tt.tags, tt.data, nil
-			m, err := c.Compose(b, Device{UserID: "42", Platform: "android", Locale: "en"})
+			m, err := c.Compose(&b.Message, Device{UserID: "42", Platform: "android", Locale: "en"})
 			if tt.err != "" {
 				require.ErrorContains(t, err, tt.err)
 				return
@@ -143,18 +146,18 @@ func TestComposeTemplates(t *testing.T) {
 func TestPrepareCache(t *testing.T) {
 	c := NewComposer(Config{CacheSize: 2})
 	b1, b2 := fajr(), fajr()
-	p1, err := c.Prepare(b1)
+	p1, err := c.Prepare(&b1.Message)
 	require.NoError(t, err)
-	p2, err := c.Prepare(b2)
+	p2, err := c.Prepare(&b2.Message)
 	require.NoError(t, err)
 	require.Same(t, p1, p2, "a batch with the same content reuses the prepared content")
-	again, err := c.Prepare(b1)
+	again, err := c.Prepare(&b1.Message)
 	require.NoError(t, err)
 	require.Same(t, p1, again)
 
 	b3 := fajr()
 	b3.Occurrence = 8
-	p3, err := c.Prepare(b3)
+	p3, err := c.Prepare(&b3.Message)
 	require.NoError(t, err)
 	require.NotSame(t, p1, p3, "another occurrence is another batch content")
 	require.Same(t, p1.c, p3.c, "of the same reminder content, compiled once")
@@ -163,10 +166,10 @@ func TestPrepareCache(t *testing.T) {
 	for i := range 5 {
 		b := fajr()
 		b.Occurrence = int64(100 + i)
-		_, err := c.Prepare(b)
+		_, err := c.Prepare(&b.Message)
 		require.NoError(t, err)
 	}
-	p4, err := c.Prepare(b1)
+	p4, err := c.Prepare(&b1.Message)
 	require.NoError(t, err)
 	require.NotSame(t, p1, p4)
 }
@@ -174,7 +177,7 @@ func TestPrepareCache(t *testing.T) {
 func TestContentKey(t *testing.T) {
 	c := NewComposer(Config{})
 	key := func(b *sender.Batch) string {
-		k, err := c.ContentKey(b)
+		k, err := c.ContentKey(&b.Message)
 		require.NoError(t, err)
 		return k
 	}
@@ -188,7 +191,7 @@ func TestContentKey(t *testing.T) {
 	require.NotEqual(t, base, key(later), "the body shows the time")
 
 	tr := fajr()
-	tr.Translations = map[string]sender.Text{"ar": {Title: "الفجر", Body: "الفجر"}}
+	tr.Translations = map[string]message.Text{"ar": {Title: "الفجر", Body: "الفجر"}}
 	require.NotEqual(t, base, key(tr), "other translations")
 
 	repeat := fajr()
@@ -197,7 +200,7 @@ func TestContentKey(t *testing.T) {
 
 	ev := fajr()
 	ev.Body, ev.Data = "{{.Event.missing}}", json.RawMessage(`{"a":1}`)
-	k, err := c.ContentKey(ev)
+	k, err := c.ContentKey(&ev.Message)
 	require.NoError(t, err, "a content that cannot be filled without a user still has a key")
 	require.Len(t, k, 32)
 }
@@ -220,7 +223,7 @@ func BenchmarkCompose(b *testing.B) {
 			c := NewComposer(Config{Processors: reg})
 			batch := fajr()
 			batch.Body, batch.Tags, batch.Data = bc.body, bc.tags, bc.data
-			batch.Translations = map[string]sender.Text{
+			batch.Translations = map[string]message.Text{
 				"ar": {Title: "الفجر", Body: bc.body}, "id": {Title: "Subuh", Body: bc.body}, "pt-BR": {Title: "Fajr", Body: bc.body},
 			}
 			devices := make([]Device, 1000)
@@ -230,7 +233,7 @@ func BenchmarkCompose(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
-				if _, err := c.Compose(batch, devices[i%len(devices)]); err != nil {
+				if _, err := c.Compose(&batch.Message, devices[i%len(devices)]); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -244,7 +247,7 @@ func BenchmarkCompose(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			batch := fajr()
 			batch.Occurrence = int64(i)
-			if _, err := c.Prepare(batch); err != nil {
+			if _, err := c.Prepare(&batch.Message); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -255,7 +258,7 @@ func BenchmarkCompose(b *testing.B) {
 		batch := fajr()
 		b.ReportAllocs()
 		for b.Loop() {
-			if cc := compile(Of(batch), reg); cc.err != nil {
+			if cc := compile(Of(&batch.Message), reg); cc.err != nil {
 				b.Fatal(cc.err)
 			}
 		}
@@ -276,7 +279,7 @@ func TestComposeConcurrent(t *testing.T) {
 			for i := range 200 {
 				b := fajr()
 				b.Occurrence = int64(i % 10)
-				m, err := c.Compose(b, Device{UserID: fmt.Sprint(g, i), Locale: locales[i%len(locales)]})
+				m, err := c.Compose(&b.Message, Device{UserID: fmt.Sprint(g, i), Locale: locales[i%len(locales)]})
 				if err == nil && m.Title == "" {
 					err = fmt.Errorf("empty title for %s", locales[i%len(locales)])
 				}

@@ -10,11 +10,8 @@ import (
 	"github.com/nicksnyder/go-i18n/v2/i18n"
 	"golang.org/x/text/language"
 
-	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/message"
 )
-
-// Text is a title and body in one language.
-type Text = sender.Text
 
 // DefaultLang is the language of a reminder that names none.
 const DefaultLang = "en"
@@ -34,13 +31,13 @@ const (
 // and in others, and the tags that turn on processing.
 type Content struct {
 	Title, Body  string
-	Lang         string          // BCP 47; DefaultLang if empty
-	Translations map[string]Text // by BCP 47 tag
+	Lang         string                  // BCP 47; DefaultLang if empty
+	Translations map[string]message.Text // by BCP 47 tag
 	Tags         []string
 }
 
 // Of returns the content a batch carries.
-func Of(b *sender.Batch) Content {
+func Of(b *message.Message) Content {
 	return Content{Title: b.Title, Body: b.Body, Lang: b.Lang, Translations: b.Translations, Tags: b.Tags}
 }
 
@@ -165,7 +162,7 @@ func Normalize(c Content, rules Rules) (Content, []Problem) {
 			check(field+".body", "body", tr.Body, MaxBody)
 		}
 		if out.Translations == nil {
-			out.Translations = map[string]Text{}
+			out.Translations = map[string]message.Text{}
 		}
 		out.Translations[t.String()] = tr
 	}
@@ -198,7 +195,7 @@ func newBundle(c Content, source []func(string) string) (*i18n.Bundle, error) {
 		return nil, fmt.Errorf("lang %q: %w", lang, err)
 	}
 	b := i18n.NewBundle(def)
-	add := func(tag language.Tag, t Text) error {
+	add := func(tag language.Tag, t message.Text) error {
 		msgs := []*i18n.Message{{ID: idTitle, Other: rewrite(t.Title, source)}}
 		if t.Body != "" {
 			msgs = append(msgs, &i18n.Message{ID: idBody, Other: rewrite(t.Body, source)})
@@ -208,7 +205,7 @@ func newBundle(c Content, source []func(string) string) (*i18n.Bundle, error) {
 		}
 		return nil
 	}
-	if err := add(def, Text{Title: c.Title, Body: c.Body}); err != nil {
+	if err := add(def, message.Text{Title: c.Title, Body: c.Body}); err != nil {
 		return nil, err
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Translations)) {

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime/message"
 )
 
 func TestParseText(t *testing.T) {
@@ -80,9 +82,9 @@ func TestNormalize(t *testing.T) {
 		{
 			name: "canonical tags, sorted unique tags",
 			in: Content{Title: "Sale", Body: "{{.LocalTime}}", Lang: "id", Tags: []string{"mask", "flash", "mask"},
-				Translations: map[string]Text{"pt_BR": {Title: "Oferta", Body: "às {{.LocalTime}}"}, "ar": {Title: "تخفيضات", Body: "{{.LocalTime}}"}}},
+				Translations: map[string]message.Text{"pt_BR": {Title: "Oferta", Body: "às {{.LocalTime}}"}, "ar": {Title: "تخفيضات", Body: "{{.LocalTime}}"}}},
 			want: Content{Title: "Sale", Body: "{{.LocalTime}}", Lang: "id", Tags: []string{"flash", "mask"},
-				Translations: map[string]Text{"pt-BR": {Title: "Oferta", Body: "às {{.LocalTime}}"}, "ar": {Title: "تخفيضات", Body: "{{.LocalTime}}"}}},
+				Translations: map[string]message.Text{"pt-BR": {Title: "Oferta", Body: "às {{.LocalTime}}"}, "ar": {Title: "تخفيضات", Body: "{{.LocalTime}}"}}},
 		},
 		{
 			name: "placeholders with their tag",
@@ -95,15 +97,15 @@ func TestNormalize(t *testing.T) {
 		{name: "bad tag", in: Content{Title: "x", Tags: []string{"Flash Sale"}}, bad: []string{"tags[0]"}},
 		{name: "too long", in: Content{Title: strings.Repeat("a", 201)}, bad: []string{"title"}},
 		{name: "translations too large together", in: func() Content {
-			c := Content{Title: "Fajr", Body: "now", Translations: map[string]Text{}}
+			c := Content{Title: "Fajr", Body: "now", Translations: map[string]message.Text{}}
 			for _, l := range []string{"ar", "id", "ms", "tr", "ur", "fa", "bn", "fr", "de"} {
-				c.Translations[l] = Text{Title: "x", Body: strings.Repeat("é", 1000)} // 2,000 bytes each
+				c.Translations[l] = message.Text{Title: "x", Body: strings.Repeat("é", 1000)} // 2,000 bytes each
 			}
 			return c
 		}(), bad: []string{"translations"}},
 		{
 			name: "translation problems",
-			in: Content{Title: "Fajr", Body: "Fajr now", Lang: "en", Translations: map[string]Text{
+			in: Content{Title: "Fajr", Body: "Fajr now", Lang: "en", Translations: map[string]message.Text{
 				"en-GB": {Title: "Fajr", Body: "x"}, // another language than en: fine
 				"EN":    {Title: "Fajr", Body: "x"}, // the default
 				"id":    {Body: "Subuh"},            // no title
@@ -117,12 +119,12 @@ func TestNormalize(t *testing.T) {
 		{
 			name: "event fields the rule refuses",
 			in: Content{Title: "{{.Event.product}}", Body: "{{.Event.price}} {{get .Event \"note\"}}",
-				Translations: map[string]Text{"ar": {Title: "{{.Event.product}}", Body: "{{.Event.price}}"}}},
+				Translations: map[string]message.Text{"ar": {Title: "{{.Event.product}}", Body: "{{.Event.price}}"}}},
 			bad: []string{"body", "translations.ar.body"},
 		},
 		{
 			name: "translation body where the default has none",
-			in:   Content{Title: "Live now", Translations: map[string]Text{"id": {Title: "Siaran langsung", Body: "sekarang"}}},
+			in:   Content{Title: "Live now", Translations: map[string]message.Text{"id": {Title: "Siaran langsung", Body: "sekarang"}}},
 			bad:  []string{"translations.id.body"},
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chime-dev/chime/content"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/sender"
 )
 
@@ -13,7 +14,7 @@ import (
 // with its own Device and Message types adapts in a few lines:
 //
 //	func (a adapter) Compose(b *sender.Batch, d push.Device, maxBytes int) (push.Message, error) {
-//		m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
+//		m, err := a.c.Compose(&b.Message, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
 //		return push.Message{Title: m.Title, Body: m.Body, Data: m.Data}, err
 //	}
 func ExampleComposer() {
@@ -23,18 +24,13 @@ func ExampleComposer() {
 	}
 	c := content.NewComposer(content.Config{Processors: reg})
 	b := &sender.Batch{
-		Occurrence: 42, Reminder: "flash-sale", Location: "jakarta", Zone: "Asia/Jakarta",
-		FireAt: time.Date(2026, 3, 2, 5, 0, 0, 0, time.UTC),
-		Title:  "Flash sale: {{.Event.product}}", Body: "Mulai {{.LocalTime}} WIB. Bukan judi!", Lang: "id",
-		Translations: map[string]sender.Text{
+		Message: message.Message{Occurrence: 42, Reminder: "flash-sale", Location: "jakarta", Zone: "Asia/Jakarta", FireAt: time.Date(2026, 3, 2, 5, 0, 0, 0, time.UTC), Title: "Flash sale: {{.Event.product}}", Body: "Mulai {{.LocalTime}} WIB. Bukan judi!", Lang: "id", Translations: map[string]message.Text{
 			"ar": {Title: "تخفيضات: {{.Event.product}}", Body: "تبدأ الساعة {{.LocalTime}}"},
 			"en": {Title: "Flash sale: {{.Event.product}}", Body: "Starts at {{.LocalTime}}. No judi!"},
-		},
-		Tags: []string{"mask"},
-		Data: json.RawMessage(`{"product":"Sepatu Lari"}`),
+		}, Tags: []string{"mask"}, Data: json.RawMessage(`{"product":"Sepatu Lari"}`)},
 	}
 	for _, locale := range []string{"ar-SA", "en_GB", "id-ID", "fr-FR"} {
-		m, err := c.Compose(b, content.Device{UserID: "7", Platform: "android", Locale: locale})
+		m, err := c.Compose(&b.Message, content.Device{UserID: "7", Platform: "android", Locale: locale})
 		if err != nil {
 			panic(err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/sender"
 )
 
@@ -48,8 +49,8 @@ func TestRenderStopsAtTheLimit(t *testing.T) {
 	require.Empty(t, ps, "a template Normalize accepts")
 	data, err := json.Marshal(map[string]any{"a": make([]int, 100), "blob": strings.Repeat("x", 3000)})
 	require.NoError(t, err)
-	b := &sender.Batch{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: "Sale", Body: body, Data: data}
-	p, err := NewComposer(Config{}).Prepare(b)
+	b := &sender.Batch{Message: message.Message{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: "Sale", Body: body, Data: data}}
+	p, err := NewComposer(Config{}).Prepare(&b.Message)
 	require.NoError(t, err)
 
 	t.Run("composed", func(t *testing.T) {
@@ -101,8 +102,8 @@ func TestRenderBoundsWork(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, ps := Normalize(Content{Title: "Sale", Body: tt.body}, Rules{})
 			require.Empty(t, ps, "a template Normalize accepts")
-			b := &sender.Batch{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: "Sale", Body: tt.body, Data: event}
-			p, err := c.Prepare(b)
+			b := &sender.Batch{Message: message.Message{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: "Sale", Body: tt.body, Data: event}}
+			p, err := c.Prepare(&b.Message)
 			require.NoError(t, err)
 			var m Message
 			n := allocated(func() { m, err = p.Compose(Device{UserID: "1"}) })
@@ -122,15 +123,15 @@ func TestRenderBoundsWork(t *testing.T) {
 // (no template) counts too, and so does what text processors make of them.
 func TestComposeLimitCountsTitleAndBody(t *testing.T) {
 	c := NewComposer(Config{})
-	b := &sender.Batch{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: strings.Repeat("t", 60), Body: "{{.User}}"}
-	m, err := c.Compose(b, Device{UserID: strings.Repeat("u", 40), MaxBytes: 100})
+	b := &sender.Batch{Message: message.Message{Reminder: "sale", Zone: "UTC", FireAt: time.Now(), Title: strings.Repeat("t", 60), Body: "{{.User}}"}}
+	m, err := c.Compose(&b.Message, Device{UserID: strings.Repeat("u", 40), MaxBytes: 100})
 	require.NoError(t, err)
 	require.Len(t, m.Title+m.Body, 100)
-	_, err = c.Compose(b, Device{UserID: strings.Repeat("u", 41), MaxBytes: 100})
+	_, err = c.Compose(&b.Message, Device{UserID: strings.Repeat("u", 41), MaxBytes: 100})
 	require.ErrorContains(t, err, "content: body: message exceeds 100 bytes")
-	_, err = c.Compose(b, Device{MaxBytes: 50})
+	_, err = c.Compose(&b.Message, Device{MaxBytes: 50})
 	require.ErrorContains(t, err, "content: title: message exceeds 50 bytes")
 	// Without a limit of the device's own, the default one.
-	_, err = c.Compose(b, Device{UserID: strings.Repeat("u", DefaultMaxMessage)})
+	_, err = c.Compose(&b.Message, Device{UserID: strings.Repeat("u", DefaultMaxMessage)})
 	require.ErrorContains(t, err, fmt.Sprintf("message exceeds %d bytes", DefaultMaxMessage))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/presence"
 	"github.com/chime-dev/chime/status"
+	"github.com/chime-dev/chime/token"
 )
 
 // conn is one client connection. Frames to the client go through out and
@@ -77,11 +78,11 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 			g.cfg.HandshakeBurst, g.cfg.HandshakeRate, secs))
 		return
 	}
-	claims, err := VerifyToken(r.Context(), g.keys, tokenOf(r), now, g.cfg.MaxTokenLifetime)
-	if errors.Is(err, ErrKeysUnavailable) {
+	claims, err := token.Verify(r.Context(), g.keys, tokenOf(r), now, g.cfg.MaxTokenLifetime)
+	if errors.Is(err, token.ErrKeysUnavailable) {
 		g.log.Warn("look up signing key", "err", err)
 		w.Header().Set("Retry-After", "5")
-		refuse(w, http.StatusServiceUnavailable, ErrKeysUnavailable.Error())
+		refuse(w, http.StatusServiceUnavailable, token.ErrKeysUnavailable.Error())
 		return
 	}
 	if err != nil {

@@ -4,7 +4,7 @@
 //
 // A client connects to /ws with a token its app backend issued (an HS256 JWT
 // with the app, the user as subject, iat and exp, signed with one of the
-// app's own keys, named by its kid; see IssueToken and package signing). A
+// app's own keys, named by its kid; see package token and package signing). A
 // missing, bad or expired token is refused with 401 before the upgrade; a
 // connection whose token expires later, or whose signing key a rotation
 // ends, is closed with status 1008. Handshakes are limited per remote
@@ -56,6 +56,7 @@ import (
 	"github.com/chime-dev/chime/presence"
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
+	"github.com/chime-dev/chime/token"
 )
 
 // Config configures a gateway.
@@ -69,7 +70,7 @@ type Config struct {
 	Prefix string
 	// MaxTokenLifetime bounds a client token: its exp at most this long
 	// after its iat and after it is presented. Defaults to
-	// DefaultMaxTokenLifetime (24h).
+	// token.DefaultMaxLifetime (24h).
 	MaxTokenLifetime time.Duration
 	// MaxConnsPerUser is the most connections one user of one app may
 	// hold on this instance; one more is refused with 429. Defaults to
@@ -110,7 +111,7 @@ const (
 )
 
 func (c *Config) defaults() {
-	c.MaxTokenLifetime = cmp.Or(c.MaxTokenLifetime, DefaultMaxTokenLifetime)
+	c.MaxTokenLifetime = cmp.Or(c.MaxTokenLifetime, token.DefaultMaxLifetime)
 	c.MaxConnsPerUser = cmp.Or(c.MaxConnsPerUser, DefaultMaxConnsPerUser)
 	c.HandshakeRate = cmp.Or(c.HandshakeRate, DefaultHandshakeRate)
 	c.HandshakeBurst = cmp.Or(c.HandshakeBurst, DefaultHandshakeBurst)
@@ -141,7 +142,7 @@ func (c *Config) defaults() {
 // Keys finds the signing keys of client tokens, and keeps what it caches
 // up to date with rotations until ctx ends.
 type Keys interface {
-	KeyFinder
+	token.KeyFinder
 	Watch(ctx context.Context) error
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/token"
 )
 
 // fixture is a gateway on loopback in front of the test's Redis prefix and
@@ -120,7 +121,7 @@ func (f *fixture) api(t *testing.T) *signing.Keys {
 
 // token is a token of the fixture's app for user, issued now for ttl.
 func (f *fixture) token(t *testing.T, key signing.Key, user string, ttl time.Duration) string {
-	tok, err := gateway.IssueToken(key, user, ttl, f.clock.Now())
+	tok, err := token.Issue(key, user, ttl, f.clock.Now())
 	require.NoError(t, err)
 	return tok
 }
@@ -139,7 +140,7 @@ func sign(t *testing.T, m jwt.SigningMethod, secret any, kid string, claims jwt.
 // oldGlobalSecret is what CHIME_GATEWAY_SECRET was: one key for every app.
 var oldGlobalSecret = []byte("test-secret-0123456789abcdef")
 
-// TestVerifyToken checks each rule of VerifyToken against keys stored in
+// TestVerifyToken checks each rule of token.Verify against keys stored in
 // MariaDB: tokens are built by hand, each breaking one rule, and each must
 // be refused with the error that names that rule.
 func TestVerifyToken(t *testing.T) {
@@ -170,31 +171,31 @@ func TestVerifyToken(t *testing.T) {
 		detail string
 	}{
 		{"valid", good, now, nil, ""},
-		{"expired", good, now.Add(time.Hour + time.Second), gateway.ErrTokenExpired, ""},
-		{"missing", "", now, gateway.ErrTokenMissing, ""},
-		{"garbage", "not.a.token", now, gateway.ErrTokenInvalid, ""},
-		{"old global secret, no kid", sign(t, jwt.SigningMethodHS256, oldGlobalSecret, "", claims()), now, gateway.ErrTokenInvalid, "kid"},
-		{"old global secret, the app's kid", sign(t, jwt.SigningMethodHS256, oldGlobalSecret, f.key.ID, claims()), now, gateway.ErrTokenInvalid, ""},
-		{"unknown kid", sign(t, jwt.SigningMethodHS256, secret, "sk_000000000000000000000000", claims()), now, gateway.ErrTokenInvalid, "names no signing key"},
-		{"app B's key claiming app A", sign(t, jwt.SigningMethodHS256, []byte(keyB.Secret), keyB.ID, claims()), now, gateway.ErrTokenInvalid, "names no signing key of app"},
-		{"HS512", sign(t, jwt.SigningMethodHS512, secret, f.key.ID, claims()), now, gateway.ErrTokenInvalid, ""},
-		{"alg none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, f.key.ID, claims()), now, gateway.ErrTokenInvalid, ""},
-		{"no expiry", hs(claims("exp", nil)), now, gateway.ErrTokenInvalid, "exp is required"},
-		{"no iat", hs(claims("iat", nil)), now, gateway.ErrTokenInvalid, "iat is required"},
-		{"iat in the future", hs(claims("iat", now.Add(2*time.Minute).Unix())), now, gateway.ErrTokenInvalid, "iat is in the future"},
-		{"lives over 24h", hs(claims("exp", now.Add(24*time.Hour+time.Second).Unix())), now, gateway.ErrTokenInvalid, "at most 24h0m0s"},
-		{"iat long ago, exp over 24h away", hs(claims("iat", now.Add(-time.Hour).Unix(), "exp", now.Add(24*time.Hour+time.Minute).Unix())), now, gateway.ErrTokenInvalid, "at most 24h0m0s"},
-		{"no app", hs(claims("app", nil)), now, gateway.ErrTokenInvalid, "app"},
-		{"app not a number", hs(claims("app", "7")), now, gateway.ErrTokenInvalid, ""},
-		{"no user", hs(claims("sub", nil)), now, gateway.ErrTokenInvalid, "sub is required"},
-		{"sub with NUL", hs(claims("sub", "al\x00ice")), now, gateway.ErrTokenInvalid, "sub must not contain"},
-		{"sub with newline", hs(claims("sub", "al\nice")), now, gateway.ErrTokenInvalid, "sub must not contain"},
-		{"sub with space", hs(claims("sub", "al ice")), now, gateway.ErrTokenInvalid, "sub must not contain"},
-		{"sub over 191 bytes", hs(claims("sub", strings.Repeat("a", 192))), now, gateway.ErrTokenInvalid, "sub must be at most 191 bytes"},
-		{"sub with a control character", hs(claims("sub", "al\u0085ice")), now, gateway.ErrTokenInvalid, "sub must not contain"},
+		{"expired", good, now.Add(time.Hour + time.Second), token.ErrExpired, ""},
+		{"missing", "", now, token.ErrMissing, ""},
+		{"garbage", "not.a.token", now, token.ErrInvalid, ""},
+		{"old global secret, no kid", sign(t, jwt.SigningMethodHS256, oldGlobalSecret, "", claims()), now, token.ErrInvalid, "kid"},
+		{"old global secret, the app's kid", sign(t, jwt.SigningMethodHS256, oldGlobalSecret, f.key.ID, claims()), now, token.ErrInvalid, ""},
+		{"unknown kid", sign(t, jwt.SigningMethodHS256, secret, "sk_000000000000000000000000", claims()), now, token.ErrInvalid, "names no signing key"},
+		{"app B's key claiming app A", sign(t, jwt.SigningMethodHS256, []byte(keyB.Secret), keyB.ID, claims()), now, token.ErrInvalid, "names no signing key of app"},
+		{"HS512", sign(t, jwt.SigningMethodHS512, secret, f.key.ID, claims()), now, token.ErrInvalid, ""},
+		{"alg none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, f.key.ID, claims()), now, token.ErrInvalid, ""},
+		{"no expiry", hs(claims("exp", nil)), now, token.ErrInvalid, "exp is required"},
+		{"no iat", hs(claims("iat", nil)), now, token.ErrInvalid, "iat is required"},
+		{"iat in the future", hs(claims("iat", now.Add(2*time.Minute).Unix())), now, token.ErrInvalid, "iat is in the future"},
+		{"lives over 24h", hs(claims("exp", now.Add(24*time.Hour+time.Second).Unix())), now, token.ErrInvalid, "at most 24h0m0s"},
+		{"iat long ago, exp over 24h away", hs(claims("iat", now.Add(-time.Hour).Unix(), "exp", now.Add(24*time.Hour+time.Minute).Unix())), now, token.ErrInvalid, "at most 24h0m0s"},
+		{"no app", hs(claims("app", nil)), now, token.ErrInvalid, "app"},
+		{"app not a number", hs(claims("app", "7")), now, token.ErrInvalid, ""},
+		{"no user", hs(claims("sub", nil)), now, token.ErrInvalid, "sub is required"},
+		{"sub with NUL", hs(claims("sub", "al\x00ice")), now, token.ErrInvalid, "sub must not contain"},
+		{"sub with newline", hs(claims("sub", "al\nice")), now, token.ErrInvalid, "sub must not contain"},
+		{"sub with space", hs(claims("sub", "al ice")), now, token.ErrInvalid, "sub must not contain"},
+		{"sub over 191 bytes", hs(claims("sub", strings.Repeat("a", 192))), now, token.ErrInvalid, "sub must be at most 191 bytes"},
+		{"sub with a control character", hs(claims("sub", "al\u0085ice")), now, token.ErrInvalid, "sub must not contain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := gateway.VerifyToken(ctx, f.keys, tc.token, tc.at, gateway.DefaultMaxTokenLifetime)
+			c, err := token.Verify(ctx, f.keys, tc.token, tc.at, token.DefaultMaxLifetime)
 			if tc.want == nil {
 				require.NoError(t, err)
 				require.Equal(t, f.app, c.App)
@@ -207,7 +208,7 @@ func TestVerifyToken(t *testing.T) {
 		})
 	}
 	// Signed with the right key, a valid token of app B passes.
-	c, err := gateway.VerifyToken(ctx, f.keys, f.token(t, keyB, "bob", time.Hour), now, gateway.DefaultMaxTokenLifetime)
+	c, err := token.Verify(ctx, f.keys, f.token(t, keyB, "bob", time.Hour), now, token.DefaultMaxLifetime)
 	require.NoError(t, err)
 	require.Equal(t, keyB.App, c.App)
 }
@@ -252,7 +253,7 @@ func TestBadTokensAreRefused(t *testing.T) {
 	f := start(t)
 	now := f.clock.Now()
 	_, keyB := f.newApp(t, "b")
-	expired, err := gateway.IssueToken(f.key, "u", time.Minute, now.Add(-time.Hour))
+	expired, err := token.Issue(f.key, "u", time.Minute, now.Add(-time.Hour))
 	require.NoError(t, err)
 	forged := f.key
 	forged.Secret = "forged"

@@ -14,12 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/message"
 )
 
 // TaskType is the asynq type name of a group task.
@@ -28,37 +27,12 @@ const TaskType = "chime:group"
 // DefaultName is the asynq queue group tasks go to.
 const DefaultName = "chime-groups"
 
-// Payload is the body of a group task.
+// Payload is the body of a group task: the message, a snapshot taken at
+// the fire instant, and where the worker finds the group's members.
 type Payload struct {
-	Occurrence int64     `json:"o"`
-	Reminder   int64     `json:"r"`
-	Location   int64     `json:"l"`
-	Group      int       `json:"g"`
-	Attempt    int       `json:"a"`
-	FireAt     time.Time `json:"f"`
-	ExpiresAt  time.Time `json:"e"`
-	// A snapshot of the message at the fire instant.
-	Key          string `json:"k"`
-	Title        string `json:"t"`
-	Body         string `json:"b"`
-	LocationName string `json:"ln"`
-	Zone         string `json:"z"`
-	// Data is the JSON object of the event the occurrence came from (the
-	// payload of POST /v1/events); empty for timed reminders.
-	Data json.RawMessage `json:"d,omitempty"`
-	// Tags are the reminder's tags, which turn on content processing.
-	Tags []string `json:"tg,omitempty"`
-	// Lang is the language of Title and Body; Translations hold them in
-	// other languages.
-	Lang         string                 `json:"la,omitempty"`
-	Translations map[string]sender.Text `json:"tr,omitempty"`
-
-	// App owns the reminder; user IDs are per app.
-	App int64 `json:"app,omitempty"`
-	// DeliverWhenOnline and NotifyContacts are the reminder's flags for
-	// offline users (see sender.Batch).
-	DeliverWhenOnline bool `json:"wo,omitempty"`
-	NotifyContacts    bool `json:"nc,omitempty"`
+	message.Message
+	LocationID int64 `json:"l"`
+	Attempt    int   `json:"a"`
 }
 
 // TaskID is the deterministic asynq task ID of p.

@@ -7,8 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/queue"
-	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -34,6 +34,6 @@ func TestGroupTasksCarryContent(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "id", p.Lang)
 		require.Equal(t, []string{"mask", "sale"}, p.Tags)
-		require.Equal(t, map[string]sender.Text{"ar": {Title: "تخفيضات", Body: "الآن {{.LocalTime}}"}}, p.Translations)
+		require.Equal(t, map[string]message.Text{"ar": {Title: "تخفيضات", Body: "الآن {{.LocalTime}}"}}, p.Translations)
 	}
 }

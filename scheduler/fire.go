@@ -14,6 +14,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/store"
@@ -322,10 +323,12 @@ func (s *Scheduler) eventData(ctx context.Context, o store.Occurrence) (json.Raw
 
 func payload(o store.Occurrence, r store.Reminder, l store.Location, group, attempt int) queue.Payload {
 	return queue.Payload{
-		Occurrence: o.ID, Reminder: o.ReminderID, Location: o.LocationID, Group: group, Attempt: attempt,
-		FireAt: o.FireAt, ExpiresAt: o.ExpiresAt, Key: r.Key, Title: r.Title, Body: r.Body,
-		LocationName: l.Name, Zone: l.Zone,
-		Tags: r.Tags, Lang: r.Lang, Translations: translations(r.Translations),
-		App: r.AppID, DeliverWhenOnline: r.DeliverWhenOnline, NotifyContacts: r.NotifyContacts,
+		Message: message.Message{
+			Occurrence: o.ID, Group: group, ReminderID: o.ReminderID, Reminder: r.Key, App: r.AppID,
+			Title: r.Title, Body: r.Body, Location: l.Name, Zone: l.Zone, FireAt: o.FireAt, ExpiresAt: o.ExpiresAt,
+			Tags: r.Tags, Lang: r.Lang, Translations: translations(r.Translations),
+			DeliverWhenOnline: r.DeliverWhenOnline, NotifyContacts: r.NotifyContacts,
+		},
+		LocationID: o.LocationID, Attempt: attempt,
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/chime-dev/chime/fire"
 	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/store"
 )
@@ -32,8 +33,8 @@ type planWindow struct {
 }
 
 // bounds returns the instants src may produce in this pass.
-func (w planWindow) bounds(src Source) (from, to time.Time) {
-	from = w.now.Add(-src.grace())
+func (w planWindow) bounds(src fire.Source) (from, to time.Time) {
+	from = w.now.Add(-src.Grace())
 	if !w.mark.IsZero() && w.mark.Before(from) {
 		from = w.mark
 	}
@@ -59,11 +60,11 @@ func latest(t time.Time, more ...time.Time) time.Time {
 
 // occurrence is the row src's instant at becomes: scheduled, or missed if
 // its grace window is already over.
-func (w planWindow) occurrence(src Source, at time.Time, event int64) store.Occurrence {
-	missAt := at.Add(src.grace())
+func (w planWindow) occurrence(src fire.Source, at time.Time, event int64) store.Occurrence {
+	missAt := at.Add(src.Grace())
 	o := store.Occurrence{
 		ReminderID: src.ReminderID, LocationID: src.LocationID, FireAt: at, EventID: event,
-		ExpiresAt: at.Add(src.validFor()), MissAt: &missAt, State: store.OccScheduled,
+		ExpiresAt: at.Add(src.ValidFor()), MissAt: &missAt, State: store.OccScheduled,
 	}
 	if w.now.After(missAt) {
 		o.State = store.OccMissed
@@ -197,14 +198,14 @@ func (s *Scheduler) wanted(ctx context.Context, w planWindow) (map[occKey]store.
 		lo = w.mark
 	}
 	lo = latest(lo, w.floor)
-	span := func(src Source) (time.Time, time.Time) {
+	span := func(src fire.Source) (time.Time, time.Time) {
 		from, to := w.bounds(src)
 		if from.Before(oldest) {
 			oldest = from
 		}
 		return from, to
 	}
-	err := Instants(ctx, s.db, s.log, 0, lo, w.to, span, func(in Instant) {
+	err := fire.Instants(ctx, s.db, s.log, 0, lo, w.to, span, func(in fire.Instant) {
 		want[occKey{in.ReminderID, in.LocationID, in.At.UnixMilli(), in.EventID}] = w.occurrence(in.Source, in.At, in.EventID)
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/scheduler"
 	"github.com/chime-dev/chime/store"
@@ -182,7 +183,7 @@ func TestReaperRequeuesSilentStartedGroup(t *testing.T) {
 	require.NoError(t, b.env.DB.Where("occurrence_id = ?", o.ID).First(&run).Error)
 
 	tr := ack.NewTracker(b.env.Redis, b.env.Prefix)
-	_, err := tr.Start(ctx, ack.Group{Occurrence: o.ID, Group: run.GroupNo}, 1, "w-dead", "tok", time.Second, b.clock.Now())
+	_, err := tr.Start(ctx, ack.Lease{Group: ack.Group{Occurrence: o.ID, Group: run.GroupNo}, Attempt: 1, Worker: "w-dead", Token: "tok"}, time.Second, b.clock.Now())
 	require.NoError(t, err)
 	testenv.WaitUntil(t, 10*time.Second, "the start ack recorded", func() bool {
 		require.NoError(t, b.s.Track(ctx, 100*time.Millisecond))
@@ -195,7 +196,7 @@ func TestReaperRequeuesSilentStartedGroup(t *testing.T) {
 	require.NoError(t, b.env.DB.First(&run, run.ID).Error)
 	require.Equal(t, store.RunQueued, run.State)
 	require.Equal(t, 2, run.Attempts)
-	_, err = b.insp.GetTaskInfo(b.env.Queue, queue.Payload{Occurrence: o.ID, Group: run.GroupNo, Attempt: 2}.TaskID())
+	_, err = b.insp.GetTaskInfo(b.env.Queue, queue.Payload{Message: message.Message{Occurrence: o.ID, Group: run.GroupNo}, Attempt: 2}.TaskID())
 	require.NoError(t, err, "attempt 2 is on the queue")
 }
 

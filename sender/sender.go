@@ -6,56 +6,20 @@ package sender
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/chime-dev/chime/message"
 )
 
 // Batch is one chunk of one group: the same message for every user in it.
 type Batch struct {
-	Occurrence int64
-	Reminder   string // the reminder's key
-	// ReminderID is the reminder's row ID. Channels that look up per-app
-	// data (devices) use App, and find the app through ReminderID only
-	// when App is 0 (a task queued before payloads named the app).
-	ReminderID int64
-	Title      string
-	Body       string
-	Location   string
-	Zone       string
-	FireAt     time.Time
-	// ExpiresAt ends the validity window: a send that cannot happen before
-	// it is recorded as expired, not made late. Zero means no limit.
-	ExpiresAt time.Time
-	Group     int
-	Users     []string
-	// Data is the JSON object of the event behind the occurrence, for
-	// templates; nil for timed reminders.
-	Data json.RawMessage
-	// Tags are the reminder's tags.
-	Tags []string
-	// Lang is the language of Title and Body; Translations hold them in
-	// other languages, by BCP 47 tag (see package content).
-	Lang         string
-	Translations map[string]Text
+	message.Message
+	Users []string
 	// IdempotencyKey is the same for every attempt at this chunk, so a
 	// receiver can drop the copy a crash may cause.
 	IdempotencyKey string
-
-	// App is the app the reminder and its users belong to.
-	App int64
-	// DeliverWhenOnline asks channels that can tell to keep the message for
-	// offline users until they connect rather than push it.
-	DeliverWhenOnline bool
-	// NotifyContacts asks that offline users' contacts get a copy.
-	NotifyContacts bool
-}
-
-// Text is a reminder's title and body in one language.
-type Text struct {
-	Title string `json:"title"`
-	Body  string `json:"body,omitempty"`
 }
 
 // Result counts what happened to a batch's users. Users not failed were sent.

@@ -4,17 +4,13 @@ import (
 	"database/sql/driver"
 	"encoding/json"
 	"fmt"
-)
 
-// Text is a reminder's title and body in one language.
-type Text struct {
-	Title string `json:"title"`
-	Body  string `json:"body,omitempty"`
-}
+	"github.com/chime-dev/chime/message"
+)
 
 // Texts are a reminder's translations by BCP 47 tag, stored as a JSON
 // object (NULL when there are none).
-type Texts map[string]Text
+type Texts map[string]message.Text
 
 // Value implements driver.Valuer.
 func (t Texts) Value() (driver.Value, error) { return jsonValue(t, len(t)) }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/seal"
-	"github.com/chime-dev/chime/sender/webhook"
+	"github.com/chime-dev/chime/signature"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -48,12 +48,12 @@ func TestMigrationWidensDeviceSecret(t *testing.T) {
 		}
 	}
 	longest := strings.Repeat("k", 16)
-	require.LessOrEqual(t, seal.SealedLen(webhook.MaxSecretLen, longest), 255)
+	require.LessOrEqual(t, seal.SealedLen(signature.MaxSecretLen, longest), 255)
 	k := parseKeys(t, newKey(t, longest))
-	secret := webhook.SecretPrefix + strings.Repeat("A", webhook.MaxSecretLen-len(webhook.SecretPrefix))
+	secret := signature.SecretPrefix + strings.Repeat("A", signature.MaxSecretLen-len(signature.SecretPrefix))
 	sealed, err := k.Seal([]byte(secret), store.DeviceSecretAAD(1, "u", "d"))
 	require.NoError(t, err)
-	require.Len(t, sealed, seal.SealedLen(webhook.MaxSecretLen, longest))
+	require.Len(t, sealed, seal.SealedLen(signature.MaxSecretLen, longest))
 	require.NoError(t, env.DB.Create(&store.Device{AppID: 1, UserID: "u", DeviceID: "d", Platform: store.PlatformWeb, Token: "https://x.example/h", Secret: sealed}).Error)
 }
 
@@ -71,7 +71,7 @@ func TestResealDeviceSecrets(t *testing.T) {
 	// The keyring after the rotation: "new" first, "old" after it.
 	rotated := parseKeys(t, newKey(t, "new")+","+oldSpec)
 
-	plain := map[string]string{"legacy": webhook.NewSecret(), "byold": webhook.NewSecret(), "bynew": webhook.NewSecret(), "bygone": webhook.NewSecret()}
+	plain := map[string]string{"legacy": signature.NewSecret(), "byold": signature.NewSecret(), "bynew": signature.NewSecret(), "bygone": signature.NewSecret()}
 	sealWith := func(k *seal.Keyring, user string) string {
 		v, err := k.Seal([]byte(plain[user]), store.DeviceSecretAAD(7, user, "browser"))
 		require.NoError(t, err)

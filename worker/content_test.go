@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/message"
 )
 
 // Every batch carries the task's content as it is: language,
@@ -18,7 +18,7 @@ func TestBatchesCarryContent(t *testing.T) {
 	w := f.worker(t, "w1", &rec)
 	p := f.payload(1)
 	p.Lang, p.Tags, p.Data = "pt", []string{"mask"}, json.RawMessage(`{"cup":"a"}`)
-	p.Translations = map[string]sender.Text{"ar": {Title: "اشرب", Body: "ماء"}}
+	p.Translations = map[string]message.Text{"ar": {Title: "اشرب", Body: "ماء"}}
 	require.NoError(t, w.Handle(context.Background(), p))
 	batches, _ := rec.sent()
 	require.NotEmpty(t, batches)

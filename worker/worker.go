@@ -199,11 +199,11 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 	w.inflight.Add(1)
 	defer w.inflight.Done()
-	g := ack.Group{Occurrence: p.Occurrence, Group: p.Group}
+	l := ack.Lease{Group: ack.Group{Occurrence: p.Occurrence, Group: p.Group}, Attempt: p.Attempt,
+		Worker: w.cfg.ID, Token: w.cfg.ID + "/" + nonce()}
 	log := w.log.With("occurrence", p.Occurrence, "group", p.Group, "attempt", p.Attempt)
-	token := w.cfg.ID + "/" + nonce()
 	asked := time.Now()
-	claim, err := w.acks.Start(ctx, g, p.Attempt, w.cfg.ID, token, w.cfg.LeaseTTL, w.clock.Now())
+	claim, err := w.acks.Start(ctx, l, w.cfg.LeaseTTL, w.clock.Now())
 	if errors.Is(err, ack.ErrHeld) {
 		return errHeld
 	}
@@ -215,9 +215,9 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		return nil
 	}
 	begun := w.clock.Now()
-	k := w.keepLease(ctx, g, token, asked)
+	k := w.keepLease(ctx, l, asked)
 	defer k.Stop()
-	loc := grouping.Loc{Reminder: p.Reminder, Location: p.Location}
+	loc := grouping.Loc{Reminder: p.ReminderID, Location: p.LocationID}
 	members, err := w.index.Members(k.ctx, loc, p.Group)
 	if errors.Is(err, grouping.ErrNotBuilt) {
 		if err = w.index.EnsureBuilt(k.ctx, loc); err == nil {
@@ -229,7 +229,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		return nil
 	}
 	if err != nil {
-		return w.release(ctx, g, p, token, fmt.Errorf("read members: %w", err))
+		return w.release(ctx, l, fmt.Errorf("read members: %w", err))
 	}
 	slices.Sort(members)
 	if claim.Checkpoint != "" {
@@ -244,31 +244,29 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		if w.stopping() {
 			// Everything sent so far is checkpointed.
 			log.Info("worker stopping; group released", "unsent", len(members))
-			return w.release(ctx, g, p, token, errDrained)
+			return w.release(ctx, l, errDrained)
 		}
 		if w.clock.Now().After(p.ExpiresAt) {
 			log.Warn("validity window passed; group expired", "unsent", len(members))
 			metrics.GroupExpired(w.cfg.Channel, len(members))
-			return w.finish(ctx, g, p, token, ack.StateExpired, ack.Final{Expired: len(members)}, begun)
+			return w.finish(ctx, l, ack.StateExpired, ack.Final{Expired: len(members)}, begun)
 		}
 		n := min(w.cfg.ChunkSize, len(members))
 		chunk := members[:n]
 		b := &sender.Batch{
-			Occurrence: p.Occurrence, Reminder: p.Key, ReminderID: p.Reminder, Title: p.Title, Body: p.Body,
-			Location: p.LocationName, Zone: p.Zone, FireAt: p.FireAt, ExpiresAt: p.ExpiresAt, Group: p.Group, Users: chunk,
-			Data: p.Data, Tags: p.Tags, Lang: p.Lang, Translations: p.Translations,
-			App: p.App, DeliverWhenOnline: p.DeliverWhenOnline, NotifyContacts: p.NotifyContacts,
+			Message:        p.Message,
+			Users:          chunk,
 			IdempotencyKey: fmt.Sprintf("%d-%d-%s", p.Occurrence, p.Group, chunk[0]),
 		}
 		// The last thing before the send: a pause since the checkpoint may
 		// have handed the group to another worker.
-		err := w.confirmLease(k, g, token)
+		err := w.confirmLease(k, l)
 		if errors.Is(err, ack.ErrLeaseLost) {
 			log.Warn("lease passed before a send (its renewals were missed: the worker was paused, or Redis failed); another worker continues the group", "unsent", len(members))
 			return nil
 		}
 		if err != nil {
-			return w.release(ctx, g, p, token, err)
+			return w.release(ctx, l, err)
 		}
 		res, err := w.sender.Send(k.ctx, b)
 		if k.lost.Load() {
@@ -276,27 +274,27 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 			return nil
 		}
 		if err != nil {
-			return w.release(ctx, g, p, token, fmt.Errorf("send: %w", err))
+			return w.release(ctx, l, fmt.Errorf("send: %w", err))
 		}
 		metrics.Delivered(w.cfg.Channel, n-res.Failed, res.Failed-res.Expired, res.Expired)
 		if n == len(members) {
 			// The last chunk is recorded with the finish.
-			return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed,
+			return w.finish(ctx, l, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed,
 				Failed: res.Failed - res.Expired, Expired: res.Expired}, begun)
 		}
 		asked := time.Now()
-		err = w.acks.Checkpoint(ctx, g, token, chunk[n-1], n-res.Failed, res.Failed-res.Expired, res.Expired, w.cfg.LeaseTTL)
+		err = w.acks.Checkpoint(ctx, l, chunk[n-1], n-res.Failed, res.Failed-res.Expired, res.Expired, w.cfg.LeaseTTL)
 		if errors.Is(err, ack.ErrLeaseLost) {
 			log.Warn("lease lost mid-group; another worker continues it")
 			return nil
 		}
 		if err != nil {
-			return w.release(ctx, g, p, token, err)
+			return w.release(ctx, l, err)
 		}
 		k.extend(asked)
 		members = members[n:]
 	}
-	return w.finish(ctx, g, p, token, ack.StateFinished, ack.Final{}, begun)
+	return w.finish(ctx, l, ack.StateFinished, ack.Final{}, begun)
 }
 
 // keeper renews a group's lease every third of LeaseTTL for as long as its
@@ -320,7 +318,7 @@ type keeper struct {
 	until time.Time // the lease lasts at least until then, unless lost
 }
 
-func (w *Worker) keepLease(ctx context.Context, g ack.Group, token string, taken time.Time) *keeper {
+func (w *Worker) keepLease(ctx context.Context, l ack.Lease, taken time.Time) *keeper {
 	kctx, cancel := context.WithCancel(ctx)
 	k := &keeper{ctx: kctx, stop: make(chan struct{}), done: make(chan struct{}), ttl: w.cfg.LeaseTTL}
 	k.extend(taken)
@@ -335,7 +333,7 @@ func (w *Worker) keepLease(ctx context.Context, g ack.Group, token string, taken
 				return
 			case <-w.clock.After(w.cfg.LeaseTTL / 3):
 				asked := time.Now()
-				err := w.acks.Renew(kctx, g, token, w.cfg.LeaseTTL)
+				err := w.acks.Renew(kctx, l, w.cfg.LeaseTTL)
 				if errors.Is(err, ack.ErrLeaseLost) {
 					k.lost.Store(true)
 					return
@@ -343,7 +341,7 @@ func (w *Worker) keepLease(ctx context.Context, g ack.Group, token string, taken
 				if err == nil {
 					k.extend(asked)
 				} else if kctx.Err() == nil {
-					w.log.Warn("renew lease", "occurrence", g.Occurrence, "group", g.Group, "err", err)
+					w.log.Warn("renew lease", "occurrence", l.Group.Occurrence, "group", l.Group.Group, "err", err)
 				}
 			}
 		}
@@ -381,7 +379,7 @@ func (k *keeper) fresh() bool {
 // confirmLease makes sure, right before a send, that the group is still
 // this worker's. A fresh lease needs no Redis call; otherwise the lease is
 // renewed now, which fails with ack.ErrLeaseLost if it has passed.
-func (w *Worker) confirmLease(k *keeper, g ack.Group, token string) error {
+func (w *Worker) confirmLease(k *keeper, l ack.Lease) error {
 	if k.lost.Load() {
 		return ack.ErrLeaseLost
 	}
@@ -389,7 +387,7 @@ func (w *Worker) confirmLease(k *keeper, g ack.Group, token string) error {
 		return nil
 	}
 	asked := time.Now()
-	err := w.acks.Renew(k.ctx, g, token, w.cfg.LeaseTTL)
+	err := w.acks.Renew(k.ctx, l, w.cfg.LeaseTTL)
 	if errors.Is(err, ack.ErrLeaseLost) {
 		k.lost.Store(true)
 		return err
@@ -401,29 +399,29 @@ func (w *Worker) confirmLease(k *keeper, g ack.Group, token string) error {
 	return nil
 }
 
-func (w *Worker) finish(ctx context.Context, g ack.Group, p queue.Payload, token, state string, f ack.Final, begun time.Time) error {
-	c, err := w.acks.Finish(ctx, g, p.Attempt, w.cfg.ID, token, state, f, w.clock.Now())
+func (w *Worker) finish(ctx context.Context, l ack.Lease, state string, f ack.Final, begun time.Time) error {
+	c, err := w.acks.Finish(ctx, l, state, f, w.clock.Now())
 	if errors.Is(err, ack.ErrLeaseLost) {
-		w.log.Warn("lease lost before finish; another worker continues the group", "occurrence", p.Occurrence, "group", p.Group)
+		w.log.Warn("lease lost before finish; another worker continues the group", "occurrence", l.Group.Occurrence, "group", l.Group.Group)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	metrics.GroupDone(w.clock.Now().Sub(begun))
-	w.log.Debug("group finished", "occurrence", p.Occurrence, "group", p.Group, "sent", c.Sent, "failed", c.Failed, "expired", c.Expired)
+	w.log.Debug("group finished", "occurrence", l.Group.Occurrence, "group", l.Group.Group, "sent", c.Sent, "failed", c.Failed, "expired", c.Expired)
 	return nil
 }
 
 // release gives the group back for a retry and returns cause.
-func (w *Worker) release(ctx context.Context, g ack.Group, p queue.Payload, token string, cause error) error {
+func (w *Worker) release(ctx context.Context, l ack.Lease, cause error) error {
 	reason := "error"
 	if errors.Is(cause, errDrained) {
 		reason = "stopping"
 	}
 	metrics.Released(reason)
-	if err := w.acks.Release(context.WithoutCancel(ctx), g, p.Attempt, w.cfg.ID, token, w.clock.Now()); err != nil && !errors.Is(err, ack.ErrLeaseLost) {
-		w.log.Warn("release group", "occurrence", p.Occurrence, "group", p.Group, "err", err)
+	if err := w.acks.Release(context.WithoutCancel(ctx), l, w.clock.Now()); err != nil && !errors.Is(err, ack.ErrLeaseLost) {
+		w.log.Warn("release group", "occurrence", l.Group.Occurrence, "group", l.Group.Group, "err", err)
 	}
 	return cause
 }

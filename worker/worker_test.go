@@ -20,6 +20,7 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/webhook"
@@ -120,9 +121,9 @@ func (f *fixture) worker(t *testing.T, id string, s sender.Sender) *worker.Worke
 
 func (f *fixture) payload(attempt int) queue.Payload {
 	return queue.Payload{
-		Occurrence: 9001, Reminder: reminderID, Location: locationID, Group: target, Attempt: attempt,
-		FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute),
-		Key: "water", Title: "Drink", Body: "Water now", LocationName: "Lisbon", Zone: "Europe/Lisbon",
+		Message:    message.Message{Occurrence: 9001, ReminderID: reminderID, Group: target, FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute), Reminder: "water", Title: "Drink", Body: "Water now", Location: "Lisbon", Zone: "Europe/Lisbon"},
+		LocationID: locationID,
+		Attempt:    attempt,
 	}
 }
 
@@ -131,7 +132,7 @@ var group = ack.Group{Occurrence: 9001, Group: target}
 // claim looks at the group's run as a later attempt would.
 func (f *fixture) claim(t *testing.T) ack.Claim {
 	t.Helper()
-	c, err := f.acks.Start(context.Background(), group, 99, "probe", "probe-token", time.Minute, f.clock.Now())
+	c, err := f.acks.Start(context.Background(), ack.Lease{Group: group, Attempt: 99, Worker: "probe", Token: "probe-token"}, time.Minute, f.clock.Now())
 	require.NoError(t, err)
 	return c
 }
@@ -178,8 +179,8 @@ func TestHandleDeliversGroupOnce(t *testing.T) {
 	requireChunks(t, batches, f.members)
 	b := batches[0]
 	require.Equal(t, sender.Batch{
-		Occurrence: 9001, Reminder: "water", ReminderID: reminderID, Title: "Drink", Body: "Water now", Location: "Lisbon",
-		Zone: "Europe/Lisbon", FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute), Group: target, Users: b.Users,
+		Message:        message.Message{Occurrence: 9001, Reminder: "water", ReminderID: reminderID, Title: "Drink", Body: "Water now", Location: "Lisbon", Zone: "Europe/Lisbon", FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute), Group: target},
+		Users:          b.Users,
 		IdempotencyKey: b.IdempotencyKey,
 	}, b)
 
@@ -256,9 +257,9 @@ func TestHandleResumesAfterCrash(t *testing.T) {
 	ctx := context.Background()
 	// A worker sent three chunks and died without releasing; its lease ran
 	// out. Its checkpoint is the last user of the third chunk.
-	_, err := f.acks.Start(ctx, group, 1, "dead", "dead-token", time.Minute, f.clock.Now())
+	_, err := f.acks.Start(ctx, ack.Lease{Group: group, Attempt: 1, Worker: "dead", Token: "dead-token"}, time.Minute, f.clock.Now())
 	require.NoError(t, err)
-	require.NoError(t, f.acks.Checkpoint(ctx, group, "dead-token", f.members[3*chunk-1], 3*chunk, 0, 0, time.Millisecond))
+	require.NoError(t, f.acks.Checkpoint(ctx, ack.Lease{Group: group, Token: "dead-token"}, f.members[3*chunk-1], 3*chunk, 0, 0, time.Millisecond))
 
 	// Copies of the task are refused until the lease has run out, as asynq
 	// retries them.
@@ -305,7 +306,7 @@ func TestHandleExpiresMidGroup(t *testing.T) {
 func TestHandleHeld(t *testing.T) {
 	f := setup(t, 100)
 	ctx := context.Background()
-	_, err := f.acks.Start(ctx, group, 1, "other", "other-token", time.Minute, f.clock.Now())
+	_, err := f.acks.Start(ctx, ack.Lease{Group: group, Attempt: 1, Worker: "other", Token: "other-token"}, time.Minute, f.clock.Now())
 	require.NoError(t, err)
 
 	var rec recorder
@@ -313,7 +314,7 @@ func TestHandleHeld(t *testing.T) {
 	require.Zero(t, rec.calls)
 	// The holder keeps its lease: the refused worker neither took nor
 	// released it.
-	require.NoError(t, f.acks.Checkpoint(ctx, group, "other-token", "", 0, 0, 0, time.Minute))
+	require.NoError(t, f.acks.Checkpoint(ctx, ack.Lease{Group: group, Token: "other-token"}, "", 0, 0, 0, time.Minute))
 	require.Equal(t, []string{"start"}, f.stream(t))
 }
 
@@ -412,7 +413,7 @@ func TestSlowSendKeepsTheLease(t *testing.T) {
 		f.clock.Advance(200 * time.Millisecond)
 		time.Sleep(150 * time.Millisecond)
 	}
-	_, err := f.acks.Start(context.Background(), group, 2, "rival", "rival-token", time.Minute, f.clock.Now())
+	_, err := f.acks.Start(context.Background(), ack.Lease{Group: group, Attempt: 2, Worker: "rival", Token: "rival-token"}, time.Minute, f.clock.Now())
 	require.ErrorIs(t, err, ack.ErrHeld, "the lease lapsed during a slow send")
 	close(s.release)
 	require.NoError(t, <-done)

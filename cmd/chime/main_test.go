@@ -10,7 +10,7 @@ import (
 
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/seal"
-	"github.com/chime-dev/chime/sender/webhook"
+	"github.com/chime-dev/chime/signature"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -43,7 +43,7 @@ func TestSecretKeyReseal(t *testing.T) {
 	require.NoError(t, err)
 	old, err := seal.Parse(oldSpec)
 	require.NoError(t, err)
-	secret := webhook.NewSecret()
+	secret := signature.NewSecret()
 	byOld, err := old.Seal([]byte(secret), store.DeviceSecretAAD(1, "b", "web"))
 	require.NoError(t, err)
 	for user, value := range map[string]string{"a": secret, "b": byOld} {

@@ -34,6 +34,7 @@ import (
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/token"
 )
 
 type config struct {
@@ -233,7 +234,7 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		sem <- struct{}{}
 		cg.Go(func() error {
 			defer func() { <-sem }()
-			tok, err := gateway.IssueToken(signingKey, u, time.Hour, time.Now())
+			tok, err := token.Issue(signingKey, u, time.Hour, time.Now())
 			if err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/presence"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/online"
@@ -120,7 +121,7 @@ func TestSendSplitsOnlineAndOffline(t *testing.T) {
 	f.online(t, "g1", "b")
 	f.online(t, "g2", "b") // a second device
 	f.online(t, "g2", "c")
-	b := &sender.Batch{App: 1, Occurrence: 7, Reminder: "r", Title: "T", Users: []string{"a", "b", "c", "d", "refused"}}
+	b := &sender.Batch{Message: message.Message{App: 1, Occurrence: 7, Reminder: "r", Title: "T"}, Users: []string{"a", "b", "c", "d", "refused"}}
 	res, err := f.s.Send(context.Background(), b)
 	require.NoError(t, err)
 	require.Equal(t, sender.Result{Failed: 1, FailedUsers: []string{"refused"}, Online: 3, Offline: 2}, res)
@@ -151,7 +152,7 @@ func TestDeliverWhenOnlineAndDeadGateway(t *testing.T) {
 	f := setup(t, nil)
 	f.online(t, "dead", "a")
 	require.NoError(t, f.env.Redis.Del(context.Background(), presence.StreamKey(f.env.Prefix, "dead")).Err())
-	res, err := f.s.Send(context.Background(), &sender.Batch{App: 1, Occurrence: 8, Users: []string{"a", "b"}, DeliverWhenOnline: true})
+	res, err := f.s.Send(context.Background(), &sender.Batch{Message: message.Message{App: 1, Occurrence: 8, DeliverWhenOnline: true}, Users: []string{"a", "b"}})
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Online)
 	require.Empty(t, f.fb.users)
@@ -171,7 +172,7 @@ func TestContactsOfOfflineUsers(t *testing.T) {
 	f := setup(t, contacts{"grandpa": {"daughter", "son"}, "online": {"x"}})
 	f.online(t, "g1", "daughter")
 	f.online(t, "g1", "online")
-	_, err := f.s.Send(context.Background(), &sender.Batch{App: 1, Occurrence: 9, Users: []string{"grandpa", "online"}, NotifyContacts: true, DeliverWhenOnline: true})
+	_, err := f.s.Send(context.Background(), &sender.Batch{Message: message.Message{App: 1, Occurrence: 9, NotifyContacts: true, DeliverWhenOnline: true}, Users: []string{"grandpa", "online"}})
 	require.NoError(t, err)
 	pub := f.published(t, "g1")
 	require.Equal(t, []string{"o9-for-grandpa"}, pub["daughter"])

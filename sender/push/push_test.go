@@ -17,6 +17,7 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/netguard"
 	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/sender"
@@ -27,6 +28,7 @@ import (
 	"github.com/chime-dev/chime/sender/push"
 	"github.com/chime-dev/chime/sender/webhook"
 	"github.com/chime-dev/chime/sender/webhook/webhooktest"
+	"github.com/chime-dev/chime/signature"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -125,8 +127,11 @@ func (f *fixture) seal(secret, user, id string) string {
 }
 
 func (f *fixture) batch(users ...string) *sender.Batch {
-	return &sender.Batch{Occurrence: 7, Reminder: "fajr", ReminderID: f.reminder, Title: "Fajr", Body: "Fajr in 10 minutes",
-		Location: "jakarta", Group: 3, Users: users, ExpiresAt: time.Now().Add(10 * time.Minute), IdempotencyKey: "7-3-" + users[0]}
+	return &sender.Batch{
+		Message:        message.Message{Occurrence: 7, Reminder: "fajr", ReminderID: f.reminder, Title: "Fajr", Body: "Fajr in 10 minutes", Location: "jakarta", Group: 3, ExpiresAt: time.Now().Add(10 * time.Minute)},
+		Users:          users,
+		IdempotencyKey: "7-3-" + users[0],
+	}
 }
 
 func (f *fixture) counts() map[string]store.DeliveryCount {
@@ -439,7 +444,7 @@ func TestLongReminderKeyIsSent(t *testing.T) {
 type composer struct{ c *content.Composer }
 
 func (a composer) Compose(b *sender.Batch, d push.Device, maxBytes int) (push.Message, error) {
-	m, err := a.c.Compose(b, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
+	m, err := a.c.Compose(&b.Message, content.Device{UserID: d.UserID, Platform: d.Platform, Locale: d.Locale, MaxBytes: maxBytes})
 	return push.Message{Title: m.Title, Body: m.Body, Data: m.Data}, err
 }
 
@@ -465,7 +470,7 @@ func TestOverLimitMessageFailsOnlyItsDevice(t *testing.T) {
 	b := f.batch("alice", "bob", "carol", "dave", "eve")
 	b.Zone, b.FireAt, b.Lang = "Asia/Jakarta", time.Now(), "en"
 	b.Body = `Fajr {{get .Event "note" ""}}`
-	b.Translations = map[string]sender.Text{
+	b.Translations = map[string]message.Text{
 		"ar": {Title: "الفجر", Body: "حان موعد صلاة الفجر"},
 		"id": {Title: "Subuh", Body: `{{range .Event.items}}` + strings.Repeat(`{{$.Event.note}}`, 100) + `{{end}}`},
 	}
@@ -509,7 +514,7 @@ func TestValidityWindowEndsARequestInFlight(t *testing.T) {
 	st := webhooktest.NewStaller()
 	t.Cleanup(st.Close)
 	require.NoError(t, f.env.DB.Create(&store.Device{AppID: f.app, UserID: "u1", DeviceID: "browser", Platform: store.PlatformWeb,
-		Token: st.URL(), Secret: webhook.NewSecret()}).Error)
+		Token: st.URL(), Secret: signature.NewSecret()}).Error)
 	const timeout = 3 * time.Second
 	f.channels[push.Webhook] = webhook.NewDevices(webhook.DevicesConfig{Timeout: timeout, Guard: loopback}, f.env.Log)
 

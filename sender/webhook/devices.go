@@ -13,6 +13,7 @@ import (
 
 	"github.com/chime-dev/chime/netguard"
 	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/signature"
 )
 
 // DevicesConfig configures delivery to web devices.
@@ -107,7 +108,7 @@ func (d *Devices) Deliver(ctx context.Context, ns []sender.Notification) []sende
 }
 
 func (d *Devices) post(ctx context.Context, n *sender.Notification) sender.Outcome {
-	signer, err := ParseSecret(n.Secret)
+	signer, err := signature.ParseSecret(n.Secret)
 	if err != nil {
 		return sender.Outcome{Status: sender.Failed, Reason: err.Error()}
 	}

@@ -19,10 +19,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/netguard"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/webhook"
 	"github.com/chime-dev/chime/sender/webhook/webhooktest"
+	"github.com/chime-dev/chime/signature"
 )
 
 // loopback opens the loopback range, where the test receivers listen, as
@@ -44,7 +46,7 @@ func TestDevicesDeliverSignedPerEndpoint(t *testing.T) {
 		ns[i] = sender.Notification{ID: "msg_" + n, Token: url, Secret: secret, Title: "Fajr", Body: "in 10 minutes",
 			Data: map[string]string{"reminder": "fajr"}}
 	}
-	ns[5].Secret = webhook.NewSecret()
+	ns[5].Secret = signature.NewSecret()
 	rcv.Gone("gone")
 	rcv.Fail("busy", webhooktest.Fault{Status: 429, RetryAfter: 2})
 	rcv.Fail("down", webhooktest.Fault{Status: 503})
@@ -102,7 +104,7 @@ func TestDevicesHideConnectionErrors(t *testing.T) {
 	require.NoError(t, ln.Close())
 	var logs testenv.Output
 	d := webhook.NewDevices(webhook.DevicesConfig{Guard: loopback}, slog.New(slog.NewTextHandler(&logs, nil)))
-	out := d.Deliver(context.Background(), []sender.Notification{{ID: "msg_1", Token: closed, Secret: webhook.NewSecret()}})
+	out := d.Deliver(context.Background(), []sender.Notification{{ID: "msg_1", Token: closed, Secret: signature.NewSecret()}})
 	require.Equal(t, []sender.Outcome{{Status: sender.Retry, Reason: webhook.ReasonConnection}}, out)
 	require.Contains(t, logs.String(), "connection refused")
 }
@@ -135,7 +137,7 @@ func TestDevicesDoNotFollowRedirects(t *testing.T) {
 // chunk's idempotency key, and the specification's library verifies it,
 // also on a retry after a 503.
 func TestChunkModeIsSigned(t *testing.T) {
-	secret := webhook.NewSecret()
+	secret := signature.NewSecret()
 	wh, err := standardwebhooks.NewWebhook(secret)
 	require.NoError(t, err)
 	var mu sync.Mutex
@@ -165,7 +167,7 @@ func TestChunkModeIsSigned(t *testing.T) {
 	t.Cleanup(srv.Close)
 	s, err := webhook.New(webhook.Config{URL: srv.URL, Secret: secret, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	res, err := s.Send(context.Background(), &sender.Batch{Occurrence: 1, Users: []string{"a", "b"}, IdempotencyKey: "1-0-a"})
+	res, err := s.Send(context.Background(), &sender.Batch{Message: message.Message{Occurrence: 1}, Users: []string{"a", "b"}, IdempotencyKey: "1-0-a"})
 	require.NoError(t, err)
 	require.Zero(t, res.Failed)
 	require.Equal(t, []string{"1-0-a/2"}, ids)

@@ -36,6 +36,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/signature"
 )
 
 // Config configures the webhook channel.
@@ -66,7 +67,7 @@ type Config struct {
 type Sender struct {
 	cfg    Config
 	client *retryablehttp.Client
-	signer *Signer
+	signer *signature.Signer
 	log    *slog.Logger
 }
 
@@ -84,10 +85,10 @@ func New(cfg Config, log *slog.Logger) (*Sender, error) {
 	if cfg.URL == "" {
 		return nil, fmt.Errorf("webhook: URL is required")
 	}
-	var signer *Signer
+	var signer *signature.Signer
 	if cfg.Secret != "" {
 		var err error
-		if signer, err = ParseSecret(cfg.Secret); err != nil {
+		if signer, err = signature.ParseSecret(cfg.Secret); err != nil {
 			return nil, fmt.Errorf("webhook: %w", err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/webhook"
 	"github.com/chime-dev/chime/sender/webhook/webhooktest"
@@ -42,7 +43,7 @@ func TestRetriesStopAtTheValidityWindow(t *testing.T) {
 	require.NoError(t, err)
 
 	users := []string{"a", "b"}
-	res, err := s.Send(context.Background(), &sender.Batch{Occurrence: 1, Users: users, ExpiresAt: expires, IdempotencyKey: "1-0-a"})
+	res, err := s.Send(context.Background(), &sender.Batch{Message: message.Message{Occurrence: 1, ExpiresAt: expires}, Users: users, IdempotencyKey: "1-0-a"})
 	require.NoError(t, err, "an expired batch is an outcome, not an error to retry")
 	require.Equal(t, sender.Result{Failed: 2, Expired: 2, FailedUsers: users}, res)
 	mu.Lock()
@@ -51,7 +52,7 @@ func TestRetriesStopAtTheValidityWindow(t *testing.T) {
 	require.Len(t, got, 1, "one attempt: the next would start after the window")
 	require.True(t, got[0].Before(expires))
 
-	res, err = s.Send(context.Background(), &sender.Batch{Occurrence: 1, Users: users, ExpiresAt: clk.Now(), IdempotencyKey: "1-0-a"})
+	res, err = s.Send(context.Background(), &sender.Batch{Message: message.Message{Occurrence: 1, ExpiresAt: clk.Now()}, Users: users, IdempotencyKey: "1-0-a"})
 	require.NoError(t, err)
 	require.Equal(t, 2, res.Expired)
 	mu.Lock()
@@ -75,7 +76,7 @@ func TestStalledAttemptEndsWithTheValidityWindow(t *testing.T) {
 	require.NoError(t, err)
 
 	expires := time.Now().Add(500 * time.Millisecond)
-	res, err := s.Send(context.Background(), &sender.Batch{Occurrence: 1, Users: []string{"a"}, ExpiresAt: expires, IdempotencyKey: "1-0-a"})
+	res, err := s.Send(context.Background(), &sender.Batch{Message: message.Message{Occurrence: 1, ExpiresAt: expires}, Users: []string{"a"}, IdempotencyKey: "1-0-a"})
 	require.NoError(t, err)
 	require.Equal(t, sender.Result{Failed: 1, Expired: 1, FailedUsers: []string{"a"}}, res)
 	var arrived, gaveUp []time.Time

@@ -17,6 +17,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/chime-dev/chime/sender/webhook"
+	"github.com/chime-dev/chime/signature"
 )
 
 // Fault is an error answer to inject.
@@ -64,7 +65,7 @@ func (r *Receiver) Endpoint(name string) (url, secret string) {
 	defer r.mu.Unlock()
 	e, ok := r.endpoints[name]
 	if !ok {
-		e = &endpoint{secret: webhook.NewSecret()}
+		e = &endpoint{secret: signature.NewSecret()}
 		wh, err := standardwebhooks.NewWebhook(e.secret)
 		if err != nil {
 			panic(err) // NewSecret always makes a valid secret

@@ -1,4 +1,4 @@
-package webhook_test
+package signature_test
 
 import (
 	"encoding/base64"
@@ -9,13 +9,13 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/chime-dev/chime/sender/webhook"
+	"github.com/chime-dev/chime/signature"
 )
 
 // The specification's own example: this secret, id, timestamp and payload
 // sign to this value.
 func TestSignatureMatchesSpecificationExample(t *testing.T) {
-	s, err := webhook.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	s, err := signature.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	require.NoError(t, err)
 	got := s.Signature("msg_p5jXN8AQM9LWM0D4loKWxJek", time.Unix(1614265330, 0), []byte(`{"test": 2432232314}`))
 	require.Equal(t, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", got)
@@ -24,12 +24,12 @@ func TestSignatureMatchesSpecificationExample(t *testing.T) {
 // Headers signed here verify with the specification's Go library; any
 // change to the body, id or timestamp, or another secret, does not.
 func TestSignatureVerifiesWithSpecLibrary(t *testing.T) {
-	secret := webhook.NewSecret()
-	signer, err := webhook.ParseSecret(secret)
+	secret := signature.NewSecret()
+	signer, err := signature.ParseSecret(secret)
 	require.NoError(t, err)
 	wh, err := standardwebhooks.NewWebhook(secret)
 	require.NoError(t, err)
-	other, err := standardwebhooks.NewWebhook(webhook.NewSecret())
+	other, err := standardwebhooks.NewWebhook(signature.NewSecret())
 	require.NoError(t, err)
 	body := []byte(`{"type":"reminder.notification","data":{"title":"Fajr"}}`)
 	signed := func() http.Header {
@@ -69,16 +69,16 @@ func TestParseSecret(t *testing.T) {
 		err    string
 	}{
 		{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", ""},
-		{webhook.NewSecret(), ""},
+		{signature.NewSecret(), ""},
 		{"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "must start with whsec_"},
 		{"whsec_not base64!", "base64"},
 		{"whsec_c2hvcnQ=", "24 to 64 bytes"},
-		{webhook.SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, 64)), ""},
-		{webhook.SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, 70)), "at most 64 bytes"},
+		{signature.SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, 64)), ""},
+		{signature.SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, 70)), "at most 64 bytes"},
 		// The decoder skips line breaks: refused, or a secret could be any length.
 		{"whsec_MfKQ9r8GKYqrTwjU\nPD8ILPZIo2LaLaSw", "one line"},
 	} {
-		_, err := webhook.ParseSecret(tc.secret)
+		_, err := signature.ParseSecret(tc.secret)
 		if tc.err == "" {
 			require.NoError(t, err, tc.secret)
 		} else {

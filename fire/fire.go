@@ -1,4 +1,4 @@
-package scheduler
+package fire
 
 import (
 	"context"
@@ -27,9 +27,9 @@ type Source struct {
 	CreatedAt  time.Time
 }
 
-func (r Source) validFor() time.Duration { return time.Duration(r.ValidForS) * time.Second }
+func (r Source) ValidFor() time.Duration { return time.Duration(r.ValidForS) * time.Second }
 
-func (r Source) grace() time.Duration {
+func (r Source) Grace() time.Duration {
 	return store.Reminder{ValidForS: r.ValidForS, GraceS: r.GraceS}.Grace()
 }
 

@@ -1,4 +1,7 @@
-package webhook
+// Package signature signs webhook requests as the Standard Webhooks
+// specification says, with the secrets endpoints register (see below), and
+// checks those secrets when they are registered.
+package signature
 
 import (
 	"crypto/hmac"

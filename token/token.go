@@ -1,4 +1,9 @@
-package gateway
+// Package token issues and verifies the tokens apps' clients present to the
+// gateway: HS256 JWTs naming the app and the user, signed with one of the
+// app's keys (package signing), which the key ID in their kid header names.
+// App backends issue them with Issue (or any JWT library); the gateway checks
+// them with Verify.
+package token
 
 import (
 	"context"
@@ -21,19 +26,19 @@ type Claims struct {
 	KeyID string `json:"-"`
 }
 
-// DefaultMaxTokenLifetime is the longest a token may live: its exp at most
+// DefaultMaxLifetime is the longest a token may live: its exp at most
 // this long after its iat, and after the moment it is presented.
-const DefaultMaxTokenLifetime = 24 * time.Hour
+const DefaultMaxLifetime = 24 * time.Hour
 
 // clockSkew is how far in the future a token's iat may be: the app
 // backend's clock may run ahead of the gateway's.
 const clockSkew = time.Minute
 
-// IssueToken returns a token for user of key's app, issued at now and valid
+// Issue returns a token for user of key's app, issued at now and valid
 // for ttl, signed with key (HS256, the key's ID as kid). App backends
 // issue these (with this function or any JWT library) and hand them to
 // their clients.
-func IssueToken(key signing.Key, user string, ttl time.Duration, now time.Time) (string, error) {
+func Issue(key signing.Key, user string, ttl time.Duration, now time.Time) (string, error) {
 	c := Claims{App: key.App, RegisteredClaims: jwt.RegisteredClaims{
 		Subject: user, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	}}
@@ -48,9 +53,9 @@ func IssueToken(key signing.Key, user string, ttl time.Duration, now time.Time) 
 
 // Token errors, as told to the client.
 var (
-	ErrTokenMissing = errors.New("a token is required: Authorization: Bearer <token> or ?token=<token>")
-	ErrTokenExpired = errors.New("the token has expired")
-	ErrTokenInvalid = errors.New("the token is not valid")
+	ErrMissing = errors.New("a token is required: Authorization: Bearer <token> or ?token=<token>")
+	ErrExpired = errors.New("the token has expired")
+	ErrInvalid = errors.New("the token is not valid")
 	// ErrKeysUnavailable: the signing key could not be read (MySQL is
 	// unreachable, say); the client should try again shortly.
 	ErrKeysUnavailable = errors.New("the token's signing key cannot be read right now; try again")
@@ -63,13 +68,13 @@ type KeyFinder interface {
 
 var _ KeyFinder = (*signing.Keys)(nil)
 
-// VerifyToken checks a token: HS256 only, signed by the key its kid names,
+// Verify checks a token: HS256 only, signed by the key its kid names,
 // that key one of the app's the token claims and still valid; iat and exp
 // required, iat not in the future, exp at most maxLifetime after iat and
 // after now; app positive; sub a valid user ID.
-func VerifyToken(ctx context.Context, keys KeyFinder, token string, now time.Time, maxLifetime time.Duration) (Claims, error) {
+func Verify(ctx context.Context, keys KeyFinder, token string, now time.Time, maxLifetime time.Duration) (Claims, error) {
 	if token == "" {
-		return Claims{}, ErrTokenMissing
+		return Claims{}, ErrMissing
 	}
 	var c Claims
 	var keyErr error // why the key or a claim was refused, told as it is
@@ -83,26 +88,26 @@ func VerifyToken(ctx context.Context, keys KeyFinder, token string, now time.Tim
 		// form is refused before the key is looked up.
 		switch msg := userid.Check(c.Subject); {
 		case c.App <= 0:
-			return refuse(fmt.Errorf("%w: app (a positive app ID) is required", ErrTokenInvalid))
+			return refuse(fmt.Errorf("%w: app (a positive app ID) is required", ErrInvalid))
 		case msg != "":
-			return refuse(fmt.Errorf("%w: sub %s", ErrTokenInvalid, msg))
+			return refuse(fmt.Errorf("%w: sub %s", ErrInvalid, msg))
 		case c.IssuedAt == nil:
-			return refuse(fmt.Errorf("%w: iat is required", ErrTokenInvalid))
+			return refuse(fmt.Errorf("%w: iat is required", ErrInvalid))
 		}
 		kid, _ := t.Header["kid"].(string)
 		if !signing.ValidID(kid) {
-			return refuse(fmt.Errorf("%w: the header names no signing key (kid); sign with the app's signing key", ErrTokenInvalid))
+			return refuse(fmt.Errorf("%w: the header names no signing key (kid); sign with the app's signing key", ErrInvalid))
 		}
 		key, err := keys.Lookup(ctx, kid, now)
 		switch {
 		case errors.Is(err, signing.ErrNotFound) || err == nil && key.App != c.App:
 			// One answer for both: a kid of another app is no more use
 			// than an unknown one.
-			return refuse(fmt.Errorf("%w: kid %s names no signing key of app %d", ErrTokenInvalid, kid, c.App))
+			return refuse(fmt.Errorf("%w: kid %s names no signing key of app %d", ErrInvalid, kid, c.App))
 		case err != nil:
 			return refuse(fmt.Errorf("%w: %w", ErrKeysUnavailable, err))
 		case !key.Valid(now):
-			return refuse(fmt.Errorf("%w: its signing key %s expired at %s; sign with the app's current key", ErrTokenInvalid, kid, key.ExpiresAt.Format(time.RFC3339)))
+			return refuse(fmt.Errorf("%w: its signing key %s expired at %s; sign with the app's current key", ErrInvalid, kid, key.ExpiresAt.Format(time.RFC3339)))
 		}
 		c.KeyID = kid
 		return []byte(key.Secret), nil
@@ -111,15 +116,15 @@ func VerifyToken(ctx context.Context, keys KeyFinder, token string, now time.Tim
 	case keyErr != nil:
 		return Claims{}, keyErr
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return Claims{}, ErrTokenExpired
+		return Claims{}, ErrExpired
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return Claims{}, fmt.Errorf("%w: exp is required", ErrTokenInvalid)
+		return Claims{}, fmt.Errorf("%w: exp is required", ErrInvalid)
 	case err != nil:
-		return Claims{}, ErrTokenInvalid
+		return Claims{}, ErrInvalid
 	case c.IssuedAt.After(now.Add(clockSkew)):
-		return Claims{}, fmt.Errorf("%w: iat is in the future", ErrTokenInvalid)
+		return Claims{}, fmt.Errorf("%w: iat is in the future", ErrInvalid)
 	case c.ExpiresAt.Sub(c.IssuedAt.Time) > maxLifetime || c.ExpiresAt.Sub(now) > maxLifetime:
-		return Claims{}, fmt.Errorf("%w: exp may be at most %s after iat and after now", ErrTokenInvalid, maxLifetime)
+		return Claims{}, fmt.Errorf("%w: exp may be at most %s after iat and after now", ErrInvalid, maxLifetime)
 	}
 	return c, nil
 }
