@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/chime-dev/chime/store"
 )
 
@@ -43,14 +41,12 @@ func (a *API) findOccurrence(r *http.Request, app int64) (int64, error) {
 	if err != nil || id <= 0 {
 		return 0, notFound
 	}
-	var n int64
-	err = a.db.WithContext(r.Context()).Table("occurrences AS o").Joins("JOIN reminders r ON r.id = o.reminder_id").
-		Where("o.id = ? AND r.app_id = ?", id, app).Count(&n).Error
+	err = store.CheckOccurrence(r.Context(), a.db, app, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, notFound
+	}
 	if err != nil {
 		return 0, err
-	}
-	if n == 0 {
-		return 0, notFound
 	}
 	return id, nil
 }
@@ -60,9 +56,6 @@ func (a *API) occurrenceChannels(w http.ResponseWriter, r *http.Request, app int
 	if err != nil {
 		return err
 	}
-	q := a.db.WithContext(r.Context()).Model(&store.DeliveryCount{}).
-		Select("channel, SUM(sent) AS sent, SUM(failed) AS failed, SUM(expired) AS expired, SUM(skipped) AS skipped").
-		Where("occurrence_id = ?", id)
 	out := struct {
 		Occurrence int64           `json:"occurrence"`
 		Group      *int            `json:"group,omitempty"`
@@ -73,11 +66,14 @@ func (a *API) occurrenceChannels(w http.ResponseWriter, r *http.Request, app int
 		if err != nil || n < 0 || n > 65535 {
 			return problem(http.StatusBadRequest, "query parameter group must be an integer from 0 to 65535")
 		}
-		q = q.Where("group_no = ?", n)
 		out.Group = &n
 	}
-	if err := q.Group("channel").Order("channel").Scan(&out.Channels).Error; err != nil {
+	rows, err := store.ChannelCounts(r.Context(), a.db, id, out.Group)
+	if err != nil {
 		return err
+	}
+	for _, c := range rows {
+		out.Channels = append(out.Channels, ChannelCounts{Channel: c.Channel, Sent: c.Sent, Failed: c.Failed, Expired: c.Expired, Skipped: c.Skipped})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -106,12 +102,12 @@ func (a *API) occurrenceFailures(w http.ResponseWriter, r *http.Request, app int
 	if err != nil {
 		return err
 	}
-	q := a.db.WithContext(r.Context()).Where("occurrence_id = ?", id)
+	var from *store.DeliveryFailure
 	if after != nil {
-		q = q.Where("user_id > ? OR (user_id = ? AND device_id > ?)", after.User, after.User, after.Device)
+		from = &store.DeliveryFailure{UserID: after.User, DeviceID: after.Device}
 	}
-	var rows []store.DeliveryFailure
-	if err := q.Order("user_id, device_id").Limit(limit + 1).Find(&rows).Error; err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+	rows, err := store.DeliveryFailures(r.Context(), a.db, id, from, limit+1)
+	if err != nil {
 		return err
 	}
 	out := struct {

@@ -12,7 +12,6 @@ import (
 	"unicode"
 
 	"golang.org/x/text/language"
-	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime/netguard"
 	"github.com/chime-dev/chime/seal"
@@ -172,22 +171,9 @@ func (a *API) putDevice(w http.ResponseWriter, r *http.Request, app int64) error
 			return fmt.Errorf("seal device secret: %w", err)
 		}
 	}
-	var d store.Device
-	created := false
-	err := store.Transaction(r.Context(), a.db, func(tx *gorm.DB) error {
-		created = false
-		err := tx.Where("app_id = ? AND user_id = ? AND device_id = ?", app, user, devID).First(&d).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			created = true
-			d = store.Device{AppID: app, UserID: user, DeviceID: devID}
-		} else if err != nil {
-			return err
-		}
-		d.Platform, d.Token, d.Secret, d.Locale, d.AppVersion = in.Platform, in.Token, secret, in.Locale, in.AppVersion
-		// Registering again enables a device a provider had refused.
-		d.DisabledAt, d.DisabledReason = nil, ""
-		return tx.Save(&d).Error
-	})
+	// Registering again enables a device a provider had refused.
+	d, created, err := store.PutDevice(r.Context(), a.db, store.Device{AppID: app, UserID: user, DeviceID: devID,
+		Platform: in.Platform, Token: in.Token, Secret: secret, Locale: in.Locale, AppVersion: in.AppVersion})
 	if err != nil {
 		return err
 	}
@@ -201,27 +187,25 @@ func (a *API) putDevice(w http.ResponseWriter, r *http.Request, app int64) error
 
 func (a *API) deleteDevice(w http.ResponseWriter, r *http.Request, app int64) error {
 	user, devID := r.PathValue("user_id"), r.PathValue("device_id")
-	res := a.db.WithContext(r.Context()).Where("app_id = ? AND user_id = ? AND device_id = ?", app, user, devID).Delete(&store.Device{})
-	return deleted(w, res, fmt.Sprintf("user %q has no device %q", user, devID))
+	err := store.DeleteDevice(r.Context(), a.db, app, user, devID)
+	return deleted(w, err, fmt.Sprintf("user %q has no device %q", user, devID))
 }
 
-// deleted answers a delete of one row: 204 No Content if res removed it,
+// deleted answers a delete of one row: 204 No Content if it was removed,
 // 404 with notFound as the detail if there was none.
-func deleted(w http.ResponseWriter, res *gorm.DB, notFound string) error {
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected == 0 {
+func deleted(w http.ResponseWriter, err error, notFound string) error {
+	if errors.Is(err, store.ErrNotFound) {
 		return problem(http.StatusNotFound, notFound)
+	}
+	if err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (a *API) listDevices(w http.ResponseWriter, r *http.Request, app int64) error {
-	var rows []store.Device
-	err := a.db.WithContext(r.Context()).Where("app_id = ? AND user_id = ?", app, r.PathValue("user_id")).
-		Order("device_id").Limit(1000).Find(&rows).Error
+	rows, err := store.UserDevices(r.Context(), a.db, app, r.PathValue("user_id"), 1000)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime/store"
 )
@@ -233,32 +232,18 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request, app int64) error
 	sum := sha256.Sum256(append([]byte(in.Topic+"\n"+fireAtKey(in.At)+"\n"), canon...))
 	hash := hex.EncodeToString(sum[:])
 
-	var ev store.Event
-	replayed := false
-	err = store.Transaction(r.Context(), a.db, func(tx *gorm.DB) error {
-		ev, replayed = store.Event{}, false
-		if idem != "" {
-			err := tx.Where("app_id = ? AND idempotency_key = ?", app, idem).First(&ev).Error
-			switch {
-			case err == nil:
-				if ev.RequestHash != hash {
-					return problem(http.StatusUnprocessableEntity, "this Idempotency-Key was used for a different request; use a new key for a new event")
-				}
-				replayed = true
-				return nil
-			case !errors.Is(err, gorm.ErrRecordNotFound):
-				return err
-			}
-		}
-		if atProblem != nil {
-			return atProblem
-		}
-		ev = store.Event{AppID: app, ReminderID: rem.ID, RequestHash: hash, Data: compact.String(), FireAt: fireAt, CreatedAt: now}
-		if idem != "" {
-			ev.IdempotencyKey = &idem
-		}
-		return tx.Create(&ev).Error
-	})
+	ev := store.Event{AppID: app, ReminderID: rem.ID, RequestHash: hash, Data: compact.String(), FireAt: fireAt, CreatedAt: now}
+	if idem != "" {
+		ev.IdempotencyKey = &idem
+	}
+	var refuse error
+	if atProblem != nil {
+		refuse = atProblem
+	}
+	ev, replayed, err := store.AddEvent(r.Context(), a.db, ev, refuse)
+	if errors.Is(err, store.ErrIdempotencyConflict) {
+		return problem(http.StatusUnprocessableEntity, "this Idempotency-Key was used for a different request; use a new key for a new event")
+	}
 	if err != nil {
 		return err
 	}
@@ -304,31 +289,28 @@ func (a *API) findEvent(r *http.Request, app int64) (store.Event, string, error)
 	if err != nil || id < 1 {
 		return ev, "", problem(http.StatusNotFound, fmt.Sprintf("no event %q", r.PathValue("id")))
 	}
-	err = a.db.WithContext(r.Context()).Where("id = ? AND app_id = ?", id, app).First(&ev).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
+	ev, err = store.FindEvent(r.Context(), a.db, app, id)
+	if errors.Is(err, store.ErrNotFound) {
 		return ev, "", problem(http.StatusNotFound, fmt.Sprintf("no event %d", id))
 	}
 	if err != nil {
 		return ev, "", err
 	}
-	var rem store.Reminder
-	if err := a.db.WithContext(r.Context()).Select("key").First(&rem, ev.ReminderID).Error; err != nil {
+	key, err := store.ReminderKey(r.Context(), a.db, ev.ReminderID)
+	if err != nil {
 		return ev, "", err
 	}
-	return ev, rem.Key, nil
+	return ev, key, nil
 }
 
 func (a *API) renderEvent(r *http.Request, ev store.Event, topic string) (Event, error) {
 	out := Event{
 		ID: ev.ID, Topic: topic, Data: json.RawMessage(ev.Data), FireAt: ev.FireAt.UTC(), Canceled: ev.Canceled,
-		CreatedAt: ev.CreatedAt.UTC(), Occurrences: []Occurrence{},
+		CreatedAt: ev.CreatedAt.UTC(),
 	}
-	q := a.occurrenceQuery(r).Where("o.event_id = ?", ev.ID).Order("l.name")
-	if err := q.Scan(&out.Occurrences).Error; err != nil {
-		return out, err
-	}
-	finishOccurrences(out.Occurrences, topic)
-	return out, nil
+	rows, err := store.EventOccurrences(r.Context(), a.db, ev.ID)
+	out.Occurrences = occurrences(rows, topic)
+	return out, err
 }
 
 func (a *API) getEvent(w http.ResponseWriter, r *http.Request, app int64) error {
@@ -351,15 +333,11 @@ func (a *API) deleteEvent(w http.ResponseWriter, r *http.Request, app int64) err
 	if err != nil {
 		return err
 	}
-	var fired int64
-	if err := a.db.WithContext(r.Context()).Model(&store.Occurrence{}).
-		Where("event_id = ? AND state NOT IN ?", ev.ID, []string{store.OccScheduled, store.OccCanceled}).Count(&fired).Error; err != nil {
-		return err
-	}
-	if fired > 0 {
+	err = store.CancelEvent(r.Context(), a.db, ev.ID)
+	if errors.Is(err, store.ErrFired) {
 		return problem(http.StatusConflict, fmt.Sprintf("event %d has already fired", ev.ID))
 	}
-	if err := a.db.WithContext(r.Context()).Model(&store.Event{}).Where("id = ?", ev.ID).Update("canceled", true).Error; err != nil {
+	if err != nil {
 		return err
 	}
 	a.announce(r.Context(), topic)

@@ -1,12 +1,13 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
-	"gorm.io/gorm"
+	"github.com/chime-dev/chime/store"
 )
 
 // Occurrence is the JSON form of one firing of a reminder at a location.
@@ -31,25 +32,27 @@ type Occurrence struct {
 	DoneAt      *time.Time `json:"done_at,omitempty"`
 	// LateMs is how long after its instant the occurrence fired: about zero
 	// normally, more when it was caught up after an outage.
-	LateMs *int64 `json:"late_ms,omitempty" gorm:"-"`
+	LateMs *int64 `json:"late_ms,omitempty"`
 	// Late is set when it fired more than LateAfter after its instant: it
 	// was caught up after an outage.
-	Late bool `json:"late" gorm:"-"`
+	Late bool `json:"late"`
 }
 
 // LateAfter is how long after its instant an occurrence must fire to count
 // as late. Normal fires happen within milliseconds.
 const LateAfter = 5 * time.Second
 
-func (a *API) occurrenceQuery(r *http.Request) *gorm.DB {
-	return a.db.WithContext(r.Context()).Table("occurrences AS o").
-		Select("o.id, o.event_id, o.fire_at, o.expires_at, o.miss_at, o.state, o.groups_done, o.groups_total, o.delivered, o.failed, o.expired, o.fired_at, o.done_at, l.name AS location, l.zone, rem.`key` AS reminder").
-		Joins("JOIN locations l ON l.id = o.location_id").
-		Joins("JOIN reminders rem ON rem.id = o.reminder_id")
-}
-
-// finishOccurrences puts the rows' instants in UTC and works out lateness.
-func finishOccurrences(occs []Occurrence, reminder string) {
+// occurrences is the JSON form of rows, with their instants in UTC and
+// their lateness worked out; reminder, if set, names their reminder.
+func occurrences(rows []store.OccurrenceRow, reminder string) []Occurrence {
+	occs := make([]Occurrence, len(rows))
+	for i, x := range rows {
+		occs[i] = Occurrence{
+			ID: x.ID, Reminder: x.Reminder, EventID: x.EventID, Location: x.Location, Zone: x.Zone, FireAt: x.FireAt, ExpiresAt: x.ExpiresAt,
+			MissAt: x.MissAt, State: x.State, GroupsDone: x.GroupsDone, GroupsTotal: x.GroupsTotal, Delivered: x.Delivered, Failed: x.Failed,
+			Expired: x.Expired, FiredAt: x.FiredAt, DoneAt: x.DoneAt,
+		}
+	}
 	for i := range occs {
 		o := &occs[i]
 		if reminder != "" {
@@ -67,6 +70,7 @@ func finishOccurrences(occs []Occurrence, reminder string) {
 			o.Late = time.Duration(late)*time.Millisecond > LateAfter
 		}
 	}
+	return occs
 }
 
 func (a *API) listOccurrences(w http.ResponseWriter, r *http.Request, app int64) error {
@@ -82,17 +86,13 @@ func (a *API) listOccurrences(w http.ResponseWriter, r *http.Request, app int64)
 	if err != nil {
 		return err
 	}
-	out := struct {
-		Occurrences []Occurrence `json:"occurrences"`
-	}{Occurrences: []Occurrence{}}
-	q := a.occurrenceQuery(r).Where("o.reminder_id = ?", rem.ID)
-	if st := r.URL.Query().Get("state"); st != "" {
-		q = q.Where("o.state = ?", st)
-	}
-	if err := q.Order("o.fire_at DESC, l.name").Limit(limit).Scan(&out.Occurrences).Error; err != nil {
+	rows, err := store.ReminderOccurrences(r.Context(), a.db, rem.ID, r.URL.Query().Get("state"), limit)
+	if err != nil {
 		return err
 	}
-	finishOccurrences(out.Occurrences, key)
+	out := struct {
+		Occurrences []Occurrence `json:"occurrences"`
+	}{Occurrences: occurrences(rows, key)}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -102,14 +102,13 @@ func (a *API) getOccurrence(w http.ResponseWriter, r *http.Request, app int64) e
 	if err != nil || id < 1 {
 		return problem(http.StatusNotFound, fmt.Sprintf("no occurrence %q", r.PathValue("id")))
 	}
-	var out []Occurrence
-	if err := a.occurrenceQuery(r).Where("o.id = ? AND rem.app_id = ?", id, app).Scan(&out).Error; err != nil {
-		return err
-	}
-	if len(out) == 0 {
+	row, err := store.FindOccurrence(r.Context(), a.db, app, id)
+	if errors.Is(err, store.ErrNotFound) {
 		return problem(http.StatusNotFound, fmt.Sprintf("no occurrence %d", id))
 	}
-	finishOccurrences(out, "")
-	writeJSON(w, http.StatusOK, out[0])
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, occurrences([]store.OccurrenceRow{row}, "")[0])
 	return nil
 }

@@ -2,13 +2,12 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 	"unicode/utf8"
-
-	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/status"
@@ -147,9 +146,8 @@ func (a *API) listContacts(w http.ResponseWriter, r *http.Request, app int64) er
 	if p != nil {
 		return p
 	}
-	var ids []string
-	if err := a.db.WithContext(r.Context()).Model(&store.Contact{}).Where("app_id = ? AND user_id = ?", app, user).
-		Order("contact_id").Limit(1000).Pluck("contact_id", &ids).Error; err != nil {
+	ids, err := store.Contacts(r.Context(), a.db, app, user, 1000)
+	if err != nil {
 		return err
 	}
 	if ids == nil {
@@ -167,20 +165,15 @@ func (a *API) putContact(w http.ResponseWriter, r *http.Request, app int64) erro
 	if contact == user {
 		return problem(http.StatusUnprocessableEntity, "a user cannot be their own contact")
 	}
-	var n int64
-	if err := a.db.WithContext(r.Context()).Model(&store.Contact{}).Where("app_id = ? AND user_id = ?", app, user).Count(&n).Error; err != nil {
+	created, err := store.AddContact(r.Context(), a.db, app, user, contact)
+	if errors.Is(err, store.ErrTooManyContacts) {
+		return problem(http.StatusUnprocessableEntity, fmt.Sprintf("a user has at most %d contacts", store.MaxContacts))
+	}
+	if err != nil {
 		return err
 	}
-	if n >= 100 {
-		return problem(http.StatusUnprocessableEntity, "a user has at most 100 contacts")
-	}
-	res := a.db.WithContext(r.Context()).Clauses(clause.OnConflict{DoNothing: true}).
-		Create(&store.Contact{AppID: app, UserID: user, ContactID: contact})
-	if res.Error != nil {
-		return res.Error
-	}
 	code := http.StatusOK
-	if res.RowsAffected > 0 {
+	if created {
 		code = http.StatusCreated
 	}
 	writeJSON(w, code, map[string]string{"user_id": user, "contact_id": contact})
@@ -192,8 +185,8 @@ func (a *API) deleteContact(w http.ResponseWriter, r *http.Request, app int64) e
 	if p != nil {
 		return p
 	}
-	res := a.db.WithContext(r.Context()).Where("app_id = ? AND user_id = ? AND contact_id = ?", app, user, contact).Delete(&store.Contact{})
-	return deleted(w, res, fmt.Sprintf("%q is not a contact of %q", contact, user))
+	err := store.DeleteContact(r.Context(), a.db, app, user, contact)
+	return deleted(w, err, fmt.Sprintf("%q is not a contact of %q", contact, user))
 }
 
 // pathContact reads the user and the contact from the path.

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,9 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/grouping"
@@ -291,123 +287,46 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	if p != nil {
 		return p
 	}
-	groups, times := in2.groups, in2.times
 	ctx := r.Context()
-	created := false
-	var rem store.Reminder
-	var regrouped []grouping.Loc
-	locIDs := map[string]int64{}
-	// A concurrent PUT creating the same location or key makes this one hit
-	// the unique index; store.Transaction runs it again, and it then finds
-	// the row.
-	err := store.Transaction(ctx, a.db, func(tx *gorm.DB) error {
-		created, rem, regrouped = false, store.Reminder{}, nil
-		clear(locIDs)
-		// Locations first: a location keeps one zone across the app's reminders.
-		for _, pl := range in2.places {
-			id, err := ensureLocation(tx, app, pl)
-			if err != nil {
-				return err
-			}
-			locIDs[pl.Location] = id
-		}
-		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("app_id = ? AND `key` = ?", app, key).First(&rem).Error
-		switch {
-		case errors.Is(err, gorm.ErrRecordNotFound):
-			created = true
-			rem = store.Reminder{AppID: app, Key: key}
-		case err != nil:
-			return err
-		}
-		oldGroups := rem.Groups
-		rem.Title, rem.Body, rem.Groups, rem.ValidForS = in.Title, in.Body, groups, int64(in2.validFor/time.Second)
-		rem.StartsAt, rem.EndsAt, rem.Paused = in.StartsAt, in.EndsAt, in.Paused
-		rem.Kind, rem.At, rem.Offsets, rem.GraceS, rem.Schema = in2.kind, in.At, in2.offsets, int64(in2.grace/time.Second), in2.schema
-		rem.Lang, rem.Translations, rem.Tags = in2.content.Lang, storeTexts(in2.content.Translations), in2.content.Tags
-		rem.DeliverWhenOnline, rem.NotifyContacts = in.DeliverWhenOnline, in.NotifyContacts
-		if err := tx.Save(&rem).Error; err != nil {
-			return err
-		}
-		if !created && oldGroups != groups {
-			// Workers of a firing occurrence read groups by number; renumbering
-			// under them would skip some users and repeat others.
-			var firing int64
-			if err := tx.Model(&store.Occurrence{}).Where("reminder_id = ? AND state = ?", rem.ID, store.OccFiring).Count(&firing).Error; err != nil {
-				return err
-			}
-			if firing > 0 {
-				return problem(http.StatusConflict, "groups cannot change while the reminder is being delivered; try again when its occurrences are done")
-			}
-			var err error
-			if regrouped, err = regroup(tx, rem.ID, groups); err != nil {
-				return err
-			}
-		}
-		// Keep the rows of times that stay (their creation time bounds
-		// catch-up), delete the ones gone, add the new ones.
-		var old []store.ReminderTime
-		if err := tx.Where("reminder_id = ?", rem.ID).Find(&old).Error; err != nil {
-			return err
-		}
-		wanted := map[[2]int64]bool{}
-		for _, t := range times {
-			wanted[[2]int64{locIDs[t.location], int64(t.sec)}] = true
-		}
-		var drop []int64
-		for _, o := range old {
-			k := [2]int64{o.LocationID, int64(o.LocalSec)}
-			if wanted[k] {
-				delete(wanted, k)
-			} else {
-				drop = append(drop, o.ID)
-			}
-		}
-		if len(drop) > 0 {
-			if err := tx.Where("id IN ?", drop).Delete(&store.ReminderTime{}).Error; err != nil {
-				return err
-			}
-		}
-		var add []store.ReminderTime
-		for k := range wanted {
-			add = append(add, store.ReminderTime{ReminderID: rem.ID, LocationID: k[0], LocalSec: int(k[1])})
-		}
-		if len(add) > 0 {
-			if err := tx.CreateInBatches(&add, 500).Error; err != nil {
-				return err
-			}
-		}
-		return setLocations(tx, rem, locIDs)
-	})
-	if err != nil {
-		return err
+	put := store.ReminderPut{
+		Reminder: store.Reminder{
+			AppID: app, Key: key, Title: in.Title, Body: in.Body, Groups: in2.groups, ValidForS: int64(in2.validFor / time.Second),
+			StartsAt: in.StartsAt, EndsAt: in.EndsAt, Paused: in.Paused,
+			Kind: in2.kind, At: in.At, Offsets: in2.offsets, GraceS: int64(in2.grace / time.Second), Schema: in2.schema,
+			Lang: in2.content.Lang, Translations: storeTexts(in2.content.Translations), Tags: in2.content.Tags,
+			DeliverWhenOnline: in.DeliverWhenOnline, NotifyContacts: in.NotifyContacts,
+		},
+		GroupOf: grouping.Of,
 	}
-	for _, l := range regrouped {
-		if err := a.index.Drop(ctx, l); err != nil {
+	for _, pl := range in2.places {
+		put.Places = append(put.Places, store.Place{Name: pl.Location, Zone: pl.Zone})
+	}
+	for _, t := range in2.times {
+		put.Times = append(put.Times, store.PlaceTime{Location: t.location, LocalSec: t.sec})
+	}
+	res, err := store.PutReminder(ctx, a.db, put)
+	if errors.Is(err, store.ErrFiring) {
+		return problem(http.StatusConflict, "groups cannot change while the reminder is being delivered; try again when its occurrences are done")
+	}
+	if err != nil {
+		return zoneProblem(err)
+	}
+	rem, created := res.Reminder, res.Created
+	for _, l := range res.Regrouped {
+		if err := a.index.Drop(ctx, grouping.Loc{Reminder: rem.ID, Location: l}); err != nil {
 			a.log.Warn("drop index after regrouping; it is rebuilt before the next fire", "reminder", key, "err", err)
 		}
 	}
 	// A location without subscriptions has a complete (empty) index: mark it
 	// built so that later subscriptions extend it instead of the first fire
 	// rebuilding it from MySQL.
-	var ids []int64
-	if err := a.db.WithContext(ctx).Model(&store.ReminderLocation{}).Where("reminder_id = ?", rem.ID).
-		Pluck("location_id", &ids).Error; err != nil {
+	ids, err := store.UnsubscribedLocations(ctx, a.db, rem.ID)
+	if err != nil {
 		return err
-	}
-	var withSubs []int64
-	if err := a.db.WithContext(ctx).Model(&store.Subscription{}).Distinct("location_id").
-		Where("reminder_id = ? AND location_id IN ?", rem.ID, ids).Pluck("location_id", &withSubs).Error; err != nil {
-		return err
-	}
-	subscribed := make(map[int64]bool, len(withSubs))
-	for _, id := range withSubs {
-		subscribed[id] = true
 	}
 	var empty []grouping.Loc
 	for _, id := range ids {
-		if !subscribed[id] {
-			empty = append(empty, grouping.Loc{Reminder: rem.ID, Location: id})
-		}
+		empty = append(empty, grouping.Loc{Reminder: rem.ID, Location: id})
 	}
 	if err := a.index.MarkBuilt(ctx, empty...); err != nil {
 		return err
@@ -425,136 +344,26 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	return nil
 }
 
-// ensureLocation returns the ID of the app's location pl, creating it; a
-// location keeps its zone.
-func ensureLocation(tx *gorm.DB, app int64, pl Place) (int64, error) {
-	var l store.Location
-	err := tx.Where("app_id = ? AND name = ?", app, pl.Location).First(&l).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		l = store.Location{AppID: app, Name: pl.Location, Zone: pl.Zone}
-		err = tx.Create(&l).Error
+// zoneProblem answers a location named with another zone than its own.
+func zoneProblem(err error) error {
+	var ze *store.ZoneError
+	if errors.As(err, &ze) {
+		return problem(http.StatusConflict, fmt.Sprintf("location %q already has zone %q; a location keeps one zone (use another location name)", ze.Location, ze.Zone))
 	}
-	if err != nil {
-		return 0, err
-	}
-	if l.Zone != pl.Zone {
-		return 0, problem(http.StatusConflict, fmt.Sprintf("location %q already has zone %q; a location keeps one zone (use another location name)", l.Name, l.Zone))
-	}
-	return l.ID, nil
-}
-
-// setLocations makes ids the locations of rem. A timetable reminder also
-// keeps the locations its timetable names.
-func setLocations(tx *gorm.DB, rem store.Reminder, ids map[string]int64) error {
-	keep := make([]int64, 0, len(ids)+1)
-	rows := make([]store.ReminderLocation, 0, len(ids))
-	for _, id := range ids {
-		keep = append(keep, id)
-		rows = append(rows, store.ReminderLocation{ReminderID: rem.ID, LocationID: id})
-	}
-	drop := tx.Where("reminder_id = ?", rem.ID)
-	if len(keep) > 0 {
-		drop = drop.Where("location_id NOT IN ?", keep)
-	}
-	if rem.Kind == store.KindTimetable {
-		drop = drop.Where("location_id NOT IN (?)", tx.Model(&store.DatedTime{}).Select("location_id").Where("reminder_id = ?", rem.ID))
-	}
-	if err := drop.Delete(&store.ReminderLocation{}).Error; err != nil {
-		return err
-	}
-	if len(rows) == 0 {
-		return nil
-	}
-	return tx.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&rows, 500).Error
-}
-
-// regroup recomputes the group of every subscription of a reminder for a new
-// group count and returns the locations whose index must be rebuilt.
-func regroup(tx *gorm.DB, reminder int64, groups int) ([]grouping.Loc, error) {
-	var locs []int64
-	if err := tx.Model(&store.Subscription{}).Where("reminder_id = ?", reminder).Distinct().Pluck("location_id", &locs).Error; err != nil {
-		return nil, err
-	}
-	// Batches by user_id: FindInBatches needs a single-column primary key,
-	// and a subscription's is (reminder_id, user_id).
-	var users []string
-	for last := ""; ; {
-		var subs []store.Subscription
-		if err := tx.Where("reminder_id = ? AND user_id > ?", reminder, last).Order("user_id").Limit(1000).Find(&subs).Error; err != nil {
-			return nil, err
-		}
-		if len(subs) == 0 {
-			break
-		}
-		users = users[:0]
-		expr := "CASE user_id"
-		var args []any
-		for _, s := range subs {
-			expr += " WHEN ? THEN ?"
-			args = append(args, s.UserID, grouping.Of(s.UserID, groups))
-			users = append(users, s.UserID)
-		}
-		expr += " END"
-		if err := tx.Model(&store.Subscription{}).Where("reminder_id = ? AND user_id IN ?", reminder, users).
-			Update("group_no", gorm.Expr(expr, args...)).Error; err != nil {
-			return nil, err
-		}
-		if len(subs) < 1000 {
-			break
-		}
-		last = subs[len(subs)-1].UserID
-	}
-	out := make([]grouping.Loc, len(locs))
-	for i, l := range locs {
-		out[i] = grouping.Loc{Reminder: reminder, Location: l}
-	}
-	return out, nil
+	return err
 }
 
 func (a *API) findReminder(r *http.Request, app int64, key string) (store.Reminder, error) {
-	var rem store.Reminder
-	err := a.db.WithContext(r.Context()).Where("app_id = ? AND `key` = ?", app, key).First(&rem).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
+	rem, err := store.FindReminder(r.Context(), a.db, app, key)
+	if errors.Is(err, store.ErrNotFound) {
 		return rem, problem(http.StatusNotFound, fmt.Sprintf("no reminder %q", key))
 	}
 	return rem, err
 }
 
-// timeRow is one reminder time with its location.
-type timeRow struct {
-	ReminderID int64
-	Name       string
-	Zone       string
-	LocalSec   int
-}
-
-// reminderTimes loads the times of the given reminders in one query, by
-// reminder, location name and time of day.
-func (a *API) reminderTimes(ctx context.Context, reminders ...int64) ([]timeRow, error) {
-	var rows []timeRow
-	err := a.db.WithContext(ctx).Table("reminder_times AS rt").Select("rt.reminder_id, l.name, l.zone, rt.local_sec").
-		Joins("JOIN locations l ON l.id = rt.location_id").Where("rt.reminder_id IN ?", reminders).
-		Order("rt.reminder_id, l.name, rt.local_sec").Scan(&rows).Error
-	return rows, err
-}
-
-// reminderRows loads the times and the locations of the given reminders;
-// a location row has LocalSec -1.
-func (a *API) reminderRows(ctx context.Context, reminders ...int64) ([]timeRow, error) {
-	rows, err := a.reminderTimes(ctx, reminders...)
-	if err != nil {
-		return nil, err
-	}
-	var locs []timeRow
-	err = a.db.WithContext(ctx).Table("reminder_locations AS rl").Select("rl.reminder_id, l.name, l.zone, -1 AS local_sec").
-		Joins("JOIN locations l ON l.id = rl.location_id").Where("rl.reminder_id IN ?", reminders).
-		Order("rl.reminder_id, l.name").Scan(&locs).Error
-	return append(rows, locs...), err
-}
-
 // render is the JSON form of rem with its times (rows of other reminders
 // are skipped).
-func render(rem store.Reminder, rows []timeRow) Reminder {
+func render(rem store.Reminder, rows []store.TimeRow) Reminder {
 	out := Reminder{
 		Key: rem.Key, Kind: rem.Kind, Title: rem.Title, Body: rem.Body, Groups: rem.Groups, ValidFor: rem.ValidFor().String(),
 		Grace: rem.Grace().String(), StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, At: rem.At, Paused: rem.Paused,
@@ -592,7 +401,7 @@ func (a *API) loadReminder(r *http.Request, app int64, key string) (Reminder, er
 	if err != nil {
 		return Reminder{}, err
 	}
-	rows, err := a.reminderRows(r.Context(), rem.ID)
+	rows, err := store.ReminderRows(r.Context(), a.db, rem.ID)
 	return render(rem, rows), err
 }
 
@@ -610,12 +419,8 @@ func (a *API) listReminders(w http.ResponseWriter, r *http.Request, app int64) e
 	if p != nil {
 		return p
 	}
-	var rems []store.Reminder
-	q := a.db.WithContext(r.Context()).Where("app_id = ?", app).Order("`key`").Limit(limit)
-	if after := r.URL.Query().Get("after"); after != "" {
-		q = q.Where("`key` > ?", after)
-	}
-	if err := q.Find(&rems).Error; err != nil {
+	rems, err := store.Reminders(r.Context(), a.db, app, r.URL.Query().Get("after"), limit)
+	if err != nil {
 		return err
 	}
 	out := struct {
@@ -627,7 +432,7 @@ func (a *API) listReminders(w http.ResponseWriter, r *http.Request, app int64) e
 		for i, rem := range rems {
 			ids[i] = rem.ID
 		}
-		rows, err := a.reminderRows(r.Context(), ids...)
+		rows, err := store.ReminderRows(r.Context(), a.db, ids...)
 		if err != nil {
 			return err
 		}
@@ -648,33 +453,7 @@ func (a *API) deleteReminder(w http.ResponseWriter, r *http.Request, app int64) 
 	if err != nil {
 		return err
 	}
-	var locs []int64
-	err = a.db.WithContext(r.Context()).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Model(&store.ReminderLocation{}).Where("reminder_id = ?", rem.ID).Pluck("location_id", &locs).Error; err != nil {
-			return err
-		}
-		var more []int64
-		if err := tx.Model(&store.Subscription{}).Where("reminder_id = ?", rem.ID).Distinct().Pluck("location_id", &more).Error; err != nil {
-			return err
-		}
-		locs = append(locs, more...)
-		occ := tx.Model(&store.Occurrence{}).Select("id").Where("reminder_id = ?", rem.ID)
-		for _, del := range []func() error{
-			func() error { return tx.Where("occurrence_id IN (?)", occ).Delete(&store.GroupRun{}).Error },
-			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.Occurrence{}).Error },
-			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.Subscription{}).Error },
-			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.ReminderTime{}).Error },
-			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.ReminderLocation{}).Error },
-			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.DatedTime{}).Error },
-			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&store.Event{}).Error },
-			func() error { return tx.Delete(&rem).Error },
-		} {
-			if err := del(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	locs, err := store.DeleteReminder(r.Context(), a.db, rem)
 	if err != nil {
 		return err
 	}

@@ -1,15 +1,13 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-
-	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/store"
@@ -34,10 +32,7 @@ func (a *API) reminderLocations(r *http.Request, app int64) (store.Reminder, map
 	if err != nil {
 		return rem, nil, err
 	}
-	var locs []store.Location
-	err = a.db.WithContext(r.Context()).Select("locations.id", "locations.name").
-		Joins("JOIN reminder_locations rl ON rl.location_id = locations.id").
-		Where("rl.reminder_id = ?", rem.ID).Find(&locs).Error
+	locs, err := store.ReminderLocations(r.Context(), a.db, rem.ID)
 	byName := make(map[string]int64, len(locs))
 	for _, l := range locs {
 		byName[l.Name] = l.ID
@@ -45,37 +40,25 @@ func (a *API) reminderLocations(r *http.Request, app int64) (store.Reminder, map
 	return rem, byName, err
 }
 
-// subscribe stores subs (already validated) and returns the index changes
-// to apply once the transaction commits.
-func subscribe(tx *gorm.DB, rem store.Reminder, subs []store.Subscription) (add, remove []grouping.Member, err error) {
-	ids := make([]string, len(subs))
-	for i, s := range subs {
-		ids[i] = s.UserID
-	}
-	var old []store.Subscription
-	for start := 0; start < len(ids); start += 1000 {
-		var part []store.Subscription
-		end := min(start+1000, len(ids))
-		if err := tx.Where("reminder_id = ? AND user_id IN ?", rem.ID, ids[start:end]).Find(&part).Error; err != nil {
-			return nil, nil, err
-		}
-		old = append(old, part...)
+// subscribe stores subs (already validated) and applies the index changes
+// once the transaction commits.
+func (a *API) subscribe(ctx context.Context, rem store.Reminder, subs []store.Subscription) error {
+	old, err := store.Subscribe(ctx, a.db, rem.ID, subs)
+	if err != nil {
+		return err
 	}
 	was := make(map[string]store.Subscription, len(old))
 	for _, o := range old {
 		was[o.UserID] = o
 	}
+	var add, remove []grouping.Member
 	for _, s := range subs {
 		if o, ok := was[s.UserID]; ok && (o.LocationID != s.LocationID || o.GroupNo != s.GroupNo) {
 			remove = append(remove, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: o.LocationID}, Group: o.GroupNo, UserID: o.UserID})
 		}
 		add = append(add, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: s.LocationID}, Group: s.GroupNo, UserID: s.UserID})
 	}
-	err = tx.Clauses(clause.OnConflict{
-		Columns:   []clause.Column{{Name: "reminder_id"}, {Name: "user_id"}},
-		DoUpdates: clause.AssignmentColumns([]string{"location_id", "group_no"}),
-	}).CreateInBatches(&subs, 1000).Error
-	return add, remove, err
+	return a.index.Apply(ctx, add, remove)
 }
 
 func (a *API) putSubscriber(w http.ResponseWriter, r *http.Request, app int64) error {
@@ -106,16 +89,7 @@ func (a *API) putSubscriber(w http.ResponseWriter, r *http.Request, app int64) e
 			FieldError{Field: "location", Message: "must be a location of the reminder's times"})
 	}
 	sub := store.Subscription{ReminderID: rem.ID, UserID: user, LocationID: loc, GroupNo: grouping.Of(user, rem.Groups)}
-	var add, remove []grouping.Member
-	err = a.db.WithContext(r.Context()).Transaction(func(tx *gorm.DB) error {
-		var err error
-		add, remove, err = subscribe(tx, rem, []store.Subscription{sub})
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := a.index.Apply(r.Context(), add, remove); err != nil {
+	if err := a.subscribe(r.Context(), rem, []store.Subscription{sub}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, Subscriber{UserID: user, Location: in.Location, Group: sub.GroupNo})
@@ -248,16 +222,7 @@ func (a *API) postSubscribers(w http.ResponseWriter, r *http.Request, app int64)
 		}
 		return problem(http.StatusUnprocessableEntity, "some subscribers are not valid; none were stored", errs...)
 	}
-	var add, remove []grouping.Member
-	err = a.db.WithContext(r.Context()).Transaction(func(tx *gorm.DB) error {
-		var err error
-		add, remove, err = subscribe(tx, rem, subs)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := a.index.Apply(r.Context(), add, remove); err != nil {
+	if err := a.subscribe(r.Context(), rem, subs); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"registered": len(subs)})
@@ -270,14 +235,8 @@ func (a *API) deleteSubscriber(w http.ResponseWriter, r *http.Request, app int64
 	if err != nil {
 		return err
 	}
-	var sub store.Subscription
-	err = a.db.WithContext(r.Context()).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Where("reminder_id = ? AND user_id = ?", rem.ID, user).First(&sub).Error; err != nil {
-			return err
-		}
-		return tx.Where("reminder_id = ? AND user_id = ?", rem.ID, user).Delete(&store.Subscription{}).Error
-	})
-	if errors.Is(err, gorm.ErrRecordNotFound) {
+	sub, err := store.Unsubscribe(r.Context(), a.db, rem.ID, user)
+	if errors.Is(err, store.ErrNotFound) {
 		return problem(http.StatusNotFound, fmt.Sprintf("user %q is not subscribed to reminder %q", user, rem.Key))
 	}
 	if err != nil {

@@ -8,9 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
-
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/store"
 	"github.com/chime-dev/chime/timetable"
@@ -72,7 +69,6 @@ func (a *API) importTimetable(w http.ResponseWriter, r *http.Request, app int64)
 		return problem(http.StatusUnprocessableEntity, "the timetable has a header but no rows")
 	}
 	ctx := r.Context()
-	db := a.db.WithContext(ctx)
 	names := map[string]bool{}
 	places := map[string]string{}
 	var errs []FieldError
@@ -89,16 +85,16 @@ func (a *API) importTimetable(w http.ResponseWriter, r *http.Request, app int64)
 			rowErr(row, "zone", fmt.Sprintf("location %q is given zones %q and %q; a location has one zone", row.Location, z, row.Zone))
 		}
 	}
-	var rems []store.Reminder
-	if err := db.Where("app_id = ? AND `key` IN ?", app, keys(names)).Find(&rems).Error; err != nil {
+	rems, err := store.FindRemindersByKey(ctx, a.db, app, keys(names))
+	if err != nil {
 		return err
 	}
 	reminders := map[string]store.Reminder{}
 	for _, rem := range rems {
 		reminders[rem.Key] = rem
 	}
-	var locs []store.Location
-	if err := db.Where("app_id = ? AND name IN ?", app, keys(places)).Find(&locs).Error; err != nil {
+	locs, err := store.LocationsNamed(ctx, a.db, app, keys(places))
+	if err != nil {
 		return err
 	}
 	zoneOf, known := map[string]string{}, map[string]int64{}
@@ -127,25 +123,18 @@ func (a *API) importTimetable(w http.ResponseWriter, r *http.Request, app int64)
 
 	// The new locations, in one small transaction; a concurrent import
 	// creating the same one makes it run again and find it.
-	locIDs := map[string]int64{}
-	err = store.Transaction(ctx, a.db, func(tx *gorm.DB) error {
-		maps.Copy(locIDs, known)
-		for name, zone := range places {
-			if _, ok := known[name]; ok {
-				continue
-			}
-			id, err := ensureLocation(tx, app, Place{Location: name, Zone: zone})
-			if err != nil {
-				return err
-			}
-			locIDs[name] = id
+	fresh := map[string]string{}
+	for name, zone := range places {
+		if _, ok := known[name]; !ok {
+			fresh[name] = zone
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	created := len(locIDs) - len(known)
+	locIDs, err := store.EnsureLocations(ctx, a.db, app, fresh)
+	if err != nil {
+		return zoneProblem(err)
+	}
+	created := len(locIDs)
+	maps.Copy(locIDs, known)
 	defer func() {
 		for key := range reminders {
 			a.announce(ctx, key)
@@ -157,36 +146,13 @@ func (a *API) importTimetable(w http.ResponseWriter, r *http.Request, app int64)
 		for i, row := range part {
 			dts[i] = store.DatedTime{ReminderID: reminders[row.Name].ID, LocationID: locIDs[row.Location], Date: row.Date, LocalSec: row.LocalSec}
 		}
-		err := store.Transaction(ctx, a.db, func(tx *gorm.DB) error { return storeDated(tx, dts) })
-		if err != nil {
+		if err := store.StoreDated(ctx, a.db, dts); err != nil {
 			return fmt.Errorf("store timetable rows %d to %d of %d (those before are stored; the same file sent again completes the import): %w",
 				start+1, start+len(part), len(rows), err)
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"rows": len(rows), "reminders": len(reminders), "locations_created": created})
 	return nil
-}
-
-// storeDated upserts timetable rows (a row for an existing reminder,
-// location and date replaces its time) and adds their locations to their
-// reminders.
-func storeDated(tx *gorm.DB, rows []store.DatedTime) error {
-	err := tx.Clauses(clause.OnConflict{
-		Columns:   []clause.Column{{Name: "reminder_id"}, {Name: "location_id"}, {Name: "date"}},
-		DoUpdates: clause.AssignmentColumns([]string{"local_sec"}),
-	}).CreateInBatches(&rows, 1000).Error
-	if err != nil {
-		return err
-	}
-	pairs := map[store.ReminderLocation]bool{}
-	for _, dt := range rows {
-		pairs[store.ReminderLocation{ReminderID: dt.ReminderID, LocationID: dt.LocationID}] = true
-	}
-	rl := make([]store.ReminderLocation, 0, len(pairs))
-	for p := range pairs {
-		rl = append(rl, p)
-	}
-	return tx.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&rl, 1000).Error
 }
 
 func keys[V any](m map[string]V) []string {
@@ -222,22 +188,8 @@ func (a *API) listTimetable(w http.ResponseWriter, r *http.Request, app int64) e
 			return problem(http.StatusBadRequest, fmt.Sprintf("query parameter %s must be a date, YYYY-MM-DD", name))
 		}
 	}
-	var rows []struct {
-		Name, Zone, Date string
-		LocalSec         int
-	}
-	db := a.db.WithContext(r.Context()).Table("dated_times AS dt").Select("l.name, l.zone, dt.date, dt.local_sec").
-		Joins("JOIN locations l ON l.id = dt.location_id").Where("dt.reminder_id = ?", rem.ID)
-	if from != "" {
-		db = db.Where("dt.date >= ?", from)
-	}
-	if to != "" {
-		db = db.Where("dt.date <= ?", to)
-	}
-	if loc := q.Get("location"); loc != "" {
-		db = db.Where("l.name = ?", loc)
-	}
-	if err := db.Order("dt.date, l.name").Limit(limit).Scan(&rows).Error; err != nil {
+	rows, err := store.Timetable(r.Context(), a.db, rem.ID, store.TimetableFilter{From: from, To: to, Location: q.Get("location")}, limit)
+	if err != nil {
 		return err
 	}
 	out := struct {
@@ -291,13 +243,12 @@ func (a *API) putTimetableRow(w http.ResponseWriter, r *http.Request, app int64)
 	if err != nil {
 		return err
 	}
-	var l store.Location
-	err = a.db.WithContext(r.Context()).Where("app_id = ? AND name = ?", app, location).First(&l).Error
+	l, err := store.FindLocation(r.Context(), a.db, app, location)
 	switch {
-	case errors.Is(err, gorm.ErrRecordNotFound) && in.Zone == "":
+	case errors.Is(err, store.ErrNotFound) && in.Zone == "":
 		return problem(http.StatusUnprocessableEntity, fmt.Sprintf("location %q is new: its zone is required", location),
 			FieldError{Field: "zone", Message: "is required for a new location"})
-	case err != nil && !errors.Is(err, gorm.ErrRecordNotFound):
+	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return err
 	}
 	zone := l.Zone
@@ -310,18 +261,11 @@ func (a *API) putTimetableRow(w http.ResponseWriter, r *http.Request, app int64)
 	if _, err := localtime.LoadZone(zone); err != nil {
 		return problem(http.StatusUnprocessableEntity, "zone: "+err.Error(), FieldError{Field: "zone", Message: err.Error()})
 	}
-	err = store.Transaction(r.Context(), a.db, func(tx *gorm.DB) error {
-		id, err := ensureLocation(tx, app, Place{Location: location, Zone: zone})
-		if err != nil {
-			return err
-		}
-		if in.Zone != "" && in.Zone != zone {
-			return problem(http.StatusConflict, fmt.Sprintf("location %q has zone %q", location, zone))
-		}
-		return storeDated(tx, []store.DatedTime{{ReminderID: rem.ID, LocationID: id, Date: date, LocalSec: int(sec)}})
-	})
-	if err != nil {
-		return err
+	if in.Zone != "" && in.Zone != zone {
+		return problem(http.StatusConflict, fmt.Sprintf("location %q has zone %q", location, zone))
+	}
+	if err := store.PutDatedTime(r.Context(), a.db, app, rem.ID, location, zone, date, int(sec)); err != nil {
+		return zoneProblem(err)
 	}
 	a.announce(r.Context(), rem.Key)
 	writeJSON(w, http.StatusOK, timetableRow(location, zone, date, int(sec)))
@@ -339,14 +283,12 @@ func (a *API) deleteTimetableRow(w http.ResponseWriter, r *http.Request, app int
 	if err != nil {
 		return err
 	}
-	loc := a.db.Model(&store.Location{}).Select("id").Where("app_id = ? AND name = ?", app, location)
-	res := a.db.WithContext(r.Context()).Where("reminder_id = ? AND location_id IN (?) AND date = ?", rem.ID, loc, date).
-		Delete(&store.DatedTime{})
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected == 0 {
+	err = store.DeleteDatedTime(r.Context(), a.db, app, rem.ID, location, date)
+	if errors.Is(err, store.ErrNotFound) {
 		return problem(http.StatusNotFound, fmt.Sprintf("reminder %q has no time at %q on %s", rem.Key, location, date))
+	}
+	if err != nil {
+		return err
 	}
 	a.announce(r.Context(), rem.Key)
 	w.WriteHeader(http.StatusNoContent)

@@ -3,6 +3,11 @@
 // runs, users' devices and the push channel's delivery counts and failures, kept in MySQL/MariaDB in production and in SQLite for the embedded
 // mode, through gorm.
 //
+// Every query and transaction over them lives here, one file per aggregate
+// (reminders.go, subscriptions.go, timetable.go, events.go, ...), and every
+// write goes through Transaction, which runs it again on a deadlock; callers
+// branch on the sentinel errors (ErrNotFound, ErrFiring, ...) and *ZoneError.
+//
 // Everything in Redis (membership index, acks, checkpoints, queues) can be
 // rebuilt or reconciled from what is stored here.
 package store
