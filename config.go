@@ -27,8 +27,10 @@ import (
 	"github.com/chime-dev/chime/worker"
 )
 
-// Config is read from the environment; every field names its variable and
-// default. The README's configuration table lists the same.
+// Config is read from the environment; every field names its variable,
+// and defaultConfig its default, a DefaultX of the package the setting
+// configures. The README's configuration table lists the same (a test
+// holds it to LoadConfig).
 type Config struct {
 	// RedisURL locates Redis (redis://[:password@]host:port/db).
 	RedisURL string `env:"REDIS_URL"`
