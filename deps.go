@@ -3,7 +3,9 @@ package chime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
@@ -110,4 +112,20 @@ func readiness(db *gorm.DB, rdb redis.UniversalClient, log *slog.Logger) (map[st
 		return health.Stores(pool, rdb), func() {}
 	}
 	return health.Stores(probe, rdb), func() { probe.Close() }
+}
+
+// Logger builds the process logger the configuration asks for.
+func (c Config) Logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("configuration: CHIME_LOG_LEVEL: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch c.LogFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("configuration: CHIME_LOG_FORMAT must be text or json, not %q", c.LogFormat)
 }

@@ -1,6 +1,7 @@
 package content
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,16 +10,22 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/chime-dev/chime/keyspace"
 )
+
+// DefaultMergeWindow is the merge window a deployment runs with unless
+// CHIME_MERGE_WINDOW says otherwise; a MergerConfig's zero Window is off.
+const DefaultMergeWindow = 10 * time.Minute
 
 // MergerConfig configures a Merger.
 type MergerConfig struct {
 	// Prefix starts the merger's Redis keys ("<prefix>merge:<hash>").
-	// Defaults to "chime:".
+	// Defaults to keyspace.DefaultPrefix.
 	Prefix string
 	// Window is how long after a user was sent a content an identical one
 	// is dropped; 0 turns merging off. Defaults to 0 (CHIME_MERGE_WINDOW
-	// sets it, 10m unless told otherwise).
+	// sets it, DefaultMergeWindow unless told otherwise).
 	Window time.Duration
 	// Timeout bounds one chunk's round trip. Defaults to 5s.
 	Timeout time.Duration
@@ -34,9 +41,7 @@ type Merger struct {
 
 // NewMerger returns a Merger on rdb.
 func NewMerger(cfg MergerConfig, rdb redis.UniversalClient) *Merger {
-	if cfg.Prefix == "" {
-		cfg.Prefix = "chime:"
-	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}

@@ -53,6 +53,7 @@ import (
 
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/inbox"
+	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/presence"
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
@@ -61,12 +62,13 @@ import (
 
 // Config configures a gateway.
 type Config struct {
-	// Addr is where it listens when no listener is given. Defaults to ":8081".
+	// Addr is where it listens when no listener is given. Defaults to
+	// DefaultAddr (":8081").
 	Addr string
 	// Instance names this gateway in presence and its stream; it must be
 	// unique among running gateways and must not contain "|". Required.
 	Instance string
-	// Prefix starts every Redis key. Defaults to "chime:".
+	// Prefix starts every Redis key. Defaults to keyspace.DefaultPrefix.
 	Prefix string
 	// MaxTokenLifetime bounds a client token: its exp at most this long
 	// after its iat and after it is presented. Defaults to
@@ -87,9 +89,10 @@ type Config struct {
 	// DefaultAddresses (100,000).
 	Addresses int
 	// HeartbeatInterval is how often clients are pinged and presence is
-	// refreshed. Defaults to 10s; the presence TTL must be longer.
+	// refreshed. Defaults to DefaultHeartbeatInterval (10s); the presence TTL must be longer.
 	HeartbeatInterval time.Duration
-	// PingTimeout is how long a client has to answer a ping. Defaults to 5s.
+	// PingTimeout is how long a client has to answer a ping. Defaults to
+	// DefaultPingTimeout (5s).
 	PingTimeout time.Duration
 	// AckFlush is how long acknowledgements are gathered before they are
 	// applied together. Defaults to 50ms.
@@ -98,16 +101,22 @@ type Config struct {
 	// connection is closed (its messages stay in its inbox), and the most
 	// waiting messages replayed on connect. Defaults to 64.
 	SendQueue int
-	// ShutdownTimeout bounds a graceful stop. Defaults to 10s.
+	// ShutdownTimeout bounds a graceful stop. Defaults to
+	// DefaultShutdownTimeout (10s); CHIME_SHUTDOWN_TIMEOUT sets it.
 	ShutdownTimeout time.Duration
 }
 
-// Defaults of the limits.
+// Defaults of the Config.
 const (
 	DefaultMaxConnsPerUser = 10
 	DefaultHandshakeRate   = 10
 	DefaultHandshakeBurst  = 50
 	DefaultAddresses       = 100_000
+
+	DefaultAddr              = ":8081"
+	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultPingTimeout       = 5 * time.Second
+	DefaultShutdownTimeout   = 10 * time.Second
 )
 
 func (c *Config) defaults() {
@@ -116,27 +125,17 @@ func (c *Config) defaults() {
 	c.HandshakeRate = cmp.Or(c.HandshakeRate, DefaultHandshakeRate)
 	c.HandshakeBurst = cmp.Or(c.HandshakeBurst, DefaultHandshakeBurst)
 	c.Addresses = cmp.Or(c.Addresses, DefaultAddresses)
-	if c.Addr == "" {
-		c.Addr = ":8081"
-	}
-	if c.Prefix == "" {
-		c.Prefix = "chime:"
-	}
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = 10 * time.Second
-	}
-	if c.PingTimeout == 0 {
-		c.PingTimeout = 5 * time.Second
-	}
+	c.Addr = cmp.Or(c.Addr, DefaultAddr)
+	c.Prefix = cmp.Or(c.Prefix, keyspace.DefaultPrefix)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	c.PingTimeout = cmp.Or(c.PingTimeout, DefaultPingTimeout)
 	if c.AckFlush == 0 {
 		c.AckFlush = 50 * time.Millisecond
 	}
 	if c.SendQueue == 0 {
 		c.SendQueue = 64
 	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
-	}
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 }
 
 // Keys finds the signing keys of client tokens, and keeps what it caches
@@ -205,6 +204,9 @@ func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.
 
 // Instance returns the gateway's instance ID.
 func (g *Gateway) Instance() string { return g.cfg.Instance }
+
+// Config returns the gateway's configuration with its defaults.
+func (g *Gateway) Config() Config { return g.cfg }
 
 // Connections returns how many clients are connected.
 func (g *Gateway) Connections() int {

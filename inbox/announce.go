@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/chime-dev/chime/keyspace"
 )
 
 // Announcement is a message to every user of a region. IDs increase by one
@@ -23,7 +26,7 @@ type Announcement struct {
 
 // AnnouncementConfig configures announcements.
 type AnnouncementConfig struct {
-	// Prefix starts every key. Defaults to "chime:".
+	// Prefix starts every key. Defaults to keyspace.DefaultPrefix.
 	Prefix string
 	// Keep is how many announcements a region keeps; older ones are
 	// dropped. Defaults to 1000.
@@ -40,9 +43,7 @@ type Announcements struct {
 
 // NewAnnouncements returns the announcement store.
 func NewAnnouncements(cfg AnnouncementConfig, rdb redis.UniversalClient) *Announcements {
-	if cfg.Prefix == "" {
-		cfg.Prefix = "chime:"
-	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
 	if cfg.Keep == 0 {
 		cfg.Keep = 1000
 	}

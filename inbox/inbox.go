@@ -26,6 +26,7 @@
 package inbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,6 +35,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chime-dev/chime/internal/rscript"
+	"github.com/chime-dev/chime/keyspace"
 )
 
 // Message is one personal message as stored and as sent to clients.
@@ -84,17 +86,25 @@ func OccurrenceOf(id string) int64 {
 	return o
 }
 
+// Defaults of the Config.
+const (
+	DefaultCap       = 100
+	DefaultTTL       = 72 * time.Hour
+	DefaultUnreadTTL = 24 * time.Hour
+)
+
 // Config configures a store.
 type Config struct {
-	// Prefix starts every key. Defaults to "chime:".
+	// Prefix starts every key. Defaults to keyspace.DefaultPrefix.
 	Prefix string
 	// Cap is the most messages kept per user in each of the two sets.
-	// Defaults to 100.
+	// Defaults to DefaultCap (100).
 	Cap int
-	// TTL is how long a pending message is kept. Defaults to 72h.
+	// TTL is how long a pending message is kept. Defaults to
+	// DefaultTTL (72h).
 	TTL time.Duration
 	// UnreadTTL is how long an acknowledged message is kept unread.
-	// Defaults to 24h.
+	// Defaults to DefaultUnreadTTL (24h).
 	UnreadTTL time.Duration
 }
 
@@ -106,18 +116,10 @@ type Store struct {
 
 // New returns a store.
 func New(cfg Config, rdb redis.UniversalClient) *Store {
-	if cfg.Prefix == "" {
-		cfg.Prefix = "chime:"
-	}
-	if cfg.Cap == 0 {
-		cfg.Cap = 100
-	}
-	if cfg.TTL == 0 {
-		cfg.TTL = 72 * time.Hour
-	}
-	if cfg.UnreadTTL == 0 {
-		cfg.UnreadTTL = 24 * time.Hour
-	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
+	cfg.Cap = cmp.Or(cfg.Cap, DefaultCap)
+	cfg.TTL = cmp.Or(cfg.TTL, DefaultTTL)
+	cfg.UnreadTTL = cmp.Or(cfg.UnreadTTL, DefaultUnreadTTL)
 	return &Store{cfg: cfg, rdb: rdb}
 }
 

@@ -16,6 +16,7 @@
 package leader
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -30,7 +31,7 @@ type Config struct {
 	Key string
 	// ID names this replica. Required.
 	ID string
-	// TTL is how long the lock lasts without renewal. Defaults to 10s.
+	// TTL is how long the lock lasts without renewal. Defaults to DefaultTTL (10s).
 	TTL time.Duration
 }
 
@@ -41,11 +42,12 @@ type Elector struct {
 	log *slog.Logger
 }
 
+// DefaultTTL is how long leadership lasts without renewal.
+const DefaultTTL = 10 * time.Second
+
 // New returns an elector.
 func New(cfg Config, rdb redis.UniversalClient, log *slog.Logger) *Elector {
-	if cfg.TTL == 0 {
-		cfg.TTL = 10 * time.Second
-	}
+	cfg.TTL = cmp.Or(cfg.TTL, DefaultTTL)
 	return &Elector{cfg: cfg, rdb: rdb, log: log}
 }
 

@@ -23,6 +23,7 @@
 package presence
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -32,14 +33,19 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chime-dev/chime/internal/rscript"
+	"github.com/chime-dev/chime/keyspace"
 )
+
+// DefaultTTL is how long a connection counts as online after its last
+// refresh: three heartbeats of 10s.
+const DefaultTTL = 30 * time.Second
 
 // Config configures a registry.
 type Config struct {
-	// Prefix starts every key. Defaults to "chime:".
+	// Prefix starts every key. Defaults to keyspace.DefaultPrefix.
 	Prefix string
 	// TTL is how long a connection counts as online after its last refresh.
-	// Defaults to 30s (three heartbeats of 10s).
+	// Defaults to DefaultTTL (30s, three heartbeats of 10s).
 	TTL time.Duration
 }
 
@@ -61,12 +67,8 @@ type Registry struct {
 
 // New returns a registry.
 func New(cfg Config, rdb redis.UniversalClient) *Registry {
-	if cfg.Prefix == "" {
-		cfg.Prefix = "chime:"
-	}
-	if cfg.TTL == 0 {
-		cfg.TTL = 30 * time.Second
-	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
+	cfg.TTL = cmp.Or(cfg.TTL, DefaultTTL)
 	return &Registry{cfg: cfg, rdb: rdb}
 }
 

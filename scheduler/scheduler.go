@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -19,22 +20,25 @@ import (
 
 // Config configures the scheduler.
 type Config struct {
-	// Horizon is how far ahead occurrences are planned. Defaults to 26h.
+	// Horizon is how far ahead occurrences are planned. Defaults to
+	// DefaultHorizon (26h).
 	Horizon time.Duration
 	// MaxCatchUp bounds how far back the planner looks after an outage:
-	// older instants are neither fired nor recorded. Defaults to 7 days.
+	// older instants are neither fired nor recorded. Defaults to
+	// DefaultMaxCatchUp (7 days).
 	MaxCatchUp time.Duration
-	// PlanInterval is how often the whole plan is recomputed. Defaults to 1m.
+	// PlanInterval is how often the whole plan is recomputed. Defaults to
+	// DefaultPlanInterval (1m).
 	PlanInterval time.Duration
 	// PrepareLead is how long before an instant the index is made ready.
-	// Defaults to 30s.
+	// Defaults to DefaultPrepareLead (30s).
 	PrepareLead time.Duration
 	// AckTimeout is how long a started group may go without a finish ack
-	// before it is queued again. Defaults to 2m.
+	// before it is queued again. Defaults to DefaultAckTimeout (2m).
 	AckTimeout time.Duration
 	// QueueTimeout is how long a queued group may wait for its start ack
 	// before its task is enqueued again (a no-op while the task exists).
-	// Defaults to 1m.
+	// Defaults to DefaultQueueTimeout (1m).
 	QueueTimeout time.Duration
 	// ReapInterval is how often the reaper looks. Defaults to AckTimeout/4,
 	// at most 10s.
@@ -46,28 +50,25 @@ type Config struct {
 	TrackLinger time.Duration
 }
 
+// Defaults of the Config.
+const (
+	DefaultHorizon      = 26 * time.Hour
+	DefaultMaxCatchUp   = 7 * 24 * time.Hour
+	DefaultPlanInterval = time.Minute
+	DefaultPrepareLead  = 30 * time.Second
+	DefaultAckTimeout   = 2 * time.Minute
+	DefaultQueueTimeout = time.Minute
+	DefaultTrackLinger  = 250 * time.Millisecond
+)
+
 func (c *Config) defaults() {
-	if c.Horizon == 0 {
-		c.Horizon = 26 * time.Hour
-	}
-	if c.MaxCatchUp == 0 {
-		c.MaxCatchUp = 7 * 24 * time.Hour
-	}
-	if c.PlanInterval == 0 {
-		c.PlanInterval = time.Minute
-	}
-	if c.PrepareLead == 0 {
-		c.PrepareLead = 30 * time.Second
-	}
-	if c.AckTimeout == 0 {
-		c.AckTimeout = 2 * time.Minute
-	}
-	if c.QueueTimeout == 0 {
-		c.QueueTimeout = time.Minute
-	}
-	if c.TrackLinger == 0 {
-		c.TrackLinger = 250 * time.Millisecond
-	}
+	c.Horizon = cmp.Or(c.Horizon, DefaultHorizon)
+	c.MaxCatchUp = cmp.Or(c.MaxCatchUp, DefaultMaxCatchUp)
+	c.PlanInterval = cmp.Or(c.PlanInterval, DefaultPlanInterval)
+	c.PrepareLead = cmp.Or(c.PrepareLead, DefaultPrepareLead)
+	c.AckTimeout = cmp.Or(c.AckTimeout, DefaultAckTimeout)
+	c.QueueTimeout = cmp.Or(c.QueueTimeout, DefaultQueueTimeout)
+	c.TrackLinger = cmp.Or(c.TrackLinger, DefaultTrackLinger)
 	if c.ReapInterval == 0 {
 		c.ReapInterval = min(c.AckTimeout/4, 10*time.Second)
 	}

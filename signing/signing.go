@@ -18,6 +18,7 @@
 package signing
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -33,6 +34,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
+	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/store"
 )
@@ -67,7 +69,7 @@ var (
 // Config configures the keys.
 type Config struct {
 	// Prefix starts the Redis channel rotations are announced on. Defaults
-	// to "chime:".
+	// to keyspace.DefaultPrefix.
 	Prefix string
 	// Overlap is how long after a rotation the keys it replaces stay valid,
 	// when the rotation does not say, and the longest it may say. Defaults
@@ -115,9 +117,7 @@ type cached struct {
 // New returns the keys stored in db, sealed with ring (nil: none can be made
 // or opened), announced through rdb.
 func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, ring *seal.Keyring, log *slog.Logger) *Keys {
-	if cfg.Prefix == "" {
-		cfg.Prefix = "chime:"
-	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
 	if cfg.Overlap <= 0 {
 		cfg.Overlap = DefaultOverlap
 	}

@@ -24,6 +24,7 @@
 package status
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -36,6 +37,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/internal/rscript"
+	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -71,14 +73,21 @@ type Entry struct {
 	State      string
 }
 
+// Defaults of the Config.
+const (
+	DefaultRetention = 7 * 24 * time.Hour
+	DefaultPerUser   = 200
+)
+
 // Config configures a recorder.
 type Config struct {
-	// Prefix starts every key. Defaults to "chime:".
+	// Prefix starts every key. Defaults to keyspace.DefaultPrefix.
 	Prefix string
 	// Retention is how long a user's detail is kept after its last update.
-	// Defaults to 168h (7 days).
+	// Defaults to DefaultRetention (168h, 7 days).
 	Retention time.Duration
-	// PerUser is the most entries kept per user. Defaults to 200.
+	// PerUser is the most entries kept per user. Defaults to
+	// DefaultPerUser (200).
 	PerUser int
 }
 
@@ -92,15 +101,9 @@ type Recorder struct {
 // New returns a recorder. db may be nil, in which case aggregates are not
 // kept.
 func New(cfg Config, rdb redis.UniversalClient, db *gorm.DB) *Recorder {
-	if cfg.Prefix == "" {
-		cfg.Prefix = "chime:"
-	}
-	if cfg.Retention == 0 {
-		cfg.Retention = 7 * 24 * time.Hour
-	}
-	if cfg.PerUser == 0 {
-		cfg.PerUser = 200
-	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
+	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
+	cfg.PerUser = cmp.Or(cfg.PerUser, DefaultPerUser)
 	return &Recorder{cfg: cfg, rdb: rdb, db: db}
 }
 

@@ -22,6 +22,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -52,22 +53,24 @@ type Config struct {
 	ID string
 	// Queue is the asynq queue to pull from. Defaults to queue.DefaultName.
 	Queue string
-	// Concurrency is how many groups are delivered at once. Defaults to 32.
+	// Concurrency is how many groups are delivered at once. Defaults to
+	// DefaultConcurrency (32).
 	Concurrency int
 	// ChunkSize is how many users go in one send and one checkpoint. Defaults
-	// to 100.
+	// to DefaultChunkSize (100).
 	ChunkSize int
 	// LeaseTTL is how long a group stays held after its holder last
 	// renewed it; holders renew after every chunk and every LeaseTTL/3 while
 	// a send is in flight. A holder whose last renewal is more than two
 	// thirds of LeaseTTL old (it was paused) asks Redis before its next send
-	// whether it still holds the group. Defaults to 30s.
+	// whether it still holds the group. Defaults to DefaultLeaseTTL (30s).
 	LeaseTTL time.Duration
 	// PollInterval is how long an idle worker waits before asking the queue
 	// again. Defaults to 20ms.
 	PollInterval time.Duration
 	// ShutdownTimeout is how long a stopping worker lets the chunks in
-	// flight finish before it cancels them. Defaults to 20s.
+	// flight finish before it cancels them. Defaults to
+	// DefaultShutdownTimeout (20s).
 	ShutdownTimeout time.Duration
 	// Channel names the sender in metrics. Defaults to "default".
 	Channel string
@@ -77,6 +80,14 @@ type Config struct {
 	RetryCheckInterval time.Duration
 }
 
+// Defaults of the Config.
+const (
+	DefaultConcurrency     = 32
+	DefaultChunkSize       = 100
+	DefaultLeaseTTL        = 30 * time.Second
+	DefaultShutdownTimeout = 20 * time.Second
+)
+
 func (c *Config) defaults() {
 	if c.ID == "" {
 		host, _ := os.Hostname()
@@ -85,21 +96,13 @@ func (c *Config) defaults() {
 	if c.Queue == "" {
 		c.Queue = queue.DefaultName
 	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 32
-	}
-	if c.ChunkSize == 0 {
-		c.ChunkSize = 100
-	}
-	if c.LeaseTTL == 0 {
-		c.LeaseTTL = 30 * time.Second
-	}
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
+	c.ChunkSize = cmp.Or(c.ChunkSize, DefaultChunkSize)
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, DefaultLeaseTTL)
 	if c.PollInterval == 0 {
 		c.PollInterval = 20 * time.Millisecond
 	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 20 * time.Second
-	}
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	if c.Channel == "" {
 		c.Channel = "default"
 	}

@@ -17,6 +17,7 @@
 package apns
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -35,6 +36,12 @@ import (
 	"github.com/chime-dev/chime/sender"
 )
 
+// Defaults of the Config.
+const (
+	DefaultHost  = apns2.HostProduction
+	DefaultConns = 4
+)
+
 // Config configures the APNs channel.
 type Config struct {
 	// Key is the .p8 signing key (PEM, PKCS #8). Required.
@@ -43,13 +50,14 @@ type Config struct {
 	KeyID, TeamID string
 	// Topic is the app's bundle ID, sent as apns-topic. Required.
 	Topic string
-	// Host is the APNs server. Defaults to apns2.HostProduction
+	// Host is the APNs server. Defaults to DefaultHost (apns2.HostProduction)
 	// (https://api.push.apple.com); tests point it at a local server.
 	Host string
 	// RootCAs verifies the server's certificate. Defaults to the system
 	// roots; tests set the local server's certificate.
 	RootCAs *x509.CertPool
-	// Conns is how many HTTP/2 connections are kept. Defaults to 4.
+	// Conns is how many HTTP/2 connections are kept. Defaults to
+	// DefaultConns (4).
 	Conns int
 	// Parallel bounds the requests in flight over all connections. Defaults
 	// to 512.
@@ -71,12 +79,8 @@ func New(cfg Config) (*Channel, error) {
 	if len(cfg.Key) == 0 || cfg.KeyID == "" || cfg.TeamID == "" || cfg.Topic == "" {
 		return nil, errors.New("apns: key, key ID, team ID and topic are required")
 	}
-	if cfg.Host == "" {
-		cfg.Host = apns2.HostProduction
-	}
-	if cfg.Conns == 0 {
-		cfg.Conns = 4
-	}
+	cfg.Host = cmp.Or(cfg.Host, DefaultHost)
+	cfg.Conns = cmp.Or(cfg.Conns, DefaultConns)
 	if cfg.Parallel == 0 {
 		cfg.Parallel = 512
 	}

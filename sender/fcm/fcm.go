@@ -43,6 +43,10 @@ const Scope = "https://www.googleapis.com/auth/firebase.messaging"
 // MaxBatch is the most messages one SendEach call takes.
 const MaxBatch = 500
 
+// DefaultRate is FCM's default quota of messages per minute per project,
+// the rate a deployment limits itself to unless told otherwise.
+const DefaultRate = 600_000
+
 // Config configures the FCM channel.
 type Config struct {
 	// ProjectID is the Firebase project. Required.

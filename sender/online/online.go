@@ -22,6 +22,7 @@
 package online
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -33,6 +34,7 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/internal/rscript"
+	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/presence"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/status"
@@ -45,7 +47,7 @@ type Contacts interface {
 
 // Config configures the sender.
 type Config struct {
-	// Prefix starts every key. Defaults to "chime:".
+	// Prefix starts every key. Defaults to keyspace.DefaultPrefix.
 	Prefix string
 }
 
@@ -69,9 +71,7 @@ var _ sender.Sender = (*Sender)(nil)
 // marked deliver-when-online; contacts may be nil (no associated users).
 func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.Store, st *status.Recorder,
 	contacts Contacts, fallback sender.Sender, clk clock.Clock, log *slog.Logger) *Sender {
-	if cfg.Prefix == "" {
-		cfg.Prefix = "chime:"
-	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
 	scripts := slices.Concat(presence.Scripts(), inbox.Scripts(), presence.PublishScripts())
 	return &Sender{cfg: cfg, rdb: rdb, presence: p, inbox: in, status: st, contacts: contacts, fallback: fallback,
 		clock: clk, log: log, scripts: scripts}

@@ -44,6 +44,7 @@
 package push
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -62,6 +63,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/store"
@@ -168,16 +170,19 @@ type Merger interface {
 	Merge(ctx context.Context, b *sender.Batch) (keep []string, err error)
 }
 
+// DefaultRetryFor bounds how long one chunk retries refused messages.
+const DefaultRetryFor = 20 * time.Second
+
 // Config configures the push sender.
 type Config struct {
 	// Limits are the per-channel rate limits shared by all workers, by
 	// channel name; a channel without one is not limited.
 	Limits map[string]redis_rate.Limit
 	// Prefix starts the Redis keys of the sender (rate limits, devices
-	// already reached per chunk). Defaults to "chime:".
+	// already reached per chunk). Defaults to keyspace.DefaultPrefix.
 	Prefix string
 	// RetryFor bounds how long one Send retries transient refusals before
-	// it returns an error. Defaults to 20s.
+	// it returns an error. Defaults to DefaultRetryFor (20s).
 	RetryFor time.Duration
 	// RetryInitial is the first backoff interval (doubling, ±50% jitter, at
 	// most RetryMaxInterval). Defaults to 200ms.
@@ -212,12 +217,8 @@ var _ sender.Sender = (*Sender)(nil)
 // channel is missing gets its devices failed as "not configured"). A nil
 // composer means Plain; a nil merger merges nothing.
 func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, channels map[string]Channel, composer Composer, merger Merger, clk clock.Clock, log *slog.Logger) *Sender {
-	if cfg.Prefix == "" {
-		cfg.Prefix = "chime:"
-	}
-	if cfg.RetryFor == 0 {
-		cfg.RetryFor = 20 * time.Second
-	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
+	cfg.RetryFor = cmp.Or(cfg.RetryFor, DefaultRetryFor)
 	if cfg.RetryInitial == 0 {
 		cfg.RetryInitial = 200 * time.Millisecond
 	}

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +19,7 @@ import (
 
 // DevicesConfig configures delivery to web devices.
 type DevicesConfig struct {
-	// Timeout bounds one request. Defaults to 10s.
+	// Timeout bounds one request. Defaults to DefaultTimeout (10s).
 	Timeout time.Duration
 	// MaxConns bounds the connections kept per endpoint host. Defaults to 64.
 	MaxConns int
@@ -59,9 +60,7 @@ const (
 
 // NewDevices returns the web device channel.
 func NewDevices(cfg DevicesConfig, log *slog.Logger) *Devices {
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 10 * time.Second
-	}
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = 64
 	}

@@ -23,6 +23,7 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,11 +40,14 @@ import (
 	"github.com/chime-dev/chime/signature"
 )
 
+// DefaultTimeout bounds one webhook request.
+const DefaultTimeout = 10 * time.Second
+
 // Config configures the webhook channel.
 type Config struct {
 	// URL receives the POSTs. Required.
 	URL string
-	// Timeout bounds each attempt. Defaults to 10s.
+	// Timeout bounds each attempt. Defaults to DefaultTimeout (10s).
 	Timeout time.Duration
 	// Retries is how many times a failed attempt is repeated. Defaults to 3.
 	Retries int
@@ -92,9 +96,7 @@ func New(cfg Config, log *slog.Logger) (*Sender, error) {
 			return nil, fmt.Errorf("webhook: %w", err)
 		}
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 10 * time.Second
-	}
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	if cfg.Retries == 0 {
 		cfg.Retries = 3
 	}

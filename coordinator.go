@@ -1,6 +1,7 @@
 package chime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,14 +19,12 @@ import (
 	"github.com/chime-dev/chime/apikey"
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/leader"
 	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/scheduler"
-	"github.com/chime-dev/chime/sender"
-	"github.com/chime-dev/chime/sender/logging"
-	"github.com/chime-dev/chime/sender/webhook"
-	"github.com/chime-dev/chime/worker"
+	"github.com/chime-dev/chime/token"
 )
 
 // Coordinator serves the API and, while it is the elected leader, runs the
@@ -113,24 +112,17 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// NewSender builds the delivery channel the configuration names. The push
-// channel reads devices from db and shares rate limits through rdb.
-func NewSender(ctx context.Context, cfg Config, db *gorm.DB, rdb redis.UniversalClient, log *slog.Logger) (sender.Sender, error) {
-	switch cfg.Sender {
-	case "push":
-		return newPush(ctx, cfg, db, rdb, log)
-	case "webhook":
-		return webhook.New(webhook.Config{URL: cfg.WebhookURL, Timeout: cfg.WebhookTimeout, Secret: cfg.WebhookSecret}, log.With("channel", "webhook"))
-	default:
-		return logging.New(log.With("channel", "log")), nil
-	}
+// withBulk gives the API the limits of bulk requests and uploads.
+func (c Config) withBulk(ac api.Config) api.Config {
+	ac.BulkPerApp, ac.BulkTotal, ac.MaxTimetable = c.BulkPerApp, c.BulkTotal, c.MaxTimetable
+	return ac
 }
 
-// NewWorker assembles a worker that delivers through s.
-func NewWorker(cfg Config, db *gorm.DB, rdb redis.UniversalClient, s sender.Sender, clk clock.Clock, log *slog.Logger) *worker.Worker {
-	s = onlineSender(cfg, db, rdb, s, clk, log)
-	return worker.New(worker.Config{
-		ID: cfg.ReplicaID, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ChunkSize: cfg.ChunkSize, LeaseTTL: cfg.LeaseTTL,
-		ShutdownTimeout: cfg.ShutdownTimeout, Channel: cfg.Sender,
-	}, rdb, grouping.NewIndex(rdb, db, cfg.Prefix), ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker"))
+// withOnline gives the API the inbox, announcement, status and signing key
+// stores.
+func (c Config) withOnline(ac api.Config, db *gorm.DB, rdb redis.UniversalClient, log *slog.Logger) api.Config {
+	ac.Inbox, ac.Status, ac.SigningKeys = c.Inbox(rdb), c.Status(rdb, db), c.SigningKeys(db, rdb, log.With("part", "signing"))
+	ac.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{Prefix: c.Prefix}, rdb)
+	ac.TokenTTL = min(api.DefaultTokenTTL, cmp.Or(c.Online.TokenMaxLifetime, token.DefaultMaxLifetime))
+	return ac
 }

@@ -1,4 +1,4 @@
-package chime_test
+package e2e
 
 import (
 	"context"

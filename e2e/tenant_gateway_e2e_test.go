@@ -1,4 +1,4 @@
-package chime_test
+package e2e
 
 import (
 	"context"
@@ -82,7 +82,7 @@ func TestDocSigningExample(t *testing.T) {
 			t.Skipf("%s is not installed", tool)
 		}
 	}
-	doc, err := os.ReadFile("docs/gateway.md")
+	doc, err := os.ReadFile("../docs/gateway.md")
 	require.NoError(t, err)
 	var script string
 	for _, block := range strings.Split(string(doc), "```sh\n")[1:] {

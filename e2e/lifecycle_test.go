@@ -1,4 +1,4 @@
-package chime_test
+package e2e
 
 import (
 	"context"
@@ -21,11 +21,11 @@ import (
 	"github.com/chime-dev/chime/store"
 )
 
-// build compiles ./cmd/<name> into the test's temporary directory.
+// build compiles the repository's cmd/<name> into the test's temporary directory.
 func build(t *testing.T, name string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), name)
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/"+name)
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Run())
 	return bin

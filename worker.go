@@ -1,0 +1,23 @@
+package chime
+
+import (
+	"log/slog"
+
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime/ack"
+	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/worker"
+)
+
+// NewWorker assembles a worker that delivers through s.
+func NewWorker(cfg Config, db *gorm.DB, rdb redis.UniversalClient, s sender.Sender, clk clock.Clock, log *slog.Logger) *worker.Worker {
+	s = onlineSender(cfg, db, rdb, s, clk, log)
+	return worker.New(worker.Config{
+		ID: cfg.ReplicaID, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ChunkSize: cfg.ChunkSize, LeaseTTL: cfg.LeaseTTL,
+		ShutdownTimeout: cfg.ShutdownTimeout, Channel: cfg.Sender,
+	}, rdb, grouping.NewIndex(rdb, db, cfg.Prefix), ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker"))
+}
