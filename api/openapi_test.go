@@ -2,10 +2,12 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,12 +15,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
 	"github.com/pb33f/libopenapi-validator/schema_validation"
 	v3high "github.com/pb33f/libopenapi/datamodel/high/v3"
+	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/chime-dev/chime/api"
@@ -574,4 +578,89 @@ func TestOpenAPIExamplesMatchSchemas(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no bodies found")
 	}
+}
+
+var spec struct {
+	once sync.Once
+	v    validator.Validator
+	err  error
+}
+
+// matchesSpec checks an answer of the API against the response openapi.yaml
+// documents for its operation and status: its content type, body schema
+// and headers. Requests the spec has no operation for (the tests' probes of
+// unknown paths) are not checked.
+func matchesSpec(t *testing.T, req *http.Request, res response) {
+	t.Helper()
+	for _, msg := range specMismatches(t, req, res) {
+		t.Errorf("%s %s answered %d, not as openapi.yaml says: %s\n%s", req.Method, req.URL.Path, res.Status, msg, res.Body)
+	}
+}
+
+// specMismatches returns how res differs from what openapi.yaml documents.
+func specMismatches(t *testing.T, req *http.Request, res response) []string {
+	t.Helper()
+	spec.once.Do(func() {
+		data, err := os.ReadFile("openapi.yaml")
+		if err != nil {
+			spec.err = err
+			return
+		}
+		doc, err := libopenapi.NewDocument(data)
+		if err != nil {
+			spec.err = err
+			return
+		}
+		v, errs := validator.NewValidator(doc)
+		if len(errs) > 0 {
+			spec.err = fmt.Errorf("validator: %v", errs)
+			return
+		}
+		spec.v = v
+	})
+	if spec.err != nil {
+		t.Fatalf("openapi.yaml: %v", spec.err)
+	}
+	hres := &http.Response{StatusCode: res.Status, Header: res.Header, Body: io.NopCloser(bytes.NewReader(res.Body)), Request: req}
+	var out []string
+	if ok, errs := spec.v.ValidateHttpResponse(req, hres); !ok {
+		for _, e := range errs {
+			if e.ValidationType == "path" {
+				continue
+			}
+			msg := e.Message
+			for _, se := range e.SchemaValidationErrors {
+				msg += fmt.Sprintf("; %s: %s", se.FieldPath, se.Reason)
+			}
+			out = append(out, msg+" ("+e.ValidationType+"/"+e.ValidationSubType+")")
+		}
+	}
+	return out
+}
+
+// Injected: a real answer of GET /v1/reminders/{key}, then the same answer
+// without its kind, and one with an undocumented status. Checked: the spec
+// check passes the first and names what is wrong with the others, so the
+// check that req runs on every answer can fail.
+func TestResponsesCheckedAgainstSpec(t *testing.T) {
+	b := setup(t)
+	b.putReminder("water", reminder("Water", at("paris", "Europe/Paris", "10:30")))
+	var seen *http.Request
+	var got response
+	b.checkResponse = func(t *testing.T, req *http.Request, res response) { seen, got = req, res }
+	b.as("GET", "/v1/reminders/water", nil)
+	require.NotNil(t, seen)
+	require.Empty(t, specMismatches(t, seen, got))
+
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(got.Body, &body))
+	delete(body, "kind")
+	tampered := got
+	tampered.Body, _ = json.Marshal(body)
+	require.NotEmpty(t, specMismatches(t, seen, tampered), "an answer without kind")
+	require.Contains(t, strings.Join(specMismatches(t, seen, tampered), " "), "kind")
+
+	teapot := got
+	teapot.Status = http.StatusTeapot
+	require.NotEmpty(t, specMismatches(t, seen, teapot), "an undocumented status")
 }
