@@ -44,6 +44,9 @@ type bundle struct {
 	keyA, keyB string
 	// keyring seals web devices' secrets (nil: none configured).
 	keyring *seal.Keyring
+	// checkResponse, when set, sees every answer req reads (the spec's
+	// response validation, by default).
+	checkResponse func(t *testing.T, req *http.Request, res response)
 }
 
 // setup is setupWith a keyring, as a coordinator with CHIME_SECRET_KEYS.
@@ -111,7 +114,7 @@ func setupEnvOn(t *testing.T, config func(env *testenv.Env) api.Config, params s
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
 
-	b := &bundle{t: t, env: env, url: srv.URL, client: srv.Client(), index: index, api: a, db: db, logs: logs, keyring: cfg.Keyring}
+	b := &bundle{t: t, env: env, url: srv.URL, client: srv.Client(), index: index, api: a, db: db, logs: logs, keyring: cfg.Keyring, checkResponse: matchesSpec}
 	b.appA, b.keyA, err = api.CreateApp(context.Background(), env.DB, "app-a")
 	require.NoError(t, err)
 	b.appB, b.keyB, err = api.CreateApp(context.Background(), env.DB, "app-b")
@@ -161,7 +164,11 @@ func (b *bundle) req(method, path, key string, body any, header ...string) respo
 	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
 	require.NoError(b.t, err)
-	return response{Status: res.StatusCode, Header: res.Header, Body: data}
+	out := response{Status: res.StatusCode, Header: res.Header, Body: data}
+	if b.checkResponse != nil {
+		b.checkResponse(b.t, hr, out)
+	}
+	return out
 }
 
 // as sends a request as app A.

@@ -2,18 +2,27 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
+	"github.com/pb33f/libopenapi-validator/schema_validation"
+	v3high "github.com/pb33f/libopenapi/datamodel/high/v3"
+	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/chime-dev/chime/api"
@@ -431,4 +440,227 @@ func lookup(root *yaml.Node, ref string) *yaml.Node {
 		node = next
 	}
 	return node
+}
+
+// loadSpec parses openapi.yaml with libopenapi into its OpenAPI 3.1 model.
+func loadSpec(t testing.TB) (libopenapi.Document, *v3high.Document) {
+	t.Helper()
+	data, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := libopenapi.NewDocument(data)
+	if err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	model, err := doc.BuildV3Model()
+	if err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	return doc, &model.Model
+}
+
+// The document is checked by an OpenAPI linter (libopenapi-validator,
+// against the OpenAPI 3.1 meta-schema), and for what the meta-schema lets
+// pass: a license, every tag an operation uses declared (and every declared
+// tag used), every operation with a summary and a description.
+func TestOpenAPILint(t *testing.T) {
+	doc, model := loadSpec(t)
+	v, errs := validator.NewValidator(doc)
+	if len(errs) > 0 {
+		t.Fatalf("validator: %v", errs)
+	}
+	if ok, verrs := v.ValidateDocument(); !ok {
+		for _, e := range verrs {
+			for _, se := range e.SchemaValidationErrors {
+				t.Errorf("openapi.yaml: %s: %s", se.FieldPath, se.Reason)
+			}
+			t.Errorf("openapi.yaml: %s", e.Error())
+		}
+	}
+	if model.Info.License == nil || model.Info.License.Name == "" {
+		t.Error("info.license is missing")
+	}
+	declared := map[string]bool{}
+	for _, tag := range model.Tags {
+		declared[tag.Name] = true
+	}
+	used := map[string]bool{}
+	for path, item := range model.Paths.PathItems.FromOldest() {
+		for method, op := range item.GetOperations().FromOldest() {
+			where := strings.ToUpper(method) + " " + path
+			if op.Summary == "" {
+				t.Errorf("%s has no summary", where)
+			}
+			if op.Description == "" {
+				t.Errorf("%s has no description", where)
+			}
+			if len(op.Tags) == 0 {
+				t.Errorf("%s has no tag", where)
+			}
+			for _, tag := range op.Tags {
+				used[tag] = true
+				if !declared[tag] {
+					t.Errorf("%s uses tag %q, which the document does not declare", where, tag)
+				}
+			}
+		}
+	}
+	for tag := range declared {
+		if !used[tag] {
+			t.Errorf("tag %q is declared but no operation uses it", tag)
+		}
+	}
+}
+
+// Every example of a request or response body (inline or a reference to
+// components.examples) matches the body's schema.
+func TestOpenAPIExamplesMatchSchemas(t *testing.T) {
+	_, model := loadSpec(t)
+	sv := schema_validation.NewSchemaValidator()
+	check := func(where string, mt *v3high.MediaType) {
+		if mt == nil || mt.Schema == nil {
+			return
+		}
+		schema := mt.Schema.Schema()
+		type example struct {
+			name string
+			node interface{ Decode(v any) error }
+		}
+		var examples []example
+		if mt.Example != nil {
+			examples = append(examples, example{"example", mt.Example})
+		}
+		for name, ex := range mt.Examples.FromOldest() {
+			if ex.Value != nil {
+				examples = append(examples, example{"examples." + name, ex.Value})
+			}
+		}
+		for _, ex := range examples {
+			var v any
+			if err := ex.node.Decode(&v); err != nil {
+				t.Errorf("%s %s: %v", where, ex.name, err)
+				continue
+			}
+			if ok, verrs := sv.ValidateSchemaObject(schema, v); !ok {
+				for _, e := range verrs {
+					for _, se := range e.SchemaValidationErrors {
+						t.Errorf("%s %s: %s: %s", where, ex.name, se.FieldPath, se.Reason)
+					}
+					if len(e.SchemaValidationErrors) == 0 {
+						t.Errorf("%s %s: %s", where, ex.name, e.Error())
+					}
+				}
+			}
+		}
+	}
+	n := 0
+	for path, item := range model.Paths.PathItems.FromOldest() {
+		for method, op := range item.GetOperations().FromOldest() {
+			where := strings.ToUpper(method) + " " + path
+			if op.RequestBody != nil {
+				for ct, mt := range op.RequestBody.Content.FromOldest() {
+					check(where+" request "+ct, mt)
+					n++
+				}
+			}
+			if op.Responses == nil {
+				continue
+			}
+			for code, resp := range op.Responses.Codes.FromOldest() {
+				for ct, mt := range resp.Content.FromOldest() {
+					check(where+" "+code+" "+ct, mt)
+					n++
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no bodies found")
+	}
+}
+
+var spec struct {
+	once sync.Once
+	v    validator.Validator
+	err  error
+}
+
+// matchesSpec checks an answer of the API against the response openapi.yaml
+// documents for its operation and status: its content type, body schema
+// and headers. Requests the spec has no operation for (the tests' probes of
+// unknown paths) are not checked.
+func matchesSpec(t *testing.T, req *http.Request, res response) {
+	t.Helper()
+	for _, msg := range specMismatches(t, req, res) {
+		t.Errorf("%s %s answered %d, not as openapi.yaml says: %s\n%s", req.Method, req.URL.Path, res.Status, msg, res.Body)
+	}
+}
+
+// specMismatches returns how res differs from what openapi.yaml documents.
+func specMismatches(t *testing.T, req *http.Request, res response) []string {
+	t.Helper()
+	spec.once.Do(func() {
+		data, err := os.ReadFile("openapi.yaml")
+		if err != nil {
+			spec.err = err
+			return
+		}
+		doc, err := libopenapi.NewDocument(data)
+		if err != nil {
+			spec.err = err
+			return
+		}
+		v, errs := validator.NewValidator(doc)
+		if len(errs) > 0 {
+			spec.err = fmt.Errorf("validator: %v", errs)
+			return
+		}
+		spec.v = v
+	})
+	if spec.err != nil {
+		t.Fatalf("openapi.yaml: %v", spec.err)
+	}
+	hres := &http.Response{StatusCode: res.Status, Header: res.Header, Body: io.NopCloser(bytes.NewReader(res.Body)), Request: req}
+	var out []string
+	if ok, errs := spec.v.ValidateHttpResponse(req, hres); !ok {
+		for _, e := range errs {
+			if e.ValidationType == "path" {
+				continue
+			}
+			msg := e.Message
+			for _, se := range e.SchemaValidationErrors {
+				msg += fmt.Sprintf("; %s: %s", se.FieldPath, se.Reason)
+			}
+			out = append(out, msg+" ("+e.ValidationType+"/"+e.ValidationSubType+")")
+		}
+	}
+	return out
+}
+
+// Injected: a real answer of GET /v1/reminders/{key}, then the same answer
+// without its kind, and one with an undocumented status. Checked: the spec
+// check passes the first and names what is wrong with the others, so the
+// check that req runs on every answer can fail.
+func TestResponsesCheckedAgainstSpec(t *testing.T) {
+	b := setup(t)
+	b.putReminder("water", reminder("Water", at("paris", "Europe/Paris", "10:30")))
+	var seen *http.Request
+	var got response
+	b.checkResponse = func(t *testing.T, req *http.Request, res response) { seen, got = req, res }
+	b.as("GET", "/v1/reminders/water", nil)
+	require.NotNil(t, seen)
+	require.Empty(t, specMismatches(t, seen, got))
+
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(got.Body, &body))
+	delete(body, "kind")
+	tampered := got
+	tampered.Body, _ = json.Marshal(body)
+	require.NotEmpty(t, specMismatches(t, seen, tampered), "an answer without kind")
+	require.Contains(t, strings.Join(specMismatches(t, seen, tampered), " "), "kind")
+
+	teapot := got
+	teapot.Status = http.StatusTeapot
+	require.NotEmpty(t, specMismatches(t, seen, teapot), "an undocumented status")
 }
