@@ -98,7 +98,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 
 // openDB opens MYSQL_DSN and brings its schema up to date.
 func openDB(ctx context.Context, environ []string) (*chime.Deps, error) {
-	d, err := chime.OpenDB(environ)
+	d, err := chime.OpenDB(ctx, environ)
 	if err != nil {
 		return nil, err
 	}
