@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/chime-dev/chime/ack"
 	"github.com/chime-dev/chime/api"
+	"github.com/chime-dev/chime/apikey"
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/leader"
@@ -33,6 +33,7 @@ import (
 type Coordinator struct {
 	cfg       Config
 	api       *api.API
+	keys      *apikey.Resolver
 	scheduler *scheduler.Scheduler
 	elector   *leader.Elector
 	log       *slog.Logger
@@ -55,11 +56,17 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 		AckTimeout: cfg.AckTimeout, QueueTimeout: cfg.QueueTimeout, ChangesChannel: changes,
 	}, db, rdb, index, enq, ack.NewReader(ack.NewTracker(rdb, cfg.Prefix)), clk, log.With("part", "scheduler"))
 	ready, closeProbe := readiness(db, rdb, log)
-	acfg := cfg.withBulk(api.Config{ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors(), Ready: ready})
+	keys := apikey.New(apikey.Config{Channel: cfg.KeysChannel(), Now: clk.Now}, db, rdb, log.With("part", "keys"))
+	acfg := cfg.withBulk(api.Config{
+		ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors(), Ready: ready, Keys: keys, OperatorKey: cfg.OperatorKey,
+		ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, IdleTimeout: cfg.HTTPIdleTimeout, MaxHeaderBytes: cfg.HTTPMaxHeaderBytes,
+		WebDeviceGuard: cfg.Push.guard(), Keyring: cfg.Keyring(),
+	})
 	return &Coordinator{
 		cfg:       cfg,
 		probe:     closeProbe,
-		api:       api.New(cfg.withOnline(acfg, db, rdb), db, rdb, index, log.With("part", "api")),
+		api:       api.New(cfg.withOnline(acfg, db, rdb, log), db, rdb, index, log.With("part", "api")),
+		keys:      keys,
 		scheduler: sched,
 		elector:   leader.New(leader.Config{Key: cfg.Prefix + "leader", ID: cfg.ReplicaID, TTL: cfg.LeaderTTL}, rdb, log),
 		log:       log,
@@ -80,8 +87,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		}
 	}
 	defer c.probe()
-	srv := &http.Server{Handler: c.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := c.api.Server()
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.keys.Run(ctx) })
 	g.Go(func() error {
 		c.log.Info("api listening", "addr", ln.Addr().String())
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

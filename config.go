@@ -23,6 +23,22 @@ type Config struct {
 	MySQLDSN string `env:"MYSQL_DSN"`
 	// HTTPAddr is where the coordinator serves the API.
 	HTTPAddr string `env:"CHIME_HTTP_ADDR" envDefault:":8080"`
+	// HTTPReadTimeout bounds reading a whole API request, body included.
+	// Defaults to api.DefaultReadTimeout (30s).
+	HTTPReadTimeout time.Duration `env:"CHIME_HTTP_READ_TIMEOUT"`
+	// HTTPWriteTimeout bounds an API request from the end of its header to
+	// the end of its answer. Defaults to api.DefaultWriteTimeout (2m).
+	HTTPWriteTimeout time.Duration `env:"CHIME_HTTP_WRITE_TIMEOUT"`
+	// HTTPIdleTimeout bounds an idle kept-alive API connection. Defaults to
+	// api.DefaultIdleTimeout (120s).
+	HTTPIdleTimeout time.Duration `env:"CHIME_HTTP_IDLE_TIMEOUT"`
+	// HTTPMaxHeaderBytes bounds an API request's header. Defaults to
+	// api.DefaultMaxHeaderBytes (64 KiB).
+	HTTPMaxHeaderBytes int `env:"CHIME_HTTP_MAX_HEADER_BYTES"`
+	// OperatorKey authenticates the API's operator routes, which manage
+	// apps and their keys; they answer 503 without it. At least
+	// MinOperatorKey characters.
+	OperatorKey string `env:"CHIME_OPERATOR_KEY"`
 	// MetricsAddr is where a worker serves /livez, /readyz and /metrics
 	// (the coordinator serves them on HTTPAddr).
 	MetricsAddr string `env:"CHIME_METRICS_ADDR" envDefault:":9090"`
@@ -68,7 +84,7 @@ type Config struct {
 	// back (web devices' signing secrets, apps' gateway signing keys), as
 	// "id=base64key,...": the first seals, all open (see package seal).
 	// Empty: such secrets cannot be stored.
-	SecretKeys string `env:"CHIME_SECRET_KEYS"`
+	SecretKeys string        `env:"CHIME_SECRET_KEYS"`
 	keyring    *seal.Keyring // parsed from SecretKeys
 	// Push holds the settings of Sender "push".
 	Push PushConfig
@@ -112,12 +128,26 @@ type Config struct {
 	Online OnlineConfig
 }
 
+// MinOperatorKey is the shortest CHIME_OPERATOR_KEY accepted.
+const MinOperatorKey = 32
+
+// KeysChannel is the Redis channel API key revocations are announced on.
+func (c Config) KeysChannel() string { return c.Prefix + "keys" }
+
 // Processors returns the tag processors the configuration sets up (none
 // for a Config not made by LoadConfig).
 func (c Config) Processors() *content.Registry { return c.processors }
 
 // Keyring returns the keys CHIME_SECRET_KEYS configures; nil when unset.
-func (c Config) Keyring() *seal.Keyring { return c.keyring }
+// A Config not made by LoadConfig (a test's, a tool's) has its SecretKeys
+// parsed here, and none if they do not parse.
+func (c Config) Keyring() *seal.Keyring {
+	if c.keyring == nil && c.SecretKeys != "" {
+		k, _ := seal.Parse(c.SecretKeys)
+		return k
+	}
+	return c.keyring
+}
 
 // LoadConfig reads the configuration from environ ("KEY=value" entries).
 func LoadConfig(environ []string) (Config, error) {
@@ -143,6 +173,19 @@ func LoadConfig(environ []string) (Config, error) {
 		if d <= 0 {
 			return c, fmt.Errorf("configuration: %s must be a positive duration, not %s", name, d)
 		}
+	}
+	for name, d := range map[string]time.Duration{
+		"CHIME_HTTP_READ_TIMEOUT": c.HTTPReadTimeout, "CHIME_HTTP_WRITE_TIMEOUT": c.HTTPWriteTimeout, "CHIME_HTTP_IDLE_TIMEOUT": c.HTTPIdleTimeout,
+	} {
+		if d < 0 {
+			return c, fmt.Errorf("configuration: %s must be a positive duration (or unset for the default), not %s", name, d)
+		}
+	}
+	if c.HTTPMaxHeaderBytes < 0 {
+		return c, fmt.Errorf("configuration: CHIME_HTTP_MAX_HEADER_BYTES must be positive (or unset for the default), not %d", c.HTTPMaxHeaderBytes)
+	}
+	if c.OperatorKey != "" && len(c.OperatorKey) < MinOperatorKey {
+		return c, fmt.Errorf("configuration: CHIME_OPERATOR_KEY must be at least %d characters (openssl rand -hex 32 makes one)", MinOperatorKey)
 	}
 	if c.StartTimeout < 0 {
 		return c, fmt.Errorf("configuration: CHIME_START_TIMEOUT must be a positive duration (or unset for %s), not %s", DefaultStartTimeout, c.StartTimeout)

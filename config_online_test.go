@@ -22,7 +22,13 @@ func TestOnlineConfig(t *testing.T) {
 		env  []string
 		want string // "" when valid
 	}{
-		{[]string{"CHIME_ONLINE=true", "CHIME_GATEWAY_SECRET=s", "CHIME_PRESENCE_TTL=16s"}, ""},
+		{[]string{"CHIME_ONLINE=true", "CHIME_PRESENCE_TTL=16s"}, ""},
+		{[]string{"CHIME_SIGNING_KEY_OVERLAP=1h", "CHIME_TOKEN_MAX_LIFETIME=2h", "CHIME_GATEWAY_MAX_CONNS_PER_USER=3",
+			"CHIME_GATEWAY_HANDSHAKE_RATE=0.5", "CHIME_GATEWAY_HANDSHAKE_BURST=5"}, ""},
+		{[]string{"CHIME_SIGNING_KEY_OVERLAP=-1s"}, "CHIME_SIGNING_KEY_OVERLAP"},
+		{[]string{"CHIME_TOKEN_MAX_LIFETIME=-1s"}, "CHIME_TOKEN_MAX_LIFETIME"},
+		{[]string{"CHIME_GATEWAY_HANDSHAKE_RATE=-1"}, "CHIME_GATEWAY_HANDSHAKE_RATE"},
+		{[]string{"CHIME_GATEWAY_HANDSHAKE_BURST=-1"}, "CHIME_GATEWAY_HANDSHAKE_BURST"},
 		{[]string{"CHIME_PRESENCE_TTL=15s"}, "CHIME_PRESENCE_TTL"},
 		{[]string{"CHIME_HEARTBEAT_INTERVAL=0s"}, "CHIME_HEARTBEAT_INTERVAL"},
 		{[]string{"CHIME_INBOX_CAP=0"}, "CHIME_INBOX_CAP"},
@@ -39,5 +45,5 @@ func TestOnlineConfig(t *testing.T) {
 		}
 	}
 	_, err = chime.NewGateway(c, nil, nil, nil, nil, nil)
-	require.ErrorContains(t, err, "CHIME_GATEWAY_SECRET")
+	require.ErrorContains(t, err, "CHIME_SECRET_KEYS")
 }

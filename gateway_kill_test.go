@@ -43,7 +43,7 @@ func TestGatewayKilledLosesNothing(t *testing.T) {
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(),
 			"REDIS_URL="+b.env.RedisURL, "MYSQL_DSN="+b.env.DSN, "CHIME_REDIS_PREFIX="+b.env.Prefix,
-			"CHIME_GATEWAY_ADDR="+addr, "CHIME_GATEWAY_SECRET="+gatewaySecret, "CHIME_REPLICA_ID="+name, "CHIME_METRICS_ADDR=127.0.0.1:0",
+			"CHIME_GATEWAY_ADDR="+addr, "CHIME_SECRET_KEYS="+secretKeys, "CHIME_REPLICA_ID="+name, "CHIME_METRICS_ADDR=127.0.0.1:0",
 			"CHIME_HEARTBEAT_INTERVAL="+heartbeat.String(), "CHIME_PING_TIMEOUT="+heartbeat.String(),
 			"CHIME_PRESENCE_TTL="+ttl.String(), "CHIME_LOG_LEVEL=warn")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

@@ -1,6 +1,7 @@
 package chime
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 	"github.com/chime-dev/chime/presence"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/online"
+	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
 )
@@ -33,10 +35,23 @@ type OnlineConfig struct {
 	Enabled bool `env:"CHIME_ONLINE" envDefault:"false"`
 	// GatewayAddr is where cmd/gateway listens.
 	GatewayAddr string `env:"CHIME_GATEWAY_ADDR" envDefault:":8081"`
-	// Secret verifies the client tokens app backends issue (HS256 JWTs).
-	// Required by the gateway; set on coordinators, it lets the API issue
-	// tokens (POST /v1/users/{user_id}/token).
-	Secret string `env:"CHIME_GATEWAY_SECRET"`
+	// SigningKeyOverlap is how long after a rotation an app's replaced
+	// signing keys stay valid, unless the rotation asks for less. 0 means
+	// signing.DefaultOverlap (24h).
+	SigningKeyOverlap time.Duration `env:"CHIME_SIGNING_KEY_OVERLAP"`
+	// TokenMaxLifetime is the longest a client token may live (exp after
+	// iat, and after it is presented); the API's tokens live no longer. 0
+	// means gateway.DefaultMaxTokenLifetime (24h).
+	TokenMaxLifetime time.Duration `env:"CHIME_TOKEN_MAX_LIFETIME"`
+	// MaxConnsPerUser is the most connections one user of an app may hold
+	// on one gateway instance. 0 means gateway.DefaultMaxConnsPerUser (10).
+	MaxConnsPerUser int `env:"CHIME_GATEWAY_MAX_CONNS_PER_USER"`
+	// HandshakeRate is how many handshakes per second a gateway takes from
+	// one remote address, HandshakeBurst how many at once. 0 means
+	// gateway.DefaultHandshakeRate (10) and gateway.DefaultHandshakeBurst
+	// (50).
+	HandshakeRate  float64 `env:"CHIME_GATEWAY_HANDSHAKE_RATE"`
+	HandshakeBurst int     `env:"CHIME_GATEWAY_HANDSHAKE_BURST"`
 	// Heartbeat is how often the gateway pings clients and refreshes their
 	// presence.
 	Heartbeat time.Duration `env:"CHIME_HEARTBEAT_INTERVAL" envDefault:"10s"`
@@ -69,6 +84,14 @@ func (c OnlineConfig) validate() error {
 	if c.PresenceTTL <= c.Heartbeat+c.PingTimeout {
 		return fmt.Errorf("CHIME_PRESENCE_TTL (%s) must be longer than CHIME_HEARTBEAT_INTERVAL + CHIME_PING_TIMEOUT (%s)", c.PresenceTTL, c.Heartbeat+c.PingTimeout)
 	}
+	for name, d := range map[string]time.Duration{"CHIME_SIGNING_KEY_OVERLAP": c.SigningKeyOverlap, "CHIME_TOKEN_MAX_LIFETIME": c.TokenMaxLifetime} {
+		if d < 0 {
+			return fmt.Errorf("%s must be a positive duration (or 0 for the default), not %s", name, d)
+		}
+	}
+	if c.MaxConnsPerUser < 0 || c.HandshakeRate < 0 || c.HandshakeBurst < 0 {
+		return errors.New("CHIME_GATEWAY_MAX_CONNS_PER_USER, CHIME_GATEWAY_HANDSHAKE_RATE and CHIME_GATEWAY_HANDSHAKE_BURST must be positive (or 0 for the default)")
+	}
 	if c.InboxCap < 1 || c.InboxCap > 5000 {
 		return fmt.Errorf("CHIME_INBOX_CAP must be from 1 to 5000, not %d", c.InboxCap)
 	}
@@ -93,10 +116,17 @@ func (c Config) Status(rdb redis.UniversalClient, db *gorm.DB) *status.Recorder 
 	return status.New(status.Config{Prefix: c.Prefix, Retention: c.Online.StatusRetention, PerUser: c.Online.StatusPerUser}, rdb, db)
 }
 
-// withOnline gives the API the inbox, announcement and status stores.
-func (c Config) withOnline(ac api.Config, db *gorm.DB, rdb redis.UniversalClient) api.Config {
-	ac.Inbox, ac.Status, ac.GatewaySecret = c.Inbox(rdb), c.Status(rdb, db), []byte(c.Online.Secret)
+// SigningKeys returns the apps' signing keys the configuration describes.
+func (c Config) SigningKeys(db *gorm.DB, rdb redis.UniversalClient, log *slog.Logger) *signing.Keys {
+	return signing.New(signing.Config{Prefix: c.Prefix, Overlap: c.Online.SigningKeyOverlap}, db, rdb, c.Keyring(), log)
+}
+
+// withOnline gives the API the inbox, announcement, status and signing key
+// stores.
+func (c Config) withOnline(ac api.Config, db *gorm.DB, rdb redis.UniversalClient, log *slog.Logger) api.Config {
+	ac.Inbox, ac.Status, ac.SigningKeys = c.Inbox(rdb), c.Status(rdb, db), c.SigningKeys(db, rdb, log.With("part", "signing"))
 	ac.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{Prefix: c.Prefix}, rdb)
+	ac.TokenTTL = min(api.DefaultTokenTTL, cmp.Or(c.Online.TokenMaxLifetime, gateway.DefaultMaxTokenLifetime))
 	return ac
 }
 
@@ -104,15 +134,18 @@ func (c Config) withOnline(ac api.Config, db *gorm.DB, rdb redis.UniversalClient
 // with a random suffix, so a restarted process never reuses the stream of
 // its previous life. If ln is nil it listens on CHIME_GATEWAY_ADDR.
 func NewGateway(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk clock.Clock, log *slog.Logger, ln net.Listener) (*gateway.Gateway, error) {
-	if cfg.Online.Secret == "" {
-		return nil, errors.New("CHIME_GATEWAY_SECRET is required by the gateway")
+	if cfg.Keyring() == nil {
+		return nil, errors.New("CHIME_SECRET_KEYS is required by the gateway: it opens the apps' signing keys with them")
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
+	log = log.With("component", "gateway")
 	return gateway.New(gateway.Config{
 		Addr: cfg.Online.GatewayAddr, Instance: cfg.ReplicaID + "-" + hex.EncodeToString(b[:]), Prefix: cfg.Prefix,
-		Secret: []byte(cfg.Online.Secret), HeartbeatInterval: cfg.Online.Heartbeat, PingTimeout: cfg.Online.PingTimeout,
-	}, rdb, cfg.Presence(rdb), cfg.Inbox(rdb), cfg.Status(rdb, db), clk, log.With("component", "gateway"), ln)
+		HeartbeatInterval: cfg.Online.Heartbeat, PingTimeout: cfg.Online.PingTimeout,
+		MaxTokenLifetime: cfg.Online.TokenMaxLifetime, MaxConnsPerUser: cfg.Online.MaxConnsPerUser,
+		HandshakeRate: cfg.Online.HandshakeRate, HandshakeBurst: cfg.Online.HandshakeBurst,
+	}, rdb, cfg.Presence(rdb), cfg.Inbox(rdb), cfg.Status(rdb, db), cfg.SigningKeys(db, rdb, log), clk, log, ln)
 }
 
 // onlineSender wraps fallback in the online channel when it is enabled.

@@ -15,17 +15,27 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/gateway"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/store"
 )
 
-const gatewaySecret = "test-secret-0123456789abcdef"
+// secretKeys seal the apps' signing keys of every online test: the
+// coordinators make them, the gateways open them.
+var secretKeys = func() string {
+	k, err := seal.NewKey("test")
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
 // setupOnline returns a bundle whose workers deliver online first (webhook
 // as the fallback), with short heartbeats so that presence bounds are short.
 func setupOnline(t *testing.T) *bundle {
 	b := setup(t)
+	b.cfg.SecretKeys = secretKeys
 	b.cfg.Online = chime.OnlineConfig{
-		Enabled: true, Secret: gatewaySecret, Heartbeat: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond,
+		Enabled: true, Heartbeat: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond,
 		PresenceTTL: 1500 * time.Millisecond, InboxCap: 100, InboxTTL: time.Hour, UnreadTTL: time.Hour, StatusRetention: time.Hour, StatusPerUser: 200,
 	}
 	return b

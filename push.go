@@ -16,6 +16,7 @@ import (
 
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/content"
+	"github.com/chime-dev/chime/netguard"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/apns"
 	"github.com/chime-dev/chime/sender/fcm"
@@ -64,9 +65,22 @@ type PushConfig struct {
 	// WebhookRate is web device webhooks per minute over all workers; 0 for
 	// no limit.
 	WebhookRate int `env:"CHIME_WEBHOOK_RATE" envDefault:"0"`
+	// WebDeviceAllowCIDRs are address ranges web device endpoints may use
+	// although they are not global (loopback, private, link-local...), as
+	// CIDRs separated by commas ("127.0.0.0/8,::1/128" for local tests).
+	// Empty: none, endpoints must be on the internet (package netguard).
+	WebDeviceAllowCIDRs string `env:"CHIME_WEB_DEVICE_ALLOW_CIDRS"`
 	// RetryFor bounds how long one chunk retries refused messages before the
 	// worker retries the group later.
 	RetryFor time.Duration `env:"CHIME_PUSH_RETRY_FOR" envDefault:"20s"`
+}
+
+// guard is the address policy of web device endpoints, at registration
+// (the API) and at send time (workers). A bad list (check refuses it)
+// allows nothing more.
+func (c PushConfig) guard() *netguard.Policy {
+	allow, _ := netguard.ParseCIDRs(c.WebDeviceAllowCIDRs)
+	return netguard.New(allow)
 }
 
 func (c PushConfig) check() error {
@@ -85,13 +99,17 @@ func (c PushConfig) check() error {
 	if c.RetryFor <= 0 {
 		return errors.New("CHIME_PUSH_RETRY_FOR must be a positive duration")
 	}
+	if _, err := netguard.ParseCIDRs(c.WebDeviceAllowCIDRs); err != nil {
+		return fmt.Errorf("CHIME_WEB_DEVICE_ALLOW_CIDRS: %w", err)
+	}
 	return nil
 }
 
 // newPush builds the push sender and its channels.
 func newPush(ctx context.Context, cfg Config, db *gorm.DB, rdb redis.UniversalClient, log *slog.Logger) (*push.Sender, error) {
 	pc := cfg.Push
-	channels := map[string]push.Channel{push.Webhook: webhook.NewDevices(webhook.DevicesConfig{Timeout: cfg.WebhookTimeout})}
+	channels := map[string]push.Channel{push.Webhook: webhook.NewDevices(
+		webhook.DevicesConfig{Timeout: cfg.WebhookTimeout, Guard: pc.guard()}, log.With("channel", push.Webhook))}
 	if pc.APNSKeyFile != "" {
 		key, err := os.ReadFile(pc.APNSKeyFile)
 		if err != nil {
@@ -133,7 +151,7 @@ func newPush(ctx context.Context, cfg Config, db *gorm.DB, rdb redis.UniversalCl
 		}
 	}
 	comp, mer := NewContent(cfg, rdb)
-	return push.New(push.Config{Limits: limits, Prefix: cfg.Prefix, RetryFor: pc.RetryFor}, db, rdb, channels,
+	return push.New(push.Config{Limits: limits, Prefix: cfg.Prefix, RetryFor: pc.RetryFor, Keyring: cfg.Keyring()}, db, rdb, channels,
 		composer{comp}, merger{comp, mer}, clock.Real{}, log.With("channel", "push")), nil
 }
 

@@ -38,3 +38,19 @@ func TestPushConfiguration(t *testing.T) {
 		require.ErrorContains(t, err, tc.want, tc.env)
 	}
 }
+
+// CHIME_WEB_DEVICE_ALLOW_CIDRS is a list of CIDRs, empty by default; a value
+// that is not one is refused, naming the setting.
+func TestWebDeviceAllowCIDRs(t *testing.T) {
+	cfg, err := chime.LoadConfig(nil)
+	require.NoError(t, err)
+	require.Empty(t, cfg.Push.WebDeviceAllowCIDRs)
+	cfg, err = chime.LoadConfig([]string{"CHIME_WEB_DEVICE_ALLOW_CIDRS=127.0.0.0/8,::1/128"})
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.0/8,::1/128", cfg.Push.WebDeviceAllowCIDRs)
+	for _, bad := range []string{"127.0.0.1", "localhost/8", "10.0.0.0/33", "127.0.0.0/8,nope"} {
+		_, err = chime.LoadConfig([]string{"CHIME_WEB_DEVICE_ALLOW_CIDRS=" + bad})
+		require.ErrorContains(t, err, "CHIME_WEB_DEVICE_ALLOW_CIDRS: ", bad)
+		require.ErrorContains(t, err, "is not a CIDR", bad)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,9 +17,11 @@ import (
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/sender/apns/apnstest"
 	"github.com/chime-dev/chime/sender/fcm/fcmtest"
 	"github.com/chime-dev/chime/sender/webhook/webhooktest"
+	"github.com/chime-dev/chime/store"
 )
 
 // pushServers are the local APNs, FCM and webhook servers a push fire
@@ -56,7 +59,13 @@ func (b *bundle) usePush() pushServers {
 		APNSHost: s.apns.URL, APNSCAFile: write("apns-ca.pem", s.apns.CertPEM()), APNSConns: 2,
 		FCMProject: "chime-e2e", FCMCredentialsFile: write("service-account.json", s.fcm.ServiceAccount()), FCMEndpoint: s.fcm.Endpoint(),
 		FCMRate: 600000, RetryFor: 20 * time.Second,
+		// The local webhook receiver is on loopback, which web device
+		// endpoints may not use unless the operator opens it.
+		WebDeviceAllowCIDRs: "127.0.0.0/8,::1/128",
 	}
+	// Web devices' secrets are stored sealed.
+	b.cfg.SecretKeys, err = seal.NewKey("e2e")
+	require.NoError(t, err)
 	return s
 }
 
@@ -205,6 +214,77 @@ func TestPushFireReachesDevicesThroughLocalProviders(t *testing.T) {
 }
 
 func strip(c api.ChannelCounts) api.ChannelCounts { c.Channel = ""; return c }
+
+// A tenant's web device endpoint that names the operator's own host: the
+// coordinator and worker run without an allow-list (as in production), the
+// receiver listens on 127.0.0.1. Injected: an endpoint http://localhost:<the
+// receiver's port>/..., a name the API cannot refuse, which resolves to
+// loopback. Checked: the API stored it; at send time the worker refuses the
+// address it resolved to, the receiver gets no request, and the failure the
+// tenant reads (GET /v1/occurrences/{id}/failures) is the generic "endpoint
+// refused: address not allowed" without the dial error or the address.
+func TestPushWebDeviceOnOperatorNetworkIsRefusedAtSendTime(t *testing.T) {
+	b := setup(t)
+	srv := b.usePush()
+	b.cfg.Push.WebDeviceAllowCIDRs = ""
+	b.startCoordinator("c1")
+	b.startWorker("w1")
+
+	places := []place{{"cairo", "Africa/Cairo"}}
+	b.putReminder("asr", 1, time.Now().Add(2*time.Hour), places)
+	b.register("asr", 1, 1, places)
+	url, secret := srv.web.Endpoint("1")
+	url = strings.Replace(url, "127.0.0.1", "localhost", 1)
+	b.putDevice("1", "browser", map[string]any{"platform": "web", "token": url, "secret": secret})
+
+	fireAt := nextSecond(2 * time.Second)
+	b.putReminder("asr", 1, fireAt, places)
+	occ := at(b.waitDone("asr", 1, time.Minute), fireAt)
+	require.Len(t, occ, 1)
+	require.EqualValues(t, 1, occ[0].Failed)
+	accepted, unverified := srv.web.Counts()
+	require.Zero(t, accepted+unverified, "the receiver on loopback got no request")
+	var f struct{ Failures []api.DeliveryFailure }
+	require.Equal(t, 200, b.call(http.MethodGet, fmt.Sprintf("/v1/occurrences/%d/failures", occ[0].ID), nil, &f))
+	require.Len(t, f.Failures, 1)
+	require.Equal(t, "endpoint refused: address not allowed", f.Failures[0].Reason)
+}
+
+// Web devices' signing secrets at rest: one registered through the API
+// and one row stored before secrets were sealed (plaintext, written to the
+// table directly). Checked: the API's row holds a sealed value, not the
+// secret; both devices are delivered and the receiver verifies each
+// signature with the plaintext secret (the specification's library).
+func TestPushWebDeviceSecretsAreSealed(t *testing.T) {
+	b := setup(t)
+	srv := b.usePush()
+	b.startCoordinator("c1")
+	b.startWorker("w1")
+
+	places := []place{{"cairo", "Africa/Cairo"}}
+	b.putReminder("isha", 1, time.Now().Add(2*time.Hour), places)
+	b.register("isha", 1, 2, places)
+	url, secret := srv.web.Endpoint("1")
+	b.putDevice("1", "browser", map[string]any{"platform": "web", "token": url, "secret": secret})
+	var row store.Device
+	require.NoError(t, b.env.DB.Where("user_id = ? AND device_id = ?", "1", "browser").First(&row).Error)
+	require.True(t, seal.IsSealed(row.Secret), "stored: %s", row.Secret)
+	require.NotContains(t, row.Secret, strings.TrimPrefix(secret, "whsec_"))
+	require.Equal(t, "e2e", seal.KeyOf(row.Secret))
+	url, secret = srv.web.Endpoint("2")
+	require.NoError(t, b.env.DB.Create(&store.Device{AppID: row.AppID, UserID: "2", DeviceID: "browser", Platform: store.PlatformWeb,
+		Token: url, Secret: secret}).Error)
+
+	fireAt := nextSecond(2 * time.Second)
+	b.putReminder("isha", 1, fireAt, places)
+	occ := at(b.waitDone("isha", 1, time.Minute), fireAt)
+	require.Len(t, occ, 1)
+	require.EqualValues(t, 2, occ[0].Delivered)
+	require.Len(t, srv.web.Events("1"), 1)
+	require.Len(t, srv.web.Events("2"), 1)
+	_, unverified := srv.web.Counts()
+	require.Zero(t, unverified)
+}
 
 // Two workers share FCM's rate limit through Redis (10 messages a minute
 // here). Fault injected: a quota far below the audience, with a validity

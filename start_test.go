@@ -135,7 +135,7 @@ func TestStartWaitsForStoresNotListening(t *testing.T) {
 		port := testenv.FreePort(t)
 		metrics := loopbackAddr(t)
 		p := b.spawn(bins["gateway"], "g1", "REDIS_URL=redis://127.0.0.1:"+strconv.Itoa(port)+"/0",
-			"CHIME_GATEWAY_SECRET="+gatewaySecret, "CHIME_GATEWAY_ADDR="+loopbackAddr(t), "CHIME_METRICS_ADDR="+metrics)
+			"CHIME_SECRET_KEYS="+secretKeys, "CHIME_GATEWAY_ADDR="+loopbackAddr(t), "CHIME_METRICS_ADDR="+metrics)
 		retried(t, p, "redis", "connection refused")
 		testenv.RedisServer(t, port, t.TempDir(), "--save", "")
 		ready(t, time.Minute, "the gateway to be ready", "http://"+metrics+"/readyz")

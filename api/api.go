@@ -2,7 +2,9 @@
 //
 // Requests authenticate with "Authorization: Bearer <api key>"; each key
 // belongs to one app and every resource is looked up inside that app, so
-// another app's key gets 404, never someone else's data. Bad input gets a
+// another app's key gets 404, never someone else's data. The operator routes
+// (/v1/operator/...) take the operator key instead, and manage apps and
+// their keys (operator.go). Bad input gets a
 // 4xx application/problem+json answer that says what is wrong and changes
 // nothing: a request is validated whole before the first write, and each
 // write is one transaction (a timetable import, one per 1,000 rows: see
@@ -15,26 +17,27 @@ package api
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
+	"github.com/chime-dev/chime/apikey"
 	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/health"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/metrics"
+	"github.com/chime-dev/chime/netguard"
+	"github.com/chime-dev/chime/seal"
+	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
 )
@@ -65,10 +68,13 @@ type Config struct {
 	Inbox         *inbox.Store
 	Announcements *inbox.Announcements
 	Status        *status.Recorder
-	// GatewaySecret signs the client tokens POST /v1/users/{user_id}/token
-	// issues; without it that route answers 503.
-	GatewaySecret []byte
-	// TokenTTL is how long an issued token is valid. Defaults to 1h.
+	// SigningKeys are the apps' keys for gateway client tokens: the
+	// signing key routes and POST /v1/users/{user_id}/token use them.
+	// Defaults to keys without a keyring, with which those routes answer
+	// 503.
+	SigningKeys SigningKeys
+	// TokenTTL is how long an issued token is valid. Defaults to
+	// DefaultTokenTTL.
 	TokenTTL time.Duration
 
 	// BulkPerApp is how many bulk requests (POST subscribers, POST
@@ -86,7 +92,51 @@ type Config struct {
 	// own pool, which busy requests can exhaust: a process gives checks on
 	// a probe pool of its own (store.OpenProbe).
 	Ready map[string]health.Check
+	// WebDeviceGuard decides which IP addresses a web device's endpoint URL
+	// may name (a host name is checked when it is sent to). Defaults to
+	// global addresses only.
+	WebDeviceGuard *netguard.Policy
+	// Keyring seals web devices' signing secrets before they are stored;
+	// without one web devices are not registered (503).
+	Keyring *seal.Keyring
+
+	// Keys resolves API keys to apps. Defaults to a resolver that is not
+	// run, and so caches no working key.
+	Keys *apikey.Resolver
+	// OperatorKey authenticates the operator routes (/v1/operator/...);
+	// without it they answer 503. Only its SHA-256 is kept.
+	OperatorKey string
+
+	// The limits of the HTTP server Server returns; no route streams, so
+	// every answer fits in them.
+	//
+	// ReadHeaderTimeout bounds reading a request's header. Defaults to 10s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included: a client
+	// still sending then gets 408 and the connection is closed (the largest
+	// body, a 16 MiB timetable, needs about 0.6 MB/s). Defaults to 30s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its header to the end
+	// of its answer (reading the body, handling, writing): the longest
+	// handling, a 16 MiB timetable written 1,000 rows a transaction, must
+	// fit. Defaults to 2m, as long as chimectl waits.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds a kept-alive connection between requests. Defaults
+	// to 120s.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header; a larger one gets 431.
+	// Defaults to 64 KiB.
+	MaxHeaderBytes int
 }
+
+// Defaults of the HTTP server's limits.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 2 * time.Minute
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+)
 
 // API serves the HTTP API.
 type API struct {
@@ -95,13 +145,9 @@ type API struct {
 	rdb   redis.UniversalClient
 	index *grouping.Index
 	log   *slog.Logger
-	keys  sync.Map // key hash -> cachedKey
 	limit *bulkLimit
-}
-
-type cachedKey struct {
-	app     int64
-	expires time.Time
+	// operator is the SHA-256 of Config.OperatorKey, nil without one.
+	operator []byte
 }
 
 // New returns the API.
@@ -121,8 +167,9 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	if cfg.Announcements == nil {
 		cfg.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{}, rdb)
 	}
-	if cfg.TokenTTL == 0 {
-		cfg.TokenTTL = time.Hour
+	cfg.TokenTTL = cmp.Or(cfg.TokenTTL, DefaultTokenTTL)
+	if cfg.SigningKeys == nil {
+		cfg.SigningKeys = signing.New(signing.Config{}, db, rdb, nil, log)
 	}
 	if cfg.Status == nil {
 		cfg.Status = status.New(status.Config{}, rdb, db)
@@ -137,7 +184,38 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 		}
 		cfg.Ready = health.Stores(pool, rdb)
 	}
-	return &API{cfg: cfg, db: db, rdb: rdb, index: index, log: log, limit: newBulkLimit(cfg.BulkPerApp, cfg.BulkTotal)}
+	if cfg.Keys == nil {
+		cfg.Keys = apikey.New(apikey.Config{Now: cfg.Now}, db, rdb, log)
+	}
+	cfg.ReadHeaderTimeout = cmp.Or(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	cfg.ReadTimeout = cmp.Or(cfg.ReadTimeout, DefaultReadTimeout)
+	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, DefaultWriteTimeout)
+	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.MaxHeaderBytes = cmp.Or(cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	a := &API{cfg: cfg, db: db, rdb: rdb, index: index, log: log, limit: newBulkLimit(cfg.BulkPerApp, cfg.BulkTotal)}
+	if cfg.OperatorKey != "" {
+		sum := sha256.Sum256([]byte(cfg.OperatorKey))
+		a.operator = sum[:]
+		a.cfg.OperatorKey = ""
+	}
+	return a
+}
+
+// Server returns an HTTP server of the API's routes with the configured
+// limits.
+func (a *API) Server() *http.Server {
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: a.cfg.ReadHeaderTimeout,
+		ReadTimeout:       a.cfg.ReadTimeout,
+		WriteTimeout:      a.cfg.WriteTimeout,
+		IdleTimeout:       a.cfg.IdleTimeout,
+		MaxHeaderBytes:    a.cfg.MaxHeaderBytes,
+	}
+	if a.log != nil {
+		srv.ErrorLog = slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)
+	}
+	return srv
 }
 
 // Handler returns the API's routes.
@@ -186,6 +264,14 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/regions/{region}/announcements", a.auth(a.listAnnouncements))
 	mux.Handle("GET /v1/occurrences/{id}/status", a.auth(a.occurrenceStatus))
 	mux.Handle("POST /v1/users/{user_id}/token", a.auth(a.issueToken))
+	// Apps and their keys, for operators (operator.go).
+	mux.Handle("GET /v1/operator/apps", a.operatorAuth(a.listApps))
+	mux.Handle("POST /v1/operator/apps", a.operatorAuth(a.createApp))
+	mux.Handle("GET /v1/operator/apps/{app}/keys", a.operatorAuth(a.listKeys))
+	mux.Handle("POST /v1/operator/apps/{app}/keys", a.operatorAuth(a.createKey))
+	mux.Handle("DELETE /v1/operator/apps/{app}/keys/{key_id}", a.operatorAuth(a.revokeKey))
+	mux.Handle("GET /v1/signing-keys", a.auth(a.listSigningKeys))
+	mux.Handle("POST /v1/signing-keys", a.auth(a.rotateSigningKey))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
@@ -198,13 +284,14 @@ type handler func(w http.ResponseWriter, r *http.Request, app int64) error
 // problem documents.
 func (a *API) auth(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || token == "" {
+		noStore(w)
+		token, ok := bearer(r)
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="chime"`)
 			writeProblem(w, problem(http.StatusUnauthorized, "an Authorization: Bearer <api key> header is required"))
 			return
 		}
-		app, err := a.appOf(r.Context(), token)
+		app, err := a.cfg.Keys.App(r.Context(), token)
 		if errors.Is(err, store.ErrNotFound) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="chime", error="invalid_token"`)
 			writeProblem(w, problem(http.StatusUnauthorized, "the API key is not valid"))
@@ -213,57 +300,48 @@ func (a *API) auth(h handler) http.Handler {
 		if err == nil {
 			err = h(w, r, app)
 		}
-		if err == nil {
-			return
-		}
-		var p *Problem
-		if errors.As(err, &p) {
-			writeProblem(w, p)
-			return
-		}
-		if errors.Is(err, store.ErrNotFound) {
-			writeProblem(w, problem(http.StatusNotFound, err.Error()))
-			return
-		}
-		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeProblem(w, problem(http.StatusInternalServerError, "the request failed on the server; it can be retried"))
+		a.answer(w, r, err)
 	})
 }
 
-func (a *API) appOf(ctx context.Context, token string) (int64, error) {
-	sum := sha256.Sum256([]byte(token))
-	h := hex.EncodeToString(sum[:])
-	if c, ok := a.keys.Load(h); ok && time.Now().Before(c.(cachedKey).expires) {
-		return c.(cachedKey).app, nil
+// answer turns an error a handler returned into a problem document.
+func (a *API) answer(w http.ResponseWriter, r *http.Request, err error) {
+	if err == nil {
+		return
 	}
-	var k store.APIKey
-	err := a.db.WithContext(ctx).Where("hash = ?", h).First(&k).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return 0, store.ErrNotFound
+	var p *Problem
+	if errors.As(err, &p) {
+		writeProblem(w, p)
+		return
 	}
-	if err != nil {
-		return 0, err
+	if errors.Is(err, store.ErrNotFound) {
+		writeProblem(w, problem(http.StatusNotFound, err.Error()))
+		return
 	}
-	a.keys.Store(h, cachedKey{app: k.AppID, expires: time.Now().Add(30 * time.Second)})
-	return k.AppID, nil
+	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeProblem(w, problem(http.StatusInternalServerError, "the request failed on the server; it can be retried"))
+}
+
+// bearer returns the credentials of an "Authorization: Bearer <token>"
+// header. The scheme is case-insensitive (RFC 9110, section 11.1) and may
+// be followed by more than one space.
+func bearer(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimLeft(token, " ")
+	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
+}
+
+// noStore marks an answer as not to be cached or content-sniffed: answers
+// carry tenants' data and tokens.
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 }
 
 // CreateApp creates an app with one API key and returns the key. The key is
 // shown once; only its hash is stored.
 func CreateApp(ctx context.Context, db *gorm.DB, name string) (store.App, string, error) {
-	app := store.App{Name: name}
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return app, "", err
-	}
-	key := "chk_" + hex.EncodeToString(b[:])
-	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Create(&app).Error; err != nil {
-			return err
-		}
-		sum := sha256.Sum256([]byte(key))
-		return tx.Create(&store.APIKey{AppID: app.ID, Hash: hex.EncodeToString(sum[:]), Prefix: key[:12]}).Error
-	})
+	app, _, key, err := store.CreateApp(ctx, db, name, "")
 	return app, key, err
 }
 

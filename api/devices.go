@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"golang.org/x/text/language"
 	"gorm.io/gorm"
 
+	"github.com/chime-dev/chime/netguard"
+	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/sender/webhook"
 	"github.com/chime-dev/chime/store"
 )
@@ -53,8 +56,12 @@ type DeviceInput struct {
 	Secret     string `json:"secret,omitempty"`
 }
 
-// validate checks a device registration whole and returns every problem.
-func (in *DeviceInput) validate() []FieldError {
+// maxEndpointLen bounds a web device's endpoint URL.
+const maxEndpointLen = 2048
+
+// validate checks a device registration whole and returns every problem;
+// guard decides which addresses a web endpoint may name.
+func (in *DeviceInput) validate(guard *netguard.Policy) []FieldError {
 	var errs []FieldError
 	bad := func(field, msg string) { errs = append(errs, FieldError{Field: field, Message: msg}) }
 	switch in.Platform {
@@ -67,9 +74,8 @@ func (in *DeviceInput) validate() []FieldError {
 			bad("token", "an android token is the FCM registration token: 1 to 4096 bytes without spaces")
 		}
 	case store.PlatformWeb:
-		u, err := url.Parse(in.Token)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(in.Token) > 2048 {
-			bad("token", "a web token is the device's webhook endpoint: an absolute http or https URL of at most 2048 bytes")
+		if msg := endpointProblem(in.Token, guard); msg != "" {
+			bad("token", msg)
 		}
 		if _, err := webhook.ParseSecret(in.Secret); err != nil {
 			bad("secret", "a web device needs its endpoint's signing secret: "+err.Error())
@@ -89,6 +95,45 @@ func (in *DeviceInput) validate() []FieldError {
 		bad("app_version", "must be at most 50 bytes without control characters")
 	}
 	return errs
+}
+
+// endpointProblem says what is wrong with a web device's endpoint URL, or
+// "" if nothing is. Endpoints are the tenant's and the workers post to
+// them, so they may not name the operator's network: an IP address must be
+// one guard allows (the workers check every address they dial again, which
+// also covers names that resolve to such addresses), and numbers that
+// resolvers read as IPv4 addresses in other forms (http://2130706433/,
+// http://0x7f.1/) are refused outright.
+func endpointProblem(raw string, guard *netguard.Policy) string {
+	u, err := url.Parse(raw)
+	switch {
+	case len(raw) > maxEndpointLen || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Hostname() == "":
+		return fmt.Sprintf("a web token is the device's webhook endpoint: an absolute http or https URL of at most %d bytes", maxEndpointLen)
+	case u.User != nil:
+		return "the endpoint URL must not contain a user name or password"
+	}
+	host := u.Hostname()
+	if addr, err := netip.ParseAddr(host); err == nil {
+		if !guard.Allowed(addr) {
+			return "the endpoint's address " + host + " is not allowed: web device endpoints must have a public address (not loopback, private, link-local, multicast or reserved)"
+		}
+		return ""
+	}
+	if numericHost(host) {
+		return "the endpoint's host must be a name or an IP address in standard form"
+	}
+	return ""
+}
+
+// numericHost tells whether host ends in a number (decimal, or hex after
+// 0x), which URL parsers and resolvers take for an IPv4 address.
+func numericHost(host string) bool {
+	host = strings.TrimSuffix(host, ".")
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if h, ok := strings.CutPrefix(strings.ToLower(last), "0x"); ok {
+		return strings.Trim(h, "0123456789abcdef") == ""
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
 }
 
 // deviceIDs validates the path's user and device IDs.
@@ -112,8 +157,20 @@ func (a *API) putDevice(w http.ResponseWriter, r *http.Request, app int64) error
 	if p := decode(w, r, 64<<10, &in); p != nil {
 		return p
 	}
-	if errs := in.validate(); len(errs) > 0 {
+	if errs := in.validate(a.cfg.WebDeviceGuard); len(errs) > 0 {
 		return problem(http.StatusUnprocessableEntity, "the device is not valid", errs...)
+	}
+	// The signing secret is stored sealed, bound to the device's row.
+	secret := ""
+	if in.Secret != "" {
+		var err error
+		secret, err = a.cfg.Keyring.Seal([]byte(in.Secret), store.DeviceSecretAAD(app, user, devID))
+		if errors.Is(err, seal.ErrNoKeys) {
+			return problem(http.StatusServiceUnavailable, "web devices cannot be registered: their signing secrets are stored encrypted, and no CHIME_SECRET_KEYS are configured on this coordinator")
+		}
+		if err != nil {
+			return fmt.Errorf("seal device secret: %w", err)
+		}
 	}
 	var d store.Device
 	created := false
@@ -126,7 +183,7 @@ func (a *API) putDevice(w http.ResponseWriter, r *http.Request, app int64) error
 		} else if err != nil {
 			return err
 		}
-		d.Platform, d.Token, d.Secret, d.Locale, d.AppVersion = in.Platform, in.Token, in.Secret, in.Locale, in.AppVersion
+		d.Platform, d.Token, d.Secret, d.Locale, d.AppVersion = in.Platform, in.Token, secret, in.Locale, in.AppVersion
 		// Registering again enables a device a provider had refused.
 		d.DisabledAt, d.DisabledReason = nil, ""
 		return tx.Save(&d).Error

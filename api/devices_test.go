@@ -3,6 +3,7 @@ package api_test
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/api"
+	"github.com/chime-dev/chime/netguard"
+	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -34,12 +37,22 @@ func TestDeviceLifecycle(t *testing.T) {
 	require.NotContains(t, string(r.Body), "whsec_")
 
 	var list struct{ Devices []api.Device }
-	requireJSON(t, b.as("GET", "/v1/users/u1/devices", nil), 200, &list)
+	r = b.as("GET", "/v1/users/u1/devices", nil)
+	requireJSON(t, r, 200, &list)
 	require.Len(t, list.Devices, 2)
 	require.Equal(t, "browser", list.Devices[0].DeviceID)
+	require.NotContains(t, string(r.Body), "whsec_")
+	require.NotContains(t, string(r.Body), seal.Prefix)
+	// The column holds the secret sealed, bound to the device's row.
 	var stored store.Device
 	require.NoError(t, b.env.DB.Where("device_id = ?", "browser").First(&stored).Error)
-	require.Equal(t, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", stored.Secret)
+	require.True(t, seal.IsSealed(stored.Secret), stored.Secret)
+	require.NotContains(t, stored.Secret, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	plain, err := b.keyring.Open(stored.Secret, store.DeviceSecretAAD(b.appA.ID, "u1", "browser"))
+	require.NoError(t, err)
+	require.Equal(t, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", string(plain))
+	_, err = b.keyring.Open(stored.Secret, store.DeviceSecretAAD(b.appA.ID, "u2", "browser"))
+	require.ErrorIs(t, err, seal.ErrCorrupt, "the value opens in its own row only")
 
 	// App B sees nothing and can remove nothing of app A's.
 	requireJSON(t, b.req("GET", "/v1/users/u1/devices", b.keyB, nil), 200, &list)
@@ -105,6 +118,67 @@ func TestDeviceBadInput(t *testing.T) {
 		})
 	}
 	require.Zero(t, b.count(&store.Device{}))
+}
+
+// Injected: web device endpoints that name the operator's network by
+// address (the cloud metadata address, Redis on loopback, IPv6 loopback, a
+// private range, IPv4-mapped, zoned link-local, CGNAT, unspecified, and
+// IPv4 in decimal and hex forms), a URL with credentials, other schemes and
+// an over-long URL. Checked: each is refused with 422 naming the token and
+// nothing is stored; a name ("localhost") is stored (the workers check the
+// address it resolves to when they send); with loopback in the allow-list
+// (CHIME_WEB_DEVICE_ALLOW_CIDRS) a loopback address is stored.
+func TestWebDeviceEndpointsOffTheInternetAreRefused(t *testing.T) {
+	b := setup(t)
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	for _, tc := range []struct{ url, mention string }{
+		{"http://169.254.169.254/latest/meta-data/", "169.254.169.254 is not allowed"},
+		{"http://127.0.0.1:6379/", "127.0.0.1 is not allowed"},
+		{"http://[::1]/", "::1 is not allowed"},
+		{"http://10.0.0.1/", "10.0.0.1 is not allowed"},
+		{"https://192.168.1.10/hook", "not allowed"},
+		{"http://[::ffff:127.0.0.1]/", "not allowed"},
+		{"http://[fe80::1%25eth0]/", "not allowed"},
+		{"http://100.64.0.1/", "not allowed"},
+		{"http://0.0.0.0:8080/", "not allowed"},
+		{"http://2130706433/", "standard form"},
+		{"http://0x7f.1/", "standard form"},
+		{"http://017700000001./", "standard form"},
+		{"https://user:password@push.example.com/h", "user name or password"},
+		{"https://token@push.example.com/h", "user name or password"},
+		{"ftp://push.example.com/h", "absolute http or https URL"},
+		{"file:///etc/passwd", "absolute http or https URL"},
+		{"gopher://127.0.0.1:6379/_INFO", "absolute http or https URL"},
+		{"http:///path-only", "absolute http or https URL"},
+		{"https://push.example.com/" + strings.Repeat("a", 2048), "at most 2048 bytes"},
+	} {
+		t.Run(tc.url[:min(len(tc.url), 40)], func(t *testing.T) {
+			p := requireProblem(t, b.as("PUT", "/v1/users/u1/devices/d1", map[string]any{"platform": "web", "token": tc.url, "secret": secret}), 422, tc.mention)
+			require.Len(t, p.Errors, 1, fmt.Sprint(p.Errors))
+			require.Equal(t, "token", p.Errors[0].Field)
+		})
+	}
+	require.Zero(t, b.count(&store.Device{}))
+	requireJSON(t, b.as("PUT", "/v1/users/u1/devices/d1", map[string]any{"platform": "web", "token": "http://localhost:6379/", "secret": secret}), 201, nil)
+	requireJSON(t, b.as("PUT", "/v1/users/u1/devices/d2", map[string]any{"platform": "web", "token": "https://[2606:4700:4700::1111]/hook", "secret": secret}), 201, nil)
+
+	open := setupWith(t, api.Config{Keyring: newKeyring(t), WebDeviceGuard: netguard.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})})
+	requireJSON(t, open.as("PUT", "/v1/users/u1/devices/d1", map[string]any{"platform": "web", "token": "http://127.0.0.1:6379/", "secret": secret}), 201, nil)
+	requireProblem(t, open.as("PUT", "/v1/users/u1/devices/d2", map[string]any{"platform": "web", "token": "http://[::1]/", "secret": secret}), 422, "::1 is not allowed")
+}
+
+// Without CHIME_SECRET_KEYS a web device's secret cannot be stored sealed:
+// its registration is answered 503 naming the setting, and nothing is
+// stored; devices without a secret still register.
+func TestWebDeviceWithoutSecretKeysIsUnavailable(t *testing.T) {
+	b := setupWith(t, api.Config{})
+	requireProblem(t, b.as("PUT", "/v1/users/u1/devices/browser", map[string]any{"platform": "web", "token": "https://push.example.com/h/u1",
+		"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}), http.StatusServiceUnavailable, "CHIME_SECRET_KEYS")
+	require.Zero(t, b.count(&store.Device{}))
+	// Bad input is still 422, before the missing keys.
+	requireProblem(t, b.as("PUT", "/v1/users/u1/devices/browser", map[string]any{"platform": "web", "token": "http://10.0.0.1/",
+		"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}), 422, "token")
+	requireJSON(t, b.as("PUT", "/v1/users/u1/devices/iphone", map[string]any{"platform": "ios", "token": iosToken}), 201, nil)
 }
 
 // The per-channel counts and the failures of an occurrence are served to its

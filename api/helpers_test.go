@@ -21,6 +21,7 @@ import (
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
 )
@@ -41,11 +42,24 @@ type bundle struct {
 	// App A owns the test's data; app B is the other tenant.
 	appA, appB store.App
 	keyA, keyB string
+	// keyring seals web devices' secrets (nil: none configured).
+	keyring *seal.Keyring
 }
 
+// setup is setupWith a keyring, as a coordinator with CHIME_SECRET_KEYS.
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	return setupWith(t, api.Config{})
+	return setupWith(t, api.Config{Keyring: newKeyring(t)})
+}
+
+// newKeyring returns a keyring of one fresh key.
+func newKeyring(t *testing.T) *seal.Keyring {
+	t.Helper()
+	spec, err := seal.NewKey("test")
+	require.NoError(t, err)
+	k, err := seal.Parse(spec)
+	require.NoError(t, err)
+	return k
 }
 
 // setupWith is setup with cfg; ChangesChannel is set to the test's own.
@@ -58,7 +72,20 @@ func setupWith(t *testing.T, cfg api.Config) *bundle {
 // to the DSN of the API's database pool.
 func setupOn(t *testing.T, cfg api.Config, params string) *bundle {
 	t.Helper()
+	return setupEnvOn(t, func(*testenv.Env) api.Config { return cfg }, params)
+}
+
+// setupEnv is setupWith with a configuration made for the test's servers.
+func setupEnv(t *testing.T, config func(env *testenv.Env) api.Config) *bundle {
+	t.Helper()
+	return setupEnvOn(t, config, "")
+}
+
+// setupEnvOn is setupEnv with params added to the DSN of the API's pool.
+func setupEnvOn(t *testing.T, config func(env *testenv.Env) api.Config, params string) *bundle {
+	t.Helper()
 	env := testenv.New(t)
+	cfg := config(env)
 	cfg.ChangesChannel = env.Prefix + "changes"
 	if cfg.Inbox == nil {
 		cfg.Inbox = inbox.New(inbox.Config{Prefix: env.Prefix}, env.Redis)
@@ -84,7 +111,7 @@ func setupOn(t *testing.T, cfg api.Config, params string) *bundle {
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
 
-	b := &bundle{t: t, env: env, url: srv.URL, client: srv.Client(), index: index, api: a, db: db, logs: logs}
+	b := &bundle{t: t, env: env, url: srv.URL, client: srv.Client(), index: index, api: a, db: db, logs: logs, keyring: cfg.Keyring}
 	b.appA, b.keyA, err = api.CreateApp(context.Background(), env.DB, "app-a")
 	require.NoError(t, err)
 	b.appB, b.keyB, err = api.CreateApp(context.Background(), env.DB, "app-b")

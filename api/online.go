@@ -312,22 +312,22 @@ func (a *API) occurrenceStatus(w http.ResponseWriter, r *http.Request, app int64
 	return nil
 }
 
-// issueToken gives an app backend a gateway token for one of its users, so
-// that backends need not hold the gateway's secret (which would let them
-// sign tokens for any app).
+// issueToken gives an app backend a gateway token for one of its users,
+// signed with the app's current signing key (made on first use).
 func (a *API) issueToken(w http.ResponseWriter, r *http.Request, app int64) error {
 	user, p := pathUser(r, "user_id")
 	if p != nil {
 		return p
 	}
-	if len(a.cfg.GatewaySecret) == 0 {
-		return problem(http.StatusServiceUnavailable, "no gateway is configured (CHIME_GATEWAY_SECRET is not set on this coordinator)")
-	}
 	now := a.cfg.Now()
-	tok, err := gateway.IssueToken(a.cfg.GatewaySecret, app, user, a.cfg.TokenTTL, now)
+	key, err := a.cfg.SigningKeys.Current(r.Context(), app, now)
+	if err != nil {
+		return signingProblem(err)
+	}
+	tok, err := gateway.IssueToken(key, user, a.cfg.TokenTTL, now)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "expires_at": now.Add(a.cfg.TokenTTL).UTC().Truncate(time.Second)})
+	writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "kid": key.ID, "expires_at": now.Add(a.cfg.TokenTTL).UTC().Truncate(time.Second)})
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/api"
-	"github.com/chime-dev/chime/gateway"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/store"
 )
@@ -162,29 +161,6 @@ func TestReminderOnlineFlags(t *testing.T) {
 	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/r", body), http.StatusOK, &out)
 	require.False(t, out.NotifyContacts)
 	require.True(t, out.DeliverWhenOnline)
-}
-
-// The API issues gateway tokens for the key's app, so app backends need not
-// hold the gateway's secret; without a secret the route answers 503.
-func TestIssueToken(t *testing.T) {
-	b := setupWith(t, api.Config{GatewaySecret: []byte("s3cret"), TokenTTL: 10 * time.Minute})
-	var out struct {
-		Token     string
-		ExpiresAt time.Time `json:"expires_at"`
-	}
-	requireJSON(t, b.as(http.MethodPost, "/v1/users/alice/token", nil), http.StatusCreated, &out)
-	c, err := gateway.VerifyToken([]byte("s3cret"), out.Token, time.Now())
-	require.NoError(t, err)
-	require.Equal(t, b.appA.ID, c.App)
-	require.Equal(t, "alice", c.Subject)
-	require.WithinDuration(t, time.Now().Add(10*time.Minute), out.ExpiresAt, 5*time.Second)
-	requireJSON(t, b.req(http.MethodPost, "/v1/users/alice/token", b.keyB, nil), http.StatusCreated, &out)
-	c, err = gateway.VerifyToken([]byte("s3cret"), out.Token, time.Now())
-	require.NoError(t, err)
-	require.Equal(t, b.appB.ID, c.App, "a key gets tokens for its own app only")
-	requireProblem(t, b.as(http.MethodPost, "/v1/users/a%20b/token", nil), http.StatusUnprocessableEntity, "user_id")
-
-	requireProblem(t, setup(t).as(http.MethodPost, "/v1/users/alice/token", nil), http.StatusServiceUnavailable, "CHIME_GATEWAY_SECRET")
 }
 
 // With user_id the server keeps each user's cursor: a user new to the

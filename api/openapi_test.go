@@ -21,7 +21,8 @@ import (
 
 // routes is every route api.(*API).Handler registers, as in its mux patterns,
 // except the "/" catch-all that answers 404 to everything else. auth says
-// whether the route requires a bearer key.
+// whether the route requires a bearer key: an app's key, or the operator key
+// for the routes under operatorPrefix.
 var routes = []struct {
 	method, pattern string
 	auth            bool
@@ -65,6 +66,25 @@ var routes = []struct {
 	{"POST", "/v1/regions/{region}/announcements", true},
 	{"GET", "/v1/regions/{region}/announcements", true},
 	{"POST", "/v1/users/{user_id}/token", true},
+	{"GET", "/v1/signing-keys", true},
+	{"POST", "/v1/signing-keys", true},
+	{"GET", "/v1/operator/apps", true},
+	{"POST", "/v1/operator/apps", true},
+	{"GET", "/v1/operator/apps/{app}/keys", true},
+	{"POST", "/v1/operator/apps/{app}/keys", true},
+	{"DELETE", "/v1/operator/apps/{app}/keys/{key_id}", true},
+}
+
+// operatorPrefix starts the routes that take the operator key
+// (operatorAuth) rather than an app's key (bearerAuth).
+const operatorPrefix = "/v1/operator/"
+
+// scheme is the security scheme a route requiring a key documents.
+func scheme(pattern string) string {
+	if strings.HasPrefix(pattern, operatorPrefix) {
+		return "operatorAuth"
+	}
+	return "bearerAuth"
 }
 
 // catchAll is the pattern of Handler's 404 fallback; it is described in the
@@ -241,13 +261,15 @@ func concrete(pattern string) string {
 // one.
 func TestOpenAPIParametersAndAuth(t *testing.T) {
 	doc, ops := loadDoc(t)
-	if s, ok := doc.Components.SecuritySchemes["bearerAuth"]; !ok || s.Type != "http" || s.Scheme != "bearer" {
-		t.Errorf("components.securitySchemes.bearerAuth = %+v, want type http, scheme bearer", s)
+	for _, name := range []string{"bearerAuth", "operatorAuth"} {
+		if s, ok := doc.Components.SecuritySchemes[name]; !ok || s.Type != "http" || s.Scheme != "bearer" {
+			t.Errorf("components.securitySchemes.%s = %+v, want type http, scheme bearer", name, s)
+		}
 	}
 	if !hasBearer(doc.Security) {
 		t.Errorf("the document's default security %v does not require bearerAuth", doc.Security)
 	}
-	h := api.New(api.Config{}, nil, nil, nil, nil).Handler()
+	h := api.New(api.Config{OperatorKey: operatorKey}, nil, nil, nil, nil).Handler()
 	ids := map[string]string{}
 	for _, r := range routes {
 		key := r.method + " " + r.pattern
@@ -298,7 +320,7 @@ func TestOpenAPIParametersAndAuth(t *testing.T) {
 			t.Errorf("%s documents no responses", key)
 		}
 		_, has401 := op.Responses["401"]
-		authDocumented := op.Security == nil && hasBearer(doc.Security) || op.Security != nil && hasBearer(*op.Security)
+		authDocumented := op.Security == nil && hasScheme(doc.Security, scheme(r.pattern)) || op.Security != nil && hasScheme(*op.Security, scheme(r.pattern))
 		if authDocumented != r.auth || has401 != r.auth {
 			t.Errorf("%s: requires a key: %v; documented security requires one: %v; documents 401: %v",
 				key, r.auth, authDocumented, has401)
@@ -325,9 +347,11 @@ func TestOpenAPIParametersAndAuth(t *testing.T) {
 	}
 }
 
-func hasBearer(reqs []map[string][]string) bool {
+func hasBearer(reqs []map[string][]string) bool { return hasScheme(reqs, "bearerAuth") }
+
+func hasScheme(reqs []map[string][]string, name string) bool {
 	for _, r := range reqs {
-		if _, ok := r["bearerAuth"]; ok {
+		if _, ok := r[name]; ok {
 			return true
 		}
 	}

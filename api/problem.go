@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -31,6 +32,7 @@ func problem(status int, detail string, errs ...FieldError) *Problem {
 }
 
 func writeProblem(w http.ResponseWriter, p *Problem) {
+	noStore(w)
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)
@@ -84,9 +86,14 @@ func decodeProblem(err error, limit int64) *Problem {
 	var tooBig *http.MaxBytesError
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var slow net.Error
 	switch {
 	case errors.As(err, &tooBig):
 		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is over the limit of %d bytes", limit))
+	case errors.As(err, &slow) && slow.Timeout():
+		// The server's read timeout passed; the connection is closed after
+		// this answer.
+		return problem(http.StatusRequestTimeout, "the request body did not arrive within the server's read timeout")
 	case errors.Is(err, io.EOF):
 		return problem(http.StatusBadRequest, "the request body is empty; a JSON document is required")
 	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):

@@ -7,14 +7,13 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/userid"
 )
 
 // Subscriber is one user registered for a reminder at a location.
@@ -24,22 +23,9 @@ type Subscriber struct {
 	Group    int    `json:"group"`
 }
 
-func validUserID(id string) string {
-	switch {
-	case id == "":
-		return "is required"
-	case len(id) > 191:
-		return "must be at most 191 bytes"
-	case !utf8.ValidString(id):
-		return "must be UTF-8"
-	}
-	for _, r := range id {
-		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			return "must not contain spaces or control characters"
-		}
-	}
-	return ""
-}
+// validUserID is userid.Check: the gateway checks token subjects with the
+// same rule.
+func validUserID(id string) string { return userid.Check(id) }
 
 // reminderLocations returns the reminder and the IDs of the locations its
 // times name.

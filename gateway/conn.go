@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 // are written by one goroutine, which also pings.
 type conn struct {
 	pc     presence.Conn
+	kid    string // the key that signed its token
 	ws     *websocket.Conn
 	out    chan []byte
 	cancel context.CancelCauseFunc
@@ -38,6 +41,7 @@ func (c *conn) send(frame []byte) {
 var (
 	errTooSlow      = errors.New("client too slow")
 	errTokenExpired = errors.New("token expired")
+	errKeyExpired   = errors.New("signing key expired")
 	errNoPong       = errors.New("no pong")
 )
 
@@ -54,15 +58,40 @@ func tokenOf(r *http.Request) string {
 	return r.URL.Query().Get("token")
 }
 
+// refuse answers a handshake with a problem document.
+func refuse(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail,
+	})
+}
+
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
-	claims, err := VerifyToken(g.cfg.Secret, tokenOf(r), g.clock.Now())
+	now := g.clock.Now()
+	// First the cheapest check, so that a flood costs no key lookups.
+	if wait, ok := g.handshakes.allow(remoteAddr(r), now); !ok {
+		secs := int(math.Ceil(wait.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		refuse(w, http.StatusTooManyRequests, fmt.Sprintf("too many handshakes from this address (at most %d at once, %g per second); retry after %ds",
+			g.cfg.HandshakeBurst, g.cfg.HandshakeRate, secs))
+		return
+	}
+	claims, err := VerifyToken(r.Context(), g.keys, tokenOf(r), now, g.cfg.MaxTokenLifetime)
+	if errors.Is(err, ErrKeysUnavailable) {
+		g.log.Warn("look up signing key", "err", err)
+		w.Header().Set("Retry-After", "5")
+		refuse(w, http.StatusServiceUnavailable, ErrKeysUnavailable.Error())
+		return
+	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="chime-gateway", error="invalid_token"`)
-		w.Header().Set("Content-Type", "application/problem+json")
-		w.WriteHeader(http.StatusUnauthorized)
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"type": "about:blank", "title": "Unauthorized", "status": http.StatusUnauthorized, "detail": err.Error(),
-		})
+		refuse(w, http.StatusUnauthorized, err.Error())
+		return
+	}
+	k := userKey{claims.App, claims.Subject}
+	if !g.admit(k) {
+		refuse(w, http.StatusTooManyRequests, fmt.Sprintf("the user already has %d connections to this gateway, the most allowed; close one first", g.cfg.MaxConnsPerUser))
 		return
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
@@ -71,6 +100,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		InsecureSkipVerify: true,
 	})
 	if err != nil {
+		g.admitted(k, nil)
 		return // Accept has answered
 	}
 	ws.SetReadLimit(64 << 10)
@@ -79,7 +109,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancelCause(g.base)
 	defer cancel(nil)
 	c := &conn{
-		pc: presence.Conn{App: claims.App, User: claims.Subject, Instance: g.cfg.Instance, ID: newID()},
+		pc: presence.Conn{App: claims.App, User: claims.Subject, Instance: g.cfg.Instance, ID: newID()}, kid: claims.KeyID,
 		ws: ws, out: make(chan []byte, g.cfg.SendQueue), cancel: cancel,
 	}
 	log := g.log.With("app", c.pc.App, "user", c.pc.User, "conn", c.pc.ID)
@@ -106,13 +136,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 // client drops the copy by ID); it cannot be missed, because workers store
 // before they look up presence and the gateway registers before it reads.
 func (g *Gateway) open(ctx context.Context, c *conn) error {
-	k := userKey{c.pc.App, c.pc.User}
-	g.mu.Lock()
-	if g.byUser[k] == nil {
-		g.byUser[k] = map[*conn]struct{}{}
-	}
-	g.byUser[k][c] = struct{}{}
-	g.mu.Unlock()
+	g.admitted(userKey{c.pc.App, c.pc.User}, c)
 	if err := g.presence.Register(ctx, c.pc); err != nil {
 		g.forget(c)
 		return err
@@ -188,6 +212,34 @@ func (g *Gateway) recordReplay(ctx context.Context, c *conn, msgs []inbox.Messag
 	if err := g.status.Record(ctx, entries, g.clock.Now()); err != nil {
 		g.log.Warn("record replay", "err", err)
 	}
+}
+
+// admit reserves one of the user's MaxConnsPerUser connections on this
+// instance, if one is free; admitted turns the reservation into c, or
+// releases it when c is nil.
+func (g *Gateway) admit(k userKey) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.byUser[k])+g.opening[k] >= g.cfg.MaxConnsPerUser {
+		return false
+	}
+	g.opening[k]++
+	return true
+}
+
+func (g *Gateway) admitted(k userKey, c *conn) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.opening[k]--; g.opening[k] <= 0 {
+		delete(g.opening, k)
+	}
+	if c == nil {
+		return
+	}
+	if g.byUser[k] == nil {
+		g.byUser[k] = map[*conn]struct{}{}
+	}
+	g.byUser[k][c] = struct{}{}
 }
 
 func (g *Gateway) forget(c *conn) {
@@ -268,6 +320,8 @@ func (g *Gateway) writeLoop(ctx context.Context, c *conn, expires time.Time) {
 		switch {
 		case errors.Is(cause, errTokenExpired):
 			c.ws.Close(websocket.StatusPolicyViolation, "token expired")
+		case errors.Is(cause, errKeyExpired):
+			c.ws.Close(websocket.StatusPolicyViolation, "signing key expired")
 		case errors.Is(cause, errTooSlow):
 			c.ws.Close(websocket.StatusTryAgainLater, "client too slow; reconnect")
 		case g.base.Err() != nil:

@@ -3,9 +3,12 @@
 // connection instead of through push providers.
 //
 // A client connects to /ws with a token its app backend issued (an HS256 JWT
-// with the app, the user as subject, and an expiry; see IssueToken). A
+// with the app, the user as subject, iat and exp, signed with one of the
+// app's own keys, named by its kid; see IssueToken and package signing). A
 // missing, bad or expired token is refused with 401 before the upgrade; a
-// connection whose token expires later is closed with status 1008.
+// connection whose token expires later, or whose signing key a rotation
+// ends, is closed with status 1008. Handshakes are limited per remote
+// address and connections per user (429 before the upgrade).
 //
 // On connect the gateway records the connection in presence (package
 // presence), sends the messages waiting in the user's inbox (package inbox),
@@ -28,6 +31,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -50,6 +54,7 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/presence"
+	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
 )
 
@@ -62,8 +67,24 @@ type Config struct {
 	Instance string
 	// Prefix starts every Redis key. Defaults to "chime:".
 	Prefix string
-	// Secret verifies client tokens (HMAC-SHA256). Required.
-	Secret []byte
+	// MaxTokenLifetime bounds a client token: its exp at most this long
+	// after its iat and after it is presented. Defaults to
+	// DefaultMaxTokenLifetime (24h).
+	MaxTokenLifetime time.Duration
+	// MaxConnsPerUser is the most connections one user of one app may
+	// hold on this instance; one more is refused with 429. Defaults to
+	// DefaultMaxConnsPerUser (10).
+	MaxConnsPerUser int
+	// HandshakeRate is how many WebSocket handshakes per second one remote
+	// address (an IPv4 address, an IPv6 /64) may make, and HandshakeBurst
+	// how many at once; one more is refused with 429 and Retry-After.
+	// Default to DefaultHandshakeRate (10) and DefaultHandshakeBurst (50).
+	HandshakeRate  float64
+	HandshakeBurst int
+	// Addresses bounds how many remote addresses' handshake counts are
+	// kept; the least recently seen are forgotten first. Defaults to
+	// DefaultAddresses (100,000).
+	Addresses int
 	// HeartbeatInterval is how often clients are pinged and presence is
 	// refreshed. Defaults to 10s; the presence TTL must be longer.
 	HeartbeatInterval time.Duration
@@ -80,7 +101,20 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
+// Defaults of the limits.
+const (
+	DefaultMaxConnsPerUser = 10
+	DefaultHandshakeRate   = 10
+	DefaultHandshakeBurst  = 50
+	DefaultAddresses       = 100_000
+)
+
 func (c *Config) defaults() {
+	c.MaxTokenLifetime = cmp.Or(c.MaxTokenLifetime, DefaultMaxTokenLifetime)
+	c.MaxConnsPerUser = cmp.Or(c.MaxConnsPerUser, DefaultMaxConnsPerUser)
+	c.HandshakeRate = cmp.Or(c.HandshakeRate, DefaultHandshakeRate)
+	c.HandshakeBurst = cmp.Or(c.HandshakeBurst, DefaultHandshakeBurst)
+	c.Addresses = cmp.Or(c.Addresses, DefaultAddresses)
 	if c.Addr == "" {
 		c.Addr = ":8081"
 	}
@@ -104,16 +138,27 @@ func (c *Config) defaults() {
 	}
 }
 
+// Keys finds the signing keys of client tokens, and keeps what it caches
+// up to date with rotations until ctx ends.
+type Keys interface {
+	KeyFinder
+	Watch(ctx context.Context) error
+}
+
+var _ Keys = (*signing.Keys)(nil)
+
 // Gateway serves WebSocket clients.
 type Gateway struct {
-	cfg      Config
-	rdb      redis.UniversalClient
-	presence *presence.Registry
-	inbox    *inbox.Store
-	status   *status.Recorder
-	clock    clock.Clock
-	log      *slog.Logger
-	ln       net.Listener
+	cfg        Config
+	rdb        redis.UniversalClient
+	presence   *presence.Registry
+	inbox      *inbox.Store
+	status     *status.Recorder
+	keys       Keys
+	handshakes *handshakes
+	clock      clock.Clock
+	log        *slog.Logger
+	ln         net.Listener
 
 	acks chan inbox.Ack
 	// base is cancelled at shutdown; every connection's context derives
@@ -124,6 +169,9 @@ type Gateway struct {
 
 	mu     sync.Mutex
 	byUser map[userKey]map[*conn]struct{}
+	// opening counts the connections admitted and not yet in byUser, so
+	// that handshakes at once cannot pass the per-user limit together.
+	opening map[userKey]int
 }
 
 type userKey struct {
@@ -132,21 +180,25 @@ type userKey struct {
 }
 
 // New returns a gateway. If ln is nil it listens on cfg.Addr when run.
-func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.Store, st *status.Recorder,
+func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.Store, st *status.Recorder, keys Keys,
 	clk clock.Clock, log *slog.Logger, ln net.Listener) (*Gateway, error) {
 	cfg.defaults()
 	switch {
 	case cfg.Instance == "" || strings.Contains(cfg.Instance, "|"):
 		return nil, errors.New("gateway: an instance ID without '|' is required")
-	case len(cfg.Secret) == 0:
-		return nil, errors.New("gateway: a token secret is required")
+	case keys == nil:
+		return nil, errors.New("gateway: signing keys are required")
+	case cfg.MaxConnsPerUser < 0 || cfg.HandshakeRate < 0 || cfg.HandshakeBurst < 0 || cfg.Addresses < 0 || cfg.MaxTokenLifetime < 0:
+		return nil, errors.New("gateway: limits must not be negative")
 	case p.TTL() <= cfg.HeartbeatInterval:
 		return nil, fmt.Errorf("gateway: the presence TTL (%s) must be longer than the heartbeat interval (%s)", p.TTL(), cfg.HeartbeatInterval)
 	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Gateway{
-		cfg: cfg, rdb: rdb, presence: p, inbox: in, status: st, clock: clk, log: log.With("gateway", cfg.Instance), ln: ln,
-		acks: make(chan inbox.Ack, 4096), base: base, cancel: cancel, byUser: map[userKey]map[*conn]struct{}{},
+		cfg: cfg, rdb: rdb, presence: p, inbox: in, status: st, keys: keys, clock: clk, log: log.With("gateway", cfg.Instance), ln: ln,
+		handshakes: newHandshakes(cfg.HandshakeRate, cfg.HandshakeBurst, cfg.Addresses),
+		acks:       make(chan inbox.Ack, 4096), base: base, cancel: cancel,
+		byUser: map[userKey]map[*conn]struct{}{}, opening: map[userKey]int{},
 	}, nil
 }
 
@@ -203,6 +255,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 	eg.Go(func() error { return g.readStream(ectx) })
 	eg.Go(func() error { return g.heartbeat(ectx) })
+	eg.Go(func() error { return g.keys.Watch(ectx) })
 	ackStop, ackDone := make(chan struct{}), make(chan error, 1)
 	go func() { ackDone <- g.flushAcks(ackStop) }()
 	eg.Go(func() error {
@@ -286,6 +339,38 @@ func (g *Gateway) heartbeat(ctx context.Context) error {
 			}
 			conns = conns[n:]
 		}
+		g.endRevoked(ctx, g.snapshot())
+	}
+}
+
+// endRevoked closes the connections whose signing key is no longer valid
+// (a rotation's overlap passed, or a rotation with no overlap ended it), so
+// that a leaked key stops serving the connections it opened too, within a
+// heartbeat. A key that cannot be read keeps its connections until the next
+// heartbeat.
+func (g *Gateway) endRevoked(ctx context.Context, conns []*conn) {
+	now := g.clock.Now()
+	valid := map[string]bool{}
+	var lookupErr error
+	for _, c := range conns {
+		ok, seen := valid[c.kid]
+		if !seen {
+			key, err := g.keys.Lookup(ctx, c.kid, now)
+			switch {
+			case errors.Is(err, signing.ErrNotFound):
+			case err != nil:
+				ok, lookupErr = true, err
+			default:
+				ok = key.Valid(now)
+			}
+			valid[c.kid] = ok
+		}
+		if !ok {
+			c.cancel(errKeyExpired)
+		}
+	}
+	if lookupErr != nil && ctx.Err() == nil {
+		g.log.Warn("check signing keys of open connections", "err", lookupErr)
 	}
 }
 

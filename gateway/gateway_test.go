@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,126 +21,277 @@ import (
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/presence"
+	"github.com/chime-dev/chime/seal"
+	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
+	"github.com/chime-dev/chime/store"
 )
 
-var secret = []byte("gateway-test-secret")
-
-func TestVerifyToken(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	good, err := gateway.IssueToken(secret, 7, "alice", time.Hour, now)
-	require.NoError(t, err)
-	sign := func(m jwt.SigningMethod, key any, claims jwt.MapClaims) string {
-		s, err := jwt.NewWithClaims(m, claims).SignedString(key)
-		require.NoError(t, err)
-		return s
-	}
-	exp := now.Add(time.Hour).Unix()
-	for _, tc := range []struct {
-		name  string
-		token string
-		at    time.Time
-		want  error
-	}{
-		{"valid", good, now, nil},
-		{"expired", good, now.Add(time.Hour + time.Second), gateway.ErrTokenExpired},
-		{"missing", "", now, gateway.ErrTokenMissing},
-		{"garbage", "not.a.token", now, gateway.ErrTokenInvalid},
-		{"other secret", sign(jwt.SigningMethodHS256, []byte("other"), jwt.MapClaims{"app": 7, "sub": "a", "exp": exp}), now, gateway.ErrTokenInvalid},
-		{"HS512", sign(jwt.SigningMethodHS512, secret, jwt.MapClaims{"app": 7, "sub": "a", "exp": exp}), now, gateway.ErrTokenInvalid},
-		{"alg none", sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, jwt.MapClaims{"app": 7, "sub": "a", "exp": exp}), now, gateway.ErrTokenInvalid},
-		{"no expiry", sign(jwt.SigningMethodHS256, secret, jwt.MapClaims{"app": 7, "sub": "a"}), now, gateway.ErrTokenInvalid},
-		{"no app", sign(jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "a", "exp": exp}), now, gateway.ErrTokenInvalid},
-		{"no user", sign(jwt.SigningMethodHS256, secret, jwt.MapClaims{"app": 7, "exp": exp}), now, gateway.ErrTokenInvalid},
-		{"app not a number", sign(jwt.SigningMethodHS256, secret, jwt.MapClaims{"app": "7", "sub": "a", "exp": exp}), now, gateway.ErrTokenInvalid},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := gateway.VerifyToken(secret, tc.token, tc.at)
-			if tc.want == nil {
-				require.NoError(t, err)
-				require.EqualValues(t, 7, c.App)
-				require.Equal(t, "alice", c.Subject)
-				return
-			}
-			require.ErrorIs(t, err, tc.want)
-		})
-	}
-}
-
+// fixture is a gateway on loopback in front of the test's Redis prefix and
+// database, with an app whose current signing key is key.
 type fixture struct {
-	env  *testenv.Env
-	gw   *gateway.Gateway
-	url  string
-	reg  *presence.Registry
-	stop context.CancelFunc
-	done chan error
+	env   *testenv.Env
+	gw    *gateway.Gateway
+	url   string
+	reg   *presence.Registry
+	keys  *signing.Keys // the gateway's
+	app   int64
+	key   signing.Key
+	clock clock.Clock
+	stop  context.CancelFunc
+	done  chan error
 }
 
-func start(t *testing.T) *fixture {
-	env := testenv.NewRedis(t)
+// option changes the fixture's gateway configuration or clock.
+type option func(*gateway.Config, *clock.Clock)
+
+func withClock(c clock.Clock) option { return func(_ *gateway.Config, clk *clock.Clock) { *clk = c } }
+
+func withConfig(f func(*gateway.Config)) option {
+	return func(c *gateway.Config, _ *clock.Clock) { f(c) }
+}
+
+func start(t *testing.T, opts ...option) *fixture {
+	env := testenv.New(t)
+	cfg := gateway.Config{Instance: "g-" + testenv.ID(), Prefix: env.Prefix,
+		HeartbeatInterval: 200 * time.Millisecond, PingTimeout: 200 * time.Millisecond}
+	var clk clock.Clock = clock.Real{}
+	for _, o := range opts {
+		o(&cfg, &clk)
+	}
 	reg := presence.New(presence.Config{Prefix: env.Prefix, TTL: 2 * time.Second}, env.Redis)
+	// The cache outlives every test: only an announcement makes the gateway
+	// see a rotation in time.
+	keys := signing.New(signing.Config{Prefix: env.Prefix, CacheTTL: time.Hour}, env.DB, env.Redis, ring(t), env.Log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	gw, err := gateway.New(gateway.Config{Instance: "g-" + testenv.ID(), Prefix: env.Prefix, Secret: secret,
-		HeartbeatInterval: 200 * time.Millisecond, PingTimeout: 200 * time.Millisecond},
-		env.Redis, reg, inbox.New(inbox.Config{Prefix: env.Prefix}, env.Redis), status.New(status.Config{Prefix: env.Prefix}, env.Redis, nil),
-		clock.Real{}, env.Log, ln)
+	gw, err := gateway.New(cfg, env.Redis, reg, inbox.New(inbox.Config{Prefix: env.Prefix}, env.Redis),
+		status.New(status.Config{Prefix: env.Prefix}, env.Redis, nil), keys, clk, env.Log, ln)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fixture{env: env, gw: gw, url: "ws://" + ln.Addr().String() + "/ws", reg: reg, stop: cancel, done: make(chan error, 1)}
+	f := &fixture{env: env, gw: gw, url: "ws://" + ln.Addr().String() + "/ws", reg: reg, keys: keys, clock: clk,
+		stop: cancel, done: make(chan error, 1)}
+	f.app, f.key = f.newApp(t, "a")
 	go func() { f.done <- gw.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		require.NoError(t, <-f.done)
 	})
+	// Rotations are announced to subscribers only: wait for the gateway's.
+	testenv.WaitUntil(t, 5*time.Second, "the gateway subscribed to rotations", func() bool {
+		n, err := env.Redis.PubSubNumSub(context.Background(), keys.Channel()).Result()
+		return err == nil && n[keys.Channel()] == 1
+	})
 	return f
 }
 
-// Bad, expired and missing tokens are refused with 401 and a problem
-// document before the WebSocket upgrade.
+var (
+	ringOnce sync.Once
+	ringSpec string
+)
+
+// ring returns the keyring of every test's keys (so that another Keys
+// value, as in another process, opens what the gateway's sealed).
+func ring(t *testing.T) *seal.Keyring {
+	ringOnce.Do(func() {
+		var err error
+		ringSpec, err = seal.NewKey("test")
+		require.NoError(t, err)
+	})
+	k, err := seal.Parse(ringSpec)
+	require.NoError(t, err)
+	return k
+}
+
+// newApp stores an app and gives it its first signing key, made by the
+// keys of another process (as the API makes them).
+func (f *fixture) newApp(t *testing.T, name string) (int64, signing.Key) {
+	app := store.App{Name: name}
+	require.NoError(t, f.env.DB.Create(&app).Error)
+	key, err := f.api(t).Current(context.Background(), app.ID, f.clock.Now())
+	require.NoError(t, err)
+	return app.ID, key
+}
+
+// api returns signing keys as a coordinator has them.
+func (f *fixture) api(t *testing.T) *signing.Keys {
+	return signing.New(signing.Config{Prefix: f.env.Prefix}, f.env.DB, f.env.Redis, ring(t), f.env.Log)
+}
+
+// token is a token of the fixture's app for user, issued now for ttl.
+func (f *fixture) token(t *testing.T, key signing.Key, user string, ttl time.Duration) string {
+	tok, err := gateway.IssueToken(key, user, ttl, f.clock.Now())
+	require.NoError(t, err)
+	return tok
+}
+
+// sign signs claims with secret under kid (none if empty).
+func sign(t *testing.T, m jwt.SigningMethod, secret any, kid string, claims jwt.MapClaims) string {
+	tok := jwt.NewWithClaims(m, claims)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(secret)
+	require.NoError(t, err)
+	return s
+}
+
+// oldGlobalSecret is what CHIME_GATEWAY_SECRET was: one key for every app.
+var oldGlobalSecret = []byte("test-secret-0123456789abcdef")
+
+// TestVerifyToken checks each rule of VerifyToken against keys stored in
+// MariaDB: tokens are built by hand, each breaking one rule, and each must
+// be refused with the error that names that rule.
+func TestVerifyToken(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	now := f.clock.Now()
+	_, keyB := f.newApp(t, "b")
+	good := f.token(t, f.key, "alice", time.Hour)
+	iat, exp := now.Unix(), now.Add(time.Hour).Unix()
+	claims := func(kv ...any) jwt.MapClaims {
+		c := jwt.MapClaims{"app": f.app, "sub": "alice", "iat": iat, "exp": exp}
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == nil {
+				delete(c, kv[i].(string))
+			} else {
+				c[kv[i].(string)] = kv[i+1]
+			}
+		}
+		return c
+	}
+	secret := []byte(f.key.Secret)
+	hs := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, secret, f.key.ID, c) }
+	for _, tc := range []struct {
+		name   string
+		token  string
+		at     time.Time
+		want   error
+		detail string
+	}{
+		{"valid", good, now, nil, ""},
+		{"expired", good, now.Add(time.Hour + time.Second), gateway.ErrTokenExpired, ""},
+		{"missing", "", now, gateway.ErrTokenMissing, ""},
+		{"garbage", "not.a.token", now, gateway.ErrTokenInvalid, ""},
+		{"old global secret, no kid", sign(t, jwt.SigningMethodHS256, oldGlobalSecret, "", claims()), now, gateway.ErrTokenInvalid, "kid"},
+		{"old global secret, the app's kid", sign(t, jwt.SigningMethodHS256, oldGlobalSecret, f.key.ID, claims()), now, gateway.ErrTokenInvalid, ""},
+		{"unknown kid", sign(t, jwt.SigningMethodHS256, secret, "sk_000000000000000000000000", claims()), now, gateway.ErrTokenInvalid, "names no signing key"},
+		{"app B's key claiming app A", sign(t, jwt.SigningMethodHS256, []byte(keyB.Secret), keyB.ID, claims()), now, gateway.ErrTokenInvalid, "names no signing key of app"},
+		{"HS512", sign(t, jwt.SigningMethodHS512, secret, f.key.ID, claims()), now, gateway.ErrTokenInvalid, ""},
+		{"alg none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, f.key.ID, claims()), now, gateway.ErrTokenInvalid, ""},
+		{"no expiry", hs(claims("exp", nil)), now, gateway.ErrTokenInvalid, "exp is required"},
+		{"no iat", hs(claims("iat", nil)), now, gateway.ErrTokenInvalid, "iat is required"},
+		{"iat in the future", hs(claims("iat", now.Add(2*time.Minute).Unix())), now, gateway.ErrTokenInvalid, "iat is in the future"},
+		{"lives over 24h", hs(claims("exp", now.Add(24*time.Hour+time.Second).Unix())), now, gateway.ErrTokenInvalid, "at most 24h0m0s"},
+		{"iat long ago, exp over 24h away", hs(claims("iat", now.Add(-time.Hour).Unix(), "exp", now.Add(24*time.Hour+time.Minute).Unix())), now, gateway.ErrTokenInvalid, "at most 24h0m0s"},
+		{"no app", hs(claims("app", nil)), now, gateway.ErrTokenInvalid, "app"},
+		{"app not a number", hs(claims("app", "7")), now, gateway.ErrTokenInvalid, ""},
+		{"no user", hs(claims("sub", nil)), now, gateway.ErrTokenInvalid, "sub is required"},
+		{"sub with NUL", hs(claims("sub", "al\x00ice")), now, gateway.ErrTokenInvalid, "sub must not contain"},
+		{"sub with newline", hs(claims("sub", "al\nice")), now, gateway.ErrTokenInvalid, "sub must not contain"},
+		{"sub with space", hs(claims("sub", "al ice")), now, gateway.ErrTokenInvalid, "sub must not contain"},
+		{"sub over 191 bytes", hs(claims("sub", strings.Repeat("a", 192))), now, gateway.ErrTokenInvalid, "sub must be at most 191 bytes"},
+		{"sub with a control character", hs(claims("sub", "al\u0085ice")), now, gateway.ErrTokenInvalid, "sub must not contain"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := gateway.VerifyToken(ctx, f.keys, tc.token, tc.at, gateway.DefaultMaxTokenLifetime)
+			if tc.want == nil {
+				require.NoError(t, err)
+				require.Equal(t, f.app, c.App)
+				require.Equal(t, "alice", c.Subject)
+				require.Equal(t, f.key.ID, c.KeyID)
+				return
+			}
+			require.ErrorIs(t, err, tc.want)
+			require.ErrorContains(t, err, tc.detail)
+		})
+	}
+	// Signed with the right key, a valid token of app B passes.
+	c, err := gateway.VerifyToken(ctx, f.keys, f.token(t, keyB, "bob", time.Hour), now, gateway.DefaultMaxTokenLifetime)
+	require.NoError(t, err)
+	require.Equal(t, keyB.App, c.App)
+}
+
+// refused dials with token and checks that the handshake is refused with
+// status and a problem document whose detail contains detail.
+func (f *fixture) refused(t *testing.T, hc *http.Client, token string, status int, detail string) http.Header {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.Replace(f.url, "ws:", "http:", 1), nil)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, status, resp.StatusCode)
+	require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	var p struct {
+		Status int
+		Detail string
+	}
+	require.NoError(t, json.Unmarshal(body, &p))
+	t.Logf("%d %s", resp.StatusCode, p.Detail)
+	require.Equal(t, status, p.Status)
+	require.Contains(t, p.Detail, detail)
+	return resp.Header
+}
+
+// Bad, expired and missing tokens, a token signed with the old global
+// secret, one signed with app B's key but claiming app A (and so reading
+// app A's user's inbox), one that lives too long and one with a bad sub are
+// refused with 401 and a problem document before the WebSocket upgrade.
 func TestBadTokensAreRefused(t *testing.T) {
 	f := start(t)
-	expired, err := gateway.IssueToken(secret, 1, "u", time.Minute, time.Now().Add(-time.Hour))
+	now := f.clock.Now()
+	_, keyB := f.newApp(t, "b")
+	expired, err := gateway.IssueToken(f.key, "u", time.Minute, now.Add(-time.Hour))
 	require.NoError(t, err)
-	forged, err := gateway.IssueToken([]byte("forged"), 1, "u", time.Hour, time.Now())
-	require.NoError(t, err)
+	forged := f.key
+	forged.Secret = "forged"
+	forgedTok := f.token(t, forged, "u", time.Hour)
+	claims := jwt.MapClaims{"app": f.app, "sub": "u", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	long := f.token(t, f.key, "u", 25*time.Hour)
 	for _, tc := range []struct{ name, token, detail string }{
 		{"expired", expired, "expired"},
-		{"forged", forged, "not valid"},
+		{"forged", forgedTok, "not valid"},
 		{"missing", "", "required"},
+		{"old global secret", sign(t, jwt.SigningMethodHS256, oldGlobalSecret, "", claims), "kid"},
+		{"app B's key claiming app A", sign(t, jwt.SigningMethodHS256, []byte(keyB.Secret), keyB.ID, claims), "names no signing key of app"},
+		{"over the lifetime", long, "at most 24h0m0s"},
+		{"bad sub", f.token(t, f.key, "u\nv", time.Hour), "sub must not contain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			_, err := gateway.Dial(ctx, f.url, tc.token, nil)
 			require.ErrorContains(t, err, "401")
-			req, err := http.NewRequest(http.MethodGet, strings.Replace(f.url, "ws:", "http:", 1)+"?token="+tc.token, nil)
-			require.NoError(t, err)
-			resp, err := http.DefaultClient.Do(req)
-			require.NoError(t, err)
-			defer resp.Body.Close()
-			require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-			require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
-			body, err := io.ReadAll(resp.Body)
-			require.NoError(t, err)
-			var p struct {
-				Status int
-				Detail string
-			}
-			require.NoError(t, json.Unmarshal(body, &p))
-			require.Equal(t, 401, p.Status)
-			require.Contains(t, p.Detail, tc.detail)
+			h := f.refused(t, nil, tc.token, http.StatusUnauthorized, tc.detail)
+			require.Contains(t, h.Get("WWW-Authenticate"), "invalid_token")
 		})
 	}
 	require.Zero(t, f.gw.Connections())
 }
 
 func dial(t *testing.T, f *fixture, user string, ttl time.Duration) *gateway.Client {
-	tok, err := gateway.IssueToken(secret, 1, user, ttl, time.Now())
-	require.NoError(t, err)
+	return dialWith(t, f, nil, f.key, user, ttl)
+}
+
+// dialWith connects user with a token signed by key, through hc (nil:
+// the default client), and waits for the welcome.
+func dialWith(t *testing.T, f *fixture, hc *http.Client, key signing.Key, user string, ttl time.Duration) *gateway.Client {
+	t.Helper()
+	tok := f.token(t, key, user, ttl)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := gateway.Dial(ctx, f.url, tok, nil)
+	c, err := gateway.Dial(ctx, f.url, tok, hc)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.CloseNow() })
 	f1 := <-c.Frames
@@ -149,11 +301,23 @@ func dial(t *testing.T, f *fixture, user string, ttl time.Duration) *gateway.Cli
 
 func closeStatus(t *testing.T, c *gateway.Client) websocket.StatusCode {
 	t.Helper()
-	for range c.Frames {
+	return closeError(t, c).Code
+}
+
+// closeError waits for c to close and returns the close frame it got.
+func closeError(t *testing.T, c *gateway.Client) websocket.CloseError {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-c.Frames:
+		case <-deadline:
+			t.Fatal("the connection is still open after 10s")
+		}
 	}
 	var ce websocket.CloseError
 	require.True(t, errors.As(c.Err(), &ce), "closed with %v", c.Err())
-	return ce.Code
+	return ce
 }
 
 // A connection whose token expires is closed with 1008 and its presence
@@ -161,12 +325,12 @@ func closeStatus(t *testing.T, c *gateway.Client) websocket.StatusCode {
 func TestTokenExpiryClosesTheConnection(t *testing.T) {
 	f := start(t)
 	c := dial(t, f, "short", 1500*time.Millisecond)
-	online, err := f.reg.Lookup(context.Background(), 1, []string{"short"})
+	online, err := f.reg.Lookup(context.Background(), f.app, []string{"short"})
 	require.NoError(t, err)
 	require.Len(t, online, 1)
 	require.Equal(t, websocket.StatusPolicyViolation, closeStatus(t, c))
 	testenv.WaitUntil(t, 2*time.Second, "presence removed", func() bool {
-		online, err := f.reg.Lookup(context.Background(), 1, []string{"short"})
+		online, err := f.reg.Lookup(context.Background(), f.app, []string{"short"})
 		return err == nil && len(online) == 0
 	})
 }
@@ -180,24 +344,23 @@ func TestDeadClientsGoOffline(t *testing.T) {
 	c := dial(t, f, "leaver", time.Hour)
 	require.NoError(t, c.Close())
 	testenv.WaitUntil(t, 2*time.Second, "leaver offline", func() bool {
-		online, err := f.reg.Lookup(ctx, 1, []string{"leaver"})
+		online, err := f.reg.Lookup(ctx, f.app, []string{"leaver"})
 		return err == nil && len(online) == 0
 	})
 
 	// A client that never reads does not answer pings.
-	tok, err := gateway.IssueToken(secret, 1, "mute", time.Hour, time.Now())
-	require.NoError(t, err)
+	tok := f.token(t, f.key, "mute", time.Hour)
 	ws, _, err := websocket.Dial(ctx, f.url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}})
 	require.NoError(t, err)
 	defer ws.CloseNow()
 	testenv.WaitUntil(t, 2*time.Second, "mute online", func() bool {
-		online, err := f.reg.Lookup(ctx, 1, []string{"mute"})
+		online, err := f.reg.Lookup(ctx, f.app, []string{"mute"})
 		return err == nil && len(online) == 1
 	})
 	start := time.Now()
 	testenv.WaitUntil(t, 3*time.Second, "mute closed for not answering pings", func() bool { return f.gw.Connections() == 0 })
 	t.Logf("closed %v after it was seen online (heartbeat 200ms + ping timeout 200ms)", time.Since(start).Round(time.Millisecond))
-	online, err := f.reg.Lookup(ctx, 1, []string{"mute"})
+	online, err := f.reg.Lookup(ctx, f.app, []string{"mute"})
 	require.NoError(t, err)
 	require.Empty(t, online)
 }
@@ -213,7 +376,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	require.NoError(t, <-f.done)
 	f.done <- nil // for the cleanup
-	online, err := f.reg.Lookup(context.Background(), 1, []string{"a", "b"})
+	online, err := f.reg.Lookup(context.Background(), f.app, []string{"a", "b"})
 	require.NoError(t, err)
 	require.Empty(t, online)
 	n, err := f.env.Redis.Exists(context.Background(), presence.StreamKey(f.env.Prefix, f.gw.Instance())).Result()
@@ -228,15 +391,14 @@ func TestReplaySkipsExpiredMessages(t *testing.T) {
 	ctx := context.Background()
 	in := inbox.New(inbox.Config{Prefix: f.env.Prefix}, f.env.Redis)
 	past, future := time.Now().Add(-time.Minute), time.Now().Add(time.Hour)
-	_, err := in.Add(ctx, 1, "late", inbox.Message{ID: "o1", Occurrence: 1, ExpiresAt: &past}, time.Now())
+	_, err := in.Add(ctx, f.app, "late", inbox.Message{ID: "o1", Occurrence: 1, ExpiresAt: &past}, time.Now())
 	require.NoError(t, err)
-	_, err = in.Add(ctx, 1, "late", inbox.Message{ID: "o2", Occurrence: 2, ExpiresAt: &future}, time.Now())
+	_, err = in.Add(ctx, f.app, "late", inbox.Message{ID: "o2", Occurrence: 2, ExpiresAt: &future}, time.Now())
 	require.NoError(t, err)
-	_, err = in.Add(ctx, 1, "late", inbox.Message{ID: "o3", Occurrence: 3}, time.Now())
+	_, err = in.Add(ctx, f.app, "late", inbox.Message{ID: "o3", Occurrence: 3}, time.Now())
 	require.NoError(t, err)
 
-	tok, err := gateway.IssueToken(secret, 1, "late", time.Hour, time.Now())
-	require.NoError(t, err)
+	tok := f.token(t, f.key, "late", time.Hour)
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	c, err := gateway.Dial(dctx, f.url, tok, nil)
@@ -251,10 +413,10 @@ func TestReplaySkipsExpiredMessages(t *testing.T) {
 		got = append(got, fr.Message.ID)
 	}
 	require.Equal(t, []string{"o2", "o3"}, got)
-	left, err := in.List(ctx, 1, "late", time.Now())
+	left, err := in.List(ctx, f.app, "late", time.Now())
 	require.NoError(t, err)
 	require.Len(t, left.Pending, 2, "the expired message left the inbox")
-	d, err := status.New(status.Config{Prefix: f.env.Prefix}, f.env.Redis, nil).User(ctx, 1, "late", 10, inbox.OccurrenceOf)
+	d, err := status.New(status.Config{Prefix: f.env.Prefix}, f.env.Redis, nil).User(ctx, f.app, "late", 10, inbox.OccurrenceOf)
 	require.NoError(t, err)
 	states := map[string]string{}
 	for _, x := range d {

@@ -1,6 +1,16 @@
 package store
 
-import "time"
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime/seal"
+)
 
 // Device platforms and the channel each is delivered through.
 const (
@@ -24,8 +34,11 @@ type Device struct {
 	// Token is the APNs device token, the FCM registration token, or the
 	// webhook endpoint URL of a web device.
 	Token string `gorm:"size:4096;not null"`
-	// Secret signs a web device's webhooks ("whsec_..."); empty otherwise.
-	Secret         string     `gorm:"size:200;not null;default:''"`
+	// Secret signs a web device's webhooks: sealed under CHIME_SECRET_KEYS
+	// (package seal; 190 bytes at most for the longest secret and key ID),
+	// or, stored before sealing, the "whsec_..." value itself. Empty for
+	// other platforms.
+	Secret         string     `gorm:"size:255;not null;default:''"`
 	Locale         string     `gorm:"size:35;not null;default:''"`
 	AppVersion     string     `gorm:"size:50;not null;default:''"`
 	DisabledAt     *time.Time `gorm:"precision:3"`
@@ -61,4 +74,92 @@ type DeliveryFailure struct {
 	Channel      string `gorm:"size:16;not null"`
 	Reason       string `gorm:"size:200;not null"`
 	CreatedAt    time.Time
+}
+
+// DeviceSecretAAD binds a device's sealed secret to its row (seal's
+// additional data), as device:<app>:"<user>":"<device>": a value copied to
+// another device does not open there. The IDs are quoted because they may
+// hold colons.
+func DeviceSecretAAD(app int64, user, device string) []byte {
+	return []byte("device:" + strconv.FormatInt(app, 10) + ":" + strconv.Quote(user) + ":" + strconv.Quote(device))
+}
+
+// widenDeviceSecret makes devices.secret fit sealed values (migration
+// 0008): 200 bytes held the plaintext secrets with room for little else.
+// SQLite does not enforce the size.
+func widenDeviceSecret(tx *gorm.DB) error {
+	if !IsMySQL(tx) {
+		return nil
+	}
+	return tx.Migrator().AlterColumn(&Device{}, "Secret")
+}
+
+// DefaultResealBatch is how many devices ResealDeviceSecrets re-seals per
+// transaction.
+const DefaultResealBatch = 500
+
+// ResealDeviceSecrets seals again, under k's current key, every web device
+// secret not sealed with it: those stored before sealing (plaintext) and
+// those sealed with an older key, so the older key can then be dropped. It
+// works batch devices at a time (DefaultResealBatch if 0), one transaction
+// each. A secret re-registered meanwhile is left as it now is; one that does
+// not open (sealed with a key k does not have, or altered) is left too and
+// counted in failed.
+func ResealDeviceSecrets(ctx context.Context, db *gorm.DB, k *seal.Keyring, batch int) (resealed, failed int, err error) {
+	if k == nil {
+		return 0, 0, seal.ErrNoKeys
+	}
+	batch = cmp.Or(batch, DefaultResealBatch)
+	current := seal.Prefix + k.Current() + ":"
+	for after := int64(0); ; {
+		n, f, last, err := resealBatch(ctx, db, k, current, after, batch)
+		resealed, failed = resealed+n, failed+f
+		if err != nil || last == 0 {
+			return resealed, failed, err
+		}
+		after = last
+	}
+}
+
+// resealBatch re-seals the next batch devices after ID after whose secret
+// does not start with current; last is the batch's last ID, 0 when none
+// was left.
+func resealBatch(ctx context.Context, db *gorm.DB, k *seal.Keyring, current string, after int64, batch int) (resealed, failed int, last int64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var rows []Device
+	err = db.WithContext(ctx).Select("id", "app_id", "user_id", "device_id", "secret").
+		Where("id > ? AND secret <> '' AND SUBSTR(secret, 1, ?) <> ?", after, len(current), current).
+		Order("id").Limit(batch).Find(&rows).Error
+	if err != nil || len(rows) == 0 {
+		return 0, 0, 0, err
+	}
+	err = Transaction(ctx, db, func(tx *gorm.DB) error {
+		resealed, failed = 0, 0
+		for _, d := range rows {
+			aad := DeviceSecretAAD(d.AppID, d.UserID, d.DeviceID)
+			plain, err := k.Open(d.Secret, aad)
+			if err != nil {
+				failed++
+				continue
+			}
+			sealed, err := k.Seal(plain, aad)
+			if err != nil {
+				return err
+			}
+			// Compared with the value read, so a device registered again
+			// since keeps its new secret; the device's updated_at is not
+			// touched, nothing the app sent changed.
+			res := tx.Model(&Device{}).Where("id = ? AND secret = ?", d.ID, d.Secret).UpdateColumn("secret", sealed)
+			if res.Error != nil {
+				return res.Error
+			}
+			resealed += int(res.RowsAffected)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("reseal device secrets: %w", err)
+	}
+	return resealed, failed, rows[len(rows)-1].ID, nil
 }

@@ -103,6 +103,37 @@ var migrations = []*gormigrate.Migration{
 			return nil
 		},
 	},
+	{
+		ID: "0006_app_signing_keys",
+		Migrate: func(tx *gorm.DB) error {
+			// Each app's keys for its client tokens, replacing the one
+			// gateway secret of every app.
+			if IsMySQL(tx) {
+				tx = tx.Set("gorm:table_options", "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+			}
+			if tx.Migrator().HasTable(&SigningKey{}) {
+				return nil
+			}
+			return tx.Migrator().CreateTable(&SigningKey{})
+		},
+	},
+	{
+		ID: "0007_api_key_lifecycle",
+		Migrate: func(tx *gorm.DB) error {
+			// Keys get a name, a last use, and a revocation that keeps the
+			// row; keys stored before are named "" and stay valid.
+			for _, col := range []string{"Name", "LastUsedAt", "ExpiresAt", "RevokedAt"} {
+				if tx.Migrator().HasColumn(&APIKey{}, col) {
+					continue // created by 0001 from the current struct
+				}
+				if err := tx.Migrator().AddColumn(&APIKey{}, col); err != nil {
+					return fmt.Errorf("add api_keys.%s: %w", col, err)
+				}
+			}
+			return nil
+		},
+	},
+	{ID: "0008_device_secret_sealed", Migrate: widenDeviceSecret},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

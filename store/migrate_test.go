@@ -44,6 +44,7 @@ func requireSchema(t *testing.T, db *gorm.DB) {
 	require.True(t, m.HasColumn(&store.Occurrence{}, "ExpiresAt"))
 	require.True(t, m.HasColumn(&store.Reminder{}, "DeliverWhenOnline"))
 	require.True(t, m.HasColumn(&store.Reminder{}, "NotifyContacts"))
+	require.True(t, m.HasIndex(&store.SigningKey{}, "ix_signing_key_app"), "0006_app_signing_keys")
 }
 
 func ctxT(t *testing.T) context.Context {

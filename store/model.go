@@ -15,13 +15,23 @@ type App struct {
 }
 
 // APIKey authenticates requests for its app. Only the SHA-256 of the key is
-// stored.
+// stored, with its first characters (Prefix) to tell keys apart. A revoked
+// key keeps its row, for the record (see keys.go).
 type APIKey struct {
-	ID        int64  `gorm:"primaryKey"`
-	AppID     int64  `gorm:"not null;index"`
-	Hash      string `gorm:"size:64;not null;uniqueIndex"`
-	Prefix    string `gorm:"size:16;not null"`
+	ID     int64  `gorm:"primaryKey"`
+	AppID  int64  `gorm:"not null;index"`
+	Hash   string `gorm:"size:64;not null;uniqueIndex"`
+	Prefix string `gorm:"size:16;not null"`
+	// Name is the operator's label for the key ("ci", "backend-2027").
+	Name      string `gorm:"size:100;not null;default:''"`
 	CreatedAt time.Time
+	// LastUsedAt is when a request last used the key, to within
+	// KeyTouchInterval.
+	LastUsedAt *time.Time `gorm:"precision:3"`
+	// ExpiresAt is when a key revoked with an overlap stops working.
+	ExpiresAt *time.Time `gorm:"precision:3"`
+	// RevokedAt is when the key was revoked at once.
+	RevokedAt *time.Time `gorm:"precision:3"`
 }
 
 // Reminder kinds: what decides when a reminder fires.

@@ -167,7 +167,10 @@ func (q quietCancel) Trace(ctx context.Context, begin time.Time, fc func() (stri
 		return
 	}
 	q.Interface.Trace(ctx, begin, func() (string, int64) {
+		// Scan logs statements with their values filled in, whatever the
+		// filter says (see redactLiterals).
 		sql, rows := fc()
+		sql = redactLiterals(sql)
 		if len(sql) > maxLoggedSQL {
 			// A batch of 1,000 rows has 1,000 groups of placeholders.
 			sql = fmt.Sprintf("%s… (%d bytes)", sql[:maxLoggedSQL], len(sql))

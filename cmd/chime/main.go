@@ -2,10 +2,19 @@
 //
 //	chime demo [-users N] [-workers N] [-lead D]   run everything in one process
 //	chime app create NAME                          create an app, print its API key
+//	chime app list                                 list the apps
+//	chime app key create APP [-name NAME]          add an API key, print it
+//	chime app key list APP                         list the app's keys
+//	chime app key revoke APP KEY [-grace D]        revoke a key (after D)
+//	chime app signing-key rotate [-overlap D] APP  new gateway signing key for app ID APP
 //	chime migrate                                  apply schema migrations
 //	chime secret-key new ID                        print a new CHIME_SECRET_KEYS entry
+//	chime secret-key reseal [-batch N]             re-seal stored secrets under the first key
 //
-// Configuration is read from the environment, as for the coordinator.
+// APP is an app's ID or its name; KEY is a key's ID, its prefix (as listed)
+// or the key itself. Configuration is read from the environment, as for the
+// coordinator: the app commands need MYSQL_DSN, and revoke also REDIS_URL
+// (and the coordinators' CHIME_REDIS_PREFIX), to tell every coordinator.
 package main
 
 import (
@@ -16,10 +25,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/chime-dev/chime"
-	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/demo"
 	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/store"
@@ -38,8 +48,15 @@ func main() {
 const usage = `usage:
   chime demo [-users N] [-workers N] [-lead DURATION] [-groups N]
   chime app create NAME
+  chime app list
+  chime app key create APP [-name NAME]
+  chime app key list APP
+  chime app key revoke APP KEY [-grace DURATION]
+  chime app signing-key rotate [-overlap DURATION] APP_ID
   chime migrate
-  chime secret-key new ID`
+  chime secret-key new ID
+  chime secret-key reseal [-batch N]
+APP is an app's ID or name; KEY is a key's ID, its prefix or the key itself.`
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -62,21 +79,14 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 		return demo.Run(ctx, opt, environ, stdout, stderr)
 	case "app":
-		if len(args) != 3 || args[1] != "create" {
-			return errors.New("usage: chime app create NAME")
+		if len(args) > 1 && args[1] == "signing-key" {
+			return signingKey(ctx, args[2:], environ, stdout, stderr)
 		}
-		d, err := openDB(ctx, environ)
-		if err != nil {
-			return err
-		}
-		defer d.Close()
-		app, key, err := api.CreateApp(ctx, d.DB, args[2])
-		if err != nil {
-			return fmt.Errorf("create app: %w", err)
-		}
-		fmt.Fprintf(stdout, "app %d %q\napi key (shown once): %s\n", app.ID, app.Name, key)
-		return nil
+		return runApp(ctx, args[1:], environ, stdout)
 	case "secret-key":
+		if len(args) >= 2 && args[1] == "reseal" {
+			return resealSecrets(ctx, args[2:], environ, stdout, stderr)
+		}
 		if len(args) != 3 || args[1] != "new" {
 			return errors.New("usage: chime secret-key new ID")
 		}
@@ -94,6 +104,87 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return err
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+// resealSecrets seals again, under the first key of CHIME_SECRET_KEYS,
+// the web device secrets not sealed with it (stored before sealing, or
+// under an older key), so that an older key can be dropped from the list.
+func resealSecrets(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("secret-key reseal", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	batch := fs.Int("batch", store.DefaultResealBatch, "devices re-sealed per transaction")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *batch < 1 || fs.NArg() > 0 {
+		return errors.New("usage: chime secret-key reseal [-batch N], N at least 1")
+	}
+	d, err := openDB(ctx, environ)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	k := d.Config.Keyring()
+	if k == nil {
+		return errors.New("secret-key reseal: CHIME_SECRET_KEYS is not set")
+	}
+	resealed, failed, err := store.ResealDeviceSecrets(ctx, d.DB, k, *batch)
+	fmt.Fprintf(stdout, "device secrets re-sealed under key %q: %d\n", k.Current(), resealed)
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("secret-key reseal: %d device secrets do not open with the configured keys (sealed with a key no longer listed, or altered); they were left as they are", failed)
+	}
+	return nil
+}
+
+// signingKey runs "chime app signing-key rotate [-overlap D] APP_ID": a new
+// current gateway signing key for the app, its secret printed once. With
+// REDIS_URL set the rotation is announced to the gateways at once;
+// without, they see it within their key cache's TTL.
+func signingKey(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	const use = "usage: chime app signing-key rotate [-overlap DURATION] APP_ID"
+	if len(args) == 0 || args[0] != "rotate" {
+		return errors.New(use)
+	}
+	fs := flag.NewFlagSet("signing-key rotate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	overlap := fs.Duration("overlap", -1, "how long the app's other keys stay valid (default CHIME_SIGNING_KEY_OVERLAP; 0s ends them now)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	app, err := strconv.ParseInt(fs.Arg(0), 10, 64)
+	if fs.NArg() != 1 || err != nil || app <= 0 {
+		return errors.New(use)
+	}
+	d, err := openDB(ctx, environ)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if d.Config.RedisURL != "" {
+		if d.Redis, err = chime.OpenRedis(ctx, d.Config.RedisURL); err != nil {
+			return err
+		}
+	}
+	var o *time.Duration
+	if *overlap >= 0 {
+		o = overlap
+	}
+	keys := d.Config.SigningKeys(d.DB, d.Redis, d.Log)
+	key, err := keys.Rotate(ctx, app, o, time.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("rotate signing key: no app %d", app)
+	}
+	if err != nil {
+		return fmt.Errorf("rotate signing key: %w", err)
+	}
+	fmt.Fprintf(stdout, "app %d signing key %s\nsecret (shown once): %s\n", app, key.ID, key.Secret)
+	if d.Redis == nil {
+		fmt.Fprintln(stdout, "REDIS_URL is not set: gateways see the rotation within their key cache's TTL")
+	}
+	return nil
 }
 
 // openDB opens MYSQL_DSN and brings its schema up to date.

@@ -2,7 +2,8 @@
 // it records who is online where, replays a user's waiting inbox on
 // connect, and delivers what workers publish to its stream. Run any number
 // of instances behind a TCP load balancer. Configuration is read from the
-// environment (see the README); CHIME_GATEWAY_SECRET is required. Clients
+// environment (see the README); CHIME_SECRET_KEYS is required (the apps'
+// token signing keys are sealed under it). Clients
 // connect to /ws on CHIME_GATEWAY_ADDR; /livez, /readyz and /metrics are on
 // CHIME_METRICS_ADDR, as for workers.
 package main

@@ -29,7 +29,9 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/gateway"
 	"github.com/chime-dev/chime/internal/scratch"
+	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/sender/logging"
+	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
 )
@@ -73,8 +75,6 @@ func (r result) print(w io.Writer) {
 	b, _ := json.Marshal(r)
 	fmt.Fprintln(w, string(b))
 }
-
-const secret = "wsload-secret-not-for-production"
 
 func measure(ctx context.Context, cfg config) (result, error) {
 	res := result{Clients: cfg.Clients, Sources: cfg.Sources}
@@ -124,9 +124,17 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	}
 	gwAddr := ln.Addr().String()
 	ln.Close()
+	// The gateway opens the app's signing key with these.
+	secretKeys, err := seal.NewKey("wsload")
+	if err != nil {
+		return res, err
+	}
 	gw := exec.Command(bin)
 	gw.Env = append(os.Environ(), "REDIS_URL="+cfg.RedisURL, "MYSQL_DSN="+dsn, "CHIME_REDIS_PREFIX="+prefix,
-		"CHIME_GATEWAY_ADDR="+gwAddr, "CHIME_GATEWAY_SECRET="+secret, "CHIME_REPLICA_ID=wsload-gw", "CHIME_METRICS_ADDR=127.0.0.1:0",
+		"CHIME_GATEWAY_ADDR="+gwAddr, "CHIME_SECRET_KEYS="+secretKeys, "CHIME_REPLICA_ID=wsload-gw", "CHIME_METRICS_ADDR=127.0.0.1:0",
+		// The clients come from a few addresses, far faster than one
+		// address may connect: the handshake limit is lifted.
+		"CHIME_GATEWAY_HANDSHAKE_RATE=1000000", "CHIME_GATEWAY_HANDSHAKE_BURST=1000000",
 		"CHIME_LOG_LEVEL="+map[bool]string{true: "warn", false: "error"}[cfg.Verbose])
 	gw.Stdout, gw.Stderr = cfg.Stderr, cfg.Stderr
 	if err := gw.Start(); err != nil {
@@ -142,7 +150,8 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		RedisURL: cfg.RedisURL, MySQLDSN: dsn, Prefix: prefix, Queue: "chime-wsload-" + id, ReplicaID: "wsload",
 		LeaderTTL: 5 * time.Second, PlanInterval: time.Minute, Horizon: 26 * time.Hour, PrepareLead: 2 * time.Second,
 		AckTimeout: time.Minute, QueueTimeout: time.Minute, Concurrency: 16, ChunkSize: 500, LeaseTTL: 30 * time.Second,
-		Online: chime.OnlineConfig{Enabled: true, Secret: secret, Heartbeat: 10 * time.Second, PingTimeout: 5 * time.Second,
+		SecretKeys: secretKeys,
+		Online: chime.OnlineConfig{Enabled: true, Heartbeat: 10 * time.Second, PingTimeout: 5 * time.Second,
 			PresenceTTL: 30 * time.Second, InboxCap: 100, InboxTTL: time.Hour, UnreadTTL: time.Hour, StatusRetention: time.Hour, StatusPerUser: 200},
 	}
 	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -162,6 +171,13 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		return res, err
 	}
 	cl := &api.Client{Base: "http://" + apiLn.Addr().String(), Key: key}
+	// The clients' tokens are signed here with the app's key, as an app
+	// backend does.
+	var signingKey signing.Key
+	if err := cl.Do(ctx, http.MethodPost, "/v1/signing-keys", nil, &signingKey); err != nil {
+		return res, err
+	}
+	signingKey.App = app.ID
 	users := make([]string, cfg.Clients)
 	for i := range users {
 		users[i] = strconv.Itoa(1_000_000 + i)
@@ -217,7 +233,7 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		sem <- struct{}{}
 		cg.Go(func() error {
 			defer func() { <-sem }()
-			tok, err := gateway.IssueToken([]byte(secret), app.ID, u, time.Hour, time.Now())
+			tok, err := gateway.IssueToken(signingKey, u, time.Hour, time.Now())
 			if err != nil {
 				return err
 			}

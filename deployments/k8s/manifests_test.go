@@ -229,7 +229,7 @@ func TestOverlaysBuildAndDecodeStrictly(t *testing.T) {
 			// Every other setting is in the ConfigMap, where operators find
 			// it: all but the secrets and the per-pod replica ID.
 			notHere := map[string]bool{"REDIS_URL": true, "MYSQL_DSN": true, "CHIME_WEBHOOK_URL": true,
-				"CHIME_WEBHOOK_SECRET": true, "CHIME_GATEWAY_SECRET": true, "CHIME_REPLICA_ID": true}
+				"CHIME_WEBHOOK_SECRET": true, "CHIME_SECRET_KEYS": true, "CHIME_REPLICA_ID": true, "CHIME_OPERATOR_KEY": true}
 			for k := range keys {
 				if notHere[k] {
 					require.NotContains(t, b.config.Data, k, "%s: %s belongs in chime-secrets or the pod spec", dir, k)

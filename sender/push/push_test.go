@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/netguard"
+	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/apns"
 	"github.com/chime-dev/chime/sender/apns/apnstest"
@@ -36,8 +39,25 @@ type fixture struct {
 	fcm      *fcmtest.Server
 	web      *webhooktest.Receiver
 	channels map[string]push.Channel
+	keyring  *seal.Keyring // seals web devices' secrets, as the API does
 	app      int64
 	reminder int64
+}
+
+// loopback opens the loopback range, where the local servers listen, as
+// CHIME_WEB_DEVICE_ALLOW_CIDRS=127.0.0.0/8,::1/128 does.
+var loopback = netguard.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")})
+
+func newKeyring(t testing.TB, spec string) *seal.Keyring {
+	k, err := seal.Parse(spec)
+	require.NoError(t, err)
+	return k
+}
+
+func newKey(t testing.TB, id string) string {
+	k, err := seal.NewKey(id)
+	require.NoError(t, err)
+	return k
 }
 
 func setup(t testing.TB) *fixture { return setupWith(t, false) }
@@ -61,7 +81,8 @@ func setupWith(t testing.TB, discard bool) *fixture {
 	require.NoError(t, err)
 	f.web = webhooktest.New(discard)
 	t.Cleanup(f.web.Close)
-	f.channels = map[string]push.Channel{push.APNs: a, push.FCM: fc, push.Webhook: webhook.NewDevices(webhook.DevicesConfig{})}
+	f.channels = map[string]push.Channel{push.APNs: a, push.FCM: fc, push.Webhook: webhook.NewDevices(webhook.DevicesConfig{Guard: loopback}, env.Log)}
+	f.keyring = newKeyring(t, newKey(t, "k1"))
 
 	app := store.App{Name: "test"}
 	require.NoError(t, env.DB.Create(&app).Error)
@@ -73,6 +94,9 @@ func setupWith(t testing.TB, discard bool) *fixture {
 
 func (f *fixture) sender(cfg push.Config) *push.Sender {
 	cfg.Prefix = f.env.Prefix
+	if cfg.Keyring == nil {
+		cfg.Keyring = f.keyring
+	}
 	return push.New(cfg, f.env.DB, f.env.Redis, f.channels, nil, nil, clock.Real{}, f.env.Log)
 }
 
@@ -85,10 +109,19 @@ func (f *fixture) device(user, id, platform string) string {
 	case store.PlatformAndroid:
 		d.Token = "fcm:" + user + ":" + id
 	case store.PlatformWeb:
-		d.Token, d.Secret = f.web.Endpoint(user + "-" + id)
+		var secret string
+		d.Token, secret = f.web.Endpoint(user + "-" + id)
+		d.Secret = f.seal(secret, user, id)
 	}
 	require.NoError(f.t, f.env.DB.Create(&d).Error)
 	return d.Token
+}
+
+// seal seals a web device's secret for its row, as the API stores it.
+func (f *fixture) seal(secret, user, id string) string {
+	sealed, err := f.keyring.Seal([]byte(secret), store.DeviceSecretAAD(f.app, user, id))
+	require.NoError(f.t, err)
+	return sealed
 }
 
 func (f *fixture) batch(users ...string) *sender.Batch {
@@ -152,6 +185,40 @@ func TestSendReachesEveryDevice(t *testing.T) {
 	require.Len(t, ev, 1)
 	require.Equal(t, "Fajr", ev[0].Data.Title)
 	require.Equal(t, map[string]store.DeliveryCount{"apns": {Sent: 2}, "fcm": {Sent: 2}, "webhook": {Sent: 1}, "none": {Skipped: 1}}, f.counts())
+}
+
+// Web devices' secrets are stored sealed and opened per send; the receiver
+// verifies each signature with the plaintext secret. Injected: a device
+// stored before sealing (plaintext, still delivered), a sealed value copied
+// from another device's row, and one sealed under a key the worker does not
+// have. Checked: those two fail with a reason that names no key or value,
+// nothing reaches their endpoints, and the other devices are delivered.
+func TestSendOpensSealedSecrets(t *testing.T) {
+	f := setup(t)
+	f.device("sealed", "browser", store.PlatformWeb)
+	url, secret := f.web.Endpoint("legacy-browser")
+	require.NoError(t, f.env.DB.Create(&store.Device{AppID: f.app, UserID: "legacy", DeviceID: "browser", Platform: store.PlatformWeb, Token: url, Secret: secret}).Error)
+	url, _ = f.web.Endpoint("copied-browser")
+	var original store.Device
+	require.NoError(t, f.env.DB.Where("user_id = ?", "sealed").First(&original).Error)
+	require.NoError(t, f.env.DB.Create(&store.Device{AppID: f.app, UserID: "copied", DeviceID: "browser", Platform: store.PlatformWeb, Token: url, Secret: original.Secret}).Error)
+	url, secret = f.web.Endpoint("rotated-browser")
+	other, err := newKeyring(t, newKey(t, "gone")).Seal([]byte(secret), store.DeviceSecretAAD(f.app, "rotated", "browser"))
+	require.NoError(t, err)
+	require.NoError(t, f.env.DB.Create(&store.Device{AppID: f.app, UserID: "rotated", DeviceID: "browser", Platform: store.PlatformWeb, Token: url, Secret: other}).Error)
+
+	res, err := f.sender(push.Config{}).Send(context.Background(), f.batch("copied", "legacy", "rotated", "sealed"))
+	require.NoError(t, err)
+	require.Len(t, f.web.Events("sealed-browser"), 1)
+	require.Len(t, f.web.Events("legacy-browser"), 1)
+	accepted, unverified := f.web.Counts()
+	require.Equal(t, 2, accepted)
+	require.Zero(t, unverified, "nothing was sent with a wrong secret")
+	require.Equal(t, []sender.Failure{
+		{User: "copied", Device: "browser", Channel: push.Webhook, Reason: "signing secret does not open"},
+		{User: "rotated", Device: "browser", Channel: push.Webhook, Reason: "signing secret does not open"},
+	}, res.Failures)
+	require.Equal(t, map[string]store.DeliveryCount{"webhook": {Sent: 2, Failed: 2}}, f.counts())
 }
 
 // Faults injected: APNs 410 Unregistered and 400 BadDeviceToken, FCM
@@ -322,7 +389,9 @@ func BenchmarkSend(b *testing.B) {
 					case store.PlatformAndroid:
 						d.Token = "fcm-" + users[i]
 					case store.PlatformWeb:
-						d.Token, d.Secret = f.web.Endpoint(fmt.Sprint(i % 10))
+						var secret string
+						d.Token, secret = f.web.Endpoint(fmt.Sprint(i % 10))
+						d.Secret = f.seal(secret, users[i], "d")
 					}
 					devs = append(devs, d)
 				}
@@ -391,7 +460,7 @@ func TestOverLimitMessageFailsOnlyItsDevice(t *testing.T) {
 	for user, locale := range map[string]string{"bob": "ar-SA", "eve": "id-ID"} {
 		require.NoError(t, f.env.DB.Model(&store.Device{}).Where("user_id = ?", user).Update("locale", locale).Error)
 	}
-	s := push.New(push.Config{Prefix: f.env.Prefix}, f.env.DB, f.env.Redis, f.channels,
+	s := push.New(push.Config{Prefix: f.env.Prefix, Keyring: f.keyring}, f.env.DB, f.env.Redis, f.channels,
 		composer{content.NewComposer(content.Config{})}, nil, clock.Real{}, f.env.Log)
 	b := f.batch("alice", "bob", "carol", "dave", "eve")
 	b.Zone, b.FireAt, b.Lang = "Asia/Jakarta", time.Now(), "en"
@@ -442,7 +511,7 @@ func TestValidityWindowEndsARequestInFlight(t *testing.T) {
 	require.NoError(t, f.env.DB.Create(&store.Device{AppID: f.app, UserID: "u1", DeviceID: "browser", Platform: store.PlatformWeb,
 		Token: st.URL(), Secret: webhook.NewSecret()}).Error)
 	const timeout = 3 * time.Second
-	f.channels[push.Webhook] = webhook.NewDevices(webhook.DevicesConfig{Timeout: timeout})
+	f.channels[push.Webhook] = webhook.NewDevices(webhook.DevicesConfig{Timeout: timeout, Guard: loopback}, f.env.Log)
 
 	b := f.batch("u1")
 	b.ExpiresAt = time.Now().Add(500 * time.Millisecond)

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/chime-dev/chime/netguard"
 	"github.com/chime-dev/chime/sender"
 )
 
@@ -22,6 +25,9 @@ type DevicesConfig struct {
 	Parallel int
 	// Now tells the time for webhook-timestamp. Defaults to time.Now.
 	Now func() time.Time
+	// Guard decides which addresses endpoints may be dialed at: tenants
+	// supply them, so by default (nil) only global unicast addresses.
+	Guard *netguard.Policy
 }
 
 // Devices delivers notifications to web devices: one signed POST per
@@ -30,14 +36,28 @@ type DevicesConfig struct {
 // the outcome; the caller (package push) retries. 2xx is sent, 410 Gone
 // means the endpoint is no more (invalid), 408, 429 and 5xx are transient
 // (honouring Retry-After), other 4xx are permanent failures.
+//
+// Endpoints are the tenants', so the channel does not let them reach the
+// operator's network: connections go through cfg.Guard, redirects are not
+// followed (a 3xx is a failure), and the reason a tenant is shown for a
+// connection that did not work is generic ("connection failed"); the error
+// itself, which would tell an open port from a closed one, is logged.
 type Devices struct {
 	cfg    DevicesConfig
 	client *http.Client
 	slots  chan struct{}
+	log    *slog.Logger
 }
 
+// Reasons shown to the tenant for an endpoint that could not be reached.
+const (
+	ReasonRefused    = "endpoint refused: address not allowed"
+	ReasonConnection = "network: connection failed"
+	ReasonRedirect   = "redirects are not followed"
+)
+
 // NewDevices returns the web device channel.
-func NewDevices(cfg DevicesConfig) *Devices {
+func NewDevices(cfg DevicesConfig, log *slog.Logger) *Devices {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
@@ -50,11 +70,15 @@ func NewDevices(cfg DevicesConfig) *Devices {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr := cfg.Guard.Transport()
 	tr.MaxIdleConns = cfg.MaxConns
 	tr.MaxIdleConnsPerHost = cfg.MaxConns
 	tr.MaxConnsPerHost = cfg.MaxConns
-	return &Devices{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout, Transport: tr}, slots: make(chan struct{}, cfg.Parallel)}
+	client := &http.Client{Timeout: cfg.Timeout, Transport: tr,
+		// A redirect would take the request to an address the tenant did
+		// not register; the 3xx is the answer.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &Devices{cfg: cfg, client: client, slots: make(chan struct{}, cfg.Parallel), log: log}
 }
 
 // Event is the JSON body of a device webhook, in the Standard Webhooks
@@ -94,15 +118,22 @@ func (d *Devices) post(ctx context.Context, n *sender.Notification) sender.Outco
 		return sender.Outcome{Status: sender.Failed, Reason: err.Error()}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.Token, bytes.NewReader(body))
-	if err != nil {
+	if err != nil || (req.URL.Scheme != "http" && req.URL.Scheme != "https") || req.URL.User != nil {
+		// Registration refuses such URLs; one stored before it did is not
+		// sent to.
 		return sender.Outcome{Status: sender.Invalid, Reason: "bad endpoint URL"}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "chime-webhook/1")
 	signer.Sign(req.Header, n.ID, now, body)
 	resp, err := d.client.Do(req)
+	if errors.Is(err, netguard.ErrRefused) {
+		d.log.Warn("web device endpoint refused", "notification", n.ID, "host", req.URL.Host, "err", err)
+		return sender.Outcome{Status: sender.Failed, Reason: ReasonRefused}
+	}
 	if err != nil {
-		return sender.Outcome{Status: sender.Retry, Reason: "network: " + err.Error()}
+		d.log.Info("web device endpoint not reached", "notification", n.ID, "host", req.URL.Host, "err", err)
+		return sender.Outcome{Status: sender.Retry, Reason: ReasonConnection}
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -115,6 +146,8 @@ func Classify(resp *http.Response) sender.Outcome {
 	switch c := resp.StatusCode; {
 	case c >= 200 && c < 300:
 		return sender.Outcome{Status: sender.Sent}
+	case c >= 300 && c < 400:
+		return sender.Outcome{Status: sender.Failed, Reason: reason + ": " + ReasonRedirect}
 	case c == http.StatusGone:
 		return sender.Outcome{Status: sender.Invalid, Reason: reason}
 	case c == http.StatusTooManyRequests, c == http.StatusRequestTimeout, c >= 500:

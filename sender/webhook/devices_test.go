@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,10 +19,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/netguard"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/webhook"
 	"github.com/chime-dev/chime/sender/webhook/webhooktest"
 )
+
+// loopback opens the loopback range, where the test receivers listen, as
+// CHIME_WEB_DEVICE_ALLOW_CIDRS=127.0.0.0/8,::1/128 does.
+var loopback = netguard.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")})
 
 // Each web device's notification goes to its own endpoint signed with that
 // endpoint's secret; the receiver verifies with the specification's library.
@@ -28,7 +36,7 @@ import (
 func TestDevicesDeliverSignedPerEndpoint(t *testing.T) {
 	rcv := webhooktest.New(false)
 	t.Cleanup(rcv.Close)
-	d := webhook.NewDevices(webhook.DevicesConfig{})
+	d := webhook.NewDevices(webhook.DevicesConfig{Guard: loopback}, testenv.Logger(t))
 	names := []string{"ok", "gone", "busy", "down", "bad", "wrong-secret"}
 	ns := make([]sender.Notification, len(names))
 	for i, n := range names {
@@ -56,6 +64,71 @@ func TestDevicesDeliverSignedPerEndpoint(t *testing.T) {
 	require.Equal(t, webhook.EventData{ID: "msg_ok", Title: "Fajr", Body: "in 10 minutes", Data: map[string]string{"reminder": "fajr"}}, ev[0].Data)
 	_, unverified := rcv.Counts()
 	require.Equal(t, 1, unverified, "only the device with the wrong secret failed verification")
+}
+
+// Endpoints a tenant registers cannot reach the operator's network. The
+// receiver listens on loopback and the channel has the default policy:
+// notifications to it by address (http://127.0.0.1:<port>) and by a name
+// that resolves to loopback ("localhost") fail as "endpoint refused:
+// address not allowed" without being retried, the receiver gets no
+// request, and the tenant-visible reason does not carry the dial error,
+// which is logged for the operator instead.
+func TestDevicesRefuseEndpointsOffTheInternet(t *testing.T) {
+	rcv := webhooktest.New(false)
+	t.Cleanup(rcv.Close)
+	var logs testenv.Output
+	d := webhook.NewDevices(webhook.DevicesConfig{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	url, secret := rcv.Endpoint("internal")
+	byName := strings.Replace(url, "127.0.0.1", "localhost", 1)
+	out := d.Deliver(context.Background(), []sender.Notification{
+		{ID: "msg_addr", Token: url, Secret: secret, Title: "Fajr"},
+		{ID: "msg_name", Token: byName, Secret: secret, Title: "Fajr"},
+	})
+	refused := sender.Outcome{Status: sender.Failed, Reason: webhook.ReasonRefused}
+	require.Equal(t, []sender.Outcome{refused, refused}, out)
+	accepted, unverified := rcv.Counts()
+	require.Zero(t, accepted+unverified, "the receiver got no request")
+	require.Contains(t, logs.String(), "address not allowed")
+	require.Contains(t, logs.String(), "host=localhost:")
+}
+
+// A connection that fails (a closed port on loopback, opened by the
+// allow-list) is retried with a generic reason: "connection refused", which
+// tells a closed port from an open one, is only in the operator's log.
+func TestDevicesHideConnectionErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := "http://" + ln.Addr().String() + "/hook"
+	require.NoError(t, ln.Close())
+	var logs testenv.Output
+	d := webhook.NewDevices(webhook.DevicesConfig{Guard: loopback}, slog.New(slog.NewTextHandler(&logs, nil)))
+	out := d.Deliver(context.Background(), []sender.Notification{{ID: "msg_1", Token: closed, Secret: webhook.NewSecret()}})
+	require.Equal(t, []sender.Outcome{{Status: sender.Retry, Reason: webhook.ReasonConnection}}, out)
+	require.Contains(t, logs.String(), "connection refused")
+}
+
+// Redirects are not followed: an allowed endpoint that answers 302 to
+// another allowed endpoint fails with "http 302: redirects are not
+// followed", and the second endpoint gets no request.
+func TestDevicesDoNotFollowRedirects(t *testing.T) {
+	rcv := webhooktest.New(false)
+	t.Cleanup(rcv.Close)
+	target, secret := rcv.Endpoint("target")
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target, http.StatusFound)
+	}))
+	t.Cleanup(redirect.Close)
+	d := webhook.NewDevices(webhook.DevicesConfig{Guard: loopback}, testenv.Logger(t))
+	out := d.Deliver(context.Background(), []sender.Notification{
+		{ID: "msg_1", Token: redirect.URL + "/hook", Secret: secret, Title: "Fajr"},
+		{ID: "msg_2", Token: "ftp://example.com/hook", Secret: secret},
+	})
+	require.Equal(t, []sender.Outcome{
+		{Status: sender.Failed, Reason: "http 302: " + webhook.ReasonRedirect},
+		{Status: sender.Invalid, Reason: "bad endpoint URL"},
+	}, out)
+	accepted, unverified := rcv.Counts()
+	require.Zero(t, accepted+unverified, "the redirect's target got no request")
 }
 
 // The chunk mode signs each POST when it has a secret: webhook-id is the
@@ -108,7 +181,7 @@ func TestChunkModeIsSigned(t *testing.T) {
 func BenchmarkDevicesDeliver(b *testing.B) {
 	rcv := webhooktest.New(true)
 	b.Cleanup(rcv.Close)
-	d := webhook.NewDevices(webhook.DevicesConfig{})
+	d := webhook.NewDevices(webhook.DevicesConfig{Guard: loopback}, slog.New(slog.DiscardHandler))
 	ns := make([]sender.Notification, 1000)
 	for i := range ns {
 		url, secret := rcv.Endpoint(strconv.Itoa(i % 10))

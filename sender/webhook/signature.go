@@ -22,6 +22,11 @@ import (
 // SecretPrefix starts every signing secret.
 const SecretPrefix = "whsec_"
 
+// MaxSecretLen is the length of the longest secret: the prefix and the
+// padded base64 of 64 bytes. (The base64 decoder skips line breaks; a
+// secret written with them is refused rather than stored at any length.)
+const MaxSecretLen = len(SecretPrefix) + (64+2)/3*4
+
 // Signer signs webhook requests with one endpoint's secret.
 type Signer struct{ key []byte }
 
@@ -30,6 +35,9 @@ func ParseSecret(secret string) (*Signer, error) {
 	raw, ok := strings.CutPrefix(secret, SecretPrefix)
 	if !ok {
 		return nil, errors.New("webhook secret must start with " + SecretPrefix)
+	}
+	if len(secret) > MaxSecretLen || strings.ContainsAny(raw, "\r\n") {
+		return nil, errors.New("webhook secret must be whsec_ followed by base64 of at most 64 bytes, on one line")
 	}
 	key, err := base64.StdEncoding.DecodeString(raw)
 	if err != nil {

@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"encoding/base64"
 	"net/http"
 	"testing"
 	"time"
@@ -72,6 +73,10 @@ func TestParseSecret(t *testing.T) {
 		{"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "must start with whsec_"},
 		{"whsec_not base64!", "base64"},
 		{"whsec_c2hvcnQ=", "24 to 64 bytes"},
+		{webhook.SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, 64)), ""},
+		{webhook.SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, 70)), "at most 64 bytes"},
+		// The decoder skips line breaks: refused, or a secret could be any length.
+		{"whsec_MfKQ9r8GKYqrTwjU\nPD8ILPZIo2LaLaSw", "one line"},
 	} {
 		_, err := webhook.ParseSecret(tc.secret)
 		if tc.err == "" {
