@@ -53,6 +53,7 @@ import (
 
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/inbox"
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/presence"
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
@@ -328,6 +329,7 @@ func (g *Gateway) heartbeat(ctx context.Context) error {
 			}
 			missing, err := g.presence.Refresh(ctx, batch)
 			if err != nil && ctx.Err() == nil {
+				metrics.GatewayPresenceError()
 				g.log.Warn("refresh presence", "err", err)
 			}
 			// Expired while Redis was unreachable, or removed by a closing
@@ -335,6 +337,7 @@ func (g *Gateway) heartbeat(ctx context.Context) error {
 			// connections are still open, together.
 			missing = slices.DeleteFunc(missing, func(pc presence.Conn) bool { return !g.isOpen(pc) })
 			if err := g.presence.Register(ctx, missing...); err != nil && ctx.Err() == nil {
+				metrics.GatewayPresenceError()
 				g.log.Warn("register presence again", "conns", len(missing), "err", err)
 			}
 			conns = conns[n:]
@@ -450,6 +453,7 @@ func (g *Gateway) dispatch(env presence.Envelope) {
 	for _, u := range env.Users {
 		for c := range g.byUser[userKey{env.App, u}] {
 			c.send(frame)
+			metrics.GatewayMessageSent()
 		}
 	}
 }
