@@ -107,6 +107,11 @@ type Config struct {
 	// finish: a worker's chunks in flight, the API's open requests, a
 	// gateway's connections.
 	ShutdownTimeout time.Duration `env:"CHIME_SHUTDOWN_TIMEOUT"`
+	// StartTimeout is how long a starting process waits for Redis and
+	// MySQL to answer (not listening yet, Redis loading its dataset),
+	// retrying with backoff, before it gives up. Defaults to
+	// DefaultStartTimeout (60s), also when 0.
+	StartTimeout time.Duration `env:"CHIME_START_TIMEOUT"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"CHIME_LOG_LEVEL"`
 	// LogFormat is text or json.
@@ -256,6 +261,9 @@ func LoadConfig(environ []string) (Config, error) {
 	}
 	if c.OperatorKey != "" && len(c.OperatorKey) < MinOperatorKey {
 		return c, fmt.Errorf("configuration: CHIME_OPERATOR_KEY must be at least %d characters (openssl rand -hex 32 makes one)", MinOperatorKey)
+	}
+	if c.StartTimeout < 0 {
+		return c, fmt.Errorf("configuration: CHIME_START_TIMEOUT must be a positive duration (or unset for %s), not %s", DefaultStartTimeout, c.StartTimeout)
 	}
 	if c.Concurrency < 1 || c.ChunkSize < 1 {
 		return c, fmt.Errorf("configuration: CHIME_WORKER_CONCURRENCY and CHIME_CHUNK_SIZE must be at least 1")

@@ -40,6 +40,7 @@ var zeroMeans = map[string]any{
 	"CHIME_GATEWAY_MAX_CONNS_PER_USER": gateway.DefaultMaxConnsPerUser,
 	"CHIME_GATEWAY_HANDSHAKE_RATE":     gateway.DefaultHandshakeRate,
 	"CHIME_GATEWAY_HANDSHAKE_BURST":    gateway.DefaultHandshakeBurst,
+	"CHIME_START_TIMEOUT":              chime.DefaultStartTimeout,
 }
 
 // readmeRow is the settings table's "| `CHIME_X`, `CHIME_Y` | default |

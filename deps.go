@@ -1,13 +1,16 @@
 package chime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
 	"golang.org/x/sync/errgroup"
 	"gorm.io/gorm"
 
@@ -26,9 +29,10 @@ type Deps struct {
 
 // Open reads the configuration from environ and connects to MySQL and
 // Redis, which it requires; why names the process in the error when they are
-// not configured.
+// not configured. A store that does not answer yet (not listening, Redis
+// loading its dataset) is waited for, up to Config.StartTimeout.
 func Open(ctx context.Context, environ []string, why string) (*Deps, error) {
-	d, err := load(environ, func(cfg Config) error {
+	d, err := load(ctx, environ, func(cfg Config) error {
 		if cfg.RedisURL == "" || cfg.MySQLDSN == "" {
 			return errors.New("REDIS_URL and MYSQL_DSN are required " + why)
 		}
@@ -37,16 +41,37 @@ func Open(ctx context.Context, environ []string, why string) (*Deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.Redis, err = OpenRedis(ctx, d.Config.RedisURL); err != nil {
+	if d.Redis, err = d.awaitRedis(ctx); err != nil {
 		d.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
+// awaitRedis waits until Redis answers, through a probe client that makes
+// one dial per attempt, and returns the process's client. go-redis's own
+// lines about failed dials are left out meanwhile (each attempt logs one
+// line of its own) and go to the process's log afterwards.
+func (d *Deps) awaitRedis(ctx context.Context) (redis.UniversalClient, error) {
+	probe, err := newRedis(d.Config.RedisURL, true)
+	if err != nil {
+		return nil, err
+	}
+	defer probe.Close()
+	redis.SetLogger(&logging.VoidLogger{})
+	defer redis.SetLogger(redisLog{d.Log})
+	err = await(ctx, d.Log, "redis", d.startTimeout(), redisRetryable, func(ctx context.Context) error {
+		return probe.Ping(ctx).Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newRedis(d.Config.RedisURL, false)
+}
+
 // OpenDB is Open for tools that need MySQL only: Redis stays nil.
-func OpenDB(environ []string) (*Deps, error) {
-	return load(environ, func(cfg Config) error {
+func OpenDB(ctx context.Context, environ []string) (*Deps, error) {
+	return load(ctx, environ, func(cfg Config) error {
 		if cfg.MySQLDSN == "" {
 			return errors.New("MYSQL_DSN is required")
 		}
@@ -54,8 +79,9 @@ func OpenDB(environ []string) (*Deps, error) {
 	})
 }
 
-// load reads the configuration, checks it and opens the database.
-func load(environ []string, check func(Config) error) (*Deps, error) {
+// load reads the configuration, checks it and opens the database, once it
+// answers.
+func load(ctx context.Context, environ []string, check func(Config) error) (*Deps, error) {
 	cfg, err := LoadConfig(environ)
 	if err != nil {
 		return nil, err
@@ -67,11 +93,22 @@ func load(environ []string, check func(Config) error) (*Deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(cfg.MySQLDSN, log)
+	d := &Deps{Config: cfg, Log: log}
+	err = await(ctx, log, "mysql", d.startTimeout(), mysqlRetryable, func(ctx context.Context) error {
+		return store.Ping(ctx, cfg.MySQLDSN)
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &Deps{Config: cfg, Log: log, DB: db}, nil
+	if d.DB, err = store.Open(cfg.MySQLDSN, log); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// startTimeout is how long Open waits for each store.
+func (d *Deps) startTimeout() time.Duration {
+	return cmp.Or(d.Config.StartTimeout, DefaultStartTimeout)
 }
 
 // Close closes the connections.

@@ -42,7 +42,13 @@ type proc struct {
 // extra environment, and kills it when the test ends.
 func (b *bundle) spawn(bin, name string, extra ...string) *proc {
 	b.t.Helper()
-	cmd := exec.Command(bin)
+	return b.spawnArgs(bin, nil, name, extra...)
+}
+
+// spawnArgs is spawn with command-line arguments.
+func (b *bundle) spawnArgs(bin string, args []string, name string, extra ...string) *proc {
+	b.t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(),
 		"REDIS_URL="+b.cfg.RedisURL, "MYSQL_DSN="+b.env.DSN, "CHIME_REDIS_PREFIX="+b.env.Prefix,
 		"CHIME_QUEUE="+b.env.Queue, "CHIME_SENDER=webhook", "CHIME_WEBHOOK_URL="+b.hook,

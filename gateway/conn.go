@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/chime-dev/chime/inbox"
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/presence"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/token"
@@ -76,6 +77,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		refuse(w, http.StatusTooManyRequests, fmt.Sprintf("too many handshakes from this address (at most %d at once, %g per second); retry after %ds",
 			g.cfg.HandshakeBurst, g.cfg.HandshakeRate, secs))
+		metrics.GatewayRefused(metrics.RefusedRate)
 		return
 	}
 	claims, err := token.Verify(r.Context(), g.keys, tokenOf(r), now, g.cfg.MaxTokenLifetime)
@@ -83,16 +85,19 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		g.log.Warn("look up signing key", "err", err)
 		w.Header().Set("Retry-After", "5")
 		refuse(w, http.StatusServiceUnavailable, token.ErrKeysUnavailable.Error())
+		metrics.GatewayRefused(metrics.RefusedKeys)
 		return
 	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="chime-gateway", error="invalid_token"`)
 		refuse(w, http.StatusUnauthorized, err.Error())
+		metrics.GatewayRefused(metrics.RefusedToken)
 		return
 	}
 	k := userKey{claims.App, claims.Subject}
 	if !g.admit(k) {
 		refuse(w, http.StatusTooManyRequests, fmt.Sprintf("the user already has %d connections to this gateway, the most allowed; close one first", g.cfg.MaxConnsPerUser))
+		metrics.GatewayRefused(metrics.RefusedUserLimit)
 		return
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
@@ -102,6 +107,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		g.admitted(k, nil)
+		metrics.GatewayRefused(metrics.RefusedUpgradeFail)
 		return // Accept has answered
 	}
 	ws.SetReadLimit(64 << 10)
@@ -117,9 +123,11 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err := g.open(ctx, c); err != nil {
 		log.Warn("open connection", "err", err)
 		ws.Close(websocket.StatusTryAgainLater, "presence unavailable; reconnect")
+		metrics.GatewayRefused(metrics.RefusedPresence)
 		return
 	}
 	defer g.closed(c)
+	defer metrics.GatewayConnected()()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -162,6 +170,7 @@ func (g *Gateway) open(ctx context.Context, c *conn) error {
 		}
 	}
 	g.recordReplay(ctx, c, pending)
+	metrics.GatewayReplayed(len(pending))
 	welcome, _ := json.Marshal(map[string]any{"type": "welcome", "conn": c.pc.ID, "instance": g.cfg.Instance,
 		"replayed": len(pending)})
 	if err := c.write(ctx, welcome); err != nil {
@@ -287,6 +296,7 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 				c.reply(`{"type":"error","error":"ids must hold 1 to 1000 message IDs"}`)
 				continue
 			}
+			metrics.GatewayAcked(f.Type == "read", len(f.IDs))
 			select {
 			case g.acks <- inbox.Ack{App: c.pc.App, User: c.pc.User, IDs: f.IDs, Read: f.Type == "read"}:
 			case <-ctx.Done():
@@ -307,6 +317,7 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 func (c *conn) write(ctx context.Context, frame []byte) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	metrics.GatewayFrameSent()
 	return c.ws.Write(ctx, websocket.MessageText, frame)
 }
 
@@ -324,6 +335,7 @@ func (g *Gateway) writeLoop(ctx context.Context, c *conn, expires time.Time) {
 		case errors.Is(cause, errKeyExpired):
 			c.ws.Close(websocket.StatusPolicyViolation, "signing key expired")
 		case errors.Is(cause, errTooSlow):
+			metrics.GatewaySlowClose()
 			c.ws.Close(websocket.StatusTryAgainLater, "client too slow; reconnect")
 		case g.base.Err() != nil:
 			c.ws.Close(websocket.StatusGoingAway, "gateway shutting down; reconnect")

@@ -54,6 +54,7 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/keyspace"
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/presence"
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
@@ -331,6 +332,7 @@ func (g *Gateway) heartbeat(ctx context.Context) error {
 			}
 			missing, err := g.presence.Refresh(ctx, batch)
 			if err != nil && ctx.Err() == nil {
+				metrics.GatewayPresenceError()
 				g.log.Warn("refresh presence", "err", err)
 			}
 			// Expired while Redis was unreachable, or removed by a closing
@@ -338,6 +340,7 @@ func (g *Gateway) heartbeat(ctx context.Context) error {
 			// connections are still open, together.
 			missing = slices.DeleteFunc(missing, func(pc presence.Conn) bool { return !g.isOpen(pc) })
 			if err := g.presence.Register(ctx, missing...); err != nil && ctx.Err() == nil {
+				metrics.GatewayPresenceError()
 				g.log.Warn("register presence again", "conns", len(missing), "err", err)
 			}
 			conns = conns[n:]
@@ -453,6 +456,7 @@ func (g *Gateway) dispatch(env presence.Envelope) {
 	for _, u := range env.Users {
 		for c := range g.byUser[userKey{env.App, u}] {
 			c.send(frame)
+			metrics.GatewayMessageSent()
 		}
 	}
 }

@@ -7,18 +7,20 @@
 // small fixed sets of values (channel, outcome, reason), never IDs, so the
 // number of series does not grow with reminders, occurrences or users.
 //
-// The coordinator also exports asynq's queue metrics (asynq_queue_size,
-// asynq_queue_latency_seconds, asynq_tasks_enqueued_total and others) with
-// asynq's x/metrics collector: see RegisterQueues.
+// The gateway's metrics (chime_gateway_*) are in gateway.go. The
+// coordinator also exports asynq's queue metrics (asynq_queue_size,
+// asynq_queue_latency_seconds, asynq_queue_tasks and others) with asynq's
+// x/metrics collector, two of them renamed: see RegisterQueues.
+//
+// What /metrics serves passes `promtool check metrics`; a test of the root
+// package runs promtool against a coordinator's, a worker's and a
+// gateway's.
 package metrics
 
 import (
 	"net/http"
-	"sync/atomic"
 	"time"
 
-	"github.com/hibiken/asynq"
-	asynqmetrics "github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -137,30 +139,4 @@ func Leading(on bool) {
 	} else {
 		leader.Set(0)
 	}
-}
-
-// queues exports asynq's queue metrics through the inspector most recently
-// given to RegisterQueues. It describes nothing (an unchecked collector),
-// so the inspector can change after registration.
-type queues struct {
-	cur atomic.Pointer[asynqmetrics.QueueMetricsCollector]
-}
-
-func (q *queues) Describe(chan<- *prometheus.Desc) {}
-
-func (q *queues) Collect(ch chan<- prometheus.Metric) {
-	if c := q.cur.Load(); c != nil {
-		c.Collect(ch)
-	}
-}
-
-var queueMetrics = &queues{}
-
-func init() { prometheus.MustRegister(queueMetrics) }
-
-// RegisterQueues exports asynq's queue metrics (sizes by state, latency,
-// memory, processed and failed counts of every queue in Redis) read through
-// in, in place of any inspector given before.
-func RegisterQueues(in *asynq.Inspector) {
-	queueMetrics.cur.Store(asynqmetrics.NewQueueMetricsCollector(in))
 }

@@ -15,7 +15,8 @@
 # CMD's.
 #
 # Missing server binaries are installed with apt-get (Debian/Ubuntu);
-# redis-server always, since the Redis Cluster test runs its own nodes. The
+# redis-server always, since the Redis Cluster test runs its own nodes, and
+# promtool (package prometheus) for the metrics and alert rule checks. The
 # packaged system services are never used: they may hold real data, listen on
 # the default ports, and need init/systemd, which containers often lack.
 set -euo pipefail
@@ -240,6 +241,12 @@ PKGS=()
 # test starts cluster-mode redis-server processes of its own.
 if ! have redis-server; then
     PKGS+=(redis-server)
+fi
+# promtool checks the metrics the processes serve and the alert rules of
+# deployments/k8s/monitoring (those tests skip without it). Debian ships it
+# in package prometheus; its service is not started (see apt_install).
+if ! have promtool; then
+    PKGS+=(prometheus)
 fi
 if [[ -n $NEED_MYSQL ]]; then
     if [[ -z $MYSQLD ]] ||

@@ -31,6 +31,9 @@ import (
 // ErrNotFound is returned when a row does not exist or belongs to another app.
 var ErrNotFound = errors.New("not found")
 
+// ErrBadDSN is returned by Ping for a DSN that does not parse.
+var ErrBadDSN = errors.New("MYSQL_DSN is not valid")
+
 // Open connects to the database named by dsn: a go-sql-driver MySQL DSN
 // ("user:pw@tcp(host:3306)/chime?parseTime=true") or "sqlite:<path>" for the
 // embedded mode ("sqlite::memory:" keeps it in memory).
@@ -89,6 +92,28 @@ func Open(dsn string, log *slog.Logger) (*gorm.DB, error) {
 		return nil, fmt.Errorf("ping database: %w", err)
 	}
 	return db, nil
+}
+
+// Ping connects once to the MySQL server of dsn within ctx, logs in and
+// closes the connection: whether Open would reach the database now. Open
+// itself connects without a deadline (gorm reads the server's version
+// first), so a process waiting for a database that is not up yet pings
+// with this until it answers. For SQLite it returns nil.
+func Ping(ctx context.Context, dsn string) error {
+	if strings.HasPrefix(dsn, "sqlite:") {
+		return nil
+	}
+	cfg, err := mysqldrv.ParseDSN(dsn)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadDSN, err)
+	}
+	conn, err := mysqldrv.NewConnector(cfg)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadDSN, err)
+	}
+	p := sql.OpenDB(conn)
+	defer p.Close()
+	return p.PingContext(ctx)
 }
 
 // ProbeConns is the most connections a readiness pool opens: probes from

@@ -189,7 +189,7 @@ func signingKey(ctx context.Context, args, environ []string, stdout, stderr io.W
 
 // openDB opens MYSQL_DSN and brings its schema up to date.
 func openDB(ctx context.Context, environ []string) (*chime.Deps, error) {
-	d, err := chime.OpenDB(environ)
+	d, err := chime.OpenDB(ctx, environ)
 	if err != nil {
 		return nil, err
 	}

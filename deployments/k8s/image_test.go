@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,11 +39,25 @@ func dockerfile(t *testing.T) []string {
 	return lines
 }
 
+// production are the commands the image ships; tools are the others
+// under cmd/ (benchmarks and load generators), which it must not. A new
+// command goes in one list or the other.
+var (
+	production = []string{"coordinator", "worker", "gateway", "chime", "chimectl"}
+	tools      = []string{"bench", "bulkload", "wsload"}
+)
+
+// pinned is a FROM image pinned by digest, with the tag it tracks.
+var pinned = regexp.MustCompile(`^[a-z0-9./-]+:[a-z0-9._-]+@sha256:[0-9a-f]{64}$`)
+
 // No Docker engine is needed: the Dockerfile's own build command is run
-// here, and every binary it makes must be static (no ELF interpreter, so
-// it runs on distroless static), and there must be one for each command
-// under cmd/. The final stage must be distroless static or scratch and run
-// as a non-root user, and the binaries land where the manifests run them.
+// here (its BuildKit cache mounts aside), and it must make a binary for
+// each production command and none for the benchmark and load tools, each
+// static (no ELF interpreter, so it runs on distroless static) and built
+// with -trimpath. Both stages start from a base pinned by digest; the
+// final stage is distroless static or scratch, runs as a non-root user,
+// carries the OCI labels, and the binaries land where the manifests run
+// them.
 func TestDockerfileBuildsStaticBinaries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds every command")
@@ -49,6 +65,7 @@ func TestDockerfileBuildsStaticBinaries(t *testing.T) {
 	lines := dockerfile(t)
 	var from []string
 	var build, copyLine, user string
+	labels := map[string]bool{}
 	for _, l := range lines {
 		switch {
 		case strings.HasPrefix(l, "FROM "):
@@ -59,15 +76,30 @@ func TestDockerfileBuildsStaticBinaries(t *testing.T) {
 			copyLine = l
 		case strings.HasPrefix(l, "USER "):
 			user = l
+		case strings.HasPrefix(l, "LABEL "):
+			for _, m := range regexp.MustCompile(`(org\.opencontainers\.image\.[a-z]+)=`).FindAllStringSubmatch(l, -1) {
+				labels[m[1]] = true
+			}
 		}
 	}
 	require.GreaterOrEqual(t, len(from), 2, "a multi-stage build")
+	for _, f := range from {
+		require.Regexp(t, pinned, strings.Fields(f)[1], "%s: pin the base by digest", f)
+	}
 	final := strings.Fields(from[len(from)-1])[1]
 	require.True(t, strings.HasPrefix(final, "gcr.io/distroless/static") || final == "scratch", "final stage %s", final)
 	require.Equal(t, "USER 65532:65532", user, "the manifests' runAsUser")
 	require.Equal(t, "COPY --from=build /out/ /usr/local/bin/", copyLine)
+	for _, k := range []string{"title", "description", "source", "licenses", "version", "revision"} {
+		require.True(t, labels["org.opencontainers.image."+k], "LABEL org.opencontainers.image.%s", k)
+	}
 
+	// BuildKit's cache mounts are options of RUN, not of the command.
+	for build = strings.TrimSpace(build); strings.HasPrefix(build, "--mount="); build = strings.TrimSpace(build) {
+		_, build, _ = strings.Cut(build, " ")
+	}
 	require.Contains(t, build, "CGO_ENABLED=0 ", "static binaries")
+	require.Contains(t, build, " -trimpath ", "no build paths in the binaries")
 	require.Contains(t, build, " -o /out/ ", build)
 	// The command exactly as the image runs it, writing to a temporary
 	// directory instead of /out/.
@@ -79,15 +111,26 @@ func TestDockerfileBuildsStaticBinaries(t *testing.T) {
 
 	cmds, err := os.ReadDir(filepath.Join("..", "..", "cmd"))
 	require.NoError(t, err)
+	var all []string
 	for _, c := range cmds {
-		if !c.IsDir() {
-			continue
+		if c.IsDir() {
+			all = append(all, c.Name())
 		}
-		bin := filepath.Join(out, c.Name())
-		f, err := elf.Open(bin)
-		require.NoError(t, err, "no binary for cmd/%s", c.Name())
+	}
+	require.ElementsMatch(t, append(slices.Clone(production), tools...), all,
+		"every command under cmd/ is a production command or a tool")
+	made, err := os.ReadDir(out)
+	require.NoError(t, err)
+	var names []string
+	for _, m := range made {
+		names = append(names, m.Name())
+	}
+	require.ElementsMatch(t, production, names, "the image's binaries: the production commands only")
+	for _, name := range production {
+		f, err := elf.Open(filepath.Join(out, name))
+		require.NoError(t, err, "no binary for cmd/%s", name)
 		for _, p := range f.Progs {
-			require.NotEqual(t, elf.PT_INTERP, p.Type, "cmd/%s is dynamically linked", c.Name())
+			require.NotEqual(t, elf.PT_INTERP, p.Type, "cmd/%s is dynamically linked", name)
 		}
 		f.Close()
 	}

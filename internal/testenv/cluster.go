@@ -27,21 +27,7 @@ import (
 // needing redis-cli.
 func RedisCluster(t testing.TB, masters int) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		for _, p := range []string{"/usr/bin/redis-server", "/usr/local/bin/redis-server", "/usr/sbin/redis-server"} {
-			if _, serr := os.Stat(p); serr == nil {
-				bin, err = p, nil
-				break
-			}
-		}
-	}
-	if err != nil {
-		if os.Getenv("CHIME_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("redis-server is not installed (run: make test)")
-		}
-		t.Skip("redis-server is not installed; Redis Cluster test skipped (run: make test)")
-	}
+	bin := redisServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	type node struct {
