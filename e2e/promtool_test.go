@@ -34,7 +34,7 @@ func get(t *testing.T, url string) []byte {
 // deployments/k8s/monitoring use (histograms by their family name).
 func alertMetrics(t *testing.T) []string {
 	t.Helper()
-	y, err := os.ReadFile("deployments/k8s/monitoring/prometheusrule.yaml")
+	y, err := os.ReadFile("../deployments/k8s/monitoring/prometheusrule.yaml")
 	require.NoError(t, err)
 	var pr struct {
 		Spec struct {
