@@ -5,7 +5,7 @@
 GO ?= go
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: run test unit build image vet bench bench-quick wsload
+.PHONY: run test unit build image vet lint bench bench-quick wsload
 
 run:
 	$(GO) run ./cmd/chime demo
@@ -26,6 +26,12 @@ image:
 
 vet:
 	$(GO) vet ./...
+
+# golangci-lint with the small set of .golangci.yml (built through the module
+# proxy on first use).
+GOLANGCI_LINT_VERSION ?= v2.15.0
+lint:
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
 
 # Chime against one asynq task per user, same Redis and MariaDB, one run.
 # bench writes the table and chart that docs/benchmarks.md shows.

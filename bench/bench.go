@@ -173,7 +173,7 @@ func startReceiver(c *Counter, log *slog.Logger) (string, *webhook.Sender, func(
 		return "", nil, nil, err
 	}
 	srv := &http.Server{Handler: Receiver{c}}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }() // ErrServerClosed at the end of the run
 	url := "http://" + ln.Addr().String() + "/hook"
 	s, err := webhook.New(webhook.Config{URL: url, MaxConns: 128}, log)
 	if err != nil {

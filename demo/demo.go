@@ -149,7 +149,7 @@ func Run(ctx context.Context, opt Options, environ []string, stdout, stderr io.W
 		return err
 	}
 	sinkSrv := &http.Server{Handler: recv, ReadHeaderTimeout: 5 * time.Second}
-	go sinkSrv.Serve(sinkLn)
+	go func() { _ = sinkSrv.Serve(sinkLn) }() // ErrServerClosed when the demo ends
 	defer sinkSrv.Close()
 	cfg.Sender, cfg.WebhookURL = "webhook", "http://"+sinkLn.Addr().String()+"/hook"
 

@@ -63,7 +63,7 @@ func (b *bundle) spawnArgs(bin string, args []string, name string, extra ...stri
 	go func() { p.exited <- cmd.Wait() }()
 	b.t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-p.exited
+		<-p.exited //nolint:errcheck // waits for the killed process to exit
 	})
 	return p
 }

@@ -196,7 +196,7 @@ func TestGatewayCountsPresenceRefreshErrors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- gw.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); <-done }() //nolint:errcheck // only waits for the reader to stop
 	f := &fixture{env: env, gw: gw, url: "ws://" + ln.Addr().String() + "/ws", keys: keys, clock: clock.Real{}}
 	f.app, f.key = f.newApp(t, "a")
 	testenv.WaitUntil(t, 5*time.Second, "the gateway up", func() bool {

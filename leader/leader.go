@@ -127,12 +127,12 @@ func (e *Elector) lead(ctx context.Context, lead func(ctx context.Context) error
 			case err == nil:
 				e.log.Warn("leadership taken over")
 				cancel()
-				<-done
+				<-done //nolint:errcheck // waits for the renewal to stop; leadership is over either way
 				return nil
 			case !time.Now().Before(deadline.Add(-e.cfg.TTL / 3)):
 				e.log.Warn("cannot renew leadership", "err", err)
 				cancel()
-				<-done
+				<-done //nolint:errcheck // waits for the renewal to stop; leadership is over either way
 				return nil
 			}
 		}

@@ -82,7 +82,7 @@ func start(t *testing.T, rdb redis.UniversalClient, cfg leader.Config, lead func
 	r := &replica{cancel: cancel, done: make(chan error, 1)}
 	e := leader.New(cfg, rdb, testenv.Logger(t))
 	go func() { r.done <- e.Run(ctx, lead) }()
-	t.Cleanup(func() { r.stop(t) })
+	t.Cleanup(func() { _ = r.stop(t) })
 	return r
 }
 

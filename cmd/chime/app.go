@@ -23,7 +23,7 @@ import (
 // coordinator listens, so that none accepts the key a second later.
 func runApp(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("app: create, list or key\n" + usage)
+		return errors.New("app: create, list or key\n" + usage) //nolint:staticcheck // ST1005: the usage follows the one-line error
 	}
 	switch args[0] {
 	case "create":
@@ -46,7 +46,7 @@ func runApp(ctx context.Context, args, environ []string, stdout io.Writer) error
 		return withDB(ctx, environ, func(db *gorm.DB) error { return listApps(ctx, db, stdout) })
 	case "key":
 		if len(args) < 2 {
-			return errors.New("app key: create, list or revoke\n" + usage)
+			return errors.New("app key: create, list or revoke\n" + usage) //nolint:staticcheck // ST1005: the usage follows the one-line error
 		}
 		return runKey(ctx, args[1], args[2:], environ, stdout)
 	}

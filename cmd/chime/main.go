@@ -60,7 +60,7 @@ APP is an app's ID or name; KEY is a key's ID, its prefix or the key itself.`
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("a command is required\n" + usage)
+		return errors.New("a command is required\n" + usage) //nolint:staticcheck // ST1005: the usage follows the one-line error
 	}
 	switch args[0] {
 	case "demo":

@@ -99,6 +99,9 @@ func New(cfg Config) (*Channel, error) {
 		// Each client has a transport of its own, hence a connection of its own.
 		cl.HTTPClient = &http.Client{
 			Timeout: cfg.Timeout,
+			// x/net's HTTP/2 transport: its ReadIdleTimeout pings an idle
+			// connection as apns2 expects; moving to net/http's HTTP2 config
+			// is a change of its own.
 			Transport: &http2.Transport{
 				TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
 				ReadIdleTimeout: apns2.ReadIdleTimeout,
