@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/apikey"
+	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/store"
 )
@@ -208,24 +208,6 @@ func TestActiveKeysAreLimited(t *testing.T) {
 	requireJSON(t, b.op("POST", path, nil), http.StatusCreated, nil)
 }
 
-// clock is a settable clock for the API and its resolvers.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // replica is one more API on the bundle's database and Redis, as another
 // coordinator replica would be, with a resolver that listens for
 // revocations on the channel all the bundle's replicas share.
@@ -236,7 +218,7 @@ type replica struct {
 
 // replica starts a replica that caches working keys for a day, so that
 // within the test only an announcement can make it drop one.
-func (b *bundle) replica(clk *clock) replica {
+func (b *bundle) replica(clk *clock.Fake) replica {
 	b.t.Helper()
 	keys := apikey.New(apikey.Config{Channel: b.env.Prefix + "keys", TTL: 24 * time.Hour, Now: clk.Now}, b.env.DB, b.env.Redis, b.env.Log)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -279,7 +261,7 @@ func (b *bundle) at(r replica, method, path, key string) response {
 // loopback).
 func TestRevocationReachesEveryReplicaWithinASecond(t *testing.T) {
 	b := setupOperator(t)
-	clk := &clock{now: time.Now().UTC()}
+	clk := clock.NewFake(time.Now().UTC())
 	r1, r2 := b.replica(clk), b.replica(clk)
 	_, control, err := store.CreateKey(context.Background(), b.env.DB, b.appA.ID, "control", clk.Now())
 	require.NoError(t, err)
@@ -311,7 +293,7 @@ func TestRevocationReachesEveryReplicaWithinASecond(t *testing.T) {
 // once it passes (listed expired), though both cache keys for a day.
 func TestRevocationWithGraceExpires(t *testing.T) {
 	b := setupOperator(t)
-	clk := &clock{now: time.Now().UTC()}
+	clk := clock.NewFake(time.Now().UTC())
 	r1, r2 := b.replica(clk), b.replica(clk)
 	for _, r := range []replica{r1, r2} {
 		require.Equal(t, http.StatusOK, b.status(r, b.keyA))
@@ -326,12 +308,12 @@ func TestRevocationWithGraceExpires(t *testing.T) {
 	require.NotNil(t, k.ExpiresAt)
 	require.WithinDuration(t, clk.Now().Add(time.Hour), *k.ExpiresAt, time.Millisecond)
 
-	clk.Add(59 * time.Minute)
+	clk.Advance(59 * time.Minute)
 	for _, r := range []replica{r1, r2} {
 		require.Equal(t, http.StatusOK, b.status(r, b.keyA), "the old key works during the grace period")
 		require.Equal(t, http.StatusOK, b.status(r, fresh.Secret))
 	}
-	clk.Add(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	require.Equal(t, http.StatusUnauthorized, b.status(r1, b.keyA), "the old key is refused after its grace period")
 	// Replica 2 may have cached the key before it heard of the revocation,
 	// for a day; the announcement makes it read the expiry.

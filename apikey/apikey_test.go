@@ -5,33 +5,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/store"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // start runs a resolver with cfg (its channel the test's own) on rdb until
 // the test ends, and waits until it listens.
@@ -146,7 +129,7 @@ func TestLostSubscriptionEmptiesTheCache(t *testing.T) {
 func TestLastUseIsRecordedOncePerInterval(t *testing.T) {
 	env := testenv.New(t)
 	ctx := context.Background()
-	clk := &clock{now: time.Date(2027, 3, 1, 8, 0, 0, 0, time.UTC)}
+	clk := clock.NewFake(time.Date(2027, 3, 1, 8, 0, 0, 0, time.UTC))
 	r := start(t, env, env.Redis, Config{TTL: time.Hour, Now: clk.Now})
 	_, key := newApp(t, env, "shop")
 	lastUse := func() time.Time {
@@ -159,11 +142,11 @@ func TestLastUseIsRecordedOncePerInterval(t *testing.T) {
 	_, err := r.App(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, t0, lastUse())
-	clk.Add(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	_, err = r.App(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, t0, lastUse())
-	clk.Add(31 * time.Second)
+	clk.Advance(31 * time.Second)
 	_, err = r.App(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, t0.Add(61*time.Second), lastUse())

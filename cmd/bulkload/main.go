@@ -25,12 +25,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,24 +136,16 @@ func measure(ctx context.Context, cfg config) (result, error) {
 
 	bin := cfg.CoordinatorBin
 	if bin == "" {
-		dir, err := os.MkdirTemp("", "bulkload")
-		if err != nil {
+		var remove func()
+		if bin, remove, err = scratch.Build(ctx, "github.com/chime-dev/chime/cmd/coordinator", cfg.Stderr); err != nil {
 			return res, err
 		}
-		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "coordinator")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/chime-dev/chime/cmd/coordinator")
-		build.Stderr = cfg.Stderr
-		if err := build.Run(); err != nil {
-			return res, fmt.Errorf("build coordinator: %w", err)
-		}
+		defer remove()
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := scratch.FreeAddr()
 	if err != nil {
 		return res, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	coord := exec.Command(bin)
 	coord.Env = append(os.Environ(), "REDIS_URL="+cfg.RedisURL, "MYSQL_DSN="+dsn, "CHIME_REDIS_PREFIX="+prefix,
 		"CHIME_QUEUE="+queue, "CHIME_HTTP_ADDR="+addr, "CHIME_REPLICA_ID=bulkload", "CHIME_MIGRATE=false", "CHIME_LOG_LEVEL=error")
@@ -165,7 +155,7 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	}
 	defer func() { _ = coord.Process.Signal(syscall.SIGTERM); _, _ = coord.Process.Wait() }()
 	base := "http://" + addr
-	if err := waitUp(ctx, base+"/livez"); err != nil {
+	if err := scratch.WaitUp(ctx, "coordinator", base+"/livez"); err != nil {
 		return res, err
 	}
 
@@ -268,21 +258,6 @@ func memory(pid int, field string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
-}
-
-func waitUp(ctx context.Context, url string) error {
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("coordinator not up: %w", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 func newID() string {

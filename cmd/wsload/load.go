@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -107,24 +106,16 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	// The gateway, in its own process so that its memory is its own.
 	bin := cfg.GatewayBin
 	if bin == "" {
-		dir, err := os.MkdirTemp("", "wsload")
-		if err != nil {
+		var remove func()
+		if bin, remove, err = scratch.Build(ctx, "github.com/chime-dev/chime/cmd/gateway", cfg.Stderr); err != nil {
 			return res, err
 		}
-		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "gateway")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/chime-dev/chime/cmd/gateway")
-		build.Stderr = cfg.Stderr
-		if err := build.Run(); err != nil {
-			return res, fmt.Errorf("build gateway: %w", err)
-		}
+		defer remove()
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	gwAddr, err := scratch.FreeAddr()
 	if err != nil {
 		return res, err
 	}
-	gwAddr := ln.Addr().String()
-	ln.Close()
 	// The gateway opens the app's signing key with these.
 	secretKeys, err := seal.NewKey("wsload")
 	if err != nil {
@@ -142,7 +133,10 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		return res, err
 	}
 	defer func() { _ = gw.Process.Signal(syscall.SIGTERM); _, _ = gw.Process.Wait() }()
-	if err := waitUp(ctx, "http://"+gwAddr+"/healthz"); err != nil {
+	upCtx, cancelUp := context.WithTimeout(ctx, 30*time.Second)
+	err = scratch.WaitUp(upCtx, "gateway", "http://"+gwAddr+"/healthz")
+	cancelUp()
+	if err != nil {
 		return res, err
 	}
 
@@ -333,21 +327,6 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return res, nil
-}
-
-func waitUp(ctx context.Context, url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("gateway not up: %w", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // gatewayMemory returns the gateway's heap in use (from /debug/vars), its

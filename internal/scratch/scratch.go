@@ -1,7 +1,8 @@
-// Package scratch gives a benchmark or load run (package bench, cmd/wsload)
-// a MySQL database and Redis keys of its own on shared servers, and removes
-// them afterwards. Tests get theirs from internal/testenv, which removes its
-// Redis keys with CleanRedis too.
+// Package scratch gives a benchmark or load run (package bench, cmd/wsload,
+// cmd/bulkload) a MySQL database and Redis keys of its own on shared
+// servers, and removes them afterwards, and builds, places and waits for
+// the processes the run starts. Tests get theirs from internal/testenv,
+// which removes its Redis keys with CleanRedis too.
 package scratch
 
 import (
