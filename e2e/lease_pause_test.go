@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -201,6 +204,11 @@ func TestStoppedWorkerSendsNoChunkAfterItsLease(t *testing.T) {
 		return false
 	})
 	require.NoError(t, stopped.cmd.Process.Signal(syscall.SIGSTOP))
+	// kill(2) returns before the stop takes effect: the held answers are
+	// let through only once every thread of the worker is stopped, or a
+	// worker still running could send its next chunk, rightly, in between.
+	pid := stopped.cmd.Process.Pid
+	testenv.WaitUntil(t, 10*time.Second, "every thread of the worker stopped", func() bool { return allStopped(t, pid) })
 	stoppedAt := time.Now()
 	proxy.release()
 
@@ -236,4 +244,28 @@ func TestStoppedWorkerSendsNoChunkAfterItsLease(t *testing.T) {
 	require.Equal(t, users, st.Users)
 	require.Zero(t, st.Duplicates)
 	require.Contains(t, stopped.log.String(), "lease passed before a send")
+}
+
+// allStopped tells whether every thread of process pid is in the stopped
+// state ("T" in /proc/<pid>/task/<tid>/stat).
+func allStopped(t *testing.T, pid int) bool {
+	t.Helper()
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	require.NoError(t, err)
+	if len(stats) == 0 {
+		return false
+	}
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return false // a thread that ended meanwhile: look again
+		}
+		// The state follows the command name, which is in parentheses
+		// (and may hold parentheses itself).
+		i := strings.LastIndex(string(b), ") ")
+		if i < 0 || !strings.HasPrefix(string(b)[i+2:], "T") {
+			return false
+		}
+	}
+	return true
 }
