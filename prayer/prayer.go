@@ -210,30 +210,76 @@ func Compute(d Date, loc *time.Location, c Coordinates, p Params) (Times, error)
 		}
 	}
 	next := computeDay(d.AddDays(1), base.AddDays(1), sun[1:5], c, p)
+	// As with tomorrow's sunrise, the next UT day's transit can be on either
+	// side of 0h UT; the next fajr is the one of the next solar day.
+	if gap := next.dhuhr.Sub(today.dhuhr); gap < 12*time.Hour {
+		next.fajr = next.fajr.Add(24 * time.Hour)
+	} else if gap > 36*time.Hour {
+		next.fajr = next.fajr.Add(-24 * time.Hour)
+	}
 
-	t := Times{
-		Fajr:     p.round(today.fajr.Add(minutes(p.MethodAdjustments.Fajr + p.Adjustments.Fajr))),
-		Sunrise:  p.round(today.sunrise.Add(minutes(p.MethodAdjustments.Sunrise + p.Adjustments.Sunrise))),
-		Dhuhr:    p.round(today.dhuhr.Add(minutes(p.MethodAdjustments.Dhuhr + p.Adjustments.Dhuhr))),
-		Asr:      p.round(today.asr.Add(minutes(p.MethodAdjustments.Asr + p.Adjustments.Asr))),
-		Maghrib:  p.round(today.maghrib.Add(minutes(p.MethodAdjustments.Maghrib + p.Adjustments.Maghrib))),
-		Isha:     p.round(today.isha.Add(minutes(p.MethodAdjustments.Isha + p.Adjustments.Isha))),
-		Polar:    today.polar,
-		Latitude: today.lat,
-	}
-	if today.ruledFajr && t.Fajr.Before(start) {
-		t.Fajr = start
-	}
-	if last := end.Add(-time.Minute); today.ruledIsha && t.Isha.After(last) {
-		t.Isha = last
-	}
+	t := p.finish(today, start, end)
 	// The night of the Sunnah times is from maghrib to the next fajr, both
-	// as adjusted.
-	nextFajr := p.round(next.fajr.Add(minutes(p.MethodAdjustments.Fajr + p.Adjustments.Fajr)))
-	night := nextFajr.Sub(t.Maghrib)
+	// as adjusted and held.
+	nextEnd := time.Date(d.Year, d.Month, d.Day+2, 0, 0, 0, 0, loc)
+	night := max(p.finish(next, end, nextEnd).Fajr.Sub(t.Maghrib), 0)
 	t.MiddleOfNight = p.round(t.Maghrib.Add(night / 2))
 	t.LastThirdOfNight = p.round(t.Maghrib.Add(night * 2 / 3))
 	return t, nil
+}
+
+// finish adjusts and rounds a day's times and holds those a rule set on
+// the local date from start to end.
+func (p Params) finish(dy day, start, end time.Time) Times {
+	t := Times{
+		Fajr:     p.round(dy.fajr.Add(minutes(p.MethodAdjustments.Fajr + p.Adjustments.Fajr))),
+		Sunrise:  p.round(dy.sunrise.Add(minutes(p.MethodAdjustments.Sunrise + p.Adjustments.Sunrise))),
+		Dhuhr:    p.round(dy.dhuhr.Add(minutes(p.MethodAdjustments.Dhuhr + p.Adjustments.Dhuhr))),
+		Asr:      p.round(dy.asr.Add(minutes(p.MethodAdjustments.Asr + p.Adjustments.Asr))),
+		Maghrib:  p.round(dy.maghrib.Add(minutes(p.MethodAdjustments.Maghrib + p.Adjustments.Maghrib))),
+		Isha:     p.round(dy.isha.Add(minutes(p.MethodAdjustments.Isha + p.Adjustments.Isha))),
+		Polar:    dy.polar,
+		Latitude: dy.lat,
+	}
+	last := end.Add(-time.Minute)
+	switch {
+	case dy.polar:
+		keepOnDate(&t, start, last)
+	default:
+		if dy.ruledFajr && t.Fajr.Before(start) && start.Before(t.Sunrise) {
+			t.Fajr = start
+		}
+		if dy.ruledIsha && t.Isha.After(last) && last.After(t.Maghrib) {
+			t.Isha = last
+		}
+	}
+	return t
+}
+
+// keepOnDate holds a polar day's six times within [first, last] and a
+// minute apart in their order: they are another latitude's, and its sun
+// can set after local midnight where the clock runs ahead of the sun.
+func keepOnDate(t *Times, first, last time.Time) {
+	seq := [...]*time.Time{&t.Fajr, &t.Sunrise, &t.Dhuhr, &t.Asr, &t.Maghrib, &t.Isha}
+	for i, x := range seq {
+		if x.Before(first) {
+			*x = first
+		}
+		if x.After(last) {
+			*x = last
+		}
+		if i > 0 && !seq[i-1].Before(*x) {
+			*x = seq[i-1].Add(time.Minute)
+		}
+	}
+	if end := seq[len(seq)-1]; end.After(last) {
+		*end = last
+	}
+	for i := len(seq) - 2; i >= 0; i-- {
+		if limit := seq[i+1].Add(-time.Minute); seq[i].After(limit) {
+			*seq[i] = limit
+		}
+	}
 }
 
 func minutes(n int) time.Duration { return time.Duration(n) * time.Minute }
@@ -268,16 +314,19 @@ func computeDay(d, base Date, sun []sunPos, c Coordinates, p Params) day {
 	}
 	out := day{lat: c.Latitude}
 	var today, tomorrow solarDay
+search:
 	for {
 		today = newSolarDay(out.lat, c.Longitude, horizon, sun[0], sun[1], sun[2])
 		tomorrow = newSolarDay(out.lat, c.Longitude, horizon, sun[1], sun[2], sun[3])
-		if today.rises() && tomorrow.rises() {
-			break
+		if usable(&today, &tomorrow) {
+			break search
 		}
 		// Polar day or night: use the nearest latitude where the sun rises
 		// and sets. The equator always qualifies, so this ends.
 		out.polar = true
 		switch {
+		case out.lat == 0:
+			break search // unreachable: the equator always qualifies; kept so this cannot loop
 		case out.lat > 0.5:
 			out.lat -= 0.5
 		case out.lat < -0.5:
@@ -297,7 +346,7 @@ func computeDay(d, base Date, sun []sunPos, c Coordinates, p Params) day {
 	out.dhuhr = at(today.transit)
 	out.sunrise = at(today.sunrise)
 	sunset := at(today.sunset)
-	night := mid.Add(24 * time.Hour).Add(time.Duration(math.Floor(tomorrow.sunrise*3600)) * time.Second).Sub(sunset)
+	night := at(nextSunrise(&today, &tomorrow)).Sub(sunset)
 
 	shadow := 1.0
 	if p.Madhab == Hanafi {
@@ -371,7 +420,45 @@ func computeDay(d, base Date, sun []sunPos, c Coordinates, p Params) day {
 	return out
 }
 
-// rises says the sun rises before its transit and sets after it.
-func (s *solarDay) rises() bool {
-	return !math.IsNaN(s.sunrise) && !math.IsNaN(s.sunset) && s.sunrise < s.transit && s.transit < s.sunset
+// Where the sun barely rises or barely sets, asr (a shadow's length) and
+// the portions of the night lose their meaning and the times their order,
+// so a day counts as polar unless the sun's noon altitude leaves asr at
+// least MinAsrGap after dhuhr and before sunset, and the night lasts at
+// least MinNight.
+const (
+	MinAsrGap = 10 * time.Minute
+	MinNight  = time.Hour
+)
+
+// usable says a day has a sunrise, transit, asr and sunset in that order
+// and far enough apart, and a night of MinNight before tomorrow's sunrise.
+func usable(today, tomorrow *solarDay) bool {
+	if math.IsNaN(today.sunrise) || math.IsNaN(today.sunset) || math.IsNaN(tomorrow.sunrise) {
+		return false
+	}
+	if math.Abs(today.lat) < 60 {
+		return true // the noon sun is above 6.5° and the night over 5 hours: nothing to check
+	}
+	if math.Abs(today.lat-today.cur.dec) >= 89 { // the sun's noon altitude under 1°
+		return false
+	}
+	shafi, hanafi := today.afternoon(1), today.afternoon(2)
+	gap := MinAsrGap.Hours()
+	return !math.IsNaN(shafi) && !math.IsNaN(hanafi) && today.sunrise < today.transit &&
+		today.transit+gap <= shafi && hanafi+gap <= today.sunset &&
+		nextSunrise(today, tomorrow)-today.sunset >= MinNight.Hours()
+}
+
+// nextSunrise is tomorrow's sunrise in hours after 0h UT today, the first
+// after today's sunset: near 180° of longitude the two days' transits can
+// fall either side of 0h UT.
+func nextSunrise(today, tomorrow *solarDay) float64 {
+	r := 24 + tomorrow.sunrise
+	for r < today.sunset {
+		r += 24
+	}
+	for r-today.sunset > 24 {
+		r -= 24
+	}
+	return r
 }

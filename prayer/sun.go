@@ -124,14 +124,26 @@ func (s *solarDay) hourAngle(h float64, after bool) float64 {
 	if after {
 		m = s.m0 + h0/360
 	}
-	theta := s.cur.gast + 360.985647*m
-	ra := interpolateAngle(s.cur.ra, s.prev.ra, s.next.ra, m)
-	dec := interpolate(s.cur.dec, s.prev.dec, s.next.dec, m)
-	ha := theta + s.lon - ra
-	dm := (altitude(s.lat, dec, ha) - h) / (360 * cos(dec) * cos(s.lat) * sin(ha))
-	r := (m + dm) * 24
-	if math.IsNaN(r) || math.IsInf(r, 0) {
-		return math.NaN()
+	// Meeus corrects once, which is what the timetables match; where the
+	// sun only grazes the altitude (high latitudes) one step leaves tenths
+	// of a degree, so repeat while a step moves the time over 30 seconds.
+	for i := 0; i < 5; i++ {
+		theta := s.cur.gast + 360.985647*m
+		ra := interpolateAngle(s.cur.ra, s.prev.ra, s.next.ra, m)
+		dec := interpolate(s.cur.dec, s.prev.dec, s.next.dec, m)
+		ha := theta + s.lon - ra
+		dm := (altitude(s.lat, dec, ha) - h) / (360 * cos(dec) * cos(s.lat) * sin(ha))
+		if math.IsNaN(dm) || math.Abs(dm) > 0.1 {
+			return math.NaN() // the step diverges: the sun does not cross h near here
+		}
+		m += dm
+		if math.Abs(dm) < 30.0/86400 {
+			break
+		}
+	}
+	r := m * 24
+	if math.IsNaN(r) || math.IsInf(r, 0) || after && r <= s.transit || !after && r >= s.transit {
+		return math.NaN() // no crossing, or the steps found the one on the other side of noon
 	}
 	return r
 }
@@ -139,6 +151,9 @@ func (s *solarDay) hourAngle(h float64, after bool) float64 {
 // afternoon is the time after transit when an object's shadow is its
 // length times shadow plus its noon shadow: the asr time.
 func (s *solarDay) afternoon(shadow float64) float64 {
+	// The noon shadow uses the declination at 0h UT, as the published
+	// timetables do (testdata): at the transit itself it differs by up to
+	// 0.2°, and asr by up to a minute.
 	noon := math.Abs(s.lat - s.cur.dec)
 	h := math.Atan(1/(shadow+math.Tan(noon*rad))) / rad
 	return s.hourAngle(h, true)
