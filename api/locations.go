@@ -158,6 +158,17 @@ type PrayerDay struct {
 	Local    map[string]string    `json:"local"`
 }
 
+// PrayerTimes answers GET /v1/locations/{location}/prayer-times: the
+// convention the times were computed by and each date's times.
+type PrayerTimes struct {
+	Location         string      `json:"location"`
+	Zone             string      `json:"zone"`
+	Method           string      `json:"method"`
+	Madhab           string      `json:"madhab"`
+	HighLatitudeRule string      `json:"high_latitude_rule"`
+	Days             []PrayerDay `json:"days"`
+}
+
 // prayerTimes previews the computed times of a location for days dates
 // from date: the convention is the query's, else the location's override,
 // else prayer.DefaultMethod (madhab shafi, the rule recommended for the
@@ -200,14 +211,7 @@ func (a *API) prayerTimes(w http.ResponseWriter, r *http.Request, app int64) err
 	if l.Elevation != nil {
 		c.Elevation = *l.Elevation
 	}
-	out := struct {
-		Location         string      `json:"location"`
-		Zone             string      `json:"zone"`
-		Method           string      `json:"method"`
-		Madhab           string      `json:"madhab"`
-		HighLatitudeRule string      `json:"high_latitude_rule"`
-		Days             []PrayerDay `json:"days"`
-	}{Location: l.Name, Zone: l.Zone, Method: string(params.Method), Madhab: string(params.Madhab),
+	out := PrayerTimes{Location: l.Name, Zone: l.Zone, Method: string(params.Method), Madhab: string(params.Madhab),
 		HighLatitudeRule: string(cmp.Or(params.HighLatitudeRule, prayer.RecommendedRule(c.Latitude)))}
 	for i := range days {
 		d := date.AddDays(i)

@@ -9,6 +9,8 @@
 //	chimectl occurrence ID                     one occurrence's progress
 //	chimectl event post TOPIC [-data JSON] [-at RFC3339] [-key IDEMPOTENCY-KEY]
 //	chimectl event show ID
+//	chimectl prayer LOCATION [-date D] [-days N] [-method M] [-madhab M] [-high-latitude-rule R]
+//	                                           a location's computed prayer times
 //
 // The API's address and key come from CHIME_API_URL (default
 // http://127.0.0.1:8080) and CHIME_API_KEY, or the -api and -key flags
@@ -54,7 +56,8 @@ const usage = `usage: chimectl [-api URL] [-key KEY] COMMAND
   occurrences KEY [-state S] [-limit N]
   occurrence ID
   event post TOPIC [-data JSON] [-at RFC3339] [-key IDEMPOTENCY-KEY]
-  event show ID`
+  event show ID
+  prayer LOCATION [-date YYYY-MM-DD] [-days N] [-method M] [-madhab M] [-high-latitude-rule R]`
 
 // cli is one invocation.
 type cli struct {
@@ -152,6 +155,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 			return c.showEvent(ctx, rest[1:])
 		}
 		return fmt.Errorf("event: unknown subcommand %q\n%s", rest[0], usage)
+	case "prayer":
+		return c.prayer(ctx, rest)
 	}
 	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
 }
@@ -416,4 +421,53 @@ func (c *cli) showEvent(ctx context.Context, args []string) error {
 		c.printOccurrence(o)
 	}
 	return nil
+}
+
+// prayer prints a location's computed prayer times, one row per date, in the
+// location's local time (the header names the zone and the convention).
+func (c *cli) prayer(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("prayer", flag.ContinueOnError)
+	date := fs.String("date", "", "the first local date, YYYY-MM-DD (default today in the location's zone)")
+	days := fs.Int("days", 7, "how many dates, 1 to 31")
+	method := fs.String("method", "", "the convention, e.g. muslim_world_league (default the location's, else muslim_world_league)")
+	madhab := fs.String("madhab", "", "shafi or hanafi, for asr")
+	rule := fs.String("high-latitude-rule", "", "middle_of_the_night, seventh_of_the_night or twilight_angle")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"days": {strconv.Itoa(*days)}}
+	for name, v := range map[string]string{"date": *date, "method": *method, "madhab": *madhab, "high_latitude_rule": *rule} {
+		if v != "" {
+			q.Set(name, v)
+		}
+	}
+	var out api.PrayerTimes
+	if err := c.client.Do(ctx, http.MethodGet, "/v1/locations/"+url.PathEscape(pos[0])+"/prayer-times?"+q.Encode(), nil, &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "%s (%s), %s, %s, %s\n", out.Location, out.Zone, out.Method, out.Madhab, out.HighLatitudeRule)
+	tw := c.table()
+	fmt.Fprintln(tw, "DATE\tFAJR\tSUNRISE\tDHUHR\tASR\tMAGHRIB\tISHA")
+	for _, d := range out.Days {
+		row := d.Date
+		for _, name := range []string{"fajr", "sunrise", "dhuhr", "asr", "maghrib", "isha"} {
+			row += "\t" + localClock(d.Local[name])
+		}
+		if d.Polar {
+			row += "\t(polar: computed for latitude " + strconv.FormatFloat(d.Latitude, 'f', 1, 64) + ")"
+		}
+		fmt.Fprintln(tw, row)
+	}
+	return tw.Flush()
+}
+
+// localClock is the HH:MM of an RFC 3339 local time, or the text unchanged if
+// it is not one.
+func localClock(s string) string {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return s
+	}
+	return t.Format("15:04")
 }

@@ -394,3 +394,36 @@ func TestErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestPrayer runs `chimectl prayer` against a real API over MariaDB: a
+// location with coordinates prints one row per date in its local time, with
+// the convention in the header; the method flag reaches the API; a location
+// without coordinates is the API's one-line 422.
+func TestPrayer(t *testing.T) {
+	s := start(t)
+	ctx := context.Background()
+	require.NoError(t, s.client.Do(ctx, http.MethodPut, "/v1/locations/makkah",
+		map[string]any{"zone": "Asia/Riyadh", "latitude": 21.4225, "longitude": 39.8262}, nil))
+
+	out := s.mustRun("prayer", "makkah", "-date", "2016-06-04", "-days", "3", "-method", "umm_al_qura")
+	head, table, _ := strings.Cut(out, "\n")
+	require.Equal(t, "makkah (Asia/Riyadh), umm_al_qura, shafi, middle_of_the_night", head)
+	got := rows(t, table, "DATE FAJR SUNRISE DHUHR ASR MAGHRIB ISHA")
+	require.Len(t, got, 3)
+	require.Equal(t, []string{"2016-06-04", "2016-06-05", "2016-06-06"}, []string{got[0][0], got[1][0], got[2][0]})
+	// The Umm al-Qura timetable's fajr for Makkah on 2016-06-04 is 04:11
+	// (prayer/testdata/Makkah-UmmAlQura.json).
+	require.Equal(t, "04:11", got[0][1])
+
+	// Another method changes the header and the times.
+	mwl := rows(t, strings.SplitN(s.mustRun("prayer", "makkah", "-date", "2016-06-04", "-days", "1"), "\n", 2)[1], "DATE FAJR SUNRISE DHUHR ASR MAGHRIB ISHA")
+	require.NotEqual(t, got[0][6], mwl[0][6], "isha by Muslim World League differs from Umm al-Qura's fixed interval")
+
+	require.NoError(t, s.client.Do(ctx, http.MethodPut, "/v1/locations/paris", map[string]any{"zone": "Europe/Paris"}, nil))
+	_, err := s.run("prayer", "paris")
+	requireOneLine(t, err, "422 Unprocessable Entity", "no coordinates")
+	_, err = s.run("prayer", "makkah", "-days", "40")
+	requireOneLine(t, err, "400 Bad Request", "days")
+	_, err = s.run("prayer")
+	require.ErrorContains(t, err, "prayer: expected 1 argument(s), got 0")
+}
