@@ -95,9 +95,14 @@ type Config struct {
 	// PingTimeout is how long a client has to answer a ping. Defaults to
 	// DefaultPingTimeout (5s).
 	PingTimeout time.Duration
-	// AckFlush is how long acknowledgements are gathered before they are
-	// applied together. Defaults to 50ms.
+	// AckFlush is how long acknowledgements and read receipts are gathered
+	// before they are applied together (one script per shard of their
+	// users, one status upsert), and AckBatch how many frames of them are
+	// applied at most at once. A gateway that dies loses what it gathered:
+	// those messages are still pending and come again on the next connect.
+	// Default to DefaultAckFlush (5ms) and DefaultAckBatch (1,000).
 	AckFlush time.Duration
+	AckBatch int
 	// SendQueue is how many frames may wait for a slow client before its
 	// connection is closed (its messages stay in its inbox), and the most
 	// waiting messages replayed on connect. Defaults to 64.
@@ -118,6 +123,8 @@ const (
 	DefaultHeartbeatInterval = 10 * time.Second
 	DefaultPingTimeout       = 5 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultAckFlush          = 5 * time.Millisecond
+	DefaultAckBatch          = 1000
 )
 
 func (c *Config) defaults() {
@@ -130,9 +137,8 @@ func (c *Config) defaults() {
 	c.Prefix = cmp.Or(c.Prefix, keyspace.DefaultPrefix)
 	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
 	c.PingTimeout = cmp.Or(c.PingTimeout, DefaultPingTimeout)
-	if c.AckFlush == 0 {
-		c.AckFlush = 50 * time.Millisecond
-	}
+	c.AckFlush = cmp.Or(c.AckFlush, DefaultAckFlush)
+	c.AckBatch = cmp.Or(c.AckBatch, DefaultAckBatch)
 	if c.SendQueue == 0 {
 		c.SendQueue = 64
 	}
@@ -189,7 +195,8 @@ func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.
 		return nil, errors.New("gateway: an instance ID without '|' is required")
 	case keys == nil:
 		return nil, errors.New("gateway: signing keys are required")
-	case cfg.MaxConnsPerUser < 0 || cfg.HandshakeRate < 0 || cfg.HandshakeBurst < 0 || cfg.Addresses < 0 || cfg.MaxTokenLifetime < 0:
+	case cfg.MaxConnsPerUser < 0 || cfg.HandshakeRate < 0 || cfg.HandshakeBurst < 0 || cfg.Addresses < 0 || cfg.MaxTokenLifetime < 0 ||
+		cfg.AckFlush < 0 || cfg.AckBatch < 0:
 		return nil, errors.New("gateway: limits must not be negative")
 	case p.TTL() <= cfg.HeartbeatInterval:
 		return nil, fmt.Errorf("gateway: the presence TTL (%s) must be longer than the heartbeat interval (%s)", p.TTL(), cfg.HeartbeatInterval)
@@ -520,7 +527,7 @@ func (g *Gateway) flushAcks(stop <-chan struct{}) error {
 		}
 		deadline := g.clock.After(g.cfg.AckFlush)
 	gather:
-		for len(batch) < 1000 {
+		for len(batch) < g.cfg.AckBatch {
 			select {
 			case a := <-g.acks:
 				batch = append(batch, a)

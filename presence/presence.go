@@ -2,7 +2,7 @@
 // WebSocket connections, so that workers can route a message to the
 // instance that can deliver it.
 //
-// Each user has one sorted set, P{app:user}:conns, whose members are
+// Each user has one sorted set, P{app:uN}:user:conns, whose members are
 // "instance|conn" (one per open connection, so a user may be online on
 // several devices and gateways) and whose scores are the instants, in Redis's
 // own clock, at which each entry stops counting. A gateway registers a
@@ -18,8 +18,9 @@
 // gateway that dies stop counting within TTL. Lookups compare scores with
 // Redis's TIME, so gateway and worker clocks do not matter.
 //
-// Every script touches one user's key only, hence one Redis Cluster slot:
-// the key is hash-tagged by {app:user}.
+// The key is hash-tagged by the user's shard, {app:uN} (keyspace.User), so
+// that a worker looks up a chunk's users with one script per shard, each
+// in one Redis Cluster slot.
 package presence
 
 import (
@@ -77,7 +78,7 @@ func (r *Registry) TTL() time.Duration { return r.cfg.TTL }
 
 // Key is the presence key of a user.
 func Key(prefix string, app int64, user string) string {
-	return fmt.Sprintf("%s{%d:%s}:conns", prefix, app, user)
+	return keyspace.User(prefix, app, user) + "conns"
 }
 
 func (r *Registry) key(app int64, user string) string { return Key(r.cfg.Prefix, app, user) }
@@ -96,11 +97,13 @@ local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if #last > 0 then redis.call('PEXPIREAT', KEYS[1], last[2]) end
 return 1`)
 
-// lookup returns the live members. KEYS[1] conns.
+// lookup returns, per key (users of one shard), the live members.
 var lookup = redis.NewScript(`
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE')`)
+local now = '(' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local out = {}
+for i, k in ipairs(KEYS) do out[i] = redis.call('ZRANGE', k, now, '+inf', 'BYSCORE') end
+return out`)
 
 var scripts = []*redis.Script{touch, lookup}
 
@@ -171,42 +174,63 @@ func (r *Registry) Lookup(ctx context.Context, app int64, users []string) (map[s
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cmds := make([]*redis.Cmd, len(users))
+	var l *Lookups
 	_, err := rscript.Pipelined(ctx, r.rdb, scripts, func(p redis.Pipeliner) {
-		for i, u := range users {
-			cmds[i] = r.LookupCmd(ctx, p, app, u)
-		}
+		l = r.LookupCmds(ctx, p, app, users)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("look up presence: %w", err)
 	}
 	out := make(map[string][]string)
-	for i, c := range cmds {
-		if inst := Instances(c); len(inst) > 0 {
+	for i, inst := range l.Instances() {
+		if len(inst) > 0 {
 			out[users[i]] = inst
 		}
 	}
 	return out, nil
 }
 
-// Scripts are the scripts LookupCmd queues, for rscript.Pipelined.
+// Scripts are the scripts LookupCmds queues, for rscript.Pipelined.
 func Scripts() []*redis.Script { return scripts }
 
-// LookupCmd queues the lookup of one user on p; Instances reads its answer.
-func (r *Registry) LookupCmd(ctx context.Context, p redis.Pipeliner, app int64, user string) *redis.Cmd {
-	return lookup.EvalSha(ctx, p, []string{r.key(app, user)})
+// Lookups is the answer to a LookupCmds.
+type Lookups struct {
+	cmds  []*redis.Cmd
+	index [][]int
+	n     int
 }
 
-// Instances reads the answer of a LookupCmd: the distinct instances.
-func Instances(c *redis.Cmd) []string {
-	members, err := c.StringSlice()
-	if err != nil || len(members) == 0 {
-		return nil
+// LookupCmds queues the lookup of users of app on p: one script per shard
+// of the users, whatever their number.
+func (r *Registry) LookupCmds(ctx context.Context, p redis.Pipeliner, app int64, users []string) *Lookups {
+	l := &Lookups{index: keyspace.ByUserShard(len(users), func(i int) (int64, string) { return app, users[i] }), n: len(users)}
+	for _, idx := range l.index {
+		keys := make([]string, len(idx))
+		for j, i := range idx {
+			keys[j] = r.key(app, users[i])
+		}
+		l.cmds = append(l.cmds, lookup.EvalSha(ctx, p, keys))
 	}
-	var out []string
-	for _, m := range members {
-		if inst, _, _ := strings.Cut(m, "|"); !slices.Contains(out, inst) {
-			out = append(out, inst)
+	return l
+}
+
+// Instances returns, per user looked up, the distinct instances holding
+// the user's connections (none: offline). Call it after the pipeline ran.
+func (l *Lookups) Instances() [][]string {
+	out := make([][]string, l.n)
+	for c, idx := range l.index {
+		res, _ := l.cmds[c].Slice()
+		for j, i := range idx {
+			if j >= len(res) {
+				continue
+			}
+			members, _ := res[j].([]any)
+			for _, m := range members {
+				s, _ := m.(string)
+				if inst, _, _ := strings.Cut(s, "|"); s != "" && !slices.Contains(out[i], inst) {
+					out[i] = append(out[i], inst)
+				}
+			}
 		}
 	}
 	return out
