@@ -20,7 +20,8 @@
 // batches and records the status changes.
 //
 // Liveness: every HeartbeatInterval the gateway pings each client and closes
-// a connection whose pong does not come within PingTimeout, and refreshes
+// a connection whose pong does not come within PingTimeout, closes those
+// whose token has expired (so within a heartbeat of the expiry), and refreshes
 // the presence of all its open connections (one pipelined round trip per
 // 1,000). A connection therefore stops counting as online within
 // HeartbeatInterval + PingTimeout of its client vanishing, and within the
@@ -175,7 +176,7 @@ type Gateway struct {
 	connWG sync.WaitGroup
 
 	mu     sync.Mutex
-	byUser map[userKey]map[*conn]struct{}
+	byUser map[userKey][]*conn // most users hold one
 	// opening counts the connections admitted and not yet in byUser, so
 	// that handshakes at once cannot pass the per-user limit together.
 	opening map[userKey]int
@@ -206,7 +207,7 @@ func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.
 		cfg: cfg, rdb: rdb, presence: p, inbox: in, status: st, keys: keys, clock: clk, log: log.With("gateway", cfg.Instance), ln: ln,
 		handshakes: newHandshakes(cfg.HandshakeRate, cfg.HandshakeBurst, cfg.Addresses),
 		acks:       make(chan inbox.Ack, 4096), base: base, cancel: cancel,
-		byUser: map[userKey]map[*conn]struct{}{}, opening: map[userKey]int{},
+		byUser: map[userKey][]*conn{}, opening: map[userKey]int{},
 	}, nil
 }
 
@@ -352,7 +353,16 @@ func (g *Gateway) heartbeat(ctx context.Context) error {
 			}
 			conns = conns[n:]
 		}
-		g.endRevoked(ctx, g.snapshot())
+		live := g.snapshot()
+		g.endRevoked(ctx, live)
+		now := g.clock.Now()
+		for _, c := range live {
+			if !now.Before(c.expires) {
+				c.cancel(errTokenExpired)
+				continue
+			}
+			c.ping(g.cfg.PingTimeout)
+		}
 	}
 }
 
@@ -392,9 +402,7 @@ func (g *Gateway) snapshot() []*conn {
 	defer g.mu.Unlock()
 	var out []*conn
 	for _, cs := range g.byUser {
-		for c := range cs {
-			out = append(out, c)
-		}
+		out = append(out, cs...)
 	}
 	return out
 }
@@ -402,7 +410,7 @@ func (g *Gateway) snapshot() []*conn {
 func (g *Gateway) isOpen(pc presence.Conn) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for c := range g.byUser[userKey{pc.App, pc.User}] {
+	for _, c := range g.byUser[userKey{pc.App, pc.User}] {
 		if c.pc.ID == pc.ID {
 			return true
 		}
@@ -461,7 +469,7 @@ func (g *Gateway) dispatch(env presence.Envelope) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, u := range env.Users {
-		for c := range g.byUser[userKey{env.App, u}] {
+		for _, c := range g.byUser[userKey{env.App, u}] {
 			c.send(frame)
 			metrics.GatewayMessageSent()
 		}
