@@ -17,6 +17,7 @@
 // Redis key prefix.
 //
 //	wsload [-clients 10000] [-gateways 1] [-client-procs N] [-sources 4] [-gateway PATH] [-parallel 256]
+//	wsload -chart latency.png runs.jsonl...
 package main
 
 import (
@@ -65,9 +66,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&cfg.GatewayBin, "gateway", "", "gateway binary (default: build ./cmd/gateway)")
 	fs.IntVar(&cfg.Parallel, "parallel", 256, "connections being opened at once")
 	fs.BoolVar(&cfg.Verbose, "v", false, "log the gateway's and the engine's warnings")
+	chartPath := fs.String("chart", "", "draw latency against clients from the JSON lines in the files named as arguments to this PNG, and run nothing")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (the engine) from the fire to the last ack recorded")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *chartPath != "" {
+		return chart(*chartPath, fs.Args())
 	}
 	cfg.Procs = cmp.Or(cfg.Procs, (cfg.Clients+perProcess-1)/perProcess)
 	switch {

@@ -61,3 +61,21 @@ func TestBadFlags(t *testing.T) {
 	err := run(context.Background(), nil, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
 	require.ErrorContains(t, err, "REDIS_URL")
 }
+
+// -chart reads the JSON lines of runs (other lines skipped) and draws a
+// PNG; a file without any run is an error.
+func TestChart(t *testing.T) {
+	dir := t.TempDir()
+	runs := dir + "/runs.jsonl"
+	require.NoError(t, os.WriteFile(runs, []byte("clients 200\n"+
+		`{"clients":200,"latency_p50_ms":50,"latency_p99_ms":63}`+"\n"+
+		`{"clients":10000,"latency_p50_ms":1196,"latency_p99_ms":2455}`+"\n"), 0o644))
+	png := dir + "/latency.png"
+	require.NoError(t, run(context.Background(), []string{"-chart", png, runs}, os.Getenv, &bytes.Buffer{}, &bytes.Buffer{}))
+	b, err := os.ReadFile(png)
+	require.NoError(t, err)
+	require.True(t, bytes.HasPrefix(b, []byte("\x89PNG")))
+	empty := dir + "/empty.jsonl"
+	require.NoError(t, os.WriteFile(empty, []byte("no runs\n"), 0o644))
+	require.Error(t, run(context.Background(), []string{"-chart", png, empty}, os.Getenv, &bytes.Buffer{}, &bytes.Buffer{}))
+}
