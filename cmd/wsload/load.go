@@ -321,6 +321,9 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	var occ store.Occurrence
 	for {
 		if time.Now().After(deadline) {
+			for i, g := range gws {
+				fmt.Fprintf(cfg.Stderr, "gateway %d: %s\n", i+1, gatewayFaults(g.addr, g.metrics))
+			}
 			return res, fmt.Errorf("acks not all recorded")
 		}
 		if occ.ID == 0 {
@@ -439,4 +442,29 @@ func messagesSent(addr string) int {
 		}
 	}
 	return -1
+}
+
+// gatewayFaults says how many connections a gateway holds and what its
+// fault metrics counted, for a run that did not complete.
+func gatewayFaults(addr, metricsAddr string) string {
+	var h struct{ Connections int }
+	if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		_ = json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+	}
+	out := fmt.Sprintf("%d connections", h.Connections)
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, m := range []string{"chime_gateway_slow_client_closes_total", "chime_gateway_presence_refresh_errors_total", "chime_gateway_messages_sent_total", "chime_gateway_handshakes_refused_total"} {
+			if strings.HasPrefix(l, m) && !strings.HasSuffix(l, " 0") {
+				out += ", " + l
+			}
+		}
+	}
+	return out
 }
