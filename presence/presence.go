@@ -7,7 +7,7 @@
 // several devices and gateways) and whose scores are the instants, in Redis's
 // own clock, at which each entry stops counting. A gateway registers a
 // connection when it opens, refreshes all its live connections every
-// heartbeat interval (pipelined), and removes a connection when it closes.
+// heartbeat interval (one script per shard of their users, pipelined), and removes a connection when it closes.
 // Removal is ZREM of the connection's own member, so a closing connection
 // can never remove the route of a newer connection of the same user.
 //
@@ -85,17 +85,27 @@ func (r *Registry) key(app int64, user string) string { return Key(r.cfg.Prefix,
 
 // Entries past their instant are dropped on every write, and the key expires
 // with its latest entry. With only-if-present, a member no longer there (it
-// was removed or expired) is not added back and 0 is returned.
-// KEYS[1] conns; ARGV member, ttl ms, only-if-present.
+// was removed or expired) is not added back. The keys are of users of one
+// shard, one per connection; it returns per connection 1 if touched, 0 if
+// not. KEYS conns...; ARGV ttl ms, only-if-present, members....
 var touch = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if ARGV[3] == '1' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if #last > 0 then redis.call('PEXPIREAT', KEYS[1], last[2]) end
-return 1`)
+local ttl, only = tonumber(ARGV[1]), ARGV[2] == '1'
+local out = {}
+for i, k in ipairs(KEYS) do
+  local m = ARGV[2 + i]
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+  if only and not redis.call('ZSCORE', k, m) then
+    out[i] = 0
+  else
+    redis.call('ZADD', k, now + ttl, m)
+    local last = redis.call('ZRANGE', k, -1, -1, 'WITHSCORES')
+    if #last > 0 then redis.call('PEXPIREAT', k, last[2]) end
+    out[i] = 1
+  end
+end
+return out`)
 
 // lookup returns, per key (users of one shard), the live members.
 var lookup = redis.NewScript(`
@@ -126,8 +136,9 @@ func (r *Registry) Refresh(ctx context.Context, conns []Conn) ([]Conn, error) {
 	return missing, nil
 }
 
-// touch runs the touch script for each of conns in one pipeline and returns
-// those it did not touch (only with onlyIfPresent: they were gone).
+// touch runs the touch script over conns, one call per shard of their
+// users, in one pipeline, and returns those it did not touch (only with
+// onlyIfPresent: they were gone).
 func (r *Registry) touch(ctx context.Context, conns []Conn, onlyIfPresent bool) ([]Conn, error) {
 	if len(conns) == 0 {
 		return nil, nil
@@ -138,19 +149,30 @@ func (r *Registry) touch(ctx context.Context, conns []Conn, onlyIfPresent bool) 
 	if onlyIfPresent {
 		flag = "1"
 	}
-	cmds := make([]*redis.Cmd, len(conns))
+	byShard := keyspace.ByUserShard(len(conns), func(i int) (int64, string) { return conns[i].App, conns[i].User })
+	cmds := make([]*redis.Cmd, len(byShard))
 	_, err := rscript.Pipelined(ctx, r.rdb, scripts, func(p redis.Pipeliner) {
-		for i, c := range conns {
-			cmds[i] = touch.EvalSha(ctx, p, []string{r.key(c.App, c.User)}, c.member(), r.cfg.TTL.Milliseconds(), flag)
+		for c, idx := range byShard {
+			keys := make([]string, len(idx))
+			args := make([]any, 0, 2+len(idx))
+			args = append(args, r.cfg.TTL.Milliseconds(), flag)
+			for j, i := range idx {
+				keys[j] = r.key(conns[i].App, conns[i].User)
+				args = append(args, conns[i].member())
+			}
+			cmds[c] = touch.EvalSha(ctx, p, keys, args...)
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
 	var missing []Conn
-	for i, c := range cmds {
-		if n, _ := c.Int(); n == 0 {
-			missing = append(missing, conns[i])
+	for c, idx := range byShard {
+		res, _ := cmds[c].Int64Slice()
+		for j, i := range idx {
+			if j >= len(res) || res[j] == 0 {
+				missing = append(missing, conns[i])
+			}
 		}
 	}
 	return missing, nil
