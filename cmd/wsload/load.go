@@ -73,9 +73,14 @@ type result struct {
 	// RedisUsPerUser is the Redis CPU time (INFO commandstats, all
 	// commands of the server) from just before the fire to the last ack
 	// recorded, per client.
-	RedisUsPerUser float64         `json:"redis_us_per_user"`
-	ClientProcs    int             `json:"client_procs"`
-	PerGateway     []gatewayResult `json:"gateways"`
+	RedisUsPerUser float64 `json:"redis_us_per_user"`
+	// RedisCallsPerUser counts the commands Redis ran in that span (those
+	// scripts ran included) per client, RedisScriptsPerUser the script
+	// calls: unlike the time, neither depends on how loaded the machine is.
+	RedisCallsPerUser   float64         `json:"redis_calls_per_user"`
+	RedisScriptsPerUser float64         `json:"redis_scripts_per_user"`
+	ClientProcs         int             `json:"client_procs"`
+	PerGateway          []gatewayResult `json:"gateways"`
 }
 
 func (r result) print(w io.Writer) {
@@ -90,7 +95,8 @@ func (r result) print(w io.Writer) {
 		fmt.Fprintf(w, "  gateway %d             %d connections, %d delivered, heap %.1f KB and RSS %.1f KB per connection, RSS %.0f MB, %d goroutines\n",
 			i+1, g.Connections, g.Delivered, g.HeapPerConnKB, g.RSSPerConnKB, g.RSSMB, g.Goroutines)
 	}
-	fmt.Fprintf(w, "redis per user          %.1f µs (delivered and acknowledged; INFO commandstats)\n", r.RedisUsPerUser)
+	fmt.Fprintf(w, "redis per user          %.1f µs, %.1f commands, %.2f script calls (delivered and acknowledged; INFO commandstats)\n",
+		r.RedisUsPerUser, r.RedisCallsPerUser, r.RedisScriptsPerUser)
 	b, _ := json.Marshal(r)
 	fmt.Fprintln(w, string(b))
 }
@@ -342,7 +348,10 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.RedisUsPerUser = (redis1 - redis0) / float64(cfg.Clients)
+	n := float64(cfg.Clients)
+	res.RedisUsPerUser = (redis1.usec - redis0.usec) / n
+	res.RedisCallsPerUser = (redis1.calls - redis0.calls) / n
+	res.RedisScriptsPerUser = (redis1.scripts - redis0.scripts) / n
 	if cfg.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -405,26 +414,37 @@ func newID() string {
 
 // redisUsec is the CPU time Redis has spent in commands since its
 // statistics were last reset, in microseconds (INFO commandstats).
-func redisUsec(ctx context.Context, rdb redis.UniversalClient) (float64, error) {
+func redisUsec(ctx context.Context, rdb redis.UniversalClient) (redisStats, error) {
 	info, err := rdb.Info(ctx, "commandstats").Result()
 	if err != nil {
-		return 0, fmt.Errorf("redis commandstats: %w", err)
+		return redisStats{}, fmt.Errorf("redis commandstats: %w", err)
 	}
-	var total float64
+	var st redisStats
 	for _, l := range strings.Split(info, "\n") {
-		_, stats, ok := strings.Cut(l, ":")
-		if !strings.HasPrefix(l, "cmdstat_") || !ok {
+		name, stats, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if !strings.HasPrefix(name, "cmdstat_") || !ok {
 			continue
 		}
 		for _, kv := range strings.Split(stats, ",") {
-			if v, ok := strings.CutPrefix(kv, "usec="); ok {
-				n, _ := strconv.ParseFloat(v, 64)
-				total += n
+			k, v, _ := strings.Cut(kv, "=")
+			n, _ := strconv.ParseFloat(v, 64)
+			switch k {
+			case "usec":
+				st.usec += n
+			case "calls":
+				st.calls += n
+				if name == "cmdstat_evalsha" || name == "cmdstat_eval" {
+					st.scripts += n
+				}
 			}
 		}
 	}
-	return total, nil
+	return st, nil
 }
+
+// redisStats are INFO commandstats' totals: CPU time, commands (those
+// scripts run included) and script calls.
+type redisStats struct{ usec, calls, scripts float64 }
 
 // messagesSent reads chime_gateway_messages_sent_total from a gateway's
 // /metrics.
