@@ -5,7 +5,7 @@
 GO ?= go
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: run test unit build image vet lint bench bench-quick wsload
+.PHONY: run test unit build image vet lint bench bench-quick wsload wsload-60k
 
 run:
 	$(GO) run ./cmd/chime demo
@@ -45,3 +45,8 @@ bench-quick:
 # 10,000 WebSocket clients on one gateway process, a reminder fired to all.
 wsload:
 	scripts/testenv.sh $(GO) run ./cmd/wsload -clients 10000
+
+# 60,000 clients from four client processes over four gateway processes
+# (one process holds at most about 19,000 open files here).
+wsload-60k:
+	scripts/testenv.sh $(GO) run ./cmd/wsload -clients 60000 -gateways 4 -client-procs 4 -sources 8

@@ -407,6 +407,12 @@ type OnlineConfig struct {
 	// (50).
 	HandshakeRate  float64 `env:"CHIME_GATEWAY_HANDSHAKE_RATE"`
 	HandshakeBurst int     `env:"CHIME_GATEWAY_HANDSHAKE_BURST"`
+	// AckFlush is how long a gateway gathers clients' acks and read
+	// receipts before applying them together, AckBatch the most it applies
+	// at once. 0 means gateway.DefaultAckFlush (5ms) and
+	// gateway.DefaultAckBatch (1000).
+	AckFlush time.Duration `env:"CHIME_GATEWAY_ACK_FLUSH"`
+	AckBatch int           `env:"CHIME_GATEWAY_ACK_BATCH"`
 	// Heartbeat is how often the gateway pings clients and refreshes their
 	// presence.
 	Heartbeat time.Duration `env:"CHIME_HEARTBEAT_INTERVAL"`
@@ -446,6 +452,12 @@ func (c OnlineConfig) validate() error {
 	}
 	if c.MaxConnsPerUser < 0 || c.HandshakeRate < 0 || c.HandshakeBurst < 0 {
 		return errors.New("CHIME_GATEWAY_MAX_CONNS_PER_USER, CHIME_GATEWAY_HANDSHAKE_RATE and CHIME_GATEWAY_HANDSHAKE_BURST must be positive (or 0 for the default)")
+	}
+	if c.AckFlush < 0 || c.AckFlush > 10*time.Second {
+		return fmt.Errorf("CHIME_GATEWAY_ACK_FLUSH must be from 0 (the default) to 10s, not %s", c.AckFlush)
+	}
+	if c.AckBatch < 0 || c.AckBatch > 10000 {
+		return fmt.Errorf("CHIME_GATEWAY_ACK_BATCH must be from 0 (the default) to 10000, not %d", c.AckBatch)
 	}
 	if c.InboxCap < 1 || c.InboxCap > 5000 {
 		return fmt.Errorf("CHIME_INBOX_CAP must be from 1 to 5000, not %d", c.InboxCap)

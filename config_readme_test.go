@@ -40,6 +40,8 @@ var zeroMeans = map[string]any{
 	"CHIME_GATEWAY_MAX_CONNS_PER_USER": gateway.DefaultMaxConnsPerUser,
 	"CHIME_GATEWAY_HANDSHAKE_RATE":     gateway.DefaultHandshakeRate,
 	"CHIME_GATEWAY_HANDSHAKE_BURST":    gateway.DefaultHandshakeBurst,
+	"CHIME_GATEWAY_ACK_FLUSH":          gateway.DefaultAckFlush,
+	"CHIME_GATEWAY_ACK_BATCH":          gateway.DefaultAckBatch,
 	"CHIME_START_TIMEOUT":              chime.DefaultStartTimeout,
 }
 

@@ -54,6 +54,7 @@ func NewGateway(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk clock.Cl
 		HeartbeatInterval: cfg.Online.Heartbeat, PingTimeout: cfg.Online.PingTimeout,
 		MaxTokenLifetime: cfg.Online.TokenMaxLifetime, MaxConnsPerUser: cfg.Online.MaxConnsPerUser,
 		HandshakeRate: cfg.Online.HandshakeRate, HandshakeBurst: cfg.Online.HandshakeBurst,
+		AckFlush: cfg.Online.AckFlush, AckBatch: cfg.Online.AckBatch,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 	}, rdb, cfg.Presence(rdb), cfg.Inbox(rdb), cfg.Status(rdb, db), cfg.SigningKeys(db, rdb, log), clk, log, ln)
 }

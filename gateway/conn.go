@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -20,24 +23,91 @@ import (
 	"github.com/chime-dev/chime/token"
 )
 
-// conn is one client connection. Frames to the client go through out and
-// are written by one goroutine, which also pings.
+// conn is one client connection. An open connection costs one goroutine,
+// the one reading it (the handler's): frames to the client wait in queue
+// and are written by a goroutine that runs only while frames wait, pings
+// are sent by the gateway's heartbeat and their pongs awaited by a
+// goroutine of the same short life, and the close is a context.AfterFunc.
 type conn struct {
-	pc     presence.Conn
-	kid    string // the key that signed its token
-	ws     *websocket.Conn
-	out    chan []byte
-	cancel context.CancelCauseFunc
+	pc      presence.Conn
+	kid     string    // the key that signed its token
+	expires time.Time // its token's expiry
+	ws      *websocket.Conn
+	cancel  context.CancelCauseFunc
+	limit   int // the most frames waiting
+
+	mu      sync.Mutex
+	queue   [][]byte
+	writing bool // a writer owns the queue (or the replay on connect does)
+	pinging atomic.Bool
 }
 
-// send queues a frame; a client too slow to take its queue is disconnected
-// (what it missed stays in its inbox).
+// send queues a frame and starts a writer if none runs; a client too slow
+// to take its queue is disconnected (what it missed stays in its inbox).
 func (c *conn) send(frame []byte) {
-	select {
-	case c.out <- frame:
-	default:
+	c.mu.Lock()
+	if len(c.queue) >= c.limit {
+		c.mu.Unlock()
 		c.cancel(errTooSlow)
+		return
 	}
+	c.queue = append(c.queue, frame)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.drain()
+	}
+}
+
+// drain writes what waits, back to back, until nothing does. The queue's
+// memory goes with each round, so an idle connection keeps none.
+func (c *conn) drain() {
+	for {
+		c.mu.Lock()
+		frames := c.queue
+		c.queue = nil
+		if len(frames) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		for _, f := range frames {
+			if err := c.write(f); err != nil {
+				// writing stays set: no writer starts on a broken connection.
+				c.cancel(err)
+				return
+			}
+		}
+	}
+}
+
+// release hands the queue to writers once the replay on connect is done.
+func (c *conn) release() {
+	c.mu.Lock()
+	start := len(c.queue) > 0
+	c.writing = start
+	c.mu.Unlock()
+	if start {
+		go c.drain()
+	}
+}
+
+// ping sends a WebSocket ping and ends the connection if its pong does not
+// come within timeout; a ping still waiting is not doubled.
+func (c *conn) ping(timeout time.Duration) {
+	if !c.pinging.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.pinging.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := c.ws.Ping(ctx); err != nil {
+			c.cancel(errNoPong)
+		}
+	}()
 }
 
 var (
@@ -114,11 +184,15 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	g.connWG.Add(1)
 	defer g.connWG.Done()
 	ctx, cancel := context.WithCancelCause(g.base)
-	defer cancel(nil)
 	c := &conn{
 		pc: presence.Conn{App: claims.App, User: claims.Subject, Instance: g.cfg.Instance, ID: newID()}, kid: claims.KeyID,
-		ws: ws, out: make(chan []byte, g.cfg.SendQueue), cancel: cancel,
+		expires: claims.ExpiresAt.Time, ws: ws, cancel: cancel, limit: g.cfg.SendQueue, writing: true,
 	}
+	// Whatever ends the connection (the read failing, the heartbeat, a
+	// full queue, shutdown) closes it here, with a status that says why.
+	closed := make(chan struct{})
+	context.AfterFunc(ctx, func() { defer close(closed); g.closeWS(ctx, c) })
+	defer func() { cancel(nil); <-closed }()
 	log := g.log.With("app", c.pc.App, "user", c.pc.User, "conn", c.pc.ID)
 	if err := g.open(ctx, c); err != nil {
 		log.Warn("open connection", "err", err)
@@ -128,15 +202,9 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.closed(c)
 	defer metrics.GatewayConnected()()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		g.writeLoop(ctx, c, claims.ExpiresAt.Time)
-	}()
+	c.release()
 	g.readLoop(ctx, c)
-	<-done
-	cause := context.Cause(ctx)
-	log.Debug("connection closed", "cause", cause)
+	log.Debug("connection closed", "cause", context.Cause(ctx))
 }
 
 // open registers c (in memory, then in presence), then writes the messages
@@ -164,7 +232,7 @@ func (g *Gateway) open(ctx context.Context, c *conn) error {
 		if err != nil {
 			continue
 		}
-		if err := c.write(ctx, messageFrame(raw)); err != nil {
+		if err := c.write(messageFrame(raw)); err != nil {
 			g.closed(c)
 			return fmt.Errorf("replay: %w", err)
 		}
@@ -173,7 +241,7 @@ func (g *Gateway) open(ctx context.Context, c *conn) error {
 	metrics.GatewayReplayed(len(pending))
 	welcome, _ := json.Marshal(map[string]any{"type": "welcome", "conn": c.pc.ID, "instance": g.cfg.Instance,
 		"replayed": len(pending)})
-	if err := c.write(ctx, welcome); err != nil {
+	if err := c.write(welcome); err != nil {
 		g.closed(c)
 		return fmt.Errorf("welcome: %w", err)
 	}
@@ -246,18 +314,16 @@ func (g *Gateway) admitted(k userKey, c *conn) {
 	if c == nil {
 		return
 	}
-	if g.byUser[k] == nil {
-		g.byUser[k] = map[*conn]struct{}{}
-	}
-	g.byUser[k][c] = struct{}{}
+	g.byUser[k] = append(g.byUser[k], c)
 }
 
 func (g *Gateway) forget(c *conn) {
 	k := userKey{c.pc.App, c.pc.User}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	delete(g.byUser[k], c)
-	if len(g.byUser[k]) == 0 {
+	cs := slices.DeleteFunc(g.byUser[k], func(x *conn) bool { return x == c })
+	g.byUser[k] = cs
+	if len(cs) == 0 {
 		delete(g.byUser, k)
 	}
 }
@@ -277,7 +343,7 @@ func (g *Gateway) closed(c *conn) {
 // when ctx ends.
 func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 	for {
-		typ, data, err := c.ws.Read(context.WithoutCancel(ctx))
+		typ, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			c.cancel(err)
 			return
@@ -314,8 +380,8 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 // WebSocket library drop the connection without a close frame, so neither
 // takes the connection's context: a stopping gateway lets them finish and
 // then closes with 1001.
-func (c *conn) write(ctx context.Context, frame []byte) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+func (c *conn) write(frame []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	metrics.GatewayFrameSent()
 	return c.ws.Write(ctx, websocket.MessageText, frame)
@@ -323,49 +389,21 @@ func (c *conn) write(ctx context.Context, frame []byte) error {
 
 func (c *conn) reply(frame string) { c.send([]byte(frame)) }
 
-// writeLoop writes queued frames, pings every heartbeat interval, and ends
-// the connection when its token expires or a pong does not come. When ctx
-// ends it closes the connection with a status that says why.
-func (g *Gateway) writeLoop(ctx context.Context, c *conn, expires time.Time) {
-	defer func() {
-		cause := context.Cause(ctx)
-		switch {
-		case errors.Is(cause, errTokenExpired):
-			c.ws.Close(websocket.StatusPolicyViolation, "token expired")
-		case errors.Is(cause, errKeyExpired):
-			c.ws.Close(websocket.StatusPolicyViolation, "signing key expired")
-		case errors.Is(cause, errTooSlow):
-			metrics.GatewaySlowClose()
-			c.ws.Close(websocket.StatusTryAgainLater, "client too slow; reconnect")
-		case g.base.Err() != nil:
-			c.ws.Close(websocket.StatusGoingAway, "gateway shutting down; reconnect")
-		default:
-			c.ws.CloseNow()
-		}
-	}()
-	ping := g.clock.After(g.cfg.HeartbeatInterval)
-	expiry := g.clock.After(max(expires.Sub(g.clock.Now()), 0))
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-expiry:
-			c.cancel(errTokenExpired)
-			return
-		case f := <-c.out:
-			if err := c.write(ctx, f); err != nil {
-				c.cancel(err)
-				return
-			}
-		case <-ping:
-			ping = g.clock.After(g.cfg.HeartbeatInterval)
-			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.PingTimeout)
-			err := c.ws.Ping(pctx)
-			cancel()
-			if err != nil {
-				c.cancel(errNoPong)
-				return
-			}
-		}
+// closeWS closes c's WebSocket once ctx has ended, with a status that says
+// why.
+func (g *Gateway) closeWS(ctx context.Context, c *conn) {
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errTokenExpired):
+		c.ws.Close(websocket.StatusPolicyViolation, "token expired")
+	case errors.Is(cause, errKeyExpired):
+		c.ws.Close(websocket.StatusPolicyViolation, "signing key expired")
+	case errors.Is(cause, errTooSlow):
+		metrics.GatewaySlowClose()
+		c.ws.Close(websocket.StatusTryAgainLater, "client too slow; reconnect")
+	case g.base.Err() != nil:
+		c.ws.Close(websocket.StatusGoingAway, "gateway shutting down; reconnect")
+	default:
+		c.ws.CloseNow()
 	}
 }

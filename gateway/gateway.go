@@ -20,7 +20,8 @@
 // batches and records the status changes.
 //
 // Liveness: every HeartbeatInterval the gateway pings each client and closes
-// a connection whose pong does not come within PingTimeout, and refreshes
+// a connection whose pong does not come within PingTimeout, closes those
+// whose token has expired (so within a heartbeat of the expiry), and refreshes
 // the presence of all its open connections (one pipelined round trip per
 // 1,000). A connection therefore stops counting as online within
 // HeartbeatInterval + PingTimeout of its client vanishing, and within the
@@ -95,9 +96,14 @@ type Config struct {
 	// PingTimeout is how long a client has to answer a ping. Defaults to
 	// DefaultPingTimeout (5s).
 	PingTimeout time.Duration
-	// AckFlush is how long acknowledgements are gathered before they are
-	// applied together. Defaults to 50ms.
+	// AckFlush is how long acknowledgements and read receipts are gathered
+	// before they are applied together (one script per shard of their
+	// users, one status upsert), and AckBatch how many frames of them are
+	// applied at most at once. A gateway that dies loses what it gathered:
+	// those messages are still pending and come again on the next connect.
+	// Default to DefaultAckFlush (5ms) and DefaultAckBatch (1,000).
 	AckFlush time.Duration
+	AckBatch int
 	// SendQueue is how many frames may wait for a slow client before its
 	// connection is closed (its messages stay in its inbox), and the most
 	// waiting messages replayed on connect. Defaults to 64.
@@ -118,6 +124,8 @@ const (
 	DefaultHeartbeatInterval = 10 * time.Second
 	DefaultPingTimeout       = 5 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultAckFlush          = 5 * time.Millisecond
+	DefaultAckBatch          = 1000
 )
 
 func (c *Config) defaults() {
@@ -130,9 +138,8 @@ func (c *Config) defaults() {
 	c.Prefix = cmp.Or(c.Prefix, keyspace.DefaultPrefix)
 	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
 	c.PingTimeout = cmp.Or(c.PingTimeout, DefaultPingTimeout)
-	if c.AckFlush == 0 {
-		c.AckFlush = 50 * time.Millisecond
-	}
+	c.AckFlush = cmp.Or(c.AckFlush, DefaultAckFlush)
+	c.AckBatch = cmp.Or(c.AckBatch, DefaultAckBatch)
 	if c.SendQueue == 0 {
 		c.SendQueue = 64
 	}
@@ -169,7 +176,7 @@ type Gateway struct {
 	connWG sync.WaitGroup
 
 	mu     sync.Mutex
-	byUser map[userKey]map[*conn]struct{}
+	byUser map[userKey][]*conn // most users hold one
 	// opening counts the connections admitted and not yet in byUser, so
 	// that handshakes at once cannot pass the per-user limit together.
 	opening map[userKey]int
@@ -189,7 +196,8 @@ func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.
 		return nil, errors.New("gateway: an instance ID without '|' is required")
 	case keys == nil:
 		return nil, errors.New("gateway: signing keys are required")
-	case cfg.MaxConnsPerUser < 0 || cfg.HandshakeRate < 0 || cfg.HandshakeBurst < 0 || cfg.Addresses < 0 || cfg.MaxTokenLifetime < 0:
+	case cfg.MaxConnsPerUser < 0 || cfg.HandshakeRate < 0 || cfg.HandshakeBurst < 0 || cfg.Addresses < 0 || cfg.MaxTokenLifetime < 0 ||
+		cfg.AckFlush < 0 || cfg.AckBatch < 0:
 		return nil, errors.New("gateway: limits must not be negative")
 	case p.TTL() <= cfg.HeartbeatInterval:
 		return nil, fmt.Errorf("gateway: the presence TTL (%s) must be longer than the heartbeat interval (%s)", p.TTL(), cfg.HeartbeatInterval)
@@ -199,7 +207,7 @@ func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.
 		cfg: cfg, rdb: rdb, presence: p, inbox: in, status: st, keys: keys, clock: clk, log: log.With("gateway", cfg.Instance), ln: ln,
 		handshakes: newHandshakes(cfg.HandshakeRate, cfg.HandshakeBurst, cfg.Addresses),
 		acks:       make(chan inbox.Ack, 4096), base: base, cancel: cancel,
-		byUser: map[userKey]map[*conn]struct{}{}, opening: map[userKey]int{},
+		byUser: map[userKey][]*conn{}, opening: map[userKey]int{},
 	}, nil
 }
 
@@ -345,7 +353,16 @@ func (g *Gateway) heartbeat(ctx context.Context) error {
 			}
 			conns = conns[n:]
 		}
-		g.endRevoked(ctx, g.snapshot())
+		live := g.snapshot()
+		g.endRevoked(ctx, live)
+		now := g.clock.Now()
+		for _, c := range live {
+			if !now.Before(c.expires) {
+				c.cancel(errTokenExpired)
+				continue
+			}
+			c.ping(g.cfg.PingTimeout)
+		}
 	}
 }
 
@@ -385,9 +402,7 @@ func (g *Gateway) snapshot() []*conn {
 	defer g.mu.Unlock()
 	var out []*conn
 	for _, cs := range g.byUser {
-		for c := range cs {
-			out = append(out, c)
-		}
+		out = append(out, cs...)
 	}
 	return out
 }
@@ -395,7 +410,7 @@ func (g *Gateway) snapshot() []*conn {
 func (g *Gateway) isOpen(pc presence.Conn) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for c := range g.byUser[userKey{pc.App, pc.User}] {
+	for _, c := range g.byUser[userKey{pc.App, pc.User}] {
 		if c.pc.ID == pc.ID {
 			return true
 		}
@@ -454,7 +469,7 @@ func (g *Gateway) dispatch(env presence.Envelope) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, u := range env.Users {
-		for c := range g.byUser[userKey{env.App, u}] {
+		for _, c := range g.byUser[userKey{env.App, u}] {
 			c.send(frame)
 			metrics.GatewayMessageSent()
 		}
@@ -520,7 +535,7 @@ func (g *Gateway) flushAcks(stop <-chan struct{}) error {
 		}
 		deadline := g.clock.After(g.cfg.AckFlush)
 	gather:
-		for len(batch) < 1000 {
+		for len(batch) < g.cfg.AckBatch {
 			select {
 			case a := <-g.acks:
 				batch = append(batch, a)

@@ -1,19 +1,21 @@
 // Package inbox keeps, in Redis, the messages a user has not been pushed yet
 // and those pushed but not read, and the announcements of each region.
 //
-// Per user (keys hash-tagged {app:user}, so every script touches one Redis
-// Cluster slot):
+// Per user (keys P{app:uN}:user:..., hash-tagged by the user's shard, see
+// keyspace.User, so that every script touches one Redis Cluster slot and
+// the messages of a chunk of users are stored with one script per shard,
+// not one per user):
 //
-//   - P{app:user}:np, "not yet pushed": a sorted set of message IDs by the
+//   - P{app:uN}:user:np, "not yet pushed": a sorted set of message IDs by the
 //     time they were stored. Every personal message goes here first, also
 //     for a user who is online, and leaves only when the client acknowledges
 //     it (over the socket or the API). A message sent to a gateway that dies
 //     before the client's ack is therefore still here, and is replayed when
 //     the user connects again. The set is capped (Config.Cap): storing a
 //     message into a full set drops the oldest.
-//   - P{app:user}:unread: acknowledged (delivered) messages not yet read. A
+//   - P{app:uN}:user:unread: acknowledged (delivered) messages not yet read. A
 //     read receipt removes a message from both sets. Capped the same way.
-//   - P{app:user}:msgs: the message bodies, by ID, while a message is in
+//   - P{app:uN}:user:msgs: the message bodies, by ID, while a message is in
 //     either set.
 //
 // A pending message is kept TTL after it was stored, an unread one
@@ -127,49 +129,61 @@ func New(cfg Config, rdb redis.UniversalClient) *Store {
 func (s *Store) Config() Config { return s.cfg }
 
 func (s *Store) keys(app int64, user string) []string {
-	tag := fmt.Sprintf("%s{%d:%s}:", s.cfg.Prefix, app, user)
-	return []string{tag + "np", tag + "unread", tag + "msgs"}
+	stem := keyspace.User(s.cfg.Prefix, app, user)
+	return []string{stem + "np", stem + "unread", stem + "msgs"}
 }
 
-// The scripts share KEYS np, unread, msgs. A body is deleted when its ID
-// leaves both sets.
+// The scripts take the keys np, unread, msgs of one user, or of several
+// users of one shard (keyspace.UserShards) three by three. A body is
+// deleted when its ID leaves both sets.
 const trimFn = `
-local function trim(set, other, cap, dropped)
+local function trim(set, other, msgs, cap, dropped)
   local n = redis.call('ZCARD', set)
   if n <= cap then return end
   local ids = redis.call('ZRANGE', set, 0, n - cap - 1)
   redis.call('ZREMRANGEBYRANK', set, 0, n - cap - 1)
   for _, id in ipairs(ids) do
-    if not redis.call('ZSCORE', other, id) then redis.call('HDEL', KEYS[3], id) end
+    if not redis.call('ZSCORE', other, id) then redis.call('HDEL', msgs, id) end
     table.insert(dropped, id)
   end
 end
-local function expire(set, other, cutoff, dropped)
+local function expire(set, other, msgs, cutoff, dropped)
   local ids = redis.call('ZRANGE', set, '-inf', cutoff, 'BYSCORE')
   if #ids == 0 then return end
   redis.call('ZREMRANGEBYSCORE', set, '-inf', cutoff)
   for _, id in ipairs(ids) do
-    if not redis.call('ZSCORE', other, id) then redis.call('HDEL', KEYS[3], id) end
+    if not redis.call('ZSCORE', other, id) then redis.call('HDEL', msgs, id) end
     table.insert(dropped, id)
   end
 end
 `
 
-// add stores one message unless it is already in either set, and returns the
-// IDs of the messages it dropped (too old, or over the cap).
-// ARGV id, body, now ms, cap, ttl ms, unread ttl ms.
+// add stores messages, one per user of one shard, each unless it is
+// already in either set, and returns per user the IDs of the messages it
+// dropped (too old, or over the cap). Bodies are passed once each and
+// named by their index. ARGV now ms, cap, ttl ms, unread ttl ms, number of
+// bodies B, bodies 1..B, then per user: id, body index.
 var add = redis.NewScript(trimFn + `
-local now, cap, ttl, uttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local dropped = {}
-expire(KEYS[1], KEYS[2], now - ttl, dropped)
-expire(KEYS[2], KEYS[1], now - uttl, dropped)
-if not redis.call('ZSCORE', KEYS[2], ARGV[1]) and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[1])
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+local now, cap, ttl, uttl, nb = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local keep = math.max(ttl, uttl)
+local base = 5 + nb
+local out = {}
+for i = 1, #KEYS / 3 do
+  local np, un, msgs = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
+  local id = ARGV[base + 2*i - 1]
+  local dropped = {}
+  expire(np, un, msgs, now - ttl, dropped)
+  expire(un, np, msgs, now - uttl, dropped)
+  if not redis.call('ZSCORE', un, id) and redis.call('ZADD', np, 'NX', now, id) == 1 then
+    redis.call('HSET', msgs, id, ARGV[5 + tonumber(ARGV[base + 2*i])])
+    trim(np, un, msgs, cap, dropped)
+    redis.call('PEXPIRE', np, keep)
+    redis.call('PEXPIRE', un, keep)
+    redis.call('PEXPIRE', msgs, keep)
+  end
+  out[i] = dropped
 end
-trim(KEYS[1], KEYS[2], cap, dropped)
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], math.max(ttl, uttl)) end
-return dropped`)
+return out`)
 
 // list returns {pending ids, pending bodies, unread ids, unread bodies},
 // oldest first, leaving out messages older than the cutoffs. ARGV pending
@@ -185,46 +199,50 @@ for i = 1, 2 do
 end
 return out`)
 
-// deliver moves IDs from np to unread (dated now) and returns those it
-// moved; with no IDs it moves all. ARGV now ms, cap, keep ms, ids...
-var deliver = redis.NewScript(trimFn + `
-local ids = {}
-if #ARGV > 3 then
-  for i = 4, #ARGV do table.insert(ids, ARGV[i]) end
-else
-  ids = redis.call('ZRANGE', KEYS[1], 0, -1)
-end
-local moved = {}
-for _, id in ipairs(ids) do
-  if redis.call('ZREM', KEYS[1], id) == 1 then
-    redis.call('ZADD', KEYS[2], ARGV[1], id)
-    table.insert(moved, id)
+// apply applies acks of users of one shard and returns per ack the IDs
+// whose state it changed. An ack "d" moves IDs from np to unread (dated
+// now; with no IDs, all of np), an ack "r" removes IDs from both sets.
+// ARGV now ms, cap, keep ms, then per ack: kind, number of IDs N, IDs 1..N.
+var apply = redis.NewScript(trimFn + `
+local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local a = 4
+local out = {}
+for i = 1, #KEYS / 3 do
+  local np, un, msgs = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
+  local kind, n = ARGV[a], tonumber(ARGV[a+1])
+  local ids = {}
+  for j = 1, n do ids[j] = ARGV[a+1+j] end
+  a = a + 2 + n
+  local done = {}
+  if kind == 'r' then
+    for _, id in ipairs(ids) do
+      if redis.call('ZREM', np, id) + redis.call('ZREM', un, id) > 0 then
+        redis.call('HDEL', msgs, id)
+        table.insert(done, id)
+      end
+    end
+  else
+    if n == 0 then ids = redis.call('ZRANGE', np, 0, -1) end
+    for _, id in ipairs(ids) do
+      if redis.call('ZREM', np, id) == 1 then
+        redis.call('ZADD', un, now, id)
+        table.insert(done, id)
+      end
+    end
+    if #done > 0 then
+      trim(un, np, msgs, cap, {})
+      redis.call('PEXPIRE', un, keep, 'GT')
+      redis.call('PEXPIRE', msgs, keep, 'GT')
+    end
   end
+  out[i] = done
 end
-if #moved > 0 then
-  local dropped = {}
-  trim(KEYS[2], KEYS[1], tonumber(ARGV[2]), dropped)
-  for i = 2, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[3], 'GT') end
-end
-return moved`)
+return out`)
 
-// read removes IDs from both sets and returns those it removed. ARGV ids...
-var read = redis.NewScript(`
-local done = {}
-for _, id in ipairs(ARGV) do
-  local a = redis.call('ZREM', KEYS[1], id)
-  local b = redis.call('ZREM', KEYS[2], id)
-  if a + b > 0 then
-    redis.call('HDEL', KEYS[3], id)
-    table.insert(done, id)
-  end
-end
-return done`)
+// Scripts are the scripts AddCmds queues, for rscript.Pipelined.
+func Scripts() []*redis.Script { return []*redis.Script{add, list, apply} }
 
-// Scripts are the scripts AddCmd queues, for rscript.Pipelined.
-func Scripts() []*redis.Script { return []*redis.Script{add, list, deliver, read} }
-
-// Encode returns m as stored at now: the body AddCmd stores and gateways
+// Encode returns m as stored at now: the body AddCmds stores and gateways
 // send to clients.
 func Encode(m Message, now time.Time) (json.RawMessage, error) {
 	m.StoredAt = now.UTC()
@@ -235,21 +253,72 @@ func Encode(m Message, now time.Time) (json.RawMessage, error) {
 	return body, nil
 }
 
-// AddCmd queues storing the message id, encoded as body (by Encode at now),
-// for user on p; Dropped reads its answer.
-func (s *Store) AddCmd(ctx context.Context, p redis.Pipeliner, app int64, user, id string, body json.RawMessage, now time.Time) *redis.Cmd {
-	return add.EvalSha(ctx, p, s.keys(app, user), s.addArgs(id, body, now)...)
+// Item is one message to store for one user: its ID and its body, encoded
+// by Encode.
+type Item struct {
+	User string
+	ID   string
+	Body json.RawMessage
 }
 
-func (s *Store) addArgs(id string, body json.RawMessage, now time.Time) []any {
-	return []any{id, []byte(body), now.UnixMilli(), s.cfg.Cap, s.cfg.TTL.Milliseconds(), s.cfg.UnreadTTL.Milliseconds()}
+// Added is the answer to an AddCmds: the messages each item dropped.
+type Added struct {
+	cmds  []*redis.Cmd
+	index [][]int // per command, the items it stored
+	n     int
 }
 
-// Dropped reads the answer of an AddCmd: the IDs of messages that left the
-// inbox unread because they were too old or over the cap.
-func Dropped(c *redis.Cmd) []string {
-	ids, _ := c.StringSlice()
-	return ids
+// AddCmds queues storing items, all for users of app, on p: one script
+// per shard of the users, whatever their number.
+func (s *Store) AddCmds(ctx context.Context, p redis.Pipeliner, app int64, items []Item, now time.Time) *Added {
+	a := &Added{index: keyspace.ByUserShard(len(items), func(i int) (int64, string) { return app, items[i].User }), n: len(items)}
+	for _, idx := range a.index {
+		bodyAt := map[string]int{}
+		keys := make([]string, 0, 3*len(idx))
+		args := []any{now.UnixMilli(), s.cfg.Cap, s.cfg.TTL.Milliseconds(), s.cfg.UnreadTTL.Milliseconds(), 0}
+		var refs []any
+		for _, i := range idx {
+			it := items[i]
+			keys = append(keys, s.keys(app, it.User)...)
+			b, ok := bodyAt[string(it.Body)]
+			if !ok {
+				b = len(bodyAt) + 1
+				bodyAt[string(it.Body)] = b
+				args = append(args, []byte(it.Body))
+			}
+			refs = append(refs, it.ID, b)
+		}
+		args[4] = len(bodyAt)
+		a.cmds = append(a.cmds, add.EvalSha(ctx, p, keys, append(args, refs...)...))
+	}
+	return a
+}
+
+// Dropped returns, per item, the IDs of messages that left the inbox
+// unread because they were too old or over the cap. Call it after the
+// pipeline ran.
+func (a *Added) Dropped() [][]string {
+	out := make([][]string, a.n)
+	for c, idx := range a.index {
+		res, _ := a.cmds[c].Slice()
+		for j, i := range idx {
+			if j < len(res) {
+				out[i] = stringsOf(res[j])
+			}
+		}
+	}
+	return out
+}
+
+func stringsOf(v any) []string {
+	vs, _ := v.([]any)
+	out := make([]string, 0, len(vs))
+	for _, x := range vs {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Add stores m for user and returns the IDs it dropped, as Dropped does.
@@ -260,11 +329,13 @@ func (s *Store) Add(ctx context.Context, app int64, user string, m Message, now 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	dropped, err := add.Run(ctx, s.rdb, s.keys(app, user), s.addArgs(m.ID, body, now)...).StringSlice()
-	if err != nil {
+	var a *Added
+	if _, err := rscript.Pipelined(ctx, s.rdb, Scripts(), func(p redis.Pipeliner) {
+		a = s.AddCmds(ctx, p, app, []Item{{User: user, ID: m.ID, Body: body}}, now)
+	}); err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
 	}
-	return dropped, nil
+	return a.Dropped()[0], nil
 }
 
 // Contents is what a user's inbox holds.
@@ -306,14 +377,11 @@ func (s *Store) List(ctx context.Context, app int64, user string, now time.Time)
 // Delivered moves ids (all pending messages if ids is empty) from pending
 // to unread and returns the IDs it moved; IDs not pending are ignored.
 func (s *Store) Delivered(ctx context.Context, app int64, user string, ids []string, now time.Time) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	args := append(s.deliverArgs(now), strSlice(ids)...)
-	moved, err := deliver.Run(ctx, s.rdb, s.keys(app, user), args...).StringSlice()
+	changed, err := s.Apply(ctx, []Ack{{App: app, User: user, IDs: ids}}, now)
 	if err != nil {
-		return nil, fmt.Errorf("acknowledge messages: %w", err)
+		return nil, err
 	}
-	return moved, nil
+	return changed[0], nil
 }
 
 // Read applies read receipts: ids leave both sets. It returns the IDs that
@@ -322,29 +390,17 @@ func (s *Store) Read(ctx context.Context, app int64, user string, ids []string) 
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	done, err := read.Run(ctx, s.rdb, s.keys(app, user), strSlice(ids)...).StringSlice()
+	changed, err := s.Apply(ctx, []Ack{{App: app, User: user, IDs: ids, Read: true}}, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("mark messages read: %w", err)
+		return nil, err
 	}
-	return done, nil
-}
-
-func (s *Store) deliverArgs(now time.Time) []any {
-	return []any{now.UnixMilli(), s.cfg.Cap, max(s.cfg.TTL, s.cfg.UnreadTTL).Milliseconds()}
-}
-
-func strSlice(ids []string) []any {
-	out := make([]any, len(ids))
-	for i, id := range ids {
-		out[i] = id
-	}
-	return out
+	return changed[0], nil
 }
 
 // Ack is a client's acknowledgement of some of a user's messages: delivered
-// (they reached the client) or read.
+// (they reached the client) or read. A delivery ack without IDs
+// acknowledges every pending message; a read receipt without IDs does
+// nothing.
 type Ack struct {
 	App  int64
 	User string
@@ -352,34 +408,46 @@ type Ack struct {
 	Read bool
 }
 
-// Apply applies acks in one pipelined round trip and returns, per ack, the
-// IDs whose state changed (so that each transition is counted once).
+// Apply applies acks, one script per shard of their users in one
+// pipelined round trip, and returns, per ack, the IDs whose state changed
+// (so that each transition is counted once).
 func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]string, error) {
 	if len(acks) == 0 {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cmds := make([]*redis.Cmd, len(acks))
+	byShard := keyspace.ByUserShard(len(acks), func(i int) (int64, string) { return acks[i].App, acks[i].User })
+	cmds := make([]*redis.Cmd, len(byShard))
 	_, err := rscript.Pipelined(ctx, s.rdb, Scripts(), func(p redis.Pipeliner) {
-		for i, a := range acks {
-			if len(a.IDs) == 0 {
-				continue
+		for c, idx := range byShard {
+			keys := make([]string, 0, 3*len(idx))
+			args := []any{now.UnixMilli(), s.cfg.Cap, max(s.cfg.TTL, s.cfg.UnreadTTL).Milliseconds()}
+			for _, i := range idx {
+				a := acks[i]
+				keys = append(keys, s.keys(a.App, a.User)...)
+				kind, ids := "d", a.IDs
+				if a.Read {
+					kind = "r"
+				}
+				args = append(args, kind, len(ids))
+				for _, id := range ids {
+					args = append(args, id)
+				}
 			}
-			if a.Read {
-				cmds[i] = read.EvalSha(ctx, p, s.keys(a.App, a.User), strSlice(a.IDs)...)
-			} else {
-				cmds[i] = deliver.EvalSha(ctx, p, s.keys(a.App, a.User), append(s.deliverArgs(now), strSlice(a.IDs)...)...)
-			}
+			cmds[c] = apply.EvalSha(ctx, p, keys, args...)
 		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("apply acknowledgements: %w", err)
 	}
 	out := make([][]string, len(acks))
-	for i, c := range cmds {
-		if c != nil {
-			out[i], _ = c.StringSlice()
+	for c, idx := range byShard {
+		res, _ := cmds[c].Slice()
+		for j, i := range idx {
+			if j < len(res) {
+				out[i] = stringsOf(res[j])
+			}
 		}
 	}
 	return out, nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/keyspace"
 )
 
 func ids(ms []inbox.Message) []string {
@@ -52,7 +53,7 @@ func TestInboxCapDropsTheOldest(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"o3", "o4", "o5"}, ids(c.Pending))
 	// The bodies of dropped messages are gone too.
-	n, err := env.Redis.HLen(ctx, env.Prefix+"{1:u}:msgs").Result()
+	n, err := env.Redis.HLen(ctx, keyspace.User(env.Prefix, 1, "u")+"msgs").Result()
 	require.NoError(t, err)
 	require.EqualValues(t, 3, n)
 	// Another app's user of the same ID has an inbox of their own.
@@ -78,7 +79,7 @@ func TestInboxTTL(t *testing.T) {
 	dropped, err := s.Add(ctx, 1, "u", inbox.Message{ID: "o2"}, now)
 	require.NoError(t, err)
 	require.Equal(t, []string{"o1"}, dropped)
-	ttl, err := env.Redis.PTTL(ctx, env.Prefix+"{1:u}:np").Result()
+	ttl, err := env.Redis.PTTL(ctx, keyspace.User(env.Prefix, 1, "u")+"np").Result()
 	require.NoError(t, err)
 	require.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5)
 
@@ -96,7 +97,7 @@ func TestInboxTTL(t *testing.T) {
 	_, err = short.Add(ctx, 1, "v", inbox.Message{ID: "o3"}, time.Now())
 	require.NoError(t, err)
 	testenv.WaitUntil(t, 5*time.Second, "the inbox expires", func() bool {
-		n, err := env.Redis.Exists(ctx, env.Prefix+"{1:v}:np", env.Prefix+"{1:v}:msgs").Result()
+		n, err := env.Redis.Exists(ctx, keyspace.User(env.Prefix, 1, "v")+"np", keyspace.User(env.Prefix, 1, "v")+"msgs").Result()
 		return err == nil && n == 0
 	})
 }

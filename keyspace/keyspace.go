@@ -3,6 +3,57 @@
 // share one default.
 package keyspace
 
+import (
+	"strconv"
+
+	"github.com/cespare/xxhash/v2"
+)
+
 // DefaultPrefix starts every Redis key Chime writes (asynq's own keys
 // aside) unless CHIME_REDIS_PREFIX says otherwise.
 const DefaultPrefix = "chime:"
+
+// UserShards is how many hash tags one app's users are spread over. Every
+// per-user key (inbox, presence, status detail) carries the tag of its
+// user's shard, {app:uN}, so that the work for a chunk of users, or a
+// gateway's batch of acks, is one script per shard, each in one Redis
+// Cluster slot, rather than one per user. 64 tags spread an app over
+// enough slots for a cluster of many masters while a chunk of 500 users
+// still needs no more than 64 scripts. It is part of the key layout:
+// changing it strands what the keys held.
+const UserShards = 64
+
+// UserShard is the shard of an app's user.
+func UserShard(app int64, user string) int {
+	return int(xxhash.Sum64String(user) % UserShards)
+}
+
+// User is what an app's user's keys start with: the prefix, the shard's
+// hash tag and the user. The user ID ends before the last ':' of a key,
+// so no two users' keys can be the same.
+func User(prefix string, app int64, user string) string {
+	return prefix + "{" + strconv.FormatInt(app, 10) + ":u" + strconv.Itoa(UserShard(app, user)) + "}:" + user + ":"
+}
+
+// ByUserShard groups the indexes 0..n-1 by the shard of the app's user
+// each names, in the order the shards first appear.
+func ByUserShard(n int, who func(i int) (app int64, user string)) [][]int {
+	type shard struct {
+		app int64
+		n   int
+	}
+	at := map[shard]int{}
+	var out [][]int
+	for i := range n {
+		app, user := who(i)
+		s := shard{app, UserShard(app, user)}
+		j, ok := at[s]
+		if !ok {
+			j = len(out)
+			at[s] = j
+			out = append(out, nil)
+		}
+		out[j] = append(out[j], i)
+	}
+	return out
+}

@@ -2,12 +2,12 @@
 // WebSocket connections, so that workers can route a message to the
 // instance that can deliver it.
 //
-// Each user has one sorted set, P{app:user}:conns, whose members are
+// Each user has one sorted set, P{app:uN}:user:conns, whose members are
 // "instance|conn" (one per open connection, so a user may be online on
 // several devices and gateways) and whose scores are the instants, in Redis's
 // own clock, at which each entry stops counting. A gateway registers a
 // connection when it opens, refreshes all its live connections every
-// heartbeat interval (pipelined), and removes a connection when it closes.
+// heartbeat interval (one script per shard of their users, pipelined), and removes a connection when it closes.
 // Removal is ZREM of the connection's own member, so a closing connection
 // can never remove the route of a newer connection of the same user.
 //
@@ -18,8 +18,9 @@
 // gateway that dies stop counting within TTL. Lookups compare scores with
 // Redis's TIME, so gateway and worker clocks do not matter.
 //
-// Every script touches one user's key only, hence one Redis Cluster slot:
-// the key is hash-tagged by {app:user}.
+// The key is hash-tagged by the user's shard, {app:uN} (keyspace.User), so
+// that a worker looks up a chunk's users with one script per shard, each
+// in one Redis Cluster slot.
 package presence
 
 import (
@@ -77,30 +78,42 @@ func (r *Registry) TTL() time.Duration { return r.cfg.TTL }
 
 // Key is the presence key of a user.
 func Key(prefix string, app int64, user string) string {
-	return fmt.Sprintf("%s{%d:%s}:conns", prefix, app, user)
+	return keyspace.User(prefix, app, user) + "conns"
 }
 
 func (r *Registry) key(app int64, user string) string { return Key(r.cfg.Prefix, app, user) }
 
 // Entries past their instant are dropped on every write, and the key expires
 // with its latest entry. With only-if-present, a member no longer there (it
-// was removed or expired) is not added back and 0 is returned.
-// KEYS[1] conns; ARGV member, ttl ms, only-if-present.
+// was removed or expired) is not added back. The keys are of users of one
+// shard, one per connection; it returns per connection 1 if touched, 0 if
+// not. KEYS conns...; ARGV ttl ms, only-if-present, members....
 var touch = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if ARGV[3] == '1' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if #last > 0 then redis.call('PEXPIREAT', KEYS[1], last[2]) end
-return 1`)
+local ttl, only = tonumber(ARGV[1]), ARGV[2] == '1'
+local out = {}
+for i, k in ipairs(KEYS) do
+  local m = ARGV[2 + i]
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+  if only and not redis.call('ZSCORE', k, m) then
+    out[i] = 0
+  else
+    redis.call('ZADD', k, now + ttl, m)
+    local last = redis.call('ZRANGE', k, -1, -1, 'WITHSCORES')
+    if #last > 0 then redis.call('PEXPIREAT', k, last[2]) end
+    out[i] = 1
+  end
+end
+return out`)
 
-// lookup returns the live members. KEYS[1] conns.
+// lookup returns, per key (users of one shard), the live members.
 var lookup = redis.NewScript(`
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE')`)
+local now = '(' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local out = {}
+for i, k in ipairs(KEYS) do out[i] = redis.call('ZRANGE', k, now, '+inf', 'BYSCORE') end
+return out`)
 
 var scripts = []*redis.Script{touch, lookup}
 
@@ -123,8 +136,9 @@ func (r *Registry) Refresh(ctx context.Context, conns []Conn) ([]Conn, error) {
 	return missing, nil
 }
 
-// touch runs the touch script for each of conns in one pipeline and returns
-// those it did not touch (only with onlyIfPresent: they were gone).
+// touch runs the touch script over conns, one call per shard of their
+// users, in one pipeline, and returns those it did not touch (only with
+// onlyIfPresent: they were gone).
 func (r *Registry) touch(ctx context.Context, conns []Conn, onlyIfPresent bool) ([]Conn, error) {
 	if len(conns) == 0 {
 		return nil, nil
@@ -135,19 +149,30 @@ func (r *Registry) touch(ctx context.Context, conns []Conn, onlyIfPresent bool) 
 	if onlyIfPresent {
 		flag = "1"
 	}
-	cmds := make([]*redis.Cmd, len(conns))
+	byShard := keyspace.ByUserShard(len(conns), func(i int) (int64, string) { return conns[i].App, conns[i].User })
+	cmds := make([]*redis.Cmd, len(byShard))
 	_, err := rscript.Pipelined(ctx, r.rdb, scripts, func(p redis.Pipeliner) {
-		for i, c := range conns {
-			cmds[i] = touch.EvalSha(ctx, p, []string{r.key(c.App, c.User)}, c.member(), r.cfg.TTL.Milliseconds(), flag)
+		for c, idx := range byShard {
+			keys := make([]string, len(idx))
+			args := make([]any, 0, 2+len(idx))
+			args = append(args, r.cfg.TTL.Milliseconds(), flag)
+			for j, i := range idx {
+				keys[j] = r.key(conns[i].App, conns[i].User)
+				args = append(args, conns[i].member())
+			}
+			cmds[c] = touch.EvalSha(ctx, p, keys, args...)
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
 	var missing []Conn
-	for i, c := range cmds {
-		if n, _ := c.Int(); n == 0 {
-			missing = append(missing, conns[i])
+	for c, idx := range byShard {
+		res, _ := cmds[c].Int64Slice()
+		for j, i := range idx {
+			if j >= len(res) || res[j] == 0 {
+				missing = append(missing, conns[i])
+			}
 		}
 	}
 	return missing, nil
@@ -171,42 +196,63 @@ func (r *Registry) Lookup(ctx context.Context, app int64, users []string) (map[s
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cmds := make([]*redis.Cmd, len(users))
+	var l *Lookups
 	_, err := rscript.Pipelined(ctx, r.rdb, scripts, func(p redis.Pipeliner) {
-		for i, u := range users {
-			cmds[i] = r.LookupCmd(ctx, p, app, u)
-		}
+		l = r.LookupCmds(ctx, p, app, users)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("look up presence: %w", err)
 	}
 	out := make(map[string][]string)
-	for i, c := range cmds {
-		if inst := Instances(c); len(inst) > 0 {
+	for i, inst := range l.Instances() {
+		if len(inst) > 0 {
 			out[users[i]] = inst
 		}
 	}
 	return out, nil
 }
 
-// Scripts are the scripts LookupCmd queues, for rscript.Pipelined.
+// Scripts are the scripts LookupCmds queues, for rscript.Pipelined.
 func Scripts() []*redis.Script { return scripts }
 
-// LookupCmd queues the lookup of one user on p; Instances reads its answer.
-func (r *Registry) LookupCmd(ctx context.Context, p redis.Pipeliner, app int64, user string) *redis.Cmd {
-	return lookup.EvalSha(ctx, p, []string{r.key(app, user)})
+// Lookups is the answer to a LookupCmds.
+type Lookups struct {
+	cmds  []*redis.Cmd
+	index [][]int
+	n     int
 }
 
-// Instances reads the answer of a LookupCmd: the distinct instances.
-func Instances(c *redis.Cmd) []string {
-	members, err := c.StringSlice()
-	if err != nil || len(members) == 0 {
-		return nil
+// LookupCmds queues the lookup of users of app on p: one script per shard
+// of the users, whatever their number.
+func (r *Registry) LookupCmds(ctx context.Context, p redis.Pipeliner, app int64, users []string) *Lookups {
+	l := &Lookups{index: keyspace.ByUserShard(len(users), func(i int) (int64, string) { return app, users[i] }), n: len(users)}
+	for _, idx := range l.index {
+		keys := make([]string, len(idx))
+		for j, i := range idx {
+			keys[j] = r.key(app, users[i])
+		}
+		l.cmds = append(l.cmds, lookup.EvalSha(ctx, p, keys))
 	}
-	var out []string
-	for _, m := range members {
-		if inst, _, _ := strings.Cut(m, "|"); !slices.Contains(out, inst) {
-			out = append(out, inst)
+	return l
+}
+
+// Instances returns, per user looked up, the distinct instances holding
+// the user's connections (none: offline). Call it after the pipeline ran.
+func (l *Lookups) Instances() [][]string {
+	out := make([][]string, l.n)
+	for c, idx := range l.index {
+		res, _ := l.cmds[c].Slice()
+		for j, i := range idx {
+			if j >= len(res) {
+				continue
+			}
+			members, _ := res[j].([]any)
+			for _, m := range members {
+				s, _ := m.(string)
+				if inst, _, _ := strings.Cut(s, "|"); s != "" && !slices.Contains(out[i], inst) {
+					out[i] = append(out[i], inst)
+				}
+			}
 		}
 	}
 	return out

@@ -9,9 +9,11 @@
 //     Record, which callers make per chunk (workers) or per batch of acks
 //     (gateways), never per user. At most 3 channels × 6 states = 18 rows
 //     per occurrence.
-//   - Per-user detail in Redis: P{app:user}:st (a sorted set of
-//     "message|channel" by last update) and P{app:user}:sth (its state and
-//     time). Capped at Config.PerUser entries per user (the oldest drop out)
+//   - Per-user detail in Redis: P{app:uN}:user:st (a sorted set of
+//     "message|channel" by last update) and P{app:uN}:user:sth (its state,
+//     time and the states it reached), hash-tagged by the user's shard
+//     (keyspace.User) so that a chunk's or a batch's entries are one script
+//     per shard, not one per user. Capped at Config.PerUser entries per user (the oldest drop out)
 //     and expiring Config.Retention after the user's last update. At the
 //     defaults (200 entries, 7 days) a user costs at most about 200 × 90
 //     bytes ≈ 18 KB of Redis, and only users who got a message within the
@@ -19,8 +21,9 @@
 //
 // A state never goes back in the detail: a "sent" recorded after the client
 // already acknowledged (the ack raced the worker's record) leaves
-// "delivered". Aggregates count transitions, so callers record a state once
-// per entry (the inbox reports which acknowledgements were new).
+// "delivered". Aggregates count each (message, channel, user) once per
+// state it reaches, however often it is recorded: a chunk a worker sends
+// again, or an ack a client repeats, counts nothing more.
 package status
 
 import (
@@ -108,48 +111,101 @@ func New(cfg Config, rdb redis.UniversalClient, db *gorm.DB) *Recorder {
 }
 
 func (r *Recorder) keys(app int64, user string) []string {
-	tag := fmt.Sprintf("%s{%d:%s}:", r.cfg.Prefix, app, user)
-	return []string{tag + "st", tag + "sth"}
+	stem := keyspace.User(r.cfg.Prefix, app, user)
+	return []string{stem + "st", stem + "sth"}
 }
 
-// set records one state unless a later one is recorded. KEYS st, sth; ARGV
-// field, value ("rank|state|ms"), now ms, cap, retention ms.
+// set records states of users of one shard and returns, per entry, 1 if
+// the entry reached its state for the first time (to be counted) and 0 if
+// it had been there before. Each value is "rank|state|ms|states reached"
+// (a bit mask, so that a repeat is not counted again even after a later
+// state). The state shown never goes back to a lower rank. Each user's
+// detail is then trimmed once (past Retention, over PerUser) and its
+// expiry extended. KEYS st, sth per entry; ARGV now ms, cap, retention ms,
+// then per entry: field, rank, state.
 var set = redis.NewScript(`
-local old = redis.call('HGET', KEYS[2], ARGV[1])
-if old and tonumber(string.sub(old, 1, 1)) > tonumber(string.sub(ARGV[2], 1, 1)) then return 0 end
-local now, cap, keep = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-local gone = redis.call('ZRANGE', KEYS[1], '-inf', now - keep, 'BYSCORE')
-local n = redis.call('ZCARD', KEYS[1]) - #gone
-if n > cap then
-  for _, f in ipairs(redis.call('ZRANGE', KEYS[1], #gone, #gone + n - cap - 1)) do table.insert(gone, f) end
+local bits = {pending = 1, sent = 2, delivered = 4, read = 8, failed = 16, expired = 32}
+local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local out, touched, seen = {}, {}, {}
+for i = 1, #KEYS / 2 do
+  local st, sth = KEYS[2*i-1], KEYS[2*i]
+  local a = 3 + 3*(i-1)
+  local field, rk, state = ARGV[a+1], tonumber(ARGV[a+2]), ARGV[a+3]
+  local bit = bits[state] or 0
+  local old = redis.call('HGET', sth, field)
+  local orank, ostate, oms, mask = -1, nil, nil, 0
+  if old then
+    local r, s, ms, m = string.match(old, '^(%d+)|([^|]*)|(%d+)|?(%d*)$')
+    if r then
+      orank, ostate, oms = tonumber(r), s, ms
+      mask = tonumber(m) or bits[s] or 0
+    end
+  end
+  local first = bit > 0 and math.floor(mask / bit) % 2 == 0
+  out[i] = first and 1 or 0
+  if first then mask = mask + bit end
+  if orank > rk or (ostate == state and not first) then
+    if first then redis.call('HSET', sth, field, orank .. '|' .. ostate .. '|' .. oms .. '|' .. mask) end
+  else
+    redis.call('HSET', sth, field, rk .. '|' .. state .. '|' .. now .. '|' .. mask)
+    redis.call('ZADD', st, now, field)
+  end
+  if not seen[st] then
+    seen[st] = true
+    table.insert(touched, {st, sth})
+  end
 end
-if #gone > 0 then
-  redis.call('ZREM', KEYS[1], unpack(gone))
-  redis.call('HDEL', KEYS[2], unpack(gone))
+for _, k in ipairs(touched) do
+  local st, sth = k[1], k[2]
+  local gone = redis.call('ZRANGE', st, '-inf', now - keep, 'BYSCORE')
+  local n = redis.call('ZCARD', st) - #gone
+  if n > cap then
+    for _, f in ipairs(redis.call('ZRANGE', st, #gone, #gone + n - cap - 1)) do table.insert(gone, f) end
+  end
+  if #gone > 0 then
+    redis.call('ZREM', st, unpack(gone))
+    redis.call('HDEL', sth, unpack(gone))
+  end
+  redis.call('PEXPIRE', st, keep)
+  redis.call('PEXPIRE', sth, keep)
 end
-redis.call('PEXPIRE', KEYS[1], keep)
-redis.call('PEXPIRE', KEYS[2], keep)
-return 1`)
+return out`)
 
-// Record stores entries: the detail in one pipelined round trip, the
-// aggregates in one statement.
+// Record stores entries: the detail with one script per shard of their
+// users in one pipelined round trip, then the aggregates of the entries
+// that reached their state for the first time in one statement. Recording
+// the same entries again (a chunk sent twice, an ack repeated) therefore
+// counts nothing more.
 func (r *Recorder) Record(ctx context.Context, entries []Entry, now time.Time) error {
 	if len(entries) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	byShard := keyspace.ByUserShard(len(entries), func(i int) (int64, string) { return entries[i].App, entries[i].User })
+	cmds := make([]*redis.Cmd, len(byShard))
 	_, err := rscript.Pipelined(ctx, r.rdb, []*redis.Script{set}, func(p redis.Pipeliner) {
-		for _, e := range entries {
-			value := fmt.Sprintf("%d|%s|%d", rank[e.State], e.State, now.UnixMilli())
-			set.EvalSha(ctx, p, r.keys(e.App, e.User), e.Message+"|"+e.Channel, value, now.UnixMilli(),
-				r.cfg.PerUser, r.cfg.Retention.Milliseconds())
+		for c, idx := range byShard {
+			keys := make([]string, 0, 2*len(idx))
+			args := make([]any, 0, 3+3*len(idx))
+			args = append(args, now.UnixMilli(), r.cfg.PerUser, r.cfg.Retention.Milliseconds())
+			for _, i := range idx {
+				e := entries[i]
+				keys = append(keys, r.keys(e.App, e.User)...)
+				args = append(args, e.Message+"|"+e.Channel, rank[e.State], e.State)
+			}
+			cmds[c] = set.EvalSha(ctx, p, keys, args...)
 		}
 	})
 	if err != nil {
 		return fmt.Errorf("record status detail: %w", err)
+	}
+	first := make([]bool, len(entries))
+	for c, idx := range byShard {
+		res, _ := cmds[c].Int64Slice()
+		for j, i := range idx {
+			first[i] = j < len(res) && res[j] == 1
+		}
 	}
 	if r.db == nil {
 		return nil
@@ -159,8 +215,8 @@ func (r *Recorder) Record(ctx context.Context, entries []Entry, now time.Time) e
 		channel, state string
 	}
 	counts := map[key]int64{}
-	for _, e := range entries {
-		if e.Occurrence != 0 {
+	for i, e := range entries {
+		if e.Occurrence != 0 && first[i] {
 			counts[key{e.Occurrence, e.Channel, e.State}]++
 		}
 	}
@@ -230,8 +286,8 @@ func (r *Recorder) User(ctx context.Context, app int64, user string, limit int, 
 			continue
 		}
 		msg, channel, _ := cutLast(f, "|")
-		parts := strings.SplitN(v, "|", 3)
-		if len(parts) != 3 {
+		parts := strings.Split(v, "|")
+		if len(parts) < 3 {
 			continue
 		}
 		ms, _ := strconv.ParseInt(parts[2], 10, 64)

@@ -16,34 +16,42 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/clock"
-	"github.com/chime-dev/chime/gateway"
 	"github.com/chime-dev/chime/internal/scratch"
 	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/sender/logging"
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
-	"github.com/chime-dev/chime/token"
 )
 
 type config struct {
 	RedisURL, MySQLDSN string
 	Clients, Sources   int
+	Gateways, Procs    int
 	GatewayBin         string
 	Parallel           int
 	Verbose            bool
 	CPUProfile         string
 	Stderr             io.Writer
+}
+
+// gatewayResult is one gateway process's figures.
+type gatewayResult struct {
+	Connections   int     `json:"connections"`
+	Delivered     int     `json:"delivered"`
+	HeapPerConnKB float64 `json:"heap_per_conn_kb"`
+	RSSPerConnKB  float64 `json:"rss_per_conn_kb"`
+	RSSMB         float64 `json:"rss_mb"`
+	Goroutines    int     `json:"goroutines"`
 }
 
 type result struct {
@@ -62,6 +70,17 @@ type result struct {
 	GatewayHeapMB   float64 `json:"gateway_heap_mb"`
 	GatewayRSSMB    float64 `json:"gateway_rss_mb"`
 	GatewayRoutines int     `json:"gateway_goroutines"`
+	// RedisUsPerUser is the Redis CPU time (INFO commandstats, all
+	// commands of the server) from just before the fire to the last ack
+	// recorded, per client.
+	RedisUsPerUser float64 `json:"redis_us_per_user"`
+	// RedisCallsPerUser counts the commands Redis ran in that span (those
+	// scripts ran included) per client, RedisScriptsPerUser the script
+	// calls: unlike the time, neither depends on how loaded the machine is.
+	RedisCallsPerUser   float64         `json:"redis_calls_per_user"`
+	RedisScriptsPerUser float64         `json:"redis_scripts_per_user"`
+	ClientProcs         int             `json:"client_procs"`
+	PerGateway          []gatewayResult `json:"gateways"`
 }
 
 func (r result) print(w io.Writer) {
@@ -70,14 +89,20 @@ func (r result) print(w io.Writer) {
 	fmt.Fprintf(w, "delivered               %d\n", r.Delivered)
 	fmt.Fprintf(w, "latency from the instant min %.0f ms, p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", r.MinMs, r.P50Ms, r.P99Ms, r.MaxMs)
 	fmt.Fprintf(w, "all acks recorded       %.0f ms after the instant\n", r.AcksRecordedMs)
-	fmt.Fprintf(w, "gateway per connection  heap %.1f KB, RSS %.1f KB (heap %.0f MB, RSS %.0f MB, %d goroutines in all)\n",
-		r.HeapPerConnKB, r.RSSPerConnKB, r.GatewayHeapMB, r.GatewayRSSMB, r.GatewayRoutines)
+	fmt.Fprintf(w, "gateway per connection  heap %.1f KB, RSS %.1f KB (heap %.0f MB, RSS %.0f MB, %d goroutines in all; the largest of %d gateways)\n",
+		r.HeapPerConnKB, r.RSSPerConnKB, r.GatewayHeapMB, r.GatewayRSSMB, r.GatewayRoutines, len(r.PerGateway))
+	for i, g := range r.PerGateway {
+		fmt.Fprintf(w, "  gateway %d             %d connections, %d delivered, heap %.1f KB and RSS %.1f KB per connection, RSS %.0f MB, %d goroutines\n",
+			i+1, g.Connections, g.Delivered, g.HeapPerConnKB, g.RSSPerConnKB, g.RSSMB, g.Goroutines)
+	}
+	fmt.Fprintf(w, "redis per user          %.1f µs, %.1f commands, %.2f script calls (delivered and acknowledged; INFO commandstats)\n",
+		r.RedisUsPerUser, r.RedisCallsPerUser, r.RedisScriptsPerUser)
 	b, _ := json.Marshal(r)
 	fmt.Fprintln(w, string(b))
 }
 
 func measure(ctx context.Context, cfg config) (result, error) {
-	res := result{Clients: cfg.Clients, Sources: cfg.Sources}
+	res := result{Clients: cfg.Clients, Sources: cfg.Sources, ClientProcs: cfg.Procs}
 	lvl := slog.LevelError
 	if cfg.Verbose {
 		lvl = slog.LevelWarn
@@ -112,32 +137,45 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		}
 		defer remove()
 	}
-	gwAddr, err := scratch.FreeAddr()
-	if err != nil {
-		return res, err
-	}
 	// The gateway opens the app's signing key with these.
 	secretKeys, err := seal.NewKey("wsload")
 	if err != nil {
 		return res, err
 	}
-	gw := exec.Command(bin)
-	gw.Env = append(os.Environ(), "REDIS_URL="+cfg.RedisURL, "MYSQL_DSN="+dsn, "CHIME_REDIS_PREFIX="+prefix,
-		"CHIME_GATEWAY_ADDR="+gwAddr, "CHIME_SECRET_KEYS="+secretKeys, "CHIME_REPLICA_ID=wsload-gw", "CHIME_METRICS_ADDR=127.0.0.1:0",
-		// The clients come from a few addresses, far faster than one
-		// address may connect: the handshake limit is lifted.
-		"CHIME_GATEWAY_HANDSHAKE_RATE=1000000", "CHIME_GATEWAY_HANDSHAKE_BURST=1000000",
-		"CHIME_LOG_LEVEL="+map[bool]string{true: "warn", false: "error"}[cfg.Verbose])
-	gw.Stdout, gw.Stderr = cfg.Stderr, cfg.Stderr
-	if err := gw.Start(); err != nil {
-		return res, err
+	type gw struct {
+		addr, metrics string
+		cmd           *exec.Cmd
 	}
-	defer func() { _ = gw.Process.Signal(syscall.SIGTERM); _, _ = gw.Process.Wait() }()
-	upCtx, cancelUp := context.WithTimeout(ctx, 30*time.Second)
-	err = scratch.WaitUp(upCtx, "gateway", "http://"+gwAddr+"/healthz")
-	cancelUp()
-	if err != nil {
-		return res, err
+	gws := make([]gw, cfg.Gateways)
+	for i := range gws {
+		if gws[i].addr, err = scratch.FreeAddr(); err != nil {
+			return res, err
+		}
+		if gws[i].metrics, err = scratch.FreeAddr(); err != nil {
+			return res, err
+		}
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "REDIS_URL="+cfg.RedisURL, "MYSQL_DSN="+dsn, "CHIME_REDIS_PREFIX="+prefix,
+			"CHIME_GATEWAY_ADDR="+gws[i].addr, "CHIME_SECRET_KEYS="+secretKeys, "CHIME_REPLICA_ID=wsload-gw"+strconv.Itoa(i+1),
+			"CHIME_METRICS_ADDR="+gws[i].metrics,
+			// The clients come from a few addresses, far faster than one
+			// address may connect: the handshake limit is lifted.
+			"CHIME_GATEWAY_HANDSHAKE_RATE=1000000", "CHIME_GATEWAY_HANDSHAKE_BURST=1000000",
+			"CHIME_LOG_LEVEL="+map[bool]string{true: "warn", false: "error"}[cfg.Verbose])
+		cmd.Stdout, cmd.Stderr = cfg.Stderr, cfg.Stderr
+		if err := cmd.Start(); err != nil {
+			return res, err
+		}
+		gws[i].cmd = cmd
+		defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _, _ = cmd.Process.Wait() }()
+	}
+	for _, g := range gws {
+		upCtx, cancelUp := context.WithTimeout(ctx, 30*time.Second)
+		err = scratch.WaitUp(upCtx, "gateway", "http://"+g.addr+"/healthz")
+		cancelUp()
+		if err != nil {
+			return res, err
+		}
 	}
 
 	// Coordinator and worker, online delivery with a silent fallback.
@@ -175,7 +213,7 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	signingKey.App = app.ID
 	users := make([]string, cfg.Clients)
 	for i := range users {
-		users[i] = strconv.Itoa(1_000_000 + i)
+		users[i] = userID(i)
 	}
 	groups := max(1, cfg.Clients/400)
 	defineAt := func(at time.Time) error {
@@ -197,85 +235,77 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		}
 	}
 
-	heap0, rss0, _, err := gatewayMemory(gwAddr, gw.Process.Pid)
-	if err != nil {
-		return res, err
+	type mem struct {
+		heap, rss uint64
+		routines  int
+	}
+	idle := make([]mem, len(gws))
+	for i, g := range gws {
+		if idle[i].heap, idle[i].rss, _, err = gatewayMemory(g.addr, g.cmd.Process.Pid); err != nil {
+			return res, err
+		}
 	}
 
-	// Connect every client.
-	transports := make([]*http.Client, cfg.Sources)
-	for i := range transports {
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i))}, Timeout: 30 * time.Second}
-		transports[i] = &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	// Connect every client, spread over the client processes and, client
+	// by client, over the gateways.
+	urls := make([]string, len(gws))
+	for i, g := range gws {
+		urls[i] = "ws://" + g.addr + "/ws"
 	}
-	url := "ws://" + gwAddr + "/ws"
-	clients := make([]*gateway.Client, len(users))
-	received := make([]time.Time, len(users))
-	var got atomic.Int64
-	var wg sync.WaitGroup
-	defer func() {
-		for _, c := range clients {
-			if c != nil {
-				_ = c.CloseNow()
-			}
-		}
-		wg.Wait()
-	}()
 	t0 := time.Now()
-	sem := make(chan struct{}, cfg.Parallel)
-	var cg errgroup.Group
-	for i, u := range users {
-		sem <- struct{}{}
-		cg.Go(func() error {
-			defer func() { <-sem }()
-			tok, err := token.Issue(signingKey, u, time.Hour, time.Now())
-			if err != nil {
-				return err
-			}
-			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			c, err := gateway.Dial(dctx, url, tok, transports[i%len(transports)])
-			if err != nil {
-				return fmt.Errorf("client %d: %w", i, err)
-			}
-			clients[i] = c
-			f := <-c.Frames
-			if f.Type != "welcome" {
-				return fmt.Errorf("client %d: first frame %q, want welcome", i, f.Type)
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for f := range c.Frames {
-					if f.Type == "message" && received[i].IsZero() {
-						received[i] = f.Received
-						got.Add(1)
-						actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-						_ = c.Ack(actx, f.Message.ID)
-						cancel()
-					}
-				}
-			}()
-			return nil
-		})
+	procs := make([]*clientProc, cfg.Procs)
+	per := (cfg.Clients + cfg.Procs - 1) / cfg.Procs
+	for i := range procs {
+		first := i * per
+		n := min(per, cfg.Clients-first)
+		if procs[i], err = startClients(job{URLs: urls, First: first, N: n, Sources: cfg.Sources, Parallel: max(1, cfg.Parallel/cfg.Procs), Key: signingKey, App: app.ID}, cfg.Stderr); err != nil {
+			return res, err
+		}
+		defer procs[i].stop()
 	}
-	if err := cg.Wait(); err != nil {
-		return res, err
+	for _, p := range procs {
+		if _, err := p.next(); err != nil {
+			return res, err
+		}
 	}
 	res.ConnectSeconds = time.Since(t0).Seconds()
 	res.ConnectPerSec = float64(cfg.Clients) / res.ConnectSeconds
 
-	heap1, rss1, routines, err := gatewayMemory(gwAddr, gw.Process.Pid)
-	if err != nil {
-		return res, err
+	now := make([]mem, len(gws))
+	for i, g := range gws {
+		if now[i].heap, now[i].rss, now[i].routines, err = gatewayMemory(g.addr, g.cmd.Process.Pid); err != nil {
+			return res, err
+		}
 	}
-	res.HeapPerConnKB = float64(int64(heap1)-int64(heap0)) / float64(cfg.Clients) / 1024
-	res.RSSPerConnKB = float64(int64(rss1)-int64(rss0)) / float64(cfg.Clients) / 1024
-	res.GatewayHeapMB, res.GatewayRSSMB, res.GatewayRoutines = float64(heap1)/(1<<20), float64(rss1)/(1<<20), routines
+	res.PerGateway = make([]gatewayResult, len(gws))
+	for i := range gws {
+		conns := cfg.Clients / len(gws)
+		if i < cfg.Clients%len(gws) {
+			conns++
+		}
+		g := gatewayResult{Connections: conns, Goroutines: now[i].routines, RSSMB: float64(now[i].rss) / (1 << 20),
+			HeapPerConnKB: float64(int64(now[i].heap)-int64(idle[i].heap)) / float64(conns) / 1024,
+			RSSPerConnKB:  float64(int64(now[i].rss)-int64(idle[i].rss)) / float64(conns) / 1024}
+		res.PerGateway[i] = g
+		if g.RSSPerConnKB >= res.RSSPerConnKB {
+			res.HeapPerConnKB, res.RSSPerConnKB = g.HeapPerConnKB, g.RSSPerConnKB
+			res.GatewayHeapMB, res.GatewayRSSMB, res.GatewayRoutines = float64(now[i].heap)/(1<<20), g.RSSMB, g.Goroutines
+		}
+	}
 
 	// Fire.
 	fireAt := time.Now().Add(3 * time.Second).Truncate(time.Second).Add(time.Second)
 	if err := defineAt(fireAt); err != nil {
+		return res, err
+	}
+	for _, p := range procs {
+		if err := p.send(line{FireAt: fireAt}); err != nil {
+			return res, err
+		}
+	}
+	time.Sleep(time.Until(fireAt) - 200*time.Millisecond)
+	redis0, err := redisUsec(ctx, rdb)
+	if err != nil {
 		return res, err
 	}
 	if cfg.CPUProfile != "" {
@@ -290,28 +320,16 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for got.Load() < int64(cfg.Clients) {
-		if time.Now().After(deadline) {
-			return res, fmt.Errorf("only %d of %d clients got the reminder", got.Load(), cfg.Clients)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	res.Delivered = int(got.Load())
-	if cfg.CPUProfile != "" {
-		pprof.StopCPUProfile()
-	}
-	lat := make([]float64, len(received))
-	for i, r := range received {
-		lat[i] = float64(r.Sub(fireAt).Microseconds()) / 1000
-	}
-	slices.Sort(lat)
-	res.MinMs, res.P50Ms, res.P99Ms, res.MaxMs = lat[0], lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], lat[len(lat)-1]
 
-	// Acks: the delivered count of the occurrence reaches every client.
+	// Acks: the delivered count of the occurrence reaches every client
+	// (each acknowledges once it has the message).
+	deadline := time.Now().Add(3 * time.Minute)
 	var occ store.Occurrence
 	for {
 		if time.Now().After(deadline) {
+			for i, g := range gws {
+				fmt.Fprintf(cfg.Stderr, "gateway %d: %s\n", i+1, gatewayFaults(g.addr, g.metrics))
+			}
 			return res, fmt.Errorf("acks not all recorded")
 		}
 		if occ.ID == 0 {
@@ -325,6 +343,31 @@ func measure(ctx context.Context, cfg config) (result, error) {
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	redis1, err := redisUsec(ctx, rdb)
+	if err != nil {
+		return res, err
+	}
+	n := float64(cfg.Clients)
+	res.RedisUsPerUser = (redis1.usec - redis0.usec) / n
+	res.RedisCallsPerUser = (redis1.calls - redis0.calls) / n
+	res.RedisScriptsPerUser = (redis1.scripts - redis0.scripts) / n
+	if cfg.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	var lat []float64
+	for _, p := range procs {
+		l, err := p.next()
+		if err != nil {
+			return res, err
+		}
+		lat = append(lat, l.Latencies...)
+	}
+	res.Delivered = len(lat)
+	slices.Sort(lat)
+	res.MinMs, res.P50Ms, res.P99Ms, res.MaxMs = lat[0], lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], lat[len(lat)-1]
+	for i, g := range gws {
+		res.PerGateway[i].Delivered = messagesSent(g.metrics)
 	}
 	return res, nil
 }
@@ -367,4 +410,81 @@ func newID() string {
 	var b [5]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// redisUsec is the CPU time Redis has spent in commands since its
+// statistics were last reset, in microseconds (INFO commandstats).
+func redisUsec(ctx context.Context, rdb redis.UniversalClient) (redisStats, error) {
+	info, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return redisStats{}, fmt.Errorf("redis commandstats: %w", err)
+	}
+	var st redisStats
+	for _, l := range strings.Split(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if !strings.HasPrefix(name, "cmdstat_") || !ok {
+			continue
+		}
+		for _, kv := range strings.Split(stats, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			n, _ := strconv.ParseFloat(v, 64)
+			switch k {
+			case "usec":
+				st.usec += n
+			case "calls":
+				st.calls += n
+				if name == "cmdstat_evalsha" || name == "cmdstat_eval" {
+					st.scripts += n
+				}
+			}
+		}
+	}
+	return st, nil
+}
+
+// redisStats are INFO commandstats' totals: CPU time, commands (those
+// scripts run included) and script calls.
+type redisStats struct{ usec, calls, scripts float64 }
+
+// messagesSent reads chime_gateway_messages_sent_total from a gateway's
+// /metrics.
+func messagesSent(addr string) int {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "chime_gateway_messages_sent_total "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return int(f)
+		}
+	}
+	return -1
+}
+
+// gatewayFaults says how many connections a gateway holds and what its
+// fault metrics counted, for a run that did not complete.
+func gatewayFaults(addr, metricsAddr string) string {
+	var h struct{ Connections int }
+	if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		_ = json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+	}
+	out := fmt.Sprintf("%d connections", h.Connections)
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, m := range []string{"chime_gateway_slow_client_closes_total", "chime_gateway_presence_refresh_errors_total", "chime_gateway_messages_sent_total", "chime_gateway_handshakes_refused_total"} {
+			if strings.HasPrefix(l, m) && !strings.HasSuffix(l, " 0") {
+				out += ", " + l
+			}
+		}
+	}
+	return out
 }

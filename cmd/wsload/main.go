@@ -1,19 +1,27 @@
-// Command wsload measures one gateway under many WebSocket clients on
-// loopback. It starts a gateway process (cmd/gateway, built unless -gateway
-// names a binary), a coordinator and a worker with online delivery in its
-// own process, registers the users, opens -clients connections (from
-// several 127.0.0.x source addresses, so ephemeral ports do not run out),
-// fires a reminder that reaches all of them, and reports the connect rate,
-// the delivery latency from the fire instant to the client (p50, p99, max),
-// the time until every client's ack was recorded, and the gateway's memory
-// per connection (heap and RSS growth over the idle gateway, divided by the
-// connections). It prints a table and one JSON line. Needs REDIS_URL and
-// MYSQL_DSN; it works in a fresh database and its own Redis key prefix.
+// Command wsload measures gateways under many WebSocket clients on
+// loopback. It starts -gateways gateway processes (cmd/gateway, built
+// unless -gateway names a binary), a coordinator and a worker with online
+// delivery in its own process, registers the users, opens -clients
+// connections from -client-procs processes of its own (one process holds
+// at most its open-file limit, about 19,000 here; from several 127.0.0.x
+// source addresses, so ephemeral ports do not run out; client i connects
+// to gateway i mod -gateways), fires a reminder that reaches all of them,
+// and reports the connect rate, the delivery latency from the fire instant
+// to the client (p50, p99, max), the time until every client's ack was
+// recorded, each gateway's memory per connection (heap and RSS growth over
+// the idle gateway, divided by its connections) and messages delivered,
+// and Redis's CPU time per client from INFO commandstats between just
+// before the fire and the last ack recorded (the whole server's: other
+// work on the same Redis counts too). It prints a table and one JSON line.
+// Needs REDIS_URL and MYSQL_DSN; it works in a fresh database and its own
+// Redis key prefix.
 //
-//	wsload [-clients 10000] [-sources 4] [-gateway PATH] [-parallel 256]
+//	wsload [-clients 10000] [-gateways 1] [-client-procs N] [-sources 4] [-gateway PATH] [-parallel 256]
+//	wsload -chart latency.png runs.jsonl...
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -26,7 +34,12 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	var err error
+	if os.Getenv(clientsEnv) != "" {
+		err = runClients(ctx, os.Stdin, os.Stdout)
+	} else {
+		err = run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wsload:", err)
@@ -34,24 +47,41 @@ func main() {
 	}
 }
 
+// perProcess is how many clients a client process holds by default, and
+// maxPerProcess the most it or a gateway may hold: about the open-file
+// limit a process gets here (20,000) less what else it keeps open.
+const (
+	perProcess    = 15000
+	maxPerProcess = 19000
+)
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wsload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := config{RedisURL: getenv("REDIS_URL"), MySQLDSN: getenv("MYSQL_DSN")}
 	fs.IntVar(&cfg.Clients, "clients", 10000, "concurrent WebSocket clients")
+	fs.IntVar(&cfg.Gateways, "gateways", 1, "gateway processes the clients are spread over")
+	fs.IntVar(&cfg.Procs, "client-procs", 0, "client processes (default: one per 15,000 clients)")
 	fs.IntVar(&cfg.Sources, "sources", 4, "source addresses 127.0.0.1 .. 127.0.0.N the clients connect from")
 	fs.StringVar(&cfg.GatewayBin, "gateway", "", "gateway binary (default: build ./cmd/gateway)")
 	fs.IntVar(&cfg.Parallel, "parallel", 256, "connections being opened at once")
 	fs.BoolVar(&cfg.Verbose, "v", false, "log the gateway's and the engine's warnings")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (engine and clients) from the fire to the last delivery")
+	chartPath := fs.String("chart", "", "draw latency against clients from the JSON lines in the files named as arguments to this PNG, and run nothing")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (the engine) from the fire to the last ack recorded")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *chartPath != "" {
+		return chart(*chartPath, fs.Args())
+	}
+	cfg.Procs = cmp.Or(cfg.Procs, (cfg.Clients+perProcess-1)/perProcess)
 	switch {
 	case cfg.RedisURL == "" || cfg.MySQLDSN == "":
 		return errors.New("REDIS_URL and MYSQL_DSN are required")
-	case cfg.Clients < 1 || cfg.Sources < 1 || cfg.Sources > 250 || cfg.Parallel < 1:
-		return errors.New("-clients and -parallel must be at least 1, -sources from 1 to 250")
+	case cfg.Clients < 1 || cfg.Sources < 1 || cfg.Sources > 250 || cfg.Parallel < 1 || cfg.Gateways < 1 || cfg.Procs < 1:
+		return errors.New("-clients, -gateways, -client-procs and -parallel must be at least 1, -sources from 1 to 250")
+	case cfg.Clients > maxPerProcess*cfg.Gateways || cfg.Clients > maxPerProcess*cfg.Procs:
+		return fmt.Errorf("at most %d clients per gateway and per client process (their open-file limit)", maxPerProcess)
 	}
 	cfg.Stderr = stderr
 	res, err := measure(ctx, cfg)

@@ -2,16 +2,18 @@
 // own WebSocket connection (package gateway) when they are online, and
 // through a fallback channel and the inbox when they are not.
 //
-// Per chunk, in three Redis round trips whatever its size:
+// Per chunk, in three Redis round trips whatever its size, and with one
+// script per shard of the users (keyspace.UserShards) in each, not one per
+// user:
 //
-//  1. For each user, one script stores the message in the user's inbox
-//     ("not yet pushed") and one reads the user's presence; both are
-//     pipelined together. The inbox copy is what makes delivery lossless:
+//  1. The messages are stored in the users' inboxes ("not yet pushed"),
+//     then the users' presence is read; both in one pipeline. The inbox copy is what makes delivery lossless:
 //     it stays until the client acknowledges it, so a message published to
 //     a gateway that dies is replayed when the user connects again.
 //  2. One stream entry per gateway instance that holds some of the users,
 //     pipelined (see presence.Envelope).
-//  3. The status of every user (status.Recorder).
+//  3. The status of every user (status.Recorder), counted once per state
+//     however often the chunk is sent.
 //
 // Users who are offline are handed to the fallback sender (push channels),
 // unless the reminder is marked deliver-when-online, in which case the
@@ -186,29 +188,36 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 			bodies[it.msg.ID] = b
 		}
 	}
-	adds := make([]*redis.Cmd, len(items))
-	looks := make([]*redis.Cmd, len(items))
+	stored := make([]inbox.Item, len(items))
+	users := make([]string, len(items))
+	for i, it := range items {
+		stored[i] = inbox.Item{User: it.user, ID: it.msg.ID, Body: bodies[it.msg.ID]}
+		users[i] = it.user
+	}
+	// Store before looking up, in one pipeline: a user connecting meanwhile
+	// gets the message through the stream, the replay or both.
+	var adds *inbox.Added
+	var looks *presence.Lookups
 	_, err := rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
-		for i, it := range items {
-			adds[i] = s.inbox.AddCmd(ctx, p, app, it.user, it.msg.ID, bodies[it.msg.ID], now)
-			looks[i] = s.presence.LookupCmd(ctx, p, app, it.user)
-		}
+		adds = s.inbox.AddCmds(ctx, p, app, stored, now)
+		looks = s.presence.LookupCmds(ctx, p, app, users)
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("store and look up: %w", err)
 	}
+	dropped, online := adds.Dropped(), looks.Instances()
 	type target struct {
 		instance, msg string
 	}
-	users := map[target][]string{}
+	to := map[target][]string{}
 	var targets []target
 	var offline []string
 	var entries []status.Entry
 	for i, it := range items {
-		for _, id := range inbox.Dropped(adds[i]) {
+		for _, id := range dropped[i] {
 			entries = append(entries, status.Entry{App: app, User: it.user, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Inbox, State: status.Expired})
 		}
-		inst := presence.Instances(looks[i])
+		inst := online[i]
 		e := status.Entry{App: app, User: it.user, Message: it.msg.ID, Occurrence: it.msg.Occurrence, Channel: status.Gateway, State: status.Sent}
 		if len(inst) == 0 {
 			offline = append(offline, it.user)
@@ -217,10 +226,10 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		entries = append(entries, e)
 		for _, in := range inst {
 			t := target{in, it.msg.ID}
-			if _, ok := users[t]; !ok {
+			if _, ok := to[t]; !ok {
 				targets = append(targets, t)
 			}
-			users[t] = append(users[t], it.user)
+			to[t] = append(to[t], it.user)
 		}
 	}
 	if len(targets) == 0 {
@@ -229,7 +238,7 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 	var encErr error
 	_, err = rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
 		for _, t := range targets {
-			env := presence.Envelope{App: app, Users: users[t], Message: bodies[t.msg]}
+			env := presence.Envelope{App: app, Users: to[t], Message: bodies[t.msg]}
 			if _, err := presence.PublishCmd(ctx, p, s.cfg.Prefix, t.instance, env); err != nil && encErr == nil {
 				encErr = err
 			}
