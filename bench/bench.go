@@ -8,8 +8,8 @@
 // the engine plus real sending). For each system it reports registration
 // rate, Redis bytes per subscriber, fire-to-last-delivery time, deliveries
 // per second, lateness of each group's first delivery after the instant,
-// and CPU seconds per million deliveries (this process, Redis and the local
-// MariaDB together).
+// and CPU seconds per million deliveries (this process, the Redis and the
+// MariaDB server the run uses, together; "n/a" when one cannot be measured).
 package bench
 
 import (
@@ -105,7 +105,7 @@ type Result struct {
 	LatenessP50Ms      float64  `json:"lateness_p50_ms"`
 	LatenessP99Ms      float64  `json:"lateness_p99_ms"`
 	LatenessMaxMs      float64  `json:"lateness_max_ms"`
-	CPUSecondsPerMilln float64  `json:"cpu_s_per_million"`
+	CPUSecondsPerMilln *float64 `json:"cpu_s_per_million,omitempty"` // nil: not measured
 	CPU                cpuTimes `json:"cpu_s"`
 	Complete           bool     `json:"complete"`
 	Timeline           []Point  `json:"-"`
@@ -143,8 +143,9 @@ func finish(r *Result, c *Counter, fireAt time.Time, cpu cpuTimes, pts []Point) 
 	r.LatenessP50Ms = ms(percentile(late, 50))
 	r.LatenessP99Ms = ms(percentile(late, 99))
 	r.LatenessMaxMs = ms(percentile(late, 100))
-	if r.Delivered > 0 {
-		r.CPUSecondsPerMilln = cpu.sum() / float64(r.Delivered) * 1e6
+	if sum := cpu.sum(); sum != nil && r.Delivered > 0 {
+		perM := *sum / float64(r.Delivered) * 1e6
+		r.CPUSecondsPerMilln = &perM
 	}
 	r.Timeline = pts
 }
@@ -185,14 +186,14 @@ func startReceiver(c *Counter, log *slog.Logger) (string, *webhook.Sender, func(
 
 // measure waits for the instant, then records deliveries into c until all
 // of r.Users arrived or timeout passed, and fills r's figures. CPU is
-// counted from just before the instant: this process, Redis, the local
-// MariaDB and the processes pids.
-func measure(ctx context.Context, r *Result, c *Counter, fireAt time.Time, timeout time.Duration, profile io.Writer, rdb redis.UniversalClient, pids ...int) error {
+// counted from just before the instant: this process, Redis, the MariaDB
+// server of mysqlDSN and the processes pids (see cpu.go).
+func measure(ctx context.Context, r *Result, c *Counter, fireAt time.Time, timeout time.Duration, profile io.Writer, rdb redis.UniversalClient, mysqlDSN string, pids ...int) error {
 	time.Sleep(time.Until(fireAt.Add(-200 * time.Millisecond)))
 	if profile != nil && pprof.StartCPUProfile(profile) == nil {
 		defer pprof.StopCPUProfile()
 	}
-	cpu := newCPUMeter(ctx, rdb, pids...)
+	cpu := newCPUMeter(ctx, rdb, mysqlDSN, pids...)
 	done := make(chan struct{})
 	pts := sample(fireAt, c.Delivered, done)
 	err := wait(ctx, c, int64(r.Users), timeout)

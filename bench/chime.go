@@ -133,7 +133,7 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	for _, p := range procs {
 		pids = append(pids, p.Process.Pid)
 	}
-	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, cfg.Profile, rdb, pids...)
+	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, cfg.Profile, rdb, cfg.MySQLDSN, pids...)
 	return res, err
 }
 

@@ -102,7 +102,7 @@ func RunPeer(ctx context.Context, cfg Config, tuned bool) (Result, error) {
 		return res, err
 	}
 	defer srv.Shutdown()
-	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, cfg.Profile, rdb)
+	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, cfg.Profile, rdb, cfg.MySQLDSN)
 	return res, err
 }
 

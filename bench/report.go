@@ -47,9 +47,17 @@ func Machine() string {
 
 // Summary is one line about r.
 func (r Result) Summary() string {
-	return fmt.Sprintf("%s [%s, %s]: %d/%d delivered, %.0f/s, last at +%.0f ms, p99 group lateness %.0f ms, %.1f B/user in Redis, register %.0f/s, CPU s engine %.2f redis %.2f mysql %.2f",
+	return fmt.Sprintf("%s [%s, %s]: %d/%d delivered, %.0f/s, last at +%.0f ms, p99 group lateness %.0f ms, %.1f B/user in Redis, register %.0f/s, CPU s engine %s redis %s mysql %s",
 		r.System, r.Sink, r.Workers, r.Delivered, r.Users, r.DeliveriesPerSec, r.FireToLastMs, r.LatenessP99Ms, r.RedisBytesPerUser, r.RegisterPerSecond,
-		r.CPU.Engine, r.CPU.Redis, r.CPU.MySQL)
+		orNA(r.CPU.Engine), orNA(r.CPU.Redis), orNA(r.CPU.MySQL))
+}
+
+// orNA formats a figure that may not have been measured.
+func orNA(f *float64) string {
+	if f == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", *f)
 }
 
 var header = []string{"system", "sink", "workers", "users", "register/s", "Redis B/user", "fire→last ms", "deliveries/s", "p50 ms", "p99 ms", "max ms", "CPU s/M", "complete"}
@@ -58,7 +66,7 @@ func (r Result) row() []string {
 	return []string{r.System, r.Sink, r.Workers, fmt.Sprint(r.Users), fmt.Sprintf("%.0f", r.RegisterPerSecond),
 		fmt.Sprintf("%.1f", r.RedisBytesPerUser), fmt.Sprintf("%.0f", r.FireToLastMs), fmt.Sprintf("%.0f", r.DeliveriesPerSec),
 		fmt.Sprintf("%.0f", r.LatenessP50Ms), fmt.Sprintf("%.0f", r.LatenessP99Ms), fmt.Sprintf("%.0f", r.LatenessMaxMs),
-		fmt.Sprintf("%.2f", r.CPUSecondsPerMilln), fmt.Sprint(r.Complete)}
+		orNA(r.CPUSecondsPerMilln), fmt.Sprint(r.Complete)}
 }
 
 // Print writes the results as a text table.
@@ -84,18 +92,18 @@ func (rep Report) Markdown() string {
 
 // Headline is the final JSON line.
 type Headline struct {
-	Users                       int     `json:"users"`
-	EnginePerS                  float64 `json:"engine_per_s"`
-	PeerPerS                    float64 `json:"peer_per_s"`
-	Ratio                       float64 `json:"ratio"`
-	RedisBytesPerSubscriber     float64 `json:"redis_bytes_per_subscriber"`
-	PeerRedisBytesPerUser       float64 `json:"peer_redis_bytes_per_user"`
-	RedisBytesPerUUIDSubscriber float64 `json:"redis_bytes_per_uuid_subscriber,omitempty"`
-	P99LatenessMs               float64 `json:"p99_lateness_ms"`
-	FireToLastMs                float64 `json:"fire_to_last_ms"`
-	WebhookPerS                 float64 `json:"webhook_per_s,omitempty"`
-	CPUSecondsPerMillion        float64 `json:"cpu_s_per_million"`
-	PeerCPUSecondsPerMillion    float64 `json:"peer_cpu_s_per_million,omitempty"`
+	Users                       int      `json:"users"`
+	EnginePerS                  float64  `json:"engine_per_s"`
+	PeerPerS                    float64  `json:"peer_per_s"`
+	Ratio                       float64  `json:"ratio"`
+	RedisBytesPerSubscriber     float64  `json:"redis_bytes_per_subscriber"`
+	PeerRedisBytesPerUser       float64  `json:"peer_redis_bytes_per_user"`
+	RedisBytesPerUUIDSubscriber float64  `json:"redis_bytes_per_uuid_subscriber,omitempty"`
+	P99LatenessMs               float64  `json:"p99_lateness_ms"`
+	FireToLastMs                float64  `json:"fire_to_last_ms"`
+	WebhookPerS                 float64  `json:"webhook_per_s,omitempty"`
+	CPUSecondsPerMillion        *float64 `json:"cpu_s_per_million,omitempty"` // left out when not measured
+	PeerCPUSecondsPerMillion    *float64 `json:"peer_cpu_s_per_million,omitempty"`
 }
 
 // Headline picks the figures the JSON line reports: the first Chime no-op
