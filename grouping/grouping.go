@@ -196,6 +196,9 @@ func (x *Index) Members(ctx context.Context, l Loc, g int) ([]string, error) {
 	}
 	out, err := unpack(members.Val(), packed.Val())
 	if err != nil {
+		// A damaged string is not guessed at: the next read rebuilds the
+		// location from the store.
+		x.rdb.Del(context.WithoutCancel(ctx), x.builtKey(l))
 		return nil, fmt.Errorf("read group %d: %w", g, err)
 	}
 	return sortedUnique(out), nil

@@ -564,3 +564,24 @@ func BenchmarkIndexMemory(b *testing.B) {
 		})
 	}
 }
+
+// Injects: a packed string cut short in Redis. Checks: the read fails
+// instead of returning other users, and the next read asks for a rebuild,
+// which restores the group from the store.
+func TestIndexDamagedPackedString(t *testing.T) {
+	env, x := newIndex(t)
+	ctx := context.Background()
+	users := []string{uuidLike(1), uuidLike(2), "dora"}
+	want := subscribe(t, env, locA, 1, users)
+	require.NoError(t, x.EnsureBuilt(ctx, locA))
+	keys, err := scanKeys(env.Redis, env.Prefix+"*:p:0")
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	require.NoError(t, env.Redis.SetRange(ctx, keys[0], 0, "\xc8").Err()) // a header past the longest ID
+	_, err = x.Members(ctx, locA, 0)
+	require.ErrorContains(t, err, "bad header")
+	_, err = x.Members(ctx, locA, 0)
+	require.ErrorIs(t, err, grouping.ErrNotBuilt)
+	require.NoError(t, x.EnsureBuilt(ctx, locA))
+	requireIndex(t, x, locA, want)
+}
