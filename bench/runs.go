@@ -143,8 +143,11 @@ func countProcessed(rdb redis.UniversalClient, queue string) int64 {
 
 // runName labels a run in the table.
 func runName(r Result) string {
-	if r.Run == "" {
-		return "main"
+	switch {
+	case r.Run != "":
+		return r.Run
+	case !strings.HasPrefix(r.System, "chime"):
+		return "peer"
 	}
-	return r.Run
+	return "main"
 }
