@@ -97,17 +97,18 @@ func (rep Report) Markdown() string {
 	return b.String()
 }
 
-// Headline is the final JSON line.
+// Headline is the final JSON line. A key whose run was not made (bench
+// -only) or whose figure could not be measured is left out.
 type Headline struct {
-	Users                       int      `json:"users"`
-	EnginePerS                  float64  `json:"engine_per_s"`
-	PeerPerS                    float64  `json:"peer_per_s"`
-	Ratio                       float64  `json:"ratio"`
-	RedisBytesPerSubscriber     float64  `json:"redis_bytes_per_subscriber"`
-	PeerRedisBytesPerUser       float64  `json:"peer_redis_bytes_per_user"`
+	Users                       int      `json:"users,omitempty"`
+	EnginePerS                  float64  `json:"engine_per_s,omitempty"`
+	PeerPerS                    float64  `json:"peer_per_s,omitempty"`
+	Ratio                       float64  `json:"ratio,omitempty"`
+	RedisBytesPerSubscriber     float64  `json:"redis_bytes_per_subscriber,omitempty"`
+	PeerRedisBytesPerUser       float64  `json:"peer_redis_bytes_per_user,omitempty"`
 	RedisBytesPerUUIDSubscriber float64  `json:"redis_bytes_per_uuid_subscriber,omitempty"`
-	P99LatenessMs               float64  `json:"p99_lateness_ms"`
-	FireToLastMs                float64  `json:"fire_to_last_ms"`
+	P99LatenessMs               float64  `json:"p99_lateness_ms,omitempty"`
+	FireToLastMs                float64  `json:"fire_to_last_ms,omitempty"`
 	WebhookPerS                 float64  `json:"webhook_per_s,omitempty"`
 	CPUSecondsPerMillion        *float64 `json:"cpu_s_per_million,omitempty"` // left out when not measured
 	PeerCPUSecondsPerMillion    *float64 `json:"peer_cpu_s_per_million,omitempty"`

@@ -101,3 +101,9 @@ func TestHeadlineNamedRuns(t *testing.T) {
 	require.Contains(t, rep.Results[4].row(), "n/a")
 	require.NotContains(t, js, `"cpu_s_per_million":0`, "the main run's CPU was not measured")
 }
+
+// With only a named run made, the main run's keys are left out, not zeros.
+func TestHeadlineLeavesOutRunsNotMade(t *testing.T) {
+	rep := Report{Results: []Result{{Run: "uuid", System: "chime (UUID IDs)", Sink: "no-op", Users: 10, IndexBytesPerUser: 18.5, Complete: true}}}
+	require.JSONEq(t, `{"redis_bytes_per_uuid_subscriber":18.5}`, rep.JSON())
+}
