@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -837,4 +838,61 @@ func TestPausedRoundTrip(t *testing.T) {
 	requireProblem(t, b.as(http.MethodPut, "/v1/reminders/p", map[string]any{"title": "T", "paused": "yes",
 		"times": []api.ReminderTime{at("rome", "Europe/Rome", "08:00")}}), http.StatusBadRequest, "paused")
 	require.False(t, b.storedReminder("p").Paused)
+}
+
+// Injects: UUID and other string subscribers registered, registered again
+// unchanged, then half of them moved to another location, through the bulk
+// API. Checks: the index holds each user once in the right place, and the
+// unchanged second request added nothing to the packed strings (their
+// total length is 17 bytes a UUID and length+1 for the others, counted
+// after each step).
+func TestBulkSubscribeStringIDsStayCompact(t *testing.T) {
+	b := setup(t)
+	const groups = 8
+	b.putReminder("s", map[string]any{"title": "T", "groups": groups, "times": []api.ReminderTime{
+		at("paris", "Europe/Paris", "09:00"), at("london", "Europe/London", "09:00")}})
+	var subs []sub
+	want := map[string]map[string]int{"paris": {}, "london": {}}
+	for i := range 300 {
+		id := fmt.Sprintf("%08x-0000-4000-8000-%012x", i*2654435761%(1<<32), i)
+		if i%3 == 0 {
+			id = fmt.Sprintf("ünï-%d", i)
+		}
+		subs = append(subs, sub{UserID: id, Location: "paris"})
+	}
+	packedBytes := func() int64 {
+		keys, err := b.env.Redis.Keys(context.Background(), b.env.Prefix+"*:p:*").Result()
+		require.NoError(t, err)
+		var n int64
+		for _, k := range keys {
+			n += b.env.Redis.StrLen(context.Background(), k).Val()
+		}
+		return n
+	}
+	size := func(ss []sub) (n int64) {
+		for _, s := range ss {
+			if strings.HasPrefix(s.UserID, "ü") {
+				n += int64(len(s.UserID)) + 1
+			} else {
+				n += 17
+			}
+		}
+		return n
+	}
+	b.subscribe("s", subs)
+	require.Equal(t, size(subs), packedBytes())
+	b.subscribe("s", subs)
+	require.Equal(t, size(subs), packedBytes(), "an unchanged registration adds nothing")
+
+	for i := range subs {
+		if i%2 == 0 {
+			subs[i].Location = "london"
+		}
+		want[subs[i].Location][subs[i].UserID] = grouping.Of(subs[i].UserID, groups)
+	}
+	b.subscribe("s", subs)
+	require.Equal(t, size(subs), packedBytes(), "a move removes the old entry")
+	for name, users := range want {
+		requireMembers(t, users, b.indexed(b.loc("s", name), groups), name)
+	}
 }

@@ -53,7 +53,10 @@ func (a *API) subscribe(ctx context.Context, rem store.Reminder, subs []store.Su
 	}
 	var add, remove []grouping.Member
 	for _, s := range subs {
-		if o, ok := was[s.UserID]; ok && (o.LocationID != s.LocationID || o.GroupNo != s.GroupNo) {
+		if o, ok := was[s.UserID]; ok {
+			if o.LocationID == s.LocationID && o.GroupNo == s.GroupNo {
+				continue // already in its group: the index adds only new members
+			}
 			remove = append(remove, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: o.LocationID}, Group: o.GroupNo, UserID: o.UserID})
 		}
 		add = append(add, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: s.LocationID}, Group: s.GroupNo, UserID: s.UserID})

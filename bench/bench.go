@@ -8,14 +8,15 @@
 // the engine plus real sending). For each system it reports registration
 // rate, Redis bytes per subscriber, fire-to-last-delivery time, deliveries
 // per second, lateness of each group's first delivery after the instant,
-// and CPU seconds per million deliveries (this process, Redis and the local
-// MariaDB together).
+// and CPU seconds per million deliveries (this process, the Redis and the
+// MariaDB server the run uses, together; "n/a" when one cannot be measured).
 package bench
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -52,8 +53,21 @@ type Config struct {
 	Webhook bool
 	// UUIDs registers UUID-like user IDs instead of integer-like ones.
 	UUIDs bool
+	// Run names the run in the table and picks its keys of the JSON line
+	// ("many_locations", "ten_million", "uuid", "defaults"; empty for the
+	// main run).
+	Run string
+	// Sizes, when set, are the subscribers of each location (Users and
+	// Locations are then their sum and count).
+	Sizes []int
+	// EngineGroups leaves the reminder's group count to the engine instead
+	// of sizing groups to GroupSize.
+	EngineGroups bool
+	// EngineDefaults runs the engine on its default settings: no group
+	// count, chunk size or worker concurrency set by the benchmark.
+	EngineDefaults bool
 	// Lead is how far ahead of the end of registration the instant is.
-	// Defaults to 2s.
+	// Defaults to 2s and 1ms a location.
 	Lead time.Duration
 	// Timeout bounds the wait for the last delivery. Defaults to 10m.
 	Timeout time.Duration
@@ -79,8 +93,16 @@ func (c *Config) defaults() {
 	if c.Workers == 0 {
 		c.Workers = 2
 	}
+	if len(c.Sizes) > 0 {
+		c.Users, c.Locations = 0, len(c.Sizes)
+		for _, n := range c.Sizes {
+			c.Users += n
+		}
+	}
 	if c.Lead == 0 {
-		c.Lead = 2 * time.Second
+		// Time to plan the fire; a reminder of thousands of locations
+		// takes longer to save.
+		c.Lead = 2*time.Second + time.Duration(c.Locations)*time.Millisecond
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 10 * time.Minute
@@ -92,6 +114,7 @@ func (c *Config) defaults() {
 
 // Result is one run's figures.
 type Result struct {
+	Run                string   `json:"run,omitempty"`
 	System             string   `json:"system"`
 	Users              int      `json:"users"`
 	Sink               string   `json:"sink"`
@@ -105,10 +128,21 @@ type Result struct {
 	LatenessP50Ms      float64  `json:"lateness_p50_ms"`
 	LatenessP99Ms      float64  `json:"lateness_p99_ms"`
 	LatenessMaxMs      float64  `json:"lateness_max_ms"`
-	CPUSecondsPerMilln float64  `json:"cpu_s_per_million"`
+	CPUSecondsPerMilln *float64 `json:"cpu_s_per_million,omitempty"` // nil: not measured
 	CPU                cpuTimes `json:"cpu_s"`
-	Complete           bool     `json:"complete"`
-	Timeline           []Point  `json:"-"`
+	// Locations is the number of places the users are spread over.
+	Locations int `json:"locations"`
+	// Tasks is the number of queue tasks processed, over every queue of
+	// the run (0 for the peer: one a user).
+	Tasks int64 `json:"tasks,omitempty"`
+	// IndexBytesPerUser is the MEMORY USAGE (SAMPLES 0) of every key of
+	// the membership index, per subscriber.
+	IndexBytesPerUser float64 `json:"index_bytes_per_user,omitempty"`
+	// MySQLBytes is the data and index size of the run's database after
+	// registration (information_schema, after ANALYZE TABLE).
+	MySQLBytes int64   `json:"mysql_bytes,omitempty"`
+	Complete   bool    `json:"complete"`
+	Timeline   []Point `json:"-"`
 }
 
 // Receiver is the loopback webhook receiver: it decodes each batch and
@@ -143,18 +177,23 @@ func finish(r *Result, c *Counter, fireAt time.Time, cpu cpuTimes, pts []Point) 
 	r.LatenessP50Ms = ms(percentile(late, 50))
 	r.LatenessP99Ms = ms(percentile(late, 99))
 	r.LatenessMaxMs = ms(percentile(late, 100))
-	if r.Delivered > 0 {
-		r.CPUSecondsPerMilln = cpu.sum() / float64(r.Delivered) * 1e6
+	if sum := cpu.sum(); sum != nil && r.Delivered > 0 {
+		perM := *sum / float64(r.Delivered) * 1e6
+		r.CPUSecondsPerMilln = &perM
 	}
 	r.Timeline = pts
 }
+
+// ErrIncomplete is a run whose deliveries did not all arrive before its
+// timeout; its Result is kept, with Complete false.
+var ErrIncomplete = errors.New("timed out before every delivery")
 
 // wait blocks until c has n deliveries or timeout passes.
 func wait(ctx context.Context, c *Counter, n int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for c.Delivered() < n {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out with %d of %d delivered", c.Delivered(), n)
+			return fmt.Errorf("%w: %d of %d delivered", ErrIncomplete, c.Delivered(), n)
 		}
 		select {
 		case <-ctx.Done():
@@ -185,14 +224,14 @@ func startReceiver(c *Counter, log *slog.Logger) (string, *webhook.Sender, func(
 
 // measure waits for the instant, then records deliveries into c until all
 // of r.Users arrived or timeout passed, and fills r's figures. CPU is
-// counted from just before the instant: this process, Redis, the local
-// MariaDB and the processes pids.
-func measure(ctx context.Context, r *Result, c *Counter, fireAt time.Time, timeout time.Duration, profile io.Writer, rdb redis.UniversalClient, pids ...int) error {
+// counted from just before the instant: this process, Redis, the MariaDB
+// server of mysqlDSN and the processes pids (see cpu.go).
+func measure(ctx context.Context, r *Result, c *Counter, fireAt time.Time, timeout time.Duration, profile io.Writer, rdb redis.UniversalClient, mysqlDSN string, pids ...int) error {
 	time.Sleep(time.Until(fireAt.Add(-200 * time.Millisecond)))
 	if profile != nil && pprof.StartCPUProfile(profile) == nil {
 		defer pprof.StopCPUProfile()
 	}
-	cpu := newCPUMeter(ctx, rdb, pids...)
+	cpu := newCPUMeter(ctx, rdb, mysqlDSN, pids...)
 	done := make(chan struct{})
 	pts := sample(fireAt, c.Delivered, done)
 	err := wait(ctx, c, int64(r.Users), timeout)

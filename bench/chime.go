@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"time"
 
@@ -27,7 +28,7 @@ var zones = []string{"Asia/Riyadh", "Asia/Jakarta", "America/New_York", "Europe/
 // measures the delivery.
 func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	cfg.defaults()
-	res := Result{System: "chime", Users: cfg.Users, Sink: "no-op", Workers: fmt.Sprintf("%d in-process", cfg.Workers)}
+	res := Result{Run: cfg.Run, System: "chime", Users: cfg.Users, Sink: "no-op", Workers: fmt.Sprintf("%d in-process", cfg.Workers), Locations: cfg.Locations}
 	if cfg.UUIDs {
 		res.System = "chime (UUID IDs)"
 	}
@@ -54,7 +55,12 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	}
 	ccfg.RedisURL, ccfg.MySQLDSN = cfg.RedisURL, dsn
 	ccfg.Prefix, ccfg.Queue, ccfg.ReplicaID = "chime-bench:"+id+":", "chime-bench-"+id, "bench"
-	ccfg.PrepareLead, ccfg.ChunkSize, ccfg.Concurrency = time.Second, cfg.ChunkSize, 64
+	// The instant is set a few seconds ahead: the index is readied a
+	// second before it, not the default lead ahead.
+	ccfg.PrepareLead = time.Second
+	if !cfg.EngineDefaults {
+		ccfg.ChunkSize, ccfg.Concurrency = cfg.ChunkSize, 64
+	}
 	defer cleanup(context.WithoutCancel(ctx), rdb, ccfg.Prefix, ccfg.Queue)
 
 	counter := NewCounter()
@@ -110,20 +116,34 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	c := &client{api.Client{Base: "http://" + apiLn.Addr().String(), Key: key}}
-	locs := min(cfg.Locations, len(zones))
-	groups := max(1, (cfg.Users/locs+cfg.GroupSize-1)/cfg.GroupSize)
+	locs := cfg.Locations
+	locOf := func(i int) int { return i % locs }
+	biggest := (cfg.Users + locs - 1) / locs
+	if len(cfg.Sizes) > 0 {
+		locOf, biggest = bySizes(cfg.Sizes), slices.Max(cfg.Sizes)
+	}
+	groups := max(1, (biggest+cfg.GroupSize-1)/cfg.GroupSize)
+	if cfg.EngineGroups || cfg.EngineDefaults {
+		groups = 0
+	}
 	if err := c.putReminder(ctx, groups, locs, time.Now().Add(3*time.Hour)); err != nil {
 		return res, err
 	}
 
 	mem0 := usedMemory(ctx, rdb)
 	start := time.Now()
-	if err := c.register(ctx, cfg.Users, locs, cfg.UUIDs); err != nil {
+	if err := c.register(ctx, cfg.Users, locOf, cfg.UUIDs); err != nil {
 		return res, err
 	}
 	res.RegisterSeconds = time.Since(start).Seconds()
 	res.RegisterPerSecond = float64(cfg.Users) / res.RegisterSeconds
 	res.RedisBytesPerUser = float64(usedMemory(ctx, rdb)-mem0) / float64(cfg.Users)
+	if n, err := indexBytes(ctx, rdb, ccfg.Prefix); err == nil {
+		res.IndexBytesPerUser = float64(n) / float64(cfg.Users)
+	}
+	if n, err := databaseBytes(ctx, db); err == nil {
+		res.MySQLBytes = n
+	}
 
 	fireAt := time.Now().Add(cfg.Lead).Truncate(time.Second).Add(time.Second)
 	if err := c.putReminder(ctx, groups, locs, fireAt); err != nil {
@@ -133,38 +153,46 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	for _, p := range procs {
 		pids = append(pids, p.Process.Pid)
 	}
-	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, cfg.Profile, rdb, pids...)
+	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, cfg.Profile, rdb, cfg.MySQLDSN, pids...)
+	res.Tasks = processedTasks(ctx, rdb, ccfg.Queue)
 	return res, err
 }
 
 // client adds the benchmark's requests to the API client.
 type client struct{ api.Client }
 
+// putReminder defines the reminder at locs locations (zones taken in
+// turn), all due at the instant at; groups 0 leaves the group count to the
+// engine.
 func (c *client) putReminder(ctx context.Context, groups, locs int, at time.Time) error {
 	var times []api.ReminderTime
 	for i := range locs {
-		loc, err := time.LoadLocation(zones[i])
+		zone := zones[i%len(zones)]
+		loc, err := time.LoadLocation(zone)
 		if err != nil {
 			return err
 		}
-		times = append(times, api.ReminderTime{Location: "loc-" + strconv.Itoa(i), Zone: zones[i], LocalTime: at.In(loc).Format("15:04:05")})
+		times = append(times, api.ReminderTime{Location: "loc-" + strconv.Itoa(i), Zone: zone, LocalTime: at.In(loc).Format("15:04:05")})
 	}
-	return c.Do(ctx, http.MethodPut, "/v1/reminders/bench", map[string]any{
-		"title": "Benchmark", "body": "It is time.", "groups": groups, "valid_for": "10m", "times": times,
-	}, nil)
+	body := map[string]any{"title": "Benchmark", "body": "It is time.", "valid_for": "10m", "times": times}
+	if groups > 0 {
+		body["groups"] = groups
+	}
+	return c.Do(ctx, http.MethodPut, "/v1/reminders/bench", body, nil)
 }
 
-// register subscribes users 1..n round-robin over the locations, in
-// batches of 10,000 from four concurrent clients.
-func (c *client) register(ctx context.Context, n, locs int, uuids bool) error {
+// register subscribes users 1..n, user i+1 at location locOf(i), in
+// batches of 10,000 from as many concurrent clients as the API runs bulk
+// requests of one app.
+func (c *client) register(ctx context.Context, n int, locOf func(int) int, uuids bool) error {
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
+	g.SetLimit(api.DefaultBulkPerApp)
 	for start := 0; start < n; start += 10000 {
 		g.Go(func() error {
 			end := min(start+10000, n)
 			subs := make([]map[string]string, 0, end-start)
 			for i := start; i < end; i++ {
-				subs = append(subs, map[string]string{"user_id": userID(i+1, uuids), "location": "loc-" + strconv.Itoa(i%locs)})
+				subs = append(subs, map[string]string{"user_id": userID(i+1, uuids), "location": "loc-" + strconv.Itoa(locOf(i))})
 			}
 			return c.Do(ctx, http.MethodPost, "/v1/reminders/bench/subscribers", map[string]any{"subscribers": subs}, nil)
 		})

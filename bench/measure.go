@@ -3,12 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -57,100 +54,6 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(float64(len(s)-1) * p / 100)
 	return s[i]
-}
-
-// cpuMeter sums the CPU time of this process, Redis (from INFO) and any
-// local MariaDB/MySQL server and extra processes.
-type cpuMeter struct {
-	rdb   redis.UniversalClient
-	pids  []int
-	start cpuTimes
-}
-
-// cpuTimes is CPU seconds by consumer.
-type cpuTimes struct {
-	Engine float64 `json:"engine"` // this process and worker processes
-	Redis  float64 `json:"redis"`
-	MySQL  float64 `json:"mysql"`
-}
-
-func (c cpuTimes) sum() float64 { return c.Engine + c.Redis + c.MySQL }
-
-func newCPUMeter(ctx context.Context, rdb redis.UniversalClient, extra ...int) *cpuMeter {
-	m := &cpuMeter{rdb: rdb, pids: extra}
-	m.start = m.read(ctx)
-	return m
-}
-
-// Since returns the CPU seconds used since the meter was made.
-func (m *cpuMeter) Since(ctx context.Context) cpuTimes {
-	now := m.read(ctx)
-	return cpuTimes{Engine: now.Engine - m.start.Engine, Redis: now.Redis - m.start.Redis, MySQL: now.MySQL - m.start.MySQL}
-}
-
-func (m *cpuMeter) read(ctx context.Context) cpuTimes {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	t := cpuTimes{Engine: tv(ru.Utime) + tv(ru.Stime), Redis: redisCPU(ctx, m.rdb)}
-	for _, pid := range m.pids {
-		t.Engine += procCPU(pid)
-	}
-	for _, pid := range serverPIDs() {
-		t.MySQL += procCPU(pid)
-	}
-	return t
-}
-
-func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-
-func redisCPU(ctx context.Context, rdb redis.UniversalClient) float64 {
-	info, err := rdb.Info(ctx, "cpu").Result()
-	if err != nil {
-		return 0
-	}
-	sum := 0.0
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			f, _ := strconv.ParseFloat(v, 64)
-			sum += f
-		}
-	}
-	return sum
-}
-
-// procCPU reads utime+stime of pid from /proc, in seconds.
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	k, _ := strconv.ParseFloat(f[12], 64)
-	return (u + k) / 100 // USER_HZ is 100 on Linux
-}
-
-// serverPIDs finds local MariaDB/MySQL server processes.
-func serverPIDs() []int {
-	var out []int
-	dirs, _ := filepath.Glob("/proc/[0-9]*/comm")
-	for _, d := range dirs {
-		b, err := os.ReadFile(d)
-		if err != nil {
-			continue
-		}
-		switch strings.TrimSpace(string(b)) {
-		case "mariadbd", "mysqld":
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
-			out = append(out, pid)
-		}
-	}
-	return out
 }
 
 // usedMemory returns Redis's used_memory in bytes.

@@ -22,7 +22,7 @@ import (
 // server runs on asynq's defaults.
 func RunPeer(ctx context.Context, cfg Config, tuned bool) (Result, error) {
 	cfg.defaults()
-	res := Result{System: "asynq task per user (defaults)", Users: cfg.Users, Sink: "no-op", Workers: "1 server, in-process"}
+	res := Result{System: "asynq task per user (defaults)", Users: cfg.Users, Sink: "no-op", Workers: "1 server, in-process", Locations: cfg.Locations}
 	if tuned {
 		res.System = "asynq task per user (tuned)"
 	}
@@ -102,7 +102,7 @@ func RunPeer(ctx context.Context, cfg Config, tuned bool) (Result, error) {
 		return res, err
 	}
 	defer srv.Shutdown()
-	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, cfg.Profile, rdb)
+	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, cfg.Profile, rdb, cfg.MySQLDSN)
 	return res, err
 }
 

@@ -47,18 +47,33 @@ func Machine() string {
 
 // Summary is one line about r.
 func (r Result) Summary() string {
-	return fmt.Sprintf("%s [%s, %s]: %d/%d delivered, %.0f/s, last at +%.0f ms, p99 group lateness %.0f ms, %.1f B/user in Redis, register %.0f/s, CPU s engine %.2f redis %.2f mysql %.2f",
-		r.System, r.Sink, r.Workers, r.Delivered, r.Users, r.DeliveriesPerSec, r.FireToLastMs, r.LatenessP99Ms, r.RedisBytesPerUser, r.RegisterPerSecond,
-		r.CPU.Engine, r.CPU.Redis, r.CPU.MySQL)
+	return fmt.Sprintf("%s: %s [%s, %s]: %d/%d delivered, %.0f/s, last at +%.0f ms, p99 group lateness %.0f ms, %.1f B/user in Redis, register %.0f/s, CPU s engine %s redis %s mysql %s",
+		runName(r), r.System, r.Sink, r.Workers, r.Delivered, r.Users, r.DeliveriesPerSec, r.FireToLastMs, r.LatenessP99Ms, r.RedisBytesPerUser, r.RegisterPerSecond,
+		orNA(r.CPU.Engine), orNA(r.CPU.Redis), orNA(r.CPU.MySQL))
 }
 
-var header = []string{"system", "sink", "workers", "users", "register/s", "Redis B/user", "fire→last ms", "deliveries/s", "p50 ms", "p99 ms", "max ms", "CPU s/M", "complete"}
+// orNA formats a figure that may not have been measured.
+func orNA(f *float64) string {
+	if f == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", *f)
+}
+
+var header = []string{"run", "system", "sink", "workers", "users", "locations", "register/s", "Redis B/user", "index B/user", "tasks", "fire→last ms", "deliveries/s", "p50 ms", "p99 ms", "max ms", "CPU s/M", "complete"}
 
 func (r Result) row() []string {
-	return []string{r.System, r.Sink, r.Workers, fmt.Sprint(r.Users), fmt.Sprintf("%.0f", r.RegisterPerSecond),
-		fmt.Sprintf("%.1f", r.RedisBytesPerUser), fmt.Sprintf("%.0f", r.FireToLastMs), fmt.Sprintf("%.0f", r.DeliveriesPerSec),
+	tasks, fireToLast := "n/a", "n/a"
+	if r.Tasks > 0 {
+		tasks = fmt.Sprint(r.Tasks)
+	}
+	if r.Complete {
+		fireToLast = fmt.Sprintf("%.0f", r.FireToLastMs)
+	}
+	return []string{runName(r), r.System, r.Sink, r.Workers, fmt.Sprint(r.Users), fmt.Sprint(r.Locations), fmt.Sprintf("%.0f", r.RegisterPerSecond),
+		fmt.Sprintf("%.1f", r.RedisBytesPerUser), fmt.Sprintf("%.1f", r.IndexBytesPerUser), tasks, fireToLast, fmt.Sprintf("%.0f", r.DeliveriesPerSec),
 		fmt.Sprintf("%.0f", r.LatenessP50Ms), fmt.Sprintf("%.0f", r.LatenessP99Ms), fmt.Sprintf("%.0f", r.LatenessMaxMs),
-		fmt.Sprintf("%.2f", r.CPUSecondsPerMilln), fmt.Sprint(r.Complete)}
+		orNA(r.CPUSecondsPerMilln), fmt.Sprint(r.Complete)}
 }
 
 // Print writes the results as a text table.
@@ -82,32 +97,58 @@ func (rep Report) Markdown() string {
 	return b.String()
 }
 
-// Headline is the final JSON line.
+// Headline is the final JSON line. A key whose run was not made (bench
+// -only) or whose figure could not be measured is left out.
 type Headline struct {
-	Users                       int     `json:"users"`
-	EnginePerS                  float64 `json:"engine_per_s"`
-	PeerPerS                    float64 `json:"peer_per_s"`
-	Ratio                       float64 `json:"ratio"`
-	RedisBytesPerSubscriber     float64 `json:"redis_bytes_per_subscriber"`
-	PeerRedisBytesPerUser       float64 `json:"peer_redis_bytes_per_user"`
-	RedisBytesPerUUIDSubscriber float64 `json:"redis_bytes_per_uuid_subscriber,omitempty"`
-	P99LatenessMs               float64 `json:"p99_lateness_ms"`
-	FireToLastMs                float64 `json:"fire_to_last_ms"`
-	WebhookPerS                 float64 `json:"webhook_per_s,omitempty"`
-	CPUSecondsPerMillion        float64 `json:"cpu_s_per_million"`
-	PeerCPUSecondsPerMillion    float64 `json:"peer_cpu_s_per_million,omitempty"`
+	Users                       int      `json:"users,omitempty"`
+	EnginePerS                  float64  `json:"engine_per_s,omitempty"`
+	PeerPerS                    float64  `json:"peer_per_s,omitempty"`
+	Ratio                       float64  `json:"ratio,omitempty"`
+	RedisBytesPerSubscriber     float64  `json:"redis_bytes_per_subscriber,omitempty"`
+	PeerRedisBytesPerUser       float64  `json:"peer_redis_bytes_per_user,omitempty"`
+	RedisBytesPerUUIDSubscriber float64  `json:"redis_bytes_per_uuid_subscriber,omitempty"`
+	P99LatenessMs               float64  `json:"p99_lateness_ms,omitempty"`
+	FireToLastMs                float64  `json:"fire_to_last_ms,omitempty"`
+	WebhookPerS                 float64  `json:"webhook_per_s,omitempty"`
+	CPUSecondsPerMillion        *float64 `json:"cpu_s_per_million,omitempty"` // left out when not measured
+	PeerCPUSecondsPerMillion    *float64 `json:"peer_cpu_s_per_million,omitempty"`
+
+	// The runs below are left out when they were not run.
+	ManyLocationsTasks        *int64   `json:"many_locations_tasks,omitempty"`
+	ManyLocationsFireToLastMs *float64 `json:"many_locations_fire_to_last_ms,omitempty"`
+
+	TenMillionFireToLastMs            *float64 `json:"ten_million_fire_to_last_ms,omitempty"`
+	TenMillionRedisBytesPerSubscriber *float64 `json:"ten_million_redis_bytes_per_subscriber,omitempty"`
+	TenMillionRegisterPerS            *float64 `json:"ten_million_register_per_s,omitempty"`
+	TenMillionMySQLBytes              *int64   `json:"ten_million_mysql_bytes,omitempty"`
+	TenMillionCPUSecondsPerMillion    *float64 `json:"ten_million_cpu_s_per_million,omitempty"`
+
+	DefaultsP99LatenessMs        *float64 `json:"defaults_p99_lateness_ms,omitempty"`
+	DefaultsRatio                *float64 `json:"defaults_ratio,omitempty"`
+	DefaultsCPUSecondsPerMillion *float64 `json:"defaults_cpu_s_per_million,omitempty"`
 }
 
 // Headline picks the figures the JSON line reports: the first Chime no-op
 // run against the better of the peer's no-op runs.
 func (rep Report) Headline() Headline {
 	var h Headline
-	var engine, peer *Result
+	var engine, peer, defaults *Result
 	for i := range rep.Results {
 		r := &rep.Results[i]
 		switch {
-		case r.System == "chime (UUID IDs)":
-			h.RedisBytesPerUUIDSubscriber = r.RedisBytesPerUser
+		case r.Run == "uuid":
+			h.RedisBytesPerUUIDSubscriber = r.IndexBytesPerUser
+		case r.Run != "" && !r.Complete:
+			// A run cut short by its timeout has no final figures.
+		case r.Run == "many_locations":
+			h.ManyLocationsTasks, h.ManyLocationsFireToLastMs = &r.Tasks, &r.FireToLastMs
+		case r.Run == "ten_million":
+			h.TenMillionFireToLastMs, h.TenMillionRedisBytesPerSubscriber, h.TenMillionRegisterPerS = &r.FireToLastMs, &r.IndexBytesPerUser, &r.RegisterPerSecond
+			h.TenMillionMySQLBytes, h.TenMillionCPUSecondsPerMillion = &r.MySQLBytes, r.CPUSecondsPerMilln
+		case r.Run == "defaults":
+			defaults = r
+			h.DefaultsP99LatenessMs, h.DefaultsCPUSecondsPerMillion = &r.LatenessP99Ms, r.CPUSecondsPerMilln
+		case r.Run != "":
 		case r.System == "chime" && r.Sink == "no-op" && engine == nil:
 			engine = r
 		case !strings.HasPrefix(r.System, "chime") && r.Sink == "no-op" && (peer == nil || r.DeliveriesPerSec > peer.DeliveriesPerSec):
@@ -124,6 +165,10 @@ func (rep Report) Headline() Headline {
 		h.PeerPerS, h.PeerRedisBytesPerUser, h.PeerCPUSecondsPerMillion = peer.DeliveriesPerSec, peer.RedisBytesPerUser, peer.CPUSecondsPerMilln
 		if peer.DeliveriesPerSec > 0 {
 			h.Ratio = h.EnginePerS / peer.DeliveriesPerSec
+			if defaults != nil {
+				ratio := defaults.DeliveriesPerSec / peer.DeliveriesPerSec
+				h.DefaultsRatio = &ratio
+			}
 		}
 	}
 	return h

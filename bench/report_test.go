@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -45,4 +46,64 @@ func TestCounterLateness(t *testing.T) {
 	c.record(2, 5)
 	require.EqualValues(t, 25, c.Delivered())
 	require.Len(t, c.Lateness(at), 2, "one lateness per group")
+}
+
+func TestZipfSizes(t *testing.T) {
+	for _, tc := range []struct{ users, n, biggestMin, biggestMax, medianMin, medianMax int }{
+		{1_000_000, 5_000, 90_000, 110_000, 100, 300},
+		{100_000, 500, 9_000, 11_000, 100, 300},
+		{10, 4, 1, 10, 1, 10},
+	} {
+		s := ZipfSizes(tc.users, tc.n)
+		require.Len(t, s, tc.n)
+		sum := 0
+		for _, v := range s {
+			require.GreaterOrEqual(t, v, 1)
+			sum += v
+		}
+		require.Equal(t, tc.users, sum)
+		sorted := slices.Sorted(slices.Values(s))
+		require.GreaterOrEqual(t, sorted[tc.n-1], tc.biggestMin)
+		require.LessOrEqual(t, sorted[tc.n-1], tc.biggestMax)
+		require.GreaterOrEqual(t, sorted[tc.n/2], tc.medianMin)
+		require.LessOrEqual(t, sorted[tc.n/2], tc.medianMax)
+	}
+	loc := bySizes([]int{2, 1, 3})
+	var got []int
+	for i := range 6 {
+		got = append(got, loc(i))
+	}
+	require.Equal(t, []int{0, 0, 1, 2, 2, 2}, got)
+}
+
+// The named runs fill their own keys and never the main run's; runs not
+// made leave their keys out.
+func TestHeadlineNamedRuns(t *testing.T) {
+	cpu := 0.8
+	rep := Report{Results: []Result{
+		{System: "chime", Sink: "no-op", Users: 1000, DeliveriesPerSec: 900_000},
+		{System: "asynq task per user (tuned)", Sink: "no-op", Users: 1000, DeliveriesPerSec: 3000},
+		{Run: "defaults", System: "chime", Sink: "no-op", Users: 1000, DeliveriesPerSec: 600_000, LatenessP99Ms: 90, CPUSecondsPerMilln: &cpu, Complete: true},
+		{Run: "uuid", System: "chime (UUID IDs)", Sink: "no-op", Users: 1000, IndexBytesPerUser: 18.2, RedisBytesPerUser: 40, Complete: true},
+		{Run: "many_locations", System: "chime", Sink: "no-op", Users: 1000, Tasks: 40, FireToLastMs: 700, Complete: true},
+		{Run: "ten_million", System: "chime", Sink: "no-op", Users: 1000, Delivered: 10, FireToLastMs: 30000}, // cut short
+	}}
+	h := rep.Headline()
+	require.Equal(t, 900_000.0, h.EnginePerS)
+	require.Equal(t, 18.2, h.RedisBytesPerUUIDSubscriber)
+	require.InDelta(t, 200.0, *h.DefaultsRatio, 1e-9)
+	require.Equal(t, 90.0, *h.DefaultsP99LatenessMs)
+	require.EqualValues(t, 40, *h.ManyLocationsTasks)
+	js := rep.JSON()
+	require.Contains(t, js, `"many_locations_tasks":40`)
+	require.Contains(t, js, `"defaults_cpu_s_per_million":0.8`)
+	require.NotContains(t, js, "ten_million", "a run cut short has no final figures")
+	require.Contains(t, rep.Results[4].row(), "n/a")
+	require.NotContains(t, js, `"cpu_s_per_million":0`, "the main run's CPU was not measured")
+}
+
+// With only a named run made, the main run's keys are left out, not zeros.
+func TestHeadlineLeavesOutRunsNotMade(t *testing.T) {
+	rep := Report{Results: []Result{{Run: "uuid", System: "chime (UUID IDs)", Sink: "no-op", Users: 10, IndexBytesPerUser: 18.5, Complete: true}}}
+	require.JSONEq(t, `{"redis_bytes_per_uuid_subscriber":18.5}`, rep.JSON())
 }

@@ -11,12 +11,14 @@
 //
 // # Index
 //
-// For each (reminder, location) Redis holds one set per non-empty group with
-// its user IDs, a set of the non-empty group numbers, and a "built" marker.
+// For each (reminder, location) Redis holds, per non-empty group, a set of
+// its integer-like user IDs and a packed string of the others (see
+// member.go), a set of the non-empty group numbers, and a "built" marker.
 // All keys of a location share one hash tag, so they live in one Redis
 // Cluster slot and can be read in one pipelined round trip. With groups of
 // at most 512 integer-like IDs Redis stores a set as an intset, about 5 bytes
-// a member; larger or non-integer sets cost about 50 bytes a member.
+// a member (larger sets cost about 50 bytes a member); a UUID costs 17 bytes
+// in the packed string, any other ID its length and one byte.
 //
 // MySQL is the source of truth. The index is written after each committed
 // subscription change and is rebuilt from MySQL whenever the built marker is
@@ -91,6 +93,9 @@ func (x *Index) lockKey(l Loc) string   { return x.base(l) + "lock" }
 func (x *Index) memberKey(l Loc, g int) string {
 	return x.base(l) + "g:" + strconv.Itoa(g)
 }
+func (x *Index) packedKey(l Loc, g int) string {
+	return x.base(l) + "p:" + strconv.Itoa(g)
+}
 
 // Member is one user's place in the index.
 type Member struct {
@@ -100,22 +105,58 @@ type Member struct {
 }
 
 // Apply adds and removes members in one pipelined round trip. Callers apply
-// changes after they are committed to the store.
+// changes after they are committed to the store, and add only members that
+// are new to their group: an integer-like ID added twice is kept once, any
+// other is stored twice (and read once) until the next rebuild.
 func (x *Index) Apply(ctx context.Context, add, remove []Member) error {
 	if len(add) == 0 && len(remove) == 0 {
 		return nil
 	}
-	pipe := x.rdb.Pipeline()
-	for _, m := range remove {
-		pipe.SRem(ctx, x.memberKey(m.Loc, m.Group), m.UserID)
+	type group struct {
+		Loc
+		Group int
 	}
-	seen := map[Member]bool{}
+	pipe := x.rdb.Pipeline()
+	packedOut := map[group][]any{}
+	var order []group
+	for _, m := range remove {
+		// An index written before the packed strings keeps any ID in the
+		// set: remove it from there too.
+		pipe.SRem(ctx, x.memberKey(m.Loc, m.Group), m.UserID)
+		if !integerLike(m.UserID) {
+			g := group{m.Loc, m.Group}
+			if _, ok := packedOut[g]; !ok {
+				order = append(order, g)
+			}
+			packedOut[g] = append(packedOut[g], string(appendPacked(nil, m.UserID)))
+		}
+	}
+	for _, g := range order {
+		removeScript.Eval(ctx, pipe, []string{x.packedKey(g.Loc, g.Group)}, packedOut[g]...)
+	}
+	ints := map[group][]any{}
+	packedIn := map[group][]byte{}
+	order = order[:0]
 	for _, m := range add {
-		pipe.SAdd(ctx, x.memberKey(m.Loc, m.Group), m.UserID)
-		g := Member{Loc: m.Loc, Group: m.Group}
-		if !seen[g] {
-			seen[g] = true
+		g := group{m.Loc, m.Group}
+		_, hasInts := ints[g]
+		_, hasPacked := packedIn[g]
+		if !hasInts && !hasPacked {
+			order = append(order, g)
 			pipe.SAdd(ctx, x.groupsKey(m.Loc), m.Group)
+		}
+		if integerLike(m.UserID) {
+			ints[g] = append(ints[g], m.UserID)
+		} else {
+			packedIn[g] = appendPacked(packedIn[g], m.UserID)
+		}
+	}
+	for _, g := range order {
+		if v := ints[g]; len(v) > 0 {
+			pipe.SAdd(ctx, x.memberKey(g.Loc, g.Group), v...)
+		}
+		if v := packedIn[g]; len(v) > 0 {
+			appendScript.Eval(ctx, pipe, []string{x.packedKey(g.Loc, g.Group)}, v)
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -140,17 +181,27 @@ func (x *Index) invalidate(ctx context.Context, lists ...[]Member) {
 }
 
 // Members returns the user IDs of group g in one round trip, or ErrNotBuilt.
+// They are sorted in byte order (the order checkpoints compare in), each
+// once.
 func (x *Index) Members(ctx context.Context, l Loc, g int) ([]string, error) {
 	pipe := x.rdb.Pipeline()
 	built := pipe.Exists(ctx, x.builtKey(l))
 	members := pipe.SMembers(ctx, x.memberKey(l, g))
+	packed := pipe.Get(ctx, x.packedKey(l, g))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read group %d: %w", g, err)
 	}
 	if built.Val() == 0 {
 		return nil, ErrNotBuilt
 	}
-	return members.Val(), nil
+	out, err := unpack(members.Val(), packed.Val())
+	if err != nil {
+		// A damaged string is not guessed at: the next read rebuilds the
+		// location from the store.
+		x.rdb.Del(context.WithoutCancel(ctx), x.builtKey(l))
+		return nil, fmt.Errorf("read group %d: %w", g, err)
+	}
+	return sortedUnique(out), nil
 }
 
 // Groups returns the numbers of the groups that have had members since the
@@ -271,7 +322,7 @@ func (x *Index) Drop(ctx context.Context, l Loc) error {
 	keys := []string{x.builtKey(l), x.groupsKey(l)}
 	for _, s := range groups {
 		g, _ := strconv.Atoi(s)
-		keys = append(keys, x.memberKey(l, g))
+		keys = append(keys, x.memberKey(l, g), x.packedKey(l, g))
 	}
 	for len(keys) > 0 {
 		n := min(len(keys), 1000)

@@ -7,29 +7,55 @@ import (
 	"gorm.io/gorm/clause"
 )
 
+// subscribeBatch is how many subscriptions go in one statement: 5 values
+// a row, well below the 65,535 placeholders MySQL takes and SQLite's 32,766.
+const subscribeBatch = 2000
+
 // Subscribe stores subscriptions of one reminder (a user's replaces the
 // one it has) in one transaction, and returns those the users had before,
 // for the index changes to apply once it commits.
+//
+// Most bulk registrations are of new users, so each batch is first
+// inserted as new rows only, which needs no read; if some of its users
+// were subscribed already, that insert is rolled back to a savepoint and
+// the batch reads the rows it replaces, then upserts.
 func Subscribe(ctx context.Context, db *gorm.DB, reminder int64, subs []Subscription) ([]Subscription, error) {
-	ids := make([]string, len(subs))
-	for i, s := range subs {
-		ids[i] = s.UserID
-	}
 	var old []Subscription
 	err := Transaction(ctx, db, func(tx *gorm.DB) error {
 		old = nil
-		for start := 0; start < len(ids); start += 1000 {
-			var part []Subscription
-			end := min(start+1000, len(ids))
-			if err := tx.Where("reminder_id = ? AND user_id IN ?", reminder, ids[start:end]).Find(&part).Error; err != nil {
+		for start := 0; start < len(subs); start += subscribeBatch {
+			part := subs[start:min(start+subscribeBatch, len(subs))]
+			if err := tx.SavePoint("subscribe").Error; err != nil {
 				return err
 			}
-			old = append(old, part...)
+			res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&part)
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected == int64(len(part)) {
+				continue // all new
+			}
+			if err := tx.RollbackTo("subscribe").Error; err != nil {
+				return err
+			}
+			ids := make([]string, len(part))
+			for i, s := range part {
+				ids[i] = s.UserID
+			}
+			var was []Subscription
+			if err := tx.Select("reminder_id", "user_id", "location_id", "group_no").
+				Where("reminder_id = ? AND user_id IN ?", reminder, ids).Find(&was).Error; err != nil {
+				return err
+			}
+			old = append(old, was...)
+			if err := tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "reminder_id"}, {Name: "user_id"}},
+				DoUpdates: clause.AssignmentColumns([]string{"location_id", "group_no"}),
+			}).Create(&part).Error; err != nil {
+				return err
+			}
 		}
-		return tx.Clauses(clause.OnConflict{
-			Columns:   []clause.Column{{Name: "reminder_id"}, {Name: "user_id"}},
-			DoUpdates: clause.AssignmentColumns([]string{"location_id", "group_no"}),
-		}).CreateInBatches(&subs, 1000).Error
+		return nil
 	})
 	return old, err
 }

@@ -1,12 +1,15 @@
 package store_test
 
 import (
+	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/store"
@@ -58,4 +61,86 @@ func TestSubscribeRetriesLockWaitTimeout(t *testing.T) {
 	var now store.Subscription
 	require.NoError(t, env.DB.Where("reminder_id = 1 AND user_id = 'u1'").First(&now).Error)
 	require.Equal(t, int64(2), now.LocationID)
+}
+
+// BenchmarkSubscribe registers new users 10,000 a call, as one bulk request
+// does, and reports subscribers stored per second. It asserts nothing:
+// go test -run '^$' -bench Subscribe ./store/
+func BenchmarkSubscribe(b *testing.B) {
+	env := testenv.New(b)
+	ctx := context.Background()
+	start := time.Now()
+	for n := range b.N {
+		subs := make([]store.Subscription, 10000)
+		for i := range subs {
+			u := strconv.Itoa(1_000_000 + n*10000 + i)
+			subs[i] = store.Subscription{ReminderID: 1, UserID: u, LocationID: int64(i % 4), GroupNo: i % 256}
+		}
+		if _, err := store.Subscribe(ctx, env.DB, 1, subs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*10000)/time.Since(start).Seconds(), "subscribers/s")
+}
+
+// Injects: registrations of new users only (the insert-only path), then a
+// mix of new, moved and unchanged users across several statements (the
+// savepoint, read and upsert path), on MariaDB and on SQLite. Checks: the
+// returned previous rows are exactly the existing users' old rows, and
+// every row holds its new location and group.
+func TestSubscribeNewAndExisting(t *testing.T) {
+	sqlite, err := store.Open("sqlite:"+t.TempDir()+"/s.db", testenv.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeDB(sqlite) })
+	require.NoError(t, store.Migrate(ctxT(t), sqlite))
+	for name, db := range map[string]*gorm.DB{"mysql": testenv.New(t).DB, "sqlite": sqlite} {
+		t.Run(name, func(t *testing.T) {
+			ctx := ctxT(t)
+			subs := func(from, to int, loc int64) []store.Subscription {
+				var out []store.Subscription
+				for i := from; i < to; i++ {
+					out = append(out, store.Subscription{ReminderID: 7, UserID: "u" + strconv.Itoa(i), LocationID: loc, GroupNo: i % 5})
+				}
+				return out
+			}
+			old, err := store.Subscribe(ctx, db, 7, subs(0, 4500, 1))
+			require.NoError(t, err)
+			require.Empty(t, old)
+
+			// 0..999 stay, 1000..2999 move, 4500..5999 are new; the batch
+			// boundaries fall inside each kind.
+			mix := append(subs(0, 1000, 1), subs(1000, 3000, 2)...)
+			mix = append(mix, subs(4500, 6000, 3)...)
+			old, err = store.Subscribe(ctx, db, 7, mix)
+			require.NoError(t, err)
+			require.Len(t, old, 3000)
+			for _, o := range old {
+				i, _ := strconv.Atoi(o.UserID[1:])
+				require.Less(t, i, 3000)
+				require.Equal(t, store.Subscription{ReminderID: 7, UserID: o.UserID, LocationID: 1, GroupNo: i % 5}, o)
+			}
+			count := func(loc int64) (n int64) {
+				require.NoError(t, db.Model(&store.Subscription{}).Where("reminder_id = 7 AND location_id = ?", loc).Count(&n).Error)
+				return n
+			}
+			require.Equal(t, []int64{1000 + 1500, 2000, 1500}, []int64{count(1), count(2), count(3)})
+		})
+	}
+}
+
+// Injects: a request whose third statement fails (a user ID too long for
+// the column, refused by MariaDB's strict mode) after two statements of
+// new users went in. Checks: nothing of the request is stored.
+func TestSubscribeAllOrNothing(t *testing.T) {
+	env := testenv.New(t)
+	var subs []store.Subscription
+	for i := range 5000 {
+		subs = append(subs, store.Subscription{ReminderID: 8, UserID: "n" + strconv.Itoa(i), LocationID: 1})
+	}
+	subs[4500].UserID = strings.Repeat("x", 300)
+	_, err := store.Subscribe(ctxT(t), env.DB, 8, subs)
+	require.Error(t, err)
+	var n int64
+	require.NoError(t, env.DB.Model(&store.Subscription{}).Where("reminder_id = 8").Count(&n).Error)
+	require.Zero(t, n)
 }

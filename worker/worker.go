@@ -234,7 +234,8 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 	if err != nil {
 		return w.release(ctx, l, fmt.Errorf("read members: %w", err))
 	}
-	slices.Sort(members)
+	// Members come sorted in byte order, each once, whatever their encoding
+	// in Redis: the checkpoint is a position in that order.
 	if claim.Checkpoint != "" {
 		// Users up to the checkpoint were sent by an earlier holder.
 		i, found := slices.BinarySearch(members, claim.Checkpoint)

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"slices"
@@ -88,6 +89,12 @@ type fixture struct {
 // places) and returns the target group's members.
 func setup(t *testing.T, users int) *fixture {
 	t.Helper()
+	return setupIDs(t, users, func(i int) string { return strconv.Itoa(100_000 + i*37) })
+}
+
+// setupIDs is setup with the i-th user's ID from id.
+func setupIDs(t *testing.T, users int, id func(i int) string) *fixture {
+	t.Helper()
 	env := testenv.New(t)
 	f := &fixture{
 		env:   env,
@@ -97,7 +104,7 @@ func setup(t *testing.T, users int) *fixture {
 	}
 	var rows []store.Subscription
 	for i := range users {
-		u := strconv.Itoa(100_000 + i*37)
+		u := id(i)
 		g := grouping.Of(u, groups)
 		rows = append(rows, store.Subscription{ReminderID: reminderID, LocationID: locationID, UserID: u, GroupNo: g})
 		if g == target {
@@ -249,6 +256,54 @@ func TestHandleResumesAfterFailure(t *testing.T) {
 	batches, _ = second.sent()
 	requireChunks(t, batches, f.members[2*chunk:])
 	require.Equal(t, []string{"start", "release", "start", "finish"}, f.stream(t))
+	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members)}, f.claim(t))
+}
+
+// Compact string IDs: UUIDs in both cases, other strings and integers in
+// one group. Injected: the channel fails on the third send, then the task
+// comes back through the queue to another worker. Checked: every member is
+// sent exactly once, with its original ID, in sorted order across the two
+// attempts.
+func TestHandleCompactStringIDsOnceAcrossRetries(t *testing.T) {
+	id := func(i int) string {
+		switch i % 4 {
+		case 0:
+			return fmt.Sprintf("%08x-%04x-4abc-9def-%012x", i*2654435761%(1<<32), i, i*7919)
+		case 1:
+			return strings.ToUpper(fmt.Sprintf("%08x-%04x-4abc-9def-%012x", i*40503%(1<<32), i, i*104729))
+		case 2:
+			return "usér-" + strconv.Itoa(i)
+		}
+		return strconv.Itoa(i)
+	}
+	f := setupIDs(t, 400, id)
+	require.Greater(t, len(f.members), 4*chunk)
+	ctx := context.Background()
+	down := errors.New("channel down")
+	first := recorder{before: func(n int, b *sender.Batch) (sender.Result, error) {
+		if n == 3 {
+			return sender.Result{}, down
+		}
+		return sender.Result{}, nil
+	}}
+	require.ErrorIs(t, f.worker(t, "w1", &first).Handle(ctx, f.payload(1)), down)
+
+	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(f.env.Redis), f.env.Queue)
+	require.NoError(t, enq.Enqueue(ctx, []queue.Payload{f.payload(2)}))
+	var second recorder
+	w := f.worker(t, "w2", &second)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(rctx) }()
+	testenv.WaitUntil(t, 10*time.Second, "the requeued task to finish the group", func() bool {
+		return slices.Contains(f.stream(t), "finish")
+	})
+	stop()
+	require.NoError(t, <-done)
+
+	_, a := first.sent()
+	_, b := second.sent()
+	require.Equal(t, f.members, append(a, b...), "every member once, as registered, in sorted order")
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members)}, f.claim(t))
 }
 

@@ -11,7 +11,12 @@
 // Needs REDIS_URL and MYSQL_DSN; settings such as CHIME_BULK_CONCURRENCY
 // in its environment reach the coordinator.
 //
-//	bulkload [-requests 200] [-subscribers 10000] [-samples 20] [-coordinator PATH]
+// With -clients N it measures the registration rate instead: N clients
+// send the requests one after another (a 429 is sent again), and it reports
+// subscribers registered per second from the first request to the last
+// answer.
+//
+//	bulkload [-requests 200] [-subscribers 10000] [-clients 0] [-samples 20] [-coordinator PATH]
 package main
 
 import (
@@ -53,6 +58,7 @@ func main() {
 type config struct {
 	RedisURL, MySQLDSN string
 	Requests, Subs     int
+	Clients            int
 	Samples            int
 	Interval, Timeout  time.Duration
 	CoordinatorBin     string
@@ -69,6 +75,7 @@ type result struct {
 	ReadyOK     int     `json:"ready_ok"`
 	Samples     int     `json:"ready_samples"`
 	Seconds     float64 `json:"seconds"`
+	PerSecond   float64 `json:"registered_per_s"`
 	IdleRSSMB   float64 `json:"coordinator_idle_rss_mb"`
 	PeakRSSMB   float64 `json:"coordinator_peak_rss_mb"`
 }
@@ -76,6 +83,7 @@ type result struct {
 func (r result) print(w io.Writer) {
 	fmt.Fprintf(w, "bulk requests      %d of %d subscribers each, in %.1fs\n", r.Requests, r.Subscribers, r.Seconds)
 	fmt.Fprintf(w, "answers            %d ok, %d 429, %d other, %d unanswered\n", r.OK, r.Limited, r.Other, r.Unanswered)
+	fmt.Fprintf(w, "registered         %.0f subscribers/s\n", r.PerSecond)
 	fmt.Fprintf(w, "readiness          %d of %d samples were 200\n", r.ReadyOK, r.Samples)
 	fmt.Fprintf(w, "coordinator RSS    %.0f MB idle, %.0f MB peak (VmHWM)\n", r.IdleRSSMB, r.PeakRSSMB)
 	b, _ := json.Marshal(r)
@@ -88,6 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg := config{RedisURL: getenv("REDIS_URL"), MySQLDSN: getenv("MYSQL_DSN"), Stderr: stderr}
 	fs.IntVar(&cfg.Requests, "requests", 200, "bulk requests sent at once, all by one app")
 	fs.IntVar(&cfg.Subs, "subscribers", 10000, "new subscribers in each request")
+	fs.IntVar(&cfg.Clients, "clients", 0, "send the requests from this many clients in turn, retrying 429s (0: all at once)")
 	fs.IntVar(&cfg.Samples, "samples", 20, "readiness samples taken while the requests run")
 	fs.DurationVar(&cfg.Interval, "interval", 250*time.Millisecond, "time between readiness samples")
 	fs.DurationVar(&cfg.Timeout, "timeout", 3*time.Minute, "the run stops after this, answered or not")
@@ -100,6 +109,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return errors.New("REDIS_URL and MYSQL_DSN are required")
 	case cfg.Requests < 1 || cfg.Requests > 1000 || cfg.Subs < 1 || cfg.Samples < 1 || cfg.Samples > 1000:
 		return errors.New("-requests must be from 1 to 1000, -subscribers at least 1, -samples from 1 to 1000")
+	case cfg.Clients < 0 || cfg.Clients > cfg.Requests:
+		return errors.New("-clients must be from 0 to -requests")
 	case cfg.Interval <= 0 || cfg.Timeout <= 0:
 		return errors.New("-interval and -timeout must be positive")
 	}
@@ -188,27 +199,45 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	}
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Requests}}
+	post := func(body []byte) int {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/reminders/bulk/subscribers", bytes.NewReader(body))
+		if err != nil {
+			return 0
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
 	start := time.Now()
 	codes := make(chan int, cfg.Requests)
 	var wg sync.WaitGroup
-	for _, body := range bodies {
-		wg.Go(func() {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/reminders/bulk/subscribers", bytes.NewReader(body))
-			if err != nil {
-				codes <- 0
-				return
-			}
-			req.Header.Set("Authorization", "Bearer "+key)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
-				codes <- 0
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			codes <- resp.StatusCode
-		})
+	if cfg.Clients == 0 {
+		for _, body := range bodies {
+			wg.Go(func() { codes <- post(body) })
+		}
+	} else {
+		next := make(chan []byte, len(bodies))
+		for _, body := range bodies {
+			next <- body
+		}
+		close(next)
+		for range cfg.Clients {
+			wg.Go(func() {
+				for body := range next {
+					code := post(body)
+					for code == http.StatusTooManyRequests && ctx.Err() == nil {
+						code = post(body)
+					}
+					codes <- code
+				}
+			})
+		}
 	}
 	probe := &http.Client{Timeout: 5 * time.Second}
 	for range cfg.Samples {
@@ -239,6 +268,7 @@ func measure(ctx context.Context, cfg config) (result, error) {
 			res.Other++
 		}
 	}
+	res.PerSecond = float64(res.OK*cfg.Subs) / res.Seconds
 	if res.PeakRSSMB, err = memory(coord.Process.Pid, "VmHWM:"); err != nil {
 		return res, err
 	}
