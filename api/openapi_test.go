@@ -77,6 +77,7 @@ var routes = []struct {
 	{"POST", "/v1/users/{user_id}/token", true},
 	{"GET", "/v1/signing-keys", true},
 	{"POST", "/v1/signing-keys", true},
+	{"GET", "/v1/audit", true},
 	{"GET", "/v1/operator/apps", true},
 	{"POST", "/v1/operator/apps", true},
 	{"GET", "/v1/operator/apps/{app}/keys", true},
