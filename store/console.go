@@ -197,3 +197,41 @@ func Audience(ctx context.Context, db *gorm.DB, app, reminder int64) ([]Audience
 		Order("l.name, platform").Scan(&out).Error
 	return out, err
 }
+
+// NextFire is a reminder's next planned fire.
+type NextFire struct {
+	ReminderID     int64
+	FireAt         time.Time
+	Location, Zone string
+}
+
+// NextFires returns, of each reminder that has one, the first scheduled
+// occurrence after now (one location's, when several fire at once). The
+// planner plans over its horizon (26 hours by default), so a reminder
+// firing later has none yet.
+func NextFires(ctx context.Context, db *gorm.DB, reminders []int64, now time.Time) (map[int64]NextFire, error) {
+	out := map[int64]NextFire{}
+	if len(reminders) == 0 {
+		return out, nil
+	}
+	var rows []NextFire
+	first := db.Model(&Occurrence{}).Select("reminder_id, MIN(fire_at) AS fire_at").
+		Where("reminder_id IN ? AND state = ? AND fire_at > ?", reminders, OccScheduled, stored(now)).Group("reminder_id")
+	err := db.WithContext(ctx).Table("occurrences AS o").Select("o.reminder_id, o.fire_at, l.name AS location, l.zone").
+		Joins("JOIN (?) AS x ON x.reminder_id = o.reminder_id AND x.fire_at = o.fire_at", first).
+		Joins("JOIN locations l ON l.id = o.location_id").
+		Where("o.state = ?", OccScheduled).Order("l.name").Scan(&rows).Error
+	for _, r := range rows {
+		if _, ok := out[r.ReminderID]; !ok {
+			out[r.ReminderID] = r
+		}
+	}
+	return out, err
+}
+
+// SubscriberCount is how many users a reminder has.
+func SubscriberCount(ctx context.Context, db *gorm.DB, reminder int64) (int64, error) {
+	var n int64
+	err := db.WithContext(ctx).Model(&Subscription{}).Where("reminder_id = ?", reminder).Count(&n).Error
+	return n, err
+}

@@ -7,6 +7,7 @@
 //	chime app key list APP                         list the app's keys
 //	chime app key revoke APP KEY [-grace D]        revoke a key (after D)
 //	chime app signing-key rotate [-overlap D] APP  new gateway signing key for app ID APP
+//	chime console-user create APP EMAIL [-role R]  a console user (editor or viewer), password printed
 //	chime migrate                                  apply schema migrations
 //	chime secret-key new ID                        print a new CHIME_SECRET_KEYS entry
 //	chime secret-key reseal [-batch N]             re-seal stored secrets under the first key
@@ -53,6 +54,7 @@ const usage = `usage:
   chime app key list APP
   chime app key revoke APP KEY [-grace DURATION]
   chime app signing-key rotate [-overlap DURATION] APP_ID
+  chime console-user create APP EMAIL [-role editor|viewer]
   chime migrate
   chime secret-key new ID
   chime secret-key reseal [-batch N]
@@ -96,6 +98,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 		fmt.Fprintln(stdout, k)
 		return nil
+	case "console-user":
+		return consoleUser(ctx, args[1:], environ, stdout)
 	case "migrate":
 		d, err := openDB(ctx, environ)
 		if err == nil {
