@@ -47,15 +47,15 @@ type textRow struct{ Lang, Title, Body string }
 
 // form is the reminder editor's fields, as text.
 type form struct {
-	New                              bool
-	Key, Kind, Title, Body, Lang     string
-	Tags, Groups, ValidFor, Grace    string
-	StartsAt, EndsAt, At, Offsets    string
-	Schema                           string
+	New                               bool
+	Key, Kind, Title, Body, Lang      string
+	Tags, Groups, ValidFor, Grace     string
+	StartsAt, EndsAt, At, Offsets     string
+	Schema                            string
 	Paused, DeliverWhenOnline, Notify bool
-	Times                            []timeRow
-	Locations                        []placeRow
-	Translations                     []textRow
+	Times                             []timeRow
+	Locations                         []placeRow
+	Translations                      []textRow
 	// Errors are the problems by field name ("title", "times.2.zone");
 	// Other are those no field shows.
 	Errors map[string]string
