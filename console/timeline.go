@@ -66,8 +66,14 @@ func dayNote(at time.Time, loc *time.Location) string {
 	if offsetName(a) == offsetName(b) {
 		return ""
 	}
-	_, change := b.ZoneBounds()
-	return fmt.Sprintf("clock change at %s: %s → %s", change.In(loc).Format("15:04 MST"), offsetName(a), offsetName(b))
+	began, _ := b.ZoneBounds()
+	change := began.UTC()
+	// The wall clock just before the change, and the time it reaches then.
+	last := change.Add(-time.Second).In(loc)
+	reached := time.Date(last.Year(), last.Month(), last.Day(), last.Hour(), last.Minute(), last.Second()+1, 0, time.UTC)
+	after := change.In(loc)
+	return fmt.Sprintf("clock change at %s: clocks go from %s %s (%s) to %s %s (%s)", change.Format("15:04 UTC"),
+		reached.Format("15:04"), last.Format("MST"), offsetName(last), after.Format("15:04"), after.Format("MST"), offsetName(after))
 }
 
 // dailyFires are the fires of local time o in loc after from, for days,

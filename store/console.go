@@ -111,8 +111,10 @@ type ReminderFilter struct {
 func SearchReminders(ctx context.Context, db *gorm.DB, app int64, f ReminderFilter, limit int) ([]ReminderSummary, error) {
 	q := db.WithContext(ctx).Model(&Reminder{}).Where("app_id = ? AND `key` > ?", app, f.After)
 	if f.Search != "" {
-		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(f.Search) + "%"
-		q = q.Where("(`key` LIKE ? OR title LIKE ?)", like, like)
+		// "!" escapes the wildcards: one escape character both MySQL and
+		// SQLite read the same way.
+		like := "%" + strings.NewReplacer("!", "!!", "%", "!%", "_", "!_").Replace(f.Search) + "%"
+		q = q.Where("(`key` LIKE ? ESCAPE '!' OR title LIKE ? ESCAPE '!')", like, like)
 	}
 	var rems []Reminder
 	if err := q.Order(clause.OrderByColumn{Column: clause.Column{Name: "key"}}).Limit(limit).Find(&rems).Error; err != nil {

@@ -1,6 +1,7 @@
 // Command chime is Chime's all-in-one tool:
 //
 //	chime demo [-users N] [-workers N] [-lead D]   run everything in one process
+//	           [-console]                          and keep it running, console open
 //	chime app create NAME                          create an app, print its API key
 //	chime app list                                 list the apps
 //	chime app key create APP [-name NAME]          add an API key, print it
@@ -47,7 +48,7 @@ func main() {
 }
 
 const usage = `usage:
-  chime demo [-users N] [-workers N] [-lead DURATION] [-groups N]
+  chime demo [-users N] [-workers N] [-lead DURATION] [-groups N] [-console]
   chime app create NAME
   chime app list
   chime app key create APP [-name NAME]
@@ -73,6 +74,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		fs.IntVar(&opt.Workers, "workers", 2, "workers to run")
 		fs.DurationVar(&opt.Lead, "lead", 0, "how far ahead the reminder is due (default 5s)")
 		fs.IntVar(&opt.Groups, "groups", 16, "the reminder's group count")
+		fs.BoolVar(&opt.Console, "console", false, "keep running afterwards with the console open on the demo's data")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
