@@ -5,10 +5,16 @@
 GO ?= go
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: run test unit build image vet lint bench bench-quick wsload wsload-60k
+.PHONY: run test unit build image vet lint bench bench-quick wsload wsload-60k console-shots
 
+# The demo, then its console left open (URL and sign-in printed) until Ctrl-C.
 run:
-	$(GO) run ./cmd/chime demo
+	$(GO) run ./cmd/chime demo -console
+
+# Screenshots of the console's pages, taken by its browser test, for
+# docs/console.md.
+console-shots:
+	CHIME_CONSOLE_SHOTS=$(CURDIR)/docs/console scripts/testenv.sh $(GO) test -count=1 -run TestConsoleInBrowser ./console/
 
 test: vet
 	scripts/testenv.sh $(GO) test $(TESTFLAGS) ./...

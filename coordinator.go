@@ -18,6 +18,7 @@ import (
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/apikey"
 	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/console"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/leader"
@@ -32,6 +33,7 @@ import (
 type Coordinator struct {
 	cfg       Config
 	api       *api.API
+	console   *console.Console
 	keys      *apikey.Resolver
 	scheduler *scheduler.Scheduler
 	elector   *leader.Elector
@@ -61,10 +63,12 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 		ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, IdleTimeout: cfg.HTTPIdleTimeout, MaxHeaderBytes: cfg.HTTPMaxHeaderBytes,
 		WebDeviceGuard: cfg.Push.guard(), Keyring: cfg.Keyring(),
 	})
+	a := api.New(cfg.withOnline(acfg, db, rdb, log), db, rdb, index, log.With("part", "api"))
 	return &Coordinator{
 		cfg:       cfg,
 		probe:     closeProbe,
-		api:       api.New(cfg.withOnline(acfg, db, rdb, log), db, rdb, index, log.With("part", "api")),
+		api:       a,
+		console:   console.New(console.Config{Prefix: cfg.Prefix, Now: clk.Now}, db, rdb, a, log.With("part", "console")),
 		keys:      keys,
 		scheduler: sched,
 		elector:   leader.New(leader.Config{Key: cfg.Prefix + "leader", ID: cfg.ReplicaID, TTL: cfg.LeaderTTL}, rdb, log),
@@ -73,8 +77,16 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 	}
 }
 
-// Handler returns the coordinator's HTTP API.
-func (c *Coordinator) Handler() http.Handler { return c.api.Handler() }
+// Handler returns the coordinator's HTTP API, with the console at
+// /console.
+func (c *Coordinator) Handler() http.Handler {
+	mux := http.NewServeMux()
+	pages := c.console.Handler()
+	mux.Handle(console.Path+"/", pages)
+	mux.Handle(console.Path, pages)
+	mux.Handle("/", c.api.Handler())
+	return mux
+}
 
 // Run serves until ctx is cancelled.
 func (c *Coordinator) Run(ctx context.Context) error {
@@ -87,6 +99,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 	defer c.probe()
 	srv := c.api.Server()
+	srv.Handler = c.Handler()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.keys.Run(ctx) })
 	g.Go(func() error {

@@ -23,7 +23,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -148,6 +150,9 @@ type API struct {
 	limit *bulkLimit
 	// operator is the SHA-256 of Config.OperatorKey, nil without one.
 	operator []byte
+	// routes serve in-process calls (As).
+	routesOnce sync.Once
+	routes     http.Handler
 }
 
 // New returns the API.
@@ -230,22 +235,22 @@ func (a *API) Handler() http.Handler {
 		_, _ = w.Write(OpenAPI)
 	})
 	mux.Handle("GET /v1/reminders", a.auth(a.listReminders))
-	mux.Handle("PUT /v1/reminders/{key}", a.auth(a.putReminder))
+	mux.Handle("PUT /v1/reminders/{key}", a.auth(a.audited(a.putReminder)))
 	mux.Handle("GET /v1/reminders/{key}", a.auth(a.getReminder))
-	mux.Handle("DELETE /v1/reminders/{key}", a.auth(a.deleteReminder))
+	mux.Handle("DELETE /v1/reminders/{key}", a.auth(a.audited(a.deleteReminder)))
 	mux.Handle("GET /v1/reminders/{key}/upcoming", a.auth(a.upcoming))
 	mux.Handle("PUT /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.putSubscriber))
 	mux.Handle("DELETE /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.deleteSubscriber))
 	mux.Handle("POST /v1/reminders/{key}/subscribers", a.auth(a.bulk(a.postSubscribers)))
 	mux.Handle("GET /v1/occurrences", a.auth(a.listOccurrences))
 	mux.Handle("GET /v1/occurrences/{id}", a.auth(a.getOccurrence))
-	mux.Handle("POST /v1/events", a.auth(a.postEvent))
+	mux.Handle("POST /v1/events", a.auth(a.audited(a.postEvent)))
 	mux.Handle("GET /v1/events/{id}", a.auth(a.getEvent))
-	mux.Handle("DELETE /v1/events/{id}", a.auth(a.deleteEvent))
-	mux.Handle("POST /v1/timetable", a.auth(a.bulk(a.importTimetable)))
+	mux.Handle("DELETE /v1/events/{id}", a.auth(a.audited(a.deleteEvent)))
+	mux.Handle("POST /v1/timetable", a.auth(a.audited(a.bulk(a.importTimetable))))
 	mux.Handle("GET /v1/reminders/{key}/timetable", a.auth(a.listTimetable))
-	mux.Handle("PUT /v1/reminders/{key}/timetable/{location}/{date}", a.auth(a.putTimetableRow))
-	mux.Handle("DELETE /v1/reminders/{key}/timetable/{location}/{date}", a.auth(a.deleteTimetableRow))
+	mux.Handle("PUT /v1/reminders/{key}/timetable/{location}/{date}", a.auth(a.audited(a.putTimetableRow)))
+	mux.Handle("DELETE /v1/reminders/{key}/timetable/{location}/{date}", a.auth(a.audited(a.deleteTimetableRow)))
 	mux.Handle("GET /v1/occurrences/{id}/channels", a.auth(a.occurrenceChannels))
 	mux.Handle("GET /v1/occurrences/{id}/failures", a.auth(a.occurrenceFailures))
 	mux.Handle("GET /v1/users/{user_id}/devices", a.auth(a.listDevices))
@@ -260,7 +265,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/users/{user_id}/contacts", a.auth(a.listContacts))
 	mux.Handle("PUT /v1/users/{user_id}/contacts/{contact_id}", a.auth(a.putContact))
 	mux.Handle("DELETE /v1/users/{user_id}/contacts/{contact_id}", a.auth(a.deleteContact))
-	mux.Handle("POST /v1/regions/{region}/announcements", a.auth(a.postAnnouncement))
+	mux.Handle("POST /v1/regions/{region}/announcements", a.auth(a.audited(a.postAnnouncement)))
 	mux.Handle("GET /v1/regions/{region}/announcements", a.auth(a.listAnnouncements))
 	mux.Handle("GET /v1/occurrences/{id}/status", a.auth(a.occurrenceStatus))
 	mux.Handle("POST /v1/users/{user_id}/token", a.auth(a.issueToken))
@@ -275,7 +280,9 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/locations/{location}", a.auth(a.getLocation))
 	mux.Handle("GET /v1/locations/{location}/prayer-times", a.auth(a.prayerTimes))
 	mux.Handle("GET /v1/signing-keys", a.auth(a.listSigningKeys))
-	mux.Handle("POST /v1/signing-keys", a.auth(a.rotateSigningKey))
+	// The audit log of the changes marked audited above (audit.go).
+	mux.Handle("GET /v1/audit", a.auth(a.listAudit))
+	mux.Handle("POST /v1/signing-keys", a.auth(a.audited(a.rotateSigningKey)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
@@ -289,20 +296,24 @@ type handler func(w http.ResponseWriter, r *http.Request, app int64) error
 func (a *API) auth(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		noStore(w)
+		if c, ok := r.Context().Value(actorKey{}).(caller); ok && c.app != 0 {
+			a.answer(w, r, h(w, r, c.app))
+			return
+		}
 		token, ok := bearer(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="chime"`)
 			writeProblem(w, problem(http.StatusUnauthorized, "an Authorization: Bearer <api key> header is required"))
 			return
 		}
-		app, err := a.cfg.Keys.App(r.Context(), token)
+		app, id, err := a.cfg.Keys.Key(r.Context(), token)
 		if errors.Is(err, store.ErrNotFound) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="chime", error="invalid_token"`)
 			writeProblem(w, problem(http.StatusUnauthorized, "the API key is not valid"))
 			return
 		}
 		if err == nil {
-			err = h(w, r, app)
+			err = h(w, withActor(r, Actor{Kind: store.ActorKey, ID: strconv.FormatInt(id, 10)}), app)
 		}
 		a.answer(w, r, err)
 	})

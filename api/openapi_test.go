@@ -81,6 +81,7 @@ var routes = []struct {
 	{"GET", "/v1/locations/{location}/prayer-times", true},
 	{"GET", "/v1/signing-keys", true},
 	{"POST", "/v1/signing-keys", true},
+	{"GET", "/v1/audit", true},
 	{"GET", "/v1/operator/apps", true},
 	{"POST", "/v1/operator/apps", true},
 	{"GET", "/v1/operator/apps/{app}/keys", true},

@@ -120,6 +120,16 @@ func (a *API) importTimetable(w http.ResponseWriter, r *http.Request, app int64)
 	if len(errs) > 0 {
 		return problem(http.StatusUnprocessableEntity, "some timetable rows are not valid; none were stored", errs...)
 	}
+	if r.URL.Query().Get("dry_run") == "true" {
+		fresh := 0
+		for name := range places {
+			if _, ok := known[name]; !ok {
+				fresh++
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"rows": len(rows), "reminders": len(reminders), "locations_created": fresh, "dry_run": true})
+		return nil
+	}
 
 	// The new locations, in one small transaction; a concurrent import
 	// creating the same one makes it run again and find it.

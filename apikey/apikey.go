@@ -113,14 +113,20 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, log *slog.Logger) *
 // App returns the app of key, or store.ErrNotFound if the key is unknown,
 // revoked or expired.
 func (r *Resolver) App(ctx context.Context, key string) (int64, error) {
+	app, _, err := r.Key(ctx, key)
+	return app, err
+}
+
+// Key is App with the key's ID, which the audit log names the key by.
+func (r *Resolver) Key(ctx context.Context, key string) (app, id int64, err error) {
 	hash := store.HashKey(key)
 	now := r.cfg.Now()
 	if e, ok := r.hits.Get(hash); ok && now.Before(e.until) {
 		r.touch(ctx, e, now)
-		return e.app, nil
+		return e.app, e.id, nil
 	}
 	if until, ok := r.misses.Get(hash); ok && now.Before(until) {
-		return 0, store.ErrNotFound
+		return 0, 0, store.ErrNotFound
 	}
 	r.mu.Lock()
 	gen := r.gen
@@ -128,10 +134,10 @@ func (r *Resolver) App(ctx context.Context, key string) (int64, error) {
 	k, err := store.ActiveKey(ctx, r.db, hash, now)
 	if errors.Is(err, store.ErrNotFound) {
 		r.misses.Add(hash, now.Add(r.cfg.MissTTL))
-		return 0, err
+		return 0, 0, err
 	}
 	if err != nil {
-		return 0, fmt.Errorf("look up key: %w", err)
+		return 0, 0, fmt.Errorf("look up key: %w", err)
 	}
 	e := &entry{app: k.AppID, id: k.ID, until: now.Add(r.cfg.TTL)}
 	if k.ExpiresAt != nil && k.ExpiresAt.Before(e.until) {
@@ -146,7 +152,7 @@ func (r *Resolver) App(ctx context.Context, key string) (int64, error) {
 	}
 	r.mu.Unlock()
 	r.touch(ctx, e, now)
-	return k.AppID, nil
+	return k.AppID, k.ID, nil
 }
 
 // touch records the key's use, at most once per store.KeyTouchInterval per

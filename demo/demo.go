@@ -33,6 +33,7 @@ import (
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/console"
 	"github.com/chime-dev/chime/sender/webhook/sink"
 	"github.com/chime-dev/chime/store"
 )
@@ -50,6 +51,10 @@ type Options struct {
 	Groups int
 	// Timeout bounds the wait for delivery after the fire. Defaults to 2m.
 	Timeout time.Duration
+	// Console keeps everything running after the summary, with a console
+	// user made for the demo's app, until ctx is cancelled (Ctrl-C), and
+	// prints the console's URL and sign-in.
+	Console bool
 }
 
 // Locations are the demo's places, one per time zone.
@@ -172,6 +177,13 @@ func Run(ctx context.Context, opt Options, environ []string, stdout, stderr io.W
 		g.Go(func() error { return w.Run(runCtx) })
 	}
 	err = drive(runCtx, opt, &sum, db, "http://"+apiLn.Addr().String(), recv, stderr)
+	if err == nil && opt.Console {
+		line, _ := json.Marshal(sum)
+		fmt.Fprintln(stdout, string(line))
+		if err = openConsole(runCtx, db, "http://"+apiLn.Addr().String(), stderr); err == nil {
+			<-runCtx.Done()
+		}
+	}
 	stop()
 	if werr := g.Wait(); err == nil {
 		err = werr
@@ -179,11 +191,34 @@ func Run(ctx context.Context, opt Options, environ []string, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	line, _ := json.Marshal(sum)
-	fmt.Fprintln(stdout, string(line))
+	if !opt.Console {
+		line, _ := json.Marshal(sum)
+		fmt.Fprintln(stdout, string(line))
+	}
 	if sum.Delivered != sum.Registered || sum.Duplicates != 0 {
 		return fmt.Errorf("delivered %d of %d registered users with %d duplicates", sum.Delivered, sum.Registered, sum.Duplicates)
 	}
+	return nil
+}
+
+// ConsoleEmail is the demo's console user, an editor of its app.
+const ConsoleEmail = "demo@chime.example"
+
+// openConsole makes the demo's console user and says where to sign in.
+func openConsole(ctx context.Context, db *gorm.DB, base string, stderr io.Writer) error {
+	app, err := store.FindAppNamed(ctx, db, "demo")
+	if err != nil {
+		return err
+	}
+	password := console.NewPassword()
+	hash, err := console.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	if _, err := store.CreateConsoleUser(ctx, db, store.ConsoleUser{AppID: app.ID, Email: ConsoleEmail, PasswordHash: hash, Role: store.RoleEditor}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "\nconsole: %s%s/login\n  email:    %s\n  password: %s\nthe demo keeps running; Ctrl-C stops it\n", base, console.Path, ConsoleEmail, password)
 	return nil
 }
 

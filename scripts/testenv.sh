@@ -15,8 +15,9 @@
 # CMD's.
 #
 # Missing server binaries are installed with apt-get (Debian/Ubuntu);
-# redis-server always, since the Redis Cluster test runs its own nodes, and
-# promtool (package prometheus) for the metrics and alert rule checks. The
+# redis-server always, since the Redis Cluster test runs its own nodes,
+# promtool (package prometheus) for the metrics and alert rule checks, and
+# chromium for the console's browser tests. The
 # packaged system services are never used: they may hold real data, listen on
 # the default ports, and need init/systemd, which containers often lack.
 set -euo pipefail
@@ -247,6 +248,11 @@ fi
 # in package prometheus; its service is not started (see apt_install).
 if ! have promtool; then
     PKGS+=(prometheus)
+fi
+# chromium drives the console's browser tests (package console), which skip
+# without it.
+if ! have chromium && ! have chromium-browser; then
+    PKGS+=(chromium)
 fi
 if [[ -n $NEED_MYSQL ]]; then
     if [[ -z $MYSQLD ]] ||

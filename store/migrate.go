@@ -147,6 +147,16 @@ var migrations = []*gormigrate.Migration{
 		}
 		return nil
 	}},
+	{
+		ID: "0011_console",
+		Migrate: func(tx *gorm.DB) error {
+			// Console users and their sessions, and the audit log.
+			if IsMySQL(tx) {
+				tx = tx.Set("gorm:table_options", "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+			}
+			return tx.AutoMigrate(&ConsoleUser{}, &ConsoleSession{}, &AuditEntry{})
+		},
+	},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

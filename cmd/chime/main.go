@@ -1,12 +1,14 @@
 // Command chime is Chime's all-in-one tool:
 //
 //	chime demo [-users N] [-workers N] [-lead D]   run everything in one process
+//	           [-console]                          and keep it running, console open
 //	chime app create NAME                          create an app, print its API key
 //	chime app list                                 list the apps
 //	chime app key create APP [-name NAME]          add an API key, print it
 //	chime app key list APP                         list the app's keys
 //	chime app key revoke APP KEY [-grace D]        revoke a key (after D)
 //	chime app signing-key rotate [-overlap D] APP  new gateway signing key for app ID APP
+//	chime console-user create APP EMAIL [-role R]  a console user (editor or viewer), password printed
 //	chime migrate                                  apply schema migrations
 //	chime secret-key new ID                        print a new CHIME_SECRET_KEYS entry
 //	chime secret-key reseal [-batch N]             re-seal stored secrets under the first key
@@ -46,13 +48,14 @@ func main() {
 }
 
 const usage = `usage:
-  chime demo [-users N] [-workers N] [-lead DURATION] [-groups N]
+  chime demo [-users N] [-workers N] [-lead DURATION] [-groups N] [-console]
   chime app create NAME
   chime app list
   chime app key create APP [-name NAME]
   chime app key list APP
   chime app key revoke APP KEY [-grace DURATION]
   chime app signing-key rotate [-overlap DURATION] APP_ID
+  chime console-user create APP EMAIL [-role editor|viewer]
   chime migrate
   chime secret-key new ID
   chime secret-key reseal [-batch N]
@@ -71,6 +74,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		fs.IntVar(&opt.Workers, "workers", 2, "workers to run")
 		fs.DurationVar(&opt.Lead, "lead", 0, "how far ahead the reminder is due (default 5s)")
 		fs.IntVar(&opt.Groups, "groups", 16, "the reminder's group count")
+		fs.BoolVar(&opt.Console, "console", false, "keep running afterwards with the console open on the demo's data")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -96,6 +100,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 		fmt.Fprintln(stdout, k)
 		return nil
+	case "console-user":
+		return consoleUser(ctx, args[1:], environ, stdout)
 	case "migrate":
 		d, err := openDB(ctx, environ)
 		if err == nil {

@@ -1,0 +1,230 @@
+package console_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/localtime"
+)
+
+// expectedFirst is the first fire of local time hh:mm in zone after now, as
+// the timeline writes it on the location's clock and in UTC.
+func expectedFirst(t *testing.T, now time.Time, zone, hhmm string) (local, utc string) {
+	t.Helper()
+	loc, err := localtime.LoadZone(zone)
+	require.NoError(t, err)
+	o, err := localtime.Parse(hhmm)
+	require.NoError(t, err)
+	at := localtime.Next(now, o, loc)
+	return at.In(loc).Format("Mon 02 Jan 15:04:05 MST"), at.UTC().Format("Mon 02 Jan 15:04:05 UTC")
+}
+
+// Injects: a real Chromium driving the console of a running coordinator
+// and worker (real MariaDB, Redis, webhook sink), signed in as app A's
+// editor, then its viewer, then app B's editor.
+// Checks, in order: a daily reminder in three zones, typed into the
+// editor, shows each zone's first fire on the timeline at the local time
+// and UTC instant localtime computes, and saves; a reminder titled
+// <script> shows the title as text and runs nothing; a CSV with one bad
+// row is shown with that row's error and stores nothing, and once fixed is
+// checked and committed whole; a once reminder fired to 2,000 subscribers
+// is watched in the live view until done, with 2,000 delivered and every
+// group done; A's viewer sees no save button and a forged save is refused
+// 403; B's editor sees none of A's reminders and gets 404 for one by URL.
+func TestConsoleInBrowser(t *testing.T) {
+	b := setup(t)
+	ctx := browser(t, 1280, 800)
+	b.login(t, ctx, "editor@a.example")
+	shot(t, ctx, "reminders-empty")
+
+	t.Run("daily reminder in three zones", func(t *testing.T) {
+		zones := []struct{ loc, zone, at string }{
+			{"paris", "Europe/Paris", "08:00"}, {"tokyo", "Asia/Tokyo", "08:00"}, {"new-york", "America/New_York", "07:30"},
+		}
+		do(t, ctx, chromedp.Navigate(b.url+"/console/reminders/new"), chromedp.WaitVisible(css("#key")),
+			chromedp.SendKeys(css("#key"), "morning"), chromedp.SendKeys(css("#title"), "Good morning"),
+			chromedp.SendKeys(css("#body"), "Time to stretch."))
+		for i, z := range zones {
+			do(t, ctx,
+				chromedp.SendKeys(css(fmt.Sprintf("#t%d-location", i)), z.loc),
+				chromedp.SendKeys(css(fmt.Sprintf("#t%d-zone", i)), z.zone),
+				chromedp.SendKeys(css(fmt.Sprintf("#t%d-local_time", i)), z.at))
+		}
+		do(t, ctx, chromedp.WaitVisible(css(`#timeline section[data-location="new-york"] td.utc`)))
+		now := time.Now()
+		for _, z := range zones {
+			local, utc := expectedFirst(t, now, z.zone, z.at)
+			sel := fmt.Sprintf(`#timeline section[data-location="%s"]`, z.loc)
+			first := get(t, ctx, chromedp.Text(css(sel+" tbody tr:first-child td.local")))
+			firstUTC := get(t, ctx, chromedp.Text(css(sel+" tbody tr:first-child td.utc")))
+			require.Contains(t, first, local, z.zone)
+			require.Equal(t, utc, strings.TrimSpace(firstUTC), z.zone)
+			rows := get(t, ctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll('%s tbody tr').length`, sel)))
+			require.Contains(t, []int{7, 8}, rows, "7 days of one daily time")
+		}
+		shot(t, ctx, "editor")
+		do(t, ctx, chromedp.Click(css("#save")), chromedp.WaitVisible(css("#subscribers")))
+		require.Equal(t, "Good morning", get(t, ctx, chromedp.Text(css("#title"))))
+		shot(t, ctx, "reminder")
+		var rem struct {
+			Times []struct{ Location, Zone, LocalTime string } `json:"times"`
+		}
+		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/reminders/morning", "", nil, &rem))
+		require.Len(t, rem.Times, 3)
+	})
+
+	t.Run("a script title is text", func(t *testing.T) {
+		title := `<script>window.pwned=1</script><img src=x onerror="window.pwned=2">`
+		require.Equal(t, 201, b.call(b.keyA, "PUT", "/v1/reminders/xss", "", map[string]any{
+			"title": title, "times": []map[string]string{{"location": "paris", "zone": "Europe/Paris", "local_time": "09:00"}}}, nil))
+		do(t, ctx, chromedp.Navigate(b.url+"/console/reminders?q=xss"), chromedp.WaitVisible(css("#reminders td.title")))
+		require.Equal(t, title, get(t, ctx, chromedp.Text(css("#reminders td.title"))))
+		do(t, ctx, chromedp.Navigate(b.url+"/console/reminders/xss"), chromedp.WaitVisible(css("#title")))
+		require.Equal(t, title, get(t, ctx, chromedp.Text(css("#title"))))
+		require.True(t, get(t, ctx, chromedp.Evaluate[bool](`window.pwned === undefined && document.querySelectorAll('main script, main img').length === 0`)))
+	})
+
+	t.Run("timetable import", func(t *testing.T) {
+		require.Equal(t, 201, b.call(b.keyA, "PUT", "/v1/reminders/fajr", "", map[string]any{"kind": "timetable", "title": "Fajr"}, nil))
+		bad := "location,zone,date,name,local_time\njakarta,Asia/Jakarta,2027-03-01,fajr,04:41\njakarta,Asia/Jakarta,2027-02-30,fajr,04:42\njakarta,Asia/Jakarta,2027-03-03,fajr,04:42\n"
+		do(t, ctx, chromedp.Navigate(b.url+"/console/import"), chromedp.WaitVisible(css("#csv")),
+			chromedp.SetValue(css("#csv"), bad), chromedp.Click(css("#check")), chromedp.WaitVisible(css("#rows tr.bad")))
+		require.Equal(t, "3", get(t, ctx, chromedp.Text(css("#rows tr.bad td:first-child"))))
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#rows tr.bad"))), "date")
+		require.Equal(t, 0, get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#commit').length`)))
+		shot(t, ctx, "import-errors")
+		var tt struct{ Rows []any }
+		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/reminders/fajr/timetable", "", nil, &tt))
+		require.Empty(t, tt.Rows, "a checked file stores nothing")
+		do(t, ctx, chromedp.SetValue(css("#csv"), strings.Replace(bad, "2027-02-30", "2027-03-02", 1)),
+			chromedp.Click(css("#check")), chromedp.WaitVisible(css("#commit")))
+		require.Equal(t, 0, get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#rows tr.bad').length`)))
+		do(t, ctx, chromedp.Click(css("#commit")), chromedp.WaitVisible(css("#done")))
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#done"))), "Imported 3 rows")
+		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/reminders/fajr/timetable", "", nil, &tt))
+		require.Len(t, tt.Rows, 3)
+	})
+
+	t.Run("live view of a fire to 2000 users", func(t *testing.T) {
+		const users = 2000
+		far := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+		put := func(at time.Time) {
+			require.Contains(t, []int{200, 201}, b.call(b.keyA, "PUT", "/v1/reminders/blast", "", map[string]any{
+				"kind": "once", "title": "Flash sale", "at": at, "groups": 8, "valid_for": "10m"}, nil))
+		}
+		put(far)
+		subs := make([]map[string]string, users)
+		for i := range subs {
+			subs[i] = map[string]string{"user_id": strconv.Itoa(500000 + i), "location": "global"}
+		}
+		require.Equal(t, 200, b.call(b.keyA, "POST", "/v1/reminders/blast/subscribers", "", map[string]any{"subscribers": subs}, nil))
+		fireAt := time.Now().Add(4 * time.Second).UTC().Truncate(time.Second).Add(time.Second)
+		put(fireAt)
+		var id int64
+		testenv.WaitUntil(t, 20*time.Second, "the fire planned", func() bool {
+			var occ struct {
+				Occurrences []struct {
+					ID     int64     `json:"id"`
+					FireAt time.Time `json:"fire_at"`
+				} `json:"occurrences"`
+			}
+			b.call(b.keyA, "GET", "/v1/occurrences?reminder=blast", "", nil, &occ)
+			for _, o := range occ.Occurrences {
+				if o.FireAt.Equal(fireAt) {
+					id = o.ID
+				}
+			}
+			return id != 0
+		})
+		do(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/console/occurrences/%d", b.url, id)), chromedp.WaitVisible(css("#state")))
+		shot(t, ctx, "live-before")
+		testenv.WaitUntil(t, 60*time.Second, "the live view says done", func() bool {
+			// One read of the whole view: the script replaces it every second.
+			v := get(t, ctx, chromedp.Evaluate[string](`document.getElementById('state').textContent + ' ' + document.getElementById('delivered').textContent`))
+			var o struct{ State string }
+			b.call(b.keyA, "GET", fmt.Sprintf("/v1/occurrences/%d", id), "", nil, &o)
+			t.Logf("live view: %s delivered; the API says %s", v, o.State)
+			return strings.HasPrefix(v, "done ")
+		})
+		require.Equal(t, strconv.Itoa(users), get(t, ctx, chromedp.Evaluate[string](`document.getElementById('delivered').textContent`)))
+		require.Equal(t, "8/8", get(t, ctx, chromedp.Evaluate[string](`document.getElementById('groups').textContent`)))
+		require.Equal(t, "0", get(t, ctx, chromedp.Evaluate[string](`document.getElementById('failed').textContent`)))
+		require.Equal(t, users, b.sink.Stats().Users)
+		shot(t, ctx, "live-done")
+	})
+
+	t.Run("pages", func(t *testing.T) {
+		for _, p := range []string{"reminders", "locations", "audit", "reminders/fajr/pause"} {
+			do(t, ctx, chromedp.Navigate(b.url+"/console/"+p), chromedp.WaitVisible(css("h1")))
+			shot(t, ctx, strings.ReplaceAll(p, "/", "-"))
+		}
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#skipped-summary"))), "skips every fire")
+		audit := ""
+		do(t, ctx, chromedp.Navigate(b.url+"/console/audit"), chromedp.WaitVisible(css("#audit")))
+		audit = get(t, ctx, chromedp.Text(css("#audit")))
+		require.Contains(t, audit, "editor@a.example")
+		require.Contains(t, audit, "PUT /v1/reminders/{key}")
+		do(t, ctx, chromedp.Navigate(b.url+"/console/reminders/morning/edit"), chromedp.WaitVisible(css("#title")))
+		do(t, ctx, chromedp.EmulateViewport(390, 844))
+		shot(t, ctx, "editor-phone")
+		do(t, ctx, chromedp.EmulateViewport(1280, 800))
+	})
+
+	t.Run("page weights", func(t *testing.T) {
+		weights := map[string]map[string]int{}
+		for name, p := range map[string]string{"reminders": "/console/reminders", "editor": "/console/reminders/morning/edit"} {
+			// A first visit: nothing cached.
+			do(t, ctx, chromedp.Navigate("about:blank"))
+			_, err := chromedp.Call(ctx, network.ClearBrowserCache, cdp.Empty{})
+			require.NoError(t, err)
+			do(t, ctx, chromedp.Navigate(b.url+p), chromedp.WaitVisible(css("h1")))
+			raw := get(t, ctx, chromedp.Evaluate[string](`JSON.stringify({doc: performance.getEntriesByType('navigation')[0].transferSize,
+				assets: performance.getEntriesByType('resource').reduce(function (n, e) { return n + e.transferSize }, 0)})`))
+			var w map[string]int
+			require.NoError(t, json.Unmarshal([]byte(raw), &w))
+			require.Positive(t, w["doc"])
+			weights[name] = w
+		}
+		line, _ := json.Marshal(weights)
+		t.Logf("page weights (bytes transferred on a first visit: the page, and its script and style sheet): %s", line)
+	})
+
+	t.Run("viewer cannot save", func(t *testing.T) {
+		b.logout(t, ctx)
+		b.login(t, ctx, "viewer@a.example")
+		do(t, ctx, chromedp.Navigate(b.url+"/console/reminders/morning/edit"), chromedp.WaitVisible(css("#title")))
+		require.Equal(t, 0, get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#save').length`)))
+		require.True(t, get(t, ctx, chromedp.Evaluate[bool](`document.querySelector('#editor fieldset').disabled`)))
+		status := get(t, ctx, chromedp.Evaluate[int](`(function () {
+			var f = new FormData(); f.append('csrf', document.querySelector('input[name=csrf]').value);
+			f.append('key', 'morning'); f.append('title', 'Changed by a viewer'); f.append('times.location', 'paris');
+			f.append('times.zone', 'Europe/Paris'); f.append('times.local_time', '10:00');
+			return fetch('/console/reminders/save', {method: 'POST', body: f}).then(function (r) { return r.status });
+		})()`, chromedp.EvalAwaitPromise))
+		require.Equal(t, http.StatusForbidden, status)
+		var rem struct{ Title string }
+		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/reminders/morning", "", nil, &rem))
+		require.Equal(t, "Good morning", rem.Title)
+	})
+
+	t.Run("another app sees nothing", func(t *testing.T) {
+		b.logout(t, ctx)
+		b.login(t, ctx, "editor@b.example")
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#reminders"))), "No reminders")
+		res := get(t, ctx, chromedp.NavigateResponse(b.url+"/console/reminders/morning"))
+		require.Equal(t, int64(http.StatusNotFound), res.Status)
+		do(t, ctx, chromedp.Navigate(b.url+"/console/occurrences/1"), chromedp.WaitVisible(css("h1")))
+		require.NotContains(t, get(t, ctx, chromedp.Text(css("main"))), "Flash sale")
+	})
+}

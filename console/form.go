@@ -1,0 +1,285 @@
+package console
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chime-dev/chime/api"
+	"github.com/chime-dev/chime/message"
+	"github.com/chime-dev/chime/store"
+)
+
+// kind is a reminder kind as the editor offers it: the parts of the form it
+// shows. Adding a kind is an entry here, and for a part of its own a
+// section in editor.html and its fields in form and input.
+type kind struct {
+	Name, Label string
+	Parts       []string
+}
+
+var kinds = []kind{
+	{Name: store.KindDaily, Label: "Daily, at local times of day", Parts: []string{"times"}},
+	{Name: store.KindTimetable, Label: "Timetable, a time per date (imported)", Parts: []string{"locations"}},
+	{Name: store.KindOnce, Label: "Once, at an instant", Parts: []string{"at", "locations"}},
+	{Name: store.KindTopic, Label: "Topic, fired by events", Parts: []string{"schema", "locations"}},
+}
+
+func kindOf(name string) kind {
+	for _, k := range kinds {
+		if k.Name == name {
+			return k
+		}
+	}
+	return kinds[0]
+}
+
+// Blank rows the editor adds after the filled ones.
+const blankRows = 3
+
+type timeRow struct{ Location, Zone, LocalTime string }
+type placeRow struct{ Location, Zone string }
+type textRow struct{ Lang, Title, Body string }
+
+// form is the reminder editor's fields, as text.
+type form struct {
+	New                               bool
+	Key, Kind, Title, Body, Lang      string
+	Tags, Groups, ValidFor, Grace     string
+	StartsAt, EndsAt, At, Offsets     string
+	Schema                            string
+	Paused, DeliverWhenOnline, Notify bool
+	Times                             []timeRow
+	Locations                         []placeRow
+	Translations                      []textRow
+	// Errors are the problems by field name ("title", "times.2.zone");
+	// Other are those no field shows.
+	Errors map[string]string
+	Other  []string
+	// rows map the API's indices of times and locations (blank rows
+	// skipped) to the form's.
+	timeIdx, placeIdx []int
+}
+
+// Kinds lists the kinds for the kind menu.
+func (f *form) Kinds() []kind { return kinds }
+
+// Shows tells whether the form's kind has part.
+func (f *form) Shows(part string) bool {
+	for _, p := range kindOf(f.Kind).Parts {
+		if p == part {
+			return true
+		}
+	}
+	return false
+}
+
+// Err is the problem of field, if any.
+func (f *form) Err(field string) string { return f.Errors[field] }
+
+// Err2 is the problem of a row's field ("times", 2, "zone").
+func (f *form) Err2(list string, i int, field string) string {
+	return f.Errors[fmt.Sprintf("%s.%d.%s", list, i, field)]
+}
+
+func (f *form) pad() {
+	for range blankRows {
+		f.Times = append(f.Times, timeRow{})
+		f.Locations = append(f.Locations, placeRow{})
+		f.Translations = append(f.Translations, textRow{})
+	}
+}
+
+// formOf is the editor's form of a stored reminder.
+func formOf(rem api.Reminder) *form {
+	f := &form{Key: rem.Key, Kind: rem.Kind, Title: rem.Title, Body: rem.Body, Lang: rem.Lang, Tags: strings.Join(rem.Tags, ", "),
+		Groups: strconv.Itoa(rem.Groups), ValidFor: rem.ValidFor, Grace: rem.Grace, Offsets: strings.Join(rem.Offsets, ", "),
+		Paused: rem.Paused, DeliverWhenOnline: rem.DeliverWhenOnline, Notify: rem.NotifyContacts, Errors: map[string]string{}}
+	stamp := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	f.StartsAt, f.EndsAt, f.At = stamp(rem.StartsAt), stamp(rem.EndsAt), stamp(rem.At)
+	if len(rem.Schema) > 0 {
+		f.Schema = string(rem.Schema)
+	}
+	for _, t := range rem.Times {
+		f.Times = append(f.Times, timeRow{t.Location, t.Zone, t.LocalTime})
+	}
+	for _, l := range rem.Locations {
+		f.Locations = append(f.Locations, placeRow{l.Location, l.Zone})
+	}
+	for lang, t := range rem.Translations {
+		f.Translations = append(f.Translations, textRow{lang, t.Title, t.Body})
+	}
+	f.pad()
+	return f
+}
+
+// parseForm reads the editor's fields.
+func parseForm(v url.Values) *form {
+	f := &form{New: v.Get("new") == "1", Key: strings.TrimSpace(v.Get("key")), Kind: v.Get("kind"), Title: v.Get("title"), Body: v.Get("body"),
+		Lang: strings.TrimSpace(v.Get("lang")), Tags: v.Get("tags"), Groups: strings.TrimSpace(v.Get("groups")),
+		ValidFor: strings.TrimSpace(v.Get("valid_for")), Grace: strings.TrimSpace(v.Get("grace")),
+		StartsAt: strings.TrimSpace(v.Get("starts_at")), EndsAt: strings.TrimSpace(v.Get("ends_at")),
+		At: strings.TrimSpace(v.Get("at")), Offsets: v.Get("offsets"), Schema: v.Get("schema"),
+		Paused: v.Get("paused") == "on", DeliverWhenOnline: v.Get("deliver_when_online") == "on", Notify: v.Get("notify_contacts") == "on",
+		Errors: map[string]string{}}
+	if f.Kind == "" {
+		f.Kind = store.KindDaily
+	}
+	col := func(name string, i int) string {
+		vs := v[name]
+		if i < len(vs) {
+			return strings.TrimSpace(vs[i])
+		}
+		return ""
+	}
+	for i := range len(v["times.location"]) {
+		f.Times = append(f.Times, timeRow{col("times.location", i), col("times.zone", i), col("times.local_time", i)})
+	}
+	for i := range len(v["locations.location"]) {
+		f.Locations = append(f.Locations, placeRow{col("locations.location", i), col("locations.zone", i)})
+	}
+	for i := range len(v["translations.lang"]) {
+		f.Translations = append(f.Translations, textRow{col("translations.lang", i), col("translations.title", i), v["translations.body"][i]})
+	}
+	return f
+}
+
+// input is the form as the API's PUT /v1/reminders/{key} body; what cannot
+// be written there (a date that is not one) is put in Errors.
+func (f *form) input() map[string]any {
+	in := map[string]any{"kind": f.Kind, "title": f.Title, "body": f.Body, "paused": f.Paused,
+		"deliver_when_online": f.DeliverWhenOnline, "notify_contacts": f.Notify}
+	set := func(name, v string) {
+		if v != "" {
+			in[name] = v
+		}
+	}
+	set("lang", f.Lang)
+	set("valid_for", f.ValidFor)
+	set("grace", f.Grace)
+	if f.Groups != "" {
+		n, err := strconv.Atoi(f.Groups)
+		if err != nil {
+			f.Errors["groups"] = "must be a whole number"
+		} else {
+			in["groups"] = n
+		}
+	}
+	instant := func(name, v string) {
+		if v == "" {
+			return
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			f.Errors[name] = "must be an instant with its offset, such as 2027-03-01T18:00:00Z or 2027-03-01T19:00:00+01:00"
+			return
+		}
+		in[name] = t
+	}
+	if f.Shows("at") {
+		instant("at", f.At)
+		if offs := splitList(f.Offsets); len(offs) > 0 {
+			in["offsets"] = offs
+		}
+	}
+	instant("starts_at", f.StartsAt)
+	instant("ends_at", f.EndsAt)
+	if tags := splitList(f.Tags); len(tags) > 0 {
+		in["tags"] = tags
+	}
+	if f.Shows("schema") && strings.TrimSpace(f.Schema) != "" {
+		if !json.Valid([]byte(f.Schema)) {
+			f.Errors["schema"] = "is not valid JSON"
+		} else {
+			in["schema"] = json.RawMessage(f.Schema)
+		}
+	}
+	f.timeIdx, f.placeIdx = nil, nil
+	if f.Shows("times") {
+		times := []api.ReminderTime{}
+		for i, t := range f.Times {
+			if t == (timeRow{}) {
+				continue
+			}
+			f.timeIdx = append(f.timeIdx, i)
+			times = append(times, api.ReminderTime{Location: t.Location, Zone: t.Zone, LocalTime: t.LocalTime})
+		}
+		in["times"] = times
+	}
+	if f.Shows("locations") {
+		places := []api.Place{}
+		for i, l := range f.Locations {
+			if l == (placeRow{}) {
+				continue
+			}
+			f.placeIdx = append(f.placeIdx, i)
+			places = append(places, api.Place{Location: l.Location, Zone: l.Zone})
+		}
+		in["locations"] = places
+	}
+	tr := map[string]message.Text{}
+	for _, t := range f.Translations {
+		if t != (textRow{}) {
+			tr[t.Lang] = message.Text{Title: t.Title, Body: t.Body}
+		}
+	}
+	if len(tr) > 0 {
+		in["translations"] = tr
+	}
+	return in
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+var rowField = regexp.MustCompile(`^(times|locations)\[(\d+)\]\.?(.*)$`)
+
+// problems puts the API's field errors beside the form's fields.
+func (f *form) problems(p *api.Problem) {
+	if len(p.Errors) == 0 {
+		f.Other = append(f.Other, p.Detail)
+	}
+	for _, e := range p.Errors {
+		name := e.Field
+		if m := rowField.FindStringSubmatch(e.Field); m != nil {
+			i, _ := strconv.Atoi(m[2])
+			idx := f.timeIdx
+			if m[1] == "locations" {
+				idx = f.placeIdx
+			}
+			if i < len(idx) && m[3] != "" {
+				name = fmt.Sprintf("%s.%d.%s", m[1], idx[i], m[3])
+			}
+		}
+		if strings.HasPrefix(name, "offsets[") {
+			name = "offsets"
+		}
+		if _, shown := fieldNames[name]; shown || rowField.MatchString(e.Field) && name != e.Field {
+			f.Errors[name] = e.Message
+			continue
+		}
+		f.Other = append(f.Other, e.Field+": "+e.Message)
+	}
+}
+
+// fieldNames are the form's fields that show their own error.
+var fieldNames = map[string]struct{}{
+	"key": {}, "kind": {}, "title": {}, "body": {}, "lang": {}, "tags": {}, "groups": {}, "valid_for": {}, "grace": {},
+	"starts_at": {}, "ends_at": {}, "at": {}, "offsets": {}, "schema": {}, "times": {}, "locations": {}, "translations": {},
+}
