@@ -15,6 +15,7 @@ import (
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/message"
+	"github.com/chime-dev/chime/recurrence"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -69,6 +70,9 @@ type Reminder struct {
 	DeliverWhenOnline bool `json:"deliver_when_online"`
 	// NotifyContacts sends the reminder to an offline user's contacts.
 	NotifyContacts bool `json:"notify_contacts"`
+	// Recurrence is the RFC 5545 RRULE naming the local dates a daily
+	// reminder fires on; absent means every day.
+	Recurrence string `json:"recurrence,omitempty"`
 }
 
 type reminderInput struct {
@@ -93,6 +97,8 @@ type reminderInput struct {
 
 	DeliverWhenOnline bool `json:"deliver_when_online"`
 	NotifyContacts    bool `json:"notify_contacts"`
+
+	Recurrence string `json:"recurrence"`
 }
 
 type parsedTime struct {
@@ -110,12 +116,13 @@ type parsedReminder struct {
 	offsets         string
 	schema          string
 	content         content.Content
+	recurrence      recurrence.Rule
 }
 
 // MaxOffset bounds how long before its instant a once reminder may fire.
 const MaxOffset = 30 * 24 * time.Hour
 
-func (in *reminderInput) validate(reg *content.Registry) (out parsedReminder, p *Problem) {
+func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out parsedReminder, p *Problem) {
 	var errs []FieldError
 	bad := func(field, msg string) { errs = append(errs, FieldError{Field: field, Message: msg}) }
 	out.kind = in.Kind
@@ -202,6 +209,9 @@ func (in *reminderInput) validate(reg *content.Registry) (out parsedReminder, p 
 			bad("offsets", "only once reminders have offsets")
 		}
 	}
+	if in.Recurrence != "" {
+		out.recurrence = in.validateRecurrence(out.kind, now, bad)
+	}
 	if out.kind == store.KindTopic {
 		schema, err := compileTopicSchema(in.Schema)
 		if err != nil {
@@ -274,6 +284,33 @@ func (in *reminderInput) validate(reg *content.Registry) (out parsedReminder, p 
 	return out, nil
 }
 
+// validateRecurrence reads a daily reminder's recurrence, which counts from
+// the date of starts_at when its dates depend on where it starts.
+func (in *reminderInput) validateRecurrence(kind string, now time.Time, bad func(field, msg string)) recurrence.Rule {
+	if kind != store.KindDaily {
+		bad("recurrence", "only daily reminders recur; the other kinds name their dates or instants")
+		return recurrence.Rule{}
+	}
+	rule, err := recurrence.Parse(in.Recurrence)
+	if err != nil {
+		bad("recurrence", err.Error())
+		return recurrence.Rule{}
+	}
+	anchor := localtime.DateOf(now, time.UTC)
+	if rule.NeedsAnchor() {
+		if in.StartsAt == nil {
+			bad("recurrence", "counts from its start (COUNT, INTERVAL above 1, or a day taken from the start such as FREQ=WEEKLY without BYDAY): set starts_at, or name the days")
+			return recurrence.Rule{}
+		}
+		anchor = localtime.DateOf(*in.StartsAt, time.UTC)
+	}
+	if err := rule.Check(anchor); err != nil {
+		bad("recurrence", err.Error())
+		return recurrence.Rule{}
+	}
+	return rule
+}
+
 func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) error {
 	key := r.PathValue("key")
 	if !keyPattern.MatchString(key) {
@@ -283,7 +320,7 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	if p := decode(w, r, 1<<20, &in); p != nil {
 		return p
 	}
-	in2, p := in.validate(a.cfg.Content)
+	in2, p := in.validate(a.cfg.Content, a.cfg.Now())
 	if p != nil {
 		return p
 	}
@@ -295,6 +332,7 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			Kind: in2.kind, At: in.At, Offsets: in2.offsets, GraceS: int64(in2.grace / time.Second), Schema: in2.schema,
 			Lang: in2.content.Lang, Translations: storeTexts(in2.content.Translations), Tags: in2.content.Tags,
 			DeliverWhenOnline: in.DeliverWhenOnline, NotifyContacts: in.NotifyContacts,
+			Recurrence: in2.recurrence.String(),
 		},
 		GroupOf: grouping.Of,
 	}
@@ -369,7 +407,7 @@ func render(rem store.Reminder, rows []store.TimeRow) Reminder {
 		Grace: rem.Grace().String(), StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, At: rem.At, Paused: rem.Paused,
 		CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(), Times: []ReminderTime{}, Locations: []Place{},
 		Lang: rem.Lang, Translations: apiTexts(rem.Translations), Tags: append([]string{}, rem.Tags...),
-		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts,
+		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts, Recurrence: rem.Recurrence,
 	}
 	if out.At != nil {
 		at := out.At.UTC()

@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/recurrence"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -25,6 +26,9 @@ type Source struct {
 	StartsAt   *time.Time
 	EndsAt     *time.Time
 	CreatedAt  time.Time
+	// Recurrence is the reminder's RRULE (daily and prayer kinds); empty
+	// means every day.
+	Recurrence string
 }
 
 func (r Source) ValidFor() time.Duration { return time.Duration(r.ValidForS) * time.Second }
@@ -43,7 +47,7 @@ type Instant struct {
 	LocalSec int
 }
 
-const sourceCols = "l.name AS location, l.zone, r.valid_for_s, r.grace_s, r.starts_at, r.ends_at"
+const sourceCols = "l.name AS location, l.zone, r.valid_for_s, r.grace_s, r.starts_at, r.ends_at, r.recurrence"
 
 // Instants calls put for every instant the unpaused reminders produce (only
 // reminder's, if it is not 0), from the four kinds of reminder time, that
@@ -73,7 +77,9 @@ func Instants(ctx context.Context, db *gorm.DB, log *slog.Logger, reminder int64
 		}
 	}
 
-	// Daily local times.
+	days := newDayRules(log, lo, hi)
+
+	// Daily local times, on the dates of their recurrence.
 	var daily []struct {
 		Src      Source `gorm:"embedded"`
 		LocalSec int
@@ -91,9 +97,23 @@ func Instants(ctx context.Context, db *gorm.DB, log *slog.Logger, reminder int64
 		if loc == nil {
 			continue
 		}
+		match := days.match(rt.Src, loc)
+		if match == nil {
+			continue
+		}
 		from, to := span(rt.Src)
-		for _, at := range localtime.Between(from, to, localtime.Of(rt.LocalSec), loc) {
-			put(Instant{Source: rt.Src, At: at, LocalSec: rt.LocalSec})
+		last := from
+		for _, d := range localtime.Dates(from, to, loc) {
+			if !match(d) {
+				continue
+			}
+			// Two dates give one instant when the first is skipped whole
+			// and the time is midnight: it fires once.
+			at := localtime.On(d.Year, d.Month, d.Day, localtime.Of(rt.LocalSec), loc)
+			if at.After(last) && !at.After(to) {
+				put(Instant{Source: rt.Src, At: at, LocalSec: rt.LocalSec})
+				last = at
+			}
 		}
 	}
 
@@ -170,4 +190,66 @@ func Instants(ctx context.Context, db *gorm.DB, log *slog.Logger, reminder int64
 		emit(e.Src, e.FireAt.UTC(), e.EventID, -1)
 	}
 	return nil
+}
+
+// dayRules evaluates reminders' recurrences once per reminder and anchor
+// date for a pass, over the floating dates that can hold an instant of
+// [lo, hi] in any zone (UTC-12 to UTC+14): the dates a rule matches do not
+// depend on the zone, and a reminder's anchor (the local date of its
+// starts_at) falls on one of three dates across zones.
+type dayRules struct {
+	log         *slog.Logger
+	first, last localtime.Date
+	rules       map[string]recurrence.Rule
+	dates       map[dayKey]map[localtime.Date]bool
+}
+
+type dayKey struct {
+	reminder int64
+	anchor   localtime.Date
+}
+
+func newDayRules(log *slog.Logger, lo, hi time.Time) *dayRules {
+	return &dayRules{
+		log: log, first: localtime.DateOf(lo, time.UTC).AddDays(-2), last: localtime.DateOf(hi, time.UTC).AddDays(2),
+		rules: map[string]recurrence.Rule{}, dates: map[dayKey]map[localtime.Date]bool{},
+	}
+}
+
+var everyDay = func(localtime.Date) bool { return true }
+
+// match returns whether src fires on a local date in loc, or nil if its
+// rule cannot be read (logged: the API refuses such rules, so only a row
+// written around it gets here).
+func (dr *dayRules) match(src Source, loc *time.Location) func(localtime.Date) bool {
+	if src.Recurrence == "" {
+		return everyDay
+	}
+	rule, ok := dr.rules[src.Recurrence]
+	if !ok {
+		var err error
+		if rule, err = recurrence.Parse(src.Recurrence); err != nil {
+			dr.log.Warn("skip reminder: recurrence", "reminder", src.ReminderID, "err", err)
+			return nil
+		}
+		dr.rules[src.Recurrence] = rule
+	}
+	k := dayKey{reminder: src.ReminderID}
+	if src.StartsAt != nil && rule.NeedsAnchor() {
+		k.anchor = localtime.DateOf(*src.StartsAt, loc)
+	}
+	set, ok := dr.dates[k]
+	if !ok {
+		ds, err := rule.Dates(k.anchor, dr.first, dr.last)
+		if err != nil {
+			dr.log.Warn("skip reminder: recurrence", "reminder", src.ReminderID, "err", err)
+			return nil
+		}
+		set = make(map[localtime.Date]bool, len(ds))
+		for _, d := range ds {
+			set[d] = true
+		}
+		dr.dates[k] = set
+	}
+	return func(d localtime.Date) bool { return set[d] }
 }

@@ -134,6 +134,17 @@ var migrations = []*gormigrate.Migration{
 		},
 	},
 	{ID: "0008_device_secret_sealed", Migrate: widenDeviceSecret},
+	{
+		ID: "0010_reminder_recurrence",
+		Migrate: func(tx *gorm.DB) error {
+			// The dates a reminder fires on; reminders stored before fire
+			// every day.
+			if tx.Migrator().HasColumn(&Reminder{}, "Recurrence") {
+				return nil // created by 0001 from the current struct
+			}
+			return tx.Migrator().AddColumn(&Reminder{}, "Recurrence")
+		},
+	},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

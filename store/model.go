@@ -103,6 +103,10 @@ type Reminder struct {
 	DeliverWhenOnline bool `gorm:"not null;default:false"`
 	// NotifyContacts reminders reach an offline user's contacts.
 	NotifyContacts bool `gorm:"not null;default:false"`
+
+	// Recurrence is the RFC 5545 RRULE naming the local dates a daily or
+	// prayer reminder fires on (package recurrence); empty means every day.
+	Recurrence string `gorm:"size:500;not null;default:''"`
 }
 
 // ValidFor returns the reminder's validity window as a duration.
