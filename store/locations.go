@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // ZoneError is a location named with another zone than the one it has: a
@@ -66,5 +67,52 @@ func FindLocation(ctx context.Context, db *gorm.DB, app int64, name string) (Loc
 func LocationsNamed(ctx context.Context, db *gorm.DB, app int64, names []string) ([]Location, error) {
 	var locs []Location
 	err := db.WithContext(ctx).Where("app_id = ? AND name IN ?", app, names).Find(&locs).Error
+	return locs, err
+}
+
+// LocationFields are what PUT /v1/locations/{location} sets: the zone
+// (required to create, and a location keeps its zone), the coordinates and
+// the prayer convention override, which replace those stored.
+type LocationFields struct {
+	Zone                             string
+	Latitude, Longitude              *float64
+	Elevation                        *float64
+	Method, Madhab, HighLatitudeRule string
+}
+
+// ErrZoneRequired is a new location given without a zone.
+var ErrZoneRequired = errors.New("a new location needs a zone")
+
+// PutLocation creates the app's location name with f, or replaces the
+// coordinates and override of the one there is; created says which. A
+// zone other than the location's is a *ZoneError, and a new location
+// without a zone ErrZoneRequired.
+func PutLocation(ctx context.Context, db *gorm.DB, app int64, name string, f LocationFields) (l Location, created bool, err error) {
+	err = Transaction(ctx, db, func(tx *gorm.DB) error {
+		l, created = Location{}, false
+		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("app_id = ? AND name = ?", app, name).First(&l).Error
+		switch {
+		case errors.Is(err, gorm.ErrRecordNotFound):
+			if f.Zone == "" {
+				return ErrZoneRequired
+			}
+			l, created = Location{AppID: app, Name: name, Zone: f.Zone}, true
+		case err != nil:
+			return err
+		case f.Zone != "" && f.Zone != l.Zone:
+			return &ZoneError{Location: l.Name, Zone: l.Zone}
+		}
+		l.Latitude, l.Longitude, l.Elevation = f.Latitude, f.Longitude, f.Elevation
+		l.Method, l.Madhab, l.HighLatitudeRule = f.Method, f.Madhab, f.HighLatitudeRule
+		return tx.Save(&l).Error
+	})
+	return l, created, err
+}
+
+// Locations returns up to limit of the app's locations by name, after the
+// name after.
+func Locations(ctx context.Context, db *gorm.DB, app int64, after string, limit int) ([]Location, error) {
+	var locs []Location
+	err := db.WithContext(ctx).Where("app_id = ? AND name > ?", app, after).Order("name").Limit(limit).Find(&locs).Error
 	return locs, err
 }

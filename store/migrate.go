@@ -134,6 +134,19 @@ var migrations = []*gormigrate.Migration{
 		},
 	},
 	{ID: "0008_device_secret_sealed", Migrate: widenDeviceSecret},
+	{ID: "0009_location_coordinates", Migrate: func(tx *gorm.DB) error {
+		// Locations get coordinates and a prayer convention override;
+		// those stored before have none.
+		for _, col := range []string{"Latitude", "Longitude", "Elevation", "Method", "Madhab", "HighLatitudeRule"} {
+			if tx.Migrator().HasColumn(&Location{}, col) {
+				continue // created by 0001 from the current struct
+			}
+			if err := tx.Migrator().AddColumn(&Location{}, col); err != nil {
+				return fmt.Errorf("add locations.%s: %w", col, err)
+			}
+		}
+		return nil
+	}},
 	{
 		ID: "0010_reminder_recurrence",
 		Migrate: func(tx *gorm.DB) error {

@@ -173,6 +173,15 @@ type Location struct {
 	Name      string `gorm:"size:100;not null;uniqueIndex:ux_location_name,priority:2"`
 	Zone      string `gorm:"size:64;not null"`
 	CreatedAt time.Time
+	// Coordinates, for the prayer times computed there; nil until given.
+	Latitude  *float64
+	Longitude *float64
+	Elevation *float64
+	// A regional prayer convention that overrides a request's or a
+	// reminder's; "" is none.
+	Method           string `gorm:"size:32;not null;default:''"`
+	Madhab           string `gorm:"size:16;not null;default:''"`
+	HighLatitudeRule string `gorm:"size:32;not null;default:''"`
 }
 
 // ReminderTime is a local time of day at which a reminder fires at a location.

@@ -1,0 +1,235 @@
+package api
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/prayer"
+	"github.com/chime-dev/chime/store"
+)
+
+// MaxPrayerDays bounds the days one prayer-times preview answers.
+const MaxPrayerDays = 31
+
+// Location is the JSON form of a location.
+type Location struct {
+	Location         string   `json:"location"`
+	Zone             string   `json:"zone"`
+	Latitude         *float64 `json:"latitude,omitempty"`
+	Longitude        *float64 `json:"longitude,omitempty"`
+	Elevation        *float64 `json:"elevation,omitempty"`
+	Method           string   `json:"method,omitempty"`
+	Madhab           string   `json:"madhab,omitempty"`
+	HighLatitudeRule string   `json:"high_latitude_rule,omitempty"`
+}
+
+func locationOf(l store.Location) Location {
+	return Location{Location: l.Name, Zone: l.Zone, Latitude: l.Latitude, Longitude: l.Longitude, Elevation: l.Elevation,
+		Method: l.Method, Madhab: l.Madhab, HighLatitudeRule: l.HighLatitudeRule}
+}
+
+// fieldProblem is a 422 naming one field.
+func fieldProblem(field, msg string) *Problem {
+	return problem(http.StatusUnprocessableEntity, field+": "+msg, FieldError{Field: field, Message: msg})
+}
+
+// prayerProblem is the 422 for a *prayer.Error.
+func prayerProblem(err error) *Problem {
+	var pe *prayer.Error
+	if errors.As(err, &pe) {
+		return fieldProblem(pe.Field, pe.Reason)
+	}
+	return nil
+}
+
+// putLocation creates or updates a location: its zone (required to create;
+// a location keeps its zone), coordinates and prayer convention override.
+func (a *API) putLocation(w http.ResponseWriter, r *http.Request, app int64) error {
+	name := r.PathValue("location")
+	if !keyPattern.MatchString(name) {
+		return fieldProblem("location", "must be 1-100 letters, digits, '_', '.' or '-'")
+	}
+	var in Location
+	if p := decode(w, r, 4096, &in); p != nil {
+		return p
+	}
+	if in.Location != "" && in.Location != name {
+		return fieldProblem("location", "differs from the path")
+	}
+	if in.Zone != "" {
+		if _, err := localtime.LoadZone(in.Zone); err != nil {
+			return fieldProblem("zone", err.Error())
+		}
+	}
+	if (in.Latitude == nil) != (in.Longitude == nil) {
+		field := "latitude"
+		if in.Longitude == nil {
+			field = "longitude"
+		}
+		return fieldProblem(field, "latitude and longitude are given together")
+	}
+	if in.Elevation != nil && in.Latitude == nil {
+		return fieldProblem("elevation", "needs latitude and longitude")
+	}
+	if in.Latitude != nil {
+		c := prayer.Coordinates{Latitude: *in.Latitude, Longitude: *in.Longitude}
+		if in.Elevation != nil {
+			c.Elevation = *in.Elevation
+		}
+		if err := c.Validate(); err != nil {
+			return prayerProblem(err)
+		}
+	}
+	if in.Method != "" {
+		if _, err := prayer.MethodParams(in.Method); err != nil {
+			return prayerProblem(err)
+		}
+	}
+	if _, err := prayer.ParseMadhab(in.Madhab); err != nil {
+		return prayerProblem(err)
+	}
+	if _, err := prayer.ParseHighLatitudeRule(in.HighLatitudeRule); err != nil {
+		return prayerProblem(err)
+	}
+	l, created, err := store.PutLocation(r.Context(), a.db, app, name, store.LocationFields{
+		Zone: in.Zone, Latitude: in.Latitude, Longitude: in.Longitude, Elevation: in.Elevation,
+		Method: in.Method, Madhab: in.Madhab, HighLatitudeRule: in.HighLatitudeRule,
+	})
+	var ze *store.ZoneError
+	switch {
+	case errors.Is(err, store.ErrZoneRequired):
+		return fieldProblem("zone", "is required for a new location")
+	case errors.As(err, &ze):
+		return problem(http.StatusConflict, ze.Error()+"; a location keeps its zone")
+	case err != nil:
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, locationOf(l))
+	return nil
+}
+
+func (a *API) getLocation(w http.ResponseWriter, r *http.Request, app int64) error {
+	l, err := store.FindLocation(r.Context(), a.db, app, r.PathValue("location"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, locationOf(l))
+	return nil
+}
+
+func (a *API) listLocations(w http.ResponseWriter, r *http.Request, app int64) error {
+	limit, p := intParam(r, "limit", 100, 1, 1000)
+	if p != nil {
+		return p
+	}
+	locs, err := store.Locations(r.Context(), a.db, app, r.URL.Query().Get("after"), limit)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Locations []Location `json:"locations"`
+		Next      string     `json:"next,omitempty"`
+	}{Locations: make([]Location, len(locs))}
+	for i, l := range locs {
+		out.Locations[i] = locationOf(l)
+	}
+	if len(locs) == limit {
+		out.Next = locs[len(locs)-1].Name
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// PrayerDay is one date's times in a prayer-times preview: each as a UTC
+// instant and as the location's wall-clock time (RFC 3339 with its offset).
+type PrayerDay struct {
+	Date     string               `json:"date"`
+	Polar    bool                 `json:"polar,omitempty"`
+	Latitude float64              `json:"latitude"` // the latitude computed for: the location's, or the polar rule's
+	UTC      map[string]time.Time `json:"utc"`
+	Local    map[string]string    `json:"local"`
+}
+
+// prayerTimes previews the computed times of a location for days dates
+// from date: the convention is the query's, else the location's override,
+// else prayer.DefaultMethod (madhab shafi, the rule recommended for the
+// latitude).
+func (a *API) prayerTimes(w http.ResponseWriter, r *http.Request, app int64) error {
+	q := r.URL.Query()
+	days, p := intParam(r, "days", 1, 1, MaxPrayerDays)
+	if p != nil {
+		return p
+	}
+	l, err := store.FindLocation(r.Context(), a.db, app, r.PathValue("location"))
+	if err != nil {
+		return err
+	}
+	if l.Latitude == nil || l.Longitude == nil {
+		return problem(http.StatusUnprocessableEntity, fmt.Sprintf("location %q has no coordinates; PUT /v1/locations/%s with latitude and longitude", l.Name, l.Name),
+			FieldError{Field: "latitude", Message: "is not set for this location"})
+	}
+	loc, err := localtime.LoadZone(l.Zone)
+	if err != nil {
+		return err
+	}
+	date := prayer.DateOf(a.cfg.Now().In(loc))
+	if s := q.Get("date"); s != "" {
+		if date, err = prayer.ParseDate(s); err != nil {
+			return prayerProblem(err)
+		}
+	}
+	params, err := prayer.MethodParams(cmp.Or(q.Get("method"), l.Method))
+	if err != nil {
+		return prayerProblem(err)
+	}
+	if params.Madhab, err = prayer.ParseMadhab(cmp.Or(q.Get("madhab"), l.Madhab)); err != nil {
+		return prayerProblem(err)
+	}
+	if params.HighLatitudeRule, err = prayer.ParseHighLatitudeRule(cmp.Or(q.Get("high_latitude_rule"), l.HighLatitudeRule)); err != nil {
+		return prayerProblem(err)
+	}
+	c := prayer.Coordinates{Latitude: *l.Latitude, Longitude: *l.Longitude}
+	if l.Elevation != nil {
+		c.Elevation = *l.Elevation
+	}
+	out := struct {
+		Location         string      `json:"location"`
+		Zone             string      `json:"zone"`
+		Method           string      `json:"method"`
+		Madhab           string      `json:"madhab"`
+		HighLatitudeRule string      `json:"high_latitude_rule"`
+		Days             []PrayerDay `json:"days"`
+	}{Location: l.Name, Zone: l.Zone, Method: string(params.Method), Madhab: string(params.Madhab),
+		HighLatitudeRule: string(cmp.Or(params.HighLatitudeRule, prayer.RecommendedRule(c.Latitude)))}
+	for i := range days {
+		d := date.AddDays(i)
+		t, err := prayer.Compute(d, loc, c, params)
+		if errors.Is(err, prayer.ErrSkippedDate) {
+			continue // the zone has no such date
+		}
+		if err != nil {
+			if p := prayerProblem(err); p != nil {
+				return p
+			}
+			return err
+		}
+		day := PrayerDay{Date: d.String(), Polar: t.Polar, Latitude: t.Latitude,
+			UTC: make(map[string]time.Time, len(prayer.Prayers)), Local: make(map[string]string, len(prayer.Prayers))}
+		for _, name := range prayer.Prayers {
+			at := t.Of(name)
+			day.UTC[string(name)] = at.UTC()
+			day.Local[string(name)] = at.In(loc).Format(time.RFC3339)
+		}
+		out.Days = append(out.Days, day)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -1,0 +1,117 @@
+package api_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestLocationCoordinates puts a location with coordinates and an override
+// through the real API and MariaDB, reads it back, updates it, and checks:
+// zone required on create and kept after (409), each bad field a 422
+// naming it with nothing stored, and another app's key neither sees it
+// nor can preview it.
+func TestLocationCoordinates(t *testing.T) {
+	b := setup(t)
+	var got struct {
+		Location  string   `json:"location"`
+		Zone      string   `json:"zone"`
+		Latitude  *float64 `json:"latitude"`
+		Longitude *float64 `json:"longitude"`
+		Method    string   `json:"method"`
+	}
+	requireProblem(t, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"latitude": 21.4225, "longitude": 39.8262}), http.StatusUnprocessableEntity, "zone")
+	requireJSON(t, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"zone": "Asia/Riyadh", "latitude": 21.4225, "longitude": 39.8262, "method": "umm_al_qura"}), http.StatusCreated, &got)
+	require.Equal(t, "Asia/Riyadh", got.Zone)
+	require.InDelta(t, 21.4225, *got.Latitude, 1e-9)
+
+	for _, bad := range []struct {
+		field string
+		body  map[string]any
+	}{
+		{"zone", map[string]any{"zone": "Mars/Olympus"}},
+		{"latitude", map[string]any{"latitude": 91, "longitude": 0}},
+		{"longitude", map[string]any{"latitude": 0, "longitude": -180.5}},
+		{"longitude", map[string]any{"latitude": 10}},
+		{"elevation", map[string]any{"latitude": 0, "longitude": 0, "elevation": 9001}},
+		{"method", map[string]any{"latitude": 0, "longitude": 0, "method": "isna"}},
+		{"madhab", map[string]any{"madhab": "maliki"}},
+		{"high_latitude_rule", map[string]any{"high_latitude_rule": "angle"}},
+	} {
+		p := requireProblem(t, b.as(http.MethodPut, "/v1/locations/makkah", bad.body), http.StatusUnprocessableEntity, bad.field)
+		require.Equal(t, bad.field, p.Errors[0].Field)
+	}
+	requireProblem(t, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"zone": "Europe/Paris"}), http.StatusConflict, "Asia/Riyadh")
+	requireJSON(t, b.as(http.MethodGet, "/v1/locations/makkah", nil), http.StatusOK, &got)
+	require.Equal(t, "umm_al_qura", got.Method, "a refused PUT changed the location")
+
+	got.Method = ""
+	requireJSON(t, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"latitude": 21.5, "longitude": 39.8}), http.StatusOK, &got)
+	require.InDelta(t, 21.5, *got.Latitude, 1e-9)
+	require.Empty(t, got.Method, "a PUT without method keeps the old override")
+
+	var list struct {
+		Locations []struct{ Location string } `json:"locations"`
+	}
+	requireJSON(t, b.as(http.MethodGet, "/v1/locations", nil), http.StatusOK, &list)
+	require.Len(t, list.Locations, 1)
+
+	// Another app's key sees none of it.
+	requireProblem(t, b.req(http.MethodGet, "/v1/locations/makkah", b.keyB, nil), http.StatusNotFound)
+	requireProblem(t, b.req(http.MethodGet, "/v1/locations/makkah/prayer-times", b.keyB, nil), http.StatusNotFound)
+	requireJSON(t, b.req(http.MethodGet, "/v1/locations", b.keyB, nil), http.StatusOK, &list)
+	require.Empty(t, list.Locations)
+}
+
+// TestPrayerTimesPreview previews Makkah's times for 2016-06-04..06 and
+// checks the shape (each time as a UTC instant and the same instant in
+// local time), the convention chosen (query over location override over
+// the default), a published time (Umm al-Qura fajr 04:11 on 2016-06-04,
+// testdata of package prayer), and the limits: days 1..31, a bad date,
+// method or madhab get 400/422 naming the parameter, and a location
+// without coordinates gets 422.
+func TestPrayerTimesPreview(t *testing.T) {
+	b := setup(t)
+	requireJSON(t, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"zone": "Asia/Riyadh", "latitude": 21.427009, "longitude": 39.828685, "method": "umm_al_qura"}), http.StatusCreated, nil)
+	type day struct {
+		Date  string               `json:"date"`
+		UTC   map[string]time.Time `json:"utc"`
+		Local map[string]string    `json:"local"`
+	}
+	var out struct {
+		Method string `json:"method"`
+		Madhab string `json:"madhab"`
+		Days   []day  `json:"days"`
+	}
+	requireJSON(t, b.as(http.MethodGet, "/v1/locations/makkah/prayer-times?date=2016-06-04&days=3", nil), http.StatusOK, &out)
+	require.Equal(t, "umm_al_qura", out.Method)
+	require.Equal(t, "shafi", out.Madhab)
+	require.Len(t, out.Days, 3)
+	require.Equal(t, "2016-06-06", out.Days[2].Date)
+	require.Equal(t, "2016-06-04T04:11:00+03:00", out.Days[0].Local["fajr"])
+	for _, d := range out.Days {
+		require.Len(t, d.UTC, 8)
+		for name, at := range d.UTC {
+			local, err := time.Parse(time.RFC3339, d.Local[name])
+			require.NoError(t, err)
+			require.True(t, local.Equal(at), "%s %s: local %s is not utc %s", d.Date, name, local, at)
+		}
+	}
+	requireJSON(t, b.as(http.MethodGet, "/v1/locations/makkah/prayer-times?date=2016-06-04&method=egyptian&madhab=hanafi", nil), http.StatusOK, &out)
+	require.Equal(t, "egyptian", out.Method)
+	require.Equal(t, "hanafi", out.Madhab)
+	require.Len(t, out.Days, 1)
+	requireJSON(t, b.as(http.MethodGet, "/v1/locations/makkah/prayer-times?days=31", nil), http.StatusOK, &out)
+	require.Len(t, out.Days, 31)
+
+	requireProblem(t, b.as(http.MethodGet, "/v1/locations/makkah/prayer-times?days=32", nil), http.StatusBadRequest, "days")
+	requireProblem(t, b.as(http.MethodGet, "/v1/locations/makkah/prayer-times?days=0", nil), http.StatusBadRequest, "days")
+	for _, q := range []string{"date=2016-13-01", "method=isna", "madhab=maliki", "high_latitude_rule=angle"} {
+		requireProblem(t, b.as(http.MethodGet, "/v1/locations/makkah/prayer-times?"+q, nil), http.StatusUnprocessableEntity)
+	}
+	requireJSON(t, b.as(http.MethodPut, "/v1/locations/paris", map[string]any{"zone": "Europe/Paris"}), http.StatusCreated, nil)
+	requireProblem(t, b.as(http.MethodGet, "/v1/locations/paris/prayer-times", nil), http.StatusUnprocessableEntity, "coordinates")
+	requireProblem(t, b.as(http.MethodGet, "/v1/locations/nowhere/prayer-times", nil), http.StatusNotFound)
+}
