@@ -81,7 +81,9 @@ func TestRecurrenceRejected(t *testing.T) {
 	clock := newTestClock(time.Date(2026, 10, 26, 0, 0, 0, 0, time.UTC))
 	b := setupWith(t, api.Config{Now: clock.Now})
 	times := []api.ReminderTime{at("paris", "Europe/Paris", "09:00")}
-	daily := func(rule string) map[string]any { return map[string]any{"title": "T", "times": times, "recurrence": rule} }
+	daily := func(rule string) map[string]any {
+		return map[string]any{"title": "T", "times": times, "recurrence": rule}
+	}
 	for _, tc := range []struct {
 		name    string
 		body    any

@@ -15,6 +15,7 @@ import (
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/message"
+	"github.com/chime-dev/chime/prayer"
 	"github.com/chime-dev/chime/recurrence"
 	"github.com/chime-dev/chime/store"
 )
@@ -73,6 +74,21 @@ type Reminder struct {
 	// Recurrence is the RFC 5545 RRULE naming the local dates a daily
 	// reminder fires on; absent means every day.
 	Recurrence string `json:"recurrence,omitempty"`
+
+	// Prayers are what a prayer reminder fires for, and Method, Madhab and
+	// HighLatitudeRule its convention (package prayer's names); a
+	// location's own override takes precedence.
+	Prayers          []PrayerOffset `json:"prayers,omitempty"`
+	Method           string         `json:"method,omitempty"`
+	Madhab           string         `json:"madhab,omitempty"`
+	HighLatitudeRule string         `json:"high_latitude_rule,omitempty"`
+}
+
+// PrayerOffset is one prayer a prayer reminder fires for: "fajr" at
+// "-10m" fires ten minutes before fajr.
+type PrayerOffset struct {
+	Prayer string `json:"prayer"`
+	Offset string `json:"offset"`
 }
 
 type reminderInput struct {
@@ -99,6 +115,11 @@ type reminderInput struct {
 	NotifyContacts    bool `json:"notify_contacts"`
 
 	Recurrence string `json:"recurrence"`
+
+	Prayers          []PrayerOffset `json:"prayers"`
+	Method           string         `json:"method"`
+	Madhab           string         `json:"madhab"`
+	HighLatitudeRule string         `json:"high_latitude_rule"`
 }
 
 type parsedTime struct {
@@ -117,6 +138,7 @@ type parsedReminder struct {
 	schema          string
 	content         content.Content
 	recurrence      recurrence.Rule
+	prayers         []store.PrayerOffset
 }
 
 // MaxOffset bounds how long before its instant a once reminder may fire.
@@ -130,9 +152,9 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 		out.kind = store.KindDaily
 	}
 	switch out.kind {
-	case store.KindDaily, store.KindTimetable, store.KindOnce, store.KindTopic:
+	case store.KindDaily, store.KindTimetable, store.KindOnce, store.KindTopic, store.KindPrayer:
 	default:
-		bad("kind", "must be daily, timetable, once or topic")
+		bad("kind", "must be daily, timetable, once, topic or prayer")
 	}
 	if in.Title == "" {
 		bad("title", "is required")
@@ -212,6 +234,21 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 	if in.Recurrence != "" {
 		out.recurrence = in.validateRecurrence(out.kind, now, bad)
 	}
+	if out.kind == store.KindPrayer {
+		out.prayers = in.validatePrayers(bad)
+		if len(in.Locations) == 0 {
+			bad("locations", "a prayer reminder fires at its locations: at least one {location, zone}, each with coordinates (PUT /v1/locations/{location})")
+		}
+	} else {
+		for _, f := range []struct{ name, v string }{{"method", in.Method}, {"madhab", in.Madhab}, {"high_latitude_rule", in.HighLatitudeRule}} {
+			if f.v != "" {
+				bad(f.name, "only prayer reminders have a convention")
+			}
+		}
+		if len(in.Prayers) > 0 {
+			bad("prayers", "only prayer reminders have prayers")
+		}
+	}
 	if out.kind == store.KindTopic {
 		schema, err := compileTopicSchema(in.Schema)
 		if err != nil {
@@ -284,11 +321,69 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 	return out, nil
 }
 
+// MaxPrayers bounds a prayer reminder's prayers.
+const MaxPrayers = 16
+
+// validatePrayers reads a prayer reminder's prayers and convention.
+func (in *reminderInput) validatePrayers(bad func(field, msg string)) []store.PrayerOffset {
+	var out []store.PrayerOffset
+	if len(in.Prayers) == 0 {
+		bad("prayers", `at least one {"prayer": "fajr", "offset": "-10m"} is required`)
+	}
+	if len(in.Prayers) > MaxPrayers {
+		bad("prayers", fmt.Sprintf("at most %d entries", MaxPrayers))
+		return nil
+	}
+	seen := map[store.PrayerOffset]bool{}
+	for i, p := range in.Prayers {
+		f := fmt.Sprintf("prayers[%d]", i)
+		name, err := prayer.ParsePrayer(p.Prayer)
+		if err != nil {
+			bad(f+".prayer", fmt.Sprintf("must be one of %s", prayerNames()))
+			continue
+		}
+		off := time.Duration(0)
+		if p.Offset != "" {
+			off, err = time.ParseDuration(p.Offset)
+			if err != nil || off%time.Second != 0 || off < -store.MaxPrayerOffset || off > store.MaxPrayerOffset {
+				bad(f+".offset", `must be a whole-second duration between -6h and 6h, such as "-10m" or "0"`)
+				continue
+			}
+		}
+		po := store.PrayerOffset{Prayer: string(name), Offset: off}
+		if !seen[po] {
+			seen[po] = true
+			out = append(out, po)
+		}
+	}
+	params, err := prayer.MethodParams(in.Method)
+	if err != nil {
+		bad("method", err.Error())
+	} else if params.Method == prayer.Custom {
+		bad("method", "custom angles are not stored on a reminder; name a convention")
+	}
+	if _, err := prayer.ParseMadhab(in.Madhab); err != nil {
+		bad("madhab", err.Error())
+	}
+	if _, err := prayer.ParseHighLatitudeRule(in.HighLatitudeRule); err != nil {
+		bad("high_latitude_rule", err.Error())
+	}
+	return out
+}
+
+func prayerNames() string {
+	names := make([]string, len(prayer.Prayers))
+	for i, p := range prayer.Prayers {
+		names[i] = string(p)
+	}
+	return strings.Join(names, ", ")
+}
+
 // validateRecurrence reads a daily reminder's recurrence, which counts from
 // the date of starts_at when its dates depend on where it starts.
 func (in *reminderInput) validateRecurrence(kind string, now time.Time, bad func(field, msg string)) recurrence.Rule {
-	if kind != store.KindDaily {
-		bad("recurrence", "only daily reminders recur; the other kinds name their dates or instants")
+	if kind != store.KindDaily && kind != store.KindPrayer {
+		bad("recurrence", "only daily and prayer reminders recur; the other kinds name their dates or instants")
 		return recurrence.Rule{}
 	}
 	rule, err := recurrence.Parse(in.Recurrence)
@@ -325,6 +420,11 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 		return p
 	}
 	ctx := r.Context()
+	if in2.kind == store.KindPrayer {
+		if p := a.prayerPlaces(r, app, in2.places); p != nil {
+			return p
+		}
+	}
 	put := store.ReminderPut{
 		Reminder: store.Reminder{
 			AppID: app, Key: key, Title: in.Title, Body: in.Body, Groups: in2.groups, ValidForS: int64(in2.validFor / time.Second),
@@ -333,6 +433,7 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			Lang: in2.content.Lang, Translations: storeTexts(in2.content.Translations), Tags: in2.content.Tags,
 			DeliverWhenOnline: in.DeliverWhenOnline, NotifyContacts: in.NotifyContacts,
 			Recurrence: in2.recurrence.String(),
+			Prayers:    store.FormatPrayers(in2.prayers), Method: in.Method, Madhab: in.Madhab, HighLatitudeRule: in.HighLatitudeRule,
 		},
 		GroupOf: grouping.Of,
 	}
@@ -382,6 +483,30 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	return nil
 }
 
+// prayerPlaces refuses a prayer reminder's locations that do not exist yet
+// or have no coordinates: its times are computed from them.
+func (a *API) prayerPlaces(r *http.Request, app int64, places []Place) error {
+	names := make([]string, len(places))
+	for i, p := range places {
+		names[i] = p.Location
+	}
+	missing, err := store.LocationsWithoutCoordinates(r.Context(), a.db, app, names)
+	if err != nil {
+		return err
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var errs []FieldError
+	for i, p := range places {
+		if missing[p.Location] {
+			errs = append(errs, FieldError{Field: fmt.Sprintf("locations[%d]", i),
+				Message: fmt.Sprintf("location %q has no coordinates; set them with PUT /v1/locations/%s", p.Location, p.Location)})
+		}
+	}
+	return problem(http.StatusUnprocessableEntity, "a prayer reminder's times are computed from its locations' coordinates", errs...)
+}
+
 // zoneProblem answers a location named with another zone than its own.
 func zoneProblem(err error) error {
 	var ze *store.ZoneError
@@ -408,6 +533,12 @@ func render(rem store.Reminder, rows []store.TimeRow) Reminder {
 		CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(), Times: []ReminderTime{}, Locations: []Place{},
 		Lang: rem.Lang, Translations: apiTexts(rem.Translations), Tags: append([]string{}, rem.Tags...),
 		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts, Recurrence: rem.Recurrence,
+		Method: rem.Method, Madhab: rem.Madhab, HighLatitudeRule: rem.HighLatitudeRule,
+	}
+	if ps, err := store.ParsePrayers(rem.Prayers); err == nil && rem.Kind == store.KindPrayer {
+		for _, p := range ps {
+			out.Prayers = append(out.Prayers, PrayerOffset{Prayer: p.Prayer, Offset: p.Offset.String()})
+		}
 	}
 	if out.At != nil {
 		at := out.At.UTC()

@@ -43,14 +43,20 @@ type Instant struct {
 	At      time.Time
 	EventID int64 // the event a topic instant fires for
 	// LocalSec is the local time of day the reminder names (daily and
-	// timetable reminders), or -1 for an instant (once and topic).
+	// timetable reminders, and a prayer's time before its offset), or -1
+	// for an instant (once and topic).
 	LocalSec int
+	// Prayer is the prayer a prayer reminder's instant fires for, and
+	// FromTimetable whether its time is a timetable row's rather than
+	// computed.
+	Prayer        string
+	FromTimetable bool
 }
 
 const sourceCols = "l.name AS location, l.zone, r.valid_for_s, r.grace_s, r.starts_at, r.ends_at, r.recurrence"
 
 // Instants calls put for every instant the unpaused reminders produce (only
-// reminder's, if it is not 0), from the four kinds of reminder time, that
+// reminder's, if it is not 0), from the five kinds of reminder time, that
 // falls in (from, to] of span(src) for its source. lo and hi bound every
 // span: timetable rows and events outside them are not read.
 func Instants(ctx context.Context, db *gorm.DB, log *slog.Logger, reminder int64, lo, hi time.Time,
@@ -115,6 +121,10 @@ func Instants(ctx context.Context, db *gorm.DB, log *slog.Logger, reminder int64
 				last = at
 			}
 		}
+	}
+
+	if err := prayerInstants(ctx, db, log, scope, reminder, lo, hi, span, days, put); err != nil {
+		return err
 	}
 
 	// Timetables: the dates that can hold an instant of [lo, hi] in any

@@ -180,6 +180,12 @@ func (d Date) String() string { return d.Midnight().Format(time.DateOnly) }
 // Before reports whether d is an earlier date than e.
 func (d Date) Before(e Date) bool { return d.Midnight().Before(e.Midnight()) }
 
+// Skipped reports whether loc skips date d whole, as Apia skipped
+// 2011-12-30: its midnight falls, by the rules of On, on the next day.
+func Skipped(d Date, loc *time.Location) bool {
+	return DateOf(On(d.Year, d.Month, d.Day, 0, loc), loc) != d
+}
+
 // MaxDates bounds the dates Dates returns.
 const MaxDates = 400
 

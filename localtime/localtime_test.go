@@ -157,3 +157,17 @@ func mustTime(t *testing.T, s string) time.Time {
 	require.NoError(t, err)
 	return v
 }
+
+// Skipped is true for the dates a zone skips whole and for no other, across
+// the days around them and a spring-forward gap at midnight.
+func TestSkipped(t *testing.T) {
+	apia, _ := time.LoadLocation("Pacific/Apia")
+	kiritimati, _ := time.LoadLocation("Pacific/Kiritimati")
+	saoPaulo, _ := time.LoadLocation("America/Sao_Paulo")
+	require.True(t, Skipped(Date{2011, 12, 30}, apia))
+	require.True(t, Skipped(Date{1994, 12, 31}, kiritimati))
+	for _, d := range []Date{{2011, 12, 29}, {2011, 12, 31}} {
+		require.False(t, Skipped(d, apia), d)
+	}
+	require.False(t, Skipped(Date{2018, 11, 4}, saoPaulo), "00:00 to 01:00 skipped, not the day")
+}

@@ -11,7 +11,9 @@ import (
 	"github.com/chime-dev/chime/localtime"
 )
 
-func date(y int, m time.Month, d int) localtime.Date { return localtime.Date{Year: y, Month: m, Day: d} }
+func date(y int, m time.Month, d int) localtime.Date {
+	return localtime.Date{Year: y, Month: m, Day: d}
+}
 
 func strs(ds []localtime.Date) []string {
 	out := []string{}

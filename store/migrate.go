@@ -150,12 +150,18 @@ var migrations = []*gormigrate.Migration{
 	{
 		ID: "0010_reminder_recurrence",
 		Migrate: func(tx *gorm.DB) error {
-			// The dates a reminder fires on; reminders stored before fire
-			// every day.
-			if tx.Migrator().HasColumn(&Reminder{}, "Recurrence") {
-				return nil // created by 0001 from the current struct
+			// The dates a reminder fires on (reminders stored before fire
+			// every day), and the prayers and convention of prayer
+			// reminders.
+			for _, col := range []string{"Recurrence", "Prayers", "Method", "Madhab", "HighLatitudeRule"} {
+				if tx.Migrator().HasColumn(&Reminder{}, col) {
+					continue // created by 0001 from the current struct
+				}
+				if err := tx.Migrator().AddColumn(&Reminder{}, col); err != nil {
+					return fmt.Errorf("add reminders.%s: %w", col, err)
+				}
 			}
-			return tx.Migrator().AddColumn(&Reminder{}, "Recurrence")
+			return nil
 		},
 	},
 }
