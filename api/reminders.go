@@ -71,8 +71,8 @@ type Reminder struct {
 	DeliverWhenOnline bool `json:"deliver_when_online"`
 	// NotifyContacts sends the reminder to an offline user's contacts.
 	NotifyContacts bool `json:"notify_contacts"`
-	// Recurrence is the RFC 5545 RRULE naming the local dates a daily
-	// reminder fires on; absent means every day.
+	// Recurrence is the RFC 5545 RRULE naming the local dates a daily or
+	// prayer reminder fires on; absent means every day.
 	Recurrence string `json:"recurrence,omitempty"`
 
 	// Prayers are what a prayer reminder fires for, and Method, Madhab and
@@ -379,7 +379,7 @@ func prayerNames() string {
 	return strings.Join(names, ", ")
 }
 
-// validateRecurrence reads a daily reminder's recurrence, which counts from
+// validateRecurrence reads a daily or prayer reminder's recurrence, which counts from
 // the date of starts_at when its dates depend on where it starts.
 func (in *reminderInput) validateRecurrence(kind string, now time.Time, bad func(field, msg string)) recurrence.Rule {
 	if kind != store.KindDaily && kind != store.KindPrayer {
