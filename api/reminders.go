@@ -15,6 +15,8 @@ import (
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/message"
+	"github.com/chime-dev/chime/prayer"
+	"github.com/chime-dev/chime/recurrence"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -69,6 +71,24 @@ type Reminder struct {
 	DeliverWhenOnline bool `json:"deliver_when_online"`
 	// NotifyContacts sends the reminder to an offline user's contacts.
 	NotifyContacts bool `json:"notify_contacts"`
+	// Recurrence is the RFC 5545 RRULE naming the local dates a daily or
+	// prayer reminder fires on; absent means every day.
+	Recurrence string `json:"recurrence,omitempty"`
+
+	// Prayers are what a prayer reminder fires for, and Method, Madhab and
+	// HighLatitudeRule its convention (package prayer's names); a
+	// location's own override takes precedence.
+	Prayers          []PrayerOffset `json:"prayers,omitempty"`
+	Method           string         `json:"method,omitempty"`
+	Madhab           string         `json:"madhab,omitempty"`
+	HighLatitudeRule string         `json:"high_latitude_rule,omitempty"`
+}
+
+// PrayerOffset is one prayer a prayer reminder fires for: "fajr" at
+// "-10m" fires ten minutes before fajr.
+type PrayerOffset struct {
+	Prayer string `json:"prayer"`
+	Offset string `json:"offset"`
 }
 
 type reminderInput struct {
@@ -93,6 +113,13 @@ type reminderInput struct {
 
 	DeliverWhenOnline bool `json:"deliver_when_online"`
 	NotifyContacts    bool `json:"notify_contacts"`
+
+	Recurrence string `json:"recurrence"`
+
+	Prayers          []PrayerOffset `json:"prayers"`
+	Method           string         `json:"method"`
+	Madhab           string         `json:"madhab"`
+	HighLatitudeRule string         `json:"high_latitude_rule"`
 }
 
 type parsedTime struct {
@@ -110,12 +137,14 @@ type parsedReminder struct {
 	offsets         string
 	schema          string
 	content         content.Content
+	recurrence      recurrence.Rule
+	prayers         []store.PrayerOffset
 }
 
 // MaxOffset bounds how long before its instant a once reminder may fire.
 const MaxOffset = 30 * 24 * time.Hour
 
-func (in *reminderInput) validate(reg *content.Registry) (out parsedReminder, p *Problem) {
+func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out parsedReminder, p *Problem) {
 	var errs []FieldError
 	bad := func(field, msg string) { errs = append(errs, FieldError{Field: field, Message: msg}) }
 	out.kind = in.Kind
@@ -123,9 +152,9 @@ func (in *reminderInput) validate(reg *content.Registry) (out parsedReminder, p 
 		out.kind = store.KindDaily
 	}
 	switch out.kind {
-	case store.KindDaily, store.KindTimetable, store.KindOnce, store.KindTopic:
+	case store.KindDaily, store.KindTimetable, store.KindOnce, store.KindTopic, store.KindPrayer:
 	default:
-		bad("kind", "must be daily, timetable, once or topic")
+		bad("kind", "must be daily, timetable, once, topic or prayer")
 	}
 	if in.Title == "" {
 		bad("title", "is required")
@@ -202,6 +231,24 @@ func (in *reminderInput) validate(reg *content.Registry) (out parsedReminder, p 
 			bad("offsets", "only once reminders have offsets")
 		}
 	}
+	if in.Recurrence != "" {
+		out.recurrence = in.validateRecurrence(out.kind, now, bad)
+	}
+	if out.kind == store.KindPrayer {
+		out.prayers = in.validatePrayers(bad)
+		if len(in.Locations) == 0 {
+			bad("locations", "a prayer reminder fires at its locations: at least one {location, zone}, each with coordinates (PUT /v1/locations/{location})")
+		}
+	} else {
+		for _, f := range []struct{ name, v string }{{"method", in.Method}, {"madhab", in.Madhab}, {"high_latitude_rule", in.HighLatitudeRule}} {
+			if f.v != "" {
+				bad(f.name, "only prayer reminders have a convention")
+			}
+		}
+		if len(in.Prayers) > 0 {
+			bad("prayers", "only prayer reminders have prayers")
+		}
+	}
 	if out.kind == store.KindTopic {
 		schema, err := compileTopicSchema(in.Schema)
 		if err != nil {
@@ -274,6 +321,91 @@ func (in *reminderInput) validate(reg *content.Registry) (out parsedReminder, p 
 	return out, nil
 }
 
+// MaxPrayers bounds a prayer reminder's prayers.
+const MaxPrayers = 16
+
+// validatePrayers reads a prayer reminder's prayers and convention.
+func (in *reminderInput) validatePrayers(bad func(field, msg string)) []store.PrayerOffset {
+	var out []store.PrayerOffset
+	if len(in.Prayers) == 0 {
+		bad("prayers", `at least one {"prayer": "fajr", "offset": "-10m"} is required`)
+	}
+	if len(in.Prayers) > MaxPrayers {
+		bad("prayers", fmt.Sprintf("at most %d entries", MaxPrayers))
+		return nil
+	}
+	seen := map[store.PrayerOffset]bool{}
+	for i, p := range in.Prayers {
+		f := fmt.Sprintf("prayers[%d]", i)
+		name, err := prayer.ParsePrayer(p.Prayer)
+		if err != nil {
+			bad(f+".prayer", fmt.Sprintf("must be one of %s", prayerNames()))
+			continue
+		}
+		off := time.Duration(0)
+		if p.Offset != "" {
+			off, err = time.ParseDuration(p.Offset)
+			if err != nil || off%time.Second != 0 || off < -store.MaxPrayerOffset || off > store.MaxPrayerOffset {
+				bad(f+".offset", `must be a whole-second duration between -6h and 6h, such as "-10m" or "0"`)
+				continue
+			}
+		}
+		po := store.PrayerOffset{Prayer: string(name), Offset: off}
+		if !seen[po] {
+			seen[po] = true
+			out = append(out, po)
+		}
+	}
+	params, err := prayer.MethodParams(in.Method)
+	if err != nil {
+		bad("method", err.Error())
+	} else if params.Method == prayer.Custom {
+		bad("method", "custom angles are not stored on a reminder; name a convention")
+	}
+	if _, err := prayer.ParseMadhab(in.Madhab); err != nil {
+		bad("madhab", err.Error())
+	}
+	if _, err := prayer.ParseHighLatitudeRule(in.HighLatitudeRule); err != nil {
+		bad("high_latitude_rule", err.Error())
+	}
+	return out
+}
+
+func prayerNames() string {
+	names := make([]string, len(prayer.Prayers))
+	for i, p := range prayer.Prayers {
+		names[i] = string(p)
+	}
+	return strings.Join(names, ", ")
+}
+
+// validateRecurrence reads a daily or prayer reminder's recurrence, which counts from
+// the date of starts_at when its dates depend on where it starts.
+func (in *reminderInput) validateRecurrence(kind string, now time.Time, bad func(field, msg string)) recurrence.Rule {
+	if kind != store.KindDaily && kind != store.KindPrayer {
+		bad("recurrence", "only daily and prayer reminders recur; the other kinds name their dates or instants")
+		return recurrence.Rule{}
+	}
+	rule, err := recurrence.Parse(in.Recurrence)
+	if err != nil {
+		bad("recurrence", err.Error())
+		return recurrence.Rule{}
+	}
+	anchor := localtime.DateOf(now, time.UTC)
+	if rule.NeedsAnchor() {
+		if in.StartsAt == nil {
+			bad("recurrence", "counts from its start (COUNT, INTERVAL above 1, or a day taken from the start such as FREQ=WEEKLY without BYDAY): set starts_at, or name the days")
+			return recurrence.Rule{}
+		}
+		anchor = localtime.DateOf(*in.StartsAt, time.UTC)
+	}
+	if err := rule.Check(anchor); err != nil {
+		bad("recurrence", err.Error())
+		return recurrence.Rule{}
+	}
+	return rule
+}
+
 func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) error {
 	key := r.PathValue("key")
 	if !keyPattern.MatchString(key) {
@@ -283,11 +415,16 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	if p := decode(w, r, 1<<20, &in); p != nil {
 		return p
 	}
-	in2, p := in.validate(a.cfg.Content)
+	in2, p := in.validate(a.cfg.Content, a.cfg.Now())
 	if p != nil {
 		return p
 	}
 	ctx := r.Context()
+	if in2.kind == store.KindPrayer {
+		if p := a.prayerPlaces(r, app, in2.places); p != nil {
+			return p
+		}
+	}
 	put := store.ReminderPut{
 		Reminder: store.Reminder{
 			AppID: app, Key: key, Title: in.Title, Body: in.Body, Groups: in2.groups, ValidForS: int64(in2.validFor / time.Second),
@@ -295,6 +432,8 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			Kind: in2.kind, At: in.At, Offsets: in2.offsets, GraceS: int64(in2.grace / time.Second), Schema: in2.schema,
 			Lang: in2.content.Lang, Translations: storeTexts(in2.content.Translations), Tags: in2.content.Tags,
 			DeliverWhenOnline: in.DeliverWhenOnline, NotifyContacts: in.NotifyContacts,
+			Recurrence: in2.recurrence.String(),
+			Prayers:    store.FormatPrayers(in2.prayers), Method: in.Method, Madhab: in.Madhab, HighLatitudeRule: in.HighLatitudeRule,
 		},
 		GroupOf: grouping.Of,
 	}
@@ -344,6 +483,30 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	return nil
 }
 
+// prayerPlaces refuses a prayer reminder's locations that do not exist yet
+// or have no coordinates: its times are computed from them.
+func (a *API) prayerPlaces(r *http.Request, app int64, places []Place) error {
+	names := make([]string, len(places))
+	for i, p := range places {
+		names[i] = p.Location
+	}
+	missing, err := store.LocationsWithoutCoordinates(r.Context(), a.db, app, names)
+	if err != nil {
+		return err
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var errs []FieldError
+	for i, p := range places {
+		if missing[p.Location] {
+			errs = append(errs, FieldError{Field: fmt.Sprintf("locations[%d]", i),
+				Message: fmt.Sprintf("location %q has no coordinates; set them with PUT /v1/locations/%s", p.Location, p.Location)})
+		}
+	}
+	return problem(http.StatusUnprocessableEntity, "a prayer reminder's times are computed from its locations' coordinates", errs...)
+}
+
 // zoneProblem answers a location named with another zone than its own.
 func zoneProblem(err error) error {
 	var ze *store.ZoneError
@@ -369,7 +532,13 @@ func render(rem store.Reminder, rows []store.TimeRow) Reminder {
 		Grace: rem.Grace().String(), StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, At: rem.At, Paused: rem.Paused,
 		CreatedAt: rem.CreatedAt.UTC(), UpdatedAt: rem.UpdatedAt.UTC(), Times: []ReminderTime{}, Locations: []Place{},
 		Lang: rem.Lang, Translations: apiTexts(rem.Translations), Tags: append([]string{}, rem.Tags...),
-		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts,
+		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts, Recurrence: rem.Recurrence,
+		Method: rem.Method, Madhab: rem.Madhab, HighLatitudeRule: rem.HighLatitudeRule,
+	}
+	if ps, err := store.ParsePrayers(rem.Prayers); err == nil && rem.Kind == store.KindPrayer {
+		for _, p := range ps {
+			out.Prayers = append(out.Prayers, PrayerOffset{Prayer: p.Prayer, Offset: p.Offset.String()})
+		}
 	}
 	if out.At != nil {
 		at := out.At.UTC()

@@ -183,7 +183,7 @@ func TestCreateReminderRejectsBadKinds(t *testing.T) {
 		status  int
 		mention []string
 	}{
-		{"unknown kind", map[string]any{"kind": "weekly", "title": "T", "times": times}, 422, []string{"kind: must be daily, timetable, once or topic"}},
+		{"unknown kind", map[string]any{"kind": "weekly", "title": "T", "times": times}, 422, []string{"kind: must be daily, timetable, once, topic or prayer"}},
 		{"kind in capitals", map[string]any{"kind": "Once", "title": "T", "at": "2026-04-01T18:00:00Z"}, 422, []string{"kind:"}},
 		{"times on a timetable reminder", map[string]any{"kind": "timetable", "title": "T", "times": times}, 422, []string{"times: only daily"}},
 		{"times on a once reminder", onceAt(map[string]any{"times": times}), 422, []string{"times: only daily"}},

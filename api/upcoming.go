@@ -17,6 +17,12 @@ type Upcoming struct {
 	FireAt    time.Time `json:"fire_at"`    // UTC
 	Local     string    `json:"local"`      // the fire instant on the location's clock, RFC 3339 with offset
 	EventID   int64     `json:"event_id,omitempty"`
+	// Prayer is the prayer a prayer reminder fires for; LocalTime is then
+	// the prayer's time, before its offset. Source says where that time
+	// came from: "computed" from the location's coordinates, or a
+	// "timetable" row.
+	Prayer string `json:"prayer,omitempty"`
+	Source string `json:"source,omitempty"`
 }
 
 // upcoming lists the fires of a reminder in the next hours, computed from
@@ -63,10 +69,14 @@ func (a *API) upcoming(w http.ResponseWriter, r *http.Request, app int64) error 
 		if defined < 0 {
 			defined = wall.Hour()*3600 + wall.Minute()*60 + wall.Second()
 		}
-		out.Upcoming = append(out.Upcoming, Upcoming{
+		u := Upcoming{
 			Location: in.Location, Zone: in.Zone, LocalTime: localtime.Of(defined).String(),
-			FireAt: in.At.UTC(), Local: wall.Format(time.RFC3339), EventID: in.EventID,
-		})
+			FireAt: in.At.UTC(), Local: wall.Format(time.RFC3339), EventID: in.EventID, Prayer: in.Prayer,
+		}
+		if in.Prayer != "" {
+			u.Source = map[bool]string{true: "timetable", false: "computed"}[in.FromTimetable]
+		}
+		out.Upcoming = append(out.Upcoming, u)
 	})
 	if err != nil {
 		return err

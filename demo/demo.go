@@ -55,6 +55,9 @@ type Options struct {
 	// user made for the demo's app, until ctx is cancelled (Ctrl-C), and
 	// prints the console's URL and sign-in.
 	Console bool
+	// Prayer also defines a prayer reminder and Jumu'ah over five cities
+	// (PrayerCities) and prints their coming fires.
+	Prayer bool
 }
 
 // Locations are the demo's places, one per time zone.
@@ -78,6 +81,11 @@ type Summary struct {
 	LastDeliveryMs    int64  `json:"last_delivery_ms"`
 	Redis             string `json:"redis"`
 	Database          string `json:"database"`
+	// With Options.Prayer: the cities, and the fires of the prayer
+	// reminder in the next 24 hours and of Jumu'ah in the next week.
+	PrayerCities   int `json:"prayer_cities,omitempty"`
+	PrayerUpcoming int `json:"prayer_upcoming,omitempty"`
+	JumuahUpcoming int `json:"jumuah_upcoming,omitempty"`
 }
 
 // Run runs the demo. environ supplies REDIS_URL, MYSQL_DSN and the other
@@ -317,6 +325,9 @@ func drive(ctx context.Context, opt Options, sum *Summary, db *gorm.DB, base str
 	if !st.First.IsZero() {
 		sum.FirstDeliveryMs = st.First.Sub(fireAt).Milliseconds()
 		sum.LastDeliveryMs = st.Last.Sub(fireAt).Milliseconds()
+	}
+	if opt.Prayer {
+		return prayerDemo(ctx, c, sum, stderr)
 	}
 	return nil
 }

@@ -139,22 +139,84 @@ func sameWall(t, wall time.Time) bool {
 	return y == wy && m == wm && d == wd && t.Hour() == wall.Hour() && t.Minute() == wall.Minute() && t.Second() == wall.Second()
 }
 
+// Date is a calendar date on a location's clock, free of any zone: the
+// date a reminder's rules (a time of day, a recurrence, a prayer's day) are
+// evaluated on.
+type Date struct {
+	Year  int
+	Month time.Month
+	Day   int
+}
+
+// DateOf returns the local date of instant t in loc.
+func DateOf(t time.Time, loc *time.Location) Date {
+	y, m, d := t.In(loc).Date()
+	return Date{y, m, d}
+}
+
+// ParseDate reads YYYY-MM-DD.
+func ParseDate(s string) (Date, error) {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return Date{}, err
+	}
+	return Date{t.Year(), t.Month(), t.Day()}, nil
+}
+
+// AddDays returns the date n days after d, counted on the calendar: a day
+// a zone skips whole is still a date.
+func (d Date) AddDays(n int) Date {
+	t := time.Date(d.Year, d.Month, d.Day+n, 0, 0, 0, 0, time.UTC)
+	return Date{t.Year(), t.Month(), t.Day()}
+}
+
+// Midnight returns the date's midnight read as if it were UTC, the floating
+// form calendar rules (RFC 5545 recurrences) are computed in.
+func (d Date) Midnight() time.Time { return time.Date(d.Year, d.Month, d.Day, 0, 0, 0, 0, time.UTC) }
+
+// String formats the date as YYYY-MM-DD.
+func (d Date) String() string { return d.Midnight().Format(time.DateOnly) }
+
+// Before reports whether d is an earlier date than e.
+func (d Date) Before(e Date) bool { return d.Midnight().Before(e.Midnight()) }
+
+// Skipped reports whether loc skips date d whole, as Apia skipped
+// 2011-12-30: its midnight falls, by the rules of On, on the next day.
+func Skipped(d Date, loc *time.Location) bool {
+	return DateOf(On(d.Year, d.Month, d.Day, 0, loc), loc) != d
+}
+
+// MaxDates bounds the dates Dates returns.
+const MaxDates = 400
+
+// Dates returns, in order, the local dates in loc whose times of day may
+// fall in (from, to], at most MaxDates: from the day before the date at
+// from (after a clock change an earlier date's time may still be ahead) to
+// the date at to. Dates are counted on the calendar, so a day the zone
+// skips whole is among them and fires by the rules of On.
+func Dates(from, to time.Time, loc *time.Location) []Date {
+	first, last := DateOf(from, loc).AddDays(-1), DateOf(to, loc)
+	var out []Date
+	for d := first; !last.Before(d) && len(out) < MaxDates; d = d.AddDays(1) {
+		out = append(out, d)
+	}
+	return out
+}
+
 // Between returns, in order, the instants of local time o in loc that fall in
 // the half-open interval (from, to].
 func Between(from, to time.Time, o Of, loc *time.Location) []time.Time {
 	var out []time.Time
-	// Start a day early: the local date at `from` may already be past o while
-	// an earlier date's instant (after a transition) is still ahead.
-	d := from.In(loc).AddDate(0, 0, -1)
-	for i := 0; i < 400; i++ {
-		inst := On(d.Year(), d.Month(), d.Day(), o, loc)
+	for _, d := range Dates(from, to, loc) {
+		inst := On(d.Year, d.Month, d.Day, o, loc)
 		if inst.After(to) {
 			break
 		}
+		// Two dates give one instant when the first is skipped whole and o
+		// is midnight: it fires once.
 		if inst.After(from) && (len(out) == 0 || inst.After(out[len(out)-1])) {
 			out = append(out, inst)
 		}
-		d = time.Date(d.Year(), d.Month(), d.Day()+1, 12, 0, 0, 0, loc)
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package localtime
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +115,59 @@ func TestLoadZone(t *testing.T) {
 		_, err := LoadZone(bad)
 		require.Error(t, err, bad)
 	}
+}
+
+// A day a zone skips whole (Apia went from 2011-12-29 to 2011-12-31,
+// Kiritimati from 1994-12-30 to 1995-01-01) still fires, at the first
+// instant of the next day, as the package rules say: Between must ask On
+// for that date instead of stepping over it. Injects each zone's skipped
+// date and checks every date of the span fires once, the skipped one at
+// the transition.
+func TestBetweenFiresOnADaySkippedWhole(t *testing.T) {
+	for _, tc := range []struct {
+		zone    string
+		skipped time.Time // the local date skipped, as a UTC midnight
+		first   string    // the first instant of the next local day, UTC
+	}{
+		{"Pacific/Apia", time.Date(2011, 12, 30, 0, 0, 0, 0, time.UTC), "2011-12-30T10:00:00Z"},
+		{"Pacific/Kiritimati", time.Date(1994, 12, 31, 0, 0, 0, 0, time.UTC), "1994-12-31T10:00:00Z"},
+	} {
+		loc, err := time.LoadLocation(tc.zone)
+		require.NoError(t, err)
+		for _, at := range []string{"00:00", "09:00", "23:30"} {
+			o, _ := Parse(at)
+			from, to := tc.skipped.AddDate(0, 0, -3), tc.skipped.AddDate(0, 0, 3)
+			got := Between(from, to, o, loc)
+			var want []time.Time
+			for d := tc.skipped.AddDate(0, 0, -4); !d.After(tc.skipped.AddDate(0, 0, 4)); d = d.AddDate(0, 0, 1) {
+				// At 00:00 the skipped day and the next fire at the same instant: once.
+				if inst := On(d.Year(), d.Month(), d.Day(), o, loc); inst.After(from) && !inst.After(to) && !slices.Contains(want, inst) {
+					want = append(want, inst)
+				}
+			}
+			require.Equal(t, want, got, "%s %s", tc.zone, at)
+			require.Contains(t, got, mustTime(t, tc.first), "%s %s: the skipped day fires at the first instant of the next", tc.zone, at)
+		}
+	}
+}
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339, s)
+	require.NoError(t, err)
+	return v
+}
+
+// Skipped is true for the dates a zone skips whole and for no other, across
+// the days around them and a spring-forward gap at midnight.
+func TestSkipped(t *testing.T) {
+	apia, _ := time.LoadLocation("Pacific/Apia")
+	kiritimati, _ := time.LoadLocation("Pacific/Kiritimati")
+	saoPaulo, _ := time.LoadLocation("America/Sao_Paulo")
+	require.True(t, Skipped(Date{2011, 12, 30}, apia))
+	require.True(t, Skipped(Date{1994, 12, 31}, kiritimati))
+	for _, d := range []Date{{2011, 12, 29}, {2011, 12, 31}} {
+		require.False(t, Skipped(d, apia), d)
+	}
+	require.False(t, Skipped(Date{2018, 11, 4}, saoPaulo), "00:00 to 01:00 skipped, not the day")
 }

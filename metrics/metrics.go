@@ -65,6 +65,10 @@ var (
 		Help: "Occurrences whose groups were enqueued.",
 	})
 
+	prayerSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "chime_prayer_skipped_total",
+		Help: "Prayer reminder locations a planning pass or upcoming list could not compute times for, by reason (no_coordinates: the location's coordinates were removed).",
+	}, []string{"reason"})
 	missed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "chime_occurrences_missed_total",
 		Help: "Occurrences recorded as missed: their grace window passed before they could fire (an outage), so nobody was reminded.",
@@ -82,7 +86,7 @@ var (
 )
 
 func init() {
-	prometheus.MustRegister(deliveries, fireLateness, groupDuration, requeues, releases, fired, missed, expiredGroups, leader)
+	prometheus.MustRegister(deliveries, fireLateness, groupDuration, requeues, releases, fired, missed, expiredGroups, leader, prayerSkipped)
 	// Series that exist from the start read 0 instead of missing, which
 	// keeps rate() and alerts simple.
 	for _, r := range []string{"ack_timeout", "queue_timeout"} {
@@ -128,6 +132,11 @@ func Fired(late time.Duration) {
 	fired.Inc()
 	fireLateness.Observe(max(late, 0).Seconds())
 }
+
+// PrayerSkipped counts a prayer reminder's location the planner could not
+// compute times for, by reason: no_coordinates (removed after the reminder
+// named the location), convention, prayers, zone, compute.
+func PrayerSkipped(reason string) { prayerSkipped.WithLabelValues(reason).Inc() }
 
 // Missed counts n occurrences recorded as missed.
 func Missed(n int) { missed.Add(float64(n)) }

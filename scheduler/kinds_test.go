@@ -20,7 +20,7 @@ import (
 )
 
 // setupCfg is setup with a scheduler configuration of the test's own.
-func setupCfg(t *testing.T, now time.Time, cfg scheduler.Config) *bundle {
+func setupCfg(t testing.TB, now time.Time, cfg scheduler.Config) *bundle {
 	env := testenv.New(t)
 	fake := clock.NewFake(now)
 	index := grouping.NewIndex(env.Redis, env.DB, env.Prefix)

@@ -116,3 +116,23 @@ func Locations(ctx context.Context, db *gorm.DB, app int64, after string, limit 
 	err := db.WithContext(ctx).Where("app_id = ? AND name > ?", app, after).Order("name").Limit(limit).Find(&locs).Error
 	return locs, err
 }
+
+// LocationsWithoutCoordinates returns which of the app's locations named
+// do not exist or have no latitude and longitude: those a prayer reminder
+// cannot compute times at.
+func LocationsWithoutCoordinates(ctx context.Context, db *gorm.DB, app int64, names []string) (map[string]bool, error) {
+	var with []string
+	err := db.WithContext(ctx).Model(&Location{}).Where("app_id = ? AND name IN ? AND latitude IS NOT NULL AND longitude IS NOT NULL", app, names).
+		Pluck("name", &with).Error
+	if err != nil {
+		return nil, err
+	}
+	missing := make(map[string]bool, len(names))
+	for _, n := range names {
+		missing[n] = true
+	}
+	for _, n := range with {
+		delete(missing, n)
+	}
+	return missing, nil
+}

@@ -148,6 +148,23 @@ var migrations = []*gormigrate.Migration{
 		return nil
 	}},
 	{
+		ID: "0010_reminder_recurrence",
+		Migrate: func(tx *gorm.DB) error {
+			// The dates a reminder fires on (reminders stored before fire
+			// every day), and the prayers and convention of prayer
+			// reminders.
+			for _, col := range []string{"Recurrence", "Prayers", "Method", "Madhab", "HighLatitudeRule"} {
+				if tx.Migrator().HasColumn(&Reminder{}, col) {
+					continue // created by 0001 from the current struct
+				}
+				if err := tx.Migrator().AddColumn(&Reminder{}, col); err != nil {
+					return fmt.Errorf("add reminders.%s: %w", col, err)
+				}
+			}
+			return nil
+		},
+	},
+	{
 		ID: "0011_console",
 		Migrate: func(tx *gorm.DB) error {
 			// Console users and their sessions, and the audit log.

@@ -47,6 +47,11 @@ const (
 	// KindTopic fires when a business system posts an event on it (Event);
 	// Schema declares the event's data.
 	KindTopic = "topic"
+	// KindPrayer fires at prayer times computed from each of its locations'
+	// coordinates (package prayer), each Prayers entry at its offset; a
+	// dated row of the app's timetable reminder named for the prayer
+	// replaces the computed time at that location on that date.
+	KindPrayer = "prayer"
 )
 
 // Column limits the API checks input against before writing, since
@@ -103,6 +108,57 @@ type Reminder struct {
 	DeliverWhenOnline bool `gorm:"not null;default:false"`
 	// NotifyContacts reminders reach an offline user's contacts.
 	NotifyContacts bool `gorm:"not null;default:false"`
+
+	// Recurrence is the RFC 5545 RRULE naming the local dates a daily or
+	// prayer reminder fires on (package recurrence); empty means every day.
+	Recurrence string `gorm:"size:500;not null;default:''"`
+
+	// Prayers are the prayers a KindPrayer reminder fires for, each with
+	// its offset in seconds, comma-separated ("fajr:-600,maghrib:0").
+	Prayers string `gorm:"size:500;not null;default:''"`
+	// Method, Madhab and HighLatitudeRule are a KindPrayer reminder's
+	// convention (package prayer's names; "" is its default); a location's
+	// own override takes precedence.
+	Method           string `gorm:"size:32;not null;default:''"`
+	Madhab           string `gorm:"size:16;not null;default:''"`
+	HighLatitudeRule string `gorm:"size:32;not null;default:''"`
+}
+
+// MaxPrayerOffset bounds how far from its prayer's time a prayer
+// reminder fires, either way.
+const MaxPrayerOffset = 6 * time.Hour
+
+// PrayerOffset is one prayer a KindPrayer reminder fires for: its name and
+// how long after the prayer's time (negative: before) it fires.
+type PrayerOffset struct {
+	Prayer string
+	Offset time.Duration
+}
+
+// FormatPrayers is the stored form of a prayer reminder's prayers.
+func FormatPrayers(ps []PrayerOffset) string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.Prayer + ":" + strconv.FormatInt(int64(p.Offset/time.Second), 10)
+	}
+	return strings.Join(parts, ",")
+}
+
+// ParsePrayers reads a prayer reminder's stored prayers.
+func ParsePrayers(s string) ([]PrayerOffset, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []PrayerOffset
+	for _, f := range strings.Split(s, ",") {
+		name, off, ok := strings.Cut(f, ":")
+		n, err := strconv.ParseInt(off, 10, 64)
+		if !ok || err != nil || name == "" {
+			return nil, fmt.Errorf("prayers %q: bad entry %q", s, f)
+		}
+		out = append(out, PrayerOffset{Prayer: name, Offset: time.Duration(n) * time.Second})
+	}
+	return out, nil
 }
 
 // ValidFor returns the reminder's validity window as a duration.

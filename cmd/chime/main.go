@@ -48,7 +48,7 @@ func main() {
 }
 
 const usage = `usage:
-  chime demo [-users N] [-workers N] [-lead DURATION] [-groups N] [-console]
+  chime demo [-users N] [-workers N] [-lead DURATION] [-groups N] [-console] [-prayer]
   chime app create NAME
   chime app list
   chime app key create APP [-name NAME]
@@ -75,6 +75,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		fs.DurationVar(&opt.Lead, "lead", 0, "how far ahead the reminder is due (default 5s)")
 		fs.IntVar(&opt.Groups, "groups", 16, "the reminder's group count")
 		fs.BoolVar(&opt.Console, "console", false, "keep running afterwards with the console open on the demo's data")
+		fs.BoolVar(&opt.Prayer, "prayer", false, "also define a prayer reminder and Jumu'ah over five cities and print their coming fires")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}

@@ -1,0 +1,109 @@
+package scheduler_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/prayer"
+	"github.com/chime-dev/chime/scheduler"
+	"github.com/chime-dev/chime/store"
+)
+
+type coords struct{ lat, lon float64 }
+
+// wantPrayerOccurrences computes with package prayer the instants a prayer
+// reminder's planner pass must produce at each location over (from, to].
+func wantPrayerOccurrences(t *testing.T, zones []string, at []coords, method string, p prayer.Prayer, off time.Duration,
+	from, to time.Time, match func(localtime.Date) bool) map[int]map[string]bool {
+	t.Helper()
+	out := map[int]map[string]bool{}
+	params, err := prayer.MethodParams(method)
+	require.NoError(t, err)
+	for i, z := range zones {
+		loc, _ := time.LoadLocation(z)
+		out[i] = map[string]bool{}
+		for _, d := range localtime.Dates(from.Add(-48*time.Hour), to.Add(24*time.Hour), loc) {
+			if match != nil && !match(d) {
+				continue
+			}
+			times, err := prayer.Compute(prayer.Date{Year: d.Year, Month: d.Month, Day: d.Day}, loc, prayer.Coordinates{Latitude: at[i].lat, Longitude: at[i].lon}, params)
+			require.NoError(t, err)
+			if inst := times.Of(p).Add(off); inst.After(from) && !inst.After(to) {
+				out[i][inst.UTC().Format(time.RFC3339)] = true
+			}
+		}
+	}
+	return out
+}
+
+func occurrencesAt(t *testing.T, b *bundle, locs []int64) map[int]map[string]bool {
+	t.Helper()
+	got := map[int]map[string]bool{}
+	for i, l := range locs {
+		got[i] = map[string]bool{}
+		var occ []store.Occurrence
+		require.NoError(t, b.env.DB.Where("location_id = ? AND state = ?", l, store.OccScheduled).Find(&occ).Error)
+		for _, o := range occ {
+			got[i][o.FireAt.UTC().Format(time.RFC3339)] = true
+		}
+	}
+	return got
+}
+
+// The planner turns a prayer reminder into one occurrence per prayer per
+// local day within its horizon at each of its locations, at the instant
+// package prayer computes plus the offset (fajr ten minutes early over
+// Jakarta, Riyadh, London across its clock change, and Tromsø at 69.6°
+// north); a location whose coordinates are gone is
+// skipped (counted in chime_prayer_skipped_total) and the others planned.
+func TestPlanPrayerReminder(t *testing.T) {
+	now := time.Date(2026, 3, 28, 0, 0, 0, 0, time.UTC)
+	b := setupCfg(t, now, scheduler.Config{Horizon: 72 * time.Hour})
+	zones := []string{"Asia/Jakarta", "Asia/Riyadh", "Europe/London", "Europe/Oslo", "Asia/Tokyo"}
+	at := []coords{{-6.2088, 106.8456}, {24.7136, 46.6753}, {51.5074, -0.1278}, {69.6492, 18.9553}, {}}
+	r, locs := b.kindReminder(t, store.Reminder{Kind: store.KindPrayer, Prayers: "fajr:-600", Method: "muslim_world_league"}, zones, 0)
+	for i, l := range locs[:4] {
+		require.NoError(t, b.env.DB.Model(&store.Location{}).Where("id = ?", l).Updates(map[string]any{"latitude": at[i].lat, "longitude": at[i].lon}).Error)
+	}
+	ctx := context.Background()
+	require.NoError(t, b.s.Plan(ctx))
+	require.NoError(t, b.s.Plan(ctx), "planning twice adds nothing")
+	want := wantPrayerOccurrences(t, zones[:4], at, "muslim_world_league", prayer.Fajr, -10*time.Minute, now.Add(-r.Grace()), now.Add(72*time.Hour), nil)
+	want[4] = map[string]bool{} // Tokyo has no coordinates: skipped
+	got := occurrencesAt(t, b, locs)
+	require.Equal(t, want, got)
+	for i := range 4 {
+		require.Len(t, got[i], 3, zones[i])
+	}
+}
+
+// Jumu'ah, dhuhr thirty minutes early with FREQ=WEEKLY;BYDAY=FR, is
+// planned on Fridays only, on each location's calendar: Auckland's Friday
+// begins 13 hours before London's, Honolulu's 10 hours after.
+func TestPlanJumuahOnlyOnFridays(t *testing.T) {
+	now := time.Date(2026, 3, 23, 0, 0, 0, 0, time.UTC) // a Monday
+	b := setupCfg(t, now, scheduler.Config{Horizon: 9 * 24 * time.Hour})
+	zones := []string{"Pacific/Auckland", "Europe/London", "Pacific/Honolulu"}
+	at := []coords{{-36.8485, 174.7633}, {51.5074, -0.1278}, {21.3069, -157.8583}}
+	_, locs := b.kindReminder(t, store.Reminder{Kind: store.KindPrayer, Prayers: "dhuhr:-1800", Recurrence: "FREQ=WEEKLY;BYDAY=FR"}, zones, 0)
+	for i, l := range locs {
+		require.NoError(t, b.env.DB.Model(&store.Location{}).Where("id = ?", l).Updates(map[string]any{"latitude": at[i].lat, "longitude": at[i].lon}).Error)
+	}
+	require.NoError(t, b.s.Plan(context.Background()))
+	fridays := func(d localtime.Date) bool { return d.Midnight().Weekday() == time.Friday }
+	want := wantPrayerOccurrences(t, zones, at, "", prayer.Dhuhr, -30*time.Minute, now.Add(-10*time.Minute), now.Add(9*24*time.Hour), fridays)
+	got := occurrencesAt(t, b, locs)
+	require.Equal(t, want, got)
+	for i, z := range zones {
+		require.Len(t, got[i], 1, z)
+		for s := range got[i] {
+			inst, _ := time.Parse(time.RFC3339, s)
+			loc, _ := time.LoadLocation(z)
+			require.Equal(t, time.Friday, inst.In(loc).Weekday(), z)
+		}
+	}
+}
