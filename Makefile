@@ -8,8 +8,10 @@ TESTFLAGS ?= -count=1 -timeout 20m
 .PHONY: run test unit build image vet lint bench bench-quick wsload wsload-60k console-shots
 
 # The demo, then its console left open (URL and sign-in printed) until Ctrl-C.
+# DEMO_FLAGS adds flags of `chime demo`, e.g. make run DEMO_FLAGS=-prayer.
+DEMO_FLAGS ?=
 run:
-	$(GO) run ./cmd/chime demo -console
+	$(GO) run ./cmd/chime demo -console $(DEMO_FLAGS)
 
 # Screenshots of the console's pages, taken by its browser test, for
 # docs/console.md.

@@ -108,6 +108,9 @@ func (a *API) putLocation(w http.ResponseWriter, r *http.Request, app int64) err
 	case err != nil:
 		return err
 	}
+	// New coordinates or a new convention move the location's prayer
+	// times: the leader re-plans now, not at its next interval.
+	a.announce(r.Context(), "location:"+l.Name)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated

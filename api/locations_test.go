@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -114,4 +115,29 @@ func TestPrayerTimesPreview(t *testing.T) {
 	requireJSON(t, b.as(http.MethodPut, "/v1/locations/paris", map[string]any{"zone": "Europe/Paris"}), http.StatusCreated, nil)
 	requireProblem(t, b.as(http.MethodGet, "/v1/locations/paris/prayer-times", nil), http.StatusUnprocessableEntity, "coordinates")
 	requireProblem(t, b.as(http.MethodGet, "/v1/locations/nowhere/prayer-times", nil), http.StatusNotFound)
+}
+
+// TestLocationChangeIsAnnounced puts a location through the real API and
+// Redis while listening on the changes channel the scheduling leader
+// listens on. Checks: the create and an update of its coordinates are each
+// announced (so prayer times re-plan at once), and a refused update is not.
+func TestLocationChangeIsAnnounced(t *testing.T) {
+	b := setup(t)
+	sub := b.env.Redis.Subscribe(context.Background(), b.env.Prefix+"changes")
+	defer sub.Close()
+	_, err := sub.Receive(context.Background()) // the subscription is in place
+	require.NoError(t, err)
+	next := func() string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		m, err := sub.ReceiveMessage(ctx)
+		require.NoError(t, err)
+		return m.Payload
+	}
+	require.Equal(t, http.StatusCreated, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"zone": "Asia/Riyadh"}).Status)
+	require.Equal(t, "location:makkah", next())
+	requireProblem(t, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"latitude": 91, "longitude": 0}), http.StatusUnprocessableEntity, "latitude")
+	require.Equal(t, http.StatusOK, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"latitude": 21.4225, "longitude": 39.8262}).Status)
+	require.Equal(t, "location:makkah", next(), "the refused update announced nothing; the next message is the update's")
 }
