@@ -318,7 +318,7 @@ func (p *Prepared) init(b *message.Message) error {
 	at := b.FireAt.In(zone)
 	p.base = Vars{
 		Reminder: b.Reminder, Location: b.Location, Zone: b.Zone, FireAt: at,
-		LocalTime: at.Format("15:04"), LocalDate: at.Format("2006-01-02"),
+		LocalTime: at.Format("15:04"), LocalDate: at.Format("2006-01-02"), Prayer: b.Prayer,
 	}
 	if data := bytes.TrimSpace(b.Data); len(data) > 0 && string(data) != "null" {
 		dec := json.NewDecoder(bytes.NewReader(data))

@@ -296,3 +296,10 @@ func TestComposeConcurrent(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
+
+// title writes prayer names the way a sentence starts.
+func TestTitle(t *testing.T) {
+	for in, want := range map[string]string{"fajr": "Fajr", "last_third_of_night": "Last third of night", "": "", "ésha": "Ésha"} {
+		require.Equal(t, want, title(in), in)
+	}
+}

@@ -9,7 +9,7 @@
 // (Validate) and parsed once per batch content on the delivery path
 // (Composer.Prepare, cached), never per user. The variables are the fields
 // of Vars: .Reminder, .Location, .Zone, .FireAt, .LocalTime, .LocalDate,
-// .User, .Platform, .Lang, .Title (body only) and .Event, the JSON object of
+// .User, .Platform, .Lang, .Prayer, .Title (body only) and .Event, the JSON object of
 // the event that fired the reminder.
 //
 // Missing values follow one rule: an unknown variable (.Nme) is refused

@@ -194,6 +194,7 @@ func (in *instance) funcs() template.FuncMap {
 		},
 		"upper": oneString(strings.ToUpper),
 		"lower": oneString(strings.ToLower),
+		"title": oneString(title),
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"text/template"
 	"text/template/parse"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Vars are the variables of a reminder's templates.
@@ -32,6 +34,10 @@ type Vars struct {
 	Platform string
 	// Lang is the language the message is written in (a BCP 47 tag).
 	Lang string
+	// Prayer is the prayer a prayer reminder fires for ("fajr", "maghrib",
+	// ...; package prayer's names), empty for the other kinds:
+	// {{.Prayer | title}} in 10 minutes.
+	Prayer string
 	// Event is the JSON object of the event that fired the reminder; nil
 	// for timed reminders. Its missing fields are errors; use get for
 	// optional ones.
@@ -42,7 +48,20 @@ type Vars struct {
 var funcs = template.FuncMap{
 	"upper": strings.ToUpper,
 	"lower": strings.ToLower,
+	"title": title,
 	"get":   get,
+}
+
+// title writes a name the way a sentence starts: its first letter upper
+// case and underscores as spaces ("last_third_of_night" is "Last third of
+// night").
+func title(s string) string {
+	s = strings.ReplaceAll(s, "_", " ")
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
 }
 
 // get returns m[key], or def (or "") when m has no such key: the way to

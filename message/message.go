@@ -38,6 +38,9 @@ type Message struct {
 	// payload of POST /v1/events), for templates; empty for timed
 	// reminders.
 	Data json.RawMessage `json:"d,omitempty"`
+	// Prayer is the prayer a prayer reminder's occurrence fires for; empty
+	// for the other kinds.
+	Prayer string `json:"pr,omitempty"`
 	// Tags are the reminder's tags, which turn on content processing.
 	Tags []string `json:"tg,omitempty"`
 	// Lang is the language of Title and Body; Translations hold them in

@@ -325,7 +325,7 @@ func payload(o store.Occurrence, r store.Reminder, l store.Location, group, atte
 	return queue.Payload{
 		Message: message.Message{
 			Occurrence: o.ID, Group: group, ReminderID: o.ReminderID, Reminder: r.Key, App: r.AppID,
-			Title: r.Title, Body: r.Body, Location: l.Name, Zone: l.Zone, FireAt: o.FireAt, ExpiresAt: o.ExpiresAt,
+			Title: r.Title, Body: r.Body, Location: l.Name, Zone: l.Zone, FireAt: o.FireAt, ExpiresAt: o.ExpiresAt, Prayer: o.Prayer,
 			Tags: r.Tags, Lang: r.Lang, Translations: translations(r.Translations),
 			DeliverWhenOnline: r.DeliverWhenOnline, NotifyContacts: r.NotifyContacts,
 		},

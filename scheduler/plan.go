@@ -60,10 +60,10 @@ func latest(t time.Time, more ...time.Time) time.Time {
 
 // occurrence is the row src's instant at becomes: scheduled, or missed if
 // its grace window is already over.
-func (w planWindow) occurrence(src fire.Source, at time.Time, event int64) store.Occurrence {
+func (w planWindow) occurrence(src fire.Source, at time.Time, event int64, prayer string) store.Occurrence {
 	missAt := at.Add(src.Grace())
 	o := store.Occurrence{
-		ReminderID: src.ReminderID, LocationID: src.LocationID, FireAt: at, EventID: event,
+		ReminderID: src.ReminderID, LocationID: src.LocationID, FireAt: at, EventID: event, Prayer: prayer,
 		ExpiresAt: at.Add(src.ValidFor()), MissAt: &missAt, State: store.OccScheduled,
 	}
 	if w.now.After(missAt) {
@@ -206,7 +206,7 @@ func (s *Scheduler) wanted(ctx context.Context, w planWindow) (map[occKey]store.
 		return from, to
 	}
 	err := fire.Instants(ctx, s.db, s.log, 0, lo, w.to, span, func(in fire.Instant) {
-		want[occKey{in.ReminderID, in.LocationID, in.At.UnixMilli(), in.EventID}] = w.occurrence(in.Source, in.At, in.EventID)
+		want[occKey{in.ReminderID, in.LocationID, in.At.UnixMilli(), in.EventID}] = w.occurrence(in.Source, in.At, in.EventID, in.Prayer)
 	})
 	if err != nil {
 		return nil, oldest, fmt.Errorf("plan: %w", err)

@@ -7,8 +7,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/prayer"
+	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/scheduler"
 	"github.com/chime-dev/chime/store"
 )
@@ -105,5 +107,57 @@ func TestPlanJumuahOnlyOnFridays(t *testing.T) {
 			loc, _ := time.LoadLocation(z)
 			require.Equal(t, time.Friday, inst.In(loc).Weekday(), z)
 		}
+	}
+}
+
+// A prayer reminder's occurrences name their prayer, and the group tasks
+// carry it to the templates: one reminder for fajr ten minutes early and
+// maghrib on time, titled "{{.Prayer | title}} in ...", is planned over
+// Riyadh with subscribers and fired. Checks: every occurrence names the
+// prayer its instant was computed for, and a fired fajr task composes to
+// "Fajr in 10 minutes".
+func TestPrayerOccurrencesNameTheirPrayer(t *testing.T) {
+	now := time.Date(2026, 3, 28, 0, 0, 0, 0, time.UTC)
+	b := setupCfg(t, now, scheduler.Config{Horizon: 26 * time.Hour})
+	r, locs := b.kindReminder(t, store.Reminder{Kind: store.KindPrayer, Prayers: "fajr:-600,maghrib:0"}, []string{"Asia/Riyadh"}, 5)
+	require.NoError(t, b.env.DB.Model(&store.Reminder{ID: r.ID}).Update("title", `{{.Prayer | title}} in {{if eq .Prayer "fajr"}}10 minutes{{else}}a moment{{end}}`).Error)
+	require.NoError(t, b.env.DB.Model(&store.Location{}).Where("id = ?", locs[0]).Updates(map[string]any{"latitude": 24.7136, "longitude": 46.6753}).Error)
+	ctx := context.Background()
+	require.NoError(t, b.s.Plan(ctx))
+
+	params, err := prayer.MethodParams(string(prayer.DefaultMethod))
+	require.NoError(t, err)
+	riyadh, _ := time.LoadLocation("Asia/Riyadh")
+	var fajr store.Occurrence
+	occ := b.occurrences(t)
+	require.NotEmpty(t, occ)
+	for _, o := range occ {
+		d := prayer.DateOf(o.FireAt.Add(10 * time.Minute).In(riyadh))
+		times, err := prayer.Compute(d, riyadh, prayer.Coordinates{Latitude: 24.7136, Longitude: 46.6753}, params)
+		require.NoError(t, err)
+		switch {
+		case o.FireAt.Equal(times.Fajr.Add(-10 * time.Minute)):
+			require.Equal(t, "fajr", o.Prayer)
+			if fajr.ID == 0 && o.State == store.OccScheduled {
+				fajr = o
+			}
+		case o.FireAt.Equal(times.Maghrib):
+			require.Equal(t, "maghrib", o.Prayer)
+		default:
+			t.Fatalf("occurrence at %s is neither fajr nor maghrib", o.FireAt)
+		}
+	}
+	require.NotZero(t, fajr.ID, "a fajr occurrence is planned")
+	require.NoError(t, b.s.Fire(ctx, fajr))
+	tasks, err := b.insp.ListPendingTasks(b.env.Queue)
+	require.NoError(t, err)
+	require.NotEmpty(t, tasks)
+	for _, task := range tasks {
+		p, err := queue.Decode(task.Payload)
+		require.NoError(t, err)
+		require.Equal(t, "fajr", p.Prayer)
+		m, err := content.NewComposer(content.Config{}).Compose(&p.Message, content.Device{})
+		require.NoError(t, err)
+		require.Equal(t, "Fajr in 10 minutes", m.Title)
 	}
 }

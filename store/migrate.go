@@ -174,6 +174,14 @@ var migrations = []*gormigrate.Migration{
 			return tx.AutoMigrate(&ConsoleUser{}, &ConsoleSession{}, &AuditEntry{})
 		},
 	},
+	{ID: "0013_occurrence_prayer", Migrate: func(tx *gorm.DB) error {
+		// A prayer reminder's occurrence names its prayer, for templates;
+		// those planned before fire with an empty .Prayer.
+		if tx.Migrator().HasColumn(&Occurrence{}, "Prayer") {
+			return nil // created by 0001 from the current struct
+		}
+		return tx.Migrator().AddColumn(&Occurrence{}, "Prayer")
+	}},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

@@ -272,7 +272,11 @@ type Occurrence struct {
 	LocationID int64     `gorm:"not null;uniqueIndex:ux_occurrence,priority:2"`
 	FireAt     time.Time `gorm:"not null;precision:3;uniqueIndex:ux_occurrence,priority:3;index:ix_occurrence_due,priority:2"`
 	// EventID is the event a topic occurrence fires for; 0 otherwise.
-	EventID   int64     `gorm:"not null;default:0;uniqueIndex:ux_occurrence,priority:4"`
+	EventID int64 `gorm:"not null;default:0;uniqueIndex:ux_occurrence,priority:4"`
+	// Prayer is the prayer a prayer reminder's occurrence fires for
+	// (package prayer's name, e.g. "fajr"), for its templates' .Prayer;
+	// empty for the other kinds.
+	Prayer    string    `gorm:"size:32;not null;default:''"`
 	ExpiresAt time.Time `gorm:"not null;precision:3"`
 	// MissAt ends the grace window: not fired by then, the occurrence is
 	// recorded as missed. Nil means ExpiresAt.
