@@ -272,7 +272,10 @@ type Occurrence struct {
 	LocationID int64     `gorm:"not null;uniqueIndex:ux_occurrence,priority:2"`
 	FireAt     time.Time `gorm:"not null;precision:3;uniqueIndex:ux_occurrence,priority:3;index:ix_occurrence_due,priority:2"`
 	// EventID is the event a topic occurrence fires for; 0 otherwise.
-	EventID   int64     `gorm:"not null;default:0;uniqueIndex:ux_occurrence,priority:4"`
+	EventID int64 `gorm:"not null;default:0;uniqueIndex:ux_occurrence,priority:4"`
+	// TestUser is the one user a test send delivers to; empty for the
+	// reminder's own occurrences, which are its fire history.
+	TestUser  string    `gorm:"size:191;not null;default:'';uniqueIndex:ux_occurrence,priority:5"`
 	ExpiresAt time.Time `gorm:"not null;precision:3"`
 	// MissAt ends the grace window: not fired by then, the occurrence is
 	// recorded as missed. Nil means ExpiresAt.
