@@ -148,6 +148,8 @@ type API struct {
 	index *grouping.Index
 	log   *slog.Logger
 	limit *bulkLimit
+	// testSends limits POST /v1/reminders/{key}/test-sends per app.
+	testSends testSendLimit
 	// operator is the SHA-256 of Config.OperatorKey, nil without one.
 	operator []byte
 	// routes serve in-process calls (As).
@@ -242,6 +244,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("PUT /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.putSubscriber))
 	mux.Handle("DELETE /v1/reminders/{key}/subscribers/{user_id}", a.auth(a.deleteSubscriber))
 	mux.Handle("POST /v1/reminders/{key}/subscribers", a.auth(a.bulk(a.postSubscribers)))
+	mux.Handle("POST /v1/reminders/{key}/test-sends", a.auth(a.audited(a.postTestSend)))
 	mux.Handle("GET /v1/occurrences", a.auth(a.listOccurrences))
 	mux.Handle("GET /v1/occurrences/{id}", a.auth(a.getOccurrence))
 	mux.Handle("POST /v1/events", a.auth(a.audited(a.postEvent)))

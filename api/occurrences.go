@@ -12,9 +12,12 @@ import (
 
 // Occurrence is the JSON form of one firing of a reminder at a location.
 type Occurrence struct {
-	ID        int64     `json:"id"`
-	Reminder  string    `json:"reminder"`
-	EventID   int64     `json:"event_id,omitempty"`
+	ID       int64  `json:"id"`
+	Reminder string `json:"reminder"`
+	EventID  int64  `json:"event_id,omitempty"`
+	// TestUser is set on a test send: the one user it was sent to. Test
+	// sends are not listed among a reminder's occurrences.
+	TestUser  string    `json:"test_user,omitempty"`
 	Location  string    `json:"location"`
 	Zone      string    `json:"zone"`
 	FireAt    time.Time `json:"fire_at"`
@@ -48,7 +51,7 @@ func occurrences(rows []store.OccurrenceRow, reminder string) []Occurrence {
 	occs := make([]Occurrence, len(rows))
 	for i, x := range rows {
 		occs[i] = Occurrence{
-			ID: x.ID, Reminder: x.Reminder, EventID: x.EventID, Location: x.Location, Zone: x.Zone, FireAt: x.FireAt, ExpiresAt: x.ExpiresAt,
+			ID: x.ID, Reminder: x.Reminder, EventID: x.EventID, TestUser: x.TestUser, Location: x.Location, Zone: x.Zone, FireAt: x.FireAt, ExpiresAt: x.ExpiresAt,
 			MissAt: x.MissAt, State: x.State, GroupsDone: x.GroupsDone, GroupsTotal: x.GroupsTotal, Delivered: x.Delivered, Failed: x.Failed,
 			Expired: x.Expired, FiredAt: x.FiredAt, DoneAt: x.DoneAt,
 		}

@@ -49,6 +49,7 @@ var routes = []struct {
 	{"PUT", "/v1/reminders/{key}/subscribers/{user_id}", true},
 	{"DELETE", "/v1/reminders/{key}/subscribers/{user_id}", true},
 	{"POST", "/v1/reminders/{key}/subscribers", true},
+	{"POST", "/v1/reminders/{key}/test-sends", true},
 	{"GET", "/v1/occurrences", true},
 	{"GET", "/v1/occurrences/{id}", true},
 	{"POST", "/v1/events", true},

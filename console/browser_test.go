@@ -40,7 +40,9 @@ func expectedFirst(t *testing.T, now time.Time, zone, hhmm string) (local, utc s
 // row is shown with that row's error and stores nothing, and once fixed is
 // checked and committed whole; a once reminder fired to 2,000 subscribers
 // is watched in the live view until done, with 2,000 delivered and every
-// group done; A's viewer sees no save button and a forged save is refused
+// group done, and a test send from its page to one of the 2,000 reaches
+// done with 1 delivered and nobody else sent to, while one to a
+// non-subscriber shows the reason beside the form; A's viewer sees no save button and a forged save is refused
 // 403; B's editor sees none of A's reminders and gets 404 for one by URL.
 func TestConsoleInBrowser(t *testing.T) {
 	b := setup(t)
@@ -162,6 +164,25 @@ func TestConsoleInBrowser(t *testing.T) {
 		require.Equal(t, "0", get(t, ctx, chromedp.Evaluate[string](`document.getElementById('failed').textContent`)))
 		require.Equal(t, users, b.sink.Stats().Users)
 		shot(t, ctx, "live-done")
+
+		// A test send to one of the 2,000 from the reminder's page.
+		const one = "500007"
+		before := b.sink.Stats().Deliveries
+		do(t, ctx, chromedp.Navigate(b.url+"/console/reminders/blast"), chromedp.WaitVisible(css("#test-user")),
+			chromedp.SendKeys(css("#test-user"), one), chromedp.Click(css("#test-send-button")), chromedp.WaitVisible(css("#state")))
+		require.Contains(t, get(t, ctx, chromedp.Text(css("main"))), "test send to user "+one)
+		testenv.WaitUntil(t, 30*time.Second, "the test send's live view says done", func() bool {
+			v := get(t, ctx, chromedp.Evaluate[string](`document.getElementById('state').textContent + ' ' + document.getElementById('delivered').textContent`))
+			return v == "done 1"
+		})
+		require.Equal(t, "1/1", get(t, ctx, chromedp.Evaluate[string](`document.getElementById('groups').textContent`)))
+		require.Equal(t, 2, b.sink.Count(one))
+		require.Equal(t, before+1, b.sink.Stats().Deliveries, "nobody else got the test send")
+		shot(t, ctx, "test-send-done")
+		do(t, ctx, chromedp.Navigate(b.url+"/console/reminders/blast"), chromedp.WaitVisible(css("#test-user")),
+			chromedp.SendKeys(css("#test-user"), "not-a-subscriber"), chromedp.Click(css("#test-send-button")),
+			chromedp.WaitVisible(css("#test-send .err")))
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#test-send"))), "user_id: must be a subscriber")
 	})
 
 	t.Run("pages", func(t *testing.T) {

@@ -134,6 +134,7 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET "+Path+"/reminders/{key}/pause", c.user(c.confirmPause))
 	mux.Handle("POST "+Path+"/reminders/{key}/pause", c.editor(c.setPaused))
 	mux.Handle("POST "+Path+"/reminders/{key}/events", c.editor(c.postEvent))
+	mux.Handle("POST "+Path+"/reminders/{key}/test-sends", c.editor(c.postTestSend))
 	mux.Handle("GET "+Path+"/occurrences/{id}", c.user(c.occurrence))
 	mux.Handle("GET "+Path+"/occurrences/{id}/live", c.user(c.occurrenceLive))
 	mux.Handle("GET "+Path+"/import", c.user(c.importPage))

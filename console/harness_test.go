@@ -212,3 +212,24 @@ func (b *bundle) logout(t *testing.T, ctx context.Context) {
 	t.Helper()
 	do(t, ctx, chromedp.Click(css(".who button")), chromedp.WaitVisible(css("#signin")))
 }
+
+func jsonBody(t *testing.T, v any) io.Reader {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	require.NoError(t, err)
+	return bytes.NewReader(raw)
+}
+
+// raw sends one JSON API request with key and returns the answer's body.
+func (b *bundle) raw(key, method, path string, body any) string {
+	b.t.Helper()
+	req, err := http.NewRequest(method, b.url+path, jsonBody(b.t, body))
+	require.NoError(b.t, err)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(b.t, err)
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	return string(out)
+}

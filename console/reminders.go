@@ -84,6 +84,10 @@ type detailData struct {
 	EventData   string
 	EventAt     string
 	EventErrors []string
+	// TestUser, TestLocation and TestErrors are the test send form's.
+	TestUser     string
+	TestLocation string
+	TestErrors   []string
 }
 
 // reminder shows one reminder: its next fires, its occurrences, its
@@ -280,4 +284,30 @@ func (c *Console) postEvent(w http.ResponseWriter, r *http.Request, s *session) 
 		}
 	}
 	return c.showReminder(w, r, s, http.StatusUnprocessableEntity, d, "The event was not posted.")
+}
+
+// postTestSend sends the reminder to one subscriber through the API, which
+// fires it by the path of any fire, and shows that send's live view.
+func (c *Console) postTestSend(w http.ResponseWriter, r *http.Request, s *session) error {
+	key := r.PathValue("key")
+	d := &detailData{EventData: "{}", TestUser: strings.TrimSpace(r.PostFormValue("user_id")),
+		TestLocation: strings.TrimSpace(r.PostFormValue("location"))}
+	var o struct {
+		ID int64 `json:"id"`
+	}
+	err := c.callJSON(r, s, http.MethodPost, "/v1/reminders/"+url.PathEscape(key)+"/test-sends",
+		map[string]string{"user_id": d.TestUser, "location": d.TestLocation}, &o)
+	var p *api.Problem
+	switch {
+	case errors.As(err, &p) && p.Status < 500 && p.Status != http.StatusNotFound:
+		d.TestErrors = append(d.TestErrors, p.Detail)
+		for _, e := range p.Errors {
+			d.TestErrors = append(d.TestErrors, e.Field+": "+e.Message)
+		}
+		return c.showReminder(w, r, s, p.Status, d, "Nothing was sent.")
+	case err != nil:
+		return err
+	}
+	http.Redirect(w, r, fmt.Sprintf("%s/occurrences/%d", Path, o.ID), http.StatusSeeOther)
+	return nil
 }

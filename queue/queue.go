@@ -33,6 +33,9 @@ type Payload struct {
 	message.Message
 	LocationID int64 `json:"l"`
 	Attempt    int   `json:"a"`
+	// Users, when set, are the group's members in place of the index's:
+	// a test send names its one user.
+	Users []string `json:"u,omitempty"`
 }
 
 // TaskID is the deterministic asynq task ID of p.

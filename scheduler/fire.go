@@ -135,15 +135,10 @@ func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared,
 	if err := s.db.WithContext(ctx).First(&l, o.LocationID).Error; err != nil {
 		return nil, fmt.Errorf("load location: %w", err)
 	}
-	loc := grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID}
-	if err := s.index.EnsureBuilt(ctx, loc); err != nil {
-		return nil, err
-	}
-	groups, err := s.index.Groups(ctx, loc)
+	groups, err := s.groupsOf(ctx, o, true)
 	if err != nil {
 		return nil, err
 	}
-	slices.Sort(groups)
 	if err := s.createRuns(ctx, o.ID, groups, s.clock.Now()); err != nil {
 		return nil, err
 	}
@@ -151,12 +146,35 @@ func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared,
 	if err != nil {
 		return nil, err
 	}
-	p := &prepared{paused: r.Paused, groups: groups, payloads: make([]queue.Payload, len(groups)), edited: r.UpdatedAt}
+	// A test send goes out whether or not the reminder is paused: it shows
+	// the message, and reaches no one but its user.
+	p := &prepared{paused: r.Paused && o.TestUser == "", groups: groups, payloads: make([]queue.Payload, len(groups)), edited: r.UpdatedAt}
 	for i, g := range groups {
 		p.payloads[i] = payload(o, r, l, g, 1)
 		p.payloads[i].Data = data
 	}
 	return p, nil
+}
+
+// groupsOf lists the groups o delivers to, sorted, building the membership
+// index first if build is set. A test send has one group, numbered 0, whose
+// only member its task names: the index is not read.
+func (s *Scheduler) groupsOf(ctx context.Context, o store.Occurrence, build bool) ([]int, error) {
+	if o.TestUser != "" {
+		return []int{0}, nil
+	}
+	loc := grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID}
+	if build {
+		if err := s.index.EnsureBuilt(ctx, loc); err != nil {
+			return nil, err
+		}
+	}
+	groups, err := s.index.Groups(ctx, loc)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(groups)
+	return groups, nil
 }
 
 // forget drops what was prepared for occurrences no longer due: canceled,
@@ -225,11 +243,10 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 	}
 	// Subscriptions since the preparation may have filled new groups, and
 	// the message may have been edited.
-	groups, err := s.index.Groups(ctx, grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID})
+	groups, err := s.groupsOf(ctx, o, false)
 	if err != nil {
 		return err
 	}
-	slices.Sort(groups)
 	var edited []time.Time
 	if err := s.db.WithContext(ctx).Model(&store.Reminder{}).Where("id = ?", o.ReminderID).Pluck("updated_at", &edited).Error; err != nil {
 		return fmt.Errorf("check reminder: %w", err)
@@ -322,7 +339,7 @@ func (s *Scheduler) eventData(ctx context.Context, o store.Occurrence) (json.Raw
 }
 
 func payload(o store.Occurrence, r store.Reminder, l store.Location, group, attempt int) queue.Payload {
-	return queue.Payload{
+	p := queue.Payload{
 		Message: message.Message{
 			Occurrence: o.ID, Group: group, ReminderID: o.ReminderID, Reminder: r.Key, App: r.AppID,
 			Title: r.Title, Body: r.Body, Location: l.Name, Zone: l.Zone, FireAt: o.FireAt, ExpiresAt: o.ExpiresAt, Prayer: o.Prayer,
@@ -331,4 +348,8 @@ func payload(o store.Occurrence, r store.Reminder, l store.Location, group, atte
 		},
 		LocationID: o.LocationID, Attempt: attempt,
 	}
+	if o.TestUser != "" {
+		p.Users = []string{o.TestUser}
+	}
+	return p
 }

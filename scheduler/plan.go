@@ -98,7 +98,8 @@ func (s *Scheduler) Plan(ctx context.Context) error {
 	var existing []store.Occurrence
 	err = s.db.WithContext(ctx).
 		Select("id", "reminder_id", "location_id", "fire_at", "event_id", "expires_at", "miss_at", "state").
-		Where("fire_at > ? AND state IN ?", oldest.Add(-time.Second), []string{store.OccScheduled, store.OccCanceled}).
+		// Test sends are fired as they are; no instant of the plan is theirs.
+		Where("fire_at > ? AND state IN ? AND test_user = ''", oldest.Add(-time.Second), []string{store.OccScheduled, store.OccCanceled}).
 		Find(&existing).Error
 	if err != nil {
 		return fmt.Errorf("plan: load occurrences: %w", err)

@@ -218,11 +218,11 @@ func NextFires(ctx context.Context, db *gorm.DB, reminders []int64, now time.Tim
 	}
 	var rows []NextFire
 	first := db.Model(&Occurrence{}).Select("reminder_id, MIN(fire_at) AS fire_at").
-		Where("reminder_id IN ? AND state = ? AND fire_at > ?", reminders, OccScheduled, stored(now)).Group("reminder_id")
+		Where("reminder_id IN ? AND state = ? AND fire_at > ? AND test_user = ''", reminders, OccScheduled, stored(now)).Group("reminder_id")
 	err := db.WithContext(ctx).Table("occurrences AS o").Select("o.reminder_id, o.fire_at, l.name AS location, l.zone").
 		Joins("JOIN (?) AS x ON x.reminder_id = o.reminder_id AND x.fire_at = o.fire_at", first).
 		Joins("JOIN locations l ON l.id = o.location_id").
-		Where("o.state = ?", OccScheduled).Order("l.name").Scan(&rows).Error
+		Where("o.state = ? AND o.test_user = ''", OccScheduled).Order("l.name").Scan(&rows).Error
 	for _, r := range rows {
 		if _, ok := out[r.ReminderID]; !ok {
 			out[r.ReminderID] = r

@@ -182,6 +182,24 @@ var migrations = []*gormigrate.Migration{
 		}
 		return tx.Migrator().AddColumn(&Occurrence{}, "Prayer")
 	}},
+	{
+		ID: "0014_occurrence_test_user",
+		Migrate: func(tx *gorm.DB) error {
+			// Test sends are occurrences for one user; the unique key gains
+			// the user, so a test send never takes a planned instant's row.
+			m := tx.Migrator()
+			if m.HasColumn(&Occurrence{}, "TestUser") {
+				return nil // created by 0001 from the current struct
+			}
+			if err := m.AddColumn(&Occurrence{}, "TestUser"); err != nil {
+				return fmt.Errorf("add occurrences.test_user: %w", err)
+			}
+			if err := m.DropIndex(&Occurrence{}, "ux_occurrence"); err != nil {
+				return err
+			}
+			return m.CreateIndex(&Occurrence{}, "ux_occurrence")
+		},
+	},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

@@ -12,6 +12,7 @@ type OccurrenceRow struct {
 	ID          int64
 	Reminder    string
 	EventID     int64
+	TestUser    string
 	Location    string
 	Zone        string
 	FireAt      time.Time
@@ -29,16 +30,18 @@ type OccurrenceRow struct {
 
 func occurrenceQuery(ctx context.Context, db *gorm.DB) *gorm.DB {
 	return db.WithContext(ctx).Table("occurrences AS o").
-		Select("o.id, o.event_id, o.fire_at, o.expires_at, o.miss_at, o.state, o.groups_done, o.groups_total, o.delivered, o.failed, o.expired, o.fired_at, o.done_at, l.name AS location, l.zone, rem.`key` AS reminder").
+		Select("o.id, o.event_id, o.fire_at, o.expires_at, o.miss_at, o.state, o.groups_done, o.groups_total, o.delivered, o.failed, o.expired, o.fired_at, o.done_at, o.test_user, l.name AS location, l.zone, rem.`key` AS reminder").
 		Joins("JOIN locations l ON l.id = o.location_id").
 		Joins("JOIN reminders rem ON rem.id = o.reminder_id")
 }
 
-// ReminderOccurrences returns up to limit of a reminder's occurrences, in
+// ReminderOccurrences returns up to limit of a reminder's occurrences (test
+// sends left out), in
 // state if not empty, the latest first.
 func ReminderOccurrences(ctx context.Context, db *gorm.DB, reminder int64, state string, limit int) ([]OccurrenceRow, error) {
 	var rows []OccurrenceRow
-	q := occurrenceQuery(ctx, db).Where("o.reminder_id = ?", reminder)
+	// Test sends are not the reminder's fire history.
+	q := occurrenceQuery(ctx, db).Where("o.reminder_id = ? AND o.test_user = ''", reminder)
 	if state != "" {
 		q = q.Where("o.state = ?", state)
 	}

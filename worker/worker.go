@@ -221,7 +221,12 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 	k := w.keepLease(ctx, l, asked)
 	defer k.Stop()
 	loc := grouping.Loc{Reminder: p.ReminderID, Location: p.LocationID}
-	members, err := w.index.Members(k.ctx, loc, p.Group)
+	var members []string
+	if len(p.Users) > 0 {
+		members = slices.Compact(slices.Sorted(slices.Values(p.Users)))
+	} else {
+		members, err = w.index.Members(k.ctx, loc, p.Group)
+	}
 	if errors.Is(err, grouping.ErrNotBuilt) {
 		if err = w.index.EnsureBuilt(k.ctx, loc); err == nil {
 			members, err = w.index.Members(k.ctx, loc, p.Group)
