@@ -289,9 +289,15 @@ func (b *bundle) indexed(l grouping.Loc, groups int) map[string]int {
 	b.t.Helper()
 	ctx := context.Background()
 	require.NoError(b.t, b.index.EnsureBuilt(ctx, l))
+	y, err := b.index.Groups(ctx, l)
+	require.NoError(b.t, err)
+	if groups == 0 {
+		groups = y.N // sized per location
+	}
+	require.Equal(b.t, groups, y.N, "the location's group count")
 	out := map[string]int{}
 	for g := range groups {
-		users, err := b.index.Members(ctx, l, g)
+		users, err := b.index.Members(ctx, l, groups, g)
 		require.NoError(b.t, err)
 		for _, u := range users {
 			prev, dup := out[u]

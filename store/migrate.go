@@ -134,6 +134,7 @@ var migrations = []*gormigrate.Migration{
 		},
 	},
 	{ID: "0008_device_secret_sealed", Migrate: widenDeviceSecret},
+	{ID: "0012_group_layout", Migrate: migrateGroupLayout},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

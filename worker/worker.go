@@ -189,13 +189,32 @@ func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	return min(time.Second<<min(n, 5), 30*time.Second)
 }
 
-// ProcessTask implements asynq.Handler.
+// ProcessTask implements asynq.Handler. It delivers the task's groups one
+// after the other, each with its own lease, checkpoints and acks. When some
+// group could not be finished the task is retried as a whole; the groups
+// already finished are found done by the retry and cost it one script call.
 func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	p, err := queue.Decode(t.Payload())
+	task, err := queue.Decode(t.Payload())
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	return w.Handle(ctx, p)
+	var failed, held error
+	for _, p := range task.Parts {
+		err := w.Handle(ctx, p)
+		switch {
+		case err == nil:
+		case errors.Is(err, errDrained):
+			// Stopping: the rest of the task goes back with this group.
+			return err
+		case errors.Is(err, errHeld):
+			held = err
+		default:
+			failed = errors.Join(failed, err)
+		}
+	}
+	// A failure retries with backoff; only held groups retry after half a
+	// lease.
+	return cmp.Or(failed, held)
 }
 
 // Handle delivers one group.
@@ -221,10 +240,10 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 	k := w.keepLease(ctx, l, asked)
 	defer k.Stop()
 	loc := grouping.Loc{Reminder: p.ReminderID, Location: p.LocationID}
-	members, err := w.index.Members(k.ctx, loc, p.Group)
+	members, err := w.index.Members(k.ctx, loc, p.Layout, p.Group)
 	if errors.Is(err, grouping.ErrNotBuilt) {
 		if err = w.index.EnsureBuilt(k.ctx, loc); err == nil {
-			members, err = w.index.Members(k.ctx, loc, p.Group)
+			members, err = w.index.Members(k.ctx, loc, p.Layout, p.Group)
 		}
 	}
 	if k.lost.Load() {

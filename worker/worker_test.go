@@ -99,7 +99,7 @@ func setup(t *testing.T, users int) *fixture {
 	for i := range users {
 		u := strconv.Itoa(100_000 + i*37)
 		g := grouping.Of(u, groups)
-		rows = append(rows, store.Subscription{ReminderID: reminderID, LocationID: locationID, UserID: u, GroupNo: g})
+		rows = append(rows, store.Subscription{ReminderID: reminderID, LocationID: locationID, UserID: u, GroupNo: grouping.Bucket(u)})
 		if g == target {
 			f.members = append(f.members, u)
 		}
@@ -109,6 +109,9 @@ func setup(t *testing.T, users int) *fixture {
 		store.Subscription{ReminderID: reminderID + 1, LocationID: locationID, UserID: "other-reminder", GroupNo: target},
 		store.Subscription{ReminderID: reminderID, LocationID: locationID + 1, UserID: "other-location", GroupNo: target},
 	)
+	// The reminder fixes its group count, so a rebuild picks the layout of
+	// the tasks.
+	require.NoError(t, env.DB.Create(&store.Reminder{ID: reminderID, AppID: 1, Key: "water", Title: "Drink", Groups: groups}).Error)
 	require.NoError(t, env.DB.CreateInBatches(rows, 500).Error)
 	slices.Sort(f.members)
 	return f
@@ -123,6 +126,7 @@ func (f *fixture) payload(attempt int) queue.Payload {
 	return queue.Payload{
 		Message:    message.Message{Occurrence: 9001, ReminderID: reminderID, Group: target, FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute), Reminder: "water", Title: "Drink", Body: "Water now", Location: "Lisbon", Zone: "Europe/Lisbon"},
 		LocationID: locationID,
+		Layout:     groups,
 		Attempt:    attempt,
 	}
 }
@@ -329,9 +333,9 @@ func TestHandleRebuildsMissingIndex(t *testing.T) {
 	for grouping.Of(late, groups) != target {
 		late += "x"
 	}
-	require.NoError(t, f.env.DB.Create(&store.Subscription{ReminderID: reminderID, LocationID: locationID, UserID: late, GroupNo: target}).Error)
+	require.NoError(t, f.env.DB.Create(&store.Subscription{ReminderID: reminderID, LocationID: locationID, UserID: late, GroupNo: grouping.Bucket(late)}).Error)
 	require.NoError(t, f.index.Drop(ctx, loc))
-	_, err := f.index.Members(ctx, loc, target)
+	_, err := f.index.Members(ctx, loc, groups, target)
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
 
 	var rec recorder
@@ -341,7 +345,7 @@ func TestHandleRebuildsMissingIndex(t *testing.T) {
 	requireChunks(t, batches, want)
 
 	// The index is back for the other groups.
-	m, err := f.index.Members(ctx, loc, (target+1)%groups)
+	m, err := f.index.Members(ctx, loc, groups, (target+1)%groups)
 	require.NoError(t, err)
 	require.NotEmpty(t, m)
 }
@@ -463,7 +467,7 @@ func TestStoppingWorkerReleasesAtTheChunkBoundary(t *testing.T) {
 	f := setup(t, 300)
 	require.Greater(t, len(f.members), 2*chunk)
 	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(f.env.Redis), f.env.Queue)
-	require.NoError(t, enq.Enqueue(context.Background(), []queue.Payload{f.payload(1)}))
+	require.NoError(t, enq.Enqueue(context.Background(), queue.Single([]queue.Payload{f.payload(1)})))
 
 	first := &blocking{entered: make(chan struct{}), release: make(chan struct{})}
 	var logs testenv.Output

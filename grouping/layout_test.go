@@ -1,0 +1,199 @@
+package grouping_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/store"
+)
+
+func TestFit(t *testing.T) {
+	tests := []struct {
+		name                 string
+		users, size, current int
+		want                 int
+	}{
+		{"nobody", 0, 400, 0, 1},
+		{"one group's worth", 400, 400, 0, 1},
+		{"one over", 401, 400, 0, 2},
+		{"a city of 250", 250, 400, 0, 1},
+		{"250,000 users", 250_000, 400, 0, 1024},
+		{"grows from its current layout", 1000, 400, 1, 4},
+		{"stays while under size on average", 1600, 400, 4, 4},
+		{"stays down to a quarter of size", 400, 400, 4, 4},
+		{"shrinks below a quarter", 399, 400, 4, 2},
+		{"shrinks by several halvings", 100, 400, 64, 1},
+		{"stops halving at a quarter", 1000, 400, 64, 8},
+		{"capped", 1 << 30, 400, 0, grouping.MaxGroups},
+		{"no size counts as 1", 3, 0, 0, 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, grouping.Fit(tc.users, tc.size, tc.current))
+		})
+	}
+}
+
+func TestFixed(t *testing.T) {
+	for n, want := range map[int]int{-1: 1, 0: 1, 1: 1, 2: 2, 3: 4, 256: 256, 625: 1024, 65536: 65536, 100_000: 65536} {
+		require.Equal(t, want, grouping.Fixed(n), "Fixed(%d)", n)
+	}
+}
+
+// The bucket a subscription stores is the group among MaxGroups, which the
+// store's migration computes on its own (it cannot import grouping).
+func TestBucketIsGroupAmongMaxGroups(t *testing.T) {
+	for _, u := range userIDs("u", 1000) {
+		b := grouping.Bucket(u)
+		require.Equal(t, grouping.Of(u, grouping.MaxGroups), b)
+		for _, n := range []int{1, 2, 16, 1024} {
+			require.Equal(t, grouping.Of(u, n), b%n, "a user's group at n groups is its bucket mod n")
+		}
+	}
+}
+
+// everyone reads every group of l's current layout and checks that each
+// user is in exactly one group, the one of its hash, and that the users are
+// exactly want.
+func everyone(t *testing.T, x *grouping.Index, l grouping.Loc, want []string) grouping.Layout {
+	t.Helper()
+	ctx := context.Background()
+	y, err := x.Groups(ctx, l)
+	require.NoError(t, err)
+	var got []string
+	for _, g := range y.Groups {
+		m, err := x.Members(ctx, l, y.N, g)
+		require.NoError(t, err)
+		for _, u := range m {
+			require.Equal(t, g, grouping.Of(u, y.N), "user %s in group %d of %d", u, g, y.N)
+		}
+		got = append(got, m...)
+	}
+	require.Equal(t, len(want), y.Users(), "the sizes add up to the audience")
+	slices.Sort(got)
+	want = slices.Sorted(slices.Values(want))
+	require.Equal(t, want, got, "every user once")
+	return y
+}
+
+// The layout follows the audience: injected are subscriptions added and
+// removed through the store and the index as the API does it, with
+// regroups between them while more changes keep arriving. Checked: the
+// layout grows and shrinks by powers of two to keep groups at most
+// GroupSize on average, and every user is in exactly one group, the one of
+// its hash.
+func TestRegroupGrowsAndShrinksWithoutLoss(t *testing.T) {
+	env, x := newIndex(t)
+	ctx := context.Background()
+	users := userIDs("u", 300)
+	subscribe(t, env, locA, users)
+	y, err := x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, 8, y.N, "300 users in groups of at most 64: 8")
+	everyone(t, x, locA, users)
+
+	apply := func(add, remove []string) {
+		var rows []store.Subscription
+		var am, rm []grouping.Member
+		for _, u := range add {
+			rows = append(rows, store.Subscription{ReminderID: locA.Reminder, LocationID: locA.Location, UserID: u, GroupNo: grouping.Bucket(u)})
+			am = append(am, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
+		}
+		if len(rows) > 0 {
+			require.NoError(t, env.DB.Create(&rows).Error)
+		}
+		for _, u := range remove {
+			require.NoError(t, env.DB.Where("reminder_id = ? AND user_id = ?", locA.Reminder, u).Delete(&store.Subscription{}).Error)
+			rm = append(rm, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
+		}
+		require.NoError(t, x.Apply(ctx, am, rm))
+	}
+
+	// Growth, with subscriptions and unsubscriptions arriving while the
+	// groups split.
+	grown := userIDs("v", 3000)
+	apply(grown[:2000], nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 2000; i < 3000; i += 50 {
+			apply(grown[i:i+50], users[i/50-40:i/50-39])
+		}
+	}()
+	y, err = x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	wg.Wait()
+	all := append(slices.Clone(users[20:]), grown...)
+	require.Equal(t, 64, y.N, "2,300 users, then 3,280: groups of at most 64 on average")
+	y = everyone(t, x, locA, all)
+
+	// A layout already fitting stays as it is.
+	y2, err := x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, y.N, y2.N)
+
+	// Shrinking: most users leave, and the groups merge.
+	apply(nil, all[:3000])
+	y, err = x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, 16, y.N, "280 users: halved while the groups average under 16")
+	everyone(t, x, locA, all[3000:])
+
+	// A fixed group count wins over the audience.
+	y, err = x.Fit(ctx, locA, 3, true)
+	require.NoError(t, err)
+	require.Equal(t, 4, y.N)
+	everyone(t, x, locA, all[3000:])
+
+	// Without regroup the layout is left as it is, whatever the audience.
+	apply(userIDs("w", 2000), nil)
+	y, err = x.Fit(ctx, locA, 0, false)
+	require.NoError(t, err)
+	require.Equal(t, 4, y.N)
+}
+
+// A fire in flight keeps the layout its tasks were prepared with. Injected:
+// the location regroups (and, separately, Redis loses the index and it is
+// rebuilt in another layout) after the tasks of layout 8 were made.
+// Checked: reading group g of layout 8 gives exactly the users it had when
+// the tasks were made, from an index of 32, 2 or 8 groups.
+func TestMembersKeepTheLayoutOfTheirTask(t *testing.T) {
+	env, x := newIndex(t)
+	ctx := context.Background()
+	users := userIDs("u", 500)
+	subscribe(t, env, locA, users)
+	y, err := x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, 8, y.N)
+	prepared := map[int][]string{}
+	for _, g := range y.Groups {
+		m, err := x.Members(ctx, locA, 8, g)
+		require.NoError(t, err)
+		prepared[g] = slices.Sorted(slices.Values(m))
+	}
+	check := func(what string) {
+		t.Helper()
+		for g, want := range prepared {
+			m, err := x.Members(ctx, locA, 8, g)
+			require.NoError(t, err)
+			require.Equal(t, want, slices.Sorted(slices.Values(m)), "%s: group %d of 8", what, g)
+		}
+	}
+	require.NoError(t, x.Regroup(ctx, locA, 32))
+	check("index regrouped to 32")
+	require.NoError(t, x.Regroup(ctx, locA, 2))
+	check("index regrouped to 2")
+	deleteKeys(t, env.Redis, env.Prefix)
+	x.GroupSize = 1000 // the rebuild picks 1 group
+	require.NoError(t, x.EnsureBuilt(ctx, locA))
+	y, err = x.Groups(ctx, locA)
+	require.NoError(t, err)
+	require.Equal(t, 1, y.N)
+	check("index rebuilt with 1 group")
+}
