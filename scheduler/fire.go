@@ -23,7 +23,10 @@ import (
 
 // prepared is what the firer readied for one occurrence before its instant.
 type prepared struct {
-	paused   bool
+	paused bool
+	// busy is set when another fire of the location was in flight at the
+	// preparation, so its layout was left as it was.
+	busy     bool
 	layout   grouping.Layout
 	payloads []queue.Payload // one per group of layout, in its order
 	edited   time.Time       // the reminder's updated_at the payloads were built from
@@ -141,7 +144,7 @@ func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared,
 	if err != nil {
 		return nil, err
 	}
-	p := &prepared{paused: r.Paused, layout: layout, payloads: make([]queue.Payload, len(layout.Groups)), edited: r.UpdatedAt}
+	p := &prepared{paused: r.Paused, busy: busy, layout: layout, payloads: make([]queue.Payload, len(layout.Groups)), edited: r.UpdatedAt}
 	for i, g := range layout.Groups {
 		p.payloads[i] = payload(o, r, l, g, layout.N, 1)
 		p.payloads[i].Data = data
@@ -324,7 +327,9 @@ func (s *Scheduler) claim(ctx context.Context, o store.Occurrence) (*prepared, e
 	if err := s.db.WithContext(ctx).Model(&store.Reminder{}).Where("id = ?", o.ReminderID).Pluck("updated_at", &edited).Error; err != nil {
 		return nil, fmt.Errorf("check reminder: %w", err)
 	}
-	if layout.N != p.layout.N || !slices.Equal(layout.Groups, p.layout.Groups) || len(edited) != 1 || !edited[0].Equal(p.edited) {
+	// A preparation that could not regroup (another fire of the location
+	// was in flight) is done again: that fire may be over by now.
+	if p.busy || layout.N != p.layout.N || !slices.Equal(layout.Groups, p.layout.Groups) || len(edited) != 1 || !edited[0].Equal(p.edited) {
 		if p, err = s.Prepare(ctx, o); err != nil {
 			return nil, err
 		}

@@ -82,6 +82,7 @@ type fixture struct {
 	acks    *ack.Tracker
 	clock   *clock.Fake
 	members []string // of the target group, sorted
+	all     []string // every user of the reminder at the location
 }
 
 // setup subscribes users to the reminder at the location (and some to other
@@ -103,6 +104,7 @@ func setup(t *testing.T, users int) *fixture {
 		if g == target {
 			f.members = append(f.members, u)
 		}
+		f.all = append(f.all, u)
 	}
 	// Same group number elsewhere: another location, another reminder.
 	rows = append(rows,
