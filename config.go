@@ -67,6 +67,9 @@ type Config struct {
 	Prefix string `env:"CHIME_REDIS_PREFIX"`
 	// Queue is the asynq queue of group tasks.
 	Queue string `env:"CHIME_QUEUE"`
+	// Queues is how many asynq queues group tasks spread over (Queue and
+	// names derived from it, on different Redis Cluster slots).
+	Queues int `env:"CHIME_QUEUES"`
 	// LeaderTTL is how long leadership lasts without renewal.
 	LeaderTTL time.Duration `env:"CHIME_LEADER_TTL"`
 	// PlanInterval is how often the leader recomputes the plan.
@@ -197,6 +200,7 @@ func defaultConfig() Config {
 		Migrate:        DefaultMigrate,
 		Prefix:         keyspace.DefaultPrefix,
 		Queue:          queue.DefaultName,
+		Queues:         queue.DefaultQueues,
 		LeaderTTL:      leader.DefaultTTL,
 		PlanInterval:   scheduler.DefaultPlanInterval,
 		Horizon:        scheduler.DefaultHorizon,
@@ -278,6 +282,9 @@ func LoadConfig(environ []string) (Config, error) {
 	}
 	if c.Concurrency < 1 || c.ChunkSize < 1 {
 		return c, fmt.Errorf("configuration: CHIME_WORKER_CONCURRENCY and CHIME_CHUNK_SIZE must be at least 1")
+	}
+	if c.Queues < 1 || c.Queues > queue.MaxQueues {
+		return c, fmt.Errorf("configuration: CHIME_QUEUES must be between 1 and %d, not %d", queue.MaxQueues, c.Queues)
 	}
 	if c.GroupSize < 1 || c.GroupSize > MaxGroupSize {
 		return c, fmt.Errorf("configuration: CHIME_GROUP_SIZE must be between 1 and %d, not %d", MaxGroupSize, c.GroupSize)

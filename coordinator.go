@@ -50,6 +50,7 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 	index.GroupSize = cfg.GroupSize
 	changes := cfg.Prefix + "changes"
 	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), cfg.Queue)
+	enq.Queues = queue.Names(cfg.Queue, cfg.Queues)
 	metrics.RegisterQueues(asynq.NewInspectorFromRedisClient(rdb))
 	sched := scheduler.New(scheduler.Config{
 		Horizon: cfg.Horizon, MaxCatchUp: cfg.MaxCatchUp, PlanInterval: cfg.PlanInterval, PrepareLead: cfg.PrepareLead,

@@ -137,7 +137,9 @@ func Decode(b []byte) (Task, error) {
 // Enqueuer puts group tasks on the queue.
 type Enqueuer struct {
 	client *asynq.Client
-	queue  string
+	// Queues are the queues tasks spread over (see Names), each task to
+	// the one its ID picks. Defaults to the queue NewEnqueuer is given.
+	Queues []string
 	// MaxRetry is how often asynq retries a task whose handler failed. It is
 	// large enough (with the worker's backoff capped at 30s, over a year)
 	// that the validity window, not the retry count, ends a group: past it
@@ -152,7 +154,7 @@ func NewEnqueuer(client *asynq.Client, queue string) *Enqueuer {
 	if queue == "" {
 		queue = DefaultName
 	}
-	return &Enqueuer{client: client, queue: queue, MaxRetry: 1 << 20, Parallel: 16}
+	return &Enqueuer{client: client, Queues: []string{queue}, MaxRetry: 1 << 20, Parallel: 16}
 }
 
 // Enqueue puts every task on the queue. A task that already exists is not
@@ -186,7 +188,7 @@ func (e *Enqueuer) enqueue(ctx context.Context, t Task) error {
 		return err
 	}
 	_, err = e.client.EnqueueContext(ctx, asynq.NewTask(TaskType, b),
-		asynq.TaskID(t.ID()), asynq.Queue(e.queue), asynq.MaxRetry(e.MaxRetry))
+		asynq.TaskID(t.ID()), asynq.Queue(pick(e.Queues, t.ID())), asynq.MaxRetry(e.MaxRetry))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
 		return fmt.Errorf("enqueue %s: %w", t.ID(), err)
 	}

@@ -53,6 +53,11 @@ type Config struct {
 	ID string
 	// Queue is the asynq queue to pull from. Defaults to queue.DefaultName.
 	Queue string
+	// Queues is how many queues group tasks spread over (queue.Names of
+	// Queue); the worker takes from all of them, with equal weights and no
+	// strict priority, so none waits behind another. Defaults to
+	// queue.DefaultQueues (1).
+	Queues int
 	// Concurrency is how many groups are delivered at once. Defaults to
 	// DefaultConcurrency (32).
 	Concurrency int
@@ -96,6 +101,7 @@ func (c *Config) defaults() {
 	if c.Queue == "" {
 		c.Queue = queue.DefaultName
 	}
+	c.Queues = cmp.Or(c.Queues, queue.DefaultQueues)
 	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
 	c.ChunkSize = cmp.Or(c.ChunkSize, DefaultChunkSize)
 	c.LeaseTTL = cmp.Or(c.LeaseTTL, DefaultLeaseTTL)
@@ -148,9 +154,14 @@ var (
 // group (sends still going after ShutdownTimeout are cancelled), and
 // returns once every group in hand is released or finished.
 func (w *Worker) Run(ctx context.Context) error {
+	queues := map[string]int{}
+	for _, q := range queue.Names(w.cfg.Queue, w.cfg.Queues) {
+		queues[q] = 1
+	}
 	srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 		Concurrency:              w.cfg.Concurrency,
-		Queues:                   map[string]int{w.cfg.Queue: 1},
+		Queues:                   queues,
+		StrictPriority:           false,
 		TaskCheckInterval:        w.cfg.PollInterval,
 		ShutdownTimeout:          w.cfg.ShutdownTimeout,
 		RetryDelayFunc:           w.retryDelay,
@@ -166,7 +177,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	w.log.Info("worker started", "queue", w.cfg.Queue, "concurrency", w.cfg.Concurrency)
+	w.log.Info("worker started", "queue", w.cfg.Queue, "queues", len(queues), "concurrency", w.cfg.Concurrency)
 	<-ctx.Done()
 	close(w.draining)
 	w.log.Info("worker stopping: finishing the chunks in hand, releasing their groups")
