@@ -359,7 +359,13 @@ func (x *Index) Fit(ctx context.Context, l Loc, fixed int, regroup bool) (Layout
 	if fixed > 0 {
 		want = Fixed(fixed)
 	}
-	if want == y.N {
+	// A regroup cut short (a timeout, a crash) left its "from" behind:
+	// reads are right meanwhile, and this finishes it.
+	unfinished, err := x.rdb.Exists(ctx, x.fromKey(l)).Result()
+	if err != nil {
+		return Layout{}, fmt.Errorf("check regroup: %w", err)
+	}
+	if want == y.N && unfinished == 0 {
 		return y, nil
 	}
 	if err := x.Regroup(ctx, l, want); err != nil {
@@ -398,11 +404,19 @@ func (x *Index) Regroup(ctx context.Context, l Loc, n int) error {
 		if err != nil {
 			return err
 		}
-		if y.N == n {
+		from, err := x.rdb.Get(ctx, x.fromKey(l)).Int()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("regroup: %w", err)
+		}
+		if y.N == n && from == 0 {
 			return nil
 		}
+		// Resuming a regroup cut short: removals keep reaching the groups
+		// of the layout it was leaving, where unmoved members still are.
+		// Every listed group is scanned again either way.
+		from = cmp.Or(from, y.N)
 		pipe := x.rdb.TxPipeline()
-		pipe.Set(ctx, x.fromKey(l), y.N, 0)
+		pipe.Set(ctx, x.fromKey(l), from, 0)
 		pipe.Set(ctx, x.layoutKey(l), n, 0)
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("regroup: %w", err)

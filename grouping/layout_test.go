@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/grouping"
@@ -196,4 +197,69 @@ func TestMembersKeepTheLayoutOfTheirTask(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, y.N)
 	check("index rebuilt with 1 group")
+}
+
+// Fault: a regroup is cut short (its context ends after it changed the
+// layout, before it moved every member). Checked: reads of either layout
+// are right meanwhile, and the next Fit finishes the regroup.
+func TestInterruptedRegroupIsFinished(t *testing.T) {
+	env, x := newIndex(t)
+	ctx := context.Background()
+	users := userIDs("u", 3000)
+	subscribe(t, env, locA, users[:10])
+	_, err := x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	var rows []store.Subscription
+	var add []grouping.Member
+	for _, u := range users[10:] {
+		rows = append(rows, store.Subscription{ReminderID: locA.Reminder, LocationID: locA.Location, UserID: u, GroupNo: grouping.Bucket(u)})
+		add = append(add, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
+	}
+	require.NoError(t, env.DB.CreateInBatches(rows, 500).Error)
+	require.NoError(t, x.Apply(ctx, add, nil))
+
+	// Cut short: the layout is 64, most members still in group 0.
+	cut, cancel := context.WithCancel(ctx)
+	rdb := redis.NewClient(env.Redis.Options())
+	t.Cleanup(func() { rdb.Close() })
+	rdb.AddHook(&cancelAfter{n: 6, cancel: cancel})
+	x2 := grouping.NewIndex(rdb, env.DB, env.Prefix)
+	require.Error(t, x2.Regroup(cut, locA, 64))
+	y, err := x.Groups(ctx, locA)
+	require.NoError(t, err)
+	require.Equal(t, 64, y.N)
+	for g := range 64 {
+		m, err := x.Members(ctx, locA, 64, g)
+		require.NoError(t, err)
+		for _, u := range m {
+			require.Equal(t, g, grouping.Of(u, 64))
+		}
+	}
+	_, err = x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	y = everyone(t, x, locA, users)
+	require.Equal(t, 64, y.N)
+	keys, err := scanKeys(env.Redis, env.Prefix+"*:from")
+	require.NoError(t, err)
+	require.Empty(t, keys, "the regroup is finished")
+}
+
+// cancelAfter cancels a context once n commands have run.
+type cancelAfter struct {
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *cancelAfter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (c *cancelAfter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if c.n--; c.n == 0 {
+			c.cancel()
+		}
+		return err
+	}
 }
