@@ -174,6 +174,7 @@ var migrations = []*gormigrate.Migration{
 			return tx.AutoMigrate(&ConsoleUser{}, &ConsoleSession{}, &AuditEntry{})
 		},
 	},
+	{ID: "0012_group_layout", Migrate: migrateGroupLayout},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace
