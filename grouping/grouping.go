@@ -326,8 +326,11 @@ func (x *Index) Members(ctx context.Context, l Loc, n, g int) ([]string, error) 
 	from := pipe.Get(ctx, x.fromKey(l))
 	members := pipe.SMembers(ctx, x.memberKey(l, g))
 	packed := pipe.Get(ctx, x.packedKey(l, g))
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read group %d: %w", g, err)
+	pipe.Exec(ctx) //nolint:errcheck // each reply is checked below: a missing key is no error
+	for _, c := range []redis.Cmder{built, layout, from, members, packed} {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("read group %d: %w", g, err)
+		}
 	}
 	m, err := layout.Int()
 	if built.Val() == 0 || err != nil {
@@ -360,16 +363,18 @@ func (x *Index) Members(ctx context.Context, l Loc, n, g int) ([]string, error) 
 	keys := make([]string, len(groups))
 	pipe = x.rdb.Pipeline()
 	strs := make([]*redis.StringCmd, len(groups))
+	var cmds []redis.Cmder
 	for i, h := range groups {
 		keys[i] = x.memberKey(l, h)
 		strs[i] = pipe.Get(ctx, x.packedKey(l, h))
+		cmds = append(cmds, strs[i])
 	}
 	union := pipe.SUnion(ctx, keys...)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read group %d of %d: %w", g, n, err)
-	}
-	if err := union.Err(); err != nil {
-		return nil, fmt.Errorf("read group %d of %d: %w", g, n, err)
+	pipe.Exec(ctx) //nolint:errcheck // each reply is checked below: a missing key is no error
+	for _, c := range append(cmds, union) {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("read group %d of %d: %w", g, n, err)
+		}
 	}
 	out := union.Val()
 	for i, s := range strs {
@@ -603,8 +608,11 @@ func (x *Index) moveGroup(ctx context.Context, l Loc, g, n int) error {
 	pipe := x.rdb.Pipeline()
 	members := pipe.SMembers(ctx, x.memberKey(l, g))
 	packed := pipe.Get(ctx, x.packedKey(l, g))
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("regroup: %w", err)
+	pipe.Exec(ctx) //nolint:errcheck // each reply is checked below: a missing key is no error
+	for _, c := range []redis.Cmder{members, packed} {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("regroup: %w", err)
+		}
 	}
 	var sets, entries []any
 	for _, u := range members.Val() {

@@ -26,9 +26,8 @@ import (
 //
 // The string is rewritten whole by the script that applies a change
 // (applyScript, moveScript; APPEND would grow it greedily, to up to twice
-// its length), which costs a copy of the
-// group per change; groups hold a few thousand members at most, so that is
-// a few tens of kilobytes. Adds do not look for the member first: callers
+// its length), which costs a copy of the group per change; groups hold a
+// few thousand members at most, so that is a few tens of kilobytes. Adds do not look for the member first: callers
 // add only members that are new to the group, and a reader drops the
 // duplicates that concurrent adds of one user can leave.
 //
