@@ -11,6 +11,7 @@ import (
 
 	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/gateway"
+	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/leader"
@@ -66,6 +67,9 @@ type Config struct {
 	Prefix string `env:"CHIME_REDIS_PREFIX"`
 	// Queue is the asynq queue of group tasks.
 	Queue string `env:"CHIME_QUEUE"`
+	// Queues is how many asynq queues group tasks spread over (Queue and
+	// names derived from it, on different Redis Cluster slots).
+	Queues int `env:"CHIME_QUEUES"`
 	// LeaderTTL is how long leadership lasts without renewal.
 	LeaderTTL time.Duration `env:"CHIME_LEADER_TTL"`
 	// PlanInterval is how often the leader recomputes the plan.
@@ -84,6 +88,10 @@ type Config struct {
 	Concurrency int `env:"CHIME_WORKER_CONCURRENCY"`
 	// ChunkSize is how many users go in one send and one checkpoint.
 	ChunkSize int `env:"CHIME_CHUNK_SIZE"`
+	// GroupSize is how many users a group holds at most on average before
+	// its location's group count doubles (package grouping); also the most
+	// users small groups sharing one task add up to.
+	GroupSize int `env:"CHIME_GROUP_SIZE"`
 	// LeaseTTL is how long a worker holds a group without a checkpoint.
 	LeaseTTL time.Duration `env:"CHIME_LEASE_TTL"`
 	// Sender is the worker's delivery channel: "log", "webhook" or "push".
@@ -177,6 +185,11 @@ const (
 )
 
 // defaultConfig is the configuration of an empty environment, which
+// MaxGroupSize bounds CHIME_GROUP_SIZE: a worker holds a group's members
+// in memory, and a regroup moves a group's members in one script call per
+// 5,000.
+const MaxGroupSize = 100_000
+
 // LoadConfig overwrites with the variables that are set. The settings whose
 // 0 means the default of the package they configure (the API's HTTP and
 // bulk limits, the gateway's limits) stay 0 here: that package applies it.
@@ -187,6 +200,7 @@ func defaultConfig() Config {
 		Migrate:        DefaultMigrate,
 		Prefix:         keyspace.DefaultPrefix,
 		Queue:          queue.DefaultName,
+		Queues:         queue.DefaultQueues,
 		LeaderTTL:      leader.DefaultTTL,
 		PlanInterval:   scheduler.DefaultPlanInterval,
 		Horizon:        scheduler.DefaultHorizon,
@@ -196,6 +210,7 @@ func defaultConfig() Config {
 		QueueTimeout:   scheduler.DefaultQueueTimeout,
 		Concurrency:    worker.DefaultConcurrency,
 		ChunkSize:      worker.DefaultChunkSize,
+		GroupSize:      grouping.DefaultGroupSize,
 		LeaseTTL:       worker.DefaultLeaseTTL,
 		Sender:         DefaultSender,
 		WebhookTimeout: webhook.DefaultTimeout,
@@ -267,6 +282,12 @@ func LoadConfig(environ []string) (Config, error) {
 	}
 	if c.Concurrency < 1 || c.ChunkSize < 1 {
 		return c, fmt.Errorf("configuration: CHIME_WORKER_CONCURRENCY and CHIME_CHUNK_SIZE must be at least 1")
+	}
+	if c.Queues < 1 || c.Queues > queue.MaxQueues {
+		return c, fmt.Errorf("configuration: CHIME_QUEUES must be between 1 and %d, not %d", queue.MaxQueues, c.Queues)
+	}
+	if c.GroupSize < 1 || c.GroupSize > MaxGroupSize {
+		return c, fmt.Errorf("configuration: CHIME_GROUP_SIZE must be between 1 and %d, not %d", MaxGroupSize, c.GroupSize)
 	}
 	if c.AckTimeout <= c.LeaseTTL {
 		return c, fmt.Errorf("configuration: CHIME_ACK_TIMEOUT (%s) must be longer than CHIME_LEASE_TTL (%s): a group is requeued only after its holder can have lost it", c.AckTimeout, c.LeaseTTL)

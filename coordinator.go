@@ -49,8 +49,10 @@ type Coordinator struct {
 func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk clock.Clock, log *slog.Logger, ln net.Listener) *Coordinator {
 	log = log.With("component", "coordinator", "replica", cfg.ReplicaID)
 	index := grouping.NewIndex(rdb, db, cfg.Prefix)
+	index.GroupSize = cfg.GroupSize
 	changes := cfg.Prefix + "changes"
 	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), cfg.Queue)
+	enq.Queues = queue.Names(cfg.Queue, cfg.Queues)
 	metrics.RegisterQueues(asynq.NewInspectorFromRedisClient(rdb))
 	sched := scheduler.New(scheduler.Config{
 		Horizon: cfg.Horizon, MaxCatchUp: cfg.MaxCatchUp, PlanInterval: cfg.PlanInterval, PrepareLead: cfg.PrepareLead,

@@ -16,8 +16,10 @@ import (
 // NewWorker assembles a worker that delivers through s.
 func NewWorker(cfg Config, db *gorm.DB, rdb redis.UniversalClient, s sender.Sender, clk clock.Clock, log *slog.Logger) *worker.Worker {
 	s = onlineSender(cfg, db, rdb, s, clk, log)
+	index := grouping.NewIndex(rdb, db, cfg.Prefix)
+	index.GroupSize = cfg.GroupSize // the layout of a rebuild
 	return worker.New(worker.Config{
-		ID: cfg.ReplicaID, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ChunkSize: cfg.ChunkSize, LeaseTTL: cfg.LeaseTTL,
+		ID: cfg.ReplicaID, Queue: cfg.Queue, Queues: cfg.Queues, Concurrency: cfg.Concurrency, ChunkSize: cfg.ChunkSize, LeaseTTL: cfg.LeaseTTL,
 		ShutdownTimeout: cfg.ShutdownTimeout, Channel: cfg.Sender,
-	}, rdb, grouping.NewIndex(rdb, db, cfg.Prefix), ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker"))
+	}, rdb, index, ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker"))
 }

@@ -118,15 +118,14 @@ func TestReminderLifecycle(t *testing.T) {
 		at("paris", "Europe/Paris", "12:00:00"),
 	}, created.Times)
 	// Defaults.
-	require.Equal(t, grouping.DefaultGroups, created.Groups)
-	require.Equal(t, 256, created.Groups)
+	require.Zero(t, created.Groups, "sized per location")
 	require.Equal(t, "15m0s", created.ValidFor)
 	require.Nil(t, created.StartsAt)
 	require.Nil(t, created.EndsAt)
 	require.False(t, created.CreatedAt.Before(start.Truncate(time.Second)), "created_at %v", created.CreatedAt)
 
 	rem := b.storedReminder("water.v1")
-	require.Equal(t, 256, rem.Groups)
+	require.Zero(t, rem.Groups)
 	require.Equal(t, int64(900), rem.ValidForS)
 	require.Equal(t, int64(3), b.count(&store.ReminderTime{}, "reminder_id = ?", rem.ID))
 	require.Equal(t, int64(2), b.count(&store.Location{}))
@@ -185,7 +184,7 @@ func TestReminderLifecycle(t *testing.T) {
 	// The key can be used again: a new reminder, 201.
 	r = b.as(http.MethodPut, "/v1/reminders/water.v1", reminder("Again", at("paris", "Europe/Paris", "07:00")))
 	requireJSON(t, r, http.StatusCreated, &got)
-	require.Equal(t, 256, got.Groups)
+	require.Zero(t, got.Groups)
 }
 
 func TestListRemindersPaginates(t *testing.T) {
@@ -373,12 +372,12 @@ func TestSubscriberPutAndDelete(t *testing.T) {
 		r := b.as(http.MethodPut, "/v1/reminders/standup/subscribers/"+url.PathEscape(user), map[string]string{"location": "paris"})
 		var s api.Subscriber
 		requireJSON(t, r, http.StatusOK, &s)
-		require.Equal(t, api.Subscriber{UserID: user, Location: "paris", Group: grouping.Of(user, 16)}, s)
+		require.Equal(t, api.Subscriber{UserID: user, Location: "paris", Group: grouping.Bucket(user)}, s)
 
 		var row store.Subscription
 		require.NoError(t, b.env.DB.Where("reminder_id = ? AND user_id = ?", paris.Reminder, user).First(&row).Error)
 		require.Equal(t, paris.Location, row.LocationID)
-		require.Equal(t, grouping.Of(user, 16), row.GroupNo)
+		require.Equal(t, grouping.Bucket(user), row.GroupNo)
 	}
 	// Putting the same subscriber again is idempotent.
 	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/standup/subscribers/u1", map[string]string{"location": "paris"}), http.StatusOK, nil)
@@ -448,7 +447,7 @@ func TestBulkSubscribe10000(t *testing.T) {
 		requireMembers(t, users, b.indexed(l, groups), name)
 	}
 	var wrong int64
-	require.NoError(t, b.env.DB.Model(&store.Subscription{}).Where("reminder_id = ?", rem.ID).Where("group_no < 0 OR group_no >= ?", groups).Count(&wrong).Error)
+	require.NoError(t, b.env.DB.Model(&store.Subscription{}).Where("reminder_id = ?", rem.ID).Where("group_no < 0 OR group_no >= ?", grouping.MaxGroups).Count(&wrong).Error)
 	require.Zero(t, wrong)
 
 	// Registering the same users again, moved, is an update, not an insert.
@@ -564,13 +563,13 @@ func TestMovingASubscriberUpdatesTheIndex(t *testing.T) {
 
 	var s api.Subscriber
 	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/r/subscribers/u1", map[string]string{"location": "london"}), http.StatusOK, &s)
-	require.Equal(t, api.Subscriber{UserID: "u1", Location: "london", Group: g}, s)
+	require.Equal(t, api.Subscriber{UserID: "u1", Location: "london", Group: grouping.Bucket("u1")}, s)
 
 	ctx := context.Background()
-	inParis, err := b.index.Members(ctx, paris, g)
+	inParis, err := b.index.Members(ctx, paris, groups, g)
 	require.NoError(t, err)
 	require.NotContains(t, inParis, "u1")
-	inLondon, err := b.index.Members(ctx, london, g)
+	inLondon, err := b.index.Members(ctx, london, groups, g)
 	require.NoError(t, err)
 	require.Equal(t, []string{"u1"}, inLondon)
 	require.Equal(t, map[string]int{"u2": grouping.Of("u2", groups)}, b.indexed(paris, groups))
@@ -582,66 +581,57 @@ func TestMovingASubscriberUpdatesTheIndex(t *testing.T) {
 
 	// The bulk endpoint moves users the same way.
 	b.subscribe("r", []sub{{"u2", "london"}})
-	inParis, err = b.index.Members(ctx, paris, grouping.Of("u2", groups))
+	inParis, err = b.index.Members(ctx, paris, groups, grouping.Of("u2", groups))
 	require.NoError(t, err)
 	require.NotContains(t, inParis, "u2")
 	require.Equal(t, map[string]int{"u1": g, "u2": grouping.Of("u2", groups)}, b.indexed(london, groups))
 }
 
-func TestChangingGroupsRegroupsSubscribers(t *testing.T) {
-	for _, n := range []int{10, 2500} {
-		t.Run(fmt.Sprintf("%d subscribers", n), func(t *testing.T) {
-			b := setup(t)
-			put := func(groups int, status int) {
-				t.Helper()
-				r := b.as(http.MethodPut, "/v1/reminders/r", map[string]any{"title": "T", "groups": groups, "times": []api.ReminderTime{
-					at("paris", "Europe/Paris", "09:00"), at("london", "Europe/London", "09:00")}})
-				var out api.Reminder
-				requireJSON(t, r, status, &out)
-				require.Equal(t, groups, out.Groups)
-			}
-			put(4, http.StatusCreated)
-			subs := make([]sub, n)
-			for i := range subs {
-				subs[i] = sub{UserID: fmt.Sprintf("user-%d", i), Location: []string{"paris", "london"}[i%2]}
-			}
-			b.subscribe("r", subs)
-			paris := b.loc("r", "paris")
-			require.Len(t, b.indexed(paris, 4), (n+1)/2) // built with the old groups
-
-			check := func(groups int) {
-				t.Helper()
-				var rows []store.Subscription
-				require.NoError(t, b.env.DB.Where("reminder_id = ?", paris.Reminder).Find(&rows).Error)
-				require.Len(t, rows, n)
-				wrong := 0
-				for _, row := range rows {
-					if row.GroupNo != grouping.Of(row.UserID, groups) {
-						wrong++
-					}
-				}
-				require.Zero(t, wrong, "subscriptions with a group_no other than grouping.Of(user, %d)", groups)
-				// The index follows the new groups too.
-				for i, name := range []string{"paris", "london"} {
-					want := map[string]int{}
-					for j, s := range subs {
-						if j%2 == i {
-							want[s.UserID] = grouping.Of(s.UserID, groups)
-						}
-					}
-					requireMembers(t, want, b.indexed(b.loc("r", name), groups), name)
-				}
-			}
-			put(7, http.StatusOK)
-			check(7)
-			put(1, http.StatusOK)
-			check(1)
-			// A subscriber added after the change gets a group of the new count.
-			var s api.Subscriber
-			requireJSON(t, b.as(http.MethodPut, "/v1/reminders/r/subscribers/late", map[string]string{"location": "paris"}), http.StatusOK, &s)
-			require.Equal(t, 0, s.Group)
-		})
+// groups on a reminder fixes its group count (rounded up to a power of
+// two); without it each location is sized from its audience. Checked: a
+// change of groups, even while an occurrence is being delivered, is
+// accepted and moves no subscription in MySQL (each keeps its bucket); the
+// index follows when the firer next fits the location.
+func TestGroupsIsAnOverride(t *testing.T) {
+	b := setup(t)
+	put := func(groups any, status, want int) {
+		t.Helper()
+		body := map[string]any{"title": "T", "times": []api.ReminderTime{at("paris", "Europe/Paris", "09:00")}}
+		if groups != nil {
+			body["groups"] = groups
+		}
+		var out api.Reminder
+		requireJSON(t, b.as(http.MethodPut, "/v1/reminders/r", body), status, &out)
+		require.Equal(t, want, out.Groups)
+		require.Equal(t, want, b.storedReminder("r").Groups)
 	}
+	put(nil, http.StatusCreated, 0)
+	subs := make([]sub, 1000)
+	for i := range subs {
+		subs[i] = sub{UserID: fmt.Sprintf("user-%d", i), Location: "paris"}
+	}
+	b.subscribe("r", subs)
+	paris := b.loc("r", "paris")
+	rem := b.storedReminder("r")
+	o := store.Occurrence{ReminderID: rem.ID, LocationID: paris.Location, FireAt: time.Now().UTC(),
+		ExpiresAt: time.Now().UTC().Add(time.Minute), State: store.OccFiring}
+	require.NoError(t, b.env.DB.Create(&o).Error)
+
+	put(7, http.StatusOK, 8)
+	var rows []store.Subscription
+	require.NoError(t, b.env.DB.Where("reminder_id = ?", rem.ID).Find(&rows).Error)
+	require.Len(t, rows, len(subs))
+	for _, row := range rows {
+		require.Equal(t, grouping.Bucket(row.UserID), row.GroupNo, row.UserID)
+	}
+	want := map[string]int{}
+	for _, s := range subs {
+		want[s.UserID] = grouping.Of(s.UserID, 8)
+	}
+	_, err := b.index.Fit(context.Background(), paris, 8, true)
+	require.NoError(t, err)
+	requireMembers(t, want, b.indexed(paris, 8), "paris at 8 groups")
+	put(nil, http.StatusOK, 0)
 }
 
 func TestOccurrences(t *testing.T) {
@@ -734,37 +724,6 @@ func TestUnknownEndpoint(t *testing.T) {
 	r := b.req(http.MethodGet, "/healthz", "", nil)
 	requireJSON(t, r, http.StatusOK, nil)
 	require.JSONEq(t, `{"status":"ok"}`, string(r.Body))
-}
-
-// Renumbering groups under workers that are delivering them would skip some
-// users and repeat others: while an occurrence is firing, a change of groups
-// is refused and nothing changes.
-func TestGroupsCannotChangeWhileDelivering(t *testing.T) {
-	b := setup(t)
-	body := func(groups int) map[string]any {
-		return map[string]any{"title": "T", "groups": groups, "times": []api.ReminderTime{at("paris", "Europe/Paris", "09:00")}}
-	}
-	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/r", body(4)), http.StatusCreated, nil)
-	b.subscribe("r", []sub{{UserID: "u1", Location: "paris"}, {UserID: "u2", Location: "paris"}})
-	rem := b.storedReminder("r")
-	paris := b.loc("r", "paris")
-	o := store.Occurrence{ReminderID: rem.ID, LocationID: paris.Location, FireAt: time.Now().UTC(),
-		ExpiresAt: time.Now().UTC().Add(time.Minute), State: store.OccFiring}
-	require.NoError(t, b.env.DB.Create(&o).Error)
-
-	requireProblem(t, b.as(http.MethodPut, "/v1/reminders/r", body(8)), http.StatusConflict, "groups")
-	require.Equal(t, 4, b.storedReminder("r").Groups)
-	var rows []store.Subscription
-	require.NoError(t, b.env.DB.Where("reminder_id = ?", rem.ID).Find(&rows).Error)
-	for _, row := range rows {
-		require.Equal(t, grouping.Of(row.UserID, 4), row.GroupNo, row.UserID)
-	}
-
-	// Other edits go through, and once it is done the change is allowed.
-	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/r", body(4)), http.StatusOK, nil)
-	require.NoError(t, b.env.DB.Model(&o).Update("state", store.OccDone).Error)
-	requireJSON(t, b.as(http.MethodPut, "/v1/reminders/r", body(8)), http.StatusOK, nil)
-	require.Equal(t, 8, b.storedReminder("r").Groups)
 }
 
 // Concurrent first PUTs of the same new reminder and location all succeed:

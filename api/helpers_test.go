@@ -289,9 +289,15 @@ func (b *bundle) indexed(l grouping.Loc, groups int) map[string]int {
 	b.t.Helper()
 	ctx := context.Background()
 	require.NoError(b.t, b.index.EnsureBuilt(ctx, l))
+	y, err := b.index.Groups(ctx, l)
+	require.NoError(b.t, err)
+	if groups == 0 {
+		groups = y.N // sized per location
+	}
+	require.Equal(b.t, groups, y.N, "the location's group count")
 	out := map[string]int{}
 	for g := range groups {
-		users, err := b.index.Members(ctx, l, g)
+		users, err := b.index.Members(ctx, l, groups, g)
 		require.NoError(b.t, err)
 		for _, u := range users {
 			prev, dup := out[u]
@@ -330,7 +336,7 @@ func requireMembers(t *testing.T, want, got map[string]int, what string) {
 }
 
 // indexSnapshot returns the test's index sets in Redis, key -> sorted
-// members, so that a request can be shown to have left the index as it was.
+// members (a packed string's whole value), so that a request can be shown to have left the index as it was.
 func (b *bundle) indexSnapshot() map[string][]string {
 	b.t.Helper()
 	ctx := context.Background()
@@ -340,6 +346,11 @@ func (b *bundle) indexSnapshot() map[string][]string {
 	for _, k := range keys {
 		typ, err := b.env.Redis.Type(ctx, k).Result()
 		require.NoError(b.t, err)
+		if typ == "string" && strings.Contains(k, ":p:") {
+			// A packed string: its entries, as stored.
+			out[k] = []string{b.env.Redis.Get(ctx, k).Val()}
+			continue
+		}
 		if typ != "set" {
 			out[k] = nil
 			continue

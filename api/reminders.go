@@ -159,12 +159,13 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 	if in.Title == "" {
 		bad("title", "is required")
 	}
-	out.groups = grouping.DefaultGroups
+	// No groups: each location's groups are sized from its audience.
 	if in.Groups != nil {
 		out.groups = *in.Groups
 		if out.groups < 1 || out.groups > grouping.MaxGroups {
-			bad("groups", fmt.Sprintf("must be between 1 and %d", grouping.MaxGroups))
+			bad("groups", fmt.Sprintf("must be between 1 and %d, or left out to size each location's groups from its audience", grouping.MaxGroups))
 		}
+		out.groups = grouping.Fixed(out.groups)
 	}
 	out.validFor = DefaultValidFor
 	if in.ValidFor != "" {
@@ -435,7 +436,6 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			Recurrence: in2.recurrence.String(),
 			Prayers:    store.FormatPrayers(in2.prayers), Method: in.Method, Madhab: in.Madhab, HighLatitudeRule: in.HighLatitudeRule,
 		},
-		GroupOf: grouping.Of,
 	}
 	for _, pl := range in2.places {
 		put.Places = append(put.Places, store.Place{Name: pl.Location, Zone: pl.Zone})
@@ -444,18 +444,10 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 		put.Times = append(put.Times, store.PlaceTime{Location: t.location, LocalSec: t.sec})
 	}
 	res, err := store.PutReminder(ctx, a.db, put)
-	if errors.Is(err, store.ErrFiring) {
-		return problem(http.StatusConflict, "groups cannot change while the reminder is being delivered; try again when its occurrences are done")
-	}
 	if err != nil {
 		return zoneProblem(err)
 	}
 	rem, created := res.Reminder, res.Created
-	for _, l := range res.Regrouped {
-		if err := a.index.Drop(ctx, grouping.Loc{Reminder: rem.ID, Location: l}); err != nil {
-			a.log.Warn("drop index after regrouping; it is rebuilt before the next fire", "reminder", key, "err", err)
-		}
-	}
 	// A location without subscriptions has a complete (empty) index: mark it
 	// built so that later subscriptions extend it instead of the first fire
 	// rebuilding it from MySQL.
@@ -467,7 +459,7 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 	for _, id := range ids {
 		empty = append(empty, grouping.Loc{Reminder: rem.ID, Location: id})
 	}
-	if err := a.index.MarkBuilt(ctx, empty...); err != nil {
+	if err := a.index.MarkBuilt(ctx, rem.Groups, empty...); err != nil {
 		return err
 	}
 	a.announce(ctx, key)

@@ -54,12 +54,12 @@ func (a *API) subscribe(ctx context.Context, rem store.Reminder, subs []store.Su
 	var add, remove []grouping.Member
 	for _, s := range subs {
 		if o, ok := was[s.UserID]; ok {
-			if o.LocationID == s.LocationID && o.GroupNo == s.GroupNo {
-				continue // already in its group: the index adds only new members
+			if o.LocationID == s.LocationID {
+				continue // already in its group (the bucket never changes): the index adds only new members
 			}
-			remove = append(remove, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: o.LocationID}, Group: o.GroupNo, UserID: o.UserID})
+			remove = append(remove, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: o.LocationID}, Bucket: o.GroupNo, UserID: o.UserID})
 		}
-		add = append(add, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: s.LocationID}, Group: s.GroupNo, UserID: s.UserID})
+		add = append(add, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: s.LocationID}, Bucket: s.GroupNo, UserID: s.UserID})
 	}
 	return a.index.Apply(ctx, add, remove)
 }
@@ -91,7 +91,7 @@ func (a *API) putSubscriber(w http.ResponseWriter, r *http.Request, app int64) e
 		return problem(http.StatusUnprocessableEntity, fmt.Sprintf("unknown location %q: reminder %q has no time there", in.Location, rem.Key),
 			FieldError{Field: "location", Message: "must be a location of the reminder's times"})
 	}
-	sub := store.Subscription{ReminderID: rem.ID, UserID: user, LocationID: loc, GroupNo: grouping.Of(user, rem.Groups)}
+	sub := store.Subscription{ReminderID: rem.ID, UserID: user, LocationID: loc, GroupNo: grouping.Bucket(user)}
 	if err := a.subscribe(r.Context(), rem, []store.Subscription{sub}); err != nil {
 		return err
 	}
@@ -211,7 +211,7 @@ func (a *API) postSubscribers(w http.ResponseWriter, r *http.Request, app int64)
 			errs = append(errs, FieldError{Field: fmt.Sprintf("subscribers[%d].location", i), Message: fmt.Sprintf("unknown location %q", s.Location)})
 			continue
 		}
-		sub := store.Subscription{ReminderID: rem.ID, UserID: s.UserID, LocationID: loc, GroupNo: grouping.Of(s.UserID, rem.Groups)}
+		sub := store.Subscription{ReminderID: rem.ID, UserID: s.UserID, LocationID: loc, GroupNo: grouping.Bucket(s.UserID)}
 		if j, dup := pos[s.UserID]; dup {
 			subs[j] = sub // the last entry for a user wins
 			continue
@@ -245,7 +245,7 @@ func (a *API) deleteSubscriber(w http.ResponseWriter, r *http.Request, app int64
 	if err != nil {
 		return err
 	}
-	m := grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: sub.LocationID}, Group: sub.GroupNo, UserID: user}
+	m := grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: sub.LocationID}, Bucket: sub.GroupNo, UserID: user}
 	if err := a.index.Apply(r.Context(), nil, []grouping.Member{m}); err != nil {
 		return err
 	}

@@ -5,11 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/queue"
 )
 
 // The end-to-end fire on a 3-master Redis Cluster started on loopback:
@@ -68,4 +70,64 @@ func TestFireOnRedisCluster(t *testing.T) {
 	fams := scrape(t, b.apiURL+"/metrics")
 	_, ok = sample(fams, "asynq_queue_size", map[string]string{"queue": b.env.Queue})
 	require.True(t, ok, "asynq_queue_size of the queue")
+}
+
+// The group tasks of a fire spread over several asynq queues, each in a
+// slot of its own, on the 3-master Redis Cluster started on loopback:
+// CHIME_QUEUES=6 and groups of at most 40 users, so the fire makes some
+// hundred tasks. Checked: every user is delivered exactly once, and the
+// queues that processed tasks live on more than one master (all three,
+// with the slots split evenly).
+func TestGroupTasksSpreadOverClusterMasters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	url := testenv.RedisCluster(t, 3)
+	b := setup(t)
+	b.cfg.RedisURL = url
+	b.cfg.Queues = 6
+	b.cfg.GroupSize = 40
+	b.startCoordinator("c1")
+	b.startWorker("w1")
+	b.startWorker("w2")
+
+	places := fourZones[:3]
+	const users = 6000
+	b.putReminder("spread", 64, time.Now().Add(2*time.Hour), places)
+	per := b.register("spread", 12_000_000, users, places)
+	fireAt := nextSecond(2 * time.Second)
+	b.putReminder("spread", 64, fireAt, places)
+
+	occ := at(b.waitDone("spread", len(places), time.Minute), fireAt)
+	require.Len(t, occ, len(places))
+	st := b.sink.Stats()
+	require.Equal(t, users, st.Users, "distinct users delivered")
+	require.Zero(t, st.Duplicates, "duplicate deliveries")
+	for _, o := range occ {
+		require.EqualValues(t, per[o.Location], o.Delivered, o.Location)
+	}
+
+	ctx := context.Background()
+	rdb, err := chime.OpenRedis(ctx, url)
+	require.NoError(t, err)
+	defer rdb.Close()
+	cc := rdb.(*redis.ClusterClient)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	masters := map[string]int{}
+	processed := 0
+	for _, q := range queue.Names(b.env.Queue, 6) {
+		info, err := insp.GetQueueInfo(q)
+		if err != nil {
+			continue // a queue no task went to
+		}
+		node, err := cc.MasterForKey(ctx, "asynq:{"+q+"}:pending")
+		require.NoError(t, err)
+		if info.ProcessedTotal > 0 {
+			masters[node.Options().Addr] += info.ProcessedTotal
+			processed += info.ProcessedTotal
+		}
+	}
+	t.Logf("tasks processed per master: %v", masters)
+	require.Greater(t, len(masters), 1, "the queues that carried tasks are on one master")
+	require.Greater(t, processed, 100, "tasks processed")
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -212,11 +213,21 @@ func TestConcurrentFireEnqueuesEachGroupOnce(t *testing.T) {
 	require.NoError(t, errs[0])
 	require.NoError(t, errs[1])
 
-	groups, err := grouping.NewIndex(b.env.Redis, b.env.DB, b.env.Prefix).Groups(ctx, grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID})
+	y, err := grouping.NewIndex(b.env.Redis, b.env.DB, b.env.Prefix).Groups(ctx, grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID})
 	require.NoError(t, err)
-	info, err := asynq.NewInspectorFromRedisClient(b.env.Redis).GetQueueInfo(b.env.Queue)
+	groups := y.Groups
+	tasks, err := asynq.NewInspectorFromRedisClient(b.env.Redis).ListPendingTasks(b.env.Queue, asynq.PageSize(1000))
 	require.NoError(t, err)
-	require.Equal(t, len(groups), info.Pending, "tasks on the queue")
+	var queued []int
+	for _, task := range tasks {
+		tk, err := queue.Decode(task.Payload)
+		require.NoError(t, err)
+		for _, p := range tk.Parts {
+			queued = append(queued, p.Group)
+		}
+	}
+	slices.Sort(queued)
+	require.Equal(t, groups, queued, "each group once on the queue")
 	var runs int64
 	require.NoError(t, b.env.DB.Model(&store.GroupRun{}).Where("occurrence_id = ?", o.ID).Count(&runs).Error)
 	require.EqualValues(t, len(groups), runs)

@@ -1,36 +1,55 @@
-// Package grouping splits a reminder's subscribers at a location into N
+// Package grouping splits a reminder's subscribers at a location into
 // groups and keeps the membership index workers read at fire time.
 //
-// # Hash
+// # Hash and layout
 //
-// A user belongs to group XXH64(user_id) mod N, where XXH64 is the 64-bit
-// xxHash of the user ID's bytes with seed 0 (https://xxhash.com, stable
-// across versions and languages) and N is the reminder's group count. The
-// group does not depend on the day or the fire time, so membership is stored
-// once and read at every fire.
+// A user's bucket is XXH64(user_id) mod 65536 (MaxGroups), where XXH64 is
+// the 64-bit xxHash of the user ID's bytes with seed 0 (https://xxhash.com,
+// stable across versions and languages). The bucket is stored with the
+// subscription in MySQL and never changes.
+//
+// Each (reminder, location) has its own layout: a group count N that is a
+// power of two, chosen from that location's audience so that a group holds
+// about GroupSize users (DefaultGroupSize, 400). A user is in group
+// bucket mod N, which is XXH64(user_id) mod N. Because N is a power of two,
+// going from N to 2N splits each group g into g and g+N, and going back
+// merges them again: only the users whose group changes move, and the
+// other groups of the location are not touched (Regroup).
+//
+// A group task records the layout it was prepared with. A reader asking for
+// group g of layout n while the index has another layout m still gets
+// exactly that group's users: the union of groups g, g+n, g+2n ... when
+// m > n, or group g mod m filtered by the hash when m < n (Members). So a
+// fire in flight keeps its layout whatever happens to the index meanwhile,
+// including a rebuild after Redis lost it.
 //
 // # Index
 //
 // For each (reminder, location) Redis holds, per non-empty group, a set of
 // its integer-like user IDs and a packed string of the others (see
-// member.go), a set of the non-empty group numbers, and a "built" marker.
-// All keys of a location share one hash tag, so they live in one Redis
-// Cluster slot and can be read in one pipelined round trip. With groups of
-// at most 512 integer-like IDs Redis stores a set as an intset, about 5 bytes
-// a member (larger sets cost about 50 bytes a member); a UUID costs 17 bytes
-// in the packed string, any other ID its length and one byte.
+// member.go), a set of the non-empty group numbers, the layout, and a
+// "built" marker. All keys of a location share one hash tag, so they live in
+// one Redis Cluster slot; the writes are Lua scripts that read the layout
+// and write both keys of a group in one step, so a write never lands in a
+// group of a layout being replaced. With groups of at most 512 integer-like
+// IDs Redis stores a set as an intset, about 5 bytes a member (larger sets
+// cost about 50 bytes a member); a UUID costs 17 bytes in the packed string,
+// any other ID its length and one byte.
 //
 // MySQL is the source of truth. The index is written after each committed
-// subscription change and is rebuilt from MySQL whenever the built marker is
-// missing (first use, Redis restart, eviction). A rebuild races with
-// subscription changes committed while it runs: a user removed during a
-// rebuild may stay in the index until the next rebuild.
+// subscription change and is rebuilt from MySQL whenever the built marker or
+// the layout is missing (first use, Redis restart, eviction). A rebuild
+// races with subscription changes committed while it runs: a user removed
+// during a rebuild may stay in the index until the next rebuild.
 package grouping
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
+	"slices"
 	"strconv"
 	"time"
 
@@ -41,16 +60,17 @@ import (
 	"github.com/chime-dev/chime/store"
 )
 
-// DefaultGroups is the group count of a reminder that does not set one. With
-// it, a location keeps Redis's compact set encoding up to about 100,000
-// subscribers (at most 400 a group under Redis's default
-// set-max-intset-entries of 512); reminders with more subscribers per
-// location should set groups to about subscribers/400, or, with
-// set-max-intset-entries raised to 4096, subscribers/3200, which cuts the
-// per-group cost of a fire eightfold.
-const DefaultGroups = 256
+// DefaultGroupSize is the number of users a group holds at most on average
+// before its location's layout doubles. Groups are kept under Redis's
+// default set-max-intset-entries (512) so that integer-like IDs stay in the
+// compact intset encoding: with at most 400 on average, the largest of a
+// location's groups stays under 512 (the spread of a hash over a group is
+// about the square root of its size, 20). The measurement behind it is in
+// docs/architecture.md.
+const DefaultGroupSize = 400
 
-// MaxGroups bounds a reminder's group count.
+// MaxGroups bounds a location's group count; it is also the number of
+// buckets.
 const MaxGroups = 65536
 
 // ErrNotBuilt is returned by reads when the index of a location is missing
@@ -65,11 +85,47 @@ func Of(userID string, n int) int {
 	return int(xxhash.Sum64String(userID) % uint64(n))
 }
 
+// Bucket returns userID's bucket, its group among MaxGroups, which is what
+// a subscription stores.
+func Bucket(userID string) int { return Of(userID, MaxGroups) }
+
+// Fixed returns the layout of a reminder that fixes its group count at n:
+// n rounded up to a power of two, at most MaxGroups.
+func Fixed(n int) int {
+	if n <= 1 {
+		return 1
+	}
+	return min(1<<bits.Len(uint(n-1)), MaxGroups)
+}
+
+// Fit returns the layout for users subscribers with groups of about size,
+// starting from the current layout (0 if none): the smallest power of two
+// that keeps the groups at most size on average. A layout shrinks only when
+// its groups are under a quarter of size on average, so an audience that
+// hovers around a boundary does not regroup at every fire.
+func Fit(users, size, current int) int {
+	size = max(size, 1)
+	want := Fixed((users + size - 1) / size)
+	if current <= 0 || want > current {
+		return want
+	}
+	// Shrinking halves the layout until its groups average at least a
+	// quarter of size.
+	n := current
+	for n > want && users*4 < n*size {
+		n /= 2
+	}
+	return n
+}
+
 // Index is the Redis membership index, rebuilt from the store when missing.
 type Index struct {
 	rdb    redis.UniversalClient
 	db     *gorm.DB
 	prefix string
+	// GroupSize is the users a group holds at most on average before its
+	// location's layout doubles. Defaults to DefaultGroupSize.
+	GroupSize int
 }
 
 // NewIndex returns an index whose keys start with prefix (for example
@@ -77,6 +133,9 @@ type Index struct {
 func NewIndex(rdb redis.UniversalClient, db *gorm.DB, prefix string) *Index {
 	return &Index{rdb: rdb, db: db, prefix: prefix}
 }
+
+// Target returns the group size the index aims at: GroupSize or its default.
+func (x *Index) Target() int { return cmp.Or(x.GroupSize, DefaultGroupSize) }
 
 // Loc names the (reminder, location) pair an index entry belongs to.
 type Loc struct {
@@ -90,165 +149,550 @@ func (x *Index) base(l Loc) string {
 func (x *Index) builtKey(l Loc) string  { return x.base(l) + "built" }
 func (x *Index) groupsKey(l Loc) string { return x.base(l) + "groups" }
 func (x *Index) lockKey(l Loc) string   { return x.base(l) + "lock" }
+
+// layoutKey holds the location's group count; fromKey the one it is
+// leaving while a regroup moves members.
+func (x *Index) layoutKey(l Loc) string { return x.base(l) + "layout" }
+func (x *Index) fromKey(l Loc) string   { return x.base(l) + "from" }
+func (x *Index) memberPrefix(l Loc) string {
+	return x.base(l) + "g:"
+}
 func (x *Index) memberKey(l Loc, g int) string {
-	return x.base(l) + "g:" + strconv.Itoa(g)
+	return x.memberPrefix(l) + strconv.Itoa(g)
+}
+func (x *Index) packedPrefix(l Loc) string {
+	return x.base(l) + "p:"
 }
 func (x *Index) packedKey(l Loc, g int) string {
-	return x.base(l) + "p:" + strconv.Itoa(g)
+	return x.packedPrefix(l) + strconv.Itoa(g)
 }
 
 // Member is one user's place in the index.
 type Member struct {
 	Loc
-	Group  int
+	// Bucket is Bucket(UserID); the index puts the user in the group of its
+	// location's layout.
+	Bucket int
 	UserID string
 }
 
-// Apply adds and removes members in one pipelined round trip. Callers apply
+// applyScript writes one location's changes under its current layout, so a
+// regroup (which changes the layout first) cannot have a write land in a
+// group it has already moved. While a regroup runs, removals also reach the
+// group the member had in the layout being left, so a member the regroup
+// has not moved yet is not moved back in after it was removed.
+//
+// Integer-like IDs go in the group's set; the others, packed by the caller
+// (see member.go), in its packed string, which is rewritten once per group
+// the call touches: its removed entries dropped, walking entry by entry so
+// that no match straddles two entries, and the added ones appended.
+//
+// KEYS: layout, from, groups. ARGV: member key prefix, packed key prefix,
+// then quadruples of op ("+" or "-"), bucket, set member and packed entry,
+// one of the two empty. A removal of a packed entry also names the raw ID
+// as set member: an index written before the packed strings keeps any ID
+// in the set. Returns 0 when the index is not built.
+var applyScript = redis.NewScript(`
+local n = tonumber(redis.call('GET', KEYS[1]))
+if not n then return 0 end
+local from = tonumber(redis.call('GET', KEYS[2]))
+local listed, drops, adds, touched, order = {}, {}, {}, {}, {}
+local function touch(g)
+  if not touched[g] then
+    touched[g] = true
+    order[#order + 1] = g
+  end
+end
+local function drop(g, e)
+  touch(g)
+  local d = drops[g]
+  if not d then d = {}; drops[g] = d end
+  d[e] = true
+end
+for i = 3, #ARGV, 4 do
+  local b = tonumber(ARGV[i+1])
+  local g = b % n
+  local raw, packed = ARGV[i+2], ARGV[i+3]
+  if ARGV[i] == '+' then
+    if raw ~= '' then redis.call('SADD', ARGV[1] .. g, raw) end
+    if packed ~= '' then
+      touch(g)
+      local a = adds[g]
+      if not a then a = {}; adds[g] = a end
+      a[#a + 1] = packed
+    end
+    if not listed[g] then
+      listed[g] = true
+      redis.call('SADD', KEYS[3], g)
+    end
+  else
+    if raw ~= '' then
+      redis.call('SREM', ARGV[1] .. g, raw)
+      if from then redis.call('SREM', ARGV[1] .. (b % from), raw) end
+    end
+    if packed ~= '' then
+      drop(g, packed)
+      if from then drop(b % from, packed) end
+    end
+  end
+end
+for _, g in ipairs(order) do
+  local key = ARGV[2] .. g
+  local v = redis.call('GET', key) or ''
+  local d = drops[g]
+  if d and #v > 0 then
+    local keep, i, size = {}, 1, #v
+    while i <= size do
+      local h = string.byte(v, i)
+      local len = h
+      if h >= 240 then len = 16 end
+      local e = string.sub(v, i, i + len)
+      if not d[e] then keep[#keep + 1] = e end
+      i = i + len + 1
+    end
+    v = table.concat(keep)
+  end
+  if adds[g] then v = v .. table.concat(adds[g]) end
+  if #v == 0 then redis.call('DEL', key) else redis.call('SET', key, v) end
+end
+return 1`)
+
+// Apply adds and removes members, one script per location, all pipelined
+// in one round trip. Removals are applied before additions. Callers apply
 // changes after they are committed to the store, and add only members that
 // are new to their group: an integer-like ID added twice is kept once, any
-// other is stored twice (and read once) until the next rebuild.
+// other is stored twice (and read once) until the next rebuild. A location
+// whose index is not built is left alone: its rebuild reads the store,
+// where callers have committed the changes before applying them.
 func (x *Index) Apply(ctx context.Context, add, remove []Member) error {
 	if len(add) == 0 && len(remove) == 0 {
 		return nil
 	}
-	type group struct {
-		Loc
-		Group int
-	}
-	pipe := x.rdb.Pipeline()
-	packedOut := map[group][]any{}
-	var order []group
-	for _, m := range remove {
-		// An index written before the packed strings keeps any ID in the
-		// set: remove it from there too.
-		pipe.SRem(ctx, x.memberKey(m.Loc, m.Group), m.UserID)
-		if !integerLike(m.UserID) {
-			g := group{m.Loc, m.Group}
-			if _, ok := packedOut[g]; !ok {
-				order = append(order, g)
+	args := map[Loc][]any{}
+	var order []Loc
+	put := func(op string, ms []Member) {
+		for _, m := range ms {
+			a, ok := args[m.Loc]
+			if !ok {
+				order = append(order, m.Loc)
+				a = []any{x.memberPrefix(m.Loc), x.packedPrefix(m.Loc)}
 			}
-			packedOut[g] = append(packedOut[g], string(appendPacked(nil, m.UserID)))
+			switch {
+			case integerLike(m.UserID):
+				a = append(a, op, m.Bucket, m.UserID, "")
+			case op == "-":
+				a = append(a, op, m.Bucket, m.UserID, appendPacked(nil, m.UserID))
+			default:
+				a = append(a, op, m.Bucket, "", appendPacked(nil, m.UserID))
+			}
+			args[m.Loc] = a
 		}
 	}
-	for _, g := range order {
-		removeScript.Eval(ctx, pipe, []string{x.packedKey(g.Loc, g.Group)}, packedOut[g]...)
-	}
-	ints := map[group][]any{}
-	packedIn := map[group][]byte{}
-	order = order[:0]
-	for _, m := range add {
-		g := group{m.Loc, m.Group}
-		_, hasInts := ints[g]
-		_, hasPacked := packedIn[g]
-		if !hasInts && !hasPacked {
-			order = append(order, g)
-			pipe.SAdd(ctx, x.groupsKey(m.Loc), m.Group)
-		}
-		if integerLike(m.UserID) {
-			ints[g] = append(ints[g], m.UserID)
-		} else {
-			packedIn[g] = appendPacked(packedIn[g], m.UserID)
-		}
-	}
-	for _, g := range order {
-		if v := ints[g]; len(v) > 0 {
-			pipe.SAdd(ctx, x.memberKey(g.Loc, g.Group), v...)
-		}
-		if v := packedIn[g]; len(v) > 0 {
-			appendScript.Eval(ctx, pipe, []string{x.packedKey(g.Loc, g.Group)}, v)
-		}
+	put("-", remove)
+	put("+", add)
+	pipe := x.rdb.Pipeline()
+	for _, l := range order {
+		// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and
+		// Redis caches the compiled script by its body.
+		applyScript.Eval(ctx, pipe, []string{x.layoutKey(l), x.fromKey(l), x.groupsKey(l)}, args[l]...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		// Part of the change may be missing: make the next reader rebuild
 		// these locations from the store.
-		x.invalidate(context.WithoutCancel(ctx), add, remove)
+		x.invalidate(context.WithoutCancel(ctx), order)
 		return fmt.Errorf("update membership index: %w", err)
 	}
 	return nil
 }
 
-func (x *Index) invalidate(ctx context.Context, lists ...[]Member) {
-	seen := map[Loc]bool{}
-	for _, l := range lists {
-		for _, m := range l {
-			if !seen[m.Loc] {
-				seen[m.Loc] = true
-				x.rdb.Del(ctx, x.builtKey(m.Loc))
-			}
-		}
+func (x *Index) invalidate(ctx context.Context, locs []Loc) {
+	for _, l := range locs {
+		x.rdb.Del(ctx, x.builtKey(l))
 	}
 }
 
-// Members returns the user IDs of group g in one round trip, or ErrNotBuilt.
-// They are sorted in byte order (the order checkpoints compare in), each
-// once.
-func (x *Index) Members(ctx context.Context, l Loc, g int) ([]string, error) {
+// Members returns the user IDs of group g of layout n, or ErrNotBuilt,
+// sorted in byte order (the order checkpoints compare in), each once. When
+// the index has the layout n and no regroup is under way, as at every fire,
+// that is one round trip; otherwise a second one reads the groups of the
+// index's layouts that hold g's users (see the package comment), their sets
+// and their packed strings. A damaged packed string fails the read and
+// sends the location to a rebuild.
+func (x *Index) Members(ctx context.Context, l Loc, n, g int) ([]string, error) {
+	n = max(n, 1)
 	pipe := x.rdb.Pipeline()
 	built := pipe.Exists(ctx, x.builtKey(l))
+	layout := pipe.Get(ctx, x.layoutKey(l))
+	from := pipe.Get(ctx, x.fromKey(l))
 	members := pipe.SMembers(ctx, x.memberKey(l, g))
 	packed := pipe.Get(ctx, x.packedKey(l, g))
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read group %d: %w", g, err)
+	pipe.Exec(ctx) //nolint:errcheck // each reply is checked below: a missing key is no error
+	for _, c := range []redis.Cmder{built, layout, from, members, packed} {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("read group %d: %w", g, err)
+		}
 	}
-	if built.Val() == 0 {
+	m, err := layout.Int()
+	if built.Val() == 0 || err != nil {
 		return nil, ErrNotBuilt
 	}
-	out, err := unpack(members.Val(), packed.Val())
-	if err != nil {
-		// A damaged string is not guessed at: the next read rebuilds the
-		// location from the store.
-		x.rdb.Del(context.WithoutCancel(ctx), x.builtKey(l))
-		return nil, fmt.Errorf("read group %d: %w", g, err)
+	f, _ := from.Int()
+	if m == n && f == 0 {
+		out, err := unpack(members.Val(), packed.Val())
+		if err != nil {
+			return nil, x.damaged(ctx, l, fmt.Errorf("read group %d: %w", g, err))
+		}
+		return sortedUnique(out), nil
+	}
+	var groups []int
+	filter := false
+	for _, layout := range []int{m, f} {
+		switch {
+		case layout == 0:
+		case layout >= n:
+			for h := g; h < layout; h += n {
+				groups = append(groups, h)
+			}
+		default:
+			groups = append(groups, g%layout)
+			filter = true
+		}
+	}
+	slices.Sort(groups)
+	groups = slices.Compact(groups)
+	keys := make([]string, len(groups))
+	pipe = x.rdb.Pipeline()
+	strs := make([]*redis.StringCmd, len(groups))
+	var cmds []redis.Cmder
+	for i, h := range groups {
+		keys[i] = x.memberKey(l, h)
+		strs[i] = pipe.Get(ctx, x.packedKey(l, h))
+		cmds = append(cmds, strs[i])
+	}
+	union := pipe.SUnion(ctx, keys...)
+	pipe.Exec(ctx) //nolint:errcheck // each reply is checked below: a missing key is no error
+	for _, c := range append(cmds, union) {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("read group %d of %d: %w", g, n, err)
+		}
+	}
+	out := union.Val()
+	for i, s := range strs {
+		if out, err = unpack(out, s.Val()); err != nil {
+			return nil, x.damaged(ctx, l, fmt.Errorf("read group %d of %d: group %d: %w", g, n, groups[i], err))
+		}
+	}
+	if filter {
+		// Hashed as registered: a packed ID decoded, not its entry.
+		out = slices.DeleteFunc(out, func(u string) bool { return Of(u, n) != g })
 	}
 	return sortedUnique(out), nil
 }
 
-// Groups returns the numbers of the groups that have had members since the
-// last rebuild, or ErrNotBuilt. A group emptied by unsubscriptions stays
-// listed until the next rebuild; delivering it costs one empty read.
-func (x *Index) Groups(ctx context.Context, l Loc) ([]int, error) {
-	pipe := x.rdb.Pipeline()
-	built := pipe.Exists(ctx, x.builtKey(l))
-	groups := pipe.SMembers(ctx, x.groupsKey(l))
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read groups: %w", err)
+// damaged makes the next reader of l rebuild it from the store, since a
+// damaged packed string is not guessed at, and returns err.
+func (x *Index) damaged(ctx context.Context, l Loc, err error) error {
+	x.rdb.Del(context.WithoutCancel(ctx), x.builtKey(l))
+	return err
+}
+
+// Layout is the shape of one location's index: its group count and its
+// non-empty groups with their sizes, in group order.
+type Layout struct {
+	N      int
+	Groups []int
+	Sizes  []int
+}
+
+// Users returns the users of all groups.
+func (y Layout) Users() int {
+	n := 0
+	for _, s := range y.Sizes {
+		n += s
 	}
-	if built.Val() == 0 {
-		return nil, ErrNotBuilt
+	return n
+}
+
+// layoutScript reads a location's layout and the sizes of its listed
+// groups in one step: a group's set members and its packed entries (counted
+// by walking their headers). KEYS: built, layout, groups; ARGV: member key
+// prefix, packed key prefix.
+var layoutScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local n = redis.call('GET', KEYS[2])
+if not n then return false end
+local out = {tonumber(n)}
+for _, g in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local count = redis.call('SCARD', ARGV[1] .. g)
+  local v = redis.call('GET', ARGV[2] .. g)
+  if v then
+    local i, size = 1, #v
+    while i <= size do
+      local h = string.byte(v, i)
+      if h >= 240 then h = 16 end
+      i = i + h + 1
+      count = count + 1
+    end
+  end
+  out[#out+1] = tonumber(g)
+  out[#out+1] = count
+end
+return out`)
+
+// Groups returns the layout of l with its non-empty groups, or
+// ErrNotBuilt.
+func (x *Index) Groups(ctx context.Context, l Loc) (Layout, error) {
+	v, err := layoutScript.Run(ctx, x.rdb, []string{x.builtKey(l), x.layoutKey(l), x.groupsKey(l)}, x.memberPrefix(l), x.packedPrefix(l)).Int64Slice()
+	if errors.Is(err, redis.Nil) {
+		return Layout{}, ErrNotBuilt
 	}
-	out := make([]int, 0, len(groups.Val()))
-	for _, s := range groups.Val() {
-		g, err := strconv.Atoi(s)
-		if err != nil {
-			return nil, fmt.Errorf("read groups: bad group %q", s)
+	if err != nil {
+		return Layout{}, fmt.Errorf("read groups: %w", err)
+	}
+	y := Layout{N: int(v[0])}
+	type gs struct{ g, n int }
+	var list []gs
+	for i := 1; i+1 < len(v); i += 2 {
+		if v[i+1] > 0 {
+			list = append(list, gs{int(v[i]), int(v[i+1])})
 		}
-		out = append(out, g)
 	}
-	return out, nil
+	slices.SortFunc(list, func(a, b gs) int { return a.g - b.g })
+	for _, e := range list {
+		y.Groups = append(y.Groups, e.g)
+		y.Sizes = append(y.Sizes, e.n)
+	}
+	return y, nil
+}
+
+// Fit makes sure the index of l is built and, when regroup is true, that
+// its layout suits its audience: fixed groups if fixed > 0 (see Fixed),
+// otherwise groups of about GroupSize (see Fit). Callers pass regroup only
+// while no fire of l is in flight. It returns the layout to fire with.
+func (x *Index) Fit(ctx context.Context, l Loc, fixed int, regroup bool) (Layout, error) {
+	if err := x.EnsureBuilt(ctx, l); err != nil {
+		return Layout{}, err
+	}
+	y, err := x.Groups(ctx, l)
+	if err != nil || !regroup {
+		return y, err
+	}
+	want := Fit(y.Users(), x.Target(), y.N)
+	if fixed > 0 {
+		want = Fixed(fixed)
+	}
+	// A regroup cut short (a timeout, a crash) left its "from" behind:
+	// reads are right meanwhile, and this finishes it.
+	unfinished, err := x.rdb.Exists(ctx, x.fromKey(l)).Result()
+	if err != nil {
+		return Layout{}, fmt.Errorf("check regroup: %w", err)
+	}
+	if want == y.N && unfinished == 0 {
+		return y, nil
+	}
+	if err := x.Regroup(ctx, l, want); err != nil {
+		return Layout{}, err
+	}
+	return x.Groups(ctx, l)
+}
+
+// moveScript moves the members of one group to the groups of a new layout,
+// only those still there (one removed meanwhile stays removed), and keeps
+// the list of non-empty groups. Set members move between sets; packed
+// entries between packed strings, as they are, so string IDs stay compact:
+// the source string is rewritten once without the moved entries and each
+// target once with them appended. KEYS: source group, source packed
+// string, groups. ARGV: member key prefix, packed key prefix, source group
+// number, the number of set pairs, then pairs of target group and set
+// member, then pairs of target group and packed entry.
+var moveScript = redis.NewScript(`
+local listed = {}
+local function list(g)
+  if not listed[g] then
+    listed[g] = true
+    redis.call('SADD', KEYS[3], g)
+  end
+end
+local sets = tonumber(ARGV[4])
+local last = 4 + 2 * sets
+for i = 5, last, 2 do
+  if redis.call('SREM', KEYS[1], ARGV[i+1]) == 1 then
+    redis.call('SADD', ARGV[1] .. ARGV[i], ARGV[i+1])
+    list(ARGV[i])
+  end
+end
+if last < #ARGV then
+  local to = {}
+  for i = last + 1, #ARGV, 2 do to[ARGV[i+1]] = ARGV[i] end
+  local v = redis.call('GET', KEYS[2]) or ''
+  local keep, out, order, moved = {}, {}, {}, {}
+  local i, size = 1, #v
+  while i <= size do
+    local h = string.byte(v, i)
+    local len = h
+    if h >= 240 then len = 16 end
+    local e = string.sub(v, i, i + len)
+    local g = to[e]
+    if not g then
+      keep[#keep + 1] = e
+    elseif not moved[e] then
+      moved[e] = true
+      if not out[g] then out[g] = {}; order[#order + 1] = g end
+      out[g][#out[g] + 1] = e
+    end
+    i = i + len + 1
+  end
+  if #order > 0 then
+    if #keep == 0 then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], table.concat(keep)) end
+    for _, g in ipairs(order) do
+      local key = ARGV[2] .. g
+      redis.call('SET', key, (redis.call('GET', key) or '') .. table.concat(out[g]))
+      list(g)
+    end
+  end
+end
+if redis.call('SCARD', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[3], ARGV[3])
+end
+return 1`)
+
+// moveBatch bounds the members one moveScript call moves: each call blocks
+// Redis while it runs.
+const moveBatch = 5000
+
+// Regroup changes the layout of l to n groups (a power of two), moving only
+// the members whose group changes: splitting doubles, merging halves, once
+// or more in one pass. It holds the location's rebuild lock, so it never
+// overlaps a rebuild or another regroup. Writes made meanwhile go to the new
+// layout (see applyScript).
+func (x *Index) Regroup(ctx context.Context, l Loc, n int) error {
+	n = Fixed(n)
+	return x.locked(ctx, l, func(token string) error {
+		y, err := x.Groups(ctx, l)
+		if err != nil {
+			return err
+		}
+		from, err := x.rdb.Get(ctx, x.fromKey(l)).Int()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("regroup: %w", err)
+		}
+		if y.N == n && from == 0 {
+			return nil
+		}
+		// Resuming a regroup cut short: removals keep reaching the groups
+		// of the layout it was leaving, where unmoved members still are.
+		// Every listed group is scanned again either way.
+		from = cmp.Or(from, y.N)
+		pipe := x.rdb.TxPipeline()
+		pipe.Set(ctx, x.fromKey(l), from, 0)
+		pipe.Set(ctx, x.layoutKey(l), n, 0)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("regroup: %w", err)
+		}
+		for _, g := range y.Groups {
+			if err := x.moveGroup(ctx, l, g, n); err != nil {
+				return err
+			}
+		}
+		if err := x.rdb.Del(ctx, x.fromKey(l)).Err(); err != nil {
+			return fmt.Errorf("regroup: %w", err)
+		}
+		return nil
+	})
+}
+
+// moveGroup moves the members of group g of l whose group in layout n is
+// another, in bounded batches, hashing each ID as registered (a packed one
+// decoded).
+func (x *Index) moveGroup(ctx context.Context, l Loc, g, n int) error {
+	pipe := x.rdb.Pipeline()
+	members := pipe.SMembers(ctx, x.memberKey(l, g))
+	packed := pipe.Get(ctx, x.packedKey(l, g))
+	pipe.Exec(ctx) //nolint:errcheck // each reply is checked below: a missing key is no error
+	for _, c := range []redis.Cmder{members, packed} {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("regroup: %w", err)
+		}
+	}
+	var sets, entries []any
+	for _, u := range members.Val() {
+		if h := Of(u, n); h != g {
+			sets = append(sets, h, u)
+		}
+	}
+	err := eachPacked(packed.Val(), func(id, entry string) {
+		if h := Of(id, n); h != g {
+			entries = append(entries, h, entry)
+		}
+	})
+	if err != nil {
+		return x.damaged(ctx, l, fmt.Errorf("regroup: group %d: %w", g, err))
+	}
+	keys := []string{x.memberKey(l, g), x.packedKey(l, g), x.groupsKey(l)}
+	for {
+		// The call also unlists g once it is empty, so even a group with
+		// nothing to move gets one.
+		k := min(len(sets), 2*moveBatch)
+		j := min(len(entries), 2*moveBatch-k)
+		args := append([]any{x.memberPrefix(l), x.packedPrefix(l), g, k / 2}, sets[:k]...)
+		args = append(args, entries[:j]...)
+		if err := moveScript.Run(ctx, x.rdb, keys, args...).Err(); err != nil {
+			return fmt.Errorf("regroup: %w", err)
+		}
+		sets, entries = sets[k:], entries[j:]
+		if len(sets) == 0 && len(entries) == 0 {
+			break
+		}
+	}
+	return nil
 }
 
 // EnsureBuilt rebuilds the index of l from the store if it is missing. When
 // another process is rebuilding it, EnsureBuilt waits for that rebuild.
 func (x *Index) EnsureBuilt(ctx context.Context, l Loc) error {
 	for {
-		n, err := x.rdb.Exists(ctx, x.builtKey(l)).Result()
+		n, err := x.rdb.Exists(ctx, x.builtKey(l), x.layoutKey(l)).Result()
 		if err != nil {
 			return fmt.Errorf("check index: %w", err)
 		}
-		if n == 1 {
+		if n == 2 {
 			return nil
 		}
-		token := strconv.FormatInt(time.Now().UnixNano(), 36)
-		ok, err := x.rdb.SetNX(ctx, x.lockKey(l), token, 2*time.Minute).Result()
-		if err != nil {
-			return fmt.Errorf("lock index rebuild: %w", err)
+		done, err := x.tryLocked(ctx, l, func(token string) error { return x.rebuild(ctx, l, token) })
+		if done || err != nil {
+			return err
 		}
-		if ok {
-			err := x.rebuild(ctx, l, token)
-			// Free the lock only if it is still ours: a rebuild slower than
-			// the lock's lifetime must not free a successor's lock.
-			unlockScript.Run(context.WithoutCancel(ctx), x.rdb, []string{x.lockKey(l)}, token)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// tryLocked runs f under the location's rebuild lock if it can take it now,
+// and reports whether it did.
+func (x *Index) tryLocked(ctx context.Context, l Loc, f func(token string) error) (bool, error) {
+	token := strconv.FormatInt(time.Now().UnixNano(), 36)
+	ok, err := x.rdb.SetNX(ctx, x.lockKey(l), token, 2*time.Minute).Result()
+	if err != nil {
+		return false, fmt.Errorf("lock index: %w", err)
+	}
+	if !ok {
+		return false, nil
+	}
+	err = f(token)
+	// Free the lock only if it is still ours: work slower than the lock's
+	// lifetime must not free a successor's lock.
+	unlockScript.Run(context.WithoutCancel(ctx), x.rdb, []string{x.lockKey(l)}, token)
+	return true, err
+}
+
+// locked runs f under the location's rebuild lock, waiting for it.
+func (x *Index) locked(ctx context.Context, l Loc, f func(token string) error) error {
+	for {
+		done, err := x.tryLocked(ctx, l, f)
+		if done || err != nil {
 			return err
 		}
 		select {
@@ -263,10 +707,24 @@ var unlockScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
-// rebuild replaces the index of l with the subscriptions in the store.
+// rebuild replaces the index of l with the subscriptions in the store, in
+// the layout that fits their number.
 func (x *Index) rebuild(ctx context.Context, l Loc, token string) error {
+	users, fixed, err := store.LocationAudience(ctx, x.db, l.Reminder, l.Location)
+	if err != nil {
+		return fmt.Errorf("rebuild index: %w", err)
+	}
+	n := Fit(int(users), x.Target(), 0)
+	if fixed > 0 {
+		n = Fixed(fixed)
+	}
 	if err := x.Drop(ctx, l); err != nil {
 		return err
+	}
+	// The layout goes first: subscriptions committed from now on are
+	// written by their API call, those before are read below.
+	if err := x.rdb.Set(ctx, x.layoutKey(l), n, 0).Err(); err != nil {
+		return fmt.Errorf("rebuild index: %w", err)
 	}
 	rows, err := x.db.WithContext(ctx).Model(&store.Subscription{}).
 		Select("user_id", "group_no").
@@ -279,7 +737,7 @@ func (x *Index) rebuild(ctx context.Context, l Loc, token string) error {
 	batch := make([]Member, 0, 10000)
 	for rows.Next() {
 		m := Member{Loc: l}
-		if err := rows.Scan(&m.UserID, &m.Group); err != nil {
+		if err := rows.Scan(&m.UserID, &m.Bucket); err != nil {
 			return fmt.Errorf("rebuild index: %w", err)
 		}
 		batch = append(batch, m)
@@ -313,13 +771,14 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
 return 1`)
 
-// Drop deletes the index of l, including the built marker.
+// Drop deletes the index of l, sets and packed strings, including the built
+// marker and the layout.
 func (x *Index) Drop(ctx context.Context, l Loc) error {
 	groups, err := x.rdb.SMembers(ctx, x.groupsKey(l)).Result()
 	if err != nil {
 		return fmt.Errorf("drop index: %w", err)
 	}
-	keys := []string{x.builtKey(l), x.groupsKey(l)}
+	keys := []string{x.builtKey(l), x.layoutKey(l), x.fromKey(l), x.groupsKey(l)}
 	for _, s := range groups {
 		g, _ := strconv.Atoi(s)
 		keys = append(keys, x.memberKey(l, g), x.packedKey(l, g))
@@ -336,14 +795,16 @@ func (x *Index) Drop(ctx context.Context, l Loc) error {
 
 // MarkBuilt records that the indexes of locs are complete without reading
 // the store: for (reminder, location) pairs that have no subscriptions yet.
-// An index already marked is left as it is.
-func (x *Index) MarkBuilt(ctx context.Context, locs ...Loc) error {
+// They start with n groups (see Fixed; 1 for a reminder sized per
+// location). An index already marked is left as it is.
+func (x *Index) MarkBuilt(ctx context.Context, n int, locs ...Loc) error {
 	if len(locs) == 0 {
 		return nil
 	}
 	now := time.Now().UTC().Format(time.RFC3339)
 	pipe := x.rdb.Pipeline()
 	for _, l := range locs {
+		pipe.SetNX(ctx, x.layoutKey(l), Fixed(n), 0)
 		pipe.SetNX(ctx, x.builtKey(l), now, 0)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {

@@ -3,7 +3,6 @@ package grouping_test
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,24 +113,36 @@ var (
 	locC = grouping.Loc{Reminder: 12, Location: 3} // another reminder, same location
 )
 
+// testGroupSize keeps the tests' layouts of a few groups with few users.
+const testGroupSize = 64
+
 func newIndex(t *testing.T) (*testenv.Env, *grouping.Index) {
 	t.Helper()
 	env := testenv.New(t)
-	return env, grouping.NewIndex(env.Redis, env.DB, env.Prefix)
+	x := grouping.NewIndex(env.Redis, env.DB, env.Prefix)
+	x.GroupSize = testGroupSize
+	return env, x
 }
 
-// subscribe inserts subscriptions of users to l with their group among n and
-// returns the expected membership.
-func subscribe(t *testing.T, env *testenv.Env, l grouping.Loc, n int, users []string) map[int][]string {
+// subscribe inserts subscriptions of users to l with their buckets and
+// returns the membership expected under the layout that fits them.
+func subscribe(t *testing.T, env *testenv.Env, l grouping.Loc, users []string) map[int][]string {
 	t.Helper()
-	want := map[int][]string{}
 	rows := make([]store.Subscription, 0, len(users))
+	for _, u := range users {
+		rows = append(rows, store.Subscription{ReminderID: l.Reminder, LocationID: l.Location, UserID: u, GroupNo: grouping.Bucket(u)})
+	}
+	require.NoError(t, env.DB.CreateInBatches(rows, 500).Error)
+	return layout(users, grouping.Fit(len(users), testGroupSize, 0))
+}
+
+// layout returns the membership of users among n groups.
+func layout(users []string, n int) map[int][]string {
+	want := map[int][]string{}
 	for _, u := range users {
 		g := grouping.Of(u, n)
 		want[g] = append(want[g], u)
-		rows = append(rows, store.Subscription{ReminderID: l.Reminder, LocationID: l.Location, UserID: u, GroupNo: g})
 	}
-	require.NoError(t, env.DB.CreateInBatches(rows, 500).Error)
 	return want
 }
 
@@ -147,65 +158,73 @@ func userIDs(prefix string, n int) []string {
 func requireIndex(t *testing.T, x *grouping.Index, l grouping.Loc, want map[int][]string) {
 	t.Helper()
 	ctx := context.Background()
-	groups, err := x.Groups(ctx, l)
+	y, err := x.Groups(ctx, l)
 	require.NoError(t, err)
-	slices.Sort(groups)
-	require.Equal(t, slices.Sorted(maps.Keys(want)), groups)
+	var nonEmpty []int
 	for g, users := range want {
-		got, err := x.Members(ctx, l, g)
+		if len(users) > 0 {
+			nonEmpty = append(nonEmpty, g)
+		}
+	}
+	slices.Sort(nonEmpty)
+	require.Equal(t, nonEmpty, y.Groups)
+	for g, users := range want {
+		got, err := x.Members(ctx, l, y.N, g)
 		require.NoError(t, err)
-		require.ElementsMatch(t, users, got, "group %d", g)
+		require.Equal(t, slices.Sorted(slices.Values(users)), got, "group %d: its users, sorted, each once", g)
 	}
 }
 
 func TestIndexNotBuilt(t *testing.T) {
 	env, x := newIndex(t)
 	ctx := context.Background()
-	subscribe(t, env, locA, 4, userIDs("u", 20))
+	subscribe(t, env, locA, userIDs("u", 20))
 
-	_, err := x.Members(ctx, locA, 0)
+	_, err := x.Members(ctx, locA, 1, 0)
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
 	_, err = x.Groups(ctx, locA)
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
 
 	// Changes applied to an index that was never built do not make it built.
-	require.NoError(t, x.Apply(ctx, []grouping.Member{{Loc: locA, Group: 1, UserID: "u1"}}, nil))
-	_, err = x.Members(ctx, locA, 1)
+	require.NoError(t, x.Apply(ctx, []grouping.Member{{Loc: locA, Bucket: 1, UserID: "u1"}}, nil))
+	_, err = x.Members(ctx, locA, 1, 0)
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
 
 	// MarkBuilt makes an empty location readable without reading the store.
-	require.NoError(t, x.MarkBuilt(ctx, locB))
-	m, err := x.Members(ctx, locB, 0)
+	require.NoError(t, x.MarkBuilt(ctx, 1, locB))
+	m, err := x.Members(ctx, locB, 1, 0)
 	require.NoError(t, err)
 	require.Empty(t, m)
 	gs, err := x.Groups(ctx, locB)
 	require.NoError(t, err)
-	require.Empty(t, gs)
+	require.Equal(t, 1, gs.N)
+	require.Empty(t, gs.Groups)
 }
 
 func TestIndexEnsureBuiltFromStore(t *testing.T) {
 	env, x := newIndex(t)
 	ctx := context.Background()
-	want := subscribe(t, env, locA, 16, userIDs("", 1000))
-	wantB := subscribe(t, env, locB, 16, userIDs("b", 30))
-	subscribe(t, env, locC, 16, userIDs("c", 30))
-	require.Len(t, want, 16)
+	want := subscribe(t, env, locA, userIDs("", 1000))
+	wantB := subscribe(t, env, locB, userIDs("b", 30))
+	subscribe(t, env, locC, userIDs("c", 30))
+	require.Len(t, want, 16, "1,000 users in groups of at most 64 on average")
+	require.Len(t, wantB, 1)
 
 	require.NoError(t, x.EnsureBuilt(ctx, locA))
 	requireIndex(t, x, locA, want)
 	// A group without members reads as empty.
-	m, err := x.Members(ctx, locA, 999)
+	m, err := x.Members(ctx, locA, 1024, 999)
 	require.NoError(t, err)
 	require.Empty(t, m)
 	// Other locations are not built by it.
-	_, err = x.Members(ctx, locB, 0)
+	_, err = x.Members(ctx, locB, 1, 0)
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
 	require.NoError(t, x.EnsureBuilt(ctx, locB))
 	requireIndex(t, x, locB, wantB)
 
 	// Once built, EnsureBuilt does not read the store again: a row inserted
 	// behind the index's back stays invisible.
-	extra := store.Subscription{ReminderID: locA.Reminder, LocationID: locA.Location, UserID: "sneaky", GroupNo: grouping.Of("sneaky", 16)}
+	extra := store.Subscription{ReminderID: locA.Reminder, LocationID: locA.Location, UserID: "sneaky", GroupNo: grouping.Bucket("sneaky")}
 	require.NoError(t, env.DB.Create(&extra).Error)
 	require.NoError(t, x.EnsureBuilt(ctx, locA))
 	requireIndex(t, x, locA, want)
@@ -215,10 +234,10 @@ func TestIndexEnsureBuiltFromStore(t *testing.T) {
 	gone := want[3][0]
 	require.NoError(t, env.DB.Where("reminder_id = ? AND user_id = ?", locA.Reminder, gone).Delete(&store.Subscription{}).Error)
 	want[3] = slices.DeleteFunc(slices.Clone(want[3]), func(u string) bool { return u == gone })
-	want[extra.GroupNo] = append(want[extra.GroupNo], "sneaky")
+	want[grouping.Of("sneaky", 16)] = append(want[grouping.Of("sneaky", 16)], "sneaky")
 	deleteKeys(t, env.Redis, env.Prefix)
 
-	_, err = x.Members(ctx, locA, 3)
+	_, err = x.Members(ctx, locA, 16, 3)
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
 	_, err = x.Groups(ctx, locA)
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
@@ -275,7 +294,7 @@ func (c *rebuildCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func TestIndexEnsureBuiltConcurrent(t *testing.T) {
 	env, _ := newIndex(t)
-	want := subscribe(t, env, locA, 32, userIDs("", 5000))
+	want := subscribe(t, env, locA, userIDs("", 5000))
 
 	opt, err := redis.ParseURL(env.RedisURL)
 	require.NoError(t, err)
@@ -294,6 +313,7 @@ func TestIndexEnsureBuiltConcurrent(t *testing.T) {
 			defer wg.Done()
 			// One index per goroutine, as in separate processes.
 			x := grouping.NewIndex(rdb, env.DB, env.Prefix)
+			x.GroupSize = testGroupSize
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			<-start
@@ -306,7 +326,7 @@ func TestIndexEnsureBuiltConcurrent(t *testing.T) {
 		require.NoError(t, err, "goroutine %d", i)
 	}
 	require.EqualValues(t, 1, rebuilds.n.Load(), "exactly one rebuild")
-	requireIndex(t, grouping.NewIndex(env.Redis, env.DB, env.Prefix), locA, want)
+	requireIndex(t, grouping.NewIndex(env.Redis, env.DB, env.Prefix), locA, want) // reads need no GroupSize
 	// The rebuild lock is not left behind.
 	keys, err := scanKeys(env.Redis, env.Prefix+"*lock*")
 	require.NoError(t, err)
@@ -316,40 +336,43 @@ func TestIndexEnsureBuiltConcurrent(t *testing.T) {
 func TestIndexApply(t *testing.T) {
 	_, x := newIndex(t)
 	ctx := context.Background()
-	require.NoError(t, x.MarkBuilt(ctx, locA))
-	require.NoError(t, x.MarkBuilt(ctx, locB))
+	require.NoError(t, x.MarkBuilt(ctx, 1, locA))
+	require.NoError(t, x.MarkBuilt(ctx, 1, locB))
+	require.NoError(t, x.Regroup(ctx, locA, 8))
 
+	// A member goes to group bucket mod the location's layout: 8 groups at
+	// locA, 1 at locB.
 	require.NoError(t, x.Apply(ctx, nil, nil))
 	require.NoError(t, x.Apply(ctx, []grouping.Member{
-		{Loc: locA, Group: 1, UserID: "10"},
-		{Loc: locA, Group: 1, UserID: "11"},
-		{Loc: locA, Group: 5, UserID: "50"},
-		{Loc: locB, Group: 1, UserID: "b"},
-		{Loc: locA, Group: 1, UserID: "10"}, // twice is once
+		{Loc: locA, Bucket: 1, UserID: "10"},
+		{Loc: locA, Bucket: 9, UserID: "11"},
+		{Loc: locA, Bucket: 13, UserID: "50"},
+		{Loc: locB, Bucket: 1, UserID: "b"},
+		{Loc: locA, Bucket: 1, UserID: "10"}, // twice is once
 	}, nil))
 	requireIndex(t, x, locA, map[int][]string{1: {"10", "11"}, 5: {"50"}})
-	requireIndex(t, x, locB, map[int][]string{1: {"b"}})
+	requireIndex(t, x, locB, map[int][]string{0: {"b"}})
 
-	// Removes and adds in one call; group 5 loses its only member but stays
-	// listed until the next rebuild.
+	// Removes and adds in one call; group 5 loses its only member and is
+	// no longer listed.
 	require.NoError(t, x.Apply(ctx,
-		[]grouping.Member{{Loc: locA, Group: 7, UserID: "70"}},
-		[]grouping.Member{{Loc: locA, Group: 1, UserID: "11"}, {Loc: locA, Group: 5, UserID: "50"}, {Loc: locA, Group: 9, UserID: "nobody"}},
+		[]grouping.Member{{Loc: locA, Bucket: 7, UserID: "70"}},
+		[]grouping.Member{{Loc: locA, Bucket: 9, UserID: "11"}, {Loc: locA, Bucket: 5, UserID: "50"}, {Loc: locA, Bucket: 9, UserID: "nobody"}},
 	))
-	requireIndex(t, x, locA, map[int][]string{1: {"10"}, 5: {}, 7: {"70"}})
-	requireIndex(t, x, locB, map[int][]string{1: {"b"}})
+	requireIndex(t, x, locA, map[int][]string{1: {"10"}, 7: {"70"}})
+	requireIndex(t, x, locB, map[int][]string{0: {"b"}})
 }
 
 func TestIndexDrop(t *testing.T) {
 	env, x := newIndex(t)
 	ctx := context.Background()
-	subscribe(t, env, locA, 8, userIDs("a", 100))
-	wantB := subscribe(t, env, locB, 8, userIDs("b", 100))
+	subscribe(t, env, locA, userIDs("a", 100))
+	wantB := subscribe(t, env, locB, userIDs("b", 100))
 	require.NoError(t, x.EnsureBuilt(ctx, locA))
 	require.NoError(t, x.EnsureBuilt(ctx, locB))
 
 	require.NoError(t, x.Drop(ctx, locA))
-	_, err := x.Members(ctx, locA, 0)
+	_, err := x.Members(ctx, locA, 1, 0)
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
 	_, err = x.Groups(ctx, locA)
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
@@ -390,8 +413,9 @@ func TestIndexCompactEncoding(t *testing.T) {
 			ctx := context.Background()
 			add := make([]grouping.Member, tc.members)
 			for i := range add {
-				add[i] = grouping.Member{Loc: locA, Group: 0, UserID: tc.id(i)}
+				add[i] = grouping.Member{Loc: locA, Bucket: 0, UserID: tc.id(i)}
 			}
+			require.NoError(t, x.MarkBuilt(ctx, 1, locA))
 			require.NoError(t, x.Apply(ctx, add, nil))
 			key := memberKey(t, env)
 			require.EqualValues(t, tc.members, env.Redis.SCard(ctx, key).Val())
@@ -417,8 +441,9 @@ func TestIndexCompactEncoding(t *testing.T) {
 			n, _ := strconv.Atoi(strings.Fields(tc.name)[0])
 			add := make([]grouping.Member, n)
 			for i := range add {
-				add[i] = grouping.Member{Loc: locA, Group: 0, UserID: tc.id(i)}
+				add[i] = grouping.Member{Loc: locA, Bucket: 0, UserID: tc.id(i)}
 			}
+			require.NoError(t, x.MarkBuilt(ctx, 1, locA))
 			require.NoError(t, x.Apply(ctx, add, nil))
 			key := memberKey(t, env)
 			enc, err := env.Redis.ObjectEncoding(ctx, key).Result()
@@ -443,7 +468,7 @@ func uuidLike(i int) string {
 func TestIndexCompactStringIDs(t *testing.T) {
 	env, x := newIndex(t)
 	ctx := context.Background()
-	require.NoError(t, x.MarkBuilt(ctx, locA))
+	require.NoError(t, x.MarkBuilt(ctx, 1, locA))
 	ids := []string{"42", "-7", "007", "alice", "0F8FAD5B-D9CB-469F-A165-70867728950E", "0f8fad5b-d9cb-469f-a165-70867728950e",
 		"Ünïcødé-✓", "😀", strings.Repeat("z", 191), "0f8fad5b-D9CB-469f-a165-70867728950e"}
 	for i := range 400 {
@@ -451,18 +476,18 @@ func TestIndexCompactStringIDs(t *testing.T) {
 	}
 	add := make([]grouping.Member, len(ids))
 	for i, id := range ids {
-		add[i] = grouping.Member{Loc: locA, Group: 3, UserID: id}
+		add[i] = grouping.Member{Loc: locA, Bucket: 3, UserID: id}
 	}
 	require.NoError(t, x.Apply(ctx, add[:200], nil))
 	require.NoError(t, x.Apply(ctx, add[200:], nil))
 	want := slices.Sorted(slices.Values(ids))
-	got, err := x.Members(ctx, locA, 3)
+	got, err := x.Members(ctx, locA, 1, 0)
 	require.NoError(t, err)
 	require.Equal(t, want, got, "every ID back, sorted")
 
 	// A user added twice (two requests racing) is read once.
 	require.NoError(t, x.Apply(ctx, []grouping.Member{add[4], add[20], add[1]}, nil))
-	got, err = x.Members(ctx, locA, 3)
+	got, err = x.Members(ctx, locA, 1, 0)
 	require.NoError(t, err)
 	require.Equal(t, want, got)
 
@@ -470,29 +495,28 @@ func TestIndexCompactStringIDs(t *testing.T) {
 	gone := []string{"alice", "-7", uuidLike(16), "0F8FAD5B-D9CB-469F-A165-70867728950E", uuidLike(10), "nobody", "😀"}
 	var remove []grouping.Member
 	for _, id := range gone {
-		remove = append(remove, grouping.Member{Loc: locA, Group: 3, UserID: id})
+		remove = append(remove, grouping.Member{Loc: locA, Bucket: 3, UserID: id})
 	}
 	require.NoError(t, x.Apply(ctx, nil, remove))
 	want = slices.DeleteFunc(want, func(id string) bool { return slices.Contains(gone, id) })
-	got, err = x.Members(ctx, locA, 3)
+	got, err = x.Members(ctx, locA, 1, 0)
 	require.NoError(t, err)
 	require.Equal(t, want, got)
 
 	// Rebuilt from the store, the group reads the same.
-	subscribe(t, env, locB, 1, want)
+	wantB := subscribe(t, env, locB, want)
 	require.NoError(t, x.EnsureBuilt(ctx, locB))
-	got, err = x.Members(ctx, locB, 0)
-	require.NoError(t, err)
-	require.Equal(t, want, got)
+	requireIndex(t, x, locB, wantB)
 	require.NoError(t, x.Drop(ctx, locB))
 	keys, err := scanKeys(env.Redis, env.Prefix+"*{11:4}*")
 	require.NoError(t, err)
 	require.Empty(t, keys, "drop leaves no packed string behind")
 
 	// Memory: 400 UUIDs alone in a group.
+	require.NoError(t, x.MarkBuilt(ctx, 1, locC))
 	uuids := make([]grouping.Member, 400)
 	for i := range uuids {
-		uuids[i] = grouping.Member{Loc: locC, Group: 0, UserID: uuidLike(1000 + i)}
+		uuids[i] = grouping.Member{Loc: locC, Bucket: 0, UserID: uuidLike(1000 + i)}
 	}
 	require.NoError(t, x.Apply(ctx, uuids, nil))
 	keys, err = scanKeys(env.Redis, env.Prefix+"*{12:3}:[gp]:*")
@@ -511,15 +535,15 @@ func TestIndexCompactStringIDs(t *testing.T) {
 func TestIndexReadsRawStringSets(t *testing.T) {
 	env, x := newIndex(t)
 	ctx := context.Background()
-	require.NoError(t, x.MarkBuilt(ctx, locA))
-	require.NoError(t, x.Apply(ctx, []grouping.Member{{Loc: locA, Group: 0, UserID: "12"}, {Loc: locA, Group: 0, UserID: "carol"}}, nil))
+	require.NoError(t, x.MarkBuilt(ctx, 1, locA))
+	require.NoError(t, x.Apply(ctx, []grouping.Member{{Loc: locA, Bucket: 0, UserID: "12"}, {Loc: locA, Bucket: 0, UserID: "carol"}}, nil))
 	key := memberKey(t, env)
 	require.NoError(t, env.Redis.SAdd(ctx, key, "bob", uuidLike(1)).Err())
-	got, err := x.Members(ctx, locA, 0)
+	got, err := x.Members(ctx, locA, 1, 0)
 	require.NoError(t, err)
 	require.Equal(t, slices.Sorted(slices.Values([]string{"12", "carol", "bob", uuidLike(1)})), got)
-	require.NoError(t, x.Apply(ctx, nil, []grouping.Member{{Loc: locA, Group: 0, UserID: "bob"}, {Loc: locA, Group: 0, UserID: uuidLike(1)}, {Loc: locA, Group: 0, UserID: "carol"}}))
-	got, err = x.Members(ctx, locA, 0)
+	require.NoError(t, x.Apply(ctx, nil, []grouping.Member{{Loc: locA, Bucket: 0, UserID: "bob"}, {Loc: locA, Bucket: 0, UserID: uuidLike(1)}, {Loc: locA, Bucket: 0, UserID: "carol"}}))
+	got, err = x.Members(ctx, locA, 1, 0)
 	require.NoError(t, err)
 	require.Equal(t, []string{"12"}, got)
 }
@@ -543,6 +567,9 @@ func BenchmarkIndexMemory(b *testing.B) {
 			var perMember float64
 			for n := range b.N {
 				l := grouping.Loc{Reminder: 1, Location: int64(n)}
+				if err := x.MarkBuilt(ctx, 1, l); err != nil {
+					b.Fatal(err)
+				}
 				add := make([]grouping.Member, 400)
 				for i := range add {
 					add[i] = grouping.Member{Loc: l, UserID: tc.id(n*400 + i)}
@@ -572,15 +599,15 @@ func TestIndexDamagedPackedString(t *testing.T) {
 	env, x := newIndex(t)
 	ctx := context.Background()
 	users := []string{uuidLike(1), uuidLike(2), "dora"}
-	want := subscribe(t, env, locA, 1, users)
+	want := subscribe(t, env, locA, users)
 	require.NoError(t, x.EnsureBuilt(ctx, locA))
 	keys, err := scanKeys(env.Redis, env.Prefix+"*:p:0")
 	require.NoError(t, err)
 	require.Len(t, keys, 1)
 	require.NoError(t, env.Redis.SetRange(ctx, keys[0], 0, "\xc8").Err()) // a header past the longest ID
-	_, err = x.Members(ctx, locA, 0)
+	_, err = x.Members(ctx, locA, 1, 0)
 	require.ErrorContains(t, err, "bad header")
-	_, err = x.Members(ctx, locA, 0)
+	_, err = x.Members(ctx, locA, 1, 0)
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
 	require.NoError(t, x.EnsureBuilt(ctx, locA))
 	requireIndex(t, x, locA, want)

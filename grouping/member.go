@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/chime-dev/chime/userid"
 )
 
@@ -26,10 +24,10 @@ import (
 //     sets of strings in a hash table: an SDS, a dict entry and a bucket a
 //     member).
 //
-// The string is rewritten whole by a script on every change (APPEND would
-// grow it greedily, to up to twice its length), which costs a copy of the
-// group per change; groups hold a few thousand members at most, so that is
-// a few tens of kilobytes. Adds do not look for the member first: callers
+// The string is rewritten whole by the script that applies a change
+// (applyScript, moveScript; APPEND would grow it greedily, to up to twice
+// its length), which costs a copy of the group per change; groups hold a
+// few thousand members at most, so that is a few tens of kilobytes. Adds do not look for the member first: callers
 // add only members that are new to the group, and a reader drops the
 // duplicates that concurrent adds of one user can leave.
 //
@@ -102,27 +100,32 @@ func uuidHeader(id string) (byte, bool) {
 
 // unpack appends the IDs of a packed string to out.
 func unpack(out []string, packed string) ([]string, error) {
+	err := eachPacked(packed, func(id, _ string) { out = append(out, id) })
+	return out, err
+}
+
+// eachPacked calls f with each ID of a packed string and its entry.
+func eachPacked(packed string, f func(id, entry string)) error {
 	for i := 0; i < len(packed); {
 		h := packed[i]
-		i++
 		switch {
 		case h == headerUUID || h == headerUpperUUID:
-			if i+16 > len(packed) {
-				return out, fmt.Errorf("packed members: entry at %d cut short", i-1)
+			if i+17 > len(packed) {
+				return fmt.Errorf("packed members: entry at %d cut short", i)
 			}
-			out = append(out, formatUUID(packed[i:i+16], h == headerUpperUUID))
-			i += 16
+			f(formatUUID(packed[i+1:i+17], h == headerUpperUUID), packed[i:i+17])
+			i += 17
 		case h >= 1 && h <= userid.MaxLen:
-			if i+int(h) > len(packed) {
-				return out, fmt.Errorf("packed members: entry at %d cut short", i-1)
+			if i+1+int(h) > len(packed) {
+				return fmt.Errorf("packed members: entry at %d cut short", i)
 			}
-			out = append(out, packed[i:i+int(h)])
-			i += int(h)
+			f(packed[i+1:i+1+int(h)], packed[i:i+1+int(h)])
+			i += 1 + int(h)
 		default:
-			return out, fmt.Errorf("packed members: bad header %#x at %d", h, i-1)
+			return fmt.Errorf("packed members: bad header %#x at %d", h, i)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func formatUUID(b string, upper bool) string {
@@ -148,31 +151,3 @@ func sortedUnique(ids []string) []string {
 	slices.Sort(ids)
 	return slices.Compact(ids)
 }
-
-// appendScript appends ARGV[1] to the packed string KEYS[1], rewriting it
-// so that it takes no more memory than its length.
-var appendScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[1]) or ''
-redis.call('SET', KEYS[1], v .. ARGV[1])
-return 1`)
-
-// removeScript removes from the packed string KEYS[1] every entry equal to
-// one of ARGV (packed entries), walking the string entry by entry so that
-// no match straddles two entries.
-var removeScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-local drop = {}
-for _, e in ipairs(ARGV) do drop[e] = true end
-local keep, i, n, gone = {}, 1, #v, 0
-while i <= n do
-  local h = string.byte(v, i)
-  local size = h
-  if h >= 240 then size = 16 end
-  local e = string.sub(v, i, i + size)
-  if drop[e] then gone = gone + 1 else keep[#keep + 1] = e end
-  i = i + size + 1
-end
-if gone == 0 then return 0 end
-if #keep == 0 then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], table.concat(keep)) end
-return gone`)

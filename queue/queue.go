@@ -1,11 +1,18 @@
 // Package queue defines the group task that the coordinator puts on the
 // asynq queue and workers take from its head.
 //
-// A task carries everything a worker needs to deliver one group, so workers
-// never read the reminder from MySQL: the occurrence, the group, the attempt
-// and a snapshot of the message taken at the fire instant. Its task ID is
-// deterministic (occurrence, group, attempt), so enqueueing the same group
-// twice is a no-op while the first copy exists.
+// A task carries everything a worker needs to deliver its groups, so
+// workers never read the reminder from MySQL: per group the occurrence, the
+// group and the layout it belongs to, the attempt and a snapshot of the
+// message taken at the fire instant. Most tasks carry one group; small
+// groups due at the same instant (small locations) share a task (Pack), so
+// thousands of small cities cost a few thousand queue entries, not one per
+// city and group. Acks, checkpoints and leases stay per group (package ack).
+//
+// Task IDs are deterministic, so enqueueing the same task twice is a no-op
+// while the first copy exists: a group's is o<occurrence>:g<group>:a<attempt>,
+// and a shared task's is its first group's followed by "+" and the number of
+// other groups it carries ("o12:g0:a1+7").
 package queue
 
 import (
@@ -13,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/hibiken/asynq"
@@ -32,7 +40,11 @@ const DefaultName = "chime-groups"
 type Payload struct {
 	message.Message
 	LocationID int64 `json:"l"`
-	Attempt    int   `json:"a"`
+	// Layout is the group count of the location the group was prepared
+	// with; the worker reads group Group of that layout, whatever the
+	// location's layout is now. 0 in tasks queued before layouts.
+	Layout  int `json:"n,omitempty"`
+	Attempt int `json:"a"`
 	// Users, when set, are the group's members in place of the index's:
 	// a test send names its one user.
 	Users []string `json:"u,omitempty"`
@@ -43,22 +55,94 @@ func (p Payload) TaskID() string {
 	return fmt.Sprintf("o%d:g%d:a%d", p.Occurrence, p.Group, p.Attempt)
 }
 
-// Decode reads a task payload.
-func Decode(b []byte) (Payload, error) {
-	var p Payload
-	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("decode group task: %w", err)
+// Task is one queue entry: one group, or several small ones.
+type Task struct {
+	Parts []Payload `json:"p"`
+}
+
+// ID is the deterministic asynq task ID of t.
+func (t Task) ID() string {
+	if len(t.Parts) == 1 {
+		return t.Parts[0].TaskID()
 	}
-	if p.Occurrence == 0 {
-		return p, errors.New("decode group task: no occurrence")
+	return t.Parts[0].TaskID() + "+" + strconv.Itoa(len(t.Parts)-1)
+}
+
+// Limits of a shared task.
+const (
+	// DefaultTaskParts is the most groups one task carries.
+	DefaultTaskParts = 64
+	// MaxTaskBytes bounds the encoded groups a shared task carries; a
+	// group larger than that (long translations, event data) goes alone.
+	MaxTaskBytes = 64 << 10
+)
+
+// Pack puts the groups ps, of sizes users each, into tasks: in order, each
+// task takes groups while they add up to at most users users and parts
+// groups (a larger group has a task of its own). Groups are packed as they
+// come, so callers list the groups of one instant together.
+func Pack(ps []Payload, sizes []int, users, parts int) ([]Task, error) {
+	var out []Task
+	var cur Task
+	n, size := 0, 0
+	flush := func() {
+		if len(cur.Parts) > 0 {
+			out = append(out, cur)
+		}
+		cur, n, size = Task{}, 0, 0
 	}
-	return p, nil
+	for i, p := range ps {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return nil, fmt.Errorf("encode group task: %w", err)
+		}
+		if len(cur.Parts) > 0 && (n+sizes[i] > users || len(cur.Parts) == parts || size+len(b) > MaxTaskBytes) {
+			flush()
+		}
+		cur.Parts = append(cur.Parts, p)
+		n, size = n+sizes[i], size+len(b)
+	}
+	flush()
+	return out, nil
+}
+
+// Single returns one task per payload.
+func Single(ps []Payload) []Task {
+	out := make([]Task, len(ps))
+	for i, p := range ps {
+		out[i] = Task{Parts: []Payload{p}}
+	}
+	return out
+}
+
+// Decode reads a task. A task queued before tasks could be shared is one
+// Payload, and reads as a task of one part.
+func Decode(b []byte) (Task, error) {
+	var t Task
+	if err := json.Unmarshal(b, &t); err != nil {
+		return t, fmt.Errorf("decode group task: %w", err)
+	}
+	if len(t.Parts) == 0 {
+		var p Payload
+		if err := json.Unmarshal(b, &p); err != nil {
+			return t, fmt.Errorf("decode group task: %w", err)
+		}
+		t.Parts = []Payload{p}
+	}
+	for _, p := range t.Parts {
+		if p.Occurrence == 0 {
+			return t, errors.New("decode group task: no occurrence")
+		}
+	}
+	return t, nil
 }
 
 // Enqueuer puts group tasks on the queue.
 type Enqueuer struct {
 	client *asynq.Client
-	queue  string
+	// Queues are the queues tasks spread over (see Names), each task to
+	// the one its ID picks. Defaults to the queue NewEnqueuer is given.
+	Queues []string
 	// MaxRetry is how often asynq retries a task whose handler failed. It is
 	// large enough (with the worker's backoff capped at 30s, over a year)
 	// that the validity window, not the retry count, ends a group: past it
@@ -73,20 +157,20 @@ func NewEnqueuer(client *asynq.Client, queue string) *Enqueuer {
 	if queue == "" {
 		queue = DefaultName
 	}
-	return &Enqueuer{client: client, queue: queue, MaxRetry: 1 << 20, Parallel: 16}
+	return &Enqueuer{client: client, Queues: []string{queue}, MaxRetry: 1 << 20, Parallel: 16}
 }
 
-// Enqueue puts every payload on the queue. A payload whose task already
-// exists is not enqueued again. A failure to enqueue one payload does not
-// stop the others; the failures are returned together.
-func (e *Enqueuer) Enqueue(ctx context.Context, ps []Payload) error {
+// Enqueue puts every task on the queue. A task that already exists is not
+// enqueued again. A failure to enqueue one task does not stop the others;
+// the failures are returned together.
+func (e *Enqueuer) Enqueue(ctx context.Context, ts []Task) error {
 	var g errgroup.Group
 	g.SetLimit(e.Parallel)
 	var mu sync.Mutex
 	var errs []error
-	for _, p := range ps {
+	for _, t := range ts {
 		g.Go(func() error {
-			if err := e.enqueue(ctx, p); err != nil {
+			if err := e.enqueue(ctx, t); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -96,20 +180,20 @@ func (e *Enqueuer) Enqueue(ctx context.Context, ps []Payload) error {
 	}
 	_ = g.Wait()
 	if len(errs) > 0 {
-		return fmt.Errorf("%d of %d tasks not enqueued: %w", len(errs), len(ps), errors.Join(errs[:min(len(errs), 3)]...))
+		return fmt.Errorf("%d of %d tasks not enqueued: %w", len(errs), len(ts), errors.Join(errs[:min(len(errs), 3)]...))
 	}
 	return nil
 }
 
-func (e *Enqueuer) enqueue(ctx context.Context, p Payload) error {
-	b, err := json.Marshal(p)
+func (e *Enqueuer) enqueue(ctx context.Context, t Task) error {
+	b, err := json.Marshal(t)
 	if err != nil {
 		return err
 	}
 	_, err = e.client.EnqueueContext(ctx, asynq.NewTask(TaskType, b),
-		asynq.TaskID(p.TaskID()), asynq.Queue(e.queue), asynq.MaxRetry(e.MaxRetry))
+		asynq.TaskID(t.ID()), asynq.Queue(pick(e.Queues, t.ID())), asynq.MaxRetry(e.MaxRetry))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
-		return fmt.Errorf("enqueue %s: %w", p.TaskID(), err)
+		return fmt.Errorf("enqueue %s: %w", t.ID(), err)
 	}
 	return nil
 }

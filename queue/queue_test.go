@@ -2,6 +2,7 @@ package queue
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,17 +15,32 @@ func TestPayloadRoundTripAndTaskID(t *testing.T) {
 	p := Payload{
 		Message:    message.Message{Occurrence: 12, ReminderID: 3, Group: 7, FireAt: time.Date(2026, 3, 8, 7, 30, 0, 0, time.UTC), ExpiresAt: time.Date(2026, 3, 8, 7, 45, 0, 0, time.UTC), Reminder: "fajr", Title: "Fajr", Body: "in 10 minutes", Location: "jakarta", Zone: "Asia/Jakarta"},
 		LocationID: 4,
+		Layout:     16,
 		Attempt:    2,
 	}
 	require.Equal(t, "o12:g7:a2", p.TaskID())
-	b, err := json.Marshal(p)
+	one := Task{Parts: []Payload{p}}
+	require.Equal(t, "o12:g7:a2", one.ID(), "a task of one group has the group's ID")
+	b, err := json.Marshal(one)
 	require.NoError(t, err)
 	got, err := Decode(b)
 	require.NoError(t, err)
-	require.Equal(t, p, got)
+	require.Equal(t, one, got)
+
+	q := p
+	q.Occurrence, q.Group = 13, 0
+	shared := Task{Parts: []Payload{p, q, q}}
+	require.Equal(t, "o12:g7:a2+2", shared.ID(), "the first group's ID and how many more")
+	b, err = json.Marshal(shared)
+	require.NoError(t, err)
+	got, err = Decode(b)
+	require.NoError(t, err)
+	require.Equal(t, shared, got)
 
 	_, err = Decode([]byte(`{"g":1}`))
 	require.Error(t, err, "a payload without an occurrence")
+	_, err = Decode([]byte(`{"p":[{"o":1},{"g":1}]}`))
+	require.Error(t, err, "a part without an occurrence")
 	_, err = Decode([]byte(`not json`))
 	require.Error(t, err)
 }
@@ -38,8 +54,10 @@ func TestPayloadDecodesTheFormBeforeMessage(t *testing.T) {
 		`"k":"fajr","t":"Fajr","b":"in 10 minutes","ln":"jakarta","z":"Asia/Jakarta",` +
 		`"d":{"product":"shoes"},"tg":["mask"],"la":"en","tr":{"ar":{"title":"الفجر","body":"الآن"}},` +
 		`"app":9,"wo":true,"nc":true}`
-	got, err := Decode([]byte(old))
+	task, err := Decode([]byte(old))
 	require.NoError(t, err)
+	require.Len(t, task.Parts, 1, "a task of one group")
+	got := task.Parts[0]
 	want := Payload{
 		Message: message.Message{
 			Occurrence: 12, Group: 7, ReminderID: 3, Reminder: "fajr", App: 9,
@@ -55,4 +73,67 @@ func TestPayloadDecodesTheFormBeforeMessage(t *testing.T) {
 	b, err := json.Marshal(got)
 	require.NoError(t, err)
 	require.JSONEq(t, old, string(b))
+}
+
+func TestPack(t *testing.T) {
+	part := func(o int64, g int) Payload {
+		return Payload{Message: message.Message{Occurrence: o, Group: g, Title: "T"}, Attempt: 1}
+	}
+	ids := func(ts []Task) [][]string {
+		var out [][]string
+		for _, tk := range ts {
+			var ids []string
+			for _, p := range tk.Parts {
+				ids = append(ids, p.TaskID())
+			}
+			out = append(out, ids)
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		sizes []int
+		users int
+		parts int
+		want  [][]string
+	}{
+		{"small groups share up to the user bound", []int{150, 150, 100, 200, 200}, 400, 64,
+			[][]string{{"o1:g0:a1", "o2:g0:a1", "o3:g0:a1"}, {"o4:g0:a1", "o5:g0:a1"}}},
+		{"a full group goes alone", []int{100, 400, 100}, 400, 64,
+			[][]string{{"o1:g0:a1"}, {"o2:g0:a1"}, {"o3:g0:a1"}}},
+		{"a group over the bound goes alone", []int{900, 10}, 400, 64,
+			[][]string{{"o1:g0:a1"}, {"o2:g0:a1"}}},
+		{"the part bound", []int{1, 1, 1, 1, 1}, 400, 2,
+			[][]string{{"o1:g0:a1", "o2:g0:a1"}, {"o3:g0:a1", "o4:g0:a1"}, {"o5:g0:a1"}}},
+		{"nothing", nil, 400, 64, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var ps []Payload
+			for i := range tc.sizes {
+				ps = append(ps, part(int64(i+1), 0))
+			}
+			ts, err := Pack(ps, tc.sizes, tc.users, tc.parts)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, ids(ts))
+		})
+	}
+
+	// 5,000 cities of 200 users due at once: two a task.
+	var ps []Payload
+	var sizes []int
+	for i := range 5000 {
+		ps = append(ps, part(int64(i+1), 0))
+		sizes = append(sizes, 200)
+	}
+	ts, err := Pack(ps, sizes, 400, DefaultTaskParts)
+	require.NoError(t, err)
+	require.Len(t, ts, 2500)
+
+	// The byte bound: groups with long texts share less.
+	big := part(1, 0)
+	big.Body = strings.Repeat("x", MaxTaskBytes/3)
+	ts, err = Pack([]Payload{big, big, big, big}, []int{1, 1, 1, 1}, 400, 64)
+	require.NoError(t, err)
+	require.Len(t, ts, 2)
 }

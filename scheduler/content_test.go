@@ -30,10 +30,12 @@ func TestGroupTasksCarryContent(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, tasks)
 	for _, task := range tasks {
-		p, err := queue.Decode(task.Payload)
+		tk, err := queue.Decode(task.Payload)
 		require.NoError(t, err)
-		require.Equal(t, "id", p.Lang)
-		require.Equal(t, []string{"mask", "sale"}, p.Tags)
-		require.Equal(t, map[string]message.Text{"ar": {Title: "تخفيضات", Body: "الآن {{.LocalTime}}"}}, p.Translations)
+		for _, p := range tk.Parts {
+			require.Equal(t, "id", p.Lang)
+			require.Equal(t, []string{"mask", "sale"}, p.Tags)
+			require.Equal(t, map[string]message.Text{"ar": {Title: "تخفيضات", Body: "الآن {{.LocalTime}}"}}, p.Translations)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,10 +23,13 @@ import (
 
 // prepared is what the firer readied for one occurrence before its instant.
 type prepared struct {
-	paused   bool
-	groups   []int
-	payloads []queue.Payload
-	edited   time.Time // the reminder's updated_at the payloads were built from
+	paused bool
+	// busy is set when another fire of the location was in flight at the
+	// preparation, so its layout was left as it was.
+	busy     bool
+	layout   grouping.Layout
+	payloads []queue.Payload // one per group of layout, in its order
+	edited   time.Time       // the reminder's updated_at the payloads were built from
 }
 
 func (s *Scheduler) runFirer(ctx context.Context) error {
@@ -62,11 +66,7 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Durat
 	wait := s.cfg.PrepareLead
 	// Occurrences fire independently: one failing must not cancel another
 	// that has already won its compare-and-set.
-	var g errgroup.Group
-	g.SetLimit(8)
-	var mu sync.Mutex
-	var errs []error
-	fired := false
+	var dueNow []store.Occurrence
 	for _, o := range due {
 		if until := o.FireAt.Sub(now); until > 0 {
 			wait = min(wait, until)
@@ -91,22 +91,13 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Durat
 			}
 			continue
 		}
-		fired = true
-		g.Go(func() error {
-			if err := s.Fire(ctx, o); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("fire occurrence %d: %w", o.ID, err))
-				mu.Unlock()
-			}
-			return nil
-		})
+		dueNow = append(dueNow, o)
 	}
 	// A full page that fired something may hide more due rows behind it.
-	if len(due) == 1000 && fired {
+	if len(due) == 1000 && len(dueNow) > 0 {
 		wait = 0
 	}
-	_ = g.Wait()
-	return wait, errors.Join(errs...)
+	return wait, s.fire(ctx, dueNow)
 }
 
 // startPreparing reports whether the caller should prepare occurrence id,
@@ -135,11 +126,21 @@ func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared,
 	if err := s.db.WithContext(ctx).First(&l, o.LocationID).Error; err != nil {
 		return nil, fmt.Errorf("load location: %w", err)
 	}
-	groups, err := s.groupsOf(ctx, o, true)
-	if err != nil {
-		return nil, err
+	loc := grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID}
+	layout, busy := testSendLayout, false
+	var err error
+	if o.TestUser == "" {
+		// The layout changes only while no fire of the location is in
+		// flight: a fire in flight keeps the layout its tasks were
+		// prepared with.
+		if busy, err = store.FiringAt(ctx, s.db, o.ReminderID, o.LocationID, o.ID); err != nil {
+			return nil, fmt.Errorf("check fires in flight: %w", err)
+		}
+		if layout, err = s.index.Fit(ctx, loc, r.Groups, !busy); err != nil {
+			return nil, err
+		}
 	}
-	if err := s.createRuns(ctx, o.ID, groups, s.clock.Now()); err != nil {
+	if err := s.createRuns(ctx, o.ID, layout, s.clock.Now()); err != nil {
 		return nil, err
 	}
 	data, err := s.eventData(ctx, o)
@@ -148,34 +149,18 @@ func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared,
 	}
 	// A test send goes out whether or not the reminder is paused: it shows
 	// the message, and reaches no one but its user.
-	p := &prepared{paused: r.Paused && o.TestUser == "", groups: groups, payloads: make([]queue.Payload, len(groups)), edited: r.UpdatedAt}
-	for i, g := range groups {
-		p.payloads[i] = payload(o, r, l, g, 1)
+	p := &prepared{paused: r.Paused && o.TestUser == "", busy: busy, layout: layout, payloads: make([]queue.Payload, len(layout.Groups)), edited: r.UpdatedAt}
+	for i, g := range layout.Groups {
+		p.payloads[i] = payload(o, r, l, g, layout.N, 1)
 		p.payloads[i].Data = data
 	}
 	return p, nil
 }
 
-// groupsOf lists the groups o delivers to, sorted, building the membership
-// index first if build is set. A test send has one group, numbered 0, whose
-// only member its task names: the index is not read.
-func (s *Scheduler) groupsOf(ctx context.Context, o store.Occurrence, build bool) ([]int, error) {
-	if o.TestUser != "" {
-		return []int{0}, nil
-	}
-	loc := grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID}
-	if build {
-		if err := s.index.EnsureBuilt(ctx, loc); err != nil {
-			return nil, err
-		}
-	}
-	groups, err := s.index.Groups(ctx, loc)
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(groups)
-	return groups, nil
-}
+// testSendLayout is a test send's layout: one group, numbered 0, whose only
+// member its task names, whatever the location's layout; the index is not
+// read.
+var testSendLayout = grouping.Layout{N: 1, Groups: []int{0}, Sizes: []int{1}}
 
 // forget drops what was prepared for occurrences no longer due: canceled,
 // fired by another coordinator, or moved.
@@ -194,15 +179,21 @@ func (s *Scheduler) forget(due []store.Occurrence) {
 }
 
 // createRuns inserts pending group runs; existing ones are left as they are.
-func (s *Scheduler) createRuns(ctx context.Context, occ int64, groups []int, now time.Time) error {
-	if len(groups) == 0 {
+func (s *Scheduler) createRuns(ctx context.Context, occ int64, layout grouping.Layout, now time.Time) error {
+	if len(layout.Groups) == 0 {
 		return nil
 	}
-	runs := make([]store.GroupRun, len(groups))
-	for i, g := range groups {
-		runs[i] = store.GroupRun{OccurrenceID: occ, GroupNo: g, State: store.RunPending, Attempts: 1, QueuedAt: now}
+	runs := make([]store.GroupRun, len(layout.Groups))
+	for i, g := range layout.Groups {
+		runs[i] = store.GroupRun{OccurrenceID: occ, GroupNo: g, Layout: layout.N, State: store.RunPending, Attempts: 1, QueuedAt: now}
 	}
-	if err := s.db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&runs, 1000).Error; err != nil {
+	// A run prepared before under another layout (the preparation was
+	// repeated after a regroup) takes the new one: the occurrence has not
+	// fired, so no task of the old layout is out.
+	if err := s.db.WithContext(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "occurrence_id"}, {Name: "group_no"}},
+		DoUpdates: clause.AssignmentColumns([]string{"layout"}),
+	}).CreateInBatches(&runs, 1000).Error; err != nil {
 		return fmt.Errorf("create group runs: %w", err)
 	}
 	return nil
@@ -211,12 +202,106 @@ func (s *Scheduler) createRuns(ctx context.Context, occ int64, groups []int, now
 // Fire enqueues the groups of o, or records it as missed if its grace window
 // has passed. Only the caller that moves o from scheduled to firing enqueues;
 // a second coordinator doing the same finds nothing to do.
-//
-// With o prepared, the instant costs one check of the group list in Redis,
-// one compare-and-set in MySQL and the enqueue; the group runs move from
-// pending to queued while the tasks go out. Workers' acks accept a pending
-// run, so none is lost to that race.
 func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
+	return s.fire(ctx, []store.Occurrence{o})
+}
+
+// won is an occurrence whose compare-and-set this coordinator won.
+type won struct {
+	o store.Occurrence
+	p *prepared
+}
+
+// fire fires the occurrences occs, due at the same pass of the firer, with
+// their small groups sharing tasks (queue.Pack): a location of 200 users at
+// the same instant as 4,999 others costs part of a task, not a task of its
+// own.
+//
+// With the occurrences prepared, the instant costs one check of the layout
+// in Redis per occurrence, one compare-and-set in MySQL each and the
+// enqueue; the group runs move from pending to queued while the tasks go
+// out. Workers' acks accept a pending run, so none is lost to that race.
+func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence) error {
+	if len(occs) == 0 {
+		return nil
+	}
+	// Occurrences are claimed independently: one failing must not cancel
+	// another that has already won its compare-and-set.
+	var g errgroup.Group
+	g.SetLimit(8)
+	var mu sync.Mutex
+	var errs []error
+	var wins []won
+	for _, o := range occs {
+		g.Go(func() error {
+			p, err := s.claim(ctx, o)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("fire occurrence %d: %w", o.ID, err))
+			} else if p != nil {
+				wins = append(wins, won{o, p})
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if len(wins) == 0 {
+		return errors.Join(errs...)
+	}
+	// Won: finish the enqueue even if leadership ends now (a leader stopping
+	// mid-fire), or the next leader would find these groups only after
+	// QueueTimeout.
+	ctx, cancel := withTimeout(context.WithoutCancel(ctx))
+	defer cancel()
+	slices.SortFunc(wins, func(a, b won) int { return cmp.Compare(a.o.ID, b.o.ID) })
+	var ps []queue.Payload
+	var sizes []int
+	for _, w := range wins {
+		ps = append(ps, w.p.payloads...)
+		sizes = append(sizes, w.p.layout.Sizes...)
+	}
+	tasks, err := queue.Pack(ps, sizes, s.index.Target(), queue.DefaultTaskParts)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	// The tasks go out while the runs are marked queued. Marking them is
+	// bookkeeping (acks accept a pending run), so its failure must not stop
+	// the enqueue; a failed enqueue leaves its runs to the reaper, which
+	// enqueues them again after QueueTimeout, one task per group.
+	enqueued := make(chan error, 1)
+	go func() { enqueued <- s.enq.Enqueue(ctx, tasks) }()
+	now := s.clock.Now()
+	var mg errgroup.Group
+	mg.SetLimit(8)
+	for _, w := range wins {
+		mg.Go(func() error {
+			if err := s.markQueued(ctx, w.o, w.p.layout.Groups, now); err != nil {
+				s.log.Warn("mark group runs queued", "occurrence", w.o.ID, "err", err)
+			}
+			return nil
+		})
+	}
+	_ = mg.Wait()
+	if err := <-enqueued; err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	late := s.clock.Now()
+	for _, w := range wins {
+		metrics.Fired(late.Sub(w.o.FireAt))
+		s.log.Info("fired", "occurrence", w.o.ID, "reminder", w.o.ReminderID, "location", w.o.LocationID,
+			"groups", len(w.p.layout.Groups), "layout", w.p.layout.N, "late_ms", late.Sub(w.o.FireAt).Milliseconds())
+	}
+	if len(wins) > 1 || len(tasks) != len(ps) {
+		s.log.Info("fired together", "occurrences", len(wins), "groups", len(ps), "tasks", len(tasks))
+	}
+	return errors.Join(errs...)
+}
+
+// claim readies o for its fire and wins its compare-and-set, returning what
+// to enqueue, or nil when there is nothing to enqueue (missed, paused, no
+// groups, or fired by another coordinator).
+func (s *Scheduler) claim(ctx context.Context, o store.Occurrence) (*prepared, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	s.mu.Lock()
@@ -229,33 +314,39 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 		res := s.db.WithContext(ctx).Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).
 			Updates(map[string]any{"state": store.OccMissed, "done_at": now})
 		if res.Error != nil {
-			return res.Error
+			return nil, res.Error
 		}
 		metrics.Missed(1)
 		s.log.Warn("occurrence missed: its grace window passed before it could fire", "occurrence", o.ID, "fire_at", o.FireAt)
-		return nil
+		return nil, nil
 	}
 	if p == nil {
 		var err error
 		if p, err = s.Prepare(ctx, o); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	// Subscriptions since the preparation may have filled new groups, and
-	// the message may have been edited.
-	groups, err := s.groupsOf(ctx, o, false)
-	if err != nil {
-		return err
+	// Subscriptions since the preparation may have filled new groups, a
+	// regroup may have changed the layout, and the message may have been
+	// edited.
+	layout := testSendLayout
+	var err error
+	if o.TestUser == "" {
+		layout, err = s.index.Groups(ctx, grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID})
+		if err != nil && !errors.Is(err, grouping.ErrNotBuilt) {
+			return nil, err
+		}
 	}
 	var edited []time.Time
 	if err := s.db.WithContext(ctx).Model(&store.Reminder{}).Where("id = ?", o.ReminderID).Pluck("updated_at", &edited).Error; err != nil {
-		return fmt.Errorf("check reminder: %w", err)
+		return nil, fmt.Errorf("check reminder: %w", err)
 	}
-	if !slices.Equal(groups, p.groups) || len(edited) != 1 || !edited[0].Equal(p.edited) {
+	// A preparation that could not regroup (another fire of the location
+	// was in flight) is done again: that fire may be over by now.
+	if p.busy || layout.N != p.layout.N || !slices.Equal(layout.Groups, p.layout.Groups) || len(edited) != 1 || !edited[0].Equal(p.edited) {
 		if p, err = s.Prepare(ctx, o); err != nil {
-			return err
+			return nil, err
 		}
-		groups = p.groups
 	}
 
 	if p.paused {
@@ -264,11 +355,12 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 		err := s.db.WithContext(ctx).Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).
 			Update("state", store.OccCanceled).Error
 		if err != nil {
-			return fmt.Errorf("cancel occurrence of a paused reminder: %w", err)
+			return nil, fmt.Errorf("cancel occurrence of a paused reminder: %w", err)
 		}
 		s.log.Info("reminder paused; occurrence canceled", "occurrence", o.ID)
-		return nil
+		return nil, nil
 	}
+	groups := p.layout.Groups
 	fields := map[string]any{"state": store.OccFiring, "fired_at": now, "groups_total": len(groups)}
 	if len(groups) == 0 {
 		fields["state"] = store.OccDone
@@ -277,33 +369,31 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 	// Coordinators racing for one occurrence can deadlock on its row
 	// (InnoDB gap locks); the transaction helper runs such a loser again,
 	// and the compare-and-set then finds the row taken.
-	var won int64
+	var n int64
 	err = store.Transaction(ctx, s.db, func(tx *gorm.DB) error {
 		res := tx.Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).Updates(fields)
-		won = res.RowsAffected
+		n = res.RowsAffected
 		return res.Error
 	})
 	if err != nil {
-		return fmt.Errorf("record firing: %w", err)
+		return nil, fmt.Errorf("record firing: %w", err)
 	}
-	if won == 0 {
+	if n == 0 {
 		s.log.Info("occurrence fired by another coordinator", "occurrence", o.ID)
-		return nil
+		return nil, nil
 	}
-	// Won: finish the enqueue even if leadership ends now (a leader stopping
-	// mid-fire), or the next leader would find these groups only after
-	// QueueTimeout.
-	ctx, cancelEnqueue := withTimeout(context.WithoutCancel(ctx))
-	defer cancelEnqueue()
-	// The tasks go out while the runs are marked queued. Marking them is
-	// bookkeeping (acks accept a pending run), so its failure must not stop
-	// the enqueue; a failed enqueue leaves its runs to the reaper, which
-	// enqueues them again after QueueTimeout.
-	enqueued := make(chan error, 1)
-	go func() { enqueued <- s.enq.Enqueue(ctx, p.payloads) }()
-	err = store.Transaction(ctx, s.db, func(tx *gorm.DB) error {
-		// Runs prepared for groups that are no longer listed (the index was
-		// rebuilt smaller since) are not part of this firing.
+	if len(groups) == 0 {
+		s.log.Info("fired", "occurrence", o.ID, "reminder", o.ReminderID, "location", o.LocationID, "groups", 0)
+		return nil, nil
+	}
+	return p, nil
+}
+
+// markQueued marks the pending runs of o queued, and deletes those prepared
+// for groups that are no longer listed (the index was rebuilt smaller
+// since), which are not part of this firing.
+func (s *Scheduler) markQueued(ctx context.Context, o store.Occurrence, groups []int, now time.Time) error {
+	return store.Transaction(ctx, s.db, func(tx *gorm.DB) error {
 		stale := tx.Where("occurrence_id = ? AND state = ?", o.ID, store.RunPending)
 		if len(groups) > 0 {
 			stale = stale.Where("group_no NOT IN ?", groups)
@@ -314,16 +404,6 @@ func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
 		return tx.Model(&store.GroupRun{}).Where("occurrence_id = ? AND state = ?", o.ID, store.RunPending).
 			Updates(map[string]any{"state": store.RunQueued, "queued_at": now}).Error
 	})
-	if err != nil {
-		s.log.Warn("mark group runs queued", "occurrence", o.ID, "err", err)
-	}
-	if err := <-enqueued; err != nil {
-		return err
-	}
-	metrics.Fired(s.clock.Now().Sub(o.FireAt))
-	s.log.Info("fired", "occurrence", o.ID, "reminder", o.ReminderID, "location", o.LocationID,
-		"groups", len(groups), "late_ms", s.clock.Now().Sub(o.FireAt).Milliseconds())
-	return nil
 }
 
 // eventData returns the data of the event o fires for, if any.
@@ -338,7 +418,7 @@ func (s *Scheduler) eventData(ctx context.Context, o store.Occurrence) (json.Raw
 	return json.RawMessage(e.Data), nil
 }
 
-func payload(o store.Occurrence, r store.Reminder, l store.Location, group, attempt int) queue.Payload {
+func payload(o store.Occurrence, r store.Reminder, l store.Location, group, layout, attempt int) queue.Payload {
 	p := queue.Payload{
 		Message: message.Message{
 			Occurrence: o.ID, Group: group, ReminderID: o.ReminderID, Reminder: r.Key, App: r.AppID,
@@ -346,7 +426,7 @@ func payload(o store.Occurrence, r store.Reminder, l store.Location, group, atte
 			Tags: r.Tags, Lang: r.Lang, Translations: translations(r.Translations),
 			DeliverWhenOnline: r.DeliverWhenOnline, NotifyContacts: r.NotifyContacts,
 		},
-		LocationID: o.LocationID, Attempt: attempt,
+		LocationID: o.LocationID, Layout: layout, Attempt: attempt,
 	}
 	if o.TestUser != "" {
 		p.Users = []string{o.TestUser}

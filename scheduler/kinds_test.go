@@ -57,7 +57,7 @@ func (b *bundle) kindReminder(t *testing.T, r store.Reminder, zones []string, n 
 	var subs []store.Subscription
 	for i := range n {
 		u := "u" + time.Duration(i).String()
-		subs = append(subs, store.Subscription{ReminderID: r.ID, UserID: u, LocationID: locs[0], GroupNo: grouping.Of(u, 4)})
+		subs = append(subs, store.Subscription{ReminderID: r.ID, UserID: u, LocationID: locs[0], GroupNo: grouping.Bucket(u)})
 	}
 	if n > 0 {
 		require.NoError(t, db.Create(&subs).Error)
@@ -219,12 +219,14 @@ func TestEventOccurrencesCarryTheData(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, tasks)
 	for _, task := range tasks {
-		p, err := queue.Decode(task.Payload)
+		tk, err := queue.Decode(task.Payload)
 		require.NoError(t, err)
-		require.JSONEq(t, ev.Data, string(p.Data))
-		var data map[string]any
-		require.NoError(t, json.Unmarshal(p.Data, &data))
-		require.Equal(t, "shoes", data["product"])
+		for _, p := range tk.Parts {
+			require.JSONEq(t, ev.Data, string(p.Data))
+			var data map[string]any
+			require.NoError(t, json.Unmarshal(p.Data, &data))
+			require.Equal(t, "shoes", data["product"])
+		}
 	}
 }
 

@@ -153,11 +153,14 @@ func TestPrayerOccurrencesNameTheirPrayer(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, tasks)
 	for _, task := range tasks {
-		p, err := queue.Decode(task.Payload)
+		tk, err := queue.Decode(task.Payload)
 		require.NoError(t, err)
-		require.Equal(t, "fajr", p.Prayer)
-		m, err := content.NewComposer(content.Config{}).Compose(&p.Message, content.Device{})
-		require.NoError(t, err)
-		require.Equal(t, "Fajr in 10 minutes", m.Title)
+		require.NotEmpty(t, tk.Parts)
+		for _, p := range tk.Parts {
+			require.Equal(t, "fajr", p.Prayer)
+			m, err := content.NewComposer(content.Config{}).Compose(&p.Message, content.Device{})
+			require.NoError(t, err)
+			require.Equal(t, "Fajr in 10 minutes", m.Title)
+		}
 	}
 }

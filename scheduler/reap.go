@@ -66,7 +66,9 @@ func (s *Scheduler) Reap(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reap: %w", err)
 	}
-	return s.enq.Enqueue(ctx, ps)
+	// Requeued groups go one per task: each has its own task ID, which
+	// makes enqueueing it again a no-op while its task exists.
+	return s.enq.Enqueue(ctx, queue.Single(ps))
 }
 
 // payloads builds the tasks of runs, loading their occurrences, reminders
@@ -104,7 +106,7 @@ func (s *Scheduler) payloads(ctx context.Context, runs []store.GroupRun) ([]queu
 			}
 			locs[l.ID] = l
 		}
-		p := payload(o, r, l, run.GroupNo, run.Attempts)
+		p := payload(o, r, l, run.GroupNo, run.Layout, run.Attempts)
 		p.Data = data[o.ID]
 		out = append(out, p)
 	}

@@ -174,6 +174,7 @@ var migrations = []*gormigrate.Migration{
 			return tx.AutoMigrate(&ConsoleUser{}, &ConsoleSession{}, &AuditEntry{})
 		},
 	},
+	{ID: "0012_group_layout", Migrate: migrateGroupLayout},
 	{ID: "0013_occurrence_prayer", Migrate: func(tx *gorm.DB) error {
 		// A prayer reminder's occurrence names its prayer, for templates;
 		// those planned before fire with an empty .Prayer.

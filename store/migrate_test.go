@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
 
+	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/store"
 )
@@ -217,4 +219,48 @@ func TestMigrateReminderContent(t *testing.T) {
 	require.Equal(t, r.Translations, got.Translations)
 	require.Equal(t, r.Tags, got.Tags)
 	require.Equal(t, "id", got.Lang)
+}
+
+// A database from before 0012: group runs without a layout, subscriptions
+// holding their group under the reminder's count, and reminders with the
+// old default of 256 groups or a count of their own. Checked: every
+// subscription then holds its bucket (as grouping.Bucket computes it, over
+// more rows than one page of the migration), group runs gain the layout
+// column, and only the reminders with the old default are sized per
+// location.
+func TestMigrateGroupLayout(t *testing.T) {
+	env := testenv.New(t)
+	ctx := ctxT(t)
+	require.NoError(t, env.DB.Migrator().DropColumn(&store.GroupRun{}, "Layout"))
+	require.NoError(t, env.DB.Exec("DELETE FROM schema_migrations WHERE id = '0012_group_layout'").Error)
+	def := store.Reminder{AppID: 1, Key: "default", Title: "T", Groups: 256, ValidForS: 60}
+	own := store.Reminder{AppID: 1, Key: "own", Title: "T", Groups: 16, ValidForS: 60}
+	require.NoError(t, env.DB.Create(&def).Error)
+	require.NoError(t, env.DB.Create(&own).Error)
+	var subs []store.Subscription
+	for i := range 12_000 {
+		u := fmt.Sprintf("user-%d", i)
+		subs = append(subs, store.Subscription{ReminderID: []int64{def.ID, own.ID}[i%2], UserID: u, LocationID: 7, GroupNo: grouping.Of(u, 256)})
+	}
+	require.NoError(t, env.DB.CreateInBatches(subs, 1000).Error)
+
+	require.NoError(t, store.Migrate(ctx, env.DB))
+	require.Contains(t, migrationIDs(t, env.DB), "0012_group_layout")
+	require.True(t, env.DB.Migrator().HasColumn(&store.GroupRun{}, "Layout"))
+	var rows []store.Subscription
+	require.NoError(t, env.DB.Find(&rows).Error)
+	require.Len(t, rows, len(subs))
+	wrong := 0
+	for _, r := range rows {
+		if r.GroupNo != grouping.Bucket(r.UserID) {
+			wrong++
+		}
+	}
+	require.Zero(t, wrong, "subscriptions whose group_no is not their bucket")
+	var got store.Reminder
+	require.NoError(t, env.DB.First(&got, def.ID).Error)
+	require.Zero(t, got.Groups, "the old default is sized per location")
+	var kept store.Reminder
+	require.NoError(t, env.DB.First(&kept, own.ID).Error)
+	require.Equal(t, 16, kept.Groups, "a count of its own is kept")
 }

@@ -67,12 +67,15 @@ const (
 
 // Reminder is what a product manager defines: a message and when it fires.
 type Reminder struct {
-	ID     int64  `gorm:"primaryKey"`
-	AppID  int64  `gorm:"not null;uniqueIndex:ux_reminder_key,priority:1"`
-	Key    string `gorm:"size:100;not null;uniqueIndex:ux_reminder_key,priority:2"`
-	Title  string `gorm:"size:200;not null"`
-	Body   string `gorm:"size:2000;not null"`
-	Groups int    `gorm:"not null"`
+	ID    int64  `gorm:"primaryKey"`
+	AppID int64  `gorm:"not null;uniqueIndex:ux_reminder_key,priority:1"`
+	Key   string `gorm:"size:100;not null;uniqueIndex:ux_reminder_key,priority:2"`
+	Title string `gorm:"size:200;not null"`
+	Body  string `gorm:"size:2000;not null"`
+	// Groups fixes the group count of every location of the reminder
+	// (rounded up to a power of two); 0, the default, sizes each location's
+	// groups from its audience (package grouping).
+	Groups int `gorm:"not null"`
 	// ValidForS is how long after a fire instant delivery is still useful.
 	ValidForS int64 `gorm:"not null"`
 	// StartsAt and EndsAt bound the instants the reminder fires at, if set.
@@ -247,7 +250,8 @@ type ReminderTime struct {
 }
 
 // Subscription registers one user of an app for a reminder at a location.
-// GroupNo is grouping.Of(UserID, reminder.Groups).
+// GroupNo is the user's bucket, grouping.Bucket(UserID); the user's group
+// at a location of N groups is GroupNo mod N.
 type Subscription struct {
 	ReminderID int64  `gorm:"primaryKey;autoIncrement:false;index:ix_subscription_group,priority:1"`
 	UserID     string `gorm:"primaryKey;size:191"`
@@ -306,18 +310,21 @@ const (
 
 // GroupRun is the delivery of one group of one occurrence.
 type GroupRun struct {
-	ID           int64      `gorm:"primaryKey"`
-	OccurrenceID int64      `gorm:"not null;uniqueIndex:ux_group_run,priority:1"`
-	GroupNo      int        `gorm:"not null;uniqueIndex:ux_group_run,priority:2"`
-	State        string     `gorm:"size:16;not null;index:ix_group_run_state,priority:1"`
-	Attempts     int        `gorm:"not null"`
-	Worker       string     `gorm:"size:100;not null"`
-	Sent         int        `gorm:"not null"`
-	Failed       int        `gorm:"not null"`
-	Expired      int        `gorm:"not null"`
-	QueuedAt     time.Time  `gorm:"not null;precision:3;index:ix_group_run_state,priority:2"`
-	StartedAt    *time.Time `gorm:"precision:3"`
-	FinishedAt   *time.Time `gorm:"precision:3"`
+	ID           int64 `gorm:"primaryKey"`
+	OccurrenceID int64 `gorm:"not null;uniqueIndex:ux_group_run,priority:1"`
+	GroupNo      int   `gorm:"not null;uniqueIndex:ux_group_run,priority:2"`
+	// Layout is the group count of the location when the run was
+	// prepared; its tasks read group GroupNo of that layout.
+	Layout     int        `gorm:"not null;default:0"`
+	State      string     `gorm:"size:16;not null;index:ix_group_run_state,priority:1"`
+	Attempts   int        `gorm:"not null"`
+	Worker     string     `gorm:"size:100;not null"`
+	Sent       int        `gorm:"not null"`
+	Failed     int        `gorm:"not null"`
+	Expired    int        `gorm:"not null"`
+	QueuedAt   time.Time  `gorm:"not null;precision:3;index:ix_group_run_state,priority:2"`
+	StartedAt  *time.Time `gorm:"precision:3"`
+	FinishedAt *time.Time `gorm:"precision:3"`
 }
 
 // ParseOffsets reads a once reminder's stored offsets ("600,60", seconds

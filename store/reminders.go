@@ -8,11 +8,6 @@ import (
 	"gorm.io/gorm/clause"
 )
 
-// ErrFiring is a change of a reminder's group count while one of its
-// occurrences is firing: workers read groups by number, and renumbering
-// under them would skip some users and repeat others.
-var ErrFiring = errors.New("reminder is being delivered")
-
 // FindReminder returns the app's reminder key, or ErrNotFound.
 func FindReminder(ctx context.Context, db *gorm.DB, app int64, key string) (Reminder, error) {
 	var rem Reminder
@@ -101,23 +96,18 @@ type ReminderPut struct {
 	Places []Place
 	// Times are a daily reminder's times of day.
 	Times []PlaceTime
-	// GroupOf is the group of a user among groups, for the subscriptions
-	// of a reminder whose group count changes.
-	GroupOf func(user string, groups int) int
 }
 
 // PutResult is what PutReminder did.
 type PutResult struct {
 	Reminder Reminder
 	Created  bool
-	// Regrouped are the locations whose subscriptions changed groups: their
-	// index must be rebuilt.
-	Regrouped []int64
 }
 
 // PutReminder creates or replaces a reminder with its locations and times,
 // in one transaction. A location named with another zone than its own is a
-// *ZoneError; a group count changed while the reminder fires is ErrFiring.
+// *ZoneError. A changed group count moves no subscription: the locations'
+// indexes are regrouped before their next fire (package grouping).
 // A concurrent put creating the same location or key makes this one hit
 // the unique index; the transaction runs again, and then finds the row.
 func PutReminder(ctx context.Context, db *gorm.DB, in ReminderPut) (PutResult, error) {
@@ -148,18 +138,6 @@ func PutReminder(ctx context.Context, db *gorm.DB, in ReminderPut) (PutResult, e
 			return err
 		}
 		res.Reminder = rem
-		if !res.Created && old.Groups != rem.Groups {
-			var firing int64
-			if err := tx.Model(&Occurrence{}).Where("reminder_id = ? AND state = ?", rem.ID, OccFiring).Count(&firing).Error; err != nil {
-				return err
-			}
-			if firing > 0 {
-				return ErrFiring
-			}
-			if res.Regrouped, err = regroup(tx, rem.ID, rem.Groups, in.GroupOf); err != nil {
-				return err
-			}
-		}
 		// Keep the rows of times that stay (their creation time bounds
 		// catch-up), delete the ones gone, add the new ones.
 		var oldTimes []ReminderTime
@@ -221,45 +199,6 @@ func setLocations(tx *gorm.DB, rem Reminder, ids map[string]int64) error {
 		return nil
 	}
 	return tx.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&rows, 500).Error
-}
-
-// regroup recomputes the group of every subscription of a reminder for a new
-// group count and returns the locations whose index must be rebuilt.
-func regroup(tx *gorm.DB, reminder int64, groups int, groupOf func(string, int) int) ([]int64, error) {
-	var locs []int64
-	if err := tx.Model(&Subscription{}).Where("reminder_id = ?", reminder).Distinct().Pluck("location_id", &locs).Error; err != nil {
-		return nil, err
-	}
-	// Batches by user_id: FindInBatches needs a single-column primary key,
-	// and a subscription's is (reminder_id, user_id).
-	var users []string
-	for last := ""; ; {
-		var subs []Subscription
-		if err := tx.Where("reminder_id = ? AND user_id > ?", reminder, last).Order("user_id").Limit(1000).Find(&subs).Error; err != nil {
-			return nil, err
-		}
-		if len(subs) == 0 {
-			break
-		}
-		users = users[:0]
-		expr := "CASE user_id"
-		var args []any
-		for _, s := range subs {
-			expr += " WHEN ? THEN ?"
-			args = append(args, s.UserID, groupOf(s.UserID, groups))
-			users = append(users, s.UserID)
-		}
-		expr += " END"
-		if err := tx.Model(&Subscription{}).Where("reminder_id = ? AND user_id IN ?", reminder, users).
-			Update("group_no", gorm.Expr(expr, args...)).Error; err != nil {
-			return nil, err
-		}
-		if len(subs) < 1000 {
-			break
-		}
-		last = subs[len(subs)-1].UserID
-	}
-	return locs, nil
 }
 
 // UnsubscribedLocations returns the locations of a reminder that no

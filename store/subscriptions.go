@@ -72,3 +72,30 @@ func Unsubscribe(ctx context.Context, db *gorm.DB, reminder int64, user string) 
 	})
 	return sub, notFound(err)
 }
+
+// LocationAudience returns how many users are subscribed to a reminder at a
+// location and the group count the reminder fixes (0: sized per location).
+func LocationAudience(ctx context.Context, db *gorm.DB, reminder, location int64) (users int64, groups int, err error) {
+	if err := db.WithContext(ctx).Model(&Subscription{}).Where("reminder_id = ? AND location_id = ?", reminder, location).
+		Count(&users).Error; err != nil {
+		return 0, 0, err
+	}
+	var g []int
+	if err := db.WithContext(ctx).Model(&Reminder{}).Where("id = ?", reminder).Pluck("groups", &g).Error; err != nil {
+		return 0, 0, err
+	}
+	if len(g) == 1 {
+		groups = g[0]
+	}
+	return users, groups, nil
+}
+
+// FiringAt reports whether an occurrence of a reminder at a location other
+// than except is being delivered.
+func FiringAt(ctx context.Context, db *gorm.DB, reminder, location, except int64) (bool, error) {
+	var n int64
+	err := db.WithContext(ctx).Model(&Occurrence{}).
+		Where("reminder_id = ? AND location_id = ? AND state = ? AND id <> ?", reminder, location, OccFiring, except).
+		Count(&n).Error
+	return n > 0, err
+}

@@ -53,6 +53,11 @@ type Config struct {
 	ID string
 	// Queue is the asynq queue to pull from. Defaults to queue.DefaultName.
 	Queue string
+	// Queues is how many queues group tasks spread over (queue.Names of
+	// Queue); the worker takes from all of them, with equal weights and no
+	// strict priority, so none waits behind another. Defaults to
+	// queue.DefaultQueues (1).
+	Queues int
 	// Concurrency is how many groups are delivered at once. Defaults to
 	// DefaultConcurrency (32).
 	Concurrency int
@@ -96,6 +101,7 @@ func (c *Config) defaults() {
 	if c.Queue == "" {
 		c.Queue = queue.DefaultName
 	}
+	c.Queues = cmp.Or(c.Queues, queue.DefaultQueues)
 	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
 	c.ChunkSize = cmp.Or(c.ChunkSize, DefaultChunkSize)
 	c.LeaseTTL = cmp.Or(c.LeaseTTL, DefaultLeaseTTL)
@@ -148,9 +154,14 @@ var (
 // group (sends still going after ShutdownTimeout are cancelled), and
 // returns once every group in hand is released or finished.
 func (w *Worker) Run(ctx context.Context) error {
+	queues := map[string]int{}
+	for _, q := range queue.Names(w.cfg.Queue, w.cfg.Queues) {
+		queues[q] = 1
+	}
 	srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 		Concurrency:              w.cfg.Concurrency,
-		Queues:                   map[string]int{w.cfg.Queue: 1},
+		Queues:                   queues,
+		StrictPriority:           false,
 		TaskCheckInterval:        w.cfg.PollInterval,
 		ShutdownTimeout:          w.cfg.ShutdownTimeout,
 		RetryDelayFunc:           w.retryDelay,
@@ -166,7 +177,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	w.log.Info("worker started", "queue", w.cfg.Queue, "concurrency", w.cfg.Concurrency)
+	w.log.Info("worker started", "queue", w.cfg.Queue, "queues", len(queues), "concurrency", w.cfg.Concurrency)
 	<-ctx.Done()
 	close(w.draining)
 	w.log.Info("worker stopping: finishing the chunks in hand, releasing their groups")
@@ -189,13 +200,32 @@ func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	return min(time.Second<<min(n, 5), 30*time.Second)
 }
 
-// ProcessTask implements asynq.Handler.
+// ProcessTask implements asynq.Handler. It delivers the task's groups one
+// after the other, each with its own lease, checkpoints and acks. When some
+// group could not be finished the task is retried as a whole; the groups
+// already finished are found done by the retry and cost it one script call.
 func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	p, err := queue.Decode(t.Payload())
+	task, err := queue.Decode(t.Payload())
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	return w.Handle(ctx, p)
+	var failed, held error
+	for _, p := range task.Parts {
+		err := w.Handle(ctx, p)
+		switch {
+		case err == nil:
+		case errors.Is(err, errDrained):
+			// Stopping: the rest of the task goes back with this group.
+			return err
+		case errors.Is(err, errHeld):
+			held = err
+		default:
+			failed = errors.Join(failed, err)
+		}
+	}
+	// A failure retries with backoff; only held groups retry after half a
+	// lease.
+	return cmp.Or(failed, held)
 }
 
 // Handle delivers one group.
@@ -225,11 +255,11 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 	if len(p.Users) > 0 {
 		members = slices.Compact(slices.Sorted(slices.Values(p.Users)))
 	} else {
-		members, err = w.index.Members(k.ctx, loc, p.Group)
+		members, err = w.index.Members(k.ctx, loc, p.Layout, p.Group)
 	}
 	if errors.Is(err, grouping.ErrNotBuilt) {
 		if err = w.index.EnsureBuilt(k.ctx, loc); err == nil {
-			members, err = w.index.Members(k.ctx, loc, p.Group)
+			members, err = w.index.Members(k.ctx, loc, p.Layout, p.Group)
 		}
 	}
 	if k.lost.Load() {

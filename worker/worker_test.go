@@ -83,6 +83,7 @@ type fixture struct {
 	acks    *ack.Tracker
 	clock   *clock.Fake
 	members []string // of the target group, sorted
+	all     []string // every user of the reminder at the location
 }
 
 // setup subscribes users to the reminder at the location (and some to other
@@ -106,16 +107,20 @@ func setupIDs(t *testing.T, users int, id func(i int) string) *fixture {
 	for i := range users {
 		u := id(i)
 		g := grouping.Of(u, groups)
-		rows = append(rows, store.Subscription{ReminderID: reminderID, LocationID: locationID, UserID: u, GroupNo: g})
+		rows = append(rows, store.Subscription{ReminderID: reminderID, LocationID: locationID, UserID: u, GroupNo: grouping.Bucket(u)})
 		if g == target {
 			f.members = append(f.members, u)
 		}
+		f.all = append(f.all, u)
 	}
 	// Same group number elsewhere: another location, another reminder.
 	rows = append(rows,
 		store.Subscription{ReminderID: reminderID + 1, LocationID: locationID, UserID: "other-reminder", GroupNo: target},
 		store.Subscription{ReminderID: reminderID, LocationID: locationID + 1, UserID: "other-location", GroupNo: target},
 	)
+	// The reminder fixes its group count, so a rebuild picks the layout of
+	// the tasks.
+	require.NoError(t, env.DB.Create(&store.Reminder{ID: reminderID, AppID: 1, Key: "water", Title: "Drink", Groups: groups}).Error)
 	require.NoError(t, env.DB.CreateInBatches(rows, 500).Error)
 	slices.Sort(f.members)
 	return f
@@ -130,6 +135,7 @@ func (f *fixture) payload(attempt int) queue.Payload {
 	return queue.Payload{
 		Message:    message.Message{Occurrence: 9001, ReminderID: reminderID, Group: target, FireAt: fireAt, ExpiresAt: fireAt.Add(10 * time.Minute), Reminder: "water", Title: "Drink", Body: "Water now", Location: "Lisbon", Zone: "Europe/Lisbon"},
 		LocationID: locationID,
+		Layout:     groups,
 		Attempt:    attempt,
 	}
 }
@@ -289,7 +295,7 @@ func TestHandleCompactStringIDsOnceAcrossRetries(t *testing.T) {
 	require.ErrorIs(t, f.worker(t, "w1", &first).Handle(ctx, f.payload(1)), down)
 
 	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(f.env.Redis), f.env.Queue)
-	require.NoError(t, enq.Enqueue(ctx, []queue.Payload{f.payload(2)}))
+	require.NoError(t, enq.Enqueue(ctx, queue.Single([]queue.Payload{f.payload(2)})))
 	var second recorder
 	w := f.worker(t, "w2", &second)
 	rctx, stop := context.WithCancel(ctx)
@@ -384,9 +390,9 @@ func TestHandleRebuildsMissingIndex(t *testing.T) {
 	for grouping.Of(late, groups) != target {
 		late += "x"
 	}
-	require.NoError(t, f.env.DB.Create(&store.Subscription{ReminderID: reminderID, LocationID: locationID, UserID: late, GroupNo: target}).Error)
+	require.NoError(t, f.env.DB.Create(&store.Subscription{ReminderID: reminderID, LocationID: locationID, UserID: late, GroupNo: grouping.Bucket(late)}).Error)
 	require.NoError(t, f.index.Drop(ctx, loc))
-	_, err := f.index.Members(ctx, loc, target)
+	_, err := f.index.Members(ctx, loc, groups, target)
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
 
 	var rec recorder
@@ -396,7 +402,7 @@ func TestHandleRebuildsMissingIndex(t *testing.T) {
 	requireChunks(t, batches, want)
 
 	// The index is back for the other groups.
-	m, err := f.index.Members(ctx, loc, (target+1)%groups)
+	m, err := f.index.Members(ctx, loc, groups, (target+1)%groups)
 	require.NoError(t, err)
 	require.NotEmpty(t, m)
 }
@@ -518,7 +524,7 @@ func TestStoppingWorkerReleasesAtTheChunkBoundary(t *testing.T) {
 	f := setup(t, 300)
 	require.Greater(t, len(f.members), 2*chunk)
 	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(f.env.Redis), f.env.Queue)
-	require.NoError(t, enq.Enqueue(context.Background(), []queue.Payload{f.payload(1)}))
+	require.NoError(t, enq.Enqueue(context.Background(), queue.Single([]queue.Payload{f.payload(1)})))
 
 	first := &blocking{entered: make(chan struct{}), release: make(chan struct{})}
 	var logs testenv.Output

@@ -1,0 +1,364 @@
+package grouping_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/store"
+)
+
+func TestFit(t *testing.T) {
+	tests := []struct {
+		name                 string
+		users, size, current int
+		want                 int
+	}{
+		{"nobody", 0, 400, 0, 1},
+		{"one group's worth", 400, 400, 0, 1},
+		{"one over", 401, 400, 0, 2},
+		{"a city of 250", 250, 400, 0, 1},
+		{"250,000 users", 250_000, 400, 0, 1024},
+		{"grows from its current layout", 1000, 400, 1, 4},
+		{"stays while under size on average", 1600, 400, 4, 4},
+		{"stays down to a quarter of size", 400, 400, 4, 4},
+		{"shrinks below a quarter", 399, 400, 4, 2},
+		{"shrinks by several halvings", 100, 400, 64, 1},
+		{"stops halving at a quarter", 1000, 400, 64, 8},
+		{"capped", 1 << 30, 400, 0, grouping.MaxGroups},
+		{"no size counts as 1", 3, 0, 0, 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, grouping.Fit(tc.users, tc.size, tc.current))
+		})
+	}
+}
+
+func TestFixed(t *testing.T) {
+	for n, want := range map[int]int{-1: 1, 0: 1, 1: 1, 2: 2, 3: 4, 256: 256, 625: 1024, 65536: 65536, 100_000: 65536} {
+		require.Equal(t, want, grouping.Fixed(n), "Fixed(%d)", n)
+	}
+}
+
+// The bucket a subscription stores is the group among MaxGroups, which the
+// store's migration computes on its own (it cannot import grouping).
+func TestBucketIsGroupAmongMaxGroups(t *testing.T) {
+	for _, u := range userIDs("u", 1000) {
+		b := grouping.Bucket(u)
+		require.Equal(t, grouping.Of(u, grouping.MaxGroups), b)
+		for _, n := range []int{1, 2, 16, 1024} {
+			require.Equal(t, grouping.Of(u, n), b%n, "a user's group at n groups is its bucket mod n")
+		}
+	}
+}
+
+// everyone reads every group of l's current layout and checks that each
+// user is in exactly one group, the one of its hash, and that the users are
+// exactly want.
+func everyone(t *testing.T, x *grouping.Index, l grouping.Loc, want []string) grouping.Layout {
+	t.Helper()
+	ctx := context.Background()
+	y, err := x.Groups(ctx, l)
+	require.NoError(t, err)
+	var got []string
+	for _, g := range y.Groups {
+		m, err := x.Members(ctx, l, y.N, g)
+		require.NoError(t, err)
+		for _, u := range m {
+			require.Equal(t, g, grouping.Of(u, y.N), "user %s in group %d of %d", u, g, y.N)
+		}
+		got = append(got, m...)
+	}
+	require.Equal(t, len(want), y.Users(), "the sizes add up to the audience")
+	slices.Sort(got)
+	want = slices.Sorted(slices.Values(want))
+	require.Equal(t, want, got, "every user once")
+	return y
+}
+
+// The layout follows the audience: injected are subscriptions added and
+// removed through the store and the index as the API does it, with
+// regroups between them while more changes keep arriving. Checked: the
+// layout grows and shrinks by powers of two to keep groups at most
+// GroupSize on average, and every user is in exactly one group, the one of
+// its hash.
+func TestRegroupGrowsAndShrinksWithoutLoss(t *testing.T) {
+	env, x := newIndex(t)
+	ctx := context.Background()
+	users := userIDs("u", 300)
+	subscribe(t, env, locA, users)
+	y, err := x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, 8, y.N, "300 users in groups of at most 64: 8")
+	everyone(t, x, locA, users)
+
+	apply := func(add, remove []string) {
+		var rows []store.Subscription
+		var am, rm []grouping.Member
+		for _, u := range add {
+			rows = append(rows, store.Subscription{ReminderID: locA.Reminder, LocationID: locA.Location, UserID: u, GroupNo: grouping.Bucket(u)})
+			am = append(am, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
+		}
+		if len(rows) > 0 {
+			require.NoError(t, env.DB.Create(&rows).Error)
+		}
+		for _, u := range remove {
+			require.NoError(t, env.DB.Where("reminder_id = ? AND user_id = ?", locA.Reminder, u).Delete(&store.Subscription{}).Error)
+			rm = append(rm, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
+		}
+		require.NoError(t, x.Apply(ctx, am, rm))
+	}
+
+	// Growth, with subscriptions and unsubscriptions arriving while the
+	// groups split.
+	grown := userIDs("v", 3000)
+	apply(grown[:2000], nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 2000; i < 3000; i += 50 {
+			apply(grown[i:i+50], users[i/50-40:i/50-39])
+		}
+	}()
+	y, err = x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	wg.Wait()
+	all := append(slices.Clone(users[20:]), grown...)
+	require.Equal(t, 64, y.N, "2,300 users, then 3,280: groups of at most 64 on average")
+	y = everyone(t, x, locA, all)
+
+	// A layout already fitting stays as it is.
+	y2, err := x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, y.N, y2.N)
+
+	// Shrinking: most users leave, and the groups merge.
+	apply(nil, all[:3000])
+	y, err = x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, 16, y.N, "280 users: halved while the groups average under 16")
+	everyone(t, x, locA, all[3000:])
+
+	// A fixed group count wins over the audience.
+	y, err = x.Fit(ctx, locA, 3, true)
+	require.NoError(t, err)
+	require.Equal(t, 4, y.N)
+	everyone(t, x, locA, all[3000:])
+
+	// Without regroup the layout is left as it is, whatever the audience.
+	apply(userIDs("w", 2000), nil)
+	y, err = x.Fit(ctx, locA, 0, false)
+	require.NoError(t, err)
+	require.Equal(t, 4, y.N)
+}
+
+// A fire in flight keeps the layout its tasks were prepared with. Injected:
+// the location regroups (and, separately, Redis loses the index and it is
+// rebuilt in another layout) after the tasks of layout 8 were made.
+// Checked: reading group g of layout 8 gives exactly the users it had when
+// the tasks were made, from an index of 32, 2 or 8 groups.
+func TestMembersKeepTheLayoutOfTheirTask(t *testing.T) {
+	env, x := newIndex(t)
+	ctx := context.Background()
+	users := userIDs("u", 500)
+	subscribe(t, env, locA, users)
+	y, err := x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, 8, y.N)
+	prepared := map[int][]string{}
+	for _, g := range y.Groups {
+		m, err := x.Members(ctx, locA, 8, g)
+		require.NoError(t, err)
+		prepared[g] = slices.Sorted(slices.Values(m))
+	}
+	check := func(what string) {
+		t.Helper()
+		for g, want := range prepared {
+			m, err := x.Members(ctx, locA, 8, g)
+			require.NoError(t, err)
+			require.Equal(t, want, slices.Sorted(slices.Values(m)), "%s: group %d of 8", what, g)
+		}
+	}
+	require.NoError(t, x.Regroup(ctx, locA, 32))
+	check("index regrouped to 32")
+	require.NoError(t, x.Regroup(ctx, locA, 2))
+	check("index regrouped to 2")
+	deleteKeys(t, env.Redis, env.Prefix)
+	x.GroupSize = 1000 // the rebuild picks 1 group
+	require.NoError(t, x.EnsureBuilt(ctx, locA))
+	y, err = x.Groups(ctx, locA)
+	require.NoError(t, err)
+	require.Equal(t, 1, y.N)
+	check("index rebuilt with 1 group")
+}
+
+// Fault: a regroup is cut short (its context ends after it changed the
+// layout, before it moved every member). Checked: reads of either layout
+// are right meanwhile, and the next Fit finishes the regroup.
+func TestInterruptedRegroupIsFinished(t *testing.T) {
+	env, x := newIndex(t)
+	ctx := context.Background()
+	users := userIDs("u", 3000)
+	subscribe(t, env, locA, users[:10])
+	_, err := x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	var rows []store.Subscription
+	var add []grouping.Member
+	for _, u := range users[10:] {
+		rows = append(rows, store.Subscription{ReminderID: locA.Reminder, LocationID: locA.Location, UserID: u, GroupNo: grouping.Bucket(u)})
+		add = append(add, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
+	}
+	require.NoError(t, env.DB.CreateInBatches(rows, 500).Error)
+	require.NoError(t, x.Apply(ctx, add, nil))
+
+	// Cut short: the layout is 64, most members still in group 0.
+	cut, cancel := context.WithCancel(ctx)
+	rdb := redis.NewClient(env.Redis.Options())
+	t.Cleanup(func() { rdb.Close() })
+	rdb.AddHook(&cancelAfter{n: 6, cancel: cancel})
+	x2 := grouping.NewIndex(rdb, env.DB, env.Prefix)
+	require.Error(t, x2.Regroup(cut, locA, 64))
+	y, err := x.Groups(ctx, locA)
+	require.NoError(t, err)
+	require.Equal(t, 64, y.N)
+	for g := range 64 {
+		m, err := x.Members(ctx, locA, 64, g)
+		require.NoError(t, err)
+		for _, u := range m {
+			require.Equal(t, g, grouping.Of(u, 64))
+		}
+	}
+	_, err = x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	y = everyone(t, x, locA, users)
+	require.Equal(t, 64, y.N)
+	keys, err := scanKeys(env.Redis, env.Prefix+"*:from")
+	require.NoError(t, err)
+	require.Empty(t, keys, "the regroup is finished")
+}
+
+// cancelAfter cancels a context once n commands have run.
+type cancelAfter struct {
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *cancelAfter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (c *cancelAfter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if c.n--; c.n == 0 {
+			c.cancel()
+		}
+		return err
+	}
+}
+
+// UUID users through regroups: injected are a location of UUID users (lower
+// and upper case), grown past several layouts and shrunk again by a regroup
+// each time while other users subscribe and unsubscribe concurrently.
+// Checked: after each regroup every user is read back exactly once, in the
+// group of its hash, the group sizes add up (no entry stored twice), no
+// UUID has left the packed strings for a set, and the index costs at most
+// 24 bytes a member by MEMORY USAGE.
+func TestRegroupKeepsUUIDsCompact(t *testing.T) {
+	env, x := newIndex(t)
+	ctx := context.Background()
+	ids := func(from, to int) []string {
+		out := make([]string, 0, to-from)
+		for i := from; i < to; i++ {
+			u := uuidLike(i)
+			if i%5 == 0 {
+				u = strings.ToUpper(u)
+			}
+			out = append(out, u)
+		}
+		return out
+	}
+	apply := func(add, remove []string) {
+		var rows []store.Subscription
+		var am, rm []grouping.Member
+		for _, u := range add {
+			rows = append(rows, store.Subscription{ReminderID: locA.Reminder, LocationID: locA.Location, UserID: u, GroupNo: grouping.Bucket(u)})
+			am = append(am, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
+		}
+		if len(rows) > 0 {
+			require.NoError(t, env.DB.Create(&rows).Error)
+		}
+		for _, u := range remove {
+			require.NoError(t, env.DB.Where("reminder_id = ? AND user_id = ?", locA.Reminder, u).Delete(&store.Subscription{}).Error)
+			rm = append(rm, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
+		}
+		require.NoError(t, x.Apply(ctx, am, rm))
+	}
+	// regroup fits the layout while batches of add and remove arrive.
+	regroup := func(add, remove []string) grouping.Layout {
+		t.Helper()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < max(len(add), len(remove)); i += 25 {
+				apply(add[min(i, len(add)):min(i+25, len(add))], remove[min(i, len(remove)):min(i+25, len(remove))])
+			}
+		}()
+		y, err := x.Fit(ctx, locA, 0, true)
+		require.NoError(t, err)
+		wg.Wait()
+		// A regroup that ran wholly before the last changes still leaves
+		// them where the layout says; fit again for the final layout.
+		y, err = x.Fit(ctx, locA, 0, true)
+		require.NoError(t, err)
+		return y
+	}
+	compact := func(users int) {
+		t.Helper()
+		sets, err := scanKeys(env.Redis, env.Prefix+"*{11:3}:g:*")
+		require.NoError(t, err)
+		require.Empty(t, sets, "UUIDs stay in packed strings")
+		keys, err := scanKeys(env.Redis, env.Prefix+"*{11:3}:p:*")
+		require.NoError(t, err)
+		var usage int64
+		for _, k := range keys {
+			usage += env.Redis.MemoryUsage(ctx, k, 0).Val()
+		}
+		t.Logf("%d UUIDs in %d packed strings: %.1f bytes a member", users, len(keys), float64(usage)/float64(users))
+		require.LessOrEqual(t, float64(usage)/float64(users), 24.0)
+	}
+
+	users := ids(0, 200)
+	subscribe(t, env, locA, users)
+	y, err := x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, 4, y.N, "200 users in groups of at most 64: 4")
+	everyone(t, x, locA, users)
+
+	// Growth: 3,000 more, 1,000 of them and 150 removals during the split.
+	more := ids(200, 3200)
+	apply(more[:2000], nil)
+	y = regroup(more[2000:], users[:150])
+	all := append(slices.Clone(users[150:]), more...)
+	require.Equal(t, 64, y.N, "3,050 users: 64 groups")
+	everyone(t, x, locA, all)
+	compact(len(all))
+
+	// Shrink: most leave before, more leave and a few join during it.
+	apply(nil, all[:2700])
+	late := ids(5000, 5100)
+	y = regroup(late, all[2700:2800])
+	all = append(slices.Clone(all[2800:]), late...)
+	require.Equal(t, 16, y.N, "350 users: halved while the groups average under 16")
+	everyone(t, x, locA, all)
+	compact(len(all))
+}
