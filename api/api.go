@@ -248,6 +248,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/occurrences", a.auth(a.listOccurrences))
 	mux.Handle("GET /v1/occurrences/{id}", a.auth(a.getOccurrence))
 	mux.Handle("POST /v1/events", a.auth(a.audited(a.postEvent)))
+	mux.Handle("GET /v1/events", a.auth(a.listEvents))
 	mux.Handle("GET /v1/events/{id}", a.auth(a.getEvent))
 	mux.Handle("DELETE /v1/events/{id}", a.auth(a.audited(a.deleteEvent)))
 	mux.Handle("POST /v1/timetable", a.auth(a.audited(a.bulk(a.importTimetable))))

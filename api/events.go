@@ -313,6 +313,55 @@ func (a *API) renderEvent(r *http.Request, ev store.Event, topic string) (Event,
 	return out, err
 }
 
+// MaxEventsPage bounds the events one GET /v1/events answers.
+const MaxEventsPage = 100
+
+// listEvents lists a topic's events, the newest first, each with its
+// occurrences; next is the before cursor of the next page.
+func (a *API) listEvents(w http.ResponseWriter, r *http.Request, app int64) error {
+	key := r.URL.Query().Get("topic")
+	if key == "" {
+		return problem(http.StatusBadRequest, "query parameter topic (a topic reminder's key) is required")
+	}
+	limit, p := intParam(r, "limit", 20, 1, MaxEventsPage)
+	if p != nil {
+		return p
+	}
+	var before int64
+	if s := r.URL.Query().Get("before"); s != "" {
+		var err error
+		if before, err = strconv.ParseInt(s, 10, 64); err != nil || before < 1 {
+			return problem(http.StatusBadRequest, "query parameter before must be a positive event ID: the next of the previous page")
+		}
+	}
+	rem, err := a.findReminder(r, app, key)
+	if err != nil {
+		return err
+	}
+	if rem.Kind != store.KindTopic {
+		return problem(http.StatusBadRequest, fmt.Sprintf("reminder %q is of kind %s; events belong to topic reminders", key, rem.Kind))
+	}
+	evs, occ, err := store.TopicEvents(r.Context(), a.db, rem.ID, before, limit)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Events []Event `json:"events"`
+		Next   string  `json:"next,omitempty"`
+	}{Events: make([]Event, len(evs))}
+	for i, ev := range evs {
+		out.Events[i] = Event{
+			ID: ev.ID, Topic: key, Data: json.RawMessage(ev.Data), FireAt: ev.FireAt.UTC(), Canceled: ev.Canceled,
+			CreatedAt: ev.CreatedAt.UTC(), Occurrences: occurrences(occ[ev.ID], key),
+		}
+	}
+	if len(evs) == limit {
+		out.Next = strconv.FormatInt(evs[len(evs)-1].ID, 10)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 func (a *API) getEvent(w http.ResponseWriter, r *http.Request, app int64) error {
 	ev, topic, err := a.findEvent(r, app)
 	if err != nil {

@@ -52,6 +52,7 @@ var routes = []struct {
 	{"POST", "/v1/reminders/{key}/test-sends", true},
 	{"GET", "/v1/occurrences", true},
 	{"GET", "/v1/occurrences/{id}", true},
+	{"GET", "/v1/events", true},
 	{"POST", "/v1/events", true},
 	{"GET", "/v1/events/{id}", true},
 	{"DELETE", "/v1/events/{id}", true},

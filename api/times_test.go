@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -958,4 +959,57 @@ func BenchmarkTimetableImport(b *testing.B) {
 	var n int64
 	require.NoError(b, env.DB.Model(&store.DatedTime{}).Count(&n).Error)
 	require.Equal(b, int64(rows), n)
+}
+
+// TestListEvents posts five events to a topic through the real API and
+// MariaDB and lists them. Checks: newest first with their occurrences once
+// planned, pages of limit joined by next/before with none repeated or lost,
+// another topic's events left out, bad parameters 400, a daily reminder
+// 400, and another app's key 404.
+func TestListEvents(t *testing.T) {
+	b := setupWith(t, api.Config{Now: func() time.Time { return eventNow }})
+	b.putReminder("flash", map[string]any{"kind": "topic", "title": "Flash sale", "schema": flashSchema, "grace": "5m"})
+	b.putReminder("other", map[string]any{"kind": "topic", "title": "Other", "schema": map[string]any{"type": "object"}})
+	b.putReminder("water", reminder("Water", at("paris", "Europe/Paris", "09:00")))
+	var posted []int64
+	for i := range 5 {
+		var ev api.Event
+		requireJSON(t, b.as(http.MethodPost, "/v1/events", map[string]any{"topic": "flash", "data": map[string]any{"product": "p" + strconv.Itoa(i)}}), http.StatusAccepted, &ev)
+		posted = append(posted, ev.ID)
+	}
+	requireJSON(t, b.as(http.MethodPost, "/v1/events", map[string]any{"topic": "other", "data": map[string]any{}}), http.StatusAccepted, &api.Event{})
+
+	type page struct {
+		Events []api.Event `json:"events"`
+		Next   string      `json:"next"`
+	}
+	var got []int64
+	path := "/v1/events?topic=flash&limit=2"
+	for range 4 {
+		var p page
+		requireJSON(t, b.as(http.MethodGet, path, nil), http.StatusOK, &p)
+		for _, ev := range p.Events {
+			require.Equal(t, "flash", ev.Topic)
+			require.NotNil(t, ev.Occurrences)
+			got = append(got, ev.ID)
+		}
+		if p.Next == "" {
+			break
+		}
+		path = "/v1/events?topic=flash&limit=2&before=" + p.Next
+	}
+	slices.Reverse(posted)
+	require.Equal(t, posted, got, "every event once, newest first")
+
+	var all page
+	requireJSON(t, b.as(http.MethodGet, "/v1/events?topic=flash", nil), http.StatusOK, &all)
+	require.Len(t, all.Events, 5)
+	require.Empty(t, all.Next, "a page under the limit is the last")
+	require.JSONEq(t, `{"product":"p4"}`, string(all.Events[0].Data))
+
+	requireProblem(t, b.as(http.MethodGet, "/v1/events", nil), http.StatusBadRequest, "topic")
+	requireProblem(t, b.as(http.MethodGet, "/v1/events?topic=flash&limit=101", nil), http.StatusBadRequest, "limit")
+	requireProblem(t, b.as(http.MethodGet, "/v1/events?topic=flash&before=x", nil), http.StatusBadRequest, "before")
+	requireProblem(t, b.as(http.MethodGet, "/v1/events?topic=water", nil), http.StatusBadRequest, "topic reminders")
+	requireProblem(t, b.req(http.MethodGet, "/v1/events?topic=flash", b.keyB, nil), http.StatusNotFound, `"flash"`)
 }

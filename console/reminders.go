@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,12 +76,17 @@ func (c *Console) loadReminder(r *http.Request, s *session, key string) (api.Rem
 	return rem, err
 }
 
+// EventsShown is how many of a topic's latest events its page lists.
+const EventsShown = 20
+
 type detailData struct {
 	R           api.Reminder
 	Upcoming    []fireLine
 	Occurrences []api.Occurrence
 	Audience    []store.AudienceRow
 	Total       int64
+	// Events are a topic's latest posted events (EventsShown of them).
+	Events      []api.Event
 	EventData   string
 	EventAt     string
 	EventErrors []string
@@ -117,6 +123,13 @@ func (c *Console) showReminder(w http.ResponseWriter, r *http.Request, s *sessio
 		return err
 	}
 	d.Occurrences = occ.Occurrences
+	if rem.Kind == "topic" {
+		var evs struct{ Events []api.Event }
+		if err := c.call(r, s, http.MethodGet, "/v1/events?limit="+strconv.Itoa(EventsShown)+"&topic="+url.QueryEscape(key), "", nil, &evs); err != nil {
+			return err
+		}
+		d.Events = evs.Events
+	}
 	stored, err := store.FindReminder(r.Context(), c.db, s.App.ID, key)
 	if err != nil {
 		return err

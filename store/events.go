@@ -67,3 +67,33 @@ func CancelEvent(ctx context.Context, db *gorm.DB, id int64) error {
 		return tx.Model(&Event{}).Where("id = ?", id).Update("canceled", true).Error
 	})
 }
+
+// TopicEvents returns up to limit of a topic reminder's events with IDs
+// below before (0: from the newest), the newest first, and their
+// occurrences by event, in one query each.
+func TopicEvents(ctx context.Context, db *gorm.DB, reminder, before int64, limit int) ([]Event, map[int64][]OccurrenceRow, error) {
+	var evs []Event
+	q := db.WithContext(ctx).Where("reminder_id = ?", reminder)
+	if before > 0 {
+		q = q.Where("id < ?", before)
+	}
+	if err := q.Order("id DESC").Limit(limit).Find(&evs).Error; err != nil {
+		return nil, nil, err
+	}
+	occ := map[int64][]OccurrenceRow{}
+	if len(evs) == 0 {
+		return evs, occ, nil
+	}
+	ids := make([]int64, len(evs))
+	for i, e := range evs {
+		ids[i] = e.ID
+	}
+	var rows []OccurrenceRow
+	if err := occurrenceQuery(ctx, db).Where("o.event_id IN ?", ids).Order("l.name").Scan(&rows).Error; err != nil {
+		return nil, nil, err
+	}
+	for _, r := range rows {
+		occ[r.EventID] = append(occ[r.EventID], r)
+	}
+	return evs, occ, nil
+}
