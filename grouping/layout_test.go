@@ -313,12 +313,12 @@ func TestRegroupKeepsUUIDsCompact(t *testing.T) {
 				apply(add[min(i, len(add)):min(i+25, len(add))], remove[min(i, len(remove)):min(i+25, len(remove))])
 			}
 		}()
-		y, err := x.Fit(ctx, locA, 0, true)
+		_, err := x.Fit(ctx, locA, 0, true)
 		require.NoError(t, err)
 		wg.Wait()
 		// A regroup that ran wholly before the last changes still leaves
 		// them where the layout says; fit again for the final layout.
-		y, err = x.Fit(ctx, locA, 0, true)
+		y, err := x.Fit(ctx, locA, 0, true)
 		require.NoError(t, err)
 		return y
 	}

@@ -12,7 +12,7 @@ func TestIntegerLike(t *testing.T) {
 		"0": true, "7": true, "-7": true, "1000000": true,
 		"9223372036854775807": true, "-9223372036854775808": true,
 		"9223372036854775808": false, // past int64
-		"007": false, "+7": false, "-0": false, "": false, "1e3": false, "12a": false, " 1": false,
+		"007":                 false, "+7": false, "-0": false, "": false, "1e3": false, "12a": false, " 1": false,
 	} {
 		require.Equal(t, want, integerLike(id), "%q", id)
 	}
@@ -36,7 +36,7 @@ func TestPackedRoundTrip(t *testing.T) {
 		{"g f8fad5b-d9cb-469f-a165-70867728950e"[1:], 37},
 		{"alice", 6},
 		{"007", 4},
-		{"😀", 5},                  // a UTF-8 lead byte at the start of a payload
+		{"😀", 5}, // a UTF-8 lead byte at the start of a payload
 		{"ü" + strings.Repeat("é", 20), 43},
 		{long, 192},
 	} {
