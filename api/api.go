@@ -280,7 +280,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("POST /v1/operator/apps/{app}/keys", a.operatorAuth(a.createKey))
 	mux.Handle("DELETE /v1/operator/apps/{app}/keys/{key_id}", a.operatorAuth(a.revokeKey))
 	mux.Handle("GET /v1/locations", a.auth(a.listLocations))
-	mux.Handle("PUT /v1/locations/{location}", a.auth(a.putLocation))
+	mux.Handle("PUT /v1/locations/{location}", a.auth(a.audited(a.putLocation)))
 	mux.Handle("GET /v1/locations/{location}", a.auth(a.getLocation))
 	mux.Handle("GET /v1/locations/{location}/prayer-times", a.auth(a.prayerTimes))
 	mux.Handle("GET /v1/signing-keys", a.auth(a.listSigningKeys))

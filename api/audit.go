@@ -74,22 +74,12 @@ func (a *API) audited(h handler) handler {
 		if r.URL.Query().Get("dry_run") == "true" {
 			return h(w, r, app) // checks, changes nothing
 		}
-		key := r.PathValue("key")
-		var before, after *Reminder
-		if key != "" {
-			if rem, err := a.loadReminder(r, app, key); err == nil {
-				before = &rem
-			}
-		}
+		before := a.snapshot(r, app)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		if err := h(sw, r, app); err != nil || sw.status >= 300 {
 			return err
 		}
-		if key != "" {
-			if rem, err := a.loadReminder(r, app, key); err == nil {
-				after = &rem
-			}
-		}
+		after := a.snapshot(r, app)
 		actor := actorOf(r.Context())
 		e := store.AuditEntry{
 			AppID: app, ActorKind: actor.Kind, ActorID: actor.ID, Action: r.Pattern, Resource: r.URL.Path,
@@ -102,18 +92,36 @@ func (a *API) audited(h handler) handler {
 	}
 }
 
+// snapshot is what a change at r is made to, as the API shows it: the
+// reminder of its {key}, else the location of its {location}; nil when
+// there is none (yet, or any more).
+func (a *API) snapshot(r *http.Request, app int64) any {
+	if key := r.PathValue("key"); key != "" {
+		if rem, err := a.loadReminder(r, app, key); err == nil {
+			return rem
+		}
+		return nil
+	}
+	if name := r.PathValue("location"); name != "" {
+		if l, err := store.FindLocation(r.Context(), a.db, app, name); err == nil {
+			return locationOf(l)
+		}
+	}
+	return nil
+}
+
 // diff is a JSON object of the fields that differ between before and
 // after (either may be nil: created or deleted), each {"before", "after"}.
-func diff(before, after *Reminder) string {
+func diff(before, after any) string {
 	if before == nil && after == nil {
 		return ""
 	}
-	fields := func(r *Reminder) map[string]any {
+	fields := func(v any) map[string]any {
 		m := map[string]any{}
-		if r == nil {
+		if v == nil {
 			return m
 		}
-		raw, _ := json.Marshal(r)
+		raw, _ := json.Marshal(v)
 		_ = json.Unmarshal(raw, &m)
 		delete(m, "updated_at")
 		delete(m, "created_at")

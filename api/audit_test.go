@@ -85,3 +85,25 @@ func TestAuditRecordsChanges(t *testing.T) {
 	require.Empty(t, other.Entries)
 	requireProblem(t, b.as(http.MethodGet, "/v1/audit?before=x", nil), 400, "before")
 }
+
+// TestAuditRecordsLocationChanges puts a location and then its coordinates
+// through the real API and MariaDB, and a refused update. Checks: the audit
+// log has the create and the update, newest first, each with the fields it
+// changed before and after, and nothing for the refused one.
+func TestAuditRecordsLocationChanges(t *testing.T) {
+	b := setup(t)
+	require.Equal(t, http.StatusCreated, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"zone": "Asia/Riyadh"}).Status)
+	requireProblem(t, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"latitude": 91, "longitude": 0}), 422, "latitude")
+	require.Equal(t, http.StatusOK, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"latitude": 21.4225, "longitude": 39.8262, "method": "umm_al_qura"}).Status)
+	var page auditPage
+	requireJSON(t, b.as(http.MethodGet, "/v1/audit", nil), 200, &page)
+	require.Len(t, page.Entries, 2)
+	upd, create := page.Entries[0], page.Entries[1]
+	require.Equal(t, "PUT /v1/locations/{location}", upd.Action)
+	require.Equal(t, "/v1/locations/makkah", upd.Resource)
+	require.Equal(t, map[string]any{"before": nil, "after": 21.4225}, upd.Diff["latitude"])
+	require.Equal(t, map[string]any{"before": nil, "after": "umm_al_qura"}, upd.Diff["method"])
+	require.NotContains(t, upd.Diff, "zone", "unchanged fields are not in the diff")
+	require.Equal(t, "Asia/Riyadh", create.Diff["zone"]["after"])
+	require.Nil(t, create.Diff["zone"]["before"])
+}
