@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/chime-dev/chime/localtime"
@@ -161,6 +164,38 @@ type PrayerDay struct {
 	Local    map[string]string    `json:"local"`
 }
 
+// customAngles reads the angles and interval of method=custom from the
+// query (fajr_angle, isha_angle, isha_interval, maghrib_angle); they are
+// refused with any other method, whose angles are its convention's.
+func customAngles(q url.Values, p *prayer.Params) *Problem {
+	for _, f := range []struct {
+		name string
+		set  func(float64)
+	}{
+		{"fajr_angle", func(v float64) { p.FajrAngle = v }},
+		{"isha_angle", func(v float64) { p.IshaAngle = v }},
+		{"isha_interval", func(v float64) { p.IshaInterval = int(v) }},
+		{"maghrib_angle", func(v float64) { p.MaghribAngle = v }},
+	} {
+		s := q.Get(f.name)
+		if s == "" {
+			continue
+		}
+		if p.Method != prayer.Custom {
+			return fieldProblem(f.name, "is given with method=custom only; other methods use their convention's angles")
+		}
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsNaN(v) || math.Abs(v) > 1e6 || (f.name == "isha_interval" && v != math.Trunc(v)) {
+			return fieldProblem(f.name, "must be a number (whole minutes for isha_interval)")
+		}
+		f.set(v)
+	}
+	if err := p.Validate(); err != nil {
+		return prayerProblem(err)
+	}
+	return nil
+}
+
 // PrayerTimes answers GET /v1/locations/{location}/prayer-times: the
 // convention the times were computed by and each date's times.
 type PrayerTimes struct {
@@ -203,6 +238,9 @@ func (a *API) prayerTimes(w http.ResponseWriter, r *http.Request, app int64) err
 	params, err := prayer.MethodParams(cmp.Or(q.Get("method"), l.Method))
 	if err != nil {
 		return prayerProblem(err)
+	}
+	if p := customAngles(q, &params); p != nil {
+		return p
 	}
 	if params.Madhab, err = prayer.ParseMadhab(cmp.Or(q.Get("madhab"), l.Madhab)); err != nil {
 		return prayerProblem(err)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime/prayer"
 )
 
 // TestLocationCoordinates puts a location with coordinates and an override
@@ -140,4 +142,55 @@ func TestLocationChangeIsAnnounced(t *testing.T) {
 	requireProblem(t, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"latitude": 91, "longitude": 0}), http.StatusUnprocessableEntity, "latitude")
 	require.Equal(t, http.StatusOK, b.as(http.MethodPut, "/v1/locations/makkah", map[string]any{"latitude": 21.4225, "longitude": 39.8262}).Status)
 	require.Equal(t, "location:makkah", next(), "the refused update announced nothing; the next message is the update's")
+}
+
+// TestPrayerTimesCustomAngles previews a location's times with method=custom
+// and its own angles through the real API and MariaDB. Checks: the answer
+// is package prayer's for those angles (and differs from the defaults),
+// an isha interval replaces the isha angle, and each bad angle is a 422
+// naming it: out of range, not a number, or given with another method.
+func TestPrayerTimesCustomAngles(t *testing.T) {
+	b := setup(t)
+	require.Equal(t, http.StatusCreated, b.as(http.MethodPut, "/v1/locations/cairo", map[string]any{"zone": "Africa/Cairo", "latitude": 30.0444, "longitude": 31.2357}).Status)
+	var out struct {
+		Method string `json:"method"`
+		Days   []struct {
+			UTC map[string]time.Time `json:"utc"`
+		} `json:"days"`
+	}
+	cairo, _ := time.LoadLocation("Africa/Cairo")
+	compute := func(p prayer.Params) prayer.Times {
+		t.Helper()
+		times, err := prayer.Compute(prayer.Date{Year: 2026, Month: 6, Day: 1}, cairo, prayer.Coordinates{Latitude: 30.0444, Longitude: 31.2357}, p)
+		require.NoError(t, err)
+		return times
+	}
+	custom, err := prayer.MethodParams("custom")
+	require.NoError(t, err)
+	custom.FajrAngle, custom.IshaAngle = 19.5, 17.5
+
+	requireJSON(t, b.as(http.MethodGet, "/v1/locations/cairo/prayer-times?date=2026-06-01&method=custom&fajr_angle=19.5&isha_angle=17.5", nil), http.StatusOK, &out)
+	require.Equal(t, "custom", out.Method)
+	want := compute(custom)
+	require.True(t, want.Fajr.Equal(out.Days[0].UTC["fajr"]), "fajr %s, want %s", out.Days[0].UTC["fajr"], want.Fajr)
+	require.True(t, want.Isha.Equal(out.Days[0].UTC["isha"]))
+	def, err := prayer.MethodParams("custom")
+	require.NoError(t, err)
+	require.False(t, compute(def).Fajr.Equal(want.Fajr), "the angles changed the answer")
+
+	custom.IshaInterval = 90
+	requireJSON(t, b.as(http.MethodGet, "/v1/locations/cairo/prayer-times?date=2026-06-01&method=custom&fajr_angle=19.5&isha_angle=17.5&isha_interval=90", nil), http.StatusOK, &out)
+	require.True(t, compute(custom).Isha.Equal(out.Days[0].UTC["isha"]))
+	require.Equal(t, 90*time.Minute, out.Days[0].UTC["isha"].Sub(out.Days[0].UTC["maghrib"]))
+
+	for _, bad := range []struct{ query, field string }{
+		{"method=custom&fajr_angle=45", "fajr_angle"},
+		{"method=custom&isha_angle=abc", "isha_angle"},
+		{"method=custom&isha_interval=1.5", "isha_interval"},
+		{"method=custom&isha_interval=1e300", "isha_interval"},
+		{"method=custom&maghrib_angle=NaN", "maghrib_angle"},
+		{"method=egyptian&fajr_angle=18", "fajr_angle"},
+	} {
+		requireProblem(t, b.as(http.MethodGet, "/v1/locations/cairo/prayer-times?date=2026-06-01&"+bad.query, nil), http.StatusUnprocessableEntity, bad.field)
+	}
 }
