@@ -67,7 +67,7 @@ func wantPrayerLines(t *testing.T, cities []city, method, madhab string, prayers
 			if match != nil && !match(d) {
 				continue
 			}
-			times, err := prayer.Compute(prayer.Date{Year: d.Year, Month: d.Month, Day: d.Day}, loc, prayer.Coordinates{Latitude: c.lat, Longitude: c.lon}, p)
+			times, err := prayer.Compute(d, loc, prayer.Coordinates{Latitude: c.lat, Longitude: c.lon}, p)
 			require.NoError(t, err)
 			for pr, off := range prayers {
 				base := times.Of(pr)

@@ -141,7 +141,7 @@ func prayerInstants(ctx context.Context, db *gorm.DB, log *slog.Logger, scope fu
 					at, in.FromTimetable = localtime.On(d.Year, d.Month, d.Day, localtime.Of(sec), loc), true
 				} else if !skipped {
 					if !computed {
-						times, err = prayer.Compute(prayer.Date{Year: d.Year, Month: d.Month, Day: d.Day}, loc, coords, *p)
+						times, err = prayer.Compute(d, loc, coords, *p)
 						computed = true
 					}
 					if err != nil {

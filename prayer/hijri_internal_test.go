@@ -11,19 +11,19 @@ func TestTabularRamadan(t *testing.T) {
 		d           Date
 		year, month int
 	}{
-		{Date{2016, 6, 3}, 1437, 8},
-		{Date{2016, 6, 8}, 1437, 9},
-		{Date{2016, 7, 3}, 1437, 9},
-		{Date{2016, 7, 8}, 1437, 10},
-		{Date{2016, 10, 6}, 1438, 1},
-		{Date{2018, 10, 1}, 1440, 1}, // 22 Muharram 1440 in the Dubai timetable
+		{Date{Year: 2016, Month: 6, Day: 3}, 1437, 8},
+		{Date{Year: 2016, Month: 6, Day: 8}, 1437, 9},
+		{Date{Year: 2016, Month: 7, Day: 3}, 1437, 9},
+		{Date{Year: 2016, Month: 7, Day: 8}, 1437, 10},
+		{Date{Year: 2016, Month: 10, Day: 6}, 1438, 1},
+		{Date{Year: 2018, Month: 10, Day: 1}, 1440, 1}, // 22 Muharram 1440 in the Dubai timetable
 	} {
 		y, m := hijri(c.d)
 		if y != c.year || m != c.month {
 			t.Errorf("%s: tabular %d-%02d, want %d-%02d", c.d, y, m, c.year, c.month)
 		}
 	}
-	if !isRamadan(Date{2016, 6, 20}) || isRamadan(Date{2016, 8, 1}) {
+	if !isRamadan(Date{Year: 2016, Month: 6, Day: 20}) || isRamadan(Date{Year: 2016, Month: 8, Day: 1}) {
 		t.Error("isRamadan is wrong about 2016-06-20 or 2016-08-01")
 	}
 }

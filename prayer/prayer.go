@@ -40,6 +40,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/chime-dev/chime/localtime"
 )
 
 // Prayer names one of the times, as the API and JSON spell it.
@@ -96,37 +98,21 @@ func (c Coordinates) Validate() error {
 	return nil
 }
 
-// Date is a civil date in the place's own calendar.
-type Date struct {
-	Year  int
-	Month time.Month
-	Day   int
-}
+// Date is a civil date in the place's own calendar: the one date type of
+// the reminders' rules (package localtime).
+type Date = localtime.Date
 
 // DateOf is the date of t in t's location.
-func DateOf(t time.Time) Date {
-	y, m, d := t.Date()
-	return Date{y, m, d}
-}
+func DateOf(t time.Time) Date { return localtime.DateOf(t, t.Location()) }
 
 // ParseDate reads YYYY-MM-DD.
 func ParseDate(s string) (Date, error) {
-	t, err := time.Parse(time.DateOnly, s)
+	d, err := localtime.ParseDate(s)
 	if err != nil {
 		return Date{}, &Error{Field: "date", Reason: "must be YYYY-MM-DD"}
 	}
-	return DateOf(t), nil
+	return d, nil
 }
-
-// AddDays is the date n days later (earlier for negative n).
-func (d Date) AddDays(n int) Date {
-	return DateOf(time.Date(d.Year, d.Month, d.Day+n, 12, 0, 0, 0, time.UTC))
-}
-
-func (d Date) String() string { return fmt.Sprintf("%04d-%02d-%02d", d.Year, d.Month, d.Day) }
-
-// midnight is 0h UT of the date.
-func (d Date) midnight() time.Time { return time.Date(d.Year, d.Month, d.Day, 0, 0, 0, 0, time.UTC) }
 
 // Times are one date's times, as UTC instants.
 type Times struct {
@@ -203,7 +189,7 @@ func Compute(d Date, loc *time.Location, c Coordinates, p Params) (Times, error)
 		if got == d || try == 2 {
 			break
 		}
-		if got.midnight().Before(d.midnight()) {
+		if got.Midnight().Before(d.Midnight()) {
 			base = base.AddDays(1)
 		} else {
 			base = base.AddDays(-1)
@@ -339,7 +325,7 @@ search:
 		out.ruledFajr, out.ruledIsha = true, true
 	}
 
-	mid := base.midnight()
+	mid := base.Midnight()
 	at := func(hours float64) time.Time {
 		return mid.Add(time.Duration(math.Floor(hours*3600)) * time.Second)
 	}

@@ -32,7 +32,7 @@ func wantPrayerOccurrences(t *testing.T, zones []string, at []coords, method str
 			if match != nil && !match(d) {
 				continue
 			}
-			times, err := prayer.Compute(prayer.Date{Year: d.Year, Month: d.Month, Day: d.Day}, loc, prayer.Coordinates{Latitude: at[i].lat, Longitude: at[i].lon}, params)
+			times, err := prayer.Compute(d, loc, prayer.Coordinates{Latitude: at[i].lat, Longitude: at[i].lon}, params)
 			require.NoError(t, err)
 			if inst := times.Of(p).Add(off); inst.After(from) && !inst.After(to) {
 				out[i][inst.UTC().Format(time.RFC3339)] = true
