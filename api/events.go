@@ -304,13 +304,16 @@ func (a *API) findEvent(r *http.Request, app int64) (store.Event, string, error)
 }
 
 func (a *API) renderEvent(r *http.Request, ev store.Event, topic string) (Event, error) {
-	out := Event{
-		ID: ev.ID, Topic: topic, Data: json.RawMessage(ev.Data), FireAt: ev.FireAt.UTC(), Canceled: ev.Canceled,
-		CreatedAt: ev.CreatedAt.UTC(),
-	}
 	rows, err := store.EventOccurrences(r.Context(), a.db, ev.ID)
-	out.Occurrences = occurrences(rows, topic)
-	return out, err
+	return eventOf(ev, topic, rows), err
+}
+
+// eventOf is the API's form of a topic's event and its occurrences.
+func eventOf(ev store.Event, topic string, rows []store.OccurrenceRow) Event {
+	return Event{
+		ID: ev.ID, Topic: topic, Data: json.RawMessage(ev.Data), FireAt: ev.FireAt.UTC(), Canceled: ev.Canceled,
+		CreatedAt: ev.CreatedAt.UTC(), Occurrences: occurrences(rows, topic),
+	}
 }
 
 // MaxEventsPage bounds the events one GET /v1/events answers.
@@ -350,10 +353,7 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request, app int64) erro
 		Next   string  `json:"next,omitempty"`
 	}{Events: make([]Event, len(evs))}
 	for i, ev := range evs {
-		out.Events[i] = Event{
-			ID: ev.ID, Topic: key, Data: json.RawMessage(ev.Data), FireAt: ev.FireAt.UTC(), Canceled: ev.Canceled,
-			CreatedAt: ev.CreatedAt.UTC(), Occurrences: occurrences(occ[ev.ID], key),
-		}
+		out.Events[i] = eventOf(ev, key, occ[ev.ID])
 	}
 	if len(evs) == limit {
 		out.Next = strconv.FormatInt(evs[len(evs)-1].ID, 10)

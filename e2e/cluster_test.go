@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -31,21 +30,7 @@ func TestFireOnRedisCluster(t *testing.T) {
 	b.startWorker("w1")
 	b.startWorker("w2")
 
-	places := fourZones[:3]
-	const users = 6000
-	b.putReminder("cluster", 48, time.Now().Add(2*time.Hour), places)
-	per := b.register("cluster", 11_000_000, users, places)
-	fireAt := nextSecond(2 * time.Second)
-	b.putReminder("cluster", 48, fireAt, places)
-
-	occ := at(b.waitDone("cluster", len(places), time.Minute), fireAt)
-	require.Len(t, occ, len(places))
-	st := b.sink.Stats()
-	require.Equal(t, users, st.Users, "distinct users delivered")
-	require.Zero(t, st.Duplicates, "duplicate deliveries")
-	for _, o := range occ {
-		require.EqualValues(t, per[o.Location], o.Delivered, o.Location)
-	}
+	b.fireOnce("cluster", 48, 11_000_000, 6000, fourZones[:3])
 
 	// The cluster really is sharded and Chime's keys spread over it.
 	rdb, err := chime.OpenRedis(context.Background(), url)
@@ -91,21 +76,7 @@ func TestGroupTasksSpreadOverClusterMasters(t *testing.T) {
 	b.startWorker("w1")
 	b.startWorker("w2")
 
-	places := fourZones[:3]
-	const users = 6000
-	b.putReminder("spread", 64, time.Now().Add(2*time.Hour), places)
-	per := b.register("spread", 12_000_000, users, places)
-	fireAt := nextSecond(2 * time.Second)
-	b.putReminder("spread", 64, fireAt, places)
-
-	occ := at(b.waitDone("spread", len(places), time.Minute), fireAt)
-	require.Len(t, occ, len(places))
-	st := b.sink.Stats()
-	require.Equal(t, users, st.Users, "distinct users delivered")
-	require.Zero(t, st.Duplicates, "duplicate deliveries")
-	for _, o := range occ {
-		require.EqualValues(t, per[o.Location], o.Delivered, o.Location)
-	}
+	b.fireOnce("spread", 64, 12_000_000, 6000, fourZones[:3])
 
 	ctx := context.Background()
 	rdb, err := chime.OpenRedis(ctx, url)

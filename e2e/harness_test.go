@@ -231,6 +231,28 @@ func nextSecond(d time.Duration) time.Time {
 }
 
 // at returns the occurrences that fire at instant.
+// fireOnce subscribes users (IDs from base) to reminder key over places,
+// fires it two seconds ahead, waits for every place's occurrence, and checks
+// that each user was delivered exactly once and each occurrence recorded
+// its place's users. It returns the fire's occurrences.
+func (b *bundle) fireOnce(key string, groups, base, users int, places []place) []api.Occurrence {
+	b.t.Helper()
+	t := b.t
+	b.putReminder(key, groups, time.Now().Add(2*time.Hour), places)
+	per := b.register(key, base, users, places)
+	fireAt := nextSecond(2 * time.Second)
+	b.putReminder(key, groups, fireAt, places)
+	occ := at(b.waitDone(key, len(places), time.Minute), fireAt)
+	require.Len(t, occ, len(places))
+	st := b.sink.Stats()
+	require.Equal(t, users, st.Users, "distinct users delivered")
+	require.Zero(t, st.Duplicates, "duplicate deliveries")
+	for _, o := range occ {
+		require.EqualValues(t, per[o.Location], o.Delivered, o.Location)
+	}
+	return occ
+}
+
 func at(occ []api.Occurrence, instant time.Time) []api.Occurrence {
 	var out []api.Occurrence
 	for _, o := range occ {
