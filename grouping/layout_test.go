@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -99,22 +100,7 @@ func TestRegroupGrowsAndShrinksWithoutLoss(t *testing.T) {
 	require.Equal(t, 8, y.N, "300 users in groups of at most 64: 8")
 	everyone(t, x, locA, users)
 
-	apply := func(add, remove []string) {
-		var rows []store.Subscription
-		var am, rm []grouping.Member
-		for _, u := range add {
-			rows = append(rows, store.Subscription{ReminderID: locA.Reminder, LocationID: locA.Location, UserID: u, GroupNo: grouping.Bucket(u)})
-			am = append(am, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
-		}
-		if len(rows) > 0 {
-			require.NoError(t, env.DB.Create(&rows).Error)
-		}
-		for _, u := range remove {
-			require.NoError(t, env.DB.Where("reminder_id = ? AND user_id = ?", locA.Reminder, u).Delete(&store.Subscription{}).Error)
-			rm = append(rm, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
-		}
-		require.NoError(t, x.Apply(ctx, am, rm))
-	}
+	apply := func(add, remove []string) { change(t, env, x, locA, add, remove) }
 
 	// Growth, with subscriptions and unsubscriptions arriving while the
 	// groups split.
@@ -286,22 +272,7 @@ func TestRegroupKeepsUUIDsCompact(t *testing.T) {
 		}
 		return out
 	}
-	apply := func(add, remove []string) {
-		var rows []store.Subscription
-		var am, rm []grouping.Member
-		for _, u := range add {
-			rows = append(rows, store.Subscription{ReminderID: locA.Reminder, LocationID: locA.Location, UserID: u, GroupNo: grouping.Bucket(u)})
-			am = append(am, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
-		}
-		if len(rows) > 0 {
-			require.NoError(t, env.DB.Create(&rows).Error)
-		}
-		for _, u := range remove {
-			require.NoError(t, env.DB.Where("reminder_id = ? AND user_id = ?", locA.Reminder, u).Delete(&store.Subscription{}).Error)
-			rm = append(rm, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
-		}
-		require.NoError(t, x.Apply(ctx, am, rm))
-	}
+	apply := func(add, remove []string) { change(t, env, x, locA, add, remove) }
 	// regroup fits the layout while batches of add and remove arrive.
 	regroup := func(add, remove []string) grouping.Layout {
 		t.Helper()
@@ -361,4 +332,24 @@ func TestRegroupKeepsUUIDsCompact(t *testing.T) {
 	require.Equal(t, 16, y.N, "350 users: halved while the groups average under 16")
 	everyone(t, x, locA, all)
 	compact(len(all))
+}
+
+// change commits subscriptions of add and removals of remove at l to the
+// store, then applies them to the index, as the API does.
+func change(t *testing.T, env *testenv.Env, x *grouping.Index, l grouping.Loc, add, remove []string) {
+	t.Helper()
+	var rows []store.Subscription
+	var am, rm []grouping.Member
+	for _, u := range add {
+		rows = append(rows, store.Subscription{ReminderID: l.Reminder, LocationID: l.Location, UserID: u, GroupNo: grouping.Bucket(u)})
+		am = append(am, grouping.Member{Loc: l, Bucket: grouping.Bucket(u), UserID: u})
+	}
+	if len(rows) > 0 {
+		require.NoError(t, env.DB.Create(&rows).Error)
+	}
+	for _, u := range remove {
+		require.NoError(t, env.DB.Where("reminder_id = ? AND user_id = ?", l.Reminder, u).Delete(&store.Subscription{}).Error)
+		rm = append(rm, grouping.Member{Loc: l, Bucket: grouping.Bucket(u), UserID: u})
+	}
+	require.NoError(t, x.Apply(context.Background(), am, rm))
 }
