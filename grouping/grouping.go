@@ -498,7 +498,10 @@ func (x *Index) Fit(ctx context.Context, l Loc, fixed int, regroup bool) (Layout
 
 // moveScript moves the members of one group to the groups of a new layout,
 // only those still there (one removed meanwhile stays removed), and keeps
-// the list of non-empty groups. Set members move between sets; packed
+// the list of non-empty groups. A set left with at most 4,096 members is
+// written anew if it is a hash table: a group that one big registration
+// filled past the intset limit is compact again after the fit that splits
+// it (Redis never converts a set back by itself). Set members move between sets; packed
 // entries between packed strings, as they are, so string IDs stay compact:
 // the source string is rewritten once without the moved entries and each
 // target once with them appended. KEYS: source group, source packed
@@ -551,8 +554,17 @@ if last < #ARGV then
     end
   end
 end
-if redis.call('SCARD', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then
+local left = redis.call('SCARD', KEYS[1])
+if left == 0 and redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('SREM', KEYS[3], ARGV[3])
+elseif left > 0 and left <= 4096 and redis.call('OBJECT', 'ENCODING', KEYS[1]) == 'hashtable' then
+  -- A set once grown past the intset limit stays a hash table however
+  -- much it shrinks; written anew, integers are an intset again.
+  local m = redis.call('SMEMBERS', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  for i = 1, #m, 1000 do
+    redis.call('SADD', KEYS[1], unpack(m, i, math.min(i + 999, #m)))
+  end
 end
 return 1`)
 

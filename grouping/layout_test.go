@@ -3,6 +3,7 @@ package grouping_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -352,4 +353,34 @@ func change(t *testing.T, env *testenv.Env, x *grouping.Index, l grouping.Loc, a
 		rm = append(rm, grouping.Member{Loc: l, Bucket: grouping.Bucket(u), UserID: u})
 	}
 	require.NoError(t, x.Apply(context.Background(), am, rm))
+}
+
+// A location filled in one registration past the intset limit is compact
+// again after its next fit. Injected: 3,000 integer IDs added to a layout
+// of one group, whose set becomes a hash table. Checked: the fit splits it
+// into groups of about 400 and every group's set, the one split included,
+// is an intset holding exactly its users.
+func TestFitCompactsAGroupOneRegistrationFilled(t *testing.T) {
+	env, x := newIndex(t)
+	x.GroupSize = 0 // the default, 400
+	ctx := context.Background()
+	require.NoError(t, x.MarkBuilt(ctx, 1, locA))
+	users := make([]string, 3000)
+	for i := range users {
+		users[i] = strconv.Itoa(5_000_000 + i*7)
+	}
+	change(t, env, x, locA, users, nil)
+	key := memberKey(t, env)
+	require.Equal(t, "hashtable", env.Redis.ObjectEncoding(ctx, key).Val(), "3,000 members are past the intset limit")
+
+	y, err := x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, 8, y.N, "3,000 users in groups of at most 400 on average")
+	everyone(t, x, locA, users)
+	keys, err := scanKeys(env.Redis, env.Prefix+"*:g:*")
+	require.NoError(t, err)
+	require.Len(t, keys, 8)
+	for _, k := range keys {
+		require.Equal(t, "intset", env.Redis.ObjectEncoding(ctx, k).Val(), k)
+	}
 }
