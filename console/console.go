@@ -140,6 +140,8 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET "+Path+"/import", c.user(c.importPage))
 	mux.Handle("POST "+Path+"/import", c.user(c.importCSV))
 	mux.Handle("GET "+Path+"/locations", c.user(c.locations))
+	mux.Handle("GET "+Path+"/locations/{location}", c.user(c.location))
+	mux.Handle("POST "+Path+"/locations/{location}", c.editor(c.saveLocation))
 	mux.Handle("GET "+Path+"/audit", c.user(c.audit))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()

@@ -1,5 +1,6 @@
 // The console's only script: the editor's timeline follows the form, the
-// kind menu shows the parts of the form its kind has, and a live view
+// kind menu shows the parts of the form its kind has, the recurrence menu
+// fills in its rule, and a live view
 // refreshes itself until its occurrence is done. Pages work without it.
 "use strict";
 (function () {
@@ -22,6 +23,17 @@
         .then(function (html) { if (mine === seq) { timeline.innerHTML = html; timeline.dataset.seq = String(mine); } });
     };
     kind.addEventListener("change", showParts);
+    // The recurrence menu writes its rule into the rule's field, and the
+    // field shows its preset in the menu (or "custom").
+    const preset = document.getElementById("recurrence_preset");
+    const rule = document.getElementById("recurrence");
+    if (preset && rule) {
+      preset.addEventListener("change", function () { if (preset.value !== "custom") { rule.value = preset.value; } });
+      rule.addEventListener("input", function () {
+        const v = rule.value.trim();
+        preset.value = Array.prototype.some.call(preset.options, function (o) { return o.value === v; }) ? v : "custom";
+      });
+    }
     form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(refresh, 250); });
     form.addEventListener("change", function () { clearTimeout(timer); timer = setTimeout(refresh, 250); });
   }
