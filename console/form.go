@@ -128,6 +128,25 @@ func (f *form) pad() {
 	}
 }
 
+// repad is pad after dropping the trailing blank rows, so that a form
+// shown again keeps blankRows of them; the filled rows keep their places,
+// and so the problems beside them.
+func (f *form) repad() {
+	f.Times = trimBlank(f.Times)
+	f.Locations = trimBlank(f.Locations)
+	f.Translations = trimBlank(f.Translations)
+	f.Prayers = trimBlank(f.Prayers)
+	f.pad()
+}
+
+func trimBlank[T comparable](rows []T) []T {
+	var zero T
+	for len(rows) > 0 && rows[len(rows)-1] == zero {
+		rows = rows[:len(rows)-1]
+	}
+	return rows
+}
+
 // formOf is the editor's form of a stored reminder.
 func formOf(rem api.Reminder) *form {
 	f := &form{Key: rem.Key, Kind: rem.Kind, Title: rem.Title, Body: rem.Body, Lang: rem.Lang, Tags: strings.Join(rem.Tags, ", "),

@@ -202,7 +202,7 @@ func (c *Console) saveReminder(w http.ResponseWriter, r *http.Request, s *sessio
 		}
 	}
 	if len(f.Errors) > 0 || len(f.Other) > 0 {
-		f.pad()
+		f.repad()
 		c.render(w, http.StatusUnprocessableEntity, "editor", page{Title: "Edit reminder", Nav: "reminders", S: s,
 			Message: "The reminder was not saved: see the problems beside the fields.", Data: editorData{F: f, Timeline: c.timelineOf(r, s, f)}})
 		return nil
