@@ -40,12 +40,22 @@ func expectedFirst(t *testing.T, now time.Time, zone, hhmm string) (local, utc s
 // and UTC instant localtime computes, and saves; a reminder titled
 // <script> shows the title as text and runs nothing; a CSV with one bad
 // row is shown with that row's error and stores nothing, and once fixed is
-// checked and committed whole; a once reminder fired to 2,000 subscribers
-// is watched in the live view until done, with 2,000 delivered and every
+// checked and committed whole; a latitude out of range is refused beside
+// its field, then a location's coordinates and method are saved and its
+// week of prayer times (madhab overridden) is GET prayer-times' to the
+// minute, local and UTC; a prayer reminder with a bad RRULE and a bad
+// offset shows both beside their fields and stores nothing, and with
+// weekdays from the menu its timeline is package prayer's fajr -10m and
+// maghrib +5m on weekdays by the location's convention (weekend dates
+// marked as not firing), as the saved reminder's upcoming fires are; a
+// once reminder fired to 2,000 subscribers is watched in the live view
+// (over server-sent events) until done, with 2,000 delivered and every
 // group done, and a test send from its page to one of the 2,000 reaches
 // done with 1 delivered and nobody else sent to, while one to a
-// non-subscriber shows the reason beside the form; A's viewer sees no save button and a forged save is refused
-// 403; B's editor sees none of A's reminders and gets 404 for one by URL.
+// non-subscriber shows the reason beside the form; A's viewer sees no save
+// button for a reminder or a location, and forged saves of either are
+// refused 403; B's editor sees none of A's reminders and locations and
+// gets 404 for them by URL.
 func TestConsoleInBrowser(t *testing.T) {
 	b := setup(t)
 	ctx := browser(t, 1280, 800)
@@ -309,6 +319,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			return id != 0
 		})
 		do(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/console/occurrences/%d", b.url, id)), chromedp.WaitVisible(css("#state")))
+		require.Equal(t, "stream", get(t, ctx, chromedp.Evaluate[string](`document.getElementById('live').dataset.via`)), "followed by server-sent events")
 		shot(t, ctx, "live-before")
 		testenv.WaitUntil(t, 60*time.Second, "the live view says done", func() bool {
 			// One read of the whole view: the script replaces it every second.

@@ -4,7 +4,9 @@
 // Pages are rendered on the server (html/template, which escapes every
 // value); the few scripts (the editor's timeline, the live view of a fire)
 // are static files embedded in the binary, so the Content-Security-Policy
-// allows scripts from the console itself only and no inline script. Every
+// allows scripts from the console itself only and no inline script. A
+// live view follows its fire over server-sent events, a bounded number
+// per session (Config.LiveStreams), and polls beyond them. Every
 // change goes through the API's own routes, called in-process as the
 // signed-in user (api.API.As): the same validation, the same store code,
 // the same announcements to the scheduler, and the same audit log.
@@ -77,6 +79,10 @@ type Config struct {
 	// LoginWindow is the window of the sign-in limits. Defaults to
 	// DefaultLoginWindow (15m).
 	LoginWindow time.Duration
+	// LiveStreams is how many live views one session may stream at once
+	// from one server (server-sent events); more poll instead. Defaults
+	// to DefaultLiveStreams (4).
+	LiveStreams int
 	// Prefix starts the console's Redis keys.
 	Prefix string
 	// Now tells the time. Defaults to time.Now.
@@ -91,6 +97,7 @@ type Console struct {
 	limiter *redis_rate.Limiter
 	pages   *template.Template
 	log     *slog.Logger
+	streams streams
 }
 
 // New returns the console of the API a.
@@ -99,6 +106,7 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, a *api.API, log *sl
 	cfg.LoginPerEmail = cmp.Or(cfg.LoginPerEmail, DefaultLoginPerEmail)
 	cfg.LoginPerIP = cmp.Or(cfg.LoginPerIP, DefaultLoginPerIP)
 	cfg.LoginWindow = cmp.Or(cfg.LoginWindow, DefaultLoginWindow)
+	cfg.LiveStreams = cmp.Or(cfg.LiveStreams, DefaultLiveStreams)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -137,6 +145,7 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("POST "+Path+"/reminders/{key}/test-sends", c.editor(c.postTestSend))
 	mux.Handle("GET "+Path+"/occurrences/{id}", c.user(c.occurrence))
 	mux.Handle("GET "+Path+"/occurrences/{id}/live", c.user(c.occurrenceLive))
+	mux.Handle("GET "+Path+"/occurrences/{id}/stream", c.user(c.occurrenceStream))
 	mux.Handle("GET "+Path+"/import", c.user(c.importPage))
 	mux.Handle("POST "+Path+"/import", c.user(c.importCSV))
 	mux.Handle("GET "+Path+"/locations", c.user(c.locations))
@@ -173,7 +182,7 @@ func (c *Console) user(h pageHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, err := c.session(r)
 		if errors.Is(err, store.ErrNotFound) {
-			if r.Method == http.MethodGet && !strings.HasSuffix(r.URL.Path, "/live") {
+			if r.Method == http.MethodGet && !strings.HasSuffix(r.URL.Path, "/live") && !strings.HasSuffix(r.URL.Path, "/stream") {
 				http.Redirect(w, r, Path+"/login", http.StatusSeeOther)
 				return
 			}

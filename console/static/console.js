@@ -1,7 +1,7 @@
 // The console's only script: the editor's timeline follows the form, the
 // kind menu shows the parts of the form its kind has, the recurrence menu
-// fills in its rule, and a live view
-// refreshes itself until its occurrence is done. Pages work without it.
+// fills in its rule, and a live view follows its occurrence (server-sent
+// events, or polling) until it is done. Pages work without it.
 "use strict";
 (function () {
   const form = document.getElementById("editor");
@@ -39,14 +39,31 @@
   }
   const live = document.getElementById("live");
   if (live) {
-    const poll = function () {
+    const done = function () {
       const inner = live.querySelector("[data-done]");
-      if (inner && inner.dataset.done === "true") { return; }
+      return inner && inner.dataset.done === "true";
+    };
+    const poll = function () {
+      if (done()) { return; }
       fetch(live.dataset.src, { headers: { "X-Fragment": "1" }, credentials: "same-origin" })
         .then(function (res) { return res.text(); })
         .then(function (html) { live.innerHTML = html; setTimeout(poll, 1000); })
         .catch(function () { setTimeout(poll, 3000); });
     };
-    setTimeout(poll, 1000);
+    // Server-sent events where the browser has them and the server takes
+    // one more stream; polling every second otherwise, or once a stream
+    // ends before its occurrence is done.
+    if (done()) {
+      // nothing to follow
+    } else if (window.EventSource && live.dataset.stream) {
+      const es = new EventSource(live.dataset.stream);
+      live.dataset.via = "stream";
+      es.addEventListener("live", function (e) { live.innerHTML = e.data; });
+      es.addEventListener("done", function () { es.close(); });
+      es.addEventListener("error", function () { es.close(); live.dataset.via = "poll"; setTimeout(poll, 1000); });
+    } else {
+      live.dataset.via = "poll";
+      setTimeout(poll, 1000);
+    }
   }
 })();
