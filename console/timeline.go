@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/chime-dev/chime/api"
@@ -18,6 +19,27 @@ import (
 
 // TimelineDays is how far ahead the editor's timeline looks.
 const TimelineDays = 7
+
+// TimelineRows bounds the times, locations and prayers the timeline
+// computes (each location of a prayer reminder is read from the API);
+// the rows after them are checked when the reminder is saved.
+const TimelineRows = 100
+
+// capRows is rows up to its TimelineRows-th filled one, and whether any
+// were left off.
+func capRows[T comparable](rows []T) ([]T, bool) {
+	var zero T
+	n := 0
+	for i, r := range rows {
+		if r == zero {
+			continue
+		}
+		if n++; n > TimelineRows {
+			return rows[:i], true
+		}
+	}
+	return rows, false
+}
 
 // fireLine is one fire on the timeline.
 type fireLine struct {
@@ -125,10 +147,21 @@ func dailyFires(from time.Time, days int, o localtime.Of, loc *time.Location) []
 // reminder, per location. Daily and once reminders are computed from the
 // form as it stands; timetable and topic reminders fire at stored rows and
 // events, read for a saved reminder.
-func (c *Console) timelineOf(r *http.Request, s *session, f *form) timelineData {
+func (c *Console) timelineOf(r *http.Request, s *session, f *form) (out timelineData) {
 	now := c.cfg.Now().UTC()
 	to := now.AddDate(0, 0, TimelineDays)
-	out := timelineData{From: now.Format(utcLayout), To: to.Format(utcLayout), FromAt: now.Format(time.RFC3339), ToAt: to.Format(time.RFC3339)}
+	out = timelineData{From: now.Format(utcLayout), To: to.Format(utcLayout), FromAt: now.Format(time.RFC3339), ToAt: to.Format(time.RFC3339)}
+	capped := *f
+	var cut [3]bool
+	capped.Times, cut[0] = capRows(f.Times)
+	capped.Locations, cut[1] = capRows(f.Locations)
+	capped.Prayers, cut[2] = capRows(f.Prayers)
+	f = &capped
+	defer func() {
+		if cut[0] || cut[1] || cut[2] {
+			out.Note = strings.TrimSpace(out.Note + fmt.Sprintf(" The timeline shows the first %d rows of each list; the others are checked when the reminder is saved.", TimelineRows))
+		}
+	}()
 	rule, err := f.rule()
 	if err != nil {
 		out.Note = "recurrence: " + err.Error()
@@ -339,6 +372,7 @@ func (c *Console) prayerTimeline(r *http.Request, s *session, f *form, rule *rec
 	if len(prayers) == 0 {
 		out.Note = "Add a prayer (and its offset, such as -10m) and a location with coordinates to see when it fires."
 	}
+	known := map[string]api.Location{} // by name; a name not found is the zero Location
 	for _, p := range f.Locations {
 		if p == (placeRow{}) {
 			continue
@@ -346,8 +380,14 @@ func (c *Console) prayerTimeline(r *http.Request, s *session, f *form, rule *rec
 		l := timelineLoc{Location: p.Location, Zone: p.Zone, Errors: bad}
 		out.Locs = append(out.Locs, l)
 		tl := &out.Locs[len(out.Locs)-1]
-		var at api.Location
-		if err := c.call(r, s, http.MethodGet, "/v1/locations/"+url.PathEscape(p.Location), "", nil, &at); err != nil {
+		at, ok := known[p.Location]
+		if !ok {
+			if err := c.call(r, s, http.MethodGet, "/v1/locations/"+url.PathEscape(p.Location), "", nil, &at); err != nil {
+				at = api.Location{}
+			}
+			known[p.Location] = at
+		}
+		if at.Location == "" {
 			tl.Errors = append(tl.Errors, fmt.Sprintf("no location %q yet: give it coordinates on the locations page", p.Location))
 			continue
 		}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -124,4 +125,19 @@ func TestTimelineRecurrence(t *testing.T) {
 			require.Len(t, l.Days, TimelineDays+1, "the dates from the first to the last of the span")
 		})
 	}
+}
+
+// Injects: a daily reminder's form with 150 times, one location each.
+// Checks: the timeline computes the first TimelineRows of them and says
+// the rest are checked on save; the form itself keeps all 150.
+func TestTimelineRowsAreBounded(t *testing.T) {
+	f := &form{Kind: "daily"}
+	for i := range 150 {
+		f.Times = append(f.Times, timeRow{Location: fmt.Sprintf("l%d", i), Zone: "UTC", LocalTime: "08:00"})
+	}
+	c := &Console{cfg: Config{Now: time.Now}}
+	tl := c.timelineOf(nil, nil, f)
+	require.Len(t, tl.Locs, TimelineRows)
+	require.Contains(t, tl.Note, "first 100 rows")
+	require.Len(t, f.Times, 150)
 }
