@@ -264,6 +264,8 @@ func TestConsoleInBrowser(t *testing.T) {
 			Recurrence string                            `json:"recurrence"`
 			Prayers    []struct{ Prayer, Offset string } `json:"prayers"`
 		}
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#prayers"))), "fajr -10m0s, maghrib 5m0s")
+		shot(t, ctx, "reminder-prayer")
 		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/reminders/prayers", "", nil, &rem))
 		require.Equal(t, weekdays, rem.Recurrence)
 		require.Equal(t, []struct{ Prayer, Offset string }{{"fajr", "-10m0s"}, {"maghrib", "5m0s"}}, rem.Prayers)

@@ -33,6 +33,15 @@ var funcs = template.FuncMap{
 	"latitudeRules": func() []prayer.HighLatitudeRule { return prayer.HighLatitudeRules },
 	"diffText":      diffText,
 	"coord":         coordText,
+	// ruleName is the editor's name of a recurrence preset, or "".
+	"ruleName": func(rule string) string {
+		for _, p := range presets {
+			if p.Rule == rule && p.Rule != customRule {
+				return p.Label
+			}
+		}
+		return ""
+	},
 }
 
 func storedMethods() []prayer.Method {

@@ -115,7 +115,11 @@ func (c *Console) showReminder(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	for _, u := range up.Upcoming {
 		if loc, err := time.LoadLocation(u.Zone); err == nil {
-			d.Upcoming = append(d.Upcoming, fireLine{Local: u.Location + ": " + localLine(u.FireAt, loc), UTC: u.FireAt.UTC().Format(utcLayout)})
+			what := u.Location + ": "
+			if u.Prayer != "" {
+				what = fmt.Sprintf("%s, %s (%s at %s): ", u.Location, u.Prayer, u.Source, u.LocalTime)
+			}
+			d.Upcoming = append(d.Upcoming, fireLine{Local: what + localLine(u.FireAt, loc), UTC: u.FireAt.UTC().Format(utcLayout)})
 		}
 	}
 	var occ struct{ Occurrences []api.Occurrence }
