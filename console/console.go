@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -98,7 +99,15 @@ type Console struct {
 	pages   *template.Template
 	log     *slog.Logger
 	streams streams
+	// ending is closed when the server shuts down: the live streams end
+	// (http.Server.Shutdown waits for every handler to return).
+	ending  chan struct{}
+	endOnce sync.Once
 }
+
+// EndStreams ends the live views' event streams; their pages poll
+// instead. The coordinator calls it when its server shuts down.
+func (c *Console) EndStreams() { c.endOnce.Do(func() { close(c.ending) }) }
 
 // New returns the console of the API a.
 func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, a *api.API, log *slog.Logger) *Console {
@@ -111,7 +120,7 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, a *api.API, log *sl
 		cfg.Now = time.Now
 	}
 	pages := template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
-	return &Console{cfg: cfg, db: db, api: a, limiter: redis_rate.NewLimiter(rdb), pages: pages, log: log}
+	return &Console{cfg: cfg, db: db, api: a, limiter: redis_rate.NewLimiter(rdb), pages: pages, log: log, ending: make(chan struct{})}
 }
 
 // csp allows the console's own scripts, styles and fetches, and nothing

@@ -57,8 +57,8 @@ func (st *streams) release(session string) {
 // occurrenceStream is the live view as server-sent events: the view's
 // fragment (event "live") whenever it changes, then "done" once the
 // occurrence is. It reads the occurrence every second, as polling does,
-// and stops when the session ends, after LiveStreamFor, or when the
-// client goes.
+// and stops when the session ends, after LiveStreamFor, when the client
+// goes, or when the server shuts down (EndStreams).
 func (c *Console) occurrenceStream(w http.ResponseWriter, r *http.Request, s *session) error {
 	if !c.streams.take(s.Hash, c.cfg.LiveStreams) {
 		w.Header().Set("Retry-After", "10")
@@ -106,6 +106,8 @@ func (c *Console) occurrenceStream(w http.ResponseWriter, r *http.Request, s *se
 		}
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-c.ending:
 			return nil
 		case <-tick.C:
 		}

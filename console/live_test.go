@@ -54,11 +54,12 @@ func (c *client) stream(id int64) (int, string, func()) {
 // Injects: a once reminder planned an hour ahead (its occurrence stays
 // scheduled), watched over server-sent events by app A's editor with more
 // streams than a session may hold, then by app B's editor, then after A
-// signs out.
+// signs out, then the coordinator shutting down with a stream open.
 // Checks: a stream starts with the live view of the occurrence; the
 // session's DefaultLiveStreams streams are served and one more is refused
 // 429 (the page then polls) until one of them ends; another app's user gets
-// 404; a signed-out session's stream ends with "signed-out".
+// 404; a signed-out session's stream ends with "signed-out"; the
+// coordinator's shutdown ends an open stream instead of timing out on it.
 func TestLiveStreamsAreBounded(t *testing.T) {
 	b := setup(t)
 	require.Equal(t, 201, b.call(b.keyA, "PUT", "/v1/reminders/later", "", map[string]any{
@@ -130,4 +131,11 @@ func TestLiveStreamsAreBounded(t *testing.T) {
 		}
 	}
 	require.Equal(t, "event: signed-out", last, "the stream ends once the session does")
+
+	// A server shutting down ends its streams rather than waiting for them.
+	require.Equal(t, http.StatusSeeOther, other.signIn("editor@a.example", password).StatusCode)
+	status, _, end := other.stream(id)
+	require.Equal(t, http.StatusOK, status)
+	defer end()
+	require.NoError(t, b.stop(), "the coordinator shut down within its timeout, an open stream notwithstanding")
 }
