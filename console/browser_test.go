@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chime-dev/chime/console"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/prayer"
@@ -50,8 +52,9 @@ func expectedFirst(t *testing.T, now time.Time, zone, hhmm string) (local, utc s
 // marked as not firing), as the saved reminder's upcoming fires are; a
 // once reminder fired to 2,000 subscribers is watched in the live view
 // (over server-sent events) until done, with 2,000 delivered and every
-// group done, and a test send from its page to one of the 2,000 reaches
-// done with 1 delivered and nobody else sent to, while one to a
+// group done, and, with the session's streams all held by another client,
+// a test send from its page to one of the 2,000 reaches done (polling)
+// with 1 delivered and nobody else sent to, while one to a
 // non-subscriber shows the reason beside the form; A's viewer sees no save
 // button for a reminder or a location, and forged saves of either are
 // refused 403; B's editor sees none of A's reminders and locations and
@@ -337,12 +340,43 @@ func TestConsoleInBrowser(t *testing.T) {
 		require.Equal(t, users, b.sink.Stats().Users)
 		shot(t, ctx, "live-done")
 
+		// The session's live streams all taken (by a client holding its
+		// cookie, on an occurrence an hour ahead): the next live view polls.
+		require.Equal(t, 201, b.call(b.keyA, "PUT", "/v1/reminders/held", "", map[string]any{
+			"kind": "once", "title": "Held", "at": time.Now().Add(time.Hour).UTC().Truncate(time.Second)}, nil))
+		require.Equal(t, 200, b.call(b.keyA, "POST", "/v1/reminders/held/subscribers", "", map[string]any{
+			"subscribers": []map[string]string{{"user_id": "500001", "location": "global"}}}, nil))
+		var held int64
+		testenv.WaitUntil(t, 20*time.Second, "the held occurrence planned", func() bool {
+			var occ struct{ Occurrences []struct{ ID int64 } }
+			b.call(b.keyA, "GET", "/v1/occurrences?reminder=held", "", nil, &occ)
+			if len(occ.Occurrences) > 0 {
+				held = occ.Occurrences[0].ID
+			}
+			return held != 0
+		})
+		cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{b.url + "/console/reminders"}})
+		require.NoError(t, err)
+		hc := b.client(t)
+		base, _ := url.Parse(b.url + "/console/")
+		for _, ck := range cookies.Cookies {
+			hc.http.Jar.SetCookies(base, []*http.Cookie{{Name: ck.Name, Value: ck.Value, Path: ck.Path}})
+		}
+		for range console.DefaultLiveStreams {
+			status, _, end := hc.stream(held)
+			require.Equal(t, http.StatusOK, status)
+			defer end()
+		}
+
 		// A test send to one of the 2,000 from the reminder's page.
 		const one = "500007"
 		before := b.sink.Stats().Deliveries
 		do(t, ctx, chromedp.Navigate(b.url+"/console/reminders/blast"), chromedp.WaitVisible(css("#test-user")),
 			chromedp.SendKeys(css("#test-user"), one), chromedp.Click(css("#test-send-button")), chromedp.WaitVisible(css("#state")))
 		require.Contains(t, get(t, ctx, chromedp.Text(css("main"))), "test send to user "+one)
+		testenv.WaitUntil(t, 10*time.Second, "the live view polls, its session's streams taken", func() bool {
+			return get(t, ctx, chromedp.Evaluate[string](`document.getElementById('live').dataset.via`)) == "poll"
+		})
 		testenv.WaitUntil(t, 30*time.Second, "the test send's live view says done", func() bool {
 			v := get(t, ctx, chromedp.Evaluate[string](`document.getElementById('state').textContent + ' ' + document.getElementById('delivered').textContent`))
 			return v == "done 1"
