@@ -102,6 +102,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	defer c.probe()
 	srv := c.api.Server()
 	srv.Handler = c.Handler()
+	srv.RegisterOnShutdown(c.console.EndStreams) // Shutdown waits for handlers, and a live stream lasts minutes
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.keys.Run(ctx) })
 	g.Go(func() error {

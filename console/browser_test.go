@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,8 +16,10 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chime-dev/chime/console"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/prayer"
 )
 
 // expectedFirst is the first fire of local time hh:mm in zone after now, as
@@ -38,12 +42,23 @@ func expectedFirst(t *testing.T, now time.Time, zone, hhmm string) (local, utc s
 // and UTC instant localtime computes, and saves; a reminder titled
 // <script> shows the title as text and runs nothing; a CSV with one bad
 // row is shown with that row's error and stores nothing, and once fixed is
-// checked and committed whole; a once reminder fired to 2,000 subscribers
-// is watched in the live view until done, with 2,000 delivered and every
-// group done, and a test send from its page to one of the 2,000 reaches
-// done with 1 delivered and nobody else sent to, while one to a
-// non-subscriber shows the reason beside the form; A's viewer sees no save button and a forged save is refused
-// 403; B's editor sees none of A's reminders and gets 404 for one by URL.
+// checked and committed whole; a latitude out of range is refused beside
+// its field, then a location's coordinates and method are saved and its
+// week of prayer times (madhab overridden) is GET prayer-times' to the
+// minute, local and UTC; a prayer reminder with a bad RRULE and a bad
+// offset shows both beside their fields and stores nothing, and with
+// weekdays from the menu its timeline is package prayer's fajr -10m and
+// maghrib +5m on weekdays by the location's convention (weekend dates
+// marked as not firing), as the saved reminder's upcoming fires are; a
+// once reminder fired to 2,000 subscribers is watched in the live view
+// (over server-sent events) until done, with 2,000 delivered and every
+// group done, and, with the session's streams all held by another client,
+// a test send from its page to one of the 2,000 reaches done (polling)
+// with 1 delivered and nobody else sent to, while one to a
+// non-subscriber shows the reason beside the form; A's viewer sees no save
+// button for a reminder or a location, and forged saves of either are
+// refused 403; B's editor sees none of A's reminders and locations and
+// gets 404 for them by URL.
 func TestConsoleInBrowser(t *testing.T) {
 	b := setup(t)
 	ctx := browser(t, 1280, 800)
@@ -118,6 +133,165 @@ func TestConsoleInBrowser(t *testing.T) {
 		require.Len(t, tt.Rows, 3)
 	})
 
+	t.Run("location coordinates and a week of prayer times", func(t *testing.T) {
+		require.Equal(t, 201, b.call(b.keyA, "PUT", "/v1/locations/makkah", "", map[string]any{"zone": "Asia/Riyadh"}, nil))
+		do(t, ctx, chromedp.Navigate(b.url+"/console/locations"), chromedp.WaitVisible(css(`#locations tr[data-location="makkah"]`)))
+		require.Contains(t, get(t, ctx, chromedp.Text(css(`#locations tr[data-location="makkah"] td.coords`))), "none")
+		do(t, ctx, chromedp.Click(css(`#locations tr[data-location="makkah"] a`)), chromedp.WaitVisible(css("#latitude")))
+		require.Equal(t, 0, get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#week').length`)), "no coordinates, no times")
+		// A latitude out of range: the API's problem beside the field, nothing stored.
+		do(t, ctx, chromedp.SetValue(css("#latitude"), "91"), chromedp.SetValue(css("#longitude"), "39.8262"),
+			chromedp.Click(css("#save-location")), chromedp.WaitVisible(css("#latitude + .err")))
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#latitude + .err"))), "-90 to 90")
+		var l struct {
+			Latitude *float64 `json:"latitude"`
+			Method   string   `json:"method"`
+		}
+		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/locations/makkah", "", nil, &l))
+		require.Nil(t, l.Latitude)
+		do(t, ctx, chromedp.SetValue(css("#latitude"), "21.4225"), chromedp.SetValue(css("#elevation"), "277"),
+			chromedp.SetValue(css("#method"), "umm_al_qura"), chromedp.Click(css("#save-location")), chromedp.WaitVisible(css("#saved")))
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#coords"))), "latitude 21.4225, longitude 39.8262, elevation 277 m")
+		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/locations/makkah", "", nil, &l))
+		require.Equal(t, 21.4225, *l.Latitude)
+		require.Equal(t, "umm_al_qura", l.Method)
+
+		// A chosen week, with the madhab overridden, is the API's preview.
+		do(t, ctx, chromedp.SetValue(css("#week-date"), "2027-01-04"), chromedp.SetValue(css("#week-madhab"), "hanafi"),
+			chromedp.Click(css("#show-week")), chromedp.WaitVisible(css(`#week tr[data-date="2027-01-04"]`)))
+		cells := map[string]map[string][2]string{}
+		raw := get(t, ctx, chromedp.Evaluate[string](`JSON.stringify(Array.from(document.querySelectorAll('#week tbody tr')).reduce(function (m, tr) {
+			m[tr.dataset.date] = {}; tr.querySelectorAll('td').forEach(function (td) {
+				m[tr.dataset.date][td.dataset.prayer] = [td.querySelector('.local').textContent, td.querySelector('.utc').textContent] });
+			return m }, {}))`))
+		require.NoError(t, json.Unmarshal([]byte(raw), &cells))
+		riyadh, err := localtime.LoadZone("Asia/Riyadh")
+		require.NoError(t, err)
+		var pt, shafi struct {
+			Days []struct {
+				Date string               `json:"date"`
+				UTC  map[string]time.Time `json:"utc"`
+			} `json:"days"`
+		}
+		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/locations/makkah/prayer-times?date=2027-01-04&days=7&madhab=hanafi", "", nil, &pt))
+		require.Len(t, pt.Days, 7)
+		require.Len(t, cells, 7)
+		for _, d := range pt.Days {
+			require.Len(t, cells[d.Date], len(d.UTC), d.Date)
+			for name, at := range d.UTC {
+				require.Equal(t, [2]string{at.In(riyadh).Format("15:04 MST"), at.UTC().Format("15:04 UTC")}, cells[d.Date][name], d.Date+" "+name)
+			}
+		}
+		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/locations/makkah/prayer-times?date=2027-01-04&days=7", "", nil, &shafi))
+		require.NotEqual(t, shafi.Days[0].UTC["asr"], pt.Days[0].UTC["asr"], "the madhab override changes asr")
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#week-convention"))), "umm_al_qura, madhab hanafi")
+		shot(t, ctx, "location")
+	})
+
+	t.Run("prayer reminder with a recurrence", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(b.url+"/console/reminders/new?kind=prayer"), chromedp.WaitVisible(css("#p0-prayer")),
+			chromedp.SendKeys(css("#key"), "prayers"), chromedp.SendKeys(css("#title"), "Prayer time"),
+			chromedp.SendKeys(css("#l0-location"), "makkah"), chromedp.SendKeys(css("#l0-zone"), "Asia/Riyadh"),
+			chromedp.SetValue(css("#p0-prayer"), "fajr"), chromedp.SendKeys(css("#p0-offset"), "-10m"),
+			chromedp.SetValue(css("#p1-prayer"), "maghrib"), chromedp.SendKeys(css("#p1-offset"), "5 minutes"),
+			chromedp.SendKeys(css("#recurrence"), "FREQ=SOMETIMES"))
+		require.Equal(t, "custom", get(t, ctx, chromedp.Evaluate[string](`document.getElementById('recurrence_preset').value`)))
+		do(t, ctx, chromedp.Click(css("#save")), chromedp.WaitVisible(css("#recurrence + .err")))
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#recurrence + .err"))), "not an RFC 5545 RRULE")
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#p1-offset + .err"))), "whole-second duration")
+		require.Equal(t, 0, get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#p0-offset + .err').length`)))
+		shot(t, ctx, "editor-prayer-errors")
+		require.Equal(t, 404, b.call(b.keyA, "GET", "/v1/reminders/prayers", "", nil, nil), "nothing stored")
+
+		// Fixed: weekdays from the menu, maghrib 5 minutes after.
+		const weekdays = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"
+		do(t, ctx, chromedp.SetValue(css("#p1-offset"), "5m"), chromedp.Evaluate[chromedp.Void](`(function () {
+			var p = document.getElementById('recurrence_preset'); p.value = '`+weekdays+`';
+			p.dispatchEvent(new Event('change', {bubbles: true})) })()`))
+		require.Equal(t, weekdays, get(t, ctx, chromedp.Evaluate[string](`document.getElementById('recurrence').value`)))
+		riyadh, err := localtime.LoadZone("Asia/Riyadh")
+		require.NoError(t, err)
+		params, err := prayer.MethodParams("umm_al_qura") // the location's override of the reminder's default
+		require.NoError(t, err)
+		coords := prayer.Coordinates{Latitude: 21.4225, Longitude: 39.8262, Elevation: 277}
+		// expected are the fires of fajr -10m and maghrib +5m on weekdays
+		// in (from, to], by package prayer.
+		expected := func(from, to time.Time) []string {
+			var out []string
+			for _, d := range localtime.Dates(from.Add(-48*time.Hour), to.Add(48*time.Hour), riyadh) {
+				if wd := d.Midnight().Weekday(); wd == time.Saturday || wd == time.Sunday {
+					continue
+				}
+				times, err := prayer.Compute(d, riyadh, coords, params)
+				require.NoError(t, err)
+				for _, f := range []struct {
+					p   prayer.Prayer
+					off time.Duration
+				}{{prayer.Fajr, -10 * time.Minute}, {prayer.Maghrib, 5 * time.Minute}} {
+					if at := times.Of(f.p).Add(f.off); at.After(from) && !at.After(to) {
+						out = append(out, string(f.p)+" "+at.UTC().Format("Mon 02 Jan 15:04:05 UTC"))
+					}
+				}
+			}
+			sort.Strings(out)
+			return out
+		}
+		var shown, want []string
+		testenv.WaitUntil(t, 10*time.Second, "the timeline shows the weekdays' fajr and maghrib", func() bool {
+			raw := get(t, ctx, chromedp.Evaluate[string](`JSON.stringify({span: document.getElementById('timeline-span').dataset,
+				days: document.querySelectorAll('#timeline section[data-location="makkah"] .days li').length,
+				fires: Array.from(document.querySelectorAll('#timeline section[data-location="makkah"] tbody tr')).map(function (tr) {
+					return tr.dataset.prayer + ' ' + tr.querySelector('td.utc').textContent.trim() })})`))
+			var tl struct {
+				Span  struct{ From, To time.Time }
+				Days  int
+				Fires []string
+			}
+			require.NoError(t, json.Unmarshal([]byte(raw), &tl))
+			shown, want = tl.Fires, expected(tl.Span.From, tl.Span.To)
+			sort.Strings(shown)
+			return tl.Days > 0 && strings.Join(shown, "\n") == strings.Join(want, "\n")
+		})
+		require.GreaterOrEqual(t, len(want), 8, "five weekdays of two prayers, less what falls out of the span")
+		off := get(t, ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#timeline section[data-location="makkah"] .days li.off')).map(function (li) { return li.dataset.date })`))
+		require.Len(t, off, 2, "Saturday and Sunday do not fire")
+		for _, d := range off {
+			day, err := time.Parse(time.DateOnly, d)
+			require.NoError(t, err)
+			require.Contains(t, []time.Weekday{time.Saturday, time.Sunday}, day.Weekday())
+		}
+		shot(t, ctx, "editor-prayer")
+
+		do(t, ctx, chromedp.Click(css("#save")), chromedp.WaitVisible(css("#subscribers")))
+		var rem struct {
+			Recurrence string                            `json:"recurrence"`
+			Prayers    []struct{ Prayer, Offset string } `json:"prayers"`
+		}
+		require.Contains(t, get(t, ctx, chromedp.Text(css("#prayers"))), "fajr -10m0s, maghrib 5m0s")
+		shot(t, ctx, "reminder-prayer")
+		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/reminders/prayers", "", nil, &rem))
+		require.Equal(t, weekdays, rem.Recurrence)
+		require.Equal(t, []struct{ Prayer, Offset string }{{"fajr", "-10m0s"}, {"maghrib", "5m0s"}}, rem.Prayers)
+		// The scheduler's own fires (package fire, through the API) are the same.
+		var up struct {
+			From, To time.Time
+			Upcoming []struct {
+				Prayer string    `json:"prayer"`
+				FireAt time.Time `json:"fire_at"`
+			}
+		}
+		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/reminders/prayers/upcoming?hours=168", "", nil, &up))
+		var planned []string
+		for _, u := range up.Upcoming {
+			planned = append(planned, u.Prayer+" "+u.FireAt.UTC().Format("Mon 02 Jan 15:04:05 UTC"))
+		}
+		sort.Strings(planned)
+		require.Equal(t, expected(up.From, up.To), planned)
+		do(t, ctx, chromedp.Navigate(b.url+"/console/reminders/prayers/edit"), chromedp.WaitVisible(css("#recurrence")))
+		require.Equal(t, weekdays, get(t, ctx, chromedp.Evaluate[string](`document.getElementById('recurrence_preset').value`)))
+		require.Equal(t, "-10m0s", get(t, ctx, chromedp.Evaluate[string](`document.getElementById('p0-offset').value`)))
+	})
+
 	t.Run("live view of a fire to 2000 users", func(t *testing.T) {
 		const users = 2000
 		far := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
@@ -150,6 +324,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			return id != 0
 		})
 		do(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/console/occurrences/%d", b.url, id)), chromedp.WaitVisible(css("#state")))
+		require.Equal(t, "stream", get(t, ctx, chromedp.Evaluate[string](`document.getElementById('live').dataset.via`)), "followed by server-sent events")
 		shot(t, ctx, "live-before")
 		testenv.WaitUntil(t, 60*time.Second, "the live view says done", func() bool {
 			// One read of the whole view: the script replaces it every second.
@@ -165,12 +340,43 @@ func TestConsoleInBrowser(t *testing.T) {
 		require.Equal(t, users, b.sink.Stats().Users)
 		shot(t, ctx, "live-done")
 
+		// The session's live streams all taken (by a client holding its
+		// cookie, on an occurrence an hour ahead): the next live view polls.
+		require.Equal(t, 201, b.call(b.keyA, "PUT", "/v1/reminders/held", "", map[string]any{
+			"kind": "once", "title": "Held", "at": time.Now().Add(time.Hour).UTC().Truncate(time.Second)}, nil))
+		require.Equal(t, 200, b.call(b.keyA, "POST", "/v1/reminders/held/subscribers", "", map[string]any{
+			"subscribers": []map[string]string{{"user_id": "500001", "location": "global"}}}, nil))
+		var held int64
+		testenv.WaitUntil(t, 20*time.Second, "the held occurrence planned", func() bool {
+			var occ struct{ Occurrences []struct{ ID int64 } }
+			b.call(b.keyA, "GET", "/v1/occurrences?reminder=held", "", nil, &occ)
+			if len(occ.Occurrences) > 0 {
+				held = occ.Occurrences[0].ID
+			}
+			return held != 0
+		})
+		cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{b.url + "/console/reminders"}})
+		require.NoError(t, err)
+		hc := b.client(t)
+		base, _ := url.Parse(b.url + "/console/")
+		for _, ck := range cookies.Cookies {
+			hc.http.Jar.SetCookies(base, []*http.Cookie{{Name: ck.Name, Value: ck.Value, Path: ck.Path}})
+		}
+		for range console.DefaultLiveStreams {
+			status, _, end := hc.stream(held)
+			require.Equal(t, http.StatusOK, status)
+			defer end()
+		}
+
 		// A test send to one of the 2,000 from the reminder's page.
 		const one = "500007"
 		before := b.sink.Stats().Deliveries
 		do(t, ctx, chromedp.Navigate(b.url+"/console/reminders/blast"), chromedp.WaitVisible(css("#test-user")),
 			chromedp.SendKeys(css("#test-user"), one), chromedp.Click(css("#test-send-button")), chromedp.WaitVisible(css("#state")))
 		require.Contains(t, get(t, ctx, chromedp.Text(css("main"))), "test send to user "+one)
+		testenv.WaitUntil(t, 10*time.Second, "the live view polls, its session's streams taken", func() bool {
+			return get(t, ctx, chromedp.Evaluate[string](`document.getElementById('live').dataset.via`)) == "poll"
+		})
 		testenv.WaitUntil(t, 30*time.Second, "the test send's live view says done", func() bool {
 			v := get(t, ctx, chromedp.Evaluate[string](`document.getElementById('state').textContent + ' ' + document.getElementById('delivered').textContent`))
 			return v == "done 1"
@@ -237,6 +443,20 @@ func TestConsoleInBrowser(t *testing.T) {
 		var rem struct{ Title string }
 		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/reminders/morning", "", nil, &rem))
 		require.Equal(t, "Good morning", rem.Title)
+
+		do(t, ctx, chromedp.Navigate(b.url+"/console/locations/makkah"), chromedp.WaitVisible(css("#latitude")))
+		require.Equal(t, 0, get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#save-location').length`)))
+		require.True(t, get(t, ctx, chromedp.Evaluate[bool](`document.querySelector('#location-form fieldset').disabled`)))
+		require.Equal(t, 7, get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#week tbody tr').length`)), "a viewer sees the week")
+		status = get(t, ctx, chromedp.Evaluate[int](`(function () {
+			var f = new FormData(); f.append('csrf', document.querySelector('input[name=csrf]').value);
+			f.append('latitude', '0'); f.append('longitude', '0');
+			return fetch('/console/locations/makkah', {method: 'POST', body: f}).then(function (r) { return r.status });
+		})()`, chromedp.EvalAwaitPromise))
+		require.Equal(t, http.StatusForbidden, status)
+		var l struct{ Latitude float64 }
+		require.Equal(t, 200, b.call(b.keyA, "GET", "/v1/locations/makkah", "", nil, &l))
+		require.Equal(t, 21.4225, l.Latitude)
 	})
 
 	t.Run("another app sees nothing", func(t *testing.T) {
@@ -247,5 +467,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		require.Equal(t, int64(http.StatusNotFound), res.Status)
 		do(t, ctx, chromedp.Navigate(b.url+"/console/occurrences/1"), chromedp.WaitVisible(css("h1")))
 		require.NotContains(t, get(t, ctx, chromedp.Text(css("main"))), "Flash sale")
+		res = get(t, ctx, chromedp.NavigateResponse(b.url+"/console/locations/makkah"))
+		require.Equal(t, int64(http.StatusNotFound), res.Status)
+		do(t, ctx, chromedp.Navigate(b.url+"/console/locations"), chromedp.WaitVisible(css("#locations")))
+		require.NotContains(t, get(t, ctx, chromedp.Text(css("#locations"))), "makkah")
+		res = get(t, ctx, chromedp.NavigateResponse(b.url+"/console/reminders/prayers/edit"))
+		require.Equal(t, int64(http.StatusNotFound), res.Status)
 	})
 }

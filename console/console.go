@@ -4,7 +4,9 @@
 // Pages are rendered on the server (html/template, which escapes every
 // value); the few scripts (the editor's timeline, the live view of a fire)
 // are static files embedded in the binary, so the Content-Security-Policy
-// allows scripts from the console itself only and no inline script. Every
+// allows scripts from the console itself only and no inline script. A
+// live view follows its fire over server-sent events, a bounded number
+// per session (Config.LiveStreams), and polls beyond them. Every
 // change goes through the API's own routes, called in-process as the
 // signed-in user (api.API.As): the same validation, the same store code,
 // the same announcements to the scheduler, and the same audit log.
@@ -35,6 +37,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -77,6 +80,10 @@ type Config struct {
 	// LoginWindow is the window of the sign-in limits. Defaults to
 	// DefaultLoginWindow (15m).
 	LoginWindow time.Duration
+	// LiveStreams is how many live views one session may stream at once
+	// from one server (server-sent events); more poll instead. Defaults
+	// to DefaultLiveStreams (4).
+	LiveStreams int
 	// Prefix starts the console's Redis keys.
 	Prefix string
 	// Now tells the time. Defaults to time.Now.
@@ -91,7 +98,16 @@ type Console struct {
 	limiter *redis_rate.Limiter
 	pages   *template.Template
 	log     *slog.Logger
+	streams streams
+	// ending is closed when the server shuts down: the live streams end
+	// (http.Server.Shutdown waits for every handler to return).
+	ending  chan struct{}
+	endOnce sync.Once
 }
+
+// EndStreams ends the live views' event streams; their pages poll
+// instead. The coordinator calls it when its server shuts down.
+func (c *Console) EndStreams() { c.endOnce.Do(func() { close(c.ending) }) }
 
 // New returns the console of the API a.
 func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, a *api.API, log *slog.Logger) *Console {
@@ -99,11 +115,12 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, a *api.API, log *sl
 	cfg.LoginPerEmail = cmp.Or(cfg.LoginPerEmail, DefaultLoginPerEmail)
 	cfg.LoginPerIP = cmp.Or(cfg.LoginPerIP, DefaultLoginPerIP)
 	cfg.LoginWindow = cmp.Or(cfg.LoginWindow, DefaultLoginWindow)
+	cfg.LiveStreams = cmp.Or(cfg.LiveStreams, DefaultLiveStreams)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	pages := template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
-	return &Console{cfg: cfg, db: db, api: a, limiter: redis_rate.NewLimiter(rdb), pages: pages, log: log}
+	return &Console{cfg: cfg, db: db, api: a, limiter: redis_rate.NewLimiter(rdb), pages: pages, log: log, ending: make(chan struct{})}
 }
 
 // csp allows the console's own scripts, styles and fetches, and nothing
@@ -137,9 +154,12 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("POST "+Path+"/reminders/{key}/test-sends", c.editor(c.postTestSend))
 	mux.Handle("GET "+Path+"/occurrences/{id}", c.user(c.occurrence))
 	mux.Handle("GET "+Path+"/occurrences/{id}/live", c.user(c.occurrenceLive))
+	mux.Handle("GET "+Path+"/occurrences/{id}/stream", c.user(c.occurrenceStream))
 	mux.Handle("GET "+Path+"/import", c.user(c.importPage))
 	mux.Handle("POST "+Path+"/import", c.user(c.importCSV))
 	mux.Handle("GET "+Path+"/locations", c.user(c.locations))
+	mux.Handle("GET "+Path+"/locations/{location}", c.user(c.location))
+	mux.Handle("POST "+Path+"/locations/{location}", c.editor(c.saveLocation))
 	mux.Handle("GET "+Path+"/audit", c.user(c.audit))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -171,7 +191,7 @@ func (c *Console) user(h pageHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, err := c.session(r)
 		if errors.Is(err, store.ErrNotFound) {
-			if r.Method == http.MethodGet && !strings.HasSuffix(r.URL.Path, "/live") {
+			if r.Method == http.MethodGet && !strings.HasSuffix(r.URL.Path, "/live") && !strings.HasSuffix(r.URL.Path, "/stream") {
 				http.Redirect(w, r, Path+"/login", http.StatusSeeOther)
 				return
 			}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -23,10 +24,24 @@ type kind struct {
 }
 
 var kinds = []kind{
-	{Name: store.KindDaily, Label: "Daily, at local times of day", Parts: []string{"times"}},
+	{Name: store.KindDaily, Label: "Daily, at local times of day", Parts: []string{"times", "recurrence"}},
 	{Name: store.KindTimetable, Label: "Timetable, a time per date (imported)", Parts: []string{"locations"}},
 	{Name: store.KindOnce, Label: "Once, at an instant", Parts: []string{"at", "locations"}},
 	{Name: store.KindTopic, Label: "Topic, fired by events", Parts: []string{"schema", "locations"}},
+	{Name: store.KindPrayer, Label: "Prayer, at times computed from coordinates", Parts: []string{"prayers", "locations", "recurrence"}},
+}
+
+// preset is a recurrence the editor offers by name; "custom" takes the
+// rule typed beside it.
+type preset struct{ Rule, Label string }
+
+const customRule = "custom"
+
+var presets = []preset{
+	{"", "Every day"},
+	{"FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", "Weekdays (Monday to Friday)"},
+	{"FREQ=WEEKLY;BYDAY=FR", "Every Friday"},
+	{customRule, "Another rule (RRULE, typed below)"},
 }
 
 func kindOf(name string) kind {
@@ -44,25 +59,43 @@ const blankRows = 3
 type timeRow struct{ Location, Zone, LocalTime string }
 type placeRow struct{ Location, Zone string }
 type textRow struct{ Lang, Title, Body string }
+type prayerRow struct{ Prayer, Offset string }
 
 // form is the reminder editor's fields, as text.
 type form struct {
-	New                               bool
-	Key, Kind, Title, Body, Lang      string
-	Tags, Groups, ValidFor, Grace     string
-	StartsAt, EndsAt, At, Offsets     string
-	Schema                            string
-	Paused, DeliverWhenOnline, Notify bool
-	Times                             []timeRow
-	Locations                         []placeRow
-	Translations                      []textRow
+	New                           bool
+	Key, Kind, Title, Body, Lang  string
+	Tags, Groups, ValidFor, Grace string
+	StartsAt, EndsAt, At, Offsets string
+	Schema                        string
+	// Recurrence is the RRULE of a daily or prayer reminder; Method,
+	// Madhab and HighLatitudeRule a prayer reminder's convention.
+	Recurrence, Method, Madhab, HighLatitudeRule string
+	Prayers                                      []prayerRow
+	Paused, DeliverWhenOnline, Notify            bool
+	Times                                        []timeRow
+	Locations                                    []placeRow
+	Translations                                 []textRow
 	// Errors are the problems by field name ("title", "times.2.zone");
 	// Other are those no field shows.
 	Errors map[string]string
 	Other  []string
 	// rows map the API's indices of times and locations (blank rows
 	// skipped) to the form's.
-	timeIdx, placeIdx []int
+	timeIdx, placeIdx, prayerIdx []int
+}
+
+// Presets lists the recurrence menu.
+func (f *form) Presets() []preset { return presets }
+
+// Preset is the menu's entry of the form's rule: its preset, or custom.
+func (f *form) Preset() string {
+	for _, p := range presets {
+		if p.Rule == f.Recurrence {
+			return p.Rule
+		}
+	}
+	return customRule
 }
 
 // Kinds lists the kinds for the kind menu.
@@ -91,14 +124,38 @@ func (f *form) pad() {
 		f.Times = append(f.Times, timeRow{})
 		f.Locations = append(f.Locations, placeRow{})
 		f.Translations = append(f.Translations, textRow{})
+		f.Prayers = append(f.Prayers, prayerRow{})
 	}
+}
+
+// repad is pad after dropping the trailing blank rows, so that a form
+// shown again keeps blankRows of them; the filled rows keep their places,
+// and so the problems beside them.
+func (f *form) repad() {
+	f.Times = trimBlank(f.Times)
+	f.Locations = trimBlank(f.Locations)
+	f.Translations = trimBlank(f.Translations)
+	f.Prayers = trimBlank(f.Prayers)
+	f.pad()
+}
+
+func trimBlank[T comparable](rows []T) []T {
+	var zero T
+	for len(rows) > 0 && rows[len(rows)-1] == zero {
+		rows = rows[:len(rows)-1]
+	}
+	return rows
 }
 
 // formOf is the editor's form of a stored reminder.
 func formOf(rem api.Reminder) *form {
 	f := &form{Key: rem.Key, Kind: rem.Kind, Title: rem.Title, Body: rem.Body, Lang: rem.Lang, Tags: strings.Join(rem.Tags, ", "),
 		Groups: strconv.Itoa(rem.Groups), ValidFor: rem.ValidFor, Grace: rem.Grace, Offsets: strings.Join(rem.Offsets, ", "),
-		Paused: rem.Paused, DeliverWhenOnline: rem.DeliverWhenOnline, Notify: rem.NotifyContacts, Errors: map[string]string{}}
+		Paused: rem.Paused, DeliverWhenOnline: rem.DeliverWhenOnline, Notify: rem.NotifyContacts, Errors: map[string]string{},
+		Recurrence: rem.Recurrence, Method: rem.Method, Madhab: rem.Madhab, HighLatitudeRule: rem.HighLatitudeRule}
+	for _, p := range rem.Prayers {
+		f.Prayers = append(f.Prayers, prayerRow{p.Prayer, p.Offset})
+	}
 	stamp := func(t *time.Time) string {
 		if t == nil {
 			return ""
@@ -130,17 +187,24 @@ func parseForm(v url.Values) *form {
 		StartsAt: strings.TrimSpace(v.Get("starts_at")), EndsAt: strings.TrimSpace(v.Get("ends_at")),
 		At: strings.TrimSpace(v.Get("at")), Offsets: v.Get("offsets"), Schema: v.Get("schema"),
 		Paused: v.Get("paused") == "on", DeliverWhenOnline: v.Get("deliver_when_online") == "on", Notify: v.Get("notify_contacts") == "on",
-		Errors: map[string]string{}}
+		Method: strings.TrimSpace(v.Get("method")), Madhab: strings.TrimSpace(v.Get("madhab")),
+		HighLatitudeRule: strings.TrimSpace(v.Get("high_latitude_rule")), Errors: map[string]string{}}
+	// A preset names its rule; "custom" (or no menu, as without the
+	// script's help) takes the typed one.
+	f.Recurrence = strings.TrimSpace(v.Get("recurrence"))
+	if p, ok := v["recurrence_preset"]; ok && p[0] != customRule {
+		f.Recurrence = p[0]
+	}
 	if f.Kind == "" {
 		f.Kind = store.KindDaily
 	}
-	col := func(name string, i int) string {
-		vs := v[name]
-		if i < len(vs) {
-			return strings.TrimSpace(vs[i])
+	raw := func(name string, i int) string {
+		if vs := v[name]; i < len(vs) {
+			return vs[i]
 		}
 		return ""
 	}
+	col := func(name string, i int) string { return strings.TrimSpace(raw(name, i)) }
 	for i := range len(v["times.location"]) {
 		f.Times = append(f.Times, timeRow{col("times.location", i), col("times.zone", i), col("times.local_time", i)})
 	}
@@ -148,7 +212,10 @@ func parseForm(v url.Values) *form {
 		f.Locations = append(f.Locations, placeRow{col("locations.location", i), col("locations.zone", i)})
 	}
 	for i := range len(v["translations.lang"]) {
-		f.Translations = append(f.Translations, textRow{col("translations.lang", i), col("translations.title", i), v["translations.body"][i]})
+		f.Translations = append(f.Translations, textRow{col("translations.lang", i), col("translations.title", i), raw("translations.body", i)})
+	}
+	for i := range len(v["prayers.prayer"]) {
+		f.Prayers = append(f.Prayers, prayerRow{col("prayers.prayer", i), col("prayers.offset", i)})
 	}
 	return f
 }
@@ -226,6 +293,24 @@ func (f *form) input() map[string]any {
 		}
 		in["locations"] = places
 	}
+	if f.Shows("recurrence") && f.Recurrence != "" {
+		in["recurrence"] = f.Recurrence
+	}
+	f.prayerIdx = nil
+	if f.Shows("prayers") {
+		prayers := []api.PrayerOffset{}
+		for i, p := range f.Prayers {
+			if p == (prayerRow{}) {
+				continue
+			}
+			f.prayerIdx = append(f.prayerIdx, i)
+			prayers = append(prayers, api.PrayerOffset{Prayer: p.Prayer, Offset: p.Offset})
+		}
+		in["prayers"] = prayers
+		set("method", f.Method)
+		set("madhab", f.Madhab)
+		set("high_latitude_rule", f.HighLatitudeRule)
+	}
 	tr := map[string]message.Text{}
 	for _, t := range f.Translations {
 		if t != (textRow{}) {
@@ -248,7 +333,11 @@ func splitList(s string) []string {
 	return out
 }
 
-var rowField = regexp.MustCompile(`^(times|locations)\[(\d+)\]\.?(.*)$`)
+var rowField = regexp.MustCompile(`^(times|locations|prayers)\[(\d+)\]\.?(.*)$`)
+
+// rowFirst is the field a row's own problem ("locations[0]: has no
+// coordinates") is shown beside.
+var rowFirst = map[string]string{"times": "location", "locations": "location", "prayers": "prayer"}
 
 // problems puts the API's field errors beside the form's fields.
 func (f *form) problems(p *api.Problem) {
@@ -259,12 +348,10 @@ func (f *form) problems(p *api.Problem) {
 		name := e.Field
 		if m := rowField.FindStringSubmatch(e.Field); m != nil {
 			i, _ := strconv.Atoi(m[2])
-			idx := f.timeIdx
-			if m[1] == "locations" {
-				idx = f.placeIdx
-			}
-			if i < len(idx) && m[3] != "" {
-				name = fmt.Sprintf("%s.%d.%s", m[1], idx[i], m[3])
+			idx := map[string][]int{"times": f.timeIdx, "locations": f.placeIdx, "prayers": f.prayerIdx}[m[1]]
+			field := cmp.Or(m[3], rowFirst[m[1]])
+			if i < len(idx) {
+				name = fmt.Sprintf("%s.%d.%s", m[1], idx[i], field)
 			}
 		}
 		if strings.HasPrefix(name, "offsets[") {
@@ -282,4 +369,5 @@ func (f *form) problems(p *api.Problem) {
 var fieldNames = map[string]struct{}{
 	"key": {}, "kind": {}, "title": {}, "body": {}, "lang": {}, "tags": {}, "groups": {}, "valid_for": {}, "grace": {},
 	"starts_at": {}, "ends_at": {}, "at": {}, "offsets": {}, "schema": {}, "times": {}, "locations": {}, "translations": {},
+	"recurrence": {}, "prayers": {}, "method": {}, "madhab": {}, "high_latitude_rule": {},
 }

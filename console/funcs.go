@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/prayer"
 )
 
 var funcs = template.FuncMap{
@@ -22,8 +23,35 @@ var funcs = template.FuncMap{
 		}
 		return localLine(time.Now(), loc)
 	},
-	"zones":    func() []string { return commonZones },
-	"diffText": diffText,
+	"zones": func() []string { return commonZones },
+	// The prayer conventions' names, for the menus; custom angles are
+	// only given to a preview, not stored.
+	"prayerNames":   func() []prayer.Prayer { return prayer.Prayers },
+	"methods":       storedMethods,
+	"defaultMethod": func() prayer.Method { return prayer.DefaultMethod },
+	"madhabs":       func() []prayer.Madhab { return []prayer.Madhab{prayer.Shafi, prayer.Hanafi} },
+	"latitudeRules": func() []prayer.HighLatitudeRule { return prayer.HighLatitudeRules },
+	"diffText":      diffText,
+	"coord":         coordText,
+	// ruleName is the editor's name of a recurrence preset, or "".
+	"ruleName": func(rule string) string {
+		for _, p := range presets {
+			if p.Rule == rule && p.Rule != customRule {
+				return p.Label
+			}
+		}
+		return ""
+	},
+}
+
+func storedMethods() []prayer.Method {
+	var out []prayer.Method
+	for _, m := range prayer.Methods {
+		if m != prayer.Custom {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // diffText shows one field's change, {"before": x, "after": y}, as

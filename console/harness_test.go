@@ -40,6 +40,8 @@ type bundle struct {
 	url        string
 	keyA, keyB string
 	sink       *sink.Sink
+	// stop shuts the coordinator and worker down and returns their error.
+	stop func() error
 }
 
 func setup(t *testing.T) *bundle {
@@ -57,7 +59,8 @@ func setup(t *testing.T) *bundle {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g, ctx := errgroup.WithContext(ctx)
-	t.Cleanup(func() { cancel(); require.NoError(t, g.Wait()) })
+	b.stop = func() error { cancel(); return g.Wait() }
+	t.Cleanup(func() { require.NoError(t, b.stop()) })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	b.url = "http://" + ln.Addr().String()

@@ -115,7 +115,11 @@ func (c *Console) showReminder(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	for _, u := range up.Upcoming {
 		if loc, err := time.LoadLocation(u.Zone); err == nil {
-			d.Upcoming = append(d.Upcoming, fireLine{Local: u.Location + ": " + localLine(u.FireAt, loc), UTC: u.FireAt.UTC().Format(utcLayout)})
+			what := u.Location + ": "
+			if u.Prayer != "" {
+				what = fmt.Sprintf("%s, %s (%s at %s): ", u.Location, u.Prayer, u.Source, u.LocalTime)
+			}
+			d.Upcoming = append(d.Upcoming, fireLine{Local: what + localLine(u.FireAt, loc), UTC: u.FireAt.UTC().Format(utcLayout)})
 		}
 	}
 	var occ struct{ Occurrences []api.Occurrence }
@@ -202,7 +206,7 @@ func (c *Console) saveReminder(w http.ResponseWriter, r *http.Request, s *sessio
 		}
 	}
 	if len(f.Errors) > 0 || len(f.Other) > 0 {
-		f.pad()
+		f.repad()
 		c.render(w, http.StatusUnprocessableEntity, "editor", page{Title: "Edit reminder", Nav: "reminders", S: s,
 			Message: "The reminder was not saved: see the problems beside the fields.", Data: editorData{F: f, Timeline: c.timelineOf(r, s, f)}})
 		return nil

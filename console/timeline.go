@@ -1,19 +1,45 @@
 package console
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/prayer"
+	"github.com/chime-dev/chime/recurrence"
 	"github.com/chime-dev/chime/store"
 )
 
 // TimelineDays is how far ahead the editor's timeline looks.
 const TimelineDays = 7
+
+// TimelineRows bounds the times, locations and prayers the timeline
+// computes (each location of a prayer reminder is read from the API);
+// the rows after them are checked when the reminder is saved.
+const TimelineRows = 100
+
+// capRows is rows up to its TimelineRows-th filled one, and whether any
+// were left off.
+func capRows[T comparable](rows []T) ([]T, bool) {
+	var zero T
+	n := 0
+	for i, r := range rows {
+		if r == zero {
+			continue
+		}
+		if n++; n > TimelineRows {
+			return rows[:i], true
+		}
+	}
+	return rows, false
+}
 
 // fireLine is one fire on the timeline.
 type fireLine struct {
@@ -22,19 +48,33 @@ type fireLine struct {
 	// Note flags a clock change that day, or a local time skipped or
 	// repeated by it.
 	Note string
-	at   time.Time
+	// Prayer is what a prayer reminder's fire is for ("fajr -10m").
+	Prayer, PrayerName string
+	at                 time.Time
+}
+
+// dayMark is one local date of the timeline and whether the reminder's
+// recurrence fires on it.
+type dayMark struct {
+	Date  string
+	Label string
+	Fires bool
 }
 
 type timelineLoc struct {
 	Location, Zone string
-	Fires          []fireLine
-	Errors         []string
+	// About says what a prayer reminder's times are computed from there.
+	About  string
+	Days   []dayMark
+	Fires  []fireLine
+	Errors []string
 }
 
 type timelineData struct {
-	From, To string // UTC
-	Locs     []timelineLoc
-	Note     string
+	From, To     string // UTC
+	FromAt, ToAt string // RFC 3339, for the page's script and tests
+	Locs         []timelineLoc
+	Note         string
 }
 
 const (
@@ -107,11 +147,29 @@ func dailyFires(from time.Time, days int, o localtime.Of, loc *time.Location) []
 // reminder, per location. Daily and once reminders are computed from the
 // form as it stands; timetable and topic reminders fire at stored rows and
 // events, read for a saved reminder.
-func (c *Console) timelineOf(r *http.Request, s *session, f *form) timelineData {
+func (c *Console) timelineOf(r *http.Request, s *session, f *form) (out timelineData) {
 	now := c.cfg.Now().UTC()
 	to := now.AddDate(0, 0, TimelineDays)
-	out := timelineData{From: now.Format(utcLayout), To: to.Format(utcLayout)}
+	out = timelineData{From: now.Format(utcLayout), To: to.Format(utcLayout), FromAt: now.Format(time.RFC3339), ToAt: to.Format(time.RFC3339)}
+	capped := *f
+	var cut [3]bool
+	capped.Times, cut[0] = capRows(f.Times)
+	capped.Locations, cut[1] = capRows(f.Locations)
+	capped.Prayers, cut[2] = capRows(f.Prayers)
+	f = &capped
+	defer func() {
+		if cut[0] || cut[1] || cut[2] {
+			out.Note = strings.TrimSpace(out.Note + fmt.Sprintf(" The timeline shows the first %d rows of each list; the others are checked when the reminder is saved.", TimelineRows))
+		}
+	}()
+	rule, err := f.rule()
+	if err != nil {
+		out.Note = "recurrence: " + err.Error()
+		return out
+	}
 	switch f.Kind {
+	case store.KindPrayer:
+		c.prayerTimeline(r, s, f, rule, now, to, &out)
 	case store.KindDaily:
 		byLoc := map[string]*timelineLoc{}
 		var order []string
@@ -130,12 +188,21 @@ func (c *Console) timelineOf(r *http.Request, s *session, f *form) timelineData 
 				l.Errors = append(l.Errors, err.Error())
 				continue
 			}
+			match, err := f.days(rule, loc, now, to, l)
+			if err != nil {
+				l.Errors = append(l.Errors, "recurrence: "+err.Error())
+				continue
+			}
 			o, err := localtime.Parse(t.LocalTime)
 			if err != nil {
 				l.Errors = append(l.Errors, err.Error())
 				continue
 			}
-			l.Fires = append(l.Fires, dailyFires(now, TimelineDays, o, loc)...)
+			for _, fl := range dailyFires(now, TimelineDays, o, loc) {
+				if match(localtime.DateOf(fl.at, loc)) {
+					l.Fires = append(l.Fires, fl)
+				}
+			}
 		}
 		for _, name := range order {
 			l := byLoc[name]
@@ -223,4 +290,206 @@ func (c *Console) timeline(w http.ResponseWriter, r *http.Request, s *session) e
 	f := parseForm(r.PostForm)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	return c.pages.ExecuteTemplate(w, "timeline", c.timelineOf(r, s, f))
+}
+
+// rule is the form's recurrence, nil for every day. The API checks it
+// again on save (and reports its problem beside the field); here it
+// only decides the timeline's days.
+func (f *form) rule() (*recurrence.Rule, error) {
+	if !f.Shows("recurrence") || f.Recurrence == "" {
+		return nil, nil
+	}
+	rule, err := recurrence.Parse(f.Recurrence)
+	if err != nil {
+		return nil, err
+	}
+	return &rule, nil
+}
+
+// days returns which local dates in loc the rule fires on, from a day
+// before from to a day after to, as package fire decides them: counted
+// from the local date of starts_at when the rule depends on its start.
+// It lists the dates of [from, to] on l, marked, when l has none yet and
+// there is a rule.
+func (f *form) days(rule *recurrence.Rule, loc *time.Location, from, to time.Time, l *timelineLoc) (func(localtime.Date) bool, error) {
+	if rule == nil {
+		return func(localtime.Date) bool { return true }, nil
+	}
+	var anchor localtime.Date
+	if rule.NeedsAnchor() {
+		start, err := time.Parse(time.RFC3339, f.StartsAt)
+		if err != nil {
+			return nil, errors.New("counts from its start (COUNT, INTERVAL above 1, or a day taken from the start): set starts_at, or name the days")
+		}
+		anchor = localtime.DateOf(start, loc)
+	}
+	first, last := localtime.DateOf(from, loc).AddDays(-1), localtime.DateOf(to, loc).AddDays(1)
+	if err := rule.Check(cmp.Or(anchor, first)); err != nil {
+		return nil, err
+	}
+	ds, err := rule.Dates(anchor, first, last)
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[localtime.Date]bool, len(ds))
+	for _, d := range ds {
+		set[d] = true
+	}
+	if l != nil && len(l.Days) == 0 {
+		for d := localtime.DateOf(from, loc); !localtime.DateOf(to, loc).Before(d); d = d.AddDays(1) {
+			l.Days = append(l.Days, dayMark{Date: d.String(), Label: d.Midnight().Format("Mon 02 Jan"), Fires: set[d]})
+		}
+	}
+	return func(d localtime.Date) bool { return set[d] }, nil
+}
+
+// prayerTimeline puts the fires of the form's prayer reminder at each of
+// its locations: each prayer's time, computed by package prayer from the
+// location's coordinates and its convention override, else the form's,
+// plus the prayer's offset, on the dates of the recurrence. A location's
+// coordinates are read from the API (GET /v1/locations/{location}).
+func (c *Console) prayerTimeline(r *http.Request, s *session, f *form, rule *recurrence.Rule, now, to time.Time, out *timelineData) {
+	var prayers []store.PrayerOffset
+	var bad []string
+	for i, p := range f.Prayers {
+		if p == (prayerRow{}) {
+			continue
+		}
+		name, err := prayer.ParsePrayer(p.Prayer)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("prayer %d: %s", i+1, err))
+			continue
+		}
+		off := time.Duration(0)
+		if p.Offset != "" {
+			if off, err = time.ParseDuration(p.Offset); err != nil || off < -store.MaxPrayerOffset || off > store.MaxPrayerOffset {
+				bad = append(bad, fmt.Sprintf("prayer %d: offset %q is not a duration between -6h and 6h", i+1, p.Offset))
+				continue
+			}
+		}
+		prayers = append(prayers, store.PrayerOffset{Prayer: string(name), Offset: off})
+	}
+	if len(prayers) == 0 {
+		out.Note = "Add a prayer (and its offset, such as -10m) and a location with coordinates to see when it fires."
+	}
+	known := map[string]api.Location{} // by name; a name not found is the zero Location
+	for _, p := range f.Locations {
+		if p == (placeRow{}) {
+			continue
+		}
+		l := timelineLoc{Location: p.Location, Zone: p.Zone, Errors: bad}
+		out.Locs = append(out.Locs, l)
+		tl := &out.Locs[len(out.Locs)-1]
+		at, ok := known[p.Location]
+		if !ok {
+			if err := c.call(r, s, http.MethodGet, "/v1/locations/"+url.PathEscape(p.Location), "", nil, &at); err != nil {
+				at = api.Location{}
+			}
+			known[p.Location] = at
+		}
+		if at.Location == "" {
+			tl.Errors = append(tl.Errors, fmt.Sprintf("no location %q yet: give it coordinates on the locations page", p.Location))
+			continue
+		}
+		if at.Latitude == nil || at.Longitude == nil {
+			tl.Errors = append(tl.Errors, fmt.Sprintf("location %q has no coordinates: set them on the locations page", p.Location))
+			continue
+		}
+		tl.Zone = at.Zone
+		loc, err := localtime.LoadZone(at.Zone)
+		if err != nil {
+			tl.Errors = append(tl.Errors, err.Error())
+			continue
+		}
+		coords := prayer.Coordinates{Latitude: *at.Latitude, Longitude: *at.Longitude}
+		if at.Elevation != nil {
+			coords.Elevation = *at.Elevation
+		}
+		params, err := conventionOf(cmp.Or(at.Method, f.Method), cmp.Or(at.Madhab, f.Madhab), cmp.Or(at.HighLatitudeRule, f.HighLatitudeRule))
+		if err != nil {
+			tl.Errors = append(tl.Errors, err.Error())
+			continue
+		}
+		hlr := cmp.Or(string(params.HighLatitudeRule), string(prayer.RecommendedRule(coords.Latitude))+" (recommended for the latitude)")
+		tl.About = fmt.Sprintf("At %g, %g: %s, madhab %s, high latitudes %s.", coords.Latitude, coords.Longitude, params.Method, params.Madhab, hlr)
+		if at.Method != "" || at.Madhab != "" || at.HighLatitudeRule != "" {
+			tl.About += " The location's own convention overrides the reminder's."
+		}
+		match, err := f.days(rule, loc, now, to, tl)
+		if err != nil {
+			tl.Errors = append(tl.Errors, "recurrence: "+err.Error())
+			continue
+		}
+		tl.Fires = prayerFires(now, to, loc, coords, params, prayers, match)
+	}
+}
+
+// conventionOf is the parameters of a convention by its names; "" is
+// package prayer's default.
+func conventionOf(method, madhab, rule string) (prayer.Params, error) {
+	p, err := prayer.MethodParams(method)
+	if err == nil && p.Method == prayer.Custom {
+		err = errors.New("method: custom angles are not stored on a reminder; name a convention")
+	}
+	if err == nil {
+		p.Madhab, err = prayer.ParseMadhab(madhab)
+	}
+	if err == nil {
+		p.HighLatitudeRule, err = prayer.ParseHighLatitudeRule(rule)
+	}
+	if err == nil {
+		err = p.Validate()
+	}
+	return p, err
+}
+
+// prayerFires are the fires in (from, to] of prayers at a place, on the
+// local dates match names, by the rules of package fire: a date's times
+// plus their offsets, and on a date the zone skips whole, every prayer of
+// it at the first instant of the next day.
+func prayerFires(from, to time.Time, loc *time.Location, c prayer.Coordinates, p prayer.Params, prayers []store.PrayerOffset,
+	match func(localtime.Date) bool) []fireLine {
+	var out []fireLine
+	seen := map[time.Time]bool{}
+	for _, d := range localtime.Dates(from.Add(-24*time.Hour-store.MaxPrayerOffset), to.Add(store.MaxPrayerOffset), loc) {
+		if !match(d) {
+			continue
+		}
+		skipped := localtime.Skipped(d, loc)
+		var times prayer.Times
+		if !skipped {
+			var err error
+			if times, err = prayer.Compute(d, loc, c, p); err != nil {
+				continue
+			}
+		}
+		for _, po := range prayers {
+			at := localtime.On(d.Year, d.Month, d.Day, 0, loc)
+			what := po.Prayer
+			if !skipped {
+				t := times.Of(prayer.Prayer(po.Prayer))
+				at = t.Add(po.Offset)
+				what = fmt.Sprintf("%s at %s", po.Prayer, t.In(loc).Format("15:04 MST"))
+				if po.Offset != 0 {
+					what = fmt.Sprintf("%s %s (%s)", po.Prayer, signed(po.Offset), what)
+				}
+			}
+			if !at.After(from) || at.After(to) || seen[at] {
+				continue
+			}
+			seen[at] = true
+			out = append(out, fireLine{Local: localLine(at, loc), UTC: at.UTC().Format(utcLayout), Note: dayNote(at, loc),
+				Prayer: what, PrayerName: po.Prayer, at: at})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	return out
+}
+
+// signed is an offset with its sign: "-10m0s", "+5m0s".
+func signed(d time.Duration) string {
+	if d > 0 {
+		return "+" + d.String()
+	}
+	return d.String()
 }

@@ -164,6 +164,9 @@ type LocationSummary struct {
 	Zone        string
 	Reminders   int64
 	Subscribers int64
+	// The location's coordinates and prayer convention override.
+	Latitude, Longitude, Elevation   *float64
+	Method, Madhab, HighLatitudeRule string
 }
 
 // LocationSummaries returns up to limit of app's locations after the name
@@ -171,7 +174,7 @@ type LocationSummary struct {
 func LocationSummaries(ctx context.Context, db *gorm.DB, app int64, after string, limit int) ([]LocationSummary, error) {
 	var out []LocationSummary
 	err := db.WithContext(ctx).Table("locations AS l").
-		Select("l.id, l.name, l.zone, "+
+		Select("l.id, l.name, l.zone, l.latitude, l.longitude, l.elevation, l.method, l.madhab, l.high_latitude_rule, "+
 			"(SELECT COUNT(*) FROM reminder_locations rl WHERE rl.location_id = l.id) AS reminders, "+
 			"(SELECT COUNT(*) FROM subscriptions s WHERE s.location_id = l.id) AS subscribers").
 		Where("l.app_id = ? AND l.name > ?", app, after).Order("l.name").Limit(limit).Scan(&out).Error
