@@ -292,6 +292,10 @@ func (d *Dispatcher) next(ctx context.Context, key string) ([]redis.XMessage, er
 			if err := d.rdb.XGroupCreateMkStream(ctx, key, Group, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 				return nil, fmt.Errorf("create group: %w", err)
 			}
+			// A stream made here, still empty, expires like one written to.
+			if err := d.rdb.ExpireNX(ctx, key, d.cfg.MaxAge).Err(); err != nil {
+				return nil, fmt.Errorf("expire stream: %w", err)
+			}
 			return nil, nil
 		}
 		if err != nil || len(res) == 0 {
