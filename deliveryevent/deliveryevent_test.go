@@ -178,10 +178,12 @@ func TestEntriesOfADeadDispatcherAreClaimed(t *testing.T) {
 	require.Len(t, taken[0].Messages, 3)
 
 	b.dispatch("alive", func(c *deliveryevent.Config) { c.ClaimIdle = 300 * time.Millisecond })
-	testenv.WaitUntil(t, 30*time.Second, "the dead consumer's events posted", func() bool { return r.Stats().Distinct == 30 })
-	pending, err := b.env.Redis.XPending(ctx, key, deliveryevent.Group).Result()
-	require.NoError(t, err)
-	require.Zero(t, pending.Count)
+	testenv.WaitUntil(t, 30*time.Second, "the dead consumer's events posted and acknowledged", func() bool {
+		pending, err := b.env.Redis.XPending(ctx, key, deliveryevent.Group).Result()
+		require.NoError(t, err)
+		return r.Stats().Distinct == 30 && pending.Count == 0
+	})
+	require.Zero(t, b.streamLen(app))
 }
 
 // Injected: an endpoint that refuses everything, and a maximum age of
@@ -278,4 +280,3 @@ func TestOutcomes(t *testing.T) {
 		})
 	}
 }
-
