@@ -103,7 +103,8 @@ type Config struct {
 	// without one web devices are not registered (503).
 	Keyring *seal.Keyring
 	// Opens counts opens (POST /v1/occurrences/{id}/opens, inbox reads) and
-	// records their delivery events. Defaults to counting without events.
+	// records their delivery events. Defaults to counting under
+	// keyspace.DefaultPrefix, without events.
 	Opens *deliveryevent.Opens
 
 	// Keys resolves API keys to apps. Defaults to a resolver that is not
