@@ -150,6 +150,17 @@ type Config struct {
 	MaxTimetable int64 `env:"CHIME_TIMETABLE_MAX_BYTES"`
 
 	Online OnlineConfig
+
+	// Delivery events (package deliveryevent).
+	//
+	// DeliveryEventsMaxAge is how long an event is retried before it is
+	// given up, and how long an app's stream outlives its last event.
+	// Defaults to deliveryevent.DefaultMaxAge (24h).
+	DeliveryEventsMaxAge time.Duration `env:"CHIME_DELIVERY_EVENTS_MAX_AGE"`
+	// DeliveryEventsClaimIdle is how long events a worker took stay
+	// unposted before another worker's dispatcher claims them (the first
+	// died). Defaults to deliveryevent.DefaultClaimIdle (1m).
+	DeliveryEventsClaimIdle time.Duration `env:"CHIME_DELIVERY_EVENTS_CLAIM_IDLE"`
 }
 
 // MinOperatorKey is the shortest CHIME_OPERATOR_KEY accepted.
@@ -270,6 +281,9 @@ func LoadConfig(environ []string) (Config, error) {
 		if d < 0 {
 			return c, fmt.Errorf("configuration: %s must be a positive duration (or unset for the default), not %s", name, d)
 		}
+	}
+	if c.DeliveryEventsMaxAge < 0 || c.DeliveryEventsClaimIdle < 0 {
+		return c, fmt.Errorf("configuration: CHIME_DELIVERY_EVENTS_MAX_AGE and CHIME_DELIVERY_EVENTS_CLAIM_IDLE must be positive durations (or unset for the defaults)")
 	}
 	if c.HTTPMaxHeaderBytes < 0 {
 		return c, fmt.Errorf("configuration: CHIME_HTTP_MAX_HEADER_BYTES must be positive (or unset for the default), not %d", c.HTTPMaxHeaderBytes)

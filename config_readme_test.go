@@ -17,6 +17,7 @@ import (
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/deliveryevent"
 	"github.com/chime-dev/chime/gateway"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/seal"
@@ -43,6 +44,8 @@ var zeroMeans = map[string]any{
 	"CHIME_GATEWAY_ACK_FLUSH":          gateway.DefaultAckFlush,
 	"CHIME_GATEWAY_ACK_BATCH":          gateway.DefaultAckBatch,
 	"CHIME_START_TIMEOUT":              chime.DefaultStartTimeout,
+	"CHIME_DELIVERY_EVENTS_MAX_AGE":    deliveryevent.DefaultMaxAge,
+	"CHIME_DELIVERY_EVENTS_CLAIM_IDLE": deliveryevent.DefaultClaimIdle,
 }
 
 // readmeRow is the settings table's "| `CHIME_X`, `CHIME_Y` | default |

@@ -64,6 +64,7 @@ func NewCoordinator(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk cloc
 		ChangesChannel: changes, Now: clk.Now, Content: cfg.Processors(), Ready: ready, Keys: keys, OperatorKey: cfg.OperatorKey,
 		ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, IdleTimeout: cfg.HTTPIdleTimeout, MaxHeaderBytes: cfg.HTTPMaxHeaderBytes,
 		WebDeviceGuard: cfg.Push.guard(), Keyring: cfg.Keyring(),
+		Opens: cfg.Opens(rdb, db, clk, log),
 	})
 	a := api.New(cfg.withOnline(acfg, db, rdb, log), db, rdb, index, log.With("part", "api"))
 	return &Coordinator{

@@ -56,6 +56,7 @@ func NewGateway(cfg Config, db *gorm.DB, rdb redis.UniversalClient, clk clock.Cl
 		HandshakeRate: cfg.Online.HandshakeRate, HandshakeBurst: cfg.Online.HandshakeBurst,
 		AckFlush: cfg.Online.AckFlush, AckBatch: cfg.Online.AckBatch,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		Opens:           cfg.Opens(rdb, db, clk, log),
 	}, rdb, cfg.Presence(rdb), cfg.Inbox(rdb), cfg.Status(rdb, db), cfg.SigningKeys(db, rdb, log), clk, log, ln)
 }
 

@@ -21,5 +21,6 @@ func NewWorker(cfg Config, db *gorm.DB, rdb redis.UniversalClient, s sender.Send
 	return worker.New(worker.Config{
 		ID: cfg.ReplicaID, Queue: cfg.Queue, Queues: cfg.Queues, Concurrency: cfg.Concurrency, ChunkSize: cfg.ChunkSize, LeaseTTL: cfg.LeaseTTL,
 		ShutdownTimeout: cfg.ShutdownTimeout, Channel: cfg.Sender,
+		Events: cfg.DeliveryEvents(rdb, db, clk, log),
 	}, rdb, index, ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker"))
 }

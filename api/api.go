@@ -33,6 +33,7 @@ import (
 
 	"github.com/chime-dev/chime/apikey"
 	"github.com/chime-dev/chime/content"
+	"github.com/chime-dev/chime/deliveryevent"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/health"
 	"github.com/chime-dev/chime/inbox"
@@ -101,6 +102,10 @@ type Config struct {
 	// Keyring seals web devices' signing secrets before they are stored;
 	// without one web devices are not registered (503).
 	Keyring *seal.Keyring
+	// Opens counts opens (POST /v1/occurrences/{id}/opens, inbox reads) and
+	// records their delivery events. Defaults to counting under
+	// keyspace.DefaultPrefix, without events.
+	Opens *deliveryevent.Opens
 
 	// Keys resolves API keys to apps. Defaults to a resolver that is not
 	// run, and so caches no working key.
@@ -180,6 +185,9 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	}
 	if cfg.Status == nil {
 		cfg.Status = status.New(status.Config{}, rdb, db)
+	}
+	if cfg.Opens == nil {
+		cfg.Opens = deliveryevent.NewOpens(deliveryevent.OpensConfig{}, rdb, db, nil, log)
 	}
 	cfg.BulkPerApp = cmp.Or(cfg.BulkPerApp, DefaultBulkPerApp)
 	cfg.BulkTotal = cmp.Or(cfg.BulkTotal, DefaultBulkTotal)
@@ -287,6 +295,11 @@ func (a *API) Handler() http.Handler {
 	// The audit log of the changes marked audited above (audit.go).
 	mux.Handle("GET /v1/audit", a.auth(a.listAudit))
 	mux.Handle("POST /v1/signing-keys", a.auth(a.audited(a.rotateSigningKey)))
+	// Delivery events out and opens (deliveryevents.go).
+	mux.Handle("PUT /v1/delivery-events/endpoint", a.auth(a.audited(a.putDeliveryEventEndpoint)))
+	mux.Handle("GET /v1/delivery-events/endpoint", a.auth(a.getDeliveryEventEndpoint))
+	mux.Handle("DELETE /v1/delivery-events/endpoint", a.auth(a.audited(a.deleteDeliveryEventEndpoint)))
+	mux.Handle("POST /v1/occurrences/{id}/opens", a.auth(a.postOpens))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

@@ -18,6 +18,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime/api"
+	"github.com/chime-dev/chime/deliveryevent"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/internal/testenv"
@@ -95,6 +96,7 @@ func setupEnvOn(t *testing.T, config func(env *testenv.Env) api.Config, params s
 	}
 	cfg.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{Prefix: env.Prefix}, env.Redis)
 	cfg.Status = status.New(status.Config{Prefix: env.Prefix}, env.Redis, env.DB)
+	cfg.Opens = deliveryevent.NewOpens(deliveryevent.OpensConfig{Prefix: env.Prefix}, env.Redis, env.DB, nil, env.Log)
 	// The API has a pool of its own, logging to logs with what it logs.
 	logs := &logBuffer{}
 	log := slog.New(slog.NewMultiHandler(env.Log.Handler(), slog.NewTextHandler(logs, nil)))

@@ -39,6 +39,11 @@ type Occurrence struct {
 	// Late is set when it fired more than LateAfter after its instant: it
 	// was caught up after an outage.
 	Late bool `json:"late"`
+
+	// Opens counts the users who opened its message, each once; OpenRate
+	// is Opens over Delivered (0 before any delivery).
+	Opens    int64   `json:"opens"`
+	OpenRate float64 `json:"open_rate"`
 }
 
 // LateAfter is how long after its instant an occurrence must fire to count
@@ -54,6 +59,10 @@ func occurrences(rows []store.OccurrenceRow, reminder string) []Occurrence {
 			ID: x.ID, Reminder: x.Reminder, EventID: x.EventID, TestUser: x.TestUser, Location: x.Location, Zone: x.Zone, FireAt: x.FireAt, ExpiresAt: x.ExpiresAt,
 			MissAt: x.MissAt, State: x.State, GroupsDone: x.GroupsDone, GroupsTotal: x.GroupsTotal, Delivered: x.Delivered, Failed: x.Failed,
 			Expired: x.Expired, FiredAt: x.FiredAt, DoneAt: x.DoneAt,
+		}
+		occs[i].Opens = x.Opens
+		if x.Delivered > 0 {
+			occs[i].OpenRate = float64(x.Opens) / float64(x.Delivered)
 		}
 	}
 	for i := range occs {

@@ -87,6 +87,9 @@ func (a *API) ack(w http.ResponseWriter, r *http.Request, app int64, user string
 	if err := a.cfg.Status.Record(r.Context(), entries, now); err != nil {
 		a.log.Warn("record inbox status", "err", err)
 	}
+	if read {
+		a.cfg.Opens.Read(r.Context(), app, user, changed, inbox.OccurrenceOf, now)
+	}
 	if changed == nil {
 		changed = []string{}
 	}

@@ -111,6 +111,15 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful stop. Defaults to
 	// DefaultShutdownTimeout (10s); CHIME_SHUTDOWN_TIMEOUT sets it.
 	ShutdownTimeout time.Duration
+
+	// Opens counts read receipts as opens of their occurrences (package
+	// deliveryevent). Defaults to none.
+	Opens Opens
+}
+
+// Opens counts the opens read receipts report.
+type Opens interface {
+	Read(ctx context.Context, app int64, user string, messages []string, occurrenceOf func(string) int64, now time.Time)
 }
 
 // Defaults of the Config.
@@ -513,6 +522,13 @@ func (g *Gateway) flushAcks(stop <-chan struct{}) error {
 		if g.status != nil {
 			if err := g.status.Record(ctx, entries, now); err != nil {
 				g.log.Warn("record acknowledgements", "err", err)
+			}
+		}
+		if g.cfg.Opens != nil {
+			for i, a := range batch {
+				if a.Read {
+					g.cfg.Opens.Read(ctx, a.App, a.User, changed[i], inbox.OccurrenceOf, now)
+				}
 			}
 		}
 		batch = batch[:0]

@@ -57,3 +57,16 @@ func ByUserShard(n int, who func(i int) (app int64, user string)) [][]int {
 	}
 	return out
 }
+
+// DeliveryEvents is the Redis stream of an app's delivery events (package
+// deliveryevent), under the app's own hash tag {de:app}: one stream per
+// app, so that one app's backlog never sits in front of another's.
+func DeliveryEvents(prefix string, app int64) string {
+	return prefix + "{de:" + strconv.FormatInt(app, 10) + "}:stream"
+}
+
+// Opens is the set of the users who opened an occurrence's message, under
+// the occurrence's own hash tag.
+func Opens(prefix string, occurrence int64) string {
+	return prefix + "{open:" + strconv.FormatInt(occurrence, 10) + "}:users"
+}

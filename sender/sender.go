@@ -43,6 +43,10 @@ type Result struct {
 	Channels map[string]Counts
 	// Failures says why each failed device failed.
 	Failures []Failure
+
+	// ExpiredUsers names the users among FailedUsers that expired, when
+	// the channel can tell (push); delivery events report them expired.
+	ExpiredUsers []string
 }
 
 // Counts are what happened to the devices of one channel.

@@ -201,6 +201,7 @@ var migrations = []*gormigrate.Migration{
 			return m.CreateIndex(&Occurrence{}, "ux_occurrence")
 		},
 	},
+	{ID: "0018_delivery_events", Migrate: migrateDeliveryEvents},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

@@ -297,6 +297,10 @@ type Occurrence struct {
 	FiredAt     *time.Time `gorm:"precision:3"`
 	DoneAt      *time.Time `gorm:"precision:3"`
 	CreatedAt   time.Time
+
+	// Opens counts the users who opened the occurrence's message (package
+	// deliveryevent), each once.
+	Opens int64 `gorm:"not null;default:0"`
 }
 
 // Group run states.

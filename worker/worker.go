@@ -41,6 +41,7 @@ import (
 
 	"github.com/chime-dev/chime/ack"
 	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/deliveryevent"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/queue"
@@ -83,6 +84,16 @@ type Config struct {
 	// back to the queue (asynq's DelayedTaskCheckInterval), which bounds how
 	// long a group released by a stopping worker waits. Defaults to 1s.
 	RetryCheckInterval time.Duration
+
+	// Events records each chunk's outcomes as delivery events (package
+	// deliveryevent), after its send; recording is bounded and never fails
+	// delivery. Defaults to none.
+	Events Events
+}
+
+// Events records delivery events.
+type Events interface {
+	Chunk(ctx context.Context, c deliveryevent.Chunk)
 }
 
 // Defaults of the Config.
@@ -288,6 +299,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		if w.clock.Now().After(p.ExpiresAt) {
 			log.Warn("validity window passed; group expired", "unsent", len(members))
 			metrics.GroupExpired(w.cfg.Channel, len(members))
+			w.recordExpired(ctx, p, members)
 			return w.finish(ctx, l, ack.StateExpired, ack.Final{Expired: len(members)}, begun)
 		}
 		n := min(w.cfg.ChunkSize, len(members))
@@ -316,6 +328,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 			return w.release(ctx, l, fmt.Errorf("send: %w", err))
 		}
 		metrics.Delivered(w.cfg.Channel, n-res.Failed, res.Failed-res.Expired, res.Expired)
+		w.recordChunk(ctx, p, chunk, res)
 		if n == len(members) {
 			// The last chunk is recorded with the finish.
 			return w.finish(ctx, l, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed,
@@ -334,6 +347,32 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		members = members[n:]
 	}
 	return w.finish(ctx, l, ack.StateFinished, ack.Final{}, begun)
+}
+
+// recordChunk records a sent chunk's delivery events: its users delivered,
+// failed or expired, as the send's result names them.
+func (w *Worker) recordChunk(ctx context.Context, p queue.Payload, chunk []string, res sender.Result) {
+	if w.cfg.Events == nil || p.App == 0 {
+		return
+	}
+	w.cfg.Events.Chunk(ctx, w.chunkEvents(p, deliveryevent.Outcomes(chunk, res)))
+}
+
+// recordExpired records the users of a group whose validity window passed
+// before they were sent, one entry per chunk as if each had been sent.
+func (w *Worker) recordExpired(ctx context.Context, p queue.Payload, members []string) {
+	if w.cfg.Events == nil || p.App == 0 {
+		return
+	}
+	for c := range slices.Chunk(members, w.cfg.ChunkSize) {
+		w.cfg.Events.Chunk(ctx, w.chunkEvents(p, map[string][]string{deliveryevent.Expired: c}))
+	}
+}
+
+func (w *Worker) chunkEvents(p queue.Payload, out map[string][]string) deliveryevent.Chunk {
+	g := p.Group
+	return deliveryevent.Chunk{App: p.App, Reminder: p.Reminder, Occurrence: p.Occurrence, Location: p.Location,
+		Group: &g, Attempt: p.Attempt, At: w.clock.Now(), Outcomes: out}
 }
 
 // keeper renews a group's lease every third of LeaseTTL for as long as its

@@ -37,5 +37,7 @@ func run(ctx context.Context, environ []string) error {
 		return err
 	}
 	w := chime.NewWorker(d.Config, d.DB, d.Redis, s, clock.Real{}, d.Log)
-	return d.RunWithProbes(ctx, w)
+	// Every worker also posts the apps' delivery events.
+	events := chime.NewDeliveryEventDispatcher(d.Config, d.DB, d.Redis, clock.Real{}, d.Log)
+	return d.RunWithProbes(ctx, chime.Parts{w, events})
 }

@@ -563,6 +563,7 @@ func summarize(b *sender.Batch, kept []string, items []*item) (sender.Result, in
 			res.Expired++
 			res.Failed++
 			res.FailedUsers = append(res.FailedUsers, u)
+			res.ExpiredUsers = append(res.ExpiredUsers, u)
 		default:
 			res.Failed++
 			res.FailedUsers = append(res.FailedUsers, u)
