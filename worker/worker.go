@@ -45,6 +45,7 @@ import (
 	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/userzone"
 )
 
 // Config configures a worker.
@@ -83,6 +84,18 @@ type Config struct {
 	// back to the queue (asynq's DelayedTaskCheckInterval), which bounds how
 	// long a group released by a stopping worker waits. Defaults to 1s.
 	RetryCheckInterval time.Duration
+
+	// Zones leaves out of a chunk at a user zone's location (package
+	// userzone) the users already reminded for its local date in a zone
+	// they moved from, in one Redis round trip per chunk; they count as
+	// sent. Nil checks nothing.
+	Zones ZoneMoves
+}
+
+// ZoneMoves tells which users moved from a zone where the local date and
+// time that fireAt is in zone had already been delivered.
+type ZoneMoves interface {
+	Reminded(ctx context.Context, reminder int64, zone string, fireAt time.Time, users []string) (map[string]bool, error)
 }
 
 // Defaults of the Config.
@@ -307,7 +320,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		if err != nil {
 			return w.release(ctx, l, err)
 		}
-		res, err := w.sender.Send(k.ctx, b)
+		res, err := w.send(k.ctx, b)
 		if k.lost.Load() {
 			log.Warn("lease lost during a send; another worker continues the group")
 			return nil
@@ -334,6 +347,30 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		members = members[n:]
 	}
 	return w.finish(ctx, l, ack.StateFinished, ack.Final{}, begun)
+}
+
+// send hands b to the sender, without the users a user zone's move marks
+// say were reminded already.
+func (w *Worker) send(ctx context.Context, b *sender.Batch) (sender.Result, error) {
+	if _, ok := userzone.Zone(b.Location); ok && w.cfg.Zones != nil {
+		done, err := w.cfg.Zones.Reminded(ctx, b.ReminderID, b.Zone, b.FireAt, b.Users)
+		if err != nil {
+			return sender.Result{}, err
+		}
+		if len(done) > 0 {
+			keep := make([]string, 0, len(b.Users)-len(done))
+			for _, u := range b.Users {
+				if !done[u] {
+					keep = append(keep, u)
+				}
+			}
+			if len(keep) == 0 {
+				return sender.Result{}, nil
+			}
+			b.Users = keep
+		}
+	}
+	return w.sender.Send(ctx, b)
 }
 
 // keeper renews a group's lease every third of LeaseTTL for as long as its
