@@ -126,7 +126,7 @@ func (a *API) subscribe(ctx context.Context, rem store.Reminder, subs []store.Su
 			}
 			remove = append(remove, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: o.LocationID}, Bucket: o.GroupNo, UserID: o.UserID})
 			if _, into := userzone.Zone(pl.name[s.LocationID]); into && pl.zone[o.LocationID] != "" {
-				moves = append(moves, userzone.Move{Reminder: rem.ID, User: s.UserID, From: pl.zone[o.LocationID], At: now})
+				moves = append(moves, userzone.Move{Reminder: rem.ID, User: s.UserID, From: pl.zone[o.LocationID], At: now, Since: o.CreatedAt})
 			}
 		}
 		add = append(add, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: s.LocationID}, Bucket: s.GroupNo, UserID: s.UserID})
@@ -191,7 +191,8 @@ func (a *API) putSubscriber(w http.ResponseWriter, r *http.Request, app int64) e
 			return err
 		}
 	}
-	sub := store.Subscription{ReminderID: rem.ID, UserID: user, LocationID: pl.byName[name], GroupNo: grouping.Bucket(user)}
+	// Created on the API's clock, which the move marks compare with.
+	sub := store.Subscription{ReminderID: rem.ID, UserID: user, LocationID: pl.byName[name], GroupNo: grouping.Bucket(user), CreatedAt: a.cfg.Now()}
 	if err := a.subscribe(r.Context(), rem, []store.Subscription{sub}, pl); err != nil {
 		return err
 	}
@@ -330,8 +331,9 @@ func (a *API) postSubscribers(w http.ResponseWriter, r *http.Request, app int64)
 	}
 	subs := make([]store.Subscription, 0, len(entries))
 	pos := make(map[string]int, len(entries))
+	now := a.cfg.Now()
 	for i, s := range entries {
-		sub := store.Subscription{ReminderID: rem.ID, UserID: s.UserID, LocationID: pl.byName[names[i]], GroupNo: grouping.Bucket(s.UserID)}
+		sub := store.Subscription{ReminderID: rem.ID, UserID: s.UserID, LocationID: pl.byName[names[i]], GroupNo: grouping.Bucket(s.UserID), CreatedAt: now}
 		if j, dup := pos[s.UserID]; dup {
 			subs[j] = sub // the last entry for a user wins
 			continue

@@ -57,6 +57,7 @@ func localAt(v string) bool {
 	}
 	return false
 }
+
 type placeRow struct{ Location, Zone string }
 type textRow struct{ Lang, Title, Body string }
 

@@ -10,9 +10,10 @@
 //
 // The rule for a move (re-registering with another zone): the user leaves
 // the old zone's groups at once and joins the new zone's. A local date
-// whose time already passed in the old zone before the move (the user was
-// reminded there) is not delivered again in the new zone, where it may
-// still be ahead. A local date whose time is still ahead in the old zone
+// whose time passed in the old zone while the user was there (after the
+// registration or the move that brought the user there, before the move
+// away: the user was reminded there) is not delivered again in the new
+// zone, where it may still be ahead. A local date whose time is still ahead in the old zone
 // but already passed in the new one is not delivered for that user: the
 // next reminder is the new zone's next date. Delivering it would take a
 // send to that one user at the move (a task per user), or keeping the user
@@ -25,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,12 +67,16 @@ type Move struct {
 	User     string
 	From     string // the IANA zone left
 	At       time.Time
+	// Since is the earliest the user can have been in the zone left: the
+	// subscription's creation (an earlier move's mark may tell a later one).
+	Since time.Time
 }
 
 // Moves keeps the move marks in Redis: one hash per reminder and UTC date
 // of the move, a field per user who moved into a managed zone that day,
-// valued by the zones left and when ("Asia/Jakarta@1764550000000,..."). It
-// costs Redis only for users who moved, for MarkTTL.
+// valued by the zones left, when, and since when the user can have been
+// there ("Asia/Jakarta@1764550000000@1764500000000,..."), at most 8 a
+// day. It costs Redis only for users who moved, for MarkTTL.
 type Moves struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -113,7 +119,7 @@ func (m *Moves) Record(ctx context.Context, moves []Move) error {
 	}
 	_, err := rscript.Pipelined(ctx, m.rdb, []*redis.Script{appendScript}, func(p redis.Pipeliner) {
 		for _, mv := range moves {
-			entry := mv.From + "@" + strconv.FormatInt(mv.At.UnixMilli(), 10)
+			entry := mv.From + "@" + strconv.FormatInt(mv.At.UnixMilli(), 10) + "@" + strconv.FormatInt(mv.Since.UnixMilli(), 10)
 			appendScript.EvalSha(ctx, p, []string{m.key(mv.Reminder, mv.At)}, mv.User, entry, MarkTTL.Milliseconds(), maxEntries)
 		}
 	})
@@ -124,9 +130,10 @@ func (m *Moves) Record(ctx context.Context, moves []Move) error {
 }
 
 // Reminded returns which of users were already reminded for the local date
-// and time that fireAt is in zone, in a zone they left: those whose old
-// zone's instant of that date and time came before they left it, and who
-// left it before fireAt. One pipelined round trip (an HMGET of the
+// and time that fireAt is in zone, in a zone they left: those who were in
+// the old zone at its instant of that date and time (after they joined it,
+// by its subscription or an earlier move, and before they left it), and
+// who left it before fireAt. One pipelined round trip (an HMGET of the
 // reminder's marks of each UTC date a relevant move can fall on).
 func (m *Moves) Reminded(ctx context.Context, reminder int64, zone string, fireAt time.Time, users []string) (map[string]bool, error) {
 	loc, err := localtime.LoadZone(zone)
@@ -143,33 +150,61 @@ func (m *Moves) Reminded(ctx context.Context, reminder int64, zone string, fireA
 	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read zone moves: %w", err)
 	}
+	marks := map[int][]mark{}
+	for _, c := range cmds {
+		for i, v := range c.Val() {
+			if s, ok := v.(string); ok {
+				marks[i] = append(marks[i], parseMarks(s)...)
+			}
+		}
+	}
 	wall := fireAt.In(loc)
 	y, mo, day := wall.Date()
 	of := localtime.Of(wall.Hour()*3600 + wall.Minute()*60 + wall.Second())
 	var out map[string]bool
-	for _, c := range cmds {
-		for i, v := range c.Val() {
-			s, ok := v.(string)
-			if !ok || out[users[i]] {
-				continue
+	for i, ms := range marks {
+		slices.SortFunc(ms, func(a, b mark) int { return a.left.Compare(b.left) })
+		var prev time.Time
+		for _, mk := range ms {
+			since := mk.since
+			if prev.After(since) {
+				since = prev // it moved into this zone then
 			}
-			for _, e := range strings.Split(s, ",") {
-				z, ms, ok := strings.Cut(e, "@")
-				n, err := strconv.ParseInt(ms, 10, 64)
-				from, zerr := localtime.LoadZone(z)
-				if !ok || err != nil || zerr != nil {
-					continue
+			prev = mk.left
+			there := localtime.On(y, mo, day, of, mk.zone)
+			if there.After(since) && !there.After(mk.left) && !mk.left.After(fireAt) {
+				if out == nil {
+					out = map[string]bool{}
 				}
-				left := time.UnixMilli(n)
-				if there := localtime.On(y, mo, day, of, from); !there.After(left) && !left.After(fireAt) && fireAt.Sub(there) < 27*time.Hour {
-					if out == nil {
-						out = map[string]bool{}
-					}
-					out[users[i]] = true
-					break
-				}
+				out[users[i]] = true
+				break
 			}
 		}
 	}
 	return out, nil
+}
+
+// mark is one zone a user left.
+type mark struct {
+	zone        *time.Location
+	left, since time.Time
+}
+
+// parseMarks reads a field's entries, skipping any it cannot read.
+func parseMarks(s string) []mark {
+	var out []mark
+	for _, e := range strings.Split(s, ",") {
+		parts := strings.Split(e, "@")
+		if len(parts) != 3 {
+			continue
+		}
+		zone, err := localtime.LoadZone(parts[0])
+		left, err2 := strconv.ParseInt(parts[1], 10, 64)
+		since, err3 := strconv.ParseInt(parts[2], 10, 64)
+		if err != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		out = append(out, mark{zone: zone, left: time.UnixMilli(left), since: time.UnixMilli(since)})
+	}
+	return out
 }

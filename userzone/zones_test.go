@@ -243,11 +243,13 @@ func TestUsersInTwentyZonesGetNineOClockInTheirOwn(t *testing.T) {
 // there (02:00 UTC), moves at 03:00 UTC to London, where 09:00 is still
 // ahead; another user in London moves at the same time to Jakarta, where
 // 09:00 has passed; a third moves from Jakarta to London and back to
-// Jakarta. Checked: the first is not reminded again in London on Feb 1
+// Jakarta; a fourth registers in Jakarta after its 09:00 and then moves to
+// London. Checked: the first is not reminded again in London on Feb 1
 // and is reminded on Feb 2 at 09:00 London, and never in Jakarta again;
 // the second, by the rule package userzone documents, gets Feb 1 in
 // neither zone and Feb 2 at 09:00 Jakarta; the third gets Feb 1 once (in
-// Jakarta, before the moves) and Feb 2 in Jakarta. Users who stay get both
+// Jakarta, before the moves) and Feb 2 in Jakarta; the fourth, never
+// reminded in Jakarta, gets both days in London. Users who stay get both
 // days.
 func TestMovingZoneRemindsOnceInTheNewZone(t *testing.T) {
 	start := time.Date(2027, 2, 1, 1, 0, 0, 0, time.UTC)
@@ -266,8 +268,10 @@ func TestMovingZoneRemindsOnceInTheNewZone(t *testing.T) {
 	put("stay-l", "Europe/London")
 
 	b.fireUntil(t, "standup", time.Date(2027, 2, 1, 3, 0, 0, 0, time.UTC))
+	put("fresh", "Asia/Jakarta") // after Jakarta's 09:00: never reminded there
 	put("east-west", "Europe/London")
 	put("west-east", "Asia/Jakarta")
+	put("fresh", "Europe/London")
 	put("back", "Europe/London")
 	put("back", "Asia/Jakarta")
 	b.fireUntil(t, "standup", time.Date(2027, 2, 2, 10, 0, 0, 0, time.UTC))
@@ -277,6 +281,7 @@ func TestMovingZoneRemindsOnceInTheNewZone(t *testing.T) {
 		"east-west": {at(t, "2027-02-01", "09:00", j), at(t, "2027-02-02", "09:00", l)},
 		"west-east": {at(t, "2027-02-02", "09:00", j)},
 		"back":      {at(t, "2027-02-01", "09:00", j), at(t, "2027-02-02", "09:00", j)},
+		"fresh":     {at(t, "2027-02-01", "09:00", l), at(t, "2027-02-02", "09:00", l)},
 		"stay-j":    {at(t, "2027-02-01", "09:00", j), at(t, "2027-02-02", "09:00", j)},
 		"stay-l":    {at(t, "2027-02-01", "09:00", l), at(t, "2027-02-02", "09:00", l)},
 	}
@@ -290,7 +295,7 @@ func TestMovingZoneRemindsOnceInTheNewZone(t *testing.T) {
 	}
 	var o store.Occurrence
 	require.NoError(t, b.env.DB.Where("fire_at = ?", at(t, "2027-02-01", "09:00", l)).First(&o).Error)
-	require.Equal(t, int64(2), o.Delivered, "the moved user already reminded counts as delivered with stay-l")
+	require.Equal(t, int64(3), o.Delivered, "the moved user already reminded counts as delivered, with stay-l and fresh")
 }
 
 // A once reminder with local: true fires at its wall-clock time in each
