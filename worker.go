@@ -10,6 +10,7 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/userzone"
 	"github.com/chime-dev/chime/worker"
 )
 
@@ -22,5 +23,6 @@ func NewWorker(cfg Config, db *gorm.DB, rdb redis.UniversalClient, s sender.Send
 		ID: cfg.ReplicaID, Queue: cfg.Queue, Queues: cfg.Queues, Concurrency: cfg.Concurrency, ChunkSize: cfg.ChunkSize, LeaseTTL: cfg.LeaseTTL,
 		ShutdownTimeout: cfg.ShutdownTimeout, Channel: cfg.Sender,
 		Events: cfg.DeliveryEvents(rdb, db, clk, log),
+		Zones: userzone.NewMoves(rdb, cfg.Prefix),
 	}, rdb, index, ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker"))
 }

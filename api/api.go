@@ -43,6 +43,7 @@ import (
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/userzone"
 )
 
 // OpenAPI is the API's contract, served at /v1/openapi.yaml.
@@ -153,6 +154,8 @@ type API struct {
 	index *grouping.Index
 	log   *slog.Logger
 	limit *bulkLimit
+	// moves marks users who move into a user zone (package userzone).
+	moves *userzone.Moves
 	// testSends limits POST /v1/reminders/{key}/test-sends per app.
 	testSends testSendLimit
 	// operator is the SHA-256 of Config.OperatorKey, nil without one.
@@ -208,6 +211,9 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
 	cfg.MaxHeaderBytes = cmp.Or(cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	a := &API{cfg: cfg, db: db, rdb: rdb, index: index, log: log, limit: newBulkLimit(cfg.BulkPerApp, cfg.BulkTotal)}
+	if index != nil {
+		a.moves = userzone.NewMoves(rdb, index.Prefix())
+	}
 	if cfg.OperatorKey != "" {
 		sum := sha256.Sum256([]byte(cfg.OperatorKey))
 		a.operator = sum[:]

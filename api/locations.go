@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/prayer"
 	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/userzone"
 )
 
 // MaxPrayerDays bounds the days one prayer-times preview answers.
@@ -28,11 +30,15 @@ type Location struct {
 	Method           string   `json:"method,omitempty"`
 	Madhab           string   `json:"madhab,omitempty"`
 	HighLatitudeRule string   `json:"high_latitude_rule,omitempty"`
+	// Managed marks a location Chime keeps for the users registered in
+	// its zone (package userzone); no app can create or change one.
+	Managed bool `json:"managed,omitempty"`
 }
 
 func locationOf(l store.Location) Location {
+	_, managed := userzone.Zone(l.Name)
 	return Location{Location: l.Name, Zone: l.Zone, Latitude: l.Latitude, Longitude: l.Longitude, Elevation: l.Elevation,
-		Method: l.Method, Madhab: l.Madhab, HighLatitudeRule: l.HighLatitudeRule}
+		Method: l.Method, Madhab: l.Madhab, HighLatitudeRule: l.HighLatitudeRule, Managed: managed}
 }
 
 // fieldProblem is a 422 naming one field.
@@ -53,6 +59,9 @@ func prayerProblem(err error) *Problem {
 // a location keeps its zone), coordinates and prayer convention override.
 func (a *API) putLocation(w http.ResponseWriter, r *http.Request, app int64) error {
 	name := r.PathValue("location")
+	if strings.HasPrefix(name, userzone.Prefix) {
+		return fieldProblem("location", "names of the form "+userzone.Prefix+"<zone> are the locations Chime keeps for users registered with a zone; they cannot be created or changed")
+	}
 	if !keyPattern.MatchString(name) {
 		return fieldProblem("location", "must be 1-100 letters, digits, '_', '.' or '-'")
 	}

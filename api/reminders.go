@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -27,9 +28,13 @@ var keyPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
 
 // ReminderTime is one entry of a reminder's times.
 type ReminderTime struct {
-	Location  string `json:"location"`
-	Zone      string `json:"zone"`
+	Location  string `json:"location,omitempty"`
+	Zone      string `json:"zone,omitempty"`
 	LocalTime string `json:"local_time"`
+	// UserZones makes the local time apply in each user's own zone (users
+	// registered with a zone, package userzone); such an entry names no
+	// location.
+	UserZones bool `json:"user_zones,omitempty"`
 }
 
 // Place is a location and its zone.
@@ -82,6 +87,40 @@ type Reminder struct {
 	Method           string         `json:"method,omitempty"`
 	Madhab           string         `json:"madhab,omitempty"`
 	HighLatitudeRule string         `json:"high_latitude_rule,omitempty"`
+
+	// Local makes a once reminder's At a wall-clock time, written without
+	// an offset, at that local time in each user's zone and at each
+	// location in its zone.
+	Local bool `json:"local,omitempty"`
+}
+
+// LocalLayout is how a local once reminder's at is written: a wall-clock
+// time without offset.
+const LocalLayout = "2006-01-02T15:04:05"
+
+// MarshalJSON writes a local once reminder's at as a wall-clock time.
+func (r Reminder) MarshalJSON() ([]byte, error) {
+	type plain Reminder
+	if !r.Local || r.At == nil {
+		return json.Marshal(plain(r))
+	}
+	return json.Marshal(struct {
+		plain
+		At string `json:"at"`
+	}{plain(r), r.At.Format(LocalLayout)})
+}
+
+// atValue is a once reminder's at as written: an RFC 3339 instant, or with
+// local a wall-clock time; validate reads it.
+type atValue string
+
+func (a *atValue) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return &json.UnmarshalTypeError{Value: "non-string", Type: reflect.TypeFor[string](), Field: "at"}
+	}
+	*a = atValue(s)
+	return nil
 }
 
 // PrayerOffset is one prayer a prayer reminder fires for: "fajr" at
@@ -100,7 +139,7 @@ type reminderInput struct {
 	Grace     string          `json:"grace"`
 	StartsAt  *time.Time      `json:"starts_at"`
 	EndsAt    *time.Time      `json:"ends_at"`
-	At        *time.Time      `json:"at"`
+	At        *atValue        `json:"at"`
 	Offsets   []string        `json:"offsets"`
 	Schema    json.RawMessage `json:"schema"`
 	Paused    bool            `json:"paused"`
@@ -120,6 +159,8 @@ type reminderInput struct {
 	Method           string         `json:"method"`
 	Madhab           string         `json:"madhab"`
 	HighLatitudeRule string         `json:"high_latitude_rule"`
+
+	Local bool `json:"local"`
 }
 
 type parsedTime struct {
@@ -139,6 +180,8 @@ type parsedReminder struct {
 	content         content.Content
 	recurrence      recurrence.Rule
 	prayers         []store.PrayerOffset
+	at              *time.Time // a local one's wall clock read as UTC
+	zoneTimes       []int      // times of day in users' own zones
 }
 
 // MaxOffset bounds how long before its instant a once reminder may fire.
@@ -197,7 +240,7 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 	switch out.kind {
 	case store.KindDaily:
 		if len(in.Times) == 0 {
-			bad("times", "at least one {location, zone, local_time} is required")
+			bad("times", `at least one {location, zone, local_time} or {"user_zones": true, local_time} is required`)
 		}
 	default:
 		if len(in.Times) > 0 {
@@ -207,6 +250,8 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 	if out.kind == store.KindOnce {
 		if in.At == nil {
 			bad("at", "is required for a once reminder: the instant of the event, RFC 3339")
+		} else {
+			out.at = in.parseAt(bad)
 		}
 		var secs []string
 		seenOff := map[time.Duration]bool{}
@@ -230,6 +275,9 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 		}
 		if len(in.Offsets) > 0 {
 			bad("offsets", "only once reminders have offsets")
+		}
+		if in.Local {
+			bad("local", "only once reminders have a local at; a daily reminder's times take {\"user_zones\": true, \"local_time\": \"09:00\"}")
 		}
 	}
 	if in.Recurrence != "" {
@@ -294,8 +342,23 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 		return true
 	}
 	seen := map[parsedTime]bool{}
+	seenZoned := map[int]bool{}
 	for i, t := range in.Times {
 		f := fmt.Sprintf("times[%d]", i)
+		if t.UserZones {
+			if t.Location != "" || t.Zone != "" {
+				bad(f+".location", "a user_zones time fires in each user's own zone and names no location or zone")
+				continue
+			}
+			sec, err := localtime.Parse(t.LocalTime)
+			if err != nil {
+				bad(f+".local_time", err.Error())
+			} else if !seenZoned[int(sec)] {
+				seenZoned[int(sec)] = true
+				out.zoneTimes = append(out.zoneTimes, int(sec))
+			}
+			continue
+		}
 		if !place(f, t.Location, t.Zone) {
 			continue
 		}
@@ -320,6 +383,27 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 		return out, problem(http.StatusUnprocessableEntity, "the reminder is not valid", errs...)
 	}
 	return out, nil
+}
+
+// parseAt reads a once reminder's at: an RFC 3339 instant, or with local a
+// wall-clock time without offset (returned as if it were UTC).
+func (in *reminderInput) parseAt(bad func(field, msg string)) *time.Time {
+	s := string(*in.At)
+	if !in.Local {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			bad("at", `must be an RFC 3339 instant such as "2026-12-24T09:00:00Z"; with "local": true, a wall-clock time without offset such as "2026-12-24T09:00:00"`)
+			return nil
+		}
+		return &t
+	}
+	for _, layout := range []string{LocalLayout, "2006-01-02T15:04"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return &t
+		}
+	}
+	bad("at", `with "local": true, must be a wall-clock time without offset such as "2026-12-24T09:00:00": it happens at that time in each user's zone`)
+	return nil
 }
 
 // MaxPrayers bounds a prayer reminder's prayers.
@@ -430,12 +514,15 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 		Reminder: store.Reminder{
 			AppID: app, Key: key, Title: in.Title, Body: in.Body, Groups: in2.groups, ValidForS: int64(in2.validFor / time.Second),
 			StartsAt: in.StartsAt, EndsAt: in.EndsAt, Paused: in.Paused,
-			Kind: in2.kind, At: in.At, Offsets: in2.offsets, GraceS: int64(in2.grace / time.Second), Schema: in2.schema,
+			Kind: in2.kind, At: in2.at, Offsets: in2.offsets, GraceS: int64(in2.grace / time.Second), Schema: in2.schema,
 			Lang: in2.content.Lang, Translations: storeTexts(in2.content.Translations), Tags: in2.content.Tags,
 			DeliverWhenOnline: in.DeliverWhenOnline, NotifyContacts: in.NotifyContacts,
 			Recurrence: in2.recurrence.String(),
 			Prayers:    store.FormatPrayers(in2.prayers), Method: in.Method, Madhab: in.Madhab, HighLatitudeRule: in.HighLatitudeRule,
+
+			Local: in.Local && in2.kind == store.KindOnce,
 		},
+		ZoneTimes: in2.zoneTimes,
 	}
 	for _, pl := range in2.places {
 		put.Places = append(put.Places, store.Place{Name: pl.Location, Zone: pl.Zone})
@@ -518,7 +605,7 @@ func (a *API) findReminder(r *http.Request, app int64, key string) (store.Remind
 
 // render is the JSON form of rem with its times (rows of other reminders
 // are skipped).
-func render(rem store.Reminder, rows []store.TimeRow) Reminder {
+func render(rem store.Reminder, rows []store.TimeRow, zoneTimes map[int64][]int) Reminder {
 	out := Reminder{
 		Key: rem.Key, Kind: rem.Kind, Title: rem.Title, Body: rem.Body, Groups: rem.Groups, ValidFor: rem.ValidFor().String(),
 		Grace: rem.Grace().String(), StartsAt: rem.StartsAt, EndsAt: rem.EndsAt, At: rem.At, Paused: rem.Paused,
@@ -526,6 +613,8 @@ func render(rem store.Reminder, rows []store.TimeRow) Reminder {
 		Lang: rem.Lang, Translations: apiTexts(rem.Translations), Tags: append([]string{}, rem.Tags...),
 		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts, Recurrence: rem.Recurrence,
 		Method: rem.Method, Madhab: rem.Madhab, HighLatitudeRule: rem.HighLatitudeRule,
+
+		Local: rem.Local,
 	}
 	if ps, err := store.ParsePrayers(rem.Prayers); err == nil && rem.Kind == store.KindPrayer {
 		for _, p := range ps {
@@ -554,6 +643,9 @@ func render(rem store.Reminder, rows []store.TimeRow) Reminder {
 			out.Times = append(out.Times, ReminderTime{Location: x.Name, Zone: x.Zone, LocalTime: localtime.Of(x.LocalSec).String()})
 		}
 	}
+	for _, sec := range zoneTimes[rem.ID] {
+		out.Times = append(out.Times, ReminderTime{UserZones: true, LocalTime: localtime.Of(sec).String()})
+	}
 	return out
 }
 
@@ -563,7 +655,11 @@ func (a *API) loadReminder(r *http.Request, app int64, key string) (Reminder, er
 		return Reminder{}, err
 	}
 	rows, err := store.ReminderRows(r.Context(), a.db, rem.ID)
-	return render(rem, rows), err
+	if err != nil {
+		return Reminder{}, err
+	}
+	zt, err := store.ZoneTimes(r.Context(), a.db, rem.ID)
+	return render(rem, rows, zt), err
 }
 
 func (a *API) getReminder(w http.ResponseWriter, r *http.Request, app int64) error {
@@ -597,8 +693,12 @@ func (a *API) listReminders(w http.ResponseWriter, r *http.Request, app int64) e
 		if err != nil {
 			return err
 		}
+		zt, err := store.ZoneTimes(r.Context(), a.db, ids...)
+		if err != nil {
+			return err
+		}
 		for _, rem := range rems {
-			out.Reminders = append(out.Reminders, render(rem, rows))
+			out.Reminders = append(out.Reminders, render(rem, rows, zt))
 		}
 	}
 	if len(rems) == limit {

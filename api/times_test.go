@@ -192,7 +192,7 @@ func TestCreateReminderRejectsBadKinds(t *testing.T) {
 		{"once without at", map[string]any{"kind": "once", "title": "T", "offsets": []string{"10m"}}, 422, []string{"at: is required"}},
 		{"at on a daily reminder", map[string]any{"title": "T", "times": times, "at": "2026-04-01T18:00:00Z"}, 422, []string{"at: only once"}},
 		{"at on a topic", map[string]any{"kind": "topic", "title": "T", "schema": schema, "at": "2026-04-01T18:00:00Z"}, 422, []string{"at: only once"}},
-		{"at not a date-time", onceAt(map[string]any{"at": "tomorrow"}), 400, []string{"not valid"}},
+		{"at not a date-time", onceAt(map[string]any{"at": "tomorrow"}), 422, []string{"at: must be an RFC 3339 instant"}},
 		{"offset not a duration", onceAt(map[string]any{"offsets": []string{"10m", "ten minutes"}}), 422, []string{"offsets[1]: must be a whole-second duration"}},
 		{"negative offset", onceAt(map[string]any{"offsets": []string{"-5m"}}), 422, []string{"offsets[0]"}},
 		{"offset over 720h", onceAt(map[string]any{"offsets": []string{"721h"}}), 422, []string{"offsets[0]", "720h"}},

@@ -57,6 +57,22 @@ func kindOf(name string) kind {
 const blankRows = 3
 
 type timeRow struct{ Location, Zone, LocalTime string }
+
+// userZones reports whether the row is a time in each user's own zone: a
+// local time with no location or zone.
+func (t timeRow) userZones() bool { return t.Location == "" && t.Zone == "" && t.LocalTime != "" }
+
+// localAt reports whether a once reminder's at is a wall-clock time
+// without offset, which fires at that time in each zone.
+func localAt(v string) bool {
+	for _, layout := range []string{api.LocalLayout, "2006-01-02T15:04"} {
+		if _, err := time.Parse(layout, v); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 type placeRow struct{ Location, Zone string }
 type textRow struct{ Lang, Title, Body string }
 type prayerRow struct{ Prayer, Offset string }
@@ -163,6 +179,9 @@ func formOf(rem api.Reminder) *form {
 		return t.UTC().Format(time.RFC3339)
 	}
 	f.StartsAt, f.EndsAt, f.At = stamp(rem.StartsAt), stamp(rem.EndsAt), stamp(rem.At)
+	if rem.Local && rem.At != nil {
+		f.At = rem.At.Format(api.LocalLayout) // no offset: local in each zone
+	}
 	if len(rem.Schema) > 0 {
 		f.Schema = string(rem.Schema)
 	}
@@ -245,6 +264,10 @@ func (f *form) input() map[string]any {
 		if v == "" {
 			return
 		}
+		if name == "at" && localAt(v) {
+			in["at"], in["local"] = v, true // a wall-clock time in each zone
+			return
+		}
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
 			f.Errors[name] = "must be an instant with its offset, such as 2027-03-01T18:00:00Z or 2027-03-01T19:00:00+01:00"
@@ -278,6 +301,10 @@ func (f *form) input() map[string]any {
 				continue
 			}
 			f.timeIdx = append(f.timeIdx, i)
+			if t.userZones() {
+				times = append(times, api.ReminderTime{UserZones: true, LocalTime: t.LocalTime})
+				continue
+			}
 			times = append(times, api.ReminderTime{Location: t.Location, Zone: t.Zone, LocalTime: t.LocalTime})
 		}
 		in["times"] = times

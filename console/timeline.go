@@ -174,8 +174,8 @@ func (c *Console) timelineOf(r *http.Request, s *session, f *form) (out timeline
 		byLoc := map[string]*timelineLoc{}
 		var order []string
 		for _, t := range f.Times {
-			if t == (timeRow{}) {
-				continue
+			if t == (timeRow{}) || t.userZones() {
+				continue // in users' own zones: no one place to show
 			}
 			l := byLoc[t.Location]
 			if l == nil {
@@ -214,6 +214,10 @@ func (c *Console) timelineOf(r *http.Request, s *session, f *form) (out timeline
 		}
 	case store.KindOnce:
 		at, err := time.Parse(time.RFC3339, f.At)
+		if localAt(f.At) {
+			out.Note = "A wall-clock time without offset fires at that time in each user's zone and each location's."
+			return out
+		}
 		if err != nil {
 			out.Note = "Give the instant (with its offset) to see when it fires."
 			return out

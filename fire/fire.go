@@ -11,6 +11,7 @@ import (
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/recurrence"
 	"github.com/chime-dev/chime/store"
+	"github.com/chime-dev/chime/userzone"
 )
 
 // Source is what every kind of reminder time has in common: where it fires,
@@ -99,28 +100,28 @@ func Instants(ctx context.Context, db *gorm.DB, log *slog.Logger, reminder int64
 		return fmt.Errorf("load reminder times: %w", err)
 	}
 	for _, rt := range daily {
-		loc := zone(rt.Src)
-		if loc == nil {
-			continue
-		}
-		match := days.match(rt.Src, loc)
-		if match == nil {
-			continue
-		}
-		from, to := span(rt.Src)
-		last := from
-		for _, d := range localtime.Dates(from, to, loc) {
-			if !match(d) {
-				continue
-			}
-			// Two dates give one instant when the first is skipped whole
-			// and the time is midnight: it fires once.
-			at := localtime.On(d.Year, d.Month, d.Day, localtime.Of(rt.LocalSec), loc)
-			if at.After(last) && !at.After(to) {
-				put(Instant{Source: rt.Src, At: at, LocalSec: rt.LocalSec})
-				last = at
-			}
-		}
+		dailyInstants(rt.Src, rt.LocalSec, zone, days, span, put)
+	}
+
+	// Times of day in each user's own zone: at every managed zone location
+	// of the reminder that has subscribers (a zone stops firing when its
+	// last user leaves, and starts with its first).
+	var zoned []struct {
+		Src      Source `gorm:"embedded"`
+		LocalSec int
+	}
+	err = scope(db.Table("zone_times AS src")).
+		Select("src.reminder_id, rl.location_id, src.local_sec, src.created_at, "+sourceCols).
+		Joins("JOIN reminder_locations rl ON rl.reminder_id = src.reminder_id").
+		Joins("JOIN locations l ON l.id = rl.location_id").
+		Where("r.kind = ? AND l.app_id = r.app_id AND l.name LIKE ?", store.KindDaily, userzone.Prefix+"%").
+		Where("EXISTS (SELECT 1 FROM subscriptions s WHERE s.reminder_id = src.reminder_id AND s.location_id = rl.location_id)").
+		Scan(&zoned).Error
+	if err != nil {
+		return fmt.Errorf("load zone times: %w", err)
+	}
+	for _, zt := range zoned {
+		dailyInstants(zt.Src, zt.LocalSec, zone, days, span, put)
 	}
 
 	if err := prayerInstants(ctx, db, log, scope, reminder, lo, hi, span, days, put); err != nil {
@@ -156,14 +157,16 @@ func Instants(ctx context.Context, db *gorm.DB, log *slog.Logger, reminder int64
 		emit(dt.Src, localtime.On(day.Year(), day.Month(), day.Day(), localtime.Of(dt.LocalSec), loc), 0, dt.LocalSec)
 	}
 
-	// One-off instants, at every location of the reminder.
+	// One-off instants, at every location of the reminder; a local one at
+	// its wall-clock time in each location's zone.
 	var once []struct {
 		Src     Source `gorm:"embedded"`
 		At      time.Time
 		Offsets string
+		Local   bool
 	}
 	err = scope(db.Table("reminder_locations AS src")).
-		Select("src.reminder_id, src.location_id, r.at, r.offsets, r.created_at, "+sourceCols).
+		Select("src.reminder_id, src.location_id, r.at, r.offsets, r.local, r.created_at, "+sourceCols).
 		Joins("JOIN locations l ON l.id = src.location_id").
 		Where("r.kind = ? AND r.at IS NOT NULL", store.KindOnce).
 		Scan(&once).Error
@@ -176,8 +179,16 @@ func Instants(ctx context.Context, db *gorm.DB, log *slog.Logger, reminder int64
 			log.Warn("skip one-off reminder", "reminder", o.Src.ReminderID, "err", err)
 			continue
 		}
+		at := o.At.UTC()
+		if o.Local {
+			loc := zone(o.Src)
+			if loc == nil {
+				continue
+			}
+			at = LocalAt(at, loc)
+		}
 		for _, off := range offsets {
-			emit(o.Src, o.At.Add(-off).UTC(), 0, -1)
+			emit(o.Src, at.Add(-off), 0, -1)
 		}
 	}
 
@@ -200,6 +211,42 @@ func Instants(ctx context.Context, db *gorm.DB, log *slog.Logger, reminder int64
 		emit(e.Src, e.FireAt.UTC(), e.EventID, -1)
 	}
 	return nil
+}
+
+// dailyInstants puts the instants of a local time of day at src's
+// location on the dates of its recurrence.
+func dailyInstants(src Source, localSec int, zone func(Source) *time.Location, days *dayRules,
+	span func(Source) (from, to time.Time), put func(Instant)) {
+	loc := zone(src)
+	if loc == nil {
+		return
+	}
+	match := days.match(src, loc)
+	if match == nil {
+		return
+	}
+	from, to := span(src)
+	last := from
+	for _, d := range localtime.Dates(from, to, loc) {
+		if !match(d) {
+			continue
+		}
+		// Two dates give one instant when the first is skipped whole
+		// and the time is midnight: it fires once.
+		at := localtime.On(d.Year, d.Month, d.Day, localtime.Of(localSec), loc)
+		if at.After(last) && !at.After(to) {
+			put(Instant{Source: src, At: at, LocalSec: localSec})
+			last = at
+		}
+	}
+}
+
+// LocalAt is the instant of a local once reminder's wall-clock time wall
+// (stored as if it were UTC) in loc, by package localtime's rules for
+// skipped and repeated times.
+func LocalAt(wall time.Time, loc *time.Location) time.Time {
+	y, m, d := wall.Date()
+	return localtime.On(y, m, d, localtime.Of(wall.Hour()*3600+wall.Minute()*60+wall.Second()), loc)
 }
 
 // dayRules evaluates reminders' recurrences once per reminder and anchor

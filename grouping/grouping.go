@@ -134,6 +134,9 @@ func NewIndex(rdb redis.UniversalClient, db *gorm.DB, prefix string) *Index {
 	return &Index{rdb: rdb, db: db, prefix: prefix}
 }
 
+// Prefix returns what the index's keys start with.
+func (x *Index) Prefix() string { return x.prefix }
+
 // Target returns the group size the index aims at: GroupSize or its default.
 func (x *Index) Target() int { return cmp.Or(x.GroupSize, DefaultGroupSize) }
 

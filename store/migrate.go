@@ -201,7 +201,27 @@ var migrations = []*gormigrate.Migration{
 			return m.CreateIndex(&Occurrence{}, "ux_occurrence")
 		},
 	},
+	{ID: "0015_user_zones", Migrate: migrateUserZones},
 	{ID: "0018_delivery_events", Migrate: migrateDeliveryEvents},
+}
+
+// migrateUserZones adds the times of day daily reminders fire at in each
+// user's own zone, and once reminders in local time; reminders stored
+// before have neither.
+func migrateUserZones(tx *gorm.DB) error {
+	m := tx.Migrator()
+	if !m.HasColumn(&Reminder{}, "Local") {
+		if err := m.AddColumn(&Reminder{}, "Local"); err != nil {
+			return fmt.Errorf("add reminders.local: %w", err)
+		}
+	}
+	if m.HasTable(&ZoneTime{}) {
+		return nil
+	}
+	if IsMySQL(tx) {
+		tx = tx.Set("gorm:table_options", "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+	}
+	return tx.Migrator().CreateTable(&ZoneTime{})
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

@@ -125,6 +125,11 @@ type Reminder struct {
 	Method           string `gorm:"size:32;not null;default:''"`
 	Madhab           string `gorm:"size:16;not null;default:''"`
 	HighLatitudeRule string `gorm:"size:32;not null;default:''"`
+
+	// Local makes a KindOnce reminder's At a wall-clock time (stored as
+	// if it were UTC) that fires at that local time in each of its
+	// locations' zones, users' own zones included (package userzone).
+	Local bool `gorm:"not null;default:false"`
 }
 
 // MaxPrayerOffset bounds how far from its prayer's time a prayer
@@ -246,6 +251,16 @@ type ReminderTime struct {
 	LocationID int64 `gorm:"not null;uniqueIndex:ux_reminder_time,priority:2"`
 	// LocalSec is the time of day in seconds after local midnight.
 	LocalSec  int `gorm:"not null;uniqueIndex:ux_reminder_time,priority:3"`
+	CreatedAt time.Time
+}
+
+// ZoneTime is a local time of day at which a daily reminder fires in each
+// user's own zone: at every managed zone location (package userzone) the
+// reminder has subscribers at.
+type ZoneTime struct {
+	ReminderID int64 `gorm:"primaryKey;autoIncrement:false"`
+	// LocalSec is the time of day in seconds after local midnight.
+	LocalSec  int `gorm:"primaryKey;autoIncrement:false"`
 	CreatedAt time.Time
 }
 

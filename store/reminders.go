@@ -68,10 +68,10 @@ func ReminderRows(ctx context.Context, db *gorm.DB, reminders ...int64) ([]TimeR
 	return append(rows, locs...), err
 }
 
-// ReminderLocations returns the locations of a reminder (ID and name).
+// ReminderLocations returns the locations of a reminder (ID, name and zone).
 func ReminderLocations(ctx context.Context, db *gorm.DB, reminder int64) ([]Location, error) {
 	var locs []Location
-	err := db.WithContext(ctx).Select("locations.id", "locations.name").
+	err := db.WithContext(ctx).Select("locations.id", "locations.name", "locations.zone").
 		Joins("JOIN reminder_locations rl ON rl.location_id = locations.id").
 		Where("rl.reminder_id = ?", reminder).Find(&locs).Error
 	return locs, err
@@ -96,6 +96,9 @@ type ReminderPut struct {
 	Places []Place
 	// Times are a daily reminder's times of day.
 	Times []PlaceTime
+	// ZoneTimes are a daily reminder's times of day in each user's own
+	// zone (seconds after midnight).
+	ZoneTimes []int
 }
 
 // PutResult is what PutReminder did.
@@ -171,6 +174,9 @@ func PutReminder(ctx context.Context, db *gorm.DB, in ReminderPut) (PutResult, e
 				return err
 			}
 		}
+		if err := setZoneTimes(tx, rem.ID, in.ZoneTimes); err != nil {
+			return err
+		}
 		return setLocations(tx, rem, locIDs)
 	})
 	return res, err
@@ -192,6 +198,8 @@ func setLocations(tx *gorm.DB, rem Reminder, ids map[string]int64) error {
 	if rem.Kind == KindTimetable {
 		drop = drop.Where("location_id NOT IN (?)", tx.Model(&DatedTime{}).Select("location_id").Where("reminder_id = ?", rem.ID))
 	}
+	// The zones its users registered in stay: they came with subscriptions.
+	drop = drop.Where("location_id NOT IN (?)", zoneLocations(tx, rem.AppID))
 	if err := drop.Delete(&ReminderLocation{}).Error; err != nil {
 		return err
 	}
@@ -250,6 +258,7 @@ func DeleteReminder(ctx context.Context, db *gorm.DB, rem Reminder) ([]int64, er
 			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&ReminderTime{}).Error },
 			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&ReminderLocation{}).Error },
 			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&DatedTime{}).Error },
+			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&ZoneTime{}).Error },
 			func() error { return tx.Where("reminder_id = ?", rem.ID).Delete(&Event{}).Error },
 			func() error { return tx.Delete(&rem).Error },
 		} {

@@ -43,7 +43,7 @@ func Subscribe(ctx context.Context, db *gorm.DB, reminder int64, subs []Subscrip
 				ids[i] = s.UserID
 			}
 			var was []Subscription
-			if err := tx.Select("reminder_id", "user_id", "location_id", "group_no").
+			if err := tx.Select("reminder_id", "user_id", "location_id", "group_no", "created_at").
 				Where("reminder_id = ? AND user_id IN ?", reminder, ids).Find(&was).Error; err != nil {
 				return err
 			}

@@ -46,6 +46,7 @@ import (
 	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/userzone"
 )
 
 // Config configures a worker.
@@ -89,11 +90,23 @@ type Config struct {
 	// deliveryevent), after its send; recording is bounded and never fails
 	// delivery. Defaults to none.
 	Events Events
+
+	// Zones leaves out of a chunk at a user zone's location (package
+	// userzone) the users already reminded for its local date in a zone
+	// they moved from, in one Redis round trip per chunk; they count as
+	// sent. Nil checks nothing.
+	Zones ZoneMoves
 }
 
 // Events records delivery events.
 type Events interface {
 	Chunk(ctx context.Context, c deliveryevent.Chunk)
+}
+
+// ZoneMoves tells which users moved from a zone where the local date and
+// time that fireAt is in zone had already been delivered.
+type ZoneMoves interface {
+	Reminded(ctx context.Context, reminder int64, zone string, fireAt time.Time, users []string) (map[string]bool, error)
 }
 
 // Defaults of the Config.
@@ -319,7 +332,7 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		if err != nil {
 			return w.release(ctx, l, err)
 		}
-		res, err := w.sender.Send(k.ctx, b)
+		res, err := w.send(k.ctx, b)
 		if k.lost.Load() {
 			log.Warn("lease lost during a send; another worker continues the group")
 			return nil
@@ -328,7 +341,8 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 			return w.release(ctx, l, fmt.Errorf("send: %w", err))
 		}
 		metrics.Delivered(w.cfg.Channel, n-res.Failed, res.Failed-res.Expired, res.Expired)
-		w.recordChunk(ctx, p, chunk, res)
+		// Users a zone move left out were reminded already: no event.
+		w.recordChunk(ctx, p, b.Users, res)
 		if n == len(members) {
 			// The last chunk is recorded with the finish.
 			return w.finish(ctx, l, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed,
@@ -373,6 +387,30 @@ func (w *Worker) chunkEvents(p queue.Payload, out map[string][]string) deliverye
 	g := p.Group
 	return deliveryevent.Chunk{App: p.App, Reminder: p.Reminder, Occurrence: p.Occurrence, Location: p.Location,
 		Group: &g, Attempt: p.Attempt, At: w.clock.Now(), Outcomes: out}
+}
+
+// send hands b to the sender, without the users a user zone's move marks
+// say were reminded already.
+func (w *Worker) send(ctx context.Context, b *sender.Batch) (sender.Result, error) {
+	if _, ok := userzone.Zone(b.Location); ok && w.cfg.Zones != nil {
+		done, err := w.cfg.Zones.Reminded(ctx, b.ReminderID, b.Zone, b.FireAt, b.Users)
+		if err != nil {
+			return sender.Result{}, err
+		}
+		if len(done) > 0 {
+			keep := make([]string, 0, len(b.Users)-len(done))
+			for _, u := range b.Users {
+				if !done[u] {
+					keep = append(keep, u)
+				}
+			}
+			b.Users = keep
+			if len(keep) == 0 {
+				return sender.Result{}, nil
+			}
+		}
+	}
+	return w.sender.Send(ctx, b)
 }
 
 // keeper renews a group's lease every third of LeaseTTL for as long as its
