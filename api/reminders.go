@@ -82,6 +82,10 @@ type Reminder struct {
 	Method           string         `json:"method,omitempty"`
 	Madhab           string         `json:"madhab,omitempty"`
 	HighLatitudeRule string         `json:"high_latitude_rule,omitempty"`
+
+	// Spread delivers each fire's users evenly over this long after the
+	// instant (a spread send); absent sends them all at the instant.
+	Spread string `json:"spread,omitempty"`
 }
 
 // PrayerOffset is one prayer a prayer reminder fires for: "fajr" at
@@ -120,6 +124,8 @@ type reminderInput struct {
 	Method           string         `json:"method"`
 	Madhab           string         `json:"madhab"`
 	HighLatitudeRule string         `json:"high_latitude_rule"`
+
+	Spread string `json:"spread"`
 }
 
 type parsedTime struct {
@@ -139,7 +145,12 @@ type parsedReminder struct {
 	content         content.Content
 	recurrence      recurrence.Rule
 	prayers         []store.PrayerOffset
+	spread          time.Duration
 }
+
+// MaxSpread bounds a reminder's spread: its groups go on the queue over at
+// most this long after the instant (and never past the validity window).
+const MaxSpread = 24 * time.Hour
 
 // MaxOffset bounds how long before its instant a once reminder may fire.
 const MaxOffset = 30 * 24 * time.Hour
@@ -189,6 +200,17 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 			bad("grace", "must be between 1s and valid_for: a fire later than the validity window would deliver nothing")
 		default:
 			out.grace = d
+		}
+	}
+	if in.Spread != "" {
+		d, err := time.ParseDuration(in.Spread)
+		switch {
+		case err != nil || d%time.Second != 0:
+			bad("spread", `must be a whole-second duration such as "15m"`)
+		case d < 0 || d > min(out.validFor, MaxSpread):
+			bad("spread", fmt.Sprintf("must be between 0s and valid_for (%s), at most %s: every group's slot must be inside the validity window", out.validFor, MaxSpread))
+		default:
+			out.spread = d
 		}
 	}
 	if in.StartsAt != nil && in.EndsAt != nil && !in.EndsAt.After(*in.StartsAt) {
@@ -435,6 +457,7 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			DeliverWhenOnline: in.DeliverWhenOnline, NotifyContacts: in.NotifyContacts,
 			Recurrence: in2.recurrence.String(),
 			Prayers:    store.FormatPrayers(in2.prayers), Method: in.Method, Madhab: in.Madhab, HighLatitudeRule: in.HighLatitudeRule,
+			SpreadS: int64(in2.spread / time.Second),
 		},
 	}
 	for _, pl := range in2.places {
@@ -526,6 +549,9 @@ func render(rem store.Reminder, rows []store.TimeRow) Reminder {
 		Lang: rem.Lang, Translations: apiTexts(rem.Translations), Tags: append([]string{}, rem.Tags...),
 		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts, Recurrence: rem.Recurrence,
 		Method: rem.Method, Madhab: rem.Madhab, HighLatitudeRule: rem.HighLatitudeRule,
+	}
+	if rem.SpreadS > 0 {
+		out.Spread = rem.Spread().String()
 	}
 	if ps, err := store.ParsePrayers(rem.Prayers); err == nil && rem.Kind == store.KindPrayer {
 		for _, p := range ps {

@@ -201,6 +201,29 @@ var migrations = []*gormigrate.Migration{
 			return m.CreateIndex(&Occurrence{}, "ux_occurrence")
 		},
 	},
+	{ID: "0017_spread", Migrate: migrateSpread},
+}
+
+// migrateSpread adds spread sends: the reminder's spread, the spread and
+// slot lateness an occurrence fired with, and each group run's planned slot
+// (rows stored before have none and are sent at their instant).
+func migrateSpread(tx *gorm.DB) error {
+	m := tx.Migrator()
+	for _, c := range []struct {
+		model any
+		col   string
+	}{{&Reminder{}, "SpreadS"}, {&Occurrence{}, "SpreadS"}, {&Occurrence{}, "SlotsLateMs"}, {&GroupRun{}, "SlotAt"}} {
+		if m.HasColumn(c.model, c.col) {
+			continue // created by 0001 from the current struct
+		}
+		if err := m.AddColumn(c.model, c.col); err != nil {
+			return fmt.Errorf("add %s: %w", c.col, err)
+		}
+	}
+	if m.HasIndex(&GroupRun{}, "ix_group_run_slot") {
+		return nil
+	}
+	return m.CreateIndex(&GroupRun{}, "ix_group_run_slot")
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace
