@@ -56,6 +56,8 @@ type form struct {
 	Times                             []timeRow
 	Locations                         []placeRow
 	Translations                      []textRow
+	// Spread is the reminder's spread ("15m"), empty for none.
+	Spread string
 	// Errors are the problems by field name ("title", "times.2.zone");
 	// Other are those no field shows.
 	Errors map[string]string
@@ -118,6 +120,7 @@ func formOf(rem api.Reminder) *form {
 	for lang, t := range rem.Translations {
 		f.Translations = append(f.Translations, textRow{lang, t.Title, t.Body})
 	}
+	f.Spread = rem.Spread
 	f.pad()
 	return f
 }
@@ -131,6 +134,7 @@ func parseForm(v url.Values) *form {
 		At: strings.TrimSpace(v.Get("at")), Offsets: v.Get("offsets"), Schema: v.Get("schema"),
 		Paused: v.Get("paused") == "on", DeliverWhenOnline: v.Get("deliver_when_online") == "on", Notify: v.Get("notify_contacts") == "on",
 		Errors: map[string]string{}}
+	f.Spread = strings.TrimSpace(v.Get("spread"))
 	if f.Kind == "" {
 		f.Kind = store.KindDaily
 	}
@@ -166,6 +170,7 @@ func (f *form) input() map[string]any {
 	set("lang", f.Lang)
 	set("valid_for", f.ValidFor)
 	set("grace", f.Grace)
+	set("spread", f.Spread)
 	if f.Groups != "" {
 		n, err := strconv.Atoi(f.Groups)
 		if err != nil {
@@ -282,4 +287,5 @@ func (f *form) problems(p *api.Problem) {
 var fieldNames = map[string]struct{}{
 	"key": {}, "kind": {}, "title": {}, "body": {}, "lang": {}, "tags": {}, "groups": {}, "valid_for": {}, "grace": {},
 	"starts_at": {}, "ends_at": {}, "at": {}, "offsets": {}, "schema": {}, "times": {}, "locations": {}, "translations": {},
+	"spread": {},
 }
