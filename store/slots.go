@@ -107,19 +107,28 @@ type Slots struct {
 
 // OccurrenceSlots returns the plan of occurrence occ's slots as of now.
 func OccurrenceSlots(ctx context.Context, db *gorm.DB, occ int64, now time.Time) (Slots, error) {
-	var row struct {
-		First, Last *time.Time
-		Due         *int
+	var out Slots
+	// The first and last rows rather than MIN and MAX, which SQLite answers
+	// as text.
+	for _, end := range []struct {
+		order string
+		at    **time.Time
+	}{{"slot_at", &out.First}, {"slot_at DESC", &out.Last}} {
+		var runs []GroupRun
+		err := db.WithContext(ctx).Select("slot_at").Where("occurrence_id = ? AND slot_at IS NOT NULL", occ).
+			Order(end.order).Limit(1).Find(&runs).Error
+		if err != nil {
+			return Slots{}, fmt.Errorf("load slots: %w", err)
+		}
+		if len(runs) == 1 {
+			*end.at = runs[0].SlotAt
+		}
 	}
-	err := db.WithContext(ctx).Model(&GroupRun{}).
-		Select("MIN(slot_at) AS first, MAX(slot_at) AS last, SUM(CASE WHEN slot_at <= ? THEN 1 ELSE 0 END) AS due", now).
-		Where("occurrence_id = ? AND slot_at IS NOT NULL", occ).Scan(&row).Error
-	if err != nil {
+	var due int64
+	if err := db.WithContext(ctx).Model(&GroupRun{}).Where("occurrence_id = ? AND slot_at <= ?", occ, now).
+		Count(&due).Error; err != nil {
 		return Slots{}, fmt.Errorf("load slots: %w", err)
 	}
-	s := Slots{First: row.First, Last: row.Last}
-	if row.Due != nil {
-		s.Due = *row.Due
-	}
-	return s, nil
+	out.Due = int(due)
+	return out, nil
 }
