@@ -107,13 +107,17 @@ func (s *Scheduler) enqueueSlots(ctx context.Context, due []store.GroupRun, now 
 	if err != nil || len(taken) == 0 {
 		return err
 	}
+	// Taken: finish the enqueue even if leadership ends now, or the next
+	// leader would find these groups only after QueueTimeout.
+	ctx, cancel := withTimeout(context.WithoutCancel(ctx))
+	defer cancel()
+	slices.SortStableFunc(taken, func(a, b store.GroupRun) int { return a.SlotAt.Compare(*b.SlotAt) })
 	ps, sizes, err := s.slotPayloads(ctx, taken)
 	if err != nil {
-		// Taken but not enqueued: the reaper enqueues them after
-		// QueueTimeout.
-		return fmt.Errorf("build slot tasks: %w", err)
+		return fmt.Errorf("build slot tasks: %w", err) // the reaper enqueues them after QueueTimeout
 	}
 	var tasks []queue.Task
+	var slotsAt []time.Time
 	for i := 0; i < len(taken); {
 		j := i + 1
 		for j < len(taken) && taken[j].SlotAt.Equal(*taken[i].SlotAt) {
@@ -124,15 +128,18 @@ func (s *Scheduler) enqueueSlots(ctx context.Context, due []store.GroupRun, now 
 			return err
 		}
 		tasks = append(tasks, t...)
-		metrics.SlotQueued(now.Sub(*taken[i].SlotAt))
+		slotsAt = append(slotsAt, *taken[i].SlotAt)
 		i = j
 	}
 	if err := s.enq.Enqueue(ctx, tasks); err != nil {
 		return err
 	}
-	late := s.clock.Now().Sub(*taken[len(taken)-1].SlotAt)
-	s.log.Info("spread slots queued", "occurrence", taken[0].OccurrenceID, "groups", len(taken), "tasks", len(tasks),
-		"late_ms", late.Milliseconds())
+	queued := s.clock.Now()
+	for _, at := range slotsAt {
+		metrics.SlotQueued(queued.Sub(at))
+	}
+	s.log.Info("spread slots queued", "occurrence", taken[0].OccurrenceID, "groups", len(taken), "slots", len(slotsAt),
+		"tasks", len(tasks), "late_ms", queued.Sub(slotsAt[0]).Milliseconds())
 	return nil
 }
 
@@ -141,7 +148,6 @@ func (s *Scheduler) enqueueSlots(ctx context.Context, due []store.GroupRun, now 
 // or, after a change of leader, built again from MySQL as the reaper
 // builds them.
 func (s *Scheduler) slotPayloads(ctx context.Context, runs []store.GroupRun) ([]queue.Payload, []int, error) {
-	slices.SortStableFunc(runs, func(a, b store.GroupRun) int { return a.SlotAt.Compare(*b.SlotAt) })
 	ps := make([]queue.Payload, len(runs))
 	sizes := make([]int, len(runs))
 	var missing []int
