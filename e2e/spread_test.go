@@ -165,9 +165,12 @@ func TestLeaderKilledMidSpreadLosesNoSlot(t *testing.T) {
 	b.cfg.AckTimeout = 5 * time.Second
 	const ttl = 2 * time.Second
 	lease := "CHIME_LEADER_TTL=" + ttl.String()
-	first, _ := b.startCoordinatorProcess(bin, "c1", lease)
+	// A slot c1 took but had not enqueued when it died is the reaper's
+	// after the queue timeout; shortened so that it stays inside the wait.
+	requeue := "CHIME_QUEUE_TIMEOUT=5s"
+	first, _ := b.startCoordinatorProcess(bin, "c1", lease, requeue)
 	testenv.WaitUntil(t, 10*time.Second, "c1 to lead", func() bool { return b.leader() == "c1" })
-	_, url := b.startCoordinatorProcess(bin, "c2", lease)
+	_, url := b.startCoordinatorProcess(bin, "c2", lease, requeue)
 	b.apiURL = url
 	b.startWorker("w1")
 	b.startWorker("w2")
