@@ -36,8 +36,9 @@ type Occurrence struct {
 	// LateMs is how long after its instant the occurrence fired: about zero
 	// normally, more when it was caught up after an outage.
 	LateMs *int64 `json:"late_ms,omitempty"`
-	// Late is set when it fired more than LateAfter after its instant: it
-	// was caught up after an outage.
+	// Late is set when it fired more than LateAfter after its instant (a
+	// spread send: LateMs, against its slots, is over LateAfter): it was
+	// caught up after an outage.
 	Late bool `json:"late"`
 
 	// Spread is set on a spread send: its groups go on the queue at
