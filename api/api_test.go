@@ -259,6 +259,11 @@ func TestPutReminderRejectsBadInput(t *testing.T) {
 		m["valid_for"] = s
 		return m
 	}
+	spread := func(s string) map[string]any {
+		m := reminder("T", at("x", "UTC", "09:00"))
+		m["spread"] = s
+		return m
+	}
 	for _, tc := range []struct {
 		name    string
 		key     string // "new" unless set
@@ -292,6 +297,12 @@ func TestPutReminderRejectsBadInput(t *testing.T) {
 		{name: "valid_for not a duration", body: validFor("fifteen minutes"), status: 422, mention: []string{"valid_for", "duration"}},
 		{name: "valid_for too short", body: validFor("500ms"), status: 422, mention: []string{"valid_for", "between"}},
 		{name: "valid_for too long", body: validFor("169h"), status: 422, mention: []string{"valid_for", "between"}},
+		{name: "spread not a duration", body: spread("soon"), status: 422, mention: []string{"spread", "duration"}},
+		{name: "spread negative", body: spread("-1m"), status: 422, mention: []string{"spread", "between 0s and valid_for"}},
+		{name: "spread with a fraction of a second", body: spread("1.5s"), status: 422, mention: []string{"spread", "whole-second"}},
+		{name: "spread longer than valid_for", body: spread("16m"), status: 422, mention: []string{"spread", "valid_for (15m0s)"}},
+		{name: "spread longer than the maximum", body: func() map[string]any { m := spread("25h"); m["valid_for"] = "48h"; return m }(),
+			status: 422, mention: []string{"spread", "at most 24h0m0s"}},
 		{name: "ends before starts", body: map[string]any{"title": "T", "times": []api.ReminderTime{paris},
 			"starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}, status: 422, mention: []string{"ends_at"}},
 		{name: "several errors at once", body: map[string]any{"groups": 0, "times": []api.ReminderTime{at("x", "Mars/Olympus", "09:00")}},

@@ -36,14 +36,23 @@ type Occurrence struct {
 	// LateMs is how long after its instant the occurrence fired: about zero
 	// normally, more when it was caught up after an outage.
 	LateMs *int64 `json:"late_ms,omitempty"`
-	// Late is set when it fired more than LateAfter after its instant: it
-	// was caught up after an outage.
+	// Late is set when it fired more than LateAfter after its instant (a
+	// spread send: LateMs, against its slots, is over LateAfter): it was
+	// caught up after an outage.
 	Late bool `json:"late"`
 
 	// Opens counts the users who opened its message, each once; OpenRate
 	// is Opens over Delivered (0 before any delivery).
 	Opens    int64   `json:"opens"`
 	OpenRate float64 `json:"open_rate"`
+	// Spread is set on a spread send: its groups go on the queue at
+	// planned slots over this long after the instant, and LateMs is the
+	// most any of them went after its own slot. GET of one occurrence adds
+	// its first and last slot and how many groups are due by now.
+	Spread      string     `json:"spread,omitempty"`
+	FirstSlotAt *time.Time `json:"first_slot_at,omitempty"`
+	LastSlotAt  *time.Time `json:"last_slot_at,omitempty"`
+	GroupsDue   *int       `json:"groups_due,omitempty"`
 }
 
 // LateAfter is how long after its instant an occurrence must fire to count
@@ -64,6 +73,9 @@ func occurrences(rows []store.OccurrenceRow, reminder string) []Occurrence {
 		if x.Delivered > 0 {
 			occs[i].OpenRate = float64(x.Opens) / float64(x.Delivered)
 		}
+		if x.SpreadS > 0 {
+			occs[i].Spread = (time.Duration(x.SpreadS) * time.Second).String()
+		}
 	}
 	for i := range occs {
 		o := &occs[i]
@@ -77,7 +89,9 @@ func occurrences(rows []store.OccurrenceRow, reminder string) []Occurrence {
 		m := o.MissAt.UTC()
 		o.MissAt = &m
 		if o.FiredAt != nil {
-			late := max(0, o.FiredAt.Sub(o.FireAt).Milliseconds())
+			// A spread send's groups are late against their slots, not
+			// against the instant.
+			late := max(0, o.FiredAt.Sub(o.FireAt).Milliseconds(), rows[i].SlotsLateMs)
 			o.LateMs = &late
 			o.Late = time.Duration(late)*time.Millisecond > LateAfter
 		}
@@ -121,6 +135,18 @@ func (a *API) getOccurrence(w http.ResponseWriter, r *http.Request, app int64) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, occurrences([]store.OccurrenceRow{row}, "")[0])
+	out := occurrences([]store.OccurrenceRow{row}, "")[0]
+	if row.SpreadS > 0 {
+		sl, err := store.OccurrenceSlots(r.Context(), a.db, row.ID, a.cfg.Now())
+		if err != nil {
+			return err
+		}
+		out.GroupsDue = &sl.Due
+		if sl.First != nil {
+			first, last := sl.First.UTC(), sl.Last.UTC()
+			out.FirstSlotAt, out.LastSlotAt = &first, &last
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }

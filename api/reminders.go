@@ -88,6 +88,9 @@ type Reminder struct {
 	Madhab           string         `json:"madhab,omitempty"`
 	HighLatitudeRule string         `json:"high_latitude_rule,omitempty"`
 
+	// Spread delivers each fire's users evenly over this long after the
+	// instant (a spread send); absent sends them all at the instant.
+	Spread string `json:"spread,omitempty"`
 	// Local makes a once reminder's At a wall-clock time, written without
 	// an offset, at that local time in each user's zone and at each
 	// location in its zone.
@@ -160,7 +163,8 @@ type reminderInput struct {
 	Madhab           string         `json:"madhab"`
 	HighLatitudeRule string         `json:"high_latitude_rule"`
 
-	Local bool `json:"local"`
+	Local  bool   `json:"local"`
+	Spread string `json:"spread"`
 }
 
 type parsedTime struct {
@@ -182,7 +186,12 @@ type parsedReminder struct {
 	prayers         []store.PrayerOffset
 	at              *time.Time // a local one's wall clock read as UTC
 	zoneTimes       []int      // times of day in users' own zones
+	spread          time.Duration
 }
+
+// MaxSpread bounds a reminder's spread: its groups go on the queue over at
+// most this long after the instant (and never past the validity window).
+const MaxSpread = 24 * time.Hour
 
 // MaxOffset bounds how long before its instant a once reminder may fire.
 const MaxOffset = 30 * 24 * time.Hour
@@ -232,6 +241,17 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 			bad("grace", "must be between 1s and valid_for: a fire later than the validity window would deliver nothing")
 		default:
 			out.grace = d
+		}
+	}
+	if in.Spread != "" {
+		d, err := time.ParseDuration(in.Spread)
+		switch {
+		case err != nil || d%time.Second != 0:
+			bad("spread", `must be a whole-second duration such as "15m"`)
+		case d < 0 || d > min(out.validFor, MaxSpread):
+			bad("spread", fmt.Sprintf("must be between 0s and valid_for (%s), at most %s: every group's slot must be inside the validity window", out.validFor, MaxSpread))
+		default:
+			out.spread = d
 		}
 	}
 	if in.StartsAt != nil && in.EndsAt != nil && !in.EndsAt.After(*in.StartsAt) {
@@ -520,7 +540,8 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			Recurrence: in2.recurrence.String(),
 			Prayers:    store.FormatPrayers(in2.prayers), Method: in.Method, Madhab: in.Madhab, HighLatitudeRule: in.HighLatitudeRule,
 
-			Local: in.Local && in2.kind == store.KindOnce,
+			Local:   in.Local && in2.kind == store.KindOnce,
+			SpreadS: int64(in2.spread / time.Second),
 		},
 		ZoneTimes: in2.zoneTimes,
 	}
@@ -615,6 +636,9 @@ func render(rem store.Reminder, rows []store.TimeRow, zoneTimes map[int64][]int)
 		Method: rem.Method, Madhab: rem.Madhab, HighLatitudeRule: rem.HighLatitudeRule,
 
 		Local: rem.Local,
+	}
+	if rem.SpreadS > 0 {
+		out.Spread = rem.Spread().String()
 	}
 	if ps, err := store.ParsePrayers(rem.Prayers); err == nil && rem.Kind == store.KindPrayer {
 		for _, p := range ps {

@@ -92,6 +92,8 @@ type form struct {
 	Times                                        []timeRow
 	Locations                                    []placeRow
 	Translations                                 []textRow
+	// Spread is the reminder's spread ("15m"), empty for none.
+	Spread string
 	// Errors are the problems by field name ("title", "times.2.zone");
 	// Other are those no field shows.
 	Errors map[string]string
@@ -194,6 +196,7 @@ func formOf(rem api.Reminder) *form {
 	for lang, t := range rem.Translations {
 		f.Translations = append(f.Translations, textRow{lang, t.Title, t.Body})
 	}
+	f.Spread = rem.Spread
 	f.pad()
 	return f
 }
@@ -214,6 +217,7 @@ func parseForm(v url.Values) *form {
 	if p, ok := v["recurrence_preset"]; ok && p[0] != customRule {
 		f.Recurrence = p[0]
 	}
+	f.Spread = strings.TrimSpace(v.Get("spread"))
 	if f.Kind == "" {
 		f.Kind = store.KindDaily
 	}
@@ -252,6 +256,7 @@ func (f *form) input() map[string]any {
 	set("lang", f.Lang)
 	set("valid_for", f.ValidFor)
 	set("grace", f.Grace)
+	set("spread", f.Spread)
 	if f.Groups != "" {
 		n, err := strconv.Atoi(f.Groups)
 		if err != nil {
@@ -397,4 +402,5 @@ var fieldNames = map[string]struct{}{
 	"key": {}, "kind": {}, "title": {}, "body": {}, "lang": {}, "tags": {}, "groups": {}, "valid_for": {}, "grace": {},
 	"starts_at": {}, "ends_at": {}, "at": {}, "offsets": {}, "schema": {}, "times": {}, "locations": {}, "translations": {},
 	"recurrence": {}, "prayers": {}, "method": {}, "madhab": {}, "high_latitude_rule": {},
+	"spread": {},
 }

@@ -40,7 +40,7 @@ var (
 
 	fireLateness = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "chime_fire_lateness_seconds",
-		Help:    "How long after its instant an occurrence's groups were on the queue.",
+		Help:    "How long after its instant an occurrence's groups were on the queue; for a spread send, how long after its planned slot each slot's groups were.",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 	})
 
@@ -132,6 +132,14 @@ func Fired(late time.Duration) {
 	fired.Inc()
 	fireLateness.Observe(max(late, 0).Seconds())
 }
+
+// FiredSpread counts a spread send's occurrence fired: its groups go on the
+// queue at their slots, each observed by SlotQueued.
+func FiredSpread() { fired.Inc() }
+
+// SlotQueued observes how long after its planned slot a spread send's slot
+// was on the queue.
+func SlotQueued(late time.Duration) { fireLateness.Observe(max(late, 0).Seconds()) }
 
 // PrayerSkipped counts a prayer reminder's location the planner could not
 // compute times for, by reason: no_coordinates (removed after the reminder

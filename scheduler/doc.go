@@ -32,6 +32,11 @@
 // tasks, each with a deterministic task ID, while the runs are marked queued.
 // An occurrence found after its grace window is recorded as missed instead.
 //
+// A spread send's groups are planned at slots over the spread after the
+// instant; the firer enqueues each at its slot, taking its run from pending
+// to queued first, so a new leader enqueues the slots still pending and no
+// others (spread.go).
+//
 // # Tracker
 //
 // Workers append start, finish and release acks to a Redis stream (package

@@ -30,6 +30,10 @@ type prepared struct {
 	layout   grouping.Layout
 	payloads []queue.Payload // one per group of layout, in its order
 	edited   time.Time       // the reminder's updated_at the payloads were built from
+	// slots are the planned slots of a spread send, one per group of
+	// layout; nil sends every group at the instant.
+	slots  []time.Time
+	spread time.Duration
 }
 
 func (s *Scheduler) runFirer(ctx context.Context) error {
@@ -97,7 +101,11 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Durat
 	if len(due) == 1000 && len(dueNow) > 0 {
 		wait = 0
 	}
-	return wait, s.fire(ctx, dueNow)
+	err = s.fire(ctx, dueNow)
+	// The slots of spread sends come due between instants: the firer
+	// wakes for the next one.
+	wait, serr := s.fireSlots(ctx, wait)
+	return wait, errors.Join(err, serr)
 }
 
 // startPreparing reports whether the caller should prepare occurrence id,
@@ -140,7 +148,13 @@ func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared,
 			return nil, err
 		}
 	}
-	if err := s.createRuns(ctx, o.ID, layout, s.clock.Now()); err != nil {
+	var spread time.Duration
+	var planned []time.Time
+	if o.TestUser == "" && r.SpreadS > 0 && len(layout.Groups) > 0 {
+		spread = r.Spread()
+		planned = slots(o.FireAt, spread, len(layout.Groups), phase(o.ReminderID, o.LocationID))
+	}
+	if err := s.createRuns(ctx, o.ID, layout, planned, s.clock.Now()); err != nil {
 		return nil, err
 	}
 	data, err := s.eventData(ctx, o)
@@ -149,7 +163,8 @@ func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared,
 	}
 	// A test send goes out whether or not the reminder is paused: it shows
 	// the message, and reaches no one but its user.
-	p := &prepared{paused: r.Paused && o.TestUser == "", busy: busy, layout: layout, payloads: make([]queue.Payload, len(layout.Groups)), edited: r.UpdatedAt}
+	p := &prepared{paused: r.Paused && o.TestUser == "", busy: busy, layout: layout, payloads: make([]queue.Payload, len(layout.Groups)), edited: r.UpdatedAt,
+		slots: planned, spread: spread}
 	for i, g := range layout.Groups {
 		p.payloads[i] = payload(o, r, l, g, layout.N, 1)
 		p.payloads[i].Data = data
@@ -178,21 +193,26 @@ func (s *Scheduler) forget(due []store.Occurrence) {
 	}
 }
 
-// createRuns inserts pending group runs; existing ones are left as they are.
-func (s *Scheduler) createRuns(ctx context.Context, occ int64, layout grouping.Layout, now time.Time) error {
+// createRuns inserts pending group runs, at their planned slots if slots is
+// not nil; existing ones are left as they are.
+func (s *Scheduler) createRuns(ctx context.Context, occ int64, layout grouping.Layout, slots []time.Time, now time.Time) error {
 	if len(layout.Groups) == 0 {
 		return nil
 	}
 	runs := make([]store.GroupRun, len(layout.Groups))
 	for i, g := range layout.Groups {
 		runs[i] = store.GroupRun{OccurrenceID: occ, GroupNo: g, Layout: layout.N, State: store.RunPending, Attempts: 1, QueuedAt: now}
+		if slots != nil {
+			runs[i].SlotAt = &slots[i]
+		}
 	}
 	// A run prepared before under another layout (the preparation was
 	// repeated after a regroup) takes the new one: the occurrence has not
-	// fired, so no task of the old layout is out.
+	// fired, so no task of the old layout is out. Its slot is planned
+	// again with the groups (and spread) of this preparation.
 	if err := s.db.WithContext(ctx).Clauses(clause.OnConflict{
 		Columns:   []clause.Column{{Name: "occurrence_id"}, {Name: "group_no"}},
-		DoUpdates: clause.AssignmentColumns([]string{"layout"}),
+		DoUpdates: clause.AssignmentColumns([]string{"layout", "slot_at"}),
 	}).CreateInBatches(&runs, 1000).Error; err != nil {
 		return fmt.Errorf("create group runs: %w", err)
 	}
@@ -246,6 +266,17 @@ func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence) error {
 		})
 	}
 	_ = g.Wait()
+	// Spread sends enqueue nothing at the instant: their groups wait,
+	// pending, for their slots (fireSlots).
+	wins = slices.DeleteFunc(wins, func(w won) bool {
+		if w.p.slots == nil {
+			return false
+		}
+		if err := s.spreadFired(ctx, w); err != nil {
+			errs = append(errs, fmt.Errorf("fire occurrence %d: %w", w.o.ID, err))
+		}
+		return true
+	})
 	if len(wins) == 0 {
 		return errors.Join(errs...)
 	}
@@ -362,6 +393,9 @@ func (s *Scheduler) claim(ctx context.Context, o store.Occurrence) (*prepared, e
 	}
 	groups := p.layout.Groups
 	fields := map[string]any{"state": store.OccFiring, "fired_at": now, "groups_total": len(groups)}
+	if p.slots != nil {
+		fields["spread_s"] = int64(p.spread / time.Second)
+	}
 	if len(groups) == 0 {
 		fields["state"] = store.OccDone
 		fields["done_at"] = now

@@ -23,11 +23,14 @@ func (s *Scheduler) Reap(ctx context.Context) error {
 		return fmt.Errorf("reap: %w", err)
 	}
 	// Pending runs count once their occurrence fired: the coordinator may
-	// have died between the compare-and-set and marking them queued.
+	// have died between the compare-and-set and marking them queued. A
+	// spread send's pending run counts only once its slot is as old: until
+	// then it waits for the firer.
 	if err := s.db.WithContext(ctx).Select("group_runs.*").
 		Joins("JOIN occurrences o ON o.id = group_runs.occurrence_id").
 		Where("group_runs.state IN ? AND group_runs.queued_at < ? AND o.state = ?",
 			[]string{store.RunQueued, store.RunPending}, now.Add(-s.cfg.QueueTimeout), store.OccFiring).
+		Where("group_runs.state = ? OR group_runs.slot_at IS NULL OR group_runs.slot_at < ?", store.RunQueued, now.Add(-s.cfg.QueueTimeout)).
 		Limit(1000).Find(&waiting).Error; err != nil {
 		return fmt.Errorf("reap: %w", err)
 	}

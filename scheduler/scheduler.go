@@ -89,6 +89,9 @@ type Scheduler struct {
 
 	mu    sync.Mutex
 	ready map[int64]*prepared // occurrence -> prepared tasks; nil while preparing
+	// spreading keeps the tasks of spread occurrences fired by this
+	// coordinator until their last slot.
+	spreading map[int64]*prepared
 }
 
 // New returns a scheduler.
@@ -97,7 +100,7 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	return &Scheduler{
 		cfg: cfg, db: db, rdb: rdb, index: index, enq: enq, acks: acks, clock: clk, log: log,
 		wakePlan: make(chan struct{}, 1), wakeFire: make(chan struct{}, 1),
-		ready: map[int64]*prepared{},
+		ready: map[int64]*prepared{}, spreading: map[int64]*prepared{},
 	}
 }
 

@@ -202,6 +202,7 @@ var migrations = []*gormigrate.Migration{
 		},
 	},
 	{ID: "0015_user_zones", Migrate: migrateUserZones},
+	{ID: "0017_spread", Migrate: migrateSpread},
 	{ID: "0018_delivery_events", Migrate: migrateDeliveryEvents},
 }
 
@@ -222,6 +223,28 @@ func migrateUserZones(tx *gorm.DB) error {
 		tx = tx.Set("gorm:table_options", "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
 	}
 	return tx.Migrator().CreateTable(&ZoneTime{})
+}
+
+// migrateSpread adds spread sends: the reminder's spread, the spread and
+// slot lateness an occurrence fired with, and each group run's planned slot
+// (rows stored before have none and are sent at their instant).
+func migrateSpread(tx *gorm.DB) error {
+	m := tx.Migrator()
+	for _, c := range []struct {
+		model any
+		col   string
+	}{{&Reminder{}, "SpreadS"}, {&Occurrence{}, "SpreadS"}, {&Occurrence{}, "SlotsLateMs"}, {&GroupRun{}, "SlotAt"}} {
+		if m.HasColumn(c.model, c.col) {
+			continue // created by 0001 from the current struct
+		}
+		if err := m.AddColumn(c.model, c.col); err != nil {
+			return fmt.Errorf("add %s: %w", c.col, err)
+		}
+	}
+	if m.HasIndex(&GroupRun{}, "ix_group_run_slot") {
+		return nil
+	}
+	return m.CreateIndex(&GroupRun{}, "ix_group_run_slot")
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

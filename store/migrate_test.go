@@ -264,3 +264,35 @@ func TestMigrateGroupLayout(t *testing.T) {
 	require.NoError(t, env.DB.First(&kept, own.ID).Error)
 	require.Equal(t, 16, kept.Groups, "a count of its own is kept")
 }
+
+// A database from before 0017: no spread on reminders, occurrences or
+// group runs, and a reminder and a group run stored then. Checked: the
+// migration adds the columns and the (state, slot_at) index, the reminder
+// reads back with no spread and the run with no slot (sent at its
+// instant), and migrating again changes nothing.
+func TestMigrateSpread(t *testing.T) {
+	env := testenv.New(t)
+	ctx := ctxT(t)
+	m := env.DB.Migrator()
+	require.NoError(t, m.DropIndex(&store.GroupRun{}, "ix_group_run_slot"))
+	for _, c := range []struct {
+		model any
+		col   string
+	}{{&store.Reminder{}, "SpreadS"}, {&store.Occurrence{}, "SpreadS"}, {&store.Occurrence{}, "SlotsLateMs"}, {&store.GroupRun{}, "SlotAt"}} {
+		require.NoError(t, m.DropColumn(c.model, c.col))
+	}
+	require.NoError(t, env.DB.Exec("DELETE FROM schema_migrations WHERE id = '0017_spread'").Error)
+	require.NoError(t, env.DB.Exec("INSERT INTO reminders (app_id, `key`, title, body, `groups`, valid_for_s, created_at, updated_at) VALUES (1, 'old', 'T', '', 0, 60, NOW(), NOW())").Error)
+	require.NoError(t, env.DB.Exec("INSERT INTO group_runs (occurrence_id, group_no, state, attempts, worker, sent, failed, expired, queued_at) VALUES (1, 0, 'finished', 1, 'w', 1, 0, 0, NOW())").Error)
+
+	require.NoError(t, store.Migrate(ctx, env.DB))
+	require.Contains(t, migrationIDs(t, env.DB), "0017_spread")
+	require.True(t, m.HasIndex(&store.GroupRun{}, "ix_group_run_slot"))
+	var r store.Reminder
+	require.NoError(t, env.DB.Where("`key` = 'old'").First(&r).Error)
+	require.Zero(t, r.SpreadS)
+	var run store.GroupRun
+	require.NoError(t, env.DB.First(&run).Error)
+	require.Nil(t, run.SlotAt)
+	require.NoError(t, store.Migrate(ctx, env.DB))
+}

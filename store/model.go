@@ -130,7 +130,15 @@ type Reminder struct {
 	// if it were UTC) that fires at that local time in each of its
 	// locations' zones, users' own zones included (package userzone).
 	Local bool `gorm:"not null;default:false"`
+	// SpreadS spreads each occurrence's groups evenly over this many
+	// seconds after the instant, each at a planned slot (package
+	// scheduler); 0 sends them all at the instant. At most ValidForS.
+	SpreadS int64 `gorm:"not null;default:0"`
 }
+
+// Spread returns how long after an instant the reminder's groups are
+// spread over; zero sends them all at the instant.
+func (r Reminder) Spread() time.Duration { return time.Duration(r.SpreadS) * time.Second }
 
 // MaxPrayerOffset bounds how far from its prayer's time a prayer
 // reminder fires, either way.
@@ -316,6 +324,12 @@ type Occurrence struct {
 	// Opens counts the users who opened the occurrence's message (package
 	// deliveryevent), each once.
 	Opens int64 `gorm:"not null;default:0"`
+	// SpreadS is the reminder's spread when the occurrence fired: its
+	// groups were planned at slots over that many seconds after FireAt.
+	SpreadS int64 `gorm:"not null;default:0"`
+	// SlotsLateMs is the most a group of a spread occurrence went on the
+	// queue after its planned slot.
+	SlotsLateMs int64 `gorm:"not null;default:0"`
 }
 
 // Group run states.
@@ -335,7 +349,7 @@ type GroupRun struct {
 	// Layout is the group count of the location when the run was
 	// prepared; its tasks read group GroupNo of that layout.
 	Layout     int        `gorm:"not null;default:0"`
-	State      string     `gorm:"size:16;not null;index:ix_group_run_state,priority:1"`
+	State      string     `gorm:"size:16;not null;index:ix_group_run_state,priority:1;index:ix_group_run_slot,priority:1"`
 	Attempts   int        `gorm:"not null"`
 	Worker     string     `gorm:"size:100;not null"`
 	Sent       int        `gorm:"not null"`
@@ -344,6 +358,9 @@ type GroupRun struct {
 	QueuedAt   time.Time  `gorm:"not null;precision:3;index:ix_group_run_state,priority:2"`
 	StartedAt  *time.Time `gorm:"precision:3"`
 	FinishedAt *time.Time `gorm:"precision:3"`
+	// SlotAt is the group's planned slot in a spread send: its task goes
+	// on the queue then, not at the instant. Nil when not spread.
+	SlotAt *time.Time `gorm:"precision:3;index:ix_group_run_slot,priority:2"`
 }
 
 // ParseOffsets reads a once reminder's stored offsets ("600,60", seconds

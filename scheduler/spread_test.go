@@ -1,0 +1,147 @@
+package scheduler_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chime-dev/chime/ack"
+	"github.com/chime-dev/chime/queue"
+	"github.com/chime-dev/chime/scheduler"
+	"github.com/chime-dev/chime/store"
+)
+
+// queuedGroups returns the groups of occurrence occ the pending tasks
+// carry, counting repeats, and the number of tasks.
+func (b *bundle) queuedGroups(t *testing.T, occ int64) (map[int]int, int) {
+	t.Helper()
+	list, err := b.insp.ListPendingTasks(b.env.Queue, asynq.PageSize(1000))
+	if err != nil {
+		return map[int]int{}, 0 // no queue yet: nothing was enqueued
+	}
+	got := map[int]int{}
+	for _, task := range list {
+		tk, err := queue.Decode(task.Payload)
+		require.NoError(t, err)
+		for _, p := range tk.Parts {
+			if p.Occurrence == occ {
+				got[p.Group]++
+			}
+		}
+	}
+	return got, len(list)
+}
+
+func (b *bundle) runs(t *testing.T, occ int64) []store.GroupRun {
+	t.Helper()
+	var runs []store.GroupRun
+	require.NoError(t, b.env.DB.Where("occurrence_id = ?", occ).Order("slot_at").Find(&runs).Error)
+	return runs
+}
+
+// A spread send of 8 groups over 8 minutes, on a fake clock. Injected: the
+// firer's slot passes at each slot, a reaper pass long after the runs were
+// prepared, and a change of leader (a second scheduler on the same MySQL
+// and Redis) while two slots pass with no firer running. Checked: the
+// instant enqueues nothing early; the slots are evenly spaced, inside the
+// validity window and the same when prepared again; each pass enqueues
+// exactly the groups whose slot has come, each once; the reaper leaves the
+// runs waiting for a slot alone; the new leader enqueues the two overdue
+// slots (one task each: only groups of one slot share a task) and none
+// already enqueued; the occurrence's slot lateness is measured against the
+// slots.
+func TestSpreadSendEnqueuesEachGroupAtItsSlot(t *testing.T) {
+	const spread = 8 * time.Minute
+	fireAt := time.Date(2026, 6, 1, 2, 0, 0, 0, time.UTC) // 09:00 in Jakarta
+	b := setup(t, fireAt.Add(-10*time.Second))
+	rid, _ := b.reminder(t, "09:00", "Asia/Jakarta", 160, fireAt.Add(-time.Hour))
+	require.NoError(t, b.env.DB.Model(&store.Reminder{}).Where("id = ?", rid).Update("spread_s", int64(spread/time.Second)).Error)
+	ctx := context.Background()
+	require.NoError(t, b.s.Plan(ctx))
+	o := b.occurrences(t)[0]
+	require.Equal(t, fireAt, o.FireAt.UTC())
+
+	_, err := b.s.Prepare(ctx, o)
+	require.NoError(t, err)
+	runs := b.runs(t, o.ID)
+	require.Len(t, runs, 8)
+	planned := make([]time.Time, len(runs))
+	step := spread / 8
+	for i, r := range runs {
+		require.NotNil(t, r.SlotAt, "group %d has a slot", r.GroupNo)
+		planned[i] = r.SlotAt.UTC()
+		require.False(t, planned[i].Before(fireAt), "slot %d before the instant", i)
+		require.True(t, planned[i].Before(fireAt.Add(spread)), "slot %d past the spread", i)
+		if i > 0 {
+			require.InDelta(t, step.Seconds(), planned[i].Sub(planned[i-1]).Seconds(), 0.002, "slots %d and %d evenly spaced", i-1, i)
+		}
+	}
+	_, err = b.s.Prepare(ctx, o)
+	require.NoError(t, err)
+	for i, r := range b.runs(t, o.ID) {
+		require.Equal(t, planned[i], r.SlotAt.UTC(), "slot %d is the same when prepared again", i)
+	}
+
+	b.clock.Set(fireAt)
+	require.NoError(t, b.s.Fire(ctx, o))
+	var got store.Occurrence
+	require.NoError(t, b.env.DB.First(&got, o.ID).Error)
+	require.Equal(t, store.OccFiring, got.State)
+	require.EqualValues(t, spread/time.Second, got.SpreadS)
+	queued, _ := b.queuedGroups(t, o.ID)
+	require.Empty(t, queued, "nothing goes out at the instant but the slots that have come")
+
+	// The firer passes at each of the first five slots.
+	for i := range 5 {
+		b.clock.Set(planned[i])
+		require.NoError(t, b.s.FireSlots(ctx))
+		queued, _ := b.queuedGroups(t, o.ID)
+		require.Len(t, queued, i+1, "at slot %d", i)
+		for g, n := range queued {
+			require.Equal(t, 1, n, "group %d enqueued once", g)
+		}
+		require.Equal(t, 1, queued[runs[i].GroupNo], "slot %d's group is on the queue", i)
+	}
+	// The reaper, a QueueTimeout after the last slot enqueued, leaves the
+	// runs waiting for their slots.
+	b.clock.Set(planned[4].Add(61 * time.Second))
+	require.NoError(t, b.s.Reap(ctx))
+	for _, r := range b.runs(t, o.ID)[5:] {
+		require.Equal(t, store.RunPending, r.State, "group %d waits for its slot", r.GroupNo)
+	}
+
+	// No firer while slots 5 and 6 pass; another coordinator takes over
+	// after slot 6.
+	next := scheduler.New(scheduler.Config{AckTimeout: time.Minute, QueueTimeout: time.Minute, TrackLinger: -1}, b.env.DB, b.env.Redis, b.index,
+		queue.NewEnqueuer(asynq.NewClientFromRedisClient(b.env.Redis), b.env.Queue),
+		ack.NewReader(ack.NewTracker(b.env.Redis, b.env.Prefix)), b.clock, b.env.Log)
+	late := 700 * time.Millisecond
+	b.clock.Set(planned[6].Add(late))
+	_, tasksBefore := b.queuedGroups(t, o.ID)
+	require.NoError(t, next.FireSlots(ctx))
+	require.NoError(t, b.s.FireSlots(ctx), "the old leader, still running, finds nothing left to take")
+	queued, tasks := b.queuedGroups(t, o.ID)
+	require.Len(t, queued, 7)
+	for g, n := range queued {
+		require.Equal(t, 1, n, "group %d enqueued once", g)
+	}
+	require.Equal(t, tasksBefore+2, tasks, "the two overdue slots go in a task each")
+	require.NoError(t, b.env.DB.First(&got, o.ID).Error)
+	require.EqualValues(t, (planned[6].Add(late).Sub(planned[5])).Milliseconds(), got.SlotsLateMs,
+		"lateness is measured against the most overdue slot")
+
+	b.clock.Set(planned[7])
+	require.NoError(t, next.FireSlots(ctx))
+	queued, _ = b.queuedGroups(t, o.ID)
+	require.Len(t, queued, 8, "every group on the queue once")
+	for _, r := range b.runs(t, o.ID) {
+		require.Equal(t, store.RunQueued, r.State)
+		require.Equal(t, 1, r.Attempts)
+	}
+	var left []store.GroupRun
+	require.NoError(t, b.env.DB.Where("state = ?", store.RunPending).Find(&left).Error)
+	require.Empty(t, left)
+}
