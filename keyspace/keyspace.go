@@ -35,6 +35,13 @@ func User(prefix string, app int64, user string) string {
 	return prefix + "{" + strconv.FormatInt(app, 10) + ":u" + strconv.Itoa(UserShard(app, user)) + "}:" + user + ":"
 }
 
+// Shard is what the keys a shard's users share start with (one hash of
+// all their inboxes, say): the prefix, the shard's hash tag and '#'. A
+// user's own keys go on with ':' after the tag, so the two never meet.
+func Shard(prefix string, app int64, user string) string {
+	return prefix + "{" + strconv.FormatInt(app, 10) + ":u" + strconv.Itoa(UserShard(app, user)) + "}#"
+}
+
 // ByUserShard groups the indexes 0..n-1 by the shard of the app's user
 // each names, in the order the shards first appear.
 func ByUserShard(n int, who func(i int) (app int64, user string)) [][]int {
