@@ -375,6 +375,13 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	res.RedisCmdUsPerUser = (redis1.usec - redis0.usec) / n
 	res.RedisCallsPerUser = (redis1.calls - redis0.calls) / n
 	res.RedisScriptsPerUser = (redis1.scripts - redis0.scripts) / n
+	if cfg.Verbose {
+		for name, c := range redis1.byCommand {
+			if d := c - redis0.byCommand[name]; d > 0 {
+				fmt.Fprintf(cfg.Stderr, "redis %s: %.3f calls per user\n", name, d/n)
+			}
+		}
+	}
 	if cfg.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -443,7 +450,7 @@ func redisUsec(ctx context.Context, rdb redis.UniversalClient) (redisStats, erro
 	if err != nil {
 		return redisStats{}, fmt.Errorf("redis commandstats: %w", err)
 	}
-	var st redisStats
+	st := redisStats{byCommand: map[string]float64{}}
 	for _, l := range strings.Split(info, "\n") {
 		name, stats, ok := strings.Cut(strings.TrimSpace(l), ":")
 		if name == "used_cpu_sys" || name == "used_cpu_user" {
@@ -462,6 +469,7 @@ func redisUsec(ctx context.Context, rdb redis.UniversalClient) (redisStats, erro
 				st.usec += n
 			case "calls":
 				st.calls += n
+				st.byCommand[strings.TrimPrefix(name, "cmdstat_")] += n
 				if name == "cmdstat_evalsha" || name == "cmdstat_eval" {
 					st.scripts += n
 				}
@@ -474,7 +482,10 @@ func redisUsec(ctx context.Context, rdb redis.UniversalClient) (redisStats, erro
 // redisStats are INFO cpu's process CPU time and INFO commandstats'
 // totals: time in commands, commands (those scripts run included) and
 // script calls.
-type redisStats struct{ cpu, usec, calls, scripts float64 }
+type redisStats struct {
+	cpu, usec, calls, scripts float64
+	byCommand                 map[string]float64 // calls
+}
 
 // messagesSent reads chime_gateway_messages_sent_total from a gateway's
 // /metrics.
