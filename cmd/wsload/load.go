@@ -378,7 +378,7 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	if cfg.Verbose {
 		for name, c := range redis1.byCommand {
 			if d := c - redis0.byCommand[name]; d > 0 {
-				fmt.Fprintf(cfg.Stderr, "redis %s: %.3f calls per user\n", name, d/n)
+				fmt.Fprintf(cfg.Stderr, "redis %s: %.3f calls, %.2f µs per user\n", name, d/n, (redis1.usecBy[name]-redis0.usecBy[name])/n)
 			}
 		}
 	}
@@ -450,7 +450,7 @@ func redisUsec(ctx context.Context, rdb redis.UniversalClient) (redisStats, erro
 	if err != nil {
 		return redisStats{}, fmt.Errorf("redis commandstats: %w", err)
 	}
-	st := redisStats{byCommand: map[string]float64{}}
+	st := redisStats{byCommand: map[string]float64{}, usecBy: map[string]float64{}}
 	for _, l := range strings.Split(info, "\n") {
 		name, stats, ok := strings.Cut(strings.TrimSpace(l), ":")
 		if name == "used_cpu_sys" || name == "used_cpu_user" {
@@ -467,6 +467,7 @@ func redisUsec(ctx context.Context, rdb redis.UniversalClient) (redisStats, erro
 			switch k {
 			case "usec":
 				st.usec += n
+				st.usecBy[strings.TrimPrefix(name, "cmdstat_")] += n
 			case "calls":
 				st.calls += n
 				st.byCommand[strings.TrimPrefix(name, "cmdstat_")] += n
@@ -485,6 +486,7 @@ func redisUsec(ctx context.Context, rdb redis.UniversalClient) (redisStats, erro
 type redisStats struct {
 	cpu, usec, calls, scripts float64
 	byCommand                 map[string]float64 // calls
+	usecBy                    map[string]float64
 }
 
 // messagesSent reads chime_gateway_messages_sent_total from a gateway's
