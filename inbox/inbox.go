@@ -1,30 +1,35 @@
 // Package inbox keeps, in Redis, the messages a user has not been pushed yet
 // and those pushed but not read, and the announcements of each region.
 //
-// Per user (keys P{app:uN}:user:..., hash-tagged by the user's shard, see
-// keyspace.User, so that every script touches one Redis Cluster slot and
-// the messages of a chunk of users are stored with one script per shard,
-// not one per user):
+// Per shard of an app's users (keyspace.UserShards; keys P{app:uN}#...,
+// hash-tagged by the shard, see keyspace.Shard, so that every script
+// touches one Redis Cluster slot and the messages of a chunk of users are
+// stored with one script per shard, not one per user, and a few commands
+// per shard, not per user):
 //
-//   - P{app:uN}:user:np, "not yet pushed": a sorted set of message IDs by the
-//     time they were stored. Every personal message goes here first, also
-//     for a user who is online, and leaves only when the client acknowledges
-//     it (over the socket or the API). A message sent to a gateway that dies
-//     before the client's ack is therefore still here, and is replayed when
-//     the user connects again. The set is capped (Config.Cap): storing a
-//     message into a full set drops the oldest.
-//   - P{app:uN}:user:unread: acknowledged (delivered) messages not yet read. A
-//     read receipt removes a message from both sets. Capped the same way.
-//   - P{app:uN}:user:msgs: the message bodies, by ID, while a message is in
-//     either set.
+//   - P{app:uN}#inbox: a hash with one field per user, the user's entries:
+//     each message pending ("not yet pushed", since it was stored) or
+//     unread (since it was acknowledged). Every personal message is pending
+//     first, also for a user who is online, and leaves that state only
+//     when the client acknowledges it (over the socket or the API). A
+//     message sent to a gateway that dies before the client's ack is
+//     therefore still pending, and is replayed when the user connects
+//     again. A read receipt removes the message. Each state is capped
+//     (Config.Cap): storing a message into a full one drops the oldest.
+//   - P{app:uN}#inbox-at: when each user's field was last written, so that
+//     the fields of users who do not come back are dropped.
+//   - P{app:uN}#m:<id>: a message's body, once per shard, not per user,
+//     kept TTL + UnreadTTL after it was first stored (as long as it can
+//     stay pending, then unread).
 //
 // A pending message is kept TTL after it was stored, an unread one
 // UnreadTTL after it was acknowledged; older ones are no longer returned and
-// are dropped at the next write. All three keys expire the longer of the two
-// after the last write, so a user who does not come back finds an empty
-// inbox and costs nothing. Messages have deterministic IDs, so a worker that
-// stores the same chunk twice (after a crash) stores each message once, and
-// a message already acknowledged is not stored again.
+// are dropped at the next write. A user's field is dropped the longer of the
+// two after its last write (by the next write to the shard), and the keys
+// of a shard nobody writes expire then, so a user who does not come back
+// finds an empty inbox and costs nothing. Messages have deterministic IDs,
+// so a worker that stores the same chunk twice (after a crash) stores each
+// message once, and a message already acknowledged is not stored again.
 package inbox
 
 import (
@@ -32,6 +37,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -128,119 +136,192 @@ func New(cfg Config, rdb redis.UniversalClient) *Store {
 // Config returns the store's configuration with its defaults.
 func (s *Store) Config() Config { return s.cfg }
 
+// keys are the hash of the inboxes of the user's shard and its index of
+// last writes.
 func (s *Store) keys(app int64, user string) []string {
-	stem := keyspace.User(s.cfg.Prefix, app, user)
-	return []string{stem + "np", stem + "unread", stem + "msgs"}
+	stem := keyspace.Shard(s.cfg.Prefix, app, user)
+	return []string{stem + "inbox", stem + "inbox-at"}
 }
 
-// The scripts take the keys np, unread, msgs of one user, or of several
-// users of one shard (keyspace.UserShards) three by three. A body is
-// deleted when its ID leaves both sets.
-const trimFn = `
-local function trim(set, other, msgs, cap, dropped)
-  local n = redis.call('ZCARD', set)
-  if n <= cap then return end
-  local ids = redis.call('ZRANGE', set, 0, n - cap - 1)
-  redis.call('ZREMRANGEBYRANK', set, 0, n - cap - 1)
-  for _, id in ipairs(ids) do
-    if not redis.call('ZSCORE', other, id) then redis.call('HDEL', msgs, id) end
-    table.insert(dropped, id)
+// bodyKey holds one message's body for the users of one shard.
+func (s *Store) bodyKey(app int64, user, id string) string {
+	return keyspace.Shard(s.cfg.Prefix, app, user) + "m:" + id
+}
+
+// The scripts take the keys of one shard: the inboxes hash, its index,
+// then (add only) the bodies' keys. A user's field is their entries, one
+// a line: "p <ms> <id>" pending since ms, "u <ms> <id>" unread since ms
+// (acknowledged then). prelude loads the fields of the users named in
+// ARGV (at the positions given), and finish writes back those changed,
+// deletes the emptied ones, dates them in the index, drops the users whose
+// last write is older than keep (they expired) and extends the keys' life.
+const prelude = `
+local function decode(v)
+  local es = {}
+  if v then
+    for k, ms, id in string.gmatch(v, '(%a) (%d+) ([^\n]+)') do
+      es[#es + 1] = {k, tonumber(ms), id, ms}
+    end
+  end
+  return es
+end
+local function encode(es)
+  local lines = {}
+  for i, e in ipairs(es) do lines[i] = e[1] .. ' ' .. e[4] .. ' ' .. e[3] end
+  return table.concat(lines, '\n')
+end
+local function find(es, id)
+  for i, e in ipairs(es) do if e[3] == id then return i end end
+end
+local function expire(es, now, ttl, uttl, dropped)
+  local i = 1
+  while i <= #es do
+    local e = es[i]
+    if (e[1] == 'p' and e[2] <= now - ttl) or (e[1] == 'u' and e[2] <= now - uttl) then
+      table.remove(es, i)
+      table.insert(dropped, e[3])
+    else
+      i = i + 1
+    end
   end
 end
-local function expire(set, other, msgs, cutoff, dropped)
-  local ids = redis.call('ZRANGE', set, '-inf', cutoff, 'BYSCORE')
-  if #ids == 0 then return end
-  redis.call('ZREMRANGEBYSCORE', set, '-inf', cutoff)
-  for _, id in ipairs(ids) do
-    if not redis.call('ZSCORE', other, id) then redis.call('HDEL', msgs, id) end
-    table.insert(dropped, id)
+local function trim(es, kind, cap, dropped)
+  local n = 0
+  for _, e in ipairs(es) do if e[1] == kind then n = n + 1 end end
+  while n > cap do
+    local oldest
+    for i, e in ipairs(es) do
+      if e[1] == kind and (not oldest or e[2] < es[oldest][2]) then oldest = i end
+    end
+    table.insert(dropped, es[oldest][3])
+    table.remove(es, oldest)
+    n = n - 1
   end
+end
+local state, order, dirty = {}, {}, {}
+local function load(users)
+  local names = {}
+  for _, u in ipairs(users) do
+    if not state[u] then state[u] = false; names[#names + 1] = u end
+  end
+  for i = 1, #names, 1000 do
+    local part = {unpack(names, i, math.min(i + 999, #names))}
+    local vs = redis.call('HMGET', KEYS[1], unpack(part))
+    for j, u in ipairs(part) do
+      state[u] = decode(vs[j])
+      order[#order + 1] = u
+    end
+  end
+end
+local function finish(now, keep)
+  local set, del, at = {}, {}, {}
+  for _, u in ipairs(order) do
+    if dirty[u] then
+      if #state[u] == 0 then del[#del + 1] = u else set[#set + 1] = u; set[#set + 1] = encode(state[u]) end
+      at[#at + 1] = now; at[#at + 1] = u
+    end
+  end
+  if #at == 0 then return end
+  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+  if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
+  redis.call('ZADD', KEYS[2], unpack(at))
+  local gone = redis.call('ZRANGE', KEYS[2], '-inf', now - keep, 'BYSCORE', 'LIMIT', 0, 1000)
+  if #gone > 0 then
+    redis.call('HDEL', KEYS[1], unpack(gone))
+    redis.call('ZREM', KEYS[2], unpack(gone))
+  end
+  redis.call('PEXPIRE', KEYS[1], keep)
+  redis.call('PEXPIRE', KEYS[2], keep)
 end
 `
 
-// add stores messages, one per user of one shard, each unless it is
-// already in either set, and returns per user the IDs of the messages it
-// dropped (too old, or over the cap). Bodies are passed once each and
-// named by their index. ARGV now ms, cap, ttl ms, unread ttl ms, number of
-// bodies B, bodies 1..B, then per user: id, body index.
-var add = redis.NewScript(trimFn + `
-local now, cap, ttl, uttl, nb = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local keep = math.max(ttl, uttl)
-local base = 5 + nb
-local out = {}
-for i = 1, #KEYS / 3 do
-  local np, un, msgs = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
-  local id = ARGV[base + 2*i - 1]
-  local dropped = {}
-  expire(np, un, msgs, now - ttl, dropped)
-  expire(un, np, msgs, now - uttl, dropped)
-  if not redis.call('ZSCORE', un, id) and redis.call('ZADD', np, 'NX', now, id) == 1 then
-    redis.call('HSET', msgs, id, ARGV[5 + tonumber(ARGV[base + 2*i])])
-    trim(np, un, msgs, cap, dropped)
-    redis.call('PEXPIRE', np, keep)
-    redis.call('PEXPIRE', un, keep)
-    redis.call('PEXPIRE', msgs, keep)
+// add stores messages for users of one shard, each unless the user has it
+// already (pending or unread), and returns per item the IDs of the
+// messages it dropped (too old, or over the cap). Bodies are passed once
+// each, stored once per shard (kept body keep ms from their first store,
+// so as long as a message can stay pending and then unread) and named by
+// their index. KEYS inboxes, index, body keys 1..B; ARGV now ms, cap, ttl
+// ms, unread ttl ms, body keep ms, B, bodies 1..B, then per item: user, id,
+// body index.
+var add = redis.NewScript(prelude + `
+local now, cap, ttl, uttl, bkeep, nb = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local base = 6 + nb
+local n = (#ARGV - base) / 3
+local users = {}
+for i = 1, n do users[i] = ARGV[base + 3*i - 2] end
+load(users)
+local out, used = {}, {}
+for i = 1, n do
+  local u, id, b = users[i], ARGV[base + 3*i - 1], tonumber(ARGV[base + 3*i])
+  local es, dropped = state[u], {}
+  expire(es, now, ttl, uttl, dropped)
+  if not find(es, id) then
+    es[#es + 1] = {'p', now, id, ARGV[1]}
+    trim(es, 'p', cap, dropped)
+    used[b] = true
+    dirty[u] = true
   end
+  if #dropped > 0 then dirty[u] = true end
   out[i] = dropped
 end
-return out`)
-
-// list returns {pending ids, pending bodies, unread ids, unread bodies},
-// oldest first, leaving out messages older than the cutoffs. ARGV pending
-// cutoff ms, unread cutoff ms.
-var list = redis.NewScript(`
-local out = {}
-for i = 1, 2 do
-  local ids = redis.call('ZRANGE', KEYS[i], '(' .. ARGV[i], '+inf', 'BYSCORE')
-  local bodies = {}
-  if #ids > 0 then bodies = redis.call('HMGET', KEYS[3], unpack(ids)) end
-  table.insert(out, ids)
-  table.insert(out, bodies)
+for b = 1, nb do
+  if used[b] and not redis.call('SET', KEYS[2 + b], ARGV[6 + b], 'NX', 'PX', bkeep) then
+    redis.call('PEXPIRE', KEYS[2 + b], bkeep, 'GT')
+  end
 end
+finish(now, math.max(ttl, uttl))
 return out`)
 
 // apply applies acks of users of one shard and returns per ack the IDs
-// whose state it changed. An ack "d" moves IDs from np to unread (dated
-// now; with no IDs, all of np), an ack "r" removes IDs from both sets.
-// ARGV now ms, cap, keep ms, then per ack: kind, number of IDs N, IDs 1..N.
-var apply = redis.NewScript(trimFn + `
-local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+// whose state it changed. An ack "d" makes pending IDs unread (dated now;
+// with no IDs, all pending ones), an ack "r" removes IDs, pending or
+// unread. ARGV now ms, cap, keep ms, then per ack: user, kind, number of
+// IDs N, IDs 1..N.
+var apply = redis.NewScript(prelude + `
+local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local acks, users = {}, {}
 local a = 4
+while a <= #ARGV do
+  local n = tonumber(ARGV[a + 2])
+  acks[#acks + 1] = {ARGV[a], ARGV[a + 1], a + 3, n}
+  users[#users + 1] = ARGV[a]
+  a = a + 3 + n
+end
+load(users)
 local out = {}
-for i = 1, #KEYS / 3 do
-  local np, un, msgs = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
-  local kind, n = ARGV[a], tonumber(ARGV[a+1])
-  local ids = {}
-  for j = 1, n do ids[j] = ARGV[a+1+j] end
-  a = a + 2 + n
-  local done = {}
+for i, ack in ipairs(acks) do
+  local u, kind, from, n = ack[1], ack[2], ack[3], ack[4]
+  local es, done = state[u], {}
   if kind == 'r' then
-    for _, id in ipairs(ids) do
-      if redis.call('ZREM', np, id) + redis.call('ZREM', un, id) > 0 then
-        redis.call('HDEL', msgs, id)
-        table.insert(done, id)
-      end
+    for j = from, from + n - 1 do
+      local at = find(es, ARGV[j])
+      if at then table.remove(es, at); table.insert(done, ARGV[j]) end
     end
   else
-    if n == 0 then ids = redis.call('ZRANGE', np, 0, -1) end
+    local ids = {}
+    if n == 0 then
+      for _, e in ipairs(es) do if e[1] == 'p' then ids[#ids + 1] = e[3] end end
+    else
+      for j = from, from + n - 1 do ids[#ids + 1] = ARGV[j] end
+    end
     for _, id in ipairs(ids) do
-      if redis.call('ZREM', np, id) == 1 then
-        redis.call('ZADD', un, now, id)
+      local at = find(es, id)
+      if at and es[at][1] == 'p' then
+        local e = table.remove(es, at)
+        es[#es + 1] = {'u', now, id, ARGV[1]}
         table.insert(done, id)
       end
     end
-    if #done > 0 then
-      trim(un, np, msgs, cap, {})
-      redis.call('PEXPIRE', un, keep, 'GT')
-      redis.call('PEXPIRE', msgs, keep, 'GT')
-    end
+    if #done > 0 then trim(es, 'u', cap, {}) end
   end
+  if #done > 0 then dirty[u] = true end
   out[i] = done
 end
+finish(now, keep)
 return out`)
 
 // Scripts are the scripts AddCmds queues, for rscript.Pipelined.
-func Scripts() []*redis.Script { return []*redis.Script{add, list, apply} }
+func Scripts() []*redis.Script { return []*redis.Script{add, apply} }
 
 // Encode returns m as stored at now: the body AddCmds stores and gateways
 // send to clients.
@@ -273,22 +354,24 @@ type Added struct {
 func (s *Store) AddCmds(ctx context.Context, p redis.Pipeliner, app int64, items []Item, now time.Time) *Added {
 	a := &Added{index: keyspace.ByUserShard(len(items), func(i int) (int64, string) { return app, items[i].User }), n: len(items)}
 	for _, idx := range a.index {
+		first := items[idx[0]].User
 		bodyAt := map[string]int{}
-		keys := make([]string, 0, 3*len(idx))
-		args := []any{now.UnixMilli(), s.cfg.Cap, s.cfg.TTL.Milliseconds(), s.cfg.UnreadTTL.Milliseconds(), 0}
-		var refs []any
+		keys := s.keys(app, first)
+		args := []any{now.UnixMilli(), s.cfg.Cap, s.cfg.TTL.Milliseconds(), s.cfg.UnreadTTL.Milliseconds(),
+			(s.cfg.TTL + s.cfg.UnreadTTL).Milliseconds(), 0}
+		refs := make([]any, 0, 3*len(idx))
 		for _, i := range idx {
 			it := items[i]
-			keys = append(keys, s.keys(app, it.User)...)
-			b, ok := bodyAt[string(it.Body)]
+			b, ok := bodyAt[it.ID]
 			if !ok {
 				b = len(bodyAt) + 1
-				bodyAt[string(it.Body)] = b
+				bodyAt[it.ID] = b
+				keys = append(keys, s.bodyKey(app, first, it.ID))
 				args = append(args, []byte(it.Body))
 			}
-			refs = append(refs, it.ID, b)
+			refs = append(refs, it.User, it.ID, b)
 		}
-		args[4] = len(bodyAt)
+		args[5] = len(bodyAt)
 		a.cmds = append(a.cmds, add.EvalSha(ctx, p, keys, append(args, refs...)...))
 	}
 	return a
@@ -350,26 +433,59 @@ type Contents struct {
 func (s *Store) List(ctx context.Context, app int64, user string, now time.Time) (Contents, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, err := list.Run(ctx, s.rdb, s.keys(app, user), now.Add(-s.cfg.TTL).UnixMilli(), now.Add(-s.cfg.UnreadTTL).UnixMilli()).Slice()
+	v, err := s.rdb.HGet(ctx, s.keys(app, user)[0], user).Result()
+	if err != nil && err != redis.Nil {
+		return Contents{}, fmt.Errorf("list inbox: %w", err)
+	}
+	type entry struct {
+		id string
+		ms int64
+	}
+	var pending, unread []entry
+	for _, line := range strings.Split(v, "\n") {
+		k, rest, _ := strings.Cut(line, " ")
+		ms, id, _ := strings.Cut(rest, " ")
+		at, err := strconv.ParseInt(ms, 10, 64)
+		if err != nil || id == "" {
+			continue
+		}
+		switch {
+		case k == "p" && at > now.Add(-s.cfg.TTL).UnixMilli():
+			pending = append(pending, entry{id, at})
+		case k == "u" && at > now.Add(-s.cfg.UnreadTTL).UnixMilli():
+			unread = append(unread, entry{id, at})
+		}
+	}
+	c := Contents{Pending: []Message{}, Unread: []Message{}}
+	byTime := func(a, b entry) int { return cmp.Compare(a.ms, b.ms) }
+	slices.SortStableFunc(pending, byTime)
+	slices.SortStableFunc(unread, byTime)
+	all := slices.Concat(pending, unread)
+	if len(all) == 0 {
+		return c, nil
+	}
+	keys := make([]string, len(all))
+	for i, e := range all {
+		keys[i] = s.bodyKey(app, user, e.id)
+	}
+	bodies, err := s.rdb.MGet(ctx, keys...).Result()
 	if err != nil {
 		return Contents{}, fmt.Errorf("list inbox: %w", err)
 	}
-	var c Contents
-	for i, dst := range []*[]Message{&c.Pending, &c.Unread} {
-		ids, _ := res[2*i].([]any)
-		bodies, _ := res[2*i+1].([]any)
-		*dst = make([]Message, 0, len(ids))
-		for j := range ids {
-			b, ok := bodies[j].(string)
-			if !ok {
-				continue
-			}
-			var m Message
-			if err := json.Unmarshal([]byte(b), &m); err != nil {
-				return Contents{}, fmt.Errorf("decode message %v: %w", ids[j], err)
-			}
-			*dst = append(*dst, m)
+	for i, e := range all {
+		dst := &c.Pending
+		if i >= len(pending) {
+			dst = &c.Unread
 		}
+		b, ok := bodies[i].(string)
+		if !ok {
+			continue
+		}
+		var m Message
+		if err := json.Unmarshal([]byte(b), &m); err != nil {
+			return Contents{}, fmt.Errorf("decode message %s: %w", e.id, err)
+		}
+		*dst = append(*dst, m)
 	}
 	return c, nil
 }
@@ -421,16 +537,15 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 	cmds := make([]*redis.Cmd, len(byShard))
 	_, err := rscript.Pipelined(ctx, s.rdb, Scripts(), func(p redis.Pipeliner) {
 		for c, idx := range byShard {
-			keys := make([]string, 0, 3*len(idx))
+			keys := s.keys(acks[idx[0]].App, acks[idx[0]].User)
 			args := []any{now.UnixMilli(), s.cfg.Cap, max(s.cfg.TTL, s.cfg.UnreadTTL).Milliseconds()}
 			for _, i := range idx {
 				a := acks[i]
-				keys = append(keys, s.keys(a.App, a.User)...)
 				kind, ids := "d", a.IDs
 				if a.Read {
 					kind = "r"
 				}
-				args = append(args, kind, len(ids))
+				args = append(args, a.User, kind, len(ids))
 				for _, id := range ids {
 					args = append(args, id)
 				}

@@ -13,11 +13,11 @@ import (
 // aside) unless CHIME_REDIS_PREFIX says otherwise.
 const DefaultPrefix = "chime:"
 
-// UserShards is how many hash tags one app's users are spread over. Every
-// per-user key (inbox, presence, status detail) carries the tag of its
-// user's shard, {app:uN}, so that the work for a chunk of users, or a
-// gateway's batch of acks, is one script per shard, each in one Redis
-// Cluster slot, rather than one per user. 64 tags spread an app over
+// UserShards is how many hash tags one app's users are spread over. The
+// inbox, presence and status detail of a shard's users are keys of their
+// own carrying the shard's tag, {app:uN} (see Shard), so that the work for
+// a chunk of users, or a gateway's batch of acks, is one script or command
+// per shard, each in one Redis Cluster slot, rather than one per user. 64 tags spread an app over
 // enough slots for a cluster of many masters while a chunk of 500 users
 // still needs no more than 64 scripts. It is part of the key layout:
 // changing it strands what the keys held.
@@ -28,11 +28,11 @@ func UserShard(app int64, user string) int {
 	return int(xxhash.Sum64String(user) % UserShards)
 }
 
-// User is what an app's user's keys start with: the prefix, the shard's
-// hash tag and the user. The user ID ends before the last ':' of a key,
-// so no two users' keys can be the same.
-func User(prefix string, app int64, user string) string {
-	return prefix + "{" + strconv.FormatInt(app, 10) + ":u" + strconv.Itoa(UserShard(app, user)) + "}:" + user + ":"
+// Shard is what the keys of a shard's users start with (one hash of all
+// their inboxes, with a field per user, say): the prefix, the shard's hash
+// tag and '#'.
+func Shard(prefix string, app int64, user string) string {
+	return prefix + "{" + strconv.FormatInt(app, 10) + ":u" + strconv.Itoa(UserShard(app, user)) + "}#"
 }
 
 // ByUserShard groups the indexes 0..n-1 by the shard of the app's user

@@ -2,25 +2,27 @@
 // WebSocket connections, so that workers can route a message to the
 // instance that can deliver it.
 //
-// Each user has one sorted set, P{app:uN}:user:conns, whose members are
+// The users of one shard (keyspace.UserShards) share one hash,
+// P{app:uN}#conns, with one field per online user holding their entries
 // "instance|conn" (one per open connection, so a user may be online on
-// several devices and gateways) and whose scores are the instants, in Redis's
-// own clock, at which each entry stops counting. A gateway registers a
-// connection when it opens, refreshes all its live connections every
-// heartbeat interval (one script per shard of their users, pipelined), and removes a connection when it closes.
-// Removal is ZREM of the connection's own member, so a closing connection
-// can never remove the route of a newer connection of the same user.
+// several devices and gateways), each with the instant, in Redis's own
+// clock, at which it stops counting. A gateway registers a connection when
+// it opens, refreshes all its live connections every heartbeat interval
+// (one script per shard of their users, pipelined), and removes a
+// connection when it closes. Removal drops the connection's own entry, so a
+// closing connection can never remove the route of a newer connection of
+// the same user. A worker reads a chunk's users with one HMGET per shard
+// and Redis's TIME, in one round trip, and no script.
 //
 // The bound: a connection counts as online until TTL after its gateway last
 // refreshed it. A gateway refreshes only connections that answered its last
 // WebSocket ping, so a client that vanishes is closed (and removed) within
 // one heartbeat interval plus the ping timeout, and the connections of a
-// gateway that dies stop counting within TTL. Lookups compare scores with
+// gateway that dies stop counting within TTL. Lookups compare instants with
 // Redis's TIME, so gateway and worker clocks do not matter.
 //
-// The key is hash-tagged by the user's shard, {app:uN} (keyspace.User), so
-// that a worker looks up a chunk's users with one script per shard, each
-// in one Redis Cluster slot.
+// The key is hash-tagged by the shard, {app:uN} (keyspace.Shard), so that
+// each command or script touches one Redis Cluster slot.
 package presence
 
 import (
@@ -28,6 +30,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,46 +79,113 @@ func New(cfg Config, rdb redis.UniversalClient) *Registry {
 // TTL returns how long a connection counts as online after a refresh.
 func (r *Registry) TTL() time.Duration { return r.cfg.TTL }
 
-// Key is the presence key of a user.
+// Key is the hash holding the presence of a user's shard, one field per
+// user (keyspace.Shard).
 func Key(prefix string, app int64, user string) string {
-	return keyspace.User(prefix, app, user) + "conns"
+	return keyspace.Shard(prefix, app, user) + "conns"
 }
 
-func (r *Registry) key(app int64, user string) string { return Key(r.cfg.Prefix, app, user) }
+func (r *Registry) keys(app int64, user string) []string {
+	k := Key(r.cfg.Prefix, app, user)
+	return []string{k, k + "-at"}
+}
 
-// Entries past their instant are dropped on every write, and the key expires
-// with its latest entry. With only-if-present, a member no longer there (it
-// was removed or expired) is not added back. The keys are of users of one
-// shard, one per connection; it returns per connection 1 if touched, 0 if
-// not. KEYS conns...; ARGV ttl ms, only-if-present, members....
-var touch = redis.NewScript(`
+// A user's field is their connections, one a line: "instance|conn|ms", ms
+// the instant, on Redis's clock, at which the entry stops counting. The
+// index (a sorted set) holds each user's latest such instant, so that the
+// fields of users whose connections all lapsed (their gateway died) are
+// dropped by the next write to the shard.
+const codec = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function decode(v)
+  local es = {}
+  if v then
+    for m, ms in string.gmatch(v, '([^\n]+)|(%d+)') do
+      if tonumber(ms) > now then es[#es + 1] = {m, tonumber(ms)} end
+    end
+  end
+  return es
+end
+local function save(users, state)
+  local set, del, at = {}, {}, {}
+  for _, u in ipairs(users) do
+    local es, lines, last = state[u], {}, 0
+    for i, e in ipairs(es) do
+      lines[i] = e[1] .. '|' .. string.format('%d', e[2])
+      last = math.max(last, e[2])
+    end
+    if #es == 0 then
+      del[#del + 1] = u
+    else
+      set[#set + 1] = u; set[#set + 1] = table.concat(lines, '\n')
+      at[#at + 1] = last; at[#at + 1] = u
+    end
+  end
+  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+  if #at > 0 then redis.call('ZADD', KEYS[2], unpack(at)) end
+  if #del > 0 then
+    redis.call('HDEL', KEYS[1], unpack(del))
+    redis.call('ZREM', KEYS[2], unpack(del))
+  end
+  local gone = redis.call('ZRANGE', KEYS[2], '-inf', now, 'BYSCORE', 'LIMIT', 0, 1000)
+  if #gone > 0 then
+    redis.call('HDEL', KEYS[1], unpack(gone))
+    redis.call('ZREM', KEYS[2], unpack(gone))
+  end
+end
+local function load(users)
+  local state, names = {}, {}
+  for _, u in ipairs(users) do
+    if not state[u] then state[u] = {}; names[#names + 1] = u end
+  end
+  for i = 1, #names, 1000 do
+    local part = {unpack(names, i, math.min(i + 999, #names))}
+    local vs = redis.call('HMGET', KEYS[1], unpack(part))
+    for j, u in ipairs(part) do state[u] = decode(vs[j]) end
+  end
+  return state, names
+end
+`
+
+// touch sets the entries of connections of users of one shard to count
+// until ttl from now. With only-if-present, an entry no longer there (it
+// was removed or lapsed) is not added back. It returns per connection 1 if
+// touched, 0 if not. KEYS hash, index; ARGV ttl ms, only-if-present, then
+// per connection: user, member.
+var touch = redis.NewScript(codec + `
 local ttl, only = tonumber(ARGV[1]), ARGV[2] == '1'
+local n = (#ARGV - 2) / 2
+local users = {}
+for i = 1, n do users[i] = ARGV[1 + 2*i] end
+local state, names = load(users)
 local out = {}
-for i, k in ipairs(KEYS) do
-  local m = ARGV[2 + i]
-  redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
-  if only and not redis.call('ZSCORE', k, m) then
+for i = 1, n do
+  local es, m = state[users[i]], ARGV[2 + 2*i]
+  local found
+  for _, e in ipairs(es) do if e[1] == m then found = e end end
+  if only and not found then
     out[i] = 0
   else
-    redis.call('ZADD', k, now + ttl, m)
-    local last = redis.call('ZRANGE', k, -1, -1, 'WITHSCORES')
-    if #last > 0 then redis.call('PEXPIREAT', k, last[2]) end
+    if found then found[2] = now + ttl else es[#es + 1] = {m, now + ttl} end
     out[i] = 1
   end
 end
+save(names, state)
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
 return out`)
 
-// lookup returns, per key (users of one shard), the live members.
-var lookup = redis.NewScript(`
-local t = redis.call('TIME')
-local now = '(' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-local out = {}
-for i, k in ipairs(KEYS) do out[i] = redis.call('ZRANGE', k, now, '+inf', 'BYSCORE') end
-return out`)
+// remove drops one connection of one user. KEYS hash, index; ARGV user,
+// member.
+var remove = redis.NewScript(codec + `
+local state, names = load({ARGV[1]})
+local es = state[ARGV[1]]
+for i = #es, 1, -1 do if es[i][1] == ARGV[2] then table.remove(es, i) end end
+save(names, state)
+return 1`)
 
-var scripts = []*redis.Script{touch, lookup}
+var scripts = []*redis.Script{touch, remove}
 
 // Register records conns as online in one pipelined round trip.
 func (r *Registry) Register(ctx context.Context, conns ...Conn) error {
@@ -153,12 +223,11 @@ func (r *Registry) touch(ctx context.Context, conns []Conn, onlyIfPresent bool) 
 	cmds := make([]*redis.Cmd, len(byShard))
 	_, err := rscript.Pipelined(ctx, r.rdb, scripts, func(p redis.Pipeliner) {
 		for c, idx := range byShard {
-			keys := make([]string, len(idx))
-			args := make([]any, 0, 2+len(idx))
+			keys := r.keys(conns[idx[0]].App, conns[idx[0]].User)
+			args := make([]any, 0, 2+2*len(idx))
 			args = append(args, r.cfg.TTL.Milliseconds(), flag)
-			for j, i := range idx {
-				keys[j] = r.key(conns[i].App, conns[i].User)
-				args = append(args, conns[i].member())
+			for _, i := range idx {
+				args = append(args, conns[i].User, conns[i].member())
 			}
 			cmds[c] = touch.EvalSha(ctx, p, keys, args...)
 		}
@@ -182,7 +251,9 @@ func (r *Registry) touch(ctx context.Context, conns []Conn, onlyIfPresent bool) 
 func (r *Registry) Remove(ctx context.Context, c Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := r.rdb.ZRem(ctx, r.key(c.App, c.User), c.member()).Err(); err != nil {
+	if _, err := rscript.Pipelined(ctx, r.rdb, scripts, func(p redis.Pipeliner) {
+		remove.EvalSha(ctx, p, r.keys(c.App, c.User), c.User, c.member())
+	}); err != nil {
 		return fmt.Errorf("remove presence: %w", err)
 	}
 	return nil
@@ -212,48 +283,65 @@ func (r *Registry) Lookup(ctx context.Context, app int64, users []string) (map[s
 	return out, nil
 }
 
-// Scripts are the scripts LookupCmds queues, for rscript.Pipelined.
+// Scripts are the scripts of the registry, for rscript.Pipelined. Lookups
+// run none.
 func Scripts() []*redis.Script { return scripts }
 
 // Lookups is the answer to a LookupCmds.
 type Lookups struct {
-	cmds  []*redis.Cmd
+	now   *redis.TimeCmd
+	cmds  []*redis.SliceCmd
 	index [][]int
 	n     int
 }
 
-// LookupCmds queues the lookup of users of app on p: one script per shard
-// of the users, whatever their number.
+// LookupCmds queues the lookup of users of app on p: Redis's clock, then
+// one HMGET per shard of the users, whatever their number.
 func (r *Registry) LookupCmds(ctx context.Context, p redis.Pipeliner, app int64, users []string) *Lookups {
 	l := &Lookups{index: keyspace.ByUserShard(len(users), func(i int) (int64, string) { return app, users[i] }), n: len(users)}
+	l.now = p.Time(ctx)
 	for _, idx := range l.index {
-		keys := make([]string, len(idx))
+		fields := make([]string, len(idx))
 		for j, i := range idx {
-			keys[j] = r.key(app, users[i])
+			fields[j] = users[i]
 		}
-		l.cmds = append(l.cmds, lookup.EvalSha(ctx, p, keys))
+		l.cmds = append(l.cmds, p.HMGet(ctx, Key(r.cfg.Prefix, app, users[idx[0]]), fields...))
 	}
 	return l
 }
 
 // Instances returns, per user looked up, the distinct instances holding
-// the user's connections (none: offline). Call it after the pipeline ran.
+// the user's live connections (none: offline). Call it after the pipeline
+// ran.
 func (l *Lookups) Instances() [][]string {
 	out := make([][]string, l.n)
+	now := l.now.Val().UnixMilli()
 	for c, idx := range l.index {
-		res, _ := l.cmds[c].Slice()
+		res := l.cmds[c].Val()
 		for j, i := range idx {
 			if j >= len(res) {
 				continue
 			}
-			members, _ := res[j].([]any)
-			for _, m := range members {
-				s, _ := m.(string)
-				if inst, _, _ := strings.Cut(s, "|"); s != "" && !slices.Contains(out[i], inst) {
+			v, _ := res[j].(string)
+			for _, line := range strings.Split(v, "\n") {
+				m, ms, ok := cutLast(line, "|")
+				until, err := strconv.ParseInt(ms, 10, 64)
+				if !ok || err != nil || until <= now {
+					continue
+				}
+				if inst, _, _ := strings.Cut(m, "|"); !slices.Contains(out[i], inst) {
 					out[i] = append(out[i], inst)
 				}
 			}
 		}
 	}
 	return out
+}
+
+func cutLast(s, sep string) (string, string, bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+len(sep):], true
 }

@@ -42,7 +42,7 @@ func TestRegisterLookupRemove(t *testing.T) {
 	require.Empty(t, got)
 }
 
-// A connection not refreshed stops counting within the TTL, and its key
+// A connection not refreshed stops counting within the TTL, and its entry
 // goes away; Refresh extends live ones and reports the ones it no longer
 // finds instead of re-creating them.
 func TestPresenceExpires(t *testing.T) {
@@ -67,8 +67,8 @@ func TestPresenceExpires(t *testing.T) {
 	testenv.WaitUntil(t, 5*time.Second, "the key gone", func() bool {
 		_, err := r.Refresh(ctx, []presence.Conn{live})
 		require.NoError(t, err)
-		n, err := env.Redis.Exists(ctx, presence.Key(env.Prefix, 1, "dead")).Result()
-		return err == nil && n == 0
+		there, err := env.Redis.HExists(ctx, presence.Key(env.Prefix, 1, "dead"), "dead").Result()
+		return err == nil && !there
 	})
 	missing, err := r.Refresh(ctx, []presence.Conn{live, dead})
 	require.NoError(t, err)

@@ -9,15 +9,17 @@
 //     Record, which callers make per chunk (workers) or per batch of acks
 //     (gateways), never per user. At most 3 channels × 6 states = 18 rows
 //     per occurrence.
-//   - Per-user detail in Redis: P{app:uN}:user:st (a sorted set of
-//     "message|channel" by last update) and P{app:uN}:user:sth (its state,
-//     time and the states it reached), hash-tagged by the user's shard
-//     (keyspace.User) so that a chunk's or a batch's entries are one script
-//     per shard, not one per user. Capped at Config.PerUser entries per user (the oldest drop out)
-//     and expiring Config.Retention after the user's last update. At the
-//     defaults (200 entries, 7 days) a user costs at most about 200 × 90
-//     bytes ≈ 18 KB of Redis, and only users who got a message within the
-//     retention cost anything.
+//   - Per-user detail in Redis: P{app:uN}#st, a hash with one field per
+//     user of the shard (keyspace.Shard) holding the user's entries
+//     ("message|channel", its state, time and the states it reached), and
+//     P{app:uN}#st-at, when each user was last updated, so that a chunk's
+//     or a batch's entries are one script and a few commands per shard,
+//     not per user. Capped at Config.PerUser entries per user (the oldest
+//     drop out) and dropped Config.Retention after the user's last update
+//     (by the next update to the shard; the keys of a shard nobody updates
+//     expire then). At the defaults (200 entries, 7 days) a user costs at
+//     most about 200 × 40 bytes ≈ 8 KB of Redis, and only users who got a
+//     message within the retention cost anything.
 //
 // A state never goes back in the detail: a "sent" recorded after the client
 // already acknowledged (the ack raced the worker's record) leaves
@@ -30,6 +32,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -110,65 +113,95 @@ func New(cfg Config, rdb redis.UniversalClient, db *gorm.DB) *Recorder {
 	return &Recorder{cfg: cfg, rdb: rdb, db: db}
 }
 
+// keys are the hash of the detail of the user's shard and its index of
+// last updates.
 func (r *Recorder) keys(app int64, user string) []string {
-	stem := keyspace.User(r.cfg.Prefix, app, user)
-	return []string{stem + "st", stem + "sth"}
+	stem := keyspace.Shard(r.cfg.Prefix, app, user)
+	return []string{stem + "st", stem + "st-at"}
 }
 
 // set records states of users of one shard and returns, per entry, 1 if
 // the entry reached its state for the first time (to be counted) and 0 if
-// it had been there before. Each value is "rank|state|ms|states reached"
-// (a bit mask, so that a repeat is not counted again even after a later
-// state). The state shown never goes back to a lower rank. Each user's
-// detail is then trimmed once (past Retention, over PerUser) and its
-// expiry extended. KEYS st, sth per entry; ARGV now ms, cap, retention ms,
-// then per entry: field, rank, state.
+// it had been there before. A user's field is their entries, one a line:
+// "message|channel rank state ms states-reached" (the states a bit mask, so
+// that a repeat is not counted again even after a later state). The state
+// shown never goes back to a lower rank. Each user's entries are then
+// trimmed once (past Retention, over PerUser, the oldest first), the users
+// dated in the index, and the users not updated within Retention dropped.
+// KEYS detail, index; ARGV now ms, cap, retention ms, then per entry: user,
+// field, rank, state.
 var set = redis.NewScript(`
 local bits = {pending = 1, sent = 2, delivered = 4, read = 8, failed = 16, expired = 32}
 local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local out, touched, seen = {}, {}, {}
-for i = 1, #KEYS / 2 do
-  local st, sth = KEYS[2*i-1], KEYS[2*i]
-  local a = 3 + 3*(i-1)
-  local field, rk, state = ARGV[a+1], tonumber(ARGV[a+2]), ARGV[a+3]
-  local bit = bits[state] or 0
-  local old = redis.call('HGET', sth, field)
-  local orank, ostate, oms, mask = -1, nil, nil, 0
-  if old then
-    local r, s, ms, m = string.match(old, '^(%d+)|([^|]*)|(%d+)|?(%d*)$')
-    if r then
-      orank, ostate, oms = tonumber(r), s, ms
-      mask = tonumber(m) or bits[s] or 0
+local n = (#ARGV - 3) / 4
+local state, at, order = {}, {}, {}
+do
+  local names = {}
+  for i = 1, n do
+    local u = ARGV[4*i]
+    if not state[u] then state[u] = false; names[#names + 1] = u end
+  end
+  for i = 1, #names, 1000 do
+    local part = {unpack(names, i, math.min(i + 999, #names))}
+    local vs = redis.call('HMGET', KEYS[1], unpack(part))
+    for j, u in ipairs(part) do
+      local es, idx = {}, {}
+      if vs[j] then
+        for f, r, st, ms, m in string.gmatch(vs[j], '([^ \n]+) (%d+) ([^ \n]+) (%d+) (%d+)') do
+          es[#es + 1] = {f, tonumber(r), st, ms, tonumber(m)}
+          idx[f] = #es
+        end
+      end
+      state[u], at[u] = es, idx
+      order[#order + 1] = u
     end
   end
+end
+local out = {}
+for i = 1, n do
+  local a = 4*i
+  local u, field, rk, st = ARGV[a], ARGV[a+1], tonumber(ARGV[a+2]), ARGV[a+3]
+  local es, idx = state[u], at[u]
+  local bit = bits[st] or 0
+  local old = idx[field] and es[idx[field]]
+  local orank, ostate, mask = -1, nil, 0
+  if old then orank, ostate, mask = old[2], old[3], old[5] end
   local first = bit > 0 and math.floor(mask / bit) % 2 == 0
   out[i] = first and 1 or 0
   if first then mask = mask + bit end
-  if orank > rk or (ostate == state and not first) then
-    if first then redis.call('HSET', sth, field, orank .. '|' .. ostate .. '|' .. oms .. '|' .. mask) end
+  if orank > rk or (ostate == st and not first) then
+    if first then old[5] = mask end
   else
-    redis.call('HSET', sth, field, rk .. '|' .. state .. '|' .. now .. '|' .. mask)
-    redis.call('ZADD', st, now, field)
-  end
-  if not seen[st] then
-    seen[st] = true
-    table.insert(touched, {st, sth})
+    local e = {field, rk, st, ARGV[1], mask}
+    if old then es[idx[field]] = e else es[#es + 1] = e; idx[field] = #es end
   end
 end
-for _, k in ipairs(touched) do
-  local st, sth = k[1], k[2]
-  local gone = redis.call('ZRANGE', st, '-inf', now - keep, 'BYSCORE')
-  local n = redis.call('ZCARD', st) - #gone
-  if n > cap then
-    for _, f in ipairs(redis.call('ZRANGE', st, #gone, #gone + n - cap - 1)) do table.insert(gone, f) end
+local sets, dates = {}, {}
+for _, u in ipairs(order) do
+  local kept = {}
+  for _, e in ipairs(state[u]) do
+    if tonumber(e[4]) > now - keep then kept[#kept + 1] = e end
   end
-  if #gone > 0 then
-    redis.call('ZREM', st, unpack(gone))
-    redis.call('HDEL', sth, unpack(gone))
+  if #kept > cap then
+    table.sort(kept, function(x, y) return tonumber(x[4]) > tonumber(y[4]) end)
+    for j = #kept, cap + 1, -1 do kept[j] = nil end
   end
-  redis.call('PEXPIRE', st, keep)
-  redis.call('PEXPIRE', sth, keep)
+  local lines = {}
+  for j, e in ipairs(kept) do lines[j] = e[1] .. ' ' .. e[2] .. ' ' .. e[3] .. ' ' .. e[4] .. ' ' .. e[5] end
+  sets[#sets + 1] = u
+  sets[#sets + 1] = table.concat(lines, '\n')
+  dates[#dates + 1] = now
+  dates[#dates + 1] = u
 end
+redis.call('HSET', KEYS[1], unpack(sets))
+redis.call('ZADD', KEYS[2], unpack(dates))
+local gone = redis.call('ZRANGE', KEYS[2], '-inf', now - keep, 'BYSCORE', 'LIMIT', 0, 1000)
+if #gone > 0 then
+  redis.call('HDEL', KEYS[1], unpack(gone))
+  redis.call('ZREM', KEYS[2], unpack(gone))
+end
+redis.call('PEXPIRE', KEYS[1], keep)
+redis.call('PEXPIRE', KEYS[2], keep)
 return out`)
 
 // Record stores entries: the detail with one script per shard of their
@@ -186,13 +219,12 @@ func (r *Recorder) Record(ctx context.Context, entries []Entry, now time.Time) e
 	cmds := make([]*redis.Cmd, len(byShard))
 	_, err := rscript.Pipelined(ctx, r.rdb, []*redis.Script{set}, func(p redis.Pipeliner) {
 		for c, idx := range byShard {
-			keys := make([]string, 0, 2*len(idx))
-			args := make([]any, 0, 3+3*len(idx))
+			keys := r.keys(entries[idx[0]].App, entries[idx[0]].User)
+			args := make([]any, 0, 3+4*len(idx))
 			args = append(args, now.UnixMilli(), r.cfg.PerUser, r.cfg.Retention.Milliseconds())
 			for _, i := range idx {
 				e := entries[i]
-				keys = append(keys, r.keys(e.App, e.User)...)
-				args = append(args, e.Message+"|"+e.Channel, rank[e.State], e.State)
+				args = append(args, e.User, e.Message+"|"+e.Channel, rank[e.State], e.State)
 			}
 			cmds[c] = set.EvalSha(ctx, p, keys, args...)
 		}
@@ -267,34 +299,25 @@ type Detail struct {
 func (r *Recorder) User(ctx context.Context, app int64, user string, limit int, occurrenceOf func(string) int64) ([]Detail, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	k := r.keys(app, user)
-	fields, err := r.rdb.ZRevRange(ctx, k[0], 0, int64(limit)-1).Result()
-	if err != nil {
+	v, err := r.rdb.HGet(ctx, r.keys(app, user)[0], user).Result()
+	if err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("read status: %w", err)
 	}
-	out := make([]Detail, 0, len(fields))
-	if len(fields) == 0 {
-		return out, nil
-	}
-	vals, err := r.rdb.HMGet(ctx, k[1], fields...).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read status: %w", err)
-	}
-	for i, f := range fields {
-		v, ok := vals[i].(string)
-		if !ok {
+	out := []Detail{}
+	for _, line := range strings.Split(v, "\n") {
+		parts := strings.Split(line, " ")
+		if len(parts) < 4 {
 			continue
 		}
-		msg, channel, _ := cutLast(f, "|")
-		parts := strings.Split(v, "|")
-		if len(parts) < 3 {
-			continue
-		}
-		ms, _ := strconv.ParseInt(parts[2], 10, 64)
-		out = append(out, Detail{Message: msg, Occurrence: occurrenceOf(msg), Channel: channel, State: parts[1],
+		ms, _ := strconv.ParseInt(parts[3], 10, 64)
+		msg, channel, _ := cutLast(parts[0], "|")
+		out = append(out, Detail{Message: msg, Occurrence: occurrenceOf(msg), Channel: channel, State: parts[2],
 			UpdatedAt: time.UnixMilli(ms).UTC()})
 	}
-	return out, nil
+	// Newest first; of two at the same instant, the later recorded.
+	slices.Reverse(out)
+	slices.SortStableFunc(out, func(a, b Detail) int { return b.UpdatedAt.Compare(a.UpdatedAt) })
+	return out[:min(len(out), max(limit, 0))], nil
 }
 
 func cutLast(s, sep string) (string, string, bool) {

@@ -43,7 +43,7 @@ func TestRecord(t *testing.T) {
 	d, err = r.User(ctx, 1, "a", 10, inbox.OccurrenceOf)
 	require.NoError(t, err)
 	require.Equal(t, []string{"o5", "o4", "o3"}, []string{d[0].Message, d[1].Message, d[2].Message}, "newest first, capped at 3")
-	ttl, err := env.Redis.PTTL(ctx, keyspace.User(env.Prefix, 1, "a")+"sth").Result()
+	ttl, err := env.Redis.PTTL(ctx, keyspace.Shard(env.Prefix, 1, "a")+"st").Result()
 	require.NoError(t, err)
 	require.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5)
 }

@@ -70,17 +70,28 @@ type result struct {
 	GatewayHeapMB   float64 `json:"gateway_heap_mb"`
 	GatewayRSSMB    float64 `json:"gateway_rss_mb"`
 	GatewayRoutines int     `json:"gateway_goroutines"`
-	// RedisUsPerUser is the Redis CPU time (INFO commandstats, all
-	// commands of the server) from just before the fire to the last ack
-	// recorded, per client.
+	// RedisUsPerUser is Redis's CPU time (INFO cpu, user and system:
+	// commands, scripts and network I/O) from just before the fire to the
+	// last ack recorded, per client: the delivery and ack path only, not
+	// the connects before it.
 	RedisUsPerUser float64 `json:"redis_us_per_user"`
+	// RedisCmdUsPerUser is the same span's INFO commandstats usec summed
+	// over all commands, per client. A command a script runs is counted in
+	// its own line and again in the script's, so this counts scripted
+	// work about twice; it is kept to compare with earlier runs.
+	RedisCmdUsPerUser float64 `json:"redis_cmd_us_per_user"`
 	// RedisCallsPerUser counts the commands Redis ran in that span (those
 	// scripts ran included) per client, RedisScriptsPerUser the script
 	// calls: unlike the time, neither depends on how loaded the machine is.
-	RedisCallsPerUser   float64         `json:"redis_calls_per_user"`
-	RedisScriptsPerUser float64         `json:"redis_scripts_per_user"`
-	ClientProcs         int             `json:"client_procs"`
-	PerGateway          []gatewayResult `json:"gateways"`
+	RedisCallsPerUser   float64 `json:"redis_calls_per_user"`
+	RedisScriptsPerUser float64 `json:"redis_scripts_per_user"`
+	// ConnectRedisUsPerConn and ConnectRedisCallsPerConn are Redis's CPU
+	// time and commands from the first connect to the last, per
+	// connection (presence registration and the inbox read on connect).
+	ConnectRedisUsPerConn    float64         `json:"connect_redis_us_per_conn"`
+	ConnectRedisCallsPerConn float64         `json:"connect_redis_calls_per_conn"`
+	ClientProcs              int             `json:"client_procs"`
+	PerGateway               []gatewayResult `json:"gateways"`
 }
 
 func (r result) print(w io.Writer) {
@@ -95,8 +106,9 @@ func (r result) print(w io.Writer) {
 		fmt.Fprintf(w, "  gateway %d             %d connections, %d delivered, heap %.1f KB and RSS %.1f KB per connection, RSS %.0f MB, %d goroutines\n",
 			i+1, g.Connections, g.Delivered, g.HeapPerConnKB, g.RSSPerConnKB, g.RSSMB, g.Goroutines)
 	}
-	fmt.Fprintf(w, "redis per user          %.1f µs, %.1f commands, %.2f script calls (delivered and acknowledged; INFO commandstats)\n",
-		r.RedisUsPerUser, r.RedisCallsPerUser, r.RedisScriptsPerUser)
+	fmt.Fprintf(w, "redis per user          %.1f µs CPU (INFO cpu), %.1f µs in commands (commandstats, scripted commands twice), %.1f commands, %.2f script calls (fire to last ack)\n",
+		r.RedisUsPerUser, r.RedisCmdUsPerUser, r.RedisCallsPerUser, r.RedisScriptsPerUser)
+	fmt.Fprintf(w, "redis per connect       %.1f µs CPU, %.1f commands\n", r.ConnectRedisUsPerConn, r.ConnectRedisCallsPerConn)
 	b, _ := json.Marshal(r)
 	fmt.Fprintln(w, string(b))
 }
@@ -252,6 +264,10 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	for i, g := range gws {
 		urls[i] = "ws://" + g.addr + "/ws"
 	}
+	redisC0, err := redisUsec(ctx, rdb)
+	if err != nil {
+		return res, err
+	}
 	t0 := time.Now()
 	procs := make([]*clientProc, cfg.Procs)
 	per := (cfg.Clients + cfg.Procs - 1) / cfg.Procs
@@ -270,6 +286,12 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	}
 	res.ConnectSeconds = time.Since(t0).Seconds()
 	res.ConnectPerSec = float64(cfg.Clients) / res.ConnectSeconds
+	redisC1, err := redisUsec(ctx, rdb)
+	if err != nil {
+		return res, err
+	}
+	res.ConnectRedisUsPerConn = (redisC1.cpu - redisC0.cpu) / float64(cfg.Clients)
+	res.ConnectRedisCallsPerConn = (redisC1.calls - redisC0.calls) / float64(cfg.Clients)
 
 	now := make([]mem, len(gws))
 	for i, g := range gws {
@@ -349,9 +371,17 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		return res, err
 	}
 	n := float64(cfg.Clients)
-	res.RedisUsPerUser = (redis1.usec - redis0.usec) / n
+	res.RedisUsPerUser = (redis1.cpu - redis0.cpu) / n
+	res.RedisCmdUsPerUser = (redis1.usec - redis0.usec) / n
 	res.RedisCallsPerUser = (redis1.calls - redis0.calls) / n
 	res.RedisScriptsPerUser = (redis1.scripts - redis0.scripts) / n
+	if cfg.Verbose {
+		for name, c := range redis1.byCommand {
+			if d := c - redis0.byCommand[name]; d > 0 {
+				fmt.Fprintf(cfg.Stderr, "redis %s: %.3f calls, %.2f µs per user\n", name, d/n, (redis1.usecBy[name]-redis0.usecBy[name])/n)
+			}
+		}
+	}
 	if cfg.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -412,16 +442,22 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// redisUsec is the CPU time Redis has spent in commands since its
-// statistics were last reset, in microseconds (INFO commandstats).
+// redisUsec reads Redis's CPU time (INFO cpu) and the time and calls of
+// its commands since its statistics were last reset (INFO commandstats),
+// in microseconds.
 func redisUsec(ctx context.Context, rdb redis.UniversalClient) (redisStats, error) {
-	info, err := rdb.Info(ctx, "commandstats").Result()
+	info, err := rdb.Info(ctx, "commandstats", "cpu").Result()
 	if err != nil {
 		return redisStats{}, fmt.Errorf("redis commandstats: %w", err)
 	}
-	var st redisStats
+	st := redisStats{byCommand: map[string]float64{}, usecBy: map[string]float64{}}
 	for _, l := range strings.Split(info, "\n") {
 		name, stats, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if name == "used_cpu_sys" || name == "used_cpu_user" {
+			secs, _ := strconv.ParseFloat(stats, 64)
+			st.cpu += secs * 1e6
+			continue
+		}
 		if !strings.HasPrefix(name, "cmdstat_") || !ok {
 			continue
 		}
@@ -431,8 +467,10 @@ func redisUsec(ctx context.Context, rdb redis.UniversalClient) (redisStats, erro
 			switch k {
 			case "usec":
 				st.usec += n
+				st.usecBy[strings.TrimPrefix(name, "cmdstat_")] += n
 			case "calls":
 				st.calls += n
+				st.byCommand[strings.TrimPrefix(name, "cmdstat_")] += n
 				if name == "cmdstat_evalsha" || name == "cmdstat_eval" {
 					st.scripts += n
 				}
@@ -442,9 +480,14 @@ func redisUsec(ctx context.Context, rdb redis.UniversalClient) (redisStats, erro
 	return st, nil
 }
 
-// redisStats are INFO commandstats' totals: CPU time, commands (those
-// scripts run included) and script calls.
-type redisStats struct{ usec, calls, scripts float64 }
+// redisStats are INFO cpu's process CPU time and INFO commandstats'
+// totals: time in commands, commands (those scripts run included) and
+// script calls.
+type redisStats struct {
+	cpu, usec, calls, scripts float64
+	byCommand                 map[string]float64 // calls
+	usecBy                    map[string]float64
+}
 
 // messagesSent reads chime_gateway_messages_sent_total from a gateway's
 // /metrics.

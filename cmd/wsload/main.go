@@ -10,8 +10,9 @@
 // to the client (p50, p99, max), the time until every client's ack was
 // recorded, each gateway's memory per connection (heap and RSS growth over
 // the idle gateway, divided by its connections) and messages delivered,
-// and Redis's CPU time per client from INFO commandstats between just
-// before the fire and the last ack recorded (the whole server's: other
+// and Redis's CPU time (INFO cpu) and commands (INFO commandstats) per
+// client between just before the fire and the last ack recorded, and
+// separately per connection over the connects (the whole server's: other
 // work on the same Redis counts too). It prints a table and one JSON line.
 // Needs REDIS_URL and MYSQL_DSN; it works in a fresh database and its own
 // Redis key prefix.

@@ -82,6 +82,11 @@ func TestChunkCostsScriptsPerShardAndCountsOnceUnderRetry(t *testing.T) {
 	}
 	require.NoError(t, env.Redis.XAdd(ctx, xadd(presence.StreamKey(env.Prefix, "g1"))).Err())
 	require.NoError(t, reg.Register(ctx, conns...))
+	// A first send loads the scripts into Redis, which a fresh server
+	// lacks (a pipeline finding one missing runs again).
+	_, err := s.Send(ctx, &sender.Batch{Message: message.Message{App: 1, Occurrence: 10, Reminder: "r", Title: "T"}, Users: []string{"warm-up"}})
+	require.NoError(t, err)
+	fb.users = nil
 	cmds.reset()
 
 	b := &sender.Batch{Message: message.Message{App: 1, Occurrence: 11, Reminder: "r", Title: "T"}, Users: users}

@@ -2,12 +2,13 @@
 // own WebSocket connection (package gateway) when they are online, and
 // through a fallback channel and the inbox when they are not.
 //
-// Per chunk, in three Redis round trips whatever its size, and with one
-// script per shard of the users (keyspace.UserShards) in each, not one per
-// user:
+// Per chunk, in three Redis round trips whatever its size, and with at most
+// one script or command per shard of the users (keyspace.UserShards) in
+// each, not one per user:
 //
 //  1. The messages are stored in the users' inboxes ("not yet pushed"),
-//     then the users' presence is read; both in one pipeline. The inbox copy is what makes delivery lossless:
+//     then the users' presence is read (one HMGET per shard); both in one
+//     pipeline. The inbox copy is what makes delivery lossless:
 //     it stays until the client acknowledges it, so a message published to
 //     a gateway that dies is replayed when the user connects again.
 //  2. One stream entry per gateway instance that holds some of the users,
