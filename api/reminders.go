@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/message"
+	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/prayer"
 	"github.com/chime-dev/chime/recurrence"
 	"github.com/chime-dev/chime/store"
@@ -82,6 +84,13 @@ type Reminder struct {
 	Method           string         `json:"method,omitempty"`
 	Madhab           string         `json:"madhab,omitempty"`
 	HighLatitudeRule string         `json:"high_latitude_rule,omitempty"`
+
+	// Category names the kind of reminder for users' opt-outs and the
+	// app's frequency caps; Critical reminders ignore category opt-outs and
+	// quiet hours; Quiet is what quiet hours do: "hold" or "drop".
+	Category string `json:"category,omitempty"`
+	Critical bool   `json:"critical"`
+	Quiet    string `json:"quiet"`
 }
 
 // PrayerOffset is one prayer a prayer reminder fires for: "fajr" at
@@ -120,6 +129,10 @@ type reminderInput struct {
 	Method           string         `json:"method"`
 	Madhab           string         `json:"madhab"`
 	HighLatitudeRule string         `json:"high_latitude_rule"`
+
+	Category string `json:"category"`
+	Critical bool   `json:"critical"`
+	Quiet    string `json:"quiet"`
 }
 
 type parsedTime struct {
@@ -316,6 +329,16 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 	if len(out.places) == 0 && (out.kind == store.KindOnce || out.kind == store.KindTopic) {
 		out.places = []Place{GlobalPlace}
 	}
+	if in.Category != "" {
+		if msg := policy.CheckCategory(in.Category); msg != "" {
+			bad("category", msg)
+		}
+	}
+	switch in.Quiet {
+	case "", store.QuietModeHold, store.QuietModeDrop:
+	default:
+		bad("quiet", `must be "hold" (the default: held until the quiet hours end) or "drop"`)
+	}
 	if len(errs) > 0 {
 		return out, problem(http.StatusUnprocessableEntity, "the reminder is not valid", errs...)
 	}
@@ -435,6 +458,8 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			DeliverWhenOnline: in.DeliverWhenOnline, NotifyContacts: in.NotifyContacts,
 			Recurrence: in2.recurrence.String(),
 			Prayers:    store.FormatPrayers(in2.prayers), Method: in.Method, Madhab: in.Madhab, HighLatitudeRule: in.HighLatitudeRule,
+
+			Category: in.Category, Critical: in.Critical, Quiet: quietMode(in.Quiet),
 		},
 	}
 	for _, pl := range in2.places {
@@ -499,6 +524,15 @@ func (a *API) prayerPlaces(r *http.Request, app int64, places []Place) error {
 	return problem(http.StatusUnprocessableEntity, "a prayer reminder's times are computed from its locations' coordinates", errs...)
 }
 
+// quietMode is the stored form of a reminder's quiet mode: "" for the
+// default, hold.
+func quietMode(q string) string {
+	if q == store.QuietModeHold {
+		return ""
+	}
+	return q
+}
+
 // zoneProblem answers a location named with another zone than its own.
 func zoneProblem(err error) error {
 	var ze *store.ZoneError
@@ -526,6 +560,8 @@ func render(rem store.Reminder, rows []store.TimeRow) Reminder {
 		Lang: rem.Lang, Translations: apiTexts(rem.Translations), Tags: append([]string{}, rem.Tags...),
 		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts, Recurrence: rem.Recurrence,
 		Method: rem.Method, Madhab: rem.Madhab, HighLatitudeRule: rem.HighLatitudeRule,
+
+		Category: rem.Category, Critical: rem.Critical, Quiet: cmp.Or(rem.Quiet, store.QuietModeHold),
 	}
 	if ps, err := store.ParsePrayers(rem.Prayers); err == nil && rem.Kind == store.KindPrayer {
 		for _, p := range ps {

@@ -35,6 +35,13 @@ func User(prefix string, app int64, user string) string {
 	return prefix + "{" + strconv.FormatInt(app, 10) + ":u" + strconv.Itoa(UserShard(app, user)) + "}:" + user + ":"
 }
 
+// UserShardKey is what the keys of one shard of an app's users start with
+// (keys that hold many users, such as hashes by user): the prefix and the
+// shard's hash tag, the same tag as User's for the users of that shard.
+func UserShardKey(prefix string, app int64, shard int) string {
+	return prefix + "{" + strconv.FormatInt(app, 10) + ":u" + strconv.Itoa(shard) + "}:"
+}
+
 // ByUserShard groups the indexes 0..n-1 by the shard of the app's user
 // each names, in the order the shards first appear.
 func ByUserShard(n int, who func(i int) (app int64, user string)) [][]int {

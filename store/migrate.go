@@ -201,6 +201,7 @@ var migrations = []*gormigrate.Migration{
 			return m.CreateIndex(&Occurrence{}, "ux_occurrence")
 		},
 	},
+	{ID: "0016_delivery_policy", Migrate: migrateDeliveryPolicy},
 }
 
 // migrateTimesEvents adds reminder kinds (timetable, once, topic), grace

@@ -125,6 +125,16 @@ type Reminder struct {
 	Method           string `gorm:"size:32;not null;default:''"`
 	Madhab           string `gorm:"size:16;not null;default:''"`
 	HighLatitudeRule string `gorm:"size:32;not null;default:''"`
+
+	// Category names what kind of message the reminder is ("marketing"),
+	// for users' category opt-outs and the app's frequency caps; "" is
+	// none. Critical reminders ignore category opt-outs and quiet hours
+	// (not opt-outs of the reminder itself). Quiet is what a user's quiet
+	// hours do to the reminder: QuietModeHold ("", the default) or QuietModeDrop
+	// (package policy).
+	Category string `gorm:"size:32;not null;default:''"`
+	Critical bool   `gorm:"not null;default:false"`
+	Quiet    string `gorm:"size:8;not null;default:''"`
 }
 
 // MaxPrayerOffset bounds how far from its prayer's time a prayer
@@ -297,6 +307,13 @@ type Occurrence struct {
 	FiredAt     *time.Time `gorm:"precision:3"`
 	DoneAt      *time.Time `gorm:"precision:3"`
 	CreatedAt   time.Time
+
+	// Users not sent by the delivery policy (package policy): opted out
+	// (of the reminder, its category or every channel), in quiet hours
+	// with nothing to hold them for, or over a frequency cap.
+	SkippedPreference int64 `gorm:"not null;default:0"`
+	Quiet             int64 `gorm:"not null;default:0"`
+	Capped            int64 `gorm:"not null;default:0"`
 }
 
 // Group run states.
@@ -325,6 +342,11 @@ type GroupRun struct {
 	QueuedAt   time.Time  `gorm:"not null;precision:3;index:ix_group_run_state,priority:2"`
 	StartedAt  *time.Time `gorm:"precision:3"`
 	FinishedAt *time.Time `gorm:"precision:3"`
+
+	// The group's users not sent by the delivery policy, as on Occurrence.
+	SkippedPreference int `gorm:"not null;default:0"`
+	Quiet             int `gorm:"not null;default:0"`
+	Capped            int `gorm:"not null;default:0"`
 }
 
 // ParseOffsets reads a once reminder's stored offsets ("600,60", seconds

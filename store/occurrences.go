@@ -26,11 +26,13 @@ type OccurrenceRow struct {
 	Expired     int64
 	FiredAt     *time.Time
 	DoneAt      *time.Time
+
+	SkippedPreference, Quiet, Capped int64
 }
 
 func occurrenceQuery(ctx context.Context, db *gorm.DB) *gorm.DB {
 	return db.WithContext(ctx).Table("occurrences AS o").
-		Select("o.id, o.event_id, o.fire_at, o.expires_at, o.miss_at, o.state, o.groups_done, o.groups_total, o.delivered, o.failed, o.expired, o.fired_at, o.done_at, o.test_user, l.name AS location, l.zone, rem.`key` AS reminder").
+		Select("o.id, o.event_id, o.fire_at, o.expires_at, o.miss_at, o.state, o.groups_done, o.groups_total, o.delivered, o.failed, o.expired, o.fired_at, o.done_at, o.test_user, o.skipped_preference, o.quiet, o.capped, l.name AS location, l.zone, rem.`key` AS reminder").
 		Joins("JOIN locations l ON l.id = o.location_id").
 		Joins("JOIN reminders rem ON rem.id = o.reminder_id")
 }

@@ -97,15 +97,21 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		exp := b.ExpiresAt.UTC()
 		msg.ExpiresAt = &exp
 	}
-	items := make([]item, len(b.Users))
-	for i, u := range b.Users {
-		items[i] = item{user: u, msg: msg}
+	items := make([]item, 0, len(b.Users))
+	var noInbox []string // opted out of the inbox: reached by the fallback only
+	for _, u := range b.Users {
+		if b.Excluded(u, sender.ChannelInbox) {
+			noInbox = append(noInbox, u)
+			continue
+		}
+		items = append(items, item{user: u, msg: msg})
 	}
 	offline, entries, err := s.deliver(ctx, b.App, items)
 	if err != nil {
 		return sender.Result{}, err
 	}
-	res := sender.Result{Online: len(b.Users) - len(offline), Offline: len(offline)}
+	res := sender.Result{Online: len(items) - len(offline), Offline: len(offline)}
+	offline = append(offline, noInbox...)
 	if len(offline) == 0 {
 		return res, s.record(ctx, entries)
 	}

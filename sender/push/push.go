@@ -51,6 +51,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -266,6 +267,10 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 			keep = b.Users
 		}
 		users = keep
+	}
+	if b.Exclude != nil {
+		// Users who opted out of push get nothing from this channel.
+		users = slices.DeleteFunc(slices.Clone(users), func(u string) bool { return b.Excluded(u, sender.ChannelPush) })
 	}
 	devs, err := s.devices(ctx, app, users)
 	if err != nil {
