@@ -13,7 +13,8 @@
 // sorted set per (user, category), all under the shard's hash tag (Redis
 // Cluster safe). The cap's member is the occurrence, so a chunk sent again
 // after a crash counts nobody twice; its entries older than the window are
-// trimmed and the key expires a window after its last entry.
+// trimmed when the cap is reached and the key expires a window after its
+// last entry.
 //
 // Quiet hours are local times of day in the zone of the location the
 // reminder reaches the user at (a user with a zone of their own is reached
@@ -63,6 +64,7 @@ import (
 	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/message"
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -159,6 +161,18 @@ func (p *Policy) rebuild(ctx context.Context, app int64, shard int) error {
 	return nil
 }
 
+// Rebuild loads every shard of an app's preferences from MySQL into
+// Redis, as the first chunk of each shard would; preferences written
+// straight to MySQL (a bulk import) reach the workers so.
+func (p *Policy) Rebuild(ctx context.Context, app int64) error {
+	for s := range keyspace.UserShards {
+		if err := p.rebuild(ctx, app, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // decideScript decides one shard's users of a chunk. KEYS: the shard's
 // hash, then (when a cap applies) each user's cap key. ARGV: reminder key,
 // category, critical, local minute now, default quiet start and end (-1:
@@ -199,9 +213,15 @@ for i = 1, n do
   end
   if code == 's' and capmax > 0 then
     local k = KEYS[i + 1]
-    redis.call('ZREMRANGEBYSCORE', k, '-inf', nowms - window)
     if not redis.call('ZSCORE', k, member) then
-      if redis.call('ZCARD', k) >= capmax then
+      local n = redis.call('ZCARD', k)
+      if n >= capmax then
+        -- Entries older than the window are trimmed only when they could
+        -- make the difference.
+        redis.call('ZREMRANGEBYSCORE', k, '-inf', nowms - window)
+        n = redis.call('ZCARD', k)
+      end
+      if n >= capmax then
         code = 'c'
       else
         redis.call('ZADD', k, nowms, member)
@@ -263,7 +283,9 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 	shards := keyspace.ByUserShard(len(users), func(i int) (int64, string) { return m.App, users[i] })
 	codes := make([]string, len(users))
 	todo := shards
+	trips := 0
 	for attempt := 0; len(todo) > 0; attempt++ {
+		trips++
 		cmds := make([]*redis.Cmd, len(todo))
 		_, err := rscript.Pipelined(ctx, p.rdb, scripts, func(pipe redis.Pipeliner) {
 			for j, idx := range todo {
@@ -291,6 +313,7 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 				if attempt > 0 {
 					return Decision{}, fmt.Errorf("decide chunk: preferences of shard %d still not built after a rebuild", keyspace.UserShard(m.App, users[idx[0]]))
 				}
+				trips++ // the rebuild's script (its rows come from MySQL)
 				if err := p.rebuild(ctx, m.App, keyspace.UserShard(m.App, users[idx[0]])); err != nil {
 					return Decision{}, err
 				}
@@ -347,6 +370,11 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 			return Decision{}, fmt.Errorf("decide chunk: unknown answer %q", c)
 		}
 	}
+	held := 0
+	for _, us := range d.Holds {
+		held += len(us)
+	}
+	metrics.PolicyChunk(trips, map[string]int{SkippedPreference: d.Count(SkippedPreference), Quiet: d.Count(Quiet), Capped: d.Count(Capped), "held": held})
 	return d, nil
 }
 
