@@ -115,9 +115,11 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 	if len(offline) == 0 {
 		return res, s.record(ctx, entries)
 	}
-	if !b.DeliverWhenOnline && s.fallback != nil {
+	// Offline users who opted out of push keep the inbox copy only.
+	pushed := slices.DeleteFunc(slices.Clone(offline), func(u string) bool { return b.Excluded(u, sender.ChannelPush) })
+	if !b.DeliverWhenOnline && s.fallback != nil && len(pushed) > 0 {
 		fb := *b
-		fb.Users = offline
+		fb.Users = pushed
 		r, err := s.fallback.Send(ctx, &fb)
 		if err != nil {
 			return sender.Result{}, fmt.Errorf("fallback: %w", err)
@@ -128,7 +130,7 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		for _, u := range r.FailedUsers {
 			refused[u] = true
 		}
-		for _, u := range offline {
+		for _, u := range pushed {
 			st := status.Sent
 			if refused[u] {
 				st = status.Failed

@@ -80,6 +80,9 @@ const (
 	// Merged counts the users left out because they were sent the same
 	// content shortly before (a Merger); they count as delivered.
 	Merged = "merged"
+	// OptedOut counts the users left out because they opted out of push
+	// (sender.Batch.Exclude); they are not failed.
+	OptedOut = "opted_out"
 )
 
 // ChannelOf returns the channel that delivers to platform.
@@ -550,6 +553,10 @@ func summarize(b *sender.Batch, kept []string, items []*item) (sender.Result, in
 	for _, u := range b.Users {
 		st := users[u]
 		switch {
+		case st == nil && b.Excluded(u, sender.ChannelPush):
+			c := res.Channels[OptedOut]
+			c.Skipped++
+			res.Channels[OptedOut] = c
 		case st == nil:
 			// Merged into the same content sent shortly before: the user
 			// has the message.
