@@ -155,7 +155,7 @@ func TestSendHonoursChannelOptOuts(t *testing.T) {
 	f.online(t, "g1", "a")
 	f.online(t, "g1", "no-inbox-online")
 	b := &sender.Batch{Message: message.Message{App: 1, Occurrence: 8, Reminder: "r", Title: "T"},
-		Users: []string{"a", "d", "no-inbox-online", "no-inbox", "no-push"},
+		Users:   []string{"a", "d", "no-inbox-online", "no-inbox", "no-push"},
 		Exclude: map[string][]string{"no-inbox-online": {sender.ChannelInbox}, "no-inbox": {sender.ChannelInbox}, "no-push": {sender.ChannelPush}}}
 	res, err := f.s.Send(context.Background(), b)
 	require.NoError(t, err)
