@@ -23,6 +23,7 @@ import (
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/leader"
 	"github.com/chime-dev/chime/metrics"
+	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/scheduler"
 	"github.com/chime-dev/chime/token"
@@ -140,6 +141,7 @@ func (c Config) withBulk(ac api.Config) api.Config {
 func (c Config) withOnline(ac api.Config, db *gorm.DB, rdb redis.UniversalClient, log *slog.Logger) api.Config {
 	ac.Inbox, ac.Status, ac.SigningKeys = c.Inbox(rdb), c.Status(rdb, db), c.SigningKeys(db, rdb, log.With("part", "signing"))
 	ac.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{Prefix: c.Prefix}, rdb)
+	ac.Policy = policy.New(policy.Config{Prefix: c.Prefix}, rdb, db)
 	ac.TokenTTL = min(api.DefaultTokenTTL, cmp.Or(c.Online.TokenMaxLifetime, token.DefaultMaxLifetime))
 	return ac
 }

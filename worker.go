@@ -9,6 +9,7 @@ import (
 	"github.com/chime-dev/chime/ack"
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/userzone"
 	"github.com/chime-dev/chime/worker"
@@ -23,6 +24,7 @@ func NewWorker(cfg Config, db *gorm.DB, rdb redis.UniversalClient, s sender.Send
 		ID: cfg.ReplicaID, Queue: cfg.Queue, Queues: cfg.Queues, Concurrency: cfg.Concurrency, ChunkSize: cfg.ChunkSize, LeaseTTL: cfg.LeaseTTL,
 		ShutdownTimeout: cfg.ShutdownTimeout, Channel: cfg.Sender,
 		Events: cfg.DeliveryEvents(rdb, db, clk, log),
-		Zones: userzone.NewMoves(rdb, cfg.Prefix),
-	}, rdb, index, ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker"))
+		Zones:  userzone.NewMoves(rdb, cfg.Prefix),
+	}, rdb, index, ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker")).
+		WithPolicy(policy.New(policy.Config{Prefix: cfg.Prefix}, rdb, db))
 }

@@ -150,9 +150,10 @@ func (c Claim) Done() bool { return c.State == StateFinished || c.State == State
 var startScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == 'finished' or st == 'expired' then
-  local r = redis.call('HMGET', KEYS[1], 'sent', 'failed', 'expired', 'worker')
+  local r = redis.call('HMGET', KEYS[1], 'sent', 'failed', 'expired', 'worker', 'skp', 'quiet', 'capped')
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 't', 'finish', 'o', ARGV[6], 'g', ARGV[7],
-    'a', ARGV[3], 's', st, 'sent', r[1] or '0', 'failed', r[2] or '0', 'exp', r[3] or '0', 'w', r[4] or '', 'at', ARGV[5])
+    'a', ARGV[3], 's', st, 'sent', r[1] or '0', 'failed', r[2] or '0', 'exp', r[3] or '0', 'w', r[4] or '', 'at', ARGV[5],
+    'skp', r[5] or '0', 'qt', r[6] or '0', 'cap', r[7] or '0')
   return {st, '', r[1] or '0', r[2] or '0', r[3] or '0'}
 end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[4]) then
@@ -192,17 +193,27 @@ redis.call('HSET', KEYS[1], 'cp', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'sent', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'expired', ARGV[6])
+redis.call('HINCRBY', KEYS[1], 'skp', ARGV[7])
+redis.call('HINCRBY', KEYS[1], 'quiet', ARGV[8])
+redis.call('HINCRBY', KEYS[1], 'capped', ARGV[9])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 1
 `)
 
+// Skips count a chunk's or group's users the delivery policy did not send
+// (package policy): opted out, quiet (dropped) and capped.
+type Skips struct {
+	Preference, Quiet, Capped int
+}
+
 // Checkpoint records that every user up to and including lastUser (in sorted
 // order) has been handled, adds the chunk's counts (users sent, refused,
-// and not sent because the validity window would have passed first) and
-// renews the lease.
-func (t *Tracker) Checkpoint(ctx context.Context, l Lease, lastUser string, sent, failed, expired int, lease time.Duration) error {
+// not sent because the validity window would have passed first, and those
+// the delivery policy did not send) and renews the lease.
+func (t *Tracker) Checkpoint(ctx context.Context, l Lease, lastUser string, sent, failed, expired int, skips Skips, lease time.Duration) error {
 	keys := t.keys(l.Group)[:2]
-	ok, err := checkpointScript.Run(ctx, t.rdb, keys, l.Token, lastUser, sent, failed, lease.Milliseconds(), expired).Int()
+	ok, err := checkpointScript.Run(ctx, t.rdb, keys, l.Token, lastUser, sent, failed, lease.Milliseconds(), expired,
+		skips.Preference, skips.Quiet, skips.Capped).Int()
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
@@ -238,10 +249,14 @@ if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'cp', ARGV[11]) end
 redis.call('HINCRBY', KEYS[1], 'sent', ARGV[12])
 redis.call('HINCRBY', KEYS[1], 'failed', ARGV[13])
 redis.call('HINCRBY', KEYS[1], 'expired', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'skp', ARGV[14])
+redis.call('HINCRBY', KEYS[1], 'quiet', ARGV[15])
+redis.call('HINCRBY', KEYS[1], 'capped', ARGV[16])
 redis.call('EXPIRE', KEYS[1], ARGV[9])
-local r = redis.call('HMGET', KEYS[1], 'sent', 'failed', 'expired')
+local r = redis.call('HMGET', KEYS[1], 'sent', 'failed', 'expired', 'skp', 'quiet', 'capped')
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 't', 'finish', 'o', ARGV[4], 'g', ARGV[5],
-  'a', ARGV[10], 's', ARGV[2], 'sent', r[1] or '0', 'failed', r[2] or '0', 'exp', r[3] or '0', 'w', ARGV[8], 'at', ARGV[6])
+  'a', ARGV[10], 's', ARGV[2], 'sent', r[1] or '0', 'failed', r[2] or '0', 'exp', r[3] or '0', 'w', ARGV[8], 'at', ARGV[6],
+  'skp', r[4] or '0', 'qt', r[5] or '0', 'cap', r[6] or '0')
 redis.call('DEL', KEYS[2])
 return {'ok', r[1] or '0', r[2] or '0', r[3] or '0'}
 `)
@@ -254,6 +269,7 @@ type Final struct {
 	LastUser     string // the last user of the final chunk, "" if none
 	Sent, Failed int    // the final chunk's counts
 	Expired      int    // users not sent because the validity window passed
+	Skips        Skips  // the final chunk's users the delivery policy did not send
 }
 
 // Finish marks l.Group finished (or expired), adds f to its counts, sends the
@@ -262,7 +278,8 @@ func (t *Tracker) Finish(ctx context.Context, l Lease, state string, f Final, no
 	g := l.Group
 	keys := t.keys(g)
 	res, err := finishScript.Run(ctx, t.rdb, keys, l.Token, state, f.Expired, g.Occurrence, g.Group, now.UnixMilli(),
-		t.StreamMax, l.Worker, int64(t.RunTTL/time.Second), l.Attempt, f.LastUser, f.Sent, f.Failed).StringSlice()
+		t.StreamMax, l.Worker, int64(t.RunTTL/time.Second), l.Attempt, f.LastUser, f.Sent, f.Failed,
+		f.Skips.Preference, f.Skips.Quiet, f.Skips.Capped).StringSlice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("finish ack: %w", err)
 	}

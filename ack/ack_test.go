@@ -87,11 +87,11 @@ func TestCheckpoint(t *testing.T) {
 	_, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, long, t0)
 	require.NoError(t, err)
 
-	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-b"}, "u09", 10, 0, 0, long), ack.ErrLeaseLost)
-	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g2, Token: "tok-a"}, "u09", 10, 0, 0, long), ack.ErrLeaseLost, "no lease on g2")
-	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u09", 9, 1, 0, long))
-	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u19", 8, 2, 0, long))
-	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u29", 6, 1, 3, long))
+	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-b"}, "u09", 10, 0, 0, ack.Skips{}, long), ack.ErrLeaseLost)
+	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g2, Token: "tok-a"}, "u09", 10, 0, 0, ack.Skips{}, long), ack.ErrLeaseLost, "no lease on g2")
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u09", 9, 1, 0, ack.Skips{}, long))
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u19", 8, 2, 0, ack.Skips{}, long))
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u29", 6, 1, 3, ack.Skips{}, long))
 
 	// The wrong-token checkpoint counted nothing: the totals are the sums of
 	// the accepted ones.
@@ -107,7 +107,7 @@ func TestLeaseExpiryResumesAtCheckpoint(t *testing.T) {
 
 	_, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, lease, t0)
 	require.NoError(t, err)
-	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u05", 5, 1, 0, lease))
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u05", 5, 1, 0, ack.Skips{}, lease))
 	_, err = tr.Start(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w2", Token: "tok-b"}, lease, t0)
 	require.ErrorIs(t, err, ack.ErrHeld, "the lease has not expired yet")
 
@@ -124,12 +124,12 @@ func TestLeaseExpiryResumesAtCheckpoint(t *testing.T) {
 	require.Equal(t, ack.Claim{State: ack.StateStarted, Checkpoint: "u05", Sent: 5, Failed: 1}, c)
 
 	// w1 comes back: everything it tries is refused and changes nothing.
-	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u10", 5, 0, 0, lease), ack.ErrLeaseLost)
+	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u10", 5, 0, 0, ack.Skips{}, lease), ack.ErrLeaseLost)
 	_, err = tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, ack.StateFinished, ack.Final{Expired: 0}, t0)
 	require.ErrorIs(t, err, ack.ErrLeaseLost)
 	require.ErrorIs(t, tr.Release(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, t0), ack.ErrLeaseLost)
 
-	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-b"}, "u10", 5, 0, 0, long))
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-b"}, "u10", 5, 0, 0, ack.Skips{}, long))
 	c, err = tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w2", Token: "tok-b"}, ack.StateFinished, ack.Final{Expired: 0}, t0)
 	require.NoError(t, err)
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: 10, Failed: 1}, c)
@@ -143,23 +143,24 @@ func TestFinish(t *testing.T) {
 			ctx := context.Background()
 			_, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w1", Token: "tok-a"}, long, t0)
 			require.NoError(t, err)
-			require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u1", 40, 2, 0, long))
+			require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u1", 40, 2, 0, ack.Skips{Preference: 1, Quiet: 2, Capped: 3}, long))
 
 			_, err = tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w1", Token: "tok-b"}, state, ack.Final{Expired: 0}, t0)
 			require.ErrorIs(t, err, ack.ErrLeaseLost)
-			c, err := tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w1", Token: "tok-a"}, state, ack.Final{Expired: 7}, t0.Add(time.Second))
+			c, err := tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w1", Token: "tok-a"}, state, ack.Final{Expired: 7, Skips: ack.Skips{Preference: 4}}, t0.Add(time.Second))
 			require.NoError(t, err)
 			want := ack.Claim{State: state, Sent: 40, Failed: 2, Expired: 7}
 			require.Equal(t, want, c)
 			require.True(t, c.Done())
 
 			// The lease is gone: its holder can no longer checkpoint.
-			require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u2", 1, 0, 0, long), ack.ErrLeaseLost)
+			require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u2", 1, 0, 0, ack.Skips{}, long), ack.ErrLeaseLost)
 
 			acks := stream(t, env, tr)
 			require.Equal(t, []string{"start", "finish"}, types(acks))
 			finish := map[string]any{"t": "finish", "o": "7001", "g": "3", "a": "2", "s": state,
-				"sent": "40", "failed": "2", "exp": "7", "w": "w1", "at": "1772352001123"}
+				"sent": "40", "failed": "2", "exp": "7", "w": "w1", "at": "1772352001123",
+				"skp": "5", "qt": "2", "cap": "3"}
 			require.Equal(t, finish, acks[1])
 
 			// A later copy of the task finds the group done, takes no lease and
@@ -175,7 +176,7 @@ func TestFinish(t *testing.T) {
 			require.Equal(t, []string{"start", "finish", "finish", "finish"}, types(acks))
 			finish["a"], finish["at"] = "3", "1772352060123"
 			require.Equal(t, finish, acks[2])
-			require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-c"}, "u2", 1, 0, 0, long), ack.ErrLeaseLost, "a done group is not held")
+			require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-c"}, "u2", 1, 0, 0, ack.Skips{}, long), ack.ErrLeaseLost, "a done group is not held")
 		})
 	}
 }
@@ -185,7 +186,7 @@ func TestRelease(t *testing.T) {
 	ctx := context.Background()
 	_, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, long, t0)
 	require.NoError(t, err)
-	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u3", 4, 0, 0, long))
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u3", 4, 0, 0, ack.Skips{}, long))
 
 	require.ErrorIs(t, tr.Release(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-b"}, t0), ack.ErrLeaseLost)
 	require.NoError(t, tr.Release(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, t0.Add(time.Second)))
@@ -199,7 +200,7 @@ func TestRelease(t *testing.T) {
 	c, err := tr.Start(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w2", Token: "tok-c"}, long, t0)
 	require.NoError(t, err)
 	require.Equal(t, ack.Claim{State: ack.StateStarted, Checkpoint: "u3", Sent: 4}, c)
-	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u9", 1, 0, 0, long), ack.ErrLeaseLost)
+	require.ErrorIs(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u9", 1, 0, 0, ack.Skips{}, long), ack.ErrLeaseLost)
 }
 
 // readSome reads until the reader returns acks (a fresh reader first creates
@@ -229,7 +230,7 @@ func TestReader(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tr.Start(ctx, ack.Lease{Group: g2, Attempt: 1, Worker: "w2", Token: "tok-b"}, long, t0.Add(1*time.Millisecond))
 	require.NoError(t, err)
-	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u", 10, 2, 0, long))
+	require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: g1, Token: "tok-a"}, "u", 10, 2, 0, ack.Skips{}, long))
 	_, err = tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}, ack.StateFinished, ack.Final{Expired: 0}, t0.Add(2*time.Millisecond))
 	require.NoError(t, err)
 	require.NoError(t, tr.Release(ctx, ack.Lease{Group: g2, Attempt: 1, Worker: "w2", Token: "tok-b"}, t0.Add(3*time.Millisecond)))
@@ -346,7 +347,7 @@ func TestTrackerOnRedisCluster(t *testing.T) {
 		_, err := tr.Start(ctx, ack.Lease{Group: grp, Attempt: 1, Worker: "w1", Token: "tok"}, long, t0)
 		require.NoError(t, err)
 		require.NoError(t, tr.Renew(ctx, ack.Lease{Group: grp, Token: "tok"}, long))
-		require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: grp, Token: "tok"}, "u1", 1, 0, 0, long))
+		require.NoError(t, tr.Checkpoint(ctx, ack.Lease{Group: grp, Token: "tok"}, "u1", 1, 0, 0, ack.Skips{}, long))
 		if g%2 == 0 {
 			require.NoError(t, tr.Release(ctx, ack.Lease{Group: grp, Attempt: 1, Worker: "w1", Token: "tok"}, t0))
 			_, err = tr.Start(ctx, ack.Lease{Group: grp, Attempt: 2, Worker: "w2", Token: "tok2"}, long, t0)

@@ -22,8 +22,11 @@ type Ack struct {
 	Sent    int
 	Failed  int
 	Expired int
-	At      time.Time
-	Shard   int // the stream (shard) it came from
+	// Skips are the group's users the delivery policy did not send
+	// (finish acks).
+	Skips Skips
+	At    time.Time
+	Shard int // the stream (shard) it came from
 }
 
 // Reader reads the ack streams as the coordinator's consumer group. Entries
@@ -148,7 +151,8 @@ func parse(m redis.XMessage) Ack {
 	return Ack{
 		ID: m.ID, Type: str("t"), Group: Group{Occurrence: o, Group: num("g")}, Attempt: num("a"),
 		Worker: str("w"), State: str("s"), Sent: num("sent"), Failed: num("failed"), Expired: num("exp"),
-		At: time.UnixMilli(at).UTC(),
+		Skips: Skips{Preference: num("skp"), Quiet: num("qt"), Capped: num("cap")},
+		At:    time.UnixMilli(at).UTC(),
 	}
 }
 

@@ -39,6 +39,7 @@ import (
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/netguard"
+	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
@@ -111,6 +112,10 @@ type Config struct {
 	// Keys resolves API keys to apps. Defaults to a resolver that is not
 	// run, and so caches no working key.
 	Keys *apikey.Resolver
+	// Policy mirrors users' preferences in Redis for the workers. Defaults
+	// to one with the default key prefix.
+	Policy *policy.Policy
+
 	// OperatorKey authenticates the operator routes (/v1/operator/...);
 	// without it they answer 503. Only its SHA-256 is kept.
 	OperatorKey string
@@ -202,6 +207,9 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 		}
 		cfg.Ready = health.Stores(pool, rdb)
 	}
+	if cfg.Policy == nil {
+		cfg.Policy = policy.New(policy.Config{}, rdb, db)
+	}
 	if cfg.Keys == nil {
 		cfg.Keys = apikey.New(apikey.Config{Now: cfg.Now}, db, rdb, log)
 	}
@@ -287,6 +295,11 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/regions/{region}/announcements", a.auth(a.listAnnouncements))
 	mux.Handle("GET /v1/occurrences/{id}/status", a.auth(a.occurrenceStatus))
 	mux.Handle("POST /v1/users/{user_id}/token", a.auth(a.issueToken))
+	// Users' delivery preferences and the app's delivery defaults (preferences.go).
+	mux.Handle("GET /v1/users/{user_id}/preferences", a.auth(a.getPreferences))
+	mux.Handle("PUT /v1/users/{user_id}/preferences", a.auth(a.putPreferences))
+	mux.Handle("GET /v1/settings/delivery", a.auth(a.getDeliverySettings))
+	mux.Handle("PUT /v1/settings/delivery", a.auth(a.audited(a.putDeliverySettings)))
 	// Apps and their keys, for operators (operator.go).
 	mux.Handle("GET /v1/operator/apps", a.operatorAuth(a.listApps))
 	mux.Handle("POST /v1/operator/apps", a.operatorAuth(a.createApp))

@@ -22,6 +22,7 @@ import (
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/seal"
 	"github.com/chime-dev/chime/status"
 	"github.com/chime-dev/chime/store"
@@ -97,6 +98,7 @@ func setupEnvOn(t *testing.T, config func(env *testenv.Env) api.Config, params s
 	cfg.Announcements = inbox.NewAnnouncements(inbox.AnnouncementConfig{Prefix: env.Prefix}, env.Redis)
 	cfg.Status = status.New(status.Config{Prefix: env.Prefix}, env.Redis, env.DB)
 	cfg.Opens = deliveryevent.NewOpens(deliveryevent.OpensConfig{Prefix: env.Prefix}, env.Redis, env.DB, nil, env.Log)
+	cfg.Policy = policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
 	// The API has a pool of its own, logging to logs with what it logs.
 	logs := &logBuffer{}
 	log := slog.New(slog.NewMultiHandler(env.Log.Handler(), slog.NewTextHandler(logs, nil)))

@@ -53,6 +53,11 @@ type Occurrence struct {
 	FirstSlotAt *time.Time `json:"first_slot_at,omitempty"`
 	LastSlotAt  *time.Time `json:"last_slot_at,omitempty"`
 	GroupsDue   *int       `json:"groups_due,omitempty"`
+	// Users not sent by the delivery policy: opted out, in quiet hours
+	// (dropped, or no longer valid when they end) and over a frequency cap.
+	SkippedPreference int64 `json:"skipped_preference"`
+	Quiet             int64 `json:"quiet"`
+	Capped            int64 `json:"capped"`
 }
 
 // LateAfter is how long after its instant an occurrence must fire to count
@@ -68,6 +73,7 @@ func occurrences(rows []store.OccurrenceRow, reminder string) []Occurrence {
 			ID: x.ID, Reminder: x.Reminder, EventID: x.EventID, TestUser: x.TestUser, Location: x.Location, Zone: x.Zone, FireAt: x.FireAt, ExpiresAt: x.ExpiresAt,
 			MissAt: x.MissAt, State: x.State, GroupsDone: x.GroupsDone, GroupsTotal: x.GroupsTotal, Delivered: x.Delivered, Failed: x.Failed,
 			Expired: x.Expired, FiredAt: x.FiredAt, DoneAt: x.DoneAt,
+			SkippedPreference: x.SkippedPreference, Quiet: x.Quiet, Capped: x.Capped,
 		}
 		occs[i].Opens = x.Opens
 		if x.Delivered > 0 {

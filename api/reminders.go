@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/message"
+	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/prayer"
 	"github.com/chime-dev/chime/recurrence"
 	"github.com/chime-dev/chime/store"
@@ -88,6 +90,12 @@ type Reminder struct {
 	Madhab           string         `json:"madhab,omitempty"`
 	HighLatitudeRule string         `json:"high_latitude_rule,omitempty"`
 
+	// Category names the kind of reminder for users' opt-outs and the
+	// app's frequency caps; Critical reminders ignore category opt-outs and
+	// quiet hours; Quiet is what quiet hours do: "hold" or "drop".
+	Category string `json:"category,omitempty"`
+	Critical bool   `json:"critical"`
+	Quiet    string `json:"quiet"`
 	// Spread delivers each fire's users evenly over this long after the
 	// instant (a spread send); absent sends them all at the instant.
 	Spread string `json:"spread,omitempty"`
@@ -163,8 +171,11 @@ type reminderInput struct {
 	Madhab           string         `json:"madhab"`
 	HighLatitudeRule string         `json:"high_latitude_rule"`
 
-	Local  bool   `json:"local"`
-	Spread string `json:"spread"`
+	Local    bool   `json:"local"`
+	Spread   string `json:"spread"`
+	Category string `json:"category"`
+	Critical bool   `json:"critical"`
+	Quiet    string `json:"quiet"`
 }
 
 type parsedTime struct {
@@ -399,6 +410,16 @@ func (in *reminderInput) validate(reg *content.Registry, now time.Time) (out par
 	if len(out.places) == 0 && (out.kind == store.KindOnce || out.kind == store.KindTopic) {
 		out.places = []Place{GlobalPlace}
 	}
+	if in.Category != "" {
+		if msg := policy.CheckCategory(in.Category); msg != "" {
+			bad("category", msg)
+		}
+	}
+	switch in.Quiet {
+	case "", store.QuietModeHold, store.QuietModeDrop:
+	default:
+		bad("quiet", `must be "hold" (the default: held until the quiet hours end) or "drop"`)
+	}
 	if len(errs) > 0 {
 		return out, problem(http.StatusUnprocessableEntity, "the reminder is not valid", errs...)
 	}
@@ -540,8 +561,9 @@ func (a *API) putReminder(w http.ResponseWriter, r *http.Request, app int64) err
 			Recurrence: in2.recurrence.String(),
 			Prayers:    store.FormatPrayers(in2.prayers), Method: in.Method, Madhab: in.Madhab, HighLatitudeRule: in.HighLatitudeRule,
 
-			Local:   in.Local && in2.kind == store.KindOnce,
-			SpreadS: int64(in2.spread / time.Second),
+			Local:    in.Local && in2.kind == store.KindOnce,
+			SpreadS:  int64(in2.spread / time.Second),
+			Category: in.Category, Critical: in.Critical, Quiet: quietMode(in.Quiet),
 		},
 		ZoneTimes: in2.zoneTimes,
 	}
@@ -607,6 +629,15 @@ func (a *API) prayerPlaces(r *http.Request, app int64, places []Place) error {
 	return problem(http.StatusUnprocessableEntity, "a prayer reminder's times are computed from its locations' coordinates", errs...)
 }
 
+// quietMode is the stored form of a reminder's quiet mode: "" for the
+// default, hold.
+func quietMode(q string) string {
+	if q == store.QuietModeHold {
+		return ""
+	}
+	return q
+}
+
 // zoneProblem answers a location named with another zone than its own.
 func zoneProblem(err error) error {
 	var ze *store.ZoneError
@@ -635,7 +666,8 @@ func render(rem store.Reminder, rows []store.TimeRow, zoneTimes map[int64][]int)
 		DeliverWhenOnline: rem.DeliverWhenOnline, NotifyContacts: rem.NotifyContacts, Recurrence: rem.Recurrence,
 		Method: rem.Method, Madhab: rem.Madhab, HighLatitudeRule: rem.HighLatitudeRule,
 
-		Local: rem.Local,
+		Local:    rem.Local,
+		Category: rem.Category, Critical: rem.Critical, Quiet: cmp.Or(rem.Quiet, store.QuietModeHold),
 	}
 	if rem.SpreadS > 0 {
 		out.Spread = rem.Spread().String()

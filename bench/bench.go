@@ -66,6 +66,11 @@ type Config struct {
 	// EngineDefaults runs the engine on its default settings: no group
 	// count, chunk size or worker concurrency set by the benchmark.
 	EngineDefaults bool
+	// Policy sets up the delivery policy run: the reminder has category
+	// "marketing" (quiet: drop) under a cap of 3 a day, 10% of the users
+	// opted out of the category and another 10% are in their quiet hours
+	// at the fire.
+	Policy bool
 	// Lead is how far ahead of the end of registration the instant is.
 	// Defaults to 2s and 1ms a location.
 	Lead time.Duration
@@ -140,9 +145,14 @@ type Result struct {
 	IndexBytesPerUser float64 `json:"index_bytes_per_user,omitempty"`
 	// MySQLBytes is the data and index size of the run's database after
 	// registration (information_schema, after ANALYZE TABLE).
-	MySQLBytes int64   `json:"mysql_bytes,omitempty"`
-	Complete   bool    `json:"complete"`
-	Timeline   []Point `json:"-"`
+	MySQLBytes int64 `json:"mysql_bytes,omitempty"`
+	// Policy run: users the policy was to leave out (opted out or quiet),
+	// and the Redis round trips per chunk it made deciding.
+	PolicySkipped            int64   `json:"policy_skipped,omitempty"`
+	PolicyChunks             int64   `json:"policy_chunks,omitempty"`
+	PolicyRoundTripsPerChunk float64 `json:"policy_round_trips_per_chunk,omitempty"`
+	Complete                 bool    `json:"complete"`
+	Timeline                 []Point `json:"-"`
 }
 
 // Receiver is the loopback webhook receiver: it decodes each batch and
@@ -167,7 +177,7 @@ func (r Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 func finish(r *Result, c *Counter, fireAt time.Time, cpu cpuTimes, pts []Point) {
 	r.CPU = cpu
 	r.Delivered = c.Delivered()
-	r.Complete = r.Delivered >= int64(r.Users)
+	r.Complete = r.Delivered >= int64(r.Users)-r.PolicySkipped
 	last := c.Last()
 	r.FireToLastMs = ms(last.Sub(fireAt))
 	if s := last.Sub(fireAt).Seconds(); s > 0 {
@@ -223,7 +233,7 @@ func startReceiver(c *Counter, log *slog.Logger) (string, *webhook.Sender, func(
 }
 
 // measure waits for the instant, then records deliveries into c until all
-// of r.Users arrived or timeout passed, and fills r's figures. CPU is
+// of r.Users but r.PolicySkipped arrived or timeout passed, and fills r's figures. CPU is
 // counted from just before the instant: this process, Redis, the MariaDB
 // server of mysqlDSN and the processes pids (see cpu.go).
 func measure(ctx context.Context, r *Result, c *Counter, fireAt time.Time, timeout time.Duration, profile io.Writer, rdb redis.UniversalClient, mysqlDSN string, pids ...int) error {
@@ -234,7 +244,7 @@ func measure(ctx context.Context, r *Result, c *Counter, fireAt time.Time, timeo
 	cpu := newCPUMeter(ctx, rdb, mysqlDSN, pids...)
 	done := make(chan struct{})
 	pts := sample(fireAt, c.Delivered, done)
-	err := wait(ctx, c, int64(r.Users), timeout)
+	err := wait(ctx, c, int64(r.Users)-r.PolicySkipped, timeout)
 	close(done)
 	finish(r, c, fireAt, cpu.Since(ctx), <-pts)
 	return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -12,13 +13,18 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/internal/scratch"
+	"github.com/chime-dev/chime/metrics"
+	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/sender"
+	"github.com/chime-dev/chime/store"
 )
 
 // zones are the benchmark's locations, in distinct zones.
@@ -126,7 +132,16 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.EngineGroups || cfg.EngineDefaults {
 		groups = 0
 	}
-	if err := c.putReminder(ctx, groups, locs, time.Now().Add(3*time.Hour)); err != nil {
+	var extra map[string]any
+	if cfg.Policy {
+		extra = map[string]any{"category": "marketing", "quiet": "drop"}
+		res.System = "chime (policy)"
+		caps := map[string]any{"frequency_caps": map[string]any{"marketing": map[string]any{"max": 3, "window": "24h"}}}
+		if err := c.Do(ctx, http.MethodPut, "/v1/settings/delivery", caps, nil); err != nil {
+			return res, err
+		}
+	}
+	if err := c.putReminder(ctx, groups, locs, time.Now().Add(3*time.Hour), extra); err != nil {
 		return res, err
 	}
 
@@ -146,16 +161,70 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	fireAt := time.Now().Add(cfg.Lead).Truncate(time.Second).Add(time.Second)
-	if err := c.putReminder(ctx, groups, locs, fireAt); err != nil {
+	if cfg.Policy {
+		if res.PolicySkipped, err = preferPolicy(ctx, db, rdb, ccfg.Prefix, cfg.Users, locOf, cfg.UUIDs, fireAt); err != nil {
+			return res, err
+		}
+		fireAt = time.Now().Add(cfg.Lead).Truncate(time.Second).Add(time.Second)
+	}
+	if err := c.putReminder(ctx, groups, locs, fireAt, extra); err != nil {
 		return res, err
 	}
+	chunks0, trips0 := metrics.PolicyCounts()
 	var pids []int
 	for _, p := range procs {
 		pids = append(pids, p.Process.Pid)
 	}
 	err = measure(ctx, &res, counter, fireAt, cfg.Timeout, cfg.Profile, rdb, cfg.MySQLDSN, pids...)
 	res.Tasks = processedTasks(ctx, rdb, ccfg.Queue)
+	if chunks, trips := metrics.PolicyCounts(); cfg.Policy && chunks > chunks0 {
+		res.PolicyChunks, res.PolicyRoundTripsPerChunk = int64(chunks-chunks0), (trips-trips0)/(chunks-chunks0)
+	}
 	return res, err
+}
+
+// preferPolicy gives users preferences for the policy run, as a bulk import
+// would (MySQL rows, then the app's Redis mirror rebuilt): user i with i
+// mod 10 = 0 opted out of "marketing", with i mod 10 = 1 in quiet hours at
+// the fire (from an hour before it to two hours after, in the local time
+// of the user's location). It returns how many users that leaves out.
+func preferPolicy(ctx context.Context, db *gorm.DB, rdb redis.UniversalClient, prefix string, n int, locOf func(int) int, uuids bool, fireAt time.Time) (int64, error) {
+	var app store.App
+	if err := db.WithContext(ctx).Where("name = ?", "bench").First(&app).Error; err != nil {
+		return 0, err
+	}
+	optOut := `{"reminders":[],"categories":["marketing"],"channels":[],"quiet_hours":null}`
+	quiet := make([]string, len(zones))
+	for i, z := range zones {
+		loc, err := time.LoadLocation(z)
+		if err != nil {
+			return 0, err
+		}
+		at := fireAt.In(loc)
+		quiet[i] = fmt.Sprintf(`{"reminders":[],"categories":[],"channels":[],"quiet_hours":{"start":%q,"end":%q}}`,
+			at.Add(-time.Hour).Format("15:04"), at.Add(2*time.Hour).Format("15:04"))
+	}
+	var rows []store.UserPreference
+	for i := range n {
+		doc := ""
+		switch i % 10 {
+		case 0:
+			doc = optOut
+		case 1:
+			doc = quiet[locOf(i)%len(zones)]
+		default:
+			continue
+		}
+		u := userID(i+1, uuids)
+		rows = append(rows, store.UserPreference{AppID: app.ID, UserID: u, Shard: policy.Shard(app.ID, u), Doc: doc})
+	}
+	if err := db.WithContext(ctx).CreateInBatches(rows, 2000).Error; err != nil {
+		return 0, fmt.Errorf("store preferences: %w", err)
+	}
+	if err := policy.New(policy.Config{Prefix: prefix}, rdb, db).Rebuild(ctx, app.ID); err != nil {
+		return 0, err
+	}
+	return int64(len(rows)), nil
 }
 
 // client adds the benchmark's requests to the API client.
@@ -164,7 +233,7 @@ type client struct{ api.Client }
 // putReminder defines the reminder at locs locations (zones taken in
 // turn), all due at the instant at; groups 0 leaves the group count to the
 // engine.
-func (c *client) putReminder(ctx context.Context, groups, locs int, at time.Time) error {
+func (c *client) putReminder(ctx context.Context, groups, locs int, at time.Time, extra map[string]any) error {
 	var times []api.ReminderTime
 	for i := range locs {
 		zone := zones[i%len(zones)]
@@ -178,6 +247,7 @@ func (c *client) putReminder(ctx context.Context, groups, locs int, at time.Time
 	if groups > 0 {
 		body["groups"] = groups
 	}
+	maps.Copy(body, extra)
 	return c.Do(ctx, http.MethodPut, "/v1/reminders/bench", body, nil)
 }
 

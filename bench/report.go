@@ -126,13 +126,22 @@ type Headline struct {
 	DefaultsP99LatenessMs        *float64 `json:"defaults_p99_lateness_ms,omitempty"`
 	DefaultsRatio                *float64 `json:"defaults_ratio,omitempty"`
 	DefaultsCPUSecondsPerMillion *float64 `json:"defaults_cpu_s_per_million,omitempty"`
+
+	// The policy run: its deliveries per second, and as a ratio of the
+	// main (plain) run's; users handled (sent or left out) per second as
+	// a ratio of the main run's; the Redis round trips per chunk its
+	// decisions took.
+	PolicyPerS               *float64 `json:"policy_per_s,omitempty"`
+	PolicyRatio              *float64 `json:"policy_ratio,omitempty"`
+	PolicyUsersRatio         *float64 `json:"policy_users_ratio,omitempty"`
+	PolicyRoundTripsPerChunk *float64 `json:"policy_round_trips_per_chunk,omitempty"`
 }
 
 // Headline picks the figures the JSON line reports: the first Chime no-op
 // run against the better of the peer's no-op runs.
 func (rep Report) Headline() Headline {
 	var h Headline
-	var engine, peer, defaults *Result
+	var engine, peer, defaults, pol *Result
 	for i := range rep.Results {
 		r := &rep.Results[i]
 		switch {
@@ -148,6 +157,9 @@ func (rep Report) Headline() Headline {
 		case r.Run == "defaults":
 			defaults = r
 			h.DefaultsP99LatenessMs, h.DefaultsCPUSecondsPerMillion = &r.LatenessP99Ms, r.CPUSecondsPerMilln
+		case r.Run == "policy":
+			pol = r
+			h.PolicyPerS, h.PolicyRoundTripsPerChunk = &r.DeliveriesPerSec, &r.PolicyRoundTripsPerChunk
 		case r.Run != "":
 		case r.System == "chime" && r.Sink == "no-op" && engine == nil:
 			engine = r
@@ -160,6 +172,11 @@ func (rep Report) Headline() Headline {
 	if engine != nil {
 		h.Users, h.EnginePerS, h.RedisBytesPerSubscriber = engine.Users, engine.DeliveriesPerSec, engine.RedisBytesPerUser
 		h.P99LatenessMs, h.FireToLastMs, h.CPUSecondsPerMillion = engine.LatenessP99Ms, engine.FireToLastMs, engine.CPUSecondsPerMilln
+	}
+	if pol != nil && engine != nil && engine.DeliveriesPerSec > 0 && pol.FireToLastMs > 0 && engine.FireToLastMs > 0 {
+		ratio := pol.DeliveriesPerSec / engine.DeliveriesPerSec
+		users := (float64(pol.Users) / pol.FireToLastMs) / (float64(engine.Users) / engine.FireToLastMs)
+		h.PolicyRatio, h.PolicyUsersRatio = &ratio, &users
 	}
 	if peer != nil {
 		h.PeerPerS, h.PeerRedisBytesPerUser, h.PeerCPUSecondsPerMillion = peer.DeliveriesPerSec, peer.RedisBytesPerUser, peer.CPUSecondsPerMilln

@@ -28,11 +28,25 @@ func UserShard(app int64, user string) int {
 	return int(xxhash.Sum64String(user) % UserShards)
 }
 
+// User is what the keys of one app's user start with (a frequency cap's
+// counts, say): the prefix, the shard's hash tag and the user. The user ID
+// ends before the last ':' of a key, so no two users' keys can be the same.
+func User(prefix string, app int64, user string) string {
+	return UserShardKey(prefix, app, UserShard(app, user)) + user + ":"
+}
+
 // Shard is what the keys of a shard's users start with (one hash of all
 // their inboxes, with a field per user, say): the prefix, the shard's hash
 // tag and '#'.
 func Shard(prefix string, app int64, user string) string {
 	return prefix + "{" + strconv.FormatInt(app, 10) + ":u" + strconv.Itoa(UserShard(app, user)) + "}#"
+}
+
+// UserShardKey is what the keys of one shard of an app's users start with
+// (keys that hold many users, such as hashes by user): the prefix and the
+// shard's hash tag, the same tag as User's for the users of that shard.
+func UserShardKey(prefix string, app int64, shard int) string {
+	return prefix + "{" + strconv.FormatInt(app, 10) + ":u" + strconv.Itoa(shard) + "}:"
 }
 
 // ByUserShard groups the indexes 0..n-1 by the shard of the app's user

@@ -52,6 +52,33 @@ type Message struct {
 	DeliverWhenOnline bool `json:"wo,omitempty"`
 	// NotifyContacts asks that offline users' contacts get a copy.
 	NotifyContacts bool `json:"nc,omitempty"`
+
+	// Policy is what the delivery policy (package policy) needs to decide,
+	// per chunk, who is sent: the reminder's category, critical flag and
+	// quiet mode, and the app's defaults at the fire instant. Nil in tasks
+	// queued before it (the users' own preferences still apply).
+	Policy *Policy `json:"pol,omitempty"`
+}
+
+// Policy is the delivery policy of one occurrence.
+type Policy struct {
+	Category string `json:"c,omitempty"`
+	Critical bool   `json:"x,omitempty"`
+	// Drop records users in quiet hours as quiet instead of holding them.
+	Drop bool `json:"d,omitempty"`
+	// Quiet is the app's default quiet hours, for users without their own.
+	Quiet *Quiet `json:"q,omitempty"`
+	// CapMax users may get at most that many reminders of Category in a
+	// rolling CapWindow; 0 is no cap.
+	CapMax    int           `json:"cm,omitempty"`
+	CapWindow time.Duration `json:"cw,omitempty"`
+}
+
+// Quiet is a span of local time of day, in minutes after midnight, that
+// wraps past midnight when End is before Start ("22:00"-"07:00").
+type Quiet struct {
+	Start int `json:"s"`
+	End   int `json:"e"`
 }
 
 // Text is a title and body in one language.

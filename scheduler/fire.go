@@ -17,6 +17,7 @@ import (
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/metrics"
+	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/store"
 )
@@ -161,6 +162,10 @@ func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared,
 	if err != nil {
 		return nil, err
 	}
+	pol, err := s.policyOf(ctx, r)
+	if err != nil {
+		return nil, err
+	}
 	// A test send goes out whether or not the reminder is paused: it shows
 	// the message, and reaches no one but its user.
 	p := &prepared{paused: r.Paused && o.TestUser == "", busy: busy, layout: layout, payloads: make([]queue.Payload, len(layout.Groups)), edited: r.UpdatedAt,
@@ -168,6 +173,7 @@ func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared,
 	for i, g := range layout.Groups {
 		p.payloads[i] = payload(o, r, l, g, layout.N, 1)
 		p.payloads[i].Data = data
+		p.payloads[i].Policy = pol
 	}
 	return p, nil
 }
@@ -438,6 +444,16 @@ func (s *Scheduler) markQueued(ctx context.Context, o store.Occurrence, groups [
 		return tx.Model(&store.GroupRun{}).Where("occurrence_id = ? AND state = ?", o.ID, store.RunPending).
 			Updates(map[string]any{"state": store.RunQueued, "queued_at": now}).Error
 	})
+}
+
+// policyOf is the delivery policy r's tasks carry: its category, critical
+// flag and quiet mode, with the app's delivery settings as they are now.
+func (s *Scheduler) policyOf(ctx context.Context, r store.Reminder) (*message.Policy, error) {
+	doc, err := store.AppDeliverySettings(ctx, s.db, r.AppID)
+	if err != nil {
+		return nil, err
+	}
+	return policy.Snapshot(r.Category, r.Critical, r.Quiet, doc)
 }
 
 // eventData returns the data of the event o fires for, if any.

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/metrics"
+	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/store"
 )
@@ -80,6 +82,7 @@ func (s *Scheduler) payloads(ctx context.Context, runs []store.GroupRun) ([]queu
 	occs := map[int64]store.Occurrence{}
 	data := map[int64]json.RawMessage{}
 	rems := map[int64]store.Reminder{}
+	pols := map[int64]*message.Policy{}
 	locs := map[int64]store.Location{}
 	var out []queue.Payload
 	for _, run := range runs {
@@ -101,6 +104,11 @@ func (s *Scheduler) payloads(ctx context.Context, runs []store.GroupRun) ([]queu
 				return nil, err
 			}
 			rems[r.ID] = r
+			pol, err := s.policyOf(ctx, r)
+			if err != nil {
+				return nil, err
+			}
+			pols[r.ID] = pol
 		}
 		l, ok := locs[o.LocationID]
 		if !ok {
@@ -111,6 +119,15 @@ func (s *Scheduler) payloads(ctx context.Context, runs []store.GroupRun) ([]queu
 		}
 		p := payload(o, r, l, run.GroupNo, run.Layout, run.Attempts)
 		p.Data = data[o.ID]
+		p.Policy = pols[r.ID]
+		if run.GroupNo < 0 {
+			// A chunk held by quiet hours, released as a group of its own.
+			h, err := store.QuietHoldOf(ctx, s.db, run.GroupNo)
+			if err != nil {
+				return nil, fmt.Errorf("load quiet hold of group %d: %w", run.GroupNo, err)
+			}
+			p.Users = policy.HeldUsers(h)
+		}
 		out = append(out, p)
 	}
 	return out, nil

@@ -115,6 +115,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	g.Go(func() error { return s.runFirer(ctx) })
 	g.Go(func() error { return s.runTracker(ctx) })
 	g.Go(func() error { return s.runReaper(ctx) })
+	g.Go(func() error { return s.every(ctx, "release quiet holds", s.cfg.ReapInterval, nil, s.ReleaseHolds) })
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil

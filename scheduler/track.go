@@ -54,6 +54,7 @@ func (s *Scheduler) Track(ctx context.Context, block time.Duration) error {
 type occDelta struct {
 	groups                     int
 	delivered, failed, expired int64
+	skipped, quiet, capped     int64
 	at                         time.Time
 }
 
@@ -91,7 +92,8 @@ func (s *Scheduler) record(tx *gorm.DB, acks []ack.Ack) error {
 				state = store.RunExpired
 			}
 			fields := map[string]any{"state": state, "worker": a.Worker, "sent": a.Sent, "failed": a.Failed,
-				"expired": a.Expired, "finished_at": a.At}
+				"expired": a.Expired, "finished_at": a.At,
+				"skipped_preference": a.Skips.Preference, "quiet": a.Skips.Quiet, "capped": a.Skips.Capped}
 			if t, ok := started[a.Group]; ok {
 				fields["started_at"] = t
 			}
@@ -107,6 +109,9 @@ func (s *Scheduler) record(tx *gorm.DB, acks []ack.Ack) error {
 				d.delivered += int64(a.Sent)
 				d.failed += int64(a.Failed)
 				d.expired += int64(a.Expired)
+				d.skipped += int64(a.Skips.Preference)
+				d.quiet += int64(a.Skips.Quiet)
+				d.capped += int64(a.Skips.Capped)
 				if a.At.After(d.at) {
 					d.at = a.At
 				}
@@ -122,6 +127,10 @@ func (s *Scheduler) record(tx *gorm.DB, acks []ack.Ack) error {
 			"delivered":   gorm.Expr("delivered + ?", d.delivered),
 			"failed":      gorm.Expr("failed + ?", d.failed),
 			"expired":     gorm.Expr("expired + ?", d.expired),
+
+			"skipped_preference": gorm.Expr("skipped_preference + ?", d.skipped),
+			"quiet":              gorm.Expr("quiet + ?", d.quiet),
+			"capped":             gorm.Expr("capped + ?", d.capped),
 		}).Error
 		if err == nil {
 			err = tx.Model(&store.Occurrence{}).

@@ -20,6 +20,32 @@ type Batch struct {
 	// IdempotencyKey is the same for every attempt at this chunk, so a
 	// receiver can drop the copy a crash may cause.
 	IdempotencyKey string
+	// Exclude names, per user, the channels the user opted out of
+	// (ChannelPush, ChannelInbox); those channels leave the user out. Nil
+	// when nobody in the batch opted out of any.
+	Exclude map[string][]string
+}
+
+// The channels a user can opt out of (package policy).
+const (
+	// ChannelPush is every device channel: APNs, FCM and web devices.
+	ChannelPush = "push"
+	// ChannelInbox is the in-app copy: the inbox and the live gateway
+	// connection (package online).
+	ChannelInbox = "inbox"
+)
+
+// Channels are the channels a user can opt out of, in order.
+var Channels = []string{ChannelPush, ChannelInbox}
+
+// Excluded reports whether user opted out of channel.
+func (b *Batch) Excluded(user, channel string) bool {
+	for _, c := range b.Exclude[user] {
+		if c == channel {
+			return true
+		}
+	}
+	return false
 }
 
 // Result counts what happened to a batch's users. Users not failed were sent.

@@ -202,6 +202,7 @@ var migrations = []*gormigrate.Migration{
 		},
 	},
 	{ID: "0015_user_zones", Migrate: migrateUserZones},
+	{ID: "0016_delivery_policy", Migrate: migrateDeliveryPolicy},
 	{ID: "0017_spread", Migrate: migrateSpread},
 	{ID: "0018_delivery_events", Migrate: migrateDeliveryEvents},
 }

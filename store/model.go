@@ -134,6 +134,15 @@ type Reminder struct {
 	// seconds after the instant, each at a planned slot (package
 	// scheduler); 0 sends them all at the instant. At most ValidForS.
 	SpreadS int64 `gorm:"not null;default:0"`
+	// Category names what kind of message the reminder is ("marketing"),
+	// for users' category opt-outs and the app's frequency caps; "" is
+	// none. Critical reminders ignore category opt-outs and quiet hours
+	// (not opt-outs of the reminder itself). Quiet is what a user's quiet
+	// hours do to the reminder: QuietModeHold ("", the default) or QuietModeDrop
+	// (package policy).
+	Category string `gorm:"size:32;not null;default:''"`
+	Critical bool   `gorm:"not null;default:false"`
+	Quiet    string `gorm:"size:8;not null;default:''"`
 }
 
 // Spread returns how long after an instant the reminder's groups are
@@ -330,6 +339,12 @@ type Occurrence struct {
 	// SlotsLateMs is the most a group of a spread occurrence went on the
 	// queue after its planned slot.
 	SlotsLateMs int64 `gorm:"not null;default:0"`
+	// Users not sent by the delivery policy (package policy): opted out
+	// (of the reminder, its category or every channel), in quiet hours
+	// with nothing to hold them for, or over a frequency cap.
+	SkippedPreference int64 `gorm:"not null;default:0"`
+	Quiet             int64 `gorm:"not null;default:0"`
+	Capped            int64 `gorm:"not null;default:0"`
 }
 
 // Group run states.
@@ -361,6 +376,11 @@ type GroupRun struct {
 	// SlotAt is the group's planned slot in a spread send: its task goes
 	// on the queue then, not at the instant. Nil when not spread.
 	SlotAt *time.Time `gorm:"precision:3;index:ix_group_run_slot,priority:2"`
+
+	// The group's users not sent by the delivery policy, as on Occurrence.
+	SkippedPreference int `gorm:"not null;default:0"`
+	Quiet             int `gorm:"not null;default:0"`
+	Capped            int `gorm:"not null;default:0"`
 }
 
 // ParseOffsets reads a once reminder's stored offsets ("600,60", seconds

@@ -28,14 +28,15 @@ type OccurrenceRow struct {
 	DoneAt      *time.Time
 
 	// Opens counts the users who opened it.
-	Opens       int64
-	SpreadS     int64
-	SlotsLateMs int64
+	Opens                            int64
+	SpreadS                          int64
+	SlotsLateMs                      int64
+	SkippedPreference, Quiet, Capped int64
 }
 
 func occurrenceQuery(ctx context.Context, db *gorm.DB) *gorm.DB {
 	return db.WithContext(ctx).Table("occurrences AS o").
-		Select("o.id, o.event_id, o.fire_at, o.expires_at, o.miss_at, o.state, o.groups_done, o.groups_total, o.delivered, o.failed, o.expired, o.fired_at, o.done_at, o.test_user, o.spread_s, o.slots_late_ms, o.opens, l.name AS location, l.zone, rem.`key` AS reminder").
+		Select("o.id, o.event_id, o.fire_at, o.expires_at, o.miss_at, o.state, o.groups_done, o.groups_total, o.delivered, o.failed, o.expired, o.fired_at, o.done_at, o.test_user, o.spread_s, o.slots_late_ms, o.opens, o.skipped_preference, o.quiet, o.capped, l.name AS location, l.zone, rem.`key` AS reminder").
 		Joins("JOIN locations l ON l.id = o.location_id").
 		Joins("JOIN reminders rem ON rem.id = o.reminder_id")
 }

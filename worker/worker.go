@@ -43,7 +43,9 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/deliveryevent"
 	"github.com/chime-dev/chime/grouping"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/metrics"
+	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/userzone"
@@ -153,6 +155,24 @@ type Worker struct {
 
 	draining chan struct{}  // closed when Run's context is done
 	inflight sync.WaitGroup // Handle calls under way
+
+	policy Policy // nil: every user of a chunk is sent
+}
+
+// Policy decides which users of a chunk are sent (package policy): one
+// call per chunk, before its send, and the users it holds for their quiet
+// hours recorded before the chunk's checkpoint.
+type Policy interface {
+	Decide(ctx context.Context, m message.Message, users []string, now time.Time) (policy.Decision, error)
+	Hold(ctx context.Context, occurrence int64, chunk string, d policy.Decision) error
+}
+
+var _ Policy = (*policy.Policy)(nil)
+
+// WithPolicy makes w decide each chunk's users with p before sending it.
+func (w *Worker) WithPolicy(p Policy) *Worker {
+	w.policy = p
+	return w
 }
 
 // New returns a worker. Its Run pulls from the queue; Handle delivers one
@@ -322,6 +342,23 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 			Users:          chunk,
 			IdempotencyKey: fmt.Sprintf("%d-%d-%s", p.Occurrence, p.Group, chunk[0]),
 		}
+		// The delivery policy: opted-out, quiet and capped users are left
+		// out (d.Outcomes names them by outcome type), held ones recorded
+		// for their release before the checkpoint passes them.
+		var skips ack.Skips
+		var left map[string][]string
+		if w.policy != nil {
+			d, err := w.policy.Decide(k.ctx, p.Message, chunk, w.clock.Now())
+			if err == nil {
+				err = w.policy.Hold(k.ctx, p.Occurrence, b.IdempotencyKey, d)
+			}
+			if err != nil {
+				return w.release(ctx, l, fmt.Errorf("delivery policy: %w", err))
+			}
+			b.Users, b.Exclude, left = d.Send, d.Exclude, d.Outcomes
+			skips = ack.Skips{Preference: d.Count(policy.SkippedPreference), Quiet: d.Count(policy.Quiet), Capped: d.Count(policy.Capped)}
+		}
+		sent := len(b.Users)
 		// The last thing before the send: a pause since the checkpoint may
 		// have handed the group to another worker.
 		err := w.confirmLease(k, l)
@@ -332,7 +369,10 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		if err != nil {
 			return w.release(ctx, l, err)
 		}
-		res, err := w.send(k.ctx, b)
+		var res sender.Result
+		if len(b.Users) > 0 {
+			res, err = w.send(k.ctx, b)
+		}
 		if k.lost.Load() {
 			log.Warn("lease lost during a send; another worker continues the group")
 			return nil
@@ -340,16 +380,17 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		if err != nil {
 			return w.release(ctx, l, fmt.Errorf("send: %w", err))
 		}
-		metrics.Delivered(w.cfg.Channel, n-res.Failed, res.Failed-res.Expired, res.Expired)
-		// Users a zone move left out were reminded already: no event.
-		w.recordChunk(ctx, p, b.Users, res)
+		metrics.Delivered(w.cfg.Channel, sent-res.Failed, res.Failed-res.Expired, res.Expired)
+		// Users a zone move left out were reminded already: no event; those
+		// the policy left out are events of their own.
+		w.recordChunk(ctx, p, b.Users, res, left)
 		if n == len(members) {
 			// The last chunk is recorded with the finish.
-			return w.finish(ctx, l, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: n - res.Failed,
-				Failed: res.Failed - res.Expired, Expired: res.Expired}, begun)
+			return w.finish(ctx, l, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: sent - res.Failed,
+				Failed: res.Failed - res.Expired, Expired: res.Expired, Skips: skips}, begun)
 		}
 		asked := time.Now()
-		err = w.acks.Checkpoint(ctx, l, chunk[n-1], n-res.Failed, res.Failed-res.Expired, res.Expired, w.cfg.LeaseTTL)
+		err = w.acks.Checkpoint(ctx, l, chunk[n-1], sent-res.Failed, res.Failed-res.Expired, res.Expired, skips, w.cfg.LeaseTTL)
 		if errors.Is(err, ack.ErrLeaseLost) {
 			log.Warn("lease lost mid-group; another worker continues it")
 			return nil
@@ -363,13 +404,18 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 	return w.finish(ctx, l, ack.StateFinished, ack.Final{}, begun)
 }
 
-// recordChunk records a sent chunk's delivery events: its users delivered,
-// failed or expired, as the send's result names them.
-func (w *Worker) recordChunk(ctx context.Context, p queue.Payload, chunk []string, res sender.Result) {
+// recordChunk records a chunk's delivery events: the users sent, delivered,
+// failed or expired as the send's result names them, and those the
+// delivery policy left out (left, by outcome type).
+func (w *Worker) recordChunk(ctx context.Context, p queue.Payload, sent []string, res sender.Result, left map[string][]string) {
 	if w.cfg.Events == nil || p.App == 0 {
 		return
 	}
-	w.cfg.Events.Chunk(ctx, w.chunkEvents(p, deliveryevent.Outcomes(chunk, res)))
+	out := deliveryevent.Outcomes(sent, res)
+	for typ, users := range left {
+		out[typ] = append(out[typ], users...)
+	}
+	w.cfg.Events.Chunk(ctx, w.chunkEvents(p, out))
 }
 
 // recordExpired records the users of a group whose validity window passed

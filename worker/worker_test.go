@@ -320,7 +320,7 @@ func TestHandleResumesAfterCrash(t *testing.T) {
 	// out. Its checkpoint is the last user of the third chunk.
 	_, err := f.acks.Start(ctx, ack.Lease{Group: group, Attempt: 1, Worker: "dead", Token: "dead-token"}, time.Minute, f.clock.Now())
 	require.NoError(t, err)
-	require.NoError(t, f.acks.Checkpoint(ctx, ack.Lease{Group: group, Token: "dead-token"}, f.members[3*chunk-1], 3*chunk, 0, 0, time.Millisecond))
+	require.NoError(t, f.acks.Checkpoint(ctx, ack.Lease{Group: group, Token: "dead-token"}, f.members[3*chunk-1], 3*chunk, 0, 0, ack.Skips{}, time.Millisecond))
 
 	// Copies of the task are refused until the lease has run out, as asynq
 	// retries them.
@@ -375,7 +375,7 @@ func TestHandleHeld(t *testing.T) {
 	require.Zero(t, rec.calls)
 	// The holder keeps its lease: the refused worker neither took nor
 	// released it.
-	require.NoError(t, f.acks.Checkpoint(ctx, ack.Lease{Group: group, Token: "other-token"}, "", 0, 0, 0, time.Minute))
+	require.NoError(t, f.acks.Checkpoint(ctx, ack.Lease{Group: group, Token: "other-token"}, "", 0, 0, 0, ack.Skips{}, time.Minute))
 	require.Equal(t, []string{"start"}, f.stream(t))
 }
 

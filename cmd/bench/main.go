@@ -9,7 +9,7 @@
 // the engine's default settings); -quick runs each at a tenth of its size
 // or less, -only runs only the runs it names.
 //
-//	bench [-users N] [-quick] [-only main,peer,uuid,many_locations,ten_million,defaults,webhook] [-webhook=false] [-scaling] [-peer=false] [-chart PATH] [-md PATH]
+//	bench [-users N] [-quick] [-only main,peer,uuid,many_locations,ten_million,defaults,webhook,policy] [-webhook=false] [-scaling] [-peer=false] [-chart PATH] [-md PATH]
 package main
 
 import (
@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	groupSize := fs.Int("group-size", 400, "target members per group (keep ≤ Redis's set-max-intset-entries for compact sets)")
 	intset := fs.Int("intset-entries", 0, "set Redis's set-max-intset-entries for the run (restored after) to allow larger compact groups")
 	uuids := fs.Bool("uuid", true, "run Chime with UUID-like user IDs (Redis bytes per subscriber)")
-	only := fs.String("only", "", "run only these runs, comma-separated: main, peer, uuid, many_locations, ten_million, defaults, webhook")
+	only := fs.String("only", "", "run only these runs, comma-separated: main, peer, uuid, many_locations, ten_million, defaults, webhook, policy")
 	verbose := fs.Bool("v", false, "log the engine's warnings")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first Chime delivery (fire to last delivery) to this file")
 	if err := fs.Parse(args); err != nil {
@@ -150,6 +150,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
+	if runs["policy"] {
+		pcfg := cfg
+		pcfg.Timeout = runTimeout
+		pcfg.Run, pcfg.Policy = "policy", true
+		if err := step("policy: chime, 10% opted out of the category, 10% in quiet hours, a cap", func() (bench.Result, error) { return bench.RunChime(ctx, pcfg) }); err != nil {
+			return err
+		}
+	}
 	if runs["many_locations"] {
 		mcfg := cfg
 		mcfg.Timeout = runTimeout
@@ -218,7 +226,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // selectRuns returns the runs -only names, or all of them.
 func selectRuns(only string) (map[string]bool, error) {
-	all := []string{"main", "peer", "uuid", "many_locations", "ten_million", "defaults", "webhook"}
+	all := []string{"main", "peer", "uuid", "many_locations", "ten_million", "defaults", "webhook", "policy"}
 	runs := map[string]bool{}
 	if only == "" {
 		for _, r := range all {

@@ -98,21 +98,29 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		exp := b.ExpiresAt.UTC()
 		msg.ExpiresAt = &exp
 	}
-	items := make([]item, len(b.Users))
-	for i, u := range b.Users {
-		items[i] = item{user: u, msg: msg}
+	items := make([]item, 0, len(b.Users))
+	var noInbox []string // opted out of the inbox: reached by the fallback only
+	for _, u := range b.Users {
+		if b.Excluded(u, sender.ChannelInbox) {
+			noInbox = append(noInbox, u)
+			continue
+		}
+		items = append(items, item{user: u, msg: msg})
 	}
 	offline, entries, err := s.deliver(ctx, b.App, items)
 	if err != nil {
 		return sender.Result{}, err
 	}
-	res := sender.Result{Online: len(b.Users) - len(offline), Offline: len(offline)}
+	res := sender.Result{Online: len(items) - len(offline), Offline: len(offline)}
+	offline = append(offline, noInbox...)
 	if len(offline) == 0 {
 		return res, s.record(ctx, entries)
 	}
-	if !b.DeliverWhenOnline && s.fallback != nil {
+	// Offline users who opted out of push keep the inbox copy only.
+	pushed := slices.DeleteFunc(slices.Clone(offline), func(u string) bool { return b.Excluded(u, sender.ChannelPush) })
+	if !b.DeliverWhenOnline && s.fallback != nil && len(pushed) > 0 {
 		fb := *b
-		fb.Users = offline
+		fb.Users = pushed
 		r, err := s.fallback.Send(ctx, &fb)
 		if err != nil {
 			return sender.Result{}, fmt.Errorf("fallback: %w", err)
@@ -123,7 +131,7 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		for _, u := range r.FailedUsers {
 			refused[u] = true
 		}
-		for _, u := range offline {
+		for _, u := range pushed {
 			st := status.Sent
 			if refused[u] {
 				st = status.Failed

@@ -145,6 +145,31 @@ func TestSendSplitsOnlineAndOffline(t *testing.T) {
 	require.Len(t, c.Pending, 1)
 }
 
+// Injects: a chunk whose users opted out of channels: an online user and
+// an offline one out of the inbox, an offline one out of push. Checks: the
+// inbox opt-outs are neither stored nor published, and go to the fallback
+// (push) whether online or not; the push opt-out keeps the inbox copy and
+// is not handed to the fallback; the others are as without opt-outs.
+func TestSendHonoursChannelOptOuts(t *testing.T) {
+	f := setup(t, nil)
+	f.online(t, "g1", "a")
+	f.online(t, "g1", "no-inbox-online")
+	b := &sender.Batch{Message: message.Message{App: 1, Occurrence: 8, Reminder: "r", Title: "T"},
+		Users:   []string{"a", "d", "no-inbox-online", "no-inbox", "no-push"},
+		Exclude: map[string][]string{"no-inbox-online": {sender.ChannelInbox}, "no-inbox": {sender.ChannelInbox}, "no-push": {sender.ChannelPush}}}
+	res, err := f.s.Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Online)
+	require.Equal(t, map[string][]string{"a": {"o8"}}, f.published(t, "g1"))
+	require.ElementsMatch(t, []string{"d", "no-inbox-online", "no-inbox"}, f.fb.users)
+	for u, want := range map[string]int{"a": 1, "d": 1, "no-push": 1, "no-inbox": 0, "no-inbox-online": 0} {
+		c, err := f.inbox.List(context.Background(), 1, u, time.Now())
+		require.NoError(t, err)
+		require.Len(t, c.Pending, want, u)
+	}
+	require.Equal(t, map[string]string{"o8 inbox": status.Pending}, f.detail(t, "no-push"))
+}
+
 // Deliver-when-online: offline users are not pushed. A gateway whose stream
 // is gone (it died and its stream expired) gets nothing, and does not get
 // its stream back; the message waits in the inbox.

@@ -51,6 +51,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -79,6 +80,9 @@ const (
 	// Merged counts the users left out because they were sent the same
 	// content shortly before (a Merger); they count as delivered.
 	Merged = "merged"
+	// OptedOut counts the users left out because they opted out of push
+	// (sender.Batch.Exclude); they are not failed.
+	OptedOut = "opted_out"
 )
 
 // ChannelOf returns the channel that delivers to platform.
@@ -266,6 +270,10 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 			keep = b.Users
 		}
 		users = keep
+	}
+	if b.Exclude != nil {
+		// Users who opted out of push get nothing from this channel.
+		users = slices.DeleteFunc(slices.Clone(users), func(u string) bool { return b.Excluded(u, sender.ChannelPush) })
 	}
 	devs, err := s.devices(ctx, app, users)
 	if err != nil {
@@ -545,6 +553,10 @@ func summarize(b *sender.Batch, kept []string, items []*item) (sender.Result, in
 	for _, u := range b.Users {
 		st := users[u]
 		switch {
+		case st == nil && b.Excluded(u, sender.ChannelPush):
+			c := res.Channels[OptedOut]
+			c.Skipped++
+			res.Channels[OptedOut] = c
 		case st == nil:
 			// Merged into the same content sent shortly before: the user
 			// has the message.

@@ -192,6 +192,23 @@ func TestSendReachesEveryDevice(t *testing.T) {
 	require.Equal(t, map[string]store.DeliveryCount{"apns": {Sent: 2}, "fcm": {Sent: 2}, "webhook": {Sent: 1}, "none": {Skipped: 1}}, f.counts())
 }
 
+// Injects: a chunk of two users with devices, one of whom opted out of
+// push. Checks: only the other's device is sent to, and the opt-out is
+// neither failed nor counted as a user without a device, but as opted_out.
+func TestSendLeavesOutPushOptOuts(t *testing.T) {
+	f := setup(t)
+	alice := f.device("alice", "pixel", store.PlatformAndroid)
+	bob := f.device("bob", "galaxy", store.PlatformAndroid)
+	b := f.batch("alice", "bob")
+	b.Exclude = map[string][]string{"alice": {sender.ChannelPush}}
+	res, err := f.sender(push.Config{}).Send(context.Background(), b)
+	require.NoError(t, err)
+	require.Zero(t, res.Failed)
+	require.Equal(t, map[string]sender.Counts{"fcm": {Sent: 1}, push.OptedOut: {Skipped: 1}}, res.Channels)
+	require.Empty(t, f.fcm.Messages(alice))
+	require.Len(t, f.fcm.Messages(bob), 1)
+}
+
 // Web devices' secrets are stored sealed and opened per send; the receiver
 // verifies each signature with the plaintext secret. Injected: a device
 // stored before sealing (plaintext, still delivered), a sealed value copied

@@ -1,0 +1,407 @@
+// Package policy decides, per chunk of a group, which users a reminder is
+// sent to: users' opt-outs (of a reminder, a category, a channel), quiet
+// hours (the user's or the app's default) and the app's frequency caps.
+//
+// # One round trip per chunk
+//
+// Users' preferences are kept in MySQL (store.UserPreference, the source
+// of truth) and mirrored in Redis, in one hash per shard of an app's users
+// (keyspace.UserShards) whose fields are user IDs. A chunk's decision is
+// one Lua script per shard its users fall in, all in one pipeline: the
+// script reads the users' entries, applies the opt-outs and quiet hours
+// and, for the users still to be sent, counts the frequency cap in a
+// sorted set per (user, category), all under the shard's hash tag (Redis
+// Cluster safe). The cap's member is the occurrence, so a chunk sent again
+// after a crash counts nobody twice; its entries older than the window are
+// trimmed when the cap is reached and the key expires a window after its
+// last entry.
+//
+// Quiet hours are local times of day in the zone of the location the
+// reminder reaches the user at (a user with a zone of their own is reached
+// through a location of that zone): the worker computes the local minute
+// once per chunk and the script compares.
+//
+// # A lost mirror
+//
+// Each shard's hash holds a marker field (" built", which no user ID can
+// be). A hash without it was lost (or never written since the app's first
+// preference): the script answers so without deciding anything, and the
+// worker rebuilds that shard from MySQL (the app's rows of that shard) and
+// decides again. Opt-outs are therefore never silently off after a Redis
+// loss; the cost is one MySQL query per lost shard, once. The rebuild only
+// sets fields still missing (HSETNX), so a preference written by the API
+// meanwhile (MySQL first, then the mirror) is not overwritten by the older
+// copy the rebuild read.
+//
+// # Holds
+//
+// A user in quiet hours of a reminder marked quiet: hold is held until
+// the quiet hours end, if the reminder is still valid then; otherwise, or
+// for quiet: drop, recorded as quiet. A chunk's held users are one MySQL
+// row per release instant (store.QuietHold), written before the chunk's
+// checkpoint, and the leader releases it at that instant as a group whose
+// task names its users (package scheduler). The released group goes
+// through the same decision: its users' opt-outs and caps are checked at
+// the time they are sent.
+package policy
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime/deliveryevent"
+	"github.com/chime-dev/chime/internal/rscript"
+	"github.com/chime-dev/chime/keyspace"
+	"github.com/chime-dev/chime/localtime"
+	"github.com/chime-dev/chime/message"
+	"github.com/chime-dev/chime/metrics"
+	"github.com/chime-dev/chime/store"
+)
+
+// Outcome types of users a chunk does not send: delivery events' types.
+const (
+	SkippedPreference = deliveryevent.SkippedPreference
+	Quiet             = deliveryevent.Quiet
+	Capped            = deliveryevent.Capped
+)
+
+// builtField marks a shard's hash as complete; user IDs hold no spaces.
+const builtField = " built"
+
+// Config configures the policy.
+type Config struct {
+	// Prefix starts every key. Defaults to keyspace.DefaultPrefix.
+	Prefix string
+}
+
+// Policy reads and writes users' preferences in Redis and decides chunks.
+type Policy struct {
+	cfg Config
+	rdb redis.UniversalClient
+	db  *gorm.DB
+}
+
+// New returns a policy. db is read only to rebuild a lost shard and written
+// for held chunks.
+func New(cfg Config, rdb redis.UniversalClient, db *gorm.DB) *Policy {
+	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
+	return &Policy{cfg: cfg, rdb: rdb, db: db}
+}
+
+// Shard is the shard of an app's user, stored with the user's preferences
+// so that a lost shard is rebuilt from its rows.
+func Shard(app int64, user string) int { return keyspace.UserShard(app, user) }
+
+func (p *Policy) hashKey(app int64, shard int) string {
+	return keyspace.UserShardKey(p.cfg.Prefix, app, shard) + "prefs"
+}
+
+func (p *Policy) capKey(app int64, user, category string) string {
+	return keyspace.User(p.cfg.Prefix, app, user) + "cap:" + category
+}
+
+var mirrorScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`)
+
+// Mirror writes a user's preferences document (as stored in MySQL) to
+// Redis. Call it after the MySQL write commits; a failure leaves the mirror
+// behind until the document is written again. A shard not in Redis is left
+// alone: it is not built, so the next chunk of its users rebuilds it from
+// MySQL, which already has the document.
+func (p *Policy) Mirror(ctx context.Context, app int64, user, doc string) error {
+	m, err := encodeMirror(doc)
+	if err != nil {
+		return err
+	}
+	if err := mirrorScript.Run(ctx, p.rdb, []string{p.hashKey(app, keyspace.UserShard(app, user))}, user, m).Err(); err != nil {
+		return fmt.Errorf("mirror preferences: %w", err)
+	}
+	return nil
+}
+
+var rebuildScript = redis.NewScript(`
+for i = 1, #ARGV, 2 do
+  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1])
+end
+redis.call('HSET', KEYS[1], ' built', '1')
+return 1
+`)
+
+// rebuild loads an app's shard from MySQL into Redis.
+func (p *Policy) rebuild(ctx context.Context, app int64, shard int) error {
+	docs, err := store.ShardPreferences(ctx, p.db, app, shard)
+	if err != nil {
+		return err
+	}
+	args := make([]any, 0, 2*len(docs))
+	for u, d := range docs {
+		m, err := encodeMirror(d)
+		if err != nil {
+			return fmt.Errorf("user %q: %w", u, err)
+		}
+		args = append(args, u, m)
+	}
+	if err := rebuildScript.Run(ctx, p.rdb, []string{p.hashKey(app, shard)}, args...).Err(); err != nil {
+		return fmt.Errorf("rebuild preferences of shard %d: %w", shard, err)
+	}
+	return nil
+}
+
+// Rebuild loads every shard of an app's preferences from MySQL into
+// Redis, as the first chunk of each shard would; preferences written
+// straight to MySQL (a bulk import) reach the workers so.
+func (p *Policy) Rebuild(ctx context.Context, app int64) error {
+	for s := range keyspace.UserShards {
+		if err := p.rebuild(ctx, app, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decideScript decides one shard's users of a chunk. KEYS: the shard's
+// hash, then (when a cap applies) each user's cap key. ARGV: reminder key,
+// category, critical, local minute now, default quiet start and end (-1:
+// none), cap max (0: none), cap window ms, now ms, the occurrence, then the
+// users. It answers 'unbuilt' or one code per user: "s" send, "s<ch,...>"
+// send without those channels, "p" opted out, "q<end minute>" in quiet
+// hours, "c" capped.
+var decideScript = redis.NewScript(`
+local n = #ARGV - 10
+local vals = redis.call('HMGET', KEYS[1], ' built', unpack(ARGV, 11))
+if not vals[1] then return {'unbuilt'} end
+local rem, cat, crit = ARGV[1], ARGV[2], ARGV[3] == '1'
+local now, dqs, dqe = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local capmax, window, nowms, member = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
+local out = {}
+for i = 1, n do
+  local v = vals[i + 1]
+  local p = nil
+  if v then p = cjson.decode(v) end
+  local code = 's'
+  local ex = ''
+  if p then
+    if p.n then code = 'p' end
+    if code == 's' and p.r then for _, k in ipairs(p.r) do if k == rem then code = 'p' end end end
+    if code == 's' and not crit and cat ~= '' and p.c then
+      for _, c in ipairs(p.c) do if c == cat then code = 'p' end end
+    end
+    if p.ch then ex = table.concat(p.ch, ',') end
+  end
+  if code == 's' and not crit then
+    local qs, qe = dqs, dqe
+    if p and p.q then qs, qe = p.q[1], p.q[2] end
+    if qs >= 0 and qs ~= qe then
+      local inq
+      if qs < qe then inq = now >= qs and now < qe else inq = now >= qs or now < qe end
+      if inq then code = 'q' .. qe end
+    end
+  end
+  if code == 's' and capmax > 0 then
+    local k = KEYS[i + 1]
+    if not redis.call('ZSCORE', k, member) then
+      local n = redis.call('ZCARD', k)
+      if n >= capmax then
+        -- Entries older than the window are trimmed only when they could
+        -- make the difference.
+        redis.call('ZREMRANGEBYSCORE', k, '-inf', nowms - window)
+        n = redis.call('ZCARD', k)
+      end
+      if n >= capmax then
+        code = 'c'
+      else
+        redis.call('ZADD', k, nowms, member)
+        redis.call('PEXPIRE', k, window)
+      end
+    end
+  end
+  if code == 's' then code = code .. ex end
+  out[i] = code
+end
+return out
+`)
+
+// Scripts are the scripts Decide pipelines, for rscript.Pipelined.
+var scripts = []*redis.Script{decideScript}
+
+// Decision is what a chunk's users get.
+type Decision struct {
+	// Send are the users to send to, in the chunk's order.
+	Send []string
+	// Exclude names the channels each user of Send opted out of; nil if
+	// none did.
+	Exclude map[string][]string
+	// Outcomes are the users not sent, by outcome type (SkippedPreference,
+	// Quiet, Capped); held users are in Holds instead.
+	Outcomes map[string][]string
+	// Holds are the users held by quiet hours, by release instant.
+	Holds map[time.Time][]string
+}
+
+// Count returns how many users of outcome type typ d has.
+func (d Decision) Count(typ string) int { return len(d.Outcomes[typ]) }
+
+// Decide decides a chunk of m's users (users of one app) at now, in one
+// round trip (two or more only after Redis lost a shard).
+func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, now time.Time) (Decision, error) {
+	pol := m.Policy
+	if pol == nil {
+		pol = &message.Policy{}
+	}
+	loc, err := localtime.LoadZone(m.Zone)
+	if err != nil {
+		loc = time.UTC
+	}
+	local := now.In(loc)
+	minute := local.Hour()*60 + local.Minute()
+	qs, qe := -1, -1
+	if pol.Quiet != nil && !pol.Critical {
+		qs, qe = pol.Quiet.Start, pol.Quiet.End
+	}
+	capMax := 0
+	if pol.Category != "" && pol.CapMax > 0 && pol.CapWindow > 0 {
+		capMax = pol.CapMax
+	}
+	crit := "0"
+	if pol.Critical {
+		crit = "1"
+	}
+	shards := keyspace.ByUserShard(len(users), func(i int) (int64, string) { return m.App, users[i] })
+	codes := make([]string, len(users))
+	todo := shards
+	trips := 0
+	for attempt := 0; len(todo) > 0; attempt++ {
+		trips++
+		cmds := make([]*redis.Cmd, len(todo))
+		_, err := rscript.Pipelined(ctx, p.rdb, scripts, func(pipe redis.Pipeliner) {
+			for j, idx := range todo {
+				keys := []string{p.hashKey(m.App, keyspace.UserShard(m.App, users[idx[0]]))}
+				args := []any{m.Reminder, pol.Category, crit, minute, qs, qe, capMax, pol.CapWindow.Milliseconds(), now.UnixMilli(), m.Occurrence}
+				for _, i := range idx {
+					if capMax > 0 {
+						keys = append(keys, p.capKey(m.App, users[i], pol.Category))
+					}
+					args = append(args, users[i])
+				}
+				cmds[j] = decideScript.EvalSha(ctx, pipe, keys, args...)
+			}
+		})
+		if err != nil {
+			return Decision{}, fmt.Errorf("decide chunk: %w", err)
+		}
+		var again [][]int
+		for j, idx := range todo {
+			res, err := cmds[j].StringSlice()
+			if err != nil {
+				return Decision{}, fmt.Errorf("decide chunk: %w", err)
+			}
+			if len(res) == 1 && res[0] == "unbuilt" {
+				if attempt > 0 {
+					return Decision{}, fmt.Errorf("decide chunk: preferences of shard %d still not built after a rebuild", keyspace.UserShard(m.App, users[idx[0]]))
+				}
+				trips++ // the rebuild's script (its rows come from MySQL)
+				if err := p.rebuild(ctx, m.App, keyspace.UserShard(m.App, users[idx[0]])); err != nil {
+					return Decision{}, err
+				}
+				again = append(again, idx)
+				continue
+			}
+			if len(res) != len(idx) {
+				return Decision{}, fmt.Errorf("decide chunk: %d answers for %d users", len(res), len(idx))
+			}
+			for k, i := range idx {
+				codes[i] = res[k]
+			}
+		}
+		todo = again
+	}
+	d := Decision{Send: make([]string, 0, len(users))}
+	out := func(typ, u string) {
+		if d.Outcomes == nil {
+			d.Outcomes = map[string][]string{}
+		}
+		d.Outcomes[typ] = append(d.Outcomes[typ], u)
+	}
+	for i, u := range users {
+		c := codes[i]
+		switch c[0] {
+		case 's':
+			d.Send = append(d.Send, u)
+			if len(c) > 1 {
+				if d.Exclude == nil {
+					d.Exclude = map[string][]string{}
+				}
+				d.Exclude[u] = strings.Split(c[1:], ",")
+			}
+		case 'p':
+			out(SkippedPreference, u)
+		case 'c':
+			out(Capped, u)
+		case 'q':
+			end, _ := strconv.Atoi(c[1:])
+			if pol.Drop {
+				out(Quiet, u)
+				continue
+			}
+			at := localtime.Next(now, localtime.Of(end*60), loc)
+			if !m.ExpiresAt.IsZero() && !at.Before(m.ExpiresAt) {
+				out(Quiet, u) // no longer valid when the quiet hours end
+				continue
+			}
+			if d.Holds == nil {
+				d.Holds = map[time.Time][]string{}
+			}
+			d.Holds[at] = append(d.Holds[at], u)
+		default:
+			return Decision{}, fmt.Errorf("decide chunk: unknown answer %q", c)
+		}
+	}
+	held := 0
+	for _, us := range d.Holds {
+		held += len(us)
+	}
+	metrics.PolicyChunk(trips, map[string]int{SkippedPreference: d.Count(SkippedPreference), Quiet: d.Count(Quiet), Capped: d.Count(Capped), "held": held})
+	return d, nil
+}
+
+// Hold records d's held users of a chunk (its idempotency key names it)
+// of occurrence, one row per release instant; a chunk sent again holds
+// them once.
+func (p *Policy) Hold(ctx context.Context, occurrence int64, chunk string, d Decision) error {
+	if len(d.Holds) == 0 {
+		return nil
+	}
+	var rows []store.QuietHold
+	for _, at := range slices.SortedFunc(maps.Keys(d.Holds), func(a, b time.Time) int { return a.Compare(b) }) {
+		users := d.Holds[at]
+		sum := sha256.Sum256([]byte(chunk + "@" + strconv.FormatInt(at.UnixMilli(), 10)))
+		rows = append(rows, store.QuietHold{OccurrenceID: occurrence, Chunk: hex.EncodeToString(sum[:]),
+			Users: strings.Join(users, "\n"), Count: len(users), ReleaseAt: at.UTC()})
+	}
+	if err := store.AddQuietHolds(ctx, p.db, rows); err != nil {
+		return fmt.Errorf("hold chunk: %w", err)
+	}
+	return nil
+}
+
+// HeldUsers reads a store.QuietHold's users.
+func HeldUsers(h store.QuietHold) []string {
+	if h.Users == "" {
+		return nil
+	}
+	return strings.Split(h.Users, "\n")
+}
