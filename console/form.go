@@ -94,6 +94,10 @@ type form struct {
 	Translations                                 []textRow
 	// Spread is the reminder's spread ("15m"), empty for none.
 	Spread string
+	// Category, Critical and Quiet are the reminder's delivery policy
+	// (docs/preferences.md): Quiet is "hold" or "drop".
+	Category, Quiet string
+	Critical        bool
 	// Errors are the problems by field name ("title", "times.2.zone");
 	// Other are those no field shows.
 	Errors map[string]string
@@ -197,6 +201,7 @@ func formOf(rem api.Reminder) *form {
 		f.Translations = append(f.Translations, textRow{lang, t.Title, t.Body})
 	}
 	f.Spread = rem.Spread
+	f.Category, f.Critical, f.Quiet = rem.Category, rem.Critical, rem.Quiet
 	f.pad()
 	return f
 }
@@ -218,6 +223,8 @@ func parseForm(v url.Values) *form {
 		f.Recurrence = p[0]
 	}
 	f.Spread = strings.TrimSpace(v.Get("spread"))
+	f.Category, f.Quiet = strings.TrimSpace(v.Get("category")), strings.TrimSpace(v.Get("quiet"))
+	f.Critical = v.Get("critical") == "on"
 	if f.Kind == "" {
 		f.Kind = store.KindDaily
 	}
@@ -257,6 +264,9 @@ func (f *form) input() map[string]any {
 	set("valid_for", f.ValidFor)
 	set("grace", f.Grace)
 	set("spread", f.Spread)
+	set("category", f.Category)
+	set("quiet", f.Quiet)
+	in["critical"] = f.Critical
 	if f.Groups != "" {
 		n, err := strconv.Atoi(f.Groups)
 		if err != nil {
@@ -402,5 +412,5 @@ var fieldNames = map[string]struct{}{
 	"key": {}, "kind": {}, "title": {}, "body": {}, "lang": {}, "tags": {}, "groups": {}, "valid_for": {}, "grace": {},
 	"starts_at": {}, "ends_at": {}, "at": {}, "offsets": {}, "schema": {}, "times": {}, "locations": {}, "translations": {},
 	"recurrence": {}, "prayers": {}, "method": {}, "madhab": {}, "high_latitude_rule": {},
-	"spread": {},
+	"spread": {}, "category": {}, "critical": {}, "quiet": {},
 }

@@ -52,3 +52,26 @@ func TestEditorKeepsTheSpread(t *testing.T) {
 	_, sent := parseForm(v).input()["spread"]
 	require.False(t, sent)
 }
+
+// Injects: a stored reminder with a delivery policy (category, critical,
+// quiet drop), shown in the editor and sent back as its form fields; then
+// the form with them cleared. Checks: the policy survives an edit in the
+// console, and clearing sends no category and critical false.
+func TestEditorKeepsTheDeliveryPolicy(t *testing.T) {
+	f := formOf(api.Reminder{Key: "sale", Kind: "daily", Title: "Sale", Category: "marketing", Critical: true, Quiet: "drop"})
+	require.Equal(t, "marketing", f.Category)
+	v := url.Values{"kind": {"daily"}, "title": {"Sale"}, "category": {f.Category}, "quiet": {f.Quiet}}
+	if f.Critical {
+		v.Set("critical", "on")
+	}
+	in := parseForm(v).input()
+	require.Equal(t, "marketing", in["category"])
+	require.Equal(t, "drop", in["quiet"])
+	require.Equal(t, true, in["critical"])
+	v.Del("critical")
+	v.Set("category", "")
+	in = parseForm(v).input()
+	_, sent := in["category"]
+	require.False(t, sent)
+	require.Equal(t, false, in["critical"])
+}
