@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,12 +86,19 @@ func TestWorkerKilledMidChunkCountsCapsOnce(t *testing.T) {
 		keys = append(keys, iter.Val())
 	}
 	require.NoError(t, iter.Err())
-	require.Len(t, keys, users)
+	counted := 0
 	for _, k := range keys {
-		n, err := b.env.Redis.ZCard(ctx, k).Result()
+		fields, err := b.env.Redis.HGetAll(ctx, k).Result()
 		require.NoError(t, err)
-		require.EqualValues(t, 1, n, k)
+		for u, v := range fields {
+			if strings.HasPrefix(u, " ") {
+				continue // the hash's own marker; user IDs hold no spaces
+			}
+			require.Equal(t, 1, strings.Count(v, "@"), "user %s: %s", u, v)
+			counted++
+		}
 	}
+	require.Equal(t, users, counted, "every user counted")
 
 	// The next fire of the category is over the cap for everyone.
 	before := b.sink.Stats().Deliveries

@@ -28,13 +28,6 @@ func UserShard(app int64, user string) int {
 	return int(xxhash.Sum64String(user) % UserShards)
 }
 
-// User is what the keys of one app's user start with (a frequency cap's
-// counts, say): the prefix, the shard's hash tag and the user. The user ID
-// ends before the last ':' of a key, so no two users' keys can be the same.
-func User(prefix string, app int64, user string) string {
-	return UserShardKey(prefix, app, UserShard(app, user)) + user + ":"
-}
-
 // Shard is what the keys of a shard's users start with (one hash of all
 // their inboxes, with a field per user, say): the prefix, the shard's hash
 // tag and '#'.

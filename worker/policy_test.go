@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -257,8 +258,11 @@ func TestPolicyFrequencyCap(t *testing.T) {
 	require.Equal(t, f.members, sends(25, capped), "the first two left the window")
 	require.Equal(t, f.members, sends(26, capped))
 	require.Empty(t, sends(27, capped))
-	// The counts expire with their window.
-	ttl, err := f.env.Redis.PTTL(ctx, capKey(t, f, f.members[0])).Result()
+	// A user's field lists the occurrences in the window, the others
+	// dropped; the counts expire with their window.
+	key := capKey(t, f, f.members[0])
+	require.Equal(t, []string{"25", "26"}, capEntries(t, f, key, f.members[0]), "27 capped: 25 and 26 counted")
+	ttl, err := f.env.Redis.PTTL(ctx, key).Result()
 	require.NoError(t, err)
 	require.Greater(t, ttl, time.Duration(0))
 	require.LessOrEqual(t, ttl, time.Hour)
@@ -271,9 +275,29 @@ func runKeys(t *testing.T, f *fixture) []string {
 	return keys
 }
 
+// capKey is the cap hash of marketing that holds user's field.
 func capKey(t *testing.T, f *fixture, user string) string {
-	keys, err := f.env.Redis.Keys(context.Background(), f.env.Prefix+"*:"+user+":cap:marketing").Result()
+	keys, err := f.env.Redis.Keys(context.Background(), f.env.Prefix+"*:cap:marketing").Result()
 	require.NoError(t, err)
-	require.Len(t, keys, 1)
-	return keys[0]
+	var found []string
+	for _, k := range keys {
+		if f.env.Redis.HExists(context.Background(), k, user).Val() {
+			found = append(found, k)
+		}
+	}
+	require.Len(t, found, 1)
+	return found[0]
+}
+
+// capEntries are the occurrences user's field in key counts.
+func capEntries(t *testing.T, f *fixture, key, user string) []string {
+	v, err := f.env.Redis.HGet(context.Background(), key, user).Result()
+	require.NoError(t, err)
+	var occs []string
+	for _, e := range strings.Split(v, ",") {
+		occ, _, ok := strings.Cut(e, "@")
+		require.True(t, ok, e)
+		occs = append(occs, occ)
+	}
+	return occs
 }
