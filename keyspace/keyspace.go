@@ -28,6 +28,16 @@ func UserShard(app int64, user string) int {
 	return int(xxhash.Sum64String(user) % UserShards)
 }
 
+// TableLua defines TABLE, the value of the field " table" that scripts
+// write into every hash of a shard's users (a field per user) to keep it
+// a hash table. Redis keeps a hash of up to hash-max-listpack-entries (512)
+// short fields as a listpack, and HMGET scans a listpack whole for each
+// field it reads: 71 µs for 9 fields of 313 on Redis 7.0 here, where a
+// hash table finds each at once. A value longer than
+// hash-max-listpack-value (64) converts the hash for good. User IDs hold
+// no spaces, so the field is no user's.
+const TableLua = "local TABLE = string.rep('-', 80)\n"
+
 // Shard is what the keys of a shard's users start with (one hash of all
 // their inboxes, with a field per user, say): the prefix, the shard's hash
 // tag and '#'.
