@@ -53,7 +53,9 @@ func BenchmarkDispatch(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
 	st := r.Stats()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(st.Posts), "posts")

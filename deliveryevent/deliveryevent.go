@@ -278,7 +278,7 @@ func (e *endpoints) has(app int64) bool {
 	defer e.mu.Unlock()
 	if time.Since(e.at) > e.refresh && !e.loading {
 		e.loading = true
-		go e.load(context.Background())
+		go func() { _, _ = e.load(context.Background()) }() // load logs its failure
 	}
 	if e.byApp == nil {
 		return true

@@ -155,7 +155,7 @@ func (s *Store) bodyKey(app int64, user, id string) string {
 // ARGV (at the positions given), and finish writes back those changed,
 // deletes the emptied ones, dates them in the index, drops the users whose
 // last write is older than keep (they expired) and extends the keys' life.
-const prelude = keyspace.TableLua + `
+const prelude = keyspace.ShardLua + `
 local function decode(v)
   local es = {}
   if v then
@@ -222,17 +222,7 @@ local function finish(now, keep)
     end
   end
   if #at == 0 then return end
-  -- ' table' keeps the hash a hash table (keyspace.TableField).
-  if #set > 0 then redis.call('HSET', KEYS[1], ' table', TABLE, unpack(set)) end
-  if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
-  redis.call('ZADD', KEYS[2], unpack(at))
-  local gone = redis.call('ZRANGE', KEYS[2], '-inf', now - keep, 'BYSCORE', 'LIMIT', 0, 1000)
-  if #gone > 0 then
-    redis.call('HDEL', KEYS[1], unpack(gone))
-    redis.call('ZREM', KEYS[2], unpack(gone))
-  end
-  redis.call('PEXPIRE', KEYS[1], keep)
-  redis.call('PEXPIRE', KEYS[2], keep)
+  write_shard(KEYS[1], KEYS[2], set, del, at, now, keep)
 end
 `
 

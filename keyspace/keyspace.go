@@ -28,15 +28,35 @@ func UserShard(app int64, user string) int {
 	return int(xxhash.Sum64String(user) % UserShards)
 }
 
-// TableLua defines TABLE, the value of the field " table" that scripts
-// write into every hash of a shard's users (a field per user) to keep it
-// a hash table. Redis keeps a hash of up to hash-max-listpack-entries (512)
-// short fields as a listpack, and HMGET scans a listpack whole for each
-// field it reads: 71 µs for 9 fields of 313 on Redis 7.0 here, where a
-// hash table finds each at once. A value longer than
-// hash-max-listpack-value (64) converts the hash for good. User IDs hold
-// no spaces, so the field is no user's.
-const TableLua = "local TABLE = string.rep('-', 80)\n"
+// ShardLua is the Lua the scripts over a shard's users share. It defines
+// TABLE, the value of the field " table" written into every hash of a
+// shard's users (a field per user) to keep it a hash table: Redis keeps a
+// hash of up to hash-max-listpack-entries (512) short fields as a
+// listpack, and HMGET scans a listpack whole for each field it reads (71
+// µs for 9 fields of 313 on Redis 7.0 here), where a hash table finds each
+// at once; a value longer than hash-max-listpack-value (64) converts the
+// hash for good. User IDs hold no spaces, so the field is no user's.
+//
+// It also defines write_shard(hash, index, set, del, at, now, keep): HSET
+// the set pairs (with TABLE) and HDEL del in hash, date the users in the
+// sorted set index (at: score, user pairs), drop the users index dates
+// before now - keep (at most 1,000 a call), and let both keys expire keep
+// ms after this write.
+const ShardLua = `
+local TABLE = string.rep('-', 80)
+local function write_shard(hash, index, set, del, at, now, keep)
+  if #set > 0 then redis.call('HSET', hash, ' table', TABLE, unpack(set)) end
+  if #del > 0 then redis.call('HDEL', hash, unpack(del)) end
+  if #at > 0 then redis.call('ZADD', index, unpack(at)) end
+  local gone = redis.call('ZRANGE', index, '-inf', now - keep, 'BYSCORE', 'LIMIT', 0, 1000)
+  if #gone > 0 then
+    redis.call('HDEL', hash, unpack(gone))
+    redis.call('ZREM', index, unpack(gone))
+  end
+  redis.call('PEXPIRE', hash, keep)
+  redis.call('PEXPIRE', index, keep)
+end
+`
 
 // Shard is what the keys of a shard's users start with (one hash of all
 // their inboxes, with a field per user, say): the prefix, the shard's hash

@@ -79,9 +79,6 @@ const (
 	Capped            = deliveryevent.Capped
 )
 
-// builtField marks a shard's hash as complete; user IDs hold no spaces.
-const builtField = " built"
-
 // Config configures the policy.
 type Config struct {
 	// Prefix starts every key. Defaults to keyspace.DefaultPrefix.
@@ -138,11 +135,12 @@ func (p *Policy) Mirror(ctx context.Context, app int64, user, doc string) error 
 	return nil
 }
 
-var rebuildScript = redis.NewScript(keyspace.TableLua + `
+var rebuildScript = redis.NewScript(keyspace.ShardLua + `
 for i = 1, #ARGV, 2 do
   redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1])
 end
--- The marker's value keeps the hash a hash table (keyspace.TableLua).
+-- ' built' marks the shard's hash complete (user IDs hold no spaces);
+-- its value keeps the hash a hash table (keyspace.ShardLua).
 redis.call('HSET', KEYS[1], ' built', TABLE)
 return 1
 `)
@@ -191,7 +189,7 @@ func (p *Policy) Rebuild(ctx context.Context, app int64) error {
 // those older than the window dropped whenever it is read; all the fields
 // a shard's chunk changes are one HSET, and the hash expires a window after
 // its last write.
-var decideScript = redis.NewScript(keyspace.TableLua + `
+var decideScript = redis.NewScript(keyspace.ShardLua + `
 local n = #ARGV - 10
 local vals = redis.call('HMGET', KEYS[1], ' built', unpack(ARGV, 11))
 if not vals[1] then return {'unbuilt'} end
@@ -253,7 +251,7 @@ for i = 1, n do
   out[i] = code
 end
 if #writes > 0 then
-  -- ' table' keeps the hash a hash table (keyspace.TableLua).
+  -- ' table' keeps the hash a hash table (keyspace.ShardLua).
   writes[#writes + 1] = ' table'
   writes[#writes + 1] = TABLE
   redis.call('HSET', KEYS[2], unpack(writes))

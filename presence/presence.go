@@ -95,7 +95,7 @@ func (r *Registry) keys(app int64, user string) []string {
 // index (a sorted set) holds each user's latest such instant, so that the
 // fields of users whose connections all lapsed (their gateway died) are
 // dropped by the next write to the shard.
-const codec = keyspace.TableLua + `
+const codec = keyspace.ShardLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function decode(v)
@@ -122,7 +122,7 @@ local function save(users, state)
       at[#at + 1] = last; at[#at + 1] = u
     end
   end
-  -- ' table' keeps the hash a hash table (keyspace.TableField).
+  -- ' table' keeps the hash a hash table (keyspace.ShardLua).
   if #set > 0 then redis.call('HSET', KEYS[1], ' table', TABLE, unpack(set)) end
   if #at > 0 then redis.call('ZADD', KEYS[2], unpack(at)) end
   if #del > 0 then

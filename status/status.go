@@ -130,7 +130,7 @@ func (r *Recorder) keys(app int64, user string) []string {
 // dated in the index, and the users not updated within Retention dropped.
 // KEYS detail, index; ARGV now ms, cap, retention ms, then per entry: user,
 // field, rank, state.
-var set = redis.NewScript(keyspace.TableLua + `
+var set = redis.NewScript(keyspace.ShardLua + `
 local bits = {pending = 1, sent = 2, delivered = 4, read = 8, failed = 16, expired = 32}
 local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = (#ARGV - 3) / 4
@@ -193,16 +193,7 @@ for _, u in ipairs(order) do
   dates[#dates + 1] = now
   dates[#dates + 1] = u
 end
--- ' table' keeps the hash a hash table (keyspace.TableField).
-redis.call('HSET', KEYS[1], ' table', TABLE, unpack(sets))
-redis.call('ZADD', KEYS[2], unpack(dates))
-local gone = redis.call('ZRANGE', KEYS[2], '-inf', now - keep, 'BYSCORE', 'LIMIT', 0, 1000)
-if #gone > 0 then
-  redis.call('HDEL', KEYS[1], unpack(gone))
-  redis.call('ZREM', KEYS[2], unpack(gone))
-end
-redis.call('PEXPIRE', KEYS[1], keep)
-redis.call('PEXPIRE', KEYS[2], keep)
+write_shard(KEYS[1], KEYS[2], sets, {}, dates, now, keep)
 return out`)
 
 // Record stores entries: the detail with one script per shard of their

@@ -210,7 +210,12 @@ func TestPolicyQuietHours(t *testing.T) {
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- w.Run(wctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
 	testenv.WaitUntil(t, 10*time.Second, "the held user is delivered", func() bool {
 		_, got := rec.sent()
 		return slices.Equal(got, []string{m[5]})
