@@ -243,7 +243,10 @@ func TestStoppedWorkerSendsNoChunkAfterItsLease(t *testing.T) {
 	st := b.sink.Stats()
 	require.Equal(t, users, st.Users)
 	require.Zero(t, st.Duplicates)
-	require.Contains(t, stopped.log.String(), "lease passed before a send")
+	// It found the lease gone before its next send: at the check before
+	// the send, or already while deciding that chunk's users (the keeper,
+	// renewing, found it taken first).
+	require.Regexp(t, "lease (passed before a send|lost while deciding a chunk)", stopped.log.String())
 }
 
 // allStopped tells whether every thread of process pid is in the stopped

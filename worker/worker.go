@@ -352,6 +352,12 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 			if err == nil {
 				err = w.policy.Hold(k.ctx, p.Occurrence, b.IdempotencyKey, d)
 			}
+			if k.lost.Load() {
+				// The keeper found the lease taken (and canceled k.ctx,
+				// which may be why the decision failed).
+				log.Warn("lease lost while deciding a chunk; another worker continues the group", "unsent", len(members))
+				return nil
+			}
 			if err != nil {
 				return w.release(ctx, l, fmt.Errorf("delivery policy: %w", err))
 			}
