@@ -588,7 +588,11 @@ func (w *Worker) release(ctx context.Context, l ack.Lease, cause error) error {
 		reason = "stopping"
 	}
 	metrics.Released(reason)
-	if err := w.acks.Release(context.WithoutCancel(ctx), l, w.clock.Now()); err != nil && !errors.Is(err, ack.ErrLeaseLost) {
+	err := w.acks.Release(context.WithoutCancel(ctx), l, w.clock.Now())
+	if errors.Is(err, ack.ErrLeaseLost) {
+		w.log.Warn("lease lost before the group was released; another worker continues the group",
+			"occurrence", l.Group.Occurrence, "group", l.Group.Group, "cause", cause)
+	} else if err != nil {
 		w.log.Warn("release group", "occurrence", l.Group.Occurrence, "group", l.Group.Group, "err", err)
 	}
 	return cause
