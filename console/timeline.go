@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chime-dev/chime/api"
+	"github.com/chime-dev/chime/fire"
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/prayer"
 	"github.com/chime-dev/chime/recurrence"
@@ -325,7 +326,7 @@ func (f *form) days(rule *recurrence.Rule, loc *time.Location, from, to time.Tim
 		if err != nil {
 			return nil, errors.New("counts from its start (COUNT, INTERVAL above 1, or a day taken from the start): set starts_at, or name the days")
 		}
-		anchor = localtime.DateOf(start, loc)
+		anchor = fire.RecurrenceAnchor(*rule, &start, loc)
 	}
 	first, last := localtime.DateOf(from, loc).AddDays(-1), localtime.DateOf(to, loc).AddDays(1)
 	if err := rule.Check(cmp.Or(anchor, first)); err != nil {
@@ -409,7 +410,9 @@ func (c *Console) prayerTimeline(r *http.Request, s *session, f *form, rule *rec
 		if at.Elevation != nil {
 			coords.Elevation = *at.Elevation
 		}
-		params, err := conventionOf(cmp.Or(at.Method, f.Method), cmp.Or(at.Madhab, f.Madhab), cmp.Or(at.HighLatitudeRule, f.HighLatitudeRule))
+		pr := fire.PrayerReminder{Prayers: prayers, Method: f.Method, Madhab: f.Madhab, HighLatitudeRule: f.HighLatitudeRule}
+		pl := fire.PrayerPlace{Coordinates: coords, Zone: loc, Method: at.Method, Madhab: at.Madhab, HighLatitudeRule: at.HighLatitudeRule}
+		params, err := conventionOf(pr, pl)
 		if err != nil {
 			tl.Errors = append(tl.Errors, err.Error())
 			continue
@@ -419,72 +422,43 @@ func (c *Console) prayerTimeline(r *http.Request, s *session, f *form, rule *rec
 		if at.Method != "" || at.Madhab != "" || at.HighLatitudeRule != "" {
 			tl.About += " The location's own convention overrides the reminder's."
 		}
-		match, err := f.days(rule, loc, now, to, tl)
-		if err != nil {
+		if pr.Days, err = f.days(rule, loc, now, to, tl); err != nil {
 			tl.Errors = append(tl.Errors, "recurrence: "+err.Error())
 			continue
 		}
-		tl.Fires = prayerFires(now, to, loc, coords, params, prayers, match)
+		tl.Fires = prayerFires(now, to, pr, pl)
 	}
 }
 
-// conventionOf is the parameters of a convention by its names; "" is
-// package prayer's default.
-func conventionOf(method, madhab, rule string) (prayer.Params, error) {
-	p, err := prayer.MethodParams(method)
+// conventionOf is the parameters of a prayer reminder's times at a place,
+// as package fire decides them; the console refuses custom angles, which
+// a reminder does not store.
+func conventionOf(pr fire.PrayerReminder, pl fire.PrayerPlace) (prayer.Params, error) {
+	p, err := fire.PrayerConvention(pr, pl)
 	if err == nil && p.Method == prayer.Custom {
 		err = errors.New("method: custom angles are not stored on a reminder; name a convention")
-	}
-	if err == nil {
-		p.Madhab, err = prayer.ParseMadhab(madhab)
-	}
-	if err == nil {
-		p.HighLatitudeRule, err = prayer.ParseHighLatitudeRule(rule)
-	}
-	if err == nil {
-		err = p.Validate()
 	}
 	return p, err
 }
 
-// prayerFires are the fires in (from, to] of prayers at a place, on the
-// local dates match names, by the rules of package fire: a date's times
-// plus their offsets, and on a date the zone skips whole, every prayer of
-// it at the first instant of the next day.
-func prayerFires(from, to time.Time, loc *time.Location, c prayer.Coordinates, p prayer.Params, prayers []store.PrayerOffset,
-	match func(localtime.Date) bool) []fireLine {
+// prayerFires are the fires in (from, to] of a prayer reminder at a place,
+// by package fire's rules, described with each prayer's own time.
+func prayerFires(from, to time.Time, pr fire.PrayerReminder, pl fire.PrayerPlace) []fireLine {
+	// A date whose times cannot be computed shows none; the API checks
+	// a location's coordinates, so the timeline has no error to add.
+	fires, _ := fire.PrayerFires(pr, pl, from, to)
 	var out []fireLine
-	seen := map[time.Time]bool{}
-	for _, d := range localtime.Dates(from.Add(-24*time.Hour-store.MaxPrayerOffset), to.Add(store.MaxPrayerOffset), loc) {
-		if !match(d) {
-			continue
-		}
-		skipped := localtime.Skipped(d, loc)
-		var times prayer.Times
-		if !skipped {
-			var err error
-			if times, err = prayer.Compute(d, loc, c, p); err != nil {
-				continue
+	for _, pf := range fires {
+		loc := pl.Zone
+		what := string(pf.Prayer)
+		if !pf.Time.IsZero() {
+			what = fmt.Sprintf("%s at %s", pf.Prayer, pf.Time.In(loc).Format("15:04 MST"))
+			if pf.Offset != 0 {
+				what = fmt.Sprintf("%s %s (%s)", pf.Prayer, signed(pf.Offset), what)
 			}
 		}
-		for _, po := range prayers {
-			at := localtime.On(d.Year, d.Month, d.Day, 0, loc)
-			what := po.Prayer
-			if !skipped {
-				t := times.Of(prayer.Prayer(po.Prayer))
-				at = t.Add(po.Offset)
-				what = fmt.Sprintf("%s at %s", po.Prayer, t.In(loc).Format("15:04 MST"))
-				if po.Offset != 0 {
-					what = fmt.Sprintf("%s %s (%s)", po.Prayer, signed(po.Offset), what)
-				}
-			}
-			if !at.After(from) || at.After(to) || seen[at] {
-				continue
-			}
-			seen[at] = true
-			out = append(out, fireLine{Local: localLine(at, loc), UTC: at.UTC().Format(utcLayout), Note: dayNote(at, loc),
-				Prayer: what, PrayerName: po.Prayer, at: at})
-		}
+		out = append(out, fireLine{Local: localLine(pf.At, loc), UTC: pf.At.Format(utcLayout), Note: dayNote(pf.At, loc),
+			Prayer: what, PrayerName: string(pf.Prayer), at: pf.At})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
 	return out

@@ -291,10 +291,7 @@ func (dr *dayRules) match(src Source, loc *time.Location) func(localtime.Date) b
 		}
 		dr.rules[src.Recurrence] = rule
 	}
-	k := dayKey{reminder: src.ReminderID}
-	if src.StartsAt != nil && rule.NeedsAnchor() {
-		k.anchor = localtime.DateOf(*src.StartsAt, loc)
-	}
+	k := dayKey{reminder: src.ReminderID, anchor: RecurrenceAnchor(rule, src.StartsAt, loc)}
 	set, ok := dr.dates[k]
 	if !ok {
 		ds, err := rule.Dates(k.anchor, dr.first, dr.last)

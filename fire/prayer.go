@@ -12,6 +12,7 @@ import (
 	"github.com/chime-dev/chime/localtime"
 	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/prayer"
+	"github.com/chime-dev/chime/recurrence"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -37,17 +38,10 @@ type rowKey struct {
 	date               localtime.Date
 }
 
-// convention is the three names a prayer time's parameters come from.
-type convention struct{ method, madhab, rule string }
-
 // prayerInstants puts the instants of prayer reminders: for each location
-// of the reminder and each local date its recurrence names, each prayer's
-// time plus its offset. The time is the dated row of the app's timetable
-// reminder named for the prayer (key "fajr") at that location, when there
-// is one, and package prayer's computation otherwise, by the location's
-// convention override where it has one and the reminder's where not. On a
-// day the zone skips whole every prayer of that date fires at the first
-// instant of the next day.
+// of the reminder, its PrayerFires, with the dated rows of the app's
+// timetable reminder named for a prayer (key "fajr") at that location
+// replacing the computed times.
 func prayerInstants(ctx context.Context, db *gorm.DB, log *slog.Logger, scope func(*gorm.DB) *gorm.DB, reminder int64,
 	lo, hi time.Time, span func(Source) (from, to time.Time), days *dayRules, put func(Instant)) error {
 	var srcs []prayerSource
@@ -68,27 +62,6 @@ func prayerInstants(ctx context.Context, db *gorm.DB, log *slog.Logger, scope fu
 	if err != nil {
 		return err
 	}
-	params := map[convention]*prayer.Params{}
-	paramsOf := func(c convention) (*prayer.Params, error) {
-		if p, ok := params[c]; ok {
-			return p, nil
-		}
-		p, err := prayer.MethodParams(c.method)
-		if err == nil {
-			p.Madhab, err = prayer.ParseMadhab(c.madhab)
-		}
-		if err == nil {
-			p.HighLatitudeRule, err = prayer.ParseHighLatitudeRule(c.rule)
-		}
-		if err == nil {
-			err = p.Validate()
-		}
-		if err != nil {
-			return nil, err
-		}
-		params[c] = &p
-		return &p, nil
-	}
 	skip := func(ps prayerSource, reason string, err error) {
 		log.Warn("skip prayer reminder at location", "reminder", ps.Src.ReminderID, "location", ps.Src.LocationID, "reason", reason, "err", err)
 		metrics.PrayerSkipped(reason)
@@ -105,68 +78,187 @@ func prayerInstants(ctx context.Context, db *gorm.DB, log *slog.Logger, scope fu
 			skip(ps, "no_coordinates", nil)
 			continue
 		}
-		coords := prayer.Coordinates{Latitude: *ps.Latitude, Longitude: *ps.Longitude}
-		if ps.Elevation != nil {
-			coords.Elevation = *ps.Elevation
+		pr := PrayerReminder{Method: ps.Method, Madhab: ps.Madhab, HighLatitudeRule: ps.HighLatitudeRule}
+		pl := PrayerPlace{
+			Coordinates: prayer.Coordinates{Latitude: *ps.Latitude, Longitude: *ps.Longitude},
+			Zone:        loc,
+			Method:      ps.LocMethod, Madhab: ps.LocMadhab, HighLatitudeRule: ps.LocHighLatitudeRule,
+			Row: func(p prayer.Prayer, d localtime.Date) (int, bool) {
+				sec, ok := rows[rowKey{ps.Src.ReminderID, ps.Src.LocationID, string(p), d}]
+				return sec, ok
+			},
 		}
-		p, err := paramsOf(convention{cmp.Or(ps.LocMethod, ps.Method), cmp.Or(ps.LocMadhab, ps.Madhab), cmp.Or(ps.LocHighLatitudeRule, ps.HighLatitudeRule)})
-		if err != nil {
+		if ps.Elevation != nil {
+			pl.Coordinates.Elevation = *ps.Elevation
+		}
+		if _, err := PrayerConvention(pr, pl); err != nil {
 			skip(ps, "convention", err)
 			continue
 		}
-		prayers, err := store.ParsePrayers(ps.Prayers)
-		if err != nil {
+		if pr.Prayers, err = store.ParsePrayers(ps.Prayers); err != nil {
 			skip(ps, "prayers", err)
 			continue
 		}
-		match := days.match(ps.Src, loc)
-		if match == nil {
+		if pr.Days = days.match(ps.Src, loc); pr.Days == nil {
 			continue
 		}
 		from, to := span(ps.Src)
-		// A date's times run from its fajr to the next night's last third,
-		// and offsets move them up to MaxPrayerOffset either way.
-		seen := map[time.Time]bool{}
-		for _, d := range localtime.Dates(from.Add(-24*time.Hour-store.MaxPrayerOffset), to.Add(store.MaxPrayerOffset), loc) {
-			if !match(d) {
-				continue
+		fires, err := PrayerFires(pr, pl, from, to)
+		if err != nil {
+			skip(ps, "compute", err)
+		}
+		for _, f := range fires {
+			in := Instant{Source: ps.Src, At: f.At, Prayer: string(f.Prayer), FromTimetable: f.FromTimetable}
+			if !f.Time.IsZero() {
+				wall := f.Time.In(loc)
+				in.LocalSec = wall.Hour()*3600 + wall.Minute()*60 + wall.Second()
 			}
-			skipped := localtime.Skipped(d, loc)
-			var times prayer.Times
-			computed := false
-			for _, po := range prayers {
-				in := Instant{Source: ps.Src, Prayer: po.Prayer}
-				var at time.Time
-				if sec, ok := rows[rowKey{ps.Src.ReminderID, ps.Src.LocationID, po.Prayer, d}]; ok {
-					at, in.FromTimetable = localtime.On(d.Year, d.Month, d.Day, localtime.Of(sec), loc), true
-				} else if !skipped {
-					if !computed {
-						times, err = prayer.Compute(d, loc, coords, *p)
-						computed = true
-					}
-					if err != nil {
-						skip(ps, "compute", err)
-						break
-					}
-					at = times.Of(prayer.Prayer(po.Prayer))
-				}
-				if skipped {
-					// No local time of that date exists to offset from.
-					at = localtime.On(d.Year, d.Month, d.Day, 0, loc)
-				} else {
-					wall := at.In(loc)
-					in.LocalSec = wall.Hour()*3600 + wall.Minute()*60 + wall.Second()
-					at = at.Add(po.Offset)
-				}
-				in.At = at.UTC()
-				if in.At.After(from) && !in.At.After(to) && !seen[in.At] {
-					seen[in.At] = true
-					put(in)
-				}
-			}
+			put(in)
 		}
 	}
 	return nil
+}
+
+// PrayerReminder is what of a prayer reminder its fire instants at a place
+// are computed from.
+type PrayerReminder struct {
+	Prayers []store.PrayerOffset
+	// The reminder's convention; "" is package prayer's default.
+	Method, Madhab, HighLatitudeRule string
+	// Days is whether the reminder's recurrence names a local date of the
+	// place (counted from
+	// RecurrenceAnchor); nil is every date.
+	Days func(localtime.Date) bool
+}
+
+// PrayerPlace is where a prayer reminder fires: a location's coordinates,
+// zone and override of the convention.
+type PrayerPlace struct {
+	Coordinates prayer.Coordinates
+	Zone        *time.Location
+	// The location's override of the convention; "" is none.
+	Method, Madhab, HighLatitudeRule string
+	// Row, when set, is the local time of the timetable row that replaces
+	// a computed prayer time on a date, if there is one.
+	Row func(p prayer.Prayer, d localtime.Date) (localSec int, ok bool)
+}
+
+// PrayerFire is one fire instant of a prayer reminder at a place.
+type PrayerFire struct {
+	At     time.Time // UTC
+	Prayer prayer.Prayer
+	Offset time.Duration
+	// Time is the prayer's own time, before its offset; zero on a date
+	// the zone skips whole.
+	Time time.Time
+	// FromTimetable is whether Time is a timetable row's rather than
+	// computed.
+	FromTimetable bool
+}
+
+// PrayerConvention is the parameters a prayer reminder's times at a place
+// are computed by: the location's override of each of the three names
+// where it has one, the reminder's where not.
+func PrayerConvention(r PrayerReminder, pl PrayerPlace) (prayer.Params, error) {
+	p, err := prayer.MethodParams(cmp.Or(pl.Method, r.Method))
+	if err == nil {
+		p.Madhab, err = prayer.ParseMadhab(cmp.Or(pl.Madhab, r.Madhab))
+	}
+	if err == nil {
+		p.HighLatitudeRule, err = prayer.ParseHighLatitudeRule(cmp.Or(pl.HighLatitudeRule, r.HighLatitudeRule))
+	}
+	if err == nil {
+		err = p.Validate()
+	}
+	if err != nil {
+		return prayer.Params{}, fmt.Errorf("convention: %w", err)
+	}
+	return p, nil
+}
+
+// PrayerFires returns the fire instants in (from, to] of a prayer reminder
+// at a place, in order of date and then of r.Prayers: on each local date
+// r.Days names, each prayer's time plus its offset. The time is pl.Row's
+// where it has one and package prayer's computation by PrayerConvention
+// otherwise. On a date the zone skips whole every prayer of that date
+// fires at the first instant of the next day. Two prayers that fire at
+// the same instant fire once, as the first.
+//
+// A convention that cannot be used is an error with no fires. A date whose
+// times cannot be computed gives none of its fires from the first prayer
+// that needs computing; the others are returned with the first such error.
+func PrayerFires(r PrayerReminder, pl PrayerPlace, from, to time.Time) ([]PrayerFire, error) {
+	p, err := PrayerConvention(r, pl)
+	if err != nil {
+		return nil, err
+	}
+	days := r.Days
+	if days == nil {
+		days = everyDay
+	}
+	loc := pl.Zone
+	var out []PrayerFire
+	var failed error
+	// A date's times run from its fajr to the next night's last third,
+	// and offsets move them up to MaxPrayerOffset either way.
+	seen := map[time.Time]bool{}
+	for _, d := range localtime.Dates(from.Add(-24*time.Hour-store.MaxPrayerOffset), to.Add(store.MaxPrayerOffset), loc) {
+		if !days(d) {
+			continue
+		}
+		skipped := localtime.Skipped(d, loc)
+		var times prayer.Times
+		computed := false
+		for _, po := range r.Prayers {
+			f := PrayerFire{Prayer: prayer.Prayer(po.Prayer), Offset: po.Offset}
+			var at time.Time
+			if sec, ok := rowOf(pl, f.Prayer, d); ok {
+				at, f.FromTimetable = localtime.On(d.Year, d.Month, d.Day, localtime.Of(sec), loc), true
+			} else if !skipped {
+				if !computed {
+					times, err = prayer.Compute(d, loc, pl.Coordinates, p)
+					computed = true
+				}
+				if err != nil {
+					if failed == nil {
+						failed = fmt.Errorf("compute %s: %w", d, err)
+					}
+					break
+				}
+				at = times.Of(f.Prayer)
+			}
+			if skipped {
+				// No local time of that date exists to offset from.
+				at = localtime.On(d.Year, d.Month, d.Day, 0, loc)
+			} else {
+				f.Time = at.UTC()
+				at = at.Add(po.Offset)
+			}
+			f.At = at.UTC()
+			if f.At.After(from) && !f.At.After(to) && !seen[f.At] {
+				seen[f.At] = true
+				out = append(out, f)
+			}
+		}
+	}
+	return out, failed
+}
+
+func rowOf(pl PrayerPlace, p prayer.Prayer, d localtime.Date) (int, bool) {
+	if pl.Row == nil {
+		return 0, false
+	}
+	return pl.Row(p, d)
+}
+
+// RecurrenceAnchor is the date rule counts from at a place in zone loc:
+// the local date of startsAt there when the rule depends on its start,
+// and the zero date (ignored by the rule) otherwise.
+func RecurrenceAnchor(rule recurrence.Rule, startsAt *time.Time, loc *time.Location) localtime.Date {
+	if startsAt == nil || !rule.NeedsAnchor() {
+		return localtime.Date{}
+	}
+	return localtime.DateOf(*startsAt, loc)
 }
 
 // prayerRows returns the local times of the timetable rows that replace
