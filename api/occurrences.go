@@ -15,8 +15,10 @@ type Occurrence struct {
 	ID       int64  `json:"id"`
 	Reminder string `json:"reminder"`
 	EventID  int64  `json:"event_id,omitempty"`
-	// TestUser is set on a test send: the one user it was sent to. Test
-	// sends are not listed among a reminder's occurrences.
+	// TestUser is set on a test send, or on the catch-up of a user who
+	// moved into a zone after its occurrence fired (docs/user-zones.md):
+	// the one user it was sent to. Neither is listed among a reminder's
+	// occurrences.
 	TestUser  string    `json:"test_user,omitempty"`
 	Location  string    `json:"location"`
 	Zone      string    `json:"zone"`

@@ -106,7 +106,8 @@ func (a *API) zoneLocations(ctx context.Context, rem store.Reminder, zones []str
 // subscribe stores subs (already validated) and applies the index changes
 // once the transaction commits. A user moving into a user zone gets a move
 // mark (package userzone), so that a local date already reminded in the
-// zone left is not reminded again.
+// zone left is not reminded again, and is caught up on the new zone's
+// occurrence of a local date it missed by the move.
 func (a *API) subscribe(ctx context.Context, rem store.Reminder, subs []store.Subscription, pl places) error {
 	old, err := store.Subscribe(ctx, a.db, rem.ID, subs)
 	if err != nil {
@@ -114,6 +115,7 @@ func (a *API) subscribe(ctx context.Context, rem store.Reminder, subs []store.Su
 	}
 	now := a.cfg.Now()
 	var moves []userzone.Move
+	var moved []zoneMove
 	was := make(map[string]store.Subscription, len(old))
 	for _, o := range old {
 		was[o.UserID] = o
@@ -127,6 +129,7 @@ func (a *API) subscribe(ctx context.Context, rem store.Reminder, subs []store.Su
 			remove = append(remove, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: o.LocationID}, Bucket: o.GroupNo, UserID: o.UserID})
 			if _, into := userzone.Zone(pl.name[s.LocationID]); into && pl.zone[o.LocationID] != "" {
 				moves = append(moves, userzone.Move{Reminder: rem.ID, User: s.UserID, From: pl.zone[o.LocationID], At: now, Since: o.CreatedAt})
+				moved = append(moved, zoneMove{user: s.UserID, from: pl.zone[o.LocationID], to: pl.zone[s.LocationID], location: s.LocationID})
 			}
 		}
 		add = append(add, grouping.Member{Loc: grouping.Loc{Reminder: rem.ID, Location: s.LocationID}, Bucket: s.GroupNo, UserID: s.UserID})
@@ -135,7 +138,10 @@ func (a *API) subscribe(ctx context.Context, rem store.Reminder, subs []store.Su
 	if err := a.moves.Record(ctx, moves); err != nil {
 		return err
 	}
-	return a.index.Apply(ctx, add, remove)
+	if err := a.index.Apply(ctx, add, remove); err != nil {
+		return err
+	}
+	return a.catchUp(ctx, rem, moved, now)
 }
 
 // subscriberPlace resolves one registration's location or zone; field

@@ -313,8 +313,9 @@ type Occurrence struct {
 	// (package prayer's name, e.g. "fajr"), for its templates' .Prayer;
 	// empty for the other kinds.
 	Prayer string `gorm:"size:32;not null;default:''"`
-	// TestUser is the one user a test send delivers to; empty for the
-	// reminder's own occurrences, which are its fire history.
+	// TestUser is the one user a test send, or a zone move's catch-up
+	// (AddCatchUp), delivers to; empty for the reminder's own occurrences,
+	// which are its fire history.
 	TestUser  string    `gorm:"size:191;not null;default:'';uniqueIndex:ux_occurrence,priority:5"`
 	ExpiresAt time.Time `gorm:"not null;precision:3"`
 	// MissAt ends the grace window: not fired by then, the occurrence is

@@ -13,12 +13,14 @@
 // whose time passed in the old zone while the user was there (after the
 // registration or the move that brought the user there, before the move
 // away: the user was reminded there) is not delivered again in the new
-// zone, where it may still be ahead. A local date whose time is still ahead in the old zone
-// but already passed in the new one is not delivered for that user: the
-// next reminder is the new zone's next date. Delivering it would take a
-// send to that one user at the move (a task per user), or keeping the user
-// in the old zone's groups until its time (a membership MySQL does not
-// hold, which a rebuild of the index would lose).
+// zone, where it may still be ahead. A local date whose time is still ahead
+// in the old zone but already passed in the new one is caught up at the
+// move: the new zone's latest occurrence, if finished and still valid, is
+// sent to that user alone (a one-user occurrence, as a test send is), or,
+// its validity over, the user is counted expired on it. Either is kept
+// among the user's marks (Moves.RecordCatchUp), so that moving back, or in
+// again, delivers that local date and time no second time. Only a move
+// pays for it, never a fire.
 package userzone
 
 import (
@@ -75,8 +77,9 @@ type Move struct {
 // Moves keeps the move marks in Redis: one hash per reminder and UTC date
 // of the move, a field per user who moved into a managed zone that day,
 // valued by the zones left, when, and since when the user can have been
-// there ("Asia/Jakarta@1764550000000@1764500000000,..."), at most 8 a
-// day. It costs Redis only for users who moved, for MarkTTL.
+// there ("Asia/Jakarta@1764550000000@1764500000000,..."), and by the
+// catch-ups of the zones moved into (RecordCatchUp), at most 8 a day. It
+// costs Redis only for users who moved, for MarkTTL.
 type Moves struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -129,32 +132,75 @@ func (m *Moves) Record(ctx context.Context, moves []Move) error {
 	return nil
 }
 
+// CatchUp is a user who moved into a zone after its occurrence fired being
+// sent that occurrence (of instant FireAt there) alone, at At; or, if
+// Expired, counted expired on it, its validity having ended.
+type CatchUp struct {
+	Reminder int64
+	User     string
+	Zone     string // the IANA zone moved into
+	FireAt   time.Time
+	At       time.Time
+	Expired  bool
+}
+
+// RecordCatchUp stores a catch-up as an entry among the user's move marks
+// ("+Asia/Jakarta@<fire_at ms>@<at ms>", "-..." if expired), so that the
+// same local date and time in any zone the user is in later is not
+// delivered again, and the occurrence is not caught up or counted again.
+// An entry of this form reads, to a reader that does not know it, as a
+// mark it cannot read, which it skips.
+func (m *Moves) RecordCatchUp(ctx context.Context, c CatchUp) error {
+	sign := "+"
+	if c.Expired {
+		sign = "-"
+	}
+	entry := sign + c.Zone + "@" + strconv.FormatInt(c.FireAt.UnixMilli(), 10) + "@" + strconv.FormatInt(c.At.UnixMilli(), 10)
+	err := appendScript.Run(ctx, m.rdb, []string{m.key(c.Reminder, c.At)}, c.User, entry, MarkTTL.Milliseconds(), maxEntries).Err()
+	if err != nil {
+		return fmt.Errorf("record zone catch-up: %w", err)
+	}
+	return nil
+}
+
 // Reminded returns which of users were already reminded for the local date
-// and time that fireAt is in zone, in a zone they left: those who were in
-// the old zone at its instant of that date and time (after they joined it,
-// by its subscription or an earlier move, and before they left it), and
-// who left it before fireAt. One pipelined round trip (an HMGET of the
+// and time that fireAt is in zone: in a zone they left, those who were in
+// it at its instant of that date and time (after they joined it, by its
+// subscription or an earlier move, and before they left it) and who left
+// it before fireAt; or by a catch-up of that date and time in another zone.
+// A user counted expired on the occurrence of fireAt in zone is returned
+// too: that occurrence is settled for the user. One pipelined round trip (an HMGET of the
 // reminder's marks of each UTC date a relevant move can fall on).
 func (m *Moves) Reminded(ctx context.Context, reminder int64, zone string, fireAt time.Time, users []string) (map[string]bool, error) {
+	return m.RemindedBy(ctx, reminder, zone, fireAt, fireAt, users)
+}
+
+// RemindedBy is Reminded for the users' moves up to until (at or after
+// fireAt): which of users were reminded for the local date and time of
+// fireAt in zone, in a zone they left by until or by a catch-up.
+func (m *Moves) RemindedBy(ctx context.Context, reminder int64, zone string, fireAt, until time.Time, users []string) (map[string]bool, error) {
 	loc, err := localtime.LoadZone(zone)
 	if err != nil || len(users) == 0 {
 		return nil, err
 	}
 	p := m.rdb.Pipeline()
 	var cmds []*redis.SliceCmd
-	// A move that matters falls between the old zone's instant and fireAt,
-	// at most 26 hours apart.
-	for d := 0; d <= 2; d++ {
-		cmds = append(cmds, p.HMGet(ctx, m.key(reminder, fireAt.Add(-time.Duration(d)*24*time.Hour)), users...))
+	// A move that matters falls between the old zone's instant, at most 26
+	// hours before fireAt, and until.
+	for d := until; !d.Before(fireAt.Add(-50 * time.Hour)); d = d.Add(-24 * time.Hour) {
+		cmds = append(cmds, p.HMGet(ctx, m.key(reminder, d), users...))
 	}
 	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read zone moves: %w", err)
 	}
 	marks := map[int][]mark{}
+	caught := map[int][]catchUp{}
 	for _, c := range cmds {
 		for i, v := range c.Val() {
 			if s, ok := v.(string); ok {
-				marks[i] = append(marks[i], parseMarks(s)...)
+				ms, cs := parseMarks(s)
+				marks[i] = append(marks[i], ms...)
+				caught[i] = append(caught[i], cs...)
 			}
 		}
 	}
@@ -162,6 +208,24 @@ func (m *Moves) Reminded(ctx context.Context, reminder int64, zone string, fireA
 	y, mo, day := wall.Date()
 	of := localtime.Of(wall.Hour()*3600 + wall.Minute()*60 + wall.Second())
 	var out map[string]bool
+	remind := func(i int) {
+		if out == nil {
+			out = map[string]bool{}
+		}
+		out[users[i]] = true
+	}
+	for i, cs := range caught {
+		for _, c := range cs {
+			// A catch-up covers every instant of its local date and time
+			// but its own send's; an expiry only its own occurrence.
+			same := c.zone.String() == loc.String() && c.fireAt.Equal(fireAt)
+			covers := !same && !c.expired && localtime.On(y, mo, day, of, c.zone).Equal(c.fireAt)
+			if (covers || same && c.expired) && !c.at.After(until) {
+				remind(i)
+				break
+			}
+		}
+	}
 	for i, ms := range marks {
 		slices.SortFunc(ms, func(a, b mark) int { return a.left.Compare(b.left) })
 		var prev time.Time
@@ -172,16 +236,20 @@ func (m *Moves) Reminded(ctx context.Context, reminder int64, zone string, fireA
 			}
 			prev = mk.left
 			there := localtime.On(y, mo, day, of, mk.zone)
-			if there.After(since) && !there.After(mk.left) && !mk.left.After(fireAt) {
-				if out == nil {
-					out = map[string]bool{}
-				}
-				out[users[i]] = true
+			if there.After(since) && !there.After(mk.left) && !mk.left.After(until) {
+				remind(i)
 				break
 			}
 		}
 	}
 	return out, nil
+}
+
+// catchUp is an occurrence a user was caught up on, or counted expired on.
+type catchUp struct {
+	zone       *time.Location
+	fireAt, at time.Time
+	expired    bool
 }
 
 // mark is one zone a user left.
@@ -190,21 +258,31 @@ type mark struct {
 	left, since time.Time
 }
 
-// parseMarks reads a field's entries, skipping any it cannot read.
-func parseMarks(s string) []mark {
+// parseMarks reads a field's entries, the moves and the catch-ups,
+// skipping any it cannot read.
+func parseMarks(s string) ([]mark, []catchUp) {
 	var out []mark
+	var caught []catchUp
 	for _, e := range strings.Split(s, ",") {
+		sign := e[:min(1, len(e))]
+		if sign == "+" || sign == "-" {
+			e = e[1:]
+		}
 		parts := strings.Split(e, "@")
 		if len(parts) != 3 {
 			continue
 		}
 		zone, err := localtime.LoadZone(parts[0])
-		left, err2 := strconv.ParseInt(parts[1], 10, 64)
-		since, err3 := strconv.ParseInt(parts[2], 10, 64)
+		a, err2 := strconv.ParseInt(parts[1], 10, 64)
+		b, err3 := strconv.ParseInt(parts[2], 10, 64)
 		if err != nil || err2 != nil || err3 != nil {
 			continue
 		}
-		out = append(out, mark{zone: zone, left: time.UnixMilli(left), since: time.UnixMilli(since)})
+		if sign == "+" || sign == "-" {
+			caught = append(caught, catchUp{zone: zone, fireAt: time.UnixMilli(a), at: time.UnixMilli(b), expired: sign == "-"})
+			continue
+		}
+		out = append(out, mark{zone: zone, left: time.UnixMilli(a), since: time.UnixMilli(b)})
 	}
-	return out
+	return out, caught
 }

@@ -121,7 +121,9 @@ func (b *bundle) fireUntil(t *testing.T, key string, until time.Time) {
 			break
 		}
 		o := occs[0]
-		b.clock.Set(o.FireAt)
+		if o.FireAt.After(b.clock.Now()) {
+			b.clock.Set(o.FireAt) // a catch-up fires at once, after its instant
+		}
 		require.NoError(t, b.s.Fire(ctx, o))
 		tasks, err := b.insp.ListPendingTasks(b.env.Queue, asynq.PageSize(1000))
 		require.NoError(t, err)
@@ -296,6 +298,89 @@ func TestMovingZoneRemindsOnceInTheNewZone(t *testing.T) {
 	var o store.Occurrence
 	require.NoError(t, b.env.DB.Where("fire_at = ?", at(t, "2027-02-01", "09:00", l)).First(&o).Error)
 	require.Equal(t, int64(3), o.Delivered, "the moved user already reminded counts as delivered, with stay-l and fresh")
+}
+
+// Moving into a zone that already fired. Injected: on Feb 1 users in
+// London (09:00 still ahead there) move to Jakarta after its 09:00 fired
+// (02:00 UTC, valid 10 minutes): one at 02:05; one at 02:05 and back to
+// London at 02:06; one at 02:05, back at 02:06 and to Jakarta again at
+// 02:07; one at 02:15, after the validity ended, and back and forth at
+// 02:16 and 02:17. Fires are driven on a
+// fake clock through the planner, the firer and a worker on real Redis
+// and MariaDB. Checked: the first three get Jakarta's Feb 1 once, at the
+// move (02:05), as a one-user occurrence of that instant, and no London
+// Feb 1 (the one back in London is left out of London's 09:00); exactly
+// one catch-up each; the late one gets no Feb 1 at all and is counted
+// expired on Jakarta's occurrence, once however often it moved; everyone gets Feb 2 in the zone
+// they ended in; users who stay get both days.
+func TestMovingIntoAZoneThatFiredCatchesUpOnce(t *testing.T) {
+	start := time.Date(2027, 2, 1, 1, 0, 0, 0, time.UTC)
+	b := setup(t, start)
+	ctx := context.Background()
+	require.NoError(t, b.a.Do(ctx, http.MethodPut, "/v1/reminders/standup", map[string]any{
+		"title": "Stand-up", "valid_for": "10m", "times": []any{map[string]any{"user_zones": true, "local_time": "09:00"}},
+	}, nil))
+	j, l := "Asia/Jakarta", "Europe/London"
+	put := func(user, zone string) {
+		require.NoError(t, b.a.Do(ctx, http.MethodPut, "/v1/reminders/standup/subscribers/"+user, map[string]string{"zone": zone}, nil))
+	}
+	for _, u := range []string{"catch", "back", "twice", "late", "stay-l"} {
+		put(u, l)
+	}
+	put("stay-j", j)
+
+	b.fireUntil(t, "standup", time.Date(2027, 2, 1, 2, 5, 0, 0, time.UTC))
+	put("catch", j)
+	put("back", j)
+	put("twice", j)
+	b.fireUntil(t, "standup", time.Date(2027, 2, 1, 2, 6, 0, 0, time.UTC))
+	put("back", l)
+	put("twice", l)
+	b.clock.Set(time.Date(2027, 2, 1, 2, 7, 0, 0, time.UTC))
+	put("twice", j)
+	b.fireUntil(t, "standup", time.Date(2027, 2, 1, 2, 15, 0, 0, time.UTC))
+	put("late", j)
+	b.clock.Set(time.Date(2027, 2, 1, 2, 16, 0, 0, time.UTC))
+	put("late", l)
+	b.clock.Set(time.Date(2027, 2, 1, 2, 17, 0, 0, time.UTC))
+	put("late", j)
+	b.fireUntil(t, "standup", time.Date(2027, 2, 2, 10, 0, 0, 0, time.UTC))
+
+	jakarta1 := at(t, "2027-02-01", "09:00", j)
+	move := time.Date(2027, 2, 1, 2, 5, 0, 0, time.UTC)
+	want := map[string][]sent{
+		"catch":  {{userzone.Location(j), jakarta1, move}, {userzone.Location(j), at(t, "2027-02-02", "09:00", j), at(t, "2027-02-02", "09:00", j)}},
+		"back":   {{userzone.Location(j), jakarta1, move}, {userzone.Location(l), at(t, "2027-02-02", "09:00", l), at(t, "2027-02-02", "09:00", l)}},
+		"twice":  {{userzone.Location(j), jakarta1, move}, {userzone.Location(j), at(t, "2027-02-02", "09:00", j), at(t, "2027-02-02", "09:00", j)}},
+		"late":   {{userzone.Location(j), at(t, "2027-02-02", "09:00", j), at(t, "2027-02-02", "09:00", j)}},
+		"stay-j": {{userzone.Location(j), jakarta1, jakarta1}, {userzone.Location(j), at(t, "2027-02-02", "09:00", j), at(t, "2027-02-02", "09:00", j)}},
+		"stay-l": {{userzone.Location(l), at(t, "2027-02-01", "09:00", l), at(t, "2027-02-01", "09:00", l)}, {userzone.Location(l), at(t, "2027-02-02", "09:00", l), at(t, "2027-02-02", "09:00", l)}},
+	}
+	for u, w := range want {
+		got := slices.Clone(b.rec.got[u])
+		slices.SortFunc(got, func(a, b sent) int { return a.At.Compare(b.At) })
+		for i := range got {
+			got[i].FireAt, got[i].At = got[i].FireAt.UTC(), got[i].At.UTC()
+		}
+		for i := range w {
+			w[i].FireAt, w[i].At = w[i].FireAt.UTC(), w[i].At.UTC()
+		}
+		require.Equal(t, w, got, "user %s", u)
+	}
+
+	var catchUps []store.Occurrence
+	require.NoError(t, b.env.DB.Where("test_user <> ''").Order("test_user").Find(&catchUps).Error)
+	require.Len(t, catchUps, 3, "one catch-up per user, however often the user moved")
+	for i, u := range []string{"back", "catch", "twice"} {
+		require.Equal(t, u, catchUps[i].TestUser)
+		require.Equal(t, jakarta1.UTC(), catchUps[i].FireAt.UTC())
+		require.Equal(t, store.OccDone, catchUps[i].State)
+		require.Equal(t, int64(1), catchUps[i].Delivered)
+	}
+	var o store.Occurrence
+	require.NoError(t, b.env.DB.Where("fire_at = ? AND test_user = ''", jakarta1).First(&o).Error)
+	require.Equal(t, int64(1), o.Expired, "the user who moved in after the validity, counted once")
+	require.Equal(t, int64(1), o.Delivered, "stay-j")
 }
 
 // A once reminder with local: true fires at its wall-clock time in each
