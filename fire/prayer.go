@@ -171,7 +171,7 @@ func PrayerConvention(r PrayerReminder, pl PrayerPlace) (prayer.Params, error) {
 		err = p.Validate()
 	}
 	if err != nil {
-		return prayer.Params{}, fmt.Errorf("convention: %w", err)
+		return prayer.Params{}, err // a *prayer.Error, naming the field
 	}
 	return p, nil
 }
