@@ -14,7 +14,9 @@
 // bucket mod N, which is XXH64(user_id) mod N. Because N is a power of two,
 // going from N to 2N splits each group g into g and g+N, and going back
 // merges them again: only the users whose group changes move, and the
-// other groups of the location are not touched (Regroup).
+// other groups of the location are not touched (Regroup). A location's
+// layout grows as it is written (Apply) and is fitted, growing or
+// shrinking, before each fire (Fit).
 //
 // A group task records the layout it was prepared with. A reader asking for
 // group g of layout n while the index has another layout m still gets
