@@ -9,7 +9,7 @@
 // the engine's default settings); -quick runs each at a tenth of its size
 // or less, -only runs only the runs it names.
 //
-//	bench [-users N] [-quick] [-only main,peer,uuid,many_locations,ten_million,defaults,webhook,policy] [-webhook=false] [-scaling] [-peer=false] [-chart PATH] [-md PATH]
+//	bench [-users N] [-quick] [-ten-users N] [-only main,peer,uuid,many_locations,ten_million,defaults,webhook,policy] [-webhook=false] [-scaling] [-peer=false] [-chart PATH] [-md PATH]
 package main
 
 import (
