@@ -141,8 +141,8 @@ type Result struct {
 	// the run (0 for the peer: one a user).
 	Tasks int64 `json:"tasks,omitempty"`
 	// IndexBytesPerUser is the MEMORY USAGE (SAMPLES 0) of every key of
-	// the membership index, per subscriber.
-	IndexBytesPerUser float64 `json:"index_bytes_per_user,omitempty"`
+	// the membership index, per subscriber; nil when it could not be read.
+	IndexBytesPerUser *float64 `json:"index_bytes_per_user,omitempty"`
 	// MySQLBytes is the data and index size of the run's database after
 	// registration (information_schema, after ANALYZE TABLE).
 	MySQLBytes int64 `json:"mysql_bytes,omitempty"`

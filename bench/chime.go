@@ -154,7 +154,10 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 	res.RegisterPerSecond = float64(cfg.Users) / res.RegisterSeconds
 	res.RedisBytesPerUser = float64(usedMemory(ctx, rdb)-mem0) / float64(cfg.Users)
 	if n, err := indexBytes(ctx, rdb, ccfg.Prefix); err == nil {
-		res.IndexBytesPerUser = float64(n) / float64(cfg.Users)
+		perUser := float64(n) / float64(cfg.Users)
+		res.IndexBytesPerUser = &perUser
+	} else {
+		cfg.Log.Warn("index bytes not measured", "err", err)
 	}
 	if n, err := databaseBytes(ctx, db); err == nil {
 		res.MySQLBytes = n

@@ -94,8 +94,12 @@ func (m *cpuMeter) read(ctx context.Context) cpuReading {
 			r.engineOK = r.engineOK && err == nil
 		}
 	}
-	if info, err := m.rdb.Info(ctx, "cpu").Result(); err == nil {
-		r.redis, r.redisOK = redisCPU(info)
+	// A Redis busy with a long command can miss the client's read
+	// timeout: a few tries before the figure is given up as n/a.
+	for try := 0; try < 3 && !r.redisOK && ctx.Err() == nil; try++ {
+		if info, err := m.rdb.Info(ctx, "cpu").Result(); err == nil {
+			r.redis, r.redisOK = redisCPU(info)
+		}
 	}
 	if m.mysqlPID != 0 {
 		s, err := procCPU(m.mysqlPID)

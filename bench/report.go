@@ -52,6 +52,14 @@ func (r Result) Summary() string {
 		orNA(r.CPU.Engine), orNA(r.CPU.Redis), orNA(r.CPU.MySQL))
 }
 
+// orNA1 formats a figure that may not have been measured, to one decimal.
+func orNA1(f *float64) string {
+	if f == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f", *f)
+}
+
 // orNA formats a figure that may not have been measured.
 func orNA(f *float64) string {
 	if f == nil {
@@ -71,7 +79,7 @@ func (r Result) row() []string {
 		fireToLast = fmt.Sprintf("%.0f", r.FireToLastMs)
 	}
 	return []string{runName(r), r.System, r.Sink, r.Workers, fmt.Sprint(r.Users), fmt.Sprint(r.Locations), fmt.Sprintf("%.0f", r.RegisterPerSecond),
-		fmt.Sprintf("%.1f", r.RedisBytesPerUser), fmt.Sprintf("%.1f", r.IndexBytesPerUser), tasks, fireToLast, fmt.Sprintf("%.0f", r.DeliveriesPerSec),
+		fmt.Sprintf("%.1f", r.RedisBytesPerUser), orNA1(r.IndexBytesPerUser), tasks, fireToLast, fmt.Sprintf("%.0f", r.DeliveriesPerSec),
 		fmt.Sprintf("%.0f", r.LatenessP50Ms), fmt.Sprintf("%.0f", r.LatenessP99Ms), fmt.Sprintf("%.0f", r.LatenessMaxMs),
 		orNA(r.CPUSecondsPerMilln), fmt.Sprint(r.Complete)}
 }
@@ -113,6 +121,11 @@ type Headline struct {
 	CPUSecondsPerMillion        *float64 `json:"cpu_s_per_million,omitempty"` // left out when not measured
 	PeerCPUSecondsPerMillion    *float64 `json:"peer_cpu_s_per_million,omitempty"`
 
+	// Incomplete names the runs cut short by their timeout: their
+	// delivery figures are left out, those of their registration (which
+	// finished) are kept.
+	Incomplete []string `json:"incomplete,omitempty"`
+
 	// The runs below are left out when they were not run.
 	ManyLocationsTasks        *int64   `json:"many_locations_tasks,omitempty"`
 	ManyLocationsFireToLastMs *float64 `json:"many_locations_fire_to_last_ms,omitempty"`
@@ -146,14 +159,24 @@ func (rep Report) Headline() Headline {
 		r := &rep.Results[i]
 		switch {
 		case r.Run == "uuid":
-			h.RedisBytesPerUUIDSubscriber = r.IndexBytesPerUser
+			if r.IndexBytesPerUser != nil {
+				h.RedisBytesPerUUIDSubscriber = *r.IndexBytesPerUser
+			}
+		case r.Run == "ten_million":
+			h.TenMillionRedisBytesPerSubscriber, h.TenMillionRegisterPerS = r.IndexBytesPerUser, &r.RegisterPerSecond
+			if r.MySQLBytes > 0 {
+				h.TenMillionMySQLBytes = &r.MySQLBytes
+			}
+			if r.Complete {
+				h.TenMillionFireToLastMs, h.TenMillionCPUSecondsPerMillion = &r.FireToLastMs, r.CPUSecondsPerMilln
+			} else {
+				h.Incomplete = append(h.Incomplete, r.Run)
+			}
 		case r.Run != "" && !r.Complete:
 			// A run cut short by its timeout has no final figures.
+			h.Incomplete = append(h.Incomplete, r.Run)
 		case r.Run == "many_locations":
 			h.ManyLocationsTasks, h.ManyLocationsFireToLastMs = &r.Tasks, &r.FireToLastMs
-		case r.Run == "ten_million":
-			h.TenMillionFireToLastMs, h.TenMillionRedisBytesPerSubscriber, h.TenMillionRegisterPerS = &r.FireToLastMs, &r.IndexBytesPerUser, &r.RegisterPerSecond
-			h.TenMillionMySQLBytes, h.TenMillionCPUSecondsPerMillion = &r.MySQLBytes, r.CPUSecondsPerMilln
 		case r.Run == "defaults":
 			defaults = r
 			h.DefaultsP99LatenessMs, h.DefaultsCPUSecondsPerMillion = &r.LatenessP99Ms, r.CPUSecondsPerMilln

@@ -79,14 +79,14 @@ func TestZipfSizes(t *testing.T) {
 // The named runs fill their own keys and never the main run's; runs not
 // made leave their keys out.
 func TestHeadlineNamedRuns(t *testing.T) {
-	cpu := 0.8
+	cpu, uuidIndex, tenIndex := 0.8, 18.2, 5.1
 	rep := Report{Results: []Result{
 		{System: "chime", Sink: "no-op", Users: 1000, DeliveriesPerSec: 900_000},
 		{System: "asynq task per user (tuned)", Sink: "no-op", Users: 1000, DeliveriesPerSec: 3000},
 		{Run: "defaults", System: "chime", Sink: "no-op", Users: 1000, DeliveriesPerSec: 600_000, LatenessP99Ms: 90, CPUSecondsPerMilln: &cpu, Complete: true},
-		{Run: "uuid", System: "chime (UUID IDs)", Sink: "no-op", Users: 1000, IndexBytesPerUser: 18.2, RedisBytesPerUser: 40, Complete: true},
+		{Run: "uuid", System: "chime (UUID IDs)", Sink: "no-op", Users: 1000, IndexBytesPerUser: &uuidIndex, RedisBytesPerUser: 40, Complete: true},
 		{Run: "many_locations", System: "chime", Sink: "no-op", Users: 1000, Tasks: 40, FireToLastMs: 700, Complete: true},
-		{Run: "ten_million", System: "chime", Sink: "no-op", Users: 1000, Delivered: 10, FireToLastMs: 30000}, // cut short
+		{Run: "ten_million", System: "chime", Sink: "no-op", Users: 1000, Delivered: 10, FireToLastMs: 30000, RegisterPerSecond: 2000, IndexBytesPerUser: &tenIndex, CPUSecondsPerMilln: &cpu}, // cut short
 	}}
 	h := rep.Headline()
 	require.Equal(t, 900_000.0, h.EnginePerS)
@@ -97,13 +97,19 @@ func TestHeadlineNamedRuns(t *testing.T) {
 	js := rep.JSON()
 	require.Contains(t, js, `"many_locations_tasks":40`)
 	require.Contains(t, js, `"defaults_cpu_s_per_million":0.8`)
-	require.NotContains(t, js, "ten_million", "a run cut short has no final figures")
+	require.NotContains(t, js, "ten_million_fire_to_last_ms", "a run cut short has no delivery figures")
+	require.NotContains(t, js, "ten_million_cpu_s_per_million", "a run cut short has no delivery figures")
+	require.Contains(t, js, `"ten_million_register_per_s":2000`, "its registration finished")
+	require.Contains(t, js, `"ten_million_redis_bytes_per_subscriber":5.1`)
+	require.NotContains(t, js, "ten_million_mysql_bytes", "not measured")
+	require.Contains(t, js, `"incomplete":["ten_million"]`)
 	require.Contains(t, rep.Results[4].row(), "n/a")
 	require.NotContains(t, js, `"cpu_s_per_million":0`, "the main run's CPU was not measured")
 }
 
 // With only a named run made, the main run's keys are left out, not zeros.
 func TestHeadlineLeavesOutRunsNotMade(t *testing.T) {
-	rep := Report{Results: []Result{{Run: "uuid", System: "chime (UUID IDs)", Sink: "no-op", Users: 10, IndexBytesPerUser: 18.5, Complete: true}}}
+	index := 18.5
+	rep := Report{Results: []Result{{Run: "uuid", System: "chime (UUID IDs)", Sink: "no-op", Users: 10, IndexBytesPerUser: &index, Complete: true}}}
 	require.JSONEq(t, `{"redis_bytes_per_uuid_subscriber":18.5}`, rep.JSON())
 }

@@ -14,7 +14,9 @@
 // bucket mod N, which is XXH64(user_id) mod N. Because N is a power of two,
 // going from N to 2N splits each group g into g and g+N, and going back
 // merges them again: only the users whose group changes move, and the
-// other groups of the location are not touched (Regroup).
+// other groups of the location are not touched (Regroup). A location's
+// layout grows as it is written (Apply) and is fitted, growing or
+// shrinking, before each fire (Fit).
 //
 // A group task records the layout it was prepared with. A reader asking for
 // group g of layout n while the index has another layout m still gets
@@ -153,6 +155,10 @@ func (x *Index) builtKey(l Loc) string  { return x.base(l) + "built" }
 func (x *Index) groupsKey(l Loc) string { return x.base(l) + "groups" }
 func (x *Index) lockKey(l Loc) string   { return x.base(l) + "lock" }
 
+// fixedKey marks a location whose reminder fixes its group count: writes
+// never grow its layout.
+func (x *Index) fixedKey(l Loc) string { return x.base(l) + "fixed" }
+
 // layoutKey holds the location's group count; fromKey the one it is
 // leaving while a regroup moves members.
 func (x *Index) layoutKey(l Loc) string { return x.base(l) + "layout" }
@@ -190,16 +196,19 @@ type Member struct {
 // the call touches: its removed entries dropped, walking entry by entry so
 // that no match straddles two entries, and the added ones appended.
 //
-// KEYS: layout, from, groups. ARGV: member key prefix, packed key prefix,
-// then quadruples of op ("+" or "-"), bucket, set member and packed entry,
-// one of the two empty. A removal of a packed entry also names the raw ID
-// as set member: an index written before the packed strings keeps any ID
-// in the set. Returns 0 when the index is not built.
+// KEYS: layout, from, groups, fixed. ARGV: member key prefix, packed key
+// prefix, then quadruples of op ("+" or "-"), bucket, set member and packed
+// entry, one of the two empty. A removal of a packed entry also names the
+// raw ID as set member: an index written before the packed strings keeps
+// any ID in the set. Returns 0 when the index is not built, otherwise 1
+// plus the members of the largest group added to (0 when the layout is
+// fixed), which tells Apply when the layout has become too small.
 var applyScript = redis.NewScript(`
 local n = tonumber(redis.call('GET', KEYS[1]))
 if not n then return 0 end
 local from = tonumber(redis.call('GET', KEYS[2]))
-local listed, drops, adds, touched, order = {}, {}, {}, {}, {}
+local sized = redis.call('EXISTS', KEYS[4]) == 0
+local listed, drops, adds, touched, order, grown = {}, {}, {}, {}, {}, {}
 local function touch(g)
   if not touched[g] then
     touched[g] = true
@@ -217,6 +226,7 @@ for i = 3, #ARGV, 4 do
   local g = b % n
   local raw, packed = ARGV[i+2], ARGV[i+3]
   if ARGV[i] == '+' then
+    grown[g] = 0
     if raw ~= '' then redis.call('SADD', ARGV[1] .. g, raw) end
     if packed ~= '' then
       touch(g)
@@ -255,10 +265,28 @@ for _, g in ipairs(order) do
     end
     v = table.concat(keep)
   end
-  if adds[g] then v = v .. table.concat(adds[g]) end
+  if adds[g] then
+    v = v .. table.concat(adds[g])
+    if sized then
+      local i, size, count = 1, #v, 0
+      while i <= size do
+        local h = string.byte(v, i)
+        if h >= 240 then h = 16 end
+        i = i + h + 1
+        count = count + 1
+      end
+      grown[g] = count
+    end
+  end
   if #v == 0 then redis.call('DEL', key) else redis.call('SET', key, v) end
 end
-return 1`)
+local most = 0
+if sized then
+  for g, packed in pairs(grown) do
+    most = math.max(most, packed + redis.call('SCARD', ARGV[1] .. g))
+  end
+end
+return 1 + most`)
 
 // Apply adds and removes members, one script per location, all pipelined
 // in one round trip. Removals are applied before additions. Callers apply
@@ -267,9 +295,32 @@ return 1`)
 // other is stored twice (and read once) until the next rebuild. A location
 // whose index is not built is left alone: its rebuild reads the store,
 // where callers have committed the changes before applying them.
+//
+// A location sized per its audience whose write leaves a group more than a
+// quarter over the target size is regrouped to fit before Apply returns
+// (see grow): an audience registered all at once into a new location's
+// single group would otherwise sit in one huge hash-table set, about ten
+// times the intsets' memory, until the next fire's preparation regroups
+// it, and that regroup of millions of members is more than a preparation
+// can do in time.
 func (x *Index) Apply(ctx context.Context, add, remove []Member) error {
+	most, err := x.apply(ctx, add, remove)
+	if err != nil {
+		return err
+	}
+	for _, l := range most {
+		if err := x.grow(ctx, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply writes the changes and returns the locations whose groups have
+// outgrown their layout (see Apply).
+func (x *Index) apply(ctx context.Context, add, remove []Member) ([]Loc, error) {
 	if len(add) == 0 && len(remove) == 0 {
-		return nil
+		return nil, nil
 	}
 	args := map[Loc][]any{}
 	var order []Loc
@@ -294,18 +345,57 @@ func (x *Index) Apply(ctx context.Context, add, remove []Member) error {
 	put("-", remove)
 	put("+", add)
 	pipe := x.rdb.Pipeline()
-	for _, l := range order {
+	cmds := make([]*redis.Cmd, len(order))
+	for i, l := range order {
 		// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and
 		// Redis caches the compiled script by its body.
-		applyScript.Eval(ctx, pipe, []string{x.layoutKey(l), x.fromKey(l), x.groupsKey(l)}, args[l]...)
+		cmds[i] = applyScript.Eval(ctx, pipe, []string{x.layoutKey(l), x.fromKey(l), x.groupsKey(l), x.fixedKey(l)}, args[l]...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		// Part of the change may be missing: make the next reader rebuild
 		// these locations from the store.
 		x.invalidate(context.WithoutCancel(ctx), order)
-		return fmt.Errorf("update membership index: %w", err)
+		return nil, fmt.Errorf("update membership index: %w", err)
 	}
-	return nil
+	var full []Loc
+	for i, l := range order {
+		if n, _ := cmds[i].Int(); n-1 > x.growAt() {
+			full = append(full, l)
+		}
+	}
+	return full, nil
+}
+
+// growAt is the group size past which a write regroups its location: a
+// quarter over the target, which the largest of thousands of groups
+// averaging the target does not reach (the spread is about the square root
+// of the size), and under Redis's intset limit at the default target.
+func (x *Index) growAt() int { return x.Target() + x.Target()/4 }
+
+// grow regroups l to the layout that fits its audience if that layout is
+// larger, or finishes a regroup cut short. It gives way when the location's
+// rebuild lock is taken: the rebuild or regroup holding it sizes the
+// layout, and the next write checks again.
+func (x *Index) grow(ctx context.Context, l Loc) error {
+	_, err := x.tryLocked(ctx, l, func(string) error {
+		y, err := x.Groups(ctx, l)
+		if errors.Is(err, ErrNotBuilt) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		from, err := x.rdb.Get(ctx, x.fromKey(l)).Int()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("grow layout: %w", err)
+		}
+		want := Fit(y.Users(), x.Target(), y.N)
+		if want <= y.N && from == 0 {
+			return nil
+		}
+		return x.regroup(ctx, l, max(want, y.N))
+	})
+	return err
 }
 
 func (x *Index) invalidate(ctx context.Context, locs []Loc) {
@@ -476,6 +566,16 @@ func (x *Index) Fit(ctx context.Context, l Loc, fixed int, regroup bool) (Layout
 	if err := x.EnsureBuilt(ctx, l); err != nil {
 		return Layout{}, err
 	}
+	// Whether writes may grow the layout follows the reminder as it is now.
+	var mark error
+	if fixed > 0 {
+		mark = x.rdb.Set(ctx, x.fixedKey(l), fixed, 0).Err()
+	} else {
+		mark = x.rdb.Del(ctx, x.fixedKey(l)).Err()
+	}
+	if mark != nil {
+		return Layout{}, fmt.Errorf("mark layout: %w", mark)
+	}
 	y, err := x.Groups(ctx, l)
 	if err != nil || !regroup {
 		return y, err
@@ -581,39 +681,42 @@ const moveBatch = 5000
 // overlaps a rebuild or another regroup. Writes made meanwhile go to the new
 // layout (see applyScript).
 func (x *Index) Regroup(ctx context.Context, l Loc, n int) error {
+	return x.locked(ctx, l, func(string) error { return x.regroup(ctx, l, n) })
+}
+
+// regroup is Regroup with the lock held.
+func (x *Index) regroup(ctx context.Context, l Loc, n int) error {
 	n = Fixed(n)
-	return x.locked(ctx, l, func(token string) error {
-		y, err := x.Groups(ctx, l)
-		if err != nil {
+	y, err := x.Groups(ctx, l)
+	if err != nil {
+		return err
+	}
+	from, err := x.rdb.Get(ctx, x.fromKey(l)).Int()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("regroup: %w", err)
+	}
+	if y.N == n && from == 0 {
+		return nil
+	}
+	// Resuming a regroup cut short: removals keep reaching the groups
+	// of the layout it was leaving, where unmoved members still are.
+	// Every listed group is scanned again either way.
+	from = cmp.Or(from, y.N)
+	pipe := x.rdb.TxPipeline()
+	pipe.Set(ctx, x.fromKey(l), from, 0)
+	pipe.Set(ctx, x.layoutKey(l), n, 0)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("regroup: %w", err)
+	}
+	for _, g := range y.Groups {
+		if err := x.moveGroup(ctx, l, g, n); err != nil {
 			return err
 		}
-		from, err := x.rdb.Get(ctx, x.fromKey(l)).Int()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("regroup: %w", err)
-		}
-		if y.N == n && from == 0 {
-			return nil
-		}
-		// Resuming a regroup cut short: removals keep reaching the groups
-		// of the layout it was leaving, where unmoved members still are.
-		// Every listed group is scanned again either way.
-		from = cmp.Or(from, y.N)
-		pipe := x.rdb.TxPipeline()
-		pipe.Set(ctx, x.fromKey(l), from, 0)
-		pipe.Set(ctx, x.layoutKey(l), n, 0)
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("regroup: %w", err)
-		}
-		for _, g := range y.Groups {
-			if err := x.moveGroup(ctx, l, g, n); err != nil {
-				return err
-			}
-		}
-		if err := x.rdb.Del(ctx, x.fromKey(l)).Err(); err != nil {
-			return fmt.Errorf("regroup: %w", err)
-		}
-		return nil
-	})
+	}
+	if err := x.rdb.Del(ctx, x.fromKey(l)).Err(); err != nil {
+		return fmt.Errorf("regroup: %w", err)
+	}
+	return nil
 }
 
 // moveGroup moves the members of group g of l whose group in layout n is
@@ -737,8 +840,14 @@ func (x *Index) rebuild(ctx context.Context, l Loc, token string) error {
 		return err
 	}
 	// The layout goes first: subscriptions committed from now on are
-	// written by their API call, those before are read below.
-	if err := x.rdb.Set(ctx, x.layoutKey(l), n, 0).Err(); err != nil {
+	// written by their API call, those before are read below. It fits the
+	// audience already, so the writes below do not grow it.
+	pipe := x.rdb.TxPipeline()
+	if fixed > 0 {
+		pipe.Set(ctx, x.fixedKey(l), fixed, 0)
+	}
+	pipe.Set(ctx, x.layoutKey(l), n, 0)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("rebuild index: %w", err)
 	}
 	rows, err := x.db.WithContext(ctx).Model(&store.Subscription{}).
@@ -757,7 +866,7 @@ func (x *Index) rebuild(ctx context.Context, l Loc, token string) error {
 		}
 		batch = append(batch, m)
 		if len(batch) == cap(batch) {
-			if err := x.Apply(ctx, batch, nil); err != nil {
+			if _, err := x.apply(ctx, batch, nil); err != nil {
 				return err
 			}
 			batch = batch[:0]
@@ -766,7 +875,7 @@ func (x *Index) rebuild(ctx context.Context, l Loc, token string) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("rebuild index: %w", err)
 	}
-	if err := x.Apply(ctx, batch, nil); err != nil {
+	if _, err := x.apply(ctx, batch, nil); err != nil {
 		return err
 	}
 	// Mark it built only while the lock is still ours: a rebuild that
@@ -793,7 +902,7 @@ func (x *Index) Drop(ctx context.Context, l Loc) error {
 	if err != nil {
 		return fmt.Errorf("drop index: %w", err)
 	}
-	keys := []string{x.builtKey(l), x.layoutKey(l), x.fromKey(l), x.groupsKey(l)}
+	keys := []string{x.builtKey(l), x.layoutKey(l), x.fromKey(l), x.groupsKey(l), x.fixedKey(l)}
 	for _, s := range groups {
 		g, _ := strconv.Atoi(s)
 		keys = append(keys, x.memberKey(l, g), x.packedKey(l, g))
@@ -811,7 +920,8 @@ func (x *Index) Drop(ctx context.Context, l Loc) error {
 // MarkBuilt records that the indexes of locs are complete without reading
 // the store: for (reminder, location) pairs that have no subscriptions yet.
 // They start with n groups (see Fixed; 1 for a reminder sized per
-// location). An index already marked is left as it is.
+// location, whose layout then grows with its writes, see Apply). An index
+// already marked is left as it is.
 func (x *Index) MarkBuilt(ctx context.Context, n int, locs ...Loc) error {
 	if len(locs) == 0 {
 		return nil
@@ -819,6 +929,9 @@ func (x *Index) MarkBuilt(ctx context.Context, n int, locs ...Loc) error {
 	now := time.Now().UTC().Format(time.RFC3339)
 	pipe := x.rdb.Pipeline()
 	for _, l := range locs {
+		if n > 0 {
+			pipe.SetNX(ctx, x.fixedKey(l), n, 0)
+		}
 		pipe.SetNX(ctx, x.layoutKey(l), Fixed(n), 0)
 		pipe.SetNX(ctx, x.builtKey(l), now, 0)
 	}

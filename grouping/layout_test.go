@@ -195,7 +195,9 @@ func TestInterruptedRegroupIsFinished(t *testing.T) {
 	ctx := context.Background()
 	users := userIDs("u", 3000)
 	subscribe(t, env, locA, users[:10])
-	_, err := x.Fit(ctx, locA, 0, true)
+	// Fixed at one group, so that the writes below do not grow the layout
+	// themselves and group 0 holds everyone.
+	_, err := x.Fit(ctx, locA, 1, true)
 	require.NoError(t, err)
 	var rows []store.Subscription
 	var add []grouping.Member
@@ -357,7 +359,9 @@ func change(t *testing.T, env *testenv.Env, x *grouping.Index, l grouping.Loc, a
 
 // A location filled in one registration past the intset limit is compact
 // again after its next fit. Injected: 3,000 integer IDs added to a layout
-// of one group, whose set becomes a hash table. Checked: the fit splits it
+// of one group that the reminder fixes (so the writes do not grow it),
+// whose set becomes a hash table, then the reminder sized per location
+// again. Checked: the fit splits it
 // into groups of about 400 and every group's set, the one split included,
 // is an intset holding exactly its users.
 func TestFitCompactsAGroupOneRegistrationFilled(t *testing.T) {
@@ -383,4 +387,45 @@ func TestFitCompactsAGroupOneRegistrationFilled(t *testing.T) {
 	for _, k := range keys {
 		require.Equal(t, "intset", env.Redis.ObjectEncoding(ctx, k).Val(), k)
 	}
+}
+
+// A location sized per its audience grows its layout as it is written, not
+// only at the next fit: injected is one registration of 3,000 integer IDs
+// into a new location's empty index (one group), and a second registration
+// of 30,000 into the same location (the size of the ten_million run's
+// requests), with a location whose reminder fixes 2 groups written the
+// same way beside it. Checked: right after each write, with no fit between,
+// the sized location has the layout that fits its audience (8, then 128)
+// and every group set is an intset holding exactly the users of its hash;
+// the fixed location keeps its 2 groups.
+func TestWritesGrowTheLayout(t *testing.T) {
+	env, x := newIndex(t)
+	x.GroupSize = 0 // the default, 400
+	ctx := context.Background()
+	require.NoError(t, x.MarkBuilt(ctx, 0, locA))
+	require.NoError(t, x.MarkBuilt(ctx, 2, locB))
+	ids := func(from, n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = strconv.Itoa(from + i)
+		}
+		return out
+	}
+	first, second := ids(1_000_000, 3000), ids(2_000_000, 30_000)
+	change(t, env, x, locA, first, nil)
+	y := everyone(t, x, locA, first)
+	require.Equal(t, 8, y.N, "3,000 users in groups of at most 400 on average")
+	change(t, env, x, locA, second, nil)
+	y = everyone(t, x, locA, append(slices.Clone(first), second...))
+	require.Equal(t, 128, y.N, "33,000 users in groups of at most 400 on average")
+	keys, err := scanKeys(env.Redis, env.Prefix+"idx:{11:3}:g:*")
+	require.NoError(t, err)
+	require.Len(t, keys, 128)
+	for _, k := range keys {
+		require.Equal(t, "intset", env.Redis.ObjectEncoding(ctx, k).Val(), k)
+	}
+
+	change(t, env, x, locB, ids(3_000_000, 3000), nil)
+	y = everyone(t, x, locB, ids(3_000_000, 3000))
+	require.Equal(t, 2, y.N, "the reminder fixes 2 groups")
 }

@@ -74,14 +74,16 @@ func once(t *testing.T, users []string, sent map[string]int) {
 	}
 }
 
-// A location's layout follows its audience between fires and holds still
-// during one. Injected: 200 users subscribe while the first fire (4 groups
-// of 10) is in flight, and the next occurrence of the location is prepared
-// then; later 230 users leave. Checked: the preparation during the fire
-// keeps the layout of 4 (its runs record it); that fire delivers everyone
-// in the index once; the next fire, once the first is done, runs in 16
-// groups and delivers all 240 once; after the departures the layout
-// shrinks to 2 and the remaining 10 get one delivery each.
+// A location's layout follows its audience, and a fire keeps the layout it
+// was prepared with. Injected: 200 users subscribe while the first fire (4
+// groups of 10) is in flight, and the next occurrence of the location is
+// prepared then; later 230 users leave. Checked: the subscriptions grow the
+// index to 16 groups as they are written, and the preparation during the
+// fire records that layout; the fire in flight still reads its 4 groups
+// and delivers everyone in the index once; the next fire runs in 16 groups
+// and delivers all 240 once; after the departures the layout shrinks to 2
+// (only a preparation shrinks it) and the remaining 10 get one delivery
+// each.
 func TestLayoutFollowsTheAudienceBetweenFires(t *testing.T) {
 	fireAt := time.Date(2026, 6, 1, 2, 0, 0, 0, time.UTC) // 09:00 in Jakarta
 	b := setup(t, fireAt.Add(-time.Minute))
@@ -120,11 +122,11 @@ func TestLayoutFollowsTheAudienceBetweenFires(t *testing.T) {
 	require.NoError(t, err)
 	y, err = b.index.Groups(ctx, loc)
 	require.NoError(t, err)
-	require.Equal(t, 4, y.N, "no regroup while a fire of the location is in flight")
+	require.Equal(t, 16, y.N, "240 users in groups of at most 16: the writes grew the layout")
 	var runs []store.GroupRun
 	require.NoError(t, b.env.DB.Where("occurrence_id = ?", occ[1].ID).Find(&runs).Error)
 	for _, r := range runs {
-		require.Equal(t, 4, r.Layout)
+		require.Equal(t, 16, r.Layout)
 	}
 
 	sent, layouts := b.deliver(t, occ[0].ID)

@@ -9,7 +9,7 @@
 // the engine's default settings); -quick runs each at a tenth of its size
 // or less, -only runs only the runs it names.
 //
-//	bench [-users N] [-quick] [-only main,peer,uuid,many_locations,ten_million,defaults,webhook,policy] [-webhook=false] [-scaling] [-peer=false] [-chart PATH] [-md PATH]
+//	bench [-users N] [-quick] [-ten-users N] [-only main,peer,uuid,many_locations,ten_million,defaults,webhook,policy] [-webhook=false] [-scaling] [-peer=false] [-chart PATH] [-md PATH]
 package main
 
 import (
@@ -57,6 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	uuids := fs.Bool("uuid", true, "run Chime with UUID-like user IDs (Redis bytes per subscriber)")
 	only := fs.String("only", "", "run only these runs, comma-separated: main, peer, uuid, many_locations, ten_million, defaults, webhook, policy")
 	verbose := fs.Bool("v", false, "log the engine's warnings")
+	tenSize := fs.Int("ten-users", 0, "users of the ten_million run (0: 10,000,000, or 100,000 with -quick)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first Chime delivery (fire to last delivery) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,6 +77,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// Each named run is cut off after 30s: a slow engine shows as
 		// incomplete instead of stretching the quick run.
 		manyUsers, manyLocs, tenUsers, runTimeout = 20_000, 100, 100_000, 30*time.Second
+	}
+	if *tenSize > 0 {
+		tenUsers = *tenSize
 	}
 	cfg := bench.Config{RedisURL: getenv("REDIS_URL"), MySQLDSN: getenv("MYSQL_DSN"), Users: *users, Workers: *workers, GroupSize: *groupSize}
 	if *cpuprofile != "" {
