@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	only := fs.String("only", "", "run only these runs, comma-separated: main, peer, uuid, many_locations, ten_million, defaults, webhook, policy")
 	verbose := fs.Bool("v", false, "log the engine's warnings")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first Chime delivery (fire to last delivery) to this file")
+	registerProfile := fs.String("register-cpuprofile", "", "write a CPU profile of the main run's registration (this process: API, clients, workers) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -99,6 +100,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer restore()
 	}
+	mainCfg := cfg
+	if *registerProfile != "" {
+		f, err := os.Create(*registerProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		mainCfg.RegisterProfile = f
+	}
 	var rep bench.Report
 	rep.Machine = bench.Machine()
 	step := func(name string, f func() (bench.Result, error)) error {
@@ -116,7 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	if runs["main"] {
-		if err := step("chime, no-op sink", func() (bench.Result, error) { return bench.RunChime(ctx, cfg) }); err != nil {
+		if err := step("chime, no-op sink", func() (bench.Result, error) { return bench.RunChime(ctx, mainCfg) }); err != nil {
 			return err
 		}
 	}
