@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	users := fs.Int("users", 1_000_000, "subscribers of the reminder")
-	quick := fs.Bool("quick", false, "50,000 users, the named runs smaller, the tuned peer alone on 10,000 users, no scaling runs, no peer webhook run")
+	quick := fs.Bool("quick", false, "50,000 users, the named runs smaller, the tuned peer alone on 5,000 users, no scaling runs, no peer webhook run")
 	hook := fs.Bool("webhook", true, "also measure delivery through a loopback HTTP webhook receiver")
 	scaling := fs.Bool("scaling", false, "also run U = 10k, 100k, 1M and 1, 2, 4 worker processes")
 	peer := fs.Bool("peer", true, "run the one-task-per-user peer")
@@ -136,9 +136,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		pcfg, modes := cfg, []bool{false, true}
 		if *quick {
 			// The peer delivers a few thousand users a second: at the quick
-			// size only its better (tuned) run, on 10,000 users; its
+			// size only its better (tuned) run, on 5,000 users; its
 			// deliveries per second are what the ratios use.
-			pcfg.Users, modes = min(cfg.Users, 10_000), []bool{true}
+			pcfg.Users, modes = min(cfg.Users, 5_000), []bool{true}
 		}
 		for _, tuned := range modes {
 			if err := step(fmt.Sprintf("peer (tuned=%v), no-op sink", tuned), func() (bench.Result, error) { return bench.RunPeer(ctx, pcfg, tuned) }); err != nil {
