@@ -79,7 +79,11 @@ type Config struct {
 	// Profile, if set, receives a CPU profile of this process from just
 	// before the instant to the last delivery.
 	Profile io.Writer
-	Log     *slog.Logger
+	// RegisterProfile, if set, receives a CPU profile of this process
+	// (the API, the benchmark's clients and the workers) during
+	// registration.
+	RegisterProfile io.Writer
+	Log             *slog.Logger
 }
 
 func (c *Config) defaults() {

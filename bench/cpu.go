@@ -21,8 +21,9 @@ import (
 // the address of MYSQL_DSN (the process owning that listening socket, read
 // from /proc/net and /proc/PID/fd). A figure that cannot be measured (the
 // server is on another machine, its process cannot be read, it restarted
-// during the run, or the difference came out negative) is nil: printed as
-// "n/a", and its keys are left out of the JSON line, never a guess.
+// during the run: another Redis run_id, another start time of the MariaDB
+// process; or the difference came out negative) is nil: printed as "n/a",
+// and its keys are left out of the JSON line, never a guess.
 
 // cpuMeter reads the CPU seconds of each consumer at the start and at the
 // end of a run.
@@ -50,9 +51,12 @@ func (c cpuTimes) sum() *float64 {
 }
 
 // cpuReading is one reading; ok false is a part that could not be read.
+// redisRun and mysqlStart tell a server restarted between two readings.
 type cpuReading struct {
 	engine, redis, mysql       float64
 	engineOK, redisOK, mysqlOK bool
+	redisRun                   string
+	mysqlStart                 uint64
 }
 
 func newCPUMeter(ctx context.Context, rdb redis.UniversalClient, mysqlDSN string, extra ...int) *cpuMeter {
@@ -76,10 +80,12 @@ func (m *cpuMeter) delta(now cpuReading) cpuTimes {
 		d := b - a
 		return &d
 	}
+	sameRedis := m.start.redisRun == now.redisRun
+	sameMySQL := m.start.mysqlStart == now.mysqlStart
 	return cpuTimes{
 		Engine: delta(m.start.engine, now.engine, m.start.engineOK, now.engineOK),
-		Redis:  delta(m.start.redis, now.redis, m.start.redisOK, now.redisOK),
-		MySQL:  delta(m.start.mysql, now.mysql, m.start.mysqlOK, now.mysqlOK),
+		Redis:  delta(m.start.redis, now.redis, m.start.redisOK, now.redisOK && sameRedis),
+		MySQL:  delta(m.start.mysql, now.mysql, m.start.mysqlOK, now.mysqlOK && sameMySQL),
 	}
 }
 
@@ -89,7 +95,7 @@ func (m *cpuMeter) read(ctx context.Context) cpuReading {
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		r.engine, r.engineOK = tv(ru.Utime)+tv(ru.Stime), true
 		for _, pid := range m.pids {
-			s, err := procCPU(pid)
+			s, _, err := procCPU(pid)
 			r.engine += s
 			r.engineOK = r.engineOK && err == nil
 		}
@@ -97,13 +103,15 @@ func (m *cpuMeter) read(ctx context.Context) cpuReading {
 	// A Redis busy with a long command can miss the client's read
 	// timeout: a few tries before the figure is given up as n/a.
 	for try := 0; try < 3 && !r.redisOK && ctx.Err() == nil; try++ {
-		if info, err := m.rdb.Info(ctx, "cpu").Result(); err == nil {
+		if info, err := m.rdb.Info(ctx, "server", "cpu").Result(); err == nil {
 			r.redis, r.redisOK = redisCPU(info)
+			r.redisRun = infoField(info, "run_id")
+			r.redisOK = r.redisOK && r.redisRun != ""
 		}
 	}
 	if m.mysqlPID != 0 {
-		s, err := procCPU(m.mysqlPID)
-		r.mysql, r.mysqlOK = s, err == nil
+		s, start, err := procCPU(m.mysqlPID)
+		r.mysql, r.mysqlStart, r.mysqlOK = s, start, err == nil
 	}
 	return r
 }
@@ -127,34 +135,49 @@ func redisCPU(info string) (float64, bool) {
 	return sum, n == 2
 }
 
-// procCPU reads utime+stime of pid from /proc, in seconds.
-func procCPU(pid int) (float64, error) {
+// infoField returns the value of key in an INFO answer, or "".
+func infoField(info, key string) string {
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), key+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// procCPU reads utime+stime of pid from /proc, in seconds, and its start
+// time.
+func procCPU(pid int) (float64, uint64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	return parseStat(string(b))
 }
 
-// parseStat returns utime+stime of a /proc/PID/stat line, in seconds. The
-// command name (field 2) is in parentheses and may hold spaces and
-// parentheses itself, so fields are counted from the last ')'.
-func parseStat(s string) (float64, error) {
+// parseStat returns utime+stime of a /proc/PID/stat line, in seconds, and
+// the process's start time (in clock ticks since boot: another process
+// given the same PID has another). The command name (field 2) is in
+// parentheses and may hold spaces and parentheses itself, so fields are
+// counted from the last ')'.
+func parseStat(s string) (float64, uint64, error) {
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 || i+2 > len(s) {
-		return 0, errors.New("stat: no command name")
+		return 0, 0, errors.New("stat: no command name")
 	}
 	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, errors.New("stat: too few fields")
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15,
+	// starttime field 22.
+	if len(f) < 20 {
+		return 0, 0, errors.New("stat: too few fields")
 	}
 	u, err1 := strconv.ParseUint(f[11], 10, 64)
 	k, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("stat: bad utime or stime")
+	start, err3 := strconv.ParseUint(f[19], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return 0, 0, errors.New("stat: bad utime, stime or starttime")
 	}
-	return float64(u+k) / 100, nil // USER_HZ is 100 on Linux
+	return float64(u+k) / 100, start, nil // USER_HZ is 100 on Linux
 }
 
 // mysqlServerPIDs returns the processes listening on the address of dsn:

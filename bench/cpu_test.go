@@ -1,23 +1,28 @@
 package bench
 
 import (
+	"context"
 	"net"
 	"os"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
 func TestParseStat(t *testing.T) {
-	// A command name with spaces and parentheses; utime 1234, stime 566.
+	// A command name with spaces and parentheses; utime 1234, stime 566,
+	// starttime 4242.
 	line := "3284 (maria (db) d) S 1 3284 3284 0 -1 4194560 9 0 0 0 1234 566 0 0 20 0 38 0 4242 0 0"
-	got, err := parseStat(line)
+	got, start, err := parseStat(line)
 	require.NoError(t, err)
 	require.InDelta(t, 18.0, got, 1e-9)
-	for _, bad := range []string{"", "3284 no-parens S 1", "1 (x) S 1 2 3", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 ab 5 0"} {
-		_, err := parseStat(bad)
+	require.EqualValues(t, 4242, start)
+	for _, bad := range []string{"", "3284 no-parens S 1", "1 (x) S 1 2 3", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 ab 5 0 0 20 0 38 0 4242",
+		"1 (x) S 1 1 1 0 -1 0 0 0 0 0 1 5 0 0 20 0 38 0", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 1 5 0 0 20 0 38 0 x"} {
+		_, _, err := parseStat(bad)
 		require.Error(t, err, "%q", bad)
 	}
 }
@@ -56,6 +61,28 @@ func TestSocketInode(t *testing.T) {
 		_, ok := socketInode(bad)
 		require.False(t, ok, bad)
 	}
+}
+
+// The meter reads this process's own start time and a real Redis's run_id,
+// so that a restart between its readings is told from a run's CPU.
+func TestCPUMeterReadsRestartMarks(t *testing.T) {
+	_, start, err := procCPU(os.Getpid())
+	require.NoError(t, err)
+	require.NotZero(t, start)
+	url := os.Getenv("REDIS_URL")
+	if url == "" {
+		t.Skip("REDIS_URL not set")
+	}
+	opt, err := redis.ParseURL(url)
+	require.NoError(t, err)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	m := &cpuMeter{rdb: rdb, mysqlPID: os.Getpid()}
+	r := m.read(context.Background())
+	require.True(t, r.redisOK)
+	require.Len(t, r.redisRun, 40)
+	require.True(t, r.mysqlOK)
+	require.Equal(t, start, r.mysqlStart)
 }
 
 func TestRedisCPU(t *testing.T) {
@@ -97,6 +124,19 @@ func TestCPUTimesNeverGuess(t *testing.T) {
 	require.InDelta(t, 1.0, *d.Engine, 1e-9)
 	require.InDelta(t, 2.0, *d.Redis, 1e-9)
 	require.Nil(t, d.MySQL)
+
+	// A server restarted during the run whose counter came out higher
+	// anyway (another Redis run_id, another MariaDB process on the port's
+	// PID) is no figure either.
+	m.start.redisRun, m.start.mysqlStart = "a1", 100
+	later := cpuReading{engine: 6, redis: 7, mysql: 140, engineOK: true, redisOK: true, mysqlOK: true, redisRun: "b2", mysqlStart: 200}
+	r2 := m.delta(later)
+	require.Nil(t, r2.Redis)
+	require.Nil(t, r2.MySQL)
+	later.redisRun, later.mysqlStart = "a1", 100
+	r2 = m.delta(later)
+	require.InDelta(t, 2.0, *r2.Redis, 1e-9)
+	require.InDelta(t, 40.0, *r2.MySQL, 1e-9)
 	r := Result{Users: 10}
 	c := NewCounter()
 	c.record(1, 10)

@@ -196,6 +196,10 @@ type Member struct {
 // the call touches: its removed entries dropped, walking entry by entry so
 // that no match straddles two entries, and the added ones appended.
 //
+// Set members are added and removed with one SADD or SREM per group (of
+// at most 1,000, within Lua's stack), removals first as in ARGV: a call
+// per member cost more than the rest of the script.
+//
 // KEYS: layout, from, groups, fixed. ARGV: member key prefix, packed key
 // prefix, then quadruples of op ("+" or "-"), bucket, set member and packed
 // entry, one of the two empty. A removal of a packed entry also names the
@@ -221,13 +225,20 @@ local function drop(g, e)
   if not d then d = {}; drops[g] = d end
   d[e] = true
 end
+local sets = {['+'] = {groups = {}, of = {}}, ['-'] = {groups = {}, of = {}}}
+local function member(op, g, raw)
+  local s = sets[op]
+  local m = s.of[g]
+  if not m then m = {}; s.of[g] = m; s.groups[#s.groups + 1] = g end
+  m[#m + 1] = raw
+end
 for i = 3, #ARGV, 4 do
   local b = tonumber(ARGV[i+1])
   local g = b % n
   local raw, packed = ARGV[i+2], ARGV[i+3]
   if ARGV[i] == '+' then
     grown[g] = 0
-    if raw ~= '' then redis.call('SADD', ARGV[1] .. g, raw) end
+    if raw ~= '' then member('+', g, raw) end
     if packed ~= '' then
       touch(g)
       local a = adds[g]
@@ -240,12 +251,21 @@ for i = 3, #ARGV, 4 do
     end
   else
     if raw ~= '' then
-      redis.call('SREM', ARGV[1] .. g, raw)
-      if from then redis.call('SREM', ARGV[1] .. (b % from), raw) end
+      member('-', g, raw)
+      if from then member('-', b % from, raw) end
     end
     if packed ~= '' then
       drop(g, packed)
       if from then drop(b % from, packed) end
+    end
+  end
+end
+for _, op in ipairs({'-', '+'}) do
+  local s, cmd = sets[op], op == '+' and 'SADD' or 'SREM'
+  for _, g in ipairs(s.groups) do
+    local m = s.of[g]
+    for i = 1, #m, 1000 do
+      redis.call(cmd, ARGV[1] .. g, unpack(m, i, math.min(i + 999, #m)))
     end
   end
 end

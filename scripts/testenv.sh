@@ -419,6 +419,10 @@ if [[ -n $NEED_MYSQL ]]; then
     #   flush-log-at-trx-commit=2 / doublewrite=0: no fsync per commit/page
     #   skip-log-bin: no binary log
     #   buffer-pool 512M: keep the test data set in memory
+    #   log-file-size 512M: a bulk registration of millions of rows writes
+    #     redo for every row and index entry; with the 96M default the redo
+    #     log fills often and writes stall while InnoDB flushes pages to
+    #     make room
     #   max-connections=500: parallel test packages each open a pool
     # Correctness settings:
     #   skip-name-resolve: no reverse-DNS lookup per connection (slow or
@@ -429,6 +433,7 @@ if [[ -n $NEED_MYSQL ]]; then
         --innodb-flush-log-at-trx-commit=2 \
         --skip-log-bin \
         --innodb-buffer-pool-size=512M \
+        --innodb-log-file-size=512M \
         --max-connections=500 \
         --innodb-doublewrite=0 \
         --skip-name-resolve \

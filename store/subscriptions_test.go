@@ -103,20 +103,21 @@ func TestSubscribeNewAndExisting(t *testing.T) {
 				}
 				return out
 			}
-			old, err := store.Subscribe(ctx, db, 7, subs(0, 4500, 1))
+			old, err := store.Subscribe(ctx, db, 7, subs(0, 22000, 1))
 			require.NoError(t, err)
 			require.Empty(t, old)
 
-			// 0..999 stay, 1000..2999 move, 4500..5999 are new; the batch
-			// boundaries fall inside each kind.
-			mix := append(subs(0, 1000, 1), subs(1000, 3000, 2)...)
-			mix = append(mix, subs(4500, 6000, 3)...)
+			// 0..4999 stay, 5000..14999 move, 22000..29999 are new; the
+			// batch boundaries (10,000 rows a statement on MariaDB, 6,000 on
+			// SQLite) fall inside the moved and the new users.
+			mix := append(subs(0, 5000, 1), subs(5000, 15000, 2)...)
+			mix = append(mix, subs(22000, 30000, 3)...)
 			old, err = store.Subscribe(ctx, db, 7, mix)
 			require.NoError(t, err)
-			require.Len(t, old, 3000)
+			require.Len(t, old, 15000)
 			for _, o := range old {
 				i, _ := strconv.Atoi(o.UserID[1:])
-				require.Less(t, i, 3000)
+				require.Less(t, i, 15000)
 				// The old row comes with when it was made (a zone move's
 				// mark says since when the user was there).
 				require.False(t, o.CreatedAt.IsZero(), o.UserID)
@@ -127,21 +128,22 @@ func TestSubscribeNewAndExisting(t *testing.T) {
 				require.NoError(t, db.Model(&store.Subscription{}).Where("reminder_id = 7 AND location_id = ?", loc).Count(&n).Error)
 				return n
 			}
-			require.Equal(t, []int64{1000 + 1500, 2000, 1500}, []int64{count(1), count(2), count(3)})
+			require.Equal(t, []int64{5000 + 7000, 10000, 8000}, []int64{count(1), count(2), count(3)})
 		})
 	}
 }
 
-// Injects: a request whose third statement fails (a user ID too long for
-// the column, refused by MariaDB's strict mode) after two statements of
-// new users went in. Checks: nothing of the request is stored.
+// Injects: a request whose third statement (of 10,000 rows each) fails (a
+// user ID too long for the column, refused by MariaDB's strict mode) after
+// two statements of new users went in. Checks: nothing of the request is
+// stored.
 func TestSubscribeAllOrNothing(t *testing.T) {
 	env := testenv.New(t)
 	var subs []store.Subscription
-	for i := range 5000 {
+	for i := range 25000 {
 		subs = append(subs, store.Subscription{ReminderID: 8, UserID: "n" + strconv.Itoa(i), LocationID: 1})
 	}
-	subs[4500].UserID = strings.Repeat("x", 300)
+	subs[22500].UserID = strings.Repeat("x", 300)
 	_, err := store.Subscribe(ctxT(t), env.DB, 8, subs)
 	require.Error(t, err)
 	var n int64

@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	users := fs.Int("users", 1_000_000, "subscribers of the reminder")
-	quick := fs.Bool("quick", false, "100,000 users, the named runs smaller, the tuned peer alone on 20,000 users, no scaling runs, no peer webhook run")
+	quick := fs.Bool("quick", false, "50,000 users, the named runs smaller, the tuned peer alone on 5,000 users, no scaling runs, no peer webhook run")
 	hook := fs.Bool("webhook", true, "also measure delivery through a loopback HTTP webhook receiver")
 	scaling := fs.Bool("scaling", false, "also run U = 10k, 100k, 1M and 1, 2, 4 worker processes")
 	peer := fs.Bool("peer", true, "run the one-task-per-user peer")
@@ -57,13 +57,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	uuids := fs.Bool("uuid", true, "run Chime with UUID-like user IDs (Redis bytes per subscriber)")
 	only := fs.String("only", "", "run only these runs, comma-separated: main, peer, uuid, many_locations, ten_million, defaults, webhook, policy")
 	verbose := fs.Bool("v", false, "log the engine's warnings")
-	tenSize := fs.Int("ten-users", 0, "users of the ten_million run (0: 10,000,000, or 100,000 with -quick)")
+	tenSize := fs.Int("ten-users", 0, "users of the ten_million run (0: 10,000,000, or 50,000 with -quick)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first Chime delivery (fire to last delivery) to this file")
+	registerProfile := fs.String("register-cpuprofile", "", "write a CPU profile of the main run's registration (this process: API, clients, workers) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *quick {
-		*users, *scaling = 100_000, false
+		// Registration and the peer's delivery were most of the quick
+		// run's time at 100,000 users.
+		*users, *scaling = 50_000, false
 	}
 	if *users < 1 {
 		return errors.New("-users must be at least 1")
@@ -76,7 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *quick {
 		// Each named run is cut off after 30s: a slow engine shows as
 		// incomplete instead of stretching the quick run.
-		manyUsers, manyLocs, tenUsers, runTimeout = 20_000, 100, 100_000, 30*time.Second
+		manyUsers, manyLocs, tenUsers, runTimeout = 20_000, 100, 50_000, 30*time.Second
 	}
 	if *tenSize > 0 {
 		tenUsers = *tenSize
@@ -103,6 +106,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer restore()
 	}
+	mainCfg := cfg
+	if *registerProfile != "" {
+		f, err := os.Create(*registerProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		mainCfg.RegisterProfile = f
+	}
 	var rep bench.Report
 	rep.Machine = bench.Machine()
 	step := func(name string, f func() (bench.Result, error)) error {
@@ -120,7 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	if runs["main"] {
-		if err := step("chime, no-op sink", func() (bench.Result, error) { return bench.RunChime(ctx, cfg) }); err != nil {
+		if err := step("chime, no-op sink", func() (bench.Result, error) { return bench.RunChime(ctx, mainCfg) }); err != nil {
 			return err
 		}
 	}
@@ -128,9 +140,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		pcfg, modes := cfg, []bool{false, true}
 		if *quick {
 			// The peer delivers a few thousand users a second: at the quick
-			// size only its better (tuned) run, on 20,000 users; its
+			// size only its better (tuned) run, on 5,000 users; its
 			// deliveries per second are what the ratios use.
-			pcfg.Users, modes = min(cfg.Users, 20_000), []bool{true}
+			pcfg.Users, modes = min(cfg.Users, 5_000), []bool{true}
 		}
 		for _, tuned := range modes {
 			if err := step(fmt.Sprintf("peer (tuned=%v), no-op sink", tuned), func() (bench.Result, error) { return bench.RunPeer(ctx, pcfg, tuned) }); err != nil {
