@@ -108,19 +108,28 @@ func New(cfg Config, rdb redis.UniversalClient, db *gorm.DB) *Policy {
 	return &Policy{cfg: cfg, rdb: rdb, db: db, cluster: !single}
 }
 
+// maxScriptUsers bounds the users one decision script decides on a single
+// Redis (whole shards, so one shard may pass it): Redis serves nobody
+// else while a script runs, about 6 µs a user here, so a large
+// CHIME_CHUNK_SIZE is decided in several scripts of one pipeline.
+const maxScriptUsers = 1000
+
 // calls splits a chunk's shards (indexes of its users by shard) into the
 // decision scripts that decide them: one script for the whole chunk on a
-// single Redis, where a script may touch any key, and one per shard on a
-// Redis Cluster, where a script's keys must share a slot. A script's
-// fixed cost (its call, its arguments' parsing, its reply) is then paid
-// once per chunk instead of once per shard where the server allows it.
+// single Redis, where a script may touch any key (several for a chunk of
+// more than maxScriptUsers), and one per shard on a Redis Cluster, where a
+// script's keys must share a slot. A script's fixed cost (its call, its
+// arguments' parsing, its reply) is then paid once per chunk instead of
+// once per shard where the server allows it.
 func (p *Policy) calls(shards [][]int) [][][]int {
-	if !p.cluster {
-		return [][][]int{shards}
-	}
-	calls := make([][][]int, len(shards))
-	for i, idx := range shards {
-		calls[i] = [][]int{idx}
+	var calls [][][]int
+	n := 0
+	for _, idx := range shards {
+		if len(calls) == 0 || p.cluster || n+len(idx) > maxScriptUsers {
+			calls, n = append(calls, nil), 0
+		}
+		calls[len(calls)-1] = append(calls[len(calls)-1], idx)
+		n += len(idx)
 	}
 	return calls
 }
