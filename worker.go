@@ -25,6 +25,6 @@ func NewWorker(cfg Config, db *gorm.DB, rdb redis.UniversalClient, s sender.Send
 		ShutdownTimeout: cfg.ShutdownTimeout, Channel: cfg.Sender,
 		Events: cfg.DeliveryEvents(rdb, db, clk, log),
 		Zones:  userzone.NewMoves(rdb, cfg.Prefix),
-	}, rdb, index, ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker")).
-		WithPolicy(policy.New(policy.Config{Prefix: cfg.Prefix}, rdb, db))
+		Policy: policy.New(policy.Config{Prefix: cfg.Prefix}, rdb, db),
+	}, rdb, index, ack.NewTracker(rdb, cfg.Prefix), s, clk, log.With("component", "worker"))
 }

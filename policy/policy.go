@@ -7,12 +7,15 @@
 // Users' preferences are kept in MySQL (store.UserPreference, the source
 // of truth) and mirrored in Redis, in one hash per shard of an app's users
 // (keyspace.UserShards) whose fields are user IDs. A chunk's decision is
-// one Lua script per shard its users fall in, all in one pipeline: the
-// script reads the users' entries, applies the opt-outs and quiet hours
-// and, for the users still to be sent, counts the frequency cap in the
-// shard's hash of that category (a field per user listing the occurrences
-// that counted), all under the shard's hash tag (Redis Cluster safe): a few
-// commands per shard, none per user. The cap's entry is the occurrence, so
+// one Lua script for the whole chunk on a single Redis, one per shard its
+// users fall in on a Redis Cluster (a script's keys share the shard's hash
+// tag there), all in one pipeline: for each shard the script reads the
+// users' entries, applies the opt-outs and quiet hours and, for the users
+// still to be sent, counts the frequency cap in the shard's hash of that
+// category (a field per user listing the occurrences that counted): a few
+// commands per shard, none per user. A script's own cost (its call, its
+// arguments, its reply) was most of a shard's share of a chunk, so it is
+// paid once per chunk where the server allows. The cap's entry is the occurrence, so
 // a chunk sent again after a crash counts nobody twice; entries older than
 // the window are dropped whenever a user's field is read, and the hash
 // expires a window after its last write. A user the category no longer
@@ -58,6 +61,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -90,13 +94,67 @@ type Policy struct {
 	cfg Config
 	rdb redis.UniversalClient
 	db  *gorm.DB
+	// cluster is set for a Redis Cluster (any client but a single
+	// Redis's), whose scripts each touch one shard's keys (one slot).
+	cluster bool
+	zones   sync.Map // zone name → *time.Location
 }
 
 // New returns a policy. db is read only to rebuild a lost shard and written
 // for held chunks.
 func New(cfg Config, rdb redis.UniversalClient, db *gorm.DB) *Policy {
 	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
-	return &Policy{cfg: cfg, rdb: rdb, db: db}
+	_, single := rdb.(*redis.Client)
+	return &Policy{cfg: cfg, rdb: rdb, db: db, cluster: !single}
+}
+
+// maxScriptUsers bounds the users one decision script decides on a single
+// Redis (whole shards, so one shard may pass it): Redis serves nobody
+// else while a script runs, about 6 µs a user here, so a large
+// CHIME_CHUNK_SIZE is decided in several scripts of one pipeline.
+const maxScriptUsers = 1000
+
+// calls splits a chunk's shards (indexes of its users by shard) into the
+// decision scripts that decide them: one script for the whole chunk on a
+// single Redis, where a script may touch any key (several for a chunk of
+// more than maxScriptUsers), and one per shard on a Redis Cluster, where a
+// script's keys must share a slot. A script's fixed cost (its call, its
+// arguments' parsing, its reply) is then paid once per chunk instead of
+// once per shard where the server allows it.
+func (p *Policy) calls(shards [][]int) [][][]int {
+	var calls [][][]int
+	n := 0
+	for _, idx := range shards {
+		if len(calls) == 0 || p.cluster || n+len(idx) > maxScriptUsers {
+			calls, n = append(calls, nil), 0
+		}
+		calls[len(calls)-1] = append(calls[len(calls)-1], idx)
+		n += len(idx)
+	}
+	return calls
+}
+
+func countUsers(shards [][]int) int {
+	n := 0
+	for _, idx := range shards {
+		n += len(idx)
+	}
+	return n
+}
+
+// zone returns the location of a zone name, time.UTC for one that is not
+// a zone. Locations are kept once loaded: LoadZone reads the zone's file
+// every time, and the names are bounded by the zone database.
+func (p *Policy) zone(name string) *time.Location {
+	if l, ok := p.zones.Load(name); ok {
+		return l.(*time.Location)
+	}
+	loc, err := localtime.LoadZone(name)
+	if err != nil {
+		return time.UTC
+	}
+	p.zones.Store(name, loc)
+	return loc
 }
 
 // Shard is the shard of an app's user, stored with the user's preferences
@@ -177,85 +235,97 @@ func (p *Policy) Rebuild(ctx context.Context, app int64) error {
 	return nil
 }
 
-// decideScript decides one shard's users of a chunk. KEYS: the shard's
-// hash, then (when a cap applies) the shard's cap hash of the category.
-// ARGV: reminder key, category, critical, local minute now, default quiet
-// start and end (-1: none), cap max (0: none), cap window ms, now ms, the
-// occurrence, then the users. It answers 'unbuilt' or one code per user:
-// "s" send, "s<ch,...>" send without those channels, "p" opted out,
-// "q<end minute>" in quiet hours, "c" capped.
+// decideScript decides a chunk's users of one or more shards. KEYS: per
+// shard, its hash and its cap hash of the category (touched only when a
+// cap applies). ARGV: reminder key, category, critical, local minute now,
+// default quiet start and end (-1: none), cap max (0: none), cap window
+// ms, now ms, the occurrence, then per shard the count of its users and
+// the users. It answers one code per user, in ARGV's order: "s" send,
+// "s<ch,...>" send without those channels, "p" opted out, "q<end minute>"
+// in quiet hours, "c" capped, "u" for every user of a shard whose hash is
+// not built (nothing of that shard decided or counted).
 //
 // A user's cap field lists the occurrences that counted, "occ@ms,...",
 // those older than the window dropped whenever it is read; all the fields
 // a shard's chunk changes are one HSET, and the hash expires a window after
 // its last write.
 var decideScript = redis.NewScript(keyspace.ShardLua + `
-local n = #ARGV - 10
-local vals = redis.call('HMGET', KEYS[1], ' built', unpack(ARGV, 11))
-if not vals[1] then return {'unbuilt'} end
 local rem, cat, crit = ARGV[1], ARGV[2], ARGV[3] == '1'
 local now, dqs, dqe = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local capmax, window, nowms, member = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
-local caps, writes, stamp = {}, {}, member .. '@' .. ARGV[9]
-if capmax > 0 then caps = redis.call('HMGET', KEYS[2], unpack(ARGV, 11)) end
+local stamp = member .. '@' .. ARGV[9]
 local out = {}
-for i = 1, n do
-  local v = vals[i + 1]
-  local p = nil
-  if v then p = cjson.decode(v) end
-  local code = 's'
-  local ex = ''
-  if p then
-    if p.n then code = 'p' end
-    if code == 's' and p.r then for _, k in ipairs(p.r) do if k == rem then code = 'p' end end end
-    if code == 's' and not crit and cat ~= '' and p.c then
-      for _, c in ipairs(p.c) do if c == cat then code = 'p' end end
-    end
-    if p.ch then ex = table.concat(p.ch, ',') end
-  end
-  if code == 's' and not crit then
-    local qs, qe = dqs, dqe
-    if p and p.q then qs, qe = p.q[1], p.q[2] end
-    if qs >= 0 and qs ~= qe then
-      local inq
-      if qs < qe then inq = now >= qs and now < qe else inq = now >= qs or now < qe end
-      if inq then code = 'q' .. qe end
-    end
-  end
-  if code == 's' and capmax > 0 and not caps[i] then
-    -- Not counted in the window yet: the common case, and no parse.
-    writes[#writes + 1] = ARGV[10 + i]
-    writes[#writes + 1] = stamp
-  elseif code == 's' and capmax > 0 then
-    local was = caps[i]
-    local kept, seen = {}, false
-    for e in string.gmatch(was, '[^,]+') do
-      local occ, ms = string.match(e, '^(.-)@(%d+)$')
-      if occ == member then
-        seen = true
-        kept[#kept + 1] = e
-      elseif ms and tonumber(ms) > nowms - window then
-        kept[#kept + 1] = e
+local at = 11
+for s = 1, #KEYS / 2 do
+  local n = tonumber(ARGV[at])
+  local first, last = at + 1, at + n
+  at = last + 1
+  local vals = redis.call('HMGET', KEYS[2 * s - 1], ' built', unpack(ARGV, first, last))
+  if not vals[1] then
+    for i = 1, n do out[#out + 1] = 'u' end
+  else
+    local caps, writes = {}, {}
+    if capmax > 0 then caps = redis.call('HMGET', KEYS[2 * s], unpack(ARGV, first, last)) end
+    for i = 1, n do
+      local user = ARGV[first + i - 1]
+      local v = vals[i + 1]
+      local p = nil
+      if v then p = cjson.decode(v) end
+      local code = 's'
+      local ex = ''
+      if p then
+        if p.n then code = 'p' end
+        if code == 's' and p.r then for _, k in ipairs(p.r) do if k == rem then code = 'p' end end end
+        if code == 's' and not crit and cat ~= '' and p.c then
+          for _, c in ipairs(p.c) do if c == cat then code = 'p' end end
+        end
+        if p.ch then ex = table.concat(p.ch, ',') end
       end
+      if code == 's' and not crit then
+        local qs, qe = dqs, dqe
+        if p and p.q then qs, qe = p.q[1], p.q[2] end
+        if qs >= 0 and qs ~= qe then
+          local inq
+          if qs < qe then inq = now >= qs and now < qe else inq = now >= qs or now < qe end
+          if inq then code = 'q' .. qe end
+        end
+      end
+      if code == 's' and capmax > 0 and not caps[i] then
+        -- Not counted in the window yet: the common case, and no parse.
+        writes[#writes + 1] = user
+        writes[#writes + 1] = stamp
+      elseif code == 's' and capmax > 0 then
+        local was = caps[i]
+        local kept, seen = {}, false
+        for e in string.gmatch(was, '[^,]+') do
+          local occ, ms = string.match(e, '^(.-)@(%d+)$')
+          if occ == member then
+            seen = true
+            kept[#kept + 1] = e
+          elseif ms and tonumber(ms) > nowms - window then
+            kept[#kept + 1] = e
+          end
+        end
+        if not seen then
+          if #kept >= capmax then code = 'c' else kept[#kept + 1] = stamp end
+        end
+        local joined = table.concat(kept, ',')
+        if joined ~= was then
+          writes[#writes + 1] = user
+          writes[#writes + 1] = joined
+        end
+      end
+      if code == 's' then code = code .. ex end
+      out[#out + 1] = code
     end
-    if not seen then
-      if #kept >= capmax then code = 'c' else kept[#kept + 1] = stamp end
-    end
-    local now = table.concat(kept, ',')
-    if now ~= was then
-      writes[#writes + 1] = ARGV[10 + i]
-      writes[#writes + 1] = now
+    if #writes > 0 then
+      -- ' table' keeps the hash a hash table (keyspace.ShardLua).
+      writes[#writes + 1] = ' table'
+      writes[#writes + 1] = TABLE
+      redis.call('HSET', KEYS[2 * s], unpack(writes))
+      redis.call('PEXPIRE', KEYS[2 * s], window)
     end
   end
-  if code == 's' then code = code .. ex end
-  out[i] = code
-end
-if #writes > 0 then
-  -- ' table' keeps the hash a hash table (keyspace.ShardLua).
-  writes[#writes + 1] = ' table'
-  writes[#writes + 1] = TABLE
-  redis.call('HSET', KEYS[2], unpack(writes))
-  redis.call('PEXPIRE', KEYS[2], window)
 end
 return out
 `)
@@ -287,10 +357,7 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 	if pol == nil {
 		pol = &message.Policy{}
 	}
-	loc, err := localtime.LoadZone(m.Zone)
-	if err != nil {
-		loc = time.UTC
-	}
+	loc := p.zone(m.Zone)
 	local := now.In(loc)
 	minute := local.Hour()*60 + local.Minute()
 	qs, qe := -1, -1
@@ -311,17 +378,19 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 	trips := 0
 	for attempt := 0; len(todo) > 0; attempt++ {
 		trips++
-		cmds := make([]*redis.Cmd, len(todo))
+		calls := p.calls(todo)
+		cmds := make([]*redis.Cmd, len(calls))
 		_, err := rscript.Pipelined(ctx, p.rdb, scripts, func(pipe redis.Pipeliner) {
-			for j, idx := range todo {
-				shard := keyspace.UserShard(m.App, users[idx[0]])
-				keys := []string{p.hashKey(m.App, shard)}
-				if capMax > 0 {
-					keys = append(keys, p.capKey(m.App, shard, pol.Category))
-				}
+			for j, call := range calls {
+				keys := make([]string, 0, 2*len(call))
 				args := []any{m.Reminder, pol.Category, crit, minute, qs, qe, capMax, pol.CapWindow.Milliseconds(), now.UnixMilli(), m.Occurrence}
-				for _, i := range idx {
-					args = append(args, users[i])
+				for _, idx := range call {
+					shard := keyspace.UserShard(m.App, users[idx[0]])
+					keys = append(keys, p.hashKey(m.App, shard), p.capKey(m.App, shard, pol.Category))
+					args = append(args, len(idx))
+					for _, i := range idx {
+						args = append(args, users[i])
+					}
 				}
 				cmds[j] = decideScript.EvalSha(ctx, pipe, keys, args...)
 			}
@@ -330,27 +399,31 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 			return Decision{}, fmt.Errorf("decide chunk: %w", err)
 		}
 		var again [][]int
-		for j, idx := range todo {
+		for j, call := range calls {
 			res, err := cmds[j].StringSlice()
 			if err != nil {
 				return Decision{}, fmt.Errorf("decide chunk: %w", err)
 			}
-			if len(res) == 1 && res[0] == "unbuilt" {
-				if attempt > 0 {
-					return Decision{}, fmt.Errorf("decide chunk: preferences of shard %d still not built after a rebuild", keyspace.UserShard(m.App, users[idx[0]]))
-				}
-				trips++ // the rebuild's script (its rows come from MySQL)
-				if err := p.rebuild(ctx, m.App, keyspace.UserShard(m.App, users[idx[0]])); err != nil {
-					return Decision{}, err
-				}
-				again = append(again, idx)
-				continue
+			if n := countUsers(call); len(res) != n {
+				return Decision{}, fmt.Errorf("decide chunk: %d answers for %d users", len(res), n)
 			}
-			if len(res) != len(idx) {
-				return Decision{}, fmt.Errorf("decide chunk: %d answers for %d users", len(res), len(idx))
-			}
-			for k, i := range idx {
-				codes[i] = res[k]
+			for _, idx := range call {
+				if res[0] == "u" {
+					shard := keyspace.UserShard(m.App, users[idx[0]])
+					if attempt > 0 {
+						return Decision{}, fmt.Errorf("decide chunk: preferences of shard %d still not built after a rebuild", shard)
+					}
+					trips++ // the rebuild's script (its rows come from MySQL)
+					if err := p.rebuild(ctx, m.App, shard); err != nil {
+						return Decision{}, err
+					}
+					again = append(again, idx)
+				} else {
+					for k, i := range idx {
+						codes[i] = res[k]
+					}
+				}
+				res = res[len(idx):]
 			}
 		}
 		todo = again

@@ -26,7 +26,7 @@ import (
 // policyWorker is f's worker deciding chunks with the delivery policy.
 func (f *fixture) policyWorker(t *testing.T, id string, s sender.Sender) (*worker.Worker, *policy.Policy) {
 	pol := policy.New(policy.Config{Prefix: f.env.Prefix}, f.env.Redis, f.env.DB)
-	return f.worker(t, id, s).WithPolicy(pol), pol
+	return f.workerWith(t, worker.Config{ID: id, Policy: pol}, s), pol
 }
 
 // prefer stores a user's preferences as the API does: MySQL, then the

@@ -98,6 +98,11 @@ type Config struct {
 	// they moved from, in one Redis round trip per chunk; they count as
 	// sent. Nil checks nothing.
 	Zones ZoneMoves
+
+	// Policy decides each chunk's users before its send (package policy):
+	// opted-out, quiet and capped users are left out, held ones recorded
+	// for their release. Nil sends every user of a chunk.
+	Policy Policy
 }
 
 // Events records delivery events.
@@ -155,8 +160,6 @@ type Worker struct {
 
 	draining chan struct{}  // closed when Run's context is done
 	inflight sync.WaitGroup // Handle calls under way
-
-	policy Policy // nil: every user of a chunk is sent
 }
 
 // Policy decides which users of a chunk are sent (package policy): one
@@ -168,12 +171,6 @@ type Policy interface {
 }
 
 var _ Policy = (*policy.Policy)(nil)
-
-// WithPolicy makes w decide each chunk's users with p before sending it.
-func (w *Worker) WithPolicy(p Policy) *Worker {
-	w.policy = p
-	return w
-}
 
 // New returns a worker. Its Run pulls from the queue; Handle delivers one
 // task and can be used on its own.
@@ -347,10 +344,10 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 		// for their release before the checkpoint passes them.
 		var skips ack.Skips
 		var left map[string][]string
-		if w.policy != nil {
-			d, err := w.policy.Decide(k.ctx, p.Message, chunk, w.clock.Now())
+		if w.cfg.Policy != nil {
+			d, err := w.cfg.Policy.Decide(k.ctx, p.Message, chunk, w.clock.Now())
 			if err == nil {
-				err = w.policy.Hold(k.ctx, p.Occurrence, b.IdempotencyKey, d)
+				err = w.cfg.Policy.Hold(k.ctx, p.Occurrence, b.IdempotencyKey, d)
 			}
 			if k.lost.Load() {
 				// The keeper found the lease taken (and canceled k.ctx,

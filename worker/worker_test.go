@@ -127,8 +127,13 @@ func setupIDs(t *testing.T, users int, id func(i int) string) *fixture {
 }
 
 func (f *fixture) worker(t *testing.T, id string, s sender.Sender) *worker.Worker {
-	return worker.New(worker.Config{ID: id, Queue: f.env.Queue, ChunkSize: chunk, LeaseTTL: time.Minute},
-		f.env.Redis, f.index, f.acks, s, f.clock, testenv.Logger(t))
+	return f.workerWith(t, worker.Config{ID: id}, s)
+}
+
+// workerWith is f's worker with cfg's ID and delivery policy.
+func (f *fixture) workerWith(t *testing.T, cfg worker.Config, s sender.Sender) *worker.Worker {
+	cfg.Queue, cfg.ChunkSize, cfg.LeaseTTL = f.env.Queue, chunk, time.Minute
+	return worker.New(cfg, f.env.Redis, f.index, f.acks, s, f.clock, testenv.Logger(t))
 }
 
 func (f *fixture) payload(attempt int) queue.Payload {

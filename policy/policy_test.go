@@ -1,0 +1,147 @@
+package policy_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+
+	"github.com/chime-dev/chime"
+	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/message"
+	"github.com/chime-dev/chime/policy"
+	"github.com/chime-dev/chime/store"
+)
+
+var noon = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// preferUsers stores users' preferences in MySQL and builds the app's
+// mirror from them, as a bulk import does: user i with i mod 10 = 0 opted
+// out of "marketing", with i mod 10 = 1 in quiet hours at noon in London.
+func preferUsers(t *testing.T, db *gorm.DB, pol *policy.Policy, app int64, users []string) {
+	t.Helper()
+	var rows []store.UserPreference
+	for i, u := range users {
+		var p policy.Preferences
+		switch i % 10 {
+		case 0:
+			p.Categories = []string{"marketing"}
+		case 1:
+			p.QuietHours = &policy.Hours{Start: "11:00", End: "14:00"}
+		default:
+			continue
+		}
+		p, errs := p.Check()
+		require.Empty(t, errs)
+		doc, err := json.Marshal(p)
+		require.NoError(t, err)
+		rows = append(rows, store.UserPreference{AppID: app, UserID: u, Shard: policy.Shard(app, u), Doc: string(doc)})
+	}
+	require.NoError(t, db.CreateInBatches(rows, 1000).Error)
+	require.NoError(t, pol.Rebuild(context.Background(), app))
+}
+
+// capped is the bench's policy message: category marketing, quiet users
+// dropped, 3 a day.
+func capped(app, occurrence int64) message.Message {
+	return message.Message{App: app, Occurrence: occurrence, Reminder: "news", Zone: "Europe/London",
+		Policy: &message.Policy{Category: "marketing", Drop: true, CapMax: 3, CapWindow: 24 * time.Hour}}
+}
+
+// wantDecision is what a chunk of users (preferUsers's) gets at its n-th
+// distinct occurrence under capped's cap.
+func wantDecision(users []string, n int) policy.Decision {
+	d := policy.Decision{Send: []string{}, Outcomes: map[string][]string{}}
+	for i, u := range users {
+		switch {
+		case i%10 == 0:
+			d.Outcomes[policy.SkippedPreference] = append(d.Outcomes[policy.SkippedPreference], u)
+		case i%10 == 1:
+			d.Outcomes[policy.Quiet] = append(d.Outcomes[policy.Quiet], u)
+		case n > 3:
+			d.Outcomes[policy.Capped] = append(d.Outcomes[policy.Capped], u)
+		default:
+			d.Send = append(d.Send, u)
+		}
+	}
+	return d
+}
+
+func numbered(n int) []string {
+	users := make([]string, n)
+	for i := range users {
+		users[i] = "user-" + strconv.Itoa(i)
+	}
+	return users
+}
+
+// decideRounds decides users four times at distinct occurrences, each one
+// twice (a chunk sent again), and checks every decision.
+func decideRounds(t *testing.T, pol *policy.Policy, app int64, users []string) {
+	t.Helper()
+	ctx := context.Background()
+	for n := 1; n <= 4; n++ {
+		for range 2 {
+			d, err := pol.Decide(ctx, capped(app, int64(100+n)), users, noon.Add(time.Duration(n)*time.Minute))
+			require.NoError(t, err)
+			require.Equal(t, wantDecision(users, n), d, "occurrence %d", n)
+		}
+	}
+}
+
+// Injects: chunks of 300 and 2,500 users over all 64 shards, 10% opted out
+// of the category, 10% in quiet hours, a cap of 3 a day, each chunk
+// decided twice (sent again). Checks: on a single Redis (one script for
+// the 300, three for the 2,500) and on a 3-master Redis Cluster (one
+// script per shard, each in its slot) every decision is as the
+// preferences say: opted-out and quiet users left out, the others sent
+// three times and capped at the fourth occurrence, a chunk sent again
+// counting nobody twice.
+func TestDecideSingleRedisAndCluster(t *testing.T) {
+	env := testenv.New(t)
+	users := numbered(2500)
+	single := policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
+	preferUsers(t, env.DB, single, 1, users)
+	decideRounds(t, single, 1, users[:300])
+	decideRounds(t, single, 1, users[300:])
+
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	rdb, err := chime.OpenRedis(context.Background(), testenv.RedisCluster(t, 3))
+	require.NoError(t, err)
+	defer rdb.Close()
+	_, ok := rdb.(*redis.ClusterClient)
+	require.True(t, ok)
+	cluster := policy.New(policy.Config{Prefix: "chime-test:" + testenv.ID() + ":"}, rdb, env.DB)
+	require.NoError(t, cluster.Rebuild(context.Background(), 1))
+	decideRounds(t, cluster, 1, users[:300])
+}
+
+// Injects: the loss of a few shards' preference hashes (not all) between
+// two occurrences of a chunk. Checks: the decision of the chunk whose
+// script found those shards not built rebuilds them from MySQL, so their
+// opt-outs and quiet hours still hold, and the users of the shards that
+// were decided in the first pass are counted once: every user is sent
+// three times and capped at the fourth occurrence.
+func TestDecideRebuildsLostShards(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	users := numbered(300)
+	pol := policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
+	preferUsers(t, env.DB, pol, 1, users)
+	for n := 1; n <= 4; n++ {
+		keys, err := env.Redis.Keys(ctx, env.Prefix+"*prefs").Result()
+		require.NoError(t, err)
+		require.Len(t, keys, 64)
+		require.NoError(t, env.Redis.Del(ctx, keys[:n*5]...).Err())
+		d, err := pol.Decide(ctx, capped(1, int64(200+n)), users, noon)
+		require.NoError(t, err)
+		require.Equal(t, wantDecision(users, n), d, "occurrence %d", n)
+	}
+}
