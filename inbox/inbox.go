@@ -16,16 +16,18 @@
 //     therefore still pending, and is replayed when the user connects
 //     again. A read receipt removes the message. Each state is capped
 //     (Config.Cap): storing a message into a full one drops the oldest.
-//   - P{app:uN}#inbox-at: when each user's field was last written, so that
-//     the fields of users who do not come back are dropped.
+//   - P{app:uN}#inbox-at: when each user's field was last written (dated
+//     ahead by a sixteenth of the keep, keyspace.ShardLua), so that the
+//     fields of users who do not come back are dropped.
 //   - P{app:uN}#m:<id>: a message's body, once per shard, not per user,
 //     kept TTL + UnreadTTL after it was first stored (as long as it can
 //     stay pending, then unread).
 //
 // A pending message is kept TTL after it was stored, an unread one
 // UnreadTTL after it was acknowledged; older ones are no longer returned and
-// are dropped at the next write. A user's field is dropped the longer of the
-// two after its last write (by the next write to the shard), and the keys
+// are dropped at the next write. A user's field is dropped between the longer
+// of the two and 17/16 of it after its last write (by the next write to the
+// shard), and the keys
 // of a shard nobody writes expire then, so a user who does not come back
 // finds an empty inbox and costs nothing. Messages have deterministic IDs,
 // so a worker that stores the same chunk twice (after a crash) stores each
