@@ -214,7 +214,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 // before they look up presence and the gateway registers before it reads.
 func (g *Gateway) open(ctx context.Context, c *conn) error {
 	g.admitted(userKey{c.pc.App, c.pc.User}, c)
-	if err := g.presence.Register(ctx, c.pc); err != nil {
+	if err := g.register(ctx, c.pc); err != nil {
 		g.forget(c)
 		return err
 	}

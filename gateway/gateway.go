@@ -178,6 +178,8 @@ type Gateway struct {
 	ln         net.Listener
 
 	acks chan inbox.Ack
+	// registers hands opening connections to registerConns.
+	registers chan registration
 	// base is cancelled at shutdown; every connection's context derives
 	// from it.
 	base   context.Context
@@ -215,7 +217,7 @@ func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.
 	return &Gateway{
 		cfg: cfg, rdb: rdb, presence: p, inbox: in, status: st, keys: keys, clock: clk, log: log.With("gateway", cfg.Instance), ln: ln,
 		handshakes: newHandshakes(cfg.HandshakeRate, cfg.HandshakeBurst, cfg.Addresses),
-		acks:       make(chan inbox.Ack, 4096), base: base, cancel: cancel,
+		acks:       make(chan inbox.Ack, 4096), registers: make(chan registration), base: base, cancel: cancel,
 		byUser: map[userKey][]*conn{}, opening: map[userKey]int{},
 	}, nil
 }
@@ -277,6 +279,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	eg.Go(func() error { return g.readStream(ectx) })
 	eg.Go(func() error { return g.heartbeat(ectx) })
 	eg.Go(func() error { return g.keys.Watch(ectx) })
+	eg.Go(func() error { return g.registerConns(ectx) })
 	ackStop, ackDone := make(chan struct{}), make(chan error, 1)
 	go func() { ackDone <- g.flushAcks(ackStop) }()
 	eg.Go(func() error {
@@ -490,6 +493,64 @@ func messageFrame(msg json.RawMessage) []byte {
 	b = append(b, `{"type":"message","message":`...)
 	b = append(b, msg...)
 	return append(b, '}')
+}
+
+// registration is one opening connection to register in presence, and
+// where to answer.
+type registration struct {
+	conn presence.Conn
+	done chan error
+}
+
+// registerBatch is the most connections registered together.
+const registerBatch = 1000
+
+// register registers c in presence together with the other connections
+// opening meanwhile (registerConns).
+func (g *Gateway) register(ctx context.Context, c presence.Conn) error {
+	r := registration{conn: c, done: make(chan error, 1)}
+	select {
+	case g.registers <- r:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	return <-r.done
+}
+
+// registerConns registers opening connections until ctx ends: those that
+// come while a registration is in flight wait for it and are then
+// registered together (one round trip, one script per shard of their
+// users), up to registerBatch at once. A connection opening alone waits
+// for no timer, and a burst of connects costs a few scripts per shard
+// instead of one script and one round trip per connection.
+func (g *Gateway) registerConns(ctx context.Context) error {
+	var batch []registration
+	conns := make([]presence.Conn, 0, registerBatch)
+	for {
+		batch, conns = batch[:0], conns[:0]
+		select {
+		case r := <-g.registers:
+			batch = append(batch, r)
+		case <-ctx.Done():
+			return nil
+		}
+	gather:
+		for len(batch) < registerBatch {
+			select {
+			case r := <-g.registers:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		for _, r := range batch {
+			conns = append(conns, r.conn)
+		}
+		err := g.presence.Register(ctx, conns...)
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
 }
 
 // flushAcks applies acknowledgements in batches until stop is closed, then

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/clock"
@@ -43,13 +44,20 @@ type fixture struct {
 	done  chan error
 }
 
-// option changes the fixture's gateway configuration or clock.
-type option func(*gateway.Config, *clock.Clock)
+// option changes the fixture's gateway configuration, clock or the hook
+// on its presence registry's Redis client.
+type option func(*gateway.Config, *clock.Clock, *redis.Hook)
 
-func withClock(c clock.Clock) option { return func(_ *gateway.Config, clk *clock.Clock) { *clk = c } }
+func withClock(c clock.Clock) option {
+	return func(_ *gateway.Config, clk *clock.Clock, _ *redis.Hook) { *clk = c }
+}
 
 func withConfig(f func(*gateway.Config)) option {
-	return func(c *gateway.Config, _ *clock.Clock) { f(c) }
+	return func(c *gateway.Config, _ *clock.Clock, _ *redis.Hook) { f(c) }
+}
+
+func withPresenceHook(h redis.Hook) option {
+	return func(_ *gateway.Config, _ *clock.Clock, hook *redis.Hook) { *hook = h }
 }
 
 func start(t *testing.T, opts ...option) *fixture {
@@ -57,10 +65,17 @@ func start(t *testing.T, opts ...option) *fixture {
 	cfg := gateway.Config{Instance: "g-" + testenv.ID(), Prefix: env.Prefix,
 		HeartbeatInterval: 200 * time.Millisecond, PingTimeout: 200 * time.Millisecond}
 	var clk clock.Clock = clock.Real{}
+	var hook redis.Hook
 	for _, o := range opts {
-		o(&cfg, &clk)
+		o(&cfg, &clk, &hook)
 	}
-	reg := presence.New(presence.Config{Prefix: env.Prefix, TTL: 2 * time.Second}, env.Redis)
+	prdb := env.Redis
+	if hook != nil {
+		prdb = redis.NewClient(env.Redis.Options())
+		prdb.AddHook(hook)
+		t.Cleanup(func() { _ = prdb.Close() })
+	}
+	reg := presence.New(presence.Config{Prefix: env.Prefix, TTL: 2 * time.Second}, prdb)
 	// The cache outlives every test: only an announcement makes the gateway
 	// see a rotation in time.
 	keys := signing.New(signing.Config{Prefix: env.Prefix, CacheTTL: time.Hour}, env.DB, env.Redis, ring(t), env.Log)
@@ -425,4 +440,83 @@ func TestReplaySkipsExpiredMessages(t *testing.T) {
 	}
 	require.Equal(t, status.Expired, states["o1 inbox"])
 	require.Equal(t, status.Sent, states["o2 gateway"])
+}
+
+// holdRegistrations is a hook on the presence registry's client: it
+// counts the pipelines that register connections and holds the first until
+// release is closed.
+type holdRegistrations struct {
+	mu        sync.Mutex
+	pipelines int
+	release   chan struct{}
+}
+
+func (h *holdRegistrations) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *holdRegistrations) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+func (h *holdRegistrations) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.mu.Lock()
+		h.pipelines++
+		first := h.pipelines == 1
+		h.mu.Unlock()
+		if first {
+			<-h.release
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (h *holdRegistrations) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pipelines
+}
+
+// Connections that open while a registration is in flight are registered
+// together after it. The test holds the first connection's registration
+// (a hook on the registry's client), opens 20 more meanwhile, waits until
+// all 21 are admitted, releases it, and checks that every client gets its
+// welcome and is online in presence, in fewer than 21 round trips (20
+// held behind one are registered in one or a few, not one each).
+func TestConnectsRegisteredTogether(t *testing.T) {
+	h := &holdRegistrations{release: make(chan struct{})}
+	f := start(t, withPresenceHook(h))
+	users := []string{"first"}
+	for i := range 20 {
+		users = append(users, "u"+strings.Repeat("x", i))
+	}
+	welcomed := make(chan error, len(users))
+	for i, u := range users {
+		if i == 1 {
+			testenv.WaitUntil(t, 5*time.Second, "the first registration held", func() bool { return h.count() == 1 })
+		}
+		tok := f.token(t, f.key, u, time.Hour)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := gateway.Dial(ctx, f.url, tok, nil)
+			if err != nil {
+				welcomed <- err
+				return
+			}
+			t.Cleanup(func() { _ = c.CloseNow() })
+			if fr := <-c.Frames; fr.Type != "welcome" {
+				err = errors.New("no welcome: " + fr.Type)
+			}
+			welcomed <- err
+		}()
+	}
+	testenv.WaitUntil(t, 5*time.Second, "all admitted", func() bool { return f.gw.Connections() == len(users) })
+	close(h.release)
+	for range users {
+		require.NoError(t, <-welcomed)
+	}
+	trips := h.count() // registrations and any heartbeat refresh
+	online, err := f.reg.Lookup(context.Background(), f.app, users)
+	require.NoError(t, err)
+	require.Len(t, online, len(users))
+	require.Less(t, trips, len(users), "registered together")
+	t.Logf("%d connections registered in %d round trips", len(users), trips)
 }

@@ -16,16 +16,18 @@
 //     therefore still pending, and is replayed when the user connects
 //     again. A read receipt removes the message. Each state is capped
 //     (Config.Cap): storing a message into a full one drops the oldest.
-//   - P{app:uN}#inbox-at: when each user's field was last written, so that
-//     the fields of users who do not come back are dropped.
+//   - P{app:uN}#inbox-at: when each user's field was last written (dated
+//     ahead by a sixteenth of the keep, keyspace.ShardLua), so that the
+//     fields of users who do not come back are dropped.
 //   - P{app:uN}#m:<id>: a message's body, once per shard, not per user,
 //     kept TTL + UnreadTTL after it was first stored (as long as it can
 //     stay pending, then unread).
 //
 // A pending message is kept TTL after it was stored, an unread one
 // UnreadTTL after it was acknowledged; older ones are no longer returned and
-// are dropped at the next write. A user's field is dropped the longer of the
-// two after its last write (by the next write to the shard), and the keys
+// are dropped at the next write. A user's field is dropped between the longer
+// of the two and 17/16 of it after its last write (by the next write to the
+// shard), and the keys
 // of a shard nobody writes expire then, so a user who does not come back
 // finds an empty inbox and costs nothing. Messages have deterministic IDs,
 // so a worker that stores the same chunk twice (after a crash) stores each
@@ -151,54 +153,98 @@ func (s *Store) bodyKey(app int64, user, id string) string {
 // The scripts take the keys of one shard: the inboxes hash, its index,
 // then (add only) the bodies' keys. A user's field is their entries, one
 // a line: "p <ms> <id>" pending since ms, "u <ms> <id>" unread since ms
-// (acknowledged then). prelude loads the fields of the users named in
-// ARGV (at the positions given), and finish writes back those changed,
-// deletes the emptied ones, dates them in the index, drops the users whose
-// last write is older than keep (they expired) and extends the keys' life.
+// (acknowledged then), in the order they were written, so that the first
+// line of a state is its oldest (the writers' clocks run forward).
+//
+// The scripts work on each field as a string, with plain finds and
+// splices that run in C, rather than decoding every line into Lua tables
+// and encoding them back: a user holds up to twice Cap lines, and decoding
+// them all for each message stored or acknowledged cost more than the rest
+// of the delivery. A field is held as "\n" .. field .. "\n", so that every
+// line is "\n" .. line and is followed by a "\n", the last one too. An ID
+// is found as " <id>\n" preceded, from the line's start, by "\n<state>
+// <ms>", so that an ID that ends another (o1 and xo1, or an ID with a
+// space) is not taken for it. IDs that are empty or hold a line break are
+// never stored and match nothing.
+//
+// prelude loads the fields of the users named in ARGV (at the positions
+// given), and finish writes back those changed, deletes the emptied ones,
+// dates them in the index, drops the users whose last write is older than
+// keep (they expired) and extends the keys' life.
 const prelude = keyspace.ShardLua + `
-local function decode(v)
-  local es = {}
-  if v then
-    for k, ms, id in string.gmatch(v, '(%a) (%d+) ([^\n]+)') do
-      es[#es + 1] = {k, tonumber(ms), id, ms}
-    end
-  end
-  return es
-end
-local function encode(es)
-  local lines = {}
-  for i, e in ipairs(es) do lines[i] = e[1] .. ' ' .. e[4] .. ' ' .. e[3] end
-  return table.concat(lines, '\n')
-end
-local function find(es, id)
-  for i, e in ipairs(es) do if e[3] == id then return i end end
-end
-local function expire(es, now, ttl, uttl, dropped)
-  local i = 1
-  while i <= #es do
-    local e = es[i]
-    if (e[1] == 'p' and e[2] <= now - ttl) or (e[1] == 'u' and e[2] <= now - uttl) then
-      table.remove(es, i)
-      table.insert(dropped, e[3])
-    else
-      i = i + 1
-    end
+local state, order, dirty, counts = {}, {}, {}, {}
+local function valid(id) return id ~= '' and not string.find(id, '\n', 1, true) end
+-- find returns where the line of id starts (its leading line break) and
+-- ends (the line break after it), its state and its ms, or nil.
+local function find(w, id)
+  if not valid(id) then return nil end
+  local pat, init = ' ' .. id .. '\n', 1
+  while true do
+    local q = string.find(w, pat, init, true)
+    if not q then return nil end
+    local k, ms = string.match(string.sub(w, math.max(1, q - 24), q - 1), '\n(%a) (%d+)$')
+    if k then return q - #ms - 3, q + #pat - 1, k, ms end
+    init = q + 1
   end
 end
-local function trim(es, kind, cap, dropped)
-  local n = 0
-  for _, e in ipairs(es) do if e[1] == kind then n = n + 1 end end
-  while n > cap do
-    local oldest
-    for i, e in ipairs(es) do
-      if e[1] == kind and (not oldest or e[2] < es[oldest][2]) then oldest = i end
+-- first returns the first line of state k at or after init: where it
+-- starts and ends, as find, its ms and its ID.
+local function first(w, k, init)
+  local s = string.find(w, '\n' .. k .. ' ', init, true)
+  if not s then return nil end
+  local ms, id = string.match(w, '^(%d+) ([^\n]*)', s + 3)
+  if not ms then return nil end
+  return s, s + 4 + #ms + #id, tonumber(ms), id
+end
+-- count returns how many lines of state k the user has, counted once a
+-- script and kept up to date by remove and append.
+local function count(u, k)
+  local c = counts[u]
+  if not c then c = {}; counts[u] = c end
+  if not c[k] then
+    local n, at, pat, w = 0, 1, '\n' .. k .. ' ', state[u]
+    while true do
+      local s = string.find(w, pat, at, true)
+      if not s then break end
+      n, at = n + 1, s + 3
     end
-    table.insert(dropped, es[oldest][3])
-    table.remove(es, oldest)
-    n = n - 1
+    c[k] = n
+  end
+  return c[k]
+end
+local function bump(u, k, d)
+  local c = counts[u]
+  if c and c[k] then c[k] = c[k] + d end
+  dirty[u] = true
+end
+local function remove(u, s, e, k)
+  local w = state[u]
+  state[u] = string.sub(w, 1, s - 1) .. string.sub(w, e)
+  bump(u, k, -1)
+end
+local function append(u, k, ms, id)
+  state[u] = state[u] .. k .. ' ' .. ms .. ' ' .. id .. '\n'
+  bump(u, k, 1)
+end
+-- expire drops the user's lines of state k dated before now - ttl, from
+-- the front (the oldest first), and adds their IDs to dropped.
+local function expire(u, k, now, ttl, dropped)
+  while true do
+    local s, e, ms, id = first(state[u], k, 1)
+    if not s or ms > now - ttl then return end
+    remove(u, s, e, k)
+    dropped[#dropped + 1] = id
   end
 end
-local state, order, dirty = {}, {}, {}
+-- trim drops the user's oldest lines of state k while there are more than
+-- cap, and adds their IDs to dropped.
+local function trim(u, k, cap, dropped)
+  while count(u, k) > cap do
+    local s, e, _, id = first(state[u], k, 1)
+    remove(u, s, e, k)
+    dropped[#dropped + 1] = id
+  end
+end
 local function load(users)
   local names = {}
   for _, u in ipairs(users) do
@@ -208,7 +254,8 @@ local function load(users)
     local part = {unpack(names, i, math.min(i + 999, #names))}
     local vs = redis.call('HMGET', KEYS[1], unpack(part))
     for j, u in ipairs(part) do
-      state[u] = decode(vs[j])
+      local v = vs[j]
+      state[u] = (v and v ~= '') and '\n' .. v .. '\n' or '\n'
       order[#order + 1] = u
     end
   end
@@ -217,7 +264,8 @@ local function finish(now, keep)
   local set, del, at = {}, {}, {}
   for _, u in ipairs(order) do
     if dirty[u] then
-      if #state[u] == 0 then del[#del + 1] = u else set[#set + 1] = u; set[#set + 1] = encode(state[u]) end
+      local w = state[u]
+      if w == '\n' then del[#del + 1] = u else set[#set + 1] = u; set[#set + 1] = string.sub(w, 2, -2) end
       at[#at + 1] = now; at[#at + 1] = u
     end
   end
@@ -244,15 +292,14 @@ load(users)
 local out, used = {}, {}
 for i = 1, n do
   local u, id, b = users[i], ARGV[base + 3*i - 1], tonumber(ARGV[base + 3*i])
-  local es, dropped = state[u], {}
-  expire(es, now, ttl, uttl, dropped)
-  if not find(es, id) then
-    es[#es + 1] = {'p', now, id, ARGV[1]}
-    trim(es, 'p', cap, dropped)
+  local dropped = {}
+  expire(u, 'p', now, ttl, dropped)
+  expire(u, 'u', now, uttl, dropped)
+  if valid(id) and not find(state[u], id) then
+    append(u, 'p', ARGV[1], id)
+    trim(u, 'p', cap, dropped)
     used[b] = true
-    dirty[u] = true
   end
-  if #dropped > 0 then dirty[u] = true end
   out[i] = dropped
 end
 for b = 1, nb do
@@ -282,30 +329,40 @@ load(users)
 local out = {}
 for i, ack in ipairs(acks) do
   local u, kind, from, n = ack[1], ack[2], ack[3], ack[4]
-  local es, done = state[u], {}
+  local done = {}
   if kind == 'r' then
     for j = from, from + n - 1 do
-      local at = find(es, ARGV[j])
-      if at then table.remove(es, at); table.insert(done, ARGV[j]) end
+      local s, e, k = find(state[u], ARGV[j])
+      if s then remove(u, s, e, k); done[#done + 1] = ARGV[j] end
+    end
+  elseif n == 0 then
+    -- Every pending line leaves its place, in one splice, and is
+    -- appended unread.
+    local w, pieces, last, at, unread = state[u], {}, 1, 1, count(u, 'u')
+    while true do
+      local s, e, _, id = first(w, 'p', at)
+      if not s then break end
+      pieces[#pieces + 1] = string.sub(w, last, s - 1)
+      done[#done + 1] = id
+      last, at = e, e
+    end
+    if #done > 0 then
+      pieces[#pieces + 1] = string.sub(w, last)
+      for _, id in ipairs(done) do pieces[#pieces + 1] = 'u ' .. ARGV[1] .. ' ' .. id .. '\n' end
+      state[u] = table.concat(pieces)
+      counts[u].p, counts[u].u, dirty[u] = 0, unread + #done, true
     end
   else
-    local ids = {}
-    if n == 0 then
-      for _, e in ipairs(es) do if e[1] == 'p' then ids[#ids + 1] = e[3] end end
-    else
-      for j = from, from + n - 1 do ids[#ids + 1] = ARGV[j] end
-    end
-    for _, id in ipairs(ids) do
-      local at = find(es, id)
-      if at and es[at][1] == 'p' then
-        local e = table.remove(es, at)
-        es[#es + 1] = {'u', now, id, ARGV[1]}
-        table.insert(done, id)
+    for j = from, from + n - 1 do
+      local s, e, k = find(state[u], ARGV[j])
+      if s and k == 'p' then
+        remove(u, s, e, 'p')
+        append(u, 'u', ARGV[1], ARGV[j])
+        done[#done + 1] = ARGV[j]
       end
     end
-    if #done > 0 then trim(es, 'u', cap, {}) end
   end
-  if #done > 0 then dirty[u] = true end
+  if #done > 0 and kind ~= 'r' then trim(u, 'u', cap, {}) end
   out[i] = done
 end
 finish(now, keep)

@@ -3,6 +3,8 @@ package inbox_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,4 +185,137 @@ func TestAnnouncementsCursor(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	require.EqualValues(t, 4, cursor)
+}
+
+// The scripts find an entry by its ID as a string: an ID that ends another
+// (o1 in xo1, in "a o1", and o1 against o11) must not be taken for it. The
+// test stores such IDs, acknowledges, reads and stores again only o1, and
+// checks that every other entry is untouched; an ID with a line break is
+// not stored and matches nothing.
+func TestInboxIDsThatEndOthers(t *testing.T) {
+	env := testenv.NewRedis(t)
+	ctx := context.Background()
+	s := inbox.New(inbox.Config{Prefix: env.Prefix}, env.Redis)
+	now := time.Now()
+	for i, id := range []string{"o11", "xo1", "a o1", "o1", "o1 b"} {
+		_, err := s.Add(ctx, 1, "u", inbox.Message{ID: id}, now.Add(time.Duration(i)*time.Millisecond))
+		require.NoError(t, err)
+	}
+	moved, err := s.Delivered(ctx, 1, "u", []string{"o1"}, now)
+	require.NoError(t, err)
+	require.Equal(t, []string{"o1"}, moved)
+	c, err := s.List(ctx, 1, "u", now)
+	require.NoError(t, err)
+	require.Equal(t, []string{"o11", "xo1", "a o1", "o1 b"}, ids(c.Pending))
+	require.Equal(t, []string{"o1"}, ids(c.Unread))
+
+	_, err = s.Add(ctx, 1, "u", inbox.Message{ID: "o1"}, now)
+	require.NoError(t, err)
+	read, err := s.Read(ctx, 1, "u", []string{"o1", "b", "o", "1", "o1\np"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"o1"}, read)
+	c, err = s.List(ctx, 1, "u", now)
+	require.NoError(t, err)
+	require.Equal(t, []string{"o11", "xo1", "a o1", "o1 b"}, ids(c.Pending))
+	require.Empty(t, c.Unread)
+
+	_, err = s.Add(ctx, 1, "u", inbox.Message{ID: "o2\np 1 o3"}, now)
+	require.NoError(t, err)
+	c, err = s.List(ctx, 1, "u", now)
+	require.NoError(t, err)
+	require.Equal(t, []string{"o11", "xo1", "a o1", "o1 b"}, ids(c.Pending), "an ID with a line break is not stored")
+}
+
+// Acks of IDs the user does not have (unknown, another user's, already
+// unread, already read) change nothing and report nothing, and leave the
+// stored field byte for byte as it was.
+func TestInboxAckOfUnknownIDs(t *testing.T) {
+	env := testenv.NewRedis(t)
+	ctx := context.Background()
+	s := inbox.New(inbox.Config{Prefix: env.Prefix}, env.Redis)
+	now := time.Now()
+	for _, id := range []string{"o1", "o2"} {
+		_, err := s.Add(ctx, 1, "u", inbox.Message{ID: id}, now)
+		require.NoError(t, err)
+	}
+	_, err := s.Add(ctx, 1, "v", inbox.Message{ID: "o3"}, now)
+	require.NoError(t, err)
+	_, err = s.Delivered(ctx, 1, "u", []string{"o2"}, now)
+	require.NoError(t, err)
+	field := func() string {
+		v, err := env.Redis.HGet(ctx, keyspace.Shard(env.Prefix, 1, "u")+"inbox", "u").Result()
+		require.NoError(t, err)
+		return v
+	}
+	before := field()
+	changed, err := s.Apply(ctx, []inbox.Ack{
+		{App: 1, User: "u", IDs: []string{"o9", "o3", "o2", ""}},
+		{App: 1, User: "u", IDs: []string{"o9", "o3"}, Read: true},
+		{App: 1, User: "nobody", IDs: []string{"o1"}},
+		{App: 1, User: "nobody"},
+	}, now.Add(time.Second))
+	require.NoError(t, err)
+	require.Equal(t, [][]string{{}, {}, {}, {}}, changed)
+	require.Equal(t, before, field())
+	n, err := env.Redis.HExists(ctx, keyspace.Shard(env.Prefix, 1, "nobody")+"inbox", "nobody").Result()
+	require.NoError(t, err)
+	require.False(t, n, "an ack for a user without an inbox stores nothing")
+}
+
+// A user with many entries: 250 messages into a cap of 100 keep the
+// newest 100 pending and report the 150 oldest dropped, in order; acking
+// every pending one (no IDs) makes all 100 unread; 30 more acknowledged one
+// by one push the 30 oldest unread out (the unread cap); read receipts for
+// a scattered few remove just those; the field's lines stay one per entry.
+func TestInboxManyEntries(t *testing.T) {
+	env := testenv.NewRedis(t)
+	ctx := context.Background()
+	s := inbox.New(inbox.Config{Prefix: env.Prefix, Cap: 100}, env.Redis)
+	now := time.Now()
+	id := func(i int) string { return fmt.Sprintf("o%d", i) }
+	span := func(from, to int) []string {
+		var out []string
+		for i := from; i < to; i++ {
+			out = append(out, id(i))
+		}
+		return out
+	}
+	var dropped []string
+	for i := range 250 {
+		d, err := s.Add(ctx, 1, "u", inbox.Message{ID: id(i)}, now.Add(time.Duration(i)*time.Millisecond))
+		require.NoError(t, err)
+		dropped = append(dropped, d...)
+	}
+	require.Equal(t, span(0, 150), dropped)
+	c, err := s.List(ctx, 1, "u", now.Add(time.Second))
+	require.NoError(t, err)
+	require.Equal(t, span(150, 250), ids(c.Pending))
+
+	moved, err := s.Delivered(ctx, 1, "u", nil, now.Add(time.Second))
+	require.NoError(t, err)
+	require.Equal(t, span(150, 250), moved)
+	for i := 250; i < 280; i++ {
+		_, err := s.Add(ctx, 1, "u", inbox.Message{ID: id(i)}, now.Add(time.Second))
+		require.NoError(t, err)
+		_, err = s.Delivered(ctx, 1, "u", []string{id(i)}, now.Add(2*time.Second+time.Duration(i)*time.Millisecond))
+		require.NoError(t, err)
+	}
+	c, err = s.List(ctx, 1, "u", now.Add(3*time.Second))
+	require.NoError(t, err)
+	require.Empty(t, c.Pending)
+	require.Equal(t, span(180, 280), ids(c.Unread))
+
+	read, err := s.Read(ctx, 1, "u", []string{id(180), id(200), id(279), id(100)})
+	require.NoError(t, err)
+	require.Equal(t, []string{id(180), id(200), id(279)}, read)
+	c, err = s.List(ctx, 1, "u", now.Add(3*time.Second))
+	require.NoError(t, err)
+	want := slices.DeleteFunc(span(180, 279), func(x string) bool { return x == id(180) || x == id(200) })
+	require.Equal(t, want, ids(c.Unread))
+	v, err := env.Redis.HGet(ctx, keyspace.Shard(env.Prefix, 1, "u")+"inbox", "u").Result()
+	require.NoError(t, err)
+	require.Len(t, strings.Split(v, "\n"), 97)
+	for _, l := range strings.Split(v, "\n") {
+		require.Regexp(t, `^u \d+ o\d+$`, l)
+	}
 }

@@ -41,13 +41,30 @@ func UserShard(app int64, user string) int {
 // the set pairs (with TABLE) and HDEL del in hash, date the users in the
 // sorted set index (at: score, user pairs), drop the users index dates
 // before now - keep (at most 1,000 a call), and let both keys expire keep
-// ms after this write.
+// ms after this write. A user is dated ahead, keep/16 (STEPS) past the
+// write, and not dated again while that date is still ahead: updating a
+// member of a sorted set costs several times reading its score (ZMSCORE),
+// and a user written again soon (acknowledged a moment after being
+// stored) would otherwise be dated on every write. A user is therefore
+// dropped between keep and keep + keep/16 after its last write.
 const ShardLua = `
 local TABLE = string.rep('-', 80)
+local STEPS = 16
 local function write_shard(hash, index, set, del, at, now, keep)
   if #set > 0 then redis.call('HSET', hash, ' table', TABLE, unpack(set)) end
   if #del > 0 then redis.call('HDEL', hash, unpack(del)) end
-  if #at > 0 then redis.call('ZADD', index, unpack(at)) end
+  if #at > 0 then
+    local users = {}
+    for i = 2, #at, 2 do users[#users + 1] = at[i] end
+    local ahead, step, dates = redis.call('ZMSCORE', index, unpack(users)), math.floor(keep / STEPS), {}
+    for i, u in ipairs(users) do
+      local score = tonumber(at[2*i - 1])
+      if not ahead[i] or tonumber(ahead[i]) < score then
+        dates[#dates + 1] = score + step; dates[#dates + 1] = u
+      end
+    end
+    if #dates > 0 then redis.call('ZADD', index, unpack(dates)) end
+  end
   local gone = redis.call('ZRANGE', index, '-inf', now - keep, 'BYSCORE', 'LIMIT', 0, 1000)
   if #gone > 0 then
     redis.call('HDEL', hash, unpack(gone))

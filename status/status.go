@@ -12,12 +12,13 @@
 //   - Per-user detail in Redis: P{app:uN}#st, a hash with one field per
 //     user of the shard (keyspace.Shard) holding the user's entries
 //     ("message|channel", its state, time and the states it reached), and
-//     P{app:uN}#st-at, when each user was last updated, so that a chunk's
-//     or a batch's entries are one script and a few commands per shard,
-//     not per user. Capped at Config.PerUser entries per user (the oldest
-//     drop out) and dropped Config.Retention after the user's last update
-//     (by the next update to the shard; the keys of a shard nobody updates
-//     expire then). At the defaults (200 entries, 7 days) a user costs at
+//     P{app:uN}#st-at, when each user was last updated (dated ahead by a
+//     sixteenth of Retention, keyspace.ShardLua), so that a chunk's or a
+//     batch's entries are one script and a few commands per shard, not per
+//     user. Capped at Config.PerUser entries per user (the least recently
+//     updated drop out) and dropped between Config.Retention and 17/16 of
+//     it after the user's last update (by the next update to the shard; the
+//     keys of a shard nobody updates expire then). At the defaults (200 entries, 7 days) a user costs at
 //     most about 200 × 40 bytes ≈ 8 KB of Redis, and only users who got a
 //     message within the retention cost anything.
 //
@@ -124,76 +125,108 @@ func (r *Recorder) keys(app int64, user string) []string {
 // the entry reached its state for the first time (to be counted) and 0 if
 // it had been there before. A user's field is their entries, one a line:
 // "message|channel rank state ms states-reached" (the states a bit mask, so
-// that a repeat is not counted again even after a later state). The state
-// shown never goes back to a lower rank. Each user's entries are then
-// trimmed once (past Retention, over PerUser, the oldest first), the users
-// dated in the index, and the users not updated within Retention dropped.
-// KEYS detail, index; ARGV now ms, cap, retention ms, then per entry: user,
+// that a repeat is not counted again even after a later state), the line
+// updated last at the end, so that the lines run oldest first. The state
+// shown never goes back to a lower rank.
+//
+// The script works on each user's field as a string, with plain finds and
+// splices that run in C, rather than decoding every line into Lua tables
+// and encoding them back: a user holds up to PerUser lines, and decoding
+// them all for each new one cost as much as the rest of the delivery.
+// Trimming drops lines from the front (the oldest) while the first is past
+// Retention or there are more than PerUser. The users changed are dated
+// in the index, and the users not updated within Retention dropped. KEYS
+// detail, index; ARGV now ms, cap, retention ms, then per entry: user,
 // field, rank, state.
 var set = redis.NewScript(keyspace.ShardLua + `
 local bits = {pending = 1, sent = 2, delivered = 4, read = 8, failed = 16, expired = 32}
 local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = (#ARGV - 3) / 4
-local state, at, order = {}, {}, {}
+local val, order, dirty = {}, {}, {}
 do
   local names = {}
   for i = 1, n do
     local u = ARGV[4*i]
-    if not state[u] then state[u] = false; names[#names + 1] = u end
+    if not val[u] then val[u] = ''; names[#names + 1] = u end
   end
   for i = 1, #names, 1000 do
     local part = {unpack(names, i, math.min(i + 999, #names))}
     local vs = redis.call('HMGET', KEYS[1], unpack(part))
     for j, u in ipairs(part) do
-      local es, idx = {}, {}
-      if vs[j] then
-        for f, r, st, ms, m in string.gmatch(vs[j], '([^ \n]+) (%d+) ([^ \n]+) (%d+) (%d+)') do
-          es[#es + 1] = {f, tonumber(r), st, ms, tonumber(m)}
-          idx[f] = #es
-        end
-      end
-      state[u], at[u] = es, idx
+      val[u] = vs[j] or ''
       order[#order + 1] = u
     end
   end
+end
+-- line returns where the line of field f starts and ends in v, or nil.
+local function line(v, f)
+  local p
+  if string.sub(v, 1, #f + 1) == f .. ' ' then p = 1 else
+    p = string.find(v, '\n' .. f .. ' ', 1, true)
+    if not p then return nil end
+    p = p + 1
+  end
+  local e = string.find(v, '\n', p, true)
+  return p, e and e - 1 or #v
+end
+-- cut removes the characters p..e of v and the line break after (or
+-- before, for the last line).
+local function cut(v, p, e)
+  if e < #v then return string.sub(v, 1, p - 1) .. string.sub(v, e + 2) end
+  if p == 1 then return '' end
+  return string.sub(v, 1, p - 2)
+end
+local function append(v, l)
+  if v == '' then return l end
+  return v .. '\n' .. l
 end
 local out = {}
 for i = 1, n do
   local a = 4*i
   local u, field, rk, st = ARGV[a], ARGV[a+1], tonumber(ARGV[a+2]), ARGV[a+3]
-  local es, idx = state[u], at[u]
+  local v = val[u]
   local bit = bits[st] or 0
-  local old = idx[field] and es[idx[field]]
-  local orank, ostate, mask = -1, nil, 0
-  if old then orank, ostate, mask = old[2], old[3], old[5] end
+  local p, e = line(v, field)
+  local orank, ostate, oms, mask = -1, nil, nil, 0
+  if p then
+    local r, s2, ms, m = string.match(string.sub(v, p, e), ' (%d+) ([^ ]+) (%d+) (%d+)$')
+    orank, ostate, oms, mask = tonumber(r), s2, ms, tonumber(m)
+  end
   local first = bit > 0 and math.floor(mask / bit) % 2 == 0
   out[i] = first and 1 or 0
   if first then mask = mask + bit end
   if orank > rk or (ostate == st and not first) then
-    if first then old[5] = mask end
+    if first then
+      v = string.sub(v, 1, p - 1) .. field .. ' ' .. orank .. ' ' .. ostate .. ' ' .. oms .. ' ' .. mask .. string.sub(v, e + 1)
+      dirty[u] = true
+    end
   else
-    local e = {field, rk, st, ARGV[1], mask}
-    if old then es[idx[field]] = e else es[#es + 1] = e; idx[field] = #es end
+    if p then v = cut(v, p, e) end
+    v = append(v, field .. ' ' .. rk .. ' ' .. st .. ' ' .. ARGV[1] .. ' ' .. mask)
+    dirty[u] = true
   end
+  val[u] = v
 end
 local sets, dates = {}, {}
 for _, u in ipairs(order) do
-  local kept = {}
-  for _, e in ipairs(state[u]) do
-    if tonumber(e[4]) > now - keep then kept[#kept + 1] = e end
+  if dirty[u] then
+    local v = val[u]
+    local _, breaks = string.gsub(v, '\n', '\n')
+    local count = v == '' and 0 or breaks + 1
+    while count > 0 do
+      local ms = tonumber(string.match(v, '^[^\n]* (%d+) %d+\n') or string.match(v, '^[^\n]* (%d+) %d+$'))
+      if count <= cap and ms and ms > now - keep then break end
+      local e = string.find(v, '\n', 1, true)
+      v = e and string.sub(v, e + 1) or ''
+      count = count - 1
+    end
+    sets[#sets + 1] = u
+    sets[#sets + 1] = v
+    dates[#dates + 1] = now
+    dates[#dates + 1] = u
   end
-  if #kept > cap then
-    table.sort(kept, function(x, y) return tonumber(x[4]) > tonumber(y[4]) end)
-    for j = #kept, cap + 1, -1 do kept[j] = nil end
-  end
-  local lines = {}
-  for j, e in ipairs(kept) do lines[j] = e[1] .. ' ' .. e[2] .. ' ' .. e[3] .. ' ' .. e[4] .. ' ' .. e[5] end
-  sets[#sets + 1] = u
-  sets[#sets + 1] = table.concat(lines, '\n')
-  dates[#dates + 1] = now
-  dates[#dates + 1] = u
 end
-write_shard(KEYS[1], KEYS[2], sets, {}, dates, now, keep)
+if #sets > 0 then write_shard(KEYS[1], KEYS[2], sets, {}, dates, now, keep) end
 return out`)
 
 // Record stores entries: the detail with one script per shard of their

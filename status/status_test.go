@@ -47,3 +47,66 @@ func TestRecord(t *testing.T) {
 	require.NoError(t, err)
 	require.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5)
 }
+
+// A user's lines run oldest first and an updated entry moves to the end:
+// with a cap of 3, updating the oldest entry keeps it when a fourth comes,
+// and the one dropped is the least recently updated; a repeat of an
+// earlier state after a later one counts nothing and changes nothing.
+func TestRecordKeepsTheRecentlyUpdated(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	r := status.New(status.Config{Prefix: env.Prefix, PerUser: 3, Retention: time.Hour}, env.Redis, env.DB)
+	now := time.Now()
+	e := func(msg, state string) status.Entry {
+		return status.Entry{App: 1, User: "a", Message: msg, Occurrence: inbox.OccurrenceOf(msg), Channel: status.Gateway, State: state}
+	}
+	for i, m := range []string{"o11", "o12", "o13"} {
+		require.NoError(t, r.Record(ctx, []status.Entry{e(m, status.Sent)}, now.Add(time.Duration(i)*time.Second)))
+	}
+	require.NoError(t, r.Record(ctx, []status.Entry{e("o11", status.Delivered), e("o11", status.Sent)}, now.Add(3*time.Second)))
+	require.NoError(t, r.Record(ctx, []status.Entry{e("o14", status.Sent)}, now.Add(4*time.Second)))
+	d, err := r.User(ctx, 1, "a", 10, inbox.OccurrenceOf)
+	require.NoError(t, err)
+	got := make([]string, len(d))
+	for i, x := range d {
+		got[i] = x.Message + " " + x.State
+	}
+	require.Equal(t, []string{"o14 sent", "o11 delivered", "o13 sent"}, got)
+	counts, err := status.Counts(ctx, env.DB, 11)
+	require.NoError(t, err)
+	require.Equal(t, map[string]map[string]int64{status.Gateway: {status.Sent: 1, status.Delivered: 1}}, counts)
+}
+
+// The index of last updates dates a user ahead (keyspace.ShardLua), so
+// that a user updated again soon is not dated again: a user updated at t
+// and t+1s is still kept at t+1s+Retention-1s (the second update counts),
+// and dropped by an update of another user once Retention and its
+// sixteenth have passed since.
+func TestRecordDropsUsersAfterRetention(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	keep := time.Hour
+	r := status.New(status.Config{Prefix: env.Prefix, Retention: keep}, env.Redis, env.DB)
+	// b shares a's shard, so that its updates drop a.
+	b := ""
+	for i := 0; b == ""; i++ {
+		if u := fmt.Sprintf("b%d", i); keyspace.UserShard(1, u) == keyspace.UserShard(1, "a") {
+			b = u
+		}
+	}
+	e := func(user, msg string) status.Entry {
+		return status.Entry{App: 1, User: user, Message: msg, Channel: status.Gateway, State: status.Sent}
+	}
+	t0 := time.Now()
+	require.NoError(t, r.Record(ctx, []status.Entry{e("a", "m1")}, t0))
+	require.NoError(t, r.Record(ctx, []status.Entry{e("a", "m2")}, t0.Add(time.Second)))
+	has := func() bool {
+		n, err := env.Redis.HExists(ctx, keyspace.Shard(env.Prefix, 1, "a")+"st", "a").Result()
+		require.NoError(t, err)
+		return n
+	}
+	require.NoError(t, r.Record(ctx, []status.Entry{e(b, "m3")}, t0.Add(keep)))
+	require.True(t, has(), "kept for Retention after its last update")
+	require.NoError(t, r.Record(ctx, []status.Entry{e(b, "m4")}, t0.Add(keep+keep/16+time.Second)))
+	require.False(t, has(), "dropped once Retention and a sixteenth have passed")
+}
