@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
 	// Embed the zone database so fire instants do not depend on the host.
 	_ "time/tzdata"
@@ -80,10 +81,20 @@ const MaxZone = 64
 // path), which would store one zone under many names, of any length.
 var zonePattern = regexp.MustCompile(`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`)
 
+// loaded keeps every zone LoadZone has loaded: time.LoadLocation reads and
+// parses the zone's file on each call, and the planner, the worker's
+// delivery policy and every zone move ask for the same few hundred zones
+// again and again. Only zones that loaded are kept, so it holds at most
+// the IANA database's zones.
+var loaded sync.Map // name → *time.Location
+
 // LoadZone loads an IANA zone by its name, of at most MaxZone bytes.
 // "Local" and the empty name are refused: a reminder's zone must not
 // depend on the machine that runs it.
 func LoadZone(name string) (*time.Location, error) {
+	if loc, ok := loaded.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
 	if name == "" || name == "Local" {
 		return nil, fmt.Errorf("zone %q: an IANA zone name such as Europe/Paris is required", name)
 	}
@@ -97,6 +108,7 @@ func LoadZone(name string) (*time.Location, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zone %q is not a known IANA time zone", name)
 	}
+	loaded.Store(name, loc)
 	return loc, nil
 }
 

@@ -2,7 +2,6 @@ package policy_test
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/policy"
-	"github.com/chime-dev/chime/store"
 )
 
 // BenchmarkDecide decides chunks of 400 users of the bench's policy run
@@ -24,32 +22,13 @@ import (
 // clients of a shared Redis add to it, so measure on a Redis of its own).
 func BenchmarkDecide(b *testing.B) {
 	env := testenv.New(b)
-	ctx := context.Background()
 	const app, chunk, chunks = 1, 400, 100
 	users := make([]string, chunk*chunks)
-	var rows []store.UserPreference
 	for i := range users {
 		users[i] = strconv.Itoa(i + 1)
-		var p policy.Preferences
-		switch i % 10 {
-		case 0:
-			p.Categories = []string{"marketing"}
-		case 1:
-			p.QuietHours = &policy.Hours{Start: "11:00", End: "14:00"}
-		default:
-			continue
-		}
-		p, _ = p.Check()
-		doc, _ := json.Marshal(p)
-		rows = append(rows, store.UserPreference{AppID: app, UserID: users[i], Shard: policy.Shard(app, users[i]), Doc: string(doc)})
-	}
-	if err := env.DB.CreateInBatches(rows, 2000).Error; err != nil {
-		b.Fatal(err)
 	}
 	pol := policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
-	if err := pol.Rebuild(ctx, app); err != nil {
-		b.Fatal(err)
-	}
+	preferUsers(b, env.DB, pol, app, users)
 	m := message.Message{App: app, Reminder: "bench", Zone: "Europe/London",
 		Policy: &message.Policy{Category: "marketing", Drop: true, CapMax: 3, CapWindow: 24 * time.Hour}}
 	for _, bc := range []struct {

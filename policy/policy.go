@@ -61,7 +61,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -97,7 +96,6 @@ type Policy struct {
 	// cluster is set for a Redis Cluster (any client but a single
 	// Redis's), whose scripts each touch one shard's keys (one slot).
 	cluster bool
-	zones   sync.Map // zone name → *time.Location
 }
 
 // New returns a policy. db is read only to rebuild a lost shard and written
@@ -143,17 +141,12 @@ func countUsers(shards [][]int) int {
 }
 
 // zone returns the location of a zone name, time.UTC for one that is not
-// a zone. Locations are kept once loaded: LoadZone reads the zone's file
-// every time, and the names are bounded by the zone database.
+// a zone.
 func (p *Policy) zone(name string) *time.Location {
-	if l, ok := p.zones.Load(name); ok {
-		return l.(*time.Location)
-	}
 	loc, err := localtime.LoadZone(name)
 	if err != nil {
 		return time.UTC
 	}
-	p.zones.Store(name, loc)
 	return loc
 }
 

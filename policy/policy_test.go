@@ -23,7 +23,7 @@ var noon = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 // preferUsers stores users' preferences in MySQL and builds the app's
 // mirror from them, as a bulk import does: user i with i mod 10 = 0 opted
 // out of "marketing", with i mod 10 = 1 in quiet hours at noon in London.
-func preferUsers(t *testing.T, db *gorm.DB, pol *policy.Policy, app int64, users []string) {
+func preferUsers(t testing.TB, db *gorm.DB, pol *policy.Policy, app int64, users []string) {
 	t.Helper()
 	var rows []store.UserPreference
 	for i, u := range users {
