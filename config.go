@@ -11,7 +11,6 @@ import (
 
 	"github.com/chime-dev/chime/content"
 	"github.com/chime-dev/chime/gateway"
-	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/leader"
@@ -90,7 +89,8 @@ type Config struct {
 	ChunkSize int `env:"CHIME_CHUNK_SIZE"`
 	// GroupSize is how many users a group holds at most on average before
 	// its location's group count doubles (package grouping); also the most
-	// users small groups sharing one task add up to.
+	// users small groups sharing one task add up to. 0 (unset) sizes groups
+	// from Redis's set-max-intset-entries (grouping.RedisSize).
 	GroupSize int `env:"CHIME_GROUP_SIZE"`
 	// LeaseTTL is how long a worker holds a group without a checkpoint.
 	LeaseTTL time.Duration `env:"CHIME_LEASE_TTL"`
@@ -221,7 +221,6 @@ func defaultConfig() Config {
 		QueueTimeout:   scheduler.DefaultQueueTimeout,
 		Concurrency:    worker.DefaultConcurrency,
 		ChunkSize:      worker.DefaultChunkSize,
-		GroupSize:      grouping.DefaultGroupSize,
 		LeaseTTL:       worker.DefaultLeaseTTL,
 		Sender:         DefaultSender,
 		WebhookTimeout: webhook.DefaultTimeout,
@@ -300,8 +299,8 @@ func LoadConfig(environ []string) (Config, error) {
 	if c.Queues < 1 || c.Queues > queue.MaxQueues {
 		return c, fmt.Errorf("configuration: CHIME_QUEUES must be between 1 and %d, not %d", queue.MaxQueues, c.Queues)
 	}
-	if c.GroupSize < 1 || c.GroupSize > MaxGroupSize {
-		return c, fmt.Errorf("configuration: CHIME_GROUP_SIZE must be between 1 and %d, not %d", MaxGroupSize, c.GroupSize)
+	if c.GroupSize < 0 || c.GroupSize > MaxGroupSize {
+		return c, fmt.Errorf("configuration: CHIME_GROUP_SIZE must be between 1 and %d (or unset to follow Redis's set-max-intset-entries), not %d", MaxGroupSize, c.GroupSize)
 	}
 	if c.AckTimeout <= c.LeaseTTL {
 		return c, fmt.Errorf("configuration: CHIME_ACK_TIMEOUT (%s) must be longer than CHIME_LEASE_TTL (%s): a group is requeued only after its holder can have lost it", c.AckTimeout, c.LeaseTTL)

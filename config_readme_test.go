@@ -48,6 +48,13 @@ var zeroMeans = map[string]any{
 	"CHIME_DELIVERY_EVENTS_CLAIM_IDLE": deliveryevent.DefaultClaimIdle,
 }
 
+// fromServer are the settings LoadConfig leaves 0 when unset because the
+// process takes the default from a server it connects to; the README's
+// default cell names the server.
+var fromServer = map[string]string{
+	"CHIME_GROUP_SIZE": "from Redis", // grouping.RedisSize
+}
+
 // readmeRow is the settings table's "| `CHIME_X`, `CHIME_Y` | default |
 // meaning |" row.
 var readmeRow = regexp.MustCompile("^\\| (`[A-Z0-9_]+`(?:, `[A-Z0-9_]+`)*) \\|([^|]*)\\|")
@@ -100,6 +107,11 @@ func TestREADMESettingsAreTheLoaders(t *testing.T) {
 			require.Equal(t, "hostname-pid", readme)
 			host, _ := os.Hostname()
 			require.Equal(t, fmt.Sprintf("%s-%d", host, os.Getpid()), v.String())
+			continue
+		}
+		if d, ok := fromServer[name]; ok {
+			require.True(t, v.IsZero(), name)
+			require.Equal(t, d, readme, name)
 			continue
 		}
 		if v.IsZero() {

@@ -39,7 +39,8 @@ type Config struct {
 	// Locations spreads them over this many places in distinct zones.
 	// Defaults to 4.
 	Locations int
-	// GroupSize is the target number of members per group. Defaults to 400.
+	// GroupSize is the target number of members per group. Defaults to the
+	// engine's own, from Redis's set-max-intset-entries (grouping.RedisSize).
 	GroupSize int
 	// ChunkSize is the users per send. Defaults to 500.
 	ChunkSize int
@@ -92,9 +93,6 @@ func (c *Config) defaults() {
 	}
 	if c.Locations == 0 {
 		c.Locations = 4
-	}
-	if c.GroupSize == 0 {
-		c.GroupSize = 400
 	}
 	if c.ChunkSize == 0 {
 		c.ChunkSize = 500

@@ -21,6 +21,7 @@ import (
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/api"
 	"github.com/chime-dev/chime/clock"
+	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/internal/scratch"
 	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/policy"
@@ -56,6 +57,9 @@ func RunChime(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	defer rdb.Close()
+	if cfg.GroupSize == 0 {
+		cfg.GroupSize, _ = grouping.RedisSize(ctx, rdb) // what the engine's index takes
+	}
 	ccfg, err := chime.LoadConfig(nil)
 	if err != nil {
 		return res, err

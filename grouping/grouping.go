@@ -53,6 +53,7 @@ import (
 	"math/bits"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -63,13 +64,42 @@ import (
 )
 
 // DefaultGroupSize is the number of users a group holds at most on average
-// before its location's layout doubles. Groups are kept under Redis's
-// default set-max-intset-entries (512) so that integer-like IDs stay in the
-// compact intset encoding: with at most 400 on average, the largest of a
-// location's groups stays under 512 (the spread of a hash over a group is
-// about the square root of its size, 20). The measurement behind it is in
+// before its location's layout doubles where Redis does not say how large
+// its compact sets may be: SizeFor Redis's default set-max-intset-entries,
+// 512. With at most 400 on average, the largest of a location's groups
+// stays under 512 (the spread of a hash over a group is about the square
+// root of its size, 20). The measurement behind it is in
 // docs/architecture.md.
 const DefaultGroupSize = 400
+
+// MaxDefaultGroupSize bounds the group size an index takes from Redis's
+// setting: SizeFor(4096), the largest groups measured, with which a
+// million-user fire was fastest (docs/benchmarks.md).
+const MaxDefaultGroupSize = 3200
+
+// SizeFor returns the group size that keeps integer-like IDs in compact
+// intsets on a Redis whose set-max-intset-entries is entries: 25/32 of it
+// (400 for Redis's default 512, 3,200 for 4096), so that a location's
+// largest group and a group a quarter over the target, which a write
+// regroups (growAt), both stay under the limit. At most
+// MaxDefaultGroupSize, at least 1.
+func SizeFor(entries int) int { return max(1, min(entries*25/32, MaxDefaultGroupSize)) }
+
+// RedisSize returns SizeFor the set-max-intset-entries of rdb, and
+// DefaultGroupSize where Redis does not name it or the call fails (its
+// error returned: a Redis error reply where CONFIG is refused, as on some
+// hosted Redis, or the connection's).
+func RedisSize(ctx context.Context, rdb redis.UniversalClient) (int, error) {
+	m, err := rdb.ConfigGet(ctx, "set-max-intset-entries").Result()
+	if err != nil {
+		return DefaultGroupSize, fmt.Errorf("read set-max-intset-entries: %w", err)
+	}
+	n, err := strconv.Atoi(m["set-max-intset-entries"])
+	if err != nil || n < 1 {
+		return DefaultGroupSize, nil
+	}
+	return SizeFor(n), nil
+}
 
 // MaxGroups bounds a location's group count; it is also the number of
 // buckets.
@@ -126,8 +156,12 @@ type Index struct {
 	db     *gorm.DB
 	prefix string
 	// GroupSize is the users a group holds at most on average before its
-	// location's layout doubles. Defaults to DefaultGroupSize.
+	// location's layout doubles. Defaults to RedisSize: from Redis's
+	// set-max-intset-entries, DefaultGroupSize where Redis does not say.
 	GroupSize int
+
+	sizeMu sync.Mutex
+	size   int // RedisSize, once Redis answered or refused
 }
 
 // NewIndex returns an index whose keys start with prefix (for example
@@ -139,8 +173,30 @@ func NewIndex(rdb redis.UniversalClient, db *gorm.DB, prefix string) *Index {
 // Prefix returns what the index's keys start with.
 func (x *Index) Prefix() string { return x.prefix }
 
-// Target returns the group size the index aims at: GroupSize or its default.
-func (x *Index) Target() int { return cmp.Or(x.GroupSize, DefaultGroupSize) }
+// Target returns the group size the index aims at: GroupSize or, unset,
+// RedisSize, read from Redis on first use. A refusal (a Redis error reply,
+// as where CONFIG is disabled) is kept; a failed call (Redis unreachable)
+// answers DefaultGroupSize and is asked again next time, so that a process
+// started during an outage does not size groups unlike the others for
+// good.
+func (x *Index) Target() int {
+	if x.GroupSize > 0 {
+		return x.GroupSize
+	}
+	x.sizeMu.Lock()
+	defer x.sizeMu.Unlock()
+	if x.size == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		size, err := RedisSize(ctx, x.rdb)
+		var refused redis.Error
+		if err != nil && !errors.As(err, &refused) {
+			return size
+		}
+		x.size = size
+	}
+	return x.size
+}
 
 // Loc names the (reminder, location) pair an index entry belongs to.
 type Loc struct {

@@ -397,6 +397,16 @@ func memberKey(t *testing.T, env *testenv.Env) string {
 	return keys[0]
 }
 
+// intsetLimit is the set-max-intset-entries of the tests' Redis.
+func intsetLimit(t *testing.T, env *testenv.Env) int {
+	t.Helper()
+	m, err := env.Redis.ConfigGet(context.Background(), "set-max-intset-entries").Result()
+	require.NoError(t, err)
+	n, err := strconv.Atoi(m["set-max-intset-entries"])
+	require.NoError(t, err)
+	return n
+}
+
 func TestIndexCompactEncoding(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -427,18 +437,19 @@ func TestIndexCompactEncoding(t *testing.T) {
 			t.Logf("%d members: %s, %d bytes, %.1f bytes a member", tc.members, enc, usage, float64(usage)/float64(tc.members))
 		})
 	}
-	// For comparison only: what leaving the compact encoding costs.
-	// (Non-integer IDs are not in the set at all: TestIndexCompactStringIDs.)
+	// For comparison only: what leaving the compact encoding costs, past
+	// this Redis's limit. (Non-integer IDs are not in the set at all:
+	// TestIndexCompactStringIDs.)
 	for _, tc := range []struct {
 		name string
 		id   func(i int) string
 	}{
-		{"600 integers", func(i int) string { return strconv.Itoa(1_000_000 + i) }},
+		{"integers past the limit", func(i int) string { return strconv.Itoa(1_000_000 + i) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, x := newIndex(t)
 			ctx := context.Background()
-			n, _ := strconv.Atoi(strings.Fields(tc.name)[0])
+			n := intsetLimit(t, env) + 88
 			add := make([]grouping.Member, n)
 			for i := range add {
 				add[i] = grouping.Member{Loc: locA, Bucket: 0, UserID: tc.id(i)}
@@ -611,4 +622,52 @@ func TestIndexDamagedPackedString(t *testing.T) {
 	require.ErrorIs(t, err, grouping.ErrNotBuilt)
 	require.NoError(t, x.EnsureBuilt(ctx, locA))
 	requireIndex(t, x, locA, want)
+}
+
+// The default group size follows the Redis the index writes to. Checked:
+// SizeFor keeps a group a quarter over the target (where a write regroups)
+// under the limit it is given, with 400 for Redis's default 512 and at most
+// 3,200; an index with no GroupSize aims at SizeFor of this Redis's
+// set-max-intset-entries, and a group of that target and a quarter more is
+// an intset here. Injected: a Redis user that may not run CONFIG (an ACL
+// rule), as on hosted Redis that refuse it. Checked: the index falls back
+// to DefaultGroupSize and keeps it.
+func TestGroupSizeFollowsRedis(t *testing.T) {
+	require.Equal(t, 400, grouping.SizeFor(512))
+	require.Equal(t, 3200, grouping.SizeFor(4096))
+	require.Equal(t, grouping.MaxDefaultGroupSize, grouping.SizeFor(1<<20))
+	require.Equal(t, 1, grouping.SizeFor(0))
+	for _, limit := range []int{64, 128, 512, 1000, 4096} {
+		n := grouping.SizeFor(limit)
+		require.Less(t, n+n/4, limit, limit)
+	}
+
+	env, x := newIndex(t)
+	x.GroupSize = 0
+	ctx := context.Background()
+	limit := intsetLimit(t, env)
+	require.Equal(t, grouping.SizeFor(limit), x.Target())
+	n := x.Target() + x.Target()/4
+	add := make([]grouping.Member, n)
+	for i := range add {
+		add[i] = grouping.Member{Loc: locA, Bucket: 0, UserID: strconv.Itoa(7_000_000 + i)}
+	}
+	require.NoError(t, x.MarkBuilt(ctx, 1, locA))
+	require.NoError(t, x.Apply(ctx, add, nil))
+	require.Equal(t, "intset", env.Redis.ObjectEncoding(ctx, memberKey(t, env)).Val(), "%d members under a limit of %d", n, limit)
+
+	// A user CONFIG is refused to.
+	user := "nocfg-" + strings.TrimSuffix(env.Prefix, ":")
+	require.NoError(t, env.Redis.Do(ctx, "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-config").Err())
+	t.Cleanup(func() { env.Redis.Do(context.Background(), "ACL", "DELUSER", user) })
+	opt := env.Redis.Options()
+	limited := redis.NewClient(&redis.Options{Addr: opt.Addr, DB: opt.DB, Username: user, Password: "pw"})
+	defer limited.Close()
+	size, err := grouping.RedisSize(ctx, limited)
+	var reply redis.Error
+	require.ErrorAs(t, err, &reply, "CONFIG is refused")
+	require.Equal(t, grouping.DefaultGroupSize, size)
+	y := grouping.NewIndex(limited, env.DB, env.Prefix)
+	require.Equal(t, grouping.DefaultGroupSize, y.Target())
+	require.Equal(t, grouping.DefaultGroupSize, y.Target(), "kept")
 }

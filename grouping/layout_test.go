@@ -358,28 +358,30 @@ func change(t *testing.T, env *testenv.Env, x *grouping.Index, l grouping.Loc, a
 }
 
 // A location filled in one registration past the intset limit is compact
-// again after its next fit. Injected: 3,000 integer IDs added to a layout
-// of one group that the reminder fixes (so the writes do not grow it),
-// whose set becomes a hash table, then the reminder sized per location
-// again. Checked: the fit splits it
-// into groups of about 400 and every group's set, the one split included,
-// is an intset holding exactly its users.
+// again after its next fit. Injected: 7.5 times the default target of
+// integer IDs (3,000 under Redis's default set-max-intset-entries, 24,000
+// under the 4096 scripts/testenv.sh sets) added to a layout of one group
+// that the reminder fixes (so the writes do not grow it), whose set becomes
+// a hash table, then the reminder sized per location again. Checked: the
+// fit splits it into 8 groups of about the target and every group's set,
+// the one split included, is an intset holding exactly its users.
 func TestFitCompactsAGroupOneRegistrationFilled(t *testing.T) {
 	env, x := newIndex(t)
-	x.GroupSize = 0 // the default, 400
+	x.GroupSize = 0 // the default, from Redis's set-max-intset-entries
+	target := x.Target()
 	ctx := context.Background()
 	require.NoError(t, x.MarkBuilt(ctx, 1, locA))
-	users := make([]string, 3000)
+	users := make([]string, target*15/2)
 	for i := range users {
 		users[i] = strconv.Itoa(5_000_000 + i*7)
 	}
 	change(t, env, x, locA, users, nil)
 	key := memberKey(t, env)
-	require.Equal(t, "hashtable", env.Redis.ObjectEncoding(ctx, key).Val(), "3,000 members are past the intset limit")
+	require.Equal(t, "hashtable", env.Redis.ObjectEncoding(ctx, key).Val(), "%d members are past the intset limit", len(users))
 
 	y, err := x.Fit(ctx, locA, 0, true)
 	require.NoError(t, err)
-	require.Equal(t, 8, y.N, "3,000 users in groups of at most 400 on average")
+	require.Equal(t, 8, y.N, "%d users in groups of at most %d on average", len(users), target)
 	everyone(t, x, locA, users)
 	keys, err := scanKeys(env.Redis, env.Prefix+"*:g:*")
 	require.NoError(t, err)
@@ -390,17 +392,19 @@ func TestFitCompactsAGroupOneRegistrationFilled(t *testing.T) {
 }
 
 // A location sized per its audience grows its layout as it is written, not
-// only at the next fit: injected is one registration of 3,000 integer IDs
-// into a new location's empty index (one group), and a second registration
-// of 30,000 into the same location (the size of the ten_million run's
-// requests), with a location whose reminder fixes 2 groups written the
-// same way beside it. Checked: right after each write, with no fit between,
-// the sized location has the layout that fits its audience (8, then 128)
-// and every group set is an intset holding exactly the users of its hash;
-// the fixed location keeps its 2 groups.
+// only at the next fit: injected is one registration of 7.5 times the
+// default target of integer IDs (3,000 under Redis's default
+// set-max-intset-entries, 24,000 under scripts/testenv.sh's 4096) into a
+// new location's empty index (one group), and a second registration of
+// ten times as many into the same location, with a location whose reminder
+// fixes 2 groups written the same way beside it. Checked: right after each
+// write, with no fit between, the sized location has the layout that fits
+// its audience (8, then 128) and every group set is an intset holding
+// exactly the users of its hash; the fixed location keeps its 2 groups.
 func TestWritesGrowTheLayout(t *testing.T) {
 	env, x := newIndex(t)
-	x.GroupSize = 0 // the default, 400
+	x.GroupSize = 0 // the default, from Redis's set-max-intset-entries
+	target := x.Target()
 	ctx := context.Background()
 	require.NoError(t, x.MarkBuilt(ctx, 0, locA))
 	require.NoError(t, x.MarkBuilt(ctx, 2, locB))
@@ -411,13 +415,13 @@ func TestWritesGrowTheLayout(t *testing.T) {
 		}
 		return out
 	}
-	first, second := ids(1_000_000, 3000), ids(2_000_000, 30_000)
+	first, second := ids(1_000_000, target*15/2), ids(2_000_000, target*75)
 	change(t, env, x, locA, first, nil)
 	y := everyone(t, x, locA, first)
-	require.Equal(t, 8, y.N, "3,000 users in groups of at most 400 on average")
+	require.Equal(t, 8, y.N, "%d users in groups of at most %d on average", len(first), target)
 	change(t, env, x, locA, second, nil)
 	y = everyone(t, x, locA, append(slices.Clone(first), second...))
-	require.Equal(t, 128, y.N, "33,000 users in groups of at most 400 on average")
+	require.Equal(t, 128, y.N, "%d users in groups of at most %d on average", len(first)+len(second), target)
 	keys, err := scanKeys(env.Redis, env.Prefix+"idx:{11:3}:g:*")
 	require.NoError(t, err)
 	require.Len(t, keys, 128)

@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	chart := fs.String("chart", "", "write a PNG chart of deliveries over time to this path")
 	md := fs.String("md", "", "write the result table as Markdown to this path")
 	workers := fs.Int("workers", 2, "in-process Chime workers (each its own asynq server)")
-	groupSize := fs.Int("group-size", 400, "target members per group (keep ≤ Redis's set-max-intset-entries for compact sets)")
+	groupSize := fs.Int("group-size", 0, "target members per group (0: the engine's, from Redis's set-max-intset-entries; keep ≤ it for compact sets)")
 	intset := fs.Int("intset-entries", 0, "set Redis's set-max-intset-entries for the run (restored after) to allow larger compact groups")
 	uuids := fs.Bool("uuid", true, "run Chime with UUID-like user IDs (Redis bytes per subscriber)")
 	only := fs.String("only", "", "run only these runs, comma-separated: main, peer, uuid, many_locations, ten_million, defaults, webhook, policy")
