@@ -66,7 +66,7 @@ type Config struct {
 	// DefaultConcurrency (32).
 	Concurrency int
 	// ChunkSize is how many users go in one send and one checkpoint. Defaults
-	// to DefaultChunkSize (100).
+	// to DefaultChunkSize (500).
 	ChunkSize int
 	// LeaseTTL is how long a group stays held after its holder last
 	// renewed it; holders renew after every chunk and every LeaseTTL/3 while
@@ -118,8 +118,12 @@ type ZoneMoves interface {
 
 // Defaults of the Config.
 const (
-	DefaultConcurrency     = 32
-	DefaultChunkSize       = 100
+	DefaultConcurrency = 32
+	// DefaultChunkSize is 500: a chunk's costs (its policy decision,
+	// checkpoint and send) are paid per chunk, so a fire of a million
+	// takes 2,000 of them rather than 10,000 at 100, and a crash repeats at
+	// most 500 users, each send carrying the chunk's idempotency key.
+	DefaultChunkSize       = 500
 	DefaultLeaseTTL        = 30 * time.Second
 	DefaultShutdownTimeout = 20 * time.Second
 )
