@@ -387,7 +387,6 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 	if pol.Critical {
 		crit = "1"
 	}
-	codes := make([]string, len(users))
 	trips := 0
 	if capMax == 0 {
 		// Without a cap only users' preferences are read in Redis: an app
@@ -403,6 +402,7 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 				metrics.PolicyChunk(trips, nil)
 				return Decision{Send: users}, nil
 			}
+			codes := make([]string, len(users))
 			for i := range codes {
 				codes[i] = "q" + strconv.Itoa(qe)
 			}
@@ -410,6 +410,7 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 		}
 	}
 	shards := keyspace.ByUserShard(len(users), func(i int) (int64, string) { return m.App, users[i] })
+	codes := make([]string, len(users))
 	todo := shards
 	for attempt := 0; len(todo) > 0; attempt++ {
 		trips++
