@@ -39,6 +39,34 @@
 // meanwhile (MySQL first, then the mirror) is not overwritten by the older
 // copy the rebuild read.
 //
+// # An app without preferences
+//
+// A chunk of a reminder without a frequency cap reads nothing per user in
+// Redis but preferences, so for an app that has none it needs no script:
+// everyone is sent, or held or dropped together by the app's default quiet
+// hours (one local minute for the whole chunk). Whether the app has any is
+// one key per app, keyspace.PreferenceState: "none" or "some" as MySQL
+// last said (store.AppHasPreferences), each for StateTTL, or else a
+// generation. Every preference write sets a new generation once it is in
+// MySQL (Mirror, after the API's commit; Rebuild, after a bulk import); a
+// worker that finds no answer takes the generation (starting one if the
+// key is missing), asks MySQL, and records the answer only if the key
+// still holds that generation (setStateScript). A write that returned
+// before a chunk's decision began is therefore always seen: either MySQL
+// had its row when the worker asked, or its generation kept "none" from
+// being recorded. A lost key only costs the question to MySQL again; a
+// deleted preference needs no new generation ("some" left standing only
+// costs the script until it expires).
+//
+// The state is read per chunk, not once per group, so the guarantee is
+// per chunk; it costs no round trip where the script runs anyway: a
+// process that found an app having preferences remembers so for StateTTL
+// (a stale memory only costs the script, which is always right) and
+// reminders with a cap never read it. For an app without preferences a
+// chunk is one GET of a short key instead of a script carrying the chunk's
+// user IDs. metrics.PolicyChunk counts the GET as the chunk's round trip
+// (more when MySQL is asked) and metrics.PolicySkipped the chunk.
+//
 // # Holds
 //
 // A user in quiet hours of a reminder marked quiet: hold is held until
