@@ -5,10 +5,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/keyspace"
+	"github.com/chime-dev/chime/message"
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/store"
 )
@@ -147,4 +150,30 @@ func TestReminderPolicyFields(t *testing.T) {
 	require.Equal(t, "", b.storedReminder("alarm").Quiet)
 	requireProblem(t, b.as("PUT", "/v1/reminders/x", with("category", "Not A Slug")), http.StatusUnprocessableEntity, "category")
 	requireProblem(t, b.as("PUT", "/v1/reminders/x", with("quiet", "later")), http.StatusUnprocessableEntity, "quiet")
+}
+
+// Injects: chunks of app A decided while it has no preferences (found so
+// in Redis, the decision script skipped), then an opt-out written through
+// PUT /v1/users/{user_id}/preferences. Checks: the first chunk sends to
+// everyone without the script; the chunk decided after the PUT returned
+// leaves the opted-out user out.
+func TestPreferencesPutSeenByNextChunk(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	pol := policy.New(policy.Config{Prefix: b.env.Prefix}, b.env.Redis, b.env.DB)
+	users := []string{"u-1", "u-2", "u-3"}
+	m := message.Message{App: b.appA.ID, Occurrence: 1, Reminder: "news", Zone: "UTC", Policy: &message.Policy{Category: "marketing"}}
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	skipped := metrics.PolicySkippedChunks()
+	d, err := pol.Decide(ctx, m, users, now)
+	require.NoError(t, err)
+	require.Equal(t, users, d.Send)
+	require.Equal(t, 1.0, metrics.PolicySkippedChunks()-skipped)
+
+	requireJSON(t, b.as("PUT", "/v1/users/u-2/preferences", map[string]any{"categories": []string{"marketing"}}), http.StatusOK, nil)
+	m.Occurrence = 2
+	d, err = pol.Decide(ctx, m, users, now)
+	require.NoError(t, err)
+	require.Equal(t, []string{"u-1", "u-3"}, d.Send)
+	require.Equal(t, []string{"u-2"}, d.Outcomes[policy.SkippedPreference])
 }

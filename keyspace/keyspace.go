@@ -124,3 +124,10 @@ func DeliveryEvents(prefix string, app int64) string {
 func Opens(prefix string, occurrence int64) string {
 	return prefix + "{open:" + strconv.FormatInt(occurrence, 10) + "}:users"
 }
+
+// PreferenceState is the key recording whether an app has stored users'
+// preferences (package policy), under the app's own hash tag {prefs:app}:
+// one key, so the script that sets it touches one Redis Cluster slot.
+func PreferenceState(prefix string, app int64) string {
+	return prefix + "{prefs:" + strconv.FormatInt(app, 10) + "}:state"
+}

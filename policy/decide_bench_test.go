@@ -17,7 +17,9 @@ import (
 // 100 chunks a pass, a new occurrence each pass. In "first" the cap
 // hashes are dropped before every pass (no user counted yet, as at the
 // bench's fire); in "counted" every third pass, so users carry 0 to 2
-// counted occurrences.
+// counted occurrences. "uncapped" is the same reminder without a cap (the
+// script reads preferences only), "none" that reminder for an app without
+// preferences, whose chunks are decided without the script.
 // Besides ns/op it reports Redis's CPU time per chunk (INFO cpu; other
 // clients of a shared Redis add to it, so measure on a Redis of its own).
 func BenchmarkDecide(b *testing.B) {
@@ -37,19 +39,25 @@ func BenchmarkDecide(b *testing.B) {
 	}{{"first", 1}, {"counted", 3}} {
 		b.Run(bc.name, func(b *testing.B) { decidePasses(b, env, pol, m, users, chunk, bc.every) })
 	}
+	plain := m
+	plain.Policy = &message.Policy{Category: "marketing", Drop: true}
+	b.Run("uncapped", func(b *testing.B) { decidePasses(b, env, pol, plain, users, chunk, 0) })
+	plain.App = app + 1
+	b.Run("none", func(b *testing.B) { decidePasses(b, env, pol, plain, users, chunk, 0) })
 }
 
 // decidePasses decides b.N chunks of users, dropping the cap hashes every
-// every passes.
+// every passes (never for 0).
 func decidePasses(b *testing.B, env *testenv.Env, pol *policy.Policy, m message.Message, users []string, chunk, every int) {
 	ctx := context.Background()
 	chunks := len(users) / chunk
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	usec0 := redisCPU(b, env)
+	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
 		pass := i / chunks
-		if i%chunks == 0 && pass%every == 0 {
+		if every > 0 && i%chunks == 0 && pass%every == 0 {
 			b.StopTimer()
 			keys, _ := env.Redis.Keys(ctx, env.Prefix+"*cap:*").Result()
 			if len(keys) > 0 {

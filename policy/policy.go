@@ -39,6 +39,34 @@
 // meanwhile (MySQL first, then the mirror) is not overwritten by the older
 // copy the rebuild read.
 //
+// # An app without preferences
+//
+// A chunk of a reminder without a frequency cap reads nothing per user in
+// Redis but preferences, so for an app that has none it needs no script:
+// everyone is sent, or held or dropped together by the app's default quiet
+// hours (one local minute for the whole chunk). Whether the app has any is
+// one key per app, keyspace.PreferenceState: "none" or "some" as MySQL
+// last said (store.AppHasPreferences), each for StateTTL, or else a
+// generation. Every preference write sets a new generation once it is in
+// MySQL (Mirror, after the API's commit; Rebuild, after a bulk import); a
+// worker that finds no answer takes the generation (starting one if the
+// key is missing), asks MySQL, and records the answer only if the key
+// still holds that generation (setStateScript). A write that returned
+// before a chunk's decision began is therefore always seen: either MySQL
+// had its row when the worker asked, or its generation kept "none" from
+// being recorded. A lost key only costs the question to MySQL again; a
+// deleted preference needs no new generation ("some" left standing only
+// costs the script until it expires).
+//
+// The state is read per chunk, not once per group, so the guarantee is
+// per chunk; it costs no round trip where the script runs anyway: a
+// process that found an app having preferences remembers so for StateTTL
+// (a stale memory only costs the script, which is always right) and
+// reminders with a cap never read it. For an app without preferences a
+// chunk is one GET of a short key instead of a script carrying the chunk's
+// user IDs. metrics.PolicyChunk counts the GET as the chunk's round trip
+// (more when MySQL is asked) and metrics.PolicySkipped the chunk.
+//
 // # Holds
 //
 // A user in quiet hours of a reminder marked quiet: hold is held until
@@ -86,6 +114,10 @@ const (
 type Config struct {
 	// Prefix starts every key. Defaults to keyspace.DefaultPrefix.
 	Prefix string
+	// StateTTL is how long a worker's finding that an app has no
+	// preferences, or has some, stands before MySQL is asked again (a
+	// preference write ends it at once). Defaults to DefaultStateTTL.
+	StateTTL time.Duration
 }
 
 // Policy reads and writes users' preferences in Redis and decides chunks.
@@ -96,12 +128,18 @@ type Policy struct {
 	// cluster is set for a Redis Cluster (any client but a single
 	// Redis's), whose scripts each touch one shard's keys (one slot).
 	cluster bool
+	// some is the apps this process found having preferences.
+	some remembered
+	// testHook, if set, is called at the steps of asking MySQL whether an
+	// app has preferences ("count", "set"), for tests to interleave writes.
+	testHook func(step string)
 }
 
 // New returns a policy. db is read only to rebuild a lost shard and written
 // for held chunks.
 func New(cfg Config, rdb redis.UniversalClient, db *gorm.DB) *Policy {
 	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
+	cfg.StateTTL = cmp.Or(cfg.StateTTL, DefaultStateTTL)
 	_, single := rdb.(*redis.Client)
 	return &Policy{cfg: cfg, rdb: rdb, db: db, cluster: !single}
 }
@@ -171,13 +209,18 @@ return 1
 `)
 
 // Mirror writes a user's preferences document (as stored in MySQL) to
-// Redis. Call it after the MySQL write commits; a failure leaves the mirror
-// behind until the document is written again. A shard not in Redis is left
-// alone: it is not built, so the next chunk of its users rebuilds it from
-// MySQL, which already has the document.
+// Redis, and ends any finding that the app has none. Call it after the
+// MySQL write commits; a failure leaves the mirror behind until the
+// document is written again (and, if the app had none, the finding until
+// it expires, StateTTL). A shard not in Redis is left alone: it is not
+// built, so the next chunk of its users rebuilds it from MySQL, which
+// already has the document.
 func (p *Policy) Mirror(ctx context.Context, app int64, user, doc string) error {
 	m, err := encodeMirror(doc)
 	if err != nil {
+		return err
+	}
+	if err := p.changed(ctx, app); err != nil {
 		return err
 	}
 	if err := mirrorScript.Run(ctx, p.rdb, []string{p.hashKey(app, keyspace.UserShard(app, user))}, user, m).Err(); err != nil {
@@ -218,8 +261,12 @@ func (p *Policy) rebuild(ctx context.Context, app int64, shard int) error {
 
 // Rebuild loads every shard of an app's preferences from MySQL into
 // Redis, as the first chunk of each shard would; preferences written
-// straight to MySQL (a bulk import) reach the workers so.
+// straight to MySQL (a bulk import) reach the workers so, and a finding
+// that the app had none ends.
 func (p *Policy) Rebuild(ctx context.Context, app int64) error {
+	if err := p.changed(ctx, app); err != nil {
+		return err
+	}
 	for s := range keyspace.UserShards {
 		if err := p.rebuild(ctx, app, s); err != nil {
 			return err
@@ -344,7 +391,10 @@ type Decision struct {
 func (d Decision) Count(typ string) int { return len(d.Outcomes[typ]) }
 
 // Decide decides a chunk of m's users (users of one app) at now, in one
-// round trip (two or more only after Redis lost a shard).
+// round trip (two or more only after Redis lost a shard, or when MySQL is
+// asked whether the app has preferences). A chunk of a reminder without a
+// cap, of an app without preferences, is decided without the decision
+// script: one GET.
 func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, now time.Time) (Decision, error) {
 	pol := m.Policy
 	if pol == nil {
@@ -365,10 +415,31 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 	if pol.Critical {
 		crit = "1"
 	}
+	trips := 0
+	if capMax == 0 {
+		// Without a cap only users' preferences are read in Redis: an app
+		// with none needs no script.
+		none, n, err := p.noPreferences(ctx, m.App, now)
+		trips += n
+		if err != nil {
+			return Decision{}, fmt.Errorf("decide chunk: %w", err)
+		}
+		if none {
+			metrics.PolicySkipped()
+			if !inQuiet(minute, qs, qe) {
+				metrics.PolicyChunk(trips, nil)
+				return Decision{Send: users}, nil
+			}
+			codes := make([]string, len(users))
+			for i := range codes {
+				codes[i] = "q" + strconv.Itoa(qe)
+			}
+			return p.decision(m, pol, loc, now, users, codes, trips)
+		}
+	}
 	shards := keyspace.ByUserShard(len(users), func(i int) (int64, string) { return m.App, users[i] })
 	codes := make([]string, len(users))
 	todo := shards
-	trips := 0
 	for attempt := 0; len(todo) > 0; attempt++ {
 		trips++
 		calls := p.calls(todo)
@@ -421,6 +492,25 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 		}
 		todo = again
 	}
+	return p.decision(m, pol, loc, now, users, codes, trips)
+}
+
+// inQuiet reports whether minute is in the quiet hours qs to qe (-1: none),
+// as the decision script reads them.
+func inQuiet(minute, qs, qe int) bool {
+	switch {
+	case qs < 0 || qs == qe:
+		return false
+	case qs < qe:
+		return minute >= qs && minute < qe
+	default:
+		return minute >= qs || minute < qe
+	}
+}
+
+// decision turns the codes of a chunk's users (the decision script's) into
+// its Decision, and counts it in trips round trips.
+func (p *Policy) decision(m message.Message, pol *message.Policy, loc *time.Location, now time.Time, users, codes []string, trips int) (Decision, error) {
 	d := Decision{Send: make([]string, 0, len(users))}
 	out := func(typ, u string) {
 		if d.Outcomes == nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/internal/testenv"
+	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/store"
@@ -101,7 +102,8 @@ func decideRounds(t *testing.T, pol *policy.Policy, app int64, users []string) {
 // script per shard, each in its slot) every decision is as the
 // preferences say: opted-out and quiet users left out, the others sent
 // three times and capped at the fourth occurrence, a chunk sent again
-// counting nobody twice.
+// counting nobody twice; on the Cluster an app without preferences is
+// found so (its state recorded "none") and sent to all.
 func TestDecideSingleRedisAndCluster(t *testing.T) {
 	env := testenv.New(t)
 	users := numbered(2500)
@@ -118,9 +120,17 @@ func TestDecideSingleRedisAndCluster(t *testing.T) {
 	defer rdb.Close()
 	_, ok := rdb.(*redis.ClusterClient)
 	require.True(t, ok)
-	cluster := policy.New(policy.Config{Prefix: "chime-test:" + testenv.ID() + ":"}, rdb, env.DB)
+	prefix := "chime-test:" + testenv.ID() + ":"
+	cluster := policy.New(policy.Config{Prefix: prefix}, rdb, env.DB)
 	require.NoError(t, cluster.Rebuild(context.Background(), 1))
 	decideRounds(t, cluster, 1, users[:300])
+	// An app without preferences: its state is one key, in one slot.
+	for occ := range int64(2) {
+		d, err := cluster.Decide(context.Background(), uncapped(2, occ+1), users[:300], noon)
+		require.NoError(t, err)
+		require.Equal(t, policy.Decision{Send: users[:300]}, d)
+	}
+	require.Equal(t, "none", rdb.Get(context.Background(), keyspace.PreferenceState(prefix, 2)).Val())
 }
 
 // Injects: the loss of a few shards' preference hashes (not all) between

@@ -108,6 +108,16 @@ func PutPreferences(ctx context.Context, db *gorm.DB, p UserPreference) error {
 	})
 }
 
+// AppHasPreferences reports whether any user of an app has stored
+// preferences (one row read at most, by the primary key's prefix).
+func AppHasPreferences(ctx context.Context, db *gorm.DB, app int64) (bool, error) {
+	var ids []string
+	if err := db.WithContext(ctx).Model(&UserPreference{}).Where("app_id = ?", app).Limit(1).Pluck("user_id", &ids).Error; err != nil {
+		return false, fmt.Errorf("look for preferences: %w", err)
+	}
+	return len(ids) > 0, nil
+}
+
 // ShardPreferences returns the documents of an app's users in one shard,
 // by user, to rebuild that shard's Redis mirror.
 func ShardPreferences(ctx context.Context, db *gorm.DB, app int64, shard int) (map[string]string, error) {

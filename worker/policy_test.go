@@ -15,6 +15,7 @@ import (
 	"github.com/chime-dev/chime/ack"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/message"
+	"github.com/chime-dev/chime/metrics"
 	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/scheduler"
@@ -305,4 +306,42 @@ func capEntries(t *testing.T, f *fixture, key, user string) []string {
 		occs = append(occs, occ)
 	}
 	return occs
+}
+
+// Injects: an app with no stored preferences, a group of an uncapped
+// reminder delivered in chunks; then an opt-out of the reminder written as
+// the API writes it (MySQL, then the mirror) and the same group of the
+// next occurrence. Checks: the first delivery sends every member, each
+// chunk decided without the decision script (counted as skipped, and no
+// preference hash built in Redis, which the script's first run does); the
+// second leaves the opted-out user out (skipped_preference in the finish
+// ack) with no chunk skipped.
+func TestPolicyAppWithoutPreferences(t *testing.T) {
+	f := setup(t, 200)
+	ctx := context.Background()
+	var rec recorder
+	w, pol := f.policyWorker(t, "w1", &rec)
+	m := f.members
+	chunks := (len(m) + chunk - 1) / chunk
+	require.Greater(t, chunks, 1)
+
+	before := metrics.PolicySkippedChunks()
+	require.NoError(t, w.Handle(ctx, f.policyPayload(1, &message.Policy{Category: "health"})))
+	_, got := rec.sent()
+	require.Equal(t, m, got)
+	require.Equal(t, chunks, int(metrics.PolicySkippedChunks()-before))
+	keys, err := f.env.Redis.Keys(ctx, f.env.Prefix+"*prefs").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys)
+
+	f.prefer(t, pol, m[0], policy.Preferences{Reminders: []string{"water"}})
+	rec.mu.Lock()
+	rec.batches = nil
+	rec.mu.Unlock()
+	before = metrics.PolicySkippedChunks()
+	require.NoError(t, w.Handle(ctx, f.policyPayload(2, &message.Policy{Category: "health"})))
+	_, got = rec.sent()
+	require.Equal(t, m[1:], got)
+	require.Zero(t, metrics.PolicySkippedChunks()-before)
+	require.Equal(t, 1, f.finishAck(t, 2).Skips.Preference)
 }
