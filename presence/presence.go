@@ -124,7 +124,8 @@ local function save(users, state)
   end
   -- ' table' keeps the hash a hash table (keyspace.ShardLua).
   if #set > 0 then redis.call('HSET', KEYS[1], ' table', TABLE, unpack(set)) end
-  if #at > 0 then redis.call('ZADD', KEYS[2], unpack(at)) end
+  -- SKIPLIST keeps the index a skiplist (keyspace.ShardLua).
+  if #at > 0 then redis.call('ZADD', KEYS[2], 'inf', SKIPLIST, unpack(at)) end
   if #del > 0 then
     redis.call('HDEL', KEYS[1], unpack(del))
     redis.call('ZREM', KEYS[2], unpack(del))
