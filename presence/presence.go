@@ -92,7 +92,8 @@ func (r *Registry) keys(app int64, user string) []string {
 
 // A user's field is their connections, one a line: "instance|conn|ms", ms
 // the instant, on Redis's clock, at which the entry stops counting. The
-// index (a sorted set) holds each user's latest such instant, so that the
+// index (a sorted set, kept a skiplist by keyspace.ShardLua's SKIPLIST
+// member) holds each user's latest such instant, so that the
 // fields of users whose connections all lapsed (their gateway died) are
 // dropped by the next write to the shard.
 const codec = keyspace.ShardLua + `
