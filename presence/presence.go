@@ -92,7 +92,8 @@ func (r *Registry) keys(app int64, user string) []string {
 
 // A user's field is their connections, one a line: "instance|conn|ms", ms
 // the instant, on Redis's clock, at which the entry stops counting. The
-// index (a sorted set) holds each user's latest such instant, so that the
+// index (a sorted set, kept a skiplist by keyspace.ShardLua's SKIPLIST
+// member) holds each user's latest such instant, so that the
 // fields of users whose connections all lapsed (their gateway died) are
 // dropped by the next write to the shard.
 const codec = keyspace.ShardLua + `
@@ -124,7 +125,8 @@ local function save(users, state)
   end
   -- ' table' keeps the hash a hash table (keyspace.ShardLua).
   if #set > 0 then redis.call('HSET', KEYS[1], ' table', TABLE, unpack(set)) end
-  if #at > 0 then redis.call('ZADD', KEYS[2], unpack(at)) end
+  -- SKIPLIST keeps the index a skiplist (keyspace.ShardLua).
+  if #at > 0 then redis.call('ZADD', KEYS[2], 'inf', SKIPLIST, unpack(at)) end
   if #del > 0 then
     redis.call('HDEL', KEYS[1], unpack(del))
     redis.call('ZREM', KEYS[2], unpack(del))

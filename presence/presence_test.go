@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/internal/testenv"
@@ -14,7 +15,7 @@ import (
 // A user with connections on two gateways is online at both; removing one
 // connection leaves the other (removal is by connection, so an old
 // connection closing never removes a newer one); removing both makes the
-// user offline.
+// user offline, and leaves the shard's index dating nobody.
 func TestRegisterLookupRemove(t *testing.T) {
 	env := testenv.NewRedis(t)
 	ctx := context.Background()
@@ -40,6 +41,16 @@ func TestRegisterLookupRemove(t *testing.T) {
 	got, err = r.Lookup(ctx, 1, []string{"u"})
 	require.NoError(t, err)
 	require.Empty(t, got)
+	// The shard's index of lapse times is a skiplist from its first write
+	// (keyspace.ShardLua), and once u is gone it dates no user: the member
+	// that keeps it a skiplist is scored +inf, never a lapse time.
+	index := presence.Key(env.Prefix, 1, "u") + "-at"
+	enc, err := env.Redis.ObjectEncoding(ctx, index).Result()
+	require.NoError(t, err)
+	require.Equal(t, "skiplist", enc)
+	dated, err := env.Redis.ZRangeByScore(ctx, index, &redis.ZRangeBy{Min: "-inf", Max: "(+inf"}).Result()
+	require.NoError(t, err)
+	require.Empty(t, dated)
 }
 
 // A connection not refreshed stops counting within the TTL, and its entry

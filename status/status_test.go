@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/inbox"
@@ -109,4 +110,14 @@ func TestRecordDropsUsersAfterRetention(t *testing.T) {
 	require.True(t, has(), "kept for Retention after its last update")
 	require.NoError(t, r.Record(ctx, []status.Entry{e(b, "m4")}, t0.Add(keep+keep/16+time.Second)))
 	require.False(t, has(), "dropped once Retention and a sixteenth have passed")
+	// The index is a skiplist from its first write (a few users would keep
+	// it a listpack, scanned whole for each member), and the member that
+	// makes it one, scored +inf, is never dropped as a user.
+	index := keyspace.Shard(env.Prefix, 1, "a") + "st-at"
+	enc, err := env.Redis.ObjectEncoding(ctx, index).Result()
+	require.NoError(t, err)
+	require.Equal(t, "skiplist", enc)
+	dated, err := env.Redis.ZRangeByScore(ctx, index, &redis.ZRangeBy{Min: "-inf", Max: "(+inf"}).Result()
+	require.NoError(t, err)
+	require.Equal(t, []string{b}, dated, "a left the index with its field; only b is dated")
 }
