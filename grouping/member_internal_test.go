@@ -1,6 +1,11 @@
 package grouping
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -64,4 +69,74 @@ func TestUnpackDamaged(t *testing.T) {
 		_, err := unpack(nil, bad)
 		require.Error(t, err, "%q", bad)
 	}
+}
+
+// sortedUnique answers what a whole sort and compaction would, whatever
+// the IDs: numbers of many lengths and both signs in the order an intset
+// lists them, then shuffled (a hash-table set), mixed with UUIDs and
+// strings of the same lengths as numbers, repeats, and more lengths than
+// it merges.
+func TestSortedUnique(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	want := func(ids []string) []string {
+		w := slices.Clone(ids)
+		slices.Sort(w)
+		return slices.Compact(w)
+	}
+	numbers := func(n int, neg bool, magnitudes int) []string {
+		vals := make([]int64, n)
+		for i := range vals {
+			v := rnd.Int64N(int64(math.Pow10(rnd.IntN(magnitudes) + 1)))
+			if neg && rnd.IntN(3) == 0 {
+				v = -v
+			}
+			vals[i] = v
+		}
+		slices.Sort(vals) // as an intset lists them
+		out := make([]string, n)
+		for i, v := range vals {
+			out[i] = strconv.FormatInt(v, 10)
+		}
+		return out
+	}
+	cases := map[string][]string{
+		"empty":               {},
+		"sorted":              {"1", "2", "3"},
+		"intset, two lengths": numbers(2000, false, 2),
+		"intset, signs":       numbers(2000, true, 6),
+		"intset, 18 lengths":  numbers(3000, true, 18),
+	}
+	shuffled := numbers(2000, true, 7)
+	rnd.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	cases["hash-table set"] = shuffled
+	mixed := numbers(500, false, 4)
+	for i := range 300 {
+		mixed = append(mixed, fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", rnd.Uint32(), i, i, i, i), "ab"+strconv.Itoa(i%50), "0"+strconv.Itoa(i%90))
+	}
+	mixed = append(mixed, mixed[:100]...)
+	cases["packed and repeats"] = mixed
+	for name, ids := range cases {
+		require.Equal(t, want(ids), sortedUnique(slices.Clone(ids)), name)
+	}
+}
+
+// BenchmarkSortedUnique compares the run merge with the whole sort on a
+// group as an intset lists it (3,200 IDs of six and seven digits).
+func BenchmarkSortedUnique(b *testing.B) {
+	ids := make([]string, 3200)
+	for i := range ids {
+		ids[i] = strconv.Itoa(990_000 + i*7)
+	}
+	b.Run("runs", func(b *testing.B) {
+		for b.Loop() {
+			sortedUnique(slices.Clone(ids))
+		}
+	})
+	b.Run("sort", func(b *testing.B) {
+		for b.Loop() {
+			w := slices.Clone(ids)
+			slices.Sort(w)
+			_ = slices.Compact(w)
+		}
+	})
 }
