@@ -48,7 +48,7 @@ func TestRegisterLookupRemove(t *testing.T) {
 	enc, err := env.Redis.ObjectEncoding(ctx, index).Result()
 	require.NoError(t, err)
 	require.Equal(t, "skiplist", enc)
-	dated, err := env.Redis.ZRangeByScore(ctx, index, &redis.ZRangeBy{Min: "-inf", Max: "(+inf"}).Result()
+	dated, err := env.Redis.ZRangeArgs(ctx, redis.ZRangeArgs{Key: index, Start: "-inf", Stop: "(+inf", ByScore: true}).Result()
 	require.NoError(t, err)
 	require.Empty(t, dated)
 }

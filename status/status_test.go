@@ -117,7 +117,7 @@ func TestRecordDropsUsersAfterRetention(t *testing.T) {
 	enc, err := env.Redis.ObjectEncoding(ctx, index).Result()
 	require.NoError(t, err)
 	require.Equal(t, "skiplist", enc)
-	dated, err := env.Redis.ZRangeByScore(ctx, index, &redis.ZRangeBy{Min: "-inf", Max: "(+inf"}).Result()
+	dated, err := env.Redis.ZRangeArgs(ctx, redis.ZRangeArgs{Key: index, Start: "-inf", Stop: "(+inf", ByScore: true}).Result()
 	require.NoError(t, err)
 	require.Equal(t, []string{b}, dated, "a left the index with its field; only b is dated")
 }
