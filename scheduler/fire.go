@@ -433,17 +433,7 @@ func (s *Scheduler) claim(ctx context.Context, o store.Occurrence) (*prepared, e
 // for groups that are no longer listed (the index was rebuilt smaller
 // since), which are not part of this firing.
 func (s *Scheduler) markQueued(ctx context.Context, o store.Occurrence, groups []int, now time.Time) error {
-	return store.Transaction(ctx, s.db, func(tx *gorm.DB) error {
-		stale := tx.Where("occurrence_id = ? AND state = ?", o.ID, store.RunPending)
-		if len(groups) > 0 {
-			stale = stale.Where("group_no NOT IN ?", groups)
-		}
-		if err := stale.Delete(&store.GroupRun{}).Error; err != nil {
-			return err
-		}
-		return tx.Model(&store.GroupRun{}).Where("occurrence_id = ? AND state = ?", o.ID, store.RunPending).
-			Updates(map[string]any{"state": store.RunQueued, "queued_at": now}).Error
-	})
+	return store.QueueRuns(ctx, s.db, o.ID, groups, now)
 }
 
 // policyOf is the delivery policy r's tasks carry: its category, critical

@@ -223,9 +223,5 @@ func (s *Scheduler) spreadFired(ctx context.Context, w won) error {
 // listed (the index was rebuilt smaller since), which are not part of its
 // firing.
 func (s *Scheduler) dropStale(ctx context.Context, o store.Occurrence, groups []int) error {
-	q := s.db.WithContext(ctx).Where("occurrence_id = ? AND state = ?", o.ID, store.RunPending)
-	if len(groups) > 0 {
-		q = q.Where("group_no NOT IN ?", groups)
-	}
-	return q.Delete(&store.GroupRun{}).Error
+	return store.DropStaleRuns(ctx, s.db, o.ID, groups)
 }

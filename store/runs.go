@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Firing writes an occurrence's pending group runs by their primary keys:
+// the runs are read first (a consistent read, which locks nothing), then
+// deleted or updated by ID. A DELETE or UPDATE over the (occurrence_id,
+// state) range instead takes next-key locks on it, which the firings of
+// neighbouring occurrences, running at the same instant, wait for and
+// deadlock on: 5,000 locations fired together spent most of MariaDB's time
+// there (docs/benchmarks.md).
+
+// pendingRuns returns the IDs of occurrence's pending runs whose group is
+// in groups (keep) and of those whose group is not (stale).
+func pendingRuns(tx *gorm.DB, occurrence int64, groups []int) (keep, stale []int64, err error) {
+	var runs []GroupRun
+	if err := tx.Select("id", "group_no").Where("occurrence_id = ? AND state = ?", occurrence, RunPending).
+		Find(&runs).Error; err != nil {
+		return nil, nil, err
+	}
+	listed := slices.Clone(groups)
+	slices.Sort(listed)
+	for _, r := range runs {
+		if _, ok := slices.BinarySearch(listed, r.GroupNo); ok {
+			keep = append(keep, r.ID)
+		} else {
+			stale = append(stale, r.ID)
+		}
+	}
+	return keep, stale, nil
+}
+
+// runsPerStatement bounds the IDs one statement names.
+const runsPerStatement = 1000
+
+// deleteRuns deletes the pending runs ids.
+func deleteRuns(tx *gorm.DB, ids []int64) error {
+	for c := range slices.Chunk(ids, runsPerStatement) {
+		if err := tx.Where("id IN ? AND state = ?", c, RunPending).Delete(&GroupRun{}).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// QueueRuns marks occurrence's pending runs of groups queued at now, and
+// deletes those of groups no longer listed (the index was rebuilt smaller
+// since its preparation), which are not part of its firing.
+func QueueRuns(ctx context.Context, db *gorm.DB, occurrence int64, groups []int, now time.Time) error {
+	err := Transaction(ctx, db, func(tx *gorm.DB) error {
+		keep, stale, err := pendingRuns(tx, occurrence, groups)
+		if err != nil {
+			return err
+		}
+		if err := deleteRuns(tx, stale); err != nil {
+			return err
+		}
+		for c := range slices.Chunk(keep, runsPerStatement) {
+			if err := tx.Model(&GroupRun{}).Where("id IN ? AND state = ?", c, RunPending).
+				Updates(map[string]any{"state": RunQueued, "queued_at": now}).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark runs queued: %w", err)
+	}
+	return nil
+}
+
+// DropStaleRuns deletes occurrence's pending runs of groups no longer
+// listed, as QueueRuns does, leaving the others pending (a spread send's,
+// queued at their slots).
+func DropStaleRuns(ctx context.Context, db *gorm.DB, occurrence int64, groups []int) error {
+	err := Transaction(ctx, db, func(tx *gorm.DB) error {
+		_, stale, err := pendingRuns(tx, occurrence, groups)
+		if err != nil {
+			return err
+		}
+		return deleteRuns(tx, stale)
+	})
+	if err != nil {
+		return fmt.Errorf("drop stale runs: %w", err)
+	}
+	return nil
+}
