@@ -252,6 +252,22 @@ type Member struct {
 // the call touches: its removed entries dropped, walking entry by entry so
 // that no match straddles two entries, and the added ones appended.
 //
+// packedCountLua defines packed_count(v), the number of entries of packed
+// string v, counted by walking their headers (member.go), for the scripts
+// that size groups.
+const packedCountLua = `
+local function packed_count(v)
+  local i, size, count = 1, #v, 0
+  while i <= size do
+    local h = string.byte(v, i)
+    if h >= 240 then h = 16 end
+    i = i + h + 1
+    count = count + 1
+  end
+  return count
+end
+`
+
 // Set members are added and removed with one SADD or SREM per group (of
 // at most 1,000, within Lua's stack), removals first as in ARGV: a call
 // per member cost more than the rest of the script.
@@ -263,7 +279,7 @@ type Member struct {
 // any ID in the set. Returns 0 when the index is not built, otherwise 1
 // plus the members of the largest group added to (0 when the layout is
 // fixed), which tells Apply when the layout has become too small.
-var applyScript = redis.NewScript(`
+var applyScript = redis.NewScript(packedCountLua + `
 local n = tonumber(redis.call('GET', KEYS[1]))
 if not n then return 0 end
 local from = tonumber(redis.call('GET', KEYS[2]))
@@ -329,6 +345,7 @@ for _, g in ipairs(order) do
   local key = ARGV[2] .. g
   local v = redis.call('GET', key) or ''
   local d = drops[g]
+  local count -- entries of v, once known
   if d and #v > 0 then
     local keep, i, size = {}, 1, #v
     while i <= size do
@@ -340,19 +357,11 @@ for _, g in ipairs(order) do
       i = i + len + 1
     end
     v = table.concat(keep)
+    count = #keep
   end
   if adds[g] then
+    if sized then grown[g] = (count or packed_count(v)) + #adds[g] end
     v = v .. table.concat(adds[g])
-    if sized then
-      local i, size, count = 1, #v, 0
-      while i <= size do
-        local h = string.byte(v, i)
-        if h >= 240 then h = 16 end
-        i = i + h + 1
-        count = count + 1
-      end
-      grown[g] = count
-    end
   end
   if #v == 0 then redis.call('DEL', key) else redis.call('SET', key, v) end
 end
@@ -586,23 +595,13 @@ func (y Layout) Users() int {
 // groups in one step: a group's set members and its packed entries (counted
 // by walking their headers). KEYS: built, layout, groups; ARGV: member key
 // prefix, packed key prefix.
-var layoutScript = redis.NewScript(`
+var layoutScript = redis.NewScript(packedCountLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local n = redis.call('GET', KEYS[2])
 if not n then return false end
 local out = {tonumber(n)}
 for _, g in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  local count = redis.call('SCARD', ARGV[1] .. g)
-  local v = redis.call('GET', ARGV[2] .. g)
-  if v then
-    local i, size = 1, #v
-    while i <= size do
-      local h = string.byte(v, i)
-      if h >= 240 then h = 16 end
-      i = i + h + 1
-      count = count + 1
-    end
-  end
+  local count = redis.call('SCARD', ARGV[1] .. g) + packed_count(redis.call('GET', ARGV[2] .. g) or '')
   out[#out+1] = tonumber(g)
   out[#out+1] = count
 end
