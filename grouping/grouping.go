@@ -58,8 +58,10 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 	"gorm.io/gorm"
 
+	"github.com/chime-dev/chime/internal/rscript"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -610,7 +612,56 @@ return out`)
 // Groups returns the layout of l with its non-empty groups, or
 // ErrNotBuilt.
 func (x *Index) Groups(ctx context.Context, l Loc) (Layout, error) {
-	v, err := layoutScript.Run(ctx, x.rdb, []string{x.builtKey(l), x.layoutKey(l), x.groupsKey(l)}, x.memberPrefix(l), x.packedPrefix(l)).Int64Slice()
+	return layoutOf(layoutScript.Run(ctx, x.rdb, x.layoutKeys(l), x.memberPrefix(l), x.packedPrefix(l)))
+}
+
+// GroupsOf returns the layouts of locs as Groups does, in one pipeline:
+// a fire of thousands of locations checks them all in one round trip.
+// errs[i] is l's error (ErrNotBuilt, or the read's); err is set only when
+// the pipeline itself could not run.
+func (x *Index) GroupsOf(ctx context.Context, locs []Loc) (layouts []Layout, errs []error, err error) {
+	if len(locs) == 0 {
+		return nil, nil, nil
+	}
+	cmds := make([]*redis.Cmd, len(locs))
+	_, err = rscript.Pipelined(ctx, x.rdb, []*redis.Script{layoutScript}, func(p redis.Pipeliner) {
+		for i, l := range locs {
+			cmds[i] = layoutScript.EvalSha(ctx, p, x.layoutKeys(l), x.memberPrefix(l), x.packedPrefix(l))
+		}
+	})
+	layouts, errs = make([]Layout, len(locs)), make([]error, len(locs))
+	for i, c := range cmds {
+		if c == nil {
+			errs[i] = err
+			continue
+		}
+		layouts[i], errs[i] = layoutOf(c)
+	}
+	// A command's own failure (a location's error reply) is in errs;
+	// only a failure of the whole round trip is the call's.
+	if err != nil && !anyReplied(cmds) {
+		return nil, nil, fmt.Errorf("read groups: %w", err)
+	}
+	return layouts, errs, nil
+}
+
+// anyReplied reports whether Redis answered any of cmds.
+func anyReplied(cmds []*redis.Cmd) bool {
+	for _, c := range cmds {
+		if c != nil && (c.Err() == nil || errors.Is(c.Err(), redis.Nil)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *Index) layoutKeys(l Loc) []string {
+	return []string{x.builtKey(l), x.layoutKey(l), x.groupsKey(l)}
+}
+
+// layoutOf reads layoutScript's reply.
+func layoutOf(c *redis.Cmd) (Layout, error) {
+	v, err := c.Int64Slice()
 	if errors.Is(err, redis.Nil) {
 		return Layout{}, ErrNotBuilt
 	}
@@ -672,6 +723,79 @@ func (x *Index) Fit(ctx context.Context, l Loc, fixed int, regroup bool) (Layout
 		return Layout{}, err
 	}
 	return x.Groups(ctx, l)
+}
+
+// A FitRequest is one location's arguments to Fit.
+type FitRequest struct {
+	Loc     Loc
+	Fixed   int
+	Regroup bool
+}
+
+// fitsAtOnce bounds the locations FitAll builds or regroups at once.
+const fitsAtOnce = 8
+
+// FitAll is Fit for many locations, for a fire of thousands of them at one
+// instant: the checks of every location (built, its layout mark, its
+// groups, an unfinished regroup) go out in one pipeline, and only a
+// location that must be built or regrouped pays Fit's own round trips
+// (fitsAtOnce at a time). errs[i] is reqs[i]'s error.
+func (x *Index) FitAll(ctx context.Context, reqs []FitRequest) (layouts []Layout, errs []error) {
+	layouts, errs = make([]Layout, len(reqs)), make([]error, len(reqs))
+	if len(reqs) == 0 {
+		return layouts, errs
+	}
+	built := make([]*redis.IntCmd, len(reqs))
+	groups := make([]*redis.Cmd, len(reqs))
+	from := make([]*redis.IntCmd, len(reqs))
+	_, perr := rscript.Pipelined(ctx, x.rdb, []*redis.Script{layoutScript}, func(p redis.Pipeliner) {
+		for i, r := range reqs {
+			l := r.Loc
+			built[i] = p.Exists(ctx, x.builtKey(l), x.layoutKey(l))
+			// Whether writes may grow the layout follows the reminder as
+			// it is now (as in Fit).
+			if r.Fixed > 0 {
+				p.Set(ctx, x.fixedKey(l), r.Fixed, 0)
+			} else {
+				p.Del(ctx, x.fixedKey(l))
+			}
+			groups[i] = layoutScript.EvalSha(ctx, p, x.layoutKeys(l), x.memberPrefix(l), x.packedPrefix(l))
+			from[i] = p.Exists(ctx, x.fromKey(l))
+		}
+	})
+	var alone []int
+	for i, r := range reqs {
+		if perr != nil || built[i].Val() != 2 {
+			alone = append(alone, i)
+			continue
+		}
+		y, err := layoutOf(groups[i])
+		if err != nil {
+			alone = append(alone, i)
+			continue
+		}
+		if r.Regroup {
+			want := Fit(y.Users(), x.Target(), y.N)
+			if r.Fixed > 0 {
+				want = Fixed(r.Fixed)
+			}
+			if want != y.N || from[i].Val() != 0 {
+				alone = append(alone, i)
+				continue
+			}
+		}
+		layouts[i] = y
+	}
+	var g errgroup.Group
+	g.SetLimit(fitsAtOnce)
+	for _, i := range alone {
+		g.Go(func() error {
+			layouts[i], errs[i] = x.Fit(ctx, reqs[i].Loc, reqs[i].Fixed, reqs[i].Regroup)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return layouts, errs
 }
 
 // moveScript moves the members of one group to the groups of a new layout,

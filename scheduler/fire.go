@@ -11,13 +11,10 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/metrics"
-	"github.com/chime-dev/chime/policy"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/store"
 )
@@ -59,47 +56,37 @@ func (s *Scheduler) runFirer(ctx context.Context) error {
 // those due within PrepareLead, and returns how long to wait for the next.
 func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Duration, error) {
 	now := s.clock.Now()
-	var due []store.Occurrence
 	qctx, cancel := withTimeout(ctx)
-	err := s.db.WithContext(qctx).Where("state = ? AND fire_at <= ?", store.OccScheduled, now.Add(s.cfg.PrepareLead)).
-		Order("fire_at").Limit(1000).Find(&due).Error
+	due, more, err := store.DueOccurrences(qctx, s.db, now.Add(s.cfg.PrepareLead), maxDue)
 	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("load due occurrences: %w", err)
 	}
-	s.forget(due)
+	if !more {
+		s.forget(due)
+	}
 	wait := s.cfg.PrepareLead
-	// Occurrences fire independently: one failing must not cancel another
-	// that has already won its compare-and-set.
-	var dueNow []store.Occurrence
+	var dueNow, toPrepare []store.Occurrence
+	var preps []*preparation
 	for _, o := range due {
 		if until := o.FireAt.Sub(now); until > 0 {
 			wait = min(wait, until)
-			if s.startPreparing(o.ID) {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					p, err := s.Prepare(ctx, o)
-					s.mu.Lock()
-					defer s.mu.Unlock()
-					if err != nil {
-						if ctx.Err() == nil {
-							s.log.Warn("prepare occurrence", "occurrence", o.ID, "err", err)
-						}
-						delete(s.ready, o.ID) // try again on the next pass
-						return
-					}
-					if _, waiting := s.ready[o.ID]; waiting {
-						s.ready[o.ID] = p
-					}
-				}()
+			if prep := s.startPreparing(o.ID); prep != nil {
+				toPrepare, preps = append(toPrepare, o), append(preps, prep)
 			}
 			continue
 		}
 		dueNow = append(dueNow, o)
 	}
-	// A full page that fired something may hide more due rows behind it.
-	if len(due) == 1000 && len(dueNow) > 0 {
+	if len(toPrepare) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.prepareAhead(ctx, toPrepare, preps)
+		}()
+	}
+	// More due rows than one pass takes: the next pass comes at once.
+	if more && len(dueNow) > 0 {
 		wait = 0
 	}
 	err = s.fire(ctx, dueNow)
@@ -109,79 +96,44 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Durat
 	return wait, errors.Join(err, serr)
 }
 
-// startPreparing reports whether the caller should prepare occurrence id,
-// which is so once per occurrence.
-func (s *Scheduler) startPreparing(id int64) bool {
+// maxDue bounds the occurrences one pass of the firer loads, prepares and
+// fires: 50 pages of a thousand.
+const maxDue = 50_000
+
+// prepareAhead prepares occs together and hands each result to its
+// preparation, which a fire at the instant waits for rather than repeating
+// the work. A failed one is forgotten, to be tried again on the next pass
+// (or by its fire).
+func (s *Scheduler) prepareAhead(ctx context.Context, occs []store.Occurrence, preps []*preparation) {
+	ps, errs := s.prepareAll(ctx, occs)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, o := range occs {
+		if errs[i] != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("prepare occurrence", "occurrence", o.ID, "err", errs[i])
+			}
+			if s.ready[o.ID] == preps[i] {
+				delete(s.ready, o.ID)
+			}
+		}
+		preps[i].p = ps[i]
+		close(preps[i].done)
+	}
+}
+
+// startPreparing returns the preparation the caller should do for
+// occurrence id, or nil: once per occurrence.
+func (s *Scheduler) startPreparing(id int64) *preparation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.ready[id]; ok {
-		return false
+		return nil
 	}
-	s.ready[id] = nil
-	return true
+	prep := &preparation{done: make(chan struct{})}
+	s.ready[id] = prep
+	return prep
 }
-
-// Prepare does ahead of the instant everything firing o needs except the
-// enqueue: the membership index is made ready, the group runs are created in
-// state pending, and the tasks are built and kept in memory.
-func (s *Scheduler) Prepare(ctx context.Context, o store.Occurrence) (*prepared, error) {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	var r store.Reminder
-	var l store.Location
-	if err := s.db.WithContext(ctx).First(&r, o.ReminderID).Error; err != nil {
-		return nil, fmt.Errorf("load reminder: %w", err)
-	}
-	if err := s.db.WithContext(ctx).First(&l, o.LocationID).Error; err != nil {
-		return nil, fmt.Errorf("load location: %w", err)
-	}
-	loc := grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID}
-	layout, busy := testSendLayout, false
-	var err error
-	if o.TestUser == "" {
-		// The layout changes only while no fire of the location is in
-		// flight: a fire in flight keeps the layout its tasks were
-		// prepared with.
-		if busy, err = store.FiringAt(ctx, s.db, o.ReminderID, o.LocationID, o.ID); err != nil {
-			return nil, fmt.Errorf("check fires in flight: %w", err)
-		}
-		if layout, err = s.index.Fit(ctx, loc, r.Groups, !busy); err != nil {
-			return nil, err
-		}
-	}
-	var spread time.Duration
-	var planned []time.Time
-	if o.TestUser == "" && r.SpreadS > 0 && len(layout.Groups) > 0 {
-		spread = r.Spread()
-		planned = slots(o.FireAt, spread, len(layout.Groups), phase(o.ReminderID, o.LocationID))
-	}
-	if err := s.createRuns(ctx, o.ID, layout, planned, s.clock.Now()); err != nil {
-		return nil, err
-	}
-	data, err := s.eventData(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	pol, err := s.policyOf(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	// A test send goes out whether or not the reminder is paused: it shows
-	// the message, and reaches no one but its user.
-	p := &prepared{paused: r.Paused && o.TestUser == "", busy: busy, layout: layout, payloads: make([]queue.Payload, len(layout.Groups)), edited: r.UpdatedAt,
-		slots: planned, spread: spread}
-	for i, g := range layout.Groups {
-		p.payloads[i] = payload(o, r, l, g, layout.N, 1)
-		p.payloads[i].Data = data
-		p.payloads[i].Policy = pol
-	}
-	return p, nil
-}
-
-// testSendLayout is a test send's layout: one group, numbered 0, whose only
-// member its task names, whatever the location's layout; the index is not
-// read.
-var testSendLayout = grouping.Layout{N: 1, Groups: []int{0}, Sizes: []int{1}}
 
 // forget drops what was prepared for occurrences no longer due: canceled,
 // fired by another coordinator, or moved.
@@ -197,32 +149,6 @@ func (s *Scheduler) forget(due []store.Occurrence) {
 			delete(s.ready, id)
 		}
 	}
-}
-
-// createRuns inserts pending group runs, at their planned slots if slots is
-// not nil; existing ones are left as they are.
-func (s *Scheduler) createRuns(ctx context.Context, occ int64, layout grouping.Layout, slots []time.Time, now time.Time) error {
-	if len(layout.Groups) == 0 {
-		return nil
-	}
-	runs := make([]store.GroupRun, len(layout.Groups))
-	for i, g := range layout.Groups {
-		runs[i] = store.GroupRun{OccurrenceID: occ, GroupNo: g, Layout: layout.N, State: store.RunPending, Attempts: 1, QueuedAt: now}
-		if slots != nil {
-			runs[i].SlotAt = &slots[i]
-		}
-	}
-	// A run prepared before under another layout (the preparation was
-	// repeated after a regroup) takes the new one: the occurrence has not
-	// fired, so no task of the old layout is out. Its slot is planned
-	// again with the groups (and spread) of this preparation.
-	if err := s.db.WithContext(ctx).Clauses(clause.OnConflict{
-		Columns:   []clause.Column{{Name: "occurrence_id"}, {Name: "group_no"}},
-		DoUpdates: clause.AssignmentColumns([]string{"layout", "slot_at"}),
-	}).CreateInBatches(&runs, 1000).Error; err != nil {
-		return fmt.Errorf("create group runs: %w", err)
-	}
-	return nil
 }
 
 // Fire enqueues the groups of o, or records it as missed if its grace window
@@ -243,35 +169,15 @@ type won struct {
 // the same instant as 4,999 others costs part of a task, not a task of its
 // own.
 //
-// With the occurrences prepared, the instant costs one check of the layout
-// in Redis per occurrence, one compare-and-set in MySQL each and the
-// enqueue; the group runs move from pending to queued while the tasks go
-// out. Workers' acks accept a pending run, so none is lost to that race.
+// With the occurrences prepared, the instant costs one pipeline of layout
+// checks in Redis, a few compare-and-set statements in MySQL (claimAll) and
+// the enqueue; the group runs move from pending to queued while the tasks
+// go out. Workers' acks accept a pending run, so none is lost to that race.
 func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence) error {
 	if len(occs) == 0 {
 		return nil
 	}
-	// Occurrences are claimed independently: one failing must not cancel
-	// another that has already won its compare-and-set.
-	var g errgroup.Group
-	g.SetLimit(8)
-	var mu sync.Mutex
-	var errs []error
-	var wins []won
-	for _, o := range occs {
-		g.Go(func() error {
-			p, err := s.claim(ctx, o)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("fire occurrence %d: %w", o.ID, err))
-			} else if p != nil {
-				wins = append(wins, won{o, p})
-			}
-			return nil
-		})
-	}
-	_ = g.Wait()
+	wins, errs := s.claimAll(ctx, occs)
 	// Spread sends enqueue nothing at the instant: their groups wait,
 	// pending, for their slots (fireSlots).
 	wins = slices.DeleteFunc(wins, func(w won) bool {
@@ -308,18 +214,13 @@ func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence) error {
 	// enqueues them again after QueueTimeout, one task per group.
 	enqueued := make(chan error, 1)
 	go func() { enqueued <- s.enq.Enqueue(ctx, tasks) }()
-	now := s.clock.Now()
-	var mg errgroup.Group
-	mg.SetLimit(8)
+	fired := make(map[int64][]int, len(wins))
 	for _, w := range wins {
-		mg.Go(func() error {
-			if err := s.markQueued(ctx, w.o, w.p.layout.Groups, now); err != nil {
-				s.log.Warn("mark group runs queued", "occurrence", w.o.ID, "err", err)
-			}
-			return nil
-		})
+		fired[w.o.ID] = w.p.layout.Groups
 	}
-	_ = mg.Wait()
+	if err := store.QueueRunsOf(ctx, s.db, fired, s.clock.Now()); err != nil {
+		s.log.Warn("mark group runs queued", "occurrences", len(wins), "err", err)
+	}
 	if err := <-enqueued; err != nil {
 		return errors.Join(append(errs, err)...)
 	}
@@ -335,17 +236,163 @@ func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence) error {
 	return errors.Join(errs...)
 }
 
-// claim readies o for its fire and wins its compare-and-set, returning what
-// to enqueue, or nil when there is nothing to enqueue (missed, paused, no
-// groups, or fired by another coordinator).
-func (s *Scheduler) claim(ctx context.Context, o store.Occurrence) (*prepared, error) {
+// claimAll claims occs, due at the same pass of the firer, and returns the
+// fires won. An occurrence prepared ahead whose layout and message have not
+// changed since (nearly all of them) is checked and claimed with the others:
+// one pipeline of layout checks in Redis, one query of the reminders' edits
+// and a few compare-and-set statements in MySQL for thousands of locations.
+// The rest (missed, paused, never prepared, or changed) are claimed one by
+// one, as claim does. One failing does not cancel another that has already
+// won its compare-and-set.
+func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence) ([]won, []error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	preps := make([]*preparation, len(occs))
 	s.mu.Lock()
-	p := s.ready[o.ID]
-	delete(s.ready, o.ID)
+	for i, o := range occs {
+		preps[i] = s.ready[o.ID]
+		delete(s.ready, o.ID)
+	}
 	s.mu.Unlock()
+	// A preparation still in flight at the instant is waited for: doing it
+	// again would only compete with it for the same servers.
+	ready := make([]*prepared, len(occs))
+	for i, prep := range preps {
+		if prep == nil {
+			continue
+		}
+		select {
+		case <-prep.done:
+			ready[i] = prep.p
+		case <-ctx.Done():
+		}
+	}
+	now := s.clock.Now()
+	var errs []error
+	var alone, batch []int // indexes into occs
+	for i, o := range occs {
+		if p := ready[i]; p == nil || p.busy || p.paused || now.After(missAt(o)) {
+			alone = append(alone, i)
+		} else {
+			batch = append(batch, i)
+		}
+	}
+	batch, err := s.unchanged(ctx, occs, ready, batch, &alone)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var wins []won
+	if len(batch) > 0 {
+		claims := make([]store.Claim, len(batch))
+		for j, i := range batch {
+			claims[j] = claimOf(occs[i], ready[i])
+		}
+		ids, err := store.ClaimOccurrences(ctx, s.db, claims, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("fire %d occurrences: %w", len(batch), err))
+		}
+		taken := make(map[int64]bool, len(ids))
+		for _, id := range ids {
+			taken[id] = true
+		}
+		for _, i := range batch {
+			o, p := occs[i], ready[i]
+			switch {
+			case err != nil:
+			case !taken[o.ID]:
+				s.log.Info("occurrence fired by another coordinator", "occurrence", o.ID)
+			case len(p.layout.Groups) == 0:
+				s.log.Info("fired", "occurrence", o.ID, "reminder", o.ReminderID, "location", o.LocationID, "groups", 0)
+			default:
+				wins = append(wins, won{o, p})
+			}
+		}
+	}
+	var g errgroup.Group
+	g.SetLimit(8)
+	var mu sync.Mutex
+	for _, i := range alone {
+		g.Go(func() error {
+			p, err := s.claim(ctx, occs[i], ready[i])
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("fire occurrence %d: %w", occs[i].ID, err))
+			} else if p != nil {
+				wins = append(wins, won{occs[i], p})
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return wins, errs
+}
 
+// unchanged returns the indexes of batch whose preparation still holds:
+// the location's layout in Redis and the reminder's last edit are those the
+// tasks were built from. The others are added to alone, to be prepared
+// again. An error of the checks moves the whole batch to alone.
+func (s *Scheduler) unchanged(ctx context.Context, occs []store.Occurrence, ready []*prepared, batch []int, alone *[]int) ([]int, error) {
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	var locs []grouping.Loc
+	var reminders []int64
+	for _, i := range batch {
+		o := occs[i]
+		if o.TestUser == "" {
+			locs = append(locs, grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID})
+		}
+		reminders = append(reminders, o.ReminderID)
+	}
+	layouts, lerrs, err := s.index.GroupsOf(ctx, locs)
+	if err != nil {
+		*alone = append(*alone, batch...)
+		return nil, err
+	}
+	slices.Sort(reminders)
+	edits, err := store.ReminderEdits(ctx, s.db, slices.Compact(reminders))
+	if err != nil {
+		*alone = append(*alone, batch...)
+		return nil, err
+	}
+	kept := batch[:0:0]
+	k := 0
+	for _, i := range batch {
+		o, p := occs[i], ready[i]
+		layout := testSendLayout
+		var lerr error
+		if o.TestUser == "" {
+			layout, lerr = layouts[k], lerrs[k]
+			k++
+		}
+		edited, ok := edits[o.ReminderID]
+		if lerr != nil || !ok || !edited.Equal(p.edited) || layout.N != p.layout.N || !slices.Equal(layout.Groups, p.layout.Groups) {
+			*alone = append(*alone, i)
+			continue
+		}
+		kept = append(kept, i)
+	}
+	return kept, nil
+}
+
+// claimOf is the firing o records when it wins with p.
+func claimOf(o store.Occurrence, p *prepared) store.Claim {
+	c := store.Claim{ID: o.ID, Groups: len(p.layout.Groups)}
+	if p.slots != nil {
+		spread := int64(p.spread / time.Second)
+		c.Spread = &spread
+	}
+	return c
+}
+
+// claim readies o for its fire and wins its compare-and-set, returning what
+// to enqueue, or nil when there is nothing to enqueue (missed, paused, no
+// groups, or fired by another coordinator). p is what was prepared for o,
+// or nil if nothing was.
+func (s *Scheduler) claim(ctx context.Context, o store.Occurrence, p *prepared) (*prepared, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
 	now := s.clock.Now()
 	if now.After(missAt(o)) {
 		res := s.db.WithContext(ctx).Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).
@@ -397,53 +444,20 @@ func (s *Scheduler) claim(ctx context.Context, o store.Occurrence) (*prepared, e
 		s.log.Info("reminder paused; occurrence canceled", "occurrence", o.ID)
 		return nil, nil
 	}
-	groups := p.layout.Groups
-	fields := map[string]any{"state": store.OccFiring, "fired_at": now, "groups_total": len(groups)}
-	if p.slots != nil {
-		fields["spread_s"] = int64(p.spread / time.Second)
-	}
-	if len(groups) == 0 {
-		fields["state"] = store.OccDone
-		fields["done_at"] = now
-	}
-	// Coordinators racing for one occurrence can deadlock on its row
-	// (InnoDB gap locks); the transaction helper runs such a loser again,
-	// and the compare-and-set then finds the row taken.
-	var n int64
-	err = store.Transaction(ctx, s.db, func(tx *gorm.DB) error {
-		res := tx.Model(&store.Occurrence{}).Where("id = ? AND state = ?", o.ID, store.OccScheduled).Updates(fields)
-		n = res.RowsAffected
-		return res.Error
-	})
+	won, err := store.ClaimOccurrences(ctx, s.db, []store.Claim{claimOf(o, p)}, now)
 	if err != nil {
-		return nil, fmt.Errorf("record firing: %w", err)
+		return nil, err
 	}
-	if n == 0 {
+	if len(won) == 0 {
 		s.log.Info("occurrence fired by another coordinator", "occurrence", o.ID)
 		return nil, nil
 	}
+	groups := p.layout.Groups
 	if len(groups) == 0 {
 		s.log.Info("fired", "occurrence", o.ID, "reminder", o.ReminderID, "location", o.LocationID, "groups", 0)
 		return nil, nil
 	}
 	return p, nil
-}
-
-// markQueued marks the pending runs of o queued, and deletes those prepared
-// for groups that are no longer listed (the index was rebuilt smaller
-// since), which are not part of this firing.
-func (s *Scheduler) markQueued(ctx context.Context, o store.Occurrence, groups []int, now time.Time) error {
-	return store.QueueRuns(ctx, s.db, o.ID, groups, now)
-}
-
-// policyOf is the delivery policy r's tasks carry: its category, critical
-// flag and quiet mode, with the app's delivery settings as they are now.
-func (s *Scheduler) policyOf(ctx context.Context, r store.Reminder) (*message.Policy, error) {
-	doc, err := store.AppDeliverySettings(ctx, s.db, r.AppID)
-	if err != nil {
-		return nil, err
-	}
-	return policy.Snapshot(r.Category, r.Critical, r.Quiet, doc)
 }
 
 // eventData returns the data of the event o fires for, if any.

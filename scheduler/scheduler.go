@@ -88,7 +88,7 @@ type Scheduler struct {
 	wakeFire chan struct{}
 
 	mu    sync.Mutex
-	ready map[int64]*prepared // occurrence -> prepared tasks; nil while preparing
+	ready map[int64]*preparation // occurrence -> its preparation
 	// spreading keeps the tasks of spread occurrences fired by this
 	// coordinator until their last slot.
 	spreading map[int64]*prepared
@@ -100,7 +100,7 @@ func New(cfg Config, db *gorm.DB, rdb redis.UniversalClient, index *grouping.Ind
 	return &Scheduler{
 		cfg: cfg, db: db, rdb: rdb, index: index, enq: enq, acks: acks, clock: clk, log: log,
 		wakePlan: make(chan struct{}, 1), wakeFire: make(chan struct{}, 1),
-		ready: map[int64]*prepared{}, spreading: map[int64]*prepared{},
+		ready: map[int64]*preparation{}, spreading: map[int64]*prepared{},
 	}
 }
 

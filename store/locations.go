@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -135,4 +136,20 @@ func LocationsWithoutCoordinates(ctx context.Context, db *gorm.DB, app int64, na
 		delete(missing, n)
 	}
 	return missing, nil
+}
+
+// LocationsByID returns the locations ids by ID; one that no longer exists
+// is missing from the map.
+func LocationsByID(ctx context.Context, db *gorm.DB, ids []int64) (map[int64]Location, error) {
+	out := make(map[int64]Location, len(ids))
+	for chunk := range slices.Chunk(ids, 1000) {
+		var rows []Location
+		if err := db.WithContext(ctx).Where("id IN ?", chunk).Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("load locations: %w", err)
+		}
+		for _, l := range rows {
+			out[l.ID] = l
+		}
+	}
+	return out, nil
 }

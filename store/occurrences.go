@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // OccurrenceRow is an occurrence with its reminder's key and its location.
@@ -118,4 +121,130 @@ func DeliveryFailures(ctx context.Context, db *gorm.DB, occurrence int64, after 
 	var rows []DeliveryFailure
 	err := q.Order("user_id, device_id").Limit(limit).Find(&rows).Error
 	return rows, err
+}
+
+// A Claim is the firing recorded for one occurrence if it is still
+// scheduled: its number of groups (none marks it done at once) and, for a
+// spread send, its spread.
+type Claim struct {
+	ID     int64
+	Groups int
+	Spread *int64 // seconds; nil for a send at the instant
+}
+
+// claimsPerStatement bounds the occurrences one statement names.
+const claimsPerStatement = 1000
+
+// ClaimOccurrences moves the claims' occurrences that are still scheduled
+// to firing (or done, with no groups) at now, and returns the IDs it moved,
+// which are the fires this caller won. The rows are locked in ID order
+// first, so two coordinators claiming overlapping occurrences wait for one
+// another instead of both winning; the loser finds them taken. A fire of
+// thousands of locations at one instant is a few statements, not a
+// transaction per location.
+func ClaimOccurrences(ctx context.Context, db *gorm.DB, claims []Claim, now time.Time) ([]int64, error) {
+	byID := make(map[int64]Claim, len(claims))
+	ids := make([]int64, 0, len(claims))
+	for _, c := range claims {
+		if _, dup := byID[c.ID]; !dup {
+			ids = append(ids, c.ID)
+		}
+		byID[c.ID] = c
+	}
+	slices.Sort(ids)
+	var won []int64
+	err := Transaction(ctx, db, func(tx *gorm.DB) error {
+		won = won[:0]
+		for chunk := range slices.Chunk(ids, claimsPerStatement) {
+			var free []int64
+			if err := tx.Model(&Occurrence{}).Clauses(clause.Locking{Strength: "UPDATE"}).
+				Where("id IN ? AND state = ?", chunk, OccScheduled).Order("id").Pluck("id", &free).Error; err != nil {
+				return err
+			}
+			// One statement per distinct firing (most small locations
+			// fire with the same number of groups).
+			type firing struct {
+				groups  int
+				spreadS int64
+				spread  bool
+			}
+			same := map[firing][]int64{}
+			var order []firing
+			for _, id := range free {
+				c := byID[id]
+				f := firing{groups: c.Groups, spread: c.Spread != nil}
+				if c.Spread != nil {
+					f.spreadS = *c.Spread
+				}
+				if _, ok := same[f]; !ok {
+					order = append(order, f)
+				}
+				same[f] = append(same[f], id)
+			}
+			for _, f := range order {
+				fields := map[string]any{"state": OccFiring, "fired_at": now, "groups_total": f.groups}
+				if f.spread {
+					fields["spread_s"] = f.spreadS
+				}
+				if f.groups == 0 {
+					fields["state"], fields["done_at"] = OccDone, now
+				}
+				if err := tx.Model(&Occurrence{}).Where("id IN ? AND state = ?", same[f], OccScheduled).Updates(fields).Error; err != nil {
+					return err
+				}
+			}
+			won = append(won, free...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record firing: %w", err)
+	}
+	return won, nil
+}
+
+// ReminderEdits returns when each of the reminders ids was last edited;
+// a reminder that no longer exists is missing from the map.
+func ReminderEdits(ctx context.Context, db *gorm.DB, ids []int64) (map[int64]time.Time, error) {
+	out := make(map[int64]time.Time, len(ids))
+	for chunk := range slices.Chunk(ids, claimsPerStatement) {
+		var rows []struct {
+			ID        int64
+			UpdatedAt time.Time
+		}
+		if err := db.WithContext(ctx).Model(&Reminder{}).Select("id", "updated_at").Where("id IN ?", chunk).Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("check reminders: %w", err)
+		}
+		for _, r := range rows {
+			out[r.ID] = r.UpdatedAt
+		}
+	}
+	return out, nil
+}
+
+// duePage is how many due occurrences one query reads.
+const duePage = 1000
+
+// DueOccurrences returns the scheduled occurrences due by until, earliest
+// first, at most max of them (read a page of duePage at a time), and
+// whether more are due beyond those.
+func DueOccurrences(ctx context.Context, db *gorm.DB, until time.Time, max int) ([]Occurrence, bool, error) {
+	var due []Occurrence
+	for len(due) < max {
+		q := db.WithContext(ctx).Where("state = ? AND fire_at <= ?", OccScheduled, until)
+		if n := len(due); n > 0 {
+			last := due[n-1]
+			q = q.Where("fire_at > ? OR (fire_at = ? AND id > ?)", last.FireAt, last.FireAt, last.ID)
+		}
+		var page []Occurrence
+		limit := min(duePage, max-len(due))
+		if err := q.Order("fire_at, id").Limit(limit).Find(&page).Error; err != nil {
+			return nil, false, err
+		}
+		due = append(due, page...)
+		if len(page) < limit {
+			return due, false, nil
+		}
+	}
+	return due, true, nil
 }

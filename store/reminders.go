@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -269,4 +271,20 @@ func DeleteReminder(ctx context.Context, db *gorm.DB, rem Reminder) ([]int64, er
 		return nil
 	})
 	return locs, err
+}
+
+// RemindersByID returns the reminders ids by ID; one that no longer exists
+// is missing from the map.
+func RemindersByID(ctx context.Context, db *gorm.DB, ids []int64) (map[int64]Reminder, error) {
+	out := make(map[int64]Reminder, len(ids))
+	for chunk := range slices.Chunk(ids, 1000) {
+		var rows []Reminder
+		if err := db.WithContext(ctx).Where("id IN ?", chunk).Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("load reminders: %w", err)
+		}
+		for _, r := range rows {
+			out[r.ID] = r
+		}
+	}
+	return out, nil
 }

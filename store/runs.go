@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -20,18 +21,31 @@ import (
 // pendingRuns returns the IDs of occurrence's pending runs whose group is
 // in groups (keep) and of those whose group is not (stale).
 func pendingRuns(tx *gorm.DB, occurrence int64, groups []int) (keep, stale []int64, err error) {
-	var runs []GroupRun
-	if err := tx.Select("id", "group_no").Where("occurrence_id = ? AND state = ?", occurrence, RunPending).
-		Find(&runs).Error; err != nil {
-		return nil, nil, err
+	return pendingRunsOf(tx, map[int64][]int{occurrence: groups})
+}
+
+// pendingRunsOf is pendingRuns for several occurrences, each with its
+// listed groups.
+func pendingRunsOf(tx *gorm.DB, listed map[int64][]int) (keep, stale []int64, err error) {
+	occs := make([]int64, 0, len(listed))
+	sorted := make(map[int64][]int, len(listed))
+	for o, groups := range listed {
+		occs = append(occs, o)
+		sorted[o] = slices.Sorted(slices.Values(groups))
 	}
-	listed := slices.Clone(groups)
-	slices.Sort(listed)
-	for _, r := range runs {
-		if _, ok := slices.BinarySearch(listed, r.GroupNo); ok {
-			keep = append(keep, r.ID)
-		} else {
-			stale = append(stale, r.ID)
+	slices.Sort(occs)
+	for chunk := range slices.Chunk(occs, runsPerStatement) {
+		var runs []GroupRun
+		if err := tx.Select("id", "occurrence_id", "group_no").Where("occurrence_id IN ? AND state = ?", chunk, RunPending).
+			Find(&runs).Error; err != nil {
+			return nil, nil, err
+		}
+		for _, r := range runs {
+			if _, ok := slices.BinarySearch(sorted[r.OccurrenceID], r.GroupNo); ok {
+				keep = append(keep, r.ID)
+			} else {
+				stale = append(stale, r.ID)
+			}
 		}
 	}
 	return keep, stale, nil
@@ -54,24 +68,41 @@ func deleteRuns(tx *gorm.DB, ids []int64) error {
 // deletes those of groups no longer listed (the index was rebuilt smaller
 // since its preparation), which are not part of its firing.
 func QueueRuns(ctx context.Context, db *gorm.DB, occurrence int64, groups []int, now time.Time) error {
-	err := Transaction(ctx, db, func(tx *gorm.DB) error {
-		keep, stale, err := pendingRuns(tx, occurrence, groups)
-		if err != nil {
-			return err
+	return QueueRunsOf(ctx, db, map[int64][]int{occurrence: groups}, now)
+}
+
+// QueueRunsOf is QueueRuns for the occurrences of one fire, each with the
+// groups it fired: a few statements for thousands of small locations.
+// Occurrences are written together in transactions of about
+// runsPerStatement groups, each all or nothing.
+func QueueRunsOf(ctx context.Context, db *gorm.DB, fired map[int64][]int, now time.Time) error {
+	occs := slices.Sorted(maps.Keys(fired))
+	for len(occs) > 0 {
+		batch, runs := map[int64][]int{}, 0
+		for len(occs) > 0 && (len(batch) == 0 || runs+len(fired[occs[0]]) <= runsPerStatement) {
+			batch[occs[0]] = fired[occs[0]]
+			runs += len(fired[occs[0]])
+			occs = occs[1:]
 		}
-		if err := deleteRuns(tx, stale); err != nil {
-			return err
-		}
-		for c := range slices.Chunk(keep, runsPerStatement) {
-			if err := tx.Model(&GroupRun{}).Where("id IN ? AND state = ?", c, RunPending).
-				Updates(map[string]any{"state": RunQueued, "queued_at": now}).Error; err != nil {
+		err := Transaction(ctx, db, func(tx *gorm.DB) error {
+			keep, stale, err := pendingRunsOf(tx, batch)
+			if err != nil {
 				return err
 			}
+			if err := deleteRuns(tx, stale); err != nil {
+				return err
+			}
+			for c := range slices.Chunk(keep, runsPerStatement) {
+				if err := tx.Model(&GroupRun{}).Where("id IN ? AND state = ?", c, RunPending).
+					Updates(map[string]any{"state": RunQueued, "queued_at": now}).Error; err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("mark runs queued: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("mark runs queued: %w", err)
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,12 +162,33 @@ func LocationAudience(ctx context.Context, db *gorm.DB, reminder, location int64
 	return users, groups, nil
 }
 
-// FiringAt reports whether an occurrence of a reminder at a location other
-// than except is being delivered.
-func FiringAt(ctx context.Context, db *gorm.DB, reminder, location, except int64) (bool, error) {
-	var n int64
-	err := db.WithContext(ctx).Model(&Occurrence{}).
-		Where("reminder_id = ? AND location_id = ? AND state = ? AND id <> ?", reminder, location, OccFiring, except).
-		Count(&n).Error
-	return n > 0, err
+// FiringOf reports, for each of occs, whether another occurrence of its
+// reminder at its location is being delivered, in one query per thousand.
+func FiringOf(ctx context.Context, db *gorm.DB, occs []Occurrence) (map[int64]bool, error) {
+	type pair struct{ reminder, location int64 }
+	firing := map[pair][]int64{}
+	for chunk := range slices.Chunk(occs, 1000) {
+		var reminders, locations []int64
+		for _, o := range chunk {
+			reminders = append(reminders, o.ReminderID)
+			locations = append(locations, o.LocationID)
+		}
+		var rows []Occurrence
+		if err := db.WithContext(ctx).Select("id", "reminder_id", "location_id").
+			Where("state = ? AND reminder_id IN ? AND location_id IN ?", OccFiring, reminders, locations).
+			Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("check fires in flight: %w", err)
+		}
+		for _, r := range rows {
+			k := pair{r.ReminderID, r.LocationID}
+			firing[k] = append(firing[k], r.ID)
+		}
+	}
+	busy := make(map[int64]bool, len(occs))
+	for _, o := range occs {
+		for _, id := range firing[pair{o.ReminderID, o.LocationID}] {
+			busy[o.ID] = busy[o.ID] || id != o.ID
+		}
+	}
+	return busy, nil
 }
