@@ -501,29 +501,94 @@ func (x *Index) invalidate(ctx context.Context, locs []Loc) {
 func (x *Index) Members(ctx context.Context, l Loc, n, g int) ([]string, error) {
 	n = max(n, 1)
 	pipe := x.rdb.Pipeline()
-	built := pipe.Exists(ctx, x.builtKey(l))
-	layout := pipe.Get(ctx, x.layoutKey(l))
-	from := pipe.Get(ctx, x.fromKey(l))
-	members := pipe.SMembers(ctx, x.memberKey(l, g))
-	packed := pipe.Get(ctx, x.packedKey(l, g))
+	r := x.readGroup(ctx, pipe, l, g)
 	pipe.Exec(ctx) //nolint:errcheck // each reply is checked below: a missing key is no error
-	for _, c := range []redis.Cmder{built, layout, from, members, packed} {
+	out, done, m, f, err := x.groupRead(ctx, r, l, n, g)
+	if done || err != nil {
+		return out, err
+	}
+	return x.membersAcross(ctx, l, n, g, m, f)
+}
+
+// A MembersRequest names one group to MembersOf: its location, the layout
+// its task was made with and its number.
+type MembersRequest struct {
+	Loc    Loc
+	Layout int
+	Group  int
+}
+
+// MembersOf reads the members of several groups as Members does, the
+// groups whose location is in the layout asked (nearly all) in one
+// pipeline: a task carrying the small groups of many locations reads them
+// in one round trip. errs[i] is reqs[i]'s error (ErrNotBuilt among them).
+func (x *Index) MembersOf(ctx context.Context, reqs []MembersRequest) (members [][]string, errs []error) {
+	members, errs = make([][]string, len(reqs)), make([]error, len(reqs))
+	reads := make([]groupReplies, len(reqs))
+	pipe := x.rdb.Pipeline()
+	for i, q := range reqs {
+		reads[i] = x.readGroup(ctx, pipe, q.Loc, q.Group)
+	}
+	pipe.Exec(ctx) //nolint:errcheck // each reply is checked below: a missing key is no error
+	for i, q := range reqs {
+		n := max(q.Layout, 1)
+		out, done, m, f, err := x.groupRead(ctx, reads[i], q.Loc, n, q.Group)
+		if !done && err == nil {
+			out, err = x.membersAcross(ctx, q.Loc, n, q.Group, m, f)
+		}
+		members[i], errs[i] = out, err
+	}
+	return members, errs
+}
+
+// groupReplies are the replies readGroup queued.
+type groupReplies struct {
+	built        *redis.IntCmd
+	layout, from *redis.StringCmd
+	members      *redis.StringSliceCmd
+	packed       *redis.StringCmd
+}
+
+// readGroup queues on pipe the reads of group g of l and of its location's
+// layout.
+func (x *Index) readGroup(ctx context.Context, pipe redis.Pipeliner, l Loc, g int) groupReplies {
+	return groupReplies{
+		built:   pipe.Exists(ctx, x.builtKey(l)),
+		layout:  pipe.Get(ctx, x.layoutKey(l)),
+		from:    pipe.Get(ctx, x.fromKey(l)),
+		members: pipe.SMembers(ctx, x.memberKey(l, g)),
+		packed:  pipe.Get(ctx, x.packedKey(l, g)),
+	}
+}
+
+// groupRead returns the members of group g of layout n from r, done, when
+// the location is in layout n with no regroup under way; otherwise it
+// returns the location's layout m and regroup source f, for
+// membersAcross.
+func (x *Index) groupRead(ctx context.Context, r groupReplies, l Loc, n, g int) (out []string, done bool, m, f int, err error) {
+	for _, c := range []redis.Cmder{r.built, r.layout, r.from, r.members, r.packed} {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			return nil, fmt.Errorf("read group %d: %w", g, err)
+			return nil, false, 0, 0, fmt.Errorf("read group %d: %w", g, err)
 		}
 	}
-	m, err := layout.Int()
-	if built.Val() == 0 || err != nil {
-		return nil, ErrNotBuilt
+	m, err = r.layout.Int()
+	if r.built.Val() == 0 || err != nil {
+		return nil, false, 0, 0, ErrNotBuilt
 	}
-	f, _ := from.Int()
+	f, _ = r.from.Int()
 	if m == n && f == 0 {
-		out, err := unpack(members.Val(), packed.Val())
+		out, err := unpack(r.members.Val(), r.packed.Val())
 		if err != nil {
-			return nil, x.damaged(ctx, l, fmt.Errorf("read group %d: %w", g, err))
+			return nil, false, 0, 0, x.damaged(ctx, l, fmt.Errorf("read group %d: %w", g, err))
 		}
-		return sortedUnique(out), nil
+		return sortedUnique(out), true, 0, 0, nil
 	}
+	return nil, false, m, f, nil
+}
+
+// membersAcross reads the users of group g of layout n from the groups of
+// layouts m and f (a regroup's source) that hold them.
+func (x *Index) membersAcross(ctx context.Context, l Loc, n, g, m, f int) ([]string, error) {
 	var groups []int
 	filter := false
 	for _, layout := range []int{m, f} {
@@ -541,7 +606,7 @@ func (x *Index) Members(ctx context.Context, l Loc, n, g int) ([]string, error) 
 	slices.Sort(groups)
 	groups = slices.Compact(groups)
 	keys := make([]string, len(groups))
-	pipe = x.rdb.Pipeline()
+	pipe := x.rdb.Pipeline()
 	strs := make([]*redis.StringCmd, len(groups))
 	var cmds []redis.Cmder
 	for i, h := range groups {
@@ -557,6 +622,7 @@ func (x *Index) Members(ctx context.Context, l Loc, n, g int) ([]string, error) 
 		}
 	}
 	out := union.Val()
+	var err error
 	for i, s := range strs {
 		if out, err = unpack(out, s.Val()); err != nil {
 			return nil, x.damaged(ctx, l, fmt.Errorf("read group %d of %d: group %d: %w", g, n, groups[i], err))

@@ -151,7 +151,9 @@ func TestRegroupGrowsAndShrinksWithoutLoss(t *testing.T) {
 // the location regroups (and, separately, Redis loses the index and it is
 // rebuilt in another layout) after the tasks of layout 8 were made.
 // Checked: reading group g of layout 8 gives exactly the users it had when
-// the tasks were made, from an index of 32, 2 or 8 groups.
+// the tasks were made, from an index of 32, 2 or 8 groups, whether read
+// alone (Members) or with the others in one pipeline (MembersOf, beside a
+// location never built, which answers ErrNotBuilt).
 func TestMembersKeepTheLayoutOfTheirTask(t *testing.T) {
 	env, x := newIndex(t)
 	ctx := context.Background()
@@ -168,10 +170,19 @@ func TestMembersKeepTheLayoutOfTheirTask(t *testing.T) {
 	}
 	check := func(what string) {
 		t.Helper()
+		// Read one by one, and all together with a location never built.
+		reqs := []grouping.MembersRequest{{Loc: locB, Layout: 8, Group: 0}}
 		for g, want := range prepared {
 			m, err := x.Members(ctx, locA, 8, g)
 			require.NoError(t, err)
 			require.Equal(t, want, slices.Sorted(slices.Values(m)), "%s: group %d of 8", what, g)
+			reqs = append(reqs, grouping.MembersRequest{Loc: locA, Layout: 8, Group: g})
+		}
+		all, errs := x.MembersOf(ctx, reqs)
+		require.ErrorIs(t, errs[0], grouping.ErrNotBuilt, "%s: a location never built", what)
+		for i, q := range reqs[1:] {
+			require.NoError(t, errs[i+1])
+			require.Equal(t, prepared[q.Group], slices.Sorted(slices.Values(all[i+1])), "%s: group %d of 8, read together", what, q.Group)
 		}
 	}
 	require.NoError(t, x.Regroup(ctx, locA, 32))

@@ -255,8 +255,9 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	var failed, held error
-	for _, p := range task.Parts {
-		err := w.Handle(ctx, p)
+	pre := w.prefetch(ctx, task.Parts)
+	for i, p := range task.Parts {
+		err := w.handle(ctx, p, pre[i])
 		switch {
 		case err == nil:
 		case errors.Is(err, errDrained):
@@ -273,8 +274,46 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return cmp.Or(failed, held)
 }
 
+// prefetched is a group's members read before its start ack, or nil.
+type prefetched struct {
+	members []string
+}
+
+// prefetch reads the members of a task's groups in one round trip when it
+// carries several, the small groups of many locations: each would
+// otherwise pay a read of its own. Reading before the start ack is as good
+// as after it: the members are read once per attempt either way, and the
+// checkpoint is a position in their order. A group whose read fails reads
+// again on its own.
+func (w *Worker) prefetch(ctx context.Context, parts []queue.Payload) []*prefetched {
+	out := make([]*prefetched, len(parts))
+	var reqs []grouping.MembersRequest
+	var at []int
+	for i, p := range parts {
+		if len(p.Users) == 0 {
+			reqs = append(reqs, grouping.MembersRequest{Loc: grouping.Loc{Reminder: p.ReminderID, Location: p.LocationID}, Layout: p.Layout, Group: p.Group})
+			at = append(at, i)
+		}
+	}
+	if len(reqs) < 2 {
+		return out
+	}
+	members, errs := w.index.MembersOf(ctx, reqs)
+	for j, i := range at {
+		if errs[j] == nil {
+			out[i] = &prefetched{members: members[j]}
+		}
+	}
+	return out
+}
+
 // Handle delivers one group.
 func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
+	return w.handle(ctx, p, nil)
+}
+
+// handle delivers one group, with its members if pre has them.
+func (w *Worker) handle(ctx context.Context, p queue.Payload, pre *prefetched) error {
 	w.inflight.Add(1)
 	defer w.inflight.Done()
 	l := ack.Lease{Group: ack.Group{Occurrence: p.Occurrence, Group: p.Group}, Attempt: p.Attempt,
@@ -297,9 +336,12 @@ func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
 	defer k.Stop()
 	loc := grouping.Loc{Reminder: p.ReminderID, Location: p.LocationID}
 	var members []string
-	if len(p.Users) > 0 {
+	switch {
+	case len(p.Users) > 0:
 		members = slices.Compact(slices.Sorted(slices.Values(p.Users)))
-	} else {
+	case pre != nil:
+		members = pre.members
+	default:
 		members, err = w.index.Members(k.ctx, loc, p.Layout, p.Group)
 	}
 	if errors.Is(err, grouping.ErrNotBuilt) {
