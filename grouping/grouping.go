@@ -812,26 +812,38 @@ func (x *Index) FitAll(ctx context.Context, reqs []FitRequest) (layouts []Layout
 		return layouts, errs
 	}
 	built := make([]*redis.IntCmd, len(reqs))
+	marks := make([]redis.Cmder, len(reqs))
 	groups := make([]*redis.Cmd, len(reqs))
 	from := make([]*redis.IntCmd, len(reqs))
-	_, perr := rscript.Pipelined(ctx, x.rdb, []*redis.Script{layoutScript}, func(p redis.Pipeliner) {
+	_, _ = rscript.Pipelined(ctx, x.rdb, []*redis.Script{layoutScript}, func(p redis.Pipeliner) {
 		for i, r := range reqs {
 			l := r.Loc
 			built[i] = p.Exists(ctx, x.builtKey(l), x.layoutKey(l))
 			// Whether writes may grow the layout follows the reminder as
 			// it is now (as in Fit).
 			if r.Fixed > 0 {
-				p.Set(ctx, x.fixedKey(l), r.Fixed, 0)
+				marks[i] = p.Set(ctx, x.fixedKey(l), r.Fixed, 0)
 			} else {
-				p.Del(ctx, x.fixedKey(l))
+				marks[i] = p.Del(ctx, x.fixedKey(l))
 			}
 			groups[i] = layoutScript.EvalSha(ctx, p, x.layoutKeys(l), x.memberPrefix(l), x.packedPrefix(l))
 			from[i] = p.Exists(ctx, x.fromKey(l))
 		}
 	})
+	// Each command's own reply is checked (the pipeline reports only its
+	// first error): a location any of whose commands failed goes through
+	// Fit, which reports the failure.
+	failed := func(i int) bool {
+		for _, c := range []redis.Cmder{built[i], marks[i], groups[i], from[i]} {
+			if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				return true
+			}
+		}
+		return false
+	}
 	var alone []int
 	for i, r := range reqs {
-		if perr != nil || built[i].Val() != 2 {
+		if failed(i) || built[i].Val() != 2 {
 			alone = append(alone, i)
 			continue
 		}

@@ -241,12 +241,12 @@ func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence) error {
 // changed since (nearly all of them) is checked and claimed with the others:
 // one pipeline of layout checks in Redis, one query of the reminders' edits
 // and a few compare-and-set statements in MySQL for thousands of locations.
-// The rest (missed, paused, never prepared, or changed) are claimed one by
-// one, as claim does. One failing does not cancel another that has already
+// Those never prepared are prepared together first. The rest (missed,
+// paused, busy at their preparation, changed since, or whose checks
+// failed) are claimed one by one, as claim does, each with its own time
+// limit. One failing does not cancel another that has already
 // won its compare-and-set.
 func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence) ([]won, []error) {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
 	preps := make([]*preparation, len(occs))
 	s.mu.Lock()
 	for i, o := range occs {
@@ -257,6 +257,7 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence) ([]wo
 	// A preparation still in flight at the instant is waited for: doing it
 	// again would only compete with it for the same servers.
 	ready := make([]*prepared, len(occs))
+	wctx, wcancel := withTimeout(ctx)
 	for i, prep := range preps {
 		if prep == nil {
 			continue
@@ -264,7 +265,24 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence) ([]wo
 		select {
 		case <-prep.done:
 			ready[i] = prep.p
-		case <-ctx.Done():
+		case <-wctx.Done():
+		}
+	}
+	wcancel()
+	// Occurrences never prepared (a leader that just took over, a
+	// preparation that failed) are prepared now, together; one that fails
+	// again is claimed alone, which prepares it once more and reports why.
+	var unprepared []store.Occurrence
+	var at []int
+	for i, o := range occs {
+		if ready[i] == nil && !s.clock.Now().After(missAt(o)) {
+			unprepared, at = append(unprepared, o), append(at, i)
+		}
+	}
+	if len(unprepared) > 0 {
+		ps, _ := s.prepareAll(ctx, unprepared)
+		for j, i := range at {
+			ready[i] = ps[j]
 		}
 	}
 	now := s.clock.Now()
@@ -277,17 +295,18 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence) ([]wo
 			batch = append(batch, i)
 		}
 	}
-	batch, err := s.unchanged(ctx, occs, ready, batch, &alone)
+	var wins []won
+	bctx, bcancel := withTimeout(ctx)
+	batch, err := s.unchanged(bctx, occs, ready, batch, &alone)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	var wins []won
 	if len(batch) > 0 {
 		claims := make([]store.Claim, len(batch))
 		for j, i := range batch {
 			claims[j] = claimOf(occs[i], ready[i])
 		}
-		ids, err := store.ClaimOccurrences(ctx, s.db, claims, now)
+		ids, err := store.ClaimOccurrences(bctx, s.db, claims, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("fire %d occurrences: %w", len(batch), err))
 		}
@@ -298,16 +317,16 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence) ([]wo
 		for _, i := range batch {
 			o, p := occs[i], ready[i]
 			switch {
-			case err != nil:
-			case !taken[o.ID]:
-				s.log.Info("occurrence fired by another coordinator", "occurrence", o.ID)
-			case len(p.layout.Groups) == 0:
+			case taken[o.ID] && len(p.layout.Groups) == 0:
 				s.log.Info("fired", "occurrence", o.ID, "reminder", o.ReminderID, "location", o.LocationID, "groups", 0)
-			default:
+			case taken[o.ID]:
 				wins = append(wins, won{o, p})
+			case err == nil:
+				s.log.Info("occurrence fired by another coordinator", "occurrence", o.ID)
 			}
 		}
 	}
+	bcancel()
 	var g errgroup.Group
 	g.SetLimit(8)
 	var mu sync.Mutex

@@ -2,10 +2,9 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
-
-	"gorm.io/gorm/clause"
 
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/message"
@@ -69,29 +68,41 @@ func (s *Scheduler) prepareAll(ctx context.Context, occs []store.Occurrence) ([]
 	if err != nil {
 		return fail(err)
 	}
+	// Only an occurrence whose reminder and location still exist touches
+	// the index: a deleted one's would be rebuilt for nothing.
+	exists := func(o store.Occurrence) bool {
+		_, rok := reminders[o.ReminderID]
+		_, lok := locations[o.LocationID]
+		return rok && lok
+	}
 	var reqs []grouping.FitRequest
 	for _, o := range fits {
-		reqs = append(reqs, grouping.FitRequest{Loc: grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID},
-			Fixed: reminders[o.ReminderID].Groups, Regroup: !busy[o.ID]})
+		if exists(o) {
+			reqs = append(reqs, grouping.FitRequest{Loc: grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID},
+				Fixed: reminders[o.ReminderID].Groups, Regroup: !busy[o.ID]})
+		}
 	}
 	fitted, fitErrs := s.index.FitAll(ctx, reqs)
-	policies := map[int64]string{} // app -> delivery settings document
+	policies := map[int64]string{}        // app -> delivery settings document
+	events := map[int64]json.RawMessage{} // event -> its data
 	now := s.clock.Now()
 	var runs []store.GroupRun
 	k := 0
 	for i, o := range occs {
 		r, rok := reminders[o.ReminderID]
 		l, lok := locations[o.LocationID]
+		switch {
+		case !rok:
+			errs[i] = fmt.Errorf("load reminder %d: not found", o.ReminderID)
+			continue
+		case !lok:
+			errs[i] = fmt.Errorf("load location %d: not found", o.LocationID)
+			continue
+		}
 		layout := testSendLayout
 		if o.TestUser == "" {
 			layout, errs[i] = fitted[k], fitErrs[k]
 			k++
-		}
-		switch {
-		case !rok:
-			errs[i] = fmt.Errorf("load reminder %d: not found", o.ReminderID)
-		case !lok:
-			errs[i] = fmt.Errorf("load location %d: not found", o.LocationID)
 		}
 		if errs[i] != nil {
 			continue
@@ -102,10 +113,14 @@ func (s *Scheduler) prepareAll(ctx context.Context, occs []store.Occurrence) ([]
 			spread = r.Spread()
 			planned = slots(o.FireAt, spread, len(layout.Groups), phase(o.ReminderID, o.LocationID))
 		}
-		data, err := s.eventData(ctx, o)
-		if err != nil {
-			errs[i] = err
-			continue
+		data, ok := events[o.EventID]
+		if !ok {
+			var err error
+			if data, err = s.eventData(ctx, o); err != nil {
+				errs[i] = err
+				continue
+			}
+			events[o.EventID] = data
 		}
 		doc, ok := policies[r.AppID]
 		if !ok {
@@ -132,10 +147,11 @@ func (s *Scheduler) prepareAll(ctx context.Context, occs []store.Occurrence) ([]
 		ps[i] = p
 		runs = append(runs, newRuns(o.ID, layout, planned, now)...)
 	}
-	if err := s.createRuns(ctx, runs); err != nil {
-		return fail(err)
-	}
-	for i := range ps {
+	failed, err := store.CreateRuns(ctx, s.db, runs)
+	for i, o := range occs {
+		if failed[o.ID] && errs[i] == nil {
+			errs[i] = err
+		}
 		if errs[i] != nil {
 			ps[i] = nil
 		}
@@ -159,25 +175,6 @@ func newRuns(occ int64, layout grouping.Layout, slots []time.Time, now time.Time
 		}
 	}
 	return runs
-}
-
-// createRuns inserts pending group runs; existing ones are left as they
-// are but for their layout and slot.
-func (s *Scheduler) createRuns(ctx context.Context, runs []store.GroupRun) error {
-	if len(runs) == 0 {
-		return nil
-	}
-	// A run prepared before under another layout (the preparation was
-	// repeated after a regroup) takes the new one: the occurrence has not
-	// fired, so no task of the old layout is out. Its slot is planned
-	// again with the groups (and spread) of this preparation.
-	if err := s.db.WithContext(ctx).Clauses(clause.OnConflict{
-		Columns:   []clause.Column{{Name: "occurrence_id"}, {Name: "group_no"}},
-		DoUpdates: clause.AssignmentColumns([]string{"layout", "slot_at"}),
-	}).CreateInBatches(&runs, 1000).Error; err != nil {
-		return fmt.Errorf("create group runs: %w", err)
-	}
-	return nil
 }
 
 // policyOf is the delivery policy r's tasks carry: its category, critical

@@ -137,11 +137,12 @@ const claimsPerStatement = 1000
 
 // ClaimOccurrences moves the claims' occurrences that are still scheduled
 // to firing (or done, with no groups) at now, and returns the IDs it moved,
-// which are the fires this caller won. The rows are locked in ID order
-// first, so two coordinators claiming overlapping occurrences wait for one
-// another instead of both winning; the loser finds them taken. A fire of
-// thousands of locations at one instant is a few statements, not a
-// transaction per location.
+// which are the fires this caller won. Each thousand is a transaction that
+// first locks its rows by primary key in ID order, so two coordinators
+// claiming overlapping occurrences wait for one another instead of both
+// winning; the loser finds them taken. A fire of thousands of locations at
+// one instant is a few statements, not a transaction per location. On an
+// error the IDs won by the thousands before it are returned with it.
 func ClaimOccurrences(ctx context.Context, db *gorm.DB, claims []Claim, now time.Time) ([]int64, error) {
 	byID := make(map[int64]Claim, len(claims))
 	ids := make([]int64, 0, len(claims))
@@ -153,13 +154,21 @@ func ClaimOccurrences(ctx context.Context, db *gorm.DB, claims []Claim, now time
 	}
 	slices.Sort(ids)
 	var won []int64
-	err := Transaction(ctx, db, func(tx *gorm.DB) error {
-		won = won[:0]
-		for chunk := range slices.Chunk(ids, claimsPerStatement) {
-			var free []int64
-			if err := tx.Model(&Occurrence{}).Clauses(clause.Locking{Strength: "UPDATE"}).
-				Where("id IN ? AND state = ?", chunk, OccScheduled).Order("id").Pluck("id", &free).Error; err != nil {
+	for chunk := range slices.Chunk(ids, claimsPerStatement) {
+		var free []int64
+		err := Transaction(ctx, db, func(tx *gorm.DB) error {
+			free = free[:0]
+			// Locked by primary key alone (the state is checked here, not
+			// in the statement), so the lock never spans the due index.
+			var rows []Occurrence
+			if err := tx.Select("id", "state").Clauses(clause.Locking{Strength: "UPDATE"}).
+				Where("id IN ?", chunk).Order("id").Find(&rows).Error; err != nil {
 				return err
+			}
+			for _, r := range rows {
+				if r.State == OccScheduled {
+					free = append(free, r.ID)
+				}
 			}
 			// One statement per distinct firing (most small locations
 			// fire with the same number of groups).
@@ -193,12 +202,12 @@ func ClaimOccurrences(ctx context.Context, db *gorm.DB, claims []Claim, now time
 					return err
 				}
 			}
-			won = append(won, free...)
+			return nil
+		})
+		if err != nil {
+			return won, fmt.Errorf("record firing: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("record firing: %w", err)
+		won = append(won, free...)
 	}
 	return won, nil
 }
@@ -226,18 +235,18 @@ func ReminderEdits(ctx context.Context, db *gorm.DB, ids []int64) (map[int64]tim
 const duePage = 1000
 
 // DueOccurrences returns the scheduled occurrences due by until, earliest
-// first, at most max of them (read a page of duePage at a time), and
-// whether more are due beyond those.
-func DueOccurrences(ctx context.Context, db *gorm.DB, until time.Time, max int) ([]Occurrence, bool, error) {
+// first, at most upTo of them (read a page of duePage at a time), and
+// whether more may be due beyond those.
+func DueOccurrences(ctx context.Context, db *gorm.DB, until time.Time, upTo int) ([]Occurrence, bool, error) {
 	var due []Occurrence
-	for len(due) < max {
+	for len(due) < upTo {
 		q := db.WithContext(ctx).Where("state = ? AND fire_at <= ?", OccScheduled, until)
 		if n := len(due); n > 0 {
 			last := due[n-1]
 			q = q.Where("fire_at > ? OR (fire_at = ? AND id > ?)", last.FireAt, last.FireAt, last.ID)
 		}
 		var page []Occurrence
-		limit := min(duePage, max-len(due))
+		limit := min(duePage, upTo-len(due))
 		if err := q.Order("fire_at, id").Limit(limit).Find(&page).Error; err != nil {
 			return nil, false, err
 		}
@@ -247,4 +256,32 @@ func DueOccurrences(ctx context.Context, db *gorm.DB, until time.Time, max int) 
 		}
 	}
 	return due, true, nil
+}
+
+// CreateRuns inserts pending group runs, a thousand a transaction; an
+// existing run keeps its state and takes the layout and slot given. It
+// returns the occurrences whose runs it could not write, with the error.
+func CreateRuns(ctx context.Context, db *gorm.DB, runs []GroupRun) (failed map[int64]bool, err error) {
+	// A run prepared before under another layout (the preparation was
+	// repeated after a regroup) takes the new one: the occurrence has not
+	// fired, so no task of the old layout is out. Its slot is planned
+	// again with the groups (and spread) of this preparation.
+	for chunk := range slices.Chunk(runs, runsPerStatement) {
+		werr := Transaction(ctx, db, func(tx *gorm.DB) error {
+			return tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "occurrence_id"}, {Name: "group_no"}},
+				DoUpdates: clause.AssignmentColumns([]string{"layout", "slot_at"}),
+			}).Create(&chunk).Error
+		})
+		if werr != nil {
+			if failed == nil {
+				failed = map[int64]bool{}
+			}
+			for _, r := range chunk {
+				failed[r.OccurrenceID] = true
+			}
+			err = fmt.Errorf("create group runs: %w", werr)
+		}
+	}
+	return failed, err
 }

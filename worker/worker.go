@@ -281,10 +281,13 @@ type prefetched struct {
 
 // prefetch reads the members of a task's groups in one round trip when it
 // carries several, the small groups of many locations: each would
-// otherwise pay a read of its own. Reading before the start ack is as good
-// as after it: the members are read once per attempt either way, and the
-// checkpoint is a position in their order. A group whose read fails reads
-// again on its own.
+// otherwise pay a read of its own. The members are read once per attempt
+// either way, and the checkpoint is a position in their order. What this
+// gives up: a group's members are those of the task's start, not of its
+// own, so a user who unsubscribes while the task's earlier groups are
+// delivered (a second or so) is still reminded, as one who unsubscribes
+// during a group's own delivery always was; and a group found done or held
+// was read for nothing. A group whose read fails reads again on its own.
 func (w *Worker) prefetch(ctx context.Context, parts []queue.Payload) []*prefetched {
 	out := make([]*prefetched, len(parts))
 	var reqs []grouping.MembersRequest
