@@ -140,4 +140,3 @@ func redisCPU(b *testing.B, rdb *redis.Client) float64 {
 	}
 	return us
 }
-
