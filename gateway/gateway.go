@@ -564,17 +564,24 @@ func (g *Gateway) flushAcks(stop <-chan struct{}) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		now := g.clock.Now()
-		// The status detail is recorded by the inbox's scripts, in the
-		// same shard slot; the counts then take one upsert.
-		ap, err := g.inbox.ApplyTracked(ctx, batch, now, inbox.Track{Status: g.status, Channel: status.Gateway})
+		changed, err := g.inbox.Apply(ctx, batch, now)
 		if err != nil {
 			g.log.Warn("apply acknowledgements; clients will get those messages again", "acks", len(batch), "err", err)
 			batch = batch[:0]
 			return
 		}
-		changed := ap.Changed
+		var entries []status.Entry
+		for i, a := range batch {
+			st := status.Delivered
+			if a.Read {
+				st = status.Read
+			}
+			for _, id := range changed[i] {
+				entries = append(entries, status.Entry{App: a.App, User: a.User, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Gateway, State: st})
+			}
+		}
 		if g.status != nil {
-			if err := g.status.Count(ctx, ap.Entries, ap.First); err != nil {
+			if err := g.status.Record(ctx, entries, now); err != nil {
 				g.log.Warn("record acknowledgements", "err", err)
 			}
 		}

@@ -48,8 +48,6 @@ import (
 
 	"github.com/chime-dev/chime/internal/rscript"
 	"github.com/chime-dev/chime/keyspace"
-	"github.com/chime-dev/chime/presence"
-	"github.com/chime-dev/chime/status"
 )
 
 // Message is one personal message as stored and as sent to clients.
@@ -173,7 +171,7 @@ func (s *Store) bodyKey(app int64, user, id string) string {
 // given), and finish writes back those changed, deletes the emptied ones,
 // dates them in the index, drops the users whose last write is older than
 // keep (they expired) and extends the keys' life.
-var prelude = keyspace.ShardLua + status.Lua + presence.OnlineLua + `
+const prelude = keyspace.ShardLua + `
 local state, order, dirty, counts = {}, {}, {}, {}
 local function valid(id) return id ~= '' and not string.find(id, '\n', 1, true) end
 -- find returns where the line of id starts (its leading line break) and
@@ -277,39 +275,20 @@ end
 `
 
 // add stores messages for users of one shard, each unless the user has it
-// already (pending or unread), and returns Redis's clock (ms; 0 unless
-// presence is read) and per item: the IDs of the messages it dropped (too
-// old, or over the cap), the user's presence field (” unless read) and,
-// if status is recorded, per dropped ID then for the item, 1 if that entry
-// reached its state for the first time. Bodies are passed once each,
-// stored once per shard (kept body keep ms from their first store, so as
-// long as a message can stay pending and then unread) and named by their
-// index. With status, each dropped ID is recorded expired on the inbox
-// channel and the item sent on the gateway channel if the user is online,
-// pending on the inbox channel if not. KEYS inboxes, index, status detail,
-// status index, presence, body keys 1..B; ARGV now ms, cap, ttl ms, unread
-// ttl ms, body keep ms, B, status cap (0: no status), status keep ms,
-// read presence (1 or 0), bodies 1..B, then per item: user, id, body
-// index.
+// already (pending or unread), and returns per item the IDs of the
+// messages it dropped (too old, or over the cap). Bodies are passed once
+// each, stored once per shard (kept body keep ms from their first store,
+// so as long as a message can stay pending and then unread) and named by
+// their index. KEYS inboxes, index, body keys 1..B; ARGV now ms, cap, ttl
+// ms, unread ttl ms, body keep ms, B, bodies 1..B, then per item: user, id,
+// body index.
 var add = redis.NewScript(prelude + `
 local now, cap, ttl, uttl, bkeep, nb = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local stcap, stkeep, pres = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9] == '1'
-local base = 9 + nb
+local base = 6 + nb
 local n = (#ARGV - base) / 3
 local users = {}
 for i = 1, n do users[i] = ARGV[base + 3*i - 2] end
 load(users)
-local rnow, conns = 0, {}
-if pres then
-  local t = redis.call('TIME')
-  rnow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  for i = 1, #order, 1000 do
-    local part = {unpack(order, i, math.min(i + 999, #order))}
-    local vs = redis.call('HMGET', KEYS[5], unpack(part))
-    for j, u in ipairs(part) do conns[u] = vs[j] or '' end
-  end
-end
-if stcap > 0 then st_load(KEYS[3], users) end
 local out, used = {}, {}
 for i = 1, n do
   local u, id, b = users[i], ARGV[base + 3*i - 1], tonumber(ARGV[base + 3*i])
@@ -321,42 +300,25 @@ for i = 1, n do
     trim(u, 'p', cap, dropped)
     used[b] = true
   end
-  local v = conns[u] or ''
-  local res = {dropped, v}
-  if stcap > 0 then
-    local firsts = {}
-    for j, d in ipairs(dropped) do firsts[j] = st_record(u, d .. '|` + status.Inbox + `', '` + status.Expired + `', ARGV[1]) end
-    if online(v, rnow) then
-      firsts[#firsts + 1] = st_record(u, id .. '|` + status.Gateway + `', '` + status.Sent + `', ARGV[1])
-    else
-      firsts[#firsts + 1] = st_record(u, id .. '|` + status.Inbox + `', '` + status.Pending + `', ARGV[1])
-    end
-    res[3] = firsts
-  end
-  out[i] = res
+  out[i] = dropped
 end
 for b = 1, nb do
-  if used[b] and not redis.call('SET', KEYS[5 + b], ARGV[9 + b], 'NX', 'PX', bkeep) then
-    redis.call('PEXPIRE', KEYS[5 + b], bkeep, 'GT')
+  if used[b] and not redis.call('SET', KEYS[2 + b], ARGV[6 + b], 'NX', 'PX', bkeep) then
+    redis.call('PEXPIRE', KEYS[2 + b], bkeep, 'GT')
   end
 end
 finish(now, math.max(ttl, uttl))
-if stcap > 0 then st_finish(KEYS[3], KEYS[4], now, stcap, stkeep) end
-return {rnow, out}`)
+return out`)
 
 // apply applies acks of users of one shard and returns per ack the IDs
-// whose state it changed and, if status is recorded, per such ID 1 if it
-// reached its state for the first time. An ack "d" makes pending IDs
-// unread (dated now; with no IDs, all pending ones), recorded delivered on
-// the channel given; an ack "r" removes IDs, pending or unread, recorded
-// read. KEYS inboxes, index, status detail, status index; ARGV now ms,
-// cap, keep ms, status cap (0: no status), status keep ms, channel, then
-// per ack: user, kind, number of IDs N, IDs 1..N.
+// whose state it changed. An ack "d" makes pending IDs unread (dated now;
+// with no IDs, all pending ones), an ack "r" removes IDs, pending or
+// unread. ARGV now ms, cap, keep ms, then per ack: user, kind, number of
+// IDs N, IDs 1..N.
 var apply = redis.NewScript(prelude + `
 local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local stcap, stkeep, channel = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local acks, users = {}, {}
-local a = 7
+local a = 4
 while a <= #ARGV do
   local n = tonumber(ARGV[a + 2])
   acks[#acks + 1] = {ARGV[a], ARGV[a + 1], a + 3, n}
@@ -364,7 +326,6 @@ while a <= #ARGV do
   a = a + 3 + n
 end
 load(users)
-if stcap > 0 then st_load(KEYS[3], users) end
 local out = {}
 for i, ack in ipairs(acks) do
   local u, kind, from, n = ack[1], ack[2], ack[3], ack[4]
@@ -402,16 +363,9 @@ for i, ack in ipairs(acks) do
     end
   end
   if #done > 0 and kind ~= 'r' then trim(u, 'u', cap, {}) end
-  local res = {done}
-  if stcap > 0 then
-    local st, firsts = kind == 'r' and '` + status.Read + `' or '` + status.Delivered + `', {}
-    for j, id in ipairs(done) do firsts[j] = st_record(u, id .. '|' .. channel, st, ARGV[1]) end
-    res[2] = firsts
-  end
-  out[i] = res
+  out[i] = done
 end
 finish(now, keep)
-if stcap > 0 then st_finish(KEYS[3], KEYS[4], now, stcap, stkeep) end
 return out`)
 
 // Scripts are the scripts AddCmds queues, for rscript.Pipelined.
@@ -436,66 +390,23 @@ type Item struct {
 	Body json.RawMessage
 }
 
-// Track is what a store's scripts do besides the inbox, in the same script
-// and so in the shard's Redis Cluster slot, instead of a script or command
-// per shard of their own: read the users' presence and record the status
-// of what they change (in the registry's and the recorder's keys, which
-// carry the same shard tag).
-type Track struct {
-	// Presence, if not nil, reads the presence of the items' users
-	// (AddCmds).
-	Presence *presence.Registry
-	// Status, if not nil, records in its detail each item stored (sent on
-	// the gateway channel if the user is online, pending on the inbox
-	// channel if not) and each message it dropped (expired on the inbox
-	// channel); for acks, each ID moved (delivered) or removed (read) on
-	// Track's Channel. Counting them in MySQL is left to the caller
-	// (status.Recorder.Count), with the first flags the scripts return.
-	Status *status.Recorder
-	// Channel is the channel acks are recorded on (Apply). Defaults to
-	// status.Gateway.
-	Channel string
-}
-
-// statusArgs are the scripts' status keys and their cap and keep: no cap
-// (nothing recorded) without t.Status, with the inbox key in place of the
-// keys, untouched.
-func (s *Store) statusArgs(t Track, app int64, user string) (keys []string, cap int, keep int64) {
-	if t.Status == nil {
-		k := s.keys(app, user)[0]
-		return []string{k, k}, 0, 0
-	}
-	cap, keep = t.Status.Limits()
-	return t.Status.Keys(app, user), cap, keep
-}
-
-// Added is the answer to an AddCmds: the messages each item dropped, and
-// what its Track asked for.
+// Added is the answer to an AddCmds: the messages each item dropped.
 type Added struct {
-	app   int64
-	items []Item
 	cmds  []*redis.Cmd
 	index [][]int // per command, the items it stored
+	n     int
 }
 
 // AddCmds queues storing items, all for users of app, on p: one script
-// per shard of the users, whatever their number, which also does what
-// track asks for.
-func (s *Store) AddCmds(ctx context.Context, p redis.Pipeliner, app int64, items []Item, now time.Time, track Track) *Added {
-	a := &Added{app: app, items: items, index: keyspace.ByUserShard(len(items), func(i int) (int64, string) { return app, items[i].User })}
+// per shard of the users, whatever their number.
+func (s *Store) AddCmds(ctx context.Context, p redis.Pipeliner, app int64, items []Item, now time.Time) *Added {
+	a := &Added{index: keyspace.ByUserShard(len(items), func(i int) (int64, string) { return app, items[i].User }), n: len(items)}
 	for _, idx := range a.index {
 		first := items[idx[0]].User
 		bodyAt := map[string]int{}
-		stKeys, stCap, stKeep := s.statusArgs(track, app, first)
-		keys := append(s.keys(app, first), stKeys...)
-		pres := 0
-		if track.Presence != nil {
-			keys, pres = append(keys, track.Presence.Key(app, first)), 1
-		} else {
-			keys = append(keys, keys[0]) // untouched
-		}
+		keys := s.keys(app, first)
 		args := []any{now.UnixMilli(), s.cfg.Cap, s.cfg.TTL.Milliseconds(), s.cfg.UnreadTTL.Milliseconds(),
-			(s.cfg.TTL + s.cfg.UnreadTTL).Milliseconds(), 0, stCap, stKeep, pres}
+			(s.cfg.TTL + s.cfg.UnreadTTL).Milliseconds(), 0}
 		refs := make([]any, 0, 3*len(idx))
 		for _, i := range idx {
 			it := items[i]
@@ -514,85 +425,20 @@ func (s *Store) AddCmds(ctx context.Context, p redis.Pipeliner, app int64, items
 	return a
 }
 
-// results calls f with each item's index, its script's clock and its
-// answer, after the pipeline ran.
-func (a *Added) results(f func(i int, now int64, res []any)) {
-	for c, idx := range a.index {
-		top, _ := a.cmds[c].Slice()
-		if len(top) < 2 {
-			continue
-		}
-		now, _ := top[0].(int64)
-		res, _ := top[1].([]any)
-		for j, i := range idx {
-			if j < len(res) {
-				r, _ := res[j].([]any)
-				f(i, now, r)
-			}
-		}
-	}
-}
-
 // Dropped returns, per item, the IDs of messages that left the inbox
 // unread because they were too old or over the cap. Call it after the
 // pipeline ran.
 func (a *Added) Dropped() [][]string {
-	out := make([][]string, len(a.items))
-	a.results(func(i int, _ int64, r []any) {
-		if len(r) > 0 {
-			out[i] = stringsOf(r[0])
-		}
-	})
-	return out
-}
-
-// Instances returns, per item, the gateway instances holding its user's
-// live connections (none: offline), if its Track read presence.
-func (a *Added) Instances() [][]string {
-	out := make([][]string, len(a.items))
-	a.results(func(i int, now int64, r []any) {
-		if len(r) > 1 {
-			v, _ := r[1].(string)
-			out[i] = presence.Instances(v, now)
-		}
-	})
-	return out
-}
-
-// Status returns the status entries its Track's Status recorded, and per
-// entry whether it reached its state for the first time (for
-// status.Recorder.Count): per item, the messages it dropped (expired on
-// the inbox channel), then the item (sent on the gateway channel if its
-// user was online, pending on the inbox channel if not).
-func (a *Added) Status() ([]status.Entry, []bool) {
-	var entries []status.Entry
-	var first []bool
-	online := a.Instances()
-	a.results(func(i int, _ int64, r []any) {
-		if len(r) < 3 {
-			return
-		}
-		flags, _ := r[2].([]any)
-		it := a.items[i]
-		dropped := stringsOf(r[0])
-		add := func(id, channel, state string, k int) {
-			var f int64
-			if k < len(flags) {
-				f, _ = flags[k].(int64)
+	out := make([][]string, a.n)
+	for c, idx := range a.index {
+		res, _ := a.cmds[c].Slice()
+		for j, i := range idx {
+			if j < len(res) {
+				out[i] = stringsOf(res[j])
 			}
-			entries = append(entries, status.Entry{App: a.app, User: it.User, Message: id, Occurrence: OccurrenceOf(id), Channel: channel, State: state})
-			first = append(first, f == 1)
 		}
-		for k, id := range dropped {
-			add(id, status.Inbox, status.Expired, k)
-		}
-		if len(online[i]) > 0 {
-			add(it.ID, status.Gateway, status.Sent, len(dropped))
-		} else {
-			add(it.ID, status.Inbox, status.Pending, len(dropped))
-		}
-	})
-	return entries, first
+	}
+	return out
 }
 
 func stringsOf(v any) []string {
@@ -616,7 +462,7 @@ func (s *Store) Add(ctx context.Context, app int64, user string, m Message, now 
 	defer cancel()
 	var a *Added
 	if _, err := rscript.Pipelined(ctx, s.rdb, Scripts(), func(p redis.Pipeliner) {
-		a = s.AddCmds(ctx, p, app, []Item{{User: user, ID: m.ID, Body: body}}, now, Track{})
+		a = s.AddCmds(ctx, p, app, []Item{{User: user, ID: m.ID, Body: body}}, now)
 	}); err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
 	}
@@ -730,38 +576,17 @@ type Ack struct {
 // pipelined round trip, and returns, per ack, the IDs whose state changed
 // (so that each transition is counted once).
 func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]string, error) {
-	ap, err := s.ApplyTracked(ctx, acks, now, Track{})
-	return ap.Changed, err
-}
-
-// Applied is the answer to an ApplyTracked.
-type Applied struct {
-	// Changed holds, per ack, the IDs whose state changed.
-	Changed [][]string
-	// Entries are the status entries recorded (Track.Status), and First
-	// per entry whether it reached its state for the first time, for
-	// status.Recorder.Count.
-	Entries []status.Entry
-	First   []bool
-}
-
-// ApplyTracked applies acks as Apply does and, with track's Status,
-// records the status of each change in the same scripts.
-func (s *Store) ApplyTracked(ctx context.Context, acks []Ack, now time.Time, track Track) (Applied, error) {
 	if len(acks) == 0 {
-		return Applied{}, nil
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	channel := cmp.Or(track.Channel, status.Gateway)
 	byShard := keyspace.ByUserShard(len(acks), func(i int) (int64, string) { return acks[i].App, acks[i].User })
 	cmds := make([]*redis.Cmd, len(byShard))
 	_, err := rscript.Pipelined(ctx, s.rdb, Scripts(), func(p redis.Pipeliner) {
 		for c, idx := range byShard {
-			app, user := acks[idx[0]].App, acks[idx[0]].User
-			stKeys, stCap, stKeep := s.statusArgs(track, app, user)
-			keys := append(s.keys(app, user), stKeys...)
-			args := []any{now.UnixMilli(), s.cfg.Cap, max(s.cfg.TTL, s.cfg.UnreadTTL).Milliseconds(), stCap, stKeep, channel}
+			keys := s.keys(acks[idx[0]].App, acks[idx[0]].User)
+			args := []any{now.UnixMilli(), s.cfg.Cap, max(s.cfg.TTL, s.cfg.UnreadTTL).Milliseconds()}
 			for _, i := range idx {
 				a := acks[i]
 				kind, ids := "d", a.IDs
@@ -777,36 +602,14 @@ func (s *Store) ApplyTracked(ctx context.Context, acks []Ack, now time.Time, tra
 		}
 	})
 	if err != nil {
-		return Applied{}, fmt.Errorf("apply acknowledgements: %w", err)
+		return nil, fmt.Errorf("apply acknowledgements: %w", err)
 	}
-	out := Applied{Changed: make([][]string, len(acks))}
+	out := make([][]string, len(acks))
 	for c, idx := range byShard {
 		res, _ := cmds[c].Slice()
 		for j, i := range idx {
-			if j >= len(res) {
-				continue
-			}
-			r, _ := res[j].([]any)
-			if len(r) == 0 {
-				continue
-			}
-			out.Changed[i] = stringsOf(r[0])
-			if len(r) < 2 {
-				continue
-			}
-			flags, _ := r[1].([]any)
-			st := status.Delivered
-			if acks[i].Read {
-				st = status.Read
-			}
-			for k, id := range out.Changed[i] {
-				var f int64
-				if k < len(flags) {
-					f, _ = flags[k].(int64)
-				}
-				out.Entries = append(out.Entries, status.Entry{App: acks[i].App, User: acks[i].User, Message: id,
-					Occurrence: OccurrenceOf(id), Channel: channel, State: st})
-				out.First = append(out.First, f == 1)
+			if j < len(res) {
+				out[i] = stringsOf(res[j])
 			}
 		}
 	}

@@ -85,10 +85,6 @@ func Key(prefix string, app int64, user string) string {
 	return keyspace.Shard(prefix, app, user) + "conns"
 }
 
-// Key is the hash holding the presence of a user's shard under the
-// registry's prefix.
-func (r *Registry) Key(app int64, user string) string { return Key(r.cfg.Prefix, app, user) }
-
 func (r *Registry) keys(app int64, user string) []string {
 	k := Key(r.cfg.Prefix, app, user)
 	return []string{k, k + "-at"}
@@ -326,45 +322,24 @@ func (l *Lookups) Instances() [][]string {
 	for c, idx := range l.index {
 		res := l.cmds[c].Val()
 		for j, i := range idx {
-			if j < len(res) {
-				v, _ := res[j].(string)
-				out[i] = Instances(v, now)
+			if j >= len(res) {
+				continue
+			}
+			v, _ := res[j].(string)
+			for _, line := range strings.Split(v, "\n") {
+				m, ms, ok := cutLast(line, "|")
+				until, err := strconv.ParseInt(ms, 10, 64)
+				if !ok || err != nil || until <= now {
+					continue
+				}
+				if inst, _, _ := strings.Cut(m, "|"); !slices.Contains(out[i], inst) {
+					out[i] = append(out[i], inst)
+				}
 			}
 		}
 	}
 	return out
 }
-
-// Instances returns the distinct instances holding live connections at
-// now (ms, on Redis's clock) in v, a user's field of the presence hash
-// (Key): what other packages' scripts read with HMGET in the shard's slot.
-func Instances(v string, now int64) []string {
-	var out []string
-	for _, line := range strings.Split(v, "\n") {
-		m, ms, ok := cutLast(line, "|")
-		until, err := strconv.ParseInt(ms, 10, 64)
-		if !ok || err != nil || until <= now {
-			continue
-		}
-		if inst, _, _ := strings.Cut(m, "|"); !slices.Contains(out, inst) {
-			out = append(out, inst)
-		}
-	}
-	return out
-}
-
-// OnlineLua defines online(v, now), whether v, a user's field of the
-// presence hash, holds a connection live at now (ms, on Redis's clock), for
-// the scripts of other packages that read presence in the shard's slot.
-const OnlineLua = `
-local function online(v, now)
-  if not v or v == '' then return false end
-  for ms in string.gmatch(v .. '\n', '|(%d+)\n') do
-    if tonumber(ms) > now then return true end
-  end
-  return false
-end
-`
 
 func cutLast(s, sep string) (string, string, bool) {
 	i := strings.LastIndex(s, sep)

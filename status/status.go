@@ -33,7 +33,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -115,47 +114,52 @@ func New(cfg Config, rdb redis.UniversalClient, db *gorm.DB) *Recorder {
 	return &Recorder{cfg: cfg, rdb: rdb, db: db}
 }
 
-// Lua is the Lua that records states of users of one shard, for the
-// scripts of other packages that record the status of what they change in
-// the same script and slot (the inbox's store and acks, package inbox); it
-// needs keyspace.ShardLua before it. A user's field is their entries, one
-// a line: "message|channel rank state ms states-reached" (the states a bit
-// mask, so that a repeat is not counted again even after a later state),
-// the line updated last at the end, so that the lines run oldest first. The
-// state shown never goes back to a lower rank.
+// keys are the hash of the detail of the user's shard and its index of
+// last updates.
+func (r *Recorder) keys(app int64, user string) []string {
+	stem := keyspace.Shard(r.cfg.Prefix, app, user)
+	return []string{stem + "st", stem + "st-at"}
+}
+
+// set records states of users of one shard and returns, per entry, 1 if
+// the entry reached its state for the first time (to be counted) and 0 if
+// it had been there before. A user's field is their entries, one a line:
+// "message|channel rank state ms states-reached" (the states a bit mask, so
+// that a repeat is not counted again even after a later state), the line
+// updated last at the end, so that the lines run oldest first. The state
+// shown never goes back to a lower rank.
 //
-// It works on each user's field as a string, with plain finds and splices
-// that run in C, rather than decoding every line into Lua tables and
-// encoding them back: a user holds up to PerUser lines, and decoding them
-// all for each new one cost as much as the rest of the delivery.
-//
-// st_load(key, users) reads the users' fields of the detail hash key (each
-// user once, whatever the repeats); st_record(u, field, state, ms) records
-// one entry of a loaded user and returns 1 if it reached its state for the
-// first time (to be counted), 0 if not; st_finish(key, index, now, cap,
-// keep) trims the changed fields (dropping lines from the front, the
-// oldest, while the first is past keep or there are more than cap), writes
-// them back, dates their users in the index and drops the users not
-// updated within keep.
-var Lua = rankLua() + `
-local ST_BITS = {pending = 1, sent = 2, delivered = 4, read = 8, failed = 16, expired = 32}
-local st_val, st_order, st_dirty = {}, {}, {}
-local function st_load(key, users)
+// The script works on each user's field as a string, with plain finds and
+// splices that run in C, rather than decoding every line into Lua tables
+// and encoding them back: a user holds up to PerUser lines, and decoding
+// them all for each new one cost as much as the rest of the delivery.
+// Trimming drops lines from the front (the oldest) while the first is past
+// Retention or there are more than PerUser. The users changed are dated
+// in the index, and the users not updated within Retention dropped. KEYS
+// detail, index; ARGV now ms, cap, retention ms, then per entry: user,
+// field, rank, state.
+var set = redis.NewScript(keyspace.ShardLua + `
+local bits = {pending = 1, sent = 2, delivered = 4, read = 8, failed = 16, expired = 32}
+local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = (#ARGV - 3) / 4
+local val, order, dirty = {}, {}, {}
+do
   local names = {}
-  for _, u in ipairs(users) do
-    if not st_val[u] then st_val[u] = ''; names[#names + 1] = u end
+  for i = 1, n do
+    local u = ARGV[4*i]
+    if not val[u] then val[u] = ''; names[#names + 1] = u end
   end
   for i = 1, #names, 1000 do
     local part = {unpack(names, i, math.min(i + 999, #names))}
-    local vs = redis.call('HMGET', key, unpack(part))
+    local vs = redis.call('HMGET', KEYS[1], unpack(part))
     for j, u in ipairs(part) do
-      st_val[u] = vs[j] or ''
-      st_order[#st_order + 1] = u
+      val[u] = vs[j] or ''
+      order[#order + 1] = u
     end
   end
 end
--- st_line returns where the line of field f starts and ends in v, or nil.
-local function st_line(v, f)
+-- line returns where the line of field f starts and ends in v, or nil.
+local function line(v, f)
   local p
   if string.sub(v, 1, #f + 1) == f .. ' ' then p = 1 else
     p = string.find(v, '\n' .. f .. ' ', 1, true)
@@ -165,125 +169,74 @@ local function st_line(v, f)
   local e = string.find(v, '\n', p, true)
   return p, e and e - 1 or #v
 end
--- st_cut removes the characters p..e of v and the line break after (or
+-- cut removes the characters p..e of v and the line break after (or
 -- before, for the last line).
-local function st_cut(v, p, e)
+local function cut(v, p, e)
   if e < #v then return string.sub(v, 1, p - 1) .. string.sub(v, e + 2) end
   if p == 1 then return '' end
   return string.sub(v, 1, p - 2)
 end
-local function st_record(u, field, st, ms)
-  local v, rk, bit = st_val[u], ST_RANK[st] or 0, ST_BITS[st] or 0
-  local p, e = st_line(v, field)
+local function append(v, l)
+  if v == '' then return l end
+  return v .. '\n' .. l
+end
+local out = {}
+for i = 1, n do
+  local a = 4*i
+  local u, field, rk, st = ARGV[a], ARGV[a+1], tonumber(ARGV[a+2]), ARGV[a+3]
+  local v = val[u]
+  local bit = bits[st] or 0
+  local p, e = line(v, field)
   local orank, ostate, oms, mask = -1, nil, nil, 0
   if p then
-    local r, s2, m1, m = string.match(string.sub(v, p, e), ' (%d+) ([^ ]+) (%d+) (%d+)$')
-    orank, ostate, oms, mask = tonumber(r), s2, m1, tonumber(m)
+    local r, s2, ms, m = string.match(string.sub(v, p, e), ' (%d+) ([^ ]+) (%d+) (%d+)$')
+    orank, ostate, oms, mask = tonumber(r), s2, ms, tonumber(m)
   end
   local first = bit > 0 and math.floor(mask / bit) % 2 == 0
+  out[i] = first and 1 or 0
   if first then mask = mask + bit end
   if orank > rk or (ostate == st and not first) then
     if first then
       v = string.sub(v, 1, p - 1) .. field .. ' ' .. orank .. ' ' .. ostate .. ' ' .. oms .. ' ' .. mask .. string.sub(v, e + 1)
-      st_dirty[u] = true
+      dirty[u] = true
     end
   else
-    if p then v = st_cut(v, p, e) end
-    local l = field .. ' ' .. rk .. ' ' .. st .. ' ' .. ms .. ' ' .. mask
-    if v == '' then v = l else v = v .. '\n' .. l end
-    st_dirty[u] = true
+    if p then v = cut(v, p, e) end
+    v = append(v, field .. ' ' .. rk .. ' ' .. st .. ' ' .. ARGV[1] .. ' ' .. mask)
+    dirty[u] = true
   end
-  st_val[u] = v
-  return first and 1 or 0
+  val[u] = v
 end
-local function st_finish(key, index, now, cap, keep)
-  local sets, dates = {}, {}
-  for _, u in ipairs(st_order) do
-    if st_dirty[u] then
-      local v = st_val[u]
-      local _, breaks = string.gsub(v, '\n', '\n')
-      local count = v == '' and 0 or breaks + 1
-      while count > 0 do
-        local ms = tonumber(string.match(v, '^[^\n]* (%d+) %d+\n') or string.match(v, '^[^\n]* (%d+) %d+$'))
-        if count <= cap and ms and ms > now - keep then break end
-        local e = string.find(v, '\n', 1, true)
-        v = e and string.sub(v, e + 1) or ''
-        count = count - 1
-      end
-      sets[#sets + 1] = u
-      sets[#sets + 1] = v
-      dates[#dates + 1] = now
-      dates[#dates + 1] = u
+local sets, dates = {}, {}
+for _, u in ipairs(order) do
+  if dirty[u] then
+    local v = val[u]
+    local _, breaks = string.gsub(v, '\n', '\n')
+    local count = v == '' and 0 or breaks + 1
+    while count > 0 do
+      local ms = tonumber(string.match(v, '^[^\n]* (%d+) %d+\n') or string.match(v, '^[^\n]* (%d+) %d+$'))
+      if count <= cap and ms and ms > now - keep then break end
+      local e = string.find(v, '\n', 1, true)
+      v = e and string.sub(v, e + 1) or ''
+      count = count - 1
     end
+    sets[#sets + 1] = u
+    sets[#sets + 1] = v
+    dates[#dates + 1] = now
+    dates[#dates + 1] = u
   end
-  if #sets > 0 then write_shard(key, index, sets, {}, dates, now, keep) end
 end
-`
-
-// rankLua is the Lua table ST_RANK of the states' ranks, from rank.
-func rankLua() string {
-	var b strings.Builder
-	b.WriteString("local ST_RANK = {")
-	for _, st := range slices.Sorted(maps.Keys(rank)) {
-		fmt.Fprintf(&b, "%s = %d, ", st, rank[st])
-	}
-	b.WriteString("}")
-	return b.String()
-}
-
-// set records states of users of one shard (Lua) and returns, per entry, 1
-// if the entry reached its state for the first time (to be counted) and 0
-// if it had been there before. KEYS detail, index; ARGV now ms, cap,
-// retention ms, then per entry: user, field, state.
-var set = redis.NewScript(keyspace.ShardLua + Lua + `
-local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = (#ARGV - 3) / 3
-local users = {}
-for i = 1, n do users[i] = ARGV[1 + 3*i] end
-st_load(KEYS[1], users)
-local out = {}
-for i = 1, n do
-  local a = 1 + 3*i
-  out[i] = st_record(ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[1])
-end
-st_finish(KEYS[1], KEYS[2], now, cap, keep)
+if #sets > 0 then write_shard(KEYS[1], KEYS[2], sets, {}, dates, now, keep) end
 return out`)
 
-// Keys are the keys Lua's st_load and st_finish take for the users of
-// app's shard of user: the hash of the detail and its index of last
-// updates.
-func (r *Recorder) Keys(app int64, user string) []string {
-	stem := keyspace.Shard(r.cfg.Prefix, app, user)
-	return []string{stem + "st", stem + "st-at"}
-}
-
-// Limits are st_finish's cap and keep (ms): Config.PerUser and
-// Config.Retention.
-func (r *Recorder) Limits() (perUser int, keepMs int64) {
-	return r.cfg.PerUser, r.cfg.Retention.Milliseconds()
-}
-
-// Field is the field of e in its user's detail: "message|channel".
-func Field(e Entry) string { return e.Message + "|" + e.Channel }
-
-// Record stores entries: the detail (Detail), then the aggregates of the
-// entries that reached their state for the first time (Count). Recording
+// Record stores entries: the detail with one script per shard of their
+// users in one pipelined round trip, then the aggregates of the entries
+// that reached their state for the first time in one statement. Recording
 // the same entries again (a chunk sent twice, an ack repeated) therefore
 // counts nothing more.
 func (r *Recorder) Record(ctx context.Context, entries []Entry, now time.Time) error {
-	first, err := r.Detail(ctx, entries, now)
-	if err != nil {
-		return err
-	}
-	return r.Count(ctx, entries, first)
-}
-
-// Detail stores the detail of entries, one script per shard of their users
-// in one pipelined round trip, and returns per entry whether it reached
-// its state for the first time.
-func (r *Recorder) Detail(ctx context.Context, entries []Entry, now time.Time) ([]bool, error) {
 	if len(entries) == 0 {
-		return nil, nil
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -291,18 +244,18 @@ func (r *Recorder) Detail(ctx context.Context, entries []Entry, now time.Time) (
 	cmds := make([]*redis.Cmd, len(byShard))
 	_, err := rscript.Pipelined(ctx, r.rdb, []*redis.Script{set}, func(p redis.Pipeliner) {
 		for c, idx := range byShard {
-			keys := r.Keys(entries[idx[0]].App, entries[idx[0]].User)
-			args := make([]any, 0, 3+3*len(idx))
+			keys := r.keys(entries[idx[0]].App, entries[idx[0]].User)
+			args := make([]any, 0, 3+4*len(idx))
 			args = append(args, now.UnixMilli(), r.cfg.PerUser, r.cfg.Retention.Milliseconds())
 			for _, i := range idx {
 				e := entries[i]
-				args = append(args, e.User, Field(e), e.State)
+				args = append(args, e.User, e.Message+"|"+e.Channel, rank[e.State], e.State)
 			}
 			cmds[c] = set.EvalSha(ctx, p, keys, args...)
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("record status detail: %w", err)
+		return fmt.Errorf("record status detail: %w", err)
 	}
 	first := make([]bool, len(entries))
 	for c, idx := range byShard {
@@ -311,13 +264,6 @@ func (r *Recorder) Detail(ctx context.Context, entries []Entry, now time.Time) (
 			first[i] = j < len(res) && res[j] == 1
 		}
 	}
-	return first, nil
-}
-
-// Count adds to the aggregates in MySQL, in one statement, the entries
-// whose first is true: those that reached their state for the first time
-// (Detail, or the scripts of other packages running Lua).
-func (r *Recorder) Count(ctx context.Context, entries []Entry, first []bool) error {
 	if r.db == nil {
 		return nil
 	}
@@ -327,15 +273,13 @@ func (r *Recorder) Count(ctx context.Context, entries []Entry, first []bool) err
 	}
 	counts := map[key]int64{}
 	for i, e := range entries {
-		if e.Occurrence != 0 && i < len(first) && first[i] {
+		if e.Occurrence != 0 && first[i] {
 			counts[key{e.Occurrence, e.Channel, e.State}]++
 		}
 	}
 	if len(counts) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	rows := make([]store.MessageStat, 0, len(counts))
 	for k, n := range counts {
 		rows = append(rows, store.MessageStat{OccurrenceID: k.occ, Channel: k.channel, State: k.state, N: n})
@@ -355,7 +299,7 @@ func (r *Recorder) Count(ctx context.Context, entries []Entry, first []bool) err
 	if store.IsMySQL(r.db) {
 		upd = clause.Assignments(map[string]any{"n": gorm.Expr("n + VALUES(n)")})
 	}
-	err := store.Transaction(ctx, r.db, func(tx *gorm.DB) error {
+	err = store.Transaction(ctx, r.db, func(tx *gorm.DB) error {
 		return tx.Clauses(clause.OnConflict{
 			Columns:   []clause.Column{{Name: "occurrence_id"}, {Name: "channel"}, {Name: "state"}},
 			DoUpdates: upd,
@@ -380,7 +324,7 @@ type Detail struct {
 func (r *Recorder) User(ctx context.Context, app int64, user string, limit int, occurrenceOf func(string) int64) ([]Detail, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	v, err := r.rdb.HGet(ctx, r.Keys(app, user)[0], user).Result()
+	v, err := r.rdb.HGet(ctx, r.keys(app, user)[0], user).Result()
 	if err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("read status: %w", err)
 	}

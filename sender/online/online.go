@@ -2,24 +2,19 @@
 // own WebSocket connection (package gateway) when they are online, and
 // through a fallback channel and the inbox when they are not.
 //
-// Per chunk, in two Redis round trips whatever its size, and with at most
-// one script per shard of the users (keyspace.UserShards) in each, not one
-// per user:
+// Per chunk, in three Redis round trips whatever its size, and with at most
+// one script or command per shard of the users (keyspace.UserShards) in
+// each, not one per user:
 //
-//  1. One script per shard stores the messages in the users' inboxes ("not
-//     yet pushed"), then reads the users' presence and records their status
-//     detail (sent on the gateway channel if online, pending on the inbox
-//     channel if not), all in the shard's slot (inbox.Track). The inbox
-//     copy is what makes delivery lossless: it stays until the client
-//     acknowledges it, so a message published to a gateway that dies is
-//     replayed when the user connects again.
+//  1. The messages are stored in the users' inboxes ("not yet pushed"),
+//     then the users' presence is read (one HMGET per shard); both in one
+//     pipeline. The inbox copy is what makes delivery lossless:
+//     it stays until the client acknowledges it, so a message published to
+//     a gateway that dies is replayed when the user connects again.
 //  2. One stream entry per gateway instance that holds some of the users,
 //     pipelined (see presence.Envelope).
-//
-// Then one MySQL upsert counts the status entries that reached their
-// state for the first time (status.Recorder), so a chunk sent again
-// counts nothing more. Offline users handed to the fallback cost one more
-// status script per shard of theirs (sent or failed on the push channel).
+//  3. The status of every user (status.Recorder), counted once per state
+//     however often the chunk is sent.
 //
 // Users who are offline are handed to the fallback sender (push channels),
 // unless the reminder is marked deliver-when-online, in which case the
@@ -112,16 +107,15 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		}
 		items = append(items, item{user: u, msg: msg})
 	}
-	offline, rec, err := s.deliver(ctx, b.App, items)
+	offline, entries, err := s.deliver(ctx, b.App, items)
 	if err != nil {
 		return sender.Result{}, err
 	}
 	res := sender.Result{Online: len(items) - len(offline), Offline: len(offline)}
 	offline = append(offline, noInbox...)
 	if len(offline) == 0 {
-		return res, s.record(ctx, rec, nil)
+		return res, s.record(ctx, entries)
 	}
-	var entries []status.Entry // to record, beyond rec
 	// Offline users who opted out of push keep the inbox copy only.
 	pushed := slices.DeleteFunc(slices.Clone(offline), func(u string) bool { return b.Excluded(u, sender.ChannelPush) })
 	if !b.DeliverWhenOnline && s.fallback != nil && len(pushed) > 0 {
@@ -150,45 +144,26 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		if err != nil {
 			return sender.Result{}, err
 		}
-		rec.add(more)
+		entries = append(entries, more...)
 	}
-	return res, s.record(ctx, rec, entries)
+	return res, s.record(ctx, entries)
 }
 
-// recorded are status entries whose detail is recorded, and per entry
-// whether it reached its state for the first time.
-type recorded struct {
-	entries []status.Entry
-	first   []bool
-}
-
-func (r *recorded) add(o recorded) {
-	r.entries = append(r.entries, o.entries...)
-	r.first = append(r.first, o.first...)
-}
-
-// record records the detail of more, then counts it and rec in one
-// upsert.
-func (s *Sender) record(ctx context.Context, rec recorded, more []status.Entry) error {
+func (s *Sender) record(ctx context.Context, entries []status.Entry) error {
 	if s.status == nil {
 		return nil
 	}
-	first, err := s.status.Detail(ctx, more, s.clock.Now())
-	if err == nil {
-		rec.add(recorded{more, first})
-		err = s.status.Count(ctx, rec.entries, rec.first)
-	}
-	if err != nil {
+	if err := s.status.Record(ctx, entries, s.clock.Now()); err != nil {
 		// The message is delivered; a lost status record must not send it again.
 		s.log.Warn("record delivery status", "err", err)
 	}
 	return nil
 }
 
-func (s *Sender) notifyContacts(ctx context.Context, app int64, msg inbox.Message, offline []string) (recorded, error) {
+func (s *Sender) notifyContacts(ctx context.Context, app int64, msg inbox.Message, offline []string) ([]status.Entry, error) {
 	of, err := s.contacts.ContactsOf(ctx, app, offline)
 	if err != nil {
-		return recorded{}, fmt.Errorf("load contacts: %w", err)
+		return nil, fmt.Errorf("load contacts: %w", err)
 	}
 	var items []item
 	for _, u := range offline {
@@ -199,16 +174,16 @@ func (s *Sender) notifyContacts(ctx context.Context, app int64, msg inbox.Messag
 		}
 	}
 	if len(items) == 0 {
-		return recorded{}, nil
+		return nil, nil
 	}
-	_, rec, err := s.deliver(ctx, app, items)
-	return rec, err
+	_, entries, err := s.deliver(ctx, app, items)
+	return entries, err
 }
 
 // deliver stores each item in its user's inbox and publishes it to the
 // gateways holding the user, and returns the users found offline and the
-// status entries recorded.
-func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string, recorded, error) {
+// status entries.
+func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string, []status.Entry, error) {
 	now := s.clock.Now()
 	// Each distinct message is encoded once: the inbox stores and the
 	// gateways send the same bytes.
@@ -217,38 +192,47 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		if _, ok := bodies[it.msg.ID]; !ok {
 			b, err := inbox.Encode(it.msg, now)
 			if err != nil {
-				return nil, recorded{}, err
+				return nil, nil, err
 			}
 			bodies[it.msg.ID] = b
 		}
 	}
 	stored := make([]inbox.Item, len(items))
+	users := make([]string, len(items))
 	for i, it := range items {
 		stored[i] = inbox.Item{User: it.user, ID: it.msg.ID, Body: bodies[it.msg.ID]}
+		users[i] = it.user
 	}
-	// Store before looking up, in one script per shard: a user connecting
-	// meanwhile gets the message through the stream, the replay or both.
+	// Store before looking up, in one pipeline: a user connecting meanwhile
+	// gets the message through the stream, the replay or both.
 	var adds *inbox.Added
+	var looks *presence.Lookups
 	_, err := rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
-		adds = s.inbox.AddCmds(ctx, p, app, stored, now, inbox.Track{Presence: s.presence, Status: s.status})
+		adds = s.inbox.AddCmds(ctx, p, app, stored, now)
+		looks = s.presence.LookupCmds(ctx, p, app, users)
 	})
 	if err != nil {
-		return nil, recorded{}, fmt.Errorf("store and look up: %w", err)
+		return nil, nil, fmt.Errorf("store and look up: %w", err)
 	}
-	var rec recorded
-	rec.entries, rec.first = adds.Status()
-	online := adds.Instances()
+	dropped, online := adds.Dropped(), looks.Instances()
 	type target struct {
 		instance, msg string
 	}
 	to := map[target][]string{}
 	var targets []target
 	var offline []string
+	var entries []status.Entry
 	for i, it := range items {
+		for _, id := range dropped[i] {
+			entries = append(entries, status.Entry{App: app, User: it.user, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Inbox, State: status.Expired})
+		}
 		inst := online[i]
+		e := status.Entry{App: app, User: it.user, Message: it.msg.ID, Occurrence: it.msg.Occurrence, Channel: status.Gateway, State: status.Sent}
 		if len(inst) == 0 {
 			offline = append(offline, it.user)
+			e.Channel, e.State = status.Inbox, status.Pending
 		}
+		entries = append(entries, e)
 		for _, in := range inst {
 			t := target{in, it.msg.ID}
 			if _, ok := to[t]; !ok {
@@ -258,7 +242,7 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		}
 	}
 	if len(targets) == 0 {
-		return offline, rec, nil
+		return offline, entries, nil
 	}
 	var encErr error
 	_, err = rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
@@ -270,7 +254,7 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		}
 	})
 	if err != nil {
-		return nil, recorded{}, fmt.Errorf("publish to gateways: %w", err)
+		return nil, nil, fmt.Errorf("publish to gateways: %w", err)
 	}
-	return offline, rec, encErr
+	return offline, entries, encErr
 }
