@@ -146,20 +146,16 @@ local function cut(v, m)
     init = q + 1
   end
 end
--- prune returns the field v without the lines that lapsed (false: none left).
+-- prune returns the field v, which holds a line just written, without the
+-- lines that lapsed. A field of one line is that line.
 local function prune(v)
-  if not string.find(v, '\n', 1, true) then
-    local ms = tonumber(string.match(v, '|(%d+)$'))
-    if ms and ms > now then return v end
-    return false
-  end
+  if not string.find(v, '\n', 1, true) then return v end
   local kept, dropped = {}, false
   for line in string.gmatch(v, '[^\n]+') do
     local ms = tonumber(string.match(line, '|(%d+)$'))
     if ms and ms > now then kept[#kept + 1] = line else dropped = true end
   end
   if not dropped then return v end
-  if #kept == 0 then return false end
   return table.concat(kept, '\n')
 end
 -- load reads the fields of users (at most 1,000; false for none), and
@@ -206,6 +202,9 @@ var touch = redis.NewScript(codec + `
 local ttl, only = tonumber(ARGV[1]), ARGV[2] == '1'
 local lapse = now + ttl
 local stamp, span = string.format('%d', lapse), math.floor(lapse / ttl)
+-- The date as a string: Redis formats a Lua number it is given with %.17g,
+-- which cost a tenth of a refresh.
+local date = string.format('%d', (span + 1) * ttl)
 local n = (#ARGV - 2) / 2
 local users = {}
 for i = 1, n do users[i] = ARGV[1 + 2*i] end
@@ -225,7 +224,7 @@ for i = 1, n do
     dirty[u] = true
     if not dated[u] and (not ms or math.floor(ms / ttl) < span) then
       dated[u] = true
-      dates[#dates + 1] = (span + 1) * ttl; dates[#dates + 1] = u
+      dates[#dates + 1] = date; dates[#dates + 1] = u
     end
   end
 end
