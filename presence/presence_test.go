@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chime-dev/chime"
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/presence"
@@ -232,4 +233,39 @@ func TestRefreshLargeShard(t *testing.T) {
 	got, err := r.Lookup(ctx, 1, users)
 	require.NoError(t, err)
 	require.Len(t, got, len(users))
+}
+
+// On a 3-master Redis Cluster every presence script touches one slot (a
+// script over keys of two slots fails with CROSSSLOT): connections of 300
+// users, over many shards and masters, are registered, refreshed, looked
+// up and removed.
+func TestOnRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	url := testenv.RedisCluster(t, 3)
+	ctx := context.Background()
+	rdb, err := chime.OpenRedis(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { rdb.Close() })
+	r := presence.New(presence.Config{TTL: time.Minute}, rdb)
+	conns := make([]presence.Conn, 300)
+	users := make([]string, len(conns))
+	for i := range conns {
+		users[i] = "u" + strconv.Itoa(i)
+		conns[i] = presence.Conn{App: 1, User: users[i], Instance: "g", ID: "c" + strconv.Itoa(i)}
+	}
+	require.NoError(t, r.Register(ctx, conns...))
+	missing, err := r.Refresh(ctx, conns)
+	require.NoError(t, err)
+	require.Empty(t, missing)
+	got, err := r.Lookup(ctx, 1, users)
+	require.NoError(t, err)
+	require.Len(t, got, len(users))
+	for _, c := range conns {
+		require.NoError(t, r.Remove(ctx, c))
+	}
+	got, err = r.Lookup(ctx, 1, users)
+	require.NoError(t, err)
+	require.Empty(t, got)
 }
