@@ -520,3 +520,32 @@ func TestConnectsRegisteredTogether(t *testing.T) {
 	require.Less(t, trips, len(users), "registered together")
 	t.Logf("%d connections registered in %d round trips", len(users), trips)
 }
+
+// The heartbeat's refresh keeps open connections online past several
+// presence TTLs (2s here), and puts back a connection whose presence went
+// missing while it stayed open: the test deletes one user's presence field,
+// as when it lapsed while Redis was unreachable, and checks the user is
+// online again within a few heartbeats while the other never went offline.
+func TestRefreshKeepsConnectionsOnline(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	dial(t, f, "stays", time.Hour)
+	dial(t, f, "lost", time.Hour)
+	began := time.Now()
+	testenv.WaitUntil(t, 10*time.Second, "both online for 2.5 presence TTLs", func() bool {
+		online, err := f.reg.Lookup(ctx, f.app, []string{"stays", "lost"})
+		require.NoError(t, err)
+		require.Len(t, online, 2, "after %v", time.Since(began))
+		return time.Since(began) > 5*time.Second
+	})
+	require.NoError(t, f.env.Redis.HDel(ctx, presence.Key(f.env.Prefix, f.app, "lost"), "lost").Err())
+	online, err := f.reg.Lookup(ctx, f.app, []string{"lost"})
+	require.NoError(t, err)
+	require.Empty(t, online)
+	testenv.WaitUntil(t, 2*time.Second, "lost registered again by the heartbeat", func() bool {
+		online, err := f.reg.Lookup(ctx, f.app, []string{"stays", "lost"})
+		require.NoError(t, err)
+		require.Contains(t, online, "stays")
+		return len(online) == 2
+	})
+}

@@ -8,7 +8,8 @@
 // several devices and gateways), each with the instant, in Redis's own
 // clock, at which it stops counting. A gateway registers a connection when
 // it opens, refreshes all its live connections every heartbeat interval
-// (one script per shard of their users, pipelined), and removes a
+// (one script per shard of their users, or per thousand connections of a
+// shard, pipelined), and removes a
 // connection when it closes. Removal drops the connection's own entry, so a
 // closing connection can never remove the route of a newer connection of
 // the same user. A worker reads a chunk's users with one HMGET per shard
@@ -93,40 +94,94 @@ func (r *Registry) keys(app int64, user string) []string {
 // A user's field is their connections, one a line: "instance|conn|ms", ms
 // the instant, on Redis's clock, at which the entry stops counting. The
 // index (a sorted set, kept a skiplist by keyspace.ShardLua's SKIPLIST
-// member) holds each user's latest such instant, so that the
-// fields of users whose connections all lapsed (their gateway died) are
-// dropped by the next write to the shard.
+// member) dates each user at or after their latest such instant, so that
+// the fields of users whose connections all lapsed (their gateway died)
+// are dropped by a later write to the shard.
+//
+// The scripts work on each field as a string, with plain finds and
+// splices that run in C, rather than decoding every entry into Lua tables
+// and encoding them back: a gateway refreshes every connection it holds
+// every heartbeat, and the decoding was most of the refresh's Redis time.
+// A field holding one line, the connection's own (a user on one device),
+// is recognised and replaced whole.
+//
+// The index is written only when an entry's instant enters a new span of
+// TTL (spans counted from the epoch), and then dates the user at the end
+// of that span: at or after every instant the entry can be given until it
+// leaves the span (an entry refreshed within a span was dated when it
+// entered it; dates only go up, ZADD GT). Updating a member of a sorted
+// set costs several times reading its score, and reading the scores
+// (ZMSCORE) cost about a fifth of a refresh; this way the index is never
+// read, and with the TTL three heartbeats a connection is dated on one
+// refresh in three. The
+// entries that lapsed (another connection of the user whose gateway died)
+// are dropped from the field when the user is dated; until then lookups
+// skip them, by their instant. A user whose connections all lapsed is
+// thus dropped between their lapse and one TTL later, by the first write
+// to the shard after that; it stops counting as online at its lapse.
 const codec = keyspace.ShardLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function decode(v)
-  local es = {}
-  if v then
-    for m, ms in string.gmatch(v, '([^\n]+)|(%d+)') do
-      if tonumber(ms) > now then es[#es + 1] = {m, tonumber(ms)} end
-    end
+-- cut returns the field v (false for none) without the line of member m,
+-- and the instant that line lapsed (nil: there was none).
+local function cut(v, m)
+  if not v then return false, nil end
+  local pat = m .. '|'
+  if string.find(v, pat, 1, true) == 1 and not string.find(v, '\n', 1, true) then
+    local ms = string.sub(v, #pat + 1)
+    if string.find(ms, '^%d+$') then return false, tonumber(ms) end
   end
-  return es
-end
-local function save(users, state)
-  local set, del, at = {}, {}, {}
-  for _, u in ipairs(users) do
-    local es, lines, last = state[u], {}, 0
-    for i, e in ipairs(es) do
-      lines[i] = e[1] .. '|' .. string.format('%d', e[2])
-      last = math.max(last, e[2])
+  -- Every line, the first and the last too, is "\n" .. line .. "\n" in w.
+  local w, init = '\n' .. v .. '\n', 1
+  pat = '\n' .. pat
+  while true do
+    local q = string.find(w, pat, init, true)
+    if not q then return v, nil end
+    local e = string.find(w, '\n', q + 1, true)
+    local ms = string.sub(w, q + #pat, e - 1)
+    if string.find(ms, '^%d+$') then
+      w = string.sub(w, 1, q) .. string.sub(w, e + 1)
+      if w == '\n' then return false, tonumber(ms) end
+      return string.sub(w, 2, -2), tonumber(ms)
     end
-    if #es == 0 then
-      del[#del + 1] = u
-    else
-      set[#set + 1] = u; set[#set + 1] = table.concat(lines, '\n')
-      at[#at + 1] = last; at[#at + 1] = u
+    init = q + 1
+  end
+end
+-- prune returns the field v, which holds a line just written, without the
+-- lines that lapsed. A field of one line is that line.
+local function prune(v)
+  if not string.find(v, '\n', 1, true) then return v end
+  local kept, dropped = {}, false
+  for line in string.gmatch(v, '[^\n]+') do
+    local ms = tonumber(string.match(line, '|(%d+)$'))
+    if ms and ms > now then kept[#kept + 1] = line else dropped = true end
+  end
+  if not dropped then return v end
+  return table.concat(kept, '\n')
+end
+-- load reads the fields of users (at most 1,000; false for none), and
+-- returns them and the distinct users in order.
+local function load(users)
+  local w, names = {}, {}
+  for _, u in ipairs(users) do
+    if w[u] == nil then w[u] = false; names[#names + 1] = u end
+  end
+  local vs = redis.call('HMGET', KEYS[1], unpack(names))
+  for j, u in ipairs(names) do w[u] = vs[j] end
+  return w, names
+end
+-- save writes the fields of the users in dirty (in the order of names),
+-- deleting the empty ones and their dates, and drops the users the index
+-- dates before now.
+local function save(w, names, dirty)
+  local set, del = {}, {}
+  for _, u in ipairs(names) do
+    if dirty[u] then
+      if w[u] then set[#set + 1] = u; set[#set + 1] = w[u] else del[#del + 1] = u end
     end
   end
   -- ' table' keeps the hash a hash table (keyspace.ShardLua).
   if #set > 0 then redis.call('HSET', KEYS[1], ' table', TABLE, unpack(set)) end
-  -- SKIPLIST keeps the index a skiplist (keyspace.ShardLua).
-  if #at > 0 then redis.call('ZADD', KEYS[2], 'inf', SKIPLIST, unpack(at)) end
   if #del > 0 then
     redis.call('HDEL', KEYS[1], unpack(del))
     redis.call('ZREM', KEYS[2], unpack(del))
@@ -137,55 +192,67 @@ local function save(users, state)
     redis.call('ZREM', KEYS[2], unpack(gone))
   end
 end
-local function load(users)
-  local state, names = {}, {}
-  for _, u in ipairs(users) do
-    if not state[u] then state[u] = {}; names[#names + 1] = u end
-  end
-  for i = 1, #names, 1000 do
-    local part = {unpack(names, i, math.min(i + 999, #names))}
-    local vs = redis.call('HMGET', KEYS[1], unpack(part))
-    for j, u in ipairs(part) do state[u] = decode(vs[j]) end
-  end
-  return state, names
-end
 `
 
-// touch sets the entries of connections of users of one shard to count
-// until ttl from now. With only-if-present, an entry no longer there (it
-// was removed or lapsed) is not added back. It returns per connection 1 if
-// touched, 0 if not. KEYS hash, index; ARGV ttl ms, only-if-present, then
-// per connection: user, member.
+// touch sets the entries of connections of users of one shard (at most
+// maxPerScript) to count until ttl from now. With only-if-present, an
+// entry no longer there (it was removed or lapsed) is not added back. It
+// returns per connection 1 if touched, 0 if not. KEYS hash, index; ARGV
+// ttl ms, only-if-present, then per connection: user, member.
 var touch = redis.NewScript(codec + `
 local ttl, only = tonumber(ARGV[1]), ARGV[2] == '1'
+local lapse = now + ttl
+local stamp, span = string.format('%d', lapse), math.floor(lapse / ttl)
+-- The date as a string: Redis formats a Lua number it is given with %.17g,
+-- which cost a tenth of a refresh.
+local date = string.format('%d', (span + 1) * ttl)
 local n = (#ARGV - 2) / 2
 local users = {}
 for i = 1, n do users[i] = ARGV[1 + 2*i] end
-local state, names = load(users)
-local out = {}
+local w, names = load(users)
+local out, dirty, dates, dated = {}, {}, {}, {}
 for i = 1, n do
-  local es, m = state[users[i]], ARGV[2 + 2*i]
-  local found
-  for _, e in ipairs(es) do if e[1] == m then found = e end end
-  if only and not found then
+  local u, m = users[i], ARGV[2 + 2*i]
+  local rest, ms = cut(w[u], m)
+  if ms and ms <= now then ms = nil end
+  if only and not ms then
     out[i] = 0
+    if rest ~= w[u] then w[u] = rest; dirty[u] = true end
   else
-    if found then found[2] = now + ttl else es[#es + 1] = {m, now + ttl} end
+    local line = m .. '|' .. stamp
+    w[u] = rest and (rest .. '\n' .. line) or line
     out[i] = 1
+    dirty[u] = true
+    if not dated[u] and (not ms or math.floor(ms / ttl) < span) then
+      dated[u] = true
+      dates[#dates + 1] = date; dates[#dates + 1] = u
+    end
   end
 end
-save(names, state)
+for i = 2, #dates, 2 do local u = dates[i]; w[u] = prune(w[u]) end
+-- SKIPLIST keeps the index a skiplist (keyspace.ShardLua).
+if #dates > 0 then redis.call('ZADD', KEYS[2], 'GT', 'inf', SKIPLIST, unpack(dates)) end
+save(w, names, dirty)
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 return out`)
 
+// maxPerScript is the most connections one touch script takes; a shard
+// with more is touched by several, in the same pipeline.
+const maxPerScript = 1000
+
 // remove drops one connection of one user. KEYS hash, index; ARGV user,
 // member.
 var remove = redis.NewScript(codec + `
-local state, names = load({ARGV[1]})
-local es = state[ARGV[1]]
-for i = #es, 1, -1 do if es[i][1] == ARGV[2] then table.remove(es, i) end end
-save(names, state)
+local w, names = load({ARGV[1]})
+local u, dirty = ARGV[1], {}
+while true do
+  local rest, ms = cut(w[u], ARGV[2])
+  if not ms then break end
+  w[u] = rest
+  dirty[u] = true
+end
+save(w, names, dirty)
 return 1`)
 
 var scripts = []*redis.Script{touch, remove}
@@ -222,7 +289,10 @@ func (r *Registry) touch(ctx context.Context, conns []Conn, onlyIfPresent bool) 
 	if onlyIfPresent {
 		flag = "1"
 	}
-	byShard := keyspace.ByUserShard(len(conns), func(i int) (int64, string) { return conns[i].App, conns[i].User })
+	var byShard [][]int
+	for _, idx := range keyspace.ByUserShard(len(conns), func(i int) (int64, string) { return conns[i].App, conns[i].User }) {
+		byShard = append(byShard, slices.Collect(slices.Chunk(idx, maxPerScript))...)
+	}
 	cmds := make([]*redis.Cmd, len(byShard))
 	_, err := rscript.Pipelined(ctx, r.rdb, scripts, func(p redis.Pipeliner) {
 		for c, idx := range byShard {
