@@ -18,7 +18,10 @@
 // paid once per chunk where the server allows. The cap's entry is the occurrence, so
 // a chunk sent again after a crash counts nobody twice; entries older than
 // the window are dropped whenever a user's field is read, and the hash
-// expires a window after its last write. A user the category no longer
+// expires between a window and a window and a sixteenth after its last
+// write (its expiry is set ahead, once per sixteenth of the window, rather
+// than by every chunk; the workers' clocks are taken to agree to within
+// that sixteenth). A user the category no longer
 // reaches keeps a field of at most the cap's count of entries (about 20
 // bytes each) while other users of the shard keep the hash alive.
 //
@@ -279,10 +282,8 @@ func (p *Policy) Rebuild(ctx context.Context, app int64) error {
 // shard, its hash and its cap hash of the category (touched only when a
 // cap applies). ARGV: reminder key, category, critical, local minute now,
 // default quiet start and end (-1: none), cap max (0: none), cap window
-// ms, now ms, the occurrence, then per shard its users, separated by
-// spaces (user IDs hold none): one argument a shard rather than one a user
-// costs Redis fewer objects to parse and Lua fewer to copy. It answers one
-// string, a code per user in ARGV's order,
+// ms, now ms, the occurrence, then per shard the count of its users and
+// the users. It answers one string, a code per user in ARGV's order,
 // separated by spaces: "s" send, "s<ch,...>" send without those channels,
 // "p" opted out, "q<end minute>" in quiet hours, "c" capped, "u" for every
 // user of a shard whose hash is not built (nothing of that shard decided
@@ -311,10 +312,12 @@ end
 local dcode = 's'
 if not crit and inquiet(dqs, dqe) then dcode = 'q' .. dqe end
 local out, o = {}, 0
+local at = 11
 for s = 1, #KEYS / 2 do
-  local users, n = {}, 0
-  for u in string.gmatch(ARGV[10 + s], '%S+') do n = n + 1; users[n] = u end
-  local vals = redis.call('HMGET', KEYS[2 * s - 1], ' built', unpack(users))
+  local n = tonumber(ARGV[at])
+  local first, last = at + 1, at + n
+  at = last + 1
+  local vals = redis.call('HMGET', KEYS[2 * s - 1], ' built', unpack(ARGV, first, last))
   if not vals[1] then
     for i = 1, n do o = o + 1; out[o] = 'u' end
   else
@@ -346,7 +349,7 @@ for s = 1, #KEYS / 2 do
       out[o] = code
       if capmax > 0 and string.byte(code) == 115 then -- 's'
         sent[#sent + 1] = i
-        send[#send + 1] = users[i]
+        send[#send + 1] = ARGV[first + i - 1]
       end
     end
     if #send > 0 then
@@ -475,14 +478,10 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 				for _, idx := range call {
 					shard := keyspace.UserShard(m.App, users[idx[0]])
 					keys = append(keys, p.hashKey(m.App, shard), p.capKey(m.App, shard, pol.Category))
-					var b strings.Builder
-					for k, i := range idx {
-						if k > 0 {
-							b.WriteByte(' ')
-						}
-						b.WriteString(users[i])
+					args = append(args, len(idx))
+					for _, i := range idx {
+						args = append(args, users[i])
 					}
-					args = append(args, b.String())
 				}
 				cmds[j] = decideScript.EvalSha(ctx, pipe, keys, args...)
 			}

@@ -229,3 +229,60 @@ func TestDecideCapExpiry(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, wantDecision(users, 4), d)
 }
+
+// Injects: users opted out of the push channel (one of them also of the
+// category), one with quiet hours of their own and the app's default quiet
+// hours (23:00 to 07:00) on others, under a cap of 2 a day, decided at
+// four occurrences: at noon, then at 23:30. Checks: at noon the push
+// opt-outs are sent without push and counted, twice, and capped at the
+// third occurrence (nothing sent, no exclusion left); the category
+// opt-out is skipped; the user quiet at noon is held to 14:00 and the
+// others sent; at 23:30 the users without quiet hours of their own are
+// held to 07:00 by the app's, as is the capped user (quiet before the cap
+// is read).
+func TestDecideChannelsQuietAndCap(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	const app = 1
+	pol := policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
+	docs := map[string]policy.Preferences{
+		"push":  {Channels: []string{"push"}},
+		"both":  {Channels: []string{"push"}, Categories: []string{"marketing"}},
+		"quiet": {QuietHours: &policy.Hours{Start: "11:00", End: "14:00"}},
+	}
+	var rows []store.UserPreference
+	for u, p := range docs {
+		p, errs := p.Check()
+		require.Empty(t, errs)
+		doc, err := json.Marshal(p)
+		require.NoError(t, err)
+		rows = append(rows, store.UserPreference{AppID: app, UserID: u, Shard: policy.Shard(app, u), Doc: string(doc)})
+	}
+	require.NoError(t, env.DB.Create(&rows).Error)
+	require.NoError(t, pol.Rebuild(ctx, app))
+	users := []string{"both", "plain", "push", "quiet"}
+	m := message.Message{App: app, Reminder: "news", Zone: "Europe/London",
+		Policy: &message.Policy{Category: "marketing", CapMax: 2, CapWindow: 24 * time.Hour, Quiet: &message.Quiet{Start: 23 * 60, End: 7 * 60}}}
+	decide := func(occ int64, at time.Time) policy.Decision {
+		t.Helper()
+		m.Occurrence = occ
+		d, err := pol.Decide(ctx, m, users, at)
+		require.NoError(t, err)
+		return d
+	}
+	held := func(at time.Time, users ...string) map[time.Time][]string {
+		return map[time.Time][]string{at: users}
+	}
+	for occ := int64(1); occ <= 2; occ++ {
+		require.Equal(t, policy.Decision{Send: []string{"plain", "push"}, Exclude: map[string][]string{"push": {"push"}},
+			Outcomes: map[string][]string{policy.SkippedPreference: {"both"}}, Holds: held(noon.Add(2*time.Hour), "quiet")},
+			decide(occ, noon), "occurrence %d", occ)
+	}
+	require.Equal(t, policy.Decision{Send: []string{},
+		Outcomes: map[string][]string{policy.SkippedPreference: {"both"}, policy.Capped: {"plain", "push"}}, Holds: held(noon.Add(2*time.Hour), "quiet")},
+		decide(3, noon))
+	night := noon.Add(11*time.Hour + 30*time.Minute)
+	require.Equal(t, policy.Decision{Send: []string{"quiet"},
+		Outcomes: map[string][]string{policy.SkippedPreference: {"both"}}, Holds: held(night.Add(7*time.Hour+30*time.Minute), "plain", "push")},
+		decide(4, night))
+}
