@@ -18,7 +18,10 @@
 // paid once per chunk where the server allows. The cap's entry is the occurrence, so
 // a chunk sent again after a crash counts nobody twice; entries older than
 // the window are dropped whenever a user's field is read, and the hash
-// expires a window after its last write. A user the category no longer
+// expires between a window and a window and a sixteenth after its last
+// write (its expiry is set ahead, once per sixteenth of the window, rather
+// than by every chunk; the workers' clocks are taken to agree to within
+// that sixteenth). A user the category no longer
 // reaches keeps a field of at most the cap's count of entries (about 20
 // bytes each) while other users of the shard keep the hash alive.
 //
@@ -280,21 +283,35 @@ func (p *Policy) Rebuild(ctx context.Context, app int64) error {
 // cap applies). ARGV: reminder key, category, critical, local minute now,
 // default quiet start and end (-1: none), cap max (0: none), cap window
 // ms, now ms, the occurrence, then per shard the count of its users and
-// the users. It answers one code per user, in ARGV's order: "s" send,
-// "s<ch,...>" send without those channels, "p" opted out, "q<end minute>"
-// in quiet hours, "c" capped, "u" for every user of a shard whose hash is
-// not built (nothing of that shard decided or counted).
+// the users. It answers one string, a code per user in ARGV's order,
+// separated by spaces: "s" send, "s<ch,...>" send without those channels,
+// "p" opted out, "q<end minute>" in quiet hours, "c" capped, "u" for every
+// user of a shard whose hash is not built (nothing of that shard decided
+// or counted). One string rather than a reply per user: Redis encodes, and
+// the client parses, one bulk reply instead of a chunk's worth.
 //
 // A user's cap field lists the occurrences that counted, "occ@ms,...",
 // those older than the window dropped whenever it is read; all the fields
-// a shard's chunk changes are one HSET, and the hash expires a window after
-// its last write.
+// a shard's chunk changes are one HSET. The hash lives at least a window
+// after its last write: its field ' expires' holds the instant (ms, then
+// TABLE, which keeps the hash a hash table) it is set to expire, and a
+// write that would outlive it sets it again, a window and a sixteenth
+// ahead (STEPS), so that a shard's hash gets one PEXPIRE per sixteenth of
+// a window rather than one per chunk.
 var decideScript = redis.NewScript(keyspace.ShardLua + `
 local rem, cat, crit = ARGV[1], ARGV[2], ARGV[3] == '1'
 local now, dqs, dqe = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local capmax, window, nowms, member = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 local stamp = member .. '@' .. ARGV[9]
-local out = {}
+local function inquiet(qs, qe)
+  if qs < 0 or qs == qe then return false end
+  if qs < qe then return now >= qs and now < qe end
+  return now >= qs or now < qe
+end
+-- Users without quiet hours of their own have the app's: one answer.
+local dcode = 's'
+if not crit and inquiet(dqs, dqe) then dcode = 'q' .. dqe end
+local out, o = {}, 0
 local at = 11
 for s = 1, #KEYS / 2 do
   local n = tonumber(ARGV[at])
@@ -302,72 +319,82 @@ for s = 1, #KEYS / 2 do
   at = last + 1
   local vals = redis.call('HMGET', KEYS[2 * s - 1], ' built', unpack(ARGV, first, last))
   if not vals[1] then
-    for i = 1, n do out[#out + 1] = 'u' end
+    for i = 1, n do o = o + 1; out[o] = 'u' end
   else
-    local caps, writes = {}, {}
-    if capmax > 0 then caps = redis.call('HMGET', KEYS[2 * s], unpack(ARGV, first, last)) end
+    -- The opt-outs and quiet hours first: only the users still to be sent
+    -- have their cap field read.
+    local base, send, sent = o, {}, {}
     for i = 1, n do
-      local user = ARGV[first + i - 1]
       local v = vals[i + 1]
-      local p = nil
-      if v then p = cjson.decode(v) end
-      local code = 's'
-      local ex = ''
-      if p then
+      local code = dcode
+      if v then
+        -- Most users set no preference: only those are parsed.
+        local p = cjson.decode(v)
+        code = 's'
         if p.n then code = 'p' end
         if code == 's' and p.r then for _, k in ipairs(p.r) do if k == rem then code = 'p' end end end
         if code == 's' and not crit and cat ~= '' and p.c then
           for _, c in ipairs(p.c) do if c == cat then code = 'p' end end
         end
-        if p.ch then ex = table.concat(p.ch, ',') end
-      end
-      if code == 's' and not crit then
-        local qs, qe = dqs, dqe
-        if p and p.q then qs, qe = p.q[1], p.q[2] end
-        if qs >= 0 and qs ~= qe then
-          local inq
-          if qs < qe then inq = now >= qs and now < qe else inq = now >= qs or now < qe end
-          if inq then code = 'q' .. qe end
-        end
-      end
-      if code == 's' and capmax > 0 and not caps[i] then
-        -- Not counted in the window yet: the common case, and no parse.
-        writes[#writes + 1] = user
-        writes[#writes + 1] = stamp
-      elseif code == 's' and capmax > 0 then
-        local was = caps[i]
-        local kept, seen = {}, false
-        for e in string.gmatch(was, '[^,]+') do
-          local occ, ms = string.match(e, '^(.-)@(%d+)$')
-          if occ == member then
-            seen = true
-            kept[#kept + 1] = e
-          elseif ms and tonumber(ms) > nowms - window then
-            kept[#kept + 1] = e
+        if code == 's' and not crit then
+          if p.q then
+            if inquiet(p.q[1], p.q[2]) then code = 'q' .. p.q[2] end
+          else
+            code = dcode
           end
         end
-        if not seen then
-          if #kept >= capmax then code = 'c' else kept[#kept + 1] = stamp end
-        end
-        local joined = table.concat(kept, ',')
-        if joined ~= was then
-          writes[#writes + 1] = user
-          writes[#writes + 1] = joined
+        if code == 's' and p.ch then code = 's' .. table.concat(p.ch, ',') end
+      end
+      o = o + 1
+      out[o] = code
+      if capmax > 0 and string.byte(code) == 115 then -- 's'
+        sent[#sent + 1] = i
+        send[#send + 1] = ARGV[first + i - 1]
+      end
+    end
+    if #send > 0 then
+      local caps = redis.call('HMGET', KEYS[2 * s], ' expires', unpack(send))
+      local writes, w = {}, 0
+      for j, i in ipairs(sent) do
+        local was = caps[j + 1]
+        if not was then
+          -- Not counted in the window yet: the common case, and no parse.
+          writes[w + 1], writes[w + 2], w = send[j], stamp, w + 2
+        else
+          local kept, seen = {}, false
+          for e in string.gmatch(was, '[^,]+') do
+            local occ, ms = string.match(e, '^(.-)@(%d+)$')
+            if occ == member then
+              seen = true
+              kept[#kept + 1] = e
+            elseif ms and tonumber(ms) > nowms - window then
+              kept[#kept + 1] = e
+            end
+          end
+          if not seen then
+            if #kept >= capmax then out[base + i] = 'c' else kept[#kept + 1] = stamp end
+          end
+          local joined = table.concat(kept, ',')
+          if joined ~= was then
+            writes[w + 1], writes[w + 2], w = send[j], joined, w + 2
+          end
         end
       end
-      if code == 's' then code = code .. ex end
-      out[#out + 1] = code
-    end
-    if #writes > 0 then
-      -- ' table' keeps the hash a hash table (keyspace.ShardLua).
-      writes[#writes + 1] = ' table'
-      writes[#writes + 1] = TABLE
-      redis.call('HSET', KEYS[2 * s], unpack(writes))
-      redis.call('PEXPIRE', KEYS[2 * s], window)
+      if w > 0 then
+        local expires = tonumber(caps[1] and string.match(caps[1], '^%d+'))
+        if not expires or expires < nowms + window then
+          local ahead = window + math.floor(window / STEPS)
+          writes[w + 1], writes[w + 2] = ' expires', (nowms + ahead) .. TABLE
+          redis.call('HSET', KEYS[2 * s], unpack(writes))
+          redis.call('PEXPIRE', KEYS[2 * s], ahead)
+        else
+          redis.call('HSET', KEYS[2 * s], unpack(writes))
+        end
+      end
     end
   end
 end
-return out
+return table.concat(out, ' ')
 `)
 
 // Scripts are the scripts Decide pipelines, for rscript.Pipelined.
@@ -464,9 +491,13 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 		}
 		var again [][]int
 		for j, call := range calls {
-			res, err := cmds[j].StringSlice()
+			reply, err := cmds[j].Text()
 			if err != nil {
 				return Decision{}, fmt.Errorf("decide chunk: %w", err)
+			}
+			var res []string
+			if reply != "" {
+				res = strings.Split(reply, " ")
 			}
 			if n := countUsers(call); len(res) != n {
 				return Decision{}, fmt.Errorf("decide chunk: %d answers for %d users", len(res), n)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,4 +155,134 @@ func TestDecideRebuildsLostShards(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, wantDecision(users, n), d, "occurrence %d", n)
 	}
+}
+
+// Injects: a capped chunk (a cap of 3 an hour) decided at noon, a minute
+// later (a new occurrence) and an eighth of an hour later, on a Redis
+// whose cap hashes are read between the decisions. Checks: every cap hash
+// the chunk wrote expires between one window and a window and a sixteenth
+// after noon, and holds that instant in ' expires'; the decision a minute
+// later, whose writes that expiry still outlives by a window, leaves it
+// and the hash's TTL alone (no PEXPIRE); the one an eighth later, whose
+// writes it would not outlive, sets both a window and a sixteenth ahead of
+// its own time; the users are sent each time, counted once per occurrence.
+func TestDecideCapExpiry(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	users := numbered(300)
+	pol := policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
+	preferUsers(t, env.DB, pol, 1, users)
+	const window = time.Hour
+	m := capped(1, 301)
+	m.Policy.CapWindow = window
+	type state struct {
+		expires int64
+		ttl     time.Duration
+	}
+	read := func() map[string]state {
+		t.Helper()
+		keys, err := env.Redis.Keys(ctx, env.Prefix+"*cap:marketing").Result()
+		require.NoError(t, err)
+		require.Greater(t, len(keys), 50, "the shards with users sent")
+		got := map[string]state{}
+		for _, k := range keys {
+			v, err := env.Redis.HGet(ctx, k, " expires").Result()
+			require.NoError(t, err)
+			ms, err := strconv.ParseInt(strings.TrimRight(v, "-"), 10, 64)
+			require.NoError(t, err, v)
+			ttl, err := env.Redis.PTTL(ctx, k).Result()
+			require.NoError(t, err)
+			got[k] = state{ms, ttl}
+		}
+		return got
+	}
+	decide := func(occ int64, at time.Time) {
+		t.Helper()
+		m.Occurrence = occ
+		d, err := pol.Decide(ctx, m, users, at)
+		require.NoError(t, err)
+		require.Equal(t, wantDecision(users, 1).Send, d.Send, "occurrence %d", occ)
+	}
+	ahead := window + window/16
+	decide(301, noon)
+	first := read()
+	for k, s := range first {
+		require.Equal(t, noon.Add(ahead).UnixMilli(), s.expires, k)
+		require.Greater(t, s.ttl, window, k)
+		require.LessOrEqual(t, s.ttl, ahead, k)
+	}
+	decide(302, noon.Add(time.Minute))
+	require.Len(t, read(), len(first))
+	for k, s := range read() {
+		require.Equal(t, first[k].expires, s.expires, k)
+		require.LessOrEqual(t, s.ttl, first[k].ttl, "%s: no PEXPIRE", k)
+	}
+	later := noon.Add(window / 8)
+	decide(303, later)
+	for k, s := range read() {
+		require.Equal(t, later.Add(ahead).UnixMilli(), s.expires, k)
+		require.Greater(t, s.ttl, window, k)
+	}
+	// Three occurrences counted: the fourth caps them.
+	m.Occurrence = 304
+	d, err := pol.Decide(ctx, m, users, later)
+	require.NoError(t, err)
+	require.Equal(t, wantDecision(users, 4), d)
+}
+
+// Injects: users opted out of the push channel (one of them also of the
+// category), one with quiet hours of their own and the app's default quiet
+// hours (23:00 to 07:00) on others, under a cap of 2 a day, decided at
+// four occurrences: at noon, then at 23:30. Checks: at noon the push
+// opt-outs are sent without push and counted, twice, and capped at the
+// third occurrence (nothing sent, no exclusion left); the category
+// opt-out is skipped; the user quiet at noon is held to 14:00 and the
+// others sent; at 23:30 the users without quiet hours of their own are
+// held to 07:00 by the app's, as is the capped user (quiet before the cap
+// is read).
+func TestDecideChannelsQuietAndCap(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	const app = 1
+	pol := policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
+	docs := map[string]policy.Preferences{
+		"push":  {Channels: []string{"push"}},
+		"both":  {Channels: []string{"push"}, Categories: []string{"marketing"}},
+		"quiet": {QuietHours: &policy.Hours{Start: "11:00", End: "14:00"}},
+	}
+	var rows []store.UserPreference
+	for u, p := range docs {
+		p, errs := p.Check()
+		require.Empty(t, errs)
+		doc, err := json.Marshal(p)
+		require.NoError(t, err)
+		rows = append(rows, store.UserPreference{AppID: app, UserID: u, Shard: policy.Shard(app, u), Doc: string(doc)})
+	}
+	require.NoError(t, env.DB.Create(&rows).Error)
+	require.NoError(t, pol.Rebuild(ctx, app))
+	users := []string{"both", "plain", "push", "quiet"}
+	m := message.Message{App: app, Reminder: "news", Zone: "Europe/London",
+		Policy: &message.Policy{Category: "marketing", CapMax: 2, CapWindow: 24 * time.Hour, Quiet: &message.Quiet{Start: 23 * 60, End: 7 * 60}}}
+	decide := func(occ int64, at time.Time) policy.Decision {
+		t.Helper()
+		m.Occurrence = occ
+		d, err := pol.Decide(ctx, m, users, at)
+		require.NoError(t, err)
+		return d
+	}
+	held := func(at time.Time, users ...string) map[time.Time][]string {
+		return map[time.Time][]string{at: users}
+	}
+	for occ := int64(1); occ <= 2; occ++ {
+		require.Equal(t, policy.Decision{Send: []string{"plain", "push"}, Exclude: map[string][]string{"push": {"push"}},
+			Outcomes: map[string][]string{policy.SkippedPreference: {"both"}}, Holds: held(noon.Add(2*time.Hour), "quiet")},
+			decide(occ, noon), "occurrence %d", occ)
+	}
+	require.Equal(t, policy.Decision{Send: []string{},
+		Outcomes: map[string][]string{policy.SkippedPreference: {"both"}, policy.Capped: {"plain", "push"}}, Holds: held(noon.Add(2*time.Hour), "quiet")},
+		decide(3, noon))
+	night := noon.Add(11*time.Hour + 30*time.Minute)
+	require.Equal(t, policy.Decision{Send: []string{"quiet"},
+		Outcomes: map[string][]string{policy.SkippedPreference: {"both"}}, Holds: held(night.Add(7*time.Hour+30*time.Minute), "plain", "push")},
+		decide(4, night))
 }
