@@ -683,42 +683,23 @@ func (x *Index) Groups(ctx context.Context, l Loc) (Layout, error) {
 
 // GroupsOf returns the layouts of locs as Groups does, in one pipeline:
 // a fire of thousands of locations checks them all in one round trip.
-// errs[i] is l's error (ErrNotBuilt, or the read's); err is set only when
-// the pipeline itself could not run.
-func (x *Index) GroupsOf(ctx context.Context, locs []Loc) (layouts []Layout, errs []error, err error) {
+// errs[i] is locs[i]'s error: ErrNotBuilt, or the read's (a failed round
+// trip fails every location).
+func (x *Index) GroupsOf(ctx context.Context, locs []Loc) (layouts []Layout, errs []error) {
+	layouts, errs = make([]Layout, len(locs)), make([]error, len(locs))
 	if len(locs) == 0 {
-		return nil, nil, nil
+		return layouts, errs
 	}
 	cmds := make([]*redis.Cmd, len(locs))
-	_, err = rscript.Pipelined(ctx, x.rdb, []*redis.Script{layoutScript}, func(p redis.Pipeliner) {
+	_, _ = rscript.Pipelined(ctx, x.rdb, []*redis.Script{layoutScript}, func(p redis.Pipeliner) {
 		for i, l := range locs {
 			cmds[i] = layoutScript.EvalSha(ctx, p, x.layoutKeys(l), x.memberPrefix(l), x.packedPrefix(l))
 		}
 	})
-	layouts, errs = make([]Layout, len(locs)), make([]error, len(locs))
 	for i, c := range cmds {
-		if c == nil {
-			errs[i] = err
-			continue
-		}
 		layouts[i], errs[i] = layoutOf(c)
 	}
-	// A command's own failure (a location's error reply) is in errs;
-	// only a failure of the whole round trip is the call's.
-	if err != nil && !anyReplied(cmds) {
-		return nil, nil, fmt.Errorf("read groups: %w", err)
-	}
-	return layouts, errs, nil
-}
-
-// anyReplied reports whether Redis answered any of cmds.
-func anyReplied(cmds []*redis.Cmd) bool {
-	for _, c := range cmds {
-		if c != nil && (c.Err() == nil || errors.Is(c.Err(), redis.Nil)) {
-			return true
-		}
-	}
-	return false
+	return layouts, errs
 }
 
 func (x *Index) layoutKeys(l Loc) []string {

@@ -279,28 +279,33 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence) ([]wo
 			unprepared, at = append(unprepared, o), append(at, i)
 		}
 	}
+	fresh := make([]bool, len(occs)) // prepared just now: nothing to check
 	if len(unprepared) > 0 {
 		ps, _ := s.prepareAll(ctx, unprepared)
 		for j, i := range at {
-			ready[i] = ps[j]
+			ready[i], fresh[i] = ps[j], true
 		}
 	}
 	now := s.clock.Now()
 	var errs []error
-	var alone, batch []int // indexes into occs
+	var alone, check, batch []int // indexes into occs
 	for i, o := range occs {
-		if p := ready[i]; p == nil || p.busy || p.paused || now.After(missAt(o)) {
+		switch p := ready[i]; {
+		case p == nil || p.busy || p.paused || now.After(missAt(o)):
 			alone = append(alone, i)
-		} else {
+		case fresh[i]:
 			batch = append(batch, i)
+		default:
+			check = append(check, i)
 		}
 	}
 	var wins []won
 	bctx, bcancel := withTimeout(ctx)
-	batch, err := s.unchanged(bctx, occs, ready, batch, &alone)
+	checked, err := s.unchanged(bctx, occs, ready, check, &alone)
 	if err != nil {
 		errs = append(errs, err)
 	}
+	batch = append(batch, checked...)
 	if len(batch) > 0 {
 		claims := make([]store.Claim, len(batch))
 		for j, i := range batch {
@@ -364,11 +369,7 @@ func (s *Scheduler) unchanged(ctx context.Context, occs []store.Occurrence, read
 		}
 		reminders = append(reminders, o.ReminderID)
 	}
-	layouts, lerrs, err := s.index.GroupsOf(ctx, locs)
-	if err != nil {
-		*alone = append(*alone, batch...)
-		return nil, err
-	}
+	layouts, lerrs := s.index.GroupsOf(ctx, locs)
 	slices.Sort(reminders)
 	edits, err := store.ReminderEdits(ctx, s.db, slices.Compact(reminders))
 	if err != nil {
@@ -386,13 +387,20 @@ func (s *Scheduler) unchanged(ctx context.Context, occs []store.Occurrence, read
 			k++
 		}
 		edited, ok := edits[o.ReminderID]
-		if lerr != nil || !ok || !edited.Equal(p.edited) || layout.N != p.layout.N || !slices.Equal(layout.Groups, p.layout.Groups) {
+		if lerr != nil || !ok || !p.holds(layout, edited) {
 			*alone = append(*alone, i)
 			continue
 		}
 		kept = append(kept, i)
 	}
 	return kept, nil
+}
+
+// holds reports whether p can still be fired: the location's layout is
+// the one its tasks were built for and the reminder was last edited when
+// they were built.
+func (p *prepared) holds(layout grouping.Layout, edited time.Time) bool {
+	return layout.N == p.layout.N && slices.Equal(layout.Groups, p.layout.Groups) && edited.Equal(p.edited)
 }
 
 // claimOf is the firing o records when it wins with p.
@@ -446,7 +454,7 @@ func (s *Scheduler) claim(ctx context.Context, o store.Occurrence, p *prepared) 
 	}
 	// A preparation that could not regroup (another fire of the location
 	// was in flight) is done again: that fire may be over by now.
-	if p.busy || layout.N != p.layout.N || !slices.Equal(layout.Groups, p.layout.Groups) || len(edited) != 1 || !edited[0].Equal(p.edited) {
+	if p.busy || len(edited) != 1 || !p.holds(layout, edited[0]) {
 		if p, err = s.Prepare(ctx, o); err != nil {
 			return nil, err
 		}

@@ -23,12 +23,19 @@ import (
 func setupCfg(t testing.TB, now time.Time, cfg scheduler.Config) *bundle {
 	env := testenv.New(t)
 	fake := clock.NewFake(now)
+	s, index := newScheduler(env, fake, cfg)
+	return &bundle{env: env, clock: fake, s: s, index: index, insp: asynq.NewInspectorFromRedisClient(env.Redis)}
+}
+
+// newScheduler returns a scheduler on env's servers with clock clk, and
+// its index.
+func newScheduler(env *testenv.Env, clk clock.Clock, cfg scheduler.Config) (*scheduler.Scheduler, *grouping.Index) {
 	index := grouping.NewIndex(env.Redis, env.DB, env.Prefix)
 	cfg.TrackLinger = -1
 	s := scheduler.New(cfg, env.DB, env.Redis, index,
 		queue.NewEnqueuer(asynq.NewClientFromRedisClient(env.Redis), env.Queue),
-		ack.NewReader(ack.NewTracker(env.Redis, env.Prefix)), fake, env.Log)
-	return &bundle{env: env, clock: fake, s: s, index: index, insp: asynq.NewInspectorFromRedisClient(env.Redis)}
+		ack.NewReader(ack.NewTracker(env.Redis, env.Prefix)), clk, env.Log)
+	return s, index
 }
 
 // kindReminder creates a reminder of the given kind with one location per

@@ -83,8 +83,8 @@ func (s *Scheduler) prepareAll(ctx context.Context, occs []store.Occurrence) ([]
 		}
 	}
 	fitted, fitErrs := s.index.FitAll(ctx, reqs)
-	policies := map[int64]string{}        // app -> delivery settings document
-	events := map[int64]json.RawMessage{} // event -> its data
+	policies := map[int64]*message.Policy{} // reminder -> its tasks' policy
+	events := map[int64]json.RawMessage{}   // event -> its data
 	now := s.clock.Now()
 	var runs []store.GroupRun
 	k := 0
@@ -122,18 +122,14 @@ func (s *Scheduler) prepareAll(ctx context.Context, occs []store.Occurrence) ([]
 			}
 			events[o.EventID] = data
 		}
-		doc, ok := policies[r.AppID]
+		pol, ok := policies[r.ID]
 		if !ok {
-			if doc, err = store.AppDeliverySettings(ctx, s.db, r.AppID); err != nil {
+			var err error
+			if pol, err = s.policyOf(ctx, r); err != nil {
 				errs[i] = err
 				continue
 			}
-			policies[r.AppID] = doc
-		}
-		pol, err := policy.Snapshot(r.Category, r.Critical, r.Quiet, doc)
-		if err != nil {
-			errs[i] = err
-			continue
+			policies[r.ID] = pol
 		}
 		// A test send goes out whether or not the reminder is paused: it
 		// shows the message, and reaches no one but its user.

@@ -8,10 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/chime-dev/chime/ack"
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/grouping"
 	"github.com/chime-dev/chime/internal/testenv"
@@ -161,9 +159,6 @@ type peer struct {
 
 func setupWith(b *bundle) peer {
 	fake := clock.NewFake(b.clock.Now())
-	index := grouping.NewIndex(b.env.Redis, b.env.DB, b.env.Prefix)
-	s := scheduler.New(scheduler.Config{AckTimeout: time.Minute, QueueTimeout: time.Minute, TrackLinger: -1}, b.env.DB, b.env.Redis, index,
-		queue.NewEnqueuer(asynq.NewClientFromRedisClient(b.env.Redis), b.env.Queue),
-		ack.NewReader(ack.NewTracker(b.env.Redis, b.env.Prefix)), fake, b.env.Log)
+	s, _ := newScheduler(b.env, fake, scheduler.Config{AckTimeout: time.Minute, QueueTimeout: time.Minute})
 	return peer{s: s, clock: fake}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -141,15 +140,9 @@ func LocationsWithoutCoordinates(ctx context.Context, db *gorm.DB, app int64, na
 // LocationsByID returns the locations ids by ID; one that no longer exists
 // is missing from the map.
 func LocationsByID(ctx context.Context, db *gorm.DB, ids []int64) (map[int64]Location, error) {
-	out := make(map[int64]Location, len(ids))
-	for chunk := range slices.Chunk(ids, 1000) {
-		var rows []Location
-		if err := db.WithContext(ctx).Where("id IN ?", chunk).Find(&rows).Error; err != nil {
-			return nil, fmt.Errorf("load locations: %w", err)
-		}
-		for _, l := range rows {
-			out[l.ID] = l
-		}
+	rows, err := byIDs[Location](ctx, db, ids, func(l Location) int64 { return l.ID })
+	if err != nil {
+		return nil, fmt.Errorf("load locations: %w", err)
 	}
-	return out, nil
+	return rows, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -276,15 +275,9 @@ func DeleteReminder(ctx context.Context, db *gorm.DB, rem Reminder) ([]int64, er
 // RemindersByID returns the reminders ids by ID; one that no longer exists
 // is missing from the map.
 func RemindersByID(ctx context.Context, db *gorm.DB, ids []int64) (map[int64]Reminder, error) {
-	out := make(map[int64]Reminder, len(ids))
-	for chunk := range slices.Chunk(ids, 1000) {
-		var rows []Reminder
-		if err := db.WithContext(ctx).Where("id IN ?", chunk).Find(&rows).Error; err != nil {
-			return nil, fmt.Errorf("load reminders: %w", err)
-		}
-		for _, r := range rows {
-			out[r.ID] = r
-		}
+	rows, err := byIDs[Reminder](ctx, db, ids, func(r Reminder) int64 { return r.ID })
+	if err != nil {
+		return nil, fmt.Errorf("load reminders: %w", err)
 	}
-	return out, nil
+	return rows, nil
 }

@@ -18,14 +18,9 @@ import (
 // deadlock on: 5,000 locations fired together spent most of MariaDB's time
 // there (docs/benchmarks.md).
 
-// pendingRuns returns the IDs of occurrence's pending runs whose group is
-// in groups (keep) and of those whose group is not (stale).
-func pendingRuns(tx *gorm.DB, occurrence int64, groups []int) (keep, stale []int64, err error) {
-	return pendingRunsOf(tx, map[int64][]int{occurrence: groups})
-}
-
-// pendingRunsOf is pendingRuns for several occurrences, each with its
-// listed groups.
+// pendingRunsOf returns the IDs of the pending runs of listed's
+// occurrences whose group is listed with it (keep) and of those whose group
+// is not (stale).
 func pendingRunsOf(tx *gorm.DB, listed map[int64][]int) (keep, stale []int64, err error) {
 	occs := make([]int64, 0, len(listed))
 	sorted := make(map[int64][]int, len(listed))
@@ -64,15 +59,11 @@ func deleteRuns(tx *gorm.DB, ids []int64) error {
 	return nil
 }
 
-// QueueRuns marks occurrence's pending runs of groups queued at now, and
-// deletes those of groups no longer listed (the index was rebuilt smaller
-// since its preparation), which are not part of its firing.
-func QueueRuns(ctx context.Context, db *gorm.DB, occurrence int64, groups []int, now time.Time) error {
-	return QueueRunsOf(ctx, db, map[int64][]int{occurrence: groups}, now)
-}
-
-// QueueRunsOf is QueueRuns for the occurrences of one fire, each with the
-// groups it fired: a few statements for thousands of small locations.
+// QueueRunsOf marks the pending runs of fired's occurrences queued at now,
+// each occurrence's of the groups it fired, and deletes those of groups no
+// longer listed (the index was rebuilt smaller since its preparation),
+// which are not part of its firing: a few statements for thousands of
+// small locations.
 // Occurrences are written together in transactions of about
 // runsPerStatement groups, each all or nothing.
 func QueueRunsOf(ctx context.Context, db *gorm.DB, fired map[int64][]int, now time.Time) error {
@@ -108,11 +99,11 @@ func QueueRunsOf(ctx context.Context, db *gorm.DB, fired map[int64][]int, now ti
 }
 
 // DropStaleRuns deletes occurrence's pending runs of groups no longer
-// listed, as QueueRuns does, leaving the others pending (a spread send's,
+// listed, as QueueRunsOf does, leaving the others pending (a spread send's,
 // queued at their slots).
 func DropStaleRuns(ctx context.Context, db *gorm.DB, occurrence int64, groups []int) error {
 	err := Transaction(ctx, db, func(tx *gorm.DB) error {
-		_, stale, err := pendingRuns(tx, occurrence, groups)
+		_, stale, err := pendingRunsOf(tx, map[int64][]int{occurrence: groups})
 		if err != nil {
 			return err
 		}

@@ -14,7 +14,7 @@ import (
 // 3 already started by a worker) and fired with groups 0 and 2 only (the
 // index was rebuilt smaller since), beside a neighbouring occurrence with
 // pending runs of its own; then a spread occurrence's stale runs dropped.
-// Checks: QueueRuns queues 0 and 2, deletes 1, leaves the started run and
+// Checks: QueueRunsOf queues 0 and 2, deletes 1, leaves the started run and
 // the neighbour's runs alone; DropStaleRuns deletes only the unlisted
 // pending runs and leaves the listed ones pending; an empty group list
 // drops every pending run.
@@ -45,7 +45,7 @@ func TestFiringWritesItsOwnRuns(t *testing.T) {
 	}
 	a, b := occ(1), occ(2)
 	now := fireAt.Add(time.Second)
-	require.NoError(t, store.QueueRuns(ctx, db, a.ID, []int{2, 0}, now))
+	require.NoError(t, store.QueueRunsOf(ctx, db, map[int64][]int{a.ID: {2, 0}}, now))
 	require.Equal(t, map[int]string{0: store.RunQueued, 2: store.RunQueued, 3: store.RunStarted}, states(a))
 	require.Equal(t, map[int]string{0: store.RunPending, 1: store.RunPending, 2: store.RunPending, 3: store.RunStarted}, states(b))
 	var queued store.GroupRun

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -260,4 +261,20 @@ func CreateDatabase(base, name string, log *slog.Logger) (string, func(), error)
 		admin.Exec("DROP DATABASE IF EXISTS `" + name + "`")
 		closeAdmin()
 	}, nil
+}
+
+// byIDs reads the rows of T whose IDs are ids, a thousand a query, keyed
+// by id(row); an ID with no row is missing from the map.
+func byIDs[T any](ctx context.Context, db *gorm.DB, ids []int64, id func(T) int64) (map[int64]T, error) {
+	out := make(map[int64]T, len(ids))
+	for chunk := range slices.Chunk(ids, 1000) {
+		var rows []T
+		if err := db.WithContext(ctx).Where("id IN ?", chunk).Find(&rows).Error; err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[id(r)] = r
+		}
+	}
+	return out, nil
 }
