@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/chime-dev/chime/internal/rscript"
 )
 
 // Ack types on the stream.
@@ -170,10 +172,37 @@ return {'started', r[1] or '', r[2] or '0', r[3] or '0', r[4] or '0'}
 // Start takes the lease of l.Group for l.Token and records the start ack. It returns ErrHeld if another holder has
 // the lease.
 func (t *Tracker) Start(ctx context.Context, l Lease, lease time.Duration, now time.Time) (Claim, error) {
+	keys, args := t.startArgs(l, lease, now)
+	return parseClaim(startScript.Run(ctx, t.rdb, keys, args...))
+}
+
+// A StartCmd is a start ack queued on a pipeline by QueueStart.
+type StartCmd struct {
+	t *Tracker
+	c *rscript.Cmd
+}
+
+// QueueStart queues Start's script on pipe, so that a worker's start ack
+// shares a round trip with its other reads (or the previous group's
+// finish). Claim returns its result once pipe ran.
+func (t *Tracker) QueueStart(ctx context.Context, pipe redis.Pipeliner, l Lease, lease time.Duration, now time.Time) *StartCmd {
+	keys, args := t.startArgs(l, lease, now)
+	return &StartCmd{t: t, c: rscript.Queue(ctx, pipe, startScript, keys, args...)}
+}
+
+// Claim is Start's result: what the start found, or ErrHeld.
+func (c *StartCmd) Claim(ctx context.Context) (Claim, error) {
+	return parseClaim(c.c.Result(ctx, c.t.rdb))
+}
+
+func (t *Tracker) startArgs(l Lease, lease time.Duration, now time.Time) ([]string, []any) {
 	g := l.Group
-	keys := t.keys(g)
-	res, err := startScript.Run(ctx, t.rdb, keys, l.Token, l.Worker, l.Attempt, lease.Milliseconds(), now.UnixMilli(),
-		g.Occurrence, g.Group, t.StreamMax, int64(t.RunTTL/time.Second)).StringSlice()
+	return t.keys(g), []any{l.Token, l.Worker, l.Attempt, lease.Milliseconds(), now.UnixMilli(),
+		g.Occurrence, g.Group, t.StreamMax, int64(t.RunTTL / time.Second)}
+}
+
+func parseClaim(cmd *redis.Cmd) (Claim, error) {
+	res, err := cmd.StringSlice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("start ack: %w", err)
 	}
@@ -211,9 +240,35 @@ type Skips struct {
 // not sent because the validity window would have passed first, and those
 // the delivery policy did not send) and renews the lease.
 func (t *Tracker) Checkpoint(ctx context.Context, l Lease, lastUser string, sent, failed, expired int, skips Skips, lease time.Duration) error {
-	keys := t.keys(l.Group)[:2]
-	ok, err := checkpointScript.Run(ctx, t.rdb, keys, l.Token, lastUser, sent, failed, lease.Milliseconds(), expired,
-		skips.Preference, skips.Quiet, skips.Capped).Int()
+	keys, args := t.checkpointArgs(l, lastUser, sent, failed, expired, skips, lease)
+	return checkpointErr(checkpointScript.Run(ctx, t.rdb, keys, args...))
+}
+
+// A CheckpointCmd is a checkpoint queued on a pipeline by QueueCheckpoint.
+type CheckpointCmd struct {
+	t *Tracker
+	c *rscript.Cmd
+}
+
+// QueueCheckpoint queues Checkpoint's script on pipe; Err returns its
+// result once pipe ran.
+func (t *Tracker) QueueCheckpoint(ctx context.Context, pipe redis.Pipeliner, l Lease, lastUser string, sent, failed, expired int, skips Skips, lease time.Duration) *CheckpointCmd {
+	keys, args := t.checkpointArgs(l, lastUser, sent, failed, expired, skips, lease)
+	return &CheckpointCmd{t: t, c: rscript.Queue(ctx, pipe, checkpointScript, keys, args...)}
+}
+
+// Err is Checkpoint's result: nil, ErrLeaseLost or the call's error.
+func (c *CheckpointCmd) Err(ctx context.Context) error {
+	return checkpointErr(c.c.Result(ctx, c.t.rdb))
+}
+
+func (t *Tracker) checkpointArgs(l Lease, lastUser string, sent, failed, expired int, skips Skips, lease time.Duration) ([]string, []any) {
+	return t.keys(l.Group)[:2], []any{l.Token, lastUser, sent, failed, lease.Milliseconds(), expired,
+		skips.Preference, skips.Quiet, skips.Capped}
+}
+
+func checkpointErr(cmd *redis.Cmd) error {
+	ok, err := cmd.Int()
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
@@ -275,11 +330,39 @@ type Final struct {
 // Finish marks l.Group finished (or expired), adds f to its counts, sends the
 // finish ack with the group's totals and frees the lease.
 func (t *Tracker) Finish(ctx context.Context, l Lease, state string, f Final, now time.Time) (Claim, error) {
+	keys, args := t.finishArgs(l, state, f, now)
+	return parseFinish(state, finishScript.Run(ctx, t.rdb, keys, args...))
+}
+
+// A FinishCmd is a finish queued on a pipeline by QueueFinish.
+type FinishCmd struct {
+	t     *Tracker
+	state string
+	c     *rscript.Cmd
+}
+
+// QueueFinish queues Finish's script on pipe, so that a group's finish
+// shares a round trip with the start of the task's next group; Claim
+// returns its result once pipe ran.
+func (t *Tracker) QueueFinish(ctx context.Context, pipe redis.Pipeliner, l Lease, state string, f Final, now time.Time) *FinishCmd {
+	keys, args := t.finishArgs(l, state, f, now)
+	return &FinishCmd{t: t, state: state, c: rscript.Queue(ctx, pipe, finishScript, keys, args...)}
+}
+
+// Claim is Finish's result: the group's totals, or ErrLeaseLost.
+func (c *FinishCmd) Claim(ctx context.Context) (Claim, error) {
+	return parseFinish(c.state, c.c.Result(ctx, c.t.rdb))
+}
+
+func (t *Tracker) finishArgs(l Lease, state string, f Final, now time.Time) ([]string, []any) {
 	g := l.Group
-	keys := t.keys(g)
-	res, err := finishScript.Run(ctx, t.rdb, keys, l.Token, state, f.Expired, g.Occurrence, g.Group, now.UnixMilli(),
-		t.StreamMax, l.Worker, int64(t.RunTTL/time.Second), l.Attempt, f.LastUser, f.Sent, f.Failed,
-		f.Skips.Preference, f.Skips.Quiet, f.Skips.Capped).StringSlice()
+	return t.keys(g), []any{l.Token, state, f.Expired, g.Occurrence, g.Group, now.UnixMilli(),
+		t.StreamMax, l.Worker, int64(t.RunTTL / time.Second), l.Attempt, f.LastUser, f.Sent, f.Failed,
+		f.Skips.Preference, f.Skips.Quiet, f.Skips.Capped}
+}
+
+func parseFinish(state string, cmd *redis.Cmd) (Claim, error) {
+	res, err := cmd.StringSlice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("finish ack: %w", err)
 	}

@@ -499,15 +499,10 @@ func (x *Index) invalidate(ctx context.Context, locs []Loc) {
 // and their packed strings. A damaged packed string fails the read and
 // sends the location to a rebuild.
 func (x *Index) Members(ctx context.Context, l Loc, n, g int) ([]string, error) {
-	n = max(n, 1)
 	pipe := x.rdb.Pipeline()
-	r := x.readGroup(ctx, pipe, l, g)
-	pipe.Exec(ctx) //nolint:errcheck // each reply is checked below: a missing key is no error
-	out, done, m, f, err := x.groupRead(ctx, r, l, n, g)
-	if done || err != nil {
-		return out, err
-	}
-	return x.membersAcross(ctx, l, n, g, m, f)
+	r := x.QueueMembers(ctx, pipe, MembersRequest{Loc: l, Layout: n, Group: g})
+	pipe.Exec(ctx) //nolint:errcheck // each reply is checked by Members: a missing key is no error
+	return r.Members(ctx)
 }
 
 // A MembersRequest names one group to MembersOf: its location, the layout
@@ -524,21 +519,44 @@ type MembersRequest struct {
 // in one round trip. errs[i] is reqs[i]'s error (ErrNotBuilt among them).
 func (x *Index) MembersOf(ctx context.Context, reqs []MembersRequest) (members [][]string, errs []error) {
 	members, errs = make([][]string, len(reqs)), make([]error, len(reqs))
-	reads := make([]groupReplies, len(reqs))
+	reads := make([]*MembersRead, len(reqs))
 	pipe := x.rdb.Pipeline()
 	for i, q := range reqs {
-		reads[i] = x.readGroup(ctx, pipe, q.Loc, q.Group)
+		reads[i] = x.QueueMembers(ctx, pipe, q)
 	}
-	pipe.Exec(ctx) //nolint:errcheck // each reply is checked below: a missing key is no error
-	for i, q := range reqs {
-		n := max(q.Layout, 1)
-		out, done, m, f, err := x.groupRead(ctx, reads[i], q.Loc, n, q.Group)
-		if !done && err == nil {
-			out, err = x.membersAcross(ctx, q.Loc, n, q.Group, m, f)
-		}
-		members[i], errs[i] = out, err
+	pipe.Exec(ctx) //nolint:errcheck // each reply is checked by Members: a missing key is no error
+	for i, r := range reads {
+		members[i], errs[i] = r.Members(ctx)
 	}
 	return members, errs
+}
+
+// A MembersRead is the read of a group's members queued on a pipeline by
+// QueueMembers.
+type MembersRead struct {
+	x   *Index
+	req MembersRequest
+	r   groupReplies
+}
+
+// QueueMembers queues on pipe the read Members makes of a group, so that
+// it shares a round trip with other commands (a worker's start ack);
+// Members returns its result once pipe ran.
+func (x *Index) QueueMembers(ctx context.Context, pipe redis.Pipeliner, req MembersRequest) *MembersRead {
+	return &MembersRead{x: x, req: req, r: x.readGroup(ctx, pipe, req.Loc, req.Group)}
+}
+
+// Members returns what Index.Members does: no further round trip when the
+// location is in the layout asked with no regroup under way, as at every
+// fire; otherwise one more.
+func (m *MembersRead) Members(ctx context.Context) ([]string, error) {
+	q := m.req
+	n := max(q.Layout, 1)
+	out, done, lm, f, err := m.x.groupRead(ctx, m.r, q.Loc, n, q.Group)
+	if done || err != nil {
+		return out, err
+	}
+	return m.x.membersAcross(ctx, q.Loc, n, q.Group, lm, f)
 }
 
 // groupReplies are the replies readGroup queued.

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chime-dev/chime/keyspace"
+	"github.com/chime-dev/chime/message"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -91,20 +92,52 @@ func (p *Policy) changed(ctx context.Context, app int64) error {
 	return nil
 }
 
-// noPreferences reports whether app has no stored preferences as of the
-// call (a write that returned before it is seen), and the Redis round
-// trips that took: none for an app this process found having some in the
-// last StateTTL, one to read the state, three when MySQL is asked.
-func (p *Policy) noPreferences(ctx context.Context, app int64, now time.Time) (bool, int, error) {
-	if p.some.has(app, now) {
-		return false, 0, nil
+// A StateRead is an app's preference state read ahead of a chunk's
+// decision (ReadState), in a round trip the worker makes anyway: its
+// start ack, or the previous chunk's checkpoint.
+type StateRead struct {
+	app int64
+	cmd *redis.StringCmd
+}
+
+// ReadState queues on pipe the read of the preference state of m's app
+// that Decide would make for a chunk decided at now, and returns it for
+// DecideWith; nil when Decide reads no state: a cap applies (the decision
+// script runs anyway) or this process found the app having preferences
+// within StateTTL. A write that returned before pipe ran is seen by the
+// chunk decided with the read.
+func (p *Policy) ReadState(ctx context.Context, pipe redis.Pipeliner, m message.Message, now time.Time) *StateRead {
+	if pol := m.Policy; pol != nil && pol.Category != "" && pol.CapMax > 0 && pol.CapWindow > 0 {
+		return nil
 	}
-	key := keyspace.PreferenceState(p.cfg.Prefix, app)
-	trips := 1
-	gen, err := p.rdb.Get(ctx, key).Result()
+	if p.some.has(m.App, now) {
+		return nil
+	}
+	return &StateRead{app: m.App, cmd: pipe.Get(ctx, keyspace.PreferenceState(p.cfg.Prefix, m.App))}
+}
+
+// noPreferences reports whether app has no stored preferences as of the
+// call (a write that returned before it is seen), or as of read, the
+// state ReadState read for it, and the Redis round trips that took: none
+// for an app this process found having some in the last StateTTL or whose
+// state was read ahead, one to read the state, three when MySQL is asked.
+func (p *Policy) noPreferences(ctx context.Context, app int64, now time.Time, read *StateRead) (bool, int, error) {
+	var gen string
+	var err error
+	trips := 0
+	switch {
+	case read != nil && read.app == app:
+		gen, err = read.cmd.Result()
+	case p.some.has(app, now):
+		return false, 0, nil
+	default:
+		trips++
+		gen, err = p.rdb.Get(ctx, keyspace.PreferenceState(p.cfg.Prefix, app)).Result()
+	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, trips, fmt.Errorf("read preference state: %w", err)
 	}
+	key := keyspace.PreferenceState(p.cfg.Prefix, app)
 	if gen == "" {
 		// No state: start a generation (or take the one another worker
 		// just started), so that the key's loss before the set below, like

@@ -138,6 +138,45 @@ func TestDecideAfterPreferenceWrite(t *testing.T) {
 	require.Equal(t, "some", state(t, env, 1))
 }
 
+// Injects: an app found without preferences, its state then read ahead
+// on a pipeline (ReadState, as the worker does with its start ack), once
+// before an opt-out of users[0] is written and once after. Checks: the
+// chunk decided with the read taken before the write sends to everyone
+// (the write had not returned when the chunk's decision began), without a
+// round trip of its own; the one decided with the read taken after it
+// skips the user; a capped reminder reads nothing ahead.
+func TestDecideWithStateReadAhead(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	pol := policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
+	users := numbered(300)
+	_, skipped := decideSkipped(t, pol, uncapped(1, 1), users, noon)
+	require.Equal(t, 1, skipped)
+	readAhead := func(occ int64) *policy.StateRead {
+		pipe := env.Redis.Pipeline()
+		r := pol.ReadState(ctx, pipe, uncapped(1, occ), noon)
+		require.NotNil(t, r)
+		_, err := pipe.Exec(ctx)
+		require.NoError(t, err)
+		return r
+	}
+	before := readAhead(2)
+	writePreferences(t, env, pol, 1, users[0], policy.Preferences{Categories: []string{"marketing"}})
+	after := readAhead(3)
+
+	_, trips0 := metrics.PolicyCounts()
+	d, err := pol.DecideWith(ctx, uncapped(1, 2), users, noon, before)
+	require.NoError(t, err)
+	require.Equal(t, policy.Decision{Send: users}, d)
+	_, trips1 := metrics.PolicyCounts()
+	require.Zero(t, trips1-trips0, "the state came with the read ahead")
+	d, err = pol.DecideWith(ctx, uncapped(1, 3), users, noon, after)
+	require.NoError(t, err)
+	require.Equal(t, optedOut(users), d)
+
+	require.Nil(t, pol.ReadState(ctx, env.Redis.Pipeline(), capped(1, 4), noon), "a cap runs the script, which reads everything")
+}
+
 // Injects: an opt-out of users[0] written (as the API does) while a chunk
 // asks MySQL whether the app has preferences: after it read the state and
 // before it asks MySQL ("count"), and after MySQL answered none and before

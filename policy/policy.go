@@ -67,8 +67,12 @@
 // (a stale memory only costs the script, which is always right) and
 // reminders with a cap never read it. For an app without preferences a
 // chunk is one GET of a short key instead of a script carrying the chunk's
-// user IDs. metrics.PolicyChunk counts the GET as the chunk's round trip
-// (more when MySQL is asked) and metrics.PolicySkipped the chunk.
+// user IDs. A worker reads it ahead (ReadState), in the round trip it
+// makes just before the chunk anyway (the group's start ack or the previous
+// checkpoint), and decides with that read (DecideWith): a write that
+// returned before that round trip is seen. metrics.PolicyChunk counts a GET
+// made alone as the chunk's round trip, one read ahead as none (more when
+// MySQL is asked), and metrics.PolicySkipped the chunk.
 //
 // # Holds
 //
@@ -423,6 +427,13 @@ func (d Decision) Count(typ string) int { return len(d.Outcomes[typ]) }
 // cap, of an app without preferences, is decided without the decision
 // script: one GET.
 func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, now time.Time) (Decision, error) {
+	return p.DecideWith(ctx, m, users, now, nil)
+}
+
+// DecideWith decides as Decide does, taking the app's preference state
+// from read (ReadState, queued on the round trip just before) instead of
+// reading it; a nil read is Decide.
+func (p *Policy) DecideWith(ctx context.Context, m message.Message, users []string, now time.Time, read *StateRead) (Decision, error) {
 	pol := m.Policy
 	if pol == nil {
 		pol = &message.Policy{}
@@ -446,7 +457,7 @@ func (p *Policy) Decide(ctx context.Context, m message.Message, users []string, 
 	if capMax == 0 {
 		// Without a cap only users' preferences are read in Redis: an app
 		// with none needs no script.
-		none, n, err := p.noPreferences(ctx, m.App, now)
+		none, n, err := p.noPreferences(ctx, m.App, now, read)
 		trips += n
 		if err != nil {
 			return Decision{}, fmt.Errorf("decide chunk: %w", err)

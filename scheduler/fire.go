@@ -38,7 +38,12 @@ func (s *Scheduler) runFirer(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		wait, err := s.fireDue(ctx, &wg)
+		next, err := s.fireDue(ctx, &wg)
+		// The wait runs to the next instant, whenever this pass ended: a
+		// pass that took long (the query and preparation of thousands of
+		// occurrences due soon) does not make that instant late by its
+		// own length.
+		wait := next.Sub(s.clock.Now())
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("fire failed", "err", err)
 			wait = time.Second
@@ -53,14 +58,14 @@ func (s *Scheduler) runFirer(ctx context.Context) error {
 }
 
 // fireDue fires every occurrence whose instant has come, starts preparing
-// those due within PrepareLead, and returns how long to wait for the next.
-func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Duration, error) {
+// those due within PrepareLead, and returns when the next pass is due.
+func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Time, error) {
 	now := s.clock.Now()
 	qctx, cancel := withTimeout(ctx)
 	due, more, err := store.DueOccurrences(qctx, s.db, now.Add(s.cfg.PrepareLead), maxDue)
 	cancel()
 	if err != nil {
-		return 0, fmt.Errorf("load due occurrences: %w", err)
+		return now, fmt.Errorf("load due occurrences: %w", err)
 	}
 	if !more {
 		s.forget(due)
@@ -92,8 +97,8 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Durat
 	err = s.fire(ctx, dueNow)
 	// The slots of spread sends come due between instants: the firer
 	// wakes for the next one.
-	wait, serr := s.fireSlots(ctx, wait)
-	return wait, errors.Join(err, serr)
+	next, serr := s.fireSlots(ctx, now.Add(wait))
+	return next, errors.Join(err, serr)
 }
 
 // maxDue bounds the occurrences one pass of the firer loads, prepares and

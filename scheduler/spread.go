@@ -63,19 +63,19 @@ const slotBatch = 1000
 // FireSlots enqueues the groups of spread occurrences whose slot has come,
 // as the firer does between instants.
 func (s *Scheduler) FireSlots(ctx context.Context) error {
-	_, err := s.fireSlots(ctx, time.Hour)
+	_, err := s.fireSlots(ctx, s.clock.Now().Add(time.Hour))
 	return err
 }
 
 // fireSlots enqueues the groups of spread occurrences whose slot has come
-// and returns how long until the next slot (at most max).
-func (s *Scheduler) fireSlots(ctx context.Context, max time.Duration) (time.Duration, error) {
+// and returns when the next slot comes (at the latest, latest).
+func (s *Scheduler) fireSlots(ctx context.Context, latest time.Time) (time.Time, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	now := s.clock.Now()
 	due, err := store.DueSlots(ctx, s.db, now, slotBatch)
 	if err != nil {
-		return max, err
+		return latest, err
 	}
 	var errs []error
 	if len(due) > 0 {
@@ -83,15 +83,15 @@ func (s *Scheduler) fireSlots(ctx context.Context, max time.Duration) (time.Dura
 			errs = append(errs, err)
 		}
 		if len(due) == slotBatch {
-			return 0, errors.Join(errs...) // more are due behind this page
+			return now, errors.Join(errs...) // more are due behind this page
 		}
 	}
 	s.pruneSpreading(now)
 	next, ok, err := store.NextSlot(ctx, s.db, now)
-	if err != nil || !ok {
-		return max, errors.Join(append(errs, err)...)
+	if err != nil || !ok || next.After(latest) {
+		return latest, errors.Join(append(errs, err)...)
 	}
-	return min(max, next.Sub(s.clock.Now())), errors.Join(errs...)
+	return next, errors.Join(errs...)
 }
 
 // enqueueSlots takes the due runs and enqueues them, one pack per slot.

@@ -170,7 +170,12 @@ type Worker struct {
 // call per chunk, before its send, and the users it holds for their quiet
 // hours recorded before the chunk's checkpoint.
 type Policy interface {
-	Decide(ctx context.Context, m message.Message, users []string, now time.Time) (policy.Decision, error)
+	// ReadState queues on pipe the read of m's app's preference state
+	// DecideWith takes (nil if it needs none), so that it rides on the
+	// round trip before the chunk: its start ack or the previous
+	// checkpoint.
+	ReadState(ctx context.Context, pipe redis.Pipeliner, m message.Message, now time.Time) *policy.StateRead
+	DecideWith(ctx context.Context, m message.Message, users []string, now time.Time, read *policy.StateRead) (policy.Decision, error)
 	Hold(ctx context.Context, occurrence int64, chunk string, d policy.Decision) error
 }
 
@@ -254,10 +259,41 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
+	return w.deliver(ctx, task.Parts)
+}
+
+// Handle delivers one group.
+func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
+	return w.deliver(ctx, []queue.Payload{p})
+}
+
+// deliver delivers a task's groups in order. A group's start ack shares
+// its round trip with what the group reads first (its app's preference
+// state, and in the task's first trip the members of all its groups) and
+// with the previous group's finish ack, so a task of n small groups costs
+// n+1 round trips of acks and reads instead of three per group.
+//
+// Reading every group's members in the first trip gives up this: a
+// group's members are those of the task's start, not of its own, so a
+// user who unsubscribes while the task's earlier groups are delivered (a
+// second or so) is still reminded, as one who unsubscribes during a
+// group's own delivery always was; and a group found done or held was read
+// for nothing. A finish that rides with the next start is sent before
+// anything of the next group, so a crash still repeats at most the chunk
+// in flight.
+func (w *Worker) deliver(ctx context.Context, parts []queue.Payload) error {
+	w.inflight.Add(1)
+	defer w.inflight.Done()
 	var failed, held error
-	pre := w.prefetch(ctx, task.Parts)
-	for i, p := range task.Parts {
-		err := w.handle(ctx, p, pre[i])
+	reads := make([]*grouping.MembersRead, len(parts))
+	var closing *finishing
+	for i, p := range parts {
+		o, err := w.open(ctx, parts, i, reads, closing)
+		closing = nil
+		if err != nil {
+			failed = errors.Join(failed, err)
+		}
+		closing, err = w.handle(ctx, p, o)
 		switch {
 		case err == nil:
 		case errors.Is(err, errDrained):
@@ -269,83 +305,97 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			failed = errors.Join(failed, err)
 		}
 	}
+	if closing != nil {
+		pipe := w.rdb.Pipeline()
+		f := w.acks.QueueFinish(ctx, pipe, closing.lease, closing.state, closing.final, w.clock.Now())
+		pipe.Exec(ctx) //nolint:errcheck // the finish's own result is checked
+		if err := w.finished(ctx, closing, f); err != nil {
+			failed = errors.Join(failed, err)
+		}
+	}
 	// A failure retries with backoff; only held groups retry after half a
 	// lease.
 	return cmp.Or(failed, held)
 }
 
-// prefetched is a group's members read before its start ack, or nil.
-type prefetched struct {
-	members []string
+// finishing is a group's finish ack not sent yet: it goes with the next
+// group's start.
+type finishing struct {
+	lease ack.Lease
+	state string
+	final ack.Final
+	begun time.Time
 }
 
-// prefetch reads the members of a task's groups in one round trip when it
-// carries several, the small groups of many locations: each would
-// otherwise pay a read of its own. The members are read once per attempt
-// either way, and the checkpoint is a position in their order. What this
-// gives up: a group's members are those of the task's start, not of its
-// own, so a user who unsubscribes while the task's earlier groups are
-// delivered (a second or so) is still reminded, as one who unsubscribes
-// during a group's own delivery always was; and a group found done or held
-// was read for nothing. A group whose read fails reads again on its own.
-func (w *Worker) prefetch(ctx context.Context, parts []queue.Payload) []*prefetched {
-	out := make([]*prefetched, len(parts))
-	var reqs []grouping.MembersRequest
-	var at []int
-	for i, p := range parts {
-		if len(p.Users) == 0 {
-			reqs = append(reqs, grouping.MembersRequest{Loc: grouping.Loc{Reminder: p.ReminderID, Location: p.LocationID}, Layout: p.Layout, Group: p.Group})
-			at = append(at, i)
+// opening is a group's first round trip: its start ack and the reads that
+// rode with it.
+type opening struct {
+	lease   ack.Lease
+	asked   time.Time // when the start was sent
+	start   *ack.StartCmd
+	members *grouping.MembersRead // nil when the task names the users
+	state   *policy.StateRead     // nil: none read ahead
+}
+
+// open sends group i's start ack, with closing's finish (the previous
+// group's) before it, the members of every group of the task in the first
+// trip (into reads) and the preference state of the group's app. It
+// returns closing's error.
+func (w *Worker) open(ctx context.Context, parts []queue.Payload, i int, reads []*grouping.MembersRead, closing *finishing) (*opening, error) {
+	p := parts[i]
+	o := &opening{lease: ack.Lease{Group: ack.Group{Occurrence: p.Occurrence, Group: p.Group}, Attempt: p.Attempt,
+		Worker: w.cfg.ID, Token: w.cfg.ID + "/" + nonce()}}
+	pipe := w.rdb.Pipeline()
+	var f *ack.FinishCmd
+	if closing != nil {
+		f = w.acks.QueueFinish(ctx, pipe, closing.lease, closing.state, closing.final, w.clock.Now())
+	}
+	o.start = w.acks.QueueStart(ctx, pipe, o.lease, w.cfg.LeaseTTL, w.clock.Now())
+	if i == 0 {
+		for j, q := range parts {
+			if len(q.Users) == 0 {
+				reads[j] = w.index.QueueMembers(ctx, pipe, grouping.MembersRequest{
+					Loc: grouping.Loc{Reminder: q.ReminderID, Location: q.LocationID}, Layout: q.Layout, Group: q.Group})
+			}
 		}
 	}
-	if len(reqs) < 2 {
-		return out
+	o.members = reads[i]
+	if w.cfg.Policy != nil {
+		o.state = w.cfg.Policy.ReadState(ctx, pipe, p.Message, w.clock.Now())
 	}
-	members, errs := w.index.MembersOf(ctx, reqs)
-	for j, i := range at {
-		if errs[j] == nil {
-			out[i] = &prefetched{members: members[j]}
-		}
+	o.asked = time.Now()
+	pipe.Exec(ctx) //nolint:errcheck // each command's result is checked by its reader
+	if f == nil {
+		return o, nil
 	}
-	return out
+	return o, w.finished(ctx, closing, f)
 }
 
-// Handle delivers one group.
-func (w *Worker) Handle(ctx context.Context, p queue.Payload) error {
-	return w.handle(ctx, p, nil)
-}
-
-// handle delivers one group, with its members if pre has them.
-func (w *Worker) handle(ctx context.Context, p queue.Payload, pre *prefetched) error {
-	w.inflight.Add(1)
-	defer w.inflight.Done()
-	l := ack.Lease{Group: ack.Group{Occurrence: p.Occurrence, Group: p.Group}, Attempt: p.Attempt,
-		Worker: w.cfg.ID, Token: w.cfg.ID + "/" + nonce()}
+// handle delivers one group whose start o sent, and returns its finish
+// for the next round trip (nil when there is none to send).
+func (w *Worker) handle(ctx context.Context, p queue.Payload, o *opening) (*finishing, error) {
+	l := o.lease
 	log := w.log.With("occurrence", p.Occurrence, "group", p.Group, "attempt", p.Attempt)
-	asked := time.Now()
-	claim, err := w.acks.Start(ctx, l, w.cfg.LeaseTTL, w.clock.Now())
+	claim, err := o.start.Claim(ctx)
 	if errors.Is(err, ack.ErrHeld) {
-		return errHeld
+		return nil, errHeld
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if claim.Done() {
 		log.Debug("group already done", "state", claim.State)
-		return nil
+		return nil, nil
 	}
 	begun := w.clock.Now()
-	k := w.keepLease(ctx, l, asked)
+	k := w.keepLease(ctx, l, o.asked)
 	defer k.Stop()
 	loc := grouping.Loc{Reminder: p.ReminderID, Location: p.LocationID}
 	var members []string
-	switch {
-	case len(p.Users) > 0:
+	if len(p.Users) > 0 {
 		members = slices.Compact(slices.Sorted(slices.Values(p.Users)))
-	case pre != nil:
-		members = pre.members
-	default:
-		members, err = w.index.Members(k.ctx, loc, p.Layout, p.Group)
+	} else {
+		members, err = o.members.Members(k.ctx)
 	}
 	if errors.Is(err, grouping.ErrNotBuilt) {
 		if err = w.index.EnsureBuilt(k.ctx, loc); err == nil {
@@ -354,10 +404,10 @@ func (w *Worker) handle(ctx context.Context, p queue.Payload, pre *prefetched) e
 	}
 	if k.lost.Load() {
 		log.Warn("lease lost while reading members; another worker continues the group")
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return w.release(ctx, l, fmt.Errorf("read members: %w", err))
+		return nil, w.release(ctx, l, fmt.Errorf("read members: %w", err))
 	}
 	// Members come sorted in byte order, each once, whatever their encoding
 	// in Redis: the checkpoint is a position in that order.
@@ -369,17 +419,18 @@ func (w *Worker) handle(ctx context.Context, p queue.Payload, pre *prefetched) e
 		}
 		members = members[i:]
 	}
+	state := o.state
 	for len(members) > 0 {
 		if w.stopping() {
 			// Everything sent so far is checkpointed.
 			log.Info("worker stopping; group released", "unsent", len(members))
-			return w.release(ctx, l, errDrained)
+			return nil, w.release(ctx, l, errDrained)
 		}
 		if w.clock.Now().After(p.ExpiresAt) {
 			log.Warn("validity window passed; group expired", "unsent", len(members))
 			metrics.GroupExpired(w.cfg.Channel, len(members))
 			w.recordExpired(ctx, p, members)
-			return w.finish(ctx, l, ack.StateExpired, ack.Final{Expired: len(members)}, begun)
+			return &finishing{lease: l, state: ack.StateExpired, final: ack.Final{Expired: len(members)}, begun: begun}, nil
 		}
 		n := min(w.cfg.ChunkSize, len(members))
 		chunk := members[:n]
@@ -394,7 +445,8 @@ func (w *Worker) handle(ctx context.Context, p queue.Payload, pre *prefetched) e
 		var skips ack.Skips
 		var left map[string][]string
 		if w.cfg.Policy != nil {
-			d, err := w.cfg.Policy.Decide(k.ctx, p.Message, chunk, w.clock.Now())
+			d, err := w.cfg.Policy.DecideWith(k.ctx, p.Message, chunk, w.clock.Now(), state)
+			state = nil
 			if err == nil {
 				err = w.cfg.Policy.Hold(k.ctx, p.Occurrence, b.IdempotencyKey, d)
 			}
@@ -402,10 +454,10 @@ func (w *Worker) handle(ctx context.Context, p queue.Payload, pre *prefetched) e
 				// The keeper found the lease taken (and canceled k.ctx,
 				// which may be why the decision failed).
 				log.Warn("lease lost while deciding a chunk; another worker continues the group", "unsent", len(members))
-				return nil
+				return nil, nil
 			}
 			if err != nil {
-				return w.release(ctx, l, fmt.Errorf("delivery policy: %w", err))
+				return nil, w.release(ctx, l, fmt.Errorf("delivery policy: %w", err))
 			}
 			b.Users, b.Exclude, left = d.Send, d.Exclude, d.Outcomes
 			skips = ack.Skips{Preference: d.Count(policy.SkippedPreference), Quiet: d.Count(policy.Quiet), Capped: d.Count(policy.Capped)}
@@ -416,10 +468,10 @@ func (w *Worker) handle(ctx context.Context, p queue.Payload, pre *prefetched) e
 		err := w.confirmLease(k, l)
 		if errors.Is(err, ack.ErrLeaseLost) {
 			log.Warn("lease passed before a send (its renewals were missed: the worker was paused, or Redis failed); another worker continues the group", "unsent", len(members))
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return w.release(ctx, l, err)
+			return nil, w.release(ctx, l, err)
 		}
 		var res sender.Result
 		if len(b.Users) > 0 {
@@ -427,10 +479,10 @@ func (w *Worker) handle(ctx context.Context, p queue.Payload, pre *prefetched) e
 		}
 		if k.lost.Load() {
 			log.Warn("lease lost during a send; another worker continues the group")
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return w.release(ctx, l, fmt.Errorf("send: %w", err))
+			return nil, w.release(ctx, l, fmt.Errorf("send: %w", err))
 		}
 		metrics.Delivered(w.cfg.Channel, sent-res.Failed, res.Failed-res.Expired, res.Expired)
 		// Users a zone move left out were reminded already: no event; those
@@ -438,22 +490,29 @@ func (w *Worker) handle(ctx context.Context, p queue.Payload, pre *prefetched) e
 		w.recordChunk(ctx, p, b.Users, res, left)
 		if n == len(members) {
 			// The last chunk is recorded with the finish.
-			return w.finish(ctx, l, ack.StateFinished, ack.Final{LastUser: chunk[n-1], Sent: sent - res.Failed,
-				Failed: res.Failed - res.Expired, Expired: res.Expired, Skips: skips}, begun)
+			return &finishing{lease: l, state: ack.StateFinished, final: ack.Final{LastUser: chunk[n-1], Sent: sent - res.Failed,
+				Failed: res.Failed - res.Expired, Expired: res.Expired, Skips: skips}, begun: begun}, nil
+		}
+		// The next chunk's preference state rides with the checkpoint.
+		pipe := w.rdb.Pipeline()
+		cp := w.acks.QueueCheckpoint(ctx, pipe, l, chunk[n-1], sent-res.Failed, res.Failed-res.Expired, res.Expired, skips, w.cfg.LeaseTTL)
+		if w.cfg.Policy != nil {
+			state = w.cfg.Policy.ReadState(ctx, pipe, p.Message, w.clock.Now())
 		}
 		asked := time.Now()
-		err = w.acks.Checkpoint(ctx, l, chunk[n-1], sent-res.Failed, res.Failed-res.Expired, res.Expired, skips, w.cfg.LeaseTTL)
+		pipe.Exec(ctx) //nolint:errcheck // the checkpoint's own result is checked
+		err = cp.Err(ctx)
 		if errors.Is(err, ack.ErrLeaseLost) {
 			log.Warn("lease lost mid-group; another worker continues it")
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return w.release(ctx, l, err)
+			return nil, w.release(ctx, l, err)
 		}
 		k.extend(asked)
 		members = members[n:]
 	}
-	return w.finish(ctx, l, ack.StateFinished, ack.Final{}, begun)
+	return &finishing{lease: l, state: ack.StateFinished, final: ack.Final{}, begun: begun}, nil
 }
 
 // recordChunk records a chunk's delivery events: the users sent, delivered,
@@ -613,8 +672,11 @@ func (w *Worker) confirmLease(k *keeper, l ack.Lease) error {
 	return nil
 }
 
-func (w *Worker) finish(ctx context.Context, l ack.Lease, state string, f ack.Final, begun time.Time) error {
-	c, err := w.acks.Finish(ctx, l, state, f, w.clock.Now())
+// finished checks the finish f sent for c: a lease lost meanwhile is
+// another worker's group now.
+func (w *Worker) finished(ctx context.Context, c *finishing, f *ack.FinishCmd) error {
+	l := c.lease
+	claim, err := f.Claim(ctx)
 	if errors.Is(err, ack.ErrLeaseLost) {
 		w.log.Warn("lease lost before finish; another worker continues the group", "occurrence", l.Group.Occurrence, "group", l.Group.Group)
 		return nil
@@ -622,8 +684,8 @@ func (w *Worker) finish(ctx context.Context, l ack.Lease, state string, f ack.Fi
 	if err != nil {
 		return err
 	}
-	metrics.GroupDone(w.clock.Now().Sub(begun))
-	w.log.Debug("group finished", "occurrence", l.Group.Occurrence, "group", l.Group.Group, "sent", c.Sent, "failed", c.Failed, "expired", c.Expired)
+	metrics.GroupDone(w.clock.Now().Sub(c.begun))
+	w.log.Debug("group finished", "occurrence", l.Group.Occurrence, "group", l.Group.Group, "sent", claim.Sent, "failed", claim.Failed, "expired", claim.Expired)
 	return nil
 }
 

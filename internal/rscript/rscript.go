@@ -5,7 +5,9 @@
 // pipeline ran. Pipelined runs all the commands with EVALSHA; if any of them
 // finds its script missing (Redis restarted or was flushed), it loads the
 // scripts and runs the pipeline once more. Callers therefore only pipeline
-// commands that are safe to repeat.
+// commands that are safe to repeat. Queue is for the other pipelines: a
+// script it queued that Redis did not have runs again alone, and nothing
+// else of the pipeline is repeated.
 package rscript
 
 import (
@@ -45,4 +47,30 @@ func missingScript(cmds []redis.Cmder) bool {
 		}
 	}
 	return false
+}
+
+// A Cmd is one script queued on a pipeline by Queue.
+type Cmd struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	cmd    *redis.Cmd
+}
+
+// Queue queues script on pipe as EVALSHA. Unlike Pipelined, which runs a
+// whole pipeline again when a script was missing, a Cmd is run again on
+// its own by Result: the other commands of its pipeline (acks of other
+// groups, plain reads) need not be safe to repeat.
+func Queue(ctx context.Context, pipe redis.Pipeliner, script *redis.Script, keys []string, args ...any) *Cmd {
+	return &Cmd{script: script, keys: keys, args: args, cmd: script.EvalSha(ctx, pipe, keys, args...)}
+}
+
+// Result returns the script's reply once its pipeline ran; if Redis did
+// not have the script (it restarted or was flushed), it runs the script
+// again alone, with EVALSHA and then EVAL as redis.Script.Run does.
+func (c *Cmd) Result(ctx context.Context, rdb redis.Scripter) *redis.Cmd {
+	if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return c.script.Run(ctx, rdb, c.keys, c.args...)
+	}
+	return c.cmd
 }
