@@ -217,6 +217,13 @@ func (r *Recorder) Chunk(ctx context.Context, c Chunk) {
 	}
 }
 
+// Wants reports whether app's events are recorded (the app has an
+// endpoint, as last read), so that a caller builds a chunk's events only
+// for such apps.
+func (r *Recorder) Wants(app int64) bool {
+	return r != nil && r.apps.has(app)
+}
+
 // Record writes c to its app's stream, unless the app has no endpoint or c
 // has no events.
 func (r *Recorder) Record(ctx context.Context, c Chunk) error {
@@ -317,6 +324,14 @@ func Outcomes(users []string, res sender.Result) map[string][]string {
 	expired := res.ExpiredUsers
 	if len(expired) == 0 && res.Expired > 0 && res.Expired >= res.Failed {
 		expired = failed
+	}
+	if len(failed) == 0 && len(expired) == 0 {
+		// Everyone delivered, the common case: the users as they are,
+		// clipped so that an append to the list copies it.
+		if len(users) == 0 {
+			return map[string][]string{}
+		}
+		return map[string][]string{Delivered: slices.Clip(users)}
 	}
 	bad := make(map[string]string, len(failed))
 	for _, u := range failed {

@@ -107,6 +107,9 @@ type Config struct {
 
 // Events records delivery events.
 type Events interface {
+	// Wants reports whether app's events are recorded at all: a chunk's
+	// events are built only for such apps.
+	Wants(app int64) bool
 	Chunk(ctx context.Context, c deliveryevent.Chunk)
 }
 
@@ -519,7 +522,7 @@ func (w *Worker) handle(ctx context.Context, p queue.Payload, o *opening) (*fini
 // failed or expired as the send's result names them, and those the
 // delivery policy left out (left, by outcome type).
 func (w *Worker) recordChunk(ctx context.Context, p queue.Payload, sent []string, res sender.Result, left map[string][]string) {
-	if w.cfg.Events == nil || p.App == 0 {
+	if w.cfg.Events == nil || p.App == 0 || !w.cfg.Events.Wants(p.App) {
 		return
 	}
 	out := deliveryevent.Outcomes(sent, res)
@@ -532,7 +535,7 @@ func (w *Worker) recordChunk(ctx context.Context, p queue.Payload, sent []string
 // recordExpired records the users of a group whose validity window passed
 // before they were sent, one entry per chunk as if each had been sent.
 func (w *Worker) recordExpired(ctx context.Context, p queue.Payload, members []string) {
-	if w.cfg.Events == nil || p.App == 0 {
+	if w.cfg.Events == nil || p.App == 0 || !w.cfg.Events.Wants(p.App) {
 		return
 	}
 	for c := range slices.Chunk(members, w.cfg.ChunkSize) {
