@@ -281,3 +281,19 @@ func TestOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// Injected: two apps, one with an endpoint and one without. Checked: the
+// recorder says it wants the first's events and not the second's (so a
+// worker builds none for it), once it has read the endpoints.
+func TestRecorderWantsOnlyAppsWithAnEndpoint(t *testing.T) {
+	b := setup(t)
+	r := deliveryeventtest.New()
+	t.Cleanup(r.Close)
+	with := b.app("with", r)
+	without, _, _, err := store.CreateApp(context.Background(), b.env.DB, "without", "")
+	require.NoError(t, err)
+	testenv.WaitUntil(t, 10*time.Second, "the endpoints read", func() bool { return !b.rec.Wants(without.ID) })
+	require.True(t, b.rec.Wants(with))
+	var none *deliveryevent.Recorder
+	require.False(t, none.Wants(with), "no recorder records nothing")
+}
