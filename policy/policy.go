@@ -55,7 +55,8 @@
 // worker that finds no answer takes the generation (starting one if the
 // key is missing), asks MySQL, and records the answer only if the key
 // still holds that generation (setStateScript). A write that returned
-// before a chunk's decision began is therefore always seen: either MySQL
+// before the state a chunk is decided with was read (its decision's own
+// GET, or the read ahead below) is therefore always seen: either MySQL
 // had its row when the worker asked, or its generation kept "none" from
 // being recorded. A lost key only costs the question to MySQL again; a
 // deleted preference needs no new generation ("some" left standing only

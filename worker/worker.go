@@ -166,7 +166,7 @@ type Worker struct {
 	log    *slog.Logger
 
 	draining chan struct{}  // closed when Run's context is done
-	inflight sync.WaitGroup // Handle calls under way
+	inflight sync.WaitGroup // tasks under way (deliver)
 }
 
 // Policy decides which users of a chunk are sent (package policy): one
@@ -399,11 +399,21 @@ func (w *Worker) handle(ctx context.Context, p queue.Payload, o *opening) (*fini
 		members = slices.Compact(slices.Sorted(slices.Values(p.Users)))
 	} else {
 		members, err = o.members.Members(k.ctx)
+		if err != nil && !errors.Is(err, grouping.ErrNotBuilt) {
+			// The read shared with the task's other groups failed (a
+			// timeout, a busy Redis): this group reads again on its own
+			// before giving up.
+			members, err = w.index.Members(k.ctx, loc, p.Layout, p.Group)
+		}
 	}
+	state := o.state
 	if errors.Is(err, grouping.ErrNotBuilt) {
 		if err = w.index.EnsureBuilt(k.ctx, loc); err == nil {
 			members, err = w.index.Members(k.ctx, loc, p.Layout, p.Group)
 		}
+		// A rebuild can take seconds: the first chunk reads the
+		// preference state again rather than use the read of the start.
+		state = nil
 	}
 	if k.lost.Load() {
 		log.Warn("lease lost while reading members; another worker continues the group")
@@ -422,7 +432,6 @@ func (w *Worker) handle(ctx context.Context, p queue.Payload, o *opening) (*fini
 		}
 		members = members[i:]
 	}
-	state := o.state
 	for len(members) > 0 {
 		if w.stopping() {
 			// Everything sent so far is checkpointed.
@@ -685,7 +694,7 @@ func (w *Worker) finished(ctx context.Context, c *finishing, f *ack.FinishCmd) e
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("occurrence %d group %d: %w", l.Group.Occurrence, l.Group.Group, err)
 	}
 	metrics.GroupDone(w.clock.Now().Sub(c.begun))
 	w.log.Debug("group finished", "occurrence", l.Group.Occurrence, "group", l.Group.Group, "sent", claim.Sent, "failed", claim.Failed, "expired", claim.Expired)
