@@ -178,41 +178,10 @@ type won struct {
 // checks in Redis, a few compare-and-set statements in MySQL (claimAll) and
 // the enqueue; the group runs move from pending to queued while the tasks
 // go out. Workers' acks accept a pending run, so none is lost to that race.
-//
-// Occurrences are claimed fireChunk at a time, and each chunk's tasks go
-// out while the next chunk is claimed: workers start on the first tasks of
-// 5,000 locations after a fifth of the claim, not after all of it.
 func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence) error {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	for chunk := range slices.Chunk(occs, fireChunk) {
-		out, err := s.claimChunk(ctx, chunk)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		if out == nil {
-			continue
-		}
-		wg.Go(func() {
-			if err := out(); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
+	if len(occs) == 0 {
+		return nil
 	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// fireChunk is how many occurrences fire claims together before their
-// tasks go out.
-const fireChunk = 1000
-
-// claimChunk claims occs and packs the groups of those won into tasks; it
-// returns the enqueue of those tasks, nil if there is none.
-func (s *Scheduler) claimChunk(ctx context.Context, occs []store.Occurrence) (func() error, error) {
 	wins, errs := s.claimAll(ctx, occs)
 	// Spread sends enqueue nothing at the instant: their groups wait,
 	// pending, for their slots (fireSlots).
@@ -226,8 +195,13 @@ func (s *Scheduler) claimChunk(ctx context.Context, occs []store.Occurrence) (fu
 		return true
 	})
 	if len(wins) == 0 {
-		return nil, errors.Join(errs...)
+		return errors.Join(errs...)
 	}
+	// Won: finish the enqueue even if leadership ends now (a leader stopping
+	// mid-fire), or the next leader would find these groups only after
+	// QueueTimeout.
+	ctx, cancel := withTimeout(context.WithoutCancel(ctx))
+	defer cancel()
 	slices.SortFunc(wins, func(a, b won) int { return cmp.Compare(a.o.ID, b.o.ID) })
 	var ps []queue.Payload
 	var sizes []int
@@ -237,42 +211,34 @@ func (s *Scheduler) claimChunk(ctx context.Context, occs []store.Occurrence) (fu
 	}
 	tasks, err := queue.Pack(ps, sizes, s.index.Target(), queue.DefaultTaskParts)
 	if err != nil {
-		return nil, errors.Join(append(errs, err)...)
+		return errors.Join(append(errs, err)...)
 	}
-	return func() error {
-		// Won: finish the enqueue even if leadership ends now (a leader
-		// stopping mid-fire), or the next leader would find these groups
-		// only after QueueTimeout.
-		ctx, cancel := withTimeout(context.WithoutCancel(ctx))
-		defer cancel()
-		// The tasks go out while the runs are marked queued. Marking them
-		// is bookkeeping (acks accept a pending run), so its failure must
-		// not stop the enqueue; a failed enqueue leaves its runs to the
-		// reaper, which enqueues them again after QueueTimeout, one task
-		// per group.
-		enqueued := make(chan error, 1)
-		go func() { enqueued <- s.enq.Enqueue(ctx, tasks) }()
-		fired := make(map[int64][]int, len(wins))
-		for _, w := range wins {
-			fired[w.o.ID] = w.p.layout.Groups
-		}
-		if err := store.QueueRunsOf(ctx, s.db, fired, s.clock.Now()); err != nil {
-			s.log.Warn("mark group runs queued", "occurrences", len(wins), "err", err)
-		}
-		if err := <-enqueued; err != nil {
-			return err
-		}
-		late := s.clock.Now()
-		for _, w := range wins {
-			metrics.Fired(late.Sub(w.o.FireAt))
-			s.log.Info("fired", "occurrence", w.o.ID, "reminder", w.o.ReminderID, "location", w.o.LocationID,
-				"groups", len(w.p.layout.Groups), "layout", w.p.layout.N, "late_ms", late.Sub(w.o.FireAt).Milliseconds())
-		}
-		if len(wins) > 1 || len(tasks) != len(ps) {
-			s.log.Info("fired together", "occurrences", len(wins), "groups", len(ps), "tasks", len(tasks))
-		}
-		return nil
-	}, errors.Join(errs...)
+	// The tasks go out while the runs are marked queued. Marking them is
+	// bookkeeping (acks accept a pending run), so its failure must not stop
+	// the enqueue; a failed enqueue leaves its runs to the reaper, which
+	// enqueues them again after QueueTimeout, one task per group.
+	enqueued := make(chan error, 1)
+	go func() { enqueued <- s.enq.Enqueue(ctx, tasks) }()
+	fired := make(map[int64][]int, len(wins))
+	for _, w := range wins {
+		fired[w.o.ID] = w.p.layout.Groups
+	}
+	if err := store.QueueRunsOf(ctx, s.db, fired, s.clock.Now()); err != nil {
+		s.log.Warn("mark group runs queued", "occurrences", len(wins), "err", err)
+	}
+	if err := <-enqueued; err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	late := s.clock.Now()
+	for _, w := range wins {
+		metrics.Fired(late.Sub(w.o.FireAt))
+		s.log.Info("fired", "occurrence", w.o.ID, "reminder", w.o.ReminderID, "location", w.o.LocationID,
+			"groups", len(w.p.layout.Groups), "layout", w.p.layout.N, "late_ms", late.Sub(w.o.FireAt).Milliseconds())
+	}
+	if len(wins) > 1 || len(tasks) != len(ps) {
+		s.log.Info("fired together", "occurrences", len(wins), "groups", len(ps), "tasks", len(tasks))
+	}
+	return errors.Join(errs...)
 }
 
 // claimAll claims occs, due at the same pass of the firer, and returns the
