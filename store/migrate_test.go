@@ -154,6 +154,17 @@ func TestMigrateRejectsUnknownMigration(t *testing.T) {
 	require.Error(t, store.Migrate(ctxT(t), env.DB))
 }
 
+// bothStores returns a migrated database of the test's own on MariaDB and
+// one on SQLite (the embedded store), by name, for a test to run on each.
+func bothStores(t *testing.T) map[string]*gorm.DB {
+	t.Helper()
+	sqlite, err := store.Open("sqlite:"+t.TempDir()+"/s.db", testenv.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeDB(sqlite) })
+	require.NoError(t, store.Migrate(ctxT(t), sqlite))
+	return map[string]*gorm.DB{"mysql": testenv.New(t).DB, "sqlite": sqlite}
+}
+
 func closeDB(db *gorm.DB) {
 	if s, err := db.DB(); err == nil {
 		s.Close()

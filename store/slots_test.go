@@ -5,9 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"gorm.io/gorm"
 
-	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -19,11 +17,7 @@ import (
 // records their lateness against the most overdue slot, the second takes
 // nothing; the plan reports first and last slot and the groups due.
 func TestSlotsAreTakenOnce(t *testing.T) {
-	sqlite, err := store.Open("sqlite:"+t.TempDir()+"/s.db", testenv.Logger(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { closeDB(sqlite) })
-	require.NoError(t, store.Migrate(ctxT(t), sqlite))
-	for name, db := range map[string]*gorm.DB{"mysql": testenv.New(t).DB, "sqlite": sqlite} {
+	for name, db := range bothStores(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := ctxT(t)
 			fireAt := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)

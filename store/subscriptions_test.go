@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"gorm.io/gorm"
 
 	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/store"
@@ -89,11 +88,7 @@ func BenchmarkSubscribe(b *testing.B) {
 // returned previous rows are exactly the existing users' old rows, and
 // every row holds its new location and group.
 func TestSubscribeNewAndExisting(t *testing.T) {
-	sqlite, err := store.Open("sqlite:"+t.TempDir()+"/s.db", testenv.Logger(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { closeDB(sqlite) })
-	require.NoError(t, store.Migrate(ctxT(t), sqlite))
-	for name, db := range map[string]*gorm.DB{"mysql": testenv.New(t).DB, "sqlite": sqlite} {
+	for name, db := range bothStores(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := ctxT(t)
 			subs := func(from, to int, loc int64) []store.Subscription {

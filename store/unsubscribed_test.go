@@ -4,9 +4,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"gorm.io/gorm"
 
-	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/store"
 )
 
@@ -15,11 +13,7 @@ import (
 // Checks: the locations without a subscription of this reminder are the
 // other two, the third among them.
 func TestUnsubscribedLocations(t *testing.T) {
-	sqlite, err := store.Open("sqlite:"+t.TempDir()+"/s.db", testenv.Logger(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { closeDB(sqlite) })
-	require.NoError(t, store.Migrate(ctxT(t), sqlite))
-	for name, db := range map[string]*gorm.DB{"mysql": testenv.New(t).DB, "sqlite": sqlite} {
+	for name, db := range bothStores(t) {
 		t.Run(name, func(t *testing.T) {
 			for _, loc := range []int64{10, 20, 30, 40} {
 				require.NoError(t, db.Create(&store.ReminderLocation{ReminderID: 1, LocationID: loc}).Error)
