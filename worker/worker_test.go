@@ -638,3 +638,25 @@ func TestPausedWorkerSendsNothingAfterItsLease(t *testing.T) {
 	requireChunks(t, batches, f.members[:2*chunk])
 	require.Equal(t, ack.Claim{State: ack.StateFinished, Sent: len(f.members)}, f.claim(t))
 }
+
+// Injected: the group's packed string of string IDs cut short in Redis
+// after the index was built, so the members read of the task's first
+// round trip fails (and sends the location to a rebuild). Checked: the
+// group reads again on its own, rebuilds the location from MySQL and
+// delivers every member once in the same attempt, instead of releasing
+// the group for a retry.
+func TestDamagedMembersReadAgainAndRebuilt(t *testing.T) {
+	f := setupIDs(t, 300, func(i int) string { return fmt.Sprintf("user-%04d-x", i) })
+	ctx := context.Background()
+	loc := grouping.Loc{Reminder: reminderID, Location: locationID}
+	require.NoError(t, f.index.EnsureBuilt(ctx, loc))
+	keys, err := f.env.Redis.Keys(ctx, f.env.Prefix+"*:p:"+strconv.Itoa(target)).Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	require.NoError(t, f.env.Redis.SetRange(ctx, keys[0], 0, "\xc8").Err()) // a header past the longest ID
+	var rec recorder
+	require.NoError(t, f.worker(t, "w1", &rec).Handle(ctx, f.payload(1)))
+	_, users := rec.sent()
+	require.Equal(t, f.members, users, "every member once, in order")
+	require.Equal(t, ack.StateFinished, f.claim(t).State)
+}
