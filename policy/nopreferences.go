@@ -107,7 +107,7 @@ type StateRead struct {
 // within StateTTL. A write that returned before pipe ran is seen by the
 // chunk decided with the read.
 func (p *Policy) ReadState(ctx context.Context, pipe redis.Pipeliner, m message.Message, now time.Time) *StateRead {
-	if pol := m.Policy; pol != nil && pol.Category != "" && pol.CapMax > 0 && pol.CapWindow > 0 {
+	if capOf(m.Policy) > 0 {
 		return nil
 	}
 	if p.some.has(m.App, now) {

@@ -255,11 +255,8 @@ func TestDecideAfterBulkImport(t *testing.T) {
 // state says "some" again; the second is sent to all without the script
 // and its state says "none" again.
 func TestDecideStateLost(t *testing.T) {
-	env := testenv.New(t)
+	env, pol, users := preferred(t)
 	ctx := context.Background()
-	users := numbered(300)
-	pol := policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
-	preferUsers(t, env.DB, pol, 1, users)
 	d, _ := decideSkipped(t, pol, uncapped(1, 1), users, noon)
 	require.Equal(t, wantDecision(users, 1), d)
 	_, skipped := decideSkipped(t, pol, uncapped(2, 1), users, noon)

@@ -422,6 +422,14 @@ type Decision struct {
 // Count returns how many users of outcome type typ d has.
 func (d Decision) Count(typ string) int { return len(d.Outcomes[typ]) }
 
+// capOf is the frequency cap that applies to pol's reminder, 0 if none.
+func capOf(pol *message.Policy) int {
+	if pol == nil || pol.Category == "" || pol.CapMax <= 0 || pol.CapWindow <= 0 {
+		return 0
+	}
+	return pol.CapMax
+}
+
 // Decide decides a chunk of m's users (users of one app) at now, in one
 // round trip (two or more only after Redis lost a shard, or when MySQL is
 // asked whether the app has preferences). A chunk of a reminder without a
@@ -446,10 +454,7 @@ func (p *Policy) DecideWith(ctx context.Context, m message.Message, users []stri
 	if pol.Quiet != nil && !pol.Critical {
 		qs, qe = pol.Quiet.Start, pol.Quiet.End
 	}
-	capMax := 0
-	if pol.Category != "" && pol.CapMax > 0 && pol.CapWindow > 0 {
-		capMax = pol.CapMax
-	}
+	capMax := capOf(pol)
 	crit := "0"
 	if pol.Critical {
 		crit = "1"

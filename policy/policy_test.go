@@ -22,6 +22,17 @@ import (
 
 var noon = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
+// preferred returns a policy on the test's servers whose app 1 has 300
+// users with preferUsers' preferences, and those users.
+func preferred(t *testing.T) (*testenv.Env, *policy.Policy, []string) {
+	t.Helper()
+	env := testenv.New(t)
+	pol := policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
+	users := numbered(300)
+	preferUsers(t, env.DB, pol, 1, users)
+	return env, pol, users
+}
+
 // preferUsers stores users' preferences in MySQL and builds the app's
 // mirror from them, as a bulk import does: user i with i mod 10 = 0 opted
 // out of "marketing", with i mod 10 = 1 in quiet hours at noon in London.
@@ -141,11 +152,8 @@ func TestDecideSingleRedisAndCluster(t *testing.T) {
 // were decided in the first pass are counted once: every user is sent
 // three times and capped at the fourth occurrence.
 func TestDecideRebuildsLostShards(t *testing.T) {
-	env := testenv.New(t)
+	env, pol, users := preferred(t)
 	ctx := context.Background()
-	users := numbered(300)
-	pol := policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
-	preferUsers(t, env.DB, pol, 1, users)
 	for n := 1; n <= 4; n++ {
 		keys, err := env.Redis.Keys(ctx, env.Prefix+"*prefs").Result()
 		require.NoError(t, err)
@@ -167,11 +175,8 @@ func TestDecideRebuildsLostShards(t *testing.T) {
 // writes it would not outlive, sets both a window and a sixteenth ahead of
 // its own time; the users are sent each time, counted once per occurrence.
 func TestDecideCapExpiry(t *testing.T) {
-	env := testenv.New(t)
+	env, pol, users := preferred(t)
 	ctx := context.Background()
-	users := numbered(300)
-	pol := policy.New(policy.Config{Prefix: env.Prefix}, env.Redis, env.DB)
-	preferUsers(t, env.DB, pol, 1, users)
 	const window = time.Hour
 	m := capped(1, 301)
 	m.Policy.CapWindow = window

@@ -215,7 +215,6 @@ func TestMembersSharingAPrefix(t *testing.T) {
 // and refreshed, none reported missing, all online.
 func TestRefreshLargeShard(t *testing.T) {
 	env := testenv.NewRedis(t)
-	ctx := context.Background()
 	r := presence.New(presence.Config{Prefix: env.Prefix, TTL: time.Minute}, env.Redis)
 	var conns []presence.Conn
 	var users []string
@@ -226,13 +225,7 @@ func TestRefreshLargeShard(t *testing.T) {
 			users = append(users, u)
 		}
 	}
-	require.NoError(t, r.Register(ctx, conns...))
-	missing, err := r.Refresh(ctx, conns)
-	require.NoError(t, err)
-	require.Empty(t, missing)
-	got, err := r.Lookup(ctx, 1, users)
-	require.NoError(t, err)
-	require.Len(t, got, len(users))
+	requireRegistered(t, r, conns, users)
 }
 
 // On a 3-master Redis Cluster every presence script touches one slot (a
@@ -255,6 +248,20 @@ func TestOnRedisCluster(t *testing.T) {
 		users[i] = "u" + strconv.Itoa(i)
 		conns[i] = presence.Conn{App: 1, User: users[i], Instance: "g", ID: "c" + strconv.Itoa(i)}
 	}
+	requireRegistered(t, r, conns, users)
+	for _, c := range conns {
+		require.NoError(t, r.Remove(ctx, c))
+	}
+	got, err := r.Lookup(ctx, 1, users)
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
+
+// requireRegistered registers conns (of app 1), refreshes them and checks
+// that none is missing and that every one of users is found online.
+func requireRegistered(t *testing.T, r *presence.Registry, conns []presence.Conn, users []string) {
+	t.Helper()
+	ctx := context.Background()
 	require.NoError(t, r.Register(ctx, conns...))
 	missing, err := r.Refresh(ctx, conns)
 	require.NoError(t, err)
@@ -262,10 +269,4 @@ func TestOnRedisCluster(t *testing.T) {
 	got, err := r.Lookup(ctx, 1, users)
 	require.NoError(t, err)
 	require.Len(t, got, len(users))
-	for _, c := range conns {
-		require.NoError(t, r.Remove(ctx, c))
-	}
-	got, err = r.Lookup(ctx, 1, users)
-	require.NoError(t, err)
-	require.Empty(t, got)
 }

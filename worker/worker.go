@@ -309,10 +309,8 @@ func (w *Worker) deliver(ctx context.Context, parts []queue.Payload) error {
 		}
 	}
 	if closing != nil {
-		pipe := w.rdb.Pipeline()
-		f := w.acks.QueueFinish(ctx, pipe, closing.lease, closing.state, closing.final, w.clock.Now())
-		pipe.Exec(ctx) //nolint:errcheck // the finish's own result is checked
-		if err := w.finished(ctx, closing, f); err != nil {
+		claim, err := w.acks.Finish(ctx, closing.lease, closing.state, closing.final, w.clock.Now())
+		if err := w.finished(closing, claim, err); err != nil {
 			failed = errors.Join(failed, err)
 		}
 	}
@@ -371,7 +369,8 @@ func (w *Worker) open(ctx context.Context, parts []queue.Payload, i int, reads [
 	if f == nil {
 		return o, nil
 	}
-	return o, w.finished(ctx, closing, f)
+	claim, err := f.Claim(ctx)
+	return o, w.finished(closing, claim, err)
 }
 
 // handle delivers one group whose start o sent, and returns its finish
@@ -684,11 +683,10 @@ func (w *Worker) confirmLease(k *keeper, l ack.Lease) error {
 	return nil
 }
 
-// finished checks the finish f sent for c: a lease lost meanwhile is
-// another worker's group now.
-func (w *Worker) finished(ctx context.Context, c *finishing, f *ack.FinishCmd) error {
+// finished checks the result of the finish sent for c: a lease lost
+// meanwhile is another worker's group now.
+func (w *Worker) finished(c *finishing, claim ack.Claim, err error) error {
 	l := c.lease
-	claim, err := f.Claim(ctx)
 	if errors.Is(err, ack.ErrLeaseLost) {
 		w.log.Warn("lease lost before finish; another worker continues the group", "occurrence", l.Group.Occurrence, "group", l.Group.Group)
 		return nil
