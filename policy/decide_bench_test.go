@@ -19,7 +19,12 @@ import (
 // bench's fire); in "counted" every third pass, so users carry 0 to 2
 // counted occurrences. "uncapped" is the same reminder without a cap (the
 // script reads preferences only), "none" that reminder for an app without
-// preferences, whose chunks are decided without the script.
+// preferences, whose chunks are decided without the script. "first" and
+// "counted" spread each chunk over all 64 shards, as a group of a small
+// location does; "first-one-shard" decides chunks whose users are all of
+// one shard, as the groups of a location of more than 64 groups are
+// (package grouping hashes users with the same xxHash, so a power-of-two
+// count of groups of at least 64 puts each group in one shard).
 // Besides ns/op it reports Redis's CPU time per chunk (INFO cpu; other
 // clients of a shared Redis add to it, so measure on a Redis of its own).
 func BenchmarkDecide(b *testing.B) {
@@ -39,6 +44,17 @@ func BenchmarkDecide(b *testing.B) {
 	}{{"first", 1}, {"counted", 3}} {
 		b.Run(bc.name, func(b *testing.B) { decidePasses(b, env, pol, m, users, chunk, bc.every) })
 	}
+	const oneShardApp = app + 2
+	var one []string
+	for i := 0; len(one) < len(users); i++ {
+		if u := strconv.Itoa(i + 1); policy.Shard(oneShardApp, u) == 0 {
+			one = append(one, u)
+		}
+	}
+	preferUsers(b, env.DB, pol, oneShardApp, one)
+	oneShard := m
+	oneShard.App = oneShardApp
+	b.Run("first-one-shard", func(b *testing.B) { decidePasses(b, env, pol, oneShard, one, chunk, 1) })
 	plain := m
 	plain.Policy = &message.Policy{Category: "marketing", Drop: true}
 	b.Run("uncapped", func(b *testing.B) { decidePasses(b, env, pol, plain, users, chunk, 0) })
