@@ -23,7 +23,12 @@
 // exactly that group's users: the union of groups g, g+n, g+2n ... when
 // m > n, or group g mod m filtered by the hash when m < n (Members). So a
 // fire in flight keeps its layout whatever happens to the index meanwhile,
-// including a rebuild after Redis lost it.
+// including a rebuild after Redis lost it. A read is a pipeline, not a
+// transaction, so a regroup's commands may run between its reads of the
+// layout and of the group; every step of a regroup counts itself in the
+// location's count of moves, which a read takes before and after, and a
+// read that saw it change is made again (at most maxRereads times, then
+// the group's task fails and is retried).
 //
 // # Index
 //
@@ -164,6 +169,11 @@ type Index struct {
 
 	sizeMu sync.Mutex
 	size   int // RedisSize, once Redis answered or refused
+
+	// beforeMembers, if set, queues commands on a read's pipeline after
+	// its reads of the layout and before those of the members, for tests
+	// to hold a read there while a regroup runs.
+	beforeMembers func(pipe redis.Pipeliner)
 }
 
 // NewIndex returns an index whose keys start with prefix (for example
@@ -221,6 +231,12 @@ func (x *Index) fixedKey(l Loc) string { return x.base(l) + "fixed" }
 // leaving while a regroup moves members.
 func (x *Index) layoutKey(l Loc) string { return x.base(l) + "layout" }
 func (x *Index) fromKey(l Loc) string   { return x.base(l) + "from" }
+
+// movesKey counts the steps that moved users between a location's groups
+// (a regroup's start and each of its batches): a read whose count is the
+// same before and after it saw no user move.
+func (x *Index) movesKey(l Loc) string { return x.base(l) + "moves" }
+
 func (x *Index) memberPrefix(l Loc) string {
 	return x.base(l) + "g:"
 }
@@ -552,31 +568,72 @@ func (x *Index) QueueMembers(ctx context.Context, pipe redis.Pipeliner, req Memb
 func (m *MembersRead) Members(ctx context.Context) ([]string, error) {
 	q := m.req
 	n := max(q.Layout, 1)
-	out, done, lm, f, err := m.x.groupRead(ctx, m.r, q.Loc, n, q.Group)
-	if done || err != nil {
-		return out, err
+	x := m.x
+	r := m.r
+	for range maxRereads {
+		out, done, lm, f, err := x.groupRead(ctx, r, q.Loc, n, q.Group)
+		if errors.Is(err, errMoved) {
+			// Users moved while the group was read: read it again.
+			pipe := x.rdb.Pipeline()
+			r = x.readGroup(ctx, pipe, q.Loc, q.Group)
+			pipe.Exec(ctx) //nolint:errcheck // each reply is checked by groupRead: a missing key is no error
+			continue
+		}
+		if done || err != nil {
+			return out, err
+		}
+		out, err = x.membersAcross(ctx, q.Loc, n, q.Group, lm, f)
+		if !errors.Is(err, errMoved) {
+			return out, err
+		}
+		pipe := x.rdb.Pipeline()
+		r = x.readGroup(ctx, pipe, q.Loc, q.Group)
+		pipe.Exec(ctx) //nolint:errcheck // each reply is checked by groupRead: a missing key is no error
 	}
-	return m.x.membersAcross(ctx, q.Loc, n, q.Group, lm, f)
+	return nil, fmt.Errorf("read group %d of %d: users kept moving between its groups (a regroup): %d reads", q.Group, n, maxRereads)
 }
+
+// errMoved is a read that saw users move between the location's groups.
+var errMoved = errors.New("users moved during the read")
+
+// maxRereads bounds the reads of a group whose users keep moving: a
+// regroup moves a group in a few batches with a round trip between them,
+// so a read made again soon finds none in flight; failing, the group's
+// task is retried later.
+const maxRereads = 8
 
 // groupReplies are the replies readGroup queued.
 type groupReplies struct {
+	moves        *redis.StringCmd
 	built        *redis.IntCmd
 	layout, from *redis.StringCmd
 	members      *redis.StringSliceCmd
 	packed       *redis.StringCmd
+	movesAfter   *redis.StringCmd
 }
 
 // readGroup queues on pipe the reads of group g of l and of its location's
-// layout.
+// layout, between two reads of the location's count of moves.
+//
+// A pipeline is no transaction: another client's commands (a regroup
+// moving users from group g to g+n) may run between its commands, so a
+// read that found the layout it asked, with no regroup under way, might
+// otherwise read the group after some of its users left it. The counts of
+// moves before and after tell: if they differ the read is made again.
 func (x *Index) readGroup(ctx context.Context, pipe redis.Pipeliner, l Loc, g int) groupReplies {
-	return groupReplies{
-		built:   pipe.Exists(ctx, x.builtKey(l)),
-		layout:  pipe.Get(ctx, x.layoutKey(l)),
-		from:    pipe.Get(ctx, x.fromKey(l)),
-		members: pipe.SMembers(ctx, x.memberKey(l, g)),
-		packed:  pipe.Get(ctx, x.packedKey(l, g)),
+	r := groupReplies{
+		moves:  pipe.Get(ctx, x.movesKey(l)),
+		built:  pipe.Exists(ctx, x.builtKey(l)),
+		layout: pipe.Get(ctx, x.layoutKey(l)),
+		from:   pipe.Get(ctx, x.fromKey(l)),
 	}
+	if x.beforeMembers != nil {
+		x.beforeMembers(pipe)
+	}
+	r.members = pipe.SMembers(ctx, x.memberKey(l, g))
+	r.packed = pipe.Get(ctx, x.packedKey(l, g))
+	r.movesAfter = pipe.Get(ctx, x.movesKey(l))
+	return r
 }
 
 // groupRead returns the members of group g of layout n from r, done, when
@@ -584,7 +641,7 @@ func (x *Index) readGroup(ctx context.Context, pipe redis.Pipeliner, l Loc, g in
 // returns the location's layout m and regroup source f, for
 // membersAcross.
 func (x *Index) groupRead(ctx context.Context, r groupReplies, l Loc, n, g int) (out []string, done bool, m, f int, err error) {
-	for _, c := range []redis.Cmder{r.built, r.layout, r.from, r.members, r.packed} {
+	for _, c := range []redis.Cmder{r.moves, r.built, r.layout, r.from, r.members, r.packed, r.movesAfter} {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, false, 0, 0, fmt.Errorf("read group %d: %w", g, err)
 		}
@@ -594,6 +651,9 @@ func (x *Index) groupRead(ctx context.Context, r groupReplies, l Loc, n, g int) 
 		return nil, false, 0, 0, ErrNotBuilt
 	}
 	f, _ = r.from.Int()
+	if r.moves.Val() != r.movesAfter.Val() {
+		return nil, false, m, f, errMoved
+	}
 	if m == n && f == 0 {
 		out, err := unpack(r.members.Val(), r.packed.Val())
 		if err != nil {
@@ -626,18 +686,27 @@ func (x *Index) membersAcross(ctx context.Context, l Loc, n, g, m, f int) ([]str
 	keys := make([]string, len(groups))
 	pipe := x.rdb.Pipeline()
 	strs := make([]*redis.StringCmd, len(groups))
-	var cmds []redis.Cmder
+	moves, layout, from := pipe.Get(ctx, x.movesKey(l)), pipe.Get(ctx, x.layoutKey(l)), pipe.Get(ctx, x.fromKey(l))
+	cmds := []redis.Cmder{moves, layout, from}
 	for i, h := range groups {
 		keys[i] = x.memberKey(l, h)
 		strs[i] = pipe.Get(ctx, x.packedKey(l, h))
 		cmds = append(cmds, strs[i])
 	}
 	union := pipe.SUnion(ctx, keys...)
+	movesAfter := pipe.Get(ctx, x.movesKey(l))
 	pipe.Exec(ctx) //nolint:errcheck // each reply is checked below: a missing key is no error
-	for _, c := range append(cmds, union) {
+	for _, c := range append(cmds, union, movesAfter) {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("read group %d of %d: %w", g, n, err)
 		}
+	}
+	// The groups read are those of layouts m and f: the read stands if
+	// they are still the location's and no user moved meanwhile.
+	lm, _ := layout.Int()
+	lf, _ := from.Int()
+	if moves.Val() != movesAfter.Val() || lm != m || lf != f {
+		return nil, errMoved
 	}
 	out := union.Val()
 	var err error
@@ -884,10 +953,12 @@ func (x *Index) FitAll(ctx context.Context, reqs []FitRequest) (layouts []Layout
 // entries between packed strings, as they are, so string IDs stay compact:
 // the source string is rewritten once without the moved entries and each
 // target once with them appended. KEYS: source group, source packed
-// string, groups. ARGV: member key prefix, packed key prefix, source group
+// string, groups, the location's count of moves (counted once a call).
+// ARGV: member key prefix, packed key prefix, source group
 // number, the number of set pairs, then pairs of target group and set
 // member, then pairs of target group and packed entry.
 var moveScript = redis.NewScript(`
+redis.call('INCR', KEYS[4])
 local listed = {}
 local function list(g)
   if not listed[g] then
@@ -979,6 +1050,7 @@ func (x *Index) regroup(ctx context.Context, l Loc, n int) error {
 	// Every listed group is scanned again either way.
 	from = cmp.Or(from, y.N)
 	pipe := x.rdb.TxPipeline()
+	pipe.Incr(ctx, x.movesKey(l))
 	pipe.Set(ctx, x.fromKey(l), from, 0)
 	pipe.Set(ctx, x.layoutKey(l), n, 0)
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -1022,7 +1094,7 @@ func (x *Index) moveGroup(ctx context.Context, l Loc, g, n int) error {
 	if err != nil {
 		return x.damaged(ctx, l, fmt.Errorf("regroup: group %d: %w", g, err))
 	}
-	keys := []string{x.memberKey(l, g), x.packedKey(l, g), x.groupsKey(l)}
+	keys := []string{x.memberKey(l, g), x.packedKey(l, g), x.groupsKey(l), x.movesKey(l)}
 	for {
 		// The call also unlists g once it is empty, so even a group with
 		// nothing to move gets one.
@@ -1178,7 +1250,7 @@ func (x *Index) Drop(ctx context.Context, l Loc) error {
 	if err != nil {
 		return fmt.Errorf("drop index: %w", err)
 	}
-	keys := []string{x.builtKey(l), x.layoutKey(l), x.fromKey(l), x.groupsKey(l), x.fixedKey(l)}
+	keys := []string{x.builtKey(l), x.layoutKey(l), x.fromKey(l), x.groupsKey(l), x.fixedKey(l), x.movesKey(l)}
 	for _, s := range groups {
 		g, _ := strconv.Atoi(s)
 		keys = append(keys, x.memberKey(l, g), x.packedKey(l, g))

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -443,4 +444,54 @@ func TestWritesGrowTheLayout(t *testing.T) {
 	change(t, env, x, locB, ids(3_000_000, 3000), nil)
 	y = everyone(t, x, locB, ids(3_000_000, 3000))
 	require.Equal(t, 2, y.N, "the reminder fixes 2 groups")
+}
+
+// A pipeline is no transaction. Injected: a read of group 0 of layout 8
+// (250 integer-like and 250 string IDs) is held on its connection, after
+// its reads of the layout (8, no regroup) and before those of the group,
+// by a BLPOP the read queues there, while the location regroups to 32
+// from another connection; then it is let go. Checked: the group's own
+// keys hold fewer users by then (the others moved to groups 8, 16 and
+// 24 of 32), yet the read returns exactly the users group 0 of 8 had,
+// each once: it saw the location's count of moves change and read again.
+func TestReadHeldAcrossARegroupReadsAgain(t *testing.T) {
+	env, x := newIndex(t)
+	ctx := context.Background()
+	users := append(userIDs("u", 250), userIDs("", 250)...)
+	subscribe(t, env, locA, users)
+	y, err := x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, 8, y.N)
+	want, err := x.Members(ctx, locA, 8, 0)
+	require.NoError(t, err)
+
+	reached, gate := env.Prefix+"reached", env.Prefix+"gate"
+	holds := 0
+	grouping.SetBeforeMembers(x, func(pipe redis.Pipeliner) {
+		if holds++; holds == 1 {
+			pipe.RPush(ctx, reached, "1")
+			pipe.BLPop(ctx, 20*time.Second, gate)
+		}
+	})
+	type read struct {
+		members []string
+		err     error
+	}
+	done := make(chan read, 1)
+	go func() {
+		m, err := x.Members(ctx, locA, 8, 0)
+		done <- read{m, err}
+	}()
+	// The read's layout reads have run once it pushed to reached.
+	require.NoError(t, env.Redis.BLPop(ctx, 20*time.Second, reached).Err())
+	require.NoError(t, x.Regroup(ctx, locA, 32))
+	stayed, err := x.Members(ctx, locA, 32, 0)
+	require.NoError(t, err)
+	require.Less(t, len(stayed), len(want), "users left group 0's keys")
+	before := holds
+	require.NoError(t, env.Redis.RPush(ctx, gate, "go").Err())
+	got := <-done
+	require.NoError(t, got.err)
+	require.Equal(t, want, got.members)
+	require.Equal(t, before+1, holds, "the held read was made again once")
 }
