@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -466,9 +467,9 @@ func TestReadHeldAcrossARegroupReadsAgain(t *testing.T) {
 	require.NoError(t, err)
 
 	reached, gate := env.Prefix+"reached", env.Prefix+"gate"
-	holds := 0
+	var holds atomic.Int32 // the hook runs on the reading goroutine and on this one
 	grouping.SetBeforeMembers(x, func(pipe redis.Pipeliner) {
-		if holds++; holds == 1 {
+		if holds.Add(1) == 1 {
 			pipe.RPush(ctx, reached, "1")
 			pipe.BLPop(ctx, 20*time.Second, gate)
 		}
@@ -488,10 +489,10 @@ func TestReadHeldAcrossARegroupReadsAgain(t *testing.T) {
 	stayed, err := x.Members(ctx, locA, 32, 0)
 	require.NoError(t, err)
 	require.Less(t, len(stayed), len(want), "users left group 0's keys")
-	before := holds
+	before := holds.Load()
 	require.NoError(t, env.Redis.RPush(ctx, gate, "go").Err())
 	got := <-done
 	require.NoError(t, got.err)
 	require.Equal(t, want, got.members)
-	require.Equal(t, before+1, holds, "the held read was made again once")
+	require.Equal(t, before+1, holds.Load(), "the held read was made again once")
 }
