@@ -24,18 +24,20 @@
 // m > n, or group g mod m filtered by the hash when m < n (Members). So a
 // fire in flight keeps its layout whatever happens to the index meanwhile,
 // including a rebuild after Redis lost it. A read is a pipeline, not a
-// transaction, so a regroup's commands may run between its reads of the
-// layout and of the group; every step of a regroup counts itself in the
-// location's count of moves, which a read takes before and after, and a
-// read that saw it change is made again (at most maxRereads times, then
-// the group's task fails and is retried).
+// transaction, so a regroup's or a rebuild's commands may run between its
+// reads of the layout and of the group; each step of a regroup and a
+// rebuild's drop count themselves in the location's count of moves, which
+// a read takes before and after, and a read that saw it change is made
+// again (at most maxReads reads, then the group's task fails and is
+// retried).
 //
 // # Index
 //
 // For each (reminder, location) Redis holds, per non-empty group, a set of
 // its integer-like user IDs and a packed string of the others (see
-// member.go), a set of the non-empty group numbers, the layout, and a
-// "built" marker. All keys of a location share one hash tag, so they live in
+// member.go), a set of the non-empty group numbers, the layout, a
+// regroup's source layout while it runs ("from"), the count of moves and
+// a "built" marker. All keys of a location share one hash tag, so they live in
 // one Redis Cluster slot; the writes are Lua scripts that read the layout
 // and write both keys of a group in one step, so a write never lands in a
 // group of a layout being replaced. With groups of at most 512 integer-like
@@ -232,9 +234,10 @@ func (x *Index) fixedKey(l Loc) string { return x.base(l) + "fixed" }
 func (x *Index) layoutKey(l Loc) string { return x.base(l) + "layout" }
 func (x *Index) fromKey(l Loc) string   { return x.base(l) + "from" }
 
-// movesKey counts the steps that moved users between a location's groups
-// (a regroup's start and each of its batches): a read whose count is the
-// same before and after it saw no user move.
+// movesKey counts the steps that move users between a location's groups
+// or take them out to put them back (a regroup's start and each of its
+// batches, a rebuild's drop): a read whose count is the same before and
+// after it saw no such step.
 func (x *Index) movesKey(l Loc) string { return x.base(l) + "moves" }
 
 func (x *Index) memberPrefix(l Loc) string {
@@ -512,8 +515,10 @@ func (x *Index) invalidate(ctx context.Context, locs []Loc) {
 // the index has the layout n and no regroup is under way, as at every fire,
 // that is one round trip; otherwise a second one reads the groups of the
 // index's layouts that hold g's users (see the package comment), their sets
-// and their packed strings. A damaged packed string fails the read and
-// sends the location to a rebuild.
+// and their packed strings. A read that a regroup's or rebuild's step ran
+// across is made again (up to maxReads reads, two round trips each). A
+// damaged packed string fails the read and sends the location to a
+// rebuild.
 func (x *Index) Members(ctx context.Context, l Loc, n, g int) ([]string, error) {
 	pipe := x.rdb.Pipeline()
 	r := x.QueueMembers(ctx, pipe, MembersRequest{Loc: l, Layout: n, Group: g})
@@ -563,20 +568,21 @@ func (x *Index) QueueMembers(ctx context.Context, pipe redis.Pipeliner, req Memb
 }
 
 // Members returns what Index.Members does: no further round trip when the
-// location is in the layout asked with no regroup under way, as at every
-// fire; otherwise one more.
+// location is in the layout asked with no regroup under way and none ran
+// across the read, as at every fire; otherwise more (see Index.Members).
 func (m *MembersRead) Members(ctx context.Context) ([]string, error) {
 	q := m.req
 	n := max(q.Layout, 1)
-	x := m.x
-	r := m.r
-	for range maxRereads {
-		out, done, lm, f, err := x.groupRead(ctx, r, q.Loc, n, q.Group)
-		if errors.Is(err, errMoved) {
+	x, r := m.x, m.r
+	for i := range maxReads {
+		if i > 0 {
 			// Users moved while the group was read: read it again.
 			pipe := x.rdb.Pipeline()
 			r = x.readGroup(ctx, pipe, q.Loc, q.Group)
 			pipe.Exec(ctx) //nolint:errcheck // each reply is checked by groupRead: a missing key is no error
+		}
+		out, done, lm, f, err := x.groupRead(ctx, r, q.Loc, n, q.Group)
+		if errors.Is(err, errMoved) {
 			continue
 		}
 		if done || err != nil {
@@ -586,21 +592,18 @@ func (m *MembersRead) Members(ctx context.Context) ([]string, error) {
 		if !errors.Is(err, errMoved) {
 			return out, err
 		}
-		pipe := x.rdb.Pipeline()
-		r = x.readGroup(ctx, pipe, q.Loc, q.Group)
-		pipe.Exec(ctx) //nolint:errcheck // each reply is checked by groupRead: a missing key is no error
 	}
-	return nil, fmt.Errorf("read group %d of %d: users kept moving between its groups (a regroup): %d reads", q.Group, n, maxRereads)
+	return nil, fmt.Errorf("read group %d of %d: users kept moving between the location's groups (a regroup or a rebuild) in %d reads", q.Group, n, maxReads)
 }
 
 // errMoved is a read that saw users move between the location's groups.
 var errMoved = errors.New("users moved during the read")
 
-// maxRereads bounds the reads of a group whose users keep moving: a
-// regroup moves a group in a few batches with a round trip between them,
-// so a read made again soon finds none in flight; failing, the group's
+// maxReads bounds the reads of a group whose location's users keep moving:
+// a regroup moves each group in a batch or a few, a round trip apart, so a
+// read made again soon mostly finds none in flight; failing, the group's
 // task is retried later.
-const maxRereads = 8
+const maxReads = 8
 
 // groupReplies are the replies readGroup queued.
 type groupReplies struct {
@@ -639,7 +642,8 @@ func (x *Index) readGroup(ctx context.Context, pipe redis.Pipeliner, l Loc, g in
 // groupRead returns the members of group g of layout n from r, done, when
 // the location is in layout n with no regroup under way; otherwise it
 // returns the location's layout m and regroup source f, for
-// membersAcross.
+// membersAcross, or errMoved if a step of a regroup or rebuild ran across
+// the read.
 func (x *Index) groupRead(ctx context.Context, r groupReplies, l Loc, n, g int) (out []string, done bool, m, f int, err error) {
 	for _, c := range []redis.Cmder{r.moves, r.built, r.layout, r.from, r.members, r.packed, r.movesAfter} {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
@@ -686,8 +690,9 @@ func (x *Index) membersAcross(ctx context.Context, l Loc, n, g, m, f int) ([]str
 	keys := make([]string, len(groups))
 	pipe := x.rdb.Pipeline()
 	strs := make([]*redis.StringCmd, len(groups))
-	moves, layout, from := pipe.Get(ctx, x.movesKey(l)), pipe.Get(ctx, x.layoutKey(l)), pipe.Get(ctx, x.fromKey(l))
-	cmds := []redis.Cmder{moves, layout, from}
+	moves, built := pipe.Get(ctx, x.movesKey(l)), pipe.Exists(ctx, x.builtKey(l))
+	layout, from := pipe.Get(ctx, x.layoutKey(l)), pipe.Get(ctx, x.fromKey(l))
+	cmds := []redis.Cmder{moves, built, layout, from}
 	for i, h := range groups {
 		keys[i] = x.memberKey(l, h)
 		strs[i] = pipe.Get(ctx, x.packedKey(l, h))
@@ -700,6 +705,9 @@ func (x *Index) membersAcross(ctx context.Context, l Loc, n, g, m, f int) ([]str
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("read group %d of %d: %w", g, n, err)
 		}
+	}
+	if built.Val() == 0 {
+		return nil, ErrNotBuilt
 	}
 	// The groups read are those of layouts m and f: the read stands if
 	// they are still the location's and no user moved meanwhile.
@@ -1184,7 +1192,7 @@ func (x *Index) rebuild(ctx context.Context, l Loc, token string) error {
 	if fixed > 0 {
 		n = Fixed(fixed)
 	}
-	if err := x.Drop(ctx, l); err != nil {
+	if err := x.drop(ctx, l, true); err != nil {
 		return err
 	}
 	// The layout goes first: subscriptions committed from now on are
@@ -1245,19 +1253,34 @@ return 1`)
 
 // Drop deletes the index of l, sets and packed strings, including the built
 // marker and the layout.
-func (x *Index) Drop(ctx context.Context, l Loc) error {
+func (x *Index) Drop(ctx context.Context, l Loc) error { return x.drop(ctx, l, false) }
+
+// drop deletes the index of l. A rebuild's drop (moving) keeps the
+// location's count of moves and counts itself in it, in one step with the
+// deletion of the built marker (the first key deleted): a read that ran
+// across the deletion sees the count change, and one after it finds the
+// index not built until the rebuild marks it so.
+func (x *Index) drop(ctx context.Context, l Loc, moving bool) error {
 	groups, err := x.rdb.SMembers(ctx, x.groupsKey(l)).Result()
 	if err != nil {
 		return fmt.Errorf("drop index: %w", err)
 	}
-	keys := []string{x.builtKey(l), x.layoutKey(l), x.fromKey(l), x.groupsKey(l), x.fixedKey(l), x.movesKey(l)}
+	keys := []string{x.builtKey(l), x.layoutKey(l), x.fromKey(l), x.groupsKey(l), x.fixedKey(l)}
+	if !moving {
+		keys = append(keys, x.movesKey(l))
+	}
 	for _, s := range groups {
 		g, _ := strconv.Atoi(s)
 		keys = append(keys, x.memberKey(l, g), x.packedKey(l, g))
 	}
-	for len(keys) > 0 {
+	for first := true; len(keys) > 0; first = false {
 		n := min(len(keys), 1000)
-		if err := x.rdb.Unlink(ctx, keys[:n]...).Err(); err != nil {
+		pipe := x.rdb.TxPipeline()
+		if first && moving {
+			pipe.Incr(ctx, x.movesKey(l))
+		}
+		pipe.Unlink(ctx, keys[:n]...)
+		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("drop index: %w", err)
 		}
 		keys = keys[n:]

@@ -450,49 +450,81 @@ func TestWritesGrowTheLayout(t *testing.T) {
 // A pipeline is no transaction. Injected: a read of group 0 of layout 8
 // (250 integer-like and 250 string IDs) is held on its connection, after
 // its reads of the layout (8, no regroup) and before those of the group,
-// by a BLPOP the read queues there, while the location regroups to 32
-// from another connection; then it is let go. Checked: the group's own
-// keys hold fewer users by then (the others moved to groups 8, 16 and
-// 24 of 32), yet the read returns exactly the users group 0 of 8 had,
-// each once: it saw the location's count of moves change and read again.
+// by a BLPOP the read queues there, while from another connection the
+// location regroups to 32, or loses its built marker and is rebuilt in
+// one group; then the read is let go. Checked: group 0's keys hold other
+// users by then (fewer after the regroup, everyone after the rebuild), yet
+// the read returns exactly the users group 0 of 8 had, each once: it saw
+// the location's count of moves change and read again, once.
 func TestReadHeldAcrossARegroupReadsAgain(t *testing.T) {
-	env, x := newIndex(t)
-	ctx := context.Background()
-	users := append(userIDs("u", 250), userIDs("", 250)...)
-	subscribe(t, env, locA, users)
-	y, err := x.Fit(ctx, locA, 0, true)
-	require.NoError(t, err)
-	require.Equal(t, 8, y.N)
-	want, err := x.Members(ctx, locA, 8, 0)
-	require.NoError(t, err)
+	for _, tc := range []struct {
+		name      string
+		meanwhile func(t *testing.T, env *testenv.Env, x *grouping.Index) int // the new layout
+	}{
+		{"regrouped to 32", func(t *testing.T, env *testenv.Env, x *grouping.Index) int {
+			require.NoError(t, x.Regroup(context.Background(), locA, 32))
+			return 32
+		}},
+		{"rebuilt in 1 group", func(t *testing.T, env *testenv.Env, x *grouping.Index) int {
+			ctx := context.Background()
+			keys, err := env.Redis.Keys(ctx, env.Prefix+"*built").Result()
+			require.NoError(t, err)
+			require.Len(t, keys, 1)
+			require.NoError(t, env.Redis.Del(ctx, keys...).Err())
+			x.GroupSize = 1000
+			require.NoError(t, x.EnsureBuilt(ctx, locA))
+			return 1
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, _ := newIndex(t)
+			ctx := context.Background()
+			// A pipeline's replies are awaited for the client's read timeout
+			// (3 s by default), not the BLPOP's: a slow regroup must not time
+			// the held read out, whose pipeline would then be sent again after.
+			opt := *env.Redis.Options()
+			opt.ReadTimeout = 30 * time.Second
+			rdb := redis.NewClient(&opt)
+			t.Cleanup(func() { rdb.Close() })
+			x := grouping.NewIndex(rdb, env.DB, env.Prefix)
+			x.GroupSize = testGroupSize
+			users := append(userIDs("u", 250), userIDs("", 250)...)
+			subscribe(t, env, locA, users)
+			y, err := x.Fit(ctx, locA, 0, true)
+			require.NoError(t, err)
+			require.Equal(t, 8, y.N)
+			want, err := x.Members(ctx, locA, 8, 0)
+			require.NoError(t, err)
 
-	reached, gate := env.Prefix+"reached", env.Prefix+"gate"
-	var holds atomic.Int32 // the hook runs on the reading goroutine and on this one
-	grouping.SetBeforeMembers(x, func(pipe redis.Pipeliner) {
-		if holds.Add(1) == 1 {
-			pipe.RPush(ctx, reached, "1")
-			pipe.BLPop(ctx, 20*time.Second, gate)
-		}
-	})
-	type read struct {
-		members []string
-		err     error
+			reached, gate := env.Prefix+"reached", env.Prefix+"gate"
+			var holds atomic.Int32 // the hook runs on the reading goroutine and on this one
+			grouping.SetBeforeMembers(x, func(pipe redis.Pipeliner) {
+				if holds.Add(1) == 1 {
+					pipe.RPush(ctx, reached, "1")
+					pipe.BLPop(ctx, 20*time.Second, gate)
+				}
+			})
+			type read struct {
+				members []string
+				err     error
+			}
+			done := make(chan read, 1)
+			go func() {
+				m, err := x.Members(ctx, locA, 8, 0)
+				done <- read{m, err}
+			}()
+			// The read's layout reads have run once it pushed to reached.
+			require.NoError(t, env.Redis.BLPop(ctx, 20*time.Second, reached).Err())
+			n := tc.meanwhile(t, env, x)
+			now, err := x.Members(ctx, locA, n, 0)
+			require.NoError(t, err)
+			require.NotEqual(t, len(want), len(now), "group 0's keys hold other users")
+			before := holds.Load()
+			require.NoError(t, env.Redis.RPush(ctx, gate, "go").Err())
+			got := <-done
+			require.NoError(t, got.err)
+			require.Equal(t, want, got.members)
+			require.Equal(t, before+1, holds.Load(), "the held read was made again once")
+		})
 	}
-	done := make(chan read, 1)
-	go func() {
-		m, err := x.Members(ctx, locA, 8, 0)
-		done <- read{m, err}
-	}()
-	// The read's layout reads have run once it pushed to reached.
-	require.NoError(t, env.Redis.BLPop(ctx, 20*time.Second, reached).Err())
-	require.NoError(t, x.Regroup(ctx, locA, 32))
-	stayed, err := x.Members(ctx, locA, 32, 0)
-	require.NoError(t, err)
-	require.Less(t, len(stayed), len(want), "users left group 0's keys")
-	before := holds.Load()
-	require.NoError(t, env.Redis.RPush(ctx, gate, "go").Err())
-	got := <-done
-	require.NoError(t, got.err)
-	require.Equal(t, want, got.members)
-	require.Equal(t, before+1, holds.Load(), "the held read was made again once")
 }
