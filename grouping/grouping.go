@@ -1053,6 +1053,19 @@ func (x *Index) regroup(ctx context.Context, l Loc, n int) error {
 	if y.N == n && from == 0 {
 		return nil
 	}
+	if from != 0 && y.N != n {
+		// A regroup to another layout was cut short: finish it first, so
+		// that this one leaves a single layout. Its users sit in groups of
+		// both; a removal reaches only the groups of the layout being left
+		// and of the new one, so one sitting in the other would come back.
+		if err := x.regroup(ctx, l, y.N); err != nil {
+			return err
+		}
+		if y, err = x.Groups(ctx, l); err != nil {
+			return err
+		}
+		from = 0
+	}
 	// Resuming a regroup cut short: removals keep reaching the groups
 	// of the layout it was leaving, where unmoved members still are.
 	// Every listed group is scanned again either way.

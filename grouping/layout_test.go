@@ -207,27 +207,10 @@ func TestInterruptedRegroupIsFinished(t *testing.T) {
 	env, x := newIndex(t)
 	ctx := context.Background()
 	users := userIDs("u", 3000)
-	subscribe(t, env, locA, users[:10])
-	// Fixed at one group, so that the writes below do not grow the layout
-	// themselves and group 0 holds everyone.
-	_, err := x.Fit(ctx, locA, 1, true)
-	require.NoError(t, err)
-	var rows []store.Subscription
-	var add []grouping.Member
-	for _, u := range users[10:] {
-		rows = append(rows, store.Subscription{ReminderID: locA.Reminder, LocationID: locA.Location, UserID: u, GroupNo: grouping.Bucket(u)})
-		add = append(add, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
-	}
-	require.NoError(t, env.DB.CreateInBatches(rows, 500).Error)
-	require.NoError(t, x.Apply(ctx, add, nil))
+	oneGroupOf(t, env, x, users)
 
 	// Cut short: the layout is 64, most members still in group 0.
-	cut, cancel := context.WithCancel(ctx)
-	rdb := redis.NewClient(env.Redis.Options())
-	t.Cleanup(func() { rdb.Close() })
-	rdb.AddHook(&cancelAfter{n: 6, cancel: cancel})
-	x2 := grouping.NewIndex(rdb, env.DB, env.Prefix)
-	require.Error(t, x2.Regroup(cut, locA, 64))
+	cutShort(t, env, &cancelAfter{n: 6}, 64)
 	y, err := x.Groups(ctx, locA)
 	require.NoError(t, err)
 	require.Equal(t, 64, y.N)
@@ -247,12 +230,103 @@ func TestInterruptedRegroupIsFinished(t *testing.T) {
 	require.Empty(t, keys, "the regroup is finished")
 }
 
+// oneGroupOf subscribes users to locA in one group: the layout fixed at
+// one, so that the writes do not grow it themselves.
+func oneGroupOf(t *testing.T, env *testenv.Env, x *grouping.Index, users []string) {
+	t.Helper()
+	ctx := context.Background()
+	subscribe(t, env, locA, users[:10])
+	_, err := x.Fit(ctx, locA, 1, true)
+	require.NoError(t, err)
+	var rows []store.Subscription
+	var add []grouping.Member
+	for _, u := range users[10:] {
+		rows = append(rows, store.Subscription{ReminderID: locA.Reminder, LocationID: locA.Location, UserID: u, GroupNo: grouping.Bucket(u)})
+		add = append(add, grouping.Member{Loc: locA, Bucket: grouping.Bucket(u), UserID: u})
+	}
+	require.NoError(t, env.DB.CreateInBatches(rows, 500).Error)
+	require.NoError(t, x.Apply(ctx, add, nil))
+}
+
+// cutShort regroups locA to n on a client whose hook cancels the
+// regroup's context, and checks that the regroup failed.
+func cutShort(t *testing.T, env *testenv.Env, hook interface {
+	redis.Hook
+	setCancel(func())
+}, n int) {
+	t.Helper()
+	cut, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hook.setCancel(cancel)
+	rdb := redis.NewClient(env.Redis.Options())
+	defer rdb.Close()
+	rdb.AddHook(hook)
+	require.Error(t, grouping.NewIndex(rdb, env.DB, env.Prefix).Regroup(cut, locA, n))
+}
+
+// Fault: a regroup from 1 group to 64 is cut short, and the next regroup,
+// to 128, is cut short too, just after it set its layout. Then a user
+// the first one had moved out of group 0 unsubscribes. Checked: the second
+// regroup finished the first before it began (it is leaving 64 groups, not
+// 1), so the removal reaches the group the user sits in, and once the
+// regroup is finished the user is gone and everyone else is there once.
+func TestRegroupToAnotherLayoutFinishesTheOneCutShort(t *testing.T) {
+	env, x := newIndex(t)
+	ctx := context.Background()
+	users := userIDs("", 3000) // integer-like: set members, seen with SISMEMBER
+	oneGroupOf(t, env, x, users)
+	cutShort(t, env, &cancelAfter{n: 6}, 64)
+	var gone string
+	for _, u := range users {
+		if h := grouping.Of(u, 64); h != 0 && grouping.Of(u, 128) != h {
+			in, err := env.Redis.SIsMember(ctx, env.Prefix+"idx:{11:3}:g:"+strconv.Itoa(h), u).Result()
+			require.NoError(t, err)
+			if in {
+				gone = u
+				break
+			}
+		}
+	}
+	require.NotEmpty(t, gone, "a user the cut-short regroup moved")
+	cutShort(t, env, &cancelAtLayout{n: 128}, 128)
+	from, err := env.Redis.Get(ctx, env.Prefix+"idx:{11:3}:from").Int()
+	require.NoError(t, err)
+	require.Equal(t, 64, from, "the regroup to 128 leaves 64 groups")
+	change(t, env, x, locA, nil, []string{gone})
+	_, err = x.Fit(ctx, locA, 0, true)
+	require.NoError(t, err)
+	everyone(t, x, locA, slices.DeleteFunc(slices.Clone(users), func(u string) bool { return u == gone }))
+}
+
+// cancelAtLayout cancels a context once a pipeline set a location's
+// layout to n.
+type cancelAtLayout struct {
+	n      int
+	cancel func()
+}
+
+func (c *cancelAtLayout) setCancel(f func())                                   { c.cancel = f }
+func (c *cancelAtLayout) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (c *cancelAtLayout) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (c *cancelAtLayout) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			if a := cmd.Args(); len(a) == 3 && a[0] == "set" && strings.HasSuffix(a[1].(string), ":layout") && a[2] == c.n {
+				c.cancel()
+			}
+		}
+		return err
+	}
+}
+
 // cancelAfter cancels a context once n commands have run.
 type cancelAfter struct {
 	n      int
 	cancel func()
 }
 
+func (c *cancelAfter) setCancel(f func())                          { c.cancel = f }
 func (c *cancelAfter) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (c *cancelAfter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
