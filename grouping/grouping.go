@@ -1032,9 +1032,10 @@ const moveBatch = 5000
 
 // Regroup changes the layout of l to n groups (a power of two), moving only
 // the members whose group changes: splitting doubles, merging halves, once
-// or more in one pass. It holds the location's rebuild lock, so it never
-// overlaps a rebuild or another regroup. Writes made meanwhile go to the new
-// layout (see applyScript).
+// or more in one pass. A regroup cut short to another layout is finished
+// first. It holds the location's rebuild lock, so it never overlaps a
+// rebuild or another regroup. Writes made meanwhile go to the new layout
+// (see applyScript).
 func (x *Index) Regroup(ctx context.Context, l Loc, n int) error {
 	return x.locked(ctx, l, func(string) error { return x.regroup(ctx, l, n) })
 }
