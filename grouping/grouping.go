@@ -172,6 +172,9 @@ type Index struct {
 	sizeMu sync.Mutex
 	size   int // RedisSize, once Redis answered or refused
 
+	// lockTTL, if set, replaces the package's lockTTL (tests).
+	lockTTL time.Duration
+
 	// beforeMembers, if set, queues commands on a read's pipeline after
 	// its reads of the layout and before those of the members, for tests
 	// to hold a read there while a regroup runs.
@@ -1162,19 +1165,55 @@ func (x *Index) EnsureBuilt(ctx context.Context, l Loc) error {
 // and reports whether it did.
 func (x *Index) tryLocked(ctx context.Context, l Loc, f func(token string) error) (bool, error) {
 	token := strconv.FormatInt(time.Now().UnixNano(), 36)
-	ok, err := x.rdb.SetNX(ctx, x.lockKey(l), token, 2*time.Minute).Result()
+	ttl := cmp.Or(x.lockTTL, lockTTL)
+	ok, err := x.rdb.SetNX(ctx, x.lockKey(l), token, ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("lock index: %w", err)
 	}
 	if !ok {
 		return false, nil
 	}
+	stop := make(chan struct{})
+	var renewing sync.WaitGroup
+	renewing.Go(func() { x.renew(ctx, l, token, ttl, stop) })
 	err = f(token)
-	// Free the lock only if it is still ours: work slower than the lock's
-	// lifetime must not free a successor's lock.
+	close(stop)
+	renewing.Wait()
+	// Free the lock only if it is still ours: work that lost it (a process
+	// stalled past its lifetime) must not free a successor's lock.
 	unlockScript.Run(context.WithoutCancel(ctx), x.rdb, []string{x.lockKey(l)}, token)
 	return true, err
 }
+
+// lockTTL is how long a location's rebuild lock lives unless renewed: its
+// holder renews it every quarter of that while its work runs (a rebuild of
+// millions of users reads MySQL for minutes), so a holder that died frees
+// it within lockTTL.
+const lockTTL = 2 * time.Minute
+
+// renew keeps the lock token holds on l alive until stop closes or ctx
+// ends, and gives up once the lock is another's.
+func (x *Index) renew(ctx context.Context, l Loc, token string, ttl time.Duration, stop <-chan struct{}) {
+	tick := time.NewTicker(ttl / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			n, err := renewScript.Run(ctx, x.rdb, []string{x.lockKey(l)}, token, ttl.Milliseconds()).Int()
+			if err == nil && n == 0 {
+				return
+			}
+		}
+	}
+}
+
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`)
 
 // locked runs f under the location's rebuild lock, waiting for it.
 func (x *Index) locked(ctx context.Context, l Loc, f func(token string) error) error {

@@ -671,3 +671,44 @@ func TestGroupSizeFollowsRedis(t *testing.T) {
 	require.Equal(t, grouping.DefaultGroupSize, y.Target())
 	require.Equal(t, grouping.DefaultGroupSize, y.Target(), "kept")
 }
+
+// The rebuild lock lasts as long as its work. Injected: work under
+// locA's lock that runs three times the lock's lifetime (1 s), while
+// another caller waits for the lock. Checked: at the end of the work the
+// lock still holds its holder's token, the other caller's work ran only
+// after it, and the lock is gone once both returned.
+func TestRebuildLockRenewedWhileItsWorkRuns(t *testing.T) {
+	env, x := newIndex(t)
+	grouping.SetLockTTL(x, time.Second)
+	ctx := context.Background()
+	key := env.Prefix + "idx:{11:3}:lock"
+	var mu sync.Mutex
+	var order []string
+	ran := func(who string) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, who)
+	}
+	other := make(chan error, 1)
+	err := grouping.Locked(ctx, x, locA, func(token string) error {
+		go func() {
+			other <- grouping.Locked(ctx, x, locA, func(string) error { ran("other"); return nil })
+		}()
+		time.Sleep(3 * time.Second)
+		held, err := env.Redis.Get(ctx, key).Result()
+		if err != nil {
+			return err
+		}
+		if held != token {
+			return fmt.Errorf("the lock holds %q, not the holder's %q", held, token)
+		}
+		ran("holder")
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, <-other)
+	require.Equal(t, []string{"holder", "other"}, order)
+	n, err := env.Redis.Exists(ctx, key).Result()
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
