@@ -1310,7 +1310,7 @@ func (x *Index) Drop(ctx context.Context, l Loc) error { return x.drop(ctx, l, f
 
 // drop deletes the index of l. A rebuild's drop (moving) keeps the
 // location's count of moves and counts itself in it, in one step with the
-// deletion of the built marker (the first key deleted): a read that ran
+// deletion of the built marker (before any other key): a read that ran
 // across the deletion sees the count change, and one after it finds the
 // index not built until the rebuild marks it so.
 func (x *Index) drop(ctx context.Context, l Loc, moving bool) error {
@@ -1326,14 +1326,18 @@ func (x *Index) drop(ctx context.Context, l Loc, moving bool) error {
 		g, _ := strconv.Atoi(s)
 		keys = append(keys, x.memberKey(l, g), x.packedKey(l, g))
 	}
-	for first := true; len(keys) > 0; first = false {
-		n := min(len(keys), 1000)
+	if moving {
 		pipe := x.rdb.TxPipeline()
-		if first && moving {
-			pipe.Incr(ctx, x.movesKey(l))
-		}
-		pipe.Unlink(ctx, keys[:n]...)
+		pipe.Incr(ctx, x.movesKey(l))
+		pipe.Unlink(ctx, x.builtKey(l))
 		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("drop index: %w", err)
+		}
+		keys = keys[1:] // the built marker, gone
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		if err := x.rdb.Unlink(ctx, keys[:n]...).Err(); err != nil {
 			return fmt.Errorf("drop index: %w", err)
 		}
 		keys = keys[n:]
