@@ -1,43 +1,53 @@
 // Package inbox keeps, in Redis, the messages a user has not been pushed yet
 // and those pushed but not read, and the announcements of each region.
 //
-// Per shard of an app's users (keyspace.UserShards; keys P{app:uN}#...,
-// hash-tagged by the shard, see keyspace.Shard, so that every script
-// touches one Redis Cluster slot and the messages of a chunk of users are
-// stored with one script per shard, not one per user, and a few commands
-// per shard, not per user):
+// Per user, in keys carrying the hash tag of the user's shard
+// (keyspace.UserShards, keyspace.Shard), so that a chunk's users spread
+// over the slots of a Redis Cluster and a message's body is kept once per
+// shard, not per user:
 //
-//   - P{app:uN}#inbox: a hash with one field per user, the user's entries:
-//     each message pending ("not yet pushed", since it was stored) or
-//     unread (since it was acknowledged). Every personal message is pending
-//     first, also for a user who is online, and leaves that state only
-//     when the client acknowledges it (over the socket or the API). A
-//     message sent to a gateway that dies before the client's ack is
-//     therefore still pending, and is replayed when the user connects
-//     again. A read receipt removes the message. Each state is capped
-//     (Config.Cap): storing a message into a full one drops the oldest.
-//   - P{app:uN}#inbox-at: when each user's field was last written (dated
-//     ahead by a sixteenth of the keep, keyspace.ShardLua), so that the
-//     fields of users who do not come back are dropped.
+//   - P{app:uN}#ib:<user>: a hash of the user's entries, up to three fields
+//     per message: "s:<id>" when it was stored (pending since), "d:<id>"
+//     when the client acknowledged it (unread since) and "r:<id>" when it
+//     was read. Every personal message is pending first, also for a user
+//     who is online, and leaves that state only when the client
+//     acknowledges it (over the socket or the API). A message sent to a
+//     gateway that dies before the client's ack is therefore still
+//     pending, and is replayed when the user connects again. A read message
+//     is no longer listed; its fields stay, so that the same message stored
+//     again (a chunk sent twice) is not pending again, until the next store
+//     drops them.
 //   - P{app:uN}#m:<id>: a message's body, once per shard, not per user,
 //     kept TTL + UnreadTTL after it was first stored (as long as it can
 //     stay pending, then unread).
 //
+// Every write is a plain command, pipelined with those of the other users
+// of a chunk or of a batch of acks: a store reads the users' hashes in one
+// round trip (HGETALL) and writes them in the next (HSETNX of the new
+// entries, HDEL of those it drops, PEXPIRE), an ack reads the fields of
+// the IDs it names (HMGET) and sets them (HSETNX). A field, once set, is
+// never set again, so two writers racing (a worker retrying a chunk, two
+// gateways applying acks) each change a message's state at most once
+// between them, and the one whose HSETNX set it is the one that reports
+// the change, counted once.
+//
 // A pending message is kept TTL after it was stored, an unread one
-// UnreadTTL after it was acknowledged; older ones are no longer returned and
-// are dropped at the next write. A user's field is dropped between the longer
-// of the two and 17/16 of it after its last write (by the next write to the
-// shard), and the keys
-// of a shard nobody writes expire then, so a user who does not come back
-// finds an empty inbox and costs nothing. Messages have deterministic IDs,
-// so a worker that stores the same chunk twice (after a crash) stores each
-// message once, and a message already acknowledged is not stored again.
+// UnreadTTL after it was acknowledged; older ones are no longer returned
+// and are dropped at the next store. Each state is capped (Config.Cap):
+// a store into a full one drops the oldest, and a list shows the newest Cap
+// of each. A user's hash expires the longer of TTL and UnreadTTL after the
+// last store (an ack extends it when the unread message would otherwise
+// outlive it), so a user who does not come back costs nothing. Messages
+// have deterministic IDs, so a worker that stores the same chunk twice
+// (after a crash) stores each message once, and a message already
+// acknowledged or read is not stored again.
 package inbox
 
 import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -46,7 +56,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/chime-dev/chime/internal/rscript"
 	"github.com/chime-dev/chime/keyspace"
 )
 
@@ -138,11 +147,9 @@ func New(cfg Config, rdb redis.UniversalClient) *Store {
 // Config returns the store's configuration with its defaults.
 func (s *Store) Config() Config { return s.cfg }
 
-// keys are the hash of the inboxes of the user's shard and its index of
-// last writes.
-func (s *Store) keys(app int64, user string) []string {
-	stem := keyspace.Shard(s.cfg.Prefix, app, user)
-	return []string{stem + "inbox", stem + "inbox-at"}
+// key is the hash of the user's entries.
+func (s *Store) key(app int64, user string) string {
+	return keyspace.Shard(s.cfg.Prefix, app, user) + "ib:" + user
 }
 
 // bodyKey holds one message's body for the users of one shard.
@@ -150,226 +157,159 @@ func (s *Store) bodyKey(app int64, user, id string) string {
 	return keyspace.Shard(s.cfg.Prefix, app, user) + "m:" + id
 }
 
-// The scripts take the keys of one shard: the inboxes hash, its index,
-// then (add only) the bodies' keys. A user's field is their entries, one
-// a line: "p <ms> <id>" pending since ms, "u <ms> <id>" unread since ms
-// (acknowledged then), in the order they were written, so that the first
-// line of a state is its oldest (the writers' clocks run forward).
-//
-// The scripts work on each field as a string, with plain finds and
-// splices that run in C, rather than decoding every line into Lua tables
-// and encoding them back: a user holds up to twice Cap lines, and decoding
-// them all for each message stored or acknowledged cost more than the rest
-// of the delivery. A field is held as "\n" .. field .. "\n", so that every
-// line is "\n" .. line and is followed by a "\n", the last one too. An ID
-// is found as " <id>\n" preceded, from the line's start, by "\n<state>
-// <ms>", so that an ID that ends another (o1 and xo1, or an ID with a
-// space) is not taken for it. IDs that are empty or hold a line break are
-// never stored and match nothing.
-//
-// prelude loads the fields of the users named in ARGV (at the positions
-// given), and finish writes back those changed, deletes the emptied ones,
-// dates them in the index, drops the users whose last write is older than
-// keep (they expired) and extends the keys' life.
-const prelude = keyspace.ShardLua + `
-local state, order, dirty, counts = {}, {}, {}, {}
-local function valid(id) return id ~= '' and not string.find(id, '\n', 1, true) end
--- find returns where the line of id starts (its leading line break) and
--- ends (the line break after it), its state and its ms, or nil.
-local function find(w, id)
-  if not valid(id) then return nil end
-  local pat, init = ' ' .. id .. '\n', 1
-  while true do
-    local q = string.find(w, pat, init, true)
-    if not q then return nil end
-    local k, ms = string.match(string.sub(w, math.max(1, q - 24), q - 1), '\n(%a) (%d+)$')
-    if k then return q - #ms - 3, q + #pat - 1, k, ms end
-    init = q + 1
-  end
-end
--- first returns the first line of state k at or after init: where it
--- starts and ends, as find, its ms and its ID.
-local function first(w, k, init)
-  local s = string.find(w, '\n' .. k .. ' ', init, true)
-  if not s then return nil end
-  local ms, id = string.match(w, '^(%d+) ([^\n]*)', s + 3)
-  if not ms then return nil end
-  return s, s + 4 + #ms + #id, tonumber(ms), id
-end
--- count returns how many lines of state k the user has, counted once a
--- script and kept up to date by remove and append.
-local function count(u, k)
-  local c = counts[u]
-  if not c then c = {}; counts[u] = c end
-  if not c[k] then
-    local n, at, pat, w = 0, 1, '\n' .. k .. ' ', state[u]
-    while true do
-      local s = string.find(w, pat, at, true)
-      if not s then break end
-      n, at = n + 1, s + 3
-    end
-    c[k] = n
-  end
-  return c[k]
-end
-local function bump(u, k, d)
-  local c = counts[u]
-  if c and c[k] then c[k] = c[k] + d end
-  dirty[u] = true
-end
-local function remove(u, s, e, k)
-  local w = state[u]
-  state[u] = string.sub(w, 1, s - 1) .. string.sub(w, e)
-  bump(u, k, -1)
-end
-local function append(u, k, ms, id)
-  state[u] = state[u] .. k .. ' ' .. ms .. ' ' .. id .. '\n'
-  bump(u, k, 1)
-end
--- expire drops the user's lines of state k dated before now - ttl, from
--- the front (the oldest first), and adds their IDs to dropped.
-local function expire(u, k, now, ttl, dropped)
-  while true do
-    local s, e, ms, id = first(state[u], k, 1)
-    if not s or ms > now - ttl then return end
-    remove(u, s, e, k)
-    dropped[#dropped + 1] = id
-  end
-end
--- trim drops the user's oldest lines of state k while there are more than
--- cap, and adds their IDs to dropped.
-local function trim(u, k, cap, dropped)
-  while count(u, k) > cap do
-    local s, e, _, id = first(state[u], k, 1)
-    remove(u, s, e, k)
-    dropped[#dropped + 1] = id
-  end
-end
-local function load(users)
-  local names = {}
-  for _, u in ipairs(users) do
-    if not state[u] then state[u] = false; names[#names + 1] = u end
-  end
-  for i = 1, #names, 1000 do
-    local part = {unpack(names, i, math.min(i + 999, #names))}
-    local vs = redis.call('HMGET', KEYS[1], unpack(part))
-    for j, u in ipairs(part) do
-      local v = vs[j]
-      state[u] = (v and v ~= '') and '\n' .. v .. '\n' or '\n'
-      order[#order + 1] = u
-    end
-  end
-end
-local function finish(now, keep)
-  local set, del, at = {}, {}, {}
-  for _, u in ipairs(order) do
-    if dirty[u] then
-      local w = state[u]
-      if w == '\n' then del[#del + 1] = u else set[#set + 1] = u; set[#set + 1] = string.sub(w, 2, -2) end
-      at[#at + 1] = now; at[#at + 1] = u
-    end
-  end
-  if #at == 0 then return end
-  write_shard(KEYS[1], KEYS[2], set, del, at, now, keep)
-end
-`
+// keep is how long a user's hash lives after its last store.
+func (s *Store) keep() time.Duration { return max(s.cfg.TTL, s.cfg.UnreadTTL) }
 
-// add stores messages for users of one shard, each unless the user has it
-// already (pending or unread), and returns per item the IDs of the
-// messages it dropped (too old, or over the cap). Bodies are passed once
-// each, stored once per shard (kept body keep ms from their first store,
-// so as long as a message can stay pending and then unread) and named by
-// their index. KEYS inboxes, index, body keys 1..B; ARGV now ms, cap, ttl
-// ms, unread ttl ms, body keep ms, B, bodies 1..B, then per item: user, id,
-// body index.
-var add = redis.NewScript(prelude + `
-local now, cap, ttl, uttl, bkeep, nb = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local base = 6 + nb
-local n = (#ARGV - base) / 3
-local users = {}
-for i = 1, n do users[i] = ARGV[base + 3*i - 2] end
-load(users)
-local out, used = {}, {}
-for i = 1, n do
-  local u, id, b = users[i], ARGV[base + 3*i - 1], tonumber(ARGV[base + 3*i])
-  local dropped = {}
-  expire(u, 'p', now, ttl, dropped)
-  expire(u, 'u', now, uttl, dropped)
-  if valid(id) and not find(state[u], id) then
-    append(u, 'p', ARGV[1], id)
-    trim(u, 'p', cap, dropped)
-    used[b] = true
-  end
-  out[i] = dropped
-end
-for b = 1, nb do
-  if used[b] and not redis.call('SET', KEYS[2 + b], ARGV[6 + b], 'NX', 'PX', bkeep) then
-    redis.call('PEXPIRE', KEYS[2 + b], bkeep, 'GT')
-  end
-end
-finish(now, math.max(ttl, uttl))
-return out`)
+// The fields of a user's hash: what a message's ID follows.
+const (
+	storedField = "s:"
+	ackedField  = "d:"
+	readField   = "r:"
+)
 
-// apply applies acks of users of one shard and returns per ack the IDs
-// whose state it changed. An ack "d" makes pending IDs unread (dated now;
-// with no IDs, all pending ones), an ack "r" removes IDs, pending or
-// unread. ARGV now ms, cap, keep ms, then per ack: user, kind, number of
-// IDs N, IDs 1..N.
-var apply = redis.NewScript(prelude + `
-local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local acks, users = {}, {}
-local a = 4
-while a <= #ARGV do
-  local n = tonumber(ARGV[a + 2])
-  acks[#acks + 1] = {ARGV[a], ARGV[a + 1], a + 3, n}
-  users[#users + 1] = ARGV[a]
-  a = a + 3 + n
-end
-load(users)
-local out = {}
-for i, ack in ipairs(acks) do
-  local u, kind, from, n = ack[1], ack[2], ack[3], ack[4]
-  local done = {}
-  if kind == 'r' then
-    for j = from, from + n - 1 do
-      local s, e, k = find(state[u], ARGV[j])
-      if s then remove(u, s, e, k); done[#done + 1] = ARGV[j] end
-    end
-  elseif n == 0 then
-    -- Every pending line leaves its place, in one splice, and is
-    -- appended unread.
-    local w, pieces, last, at, unread = state[u], {}, 1, 1, count(u, 'u')
-    while true do
-      local s, e, _, id = first(w, 'p', at)
-      if not s then break end
-      pieces[#pieces + 1] = string.sub(w, last, s - 1)
-      done[#done + 1] = id
-      last, at = e, e
-    end
-    if #done > 0 then
-      pieces[#pieces + 1] = string.sub(w, last)
-      for _, id in ipairs(done) do pieces[#pieces + 1] = 'u ' .. ARGV[1] .. ' ' .. id .. '\n' end
-      state[u] = table.concat(pieces)
-      counts[u].p, counts[u].u, dirty[u] = 0, unread + #done, true
-    end
-  else
-    for j = from, from + n - 1 do
-      local s, e, k = find(state[u], ARGV[j])
-      if s and k == 'p' then
-        remove(u, s, e, 'p')
-        append(u, 'u', ARGV[1], ARGV[j])
-        done[#done + 1] = ARGV[j]
-      end
-    end
-  end
-  if #done > 0 and kind ~= 'r' then trim(u, 'u', cap, {}) end
-  out[i] = done
-end
-finish(now, keep)
-return out`)
+// valid reports whether id can be stored: IDs that are empty or hold a
+// line break are never stored and match nothing.
+func valid(id string) bool { return id != "" && !strings.Contains(id, "\n") }
 
-// Scripts are the scripts AddCmds queues, for rscript.Pipelined.
-func Scripts() []*redis.Script { return []*redis.Script{add, apply} }
+// entry is one message of a user's hash: when it was stored, acknowledged
+// and read, in Unix ms (0: not).
+type entry struct {
+	id                  string
+	stored, acked, read int64
+}
+
+func (e *entry) pending() bool { return e.stored != 0 && e.acked == 0 && e.read == 0 }
+func (e *entry) unread() bool  { return e.stored != 0 && e.acked != 0 && e.read == 0 }
+
+// entries is what a user's hash holds.
+type entries struct {
+	byID map[string]*entry
+	// orphans are fields of messages not stored (left by an ack racing a
+	// store's drop), dropped by the next store.
+	orphans []string
+}
+
+func (es *entries) get(id string) *entry {
+	e := es.byID[id]
+	if e == nil {
+		e = &entry{id: id}
+		es.byID[id] = e
+	}
+	return e
+}
+
+// parse reads a user's fields (name, value pairs).
+func parse(fields map[string]string) *entries {
+	es := &entries{byID: make(map[string]*entry, len(fields))}
+	for f, v := range fields {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || len(f) < 3 {
+			es.orphans = append(es.orphans, f)
+			continue
+		}
+		e := es.get(f[2:])
+		switch f[:2] {
+		case storedField:
+			e.stored = ms
+		case ackedField:
+			e.acked = ms
+		case readField:
+			e.read = ms
+		default:
+			es.orphans = append(es.orphans, f)
+		}
+	}
+	for id, e := range es.byID {
+		if e.stored == 0 {
+			for _, p := range []string{ackedField, readField} {
+				es.orphans = append(es.orphans, p+id)
+			}
+			delete(es.byID, id)
+		}
+	}
+	return es
+}
+
+// oldestFirst orders entries by the time given, then by when they were
+// stored and by ID.
+func oldestFirst(at func(*entry) int64) func(a, b *entry) int {
+	return func(a, b *entry) int {
+		return cmp.Or(cmp.Compare(at(a), at(b)), cmp.Compare(a.stored, b.stored), strings.Compare(a.id, b.id))
+	}
+}
+
+func storedAt(e *entry) int64 { return e.stored }
+func ackedAt(e *entry) int64  { return e.acked }
+func readAt(e *entry) int64   { return e.read }
+
+// tidy returns, of es at now, the messages a store drops: pending ones
+// older than TTL and unread ones older than UnreadTTL, then the oldest of
+// each state over Cap (reported, in that order), and read ones stored
+// longer than TTL ago or over Cap (not reported: they left the inbox when
+// they were read).
+func (s *Store) tidy(es *entries, now int64) (reported, silent []string) {
+	var pending, unread, read []*entry
+	for _, e := range es.byID {
+		switch {
+		case e.pending():
+			pending = append(pending, e)
+		case e.unread():
+			unread = append(unread, e)
+		default:
+			read = append(read, e)
+		}
+	}
+	slices.SortFunc(pending, oldestFirst(storedAt))
+	slices.SortFunc(unread, oldestFirst(ackedAt))
+	slices.SortFunc(read, oldestFirst(readAt))
+	var expired, over []string
+	trim := func(list []*entry, since func(*entry) int64, ttl time.Duration, out *[]string) {
+		live := list[:0]
+		for _, e := range list {
+			if since(e) <= now-ttl.Milliseconds() {
+				*out = append(*out, e.id)
+			} else {
+				live = append(live, e)
+			}
+		}
+		for _, e := range live[:max(0, len(live)-s.cfg.Cap)] {
+			over = append(over, e.id)
+		}
+	}
+	trim(pending, storedAt, s.cfg.TTL, &expired)
+	trim(unread, ackedAt, s.cfg.UnreadTTL, &expired)
+	reported, over = append(expired, over...), nil
+	trim(read, storedAt, s.cfg.TTL, &silent)
+	return reported, append(silent, over...)
+}
+
+// fieldsOf are the fields of the messages ids.
+func fieldsOf(ids []string) []string {
+	out := make([]string, 0, 3*len(ids))
+	for _, id := range ids {
+		out = append(out, storedField+id, ackedField+id, readField+id)
+	}
+	return out
+}
+
+// read loads the hashes of users (keys of the same index) in one
+// pipelined round trip.
+func (s *Store) read(ctx context.Context, keys []string) ([]*entries, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(keys))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.HGetAll(ctx, k)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]*entries, len(keys))
+	for i, c := range cmds {
+		out[i] = parse(c.Val())
+	}
+	return out, nil
+}
 
 // Encode returns m as stored at now: the body AddCmds stores and gateways
 // send to clients.
@@ -390,67 +330,107 @@ type Item struct {
 	Body json.RawMessage
 }
 
-// Added is the answer to an AddCmds: the messages each item dropped.
+// Added is a store prepared by Prepare: the writes to queue and the
+// messages each item dropped.
 type Added struct {
-	cmds  []*redis.Cmd
-	index [][]int // per command, the items it stored
-	n     int
+	s       *Store
+	dropped [][]string
+	// users: per user written, its key, the IDs it gets and the fields it
+	// drops.
+	users []userWrite
+	// bodies to store, once per shard.
+	bodies map[string][]byte
 }
 
-// AddCmds queues storing items, all for users of app, on p: one script
-// per shard of the users, whatever their number.
-func (s *Store) AddCmds(ctx context.Context, p redis.Pipeliner, app int64, items []Item, now time.Time) *Added {
-	a := &Added{index: keyspace.ByUserShard(len(items), func(i int) (int64, string) { return app, items[i].User }), n: len(items)}
-	for _, idx := range a.index {
-		first := items[idx[0]].User
-		bodyAt := map[string]int{}
-		keys := s.keys(app, first)
-		args := []any{now.UnixMilli(), s.cfg.Cap, s.cfg.TTL.Milliseconds(), s.cfg.UnreadTTL.Milliseconds(),
-			(s.cfg.TTL + s.cfg.UnreadTTL).Milliseconds(), 0}
-		refs := make([]any, 0, 3*len(idx))
-		for _, i := range idx {
-			it := items[i]
-			b, ok := bodyAt[it.ID]
-			if !ok {
-				b = len(bodyAt) + 1
-				bodyAt[it.ID] = b
-				keys = append(keys, s.bodyKey(app, first, it.ID))
-				args = append(args, []byte(it.Body))
-			}
-			refs = append(refs, it.User, it.ID, b)
+type userWrite struct {
+	key  string
+	add  []string
+	drop []string
+}
+
+// Prepare reads the inboxes of the items' users, all of app, in one
+// pipelined round trip, and returns the store of items: Cmds queues its
+// writes, a few plain commands per user and one per message body and
+// shard. Items whose user has the message already (pending, unread or
+// read) store nothing.
+func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.Time) (*Added, error) {
+	a := &Added{s: s, dropped: make([][]string, len(items)), bodies: map[string][]byte{}}
+	first := map[string]int{} // user → their first item
+	var users []string
+	for i, it := range items {
+		if _, ok := first[it.User]; !ok {
+			first[it.User] = i
+			users = append(users, it.User)
 		}
-		args[5] = len(bodyAt)
-		a.cmds = append(a.cmds, add.EvalSha(ctx, p, keys, append(args, refs...)...))
 	}
-	return a
+	keys := make([]string, len(users))
+	for i, u := range users {
+		keys[i] = s.key(app, u)
+	}
+	read, err := s.read(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("read inboxes: %w", err)
+	}
+	at := map[string]*entries{}
+	for i, u := range users {
+		at[u] = read[i]
+	}
+	ms := now.UnixMilli()
+	adds := map[string][]string{}
+	for _, it := range items {
+		es := at[it.User]
+		if !valid(it.ID) {
+			continue
+		}
+		if _, ok := es.byID[it.ID]; ok {
+			continue
+		}
+		es.byID[it.ID] = &entry{id: it.ID, stored: ms}
+		adds[it.User] = append(adds[it.User], it.ID)
+		if bk := s.bodyKey(app, it.User, it.ID); a.bodies[bk] == nil {
+			a.bodies[bk] = it.Body
+		}
+	}
+	for i, u := range users {
+		es := at[u]
+		reported, silent := s.tidy(es, ms)
+		a.dropped[first[u]] = reported
+		drop := slices.Concat(fieldsOf(reported), fieldsOf(silent), es.orphans)
+		// A message stored and dropped at once (a cap of fewer than the
+		// messages of one store) is not written at all.
+		add := slices.DeleteFunc(adds[u], func(id string) bool {
+			return slices.Contains(reported, id)
+		})
+		if len(add) > 0 || len(drop) > 0 {
+			a.users = append(a.users, userWrite{key: keys[i], add: add, drop: drop})
+		}
+	}
+	return a, nil
+}
+
+// Cmds queues the store's writes on p.
+func (a *Added) Cmds(ctx context.Context, p redis.Pipeliner, now time.Time) {
+	ms := strconv.FormatInt(now.UnixMilli(), 10)
+	keep := a.s.keep()
+	for _, u := range a.users {
+		for _, id := range u.add {
+			p.HSetNX(ctx, u.key, storedField+id, ms)
+		}
+		if len(u.drop) > 0 {
+			p.HDel(ctx, u.key, u.drop...)
+		}
+		p.PExpire(ctx, u.key, keep)
+	}
+	bkeep := a.s.cfg.TTL + a.s.cfg.UnreadTTL
+	for k, b := range a.bodies {
+		p.SetArgs(ctx, k, b, redis.SetArgs{Mode: "NX", TTL: bkeep})
+		p.Do(ctx, "PEXPIRE", k, bkeep.Milliseconds(), "GT")
+	}
 }
 
 // Dropped returns, per item, the IDs of messages that left the inbox
-// unread because they were too old or over the cap. Call it after the
-// pipeline ran.
-func (a *Added) Dropped() [][]string {
-	out := make([][]string, a.n)
-	for c, idx := range a.index {
-		res, _ := a.cmds[c].Slice()
-		for j, i := range idx {
-			if j < len(res) {
-				out[i] = stringsOf(res[j])
-			}
-		}
-	}
-	return out
-}
-
-func stringsOf(v any) []string {
-	vs, _ := v.([]any)
-	out := make([]string, 0, len(vs))
-	for _, x := range vs {
-		if s, ok := x.(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out
-}
+// unread because they were too old or over the cap.
+func (a *Added) Dropped() [][]string { return a.dropped }
 
 // Add stores m for user and returns the IDs it dropped, as Dropped does.
 func (s *Store) Add(ctx context.Context, app int64, user string, m Message, now time.Time) ([]string, error) {
@@ -460,10 +440,15 @@ func (s *Store) Add(ctx context.Context, app int64, user string, m Message, now 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var a *Added
-	if _, err := rscript.Pipelined(ctx, s.rdb, Scripts(), func(p redis.Pipeliner) {
-		a = s.AddCmds(ctx, p, app, []Item{{User: user, ID: m.ID, Body: body}}, now)
-	}); err != nil {
+	a, err := s.Prepare(ctx, app, []Item{{User: user, ID: m.ID, Body: body}}, now)
+	if err != nil {
+		return nil, fmt.Errorf("store message: %w", err)
+	}
+	// A body already stored answers its SET NX with redis.Nil.
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		a.Cmds(ctx, p, now)
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("store message: %w", err)
 	}
 	return a.Dropped()[0], nil
@@ -477,37 +462,31 @@ type Contents struct {
 	Unread []Message
 }
 
-// List returns the user's inbox, oldest first.
+// List returns the user's inbox, oldest first: the newest Cap of each
+// state.
 func (s *Store) List(ctx context.Context, app int64, user string, now time.Time) (Contents, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	v, err := s.rdb.HGet(ctx, s.keys(app, user)[0], user).Result()
-	if err != nil && err != redis.Nil {
+	fields, err := s.rdb.HGetAll(ctx, s.key(app, user)).Result()
+	if err != nil {
 		return Contents{}, fmt.Errorf("list inbox: %w", err)
 	}
-	type entry struct {
-		id string
-		ms int64
-	}
-	var pending, unread []entry
-	for _, line := range strings.Split(v, "\n") {
-		k, rest, _ := strings.Cut(line, " ")
-		ms, id, _ := strings.Cut(rest, " ")
-		at, err := strconv.ParseInt(ms, 10, 64)
-		if err != nil || id == "" {
-			continue
-		}
+	es := parse(fields)
+	ms := now.UnixMilli()
+	var pending, unread []*entry
+	for _, e := range es.byID {
 		switch {
-		case k == "p" && at > now.Add(-s.cfg.TTL).UnixMilli():
-			pending = append(pending, entry{id, at})
-		case k == "u" && at > now.Add(-s.cfg.UnreadTTL).UnixMilli():
-			unread = append(unread, entry{id, at})
+		case e.pending() && e.stored > ms-s.cfg.TTL.Milliseconds():
+			pending = append(pending, e)
+		case e.unread() && e.acked > ms-s.cfg.UnreadTTL.Milliseconds():
+			unread = append(unread, e)
 		}
 	}
+	slices.SortFunc(pending, oldestFirst(storedAt))
+	slices.SortFunc(unread, oldestFirst(ackedAt))
+	pending = pending[max(0, len(pending)-s.cfg.Cap):]
+	unread = unread[max(0, len(unread)-s.cfg.Cap):]
 	c := Contents{Pending: []Message{}, Unread: []Message{}}
-	byTime := func(a, b entry) int { return cmp.Compare(a.ms, b.ms) }
-	slices.SortStableFunc(pending, byTime)
-	slices.SortStableFunc(unread, byTime)
 	all := slices.Concat(pending, unread)
 	if len(all) == 0 {
 		return c, nil
@@ -572,46 +551,149 @@ type Ack struct {
 	Read bool
 }
 
-// Apply applies acks, one script per shard of their users in one
-// pipelined round trip, and returns, per ack, the IDs whose state changed
-// (so that each transition is counted once).
+// Apply applies acks in two pipelined round trips whatever their number:
+// the fields of the IDs they name are read (every field of a user whose
+// delivery ack names none), then set. It returns, per ack, the IDs whose
+// state changed (so that each transition is counted once).
 func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]string, error) {
 	if len(acks) == 0 {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	byShard := keyspace.ByUserShard(len(acks), func(i int) (int64, string) { return acks[i].App, acks[i].User })
-	cmds := make([]*redis.Cmd, len(byShard))
-	_, err := rscript.Pipelined(ctx, s.rdb, Scripts(), func(p redis.Pipeliner) {
-		for c, idx := range byShard {
-			keys := s.keys(acks[idx[0]].App, acks[idx[0]].User)
-			args := []any{now.UnixMilli(), s.cfg.Cap, max(s.cfg.TTL, s.cfg.UnreadTTL).Milliseconds()}
-			for _, i := range idx {
-				a := acks[i]
-				kind, ids := "d", a.IDs
-				if a.Read {
-					kind = "r"
-				}
-				args = append(args, a.User, kind, len(ids))
-				for _, id := range ids {
-					args = append(args, id)
-				}
-			}
-			cmds[c] = apply.EvalSha(ctx, p, keys, args...)
+	type who struct {
+		app  int64
+		user string
+	}
+	type reading struct {
+		key  string
+		all  bool
+		ids  []string
+		seen map[string]bool
+		es   *entries
+		cmd  redis.Cmder
+	}
+	var order []who
+	users := map[who]*reading{}
+	for _, a := range acks {
+		w := who{a.App, a.User}
+		r := users[w]
+		if r == nil {
+			r = &reading{key: s.key(a.App, a.User), seen: map[string]bool{}}
+			users[w] = r
+			order = append(order, w)
 		}
-	})
-	if err != nil {
+		if !a.Read && len(a.IDs) == 0 {
+			r.all = true
+		}
+		for _, id := range a.IDs {
+			if valid(id) && !r.seen[id] {
+				r.seen[id] = true
+				r.ids = append(r.ids, id)
+			}
+		}
+	}
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, w := range order {
+			r := users[w]
+			switch {
+			case r.all:
+				r.cmd = p.HGetAll(ctx, r.key)
+			case len(r.ids) > 0:
+				r.cmd = p.HMGet(ctx, r.key, fieldsOf(r.ids)...)
+			}
+		}
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("apply acknowledgements: %w", err)
 	}
-	out := make([][]string, len(acks))
-	for c, idx := range byShard {
-		res, _ := cmds[c].Slice()
-		for j, i := range idx {
-			if j < len(res) {
-				out[i] = stringsOf(res[j])
+	for _, w := range order {
+		r := users[w]
+		fields := map[string]string{}
+		switch c := r.cmd.(type) {
+		case *redis.MapStringStringCmd:
+			fields = c.Val()
+		case *redis.SliceCmd:
+			names := fieldsOf(r.ids)
+			for i, v := range c.Val() {
+				if v, ok := v.(string); ok {
+					fields[names[i]] = v
+				}
+			}
+		}
+		r.es = parse(fields)
+	}
+	// The acks are applied in order to what was read, then written: an
+	// ID's change is reported by the ack that made it, and only if its
+	// HSETNX set the field (no other writer did first).
+	ms := now.UnixMilli()
+	msArg := strconv.FormatInt(ms, 10)
+	type change struct {
+		ack int
+		id  string
+		cmd *redis.BoolCmd
+	}
+	var changes []change
+	extend := map[string]bool{}
+	changed := make([][]string, len(acks))
+	for i, a := range acks {
+		es := users[who{a.App, a.User}].es
+		changed[i] = []string{}
+		ids := a.IDs
+		if !a.Read && len(ids) == 0 {
+			var all []*entry
+			for _, e := range es.byID {
+				if e.pending() {
+					all = append(all, e)
+				}
+			}
+			slices.SortFunc(all, oldestFirst(storedAt))
+			for _, e := range all {
+				ids = append(ids, e.id)
+			}
+		}
+		for _, id := range ids {
+			e := es.byID[id]
+			switch {
+			case e == nil || !valid(id):
+			case a.Read && e.read == 0:
+				e.read = ms
+				changes = append(changes, change{ack: i, id: id})
+			case !a.Read && e.pending():
+				e.acked = ms
+				changes = append(changes, change{ack: i, id: id})
+				// The hash lives keep from its last store; an unread
+				// message acknowledged late would outlive it.
+				if e.stored <= ms-(s.keep()-s.cfg.UnreadTTL).Milliseconds() {
+					extend[s.key(a.App, a.User)] = true
+				}
 			}
 		}
 	}
-	return out, nil
+	if len(changes) == 0 {
+		return changed, nil
+	}
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j := range changes {
+			c := &changes[j]
+			a := acks[c.ack]
+			f := ackedField
+			if a.Read {
+				f = readField
+			}
+			c.cmd = p.HSetNX(ctx, s.key(a.App, a.User), f+c.id, msArg)
+		}
+		for k := range extend {
+			p.PExpire(ctx, k, s.keep())
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("apply acknowledgements: %w", err)
+	}
+	for _, c := range changes {
+		if c.cmd.Val() {
+			changed[c.ack] = append(changed[c.ack], c.id)
+		}
+	}
+	return changed, nil
 }

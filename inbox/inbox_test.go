@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +75,9 @@ func TestInboxCapDropsTheOldest(t *testing.T) {
 	require.Empty(t, c.Pending)
 }
 
+// inboxKey is the hash of a user's entries.
+func inboxKey(prefix, user string) string { return keyspace.Shard(prefix, 1, user) + "ib:" + user }
+
 // A pending message is kept TTL and an unread one UnreadTTL: older ones are
 // not listed and are dropped at the next store, and the keys expire the
 // longer of the two after the last store (checked with a short TTL on
@@ -93,7 +95,7 @@ func TestInboxTTL(t *testing.T) {
 	dropped, err := s.Add(ctx, 1, "u", inbox.Message{ID: "o2"}, now)
 	require.NoError(t, err)
 	require.Equal(t, []string{"o1"}, dropped)
-	ttl, err := env.Redis.PTTL(ctx, keyspace.Shard(env.Prefix, 1, "u")+"inbox").Result()
+	ttl, err := env.Redis.PTTL(ctx, inboxKey(env.Prefix, "u")).Result()
 	require.NoError(t, err)
 	require.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5)
 
@@ -111,7 +113,7 @@ func TestInboxTTL(t *testing.T) {
 	_, err = short.Add(ctx, 1, "v", inbox.Message{ID: "o3"}, time.Now())
 	require.NoError(t, err)
 	testenv.WaitUntil(t, 5*time.Second, "the inbox expires", func() bool {
-		n, err := env.Redis.Exists(ctx, keyspace.Shard(env.Prefix, 1, "v")+"inbox", keyspace.Shard(env.Prefix, 1, "v")+"m:o3").Result()
+		n, err := env.Redis.Exists(ctx, inboxKey(env.Prefix, "v"), keyspace.Shard(env.Prefix, 1, "v")+"m:o3").Result()
 		return err == nil && n == 0
 	})
 }
@@ -228,7 +230,7 @@ func TestInboxIDsThatEndOthers(t *testing.T) {
 
 // Acks of IDs the user does not have (unknown, another user's, already
 // unread, already read) change nothing and report nothing, and leave the
-// stored field byte for byte as it was.
+// user's hash field for field as it was.
 func TestInboxAckOfUnknownIDs(t *testing.T) {
 	env := testenv.NewRedis(t)
 	ctx := context.Background()
@@ -242,9 +244,10 @@ func TestInboxAckOfUnknownIDs(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.Delivered(ctx, 1, "u", []string{"o2"}, now)
 	require.NoError(t, err)
-	field := func() string {
-		v, err := env.Redis.HGet(ctx, keyspace.Shard(env.Prefix, 1, "u")+"inbox", "u").Result()
+	field := func() map[string]string {
+		v, err := env.Redis.HGetAll(ctx, inboxKey(env.Prefix, "u")).Result()
 		require.NoError(t, err)
+		require.Len(t, v, 3, "o1 stored, o2 stored and acknowledged")
 		return v
 	}
 	before := field()
@@ -257,16 +260,18 @@ func TestInboxAckOfUnknownIDs(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, [][]string{{}, {}, {}, {}}, changed)
 	require.Equal(t, before, field())
-	n, err := env.Redis.HExists(ctx, keyspace.Shard(env.Prefix, 1, "nobody")+"inbox", "nobody").Result()
+	n, err := env.Redis.Exists(ctx, inboxKey(env.Prefix, "nobody")).Result()
 	require.NoError(t, err)
-	require.False(t, n, "an ack for a user without an inbox stores nothing")
+	require.Zero(t, n, "an ack for a user without an inbox stores nothing")
 }
 
 // A user with many entries: 250 messages into a cap of 100 keep the
 // newest 100 pending and report the 150 oldest dropped, in order; acking
 // every pending one (no IDs) makes all 100 unread; 30 more acknowledged one
-// by one push the 30 oldest unread out (the unread cap); read receipts for
-// a scattered few remove just those; the field's lines stay one per entry.
+// by one leave the newest 100 unread listed, and the next store drops the
+// older ones (the unread cap); read receipts for a scattered few remove
+// just those; the hash keeps at most three fields per message and none
+// for those dropped.
 func TestInboxManyEntries(t *testing.T) {
 	env := testenv.NewRedis(t)
 	ctx := context.Background()
@@ -303,7 +308,10 @@ func TestInboxManyEntries(t *testing.T) {
 	c, err = s.List(ctx, 1, "u", now.Add(3*time.Second))
 	require.NoError(t, err)
 	require.Empty(t, c.Pending)
-	require.Equal(t, span(180, 280), ids(c.Unread))
+	require.Equal(t, span(180, 280), ids(c.Unread), "a list shows the newest Cap")
+	d, err := s.Add(ctx, 1, "u", inbox.Message{ID: id(280)}, now.Add(3*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, []string{id(179)}, d, "a store drops the unread over the cap")
 
 	read, err := s.Read(ctx, 1, "u", []string{id(180), id(200), id(279), id(100)})
 	require.NoError(t, err)
@@ -312,10 +320,12 @@ func TestInboxManyEntries(t *testing.T) {
 	require.NoError(t, err)
 	want := slices.DeleteFunc(span(180, 279), func(x string) bool { return x == id(180) || x == id(200) })
 	require.Equal(t, want, ids(c.Unread))
-	v, err := env.Redis.HGet(ctx, keyspace.Shard(env.Prefix, 1, "u")+"inbox", "u").Result()
+	require.Equal(t, []string{id(280)}, ids(c.Pending))
+	fields, err := env.Redis.HKeys(ctx, inboxKey(env.Prefix, "u")).Result()
 	require.NoError(t, err)
-	require.Len(t, strings.Split(v, "\n"), 97)
-	for _, l := range strings.Split(v, "\n") {
-		require.Regexp(t, `^u \d+ o\d+$`, l)
+	// 100 unread (stored, acknowledged), o280 stored, three of them read.
+	require.Len(t, fields, 2*100+1+3)
+	for _, f := range fields {
+		require.Regexp(t, `^[sdr]:o(18\d|19\d|2[0-7]\d|280)$`, f, "o179 and older are gone")
 	}
 }

@@ -9,18 +9,19 @@
 //     Record, which callers make per chunk (workers) or per batch of acks
 //     (gateways), never per user. At most 3 channels × 6 states = 18 rows
 //     per occurrence.
-//   - Per-user detail in Redis: P{app:uN}#st, a hash with one field per
-//     user of the shard (keyspace.Shard) holding the user's entries
-//     ("message|channel", its state, time and the states it reached), and
-//     P{app:uN}#st-at, when each user was last updated (dated ahead by a
-//     sixteenth of Retention, keyspace.ShardLua), so that a chunk's or a
-//     batch's entries are one script and a few commands per shard, not per
-//     user. Capped at Config.PerUser entries per user (the least recently
-//     updated drop out) and dropped between Config.Retention and 17/16 of
-//     it after the user's last update (by the next update to the shard; the
-//     keys of a shard nobody updates expire then). At the defaults (200 entries, 7 days) a user costs at
-//     most about 200 × 40 bytes ≈ 8 KB of Redis, and only users who got a
-//     message within the retention cost anything.
+//   - Per-user detail in Redis: P{app:uN}#st:<user> (keyspace.Shard: the
+//     hash tag of the user's shard), a hash with one field per state each
+//     (message, channel) of the user reached, "message|channel|state",
+//     and when it first did. Recording is plain commands, pipelined with
+//     those of the chunk's or the batch's other users: HSETNX of each
+//     field (the first to set it counts it), and per user PEXPIRE and
+//     HLEN, no script. A user's detail expires Retention after its last
+//     update. Reads show the newest Config.PerUser entries; a hash that
+//     passes twice PerUser fields is trimmed, the least recently updated
+//     entries dropped until PerUser fields remain, so that a user costs at
+//     most about 2 × PerUser × 40 bytes of Redis (16 KB at the defaults,
+//     200 and 7 days), and only users who got a message within the
+//     retention cost anything.
 //
 // A state never goes back in the detail: a "sent" recorded after the client
 // already acknowledged (the ack raced the worker's record) leaves
@@ -43,7 +44,6 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
-	"github.com/chime-dev/chime/internal/rscript"
 	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/store"
 )
@@ -114,123 +114,13 @@ func New(cfg Config, rdb redis.UniversalClient, db *gorm.DB) *Recorder {
 	return &Recorder{cfg: cfg, rdb: rdb, db: db}
 }
 
-// keys are the hash of the detail of the user's shard and its index of
-// last updates.
-func (r *Recorder) keys(app int64, user string) []string {
-	stem := keyspace.Shard(r.cfg.Prefix, app, user)
-	return []string{stem + "st", stem + "st-at"}
+// key is the hash of the user's detail.
+func (r *Recorder) key(app int64, user string) string {
+	return keyspace.Shard(r.cfg.Prefix, app, user) + "st:" + user
 }
 
-// set records states of users of one shard and returns, per entry, 1 if
-// the entry reached its state for the first time (to be counted) and 0 if
-// it had been there before. A user's field is their entries, one a line:
-// "message|channel rank state ms states-reached" (the states a bit mask, so
-// that a repeat is not counted again even after a later state), the line
-// updated last at the end, so that the lines run oldest first. The state
-// shown never goes back to a lower rank.
-//
-// The script works on each user's field as a string, with plain finds and
-// splices that run in C, rather than decoding every line into Lua tables
-// and encoding them back: a user holds up to PerUser lines, and decoding
-// them all for each new one cost as much as the rest of the delivery.
-// Trimming drops lines from the front (the oldest) while the first is past
-// Retention or there are more than PerUser. The users changed are dated
-// in the index, and the users not updated within Retention dropped. KEYS
-// detail, index; ARGV now ms, cap, retention ms, then per entry: user,
-// field, rank, state.
-var set = redis.NewScript(keyspace.ShardLua + `
-local bits = {pending = 1, sent = 2, delivered = 4, read = 8, failed = 16, expired = 32}
-local now, cap, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = (#ARGV - 3) / 4
-local val, order, dirty = {}, {}, {}
-do
-  local names = {}
-  for i = 1, n do
-    local u = ARGV[4*i]
-    if not val[u] then val[u] = ''; names[#names + 1] = u end
-  end
-  for i = 1, #names, 1000 do
-    local part = {unpack(names, i, math.min(i + 999, #names))}
-    local vs = redis.call('HMGET', KEYS[1], unpack(part))
-    for j, u in ipairs(part) do
-      val[u] = vs[j] or ''
-      order[#order + 1] = u
-    end
-  end
-end
--- line returns where the line of field f starts and ends in v, or nil.
-local function line(v, f)
-  local p
-  if string.sub(v, 1, #f + 1) == f .. ' ' then p = 1 else
-    p = string.find(v, '\n' .. f .. ' ', 1, true)
-    if not p then return nil end
-    p = p + 1
-  end
-  local e = string.find(v, '\n', p, true)
-  return p, e and e - 1 or #v
-end
--- cut removes the characters p..e of v and the line break after (or
--- before, for the last line).
-local function cut(v, p, e)
-  if e < #v then return string.sub(v, 1, p - 1) .. string.sub(v, e + 2) end
-  if p == 1 then return '' end
-  return string.sub(v, 1, p - 2)
-end
-local function append(v, l)
-  if v == '' then return l end
-  return v .. '\n' .. l
-end
-local out = {}
-for i = 1, n do
-  local a = 4*i
-  local u, field, rk, st = ARGV[a], ARGV[a+1], tonumber(ARGV[a+2]), ARGV[a+3]
-  local v = val[u]
-  local bit = bits[st] or 0
-  local p, e = line(v, field)
-  local orank, ostate, oms, mask = -1, nil, nil, 0
-  if p then
-    local r, s2, ms, m = string.match(string.sub(v, p, e), ' (%d+) ([^ ]+) (%d+) (%d+)$')
-    orank, ostate, oms, mask = tonumber(r), s2, ms, tonumber(m)
-  end
-  local first = bit > 0 and math.floor(mask / bit) % 2 == 0
-  out[i] = first and 1 or 0
-  if first then mask = mask + bit end
-  if orank > rk or (ostate == st and not first) then
-    if first then
-      v = string.sub(v, 1, p - 1) .. field .. ' ' .. orank .. ' ' .. ostate .. ' ' .. oms .. ' ' .. mask .. string.sub(v, e + 1)
-      dirty[u] = true
-    end
-  else
-    if p then v = cut(v, p, e) end
-    v = append(v, field .. ' ' .. rk .. ' ' .. st .. ' ' .. ARGV[1] .. ' ' .. mask)
-    dirty[u] = true
-  end
-  val[u] = v
-end
-local sets, dates = {}, {}
-for _, u in ipairs(order) do
-  if dirty[u] then
-    local v = val[u]
-    local _, breaks = string.gsub(v, '\n', '\n')
-    local count = v == '' and 0 or breaks + 1
-    while count > 0 do
-      local ms = tonumber(string.match(v, '^[^\n]* (%d+) %d+\n') or string.match(v, '^[^\n]* (%d+) %d+$'))
-      if count <= cap and ms and ms > now - keep then break end
-      local e = string.find(v, '\n', 1, true)
-      v = e and string.sub(v, e + 1) or ''
-      count = count - 1
-    end
-    sets[#sets + 1] = u
-    sets[#sets + 1] = v
-    dates[#dates + 1] = now
-    dates[#dates + 1] = u
-  end
-end
-if #sets > 0 then write_shard(KEYS[1], KEYS[2], sets, {}, dates, now, keep) end
-return out`)
-
-// Record stores entries: the detail with one script per shard of their
-// users in one pipelined round trip, then the aggregates of the entries
+// Record stores entries: the detail in one pipelined round trip (and one
+// more for the users whose detail is to be trimmed), then the aggregates of the entries
 // that reached their state for the first time in one statement. Recording
 // the same entries again (a chunk sent twice, an ack repeated) therefore
 // counts nothing more.
@@ -240,29 +130,9 @@ func (r *Recorder) Record(ctx context.Context, entries []Entry, now time.Time) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	byShard := keyspace.ByUserShard(len(entries), func(i int) (int64, string) { return entries[i].App, entries[i].User })
-	cmds := make([]*redis.Cmd, len(byShard))
-	_, err := rscript.Pipelined(ctx, r.rdb, []*redis.Script{set}, func(p redis.Pipeliner) {
-		for c, idx := range byShard {
-			keys := r.keys(entries[idx[0]].App, entries[idx[0]].User)
-			args := make([]any, 0, 3+4*len(idx))
-			args = append(args, now.UnixMilli(), r.cfg.PerUser, r.cfg.Retention.Milliseconds())
-			for _, i := range idx {
-				e := entries[i]
-				args = append(args, e.User, e.Message+"|"+e.Channel, rank[e.State], e.State)
-			}
-			cmds[c] = set.EvalSha(ctx, p, keys, args...)
-		}
-	})
+	first, err := r.detail(ctx, entries, now)
 	if err != nil {
 		return fmt.Errorf("record status detail: %w", err)
-	}
-	first := make([]bool, len(entries))
-	for c, idx := range byShard {
-		res, _ := cmds[c].Int64Slice()
-		for j, i := range idx {
-			first[i] = j < len(res) && res[j] == 1
-		}
 	}
 	if r.db == nil {
 		return nil
@@ -320,29 +190,140 @@ type Detail struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 }
 
-// User returns the user's retained detail, newest first, at most limit.
+// field names the record of e's state.
+func field(e Entry) string { return e.Message + "|" + e.Channel + "|" + e.State }
+
+// detail records entries in Redis and returns, per entry, whether it
+// reached its state for the first time.
+func (r *Recorder) detail(ctx context.Context, entries []Entry, now time.Time) ([]bool, error) {
+	ms := strconv.FormatInt(now.UnixMilli(), 10)
+	type user struct {
+		app  int64
+		name string
+	}
+	sets := make([]*redis.BoolCmd, len(entries))
+	lens := map[user]*redis.IntCmd{}
+	var order []user
+	if _, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, e := range entries {
+			sets[i] = p.HSetNX(ctx, r.key(e.App, e.User), field(e), ms)
+			if u := (user{e.App, e.User}); lens[u] == nil {
+				lens[u] = nil
+				order = append(order, u)
+			}
+		}
+		for _, u := range order {
+			k := r.key(u.app, u.name)
+			p.PExpire(ctx, k, r.cfg.Retention)
+			lens[u] = p.HLen(ctx, k)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	first := make([]bool, len(entries))
+	for i, c := range sets {
+		first[i] = c.Val()
+	}
+	var over []string
+	for _, u := range order {
+		if lens[u].Val() > int64(2*r.cfg.PerUser) {
+			over = append(over, r.key(u.app, u.name))
+		}
+	}
+	if len(over) > 0 {
+		r.trim(ctx, over, now)
+	}
+	return first, nil
+}
+
+// trim drops from the hashes keys the least recently updated entries until
+// PerUser fields remain, and those older than Retention. A failure only
+// leaves a hash larger until the next trim.
+func (r *Recorder) trim(ctx context.Context, keys []string, now time.Time) {
+	cmds := make([]*redis.MapStringStringCmd, len(keys))
+	_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.HGetAll(ctx, k)
+		}
+		return nil
+	})
+	_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			es := entriesOf(cmds[i].Val())
+			var drop []string
+			fields := len(cmds[i].Val())
+			for _, e := range es {
+				if fields > r.cfg.PerUser || e.updated <= now.Add(-r.cfg.Retention).UnixMilli() {
+					drop = append(drop, e.fields...)
+					fields -= len(e.fields)
+				}
+			}
+			if len(drop) > 0 {
+				p.HDel(ctx, k, drop...)
+			}
+		}
+		return nil
+	})
+}
+
+// record is one (message, channel) of a user's detail: the state shown
+// (the highest reached), when it was reached, when the entry was last
+// updated and its fields.
+type record struct {
+	message, channel, state string
+	at, updated             int64
+	fields                  []string
+}
+
+// entriesOf groups a user's fields by (message, channel), least recently
+// updated first.
+func entriesOf(fields map[string]string) []*record {
+	by := map[string]*record{}
+	var out []*record
+	for f, v := range fields {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		rest, state, ok := cutLast(f, "|")
+		if err != nil || !ok {
+			continue
+		}
+		e := by[rest]
+		if e == nil {
+			msg, channel, _ := cutLast(rest, "|")
+			e = &record{message: msg, channel: channel, state: state, at: ms}
+			by[rest] = e
+			out = append(out, e)
+		} else if rank[state] > rank[e.state] || (rank[state] == rank[e.state] && ms > e.at) {
+			e.state, e.at = state, ms
+		}
+		e.updated = max(e.updated, ms)
+		e.fields = append(e.fields, f)
+	}
+	slices.SortFunc(out, func(a, b *record) int {
+		return cmp.Or(cmp.Compare(a.updated, b.updated), strings.Compare(a.message, b.message), strings.Compare(a.channel, b.channel))
+	})
+	return out
+}
+
+// User returns the user's retained detail, newest first, at most limit and
+// at most PerUser entries: per (message, channel), the highest state it
+// reached (a state never goes back) and when.
 func (r *Recorder) User(ctx context.Context, app int64, user string, limit int, occurrenceOf func(string) int64) ([]Detail, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	v, err := r.rdb.HGet(ctx, r.keys(app, user)[0], user).Result()
-	if err != nil && err != redis.Nil {
+	fields, err := r.rdb.HGetAll(ctx, r.key(app, user)).Result()
+	if err != nil {
 		return nil, fmt.Errorf("read status: %w", err)
 	}
+	es := entriesOf(fields)
 	out := []Detail{}
-	for _, line := range strings.Split(v, "\n") {
-		parts := strings.Split(line, " ")
-		if len(parts) < 4 {
-			continue
-		}
-		ms, _ := strconv.ParseInt(parts[3], 10, 64)
-		msg, channel, _ := cutLast(parts[0], "|")
-		out = append(out, Detail{Message: msg, Occurrence: occurrenceOf(msg), Channel: channel, State: parts[2],
-			UpdatedAt: time.UnixMilli(ms).UTC()})
+	for _, e := range slices.Backward(es) {
+		out = append(out, Detail{Message: e.message, Occurrence: occurrenceOf(e.message), Channel: e.channel, State: e.state,
+			UpdatedAt: time.UnixMilli(e.at).UTC()})
 	}
-	// Newest first; of two at the same instant, the later recorded.
-	slices.Reverse(out)
+	// Newest first; of two at the same instant, the later updated.
 	slices.SortStableFunc(out, func(a, b Detail) int { return b.UpdatedAt.Compare(a.UpdatedAt) })
-	return out[:min(len(out), max(limit, 0))], nil
+	return out[:min(len(out), max(limit, 0), r.cfg.PerUser)], nil
 }
 
 func cutLast(s, sep string) (string, string, bool) {

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/inbox"
@@ -44,7 +43,7 @@ func TestRecord(t *testing.T) {
 	d, err = r.User(ctx, 1, "a", 10, inbox.OccurrenceOf)
 	require.NoError(t, err)
 	require.Equal(t, []string{"o5", "o4", "o3"}, []string{d[0].Message, d[1].Message, d[2].Message}, "newest first, capped at 3")
-	ttl, err := env.Redis.PTTL(ctx, keyspace.Shard(env.Prefix, 1, "a")+"st").Result()
+	ttl, err := env.Redis.PTTL(ctx, keyspace.Shard(env.Prefix, 1, "a")+"st:a").Result()
 	require.NoError(t, err)
 	require.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5)
 }
@@ -78,46 +77,49 @@ func TestRecordKeepsTheRecentlyUpdated(t *testing.T) {
 	require.Equal(t, map[string]map[string]int64{status.Gateway: {status.Sent: 1, status.Delivered: 1}}, counts)
 }
 
-// The index of last updates dates a user ahead (keyspace.ShardLua), so
-// that a user updated again soon is not dated again: a user updated at t
-// and t+1s is still kept at t+1s+Retention-1s (the second update counts),
-// and dropped by an update of another user once Retention and its
-// sixteenth have passed since.
-func TestRecordDropsUsersAfterRetention(t *testing.T) {
+// A user's detail expires Retention after its last update, on Redis's own
+// clock (a short Retention here); and a hash that passes twice PerUser
+// fields is trimmed to PerUser, the least recently updated entries
+// dropped first, those older than Retention whatever their number.
+func TestRecordTrimsAndExpires(t *testing.T) {
 	env := testenv.New(t)
 	ctx := context.Background()
-	keep := time.Hour
-	r := status.New(status.Config{Prefix: env.Prefix, Retention: keep}, env.Redis, env.DB)
-	// b shares a's shard, so that its updates drop a.
-	b := ""
-	for i := 0; b == ""; i++ {
-		if u := fmt.Sprintf("b%d", i); keyspace.UserShard(1, u) == keyspace.UserShard(1, "a") {
-			b = u
-		}
+	e := func(user, msg, state string) status.Entry {
+		return status.Entry{App: 1, User: user, Message: msg, Channel: status.Gateway, State: state}
 	}
-	e := func(user, msg string) status.Entry {
-		return status.Entry{App: 1, User: user, Message: msg, Channel: status.Gateway, State: status.Sent}
-	}
+	key := func(user string) string { return keyspace.Shard(env.Prefix, 1, user) + "st:" + user }
+
+	short := status.New(status.Config{Prefix: env.Prefix, Retention: 300 * time.Millisecond}, env.Redis, nil)
+	require.NoError(t, short.Record(ctx, []status.Entry{e("a", "m1", status.Sent)}, time.Now()))
+	ttl, err := env.Redis.PTTL(ctx, key("a")).Result()
+	require.NoError(t, err)
+	require.Positive(t, ttl)
+	require.LessOrEqual(t, ttl, 300*time.Millisecond)
+	testenv.WaitUntil(t, 5*time.Second, "the detail expires", func() bool {
+		n, err := env.Redis.Exists(ctx, key("a")).Result()
+		return err == nil && n == 0
+	})
+
+	r := status.New(status.Config{Prefix: env.Prefix, PerUser: 3, Retention: time.Hour}, env.Redis, nil)
 	t0 := time.Now()
-	require.NoError(t, r.Record(ctx, []status.Entry{e("a", "m1")}, t0))
-	require.NoError(t, r.Record(ctx, []status.Entry{e("a", "m2")}, t0.Add(time.Second)))
-	has := func() bool {
-		n, err := env.Redis.HExists(ctx, keyspace.Shard(env.Prefix, 1, "a")+"st", "a").Result()
+	// m0 is older than Retention; m1..m3 sent and delivered: 8 fields,
+	// more than 2 × 3, so the last record trims.
+	require.NoError(t, r.Record(ctx, []status.Entry{e("b", "m0", status.Sent)}, t0.Add(-2*time.Hour)))
+	for i := 1; i <= 3; i++ {
+		m := fmt.Sprintf("m%d", i)
+		require.NoError(t, r.Record(ctx, []status.Entry{e("b", m, status.Sent)}, t0.Add(time.Duration(i)*time.Second)))
+		n, err := env.Redis.HLen(ctx, key("b")).Result()
 		require.NoError(t, err)
-		return n
+		require.EqualValues(t, 2*i, n, "not trimmed while at most 6 fields")
+		require.NoError(t, r.Record(ctx, []status.Entry{e("b", m, status.Delivered)}, t0.Add(time.Duration(i)*time.Second+time.Millisecond)))
 	}
-	require.NoError(t, r.Record(ctx, []status.Entry{e(b, "m3")}, t0.Add(keep)))
-	require.True(t, has(), "kept for Retention after its last update")
-	require.NoError(t, r.Record(ctx, []status.Entry{e(b, "m4")}, t0.Add(keep+keep/16+time.Second)))
-	require.False(t, has(), "dropped once Retention and a sixteenth have passed")
-	// The index is a skiplist from its first write (a few users would keep
-	// it a listpack, scanned whole for each member), and the member that
-	// makes it one, scored +inf, is never dropped as a user.
-	index := keyspace.Shard(env.Prefix, 1, "a") + "st-at"
-	enc, err := env.Redis.ObjectEncoding(ctx, index).Result()
+	fields, err := env.Redis.HKeys(ctx, key("b")).Result()
 	require.NoError(t, err)
-	require.Equal(t, "skiplist", enc)
-	dated, err := env.Redis.ZRangeArgs(ctx, redis.ZRangeArgs{Key: index, Start: "-inf", Stop: "(+inf", ByScore: true}).Result()
+	require.ElementsMatch(t, []string{"m3|gateway|sent", "m3|gateway|delivered"}, fields,
+		"m0 (past Retention), then m1 and m2 (least recently updated) dropped until at most 3 fields remain")
+	d, err := r.User(ctx, 1, "b", 10, inbox.OccurrenceOf)
 	require.NoError(t, err)
-	require.Equal(t, []string{b}, dated, "a left the index with its field; only b is dated")
+	require.Len(t, d, 1)
+	require.Equal(t, status.Delivered, d[0].State)
+	require.Equal(t, t0.Add(3*time.Second+time.Millisecond).UnixMilli(), d[0].UpdatedAt.UnixMilli())
 }

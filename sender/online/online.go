@@ -2,13 +2,13 @@
 // own WebSocket connection (package gateway) when they are online, and
 // through a fallback channel and the inbox when they are not.
 //
-// Per chunk, in three Redis round trips whatever its size, and with at most
-// one script or command per shard of the users (keyspace.UserShards) in
-// each, not one per user:
+// Per chunk, in four pipelined Redis round trips whatever its size, each
+// of plain commands (a few per user, at most one per shard of the users,
+// keyspace.UserShards, for presence), no script per user:
 //
-//  1. The messages are stored in the users' inboxes ("not yet pushed"),
-//     then the users' presence is read (one HMGET per shard); both in one
-//     pipeline. The inbox copy is what makes delivery lossless:
+//  1. The users' inboxes are read, then the messages stored ("not yet
+//     pushed") and the users' presence read (one HMGET per shard) in one
+//     pipeline (inbox.Store.Prepare). The inbox copy is what makes delivery lossless:
 //     it stays until the client acknowledges it, so a message published to
 //     a gateway that dies is replayed when the user connects again.
 //  2. One stream entry per gateway instance that holds some of the users,
@@ -75,7 +75,7 @@ var _ sender.Sender = (*Sender)(nil)
 func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.Store, st *status.Recorder,
 	contacts Contacts, fallback sender.Sender, clk clock.Clock, log *slog.Logger) *Sender {
 	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
-	scripts := slices.Concat(presence.Scripts(), inbox.Scripts(), presence.PublishScripts())
+	scripts := slices.Concat(presence.Scripts(), presence.PublishScripts())
 	return &Sender{cfg: cfg, rdb: rdb, presence: p, inbox: in, status: st, contacts: contacts, fallback: fallback,
 		clock: clk, log: log, scripts: scripts}
 }
@@ -205,10 +205,13 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 	}
 	// Store before looking up, in one pipeline: a user connecting meanwhile
 	// gets the message through the stream, the replay or both.
-	var adds *inbox.Added
+	adds, err := s.inbox.Prepare(ctx, app, stored, now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: %w", err)
+	}
 	var looks *presence.Lookups
-	_, err := rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
-		adds = s.inbox.AddCmds(ctx, p, app, stored, now)
+	_, err = rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
+		adds.Cmds(ctx, p, now)
 		looks = s.presence.LookupCmds(ctx, p, app, users)
 	})
 	if err != nil {
