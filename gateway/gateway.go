@@ -97,8 +97,8 @@ type Config struct {
 	// DefaultPingTimeout (5s).
 	PingTimeout time.Duration
 	// AckFlush is how long acknowledgements and read receipts are gathered
-	// before they are applied together (one script per shard of their
-	// users, one status upsert), and AckBatch how many frames of them are
+	// before they are applied together (two pipelined round trips of a few
+	// commands per user, one status upsert), and AckBatch how many frames of them are
 	// applied at most at once. A gateway that dies loses what it gathered:
 	// those messages are still pending and come again on the next connect.
 	// Default to DefaultAckFlush (5ms) and DefaultAckBatch (1,000).

@@ -311,7 +311,7 @@ func (s *Store) read(ctx context.Context, keys []string) ([]*entries, error) {
 	return out, nil
 }
 
-// Encode returns m as stored at now: the body AddCmds stores and gateways
+// Encode returns m as stored at now: the body a store writes and gateways
 // send to clients.
 func Encode(m Message, now time.Time) (json.RawMessage, error) {
 	m.StoredAt = now.UTC()

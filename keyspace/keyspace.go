@@ -14,13 +14,14 @@ import (
 const DefaultPrefix = "chime:"
 
 // UserShards is how many hash tags one app's users are spread over. The
-// inbox, presence and status detail of a shard's users are keys of their
-// own carrying the shard's tag, {app:uN} (see Shard), so that the work for
-// a chunk of users, or a gateway's batch of acks, is one script or command
-// per shard, each in one Redis Cluster slot, rather than one per user. 64 tags spread an app over
-// enough slots for a cluster of many masters while a chunk of 500 users
-// still needs no more than 64 scripts. It is part of the key layout:
-// changing it strands what the keys held.
+// presence of a shard's users (a hash with a field per user), and each
+// user's inbox and status detail (a hash per user), carry the shard's tag,
+// {app:uN} (see Shard), so that the scripts for a chunk of users (presence,
+// delivery decisions) are one per shard, each in one Redis Cluster slot,
+// rather than one per user, and a message's body is kept once per shard.
+// 64 tags spread an app over enough slots for a cluster of many masters
+// while a chunk of 500 users still needs no more than 64 scripts. It is
+// part of the key layout: changing it strands what the keys held.
 const UserShards = 64
 
 // UserShard is the shard of an app's user.
