@@ -73,11 +73,13 @@ func (a *API) ack(w http.ResponseWriter, r *http.Request, app int64, user string
 	st, field := status.Delivered, "acknowledged"
 	if read {
 		st, field = status.Read, "read"
-		changed, err = a.cfg.Inbox.Read(r.Context(), app, user, ids)
+		changed, err = a.cfg.Inbox.Read(r.Context(), app, user, ids, now)
 	} else {
 		changed, err = a.cfg.Inbox.Delivered(r.Context(), app, user, ids, now)
 	}
-	if err != nil {
+	// Changes made before an error are recorded all the same: a retry
+	// would not report them again.
+	if err != nil && len(changed) == 0 {
 		return err
 	}
 	entries := make([]status.Entry, len(changed))
@@ -89,6 +91,9 @@ func (a *API) ack(w http.ResponseWriter, r *http.Request, app int64, user string
 	}
 	if read {
 		a.cfg.Opens.Read(r.Context(), app, user, changed, inbox.OccurrenceOf, now)
+	}
+	if err != nil {
+		return err
 	}
 	if changed == nil {
 		changed = []string{}

@@ -1,11 +1,15 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -24,7 +28,8 @@ import (
 )
 
 // conn is one client connection. An open connection costs one goroutine,
-// the one reading it (the handler's): frames to the client wait in queue
+// the one reading it (started by the handler, which then returns), and
+// buffers of readBuffer and writeBuffer bytes: frames to the client wait in queue
 // and are written by a goroutine that runs only while frames wait, pings
 // are sent by the gateway's heartbeat and their pongs awaited by a
 // goroutine of the same short life, and the close is a context.AfterFunc.
@@ -170,7 +175,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		metrics.GatewayRefused(metrics.RefusedUserLimit)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		// Clients authenticate with a token, never with cookies, so a page
 		// of another origin gains nothing: any origin may connect.
 		InsecureSkipVerify: true,
@@ -182,20 +187,30 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(64 << 10)
 	g.connWG.Add(1)
-	defer g.connWG.Done()
-	ctx, cancel := context.WithCancelCause(g.base)
-	c := &conn{
+	// The connection lives in a goroutine of its own and the handler
+	// returns, so that net/http lets go of the request, its response and
+	// its state of the connection (with the 4 KB buffers smallBuffers
+	// replaced), and the handler's stack grown by the handshake.
+	go g.serveConn(&conn{
 		pc: presence.Conn{App: claims.App, User: claims.Subject, Instance: g.cfg.Instance, ID: newID()}, kid: claims.KeyID,
-		expires: claims.ExpiresAt.Time, ws: ws, cancel: cancel, limit: g.cfg.SendQueue, writing: true,
-	}
+		expires: claims.ExpiresAt.Time, ws: ws, limit: g.cfg.SendQueue, writing: true,
+	})
+}
+
+// serveConn runs an accepted connection until it closes: registers it,
+// replays the user's inbox, then reads the client's frames.
+func (g *Gateway) serveConn(c *conn) {
+	defer g.connWG.Done()
+	ws := c.ws
+	ctx, cancel := context.WithCancelCause(g.base)
+	c.cancel = cancel
 	// Whatever ends the connection (the read failing, the heartbeat, a
 	// full queue, shutdown) closes it here, with a status that says why.
 	closed := make(chan struct{})
 	context.AfterFunc(ctx, func() { defer close(closed); g.closeWS(ctx, c) })
 	defer func() { cancel(nil); <-closed }()
-	log := g.log.With("app", c.pc.App, "user", c.pc.User, "conn", c.pc.ID)
 	if err := g.open(ctx, c); err != nil {
-		log.Warn("open connection", "err", err)
+		g.log.Warn("open connection", "app", c.pc.App, "user", c.pc.User, "conn", c.pc.ID, "err", err)
 		ws.Close(websocket.StatusTryAgainLater, "presence unavailable; reconnect")
 		metrics.GatewayRefused(metrics.RefusedPresence)
 		return
@@ -204,7 +219,37 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	defer metrics.GatewayConnected()()
 	c.release()
 	g.readLoop(ctx, c)
-	log.Debug("connection closed", "cause", context.Cause(ctx))
+	g.log.Debug("connection closed", "app", c.pc.App, "user", c.pc.User, "conn", c.pc.ID, "cause", context.Cause(ctx))
+}
+
+// The buffers an open connection keeps, in place of net/http's 4 KB
+// reader and 4 KB writer: clients send small frames (acks, reads, pings;
+// a larger frame is read through the buffer in parts), and a frame to the
+// client up to writeBuffer bytes, most reminders, goes out in one write
+// (a longer one in two).
+const (
+	readBuffer  = 512
+	writeBuffer = 1 << 10
+)
+
+// smallBuffers is a ResponseWriter whose Hijack hands the connection over
+// with buffers of readBuffer and writeBuffer bytes, keeping what net/http
+// had already read from it.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	n := brw.Reader.Buffered()
+	read, _ := brw.Reader.Peek(n)
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(read)), nc), max(readBuffer, n))
+	if _, err := br.Peek(n); err != nil { // into br's buffer, where Accept looks for it
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(nc, writeBuffer)), nil
 }
 
 // open registers c (in memory, then in presence), then writes the messages
@@ -266,7 +311,7 @@ func (g *Gateway) dropExpired(ctx context.Context, c *conn, msgs []inbox.Message
 	if len(stale) == 0 {
 		return keep
 	}
-	if _, err := g.inbox.Read(ctx, c.pc.App, c.pc.User, stale); err != nil {
+	if _, err := g.inbox.Read(ctx, c.pc.App, c.pc.User, stale, now); err != nil {
 		g.log.Warn("drop expired messages", "err", err)
 		return keep
 	}

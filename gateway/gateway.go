@@ -577,8 +577,12 @@ func (g *Gateway) flushAcks(stop <-chan struct{}) error {
 		changed, err := g.inbox.Apply(ctx, batch, now)
 		if err != nil {
 			g.log.Warn("apply acknowledgements; clients will get those messages again", "acks", len(batch), "err", err)
-			batch = batch[:0]
-			return
+			if changed == nil {
+				batch = batch[:0]
+				return
+			}
+			// Those applied before the error are recorded: a retry would
+			// not report them again.
 		}
 		var entries []status.Entry
 		for i, a := range batch {

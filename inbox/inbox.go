@@ -29,7 +29,14 @@
 // never set again, so two writers racing (a worker retrying a chunk, two
 // gateways applying acks) each change a message's state at most once
 // between them, and the one whose HSETNX set it is the one that reports
-// the change, counted once.
+// the change, counted once. A store's drops are decided on what it read:
+// a message the client acknowledges while a store drops it (over the cap
+// or past its TTL) is reported delivered by the ack and expired by the
+// store, and leaves the inbox; two stores racing for a full inbox may both
+// drop its oldest message (reported twice, which status counts once) and
+// leave one message over the cap until the next store. Every write leaves
+// the hash with an expiry, also one that re-creates a hash that vanished
+// between its read and its write.
 //
 // A pending message is kept TTL after it was stored, an unread one
 // UnreadTTL after it was acknowledged; older ones are no longer returned
@@ -47,7 +54,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -180,6 +186,20 @@ type entry struct {
 
 func (e *entry) pending() bool { return e.stored != 0 && e.acked == 0 && e.read == 0 }
 func (e *entry) unread() bool  { return e.stored != 0 && e.acked != 0 && e.read == 0 }
+
+// live tells whether e is still in the inbox at now (ms): pending and
+// stored within TTL, or unread and acknowledged within UnreadTTL. Older
+// ones are no longer listed nor acknowledged, and the next store drops
+// them.
+func (s *Store) live(e *entry, now int64) bool {
+	switch {
+	case e.pending():
+		return e.stored > now-s.cfg.TTL.Milliseconds()
+	case e.unread():
+		return e.acked > now-s.cfg.UnreadTTL.Milliseconds()
+	}
+	return false
+}
 
 // entries is what a user's hash holds.
 type entries struct {
@@ -401,9 +421,7 @@ func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.T
 		add := slices.DeleteFunc(adds[u], func(id string) bool {
 			return slices.Contains(reported, id)
 		})
-		if len(add) > 0 || len(drop) > 0 {
-			a.users = append(a.users, userWrite{key: keys[i], add: add, drop: drop})
-		}
+		a.users = append(a.users, userWrite{key: keys[i], add: add, drop: drop})
 	}
 	return a, nil
 }
@@ -419,11 +437,19 @@ func (a *Added) Cmds(ctx context.Context, p redis.Pipeliner, now time.Time) {
 		if len(u.drop) > 0 {
 			p.HDel(ctx, u.key, u.drop...)
 		}
-		p.PExpire(ctx, u.key, keep)
+		if len(u.add) > 0 {
+			p.PExpire(ctx, u.key, keep)
+		} else {
+			// Nothing new (a chunk stored again): a key an earlier try
+			// created, then failed before its expiry, gets one.
+			p.ExpireNX(ctx, u.key, keep)
+		}
 	}
 	bkeep := a.s.cfg.TTL + a.s.cfg.UnreadTTL
 	for k, b := range a.bodies {
-		p.SetArgs(ctx, k, b, redis.SetArgs{Mode: "NX", TTL: bkeep})
+		// SETNX answers false, not redis.Nil, for a body already stored,
+		// so the pipeline's error is a real one.
+		p.SetNX(ctx, k, b, bkeep)
 		p.Do(ctx, "PEXPIRE", k, bkeep.Milliseconds(), "GT")
 	}
 }
@@ -444,11 +470,10 @@ func (s *Store) Add(ctx context.Context, app int64, user string, m Message, now 
 	if err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
 	}
-	// A body already stored answers its SET NX with redis.Nil.
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		a.Cmds(ctx, p, now)
 		return nil
-	}); err != nil && !errors.Is(err, redis.Nil) {
+	}); err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
 	}
 	return a.Dropped()[0], nil
@@ -476,9 +501,9 @@ func (s *Store) List(ctx context.Context, app int64, user string, now time.Time)
 	var pending, unread []*entry
 	for _, e := range es.byID {
 		switch {
-		case e.pending() && e.stored > ms-s.cfg.TTL.Milliseconds():
+		case e.pending() && s.live(e, ms):
 			pending = append(pending, e)
-		case e.unread() && e.acked > ms-s.cfg.UnreadTTL.Milliseconds():
+		case e.unread() && s.live(e, ms):
 			unread = append(unread, e)
 		}
 	}
@@ -520,24 +545,25 @@ func (s *Store) List(ctx context.Context, app int64, user string, now time.Time)
 // Delivered moves ids (all pending messages if ids is empty) from pending
 // to unread and returns the IDs it moved; IDs not pending are ignored.
 func (s *Store) Delivered(ctx context.Context, app int64, user string, ids []string, now time.Time) ([]string, error) {
-	changed, err := s.Apply(ctx, []Ack{{App: app, User: user, IDs: ids}}, now)
-	if err != nil {
-		return nil, err
-	}
-	return changed[0], nil
+	return first(s.Apply(ctx, []Ack{{App: app, User: user, IDs: ids}}, now))
 }
 
-// Read applies read receipts: ids leave both sets. It returns the IDs that
-// were in either.
-func (s *Store) Read(ctx context.Context, app int64, user string, ids []string) ([]string, error) {
+// first is the one ack's changes of Apply's answer, also those made
+// before an error.
+func first(changed [][]string, err error) ([]string, error) {
+	if len(changed) == 0 {
+		return nil, err
+	}
+	return changed[0], err
+}
+
+// Read applies read receipts at now: ids leave both sets. It returns the
+// IDs that were in either, as Apply does.
+func (s *Store) Read(ctx context.Context, app int64, user string, ids []string, now time.Time) ([]string, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	changed, err := s.Apply(ctx, []Ack{{App: app, User: user, IDs: ids, Read: true}}, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	return changed[0], nil
+	return first(s.Apply(ctx, []Ack{{App: app, User: user, IDs: ids, Read: true}}, now))
 }
 
 // Ack is a client's acknowledgement of some of a user's messages: delivered
@@ -554,7 +580,10 @@ type Ack struct {
 // Apply applies acks in two pipelined round trips whatever their number:
 // the fields of the IDs they name are read (every field of a user whose
 // delivery ack names none), then set. It returns, per ack, the IDs whose
-// state changed (so that each transition is counted once).
+// state changed (so that each transition is counted once); with an error
+// from the writes, those of the writes that were made, which a retry
+// would not report again. Messages no longer live (past their TTL) are
+// not changed.
 func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]string, error) {
 	if len(acks) == 0 {
 		return nil, nil
@@ -634,7 +663,9 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 		cmd *redis.BoolCmd
 	}
 	var changes []change
+	// Per key written, whether its expiry is extended.
 	extend := map[string]bool{}
+	touch := func(k string, longer bool) { extend[k] = extend[k] || longer }
 	changed := make([][]string, len(acks))
 	for i, a := range acks {
 		es := users[who{a.App, a.User}].es
@@ -643,7 +674,7 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 		if !a.Read && len(ids) == 0 {
 			var all []*entry
 			for _, e := range es.byID {
-				if e.pending() {
+				if e.pending() && s.live(e, ms) {
 					all = append(all, e)
 				}
 			}
@@ -655,25 +686,24 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 		for _, id := range ids {
 			e := es.byID[id]
 			switch {
-			case e == nil || !valid(id):
+			case e == nil || !valid(id) || !s.live(e, ms):
 			case a.Read && e.read == 0:
 				e.read = ms
 				changes = append(changes, change{ack: i, id: id})
+				touch(s.key(a.App, a.User), false)
 			case !a.Read && e.pending():
 				e.acked = ms
 				changes = append(changes, change{ack: i, id: id})
 				// The hash lives keep from its last store; an unread
 				// message acknowledged late would outlive it.
-				if e.stored <= ms-(s.keep()-s.cfg.UnreadTTL).Milliseconds() {
-					extend[s.key(a.App, a.User)] = true
-				}
+				touch(s.key(a.App, a.User), e.stored <= ms-(s.keep()-s.cfg.UnreadTTL).Milliseconds())
 			}
 		}
 	}
 	if len(changes) == 0 {
 		return changed, nil
 	}
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for j := range changes {
 			c := &changes[j]
 			a := acks[c.ack]
@@ -683,17 +713,25 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 			}
 			c.cmd = p.HSetNX(ctx, s.key(a.App, a.User), f+c.id, msArg)
 		}
-		for k := range extend {
-			p.PExpire(ctx, k, s.keep())
+		for k, longer := range extend {
+			if longer {
+				p.PExpire(ctx, k, s.keep())
+			} else {
+				// The key has its expiry unless it vanished (expired, or
+				// emptied by a store) since it was read and an HSETNX
+				// above created it again: then it gets one.
+				p.ExpireNX(ctx, k, s.keep())
+			}
 		}
 		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("apply acknowledgements: %w", err)
-	}
+	})
 	for _, c := range changes {
-		if c.cmd.Val() {
+		if c.cmd.Err() == nil && c.cmd.Val() {
 			changed[c.ack] = append(changed[c.ack], c.id)
 		}
+	}
+	if err != nil {
+		return changed, fmt.Errorf("apply acknowledgements: %w", err)
 	}
 	return changed, nil
 }

@@ -152,7 +152,7 @@ func TestAcksAndReadReceipts(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, c.Pending, "an acknowledged message is not stored again")
 
-	read, err := s.Read(ctx, 1, "u", []string{"o1", "o1", "o7"})
+	read, err := s.Read(ctx, 1, "u", []string{"o1", "o1", "o7"}, now)
 	require.NoError(t, err)
 	require.Equal(t, []string{"o1"}, read)
 	c, err = s.List(ctx, 1, "u", now)
@@ -213,7 +213,7 @@ func TestInboxIDsThatEndOthers(t *testing.T) {
 
 	_, err = s.Add(ctx, 1, "u", inbox.Message{ID: "o1"}, now)
 	require.NoError(t, err)
-	read, err := s.Read(ctx, 1, "u", []string{"o1", "b", "o", "1", "o1\np"})
+	read, err := s.Read(ctx, 1, "u", []string{"o1", "b", "o", "1", "o1\np"}, now)
 	require.NoError(t, err)
 	require.Equal(t, []string{"o1"}, read)
 	c, err = s.List(ctx, 1, "u", now)
@@ -313,7 +313,7 @@ func TestInboxManyEntries(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{id(179)}, d, "a store drops the unread over the cap")
 
-	read, err := s.Read(ctx, 1, "u", []string{id(180), id(200), id(279), id(100)})
+	read, err := s.Read(ctx, 1, "u", []string{id(180), id(200), id(279), id(100)}, now.Add(3*time.Second))
 	require.NoError(t, err)
 	require.Equal(t, []string{id(180), id(200), id(279)}, read)
 	c, err = s.List(ctx, 1, "u", now.Add(3*time.Second))

@@ -17,9 +17,9 @@
 //     field (the first to set it counts it), and per user PEXPIRE and
 //     HLEN, no script. A user's detail expires Retention after its last
 //     update. Reads show the newest Config.PerUser entries; a hash that
-//     passes twice PerUser fields is trimmed, the least recently updated
-//     entries dropped until PerUser fields remain, so that a user costs at
-//     most about 2 × PerUser × 40 bytes of Redis (16 KB at the defaults,
+//     passes 4 × PerUser fields is trimmed, the least recently updated
+//     entries dropped until PerUser entries remain, so that a user costs at
+//     most about 4 × PerUser × 40 bytes of Redis (32 KB at the defaults,
 //     200 and 7 days), and only users who got a message within the
 //     retention cost anything.
 //
@@ -227,7 +227,7 @@ func (r *Recorder) detail(ctx context.Context, entries []Entry, now time.Time) (
 	}
 	var over []string
 	for _, u := range order {
-		if lens[u].Val() > int64(2*r.cfg.PerUser) {
+		if lens[u].Val() > int64(trimAt*r.cfg.PerUser) {
 			over = append(over, r.key(u.app, u.name))
 		}
 	}
@@ -237,8 +237,15 @@ func (r *Recorder) detail(ctx context.Context, entries []Entry, now time.Time) (
 	return first, nil
 }
 
+// trimAt × PerUser fields make a user's hash trimmed. An entry has a
+// field per state it reached, one to four (pending, sent, delivered, read
+// on the inbox and gateway channels; sent or failed on push), so a hash
+// trimmed to PerUser entries holds at most about 3 × PerUser fields and
+// takes PerUser more before it is trimmed again.
+const trimAt = 4
+
 // trim drops from the hashes keys the least recently updated entries until
-// PerUser fields remain, and those older than Retention. A failure only
+// PerUser entries remain, and those older than Retention. A failure only
 // leaves a hash larger until the next trim.
 func (r *Recorder) trim(ctx context.Context, keys []string, now time.Time) {
 	cmds := make([]*redis.MapStringStringCmd, len(keys))
@@ -252,11 +259,11 @@ func (r *Recorder) trim(ctx context.Context, keys []string, now time.Time) {
 		for i, k := range keys {
 			es := entriesOf(cmds[i].Val())
 			var drop []string
-			fields := len(cmds[i].Val())
+			left := len(es)
 			for _, e := range es {
-				if fields > r.cfg.PerUser || e.updated <= now.Add(-r.cfg.Retention).UnixMilli() {
+				if left > r.cfg.PerUser || e.updated <= now.Add(-r.cfg.Retention).UnixMilli() {
 					drop = append(drop, e.fields...)
-					fields -= len(e.fields)
+					left--
 				}
 			}
 			if len(drop) > 0 {

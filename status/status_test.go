@@ -78,8 +78,8 @@ func TestRecordKeepsTheRecentlyUpdated(t *testing.T) {
 }
 
 // A user's detail expires Retention after its last update, on Redis's own
-// clock (a short Retention here); and a hash that passes twice PerUser
-// fields is trimmed to PerUser, the least recently updated entries
+// clock (a short Retention here); and a hash that passes 4 × PerUser
+// fields is trimmed to PerUser entries, the least recently updated
 // dropped first, those older than Retention whatever their number.
 func TestRecordTrimsAndExpires(t *testing.T) {
 	env := testenv.New(t)
@@ -100,26 +100,27 @@ func TestRecordTrimsAndExpires(t *testing.T) {
 		return err == nil && n == 0
 	})
 
-	r := status.New(status.Config{Prefix: env.Prefix, PerUser: 3, Retention: time.Hour}, env.Redis, nil)
+	r := status.New(status.Config{Prefix: env.Prefix, PerUser: 2, Retention: time.Hour}, env.Redis, nil)
 	t0 := time.Now()
-	// m0 is older than Retention; m1..m3 sent and delivered: 8 fields,
-	// more than 2 × 3, so the last record trims.
+	// m0 is older than Retention; m1..m4 sent and delivered: 9 fields,
+	// more than 4 × 2, so the last record trims.
 	require.NoError(t, r.Record(ctx, []status.Entry{e("b", "m0", status.Sent)}, t0.Add(-2*time.Hour)))
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= 4; i++ {
 		m := fmt.Sprintf("m%d", i)
 		require.NoError(t, r.Record(ctx, []status.Entry{e("b", m, status.Sent)}, t0.Add(time.Duration(i)*time.Second)))
 		n, err := env.Redis.HLen(ctx, key("b")).Result()
 		require.NoError(t, err)
-		require.EqualValues(t, 2*i, n, "not trimmed while at most 6 fields")
+		require.EqualValues(t, 2*i, n, "not trimmed while at most 8 fields")
 		require.NoError(t, r.Record(ctx, []status.Entry{e("b", m, status.Delivered)}, t0.Add(time.Duration(i)*time.Second+time.Millisecond)))
 	}
 	fields, err := env.Redis.HKeys(ctx, key("b")).Result()
 	require.NoError(t, err)
-	require.ElementsMatch(t, []string{"m3|gateway|sent", "m3|gateway|delivered"}, fields,
-		"m0 (past Retention), then m1 and m2 (least recently updated) dropped until at most 3 fields remain")
+	require.ElementsMatch(t, []string{"m3|gateway|sent", "m3|gateway|delivered", "m4|gateway|sent", "m4|gateway|delivered"}, fields,
+		"m0 (past Retention), then m1 and m2 (least recently updated) dropped until 2 entries remain")
 	d, err := r.User(ctx, 1, "b", 10, inbox.OccurrenceOf)
 	require.NoError(t, err)
-	require.Len(t, d, 1)
+	require.Len(t, d, 2)
+	require.Equal(t, "m4", d[0].Message, "newest first")
 	require.Equal(t, status.Delivered, d[0].State)
-	require.Equal(t, t0.Add(3*time.Second+time.Millisecond).UnixMilli(), d[0].UpdatedAt.UnixMilli())
+	require.Equal(t, t0.Add(4*time.Second+time.Millisecond).UnixMilli(), d[0].UpdatedAt.UnixMilli())
 }
