@@ -77,11 +77,8 @@ func (a *API) ack(w http.ResponseWriter, r *http.Request, app int64, user string
 	} else {
 		changed, err = a.cfg.Inbox.Delivered(r.Context(), app, user, ids, now)
 	}
-	// Changes made before an error are recorded all the same: a retry
-	// would not report them again.
-	if err != nil && len(changed) == 0 {
-		return err
-	}
+	// Changes made before an error are recorded all the same (a retry
+	// would not report them again); none are recorded at no cost.
 	entries := make([]status.Entry, len(changed))
 	for i, id := range changed {
 		entries[i] = status.Entry{App: app, User: user, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Inbox, State: st}
