@@ -27,6 +27,7 @@ import (
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/internal/scratch"
 	"github.com/chime-dev/chime/seal"
+	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/logging"
 	"github.com/chime-dev/chime/signing"
 	"github.com/chime-dev/chime/status"
@@ -36,6 +37,7 @@ import (
 type config struct {
 	RedisURL, MySQLDSN string
 	Clients, Sources   int
+	Offline            int
 	Gateways, Procs    int
 	GatewayBin         string
 	Parallel           int
@@ -52,6 +54,9 @@ type gatewayResult struct {
 	RSSPerConnKB  float64 `json:"rss_per_conn_kb"`
 	RSSMB         float64 `json:"rss_mb"`
 	Goroutines    int     `json:"goroutines"`
+	// CPUUsPerUser is the gateway process's CPU time from just before the
+	// fire to the last ack recorded, per connection it holds.
+	CPUUsPerUser float64 `json:"cpu_us_per_user"`
 }
 
 type result struct {
@@ -88,10 +93,33 @@ type result struct {
 	// ConnectRedisUsPerConn and ConnectRedisCallsPerConn are Redis's CPU
 	// time and commands from the first connect to the last, per
 	// connection (presence registration and the inbox read on connect).
-	ConnectRedisUsPerConn    float64         `json:"connect_redis_us_per_conn"`
-	ConnectRedisCallsPerConn float64         `json:"connect_redis_calls_per_conn"`
-	ClientProcs              int             `json:"client_procs"`
-	PerGateway               []gatewayResult `json:"gateways"`
+	ConnectRedisUsPerConn    float64 `json:"connect_redis_us_per_conn"`
+	ConnectRedisCallsPerConn float64 `json:"connect_redis_calls_per_conn"`
+	// The CPU time per user of each part, over the same span as
+	// RedisUsPerUser (see cpu.go): the engine (coordinator and worker), all
+	// gateways, all client processes and MySQL. ServerCPUUsPerUser is what
+	// a deployment pays per user (engine, gateways, Redis and MySQL; not
+	// the clients), CoresBusy the CPU seconds of all parts, clients
+	// included, per second of that span: how many of the machine's cores
+	// the run kept busy. A part that could not be measured is left out.
+	EngineCPUUsPerUser  *float64 `json:"engine_cpu_us_per_user,omitempty"`
+	GatewayCPUUsPerUser *float64 `json:"gateway_cpu_us_per_user,omitempty"`
+	ClientCPUUsPerUser  *float64 `json:"client_cpu_us_per_user,omitempty"`
+	MySQLCPUUsPerUser   *float64 `json:"mysql_cpu_us_per_user,omitempty"`
+	ServerCPUUsPerUser  *float64 `json:"server_cpu_us_per_user,omitempty"`
+	CoresBusy           *float64 `json:"cores_busy,omitempty"`
+	// With -offline: the offline users, the pushes the local APNs and FCM
+	// servers accepted, the time from the fire to the last push each
+	// accepted, and to the offline users' inbox copies all counted in
+	// MySQL (status inbox pending). The online channel's fire-to-last is
+	// latency_max_ms, its acks acks_recorded_ms.
+	Offline         int             `json:"offline,omitempty"`
+	PushAccepted    int             `json:"push_accepted,omitempty"`
+	APNsLastMs      float64         `json:"apns_fire_to_last_ms,omitempty"`
+	FCMLastMs       float64         `json:"fcm_fire_to_last_ms,omitempty"`
+	InboxRecordedMs float64         `json:"inbox_recorded_ms,omitempty"`
+	ClientProcs     int             `json:"client_procs"`
+	PerGateway      []gatewayResult `json:"gateways"`
 }
 
 func (r result) print(w io.Writer) {
@@ -100,17 +128,37 @@ func (r result) print(w io.Writer) {
 	fmt.Fprintf(w, "delivered               %d\n", r.Delivered)
 	fmt.Fprintf(w, "latency from the instant min %.0f ms, p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", r.MinMs, r.P50Ms, r.P99Ms, r.MaxMs)
 	fmt.Fprintf(w, "all acks recorded       %.0f ms after the instant\n", r.AcksRecordedMs)
+	if r.Offline > 0 {
+		fmt.Fprintf(w, "offline users           %d: last push accepted %.0f ms (APNs), %.0f ms (FCM) after the instant, %d pushes; inbox copies counted %.0f ms after\n",
+			r.Offline, r.APNsLastMs, r.FCMLastMs, r.PushAccepted, r.InboxRecordedMs)
+	}
 	fmt.Fprintf(w, "gateway per connection  heap %.1f KB, RSS %.1f KB (heap %.0f MB, RSS %.0f MB, %d goroutines in all; the largest of %d gateways)\n",
 		r.HeapPerConnKB, r.RSSPerConnKB, r.GatewayHeapMB, r.GatewayRSSMB, r.GatewayRoutines, len(r.PerGateway))
 	for i, g := range r.PerGateway {
 		fmt.Fprintf(w, "  gateway %d             %d connections, %d delivered, heap %.1f KB and RSS %.1f KB per connection, RSS %.0f MB, %d goroutines\n",
 			i+1, g.Connections, g.Delivered, g.HeapPerConnKB, g.RSSPerConnKB, g.RSSMB, g.Goroutines)
+		if g.CPUUsPerUser > 0 {
+			fmt.Fprintf(w, "                        CPU %.1f µs per connection, fire to last ack\n", g.CPUUsPerUser)
+		}
 	}
 	fmt.Fprintf(w, "redis per user          %.1f µs CPU (INFO cpu), %.1f µs in commands (commandstats, scripted commands twice), %.1f commands, %.2f script calls (fire to last ack)\n",
 		r.RedisUsPerUser, r.RedisCmdUsPerUser, r.RedisCallsPerUser, r.RedisScriptsPerUser)
+	if r.EngineCPUUsPerUser != nil {
+		fmt.Fprintf(w, "cpu per user            engine %.1f µs, gateways %.1f µs, clients %.1f µs, redis %.1f µs, mysql %s (fire to last ack)\n",
+			*r.EngineCPUUsPerUser, *r.GatewayCPUUsPerUser, *r.ClientCPUUsPerUser, r.RedisUsPerUser, orNA(r.MySQLCPUUsPerUser, "%.1f µs"))
+		fmt.Fprintf(w, "                        servers %s per user, %s cores busy\n", orNA(r.ServerCPUUsPerUser, "%.1f µs"), orNA(r.CoresBusy, "%.2f"))
+	}
 	fmt.Fprintf(w, "redis per connect       %.1f µs CPU, %.1f commands\n", r.ConnectRedisUsPerConn, r.ConnectRedisCallsPerConn)
 	b, _ := json.Marshal(r)
 	fmt.Fprintln(w, string(b))
+}
+
+// orNA formats *v, or "n/a" for a figure that was not measured.
+func orNA(v *float64, format string) string {
+	if v == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf(format, *v)
 }
 
 func measure(ctx context.Context, cfg config) (result, error) {
@@ -208,7 +256,24 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	defer func() { stop(); _ = eg.Wait() }()
 	coord := chime.NewCoordinator(ecfg, db, rdb, clock.Real{}, log, apiLn)
 	eg.Go(func() error { return coord.Run(egCtx) })
-	w := chime.NewWorker(ecfg, db, rdb, logging.New(slog.New(slog.NewTextHandler(io.Discard, nil))), clock.Real{}, log)
+	var fallback sender.Sender = logging.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var pushSrv *pushServers
+	if cfg.Offline > 0 {
+		dir, err := os.MkdirTemp("", "wsload-push-")
+		if err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(dir)
+		if pushSrv, ecfg.Push, err = startPush(dir); err != nil {
+			return res, err
+		}
+		defer pushSrv.Close()
+		ecfg.Sender = "push"
+		if fallback, err = chime.NewSender(ctx, ecfg, db, rdb, log); err != nil {
+			return res, err
+		}
+	}
+	w := chime.NewWorker(ecfg, db, rdb, fallback, clock.Real{}, log)
 	eg.Go(func() error { return w.Run(egCtx) })
 
 	app, key, err := api.CreateApp(ctx, db, "wsload")
@@ -223,11 +288,15 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		return res, err
 	}
 	signingKey.App = app.ID
-	users := make([]string, cfg.Clients)
+	// Users 0 to Clients-1 connect; the offline ones come after them.
+	users := make([]string, cfg.Clients+cfg.Offline)
 	for i := range users {
 		users[i] = userID(i)
 	}
-	groups := max(1, cfg.Clients/400)
+	if err := registerDevices(ctx, cl, users[cfg.Clients:]); err != nil {
+		return res, fmt.Errorf("offline users' devices: %w", err)
+	}
+	groups := max(1, len(users)/400)
 	defineAt := func(at time.Time) error {
 		return cl.Do(ctx, http.MethodPut, "/v1/reminders/wsload", map[string]any{
 			"title": "Load", "body": "every online user", "groups": groups, "valid_for": "5m",
@@ -326,6 +395,15 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		}
 	}
 	time.Sleep(time.Until(fireAt) - 200*time.Millisecond)
+	gwPIDs, clientPIDs := make([]int, len(gws)), make([]int, len(procs))
+	for i, g := range gws {
+		gwPIDs[i] = g.cmd.Process.Pid
+	}
+	for i, p := range procs {
+		clientPIDs[i] = p.cmd.Process.Pid
+	}
+	pset := newProcSet(gwPIDs, clientPIDs, dsn)
+	cpu0, wall0 := pset.read(), time.Now()
 	redis0, err := redisUsec(ctx, rdb)
 	if err != nil {
 		return res, err
@@ -359,8 +437,14 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		}
 		if occ.ID != 0 {
 			counts, err := status.Counts(ctx, db, occ.ID)
-			if err == nil && counts[status.Gateway][status.Delivered] >= int64(cfg.Clients) {
-				res.AcksRecordedMs = float64(time.Since(fireAt).Milliseconds())
+			since := float64(time.Since(fireAt).Milliseconds())
+			if err == nil && res.AcksRecordedMs == 0 && counts[status.Gateway][status.Delivered] >= int64(cfg.Clients) {
+				res.AcksRecordedMs = since
+			}
+			if err == nil && res.InboxRecordedMs == 0 && cfg.Offline > 0 && counts[status.Inbox][status.Pending] >= int64(cfg.Offline) {
+				res.InboxRecordedMs = since
+			}
+			if res.AcksRecordedMs > 0 && (cfg.Offline == 0 || res.InboxRecordedMs > 0 && pushSrv.accepted() >= cfg.Offline) {
 				break
 			}
 		}
@@ -370,11 +454,18 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	if err != nil {
 		return res, err
 	}
-	n := float64(cfg.Clients)
+	cpu1, wall1 := pset.read(), time.Now()
+	n := float64(cfg.Clients + cfg.Offline)
+	if pushSrv != nil {
+		res.Offline, res.PushAccepted = cfg.Offline, pushSrv.accepted()
+		res.APNsLastMs = float64(pushSrv.apns.LastAccepted().Sub(fireAt).Microseconds()) / 1000
+		res.FCMLastMs = float64(pushSrv.fcm.LastAccepted().Sub(fireAt).Microseconds()) / 1000
+	}
 	res.RedisUsPerUser = (redis1.cpu - redis0.cpu) / n
 	res.RedisCmdUsPerUser = (redis1.usec - redis0.usec) / n
 	res.RedisCallsPerUser = (redis1.calls - redis0.calls) / n
 	res.RedisScriptsPerUser = (redis1.scripts - redis0.scripts) / n
+	res.perUser(cpu0, cpu1, (redis1.cpu-redis0.cpu)/1e6, wall1.Sub(wall0).Seconds())
 	if cfg.Verbose {
 		for name, c := range redis1.byCommand {
 			if d := c - redis0.byCommand[name]; d > 0 {

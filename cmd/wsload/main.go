@@ -14,10 +14,16 @@
 // client between just before the fire and the last ack recorded, and
 // separately per connection over the connects (the whole server's: other
 // work on the same Redis counts too). It prints a table and one JSON line.
+// With -offline N, N more users of the same reminder never connect: each
+// has one device (iOS and Android in turn) on local APNs and FCM servers
+// this process starts, and the report adds, per channel, the time from the
+// fire to the last push each server accepted and to the offline users'
+// inbox copies all counted; the per-user figures are then per user of the
+// reminder, online or not.
 // Needs REDIS_URL and MYSQL_DSN; it works in a fresh database and its own
 // Redis key prefix.
 //
-//	wsload [-clients 10000] [-gateways 1] [-client-procs N] [-sources 4] [-gateway PATH] [-parallel 256]
+//	wsload [-clients 10000] [-offline 0] [-gateways 1] [-client-procs N] [-sources 4] [-gateway PATH] [-parallel 256]
 //	wsload -chart latency.png runs.jsonl...
 package main
 
@@ -54,6 +60,9 @@ func main() {
 const (
 	perProcess    = 15000
 	maxPerProcess = 19000
+	// maxOffline bounds -offline: each offline user's device is one API
+	// request before the run.
+	maxOffline = 1000000
 )
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -61,6 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.SetOutput(stderr)
 	cfg := config{RedisURL: getenv("REDIS_URL"), MySQLDSN: getenv("MYSQL_DSN")}
 	fs.IntVar(&cfg.Clients, "clients", 10000, "concurrent WebSocket clients")
+	fs.IntVar(&cfg.Offline, "offline", 0, "users who never connect, reached by push through local APNs and FCM servers and by the inbox")
 	fs.IntVar(&cfg.Gateways, "gateways", 1, "gateway processes the clients are spread over")
 	fs.IntVar(&cfg.Procs, "client-procs", 0, "client processes (default: one per 15,000 clients)")
 	fs.IntVar(&cfg.Sources, "sources", 4, "source addresses 127.0.0.1 .. 127.0.0.N the clients connect from")
@@ -81,6 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return errors.New("REDIS_URL and MYSQL_DSN are required")
 	case cfg.Clients < 1 || cfg.Sources < 1 || cfg.Sources > 250 || cfg.Parallel < 1 || cfg.Gateways < 1 || cfg.Procs < 1:
 		return errors.New("-clients, -gateways, -client-procs and -parallel must be at least 1, -sources from 1 to 250")
+	case cfg.Offline < 0 || cfg.Offline > maxOffline:
+		return fmt.Errorf("-offline must be from 0 to %d", maxOffline)
 	case cfg.Clients > maxPerProcess*cfg.Gateways || cfg.Clients > maxPerProcess*cfg.Procs:
 		return fmt.Errorf("at most %d clients per gateway and per client process (their open-file limit)", maxPerProcess)
 	}

@@ -25,17 +25,19 @@ func TestMain(m *testing.M) {
 }
 
 // A small run of the load tool (200 clients over two gateway processes and
-// two client processes; the figures in docs/benchmarks.md come from 10,000
-// and 60,000): every client connects, gets the fired reminder once and has
-// its ack recorded, each gateway delivers to its half, and the report is
-// complete.
+// two client processes, and 100 offline users; the figures in
+// docs/benchmarks.md come from 10,000, 60,000 and 100,000): every client
+// connects, gets the fired reminder once and has its ack recorded, each
+// gateway delivers to its half, every offline user's device gets one push
+// from the local APNs or FCM server and its inbox copy is counted, and the
+// report is complete.
 func TestSmallLoadRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the gateway and opens 200 connections")
 	}
 	testenv.NewRedis(t) // skips without the servers
 	var out, errs bytes.Buffer
-	err := run(context.Background(), []string{"-clients", "200", "-sources", "2", "-gateways", "2", "-client-procs", "2"}, os.Getenv, &out, &errs)
+	err := run(context.Background(), []string{"-clients", "200", "-sources", "2", "-gateways", "2", "-client-procs", "2", "-offline", "100"}, os.Getenv, &out, &errs)
 	require.NoError(t, err, errs.String())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	var res result
@@ -46,6 +48,15 @@ func TestSmallLoadRun(t *testing.T) {
 		require.Equal(t, 100, g.Connections)
 		require.Equal(t, 100, g.Delivered)
 	}
+	require.Equal(t, 100, res.Offline)
+	require.Equal(t, 100, res.PushAccepted, "one push per offline user's device")
+	require.Positive(t, res.APNsLastMs)
+	require.Positive(t, res.FCMLastMs)
+	require.Positive(t, res.InboxRecordedMs)
+	for _, part := range []*float64{res.EngineCPUUsPerUser, res.GatewayCPUUsPerUser, res.ClientCPUUsPerUser, res.MySQLCPUUsPerUser, res.ServerCPUUsPerUser, res.CoresBusy} {
+		require.NotNil(t, part, "every part's CPU measured: %s", lines[len(lines)-1])
+	}
+	require.Positive(t, *res.ServerCPUUsPerUser)
 	require.Positive(t, res.RedisUsPerUser)
 	require.Positive(t, res.ConnectPerSec)
 	require.Positive(t, res.AcksRecordedMs)
@@ -54,7 +65,7 @@ func TestSmallLoadRun(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-clients", "0"}, {"-sources", "300"}, {"-parallel", "0"}, {"-gateways", "0"}, {"-clients", "40000", "-gateways", "2"}} {
+	for _, args := range [][]string{{"-clients", "0"}, {"-sources", "300"}, {"-parallel", "0"}, {"-gateways", "0"}, {"-offline", "-1"}, {"-offline", "1000001"}, {"-clients", "40000", "-gateways", "2"}} {
 		err := run(context.Background(), args, func(string) string { return "set" }, &bytes.Buffer{}, &bytes.Buffer{})
 		require.Error(t, err, args)
 	}

@@ -74,6 +74,7 @@ type Server struct {
 	verified   map[string]time.Time // provider token -> its iat
 	pushes     map[string][]Push
 	accepted   int
+	lastAt     time.Time // when the last push was accepted
 	rejected   int
 	keepPushes bool
 }
@@ -131,6 +132,14 @@ func (s *Server) Counts() (accepted, rejected int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.accepted, s.rejected
+}
+
+// LastAccepted is when the server last accepted a push (zero before the
+// first): a load run's fire-to-last-delivery for the channel.
+func (s *Server) LastAccepted() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastAt
 }
 
 func (s *Server) reject(w http.ResponseWriter, f Fault) {
@@ -201,6 +210,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		id = uuid.NewString()
 	}
 	s.accepted++
+	s.lastAt = time.Now()
 	if s.keepPushes {
 		s.pushes[tok] = append(s.pushes[tok], Push{Token: tok, Topic: r.Header.Get("apns-topic"),
 			PushType: r.Header.Get("apns-push-type"), ID: id, Payload: p})

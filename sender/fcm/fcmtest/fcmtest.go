@@ -81,6 +81,7 @@ type Server struct {
 	access   map[string]bool
 	messages map[string][]Message
 	accepted int
+	lastAt   time.Time // when the last push was accepted
 	rejected int
 	grants   int
 }
@@ -147,6 +148,14 @@ func (s *Server) Counts() (accepted, rejected, grants int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.accepted, s.rejected, s.grants
+}
+
+// LastAccepted is when the server last accepted a push (zero before the
+// first): a load run's fire-to-last-delivery for the channel.
+func (s *Server) LastAccepted() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastAt
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
@@ -243,6 +252,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.accepted++
+	s.lastAt = time.Now()
 	n := s.accepted
 	if !s.discard {
 		s.messages[m.Token] = append(s.messages[m.Token], *m)
