@@ -5,7 +5,7 @@
 GO ?= go
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: run test unit build image vet lint bench bench-quick wsload wsload-60k console-shots
+.PHONY: run test unit build image vet lint bench bench-quick wsload wsload-60k wsload-mixed console-shots
 
 # The demo, then its console left open (URL and sign-in printed) until Ctrl-C.
 # DEMO_FLAGS adds flags of `chime demo`, e.g. make run DEMO_FLAGS=-prayer.
@@ -58,3 +58,9 @@ wsload:
 # (one process holds at most about 19,000 open files here).
 wsload-60k:
 	scripts/testenv.sh $(GO) run ./cmd/wsload -clients 60000 -gateways 4 -client-procs 4 -sources 8
+
+# 100,000 users of one reminder: a third online over two gateways, the rest
+# offline, reached by push through local APNs and FCM servers and stored in
+# their inboxes.
+wsload-mixed:
+	scripts/testenv.sh $(GO) run ./cmd/wsload -clients 33334 -offline 66666 -gateways 2 -client-procs 2 -sources 8
