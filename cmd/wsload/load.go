@@ -188,6 +188,8 @@ func measure(ctx context.Context, cfg config) (result, error) {
 		scratch.CleanRedis(ctx, rdb, prefix, "chime-wsload-"+id)
 	}()
 
+	mysqlServer := mysqlPID(dsn)
+
 	// The gateway, in its own process so that its memory is its own.
 	bin := cfg.GatewayBin
 	if bin == "" {
@@ -402,7 +404,7 @@ func measure(ctx context.Context, cfg config) (result, error) {
 	for i, p := range procs {
 		clientPIDs[i] = p.cmd.Process.Pid
 	}
-	pset := newProcSet(gwPIDs, clientPIDs, dsn)
+	pset := procSet{gateways: gwPIDs, clients: clientPIDs, mysql: mysqlServer}
 	cpu0, wall0 := pset.read(), time.Now()
 	redis0, err := redisUsec(ctx, rdb)
 	if err != nil {
