@@ -461,7 +461,9 @@ type OnlineConfig struct {
 	InboxTTL time.Duration `env:"CHIME_INBOX_TTL"`
 	// UnreadTTL is how long an acknowledged message is kept unread.
 	UnreadTTL time.Duration `env:"CHIME_UNREAD_TTL"`
-	// StatusRetention is how long per-user delivery status is kept.
+	// StatusRetention is how long per-user delivery status of the push
+	// channel and of expired messages is kept (that of the gateway and
+	// inbox channels is kept with the inbox's messages).
 	StatusRetention time.Duration `env:"CHIME_STATUS_RETENTION"`
 	// StatusPerUser is the most per-user status entries kept.
 	StatusPerUser int `env:"CHIME_STATUS_PER_USER"`

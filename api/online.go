@@ -83,8 +83,9 @@ func (a *API) ack(w http.ResponseWriter, r *http.Request, app int64, user string
 	for i, id := range changed {
 		entries[i] = status.Entry{App: app, User: user, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Inbox, State: st}
 	}
-	if err := a.cfg.Status.Record(r.Context(), entries, now); err != nil {
-		a.log.Warn("record inbox status", "err", err)
+	// Their detail is in the inbox; the aggregates count them.
+	if err := a.cfg.Status.Count(r.Context(), entries); err != nil {
+		a.log.Warn("count inbox status", "err", err)
 	}
 	if read {
 		a.cfg.Opens.Read(r.Context(), app, user, changed, inbox.OccurrenceOf, now)
@@ -138,7 +139,11 @@ func (a *API) userMessages(w http.ResponseWriter, r *http.Request, app int64) er
 	if p != nil {
 		return p
 	}
-	d, err := a.cfg.Status.User(r.Context(), app, user, limit, inbox.OccurrenceOf)
+	marks, err := a.cfg.Inbox.Marks(r.Context(), app, user)
+	if err != nil {
+		return err
+	}
+	d, err := a.cfg.Status.User(r.Context(), app, user, limit, inbox.OccurrenceOf, marks)
 	if err != nil {
 		return err
 	}

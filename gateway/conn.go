@@ -323,17 +323,31 @@ func (g *Gateway) dropExpired(ctx context.Context, c *conn, msgs []inbox.Message
 	return keep
 }
 
-// recordReplay records the replayed messages as sent over the gateway.
+// recordReplay marks the replayed messages in the inbox as sent over the
+// gateway, and counts those sent over one for the first time.
 func (g *Gateway) recordReplay(ctx context.Context, c *conn, msgs []inbox.Message) {
-	if g.status == nil || len(msgs) == 0 {
+	if len(msgs) == 0 {
 		return
 	}
-	entries := make([]status.Entry, len(msgs))
+	ids := make([]string, len(msgs))
+	occ := make(map[string]int64, len(msgs))
 	for i, m := range msgs {
-		entries[i] = status.Entry{App: c.pc.App, User: c.pc.User, Message: m.ID, Occurrence: m.Occurrence, Channel: status.Gateway, State: status.Sent}
+		ids[i], occ[m.ID] = m.ID, m.Occurrence
 	}
-	if err := g.status.Record(ctx, entries, g.clock.Now()); err != nil {
+	first, err := g.inbox.MarkSent(ctx, c.pc.App, c.pc.User, ids, g.clock.Now())
+	if err != nil {
 		g.log.Warn("record replay", "err", err)
+		return
+	}
+	if g.status == nil {
+		return
+	}
+	entries := make([]status.Entry, len(first))
+	for i, id := range first {
+		entries[i] = status.Entry{App: c.pc.App, User: c.pc.User, Message: id, Occurrence: occ[id], Channel: status.Gateway, State: status.Sent}
+	}
+	if err := g.status.Count(ctx, entries); err != nil {
+		g.log.Warn("count replay", "err", err)
 	}
 }
 
@@ -409,7 +423,7 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 			}
 			metrics.GatewayAcked(f.Type == "read", len(f.IDs))
 			select {
-			case g.acks <- inbox.Ack{App: c.pc.App, User: c.pc.User, IDs: f.IDs, Read: f.Type == "read"}:
+			case g.acks <- inbox.Ack{App: c.pc.App, User: c.pc.User, IDs: f.IDs, Read: f.Type == "read", Gateway: true}:
 			case <-ctx.Done():
 				return
 			}

@@ -594,9 +594,10 @@ func (g *Gateway) flushAcks(stop <-chan struct{}) error {
 				entries = append(entries, status.Entry{App: a.App, User: a.User, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Gateway, State: st})
 			}
 		}
+		// Their detail is in the inbox; the aggregates count them.
 		if g.status != nil {
-			if err := g.status.Record(ctx, entries, now); err != nil {
-				g.log.Warn("record acknowledgements", "err", err)
+			if err := g.status.Count(ctx, entries); err != nil {
+				g.log.Warn("count acknowledgements", "err", err)
 			}
 		}
 		if g.cfg.Opens != nil {

@@ -432,7 +432,9 @@ func TestReplaySkipsExpiredMessages(t *testing.T) {
 	left, err := in.List(ctx, f.app, "late", time.Now())
 	require.NoError(t, err)
 	require.Len(t, left.Pending, 2, "the expired message left the inbox")
-	d, err := status.New(status.Config{Prefix: f.env.Prefix}, f.env.Redis, nil).User(ctx, f.app, "late", 10, inbox.OccurrenceOf)
+	marks, err := in.Marks(ctx, f.app, "late")
+	require.NoError(t, err)
+	d, err := status.New(status.Config{Prefix: f.env.Prefix}, f.env.Redis, nil).User(ctx, f.app, "late", 10, inbox.OccurrenceOf, marks)
 	require.NoError(t, err)
 	states := map[string]string{}
 	for _, x := range d {

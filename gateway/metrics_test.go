@@ -92,7 +92,7 @@ func publish(t *testing.T, f *fixture, id string, body []byte, users ...string) 
 	require.NoError(t, err)
 	_, err = p.Exec(ctx)
 	require.NoError(t, err)
-	require.EqualValues(t, 1, cmd.Val(), "published to an existing stream")
+	require.NotEmpty(t, cmd.Val(), "published to an existing stream")
 }
 
 // Injected: two messages waiting in alice's inbox, a connection of alice

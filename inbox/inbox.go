@@ -6,17 +6,24 @@
 // over the slots of a Redis Cluster and a message's body is kept once per
 // shard, not per user:
 //
-//   - P{app:uN}#ib:<user>: a hash of the user's entries, up to three fields
+//   - P{app:uN}#ib:<user>: a hash of the user's entries, up to four fields
 //     per message: "s:<id>" when it was stored (pending since), "d:<id>"
-//     when the client acknowledged it (unread since) and "r:<id>" when it
-//     was read. Every personal message is pending first, also for a user
-//     who is online, and leaves that state only when the client
-//     acknowledges it (over the socket or the API). A message sent to a
-//     gateway that dies before the client's ack is therefore still
+//     when the client acknowledged it (unread since), "r:<id>" when it was
+//     read, and "g:<id>" when it was sent over a gateway later than it was
+//     stored (a replay on connect). Every personal message is pending first,
+//     also for a user who is online, and leaves that state only when the
+//     client acknowledges it (over the socket or the API). A message sent to
+//     a gateway that dies before the client's ack is therefore still
 //     pending, and is replayed when the user connects again. A read message
 //     is no longer listed; its fields stay, so that the same message stored
 //     again (a chunk sent twice) is not pending again, until the next store
-//     drops them.
+//     drops them. The values are Unix ms; one ending in "g" was set for the
+//     gateway: an "s:" stored while the user was online (and sent over the
+//     gateway at once), a "d:" or "r:" the client sent over its socket
+//     rather than through the API. The hash is thus also the per-user
+//     status of the gateway and inbox channels (Marks; package status
+//     shows it), so delivering and acknowledging a message costs no
+//     status write of its own.
 //   - P{app:uN}#m:<id>: a message's body, once per shard, not per user,
 //     kept TTL + UnreadTTL after it was first stored (as long as it can
 //     stay pending, then unread).
@@ -25,7 +32,8 @@
 // of a chunk or of a batch of acks: a store reads the users' hashes in one
 // round trip (HGETALL) and writes them in the next (HSETNX of the new
 // entries, HDEL of those it drops, PEXPIRE), an ack reads the fields of
-// the IDs it names (HMGET) and sets them (HSETNX). A field, once set, is
+// the IDs it names (HMGET) and sets them (HSETNX), and a replay on connect
+// marks what it sent (HSETNX of "g:"). A field, once set, is
 // never set again, so two writers racing (a worker retrying a chunk, two
 // gateways applying acks) each change a message's state at most once
 // between them, and the one whose HSETNX set it is the one that reports
@@ -171,17 +179,41 @@ const (
 	storedField = "s:"
 	ackedField  = "d:"
 	readField   = "r:"
+	sentField   = "g:"
 )
+
+// overGateway ends a value set for the gateway: an "s:" stored while the
+// user was online, a "d:" or "r:" sent over the user's socket.
+const overGateway = "g"
+
+// stamp is the value of a field set at ms, over the gateway or not.
+func stamp(ms int64, gateway bool) string {
+	v := strconv.FormatInt(ms, 10)
+	if gateway {
+		v += overGateway
+	}
+	return v
+}
+
+// unstamp reads a value stamp wrote.
+func unstamp(v string) (ms int64, gateway bool, err error) {
+	v, gateway = strings.CutSuffix(v, overGateway)
+	ms, err = strconv.ParseInt(v, 10, 64)
+	return ms, gateway, err
+}
 
 // valid reports whether id can be stored: IDs that are empty or hold a
 // line break are never stored and match nothing.
 func valid(id string) bool { return id != "" && !strings.Contains(id, "\n") }
 
-// entry is one message of a user's hash: when it was stored, acknowledged
-// and read, in Unix ms (0: not).
+// entry is one message of a user's hash: when it was stored, sent over a
+// gateway after it was stored, acknowledged and read, in Unix ms (0: not),
+// and which of these were over the gateway.
 type entry struct {
-	id                  string
-	stored, acked, read int64
+	id                        string
+	stored, sent, acked, read int64
+	storedOnline              bool
+	ackedOver, readOver       bool
 }
 
 func (e *entry) pending() bool { return e.stored != 0 && e.acked == 0 && e.read == 0 }
@@ -222,7 +254,7 @@ func (es *entries) get(id string) *entry {
 func parse(fields map[string]string) *entries {
 	es := &entries{byID: make(map[string]*entry, len(fields))}
 	for f, v := range fields {
-		ms, err := strconv.ParseInt(v, 10, 64)
+		ms, gw, err := unstamp(v)
 		if err != nil || len(f) < 3 {
 			es.orphans = append(es.orphans, f)
 			continue
@@ -230,18 +262,20 @@ func parse(fields map[string]string) *entries {
 		e := es.get(f[2:])
 		switch f[:2] {
 		case storedField:
-			e.stored = ms
+			e.stored, e.storedOnline = ms, gw
 		case ackedField:
-			e.acked = ms
+			e.acked, e.ackedOver = ms, gw
 		case readField:
-			e.read = ms
+			e.read, e.readOver = ms, gw
+		case sentField:
+			e.sent = ms
 		default:
 			es.orphans = append(es.orphans, f)
 		}
 	}
 	for id, e := range es.byID {
 		if e.stored == 0 {
-			for _, p := range []string{ackedField, readField} {
+			for _, p := range []string{ackedField, readField, sentField} {
 				es.orphans = append(es.orphans, p+id)
 			}
 			delete(es.byID, id)
@@ -303,8 +337,9 @@ func (s *Store) tidy(es *entries, now int64) (reported, silent []string) {
 	return reported, append(silent, over...)
 }
 
-// fieldsOf are the fields of the messages ids.
-func fieldsOf(ids []string) []string {
+// stateFields are the fields of the messages ids that an ack reads: when
+// they were stored, acknowledged and read.
+func stateFields(ids []string) []string {
 	out := make([]string, 0, 3*len(ids))
 	for _, id := range ids {
 		out = append(out, storedField+id, ackedField+id, readField+id)
@@ -312,13 +347,25 @@ func fieldsOf(ids []string) []string {
 	return out
 }
 
+// fieldsOf are the fields of the messages ids.
+func fieldsOf(ids []string) []string {
+	out := make([]string, 0, 4*len(ids))
+	for _, id := range ids {
+		out = append(out, storedField+id, ackedField+id, readField+id, sentField+id)
+	}
+	return out
+}
+
 // read loads the hashes of users (keys of the same index) in one
-// pipelined round trip.
-func (s *Store) read(ctx context.Context, keys []string) ([]*entries, error) {
+// pipelined round trip, with the reads also queues (if not nil).
+func (s *Store) read(ctx context.Context, keys []string, also func(p redis.Pipeliner)) ([]*entries, error) {
 	cmds := make([]*redis.MapStringStringCmd, len(keys))
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
 			cmds[i] = p.HGetAll(ctx, k)
+		}
+		if also != nil {
+			also(p)
 		}
 		return nil
 	}); err != nil {
@@ -355,26 +402,35 @@ type Item struct {
 type Added struct {
 	s       *Store
 	dropped [][]string
-	// users: per user written, its key, the IDs it gets and the fields it
-	// drops.
+	// users: per user written, its key, the items it gets and the fields
+	// it drops.
 	users []userWrite
 	// bodies to store, once per shard.
 	bodies map[string][]byte
+	// stored: per item, its write once Cmds queued it (nil: none).
+	stored []*redis.BoolCmd
 }
 
 type userWrite struct {
 	key  string
-	add  []string
+	add  []added
 	drop []string
 }
 
+// added is one message a user gets: its ID and its item.
+type added struct {
+	id   string
+	item int
+}
+
 // Prepare reads the inboxes of the items' users, all of app, in one
-// pipelined round trip, and returns the store of items: Cmds queues its
-// writes, a few plain commands per user and one per message body and
-// shard. Items whose user has the message already (pending, unread or
-// read) store nothing.
-func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.Time) (*Added, error) {
-	a := &Added{s: s, dropped: make([][]string, len(items)), bodies: map[string][]byte{}}
+// pipelined round trip, with the reads also queues (if not nil: another
+// package's, such as the users' presence), and returns the store of items:
+// Cmds queues its writes, a few plain commands per user and one per message
+// body and shard. Items whose user has the message already (pending, unread
+// or read) store nothing.
+func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.Time, also func(p redis.Pipeliner)) (*Added, error) {
+	a := &Added{s: s, dropped: make([][]string, len(items)), bodies: map[string][]byte{}, stored: make([]*redis.BoolCmd, len(items))}
 	first := map[string]int{} // user → their first item
 	var users []string
 	for i, it := range items {
@@ -387,7 +443,7 @@ func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.T
 	for i, u := range users {
 		keys[i] = s.key(app, u)
 	}
-	read, err := s.read(ctx, keys)
+	read, err := s.read(ctx, keys, also)
 	if err != nil {
 		return nil, fmt.Errorf("read inboxes: %w", err)
 	}
@@ -396,8 +452,8 @@ func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.T
 		at[u] = read[i]
 	}
 	ms := now.UnixMilli()
-	adds := map[string][]string{}
-	for _, it := range items {
+	adds := map[string][]added{}
+	for i, it := range items {
 		es := at[it.User]
 		if !valid(it.ID) {
 			continue
@@ -406,7 +462,7 @@ func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.T
 			continue
 		}
 		es.byID[it.ID] = &entry{id: it.ID, stored: ms}
-		adds[it.User] = append(adds[it.User], it.ID)
+		adds[it.User] = append(adds[it.User], added{id: it.ID, item: i})
 		if bk := s.bodyKey(app, it.User, it.ID); a.bodies[bk] == nil {
 			a.bodies[bk] = it.Body
 		}
@@ -418,21 +474,24 @@ func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.T
 		drop := slices.Concat(fieldsOf(reported), fieldsOf(silent), es.orphans)
 		// A message stored and dropped at once (a cap of fewer than the
 		// messages of one store) is not written at all.
-		add := slices.DeleteFunc(adds[u], func(id string) bool {
-			return slices.Contains(reported, id)
+		add := slices.DeleteFunc(adds[u], func(ad added) bool {
+			return slices.Contains(reported, ad.id)
 		})
 		a.users = append(a.users, userWrite{key: keys[i], add: add, drop: drop})
 	}
 	return a, nil
 }
 
-// Cmds queues the store's writes on p.
-func (a *Added) Cmds(ctx context.Context, p redis.Pipeliner, now time.Time) {
-	ms := strconv.FormatInt(now.UnixMilli(), 10)
+// Cmds queues the store's writes on p. online tells, per item, whether
+// its user was online when it was read (nil: none was): its message is
+// stored as sent over the gateway, at once.
+func (a *Added) Cmds(ctx context.Context, p redis.Pipeliner, now time.Time, online []bool) {
+	ms := now.UnixMilli()
 	keep := a.s.keep()
 	for _, u := range a.users {
-		for _, id := range u.add {
-			p.HSetNX(ctx, u.key, storedField+id, ms)
+		for _, ad := range u.add {
+			on := ad.item < len(online) && online[ad.item]
+			a.stored[ad.item] = p.HSetNX(ctx, u.key, storedField+ad.id, stamp(ms, on))
 		}
 		if len(u.drop) > 0 {
 			p.HDel(ctx, u.key, u.drop...)
@@ -458,6 +517,15 @@ func (a *Added) Cmds(ctx context.Context, p redis.Pipeliner, now time.Time) {
 // unread because they were too old or over the cap.
 func (a *Added) Dropped() [][]string { return a.dropped }
 
+// Stored tells whether these writes stored item i's message (its first
+// store: not one a try before made), once the pipeline ran. The states
+// of a message are counted by the writer that set them, so a chunk stored
+// twice counts its users once.
+func (a *Added) Stored(i int) bool {
+	c := a.stored[i]
+	return c != nil && c.Err() == nil && c.Val()
+}
+
 // Add stores m for user and returns the IDs it dropped, as Dropped does.
 func (s *Store) Add(ctx context.Context, app int64, user string, m Message, now time.Time) ([]string, error) {
 	body, err := Encode(m, now)
@@ -466,12 +534,12 @@ func (s *Store) Add(ctx context.Context, app int64, user string, m Message, now 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	a, err := s.Prepare(ctx, app, []Item{{User: user, ID: m.ID, Body: body}}, now)
+	a, err := s.Prepare(ctx, app, []Item{{User: user, ID: m.ID, Body: body}}, now, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
 	}
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		a.Cmds(ctx, p, now)
+		a.Cmds(ctx, p, now, nil)
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
@@ -575,6 +643,9 @@ type Ack struct {
 	User string
 	IDs  []string
 	Read bool
+	// Gateway is set for an ack the client sent over its socket, unset for
+	// one through the API: the channel its state is shown on.
+	Gateway bool
 }
 
 // Apply applies acks in two pipelined round trips whatever their number:
@@ -629,7 +700,7 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 			case r.all:
 				r.cmd = p.HGetAll(ctx, r.key)
 			case len(r.ids) > 0:
-				r.cmd = p.HMGet(ctx, r.key, fieldsOf(r.ids)...)
+				r.cmd = p.HMGet(ctx, r.key, stateFields(r.ids)...)
 			}
 		}
 		return nil
@@ -643,7 +714,7 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 		case *redis.MapStringStringCmd:
 			fields = c.Val()
 		case *redis.SliceCmd:
-			names := fieldsOf(r.ids)
+			names := stateFields(r.ids)
 			for i, v := range c.Val() {
 				if v, ok := v.(string); ok {
 					fields[names[i]] = v
@@ -656,7 +727,6 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 	// ID's change is reported by the ack that made it, and only if its
 	// HSETNX set the field (no other writer did first).
 	ms := now.UnixMilli()
-	msArg := strconv.FormatInt(ms, 10)
 	type change struct {
 		ack int
 		id  string
@@ -711,7 +781,7 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 			if a.Read {
 				f = readField
 			}
-			c.cmd = p.HSetNX(ctx, s.key(a.App, a.User), f+c.id, msArg)
+			c.cmd = p.HSetNX(ctx, s.key(a.App, a.User), f+c.id, stamp(ms, a.Gateway))
 		}
 		for k, longer := range extend {
 			if longer {
@@ -734,4 +804,103 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 		return changed, fmt.Errorf("apply acknowledgements: %w", err)
 	}
 	return changed, nil
+}
+
+// SentCmd queues on p the mark of user's message id as sent over a gateway
+// at now, for a message stored while the user was offline: its answer is
+// true for the first such mark.
+func (s *Store) SentCmd(ctx context.Context, p redis.Pipeliner, app int64, user, id string, now time.Time) *redis.BoolCmd {
+	return p.HSetNX(ctx, s.key(app, user), sentField+id, stamp(now.UnixMilli(), false))
+}
+
+// MarkSent marks user's messages ids, listed from the inbox, as sent over a
+// gateway at now (a replay on connect), in one pipelined round trip, and
+// returns those sent over a gateway for the first time: not stored while
+// the user was online, nor replayed before.
+func (s *Store) MarkSent(ctx context.Context, app int64, user string, ids []string, now time.Time) ([]string, error) {
+	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !valid(id) })
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	k := s.key(app, user)
+	fields := make([]string, len(ids))
+	for i, id := range ids {
+		fields[i] = storedField + id
+	}
+	var stored *redis.SliceCmd
+	sets := make([]*redis.BoolCmd, len(ids))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		stored = p.HMGet(ctx, k, fields...)
+		for i, id := range ids {
+			sets[i] = s.SentCmd(ctx, p, app, user, id, now)
+		}
+		// The hash has its expiry unless it vanished since it was listed.
+		p.ExpireNX(ctx, k, s.keep())
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("mark sent: %w", err)
+	}
+	var out []string
+	for i, v := range stored.Val() {
+		sv, ok := v.(string)
+		if !ok || !sets[i].Val() {
+			continue
+		}
+		if _, online, err := unstamp(sv); err == nil && !online {
+			out = append(out, ids[i])
+		}
+	}
+	return out, nil
+}
+
+// Mark is what a user's inbox keeps of one message's delivery: when it was
+// stored, sent over a gateway, acknowledged and read (zero: not), and
+// over which channel.
+type Mark struct {
+	ID     string
+	Stored time.Time
+	// StoredOnline: the user was online when it was stored; it was sent
+	// over the gateway then (Sent is Stored).
+	StoredOnline bool
+	Sent         time.Time
+	Acked, Read  time.Time
+	// AckedOverGateway and ReadOverGateway: the ack or the read receipt
+	// came over the user's socket, not through the API.
+	AckedOverGateway, ReadOverGateway bool
+}
+
+// Marks returns what the user's inbox keeps of its messages' delivery,
+// oldest stored first: at most about 3 × Cap messages (pending, unread and
+// read ones), kept as long as the inbox keeps them.
+func (s *Store) Marks(ctx context.Context, app int64, user string) ([]Mark, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	fields, err := s.rdb.HGetAll(ctx, s.key(app, user)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read inbox marks: %w", err)
+	}
+	es := parse(fields)
+	list := make([]*entry, 0, len(es.byID))
+	for _, e := range es.byID {
+		list = append(list, e)
+	}
+	slices.SortFunc(list, oldestFirst(storedAt))
+	at := func(ms int64) time.Time {
+		if ms == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(ms).UTC()
+	}
+	out := make([]Mark, len(list))
+	for i, e := range list {
+		sent := e.sent
+		if e.storedOnline {
+			sent = e.stored
+		}
+		out[i] = Mark{ID: e.id, Stored: at(e.stored), StoredOnline: e.storedOnline, Sent: at(sent),
+			Acked: at(e.acked), Read: at(e.read), AckedOverGateway: e.ackedOver, ReadOverGateway: e.readOver}
+	}
+	return out, nil
 }

@@ -35,20 +35,16 @@ type Envelope struct {
 	Message json.RawMessage `json:"m"`
 }
 
-// publish appends to an existing stream. KEYS stream; ARGV envelope, maxlen.
-var publish = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
-return 1`)
-
-// PublishScripts are the scripts PublishCmd queues.
-func PublishScripts() []*redis.Script { return []*redis.Script{publish} }
-
-// PublishCmd queues publishing env to instance on p.
-func PublishCmd(ctx context.Context, p redis.Pipeliner, prefix, instance string, env Envelope) (*redis.Cmd, error) {
+// PublishCmd queues publishing env to instance on p: one XADD NOMKSTREAM,
+// which appends to the instance's stream only if it exists. Its answer is
+// the entry's ID, or redis.Nil when there was no stream.
+func PublishCmd(ctx context.Context, p redis.Pipeliner, prefix, instance string, env Envelope) (*redis.StringCmd, error) {
 	b, err := json.Marshal(env)
 	if err != nil {
 		return nil, fmt.Errorf("encode envelope: %w", err)
 	}
-	return publish.EvalSha(ctx, p, []string{StreamKey(prefix, instance)}, b, StreamMaxLen), nil
+	return p.XAdd(ctx, &redis.XAddArgs{
+		Stream: StreamKey(prefix, instance), NoMkStream: true, MaxLen: StreamMaxLen, Approx: true,
+		Values: []any{"e", b},
+	}), nil
 }

@@ -6,10 +6,18 @@
 //
 //   - Aggregates in MySQL (table message_stats): per occurrence, channel and
 //     state, how many entries reached that state. One upsert per call to
-//     Record, which callers make per chunk (workers) or per batch of acks
+//     Record or Count, which callers make per chunk (workers) or per batch of acks
 //     (gateways), never per user. At most 3 channels × 6 states = 18 rows
 //     per occurrence.
-//   - Per-user detail in Redis: P{app:uN}#st:<user> (keyspace.Shard: the
+//   - Per-user detail of the gateway and inbox channels: the user's inbox
+//     entry itself (inbox.Mark: when the message was stored, sent over a
+//     gateway, acknowledged and read, and over which channel), so that
+//     delivering and acknowledging a message online costs no status write
+//     of its own. The writer whose HSETNX set an inbox field counts its
+//     state (Count). This detail is kept as long as the inbox keeps the
+//     message.
+//   - Per-user detail of the push channel and of expired messages (which
+//     left the inbox) in Redis: P{app:uN}#st:<user> (keyspace.Shard: the
 //     hash tag of the user's shard), a hash with one field per state each
 //     (message, channel) of the user reached, "message|channel|state",
 //     and when it first did. Recording is plain commands, pipelined with
@@ -44,6 +52,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/chime-dev/chime/inbox"
 	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/store"
 )
@@ -134,6 +143,30 @@ func (r *Recorder) Record(ctx context.Context, entries []Entry, now time.Time) e
 	if err != nil {
 		return fmt.Errorf("record status detail: %w", err)
 	}
+	var firsts []Entry
+	for i, e := range entries {
+		if first[i] {
+			firsts = append(firsts, e)
+		}
+	}
+	return r.count(ctx, firsts)
+}
+
+// Count adds entries to the aggregates only, in one statement, for states
+// whose detail is kept elsewhere (the inbox keeps those of the gateway and
+// inbox channels, see inbox.Mark): each entry is a state its (message,
+// channel, user) reached for the first time, which the caller knows from
+// the write that set it.
+func (r *Recorder) Count(ctx context.Context, entries []Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return r.count(ctx, entries)
+}
+
+func (r *Recorder) count(ctx context.Context, entries []Entry) error {
 	if r.db == nil {
 		return nil
 	}
@@ -142,8 +175,8 @@ func (r *Recorder) Record(ctx context.Context, entries []Entry, now time.Time) e
 		channel, state string
 	}
 	counts := map[key]int64{}
-	for i, e := range entries {
-		if e.Occurrence != 0 && first[i] {
+	for _, e := range entries {
+		if e.Occurrence != 0 {
 			counts[key{e.Occurrence, e.Channel, e.State}]++
 		}
 	}
@@ -169,7 +202,7 @@ func (r *Recorder) Record(ctx context.Context, entries []Entry, now time.Time) e
 	if store.IsMySQL(r.db) {
 		upd = clause.Assignments(map[string]any{"n": gorm.Expr("n + VALUES(n)")})
 	}
-	err = store.Transaction(ctx, r.db, func(tx *gorm.DB) error {
+	err := store.Transaction(ctx, r.db, func(tx *gorm.DB) error {
 		return tx.Clauses(clause.OnConflict{
 			Columns:   []clause.Column{{Name: "occurrence_id"}, {Name: "channel"}, {Name: "state"}},
 			DoUpdates: upd,
@@ -314,13 +347,25 @@ func entriesOf(fields map[string]string) []*record {
 
 // User returns the user's retained detail, newest first, at most limit and
 // at most PerUser entries: per (message, channel), the highest state it
-// reached (a state never goes back) and when.
-func (r *Recorder) User(ctx context.Context, app int64, user string, limit int, occurrenceOf func(string) int64) ([]Detail, error) {
+// reached (a state never goes back) and when. marks are what the user's
+// inbox keeps of the gateway and inbox channels (inbox.Store.Marks),
+// merged with the detail kept here.
+func (r *Recorder) User(ctx context.Context, app int64, user string, limit int, occurrenceOf func(string) int64, marks []inbox.Mark) ([]Detail, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	fields, err := r.rdb.HGetAll(ctx, r.key(app, user)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read status: %w", err)
+	}
+	for _, m := range marks {
+		for f, at := range markFields(m) {
+			// An expired message left the inbox as if read: its
+			// (message, channel) stays expired.
+			rest, _, _ := cutLast(f, "|")
+			if _, gone := fields[rest+"|"+Expired]; !gone {
+				fields[f] = strconv.FormatInt(at.UnixMilli(), 10)
+			}
+		}
 	}
 	es := entriesOf(fields)
 	out := []Detail{}
@@ -331,6 +376,35 @@ func (r *Recorder) User(ctx context.Context, app int64, user string, limit int, 
 	// Newest first; of two at the same instant, the later updated.
 	slices.SortStableFunc(out, func(a, b Detail) int { return b.UpdatedAt.Compare(a.UpdatedAt) })
 	return out[:min(len(out), max(limit, 0), r.cfg.PerUser)], nil
+}
+
+// markFields are the detail fields (field's names) of what the inbox kept
+// of a message, and when each state was reached: the gateway channel
+// when it was sent over a gateway (then acknowledged and read over the
+// socket), the inbox channel when it was stored while the user was offline
+// or acknowledged or read through the API.
+func markFields(m inbox.Mark) map[string]time.Time {
+	out := map[string]time.Time{}
+	set := func(channel, state string, at time.Time) {
+		if !at.IsZero() {
+			out[field(Entry{Message: m.ID, Channel: channel, State: state})] = at
+		}
+	}
+	set(Gateway, Sent, m.Sent)
+	if m.AckedOverGateway {
+		set(Gateway, Delivered, m.Acked)
+	} else {
+		set(Inbox, Delivered, m.Acked)
+	}
+	if m.ReadOverGateway {
+		set(Gateway, Read, m.Read)
+	} else {
+		set(Inbox, Read, m.Read)
+	}
+	if !m.StoredOnline {
+		set(Inbox, Pending, m.Stored)
+	}
+	return out
 }
 
 func cutLast(s, sep string) (string, string, bool) {

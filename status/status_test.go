@@ -31,7 +31,7 @@ func TestRecord(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]map[string]int64{status.Gateway: {status.Sent: 2, status.Delivered: 2}}, counts, "b's second sent is a repeat, not counted")
 
-	d, err := r.User(ctx, 1, "b", 10, inbox.OccurrenceOf)
+	d, err := r.User(ctx, 1, "b", 10, inbox.OccurrenceOf, nil)
 	require.NoError(t, err)
 	require.Len(t, d, 1)
 	require.Equal(t, status.Delivered, d[0].State, "a late sent does not undo delivered")
@@ -40,7 +40,7 @@ func TestRecord(t *testing.T) {
 	for i := 2; i <= 5; i++ {
 		require.NoError(t, r.Record(ctx, []status.Entry{e("a", fmt.Sprintf("o%d", i), status.Sent)}, now.Add(time.Duration(i)*time.Second)))
 	}
-	d, err = r.User(ctx, 1, "a", 10, inbox.OccurrenceOf)
+	d, err = r.User(ctx, 1, "a", 10, inbox.OccurrenceOf, nil)
 	require.NoError(t, err)
 	require.Equal(t, []string{"o5", "o4", "o3"}, []string{d[0].Message, d[1].Message, d[2].Message}, "newest first, capped at 3")
 	ttl, err := env.Redis.PTTL(ctx, keyspace.Shard(env.Prefix, 1, "a")+"st:a").Result()
@@ -65,7 +65,7 @@ func TestRecordKeepsTheRecentlyUpdated(t *testing.T) {
 	}
 	require.NoError(t, r.Record(ctx, []status.Entry{e("o11", status.Delivered), e("o11", status.Sent)}, now.Add(3*time.Second)))
 	require.NoError(t, r.Record(ctx, []status.Entry{e("o14", status.Sent)}, now.Add(4*time.Second)))
-	d, err := r.User(ctx, 1, "a", 10, inbox.OccurrenceOf)
+	d, err := r.User(ctx, 1, "a", 10, inbox.OccurrenceOf, nil)
 	require.NoError(t, err)
 	got := make([]string, len(d))
 	for i, x := range d {
@@ -117,10 +117,61 @@ func TestRecordTrimsAndExpires(t *testing.T) {
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"m3|gateway|sent", "m3|gateway|delivered", "m4|gateway|sent", "m4|gateway|delivered"}, fields,
 		"m0 (past Retention), then m1 and m2 (least recently updated) dropped until 2 entries remain")
-	d, err := r.User(ctx, 1, "b", 10, inbox.OccurrenceOf)
+	d, err := r.User(ctx, 1, "b", 10, inbox.OccurrenceOf, nil)
 	require.NoError(t, err)
 	require.Len(t, d, 2)
 	require.Equal(t, "m4", d[0].Message, "newest first")
 	require.Equal(t, status.Delivered, d[0].State)
 	require.Equal(t, t0.Add(4*time.Second+time.Millisecond).UnixMilli(), d[0].UpdatedAt.UnixMilli())
+}
+
+// Injected: a user's inbox marks (one message sent over the gateway when
+// stored and acknowledged over the socket, one stored offline, replayed,
+// then read through the API, one stored offline and expired since) and a
+// detail kept here (a push and the expiry). Checked: per (message,
+// channel), the highest state and when, from both; an expired message
+// stays expired on the inbox channel; Count adds to the aggregates only,
+// every entry it is given.
+func TestUserMergesInboxMarks(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	r := status.New(status.Config{Prefix: env.Prefix}, env.Redis, env.DB)
+	t0 := time.UnixMilli(time.Now().UnixMilli()).UTC()
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	require.NoError(t, r.Record(ctx, []status.Entry{
+		{App: 1, User: "u", Message: "o2", Occurrence: 2, Channel: status.Push, State: status.Sent},
+		{App: 1, User: "u", Message: "o3", Occurrence: 3, Channel: status.Inbox, State: status.Expired},
+	}, at(1)))
+	marks := []inbox.Mark{
+		{ID: "o1", Stored: at(0), StoredOnline: true, Sent: at(0), Acked: at(2), AckedOverGateway: true},
+		{ID: "o2", Stored: at(0), Sent: at(3), Read: at(4)},
+		{ID: "o3", Stored: at(0), Read: at(1)},
+	}
+	d, err := r.User(ctx, 1, "u", 10, inbox.OccurrenceOf, marks)
+	require.NoError(t, err)
+	got := map[string]status.Detail{}
+	for _, x := range d {
+		got[x.Message+" "+x.Channel] = x
+	}
+	want := map[string]status.Detail{
+		"o1 gateway": {Message: "o1", Occurrence: 1, Channel: status.Gateway, State: status.Delivered, UpdatedAt: at(2)},
+		"o2 gateway": {Message: "o2", Occurrence: 2, Channel: status.Gateway, State: status.Sent, UpdatedAt: at(3)},
+		"o2 inbox":   {Message: "o2", Occurrence: 2, Channel: status.Inbox, State: status.Read, UpdatedAt: at(4)},
+		"o2 push":    {Message: "o2", Occurrence: 2, Channel: status.Push, State: status.Sent, UpdatedAt: at(1)},
+		"o3 inbox":   {Message: "o3", Occurrence: 3, Channel: status.Inbox, State: status.Expired, UpdatedAt: at(1)},
+	}
+	require.Equal(t, want, got)
+	require.Equal(t, "o2", d[0].Message, "newest first")
+	require.Equal(t, status.Inbox, d[0].Channel)
+
+	require.NoError(t, r.Count(ctx, []status.Entry{
+		{App: 1, User: "u", Message: "o1", Occurrence: 1, Channel: status.Gateway, State: status.Sent},
+		{App: 1, User: "v", Message: "o1", Occurrence: 1, Channel: status.Gateway, State: status.Sent},
+	}))
+	counts, err := status.Counts(ctx, env.DB, 1)
+	require.NoError(t, err)
+	require.Equal(t, map[string]map[string]int64{status.Gateway: {status.Sent: 2}}, counts)
+	n, err := env.Redis.Exists(ctx, keyspace.Shard(env.Prefix, 1, "v")+"st:v").Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "Count writes no detail")
 }

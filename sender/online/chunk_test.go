@@ -57,9 +57,10 @@ func (c *commands) reset() map[string]int {
 // A chunk of 500 users, half of them online on one gateway, on real Redis
 // and MariaDB. Checked: every user's inbox holds the message, the online
 // half is published to its gateway and the offline half goes to the
-// fallback; Redis sees plain commands, a bounded few per user (one read of
-// each user's inbox, at most 9 commands per user in all) and scripts only
-// per shard, never per user; the counts are right, and sending the same
+// fallback; Redis sees plain commands only, a bounded few per user (one
+// read of each user's inbox, at most 6 commands per user in all, the push
+// fallback's status detail included) and no script; the counts are right,
+// and sending the same
 // chunk again (a retry after a worker crash) stores no body and no inbox
 // entry twice and counts nothing twice.
 func TestChunkCostsBoundedCommandsAndCountsOnceUnderRetry(t *testing.T) {
@@ -83,8 +84,6 @@ func TestChunkCostsBoundedCommandsAndCountsOnceUnderRetry(t *testing.T) {
 	}
 	require.NoError(t, env.Redis.XAdd(ctx, xadd(presence.StreamKey(env.Prefix, "g1"))).Err())
 	require.NoError(t, reg.Register(ctx, conns...))
-	// A first send loads the scripts into Redis, which a fresh server
-	// lacks (a pipeline finding one missing runs again).
 	_, err := s.Send(ctx, &sender.Batch{Message: message.Message{App: 1, Occurrence: 10, Reminder: "r", Title: "T"}, Users: []string{"warm-up"}})
 	require.NoError(t, err)
 	fb.users = nil
@@ -102,9 +101,9 @@ func TestChunkCostsBoundedCommandsAndCountsOnceUnderRetry(t *testing.T) {
 		for _, c := range n {
 			total += c
 		}
-		require.LessOrEqual(t, total, 9*len(users), "attempt %d: %v", attempt, n)
+		require.LessOrEqual(t, total, 6*len(users), "attempt %d: %v", attempt, n)
 		require.Equal(t, len(users), n["hgetall"], "one inbox read per user, attempt %d: %v", attempt, n)
-		require.LessOrEqual(t, n["evalsha"], keyspace.UserShards+1, "attempt %d: %v", attempt, n)
+		require.Zero(t, n["evalsha"]+n["eval"], "attempt %d: %v", attempt, n)
 		if attempt == 0 {
 			require.Positive(t, n["set"], "bodies stored: %v", n)
 			first = n
@@ -126,11 +125,10 @@ func TestChunkCostsBoundedCommandsAndCountsOnceUnderRetry(t *testing.T) {
 	require.Len(t, fb.users, 500, "the offline half, twice")
 }
 
-// The same chunk on a 3-master Redis Cluster: every script of the chunk
-// (presence, status counts) touches one slot, so the cluster runs them all
-// (a script over keys of two slots fails with CROSSSLOT), the inbox's and
-// status detail's plain commands reach their users' masters, acks apply,
-// and the users' keys land on several masters.
+// The same chunk on a 3-master Redis Cluster: the chunk's plain commands
+// (inbox, presence, streams, the push fallback's status detail) reach
+// their keys' masters from pipelines that mix slots, acks apply, and the
+// users' keys land on several masters.
 func TestChunkOnRedisCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Redis Cluster")

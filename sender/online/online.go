@@ -2,19 +2,28 @@
 // own WebSocket connection (package gateway) when they are online, and
 // through a fallback channel and the inbox when they are not.
 //
-// Per chunk, in four pipelined Redis round trips whatever its size, each
+// Per chunk, in three pipelined Redis round trips whatever its size, each
 // of plain commands (a few per user, at most one per shard of the users,
-// keyspace.UserShards, for presence), no script per user:
+// keyspace.UserShards, for presence), no script:
 //
-//  1. The users' inboxes are read, then the messages stored ("not yet
-//     pushed") and the users' presence read (one HMGET per shard) in one
-//     pipeline (inbox.Store.Prepare). The inbox copy is what makes delivery lossless:
-//     it stays until the client acknowledges it, so a message published to
-//     a gateway that dies is replayed when the user connects again.
-//  2. One stream entry per gateway instance that holds some of the users,
-//     pipelined (see presence.Envelope).
-//  3. The status of every user (status.Recorder), counted once per state
-//     however often the chunk is sent.
+//  1. The users' inboxes and presence are read (inbox.Store.Prepare, one
+//     HMGET per shard for presence).
+//  2. The messages are stored ("not yet pushed"), those of users online in
+//     1 as sent over the gateway at once, and presence is read again, in
+//     one pipeline; the second read decides where each message goes, so
+//     that a user connecting meanwhile gets it through the stream, the
+//     replay or both. The inbox copy is what makes delivery lossless: it
+//     stays until the client acknowledges it, so a message published to a
+//     gateway that dies is replayed when the user connects again. The
+//     first stores are counted (status.Recorder.Count, one MySQL upsert);
+//     their per-user detail is the inbox entry itself (inbox.Mark).
+//  3. One stream entry per gateway instance that holds some of the users
+//     (see presence.Envelope), and a sent mark for the users who connected
+//     between the two reads of presence, pipelined.
+//
+// The push fallback's and the expired messages' states are recorded
+// with their detail (status.Recorder.Record), counted once per state
+// however often the chunk is sent.
 //
 // Users who are offline are handed to the fallback sender (push channels),
 // unless the reminder is marked deliver-when-online, in which case the
@@ -28,6 +37,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -36,7 +46,6 @@ import (
 
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/inbox"
-	"github.com/chime-dev/chime/internal/rscript"
 	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/presence"
 	"github.com/chime-dev/chime/sender"
@@ -65,7 +74,6 @@ type Sender struct {
 	fallback sender.Sender
 	clock    clock.Clock
 	log      *slog.Logger
-	scripts  []*redis.Script
 }
 
 var _ sender.Sender = (*Sender)(nil)
@@ -75,9 +83,8 @@ var _ sender.Sender = (*Sender)(nil)
 func New(cfg Config, rdb redis.UniversalClient, p *presence.Registry, in *inbox.Store, st *status.Recorder,
 	contacts Contacts, fallback sender.Sender, clk clock.Clock, log *slog.Logger) *Sender {
 	cfg.Prefix = cmp.Or(cfg.Prefix, keyspace.DefaultPrefix)
-	scripts := slices.Concat(presence.Scripts(), presence.PublishScripts())
 	return &Sender{cfg: cfg, rdb: rdb, presence: p, inbox: in, status: st, contacts: contacts, fallback: fallback,
-		clock: clk, log: log, scripts: scripts}
+		clock: clk, log: log}
 }
 
 // item is one message for one user.
@@ -149,6 +156,17 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 	return res, s.record(ctx, entries)
 }
 
+// count adds first states to the aggregates; their detail is in the inbox.
+func (s *Sender) count(ctx context.Context, entries []status.Entry) {
+	if s.status == nil {
+		return
+	}
+	if err := s.status.Count(ctx, entries); err != nil {
+		// The message is delivered; a lost count must not send it again.
+		s.log.Warn("count delivery status", "err", err)
+	}
+}
+
 func (s *Sender) record(ctx context.Context, entries []status.Entry) error {
 	if s.status == nil {
 		return nil
@@ -203,15 +221,25 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		stored[i] = inbox.Item{User: it.user, ID: it.msg.ID, Body: bodies[it.msg.ID]}
 		users[i] = it.user
 	}
-	// Store before looking up, in one pipeline: a user connecting meanwhile
-	// gets the message through the stream, the replay or both.
-	adds, err := s.inbox.Prepare(ctx, app, stored, now)
+	// The users' presence is read with their inboxes, so that a message to
+	// a user online is stored as sent over the gateway, and read again with
+	// the store, which decides where it goes: store before looking up, in
+	// one pipeline, and a user connecting meanwhile gets the message
+	// through the stream, the replay or both.
+	var before *presence.Lookups
+	adds, err := s.inbox.Prepare(ctx, app, stored, now, func(p redis.Pipeliner) {
+		before = s.presence.LookupCmds(ctx, p, app, users)
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: %w", err)
 	}
+	wasOnline := make([]bool, len(items))
+	for i, inst := range before.Instances() {
+		wasOnline[i] = len(inst) > 0
+	}
 	var looks *presence.Lookups
-	_, err = rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
-		adds.Cmds(ctx, p, now)
+	err = pipelined(ctx, s.rdb, func(p redis.Pipeliner) {
+		adds.Cmds(ctx, p, now, wasOnline)
 		looks = s.presence.LookupCmds(ctx, p, app, users)
 	})
 	if err != nil {
@@ -224,18 +252,33 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 	to := map[target][]string{}
 	var targets []target
 	var offline []string
-	var entries []status.Entry
+	// entries are the expired messages, with their detail (the inbox no
+	// longer has them); counts the first store of each message, whose
+	// detail the inbox keeps; late the messages stored as not sent that
+	// go to a gateway all the same (the user connected between the two
+	// reads), marked sent with the publish.
+	var entries, counts []status.Entry
+	var late []int
 	for i, it := range items {
 		for _, id := range dropped[i] {
 			entries = append(entries, status.Entry{App: app, User: it.user, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Inbox, State: status.Expired})
 		}
 		inst := online[i]
-		e := status.Entry{App: app, User: it.user, Message: it.msg.ID, Occurrence: it.msg.Occurrence, Channel: status.Gateway, State: status.Sent}
 		if len(inst) == 0 {
 			offline = append(offline, it.user)
-			e.Channel, e.State = status.Inbox, status.Pending
 		}
-		entries = append(entries, e)
+		if adds.Stored(i) {
+			e := status.Entry{App: app, User: it.user, Message: it.msg.ID, Occurrence: it.msg.Occurrence, Channel: status.Gateway, State: status.Sent}
+			switch {
+			case wasOnline[i]:
+				counts = append(counts, e)
+			case len(inst) > 0:
+				late = append(late, i)
+			default:
+				e.Channel, e.State = status.Inbox, status.Pending
+				counts = append(counts, e)
+			}
+		}
 		for _, in := range inst {
 			t := target{in, it.msg.ID}
 			if _, ok := to[t]; !ok {
@@ -244,20 +287,57 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 			to[t] = append(to[t], it.user)
 		}
 	}
+	// The first stores are counted before they are published: a chunk
+	// that fails from here on is sent again and counts nothing more.
+	s.count(ctx, counts)
 	if len(targets) == 0 {
 		return offline, entries, nil
 	}
 	var encErr error
-	_, err = rscript.Pipelined(ctx, s.rdb, s.scripts, func(p redis.Pipeliner) {
+	marks := make([]*redis.BoolCmd, len(late))
+	err = pipelined(ctx, s.rdb, func(p redis.Pipeliner) {
 		for _, t := range targets {
 			env := presence.Envelope{App: app, Users: to[t], Message: bodies[t.msg]}
 			if _, err := presence.PublishCmd(ctx, p, s.cfg.Prefix, t.instance, env); err != nil && encErr == nil {
 				encErr = err
 			}
 		}
+		for j, i := range late {
+			marks[j] = s.inbox.SentCmd(ctx, p, app, items[i].user, items[i].msg.ID, now)
+		}
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("publish to gateways: %w", err)
 	}
+	counts = counts[:0]
+	for j, i := range late {
+		if marks[j].Val() {
+			it := items[i]
+			counts = append(counts, status.Entry{App: app, User: it.user, Message: it.msg.ID, Occurrence: it.msg.Occurrence, Channel: status.Gateway, State: status.Sent})
+		}
+	}
+	s.count(ctx, counts)
 	return offline, entries, encErr
+}
+
+// pipelined runs the commands fill queues in one pipeline and returns the
+// first error of one of them, other than a redis.Nil answer (a publish to
+// a stream that no longer exists).
+func pipelined(ctx context.Context, rdb redis.UniversalClient, fill func(p redis.Pipeliner)) error {
+	cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		fill(p)
+		return nil
+	})
+	if err == nil {
+		return nil
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+	}
+	if len(cmds) == 0 || !errors.Is(err, redis.Nil) {
+		return err
+	}
+	return nil
 }

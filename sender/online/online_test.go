@@ -103,7 +103,9 @@ func (f *fixture) published(t *testing.T, instance string) map[string][]string {
 }
 
 func (f *fixture) detail(t *testing.T, user string) map[string]string {
-	d, err := f.status.User(context.Background(), 1, user, 100, inbox.OccurrenceOf)
+	marks, err := f.inbox.Marks(context.Background(), 1, user)
+	require.NoError(t, err)
+	d, err := f.status.User(context.Background(), 1, user, 100, inbox.OccurrenceOf, marks)
 	require.NoError(t, err)
 	out := map[string]string{}
 	for _, x := range d {
@@ -215,4 +217,68 @@ func TestContactsOfOfflineUsers(t *testing.T) {
 
 func xadd(stream string) *redis.XAddArgs {
 	return &redis.XAddArgs{Stream: stream, Values: []any{"hb", "1"}}
+}
+
+// connectAfterRead is a hook that, after the first pipeline reading
+// inboxes (the sender's first round trip), runs connect once: a user
+// connecting between the sender's two reads of presence.
+type connectAfterRead struct {
+	once    sync.Once
+	connect func()
+}
+
+func (h *connectAfterRead) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *connectAfterRead) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+func (h *connectAfterRead) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if len(cmds) > 0 && cmds[0].Name() == "hgetall" {
+			h.once.Do(h.connect)
+		}
+		return err
+	}
+}
+
+// Injected: user "late" connects after the sender read the chunk's inboxes
+// and presence, before it stores (a hook on the sender's Redis client
+// registers the connection then); "early" was online from the start,
+// "off" never. Checked: late's message is published to its gateway and
+// marked sent, so its detail shows inbox pending (stored while offline)
+// then gateway sent; the counts have every user once, in the state of the
+// read that decided where the message went; a retry counts nothing more.
+func TestUserConnectingBetweenTheReads(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	reg := presence.New(presence.Config{Prefix: env.Prefix, TTL: time.Minute}, env.Redis)
+	in := inbox.New(inbox.Config{Prefix: env.Prefix}, env.Redis)
+	st := status.New(status.Config{Prefix: env.Prefix}, env.Redis, env.DB)
+	require.NoError(t, env.Redis.XAdd(ctx, xadd(presence.StreamKey(env.Prefix, "g1"))).Err())
+	require.NoError(t, reg.Register(ctx, presence.Conn{App: 1, User: "early", Instance: "g1", ID: "c-early"}))
+	rdb := redis.NewClient(env.Redis.Options())
+	t.Cleanup(func() { _ = rdb.Close() })
+	rdb.AddHook(&connectAfterRead{connect: func() {
+		require.NoError(t, reg.Register(ctx, presence.Conn{App: 1, User: "late", Instance: "g1", ID: "c-late"}))
+	}})
+	fb := &recorder{}
+	s := online.New(online.Config{Prefix: env.Prefix}, rdb, presence.New(presence.Config{Prefix: env.Prefix, TTL: time.Minute}, rdb),
+		inbox.New(inbox.Config{Prefix: env.Prefix}, rdb), status.New(status.Config{Prefix: env.Prefix}, rdb, env.DB), nil, fb, clock.Real{}, env.Log)
+	b := &sender.Batch{Message: message.Message{App: 1, Occurrence: 21, Reminder: "r", Title: "T"}, Users: []string{"early", "late", "off"}}
+	for attempt := range 2 {
+		res, err := s.Send(ctx, b)
+		require.NoError(t, err)
+		require.Equal(t, 2, res.Online, "attempt %d", attempt)
+		counts, err := status.Counts(ctx, env.DB, 21)
+		require.NoError(t, err)
+		require.Equal(t, map[string]map[string]int64{
+			status.Gateway: {status.Sent: 2}, status.Inbox: {status.Pending: 1}, status.Push: {status.Sent: 1},
+		}, counts, "attempt %d", attempt)
+	}
+	f := &fixture{env: env, inbox: in, status: st}
+	pub := f.published(t, "g1")
+	require.Equal(t, []string{"o21", "o21"}, pub["late"], "published on both attempts")
+	require.Equal(t, map[string]string{"o21 inbox": status.Pending, "o21 gateway": status.Sent}, f.detail(t, "late"))
+	require.Equal(t, map[string]string{"o21 gateway": status.Sent}, f.detail(t, "early"))
+	require.Equal(t, map[string]string{"o21 inbox": status.Pending, "o21 push": status.Sent}, f.detail(t, "off"))
 }
