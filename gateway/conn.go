@@ -330,9 +330,8 @@ func (g *Gateway) recordReplay(ctx context.Context, c *conn, msgs []inbox.Messag
 		return
 	}
 	ids := make([]string, len(msgs))
-	occ := make(map[string]int64, len(msgs))
 	for i, m := range msgs {
-		ids[i], occ[m.ID] = m.ID, m.Occurrence
+		ids[i] = m.ID
 	}
 	first, err := g.inbox.MarkSent(ctx, c.pc.App, c.pc.User, ids, g.clock.Now())
 	if err != nil {
@@ -344,7 +343,7 @@ func (g *Gateway) recordReplay(ctx context.Context, c *conn, msgs []inbox.Messag
 	}
 	entries := make([]status.Entry, len(first))
 	for i, id := range first {
-		entries[i] = status.Entry{App: c.pc.App, User: c.pc.User, Message: id, Occurrence: occ[id], Channel: status.Gateway, State: status.Sent}
+		entries[i] = status.Entry{App: c.pc.App, User: c.pc.User, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Gateway, State: status.Sent}
 	}
 	if err := g.status.Count(ctx, entries); err != nil {
 		g.log.Warn("count replay", "err", err)

@@ -10,7 +10,8 @@
 //     per message: "s:<id>" when it was stored (pending since), "d:<id>"
 //     when the client acknowledged it (unread since), "r:<id>" when it was
 //     read, and "g:<id>" when it was sent over a gateway later than it was
-//     stored (a replay on connect). Every personal message is pending first,
+//     stored (a replay on connect, or a user who connected while the
+//     worker stored it). Every personal message is pending first,
 //     also for a user who is online, and leaves that state only when the
 //     client acknowledges it (over the socket or the API). A message sent to
 //     a gateway that dies before the client's ack is therefore still
@@ -275,9 +276,7 @@ func parse(fields map[string]string) *entries {
 	}
 	for id, e := range es.byID {
 		if e.stored == 0 {
-			for _, p := range []string{ackedField, readField, sentField} {
-				es.orphans = append(es.orphans, p+id)
-			}
+			es.orphans = append(es.orphans, fieldsOf([]string{id}, laterFields)...)
 			delete(es.byID, id)
 		}
 	}
@@ -337,21 +336,21 @@ func (s *Store) tidy(es *entries, now int64) (reported, silent []string) {
 	return reported, append(silent, over...)
 }
 
-// stateFields are the fields of the messages ids that an ack reads: when
-// they were stored, acknowledged and read.
-func stateFields(ids []string) []string {
-	out := make([]string, 0, 3*len(ids))
-	for _, id := range ids {
-		out = append(out, storedField+id, ackedField+id, readField+id)
-	}
-	return out
-}
+// The fields a message may have besides storedField, and those an ack
+// reads: when it was stored, acknowledged and read.
+var (
+	laterFields = []string{ackedField, readField, sentField}
+	ackFields   = []string{storedField, ackedField, readField}
+	allFields   = append([]string{storedField}, laterFields...)
+)
 
-// fieldsOf are the fields of the messages ids.
-func fieldsOf(ids []string) []string {
-	out := make([]string, 0, 4*len(ids))
+// fieldsOf are the fields named by prefixes of the messages ids.
+func fieldsOf(ids, prefixes []string) []string {
+	out := make([]string, 0, len(prefixes)*len(ids))
 	for _, id := range ids {
-		out = append(out, storedField+id, ackedField+id, readField+id, sentField+id)
+		for _, p := range prefixes {
+			out = append(out, p+id)
+		}
 	}
 	return out
 }
@@ -471,7 +470,7 @@ func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.T
 		es := at[u]
 		reported, silent := s.tidy(es, ms)
 		a.dropped[first[u]] = reported
-		drop := slices.Concat(fieldsOf(reported), fieldsOf(silent), es.orphans)
+		drop := slices.Concat(fieldsOf(reported, allFields), fieldsOf(silent, allFields), es.orphans)
 		// A message stored and dropped at once (a cap of fewer than the
 		// messages of one store) is not written at all.
 		add := slices.DeleteFunc(adds[u], func(ad added) bool {
@@ -700,7 +699,7 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 			case r.all:
 				r.cmd = p.HGetAll(ctx, r.key)
 			case len(r.ids) > 0:
-				r.cmd = p.HMGet(ctx, r.key, stateFields(r.ids)...)
+				r.cmd = p.HMGet(ctx, r.key, fieldsOf(r.ids, ackFields)...)
 			}
 		}
 		return nil
@@ -714,7 +713,7 @@ func (s *Store) Apply(ctx context.Context, acks []Ack, now time.Time) ([][]strin
 		case *redis.MapStringStringCmd:
 			fields = c.Val()
 		case *redis.SliceCmd:
-			names := stateFields(r.ids)
+			names := fieldsOf(r.ids, ackFields)
 			for i, v := range c.Val() {
 				if v, ok := v.(string); ok {
 					fields[names[i]] = v
@@ -825,10 +824,7 @@ func (s *Store) MarkSent(ctx context.Context, app int64, user string, ids []stri
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	k := s.key(app, user)
-	fields := make([]string, len(ids))
-	for i, id := range ids {
-		fields[i] = storedField + id
-	}
+	fields := fieldsOf(ids, []string{storedField})
 	var stored *redis.SliceCmd
 	sets := make([]*redis.BoolCmd, len(ids))
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {

@@ -19,15 +19,17 @@ import (
 )
 
 // Pipelined fills a pipeline with fill and runs it. Every script fill uses
-// must be in scripts. It returns the pipeline's first error other than a
-// command's redis.Nil.
+// must be in scripts (none for a pipeline of plain commands). It returns
+// the pipeline's first error other than a command's redis.Nil.
 func Pipelined(ctx context.Context, rdb redis.UniversalClient, scripts []*redis.Script, fill func(p redis.Pipeliner)) ([]redis.Cmder, error) {
 	for attempt := 0; ; attempt++ {
 		p := rdb.Pipeline()
 		fill(p)
 		cmds, err := p.Exec(ctx)
 		if errors.Is(err, redis.Nil) {
-			err = nil
+			// A command's nil answer comes first; a later command may
+			// still have failed.
+			err = firstErr(cmds)
 		}
 		if err == nil || attempt == 1 || !missingScript(cmds) {
 			return cmds, err
@@ -38,6 +40,16 @@ func Pipelined(ctx context.Context, rdb redis.UniversalClient, scripts []*redis.
 			}
 		}
 	}
+}
+
+// firstErr is the first error of cmds other than redis.Nil.
+func firstErr(cmds []redis.Cmder) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+	}
+	return nil
 }
 
 func missingScript(cmds []redis.Cmder) bool {

@@ -33,3 +33,22 @@ func TestPipelinedLoadsMissingScripts(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, n, "the second run's three increments, after the first run failed whole")
 }
+
+// Injected: a pipeline whose first command answers nil (GET of a missing
+// key) and whose second fails (INCR of a value that is not a number).
+// Checked: Pipelined returns the second's error, not the nil answer's
+// silence; a pipeline of nil answers only returns no error.
+func TestPipelinedReturnsAnErrorAfterANilAnswer(t *testing.T) {
+	env := testenv.NewRedis(t)
+	ctx := context.Background()
+	require.NoError(t, env.Redis.Set(ctx, env.Prefix+"word", "abc", 0).Err())
+	_, err := rscript.Pipelined(ctx, env.Redis, nil, func(p redis.Pipeliner) {
+		p.Get(ctx, env.Prefix+"missing")
+		p.Incr(ctx, env.Prefix+"word")
+	})
+	require.ErrorContains(t, err, "not an integer")
+	_, err = rscript.Pipelined(ctx, env.Redis, nil, func(p redis.Pipeliner) {
+		p.Get(ctx, env.Prefix+"missing")
+	})
+	require.NoError(t, err)
+}

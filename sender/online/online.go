@@ -15,7 +15,7 @@
 //     replay or both. The inbox copy is what makes delivery lossless: it
 //     stays until the client acknowledges it, so a message published to a
 //     gateway that dies is replayed when the user connects again. The
-//     first stores are counted (status.Recorder.Count, one MySQL upsert);
+//     first stores are counted (status.Recorder.Count, a MySQL upsert);
 //     their per-user detail is the inbox entry itself (inbox.Mark).
 //  3. One stream entry per gateway instance that holds some of the users
 //     (see presence.Envelope), and a sent mark for the users who connected
@@ -37,7 +37,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -46,6 +45,7 @@ import (
 
 	"github.com/chime-dev/chime/clock"
 	"github.com/chime-dev/chime/inbox"
+	"github.com/chime-dev/chime/internal/rscript"
 	"github.com/chime-dev/chime/keyspace"
 	"github.com/chime-dev/chime/presence"
 	"github.com/chime-dev/chime/sender"
@@ -238,7 +238,7 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		wasOnline[i] = len(inst) > 0
 	}
 	var looks *presence.Lookups
-	err = pipelined(ctx, s.rdb, func(p redis.Pipeliner) {
+	_, err = rscript.Pipelined(ctx, s.rdb, nil, func(p redis.Pipeliner) {
 		adds.Cmds(ctx, p, now, wasOnline)
 		looks = s.presence.LookupCmds(ctx, p, app, users)
 	})
@@ -268,7 +268,7 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 			offline = append(offline, it.user)
 		}
 		if adds.Stored(i) {
-			e := status.Entry{App: app, User: it.user, Message: it.msg.ID, Occurrence: it.msg.Occurrence, Channel: status.Gateway, State: status.Sent}
+			e := sentOver(app, it)
 			switch {
 			case wasOnline[i]:
 				counts = append(counts, e)
@@ -295,7 +295,7 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 	}
 	var encErr error
 	marks := make([]*redis.BoolCmd, len(late))
-	err = pipelined(ctx, s.rdb, func(p redis.Pipeliner) {
+	_, err = rscript.Pipelined(ctx, s.rdb, nil, func(p redis.Pipeliner) {
 		for _, t := range targets {
 			env := presence.Envelope{App: app, Users: to[t], Message: bodies[t.msg]}
 			if _, err := presence.PublishCmd(ctx, p, s.cfg.Prefix, t.instance, env); err != nil && encErr == nil {
@@ -312,32 +312,14 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 	counts = counts[:0]
 	for j, i := range late {
 		if marks[j].Val() {
-			it := items[i]
-			counts = append(counts, status.Entry{App: app, User: it.user, Message: it.msg.ID, Occurrence: it.msg.Occurrence, Channel: status.Gateway, State: status.Sent})
+			counts = append(counts, sentOver(app, items[i]))
 		}
 	}
 	s.count(ctx, counts)
 	return offline, entries, encErr
 }
 
-// pipelined runs the commands fill queues in one pipeline and returns the
-// first error of one of them, other than a redis.Nil answer (a publish to
-// a stream that no longer exists).
-func pipelined(ctx context.Context, rdb redis.UniversalClient, fill func(p redis.Pipeliner)) error {
-	cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		fill(p)
-		return nil
-	})
-	if err == nil {
-		return nil
-	}
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			return err
-		}
-	}
-	if len(cmds) == 0 || !errors.Is(err, redis.Nil) {
-		return err
-	}
-	return nil
+// sentOver is the status of it sent over the gateway.
+func sentOver(app int64, it item) status.Entry {
+	return status.Entry{App: app, User: it.user, Message: it.msg.ID, Occurrence: it.msg.Occurrence, Channel: status.Gateway, State: status.Sent}
 }
