@@ -18,3 +18,9 @@ func SetLockTTL(x *Index, d time.Duration) { x.lockTTL = d }
 func Locked(ctx context.Context, x *Index, l Loc, f func(token string) error) error {
 	return x.locked(ctx, l, f)
 }
+
+// IntsetMembers decodes a set's DUMP payload, as a group's read does.
+func IntsetMembers(payload string) ([]string, error) { return intsetMembers(payload) }
+
+// ErrNotIntset is what IntsetMembers returns for anything but an intset.
+var ErrNotIntset = errNotIntset

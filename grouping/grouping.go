@@ -45,6 +45,10 @@
 // cost about 50 bytes a member); a UUID costs 17 bytes in the packed string,
 // any other ID its length and one byte.
 //
+// At fire time a group's set is read with DUMP, which hands over the
+// intset's bytes in one string, rather than SMEMBERS, which formats each
+// member as a reply of its own (see dump.go).
+//
 // MySQL is the source of truth. The index is written after each committed
 // subscription change and is rebuilt from MySQL whenever the built marker or
 // the layout is missing (first use, Redis restart, eviction). A rebuild
@@ -61,6 +65,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -179,6 +184,10 @@ type Index struct {
 	// its reads of the layout and before those of the members, for tests
 	// to hold a read there while a regroup runs.
 	beforeMembers func(pipe redis.Pipeliner)
+
+	// noDump is set once Redis refused DUMP: sets are then read with
+	// SMEMBERS.
+	noDump atomic.Bool
 }
 
 // NewIndex returns an index whose keys start with prefix (for example
@@ -577,14 +586,20 @@ func (m *MembersRead) Members(ctx context.Context) ([]string, error) {
 	q := m.req
 	n := max(q.Layout, 1)
 	x, r := m.x, m.r
+	smembers := false
 	for i := range maxReads {
 		if i > 0 {
-			// Users moved while the group was read: read it again.
+			// Users moved while the group was read, or its set is not an
+			// intset: read it again, the set with SMEMBERS if so.
 			pipe := x.rdb.Pipeline()
-			r = x.readGroup(ctx, pipe, q.Loc, q.Group)
+			r = x.readGroupAs(ctx, pipe, q.Loc, q.Group, smembers || x.noDump.Load())
 			pipe.Exec(ctx) //nolint:errcheck // each reply is checked by groupRead: a missing key is no error
 		}
 		out, done, lm, f, err := x.groupRead(ctx, r, q.Loc, n, q.Group)
+		if errors.Is(err, errNotIntset) {
+			smembers = true
+			continue
+		}
 		if errors.Is(err, errMoved) {
 			continue
 		}
@@ -613,7 +628,8 @@ type groupReplies struct {
 	moves        *redis.StringCmd
 	built        *redis.IntCmd
 	layout, from *redis.StringCmd
-	members      *redis.StringSliceCmd
+	dump         *redis.StringCmd      // the set's DUMP, or nil
+	members      *redis.StringSliceCmd // the set's SMEMBERS, when dump is nil
 	packed       *redis.StringCmd
 	movesAfter   *redis.StringCmd
 }
@@ -626,7 +642,14 @@ type groupReplies struct {
 // read that found the layout it asked, with no regroup under way, might
 // otherwise read the group after some of its users left it. The counts of
 // moves before and after tell: if they differ the read is made again.
+//
+// The set is read with DUMP (see dump.go) unless Redis refused it before.
 func (x *Index) readGroup(ctx context.Context, pipe redis.Pipeliner, l Loc, g int) groupReplies {
+	return x.readGroupAs(ctx, pipe, l, g, x.noDump.Load())
+}
+
+// readGroupAs is readGroup, the set read with SMEMBERS if smembers.
+func (x *Index) readGroupAs(ctx context.Context, pipe redis.Pipeliner, l Loc, g int, smembers bool) groupReplies {
 	r := groupReplies{
 		moves:  pipe.Get(ctx, x.movesKey(l)),
 		built:  pipe.Exists(ctx, x.builtKey(l)),
@@ -636,10 +659,38 @@ func (x *Index) readGroup(ctx context.Context, pipe redis.Pipeliner, l Loc, g in
 	if x.beforeMembers != nil {
 		x.beforeMembers(pipe)
 	}
-	r.members = pipe.SMembers(ctx, x.memberKey(l, g))
+	if smembers {
+		r.members = pipe.SMembers(ctx, x.memberKey(l, g))
+	} else {
+		r.dump = pipe.Dump(ctx, x.memberKey(l, g))
+	}
 	r.packed = pipe.Get(ctx, x.packedKey(l, g))
 	r.movesAfter = pipe.Get(ctx, x.movesKey(l))
 	return r
+}
+
+// set returns the members of the group's set from r: the DUMP decoded,
+// or errNotIntset if it is not an intset or Redis refused DUMP (it is
+// then not asked again), or the SMEMBERS reply.
+func (x *Index) set(r groupReplies) ([]string, error) {
+	if r.dump == nil {
+		return r.members.Val(), nil
+	}
+	payload, err := r.dump.Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, nil // no set: no integer-like member
+	case err != nil:
+		var reply redis.Error
+		if !errors.As(err, &reply) {
+			return nil, fmt.Errorf("read group: %w", err)
+		}
+		// An error reply to this command alone, the others of the read
+		// having passed: DUMP renamed away or not allowed to this user.
+		x.noDump.Store(true)
+		return nil, errNotIntset
+	}
+	return intsetMembers(payload)
 }
 
 // groupRead returns the members of group g of layout n from r, done, when
@@ -648,7 +699,11 @@ func (x *Index) readGroup(ctx context.Context, pipe redis.Pipeliner, l Loc, g in
 // membersAcross, or errMoved if a step of a regroup or rebuild ran across
 // the read.
 func (x *Index) groupRead(ctx context.Context, r groupReplies, l Loc, n, g int) (out []string, done bool, m, f int, err error) {
-	for _, c := range []redis.Cmder{r.moves, r.built, r.layout, r.from, r.members, r.packed, r.movesAfter} {
+	cmds := []redis.Cmder{r.moves, r.built, r.layout, r.from, r.packed, r.movesAfter}
+	if r.dump == nil {
+		cmds = append(cmds, r.members) // a DUMP's error is set's to judge
+	}
+	for _, c := range cmds {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, false, 0, 0, fmt.Errorf("read group %d: %w", g, err)
 		}
@@ -662,7 +717,11 @@ func (x *Index) groupRead(ctx context.Context, r groupReplies, l Loc, n, g int) 
 		return nil, false, m, f, errMoved
 	}
 	if m == n && f == 0 {
-		out, err := unpack(r.members.Val(), r.packed.Val())
+		set, err := x.set(r)
+		if err != nil {
+			return nil, false, 0, 0, err
+		}
+		out, err := unpack(set, r.packed.Val())
 		if err != nil {
 			return nil, false, 0, 0, x.damaged(ctx, l, fmt.Errorf("read group %d: %w", g, err))
 		}
