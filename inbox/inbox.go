@@ -408,6 +408,9 @@ type Added struct {
 	bodies map[string][]byte
 	// stored: per item, its write once Cmds queued it (nil: none).
 	stored []*redis.BoolCmd
+	// before: per item, its message's entry as Prepare found it stored
+	// (nil: not stored).
+	before []*entry
 }
 
 type userWrite struct {
@@ -429,7 +432,8 @@ type added struct {
 // body and shard. Items whose user has the message already (pending, unread
 // or read) store nothing.
 func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.Time, also func(p redis.Pipeliner)) (*Added, error) {
-	a := &Added{s: s, dropped: make([][]string, len(items)), bodies: map[string][]byte{}, stored: make([]*redis.BoolCmd, len(items))}
+	a := &Added{s: s, dropped: make([][]string, len(items)), bodies: map[string][]byte{}, stored: make([]*redis.BoolCmd, len(items)),
+		before: make([]*entry, len(items))}
 	first := map[string]int{} // user → their first item
 	var users []string
 	for i, it := range items {
@@ -457,7 +461,10 @@ func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.T
 		if !valid(it.ID) {
 			continue
 		}
-		if _, ok := es.byID[it.ID]; ok {
+		if e, ok := es.byID[it.ID]; ok {
+			if e.stored != 0 {
+				a.before[i] = e
+			}
 			continue
 		}
 		es.byID[it.ID] = &entry{id: it.ID, stored: ms}
@@ -523,6 +530,19 @@ func (a *Added) Dropped() [][]string { return a.dropped }
 func (a *Added) Stored(i int) bool {
 	c := a.stored[i]
 	return c != nil && c.Err() == nil && c.Val()
+}
+
+// Before tells whether item i's message was stored already when Prepare
+// read its user's inbox (an earlier try at the same chunk stored it), and
+// if so whether it was stored as sent over the gateway and whether it was
+// marked sent since (a replay, a late mark): what a try that finds the
+// chunk stored counts again, once per chunk (status.Recorder.CountChunk).
+func (a *Added) Before(i int) (stored, storedOnline, sent bool) {
+	e := a.before[i]
+	if e == nil {
+		return false, false, false
+	}
+	return true, e.storedOnline, e.sent != 0
 }
 
 // Add stores m for user and returns the IDs it dropped, as Dropped does.

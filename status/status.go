@@ -166,10 +166,53 @@ func (r *Recorder) Count(ctx context.Context, entries []Entry) error {
 	return r.count(ctx, entries)
 }
 
-func (r *Recorder) count(ctx context.Context, entries []Entry) error {
-	if r.db == nil {
+// CountChunk adds the first states of one chunk of a group run (package
+// online) to the aggregates, once per chunk whatever the tries at it:
+// entries are all the states the chunk's writes left (the caller derives
+// them from what it found stored, so a try that follows a failure or a
+// crash between the writes and the count finds them again), and the run
+// records the chunk's last user in the same transaction as the counts
+// (store.CountThrough), so that a chunk counted already counts nothing
+// more. Without such a run (a send not made for a group) it counts firsts,
+// the states this try's writes set, as Count does.
+func (r *Recorder) CountChunk(ctx context.Context, occurrence int64, group int, last string, entries, firsts []Entry) error {
+	if r.db == nil || len(entries) == 0 {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var found bool
+	err := store.Transaction(ctx, r.db, func(tx *gorm.DB) error {
+		first, ok, err := store.CountThrough(tx, occurrence, group, last)
+		if err != nil || !first {
+			found = ok
+			return err
+		}
+		found = true
+		return countIn(tx, entries)
+	})
+	if err != nil {
+		return fmt.Errorf("record status counts: %w", err)
+	}
+	if !found {
+		return r.count(ctx, firsts)
+	}
+	return nil
+}
+
+func (r *Recorder) count(ctx context.Context, entries []Entry) error {
+	if r.db == nil || len(entries) == 0 {
+		return nil
+	}
+	err := store.Transaction(ctx, r.db, func(tx *gorm.DB) error { return countIn(tx, entries) })
+	if err != nil {
+		return fmt.Errorf("record status counts: %w", err)
+	}
+	return nil
+}
+
+// countIn adds entries to the aggregates in tx, in one statement.
+func countIn(tx *gorm.DB, entries []Entry) error {
 	type key struct {
 		occ            int64
 		channel, state string
@@ -199,19 +242,13 @@ func (r *Recorder) count(ctx context.Context, entries []Entry) error {
 		return a.State < b.State
 	})
 	upd := clause.Assignments(map[string]any{"n": gorm.Expr("n + excluded.n")})
-	if store.IsMySQL(r.db) {
+	if store.IsMySQL(tx) {
 		upd = clause.Assignments(map[string]any{"n": gorm.Expr("n + VALUES(n)")})
 	}
-	err := store.Transaction(ctx, r.db, func(tx *gorm.DB) error {
-		return tx.Clauses(clause.OnConflict{
-			Columns:   []clause.Column{{Name: "occurrence_id"}, {Name: "channel"}, {Name: "state"}},
-			DoUpdates: upd,
-		}).Create(&rows).Error
-	})
-	if err != nil {
-		return fmt.Errorf("record status counts: %w", err)
-	}
-	return nil
+	return tx.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "occurrence_id"}, {Name: "channel"}, {Name: "state"}},
+		DoUpdates: upd,
+	}).Create(&rows).Error
 }
 
 // Detail is the last state of one (message, channel) of a user.

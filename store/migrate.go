@@ -205,6 +205,15 @@ var migrations = []*gormigrate.Migration{
 	{ID: "0016_delivery_policy", Migrate: migrateDeliveryPolicy},
 	{ID: "0017_spread", Migrate: migrateSpread},
 	{ID: "0018_delivery_events", Migrate: migrateDeliveryEvents},
+	{
+		ID: "0019_group_run_counted_through",
+		Migrate: func(tx *gorm.DB) error {
+			if tx.Migrator().HasColumn(&GroupRun{}, "CountedThrough") {
+				return nil // created by 0001 from the current struct
+			}
+			return tx.Migrator().AddColumn(&GroupRun{}, "CountedThrough")
+		},
+	},
 }
 
 // migrateUserZones adds the times of day daily reminders fire at in each

@@ -382,6 +382,11 @@ type GroupRun struct {
 	SkippedPreference int `gorm:"not null;default:0"`
 	Quiet             int `gorm:"not null;default:0"`
 	Capped            int `gorm:"not null;default:0"`
+
+	// CountedThrough is the last user of the run's latest chunk whose
+	// status counts are in message_stats (package status, CountChunk), ""
+	// before the first: a chunk sent again counts nothing more.
+	CountedThrough string `gorm:"size:191;not null;default:''"`
 }
 
 // ParseOffsets reads a once reminder's stored offsets ("600,60", seconds

@@ -114,3 +114,25 @@ func DropStaleRuns(ctx context.Context, db *gorm.DB, occurrence int64, groups []
 	}
 	return nil
 }
+
+// CountThrough records, in tx, that the status counts of the chunk of run
+// (occurrence, group) ending at user last are counted, and reports whether
+// they were not before: false when the run counted this chunk or a later
+// one already (chunks go in the order of their users, as checkpoints do).
+// found is false when there is no such run (a send not made for a group
+// run), whose chunks are then not told apart.
+func CountThrough(tx *gorm.DB, occurrence int64, group int, last string) (first, found bool, err error) {
+	res := tx.Model(&GroupRun{}).Where("occurrence_id = ? AND group_no = ? AND counted_through < ?", occurrence, group, last).
+		Update("counted_through", last)
+	if res.Error != nil {
+		return false, false, fmt.Errorf("mark chunk counted: %w", res.Error)
+	}
+	if res.RowsAffected > 0 {
+		return true, true, nil
+	}
+	var n int64
+	if err := tx.Model(&GroupRun{}).Where("occurrence_id = ? AND group_no = ?", occurrence, group).Count(&n).Error; err != nil {
+		return false, false, fmt.Errorf("find group run: %w", err)
+	}
+	return false, n > 0, nil
+}

@@ -2,9 +2,11 @@ package online_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/chime-dev/chime/sender"
 	"github.com/chime-dev/chime/sender/online"
 	"github.com/chime-dev/chime/status"
+	"github.com/chime-dev/chime/store"
 )
 
 // commands counts the commands a client sends to Redis, by name.
@@ -169,4 +172,96 @@ func TestChunkOnRedisCluster(t *testing.T) {
 	var holding int
 	masters.Range(func(any, any) bool { holding++; return true })
 	require.Greater(t, holding, 1, "users' keys on more than one master")
+}
+
+// lostReply runs the first pipeline that holds a command named name and
+// then fails it, as a connection lost before the replies came back would:
+// Redis applied the writes, the try does not know it.
+type lostReply struct {
+	name string
+	done atomic.Bool
+}
+
+func (h *lostReply) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if c.Name() == h.name && h.done.CompareAndSwap(false, true) {
+				return errors.New("injected: the replies were lost")
+			}
+		}
+		return err
+	}
+}
+
+// failingFallback refuses the whole send once.
+type failingFallback struct {
+	recorder
+	failed atomic.Bool
+}
+
+func (f *failingFallback) Send(ctx context.Context, b *sender.Batch) (sender.Result, error) {
+	if f.failed.CompareAndSwap(false, true) {
+		return sender.Result{}, errors.New("injected: the push channel is down")
+	}
+	return f.recorder.Send(ctx, b)
+}
+
+// A chunk of a group run whose tries fail at two points, on real Redis and
+// MariaDB:
+//   - the first try's store is applied by Redis but its replies are lost
+//     (a dropped connection; a worker that died right after its store is
+//     the same to the counts): it counts nothing;
+//   - the second counts the chunk and then fails in its push fallback;
+//   - the third goes through.
+//
+// Checked: after the second try the counts are there, whole, though that
+// try stored nothing itself (before CountChunk they were lost: a try
+// counted only what it stored); the third counts nothing more; the run
+// records the chunk's last user.
+func TestChunkCountedOnceWhateverTryStoredIt(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	const occ, group = 31, 2
+	require.NoError(t, env.DB.Create(&store.GroupRun{OccurrenceID: occ, GroupNo: group, State: store.RunQueued, Attempts: 1, QueuedAt: time.Now()}).Error)
+	rdb := redis.NewClient(env.Redis.Options())
+	t.Cleanup(func() { _ = rdb.Close() })
+	rdb.AddHook(&lostReply{name: "hsetnx"})
+	reg := presence.New(presence.Config{Prefix: env.Prefix, TTL: time.Minute}, rdb)
+	require.NoError(t, env.Redis.XAdd(ctx, xadd(presence.StreamKey(env.Prefix, "g1"))).Err())
+	users := []string{"u1", "u2", "u3", "u4", "u5", "u6"}
+	for _, u := range users[:3] {
+		require.NoError(t, reg.Register(ctx, presence.Conn{App: 1, User: u, Instance: "g1", ID: "c-" + u}))
+	}
+	fb := &failingFallback{}
+	s := online.New(online.Config{Prefix: env.Prefix}, rdb, reg, inbox.New(inbox.Config{Prefix: env.Prefix}, rdb),
+		status.New(status.Config{Prefix: env.Prefix}, rdb, env.DB), nil, fb, clock.Real{}, env.Log)
+	b := &sender.Batch{Message: message.Message{App: 1, Occurrence: occ, Group: group, Reminder: "r", Title: "T"}, Users: users}
+	want := map[string]map[string]int64{status.Gateway: {status.Sent: 3}, status.Inbox: {status.Pending: 3}}
+
+	_, err := s.Send(ctx, b)
+	require.ErrorContains(t, err, "injected: the replies were lost")
+	counts, err := status.Counts(ctx, env.DB, occ)
+	require.NoError(t, err)
+	require.Empty(t, counts, "the first try stored, then stopped before counting")
+
+	_, err = s.Send(ctx, b)
+	require.ErrorContains(t, err, "injected: the push channel is down")
+	counts, err = status.Counts(ctx, env.DB, occ)
+	require.NoError(t, err)
+	require.Equal(t, want, counts, "counted by the second try, from what the first stored")
+
+	res, err := s.Send(ctx, b)
+	require.NoError(t, err)
+	require.Equal(t, 3, res.Online)
+	counts, err = status.Counts(ctx, env.DB, occ)
+	require.NoError(t, err)
+	want[status.Push] = map[string]int64{status.Sent: 3}
+	require.Equal(t, want, counts, "the third counts its pushes and nothing again")
+	var run store.GroupRun
+	require.NoError(t, env.DB.Where("occurrence_id = ? AND group_no = ?", occ, group).First(&run).Error)
+	require.Equal(t, "u6", run.CountedThrough)
+	require.ElementsMatch(t, users[3:], fb.users)
 }

@@ -15,15 +15,18 @@
 //     replay or both. The inbox copy is what makes delivery lossless: it
 //     stays until the client acknowledges it, so a message published to a
 //     gateway that dies is replayed when the user connects again. The
-//     first stores are counted (status.Recorder.Count, a MySQL upsert);
-//     their per-user detail is the inbox entry itself (inbox.Mark).
+//     per-user status detail is the inbox entry itself (inbox.Mark).
 //  3. One stream entry per gateway instance that holds some of the users
 //     (see presence.Envelope), and a sent mark for the users who connected
 //     between the two reads of presence, pipelined.
 //
-// The push fallback's and the expired messages' states are recorded
-// with their detail (status.Recorder.Record), counted once per state
-// however often the chunk is sent.
+// The chunk's first stores (its own users' and their contacts') are then
+// counted in MySQL once per chunk (status.Recorder.CountChunk): taken from
+// what the inboxes hold, whichever try stored it, so a try that stopped
+// between its store and its count (a lost connection, a worker that died)
+// is counted by the next. The push fallback's and the expired messages'
+// states are recorded with their detail (status.Recorder.Record), counted
+// once per state however often the chunk is sent.
 //
 // Users who are offline are handed to the fallback sender (push channels),
 // unless the reminder is marked deliver-when-online, in which case the
@@ -114,12 +117,26 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 		}
 		items = append(items, item{user: u, msg: msg})
 	}
-	offline, entries, err := s.deliver(ctx, b.App, items)
+	offline, d, err := s.deliver(ctx, b.App, items)
 	if err != nil {
 		return sender.Result{}, err
 	}
 	res := sender.Result{Online: len(items) - len(offline), Offline: len(offline)}
 	offline = append(offline, noInbox...)
+	entries := d.entries
+	if b.NotifyContacts && s.contacts != nil && len(offline) > 0 {
+		more, err := s.notifyContacts(ctx, b.App, msg, offline)
+		if err != nil {
+			return sender.Result{}, err
+		}
+		entries = append(entries, more.entries...)
+		d.counts, d.firsts = append(d.counts, more.counts...), append(d.firsts, more.firsts...)
+	}
+	// The chunk's first stores are counted before its push fallback: a
+	// chunk that fails from here on is sent again and counts nothing more.
+	if len(b.Users) > 0 {
+		s.countChunk(ctx, b, d)
+	}
 	if len(offline) == 0 {
 		return res, s.record(ctx, entries)
 	}
@@ -146,14 +163,19 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 			entries = append(entries, status.Entry{App: b.App, User: u, Message: msg.ID, Occurrence: b.Occurrence, Channel: status.Push, State: st})
 		}
 	}
-	if b.NotifyContacts && s.contacts != nil {
-		more, err := s.notifyContacts(ctx, b.App, msg, offline)
-		if err != nil {
-			return sender.Result{}, err
-		}
-		entries = append(entries, more...)
-	}
 	return res, s.record(ctx, entries)
+}
+
+// countChunk adds the chunk's first stores to the aggregates, once per
+// chunk (status.Recorder.CountChunk); their detail is in the inbox.
+func (s *Sender) countChunk(ctx context.Context, b *sender.Batch, d delivered) {
+	if s.status == nil {
+		return
+	}
+	if err := s.status.CountChunk(ctx, b.Occurrence, b.Group, b.Users[len(b.Users)-1], d.counts, d.firsts); err != nil {
+		// The message is delivered; a lost count must not send it again.
+		s.log.Warn("count delivery status", "err", err)
+	}
 }
 
 // count adds first states to the aggregates; their detail is in the inbox.
@@ -178,10 +200,10 @@ func (s *Sender) record(ctx context.Context, entries []status.Entry) error {
 	return nil
 }
 
-func (s *Sender) notifyContacts(ctx context.Context, app int64, msg inbox.Message, offline []string) ([]status.Entry, error) {
+func (s *Sender) notifyContacts(ctx context.Context, app int64, msg inbox.Message, offline []string) (delivered, error) {
 	of, err := s.contacts.ContactsOf(ctx, app, offline)
 	if err != nil {
-		return nil, fmt.Errorf("load contacts: %w", err)
+		return delivered{}, fmt.Errorf("load contacts: %w", err)
 	}
 	var items []item
 	for _, u := range offline {
@@ -192,16 +214,27 @@ func (s *Sender) notifyContacts(ctx context.Context, app int64, msg inbox.Messag
 		}
 	}
 	if len(items) == 0 {
-		return nil, nil
+		return delivered{}, nil
 	}
-	_, entries, err := s.deliver(ctx, app, items)
-	return entries, err
+	_, d, err := s.deliver(ctx, app, items)
+	return d, err
+}
+
+// delivered are the states deliver leaves to its caller.
+type delivered struct {
+	// entries are the expired messages, recorded with their detail (the
+	// inbox no longer has them).
+	entries []status.Entry
+	// counts are the first stores of the items' messages, whichever try
+	// made them (this one or one before it that failed), to be counted
+	// once per chunk; firsts those this try made.
+	counts, firsts []status.Entry
 }
 
 // deliver stores each item in its user's inbox and publishes it to the
 // gateways holding the user, and returns the users found offline and the
-// status entries.
-func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string, []status.Entry, error) {
+// states to record.
+func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string, delivered, error) {
 	now := s.clock.Now()
 	// Each distinct message is encoded once: the inbox stores and the
 	// gateways send the same bytes.
@@ -210,7 +243,7 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		if _, ok := bodies[it.msg.ID]; !ok {
 			b, err := inbox.Encode(it.msg, now)
 			if err != nil {
-				return nil, nil, err
+				return nil, delivered{}, err
 			}
 			bodies[it.msg.ID] = b
 		}
@@ -231,7 +264,7 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		before = s.presence.LookupCmds(ctx, p, app, users)
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("store: %w", err)
+		return nil, delivered{}, fmt.Errorf("store: %w", err)
 	}
 	wasOnline := make([]bool, len(items))
 	for i, inst := range before.Instances() {
@@ -243,7 +276,7 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		looks = s.presence.LookupCmds(ctx, p, app, users)
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("store and look up: %w", err)
+		return nil, delivered{}, fmt.Errorf("store and look up: %w", err)
 	}
 	dropped, online := adds.Dropped(), looks.Instances()
 	type target struct {
@@ -252,31 +285,37 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 	to := map[target][]string{}
 	var targets []target
 	var offline []string
-	// entries are the expired messages, with their detail (the inbox no
-	// longer has them); counts the first store of each message, whose
-	// detail the inbox keeps; late the messages stored as not sent that
-	// go to a gateway all the same (the user connected between the two
-	// reads), marked sent with the publish.
-	var entries, counts []status.Entry
+	// The first store of each message is counted once per chunk, whichever
+	// try made it (d.counts); late are the messages stored as not sent
+	// that go to a gateway all the same (the user connected between the
+	// two reads, or since the try that stored them), marked sent with the
+	// publish and counted by that mark.
+	var d delivered
 	var late []int
 	for i, it := range items {
 		for _, id := range dropped[i] {
-			entries = append(entries, status.Entry{App: app, User: it.user, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Inbox, State: status.Expired})
+			d.entries = append(d.entries, status.Entry{App: app, User: it.user, Message: id, Occurrence: inbox.OccurrenceOf(id), Channel: status.Inbox, State: status.Expired})
 		}
 		inst := online[i]
 		if len(inst) == 0 {
 			offline = append(offline, it.user)
 		}
-		if adds.Stored(i) {
+		fresh := adds.Stored(i)
+		had, hadOnline, marked := adds.Before(i)
+		if fresh || had {
 			e := sentOver(app, it)
 			switch {
-			case wasOnline[i]:
-				counts = append(counts, e)
-			case len(inst) > 0:
+			case fresh && wasOnline[i], !fresh && hadOnline:
+			case len(inst) > 0 && !marked:
 				late = append(late, i)
 			default:
 				e.Channel, e.State = status.Inbox, status.Pending
-				counts = append(counts, e)
+			}
+			if n := len(late); n == 0 || late[n-1] != i {
+				d.counts = append(d.counts, e)
+				if fresh {
+					d.firsts = append(d.firsts, e)
+				}
 			}
 		}
 		for _, in := range inst {
@@ -287,11 +326,8 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 			to[t] = append(to[t], it.user)
 		}
 	}
-	// The first stores are counted before they are published: a chunk
-	// that fails from here on is sent again and counts nothing more.
-	s.count(ctx, counts)
 	if len(targets) == 0 {
-		return offline, entries, nil
+		return offline, d, nil
 	}
 	var encErr error
 	marks := make([]*redis.BoolCmd, len(late))
@@ -307,16 +343,16 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		}
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("publish to gateways: %w", err)
+		return nil, delivered{}, fmt.Errorf("publish to gateways: %w", err)
 	}
-	counts = counts[:0]
+	var counts []status.Entry
 	for j, i := range late {
 		if marks[j].Val() {
 			counts = append(counts, sentOver(app, items[i]))
 		}
 	}
 	s.count(ctx, counts)
-	return offline, entries, encErr
+	return offline, d, encErr
 }
 
 // sentOver is the status of it sent over the gateway.
