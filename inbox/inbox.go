@@ -456,18 +456,21 @@ func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.T
 	}
 	ms := now.UnixMilli()
 	adds := map[string][]added{}
+	created := map[*entry]bool{}
 	for i, it := range items {
 		es := at[it.User]
 		if !valid(it.ID) {
 			continue
 		}
 		if e, ok := es.byID[it.ID]; ok {
-			if e.stored != 0 {
-				a.before[i] = e
+			if e.stored != 0 && !created[e] {
+				a.before[i] = e // read from Redis, not an item before this one
 			}
 			continue
 		}
-		es.byID[it.ID] = &entry{id: it.ID, stored: ms}
+		e := &entry{id: it.ID, stored: ms}
+		created[e] = true
+		es.byID[it.ID] = e
 		adds[it.User] = append(adds[it.User], added{id: it.ID, item: i})
 		if bk := s.bodyKey(app, it.User, it.ID); a.bodies[bk] == nil {
 			a.bodies[bk] = it.Body

@@ -167,35 +167,47 @@ func (r *Recorder) Count(ctx context.Context, entries []Entry) error {
 }
 
 // CountChunk adds the first states of one chunk of a group run (package
-// online) to the aggregates, once per chunk whatever the tries at it:
-// entries are all the states the chunk's writes left (the caller derives
-// them from what it found stored, so a try that follows a failure or a
-// crash between the writes and the count finds them again), and the run
-// records the chunk's last user in the same transaction as the counts
-// (store.CountThrough), so that a chunk counted already counts nothing
-// more. Without such a run (a send not made for a group) it counts firsts,
-// the states this try's writes set, as Count does.
-func (r *Recorder) CountChunk(ctx context.Context, occurrence int64, group int, last string, entries, firsts []Entry) error {
-	if r.db == nil || len(entries) == 0 {
+// online) to the aggregates, once per chunk user whatever the tries at
+// the chunk and however they cut it. entries are all the states of the
+// chunk's own users that the inboxes hold, whichever try stored them (a
+// try that follows a failure or a crash between the writes and the count
+// finds them again); firsts those this try's writes set; others states
+// of other users (contact copies) this try set, counted as Count does.
+// The run records the last chunk user counted (store.CountThrough), in
+// the same transaction as the counts: entries of users after it are
+// counted, and of the users up to it only firsts (stored by this try
+// after an earlier one counted that far: a user who joined the chunk, or
+// a second worker on it). Without such a run firsts are counted alone.
+// last is the chunk's last user.
+func (r *Recorder) CountChunk(ctx context.Context, occurrence int64, group int, last string, entries, firsts, others []Entry) error {
+	if r.db == nil || len(entries)+len(others) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var found bool
 	err := store.Transaction(ctx, r.db, func(tx *gorm.DB) error {
-		first, ok, err := store.CountThrough(tx, occurrence, group, last)
-		if err != nil || !first {
-			found = ok
+		through, found, err := store.CountThrough(tx, occurrence, group, last)
+		if err != nil {
 			return err
 		}
-		found = true
-		return countIn(tx, entries)
+		add := slices.Clone(others)
+		if !found {
+			return countIn(tx, append(add, firsts...))
+		}
+		for _, e := range entries {
+			if e.User > through {
+				add = append(add, e)
+			}
+		}
+		for _, e := range firsts {
+			if e.User <= through {
+				add = append(add, e)
+			}
+		}
+		return countIn(tx, add)
 	})
 	if err != nil {
 		return fmt.Errorf("record status counts: %w", err)
-	}
-	if !found {
-		return r.count(ctx, firsts)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Firing writes an occurrence's pending group runs by their primary keys:
@@ -115,24 +116,25 @@ func DropStaleRuns(ctx context.Context, db *gorm.DB, occurrence int64, groups []
 	return nil
 }
 
-// CountThrough records, in tx, that the status counts of the chunk of run
-// (occurrence, group) ending at user last are counted, and reports whether
-// they were not before: false when the run counted this chunk or a later
-// one already (chunks go in the order of their users, as checkpoints do).
+// CountThrough locks, in tx, the record of the status counts of run
+// (occurrence, group), returns the last user of the chunks counted so far
+// ("" before the first), and moves it to last if last comes after it.
 // found is false when there is no such run (a send not made for a group
 // run), whose chunks are then not told apart.
-func CountThrough(tx *gorm.DB, occurrence int64, group int, last string) (first, found bool, err error) {
-	res := tx.Model(&GroupRun{}).Where("occurrence_id = ? AND group_no = ? AND counted_through < ?", occurrence, group, last).
-		Update("counted_through", last)
-	if res.Error != nil {
-		return false, false, fmt.Errorf("mark chunk counted: %w", res.Error)
+func CountThrough(tx *gorm.DB, occurrence int64, group int, last string) (through string, found bool, err error) {
+	var runs []GroupRun
+	if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Select("id", "counted_through").
+		Where("occurrence_id = ? AND group_no = ?", occurrence, group).Limit(1).Find(&runs).Error; err != nil {
+		return "", false, fmt.Errorf("find group run: %w", err)
 	}
-	if res.RowsAffected > 0 {
-		return true, true, nil
+	if len(runs) == 0 {
+		return "", false, nil
 	}
-	var n int64
-	if err := tx.Model(&GroupRun{}).Where("occurrence_id = ? AND group_no = ?", occurrence, group).Count(&n).Error; err != nil {
-		return false, false, fmt.Errorf("find group run: %w", err)
+	through = runs[0].CountedThrough
+	if last > through {
+		if err := tx.Model(&GroupRun{}).Where("id = ?", runs[0].ID).Update("counted_through", last).Error; err != nil {
+			return "", false, fmt.Errorf("mark chunk counted: %w", err)
+		}
 	}
-	return false, n > 0, nil
+	return through, true, nil
 }

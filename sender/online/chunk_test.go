@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,6 +218,9 @@ func (f *failingFallback) Send(ctx context.Context, b *sender.Batch) (sender.Res
 //   - the second counts the chunk and then fails in its push fallback;
 //   - the third goes through.
 //
+// A fourth try, cut otherwise (a user left the chunk, one joined it), counts
+// only the user who joined.
+//
 // Checked: after the second try the counts are there, whole, though that
 // try stored nothing itself (before CountChunk they were lost: a try
 // counted only what it stored); the third counts nothing more; the run
@@ -264,4 +268,16 @@ func TestChunkCountedOnceWhateverTryStoredIt(t *testing.T) {
 	require.NoError(t, env.DB.Where("occurrence_id = ? AND group_no = ?", occ, group).First(&run).Error)
 	require.Equal(t, "u6", run.CountedThrough)
 	require.ElementsMatch(t, users[3:], fb.users)
+
+	// A fourth try cut otherwise: u1 left the chunk, u7 (offline) joined
+	// it, and it now ends past the last user counted. Only u7 counts.
+	b.Users = append(slices.Clone(users[1:]), "u7")
+	_, err = s.Send(ctx, b)
+	require.NoError(t, err)
+	counts, err = status.Counts(ctx, env.DB, occ)
+	require.NoError(t, err)
+	want[status.Inbox][status.Pending], want[status.Push][status.Sent] = 4, 4
+	require.Equal(t, want, counts, "the users counted before count nothing more")
+	require.NoError(t, env.DB.Where("occurrence_id = ? AND group_no = ?", occ, group).First(&run).Error)
+	require.Equal(t, "u7", run.CountedThrough)
 }

@@ -130,7 +130,7 @@ func (s *Sender) Send(ctx context.Context, b *sender.Batch) (sender.Result, erro
 			return sender.Result{}, err
 		}
 		entries = append(entries, more.entries...)
-		d.counts, d.firsts = append(d.counts, more.counts...), append(d.firsts, more.firsts...)
+		d.others = more.firsts
 	}
 	// The chunk's first stores are counted before its push fallback: a
 	// chunk that fails from here on is sent again and counts nothing more.
@@ -172,7 +172,7 @@ func (s *Sender) countChunk(ctx context.Context, b *sender.Batch, d delivered) {
 	if s.status == nil {
 		return
 	}
-	if err := s.status.CountChunk(ctx, b.Occurrence, b.Group, b.Users[len(b.Users)-1], d.counts, d.firsts); err != nil {
+	if err := s.status.CountChunk(ctx, b.Occurrence, b.Group, b.Users[len(b.Users)-1], d.counts, d.firsts, d.others); err != nil {
 		// The message is delivered; a lost count must not send it again.
 		s.log.Warn("count delivery status", "err", err)
 	}
@@ -227,8 +227,9 @@ type delivered struct {
 	entries []status.Entry
 	// counts are the first stores of the items' messages, whichever try
 	// made them (this one or one before it that failed), to be counted
-	// once per chunk; firsts those this try made.
-	counts, firsts []status.Entry
+	// once per chunk; firsts those this try made; others the first
+	// stores of contact copies (for other users than the chunk's).
+	counts, firsts, others []status.Entry
 }
 
 // deliver stores each item in its user's inbox and publishes it to the
@@ -306,7 +307,12 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 			e := sentOver(app, it)
 			switch {
 			case fresh && wasOnline[i], !fresh && hadOnline:
-			case len(inst) > 0 && !marked:
+			case !fresh && marked:
+				// Stored as not sent and marked sent since (a replay, a
+				// late mark), which counted it: as a user late at the
+				// first try is, it counts nothing as pending.
+				late = append(late, i)
+			case len(inst) > 0:
 				late = append(late, i)
 			default:
 				e.Channel, e.State = status.Inbox, status.Pending
