@@ -304,20 +304,20 @@ func (s *Sender) deliver(ctx context.Context, app int64, items []item) ([]string
 		fresh := adds.Stored(i)
 		had, hadOnline, marked := adds.Before(i)
 		if fresh || had {
-			e := sentOver(app, it)
+			e, counted := sentOver(app, it), true
 			switch {
 			case fresh && wasOnline[i], !fresh && hadOnline:
 			case !fresh && marked:
 				// Stored as not sent and marked sent since (a replay, a
 				// late mark), which counted it: as a user late at the
 				// first try is, it counts nothing as pending.
-				late = append(late, i)
+				counted = false
 			case len(inst) > 0:
-				late = append(late, i)
+				late, counted = append(late, i), false // counted by its mark
 			default:
 				e.Channel, e.State = status.Inbox, status.Pending
 			}
-			if n := len(late); n == 0 || late[n-1] != i {
+			if counted {
 				d.counts = append(d.counts, e)
 				if fresh {
 					d.firsts = append(d.firsts, e)
