@@ -1,8 +1,9 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
-	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -51,13 +52,6 @@ func (s *Scheduler) Track(ctx context.Context, block time.Duration) error {
 	return s.acks.Done(ctx, acks)
 }
 
-type occDelta struct {
-	groups                     int
-	delivered, failed, expired int64
-	skipped, quiet, capped     int64
-	at                         time.Time
-}
-
 // record applies a batch of acks, in stream order, keeping per group only
 // what the last ack says and the start time.
 func (s *Scheduler) record(tx *gorm.DB, acks []ack.Ack) error {
@@ -72,74 +66,70 @@ func (s *Scheduler) record(tx *gorm.DB, acks []ack.Ack) error {
 		}
 		last[a.Group] = i
 	}
-	deltas := map[int64]*occDelta{}
+	var starts, releases []store.RunAck
+	var finishes []store.RunFinish
 	for i, a := range acks {
 		if last[a.Group] != i {
 			continue
 		}
-		run := tx.Model(&store.GroupRun{}).Where("occurrence_id = ? AND group_no = ?", a.Group.Occurrence, a.Group.Group)
-		var err error
+		r := store.RunAck{Occurrence: a.Group.Occurrence, Group: a.Group.Group, Worker: a.Worker, At: a.At}
 		switch a.Type {
 		case ack.TypeStart:
-			err = run.Where("state IN ?", []string{store.RunPending, store.RunQueued, store.RunStarted}).
-				Updates(map[string]any{"state": store.RunStarted, "worker": a.Worker, "started_at": a.At}).Error
+			starts = append(starts, r)
 		case ack.TypeRelease:
-			err = run.Where("state = ?", store.RunStarted).
-				Updates(map[string]any{"state": store.RunQueued, "queued_at": a.At, "started_at": nil}).Error
+			releases = append(releases, r)
 		case ack.TypeFinish:
-			state := store.RunFinished
-			if a.State == ack.StateExpired {
-				state = store.RunExpired
-			}
-			fields := map[string]any{"state": state, "worker": a.Worker, "sent": a.Sent, "failed": a.Failed,
-				"expired": a.Expired, "finished_at": a.At,
-				"skipped_preference": a.Skips.Preference, "quiet": a.Skips.Quiet, "capped": a.Skips.Capped}
+			f := store.RunFinish{RunAck: r, Expired: a.State == ack.StateExpired, Sent: a.Sent, Failed: a.Failed, Unsent: a.Expired,
+				SkippedPreference: a.Skips.Preference, Quiet: a.Skips.Quiet, Capped: a.Skips.Capped}
 			if t, ok := started[a.Group]; ok {
-				fields["started_at"] = t
+				f.StartedAt = &t
 			}
-			res := run.Where("state NOT IN ?", []string{store.RunFinished, store.RunExpired}).Updates(fields)
-			err = res.Error
-			if err == nil && res.RowsAffected == 1 {
-				d := deltas[a.Group.Occurrence]
-				if d == nil {
-					d = &occDelta{}
-					deltas[a.Group.Occurrence] = d
-				}
-				d.groups++
-				d.delivered += int64(a.Sent)
-				d.failed += int64(a.Failed)
-				d.expired += int64(a.Expired)
-				d.skipped += int64(a.Skips.Preference)
-				d.quiet += int64(a.Skips.Quiet)
-				d.capped += int64(a.Skips.Capped)
-				if a.At.After(d.at) {
-					d.at = a.At
-				}
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("record %s ack of occurrence %d group %d: %w", a.Type, a.Group.Occurrence, a.Group.Group, err)
+			finishes = append(finishes, f)
 		}
 	}
-	for occ, d := range deltas {
-		err := tx.Model(&store.Occurrence{}).Where("id = ?", occ).Updates(map[string]any{
-			"groups_done": gorm.Expr("groups_done + ?", d.groups),
-			"delivered":   gorm.Expr("delivered + ?", d.delivered),
-			"failed":      gorm.Expr("failed + ?", d.failed),
-			"expired":     gorm.Expr("expired + ?", d.expired),
-
-			"skipped_preference": gorm.Expr("skipped_preference + ?", d.skipped),
-			"quiet":              gorm.Expr("quiet + ?", d.quiet),
-			"capped":             gorm.Expr("capped + ?", d.capped),
-		}).Error
-		if err == nil {
-			err = tx.Model(&store.Occurrence{}).
-				Where("id = ? AND state = ? AND groups_done >= groups_total", occ, store.OccFiring).
-				Updates(map[string]any{"state": store.OccDone, "done_at": d.at}).Error
+	// Runs too are written in key order, whatever the stream's.
+	byRun := func(a, b store.RunAck) int {
+		return cmp.Or(cmp.Compare(a.Occurrence, b.Occurrence), cmp.Compare(a.Group, b.Group))
+	}
+	slices.SortFunc(starts, byRun)
+	slices.SortFunc(releases, byRun)
+	slices.SortFunc(finishes, func(a, b store.RunFinish) int { return byRun(a.RunAck, b.RunAck) })
+	if err := store.StartRuns(tx, starts); err != nil {
+		return err
+	}
+	if err := store.ReleaseRuns(tx, releases); err != nil {
+		return err
+	}
+	applied, err := store.FinishRuns(tx, finishes)
+	if err != nil {
+		return err
+	}
+	deltas := map[int64]*store.OccurrenceCounts{}
+	var counts []*store.OccurrenceCounts
+	for _, f := range applied {
+		d := deltas[f.Occurrence]
+		if d == nil {
+			d = &store.OccurrenceCounts{Occurrence: f.Occurrence}
+			deltas[f.Occurrence] = d
+			counts = append(counts, d)
 		}
-		if err != nil {
-			return fmt.Errorf("record counts of occurrence %d: %w", occ, err)
+		d.Groups++
+		d.Delivered += int64(f.Sent)
+		d.Failed += int64(f.Failed)
+		d.Expired += int64(f.Unsent)
+		d.SkippedPreference += int64(f.SkippedPreference)
+		d.Quiet += int64(f.Quiet)
+		d.Capped += int64(f.Capped)
+		if f.At.After(d.At) {
+			d.At = f.At
 		}
 	}
-	return nil
+	rows := make([]store.OccurrenceCounts, len(counts))
+	for i, d := range counts {
+		rows[i] = *d
+	}
+	// In occurrence order: two batches that write the same occurrences
+	// lock them in one order.
+	slices.SortFunc(rows, func(a, b store.OccurrenceCounts) int { return cmp.Compare(a.Occurrence, b.Occurrence) })
+	return store.AddOccurrenceCounts(tx, rows)
 }
