@@ -147,9 +147,10 @@ func TestFinish(t *testing.T) {
 
 			_, err = tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w1", Token: "tok-b"}, state, ack.Final{Expired: 0}, t0)
 			require.ErrorIs(t, err, ack.ErrLeaseLost)
-			c, err := tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w1", Token: "tok-a"}, state, ack.Final{Expired: 7, Skips: ack.Skips{Preference: 4}}, t0.Add(time.Second))
+			c, err := tr.Finish(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w1", Token: "tok-a"}, state,
+				ack.Final{LastUser: "u9", Sent: 5, Failed: 1, Expired: 7, Skips: ack.Skips{Preference: 4, Capped: 1}}, t0.Add(time.Second))
 			require.NoError(t, err)
-			want := ack.Claim{State: state, Sent: 40, Failed: 2, Expired: 7}
+			want := ack.Claim{State: state, Sent: 45, Failed: 3, Expired: 7}
 			require.Equal(t, want, c)
 			require.True(t, c.Done())
 
@@ -159,8 +160,8 @@ func TestFinish(t *testing.T) {
 			acks := stream(t, env, tr)
 			require.Equal(t, []string{"start", "finish"}, types(acks))
 			finish := map[string]any{"t": "finish", "o": "7001", "g": "3", "a": "2", "s": state,
-				"sent": "40", "failed": "2", "exp": "7", "w": "w1", "at": "1772352001123",
-				"skp": "5", "qt": "2", "cap": "3"}
+				"sent": "45", "failed": "3", "exp": "7", "w": "w1", "at": "1772352001123",
+				"skp": "5", "qt": "2", "cap": "4"}
 			require.Equal(t, finish, acks[1])
 
 			// A later copy of the task finds the group done, takes no lease and
