@@ -374,14 +374,16 @@ if [[ -n $NEED_REDIS ]]; then
         # the data dies with $TMP anyway. --daemonize no keeps it our child so
         # cleanup can stop and reap it. --set-max-intset-entries 4096 is the
         # setting docs/operations.md recommends: Chime's groups follow it
-        # (3,200 integer-like IDs each instead of 400).
+        # (3,200 integer-like IDs each instead of 400). So is
+        # --rdbcompression no: workers read groups with DUMP, which
+        # otherwise tries LZF on every intset (which hardly compresses).
         # (Create the log first: the loop below may read it before the
         # background job has opened it.)
         : >"$TMP/redis.log"
         spawn "$TMP/redis.log" \
             redis-server --bind 127.0.0.1 --port "$port" \
             --save '' --appendonly no --dir "$TMP" --daemonize no \
-            --set-max-intset-entries 4096
+            --set-max-intset-entries 4096 --rdbcompression no
         REDIS_PID=$SPAWNED
         # Wait for the log line rather than a PING: a PING could be answered
         # by whoever else got the port first.
