@@ -3,6 +3,7 @@ package grouping
 import (
 	"encoding/binary"
 	"errors"
+	"sort"
 	"strconv"
 )
 
@@ -213,37 +214,57 @@ func byteOrder(vals []int64) []int64 {
 		vals   []int64
 		scale  uint64 // 10^(19 - digits)
 		digits int
+		key    uint64 // the head's digits padded: vals[0] * scale
 	}
 	var runs []run
 	for start := 0; start < len(vals); {
 		d := decimalDigits(vals[start])
-		end := start + 1
-		for end < len(vals) && decimalDigits(vals[end]) == d {
-			end++
+		// vals ascend, so the run ends at the first value of more digits.
+		end := len(vals)
+		if d < 19 {
+			end = start + sort.Search(len(vals)-start, func(i int) bool { return uint64(vals[start+i]) >= pow10[d] })
 		}
-		runs = append(runs, run{vals[start:end], pow10[19-d], d})
+		runs = append(runs, run{vals[start:end], pow10[19-d], d, uint64(vals[start]) * pow10[19-d]})
 		start = end
 	}
 	if len(runs) == 1 {
 		return vals
 	}
-	before := func(a run, b run) bool {
-		ka, kb := uint64(a.vals[0])*a.scale, uint64(b.vals[0])*b.scale
-		return ka < kb || ka == kb && a.digits < b.digits
-	}
+	before := func(a, b *run) bool { return a.key < b.key || a.key == b.key && a.digits < b.digits }
 	out := make([]int64, 0, len(vals))
 	for {
-		best := -1
-		for i, r := range runs {
-			if len(r.vals) > 0 && (best < 0 || before(r, runs[best])) {
-				best = i
+		// The run whose head comes first, and the one after it: the first
+		// run's values go out while they come before the second's head.
+		var first, second *run
+		for i := range runs {
+			r := &runs[i]
+			switch {
+			case len(r.vals) == 0:
+			case first == nil || before(r, first):
+				first, second = r, first
+			case second == nil || before(r, second):
+				second = r
 			}
 		}
-		if best < 0 {
+		if first == nil {
 			return out
 		}
-		out = append(out, runs[best].vals[0])
-		runs[best].vals = runs[best].vals[1:]
+		n := len(first.vals)
+		if second != nil {
+			n = 1
+			for n < len(first.vals) {
+				head := run{key: uint64(first.vals[n]) * first.scale, digits: first.digits}
+				if !before(&head, second) {
+					break
+				}
+				n++
+			}
+		}
+		out = append(out, first.vals[:n]...)
+		first.vals = first.vals[n:]
+		if len(first.vals) > 0 {
+			first.key = uint64(first.vals[0]) * first.scale
+		}
 	}
 }
 

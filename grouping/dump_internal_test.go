@@ -177,6 +177,15 @@ func TestByteOrderIsTheStringsOrder(t *testing.T) {
 		if round == 1 {
 			vals = append(vals, 9223372036854775807, 1000000000000000000)
 		}
+		if round%11 == 0 {
+			// A group of consecutive or evenly spaced IDs across digit
+			// counts (a bench's): long stretches of one run between others.
+			vals, seen = nil, nil
+			step := int64(1 + rng.IntN(600))
+			for v := int64(rng.IntN(20)); len(vals) < 1+rng.IntN(3000); v += step {
+				vals = append(vals, v)
+			}
+		}
 		slices.Sort(vals)
 		want := make([]string, len(vals))
 		for i, v := range vals {
@@ -189,5 +198,20 @@ func TestByteOrderIsTheStringsOrder(t *testing.T) {
 			strs[i] = strconv.FormatInt(v, 10)
 		}
 		require.Equal(t, want, strs, "round %d", round)
+	}
+}
+
+// BenchmarkByteOrder orders a group of the bench's shape: 1,953 IDs of a
+// million, one in 512 (1 to 7 digits).
+func BenchmarkByteOrder(b *testing.B) {
+	vals := make([]int64, 0, 1953)
+	for v := int64(7); v <= 1_000_000; v += 512 {
+		vals = append(vals, v)
+	}
+	work := make([]int64, len(vals))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(work, vals)
+		byteOrder(work)
 	}
 }
