@@ -180,7 +180,7 @@ func TestByteOrderIsTheStringsOrder(t *testing.T) {
 		if round%11 == 0 {
 			// A group of consecutive or evenly spaced IDs across digit
 			// counts (a bench's): long stretches of one run between others.
-			vals, seen = nil, nil
+			vals = nil
 			step := int64(1 + rng.IntN(600))
 			for v := int64(rng.IntN(20)); len(vals) < 1+rng.IntN(3000); v += step {
 				vals = append(vals, v)

@@ -14,63 +14,28 @@ import (
 	"github.com/chime-dev/chime/internal/testenv"
 )
 
-// Sets of every intset width, signs and size, written by the real Redis:
-// small ones serialized raw, larger ones LZF-compressed (rdbcompression is
-// on by default). Decoding DUMP gives what SMEMBERS says, in byte order
-// (numeric, as SMEMBERS, when some are negative); any cut of the payload
-// is refused.
+// Sets of every intset width, signs and size, written by the real Redis
+// with rdbcompression on (Redis's default: small sets serialized raw,
+// larger ones LZF-compressed) and off (the recommended setting: every one
+// raw). Decoding DUMP gives what SMEMBERS says, in byte order (numeric, as
+// SMEMBERS, when some are negative); any cut of the payload is refused.
 func TestIntsetMembersMatchSMembers(t *testing.T) {
 	env := testenv.NewRedis(t)
 	ctx := context.Background()
 	limit := intsetLimit(t, env)
-	forms := map[bool]int{} // LZF-compressed or not: payloads of each
-	for k, tc := range []struct {
-		name string
-		n    int
-		id   func(i int) int64
-	}{
-		{"one member", 1, func(int) int64 { return 7 }},
-		{"16-bit, negatives", 5, func(i int) int64 { return int64(i*1000 - 2000) }},
-		{"32-bit", 400, func(i int) int64 { return 1_000_000 + int64(i)*7919 }},
-		{"32-bit, sequential (compresses well)", 3000, func(i int) int64 { return 1_000_000 + int64(i) }},
-		{"64-bit", 400, func(i int) int64 { return 90_000_000_000 + int64(i)*7919 }},
-		{"64-bit extremes", 3, func(i int) int64 { return []int64{-9223372036854775808, 0, 9223372036854775807}[i] }},
-		{"mixed lengths", 2000, func(i int) int64 { return int64(i) * int64(i) * 37 }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.n > limit {
-				t.Skipf("this Redis keeps intsets of at most %d", limit)
-			}
-			key := env.Prefix + "dump:" + strconv.Itoa(k)
-			members := make([]any, tc.n)
-			for i := range members {
-				members[i] = tc.id(i)
-			}
-			require.NoError(t, env.Redis.SAdd(ctx, key, members...).Err())
-			require.Equal(t, "intset", env.Redis.ObjectEncoding(ctx, key).Val())
-			payload, err := env.Redis.Dump(ctx, key).Result()
-			require.NoError(t, err)
-			got, err := grouping.IntsetMembers(payload)
-			require.NoError(t, err)
-			set, err := env.Redis.SMembers(ctx, key).Result()
-			require.NoError(t, err)
-			require.Equal(t, slices.Sorted(slices.Values(set)), slices.Sorted(slices.Values(got)), "the members SMEMBERS names")
-			if tc.id(0) >= 0 {
-				require.True(t, slices.IsSorted(got), "in byte order")
-			} else {
-				require.Equal(t, set, got, "in SMEMBERS's order, negatives first")
-			}
-			lzf := payload[1] == 0xC3
-			forms[lzf]++
-			t.Logf("%d members: %d bytes of DUMP (%.1f a member), LZF %v", tc.n, len(payload), float64(len(payload))/float64(tc.n), lzf)
-			for cut := 1; cut < len(payload); cut += max(1, len(payload)/50) {
-				_, err := grouping.IntsetMembers(payload[:len(payload)-cut])
-				require.ErrorIs(t, err, grouping.ErrNotIntset, "cut by %d", cut)
-			}
-		})
+	was, err := env.Redis.ConfigGet(ctx, "rdbcompression").Result()
+	require.NoError(t, err)
+	t.Cleanup(func() { env.Redis.ConfigSet(context.Background(), "rdbcompression", was["rdbcompression"]) })
+	for _, compression := range []string{"yes", "no"} {
+		require.NoError(t, env.Redis.ConfigSet(ctx, "rdbcompression", compression).Err())
+		forms := intsetPayloads(t, env, limit, compression)
+		if compression == "yes" {
+			require.Positive(t, forms[true], "some payloads compressed")
+			require.Positive(t, forms[false], "some payloads raw")
+		} else {
+			require.Zero(t, forms[true], "no payload compressed")
+		}
 	}
-	require.Positive(t, forms[true], "some payloads compressed")
-	require.Positive(t, forms[false], "some payloads raw")
 	t.Run("a set of strings", func(t *testing.T) {
 		key := env.Prefix + "dump:strings"
 		require.NoError(t, env.Redis.SAdd(ctx, key, "1", "bob").Err())
@@ -139,4 +104,58 @@ func TestGroupReadWithoutDump(t *testing.T) {
 	}
 	// The index with DUMP allowed reads the same.
 	requireIndex(t, x, locA, want)
+}
+
+// intsetPayloads writes the sets of TestIntsetMembersMatchSMembers, checks
+// their DUMP payloads decode right, and counts the payloads LZF-compressed
+// (true) and raw (false).
+func intsetPayloads(t *testing.T, env *testenv.Env, limit int, compression string) map[bool]int {
+	ctx := context.Background()
+	forms := map[bool]int{}
+	for k, tc := range []struct {
+		name string
+		n    int
+		id   func(i int) int64
+	}{
+		{"one member", 1, func(int) int64 { return 7 }},
+		{"16-bit, negatives", 5, func(i int) int64 { return int64(i*1000 - 2000) }},
+		{"32-bit", 400, func(i int) int64 { return 1_000_000 + int64(i)*7919 }},
+		{"32-bit, sequential (compresses well)", 3000, func(i int) int64 { return 1_000_000 + int64(i) }},
+		{"64-bit", 400, func(i int) int64 { return 90_000_000_000 + int64(i)*7919 }},
+		{"64-bit extremes", 3, func(i int) int64 { return []int64{-9223372036854775808, 0, 9223372036854775807}[i] }},
+		{"mixed lengths", 2000, func(i int) int64 { return int64(i) * int64(i) * 37 }},
+	} {
+		t.Run(compression+"/"+tc.name, func(t *testing.T) {
+			if tc.n > limit {
+				t.Skipf("this Redis keeps intsets of at most %d", limit)
+			}
+			key := env.Prefix + "dump:" + compression + ":" + strconv.Itoa(k)
+			members := make([]any, tc.n)
+			for i := range members {
+				members[i] = tc.id(i)
+			}
+			require.NoError(t, env.Redis.SAdd(ctx, key, members...).Err())
+			require.Equal(t, "intset", env.Redis.ObjectEncoding(ctx, key).Val())
+			payload, err := env.Redis.Dump(ctx, key).Result()
+			require.NoError(t, err)
+			got, err := grouping.IntsetMembers(payload)
+			require.NoError(t, err)
+			set, err := env.Redis.SMembers(ctx, key).Result()
+			require.NoError(t, err)
+			require.Equal(t, slices.Sorted(slices.Values(set)), slices.Sorted(slices.Values(got)), "the members SMEMBERS names")
+			if tc.id(0) >= 0 {
+				require.True(t, slices.IsSorted(got), "in byte order")
+			} else {
+				require.Equal(t, set, got, "in SMEMBERS's order, negatives first")
+			}
+			lzf := payload[1] == 0xC3
+			forms[lzf]++
+			t.Logf("%d members: %d bytes of DUMP (%.1f a member), LZF %v", tc.n, len(payload), float64(len(payload))/float64(tc.n), lzf)
+			for cut := 1; cut < len(payload); cut += max(1, len(payload)/50) {
+				_, err := grouping.IntsetMembers(payload[:len(payload)-cut])
+				require.ErrorIs(t, err, grouping.ErrNotIntset, "cut by %d", cut)
+			}
+		})
+	}
+	return forms
 }
