@@ -167,7 +167,7 @@ func TestByteOrderIsTheStringsOrder(t *testing.T) {
 		for range 1 + rng.IntN(300) {
 			v := rng.Int64N(int64(pow10[1+rng.IntN(18)])) // 1 to 18 digits
 			if round%7 == 0 {
-				v = rng.Int64N(50) // ties: 1, 10, 100 ...
+				v = rng.Int64N(1200) // ties: 1, 10, 100, 1000 ...
 			}
 			if !seen[v] {
 				seen[v] = true
@@ -181,8 +181,8 @@ func TestByteOrderIsTheStringsOrder(t *testing.T) {
 			// A group of consecutive or evenly spaced IDs across digit
 			// counts (a bench's): long stretches of one run between others.
 			vals = nil
-			step := int64(1 + rng.IntN(600))
-			for v := int64(rng.IntN(20)); len(vals) < 1+rng.IntN(3000); v += step {
+			step, n := int64(1+rng.IntN(600)), 1+rng.IntN(3000)
+			for v := int64(rng.IntN(20)); len(vals) < n; v += step {
 				vals = append(vals, v)
 			}
 		}

@@ -52,8 +52,10 @@ func (s *Scheduler) Track(ctx context.Context, block time.Duration) error {
 	return s.acks.Done(ctx, acks)
 }
 
-// record applies a batch of acks, in stream order, keeping per group only
-// what the last ack says and the start time.
+// record applies a batch of acks, keeping per group only what its last
+// ack in stream order says and its start time: each kind written in runs'
+// key order (store.StartRuns, ReleaseRuns, FinishRuns), then the finished
+// groups' counts added to their occurrences in occurrence order.
 func (s *Scheduler) record(tx *gorm.DB, acks []ack.Ack) error {
 	last := make(map[ack.Group]int, len(acks))
 	started := make(map[ack.Group]time.Time)
