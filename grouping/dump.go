@@ -230,7 +230,12 @@ func byteOrder(vals []int64) []int64 {
 	if len(runs) == 1 {
 		return vals
 	}
-	before := func(a, b *run) bool { return a.key < b.key || a.key == b.key && a.digits < b.digits }
+	// precedes tells whether a value of key and digits comes before r's
+	// head.
+	precedes := func(key uint64, digits int, r *run) bool {
+		return key < r.key || key == r.key && digits < r.digits
+	}
+	before := func(a, b *run) bool { return precedes(a.key, a.digits, b) }
 	out := make([]int64, 0, len(vals))
 	for {
 		// The run whose head comes first, and the one after it: the first
@@ -252,11 +257,7 @@ func byteOrder(vals []int64) []int64 {
 		n := len(first.vals)
 		if second != nil {
 			n = 1
-			for n < len(first.vals) {
-				head := run{key: uint64(first.vals[n]) * first.scale, digits: first.digits}
-				if !before(&head, second) {
-					break
-				}
+			for n < len(first.vals) && precedes(uint64(first.vals[n])*first.scale, first.digits, second) {
 				n++
 			}
 		}

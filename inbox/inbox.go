@@ -215,6 +215,9 @@ type entry struct {
 	stored, sent, acked, read int64
 	storedOnline              bool
 	ackedOver, readOver       bool
+	// added marks an entry a Prepare makes for an item, not read from
+	// Redis.
+	added bool
 }
 
 func (e *entry) pending() bool { return e.stored != 0 && e.acked == 0 && e.read == 0 }
@@ -456,21 +459,18 @@ func (s *Store) Prepare(ctx context.Context, app int64, items []Item, now time.T
 	}
 	ms := now.UnixMilli()
 	adds := map[string][]added{}
-	created := map[*entry]bool{}
 	for i, it := range items {
 		es := at[it.User]
 		if !valid(it.ID) {
 			continue
 		}
 		if e, ok := es.byID[it.ID]; ok {
-			if e.stored != 0 && !created[e] {
+			if e.stored != 0 && !e.added {
 				a.before[i] = e // read from Redis, not an item before this one
 			}
 			continue
 		}
-		e := &entry{id: it.ID, stored: ms}
-		created[e] = true
-		es.byID[it.ID] = e
+		es.byID[it.ID] = &entry{id: it.ID, stored: ms, added: true}
 		adds[it.User] = append(adds[it.User], added{id: it.ID, item: i})
 		if bk := s.bodyKey(app, it.User, it.ID); a.bodies[bk] == nil {
 			a.bodies[bk] = it.Body

@@ -107,13 +107,11 @@ func (s *Scheduler) record(tx *gorm.DB, acks []ack.Ack) error {
 		return err
 	}
 	deltas := map[int64]*store.OccurrenceCounts{}
-	var counts []*store.OccurrenceCounts
 	for _, f := range applied {
 		d := deltas[f.Occurrence]
 		if d == nil {
 			d = &store.OccurrenceCounts{Occurrence: f.Occurrence}
 			deltas[f.Occurrence] = d
-			counts = append(counts, d)
 		}
 		d.Groups++
 		d.Delivered += int64(f.Sent)
@@ -126,9 +124,9 @@ func (s *Scheduler) record(tx *gorm.DB, acks []ack.Ack) error {
 			d.At = f.At
 		}
 	}
-	rows := make([]store.OccurrenceCounts, len(counts))
-	for i, d := range counts {
-		rows[i] = *d
+	rows := make([]store.OccurrenceCounts, 0, len(deltas))
+	for _, d := range deltas {
+		rows = append(rows, *d)
 	}
 	// In occurrence order: two batches that write the same occurrences
 	// lock them in one order.

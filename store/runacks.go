@@ -228,22 +228,7 @@ type OccurrenceCounts struct {
 // statements for up to runsPerStatement occurrences.
 func AddOccurrenceCounts(tx *gorm.DB, counts []OccurrenceCounts) error {
 	if perRow(tx) {
-		for _, o := range counts {
-			err := tx.Model(&Occurrence{}).Where("id = ?", o.Occurrence).Updates(map[string]any{
-				"groups_done": gorm.Expr("groups_done + ?", o.Groups), "delivered": gorm.Expr("delivered + ?", o.Delivered),
-				"failed": gorm.Expr("failed + ?", o.Failed), "expired": gorm.Expr("expired + ?", o.Expired),
-				"skipped_preference": gorm.Expr("skipped_preference + ?", o.SkippedPreference),
-				"quiet":              gorm.Expr("quiet + ?", o.Quiet), "capped": gorm.Expr("capped + ?", o.Capped),
-			}).Error
-			if err == nil {
-				err = tx.Model(&Occurrence{}).Where("id = ? AND state = ? AND groups_done >= groups_total", o.Occurrence, OccFiring).
-					Updates(map[string]any{"state": OccDone, "done_at": o.At}).Error
-			}
-			if err != nil {
-				return fmt.Errorf("add counts of occurrence %d: %w", o.Occurrence, err)
-			}
-		}
-		return nil
+		return addOccurrenceCountsEach(tx, counts)
 	}
 	for c := range slices.Chunk(counts, runsPerStatement) {
 		v, args := derived([]string{"id", "grp", "delivered", "failed", "expired", "pref", "quiet", "capped"}, len(c), func(i int) []any {
@@ -261,6 +246,27 @@ func AddOccurrenceCounts(tx *gorm.DB, counts []OccurrenceCounts) error {
 		if err := tx.Exec("UPDATE "+v+" v STRAIGHT_JOIN occurrences o FORCE INDEX (PRIMARY) ON o.id = v.id SET o.state = ?, o.done_at = v.at"+
 			" WHERE o.state = ? AND o.groups_done >= o.groups_total", args...).Error; err != nil {
 			return fmt.Errorf("mark occurrences done: %w", err)
+		}
+	}
+	return nil
+}
+
+// addOccurrenceCountsEach is AddOccurrenceCounts two statements per
+// occurrence.
+func addOccurrenceCountsEach(tx *gorm.DB, counts []OccurrenceCounts) error {
+	for _, o := range counts {
+		err := tx.Model(&Occurrence{}).Where("id = ?", o.Occurrence).Updates(map[string]any{
+			"groups_done": gorm.Expr("groups_done + ?", o.Groups), "delivered": gorm.Expr("delivered + ?", o.Delivered),
+			"failed": gorm.Expr("failed + ?", o.Failed), "expired": gorm.Expr("expired + ?", o.Expired),
+			"skipped_preference": gorm.Expr("skipped_preference + ?", o.SkippedPreference),
+			"quiet":              gorm.Expr("quiet + ?", o.Quiet), "capped": gorm.Expr("capped + ?", o.Capped),
+		}).Error
+		if err == nil {
+			err = tx.Model(&Occurrence{}).Where("id = ? AND state = ? AND groups_done >= groups_total", o.Occurrence, OccFiring).
+				Updates(map[string]any{"state": OccDone, "done_at": o.At}).Error
+		}
+		if err != nil {
+			return fmt.Errorf("add counts of occurrence %d: %w", o.Occurrence, err)
 		}
 	}
 	return nil
