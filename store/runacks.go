@@ -61,11 +61,10 @@ func derived(cols []string, rows int, value func(i int) []any) (string, []any) {
 		}
 		b.WriteString("? AS " + c)
 	}
-	one := ", ?" + strings.Repeat(", ?", len(cols)-1)
+	row := "?" + strings.Repeat(", ?", len(cols)-1)
 	for i := range rows {
 		if i > 0 {
-			b.WriteString(" UNION ALL SELECT ")
-			b.WriteString(one[2:])
+			b.WriteString(" UNION ALL SELECT " + row)
 		}
 		args = append(args, value(i)...)
 	}
