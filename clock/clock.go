@@ -63,6 +63,14 @@ func (f *Fake) After(d time.Duration) <-chan time.Time {
 	return ch
 }
 
+// Waiters returns how many channels of After are still to receive: a test
+// can tell that a part has come to wait on the clock.
+func (f *Fake) Waiters() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.waiters)
+}
+
 // Advance moves the clock forward by d and wakes the waiters that are due.
 func (f *Fake) Advance(d time.Duration) { f.Set(f.Now().Add(d)) }
 

@@ -26,8 +26,10 @@
 // asynq's ProcessAt, which is checked on a 5-second tick). PrepareLead before
 // the instant it prepares the occurrence: the membership index of the
 // location is made ready in Redis, one group run per non-empty group is
-// created in state pending, and the group tasks are built in memory. At the
-// instant it moves the occurrence from scheduled to firing with a
+// created in state pending, and the group tasks are built in memory.
+// FireLead before the instant it loads the occurrences due at it and checks
+// their layouts; at the instant it checks their reminders' edits and moves
+// each occurrence from scheduled to firing with a
 // compare-and-set in MySQL (only one coordinator can win it) and enqueues the
 // tasks, each with a deterministic task ID, while the runs are marked queued.
 // An occurrence found after its grace window is recorded as missed instead.

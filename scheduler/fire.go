@@ -39,11 +39,12 @@ func (s *Scheduler) runFirer(ctx context.Context) error {
 	defer wg.Wait()
 	for {
 		next, err := s.fireDue(ctx, &wg)
-		// The wait runs to the next instant, whenever this pass ended: a
-		// pass that took long (the query and preparation of thousands of
-		// occurrences due soon) does not make that instant late by its
-		// own length.
-		wait := next.Sub(s.clock.Now())
+		// The wait runs to FireLead before the next instant, whenever this
+		// pass ended: a pass that took long (the query and preparation of
+		// thousands of occurrences due soon) does not make that instant
+		// late by its own length, and the next pass loads and checks what
+		// is due before the instant comes (fire).
+		wait := next.Add(-s.cfg.FireLead).Sub(s.clock.Now())
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("fire failed", "err", err)
 			wait = time.Second
@@ -57,8 +58,9 @@ func (s *Scheduler) runFirer(ctx context.Context) error {
 	}
 }
 
-// fireDue fires every occurrence whose instant has come, starts preparing
-// those due within PrepareLead, and returns when the next pass is due.
+// fireDue fires every occurrence whose instant has come and those of the
+// first instant within FireLead (at that instant), starts preparing those
+// due within PrepareLead, and returns the next instant to fire.
 func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Time, error) {
 	now := s.clock.Now()
 	qctx, cancel := withTimeout(ctx)
@@ -73,15 +75,28 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Time,
 	wait := s.cfg.PrepareLead
 	var dueNow, toPrepare []store.Occurrence
 	var preps []*preparation
+	// The first instant within FireLead is fired by this pass: its
+	// occurrences are checked now and claimed at the instant.
+	var next time.Time
 	for _, o := range due {
-		if until := o.FireAt.Sub(now); until > 0 {
+		if until := o.FireAt.Sub(now); until > 0 && until <= s.cfg.FireLead && (next.IsZero() || o.FireAt.Before(next)) {
+			next = o.FireAt
+		}
+	}
+	var dueNext []store.Occurrence
+	for _, o := range due {
+		until := o.FireAt.Sub(now)
+		switch {
+		case until <= 0:
+			dueNow = append(dueNow, o)
+		case o.FireAt.Equal(next):
+			dueNext = append(dueNext, o)
+		default:
 			wait = min(wait, until)
 			if prep := s.startPreparing(o.ID); prep != nil {
 				toPrepare, preps = append(toPrepare, o), append(preps, prep)
 			}
-			continue
 		}
-		dueNow = append(dueNow, o)
 	}
 	if len(toPrepare) > 0 {
 		wg.Add(1)
@@ -94,11 +109,14 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Time,
 	if more && len(dueNow) > 0 {
 		wait = 0
 	}
-	err = s.fire(ctx, dueNow)
+	err = s.fire(ctx, dueNow, time.Time{})
 	// The slots of spread sends come due between instants: the firer
 	// wakes for the next one.
-	next, serr := s.fireSlots(ctx, now.Add(wait))
-	return next, errors.Join(err, serr)
+	after, serr := s.fireSlots(ctx, now.Add(wait))
+	if len(dueNext) > 0 {
+		err = errors.Join(err, s.fire(ctx, dueNext, next))
+	}
+	return after, errors.Join(err, serr)
 }
 
 // maxDue bounds the occurrences one pass of the firer loads, prepares and
@@ -160,7 +178,7 @@ func (s *Scheduler) forget(due []store.Occurrence) {
 // has passed. Only the caller that moves o from scheduled to firing enqueues;
 // a second coordinator doing the same finds nothing to do.
 func (s *Scheduler) Fire(ctx context.Context, o store.Occurrence) error {
-	return s.fire(ctx, []store.Occurrence{o})
+	return s.fire(ctx, []store.Occurrence{o}, time.Time{})
 }
 
 // won is an occurrence whose compare-and-set this coordinator won.
@@ -174,15 +192,18 @@ type won struct {
 // the same instant as 4,999 others costs part of a task, not a task of its
 // own.
 //
-// With the occurrences prepared, the instant costs one pipeline of layout
-// checks in Redis, a few compare-and-set statements in MySQL (claimAll) and
-// the enqueue; the group runs move from pending to queued while the tasks
-// go out. Workers' acks accept a pending run, so none is lost to that race.
-func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence) error {
+// With the occurrences prepared, the instant costs one query of the
+// reminders' edits, a few compare-and-set statements in MySQL (claimAll)
+// and the enqueue; the group runs move from pending to queued while the
+// tasks go out. Workers' acks accept a pending run, so none is lost to that
+// race. A non-zero at is the occurrences' instant, still to come: what can
+// be done before it (waiting for their preparations, checking their
+// layouts in Redis) is, and the claims wait for it.
+func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence, at time.Time) error {
 	if len(occs) == 0 {
 		return nil
 	}
-	wins, errs := s.claimAll(ctx, occs)
+	wins, errs := s.claimAll(ctx, occs, at)
 	// Spread sends enqueue nothing at the instant: their groups wait,
 	// pending, for their slots (fireSlots).
 	wins = slices.DeleteFunc(wins, func(w won) bool {
@@ -251,7 +272,15 @@ func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence) error {
 // failed) are claimed one by one, as claim does, each with its own time
 // limit. One failing does not cancel another that has already
 // won its compare-and-set.
-func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence) ([]won, []error) {
+//
+// A non-zero at is still to come: the preparations and layouts are checked
+// before it, and the reminders' edits and the claims after it. A location
+// whose layout changes between its check and the claim fires with the
+// layout it was prepared with, which its readers still read right
+// (grouping.Index.Members); a subscriber who lands in a group that was
+// empty then is reminded from the next fire on, as one who subscribes
+// while the tasks are being enqueued always was.
+func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence, at time.Time) ([]won, []error) {
 	preps := make([]*preparation, len(occs))
 	s.mu.Lock()
 	for i, o := range occs {
@@ -278,16 +307,16 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence) ([]wo
 	// preparation that failed) are prepared now, together; one that fails
 	// again is claimed alone, which prepares it once more and reports why.
 	var unprepared []store.Occurrence
-	var at []int
+	var where []int
 	for i, o := range occs {
 		if ready[i] == nil && !s.clock.Now().After(missAt(o)) {
-			unprepared, at = append(unprepared, o), append(at, i)
+			unprepared, where = append(unprepared, o), append(where, i)
 		}
 	}
 	fresh := make([]bool, len(occs)) // prepared just now: nothing to check
 	if len(unprepared) > 0 {
 		ps, _ := s.prepareAll(ctx, unprepared)
-		for j, i := range at {
+		for j, i := range where {
 			ready[i], fresh[i] = ps[j], true
 		}
 	}
@@ -306,11 +335,22 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence) ([]wo
 	}
 	var wins []won
 	bctx, bcancel := withTimeout(ctx)
-	checked, err := s.unchanged(bctx, occs, ready, check, &alone)
+	checked := s.layoutsHold(bctx, occs, ready, check, &alone)
+	if wait := at.Sub(s.clock.Now()); wait > 0 {
+		select {
+		case <-ctx.Done():
+			bcancel()
+			return nil, []error{ctx.Err()}
+		case <-s.clock.After(wait):
+		}
+		now = s.clock.Now()
+		bcancel()
+		bctx, bcancel = withTimeout(ctx)
+	}
+	batch, err := s.notEdited(bctx, occs, ready, append(batch, checked...), &alone)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	batch = append(batch, checked...)
 	if len(batch) > 0 {
 		claims := make([]store.Claim, len(batch))
 		for j, i := range batch {
@@ -357,24 +397,49 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence) ([]wo
 	return wins, errs
 }
 
-// unchanged returns the indexes of batch whose preparation still holds:
-// the location's layout in Redis and the reminder's last edit are those the
-// tasks were built from. The others are added to alone, to be prepared
-// again. An error of the checks moves the whole batch to alone.
-func (s *Scheduler) unchanged(ctx context.Context, occs []store.Occurrence, ready []*prepared, batch []int, alone *[]int) ([]int, error) {
+// layoutsHold returns the indexes of batch whose location's layout in
+// Redis is still the one their tasks were built for. The others, and the
+// whole batch if the check fails, are added to alone, to be prepared again.
+func (s *Scheduler) layoutsHold(ctx context.Context, occs []store.Occurrence, ready []*prepared, batch []int, alone *[]int) []int {
+	if len(batch) == 0 {
+		return nil
+	}
+	var locs []grouping.Loc
+	for _, i := range batch {
+		if o := occs[i]; o.TestUser == "" {
+			locs = append(locs, grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID})
+		}
+	}
+	layouts, lerrs := s.index.GroupsOf(ctx, locs)
+	kept := batch[:0:0]
+	k := 0
+	for _, i := range batch {
+		layout := testSendLayout
+		var lerr error
+		if occs[i].TestUser == "" {
+			layout, lerr = layouts[k], lerrs[k]
+			k++
+		}
+		if lerr != nil || !ready[i].fits(layout) {
+			*alone = append(*alone, i)
+			continue
+		}
+		kept = append(kept, i)
+	}
+	return kept
+}
+
+// notEdited returns the indexes of batch whose reminder was last edited
+// when their tasks were built. The others, and the whole batch if the
+// query fails, are added to alone, to be prepared again.
+func (s *Scheduler) notEdited(ctx context.Context, occs []store.Occurrence, ready []*prepared, batch []int, alone *[]int) ([]int, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	var locs []grouping.Loc
-	var reminders []int64
+	reminders := make([]int64, 0, len(batch))
 	for _, i := range batch {
-		o := occs[i]
-		if o.TestUser == "" {
-			locs = append(locs, grouping.Loc{Reminder: o.ReminderID, Location: o.LocationID})
-		}
-		reminders = append(reminders, o.ReminderID)
+		reminders = append(reminders, occs[i].ReminderID)
 	}
-	layouts, lerrs := s.index.GroupsOf(ctx, locs)
 	slices.Sort(reminders)
 	edits, err := store.ReminderEdits(ctx, s.db, slices.Compact(reminders))
 	if err != nil {
@@ -382,17 +447,8 @@ func (s *Scheduler) unchanged(ctx context.Context, occs []store.Occurrence, read
 		return nil, err
 	}
 	kept := batch[:0:0]
-	k := 0
 	for _, i := range batch {
-		o, p := occs[i], ready[i]
-		layout := testSendLayout
-		var lerr error
-		if o.TestUser == "" {
-			layout, lerr = layouts[k], lerrs[k]
-			k++
-		}
-		edited, ok := edits[o.ReminderID]
-		if lerr != nil || !ok || !p.holds(layout, edited) {
+		if edited, ok := edits[occs[i].ReminderID]; !ok || !edited.Equal(ready[i].edited) {
 			*alone = append(*alone, i)
 			continue
 		}
@@ -405,7 +461,12 @@ func (s *Scheduler) unchanged(ctx context.Context, occs []store.Occurrence, read
 // the one its tasks were built for and the reminder was last edited when
 // they were built.
 func (p *prepared) holds(layout grouping.Layout, edited time.Time) bool {
-	return layout.N == p.layout.N && slices.Equal(layout.Groups, p.layout.Groups) && edited.Equal(p.edited)
+	return p.fits(layout) && edited.Equal(p.edited)
+}
+
+// fits reports whether layout is the one p's tasks were built for.
+func (p *prepared) fits(layout grouping.Layout) bool {
+	return layout.N == p.layout.N && slices.Equal(layout.Groups, p.layout.Groups)
 }
 
 // claimOf is the firing o records when it wins with p.

@@ -45,6 +45,11 @@ type Config struct {
 	ReapInterval time.Duration
 	// ChangesChannel is the Redis channel API changes are announced on.
 	ChangesChannel string
+	// FireLead is how long before an instant the firer loads the
+	// occurrences due at it and checks their preparations, so that the
+	// instant itself costs only the claims and the enqueue. Defaults to
+	// DefaultFireLead (250ms); negative loads them at the instant.
+	FireLead time.Duration
 	// TrackLinger is how long the ack tracker waits for a batch to fill
 	// before it records it. Defaults to 250ms; negative records at once.
 	TrackLinger time.Duration
@@ -59,6 +64,7 @@ const (
 	DefaultAckTimeout   = 2 * time.Minute
 	DefaultQueueTimeout = time.Minute
 	DefaultTrackLinger  = 250 * time.Millisecond
+	DefaultFireLead     = 250 * time.Millisecond
 )
 
 func (c *Config) defaults() {
@@ -69,6 +75,7 @@ func (c *Config) defaults() {
 	c.AckTimeout = cmp.Or(c.AckTimeout, DefaultAckTimeout)
 	c.QueueTimeout = cmp.Or(c.QueueTimeout, DefaultQueueTimeout)
 	c.TrackLinger = cmp.Or(c.TrackLinger, DefaultTrackLinger)
+	c.FireLead = max(cmp.Or(c.FireLead, DefaultFireLead), 0)
 	if c.ReapInterval == 0 {
 		c.ReapInterval = min(c.AckTimeout/4, 10*time.Second)
 	}
