@@ -188,7 +188,8 @@ type won struct {
 }
 
 // fire fires the occurrences occs, due at the same pass of the firer, with
-// their small groups sharing tasks (queue.Pack): a location of 200 users at
+// their small groups sharing tasks (queue.Pack, a thousand claimed at a
+// time): a location of 200 users at
 // the same instant as 4,999 others costs part of a task, not a task of its
 // own.
 //
@@ -203,7 +204,29 @@ func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence, at time.T
 	if len(occs) == 0 {
 		return nil
 	}
-	wins, errs := s.claimAll(ctx, occs, at)
+	// Each thousand claimed goes out while the next is claimed.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	errs = append(errs, s.claimAll(ctx, occs, at, func(wins []won) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.enqueueWon(ctx, wins); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	})...)
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// enqueueWon enqueues the tasks of fires won, packed together, and marks
+// their runs queued.
+func (s *Scheduler) enqueueWon(ctx context.Context, wins []won) error {
+	var errs []error
 	// Spread sends enqueue nothing at the instant: their groups wait,
 	// pending, for their slots (fireSlots).
 	wins = slices.DeleteFunc(wins, func(w won) bool {
@@ -280,7 +303,11 @@ func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence, at time.T
 // (grouping.Index.Members); a subscriber who lands in a group that was
 // empty then is reminded from the next fire on, as one who subscribes
 // while the tasks are being enqueued always was.
-func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence, at time.Time) ([]won, []error) {
+//
+// fired is called with the fires won as they are: for each thousand
+// claimed together once its transaction commits, and for those claimed
+// alone together at the end.
+func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence, at time.Time, fired func([]won)) []error {
 	preps := make([]*preparation, len(occs))
 	s.mu.Lock()
 	for i, o := range occs {
@@ -333,14 +360,13 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence, at ti
 			check = append(check, i)
 		}
 	}
-	var wins []won
 	bctx, bcancel := withTimeout(ctx)
 	checked := s.layoutsHold(bctx, occs, ready, check, &alone)
 	if wait := at.Sub(s.clock.Now()); wait > 0 {
 		select {
 		case <-ctx.Done():
 			bcancel()
-			return nil, []error{ctx.Err()}
+			return []error{ctx.Err()}
 		case <-s.clock.After(wait):
 		}
 		now = s.clock.Now()
@@ -356,27 +382,34 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence, at ti
 		for j, i := range batch {
 			claims[j] = claimOf(occs[i], ready[i])
 		}
-		ids, err := store.ClaimOccurrences(bctx, s.db, claims, now)
+		where := make(map[int64]int, len(batch)) // occurrence ID -> index into occs
+		for j, i := range batch {
+			claims[j] = claimOf(occs[i], ready[i])
+			where[occs[i].ID] = i
+		}
+		err := store.ClaimOccurrencesEach(bctx, s.db, claims, now, func(ids, taken []int64) {
+			var wins []won
+			for _, id := range taken {
+				o, p := occs[where[id]], ready[where[id]]
+				if len(p.layout.Groups) == 0 {
+					s.log.Info("fired", "occurrence", o.ID, "reminder", o.ReminderID, "location", o.LocationID, "groups", 0)
+					continue
+				}
+				wins = append(wins, won{o, p})
+			}
+			if n := len(ids) - len(taken); n > 0 {
+				s.log.Info("occurrences fired by another coordinator", "occurrences", n)
+			}
+			if len(wins) > 0 {
+				fired(wins)
+			}
+		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("fire %d occurrences: %w", len(batch), err))
 		}
-		taken := make(map[int64]bool, len(ids))
-		for _, id := range ids {
-			taken[id] = true
-		}
-		for _, i := range batch {
-			o, p := occs[i], ready[i]
-			switch {
-			case taken[o.ID] && len(p.layout.Groups) == 0:
-				s.log.Info("fired", "occurrence", o.ID, "reminder", o.ReminderID, "location", o.LocationID, "groups", 0)
-			case taken[o.ID]:
-				wins = append(wins, won{o, p})
-			case err == nil:
-				s.log.Info("occurrence fired by another coordinator", "occurrence", o.ID)
-			}
-		}
 	}
 	bcancel()
+	var wins []won
 	var g errgroup.Group
 	g.SetLimit(8)
 	var mu sync.Mutex
@@ -394,7 +427,10 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence, at ti
 		})
 	}
 	_ = g.Wait()
-	return wins, errs
+	if len(wins) > 0 {
+		fired(wins)
+	}
+	return errs
 }
 
 // layoutsHold returns the indexes of batch whose location's layout in

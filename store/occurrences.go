@@ -144,6 +144,16 @@ const claimsPerStatement = 1000
 // one instant is a few statements, not a transaction per location. On an
 // error the IDs won by the thousands before it are returned with it.
 func ClaimOccurrences(ctx context.Context, db *gorm.DB, claims []Claim, now time.Time) ([]int64, error) {
+	var won []int64
+	err := ClaimOccurrencesEach(ctx, db, claims, now, func(_, w []int64) { won = append(won, w...) })
+	return won, err
+}
+
+// ClaimOccurrencesEach claims as ClaimOccurrences does and calls each once
+// a thousand's transaction has committed, with the IDs it claimed and those
+// it won, so that the caller can go on with them (enqueue their tasks)
+// while the next thousand is claimed. each runs on the caller's goroutine.
+func ClaimOccurrencesEach(ctx context.Context, db *gorm.DB, claims []Claim, now time.Time, each func(ids, won []int64)) error {
 	byID := make(map[int64]Claim, len(claims))
 	ids := make([]int64, 0, len(claims))
 	for _, c := range claims {
@@ -153,7 +163,6 @@ func ClaimOccurrences(ctx context.Context, db *gorm.DB, claims []Claim, now time
 		byID[c.ID] = c
 	}
 	slices.Sort(ids)
-	var won []int64
 	for chunk := range slices.Chunk(ids, claimsPerStatement) {
 		var free []int64
 		err := Transaction(ctx, db, func(tx *gorm.DB) error {
@@ -205,11 +214,11 @@ func ClaimOccurrences(ctx context.Context, db *gorm.DB, claims []Claim, now time
 			return nil
 		})
 		if err != nil {
-			return won, fmt.Errorf("record firing: %w", err)
+			return fmt.Errorf("record firing: %w", err)
 		}
-		won = append(won, free...)
+		each(chunk, free)
 	}
-	return won, nil
+	return nil
 }
 
 // ReminderEdits returns when each of the reminders ids was last edited;
