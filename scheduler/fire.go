@@ -189,9 +189,8 @@ type won struct {
 
 // fire fires the occurrences occs, due at the same pass of the firer, with
 // their small groups sharing tasks (queue.Pack, a thousand claimed at a
-// time): a location of 200 users at
-// the same instant as 4,999 others costs part of a task, not a task of its
-// own.
+// time): a location of 200 users at the same instant as 4,999 others costs
+// part of a task, not a task of its own.
 //
 // With the occurrences prepared, the instant costs one query of the
 // reminders' edits, a few compare-and-set statements in MySQL (claimAll)
