@@ -206,20 +206,20 @@ func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence, at time.T
 	// Each thousand claimed goes out while the next is claimed.
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var errs []error
-	errs = append(errs, s.claimAll(ctx, occs, at, func(wins []won) {
+	var enqErrs []error
+	errs := s.claimAll(ctx, occs, at, func(wins []won) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := s.enqueueWon(ctx, wins); err != nil {
 				mu.Lock()
-				errs = append(errs, err)
+				enqErrs = append(enqErrs, err)
 				mu.Unlock()
 			}
 		}()
-	})...)
+	})
 	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, enqErrs...)...)
 }
 
 // enqueueWon enqueues the tasks of fires won, packed together, and marks
@@ -378,9 +378,6 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence, at ti
 	}
 	if len(batch) > 0 {
 		claims := make([]store.Claim, len(batch))
-		for j, i := range batch {
-			claims[j] = claimOf(occs[i], ready[i])
-		}
 		where := make(map[int64]int, len(batch)) // occurrence ID -> index into occs
 		for j, i := range batch {
 			claims[j] = claimOf(occs[i], ready[i])
