@@ -50,9 +50,15 @@ type Config struct {
 	// instant itself costs only the claims and the enqueue. Defaults to
 	// DefaultFireLead (250ms); negative loads them at the instant.
 	FireLead time.Duration
-	// TrackLinger is how long the ack tracker waits for a batch to fill
-	// before it records it. Defaults to 250ms; negative records at once.
+	// TrackLinger is how long the ack tracker waits for more acks after
+	// each read that found some, before it records what it holds: it
+	// records a batch once a read after this long finds nothing new.
+	// Defaults to DefaultTrackLinger (250ms); negative records at once.
 	TrackLinger time.Duration
+	// TrackLingerMax bounds how long the tracker holds a batch it keeps
+	// finding more acks for, from its first read. Defaults to
+	// DefaultTrackLingerMax (2s).
+	TrackLingerMax time.Duration
 }
 
 // Defaults of the Config.
@@ -64,7 +70,11 @@ const (
 	DefaultAckTimeout   = 2 * time.Minute
 	DefaultQueueTimeout = time.Minute
 	DefaultTrackLinger  = 250 * time.Millisecond
-	DefaultFireLead     = 250 * time.Millisecond
+	// DefaultTrackLingerMax is 2s: a fire of thousands of small locations
+	// is delivered in about a second, and its acks are then recorded after
+	// its deliveries instead of among them.
+	DefaultTrackLingerMax = 2 * time.Second
+	DefaultFireLead       = 250 * time.Millisecond
 )
 
 func (c *Config) defaults() {
@@ -75,6 +85,7 @@ func (c *Config) defaults() {
 	c.AckTimeout = cmp.Or(c.AckTimeout, DefaultAckTimeout)
 	c.QueueTimeout = cmp.Or(c.QueueTimeout, DefaultQueueTimeout)
 	c.TrackLinger = cmp.Or(c.TrackLinger, DefaultTrackLinger)
+	c.TrackLingerMax = cmp.Or(c.TrackLingerMax, DefaultTrackLingerMax)
 	c.FireLead = max(cmp.Or(c.FireLead, DefaultFireLead), 0)
 	if c.ReapInterval == 0 {
 		c.ReapInterval = min(c.AckTimeout/4, 10*time.Second)

@@ -12,35 +12,46 @@ import (
 	"github.com/chime-dev/chime/store"
 )
 
-// trackBatch bounds the acks recorded in one transaction.
-const trackBatch = 5000
+// trackBatch bounds the acks recorded in one transaction: a fire of 5,000
+// small locations sends about 10,000.
+const trackBatch = 20000
 
-// Track reads one batch of acks (waiting up to block for them) and records
-// it in MySQL in one transaction.
+// Track reads acks (waiting up to block for the first) and records them in
+// MySQL in one transaction.
 //
 // Acks are written in batches because a fire of a million users produces
 // thousands of them in a second, while workers are using the same CPUs: the
-// tracker lingers briefly so a batch fills, keeps only the last word on each
-// group (a finish makes its start redundant), and adds a batch's finished
-// groups to each occurrence in one statement.
+// tracker keeps a batch while acks keep coming (reading again TrackLinger
+// after each read that found some, for at most TrackLingerMax), so that a
+// fire's acks are mostly recorded once its deliveries are over, not
+// among them; it keeps only the last word on each group (a finish makes
+// its start redundant), and adds a batch's finished groups to each
+// occurrence in one statement. A trickle of acks is recorded
+// TrackLingerMax after its first at the latest.
 func (s *Scheduler) Track(ctx context.Context, block time.Duration) error {
 	acks, err := s.acks.Read(ctx, trackBatch, block)
 	if err != nil || len(acks) == 0 {
 		return err
 	}
-	if len(acks) < trackBatch && s.cfg.TrackLinger > 0 {
-		select {
-		case <-ctx.Done():
-			s.acks.Rewind()
-			return nil
-		case <-s.clock.After(s.cfg.TrackLinger):
+	if s.cfg.TrackLinger > 0 {
+		until := s.clock.Now().Add(s.cfg.TrackLingerMax)
+		for len(acks) < trackBatch && s.clock.Now().Before(until) {
+			select {
+			case <-ctx.Done():
+				s.acks.Rewind()
+				return nil
+			case <-s.clock.After(min(s.cfg.TrackLinger, until.Sub(s.clock.Now()))):
+			}
+			more, err := s.acks.Read(ctx, int64(trackBatch-len(acks)), -1)
+			if err != nil {
+				s.acks.Rewind()
+				return err
+			}
+			acks = append(acks, more...)
+			if len(more) == 0 {
+				break
+			}
 		}
-		more, err := s.acks.Read(ctx, int64(trackBatch-len(acks)), -1)
-		if err != nil {
-			s.acks.Rewind()
-			return err
-		}
-		acks = append(acks, more...)
 	}
 	tctx, cancel := withTimeout(ctx)
 	defer cancel()
