@@ -9,10 +9,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/ack"
+	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/scheduler"
 	"github.com/chime-dev/chime/store"
-	"github.com/chime-dev/chime/internal/testenv"
 )
 
 // The tracker keeps a batch while acks keep coming and records it once a
