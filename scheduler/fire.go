@@ -38,13 +38,12 @@ func (s *Scheduler) runFirer(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		next, err := s.fireDue(ctx, &wg)
-		// The wait runs to FireLead before the next instant, whenever this
-		// pass ended: a pass that took long (the query and preparation of
-		// thousands of occurrences due soon) does not make that instant
-		// late by its own length, and the next pass loads and checks what
-		// is due before the instant comes (fire).
-		wait := next.Add(-s.cfg.FireLead).Sub(s.clock.Now())
+		wake, err := s.fireDue(ctx, &wg)
+		// The wait runs to the wake fireDue names, whenever this pass
+		// ended: a pass that took long (the query and preparation of
+		// thousands of occurrences due soon) does not make the next
+		// instant late by its own length.
+		wait := wake.Sub(s.clock.Now())
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("fire failed", "err", err)
 			wait = time.Second
@@ -59,8 +58,11 @@ func (s *Scheduler) runFirer(ctx context.Context) error {
 }
 
 // fireDue fires every occurrence whose instant has come and those of the
-// first instant within FireLead (at that instant), starts preparing those
-// due within PrepareLead, and returns the next instant to fire.
+// first instant within FireLead (at that instant), and the spread sends'
+// slots that have come, starts preparing those due within PrepareLead, and
+// returns when the firer is to pass again: FireLead before the next
+// instant, so that the pass loads and checks what is due before the
+// instant comes (fire), or at the next slot if that comes first.
 func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Time, error) {
 	now := s.clock.Now()
 	qctx, cancel := withTimeout(ctx)
@@ -111,12 +113,40 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Time,
 	}
 	err = s.fire(ctx, dueNow, time.Time{})
 	// The slots of spread sends come due between instants: the firer
-	// wakes for the next one.
-	after, serr := s.fireSlots(ctx, now.Add(wait))
+	// wakes for the next one, at its time.
+	latest := now.Add(wait)
+	slot, serr := s.fireSlots(ctx, latest)
+	wake := latest.Add(-s.cfg.FireLead)
+	if slot.Before(wake) {
+		wake = slot
+	}
 	if len(dueNext) > 0 {
+		// Its wait for the instant fires the slots that come first.
 		err = errors.Join(err, s.fire(ctx, dueNext, next))
 	}
-	return after, errors.Join(err, serr)
+	return wake, errors.Join(err, serr)
+}
+
+// waitFor waits until at, firing the spread sends' slots that come due
+// meanwhile, so that a fire waiting out the last FireLead before its
+// instant makes no slot late.
+func (s *Scheduler) waitFor(ctx context.Context, at time.Time) error {
+	for {
+		next, err := s.fireSlots(ctx, at)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("fire spread slots", "err", err)
+		}
+		if d := next.Sub(s.clock.Now()); d > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-s.clock.After(d):
+			}
+		}
+		if !next.Before(at) {
+			return nil
+		}
+	}
 }
 
 // maxDue bounds the occurrences one pass of the firer loads, prepares and
@@ -361,12 +391,10 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence, at ti
 	}
 	bctx, bcancel := withTimeout(ctx)
 	checked := s.layoutsHold(bctx, occs, ready, check, &alone)
-	if wait := at.Sub(s.clock.Now()); wait > 0 {
-		select {
-		case <-ctx.Done():
+	if at.After(s.clock.Now()) {
+		if err := s.waitFor(ctx, at); err != nil {
 			bcancel()
-			return []error{ctx.Err()}
-		case <-s.clock.After(wait):
+			return []error{err}
 		}
 		now = s.clock.Now()
 		bcancel()

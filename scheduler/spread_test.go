@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chime-dev/chime/ack"
+	"github.com/chime-dev/chime/internal/testenv"
 	"github.com/chime-dev/chime/queue"
 	"github.com/chime-dev/chime/scheduler"
 	"github.com/chime-dev/chime/store"
@@ -144,4 +145,91 @@ func TestSpreadSendEnqueuesEachGroupAtItsSlot(t *testing.T) {
 	var left []store.GroupRun
 	require.NoError(t, b.env.DB.Where("state = ?", store.RunPending).Find(&left).Error)
 	require.Empty(t, left)
+}
+
+// A spread send's slot that comes due while the firer waits out the last
+// FireLead before another reminder's instant. Injected: a slot moved to
+// 100 ms before the instant of a second reminder at the same location, and
+// the firer's pass made 200 ms before that instant, on a fake clock.
+// Checked: the slot's group goes on the queue at its slot, while the pass
+// still waits, and nothing of the second reminder before its instant;
+// at the instant the second reminder fires; and a pass between instants
+// wakes the firer at the next slot itself, not FireLead before it (which
+// would make it pass again and again until the slot), and FireLead before
+// the next instant.
+func TestSlotDueWhileAFireWaitsGoesOutOnTime(t *testing.T) {
+	const spread = 8 * time.Minute
+	fireAt := time.Date(2026, 6, 1, 2, 0, 0, 0, time.UTC) // 09:00 in Jakarta
+	b := setup(t, fireAt.Add(-10*time.Second))
+	rid, lid := b.reminder(t, "09:00", "Asia/Jakarta", 160, fireAt.Add(-time.Hour))
+	db := b.env.DB
+	require.NoError(t, db.Model(&store.Reminder{}).Where("id = ?", rid).Update("spread_s", int64(spread/time.Second)).Error)
+	var first store.Reminder
+	require.NoError(t, db.First(&first, rid).Error)
+	second := store.Reminder{AppID: first.AppID, Key: "r2", Title: "T", Body: "B", Groups: 2, ValidForS: 600}
+	require.NoError(t, db.Create(&second).Error)
+	require.NoError(t, db.Create(&store.ReminderTime{ReminderID: second.ID, LocationID: lid, LocalSec: 9*3600 + 60, CreatedAt: fireAt.Add(-time.Hour)}).Error)
+	require.NoError(t, db.Create(&store.Subscription{ReminderID: second.ID, UserID: "u2", LocationID: lid, GroupNo: 0}).Error)
+	ctx := context.Background()
+	require.NoError(t, b.s.Plan(ctx))
+	occ := b.occurrences(t)
+	o, o2 := occ[0], occ[1]
+	require.Equal(t, rid, o.ReminderID)
+	require.Equal(t, second.ID, o2.ReminderID)
+	instant := fireAt.Add(time.Minute)
+	require.Equal(t, instant, o2.FireAt.UTC())
+
+	b.clock.Set(fireAt)
+	require.NoError(t, b.s.Fire(ctx, o))
+	runs := b.runs(t, o.ID)
+	require.Len(t, runs, 8)
+	moved := runs[3]
+	require.NoError(t, db.Model(&store.GroupRun{}).Where("id = ?", moved.ID).Update("slot_at", instant.Add(-100*time.Millisecond)).Error)
+	// The slots before it have gone out.
+	b.clock.Set(instant.Add(-30 * time.Second))
+	require.NoError(t, b.s.FirePass(ctx))
+
+	b.clock.Set(instant.Add(-200 * time.Millisecond))
+	done := make(chan error, 1)
+	go func() { done <- b.s.FirePass(ctx) }()
+	waiting := func() {
+		t.Helper()
+		testenv.WaitUntil(t, 10*time.Second, "the pass to wait on the clock", func() bool { return b.clock.Waiters() > 0 })
+	}
+	waiting()
+	queued, _ := b.queuedGroups(t, o.ID)
+	require.Zero(t, queued[moved.GroupNo], "the slot has not come")
+	b.clock.Advance(100 * time.Millisecond)
+	testenv.WaitUntil(t, 10*time.Second, "the slot's group on the queue", func() bool {
+		queued, _ := b.queuedGroups(t, o.ID)
+		return queued[moved.GroupNo] == 1
+	})
+	waiting()
+	select {
+	case err := <-done:
+		t.Fatalf("the pass ended before the instant: %v", err)
+	default:
+	}
+	queued2, _ := b.queuedGroups(t, o2.ID)
+	require.Empty(t, queued2, "nothing of the second reminder before its instant")
+	b.clock.Advance(100 * time.Millisecond)
+	require.NoError(t, <-done)
+	queued2, _ = b.queuedGroups(t, o2.ID)
+	require.NotEmpty(t, queued2, "the second reminder fired at its instant")
+
+	// Between instants the firer wakes at the next slot, not FireLead
+	// before it (which would loop until the slot came).
+	var next store.GroupRun
+	require.NoError(t, db.Where("occurrence_id = ? AND state = ? AND slot_at > ?", o.ID, store.RunPending, b.clock.Now()).
+		Order("slot_at").First(&next).Error)
+	b.clock.Set(next.SlotAt.Add(-10 * time.Second))
+	wake, err := b.s.FireDue(ctx)
+	require.NoError(t, err)
+	require.Equal(t, next.SlotAt.UTC(), wake.UTC())
+	// With an instant next, it wakes FireLead before it.
+	tomorrow := fireAt.Add(24 * time.Hour)
+	b.clock.Set(tomorrow.Add(-10 * time.Second))
+	wake, err = b.s.FireDue(ctx)
+	require.NoError(t, err)
+	require.Equal(t, tomorrow.Add(-scheduler.DefaultFireLead), wake.UTC())
 }
