@@ -3,6 +3,7 @@ package ack_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -378,4 +379,50 @@ func TestTrackerOnRedisCluster(t *testing.T) {
 	for _, key := range tr.StreamKeys() {
 		require.Zero(t, rdb.XLen(ctx, key).Val(), key)
 	}
+}
+
+// A batch read again after a failure (Rewind) in several reads. Injected:
+// three acks of one group delivered to the consumer group and not done, as
+// when recording their batch failed. Checked: reading the pending entries
+// one at a time goes on from the last one read, so each comes once and in
+// stream order (a copy of an early ack after a later one would make the
+// tracker take it for the group's last word), and then new entries are
+// read.
+func TestReaderGoesOnThroughPendingEntries(t *testing.T) {
+	_, tr := newTracker(t)
+	ctx := context.Background()
+	a := ack.Lease{Group: g1, Attempt: 1, Worker: "w1", Token: "tok-a"}
+	_, err := tr.Start(ctx, a, long, t0)
+	require.NoError(t, err)
+	require.NoError(t, tr.Release(ctx, a, t0))
+	_, err = tr.Start(ctx, ack.Lease{Group: g1, Attempt: 2, Worker: "w2", Token: "tok-b"}, long, t0)
+	require.NoError(t, err)
+	r := ack.NewReader(tr)
+	var batch []ack.Ack
+	for range 3 { // creating the consumer groups, finding nothing pending, then the new entries
+		acks, err := r.Read(ctx, 100, -1)
+		require.NoError(t, err)
+		batch = append(batch, acks...)
+	}
+	require.Len(t, batch, 3)
+	r.Rewind() // recording the batch failed
+
+	var got []string
+	for range 6 {
+		// One entry a shard per read.
+		acks, err := r.Read(ctx, int64(len(tr.StreamKeys())), -1)
+		require.NoError(t, err)
+		for _, x := range acks {
+			got = append(got, fmt.Sprintf("%s:%d", x.Type, x.Attempt))
+		}
+	}
+	require.Equal(t, []string{"start:1", "release:1", "start:2"}, got, "each pending entry once, in order")
+
+	require.NoError(t, r.Done(ctx, batch))
+	_, err = tr.Start(ctx, ack.Lease{Group: g2, Attempt: 1, Worker: "w1", Token: "tok-c"}, long, t0)
+	require.NoError(t, err)
+	acks, err := r.Read(ctx, 100, -1)
+	require.NoError(t, err)
+	require.Len(t, acks, 1, "then the new entries")
+	require.Equal(t, g2, acks[0].Group)
 }

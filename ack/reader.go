@@ -41,7 +41,12 @@ type Reader struct {
 	streams  []string
 	group    string
 	consumer string
-	pending  []bool // per shard: read the entries already delivered first
+	// after is, per shard, where the next read of the entries already
+	// delivered (and not yet done) goes on from: "0" for the first, the
+	// last one's ID for the next, "" once none is left and only new
+	// entries are read. Going on from the last one keeps a batch read in
+	// several reads free of copies.
+	after []string
 	// Poll is how often Read looks again while it waits for acks. Defaults
 	// to 50ms.
 	Poll time.Duration
@@ -52,7 +57,7 @@ func NewReader(t *Tracker) *Reader {
 	// One consumer name for every coordinator: only the leader reads, and a
 	// new leader must see what an old one left pending.
 	r := &Reader{rdb: t.rdb, streams: t.StreamKeys(), group: "coordinator", consumer: "leader", Poll: 50 * time.Millisecond}
-	r.pending = make([]bool, len(r.streams))
+	r.after = make([]string, len(r.streams))
 	r.Rewind()
 	return r
 }
@@ -80,8 +85,8 @@ func (r *Reader) readOnce(ctx context.Context, per int64) ([]Ack, error) {
 	cmds := make([]*redis.XStreamSliceCmd, len(r.streams))
 	for s, stream := range r.streams {
 		id := ">"
-		if r.pending[s] {
-			id = "0"
+		if r.after[s] != "" {
+			id = r.after[s]
 		}
 		cmds[s] = pipe.XReadGroup(ctx, &redis.XReadGroupArgs{
 			Group: r.group, Consumer: r.consumer, Streams: []string{stream, id}, Count: per, Block: -1,
@@ -105,17 +110,18 @@ func (r *Reader) readOnce(ctx context.Context, per int64) ([]Ack, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read acks: %w", err)
 		}
-		n := 0
+		n, last := 0, ""
 		for _, st := range res {
 			for _, m := range st.Messages {
 				a := parse(m)
 				a.Shard = s
 				out = append(out, a)
-				n++
+				n, last = n+1, m.ID
 			}
 		}
-		if r.pending[s] && n == 0 {
-			r.pending[s] = false
+		if r.after[s] != "" {
+			// Still reading what was delivered before: on from the last.
+			r.after[s] = last
 		}
 	}
 	return out, nil
@@ -159,7 +165,7 @@ func parse(m redis.XMessage) Ack {
 // Rewind makes the next Read start again from the entries still pending,
 // after the caller failed to handle a batch.
 func (r *Reader) Rewind() {
-	for s := range r.pending {
-		r.pending[s] = true
+	for s := range r.after {
+		r.after[s] = "0"
 	}
 }

@@ -116,13 +116,13 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Time,
 	// wakes for the next one, at its time.
 	latest := now.Add(wait)
 	slot, serr := s.fireSlots(ctx, latest)
-	wake := latest.Add(-s.cfg.FireLead)
-	if slot.Before(wake) {
-		wake = slot
-	}
+	wake := minTime(latest.Add(-s.cfg.FireLead), slot)
 	if len(dueNext) > 0 {
-		// Its wait for the instant fires the slots that come first.
+		// Its wait for the instant fires the slots that come first. A
+		// spread send it claims has slots the query above could not see
+		// yet: the firer passes again at once.
 		err = errors.Join(err, s.fire(ctx, dueNext, next))
+		wake = minTime(wake, next)
 	}
 	return wake, errors.Join(err, serr)
 }
@@ -131,22 +131,29 @@ func (s *Scheduler) fireDue(ctx context.Context, wg *sync.WaitGroup) (time.Time,
 // meanwhile, so that a fire waiting out the last FireLead before its
 // instant makes no slot late.
 func (s *Scheduler) waitFor(ctx context.Context, at time.Time) error {
-	for {
+	// No slot work is started once the instant has come: the claims go
+	// first.
+	for s.clock.Now().Before(at) {
 		next, err := s.fireSlots(ctx, at)
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("fire spread slots", "err", err)
 		}
-		if d := next.Sub(s.clock.Now()); d > 0 {
+		if d := minTime(next, at).Sub(s.clock.Now()); d > 0 {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-s.clock.After(d):
 			}
 		}
-		if !next.Before(at) {
-			return nil
-		}
 	}
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // maxDue bounds the occurrences one pass of the firer loads, prepares and

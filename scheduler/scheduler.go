@@ -48,7 +48,8 @@ type Config struct {
 	// FireLead is how long before an instant the firer loads the
 	// occurrences due at it and checks their preparations, so that the
 	// instant itself costs only the claims and the enqueue. Defaults to
-	// DefaultFireLead (250ms); negative loads them at the instant.
+	// DefaultFireLead (250ms), at most PrepareLead; negative loads them at
+	// the instant.
 	FireLead time.Duration
 	// TrackLinger is how long the ack tracker waits for more acks after
 	// each read that found some, before it records what it holds: it
@@ -57,7 +58,7 @@ type Config struct {
 	TrackLinger time.Duration
 	// TrackLingerMax bounds how long the tracker holds a batch it keeps
 	// finding more acks for, from its first read. Defaults to
-	// DefaultTrackLingerMax (2s).
+	// DefaultTrackLingerMax (2s); at least TrackLinger.
 	TrackLingerMax time.Duration
 }
 
@@ -85,8 +86,10 @@ func (c *Config) defaults() {
 	c.AckTimeout = cmp.Or(c.AckTimeout, DefaultAckTimeout)
 	c.QueueTimeout = cmp.Or(c.QueueTimeout, DefaultQueueTimeout)
 	c.TrackLinger = cmp.Or(c.TrackLinger, DefaultTrackLinger)
-	c.TrackLingerMax = cmp.Or(c.TrackLingerMax, DefaultTrackLingerMax)
-	c.FireLead = max(cmp.Or(c.FireLead, DefaultFireLead), 0)
+	c.TrackLingerMax = max(cmp.Or(c.TrackLingerMax, DefaultTrackLingerMax), c.TrackLinger)
+	// The firer loads what is due within PrepareLead; it cannot wake
+	// earlier before an instant than that.
+	c.FireLead = min(max(cmp.Or(c.FireLead, DefaultFireLead), 0), c.PrepareLead)
 	if c.ReapInterval == 0 {
 		c.ReapInterval = min(c.AckTimeout/4, 10*time.Second)
 	}

@@ -155,8 +155,8 @@ func TestSpreadSendEnqueuesEachGroupAtItsSlot(t *testing.T) {
 // still waits, and nothing of the second reminder before its instant;
 // at the instant the second reminder fires; and a pass between instants
 // wakes the firer at the next slot itself, not FireLead before it (which
-// would make it pass again and again until the slot), and FireLead before
-// the next instant.
+// would make it pass again and again until the slot), FireLead before
+// the next instant, and at once after a pass that claimed a spread send.
 func TestSlotDueWhileAFireWaitsGoesOutOnTime(t *testing.T) {
 	const spread = 8 * time.Minute
 	fireAt := time.Date(2026, 6, 1, 2, 0, 0, 0, time.UTC) // 09:00 in Jakarta
@@ -222,7 +222,7 @@ func TestSlotDueWhileAFireWaitsGoesOutOnTime(t *testing.T) {
 	var next store.GroupRun
 	require.NoError(t, db.Where("occurrence_id = ? AND state = ? AND slot_at > ?", o.ID, store.RunPending, b.clock.Now()).
 		Order("slot_at").First(&next).Error)
-	b.clock.Set(next.SlotAt.Add(-10 * time.Second))
+	b.clock.Set(b.clock.Now().Add(next.SlotAt.Sub(b.clock.Now()) / 2))
 	wake, err := b.s.FireDue(ctx)
 	require.NoError(t, err)
 	require.Equal(t, next.SlotAt.UTC(), wake.UTC())
@@ -232,4 +232,22 @@ func TestSlotDueWhileAFireWaitsGoesOutOnTime(t *testing.T) {
 	wake, err = b.s.FireDue(ctx)
 	require.NoError(t, err)
 	require.Equal(t, tomorrow.Add(-scheduler.DefaultFireLead), wake.UTC())
+	// The pass then claims the spread send at its instant; the slots it
+	// now has were not there to see before, so the firer passes again at
+	// once rather than at the next instant.
+	b.clock.Set(wake)
+	type result struct {
+		wake time.Time
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() { w, err := b.s.FireDue(ctx); got <- result{w, err} }()
+	waiting()
+	b.clock.Set(tomorrow)
+	r := <-got
+	require.NoError(t, r.err)
+	require.False(t, r.wake.After(tomorrow), "woken at %v", r.wake)
+	var claimed store.Occurrence
+	require.NoError(t, db.Where("reminder_id = ? AND fire_at = ?", rid, tomorrow).First(&claimed).Error)
+	require.Equal(t, store.OccFiring, claimed.State)
 }

@@ -30,8 +30,14 @@ const trackBatch = 20000
 // TrackLingerMax after its first at the latest.
 func (s *Scheduler) Track(ctx context.Context, block time.Duration) error {
 	acks, err := s.acks.Read(ctx, trackBatch, block)
-	if err != nil || len(acks) == 0 {
+	if err != nil {
+		// Some shards may have been read: read them again from their
+		// pending entries.
+		s.acks.Rewind()
 		return err
+	}
+	if len(acks) == 0 {
+		return nil
 	}
 	if s.cfg.TrackLinger > 0 {
 		until := s.clock.Now().Add(s.cfg.TrackLingerMax)
