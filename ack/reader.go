@@ -110,13 +110,13 @@ func (r *Reader) readOnce(ctx context.Context, per int64) ([]Ack, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read acks: %w", err)
 		}
-		n, last := 0, ""
+		last := ""
 		for _, st := range res {
 			for _, m := range st.Messages {
 				a := parse(m)
 				a.Shard = s
 				out = append(out, a)
-				n, last = n+1, m.ID
+				last = m.ID
 			}
 		}
 		if r.after[s] != "" {

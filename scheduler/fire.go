@@ -413,15 +413,15 @@ func (s *Scheduler) claimAll(ctx context.Context, occs []store.Occurrence, at ti
 	}
 	if len(batch) > 0 {
 		claims := make([]store.Claim, len(batch))
-		where := make(map[int64]int, len(batch)) // occurrence ID -> index into occs
+		byID := make(map[int64]int, len(batch)) // occurrence ID -> index into occs
 		for j, i := range batch {
 			claims[j] = claimOf(occs[i], ready[i])
-			where[occs[i].ID] = i
+			byID[occs[i].ID] = i
 		}
 		err := store.ClaimOccurrencesEach(bctx, s.db, claims, now, func(ids, taken []int64) {
 			var wins []won
 			for _, id := range taken {
-				o, p := occs[where[id]], ready[where[id]]
+				o, p := occs[byID[id]], ready[byID[id]]
 				if len(p.layout.Groups) == 0 {
 					s.log.Info("fired", "occurrence", o.ID, "reminder", o.ReminderID, "location", o.LocationID, "groups", 0)
 					continue
@@ -515,7 +515,7 @@ func (s *Scheduler) notEdited(ctx context.Context, occs []store.Occurrence, read
 	}
 	kept := batch[:0:0]
 	for _, i := range batch {
-		if edited, ok := edits[occs[i].ReminderID]; !ok || !edited.Equal(ready[i].edited) {
+		if edited, ok := edits[occs[i].ReminderID]; !ok || !ready[i].unedited(edited) {
 			*alone = append(*alone, i)
 			continue
 		}
@@ -528,8 +528,12 @@ func (s *Scheduler) notEdited(ctx context.Context, occs []store.Occurrence, read
 // the one its tasks were built for and the reminder was last edited when
 // they were built.
 func (p *prepared) holds(layout grouping.Layout, edited time.Time) bool {
-	return p.fits(layout) && edited.Equal(p.edited)
+	return p.fits(layout) && p.unedited(edited)
 }
+
+// unedited reports whether the reminder's last edit, edited, is the one
+// p's tasks were built from.
+func (p *prepared) unedited(edited time.Time) bool { return edited.Equal(p.edited) }
 
 // fits reports whether layout is the one p's tasks were built for.
 func (p *prepared) fits(layout grouping.Layout) bool {
