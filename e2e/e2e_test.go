@@ -220,7 +220,7 @@ func TestConcurrentFireEnqueuesEachGroupOnce(t *testing.T) {
 	require.NoError(t, err)
 	var queued []int
 	for _, task := range tasks {
-		tk, err := queue.Decode(task.Payload)
+		tk, err := queue.Decode(task.Type, task.Payload)
 		require.NoError(t, err)
 		for _, p := range tk.Parts {
 			queued = append(queued, p.Group)

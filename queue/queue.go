@@ -7,7 +7,8 @@
 // message taken at the fire instant. Most tasks carry one group; small
 // groups due at the same instant (small locations) share a task (Pack), so
 // thousands of small cities cost a few thousand queue entries, not one per
-// city and group. Acks, checkpoints and leases stay per group (package ack).
+// city and group, and the message they share is carried once (wire.go).
+// Acks, checkpoints and leases stay per group (package ack).
 //
 // Task IDs are deterministic, so enqueueing the same task twice is a no-op
 // while the first copy exists: a group's is o<occurrence>:g<group>:a<attempt>,
@@ -29,8 +30,16 @@ import (
 	"github.com/chime-dev/chime/message"
 )
 
-// TaskType is the asynq type name of a group task.
-const TaskType = "chime:group"
+// TaskType is the asynq type name of a group task, whose parts carry the
+// message they share once (Encode).
+const TaskType = "chime:groups"
+
+// LegacyTaskType is the type of the group tasks queued before, each part
+// carrying its whole message. Workers still take them, so tasks waiting in
+// Redis across an upgrade are delivered. A worker from before TaskType
+// does not take TaskType tasks (asynq retries them until a newer worker
+// does), so workers are upgraded before coordinators (docs/operations.md).
+const LegacyTaskType = "chime:group"
 
 // DefaultName is the asynq queue group tasks go to.
 const DefaultName = "chime-groups"
@@ -79,11 +88,13 @@ const (
 
 // Pack puts the groups ps, of sizes users each, into tasks: in order, each
 // task takes groups while they add up to at most users users and parts
-// groups (a larger group has a task of its own). Groups are packed as they
-// come, so callers list the groups of one instant together.
+// groups (a larger group has a task of its own), and their encoded form
+// to at most MaxTaskBytes. Groups are packed as they come, so callers list
+// the groups of one instant together.
 func Pack(ps []Payload, sizes []int, users, parts int) ([]Task, error) {
 	var out []Task
 	var cur Task
+	var base message.Message
 	n, size := 0, 0
 	flush := func() {
 		if len(cur.Parts) > 0 {
@@ -92,15 +103,26 @@ func Pack(ps []Payload, sizes []int, users, parts int) ([]Task, error) {
 		cur, n, size = Task{}, 0, 0
 	}
 	for i, p := range ps {
+		if len(cur.Parts) > 0 {
+			b, err := json.Marshal(part(base, p))
+			if err != nil {
+				return nil, fmt.Errorf("encode group task: %w", err)
+			}
+			if n+sizes[i] <= users && len(cur.Parts) < parts && size+len(b) <= MaxTaskBytes {
+				cur.Parts = append(cur.Parts, p)
+				n, size = n+sizes[i], size+len(b)
+				continue
+			}
+			flush()
+		}
+		// p starts a task: its message is the task's.
+		base = shared(p.Message)
 		b, err := json.Marshal(p)
 		if err != nil {
 			return nil, fmt.Errorf("encode group task: %w", err)
 		}
-		if len(cur.Parts) > 0 && (n+sizes[i] > users || len(cur.Parts) == parts || size+len(b) > MaxTaskBytes) {
-			flush()
-		}
 		cur.Parts = append(cur.Parts, p)
-		n, size = n+sizes[i], size+len(b)
+		n, size = sizes[i], len(b)
 	}
 	flush()
 	return out, nil
@@ -113,28 +135,6 @@ func Single(ps []Payload) []Task {
 		out[i] = Task{Parts: []Payload{p}}
 	}
 	return out
-}
-
-// Decode reads a task. A task queued before tasks could be shared is one
-// Payload, and reads as a task of one part.
-func Decode(b []byte) (Task, error) {
-	var t Task
-	if err := json.Unmarshal(b, &t); err != nil {
-		return t, fmt.Errorf("decode group task: %w", err)
-	}
-	if len(t.Parts) == 0 {
-		var p Payload
-		if err := json.Unmarshal(b, &p); err != nil {
-			return t, fmt.Errorf("decode group task: %w", err)
-		}
-		t.Parts = []Payload{p}
-	}
-	for _, p := range t.Parts {
-		if p.Occurrence == 0 {
-			return t, errors.New("decode group task: no occurrence")
-		}
-	}
-	return t, nil
 }
 
 // Enqueuer puts group tasks on the queue.
@@ -186,7 +186,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, ts []Task) error {
 }
 
 func (e *Enqueuer) enqueue(ctx context.Context, t Task) error {
-	b, err := json.Marshal(t)
+	b, err := Encode(t)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -21,28 +22,77 @@ func TestPayloadRoundTripAndTaskID(t *testing.T) {
 	require.Equal(t, "o12:g7:a2", p.TaskID())
 	one := Task{Parts: []Payload{p}}
 	require.Equal(t, "o12:g7:a2", one.ID(), "a task of one group has the group's ID")
-	b, err := json.Marshal(one)
+	b, err := Encode(one)
 	require.NoError(t, err)
-	got, err := Decode(b)
+	got, err := Decode(TaskType, b)
 	require.NoError(t, err)
 	require.Equal(t, one, got)
 
 	q := p
-	q.Occurrence, q.Group = 13, 0
+	q.Occurrence, q.Group, q.Location, q.Zone, q.LocationID = 13, 0, "bandung", "Asia/Makassar", 5
+	q.ExpiresAt = time.Time{}
 	shared := Task{Parts: []Payload{p, q, q}}
 	require.Equal(t, "o12:g7:a2+2", shared.ID(), "the first group's ID and how many more")
-	b, err = json.Marshal(shared)
+	b, err = Encode(shared)
 	require.NoError(t, err)
-	got, err = Decode(b)
+	got, err = Decode(TaskType, b)
 	require.NoError(t, err)
 	require.Equal(t, shared, got)
 
-	_, err = Decode([]byte(`{"g":1}`))
+	_, err = Encode(Task{})
+	require.Error(t, err, "a task of no group")
+	for _, bad := range []string{`{"p":[{"o":1}]}`, `{"m":{"t":"T"},"p":[]}`, `{"m":{"t":"T"},"p":[{"o":1},{"g":1}]}`, `not json`} {
+		_, err = Decode(TaskType, []byte(bad))
+		require.Error(t, err, bad)
+	}
+	_, err = Decode("chime:other", b)
+	require.ErrorContains(t, err, "unknown task type")
+
+	// The form before shared messages, as workers still find it queued.
+	for _, task := range []Task{one, shared} {
+		b, err = json.Marshal(task)
+		require.NoError(t, err)
+		got, err = Decode(LegacyTaskType, b)
+		require.NoError(t, err)
+		require.Equal(t, task, got)
+	}
+	_, err = Decode(LegacyTaskType, []byte(`{"g":1}`))
 	require.Error(t, err, "a payload without an occurrence")
-	_, err = Decode([]byte(`{"p":[{"o":1},{"g":1}]}`))
+	_, err = Decode(LegacyTaskType, []byte(`{"p":[{"o":1},{"g":1}]}`))
 	require.Error(t, err, "a part without an occurrence")
-	_, err = Decode([]byte(`not json`))
+	_, err = Decode(LegacyTaskType, []byte(`not json`))
 	require.Error(t, err)
+}
+
+// A shared task carries its parts' common message once; a part whose
+// message differs from the first part's in more than the occurrence's own
+// fields (another reminder, an edit between two claims) carries its own,
+// and each part decodes to its own message either way.
+func TestSharedTaskCarriesTheMessageOnce(t *testing.T) {
+	msg := message.Message{ReminderID: 3, Reminder: "fajr", App: 9, Title: "Fajr", Body: strings.Repeat("b", 2000),
+		Tags: []string{"mask"}, Lang: "en", Translations: map[string]message.Text{"ar": {Title: "الفجر", Body: "الآن"}},
+		Data: json.RawMessage(`{"x":1}`), Policy: &message.Policy{Category: "prayer", CapMax: 3, CapWindow: time.Hour},
+		FireAt: time.Date(2026, 3, 8, 4, 30, 0, 0, time.UTC)}
+	var parts []Payload
+	for i := range 64 {
+		m := msg
+		m.Occurrence, m.Group, m.Location, m.Zone = int64(100+i), i%3, fmt.Sprintf("city-%d", i), "Asia/Jakarta"
+		m.ExpiresAt = m.FireAt.Add(time.Duration(i) * time.Minute)
+		parts = append(parts, Payload{Message: m, LocationID: int64(i + 1), Layout: 1, Attempt: 1})
+	}
+	other := parts[40].Message
+	other.ReminderID, other.Reminder, other.Body = 4, "dhuhr", "another reminder"
+	parts[40].Message = other
+	task := Task{Parts: parts}
+	b, err := Encode(task)
+	require.NoError(t, err)
+	// The 2,000-byte body twice (the task's and part 40's), not 64 times.
+	require.Less(t, len(b), 3*2000+64*200, "encoded size %d", len(b))
+	require.Equal(t, 1, strings.Count(string(b), strings.Repeat("b", 2000)))
+	require.Contains(t, string(b), "another reminder")
+	got, err := Decode(TaskType, b)
+	require.NoError(t, err)
+	require.Equal(t, task, got)
 }
 
 // A task queued by a version whose Payload listed the message's fields
@@ -54,7 +104,7 @@ func TestPayloadDecodesTheFormBeforeMessage(t *testing.T) {
 		`"k":"fajr","t":"Fajr","b":"in 10 minutes","ln":"jakarta","z":"Asia/Jakarta",` +
 		`"d":{"product":"shoes"},"tg":["mask"],"la":"en","tr":{"ar":{"title":"الفجر","body":"الآن"}},` +
 		`"app":9,"wo":true,"nc":true}`
-	task, err := Decode([]byte(old))
+	task, err := Decode(LegacyTaskType, []byte(old))
 	require.NoError(t, err)
 	require.Len(t, task.Parts, 1, "a task of one group")
 	got := task.Parts[0]
@@ -130,10 +180,26 @@ func TestPack(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, ts, 2500)
 
-	// The byte bound: groups with long texts share less.
-	big := part(1, 0)
-	big.Body = strings.Repeat("x", MaxTaskBytes/3)
-	ts, err = Pack([]Payload{big, big, big, big}, []int{1, 1, 1, 1}, 400, 64)
+	// The byte bound: groups of reminders with long texts of their own
+	// share less; groups of one reminder carry its text once, and share.
+	var bigs []Payload
+	for i := range 4 {
+		big := part(int64(i+1), 0)
+		big.ReminderID, big.Body = int64(i+1), strings.Repeat("x", MaxTaskBytes/3)
+		bigs = append(bigs, big)
+	}
+	ts, err = Pack(bigs, []int{1, 1, 1, 1}, 400, 64)
 	require.NoError(t, err)
 	require.Len(t, ts, 2)
+	for i := range bigs {
+		bigs[i].ReminderID = 1
+	}
+	ts, err = Pack(bigs, []int{1, 1, 1, 1}, 400, 64)
+	require.NoError(t, err)
+	require.Len(t, ts, 1)
+	for _, tk := range ts {
+		b, err := Encode(tk)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(b), MaxTaskBytes+1024, "the bound holds for the encoded task")
+	}
 }

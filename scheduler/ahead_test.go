@@ -55,7 +55,7 @@ func TestFireAheadClaimsAtTheInstant(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, list)
 	for _, task := range list {
-		tk, err := queue.Decode(task.Payload)
+		tk, err := queue.Decode(task.Type, task.Payload)
 		require.NoError(t, err)
 		for _, p := range tk.Parts {
 			require.Equal(t, "edited", p.Message.Body, "the edit made while the pass waited is sent")

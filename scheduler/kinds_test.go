@@ -226,7 +226,7 @@ func TestEventOccurrencesCarryTheData(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, tasks)
 	for _, task := range tasks {
-		tk, err := queue.Decode(task.Payload)
+		tk, err := queue.Decode(task.Type, task.Payload)
 		require.NoError(t, err)
 		for _, p := range tk.Parts {
 			require.JSONEq(t, ev.Data, string(p.Data))

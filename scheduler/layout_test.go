@@ -47,7 +47,7 @@ func (b *bundle) deliver(t *testing.T, id int64) (map[string]int, []int) {
 	require.NoError(t, err)
 	var layouts []int
 	for _, task := range tasks {
-		tk, err := queue.Decode(task.Payload)
+		tk, err := queue.Decode(task.Type, task.Payload)
 		require.NoError(t, err)
 		for _, p := range tk.Parts {
 			layouts = append(layouts, p.Layout)

@@ -153,7 +153,7 @@ func TestPrayerOccurrencesNameTheirPrayer(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, tasks)
 	for _, task := range tasks {
-		tk, err := queue.Decode(task.Payload)
+		tk, err := queue.Decode(task.Type, task.Payload)
 		require.NoError(t, err)
 		require.NotEmpty(t, tk.Parts)
 		for _, p := range tk.Parts {

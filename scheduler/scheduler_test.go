@@ -62,7 +62,7 @@ func (b *bundle) pending(t *testing.T) (tasks, groups int) {
 	list, err := b.insp.ListPendingTasks(b.env.Queue, asynq.PageSize(1000))
 	require.NoError(t, err)
 	for _, task := range list {
-		tk, err := queue.Decode(task.Payload)
+		tk, err := queue.Decode(task.Type, task.Payload)
 		require.NoError(t, err)
 		groups += len(tk.Parts)
 	}

@@ -25,7 +25,7 @@ func (b *bundle) queuedGroups(t *testing.T, occ int64) (map[int]int, int) {
 	}
 	got := map[int]int{}
 	for _, task := range list {
-		tk, err := queue.Decode(task.Payload)
+		tk, err := queue.Decode(task.Type, task.Payload)
 		require.NoError(t, err)
 		for _, p := range tk.Parts {
 			if p.Occurrence == occ {

@@ -127,7 +127,7 @@ func TestManyLocationsFireTogether(t *testing.T) {
 	require.NoError(t, err)
 	queued := map[[2]int64]int{}
 	for _, task := range list {
-		tk, err := queue.Decode(task.Payload)
+		tk, err := queue.Decode(task.Type, task.Payload)
 		require.NoError(t, err)
 		for _, p := range tk.Parts {
 			queued[[2]int64{p.Occurrence, int64(p.Group)}]++

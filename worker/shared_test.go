@@ -23,7 +23,8 @@ import (
 // checkpointed its first chunk and released, and group 1 was left alone;
 // the retry, once group 1 is free, skips group 0, delivers group 1 and
 // resumes group 2 after its checkpoint: every user of the three groups
-// once.
+// once. The retry is the task in the form before shared messages
+// (queue.LegacyTaskType), which workers still take.
 func TestSharedTaskIsAckedAndRetriedGroupByGroup(t *testing.T) {
 	f := setup(t, 400)
 	ctx := context.Background()
@@ -33,9 +34,14 @@ func TestSharedTaskIsAckedAndRetriedGroupByGroup(t *testing.T) {
 		p.Group = g
 		parts = append(parts, p)
 	}
-	b, err := json.Marshal(queue.Task{Parts: parts})
+	b, err := queue.Encode(queue.Task{Parts: parts})
 	require.NoError(t, err)
 	task := asynq.NewTask(queue.TaskType, b)
+	// The same task as a coordinator from before shared messages queued
+	// it: the retry below takes that form, so both are delivered alike.
+	lb, err := json.Marshal(queue.Task{Parts: parts})
+	require.NoError(t, err)
+	legacy := asynq.NewTask(queue.LegacyTaskType, lb)
 
 	held := ack.Lease{Group: ack.Group{Occurrence: 9001, Group: 1}, Attempt: 1, Worker: "rival", Token: "rival-token"}
 	_, err = f.acks.Start(ctx, held, time.Minute, f.clock.Now())
@@ -65,7 +71,7 @@ func TestSharedTaskIsAckedAndRetriedGroupByGroup(t *testing.T) {
 
 	// The rival lets go; the retry delivers the rest.
 	require.NoError(t, f.acks.Release(ctx, held, f.clock.Now()))
-	require.NoError(t, w.ProcessTask(ctx, task))
+	require.NoError(t, w.ProcessTask(ctx, legacy))
 	_, users = rec.sent()
 	want := map[string]int{}
 	for _, u := range f.all {

@@ -227,6 +227,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(queue.TaskType, w)
+	mux.Handle(queue.LegacyTaskType, w)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -258,7 +259,7 @@ func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 // group could not be finished the task is retried as a whole; the groups
 // already finished are found done by the retry and cost it one script call.
 func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	task, err := queue.Decode(t.Payload())
+	task, err := queue.Decode(t.Type(), t.Payload())
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}

@@ -1,0 +1,142 @@
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/chime-dev/chime/message"
+)
+
+// The task's form on the queue (TaskType). A task's parts are the groups
+// of one instant, mostly of one reminder, so their messages differ only
+// in what is the occurrence's own: its ID, group, location and zone, and
+// its instant and validity window. The task carries the rest once (m),
+// and each part its own fields (p); a part whose message differs from the
+// first part's in anything else carries its whole message (w). Before
+// this form (LegacyTaskType) every part carried its whole message, which a
+// worker decoded again for each of a task's 64 groups.
+type wireTask struct {
+	Base  *message.Message `json:"m"`
+	Parts []wirePart       `json:"p"`
+}
+
+type wirePart struct {
+	Occurrence int64     `json:"o"`
+	Group      int       `json:"g"`
+	Location   string    `json:"ln,omitempty"`
+	Zone       string    `json:"z,omitempty"`
+	FireAt     time.Time `json:"f"`
+	ExpiresAt  time.Time `json:"e,omitzero"`
+	LocationID int64     `json:"l"`
+	Layout     int       `json:"n,omitempty"`
+	Attempt    int       `json:"a"`
+	Users      []string  `json:"u,omitempty"`
+	// Own is the part's whole message when it is not the task's apart
+	// from the occurrence's own fields.
+	Own *message.Message `json:"w,omitempty"`
+}
+
+// shared returns m without the fields that are its occurrence's own.
+func shared(m message.Message) message.Message {
+	m.Occurrence, m.Group, m.Location, m.Zone = 0, 0, "", ""
+	m.FireAt, m.ExpiresAt = time.Time{}, time.Time{}
+	return m
+}
+
+// sharesWith reports whether p's message is base (a shared message) apart
+// from the occurrence's own fields.
+func sharesWith(base message.Message, p Payload) bool {
+	return reflect.DeepEqual(shared(p.Message), base)
+}
+
+// part returns p's own fields, and its whole message unless it shares
+// base.
+func part(base message.Message, p Payload) wirePart {
+	w := wirePart{Occurrence: p.Occurrence, Group: p.Group, Location: p.Location, Zone: p.Zone,
+		FireAt: p.FireAt, ExpiresAt: p.ExpiresAt, LocationID: p.LocationID, Layout: p.Layout,
+		Attempt: p.Attempt, Users: p.Users}
+	if !sharesWith(base, p) {
+		own := p.Message
+		w.Own = &own
+	}
+	return w
+}
+
+// Encode returns t in its form on the queue, the payload of a TaskType
+// task.
+func Encode(t Task) ([]byte, error) {
+	if len(t.Parts) == 0 {
+		return nil, errors.New("encode group task: no groups")
+	}
+	base := shared(t.Parts[0].Message)
+	w := wireTask{Base: &base, Parts: make([]wirePart, len(t.Parts))}
+	for i, p := range t.Parts {
+		w.Parts[i] = part(base, p)
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		return nil, fmt.Errorf("encode group task: %w", err)
+	}
+	return b, nil
+}
+
+// Decode reads a task of type typ: TaskType, or LegacyTaskType as queued
+// before parts shared their message. Parts that shared a message share its
+// maps and slices (translations, tags, data): they are read, never
+// written.
+func Decode(typ string, b []byte) (Task, error) {
+	var t Task
+	switch typ {
+	case TaskType:
+		var w wireTask
+		if err := json.Unmarshal(b, &w); err != nil {
+			return t, fmt.Errorf("decode group task: %w", err)
+		}
+		if w.Base == nil || len(w.Parts) == 0 {
+			return t, errors.New("decode group task: no message or no groups")
+		}
+		t.Parts = make([]Payload, len(w.Parts))
+		for i, wp := range w.Parts {
+			m := *w.Base
+			if wp.Own != nil {
+				m = *wp.Own
+			}
+			m.Occurrence, m.Group, m.Location, m.Zone = wp.Occurrence, wp.Group, wp.Location, wp.Zone
+			m.FireAt, m.ExpiresAt = wp.FireAt, wp.ExpiresAt
+			t.Parts[i] = Payload{Message: m, LocationID: wp.LocationID, Layout: wp.Layout, Attempt: wp.Attempt, Users: wp.Users}
+		}
+	case LegacyTaskType:
+		var err error
+		if t, err = decodeLegacy(b); err != nil {
+			return t, err
+		}
+	default:
+		return t, fmt.Errorf("decode group task: unknown task type %q", typ)
+	}
+	for _, p := range t.Parts {
+		if p.Occurrence == 0 {
+			return t, errors.New("decode group task: no occurrence")
+		}
+	}
+	return t, nil
+}
+
+// decodeLegacy reads a LegacyTaskType task. A task queued before tasks
+// could be shared is one Payload, and reads as a task of one part.
+func decodeLegacy(b []byte) (Task, error) {
+	var t Task
+	if err := json.Unmarshal(b, &t); err != nil {
+		return t, fmt.Errorf("decode group task: %w", err)
+	}
+	if len(t.Parts) == 0 {
+		var p Payload
+		if err := json.Unmarshal(b, &p); err != nil {
+			return t, fmt.Errorf("decode group task: %w", err)
+		}
+		t.Parts = []Payload{p}
+	}
+	return t, nil
+}
