@@ -67,6 +67,8 @@ func (p Payload) TaskID() string {
 // Task is one queue entry: one group, or several small ones.
 type Task struct {
 	Parts []Payload `json:"p"`
+	// encoded is the task's form on the queue, when Pack built it.
+	encoded []byte
 }
 
 // ID is the deterministic asynq task ID of t.
@@ -81,26 +83,28 @@ func (t Task) ID() string {
 const (
 	// DefaultTaskParts is the most groups one task carries.
 	DefaultTaskParts = 64
-	// MaxTaskBytes bounds the encoded groups a shared task carries; a
-	// group larger than that (long translations, event data) goes alone.
+	// MaxTaskBytes bounds a shared task's form on the queue; a group
+	// larger than that (long translations, event data) goes alone.
 	MaxTaskBytes = 64 << 10
 )
 
 // Pack puts the groups ps, of sizes users each, into tasks: in order, each
 // task takes groups while they add up to at most users users and parts
-// groups (a larger group has a task of its own), and their encoded form
-// to at most MaxTaskBytes. Groups are packed as they come, so callers list
+// groups (a larger group has a task of its own), and its form on the
+// queue to at most MaxTaskBytes, which Pack builds as it goes. Groups are packed as they come, so callers list
 // the groups of one instant together.
 func Pack(ps []Payload, sizes []int, users, parts int) ([]Task, error) {
 	var out []Task
 	var cur Task
 	var base message.Message
-	n, size := 0, 0
+	var buf []byte // cur's form on the queue so far (Encode's), built as parts join
+	n := 0
 	flush := func() {
 		if len(cur.Parts) > 0 {
+			cur.encoded = append(buf, "]}"...)
 			out = append(out, cur)
 		}
-		cur, n, size = Task{}, 0, 0
+		cur, n, buf = Task{}, 0, nil
 	}
 	for i, p := range ps {
 		if len(cur.Parts) > 0 {
@@ -108,21 +112,27 @@ func Pack(ps []Payload, sizes []int, users, parts int) ([]Task, error) {
 			if err != nil {
 				return nil, fmt.Errorf("encode group task: %w", err)
 			}
-			if n+sizes[i] <= users && len(cur.Parts) < parts && size+len(b) <= MaxTaskBytes {
+			if n+sizes[i] <= users && len(cur.Parts) < parts && len(buf)+1+len(b)+2 <= MaxTaskBytes {
 				cur.Parts = append(cur.Parts, p)
-				n, size = n+sizes[i], size+len(b)
+				n = n + sizes[i]
+				buf = append(append(buf, ','), b...)
 				continue
 			}
 			flush()
 		}
 		// p starts a task: its message is the task's.
 		base = shared(p.Message)
-		b, err := json.Marshal(p)
+		mb, err := json.Marshal(base)
 		if err != nil {
 			return nil, fmt.Errorf("encode group task: %w", err)
 		}
+		b, err := json.Marshal(ownPart(p))
+		if err != nil {
+			return nil, fmt.Errorf("encode group task: %w", err)
+		}
+		buf = append(append(append([]byte(`{"m":`), mb...), `,"p":[`...), b...)
 		cur.Parts = append(cur.Parts, p)
-		n, size = sizes[i], len(b)
+		n = sizes[i]
 	}
 	flush()
 	return out, nil

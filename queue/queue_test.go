@@ -166,6 +166,9 @@ func TestPack(t *testing.T) {
 			ts, err := Pack(ps, tc.sizes, tc.users, tc.parts)
 			require.NoError(t, err)
 			require.Equal(t, tc.want, ids(ts))
+			for _, tk := range ts {
+				requireEncodes(t, tk)
+			}
 		})
 	}
 
@@ -198,8 +201,24 @@ func TestPack(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, ts, 1)
 	for _, tk := range ts {
-		b, err := Encode(tk)
-		require.NoError(t, err)
-		require.LessOrEqual(t, len(b), MaxTaskBytes+1024, "the bound holds for the encoded task")
+		b := requireEncodes(t, tk)
+		require.LessOrEqual(t, len(b), MaxTaskBytes, "the bound holds for the encoded task")
 	}
+}
+
+// requireEncodes checks that the form Pack built for tk decodes to its
+// groups, as the form Encode builds for the same groups does, and returns
+// it.
+func requireEncodes(t *testing.T, tk Task) []byte {
+	t.Helper()
+	packed, err := Encode(tk)
+	require.NoError(t, err)
+	require.True(t, json.Valid(packed), "%s", packed)
+	got, err := Decode(TaskType, packed)
+	require.NoError(t, err)
+	require.Equal(t, tk.Parts, got.Parts)
+	fresh, err := Encode(Task{Parts: tk.Parts})
+	require.NoError(t, err)
+	require.JSONEq(t, string(fresh), string(packed))
+	return packed
 }

@@ -52,12 +52,18 @@ func sharesWith(base message.Message, p Payload) bool {
 	return reflect.DeepEqual(shared(p.Message), base)
 }
 
+// ownPart returns p's own fields: p as the task's first part, whose
+// message is the task's.
+func ownPart(p Payload) wirePart {
+	return wirePart{Occurrence: p.Occurrence, Group: p.Group, Location: p.Location, Zone: p.Zone,
+		FireAt: p.FireAt, ExpiresAt: p.ExpiresAt, LocationID: p.LocationID, Layout: p.Layout,
+		Attempt: p.Attempt, Users: p.Users}
+}
+
 // part returns p's own fields, and its whole message unless it shares
 // base.
 func part(base message.Message, p Payload) wirePart {
-	w := wirePart{Occurrence: p.Occurrence, Group: p.Group, Location: p.Location, Zone: p.Zone,
-		FireAt: p.FireAt, ExpiresAt: p.ExpiresAt, LocationID: p.LocationID, Layout: p.Layout,
-		Attempt: p.Attempt, Users: p.Users}
+	w := ownPart(p)
 	if !sharesWith(base, p) {
 		own := p.Message
 		w.Own = &own
@@ -66,15 +72,19 @@ func part(base message.Message, p Payload) wirePart {
 }
 
 // Encode returns t in its form on the queue, the payload of a TaskType
-// task.
+// task: the form Pack built, or built now.
 func Encode(t Task) ([]byte, error) {
+	if t.encoded != nil {
+		return t.encoded, nil
+	}
 	if len(t.Parts) == 0 {
 		return nil, errors.New("encode group task: no groups")
 	}
 	base := shared(t.Parts[0].Message)
 	w := wireTask{Base: &base, Parts: make([]wirePart, len(t.Parts))}
-	for i, p := range t.Parts {
-		w.Parts[i] = part(base, p)
+	w.Parts[0] = ownPart(t.Parts[0])
+	for i, p := range t.Parts[1:] {
+		w.Parts[i+1] = part(base, p)
 	}
 	b, err := json.Marshal(w)
 	if err != nil {
