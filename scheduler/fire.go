@@ -231,9 +231,9 @@ type won struct {
 //
 // With the occurrences prepared, the instant costs one query of the
 // reminders' edits, a few compare-and-set statements in MySQL (claimAll)
-// and the enqueue; the group runs move from pending to queued while the
-// tasks go out. Workers' acks accept a pending run, so none is lost to that
-// race. A non-zero at is the occurrences' instant, still to come: what can
+// and the enqueue; the group runs stay pending (a pending run of a firing
+// occurrence is on the queue), so no run is written at the instant but
+// those of groups no longer in a layout, deleted. A non-zero at is the occurrences' instant, still to come: what can
 // be done before it (waiting for their preparations, checking their
 // layouts in Redis) is, and the claims wait for it.
 func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence, at time.Time) error {
@@ -259,8 +259,7 @@ func (s *Scheduler) fire(ctx context.Context, occs []store.Occurrence, at time.T
 	return errors.Join(append(errs, enqErrs...)...)
 }
 
-// enqueueWon enqueues the tasks of fires won, packed together, and marks
-// their runs queued.
+// enqueueWon enqueues the tasks of fires won, packed together.
 func (s *Scheduler) enqueueWon(ctx context.Context, wins []won) error {
 	var errs []error
 	// Spread sends enqueue nothing at the instant: their groups wait,
@@ -293,8 +292,10 @@ func (s *Scheduler) enqueueWon(ctx context.Context, wins []won) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	// The tasks go out while the runs are marked queued. Marking them is
-	// bookkeeping (acks accept a pending run), so its failure must not stop
+	// The tasks go out while the runs of groups no longer in the layout
+	// are dropped; the others stay pending, which for a firing occurrence
+	// means queued (acks and the reaper take them so), so the instant
+	// writes no run. Dropping is bookkeeping, so its failure must not stop
 	// the enqueue; a failed enqueue leaves its runs to the reaper, which
 	// enqueues them again after QueueTimeout, one task per group.
 	enqueued := make(chan error, 1)
@@ -303,8 +304,8 @@ func (s *Scheduler) enqueueWon(ctx context.Context, wins []won) error {
 	for _, w := range wins {
 		fired[w.o.ID] = w.p.layout.Groups
 	}
-	if err := store.QueueRunsOf(ctx, s.db, fired, s.clock.Now()); err != nil {
-		s.log.Warn("mark group runs queued", "occurrences", len(wins), "err", err)
+	if err := store.DropStaleRuns(ctx, s.db, fired); err != nil {
+		s.log.Warn("drop stale group runs", "occurrences", len(wins), "err", err)
 	}
 	if err := <-enqueued; err != nil {
 		return errors.Join(append(errs, err)...)

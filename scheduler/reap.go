@@ -24,15 +24,17 @@ func (s *Scheduler) Reap(ctx context.Context) error {
 		Limit(1000).Find(&stale).Error; err != nil {
 		return fmt.Errorf("reap: %w", err)
 	}
-	// Pending runs count once their occurrence fired: the coordinator may
-	// have died between the compare-and-set and marking them queued. A
-	// spread send's pending run counts only once its slot is as old: until
-	// then it waits for the firer.
+	// A pending run of a firing occurrence is on the queue since the fire
+	// (its queued_at is its preparation's), or lost if the coordinator
+	// died between the compare-and-set and the enqueue. A spread send's
+	// pending run counts only once its slot is as old: until then it waits
+	// for the firer.
+	cutoff := now.Add(-s.cfg.QueueTimeout)
 	if err := s.db.WithContext(ctx).Select("group_runs.*").
 		Joins("JOIN occurrences o ON o.id = group_runs.occurrence_id").
-		Where("group_runs.state IN ? AND group_runs.queued_at < ? AND o.state = ?",
-			[]string{store.RunQueued, store.RunPending}, now.Add(-s.cfg.QueueTimeout), store.OccFiring).
-		Where("group_runs.state = ? OR group_runs.slot_at IS NULL OR group_runs.slot_at < ?", store.RunQueued, now.Add(-s.cfg.QueueTimeout)).
+		Where("group_runs.state IN ? AND group_runs.queued_at < ? AND o.state = ? AND (o.fired_at IS NULL OR o.fired_at < ?)",
+			[]string{store.RunQueued, store.RunPending}, cutoff, store.OccFiring, cutoff).
+		Where("group_runs.state = ? OR group_runs.slot_at IS NULL OR group_runs.slot_at < ?", store.RunQueued, cutoff).
 		Limit(1000).Find(&waiting).Error; err != nil {
 		return fmt.Errorf("reap: %w", err)
 	}

@@ -187,6 +187,46 @@ func TestReaperRecoversGroupsWhoseTasksWereLost(t *testing.T) {
 	require.Equal(t, got.GroupsTotal, info.Pending, "every group is back on the queue")
 }
 
+// A fire at the instant writes no group run: the runs prepared ahead stay
+// pending, which for a firing occurrence means on the queue. Fault: the
+// tasks are lost right after the fire (the queue emptied). Checked: the
+// runs are as prepared (pending, queued_at the preparation's); the reaper
+// counts QueueTimeout from the fire, not from the preparation 20 s
+// before, and then enqueues every group again.
+func TestReaperCountsAPreparedRunFromItsFire(t *testing.T) {
+	fireAt := time.Date(2026, 6, 1, 2, 0, 0, 0, time.UTC) // 09:00 in Jakarta
+	preparedAt := fireAt.Add(-20 * time.Second)
+	b := setup(t, preparedAt)
+	b.reminder(t, "09:00", "Asia/Jakarta", 100, fireAt.Add(-time.Hour))
+	ctx := context.Background()
+	require.NoError(t, b.s.Plan(ctx))
+	require.NoError(t, b.s.FirePass(ctx), "the pass 20 s ahead prepares")
+	b.clock.Set(fireAt)
+	require.NoError(t, b.s.FirePass(ctx), "the pass at the instant fires")
+	o := b.occurrences(t)[0]
+	require.Equal(t, store.OccFiring, o.State)
+	var runs []store.GroupRun
+	require.NoError(t, b.env.DB.Where("occurrence_id = ?", o.ID).Find(&runs).Error)
+	require.Len(t, runs, o.GroupsTotal)
+	for _, r := range runs {
+		require.Equal(t, store.RunPending, r.State, "group %d", r.GroupNo)
+		require.True(t, r.QueuedAt.Equal(preparedAt), "group %d written at the fire: %v", r.GroupNo, r.QueuedAt)
+	}
+	_, err := b.insp.DeleteAllPendingTasks(b.env.Queue)
+	require.NoError(t, err)
+
+	// 60.5 s after the preparation, 40.5 s after the fire.
+	b.clock.Advance(40*time.Second + 500*time.Millisecond)
+	require.NoError(t, b.s.Reap(ctx))
+	_, groups := b.pending(t)
+	require.Zero(t, groups, "the reaper counted from the preparation")
+
+	b.clock.Advance(20 * time.Second)
+	require.NoError(t, b.s.Reap(ctx))
+	_, groups = b.pending(t)
+	require.Equal(t, o.GroupsTotal, groups, "every group is back on the queue")
+}
+
 // Fault: a worker sends its start ack and dies. Checked: after AckTimeout
 // the reaper queues the group again as its next attempt.
 func TestReaperRequeuesSilentStartedGroup(t *testing.T) {

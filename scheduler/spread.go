@@ -223,5 +223,5 @@ func (s *Scheduler) spreadFired(ctx context.Context, w won) error {
 // listed (the index was rebuilt smaller since), which are not part of its
 // firing.
 func (s *Scheduler) dropStale(ctx context.Context, o store.Occurrence, groups []int) error {
-	return store.DropStaleRuns(ctx, s.db, o.ID, groups)
+	return store.DropStaleRuns(ctx, s.db, map[int64][]int{o.ID: groups})
 }

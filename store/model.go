@@ -350,8 +350,14 @@ type Occurrence struct {
 
 // Group run states.
 const (
-	RunPending  = "pending"  // prepared ahead of the fire instant
-	RunQueued   = "queued"   // a task for it is on the queue
+	// RunPending is a run prepared ahead of the fire instant. Once its
+	// occurrence is firing, its task is on the queue, unless it is a
+	// spread send's waiting for its slot (then queued).
+	RunPending = "pending"
+	// RunQueued is a run whose task went on the queue after its
+	// occurrence's instant: at its spread slot, again (the reaper, a
+	// released group), or a release of held users.
+	RunQueued   = "queued"
 	RunStarted  = "started"  // a worker sent its start ack
 	RunFinished = "finished" // a worker sent its finish ack
 	RunExpired  = "expired"  // its validity window passed before it finished

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -19,10 +18,9 @@ import (
 // deadlock on: 5,000 locations fired together spent most of MariaDB's time
 // there (docs/benchmarks.md).
 
-// pendingRunsOf returns the IDs of the pending runs of listed's
-// occurrences whose group is listed with it (keep) and of those whose group
-// is not (stale).
-func pendingRunsOf(tx *gorm.DB, listed map[int64][]int) (keep, stale []int64, err error) {
+// stalePendingRuns returns the IDs of the pending runs of listed's
+// occurrences whose group is not listed with it.
+func stalePendingRuns(tx *gorm.DB, listed map[int64][]int) (stale []int64, err error) {
 	occs := make([]int64, 0, len(listed))
 	sorted := make(map[int64][]int, len(listed))
 	for o, groups := range listed {
@@ -34,17 +32,15 @@ func pendingRunsOf(tx *gorm.DB, listed map[int64][]int) (keep, stale []int64, er
 		var runs []GroupRun
 		if err := tx.Select("id", "occurrence_id", "group_no").Where("occurrence_id IN ? AND state = ?", chunk, RunPending).
 			Find(&runs).Error; err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		for _, r := range runs {
-			if _, ok := slices.BinarySearch(sorted[r.OccurrenceID], r.GroupNo); ok {
-				keep = append(keep, r.ID)
-			} else {
+			if _, ok := slices.BinarySearch(sorted[r.OccurrenceID], r.GroupNo); !ok {
 				stale = append(stale, r.ID)
 			}
 		}
 	}
-	return keep, stale, nil
+	return stale, nil
 }
 
 // runsPerStatement bounds the IDs one statement names.
@@ -60,58 +56,33 @@ func deleteRuns(tx *gorm.DB, ids []int64) error {
 	return nil
 }
 
-// QueueRunsOf marks the pending runs of fired's occurrences queued at now,
-// each occurrence's of the groups it fired, and deletes those of groups no
-// longer listed (the index was rebuilt smaller since its preparation),
-// which are not part of its firing: a few statements for thousands of
-// small locations.
-// Occurrences are written together in transactions of about
-// runsPerStatement groups, each all or nothing.
-func QueueRunsOf(ctx context.Context, db *gorm.DB, fired map[int64][]int, now time.Time) error {
-	occs := slices.Sorted(maps.Keys(fired))
+// DropStaleRuns deletes the pending runs of listed's occurrences whose
+// group is not listed with it (the index was rebuilt smaller since the
+// occurrence's preparation): they are not part of its firing. The listed
+// runs stay pending: a pending run of a firing occurrence has its task on
+// the queue, or (a spread send's) waits for its slot, so a fire at the
+// instant writes none of them; thousands of small locations cost a read of
+// their runs and no update. Occurrences are read and written together in
+// transactions of about runsPerStatement groups, each all or nothing.
+func DropStaleRuns(ctx context.Context, db *gorm.DB, listed map[int64][]int) error {
+	occs := slices.Sorted(maps.Keys(listed))
 	for len(occs) > 0 {
 		batch, runs := map[int64][]int{}, 0
-		for len(occs) > 0 && (len(batch) == 0 || runs+len(fired[occs[0]]) <= runsPerStatement) {
-			batch[occs[0]] = fired[occs[0]]
-			runs += len(fired[occs[0]])
+		for len(occs) > 0 && (len(batch) == 0 || runs+len(listed[occs[0]]) <= runsPerStatement) {
+			batch[occs[0]] = listed[occs[0]]
+			runs += len(listed[occs[0]])
 			occs = occs[1:]
 		}
 		err := Transaction(ctx, db, func(tx *gorm.DB) error {
-			keep, stale, err := pendingRunsOf(tx, batch)
+			stale, err := stalePendingRuns(tx, batch)
 			if err != nil {
 				return err
 			}
-			if err := deleteRuns(tx, stale); err != nil {
-				return err
-			}
-			for c := range slices.Chunk(keep, runsPerStatement) {
-				if err := tx.Model(&GroupRun{}).Where("id IN ? AND state = ?", c, RunPending).
-					Updates(map[string]any{"state": RunQueued, "queued_at": now}).Error; err != nil {
-					return err
-				}
-			}
-			return nil
+			return deleteRuns(tx, stale)
 		})
 		if err != nil {
-			return fmt.Errorf("mark runs queued: %w", err)
+			return fmt.Errorf("drop stale runs: %w", err)
 		}
-	}
-	return nil
-}
-
-// DropStaleRuns deletes occurrence's pending runs of groups no longer
-// listed, as QueueRunsOf does, leaving the others pending (a spread send's,
-// queued at their slots).
-func DropStaleRuns(ctx context.Context, db *gorm.DB, occurrence int64, groups []int) error {
-	err := Transaction(ctx, db, func(tx *gorm.DB) error {
-		_, stale, err := pendingRunsOf(tx, map[int64][]int{occurrence: groups})
-		if err != nil {
-			return err
-		}
-		return deleteRuns(tx, stale)
-	})
-	if err != nil {
-		return fmt.Errorf("drop stale runs: %w", err)
 	}
 	return nil
 }

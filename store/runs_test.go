@@ -14,10 +14,10 @@ import (
 // 3 already started by a worker) and fired with groups 0 and 2 only (the
 // index was rebuilt smaller since), beside a neighbouring occurrence with
 // pending runs of its own; then a spread occurrence's stale runs dropped.
-// Checks: QueueRunsOf queues 0 and 2, deletes 1, leaves the started run and
-// the neighbour's runs alone; DropStaleRuns deletes only the unlisted
-// pending runs and leaves the listed ones pending; an empty group list
-// drops every pending run.
+// Checks: DropStaleRuns deletes 1, leaves 0 and 2 pending (on the queue,
+// for a firing occurrence), the started run and the neighbour's runs
+// alone, in one call for several occurrences as for one; an empty group
+// list drops every pending run.
 func TestFiringWritesItsOwnRuns(t *testing.T) {
 	db := testenv.New(t).DB
 	ctx := ctxT(t)
@@ -44,16 +44,17 @@ func TestFiringWritesItsOwnRuns(t *testing.T) {
 		return out
 	}
 	a, b := occ(1), occ(2)
-	now := fireAt.Add(time.Second)
-	require.NoError(t, store.QueueRunsOf(ctx, db, map[int64][]int{a.ID: {2, 0}}, now))
-	require.Equal(t, map[int]string{0: store.RunQueued, 2: store.RunQueued, 3: store.RunStarted}, states(a))
+	require.NoError(t, store.DropStaleRuns(ctx, db, map[int64][]int{a.ID: {2, 0}}))
+	require.Equal(t, map[int]string{0: store.RunPending, 2: store.RunPending, 3: store.RunStarted}, states(a))
 	require.Equal(t, map[int]string{0: store.RunPending, 1: store.RunPending, 2: store.RunPending, 3: store.RunStarted}, states(b))
-	var queued store.GroupRun
-	require.NoError(t, db.Where("occurrence_id = ? AND group_no = 0", a.ID).First(&queued).Error)
-	require.True(t, queued.QueuedAt.Equal(now), "queued at the firing")
+	var kept store.GroupRun
+	require.NoError(t, db.Where("occurrence_id = ? AND group_no = 0", a.ID).First(&kept).Error)
+	require.True(t, kept.QueuedAt.Equal(fireAt), "a kept run is not written")
 
-	require.NoError(t, store.DropStaleRuns(ctx, db, b.ID, []int{1}))
+	c := occ(3)
+	require.NoError(t, store.DropStaleRuns(ctx, db, map[int64][]int{b.ID: {1}, c.ID: {0, 1, 2}}))
 	require.Equal(t, map[int]string{1: store.RunPending, 3: store.RunStarted}, states(b))
-	require.NoError(t, store.DropStaleRuns(ctx, db, b.ID, nil))
+	require.Equal(t, map[int]string{0: store.RunPending, 1: store.RunPending, 2: store.RunPending, 3: store.RunStarted}, states(c))
+	require.NoError(t, store.DropStaleRuns(ctx, db, map[int64][]int{b.ID: nil}))
 	require.Equal(t, map[int]string{3: store.RunStarted}, states(b), "an empty list drops every pending run")
 }
