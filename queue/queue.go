@@ -67,7 +67,8 @@ func (p Payload) TaskID() string {
 // Task is one queue entry: one group, or several small ones.
 type Task struct {
 	Parts []Payload `json:"p"`
-	// encoded is the task's form on the queue, when Pack built it.
+	// encoded is the task's form on the queue, when Pack built it; a
+	// task from Pack is enqueued as it is, never modified.
 	encoded []byte
 }
 
@@ -91,8 +92,11 @@ const (
 // Pack puts the groups ps, of sizes users each, into tasks: in order, each
 // task takes groups while they add up to at most users users and parts
 // groups (a larger group has a task of its own), and its form on the
-// queue to at most MaxTaskBytes, which Pack builds as it goes. Groups are packed as they come, so callers list
-// the groups of one instant together.
+// queue to at most MaxTaskBytes, which Pack builds as it goes. Groups are
+// packed as they come, so callers list the groups of one instant together,
+// those of one reminder next to each other (they share its message). The
+// tasks are enqueued as they are: a change to their parts would not reach
+// the form Pack built.
 func Pack(ps []Payload, sizes []int, users, parts int) ([]Task, error) {
 	var out []Task
 	var cur Task

@@ -95,8 +95,8 @@ func Encode(t Task) ([]byte, error) {
 
 // Decode reads a task of type typ: TaskType, or LegacyTaskType as queued
 // before parts shared their message. Parts that shared a message share its
-// maps and slices (translations, tags, data): they are read, never
-// written.
+// maps, slices and pointers (translations, tags, data, the policy and its
+// quiet hours): they are read, never written.
 func Decode(typ string, b []byte) (Task, error) {
 	var t Task
 	switch typ {

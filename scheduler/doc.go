@@ -31,7 +31,9 @@
 // their layouts; at the instant it checks their reminders' edits and moves
 // each occurrence from scheduled to firing with a
 // compare-and-set in MySQL (only one coordinator can win it) and enqueues the
-// tasks, each with a deterministic task ID, while the runs are marked queued.
+// tasks, each with a deterministic task ID; their runs stay pending, which
+// for a firing occurrence means on the queue, and only runs of groups no
+// longer in the layout are deleted.
 // An occurrence found after its grace window is recorded as missed instead.
 //
 // A spread send's groups are planned at slots over the spread after the

@@ -281,7 +281,11 @@ func (s *Scheduler) enqueueWon(ctx context.Context, wins []won) error {
 	// QueueTimeout.
 	ctx, cancel := withTimeout(context.WithoutCancel(ctx))
 	defer cancel()
-	slices.SortFunc(wins, func(a, b won) int { return cmp.Compare(a.o.ID, b.o.ID) })
+	// By reminder, so that the groups of one reminder share tasks and
+	// their message is carried once a task (queue.Pack).
+	slices.SortFunc(wins, func(a, b won) int {
+		return cmp.Or(cmp.Compare(a.o.ReminderID, b.o.ReminderID), cmp.Compare(a.o.ID, b.o.ID))
+	})
 	var ps []queue.Payload
 	var sizes []int
 	for _, w := range wins {

@@ -25,7 +25,8 @@ import (
 // the preparation, one location's index is dropped from Redis (its prepared
 // layout no longer holds) and a location of a reminder of 8 fixed groups
 // gains users in groups it did not have; both coordinators run the firer's pass at the instant at once.
-// Checked: every occurrence fires once (firing, all its runs queued), the
+// Checked: every occurrence fires once (firing, its runs the groups fired,
+// still pending: on the queue), the
 // queue holds every group of every occurrence exactly once, in tasks shared
 // by many locations, and delivering them reaches each of the 2,221 users
 // once.

@@ -352,7 +352,7 @@ type Occurrence struct {
 const (
 	// RunPending is a run prepared ahead of the fire instant. Once its
 	// occurrence is firing, its task is on the queue, unless it is a
-	// spread send's waiting for its slot (then queued).
+	// spread send's waiting for its slot, which moves it to queued.
 	RunPending = "pending"
 	// RunQueued is a run whose task went on the queue after its
 	// occurrence's instant: at its spread slot, again (the reaper, a
