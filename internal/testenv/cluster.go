@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -36,36 +37,7 @@ func RedisCluster(t testing.TB, masters int) string {
 	}
 	nodes := make([]node, masters)
 	for i := range nodes {
-		dir := filepath.Join(t.TempDir(), "node"+strconv.Itoa(i))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		// The cluster bus port is set explicitly: port+10000 (the default)
-		// can fall outside the port range for ephemeral ports.
-		port, bus := freePort(t), freePort(t)
-		cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-			"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
-			"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--cluster-node-timeout", "5000",
-			"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no")
-		logf, err := os.Create(filepath.Join(dir, "redis.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start redis-server: %v", err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_, _ = cmd.Process.Wait()
-			logf.Close()
-		})
-		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
-		t.Cleanup(func() { rdb.Close() })
-		WaitUntil(t, 30*time.Second, "redis-server on port "+strconv.Itoa(port), func() bool {
-			return rdb.Ping(ctx).Err() == nil
-		})
-		nodes[i] = node{port: port, bus: bus, rdb: rdb}
+		nodes[i].port, nodes[i].bus, nodes[i].rdb = startClusterNode(ctx, t, bin, i)
 	}
 	const slots = 16384
 	for i, n := range nodes {
@@ -100,6 +72,71 @@ func RedisCluster(t testing.TB, masters int) string {
 }
 
 // freePort returns a loopback TCP port nothing listens on right now.
+// startClusterNode starts cluster node i on free ports and waits until it
+// answers. A port found free can be taken by another process before the
+// server binds it (test packages run in parallel), and the server then
+// exits at once: the node is started again on other ports, at most three
+// times, and a failure names the server's last words.
+func startClusterNode(ctx context.Context, t testing.TB, bin string, i int) (port, bus int, rdb *redis.Client) {
+	t.Helper()
+	var last string
+	for attempt := range 3 {
+		dir := filepath.Join(t.TempDir(), "node"+strconv.Itoa(i)+"-"+strconv.Itoa(attempt))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// The cluster bus port is set explicitly: port+10000 (the default)
+		// can fall outside the port range for ephemeral ports.
+		port, bus = freePort(t), freePort(t)
+		cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
+			"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--cluster-node-timeout", "5000",
+			"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no")
+		logPath := filepath.Join(dir, "redis.log")
+		logf, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start redis-server: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			<-exited
+			logf.Close()
+		})
+		rdb = redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
+		t.Cleanup(func() { rdb.Close() })
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if rdb.Ping(ctx).Err() == nil {
+				return port, bus, rdb
+			}
+			select {
+			case <-exited:
+				b, _ := os.ReadFile(logPath)
+				last = cmp.Or(lastLine(string(b)), "(no output)")
+				deadline = time.Time{}
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		if last == "" {
+			t.Fatalf("redis-server on port %d did not answer within 30s", port)
+		}
+	}
+	t.Fatalf("redis-server exited at start three times; last: %s", last)
+	return 0, 0, nil
+}
+
+// lastLine returns the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
 func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
