@@ -18,7 +18,6 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -100,41 +99,32 @@ const (
 func Pack(ps []Payload, sizes []int, users, parts int) ([]Task, error) {
 	var out []Task
 	var cur Task
-	var base message.Message
-	var buf []byte // cur's form on the queue so far (Encode's), built as parts join
+	var w writer // cur's form on the queue so far
 	n := 0
 	flush := func() {
 		if len(cur.Parts) > 0 {
-			cur.encoded = append(buf, "]}"...)
+			cur.encoded = w.bytes()
 			out = append(out, cur)
 		}
-		cur, n, buf = Task{}, 0, nil
+		cur, n, w = Task{}, 0, writer{}
 	}
 	for i, p := range ps {
 		if len(cur.Parts) > 0 {
-			b, err := json.Marshal(part(base, p))
+			b, err := w.encode(p)
 			if err != nil {
-				return nil, fmt.Errorf("encode group task: %w", err)
+				return nil, err
 			}
-			if n+sizes[i] <= users && len(cur.Parts) < parts && len(buf)+1+len(b)+2 <= MaxTaskBytes {
+			if n+sizes[i] <= users && len(cur.Parts) < parts && w.sizeWith(b) <= MaxTaskBytes {
 				cur.Parts = append(cur.Parts, p)
-				n = n + sizes[i]
-				buf = append(append(buf, ','), b...)
+				n += sizes[i]
+				w.add(b)
 				continue
 			}
 			flush()
 		}
-		// p starts a task: its message is the task's.
-		base = shared(p.Message)
-		mb, err := json.Marshal(base)
-		if err != nil {
-			return nil, fmt.Errorf("encode group task: %w", err)
+		if err := w.start(p); err != nil {
+			return nil, err
 		}
-		b, err := json.Marshal(ownPart(p))
-		if err != nil {
-			return nil, fmt.Errorf("encode group task: %w", err)
-		}
-		buf = append(append(append([]byte(`{"m":`), mb...), `,"p":[`...), b...)
 		cur.Parts = append(cur.Parts, p)
 		n = sizes[i]
 	}

@@ -71,6 +71,47 @@ func part(base message.Message, p Payload) wirePart {
 	return w
 }
 
+// writer builds a task's form on the queue as its parts join it: the form
+// Encode returns, which Pack builds while it packs. It writes what
+// wireTask reads: {"m": the first part's shared message, "p": [parts]}.
+type writer struct {
+	base message.Message
+	buf  []byte
+}
+
+// start begins a task whose first part is p: p's message is the task's.
+func (w *writer) start(p Payload) error {
+	w.base = shared(p.Message)
+	mb, err := json.Marshal(w.base)
+	if err != nil {
+		return fmt.Errorf("encode group task: %w", err)
+	}
+	b, err := json.Marshal(ownPart(p))
+	if err != nil {
+		return fmt.Errorf("encode group task: %w", err)
+	}
+	w.buf = append(append(append([]byte(`{"m":`), mb...), `,"p":[`...), b...)
+	return nil
+}
+
+// encode returns p's part of the task started, for add.
+func (w *writer) encode(p Payload) ([]byte, error) {
+	b, err := json.Marshal(part(w.base, p))
+	if err != nil {
+		return nil, fmt.Errorf("encode group task: %w", err)
+	}
+	return b, nil
+}
+
+// sizeWith is the size of the task's form with the encoded part b added.
+func (w *writer) sizeWith(b []byte) int { return len(w.buf) + len(",") + len(b) + len("]}") }
+
+// add adds the encoded part b.
+func (w *writer) add(b []byte) { w.buf = append(append(w.buf, ','), b...) }
+
+// bytes returns the task's form; the writer is done with it.
+func (w *writer) bytes() []byte { return append(w.buf, "]}"...) }
+
 // Encode returns t in its form on the queue, the payload of a TaskType
 // task: the form Pack built, or built now.
 func Encode(t Task) ([]byte, error) {
@@ -80,17 +121,18 @@ func Encode(t Task) ([]byte, error) {
 	if len(t.Parts) == 0 {
 		return nil, errors.New("encode group task: no groups")
 	}
-	base := shared(t.Parts[0].Message)
-	w := wireTask{Base: &base, Parts: make([]wirePart, len(t.Parts))}
-	w.Parts[0] = ownPart(t.Parts[0])
-	for i, p := range t.Parts[1:] {
-		w.Parts[i+1] = part(base, p)
+	var w writer
+	if err := w.start(t.Parts[0]); err != nil {
+		return nil, err
 	}
-	b, err := json.Marshal(w)
-	if err != nil {
-		return nil, fmt.Errorf("encode group task: %w", err)
+	for _, p := range t.Parts[1:] {
+		b, err := w.encode(p)
+		if err != nil {
+			return nil, err
+		}
+		w.add(b)
 	}
-	return b, nil
+	return w.bytes(), nil
 }
 
 // Decode reads a task of type typ: TaskType, or LegacyTaskType as queued

@@ -208,8 +208,8 @@ func (s *Scheduler) pruneSpreading(now time.Time) {
 func (s *Scheduler) spreadFired(ctx context.Context, w won) error {
 	ctx, cancel := withTimeout(context.WithoutCancel(ctx))
 	defer cancel()
-	if err := s.dropStale(ctx, w.o, w.p.layout.Groups); err != nil {
-		return fmt.Errorf("drop stale group runs: %w", err)
+	if err := store.DropStaleRuns(ctx, s.db, map[int64][]int{w.o.ID: w.p.layout.Groups}); err != nil {
+		return err
 	}
 	s.keepSpreading(w)
 	metrics.FiredSpread()
@@ -217,11 +217,4 @@ func (s *Scheduler) spreadFired(ctx context.Context, w won) error {
 		"groups", len(w.p.layout.Groups), "layout", w.p.layout.N, "spread", w.p.spread,
 		"first_slot", w.p.slots[0], "last_slot", w.p.slots[len(w.p.slots)-1])
 	return nil
-}
-
-// dropStale deletes the pending runs of o prepared for groups no longer
-// listed (the index was rebuilt smaller since), which are not part of its
-// firing.
-func (s *Scheduler) dropStale(ctx context.Context, o store.Occurrence, groups []int) error {
-	return store.DropStaleRuns(ctx, s.db, map[int64][]int{o.ID: groups})
 }

@@ -110,25 +110,35 @@ func startClusterNode(ctx context.Context, t testing.TB, bin string, i int) (por
 		})
 		rdb = redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
 		t.Cleanup(func() { rdb.Close() })
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			if rdb.Ping(ctx).Err() == nil {
-				return port, bus, rdb
-			}
-			select {
-			case <-exited:
-				b, _ := os.ReadFile(logPath)
-				last = cmp.Or(lastLine(string(b)), "(no output)")
-				deadline = time.Time{}
-			case <-time.After(20 * time.Millisecond):
-			}
+		if answered(ctx, rdb, exited, 30*time.Second) {
+			return port, bus, rdb
 		}
-		if last == "" {
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logPath)
+			last = cmp.Or(lastLine(string(b)), "(no output)")
+		default:
 			t.Fatalf("redis-server on port %d did not answer within 30s", port)
 		}
 	}
 	t.Fatalf("redis-server exited at start three times; last: %s", last)
 	return 0, 0, nil
+}
+
+// answered waits up to timeout for rdb's server to answer, and gives up
+// early once exited is closed.
+func answered(ctx context.Context, rdb *redis.Client, exited <-chan struct{}, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for rdb.Ping(ctx).Err() != nil {
+		select {
+		case <-exited:
+			return false
+		case <-deadline:
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 // lastLine returns the last non-empty line of s.
